@@ -1,0 +1,373 @@
+"""The ``blocksync`` command: each command parses, makes one library call, and renders.
+
+Exit codes: 0 success; 1 failure; 2 usage (bad arguments or input); 4 not found; 5 a concurrent
+change won (stale ``--expected-version``); 3 and 75 belong to reconcile/sync (open conflicts, run
+lock held). No traceback reaches the user: library errors print as ``error: <message>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import demo as demo_mod
+from . import workspace
+from .blocks import Block
+from .errors import BlocksyncError, UsageError
+from .text import decode_text, render_char_diff
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Group(click.Group):
+    """Turns every blocksync error into a one-line message and its documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BlocksyncError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except OSError as exc:
+            click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+            ctx.exit(1)
+
+
+@dataclasses.dataclass
+class _Context:
+    store: Path
+    author: str
+
+    @contextmanager
+    def open(self) -> Iterator[workspace.Workspace]:
+        with workspace.open(self.store, author=self.author) as ws:
+            yield ws
+
+
+def _default_author() -> str:
+    try:
+        return f"human:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return workspace.DEFAULT_AUTHOR
+
+
+@click.group(cls=_Group)
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="BLOCKSYNC_STORE",
+    default="store",
+    show_default="$BLOCKSYNC_STORE, else ./store",
+    help="The store folder.",
+)
+@click.option(
+    "--author",
+    envvar="BLOCKSYNC_AUTHOR",
+    default=_default_author,
+    show_default="$BLOCKSYNC_AUTHOR, else human:<login>",
+    help="Who the commits name as their author.",
+)
+@click.version_option(package_name="blocksync")
+@click.pass_context
+def cli(ctx: click.Context, store: Path, author: str) -> None:
+    """Versioned memory blocks in git, synced to outside sources through WASM plugins."""
+    ctx.obj = _Context(store, author)
+
+
+pass_ctx = click.make_pass_decorator(_Context)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if "meta" in out:  # flatten metadata for readers of the JSON
+            out.update(out.pop("meta"))
+        return out
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(_plain(value), indent=2, ensure_ascii=False))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _content_options(f: F) -> F:
+    f = click.option(
+        "--file",
+        "content_file",
+        type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+        help="Read the content from this file ('-' for standard input).",
+    )(f)
+    return click.option("--content", help="The content as an argument.")(f)
+
+
+def _meta_options(f: F) -> F:
+    f = click.option("--char-limit", type=click.IntRange(min=0), help="Most characters allowed.")(f)
+    f = click.option("--schema", help="JSON schema of the content.")(f)
+    f = click.option(
+        "--type",
+        "block_type",
+        type=click.Choice(["core", "working", "archival", "log"]),
+        help="Block type.",
+    )(f)
+    return click.option("--description", help="What the block is for.")(f)
+
+
+def _read_content(content: str | None, content_file: Path | None, stdin_fallback: bool) -> str | None:
+    """--content, else --file, else standard input when it is not a terminal (and allowed)."""
+    if content is not None and content_file is not None:
+        raise UsageError("give the content with --content or --file, not both")
+    if content is not None:
+        return content
+    if content_file is not None and str(content_file) != "-":
+        return decode_text(content_file.read_bytes(), str(content_file))
+    if content_file is not None or (stdin_fallback and not sys.stdin.isatty()):
+        return decode_text(sys.stdin.buffer.read(), "standard input")
+    return None
+
+
+@cli.command()
+@pass_ctx
+def init(obj: _Context) -> None:
+    """Create a store folder."""
+    workspace.init(obj.store, author=obj.author).close()
+    click.echo(f"created a blocksync store in {obj.store}")
+
+
+@cli.group()
+def block() -> None:
+    """Create, read and change memory blocks."""
+
+
+def _render_block(b: Block, as_json: bool, verb: str) -> None:
+    if as_json:
+        _print_json(b)
+    else:
+        click.echo(f"{verb} {b.owner}/{b.label} version {b.version} ({b.commit[:12]})")
+
+
+@block.command("create")
+@click.argument("owner")
+@click.argument("label")
+@_content_options
+@_meta_options
+@click.option("--message", "-m", help="Commit message.")
+@json_option
+@pass_ctx
+def block_create(
+    obj: _Context, owner: str, label: str, content: str | None, content_file: Path | None,
+    description: str | None, block_type: str | None, schema: str | None, char_limit: int | None,
+    message: str | None, as_json: bool,
+) -> None:
+    """Create block LABEL of OWNER (content: --content, --file or standard input)."""
+    text = _read_content(content, content_file, stdin_fallback=True) or ""
+    with obj.open() as ws:
+        b = ws.blocks.create(
+            owner, label, text, description=description or "", block_type=block_type or "working",
+            schema=schema or '{"type": "text"}', char_limit=char_limit, message=message,
+        )
+    _render_block(b, as_json, "created")
+
+
+@block.command("read")
+@click.argument("owner")
+@click.argument("label")
+@click.option("--version", "version", help="A version number or commit id (default: newest).")
+@json_option
+@pass_ctx
+def block_read(obj: _Context, owner: str, label: str, version: str | None, as_json: bool) -> None:
+    """Print a block's content (exactly, with no newline added)."""
+    with obj.open() as ws:
+        b = ws.blocks.read(owner, label, version)
+    if as_json:
+        _print_json(b)
+    else:
+        click.echo(b.content, nl=False)
+
+
+@block.command("update")
+@click.argument("owner")
+@click.argument("label")
+@_content_options
+@_meta_options
+@click.option("--expected-version", type=int, help="Fail unless the block is at this version.")
+@click.option("--message", "-m", help="Commit message.")
+@json_option
+@pass_ctx
+def block_update(
+    obj: _Context, owner: str, label: str, content: str | None, content_file: Path | None,
+    description: str | None, block_type: str | None, schema: str | None, char_limit: int | None,
+    expected_version: int | None, message: str | None, as_json: bool,
+) -> None:
+    """Write a new version. Without --content/--file, content comes from standard input unless
+    only metadata options are given."""
+    meta_only = any(v is not None for v in (description, block_type, schema, char_limit))
+    text = _read_content(content, content_file, stdin_fallback=not meta_only)
+    if text is None and not meta_only:
+        raise UsageError("no content: give --content, --file, or pipe it on standard input")
+    with obj.open() as ws:
+        b = ws.blocks.update(
+            owner, label, text, description=description, block_type=block_type, schema=schema,
+            char_limit=char_limit, expected_version=expected_version, message=message,
+        )
+    _render_block(b, as_json, "updated")
+
+
+@block.command("delete")
+@click.argument("owner")
+@click.argument("label")
+@click.option("--expected-version", type=int, help="Fail unless the block is at this version.")
+@click.option("--message", "-m", help="Commit message.")
+@json_option
+@pass_ctx
+def block_delete(
+    obj: _Context, owner: str, label: str, expected_version: int | None, message: str | None,
+    as_json: bool,
+) -> None:
+    """Delete a block (its history stays; rollback brings it back)."""
+    with obj.open() as ws:
+        v = ws.blocks.delete(owner, label, expected_version=expected_version, message=message)
+    if as_json:
+        _print_json(v)
+    else:
+        click.echo(f"deleted {owner}/{label} at version {v.version} ({v.commit[:12]})")
+
+
+@block.command("list")
+@click.argument("owner", required=False)
+@json_option
+@pass_ctx
+def block_list(obj: _Context, owner: str | None, as_json: bool) -> None:
+    """List the blocks of OWNER, or of everyone."""
+    with obj.open() as ws:
+        blocks = ws.blocks.list(owner)
+    if as_json:
+        _print_json(blocks)
+        return
+    for b in blocks:
+        desc = f"  {b.meta.description}" if b.meta.description else ""
+        click.echo(f"{b.owner}\t{b.label}\tv{b.version}\t{b.meta.block_type.value}{desc}")
+
+
+@block.command("history")
+@click.argument("owner")
+@click.argument("label")
+@json_option
+@pass_ctx
+def block_history(obj: _Context, owner: str, label: str, as_json: bool) -> None:
+    """List every version of a block, oldest first."""
+    with obj.open() as ws:
+        history = ws.blocks.history(owner, label)
+    if as_json:
+        _print_json(history)
+        return
+    for v in history:
+        mark = " (deleted)" if v.deleted else ""
+        click.echo(f"v{v.version}\t{v.commit[:12]}\t{v.timestamp}\t{v.author}\t{v.message}{mark}")
+
+
+@block.command("diff")
+@click.argument("owner")
+@click.argument("label")
+@click.option("--from", "from_version", help="Old version (default: the one before --to).")
+@click.option("--to", "to_version", help="New version (default: newest).")
+@click.option("--chars", is_flag=True, help="Character-level view instead of a unified diff.")
+@json_option
+@pass_ctx
+def block_diff(
+    obj: _Context, owner: str, label: str, from_version: str | None, to_version: str | None,
+    chars: bool, as_json: bool,
+) -> None:
+    """Show what changed between two versions of a block."""
+    with obj.open() as ws:
+        d = ws.blocks.diff(owner, label, from_version, to_version)
+    if as_json:
+        doc = {"owner": owner, "label": label, "from": d.from_version, "to": d.to_version}
+        doc.update({"chars": d.chars} if chars else {"unified": d.unified})
+        _print_json(doc)
+    elif chars:
+        click.echo(render_char_diff(d.chars, color=sys.stdout.isatty()))
+    else:
+        click.echo(d.unified, nl=False)
+
+
+@block.command("rollback")
+@click.argument("owner")
+@click.argument("label")
+@click.argument("version")
+@click.option("--message", "-m", help="Commit message.")
+@json_option
+@pass_ctx
+def block_rollback(
+    obj: _Context, owner: str, label: str, version: str, message: str | None, as_json: bool
+) -> None:
+    """Make an old VERSION current again, as a new version (history is never rewritten)."""
+    with obj.open() as ws:
+        b = ws.blocks.rollback(owner, label, version, message=message)
+    _render_block(b, as_json, "rolled back")
+
+
+@cli.group()
+def index() -> None:
+    """The SQLite version index (re-derivable from git)."""
+
+
+@index.command("rebuild")
+@pass_ctx
+def index_rebuild(obj: _Context) -> None:
+    """Recreate index.db from the repository."""
+    workspace.rebuild_index(obj.store)
+    click.echo(f"rebuilt {obj.store / 'index.db'}")
+
+
+@cli.command()
+@json_option
+@pass_ctx
+def fsck(obj: _Context, as_json: bool) -> None:
+    """Check the repository and the index; exit 1 if anything is wrong."""
+    report = workspace.fsck(obj.store)
+    if as_json:
+        _print_json({**_plain(report), "ok": report.ok})
+    else:
+        for p in report.problems:
+            click.echo(f"{p.area}: {p.message}")
+        state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        click.echo(f"{state}: {report.commits} commits, {report.objects_checked} objects, "
+                   f"{report.blocks} blocks checked")
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@pass_ctx
+def demo(obj: _Context) -> None:
+    """Walk through blocksync on the store (created if missing)."""
+    demo_mod.run(obj.store, obj.author, click.echo)
+
+
+def main() -> None:
+    # Python's default SIGPIPE handling turns `blocksync ... | head` into a traceback
+    try:
+        cli(prog_name="blocksync")
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)

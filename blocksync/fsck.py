@@ -1,0 +1,132 @@
+"""Store checks: is the repository whole, and does the version index match it?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from collections.abc import Callable
+
+from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.repo import Repo
+
+from . import names, versions
+from .blocks import BLOCKS_DIR, CONTENT_FILE, MAIN, META_FILE, BlockMeta
+from .errors import BlocksyncError
+
+
+@dataclass(frozen=True)
+class Problem:
+    area: str  # "repository", "blocks" or "index"
+    message: str
+
+
+@dataclass
+class FsckReport:
+    problems: list[Problem] = field(default_factory=list)
+    objects_checked: int = 0
+    commits: int = 0
+    blocks: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, area: str, message: str) -> None:
+        self.problems.append(Problem(area, message))
+
+
+def check_repository(repo_path: Path, report: FsckReport) -> bytes | None:
+    """Walk every object reachable from every ref; returns main's commit if it is sound."""
+    try:
+        repo = Repo(str(repo_path))
+    except Exception as exc:  # dulwich raises several unrelated types for a broken repo
+        report.add("repository", f"cannot open {repo_path}: {exc}")
+        return None
+    with repo:
+        refs = repo.get_refs()
+        head = refs.get(MAIN)
+        if head is None and refs:
+            report.add("repository", "refs/heads/main is missing")
+        seen: set[bytes] = set()
+        todo = [sha for name, sha in refs.items() if name != b"HEAD"]
+        while todo:
+            sha = todo.pop()
+            if sha in seen:
+                continue
+            seen.add(sha)
+            try:
+                obj: ShaFile = repo.object_store[sha]
+                obj.check()
+            except Exception as exc:  # missing object, bad zlib, malformed tree: all "damage"
+                report.add("repository", f"object {sha.decode()}: {exc}")
+                continue
+            report.objects_checked += 1
+            if isinstance(obj, Commit):
+                report.commits += 1
+                todo.append(obj.tree)
+                todo.extend(obj.parents)
+            elif isinstance(obj, Tree):
+                todo.extend(entry.sha for entry in obj.items() if entry.mode != 0o160000)
+        if head is not None and any(p.area == "repository" for p in report.problems):
+            return None
+        if head is not None:
+            _check_blocks(repo, head, report)
+        return head
+
+
+def _check_blocks(repo: Repo, head: bytes, report: FsckReport) -> None:
+    """Every folder under blocks/ must decode to a name and hold content + valid meta.json."""
+    root = repo.object_store[repo.object_store[head].tree]
+    assert isinstance(root, Tree)
+    if BLOCKS_DIR.encode() not in root:
+        return
+    blocks = repo.object_store[root[BLOCKS_DIR.encode()][1]]
+    assert isinstance(blocks, Tree)
+    for owner in blocks.items():
+        owner_tree = repo.object_store[owner.sha]
+        for label in owner_tree.items() if isinstance(owner_tree, Tree) else ():
+            where = f"{BLOCKS_DIR}/{owner.path.decode()}/{label.path.decode()}"
+            try:
+                names.decode(owner.path)
+                names.decode(label.path)
+                folder = repo.object_store[label.sha]
+                assert isinstance(folder, Tree), "not a folder"
+                content = repo.object_store[folder[CONTENT_FILE][1]]
+                meta = repo.object_store[folder[META_FILE][1]]
+                assert isinstance(content, Blob) and isinstance(meta, Blob), "not files"
+                content.as_raw_string().decode("utf-8")
+                BlockMeta.from_json(meta.as_raw_string())
+            except (BlocksyncError, KeyError, ValueError, AssertionError) as exc:
+                report.add("blocks", f"{where} is malformed: {exc}")
+                continue
+            report.blocks += 1
+
+
+def check_index(
+    index_path: Path, follow_main: Callable[[versions.VersionIndex], None],
+    rebuilt: dict[str, list[tuple[Any, ...]]], report: FsckReport,
+) -> None:
+    """The index must open cleanly, follow main, and equal ``rebuilt`` (fresh from git)."""
+    try:
+        index = versions.VersionIndex.open(index_path)
+    except BlocksyncError as exc:
+        report.add("index", str(exc))
+        return
+    try:
+        for problem in index.integrity_problems():
+            report.add("index", f"SQLite integrity: {problem}")
+        follow_main(index)  # a writer killed before indexing is not damage: catch up first
+        actual = index.dump()
+    except BlocksyncError as exc:
+        report.add("index", str(exc))
+        return
+    finally:
+        index.close()
+    for table, rows in rebuilt.items():
+        if actual.get(table) != rows:
+            report.add(
+                "index",
+                f"table {table} in {index_path} does not match the repository: "
+                "run `blocksync index rebuild`",
+            )

@@ -1,0 +1,59 @@
+"""Reversible encoding of free-text owners and labels into single git path components.
+
+Labels are free text (``file:3fa2c1d0:src/a.md``); a git tree entry name is one path component
+that must stay portable when the repository is cloned onto any file system. Every byte of the
+UTF-8 form outside ``[A-Za-z0-9_.-]`` becomes ``%XX`` (upper-case hex), and so does a leading
+dot, so ``.``, ``..`` and ``.git`` can never appear. Decoding accepts only the canonical form,
+which makes the mapping a bijection between valid names and path components.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidLabel
+
+#: Longest encoded component; most file systems refuse longer names on checkout.
+MAX_COMPONENT_BYTES = 255
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_ESCAPE = re.compile(rb"%([0-9A-F]{2})")
+
+
+def validate(name: str, what: str = "label") -> None:
+    """Refuse names that are empty, unprintable, or read like a path escaping its folder."""
+    if not name:
+        raise InvalidLabel(name, f"an empty {what} is not allowed")
+    bad = next((c for c in name if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise InvalidLabel(name, f"{what} contains control character {bad!r}")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in name):
+        raise InvalidLabel(name, f"{what} contains a lone surrogate and is not valid text")
+    if name.startswith("/") or any(part in (".", "..") for part in name.split("/")):
+        raise InvalidLabel(name, f"{what} would escape its folder ('.', '..' or a leading '/')")
+    if len(encode(name)) > MAX_COMPONENT_BYTES:
+        raise InvalidLabel(name, f"{what} is too long (over {MAX_COMPONENT_BYTES} encoded bytes)")
+
+
+def encode(name: str) -> str:
+    """Encode ``name`` as one safe path component (no validation: see :func:`validate`)."""
+    out = []
+    for i, byte in enumerate(name.encode("utf-8")):
+        if byte in _SAFE and not (i == 0 and byte == ord(".")):
+            out.append(chr(byte))
+        else:
+            out.append(f"%{byte:02X}")
+    return "".join(out)
+
+
+def decode(component: str | bytes) -> str:
+    """Invert :func:`encode`; refuses anything :func:`encode` could not have produced."""
+    raw = component.encode("ascii") if isinstance(component, str) else component
+    decoded = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
+    try:
+        name = decoded.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidLabel(repr(component), "path component is not encoded UTF-8") from exc
+    if encode(name).encode("ascii") != raw:
+        raise InvalidLabel(name, f"path component {raw!r} is not in canonical encoded form")
+    return name

@@ -1,0 +1,66 @@
+"""Pure text helpers: strict decoding and diffs between two versions (no I/O)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Literal
+
+from diff_match_patch import diff_match_patch
+
+from .errors import InvalidContent
+
+CharOp = Literal["equal", "insert", "delete"]
+_DMP_OPS: dict[int, CharOp] = {0: "equal", 1: "insert", -1: "delete"}
+
+
+def decode_text(data: bytes, where: str) -> str:
+    """Decode UTF-8 strictly; the error names the first bad byte and its line and column."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InvalidContent(
+            f"{where} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
+            f"(line {line}, column {column}) cannot be decoded; blocks hold text only"
+        ) from exc
+
+
+def unified_diff(old: str, new: str, old_name: str, new_name: str, context: int = 3) -> str:
+    """A unified diff like ``git diff``, marking a missing final newline as git does."""
+    old_lines = _diff_lines(old)
+    new_lines = _diff_lines(new)
+    return "".join(
+        difflib.unified_diff(old_lines, new_lines, old_name, new_name, n=context, lineterm="\n")
+    )
+
+
+def _diff_lines(text: str) -> list[str]:
+    # split on "\n" only: CR, form feed and friends are content, not line breaks
+    lines = [line + "\n" for line in text.split("\n")]
+    last = lines.pop()
+    if last != "\n":
+        lines.append(last[:-1] + "\n\\ No newline at end of file\n")
+    return lines
+
+
+def char_diff(old: str, new: str) -> list[tuple[CharOp, str]]:
+    """Character-level diff (diff-match-patch), cleaned up to read as word-level edits."""
+    dmp = diff_match_patch()
+    dmp.Diff_Timeout = 2.0
+    diffs = dmp.diff_main(old, new)
+    dmp.diff_cleanupSemantic(diffs)
+    return [(_DMP_OPS[op], chunk) for op, chunk in diffs]
+
+
+def render_char_diff(ops: list[tuple[CharOp, str]], color: bool) -> str:
+    """Render a character diff inline: ``[-gone-]{+added+}``, or red/green on a terminal."""
+    out = []
+    for op, chunk in ops:
+        if op == "equal":
+            out.append(chunk)
+        elif color:
+            out.append(f"\x1b[{'32' if op == 'insert' else '31'}m{chunk}\x1b[0m")
+        else:
+            out.append(f"{{+{chunk}+}}" if op == "insert" else f"[-{chunk}-]")
+    return "".join(out)
