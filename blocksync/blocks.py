@@ -13,12 +13,15 @@ replays its operations on the new head (re-checking every precondition) or fails
 
 from __future__ import annotations
 
+import builtins
 import json
+import os
 import random
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -26,7 +29,8 @@ from pathlib import Path
 from typing import Literal
 
 from dulwich.errors import NotGitRepository
-from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from . import names
@@ -44,7 +48,7 @@ from .errors import (
 from .text import CharOp, char_diff, unified_diff
 from .versions import BlockChange, CommitInfo, VersionIndex, VersionRow
 
-MAIN = b"refs/heads/main"
+MAIN = Ref(b"refs/heads/main")
 BLOCKS_DIR = "blocks"
 CONTENT_FILE = b"content"
 META_FILE = b"meta.json"
@@ -54,6 +58,8 @@ FILE_MODE = 0o100644
 MAX_ATTEMPTS = 50
 #: Above this many new objects a commit is written as one pack instead of loose objects.
 PACK_THRESHOLD = 64
+#: Trees kept parsed in memory (immutable by id, so never stale).
+TREE_CACHE = 4096
 
 
 class BlockType(str, Enum):
@@ -185,6 +191,24 @@ def check_content(owner: str, label: str, content: str, meta: BlockMeta) -> None
         )
 
 
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(
+            f"{what} is not valid text: character {exc.start} ({text[exc.start]!r}) cannot be "
+            "encoded as UTF-8"
+        ) from exc
+
+
+def _block_type(value: BlockType | str) -> BlockType:
+    try:
+        return BlockType(value)
+    except ValueError as exc:
+        known = ", ".join(t.value for t in BlockType)
+        raise UsageError(f"block_type {value!r} is not one of {known}") from exc
+
+
 def _check_meta(meta: BlockMeta) -> None:
     try:
         json.loads(meta.schema)
@@ -192,7 +216,23 @@ def _check_meta(meta: BlockMeta) -> None:
         raise UsageError(f"schema is not valid JSON: {exc}") from exc
     if meta.char_limit is not None and meta.char_limit < 0:
         raise UsageError(f"char_limit must be positive, not {meta.char_limit}")
-    meta.description.encode("utf-8")
+    _utf8(meta.description, "description")
+    _utf8(meta.schema, "schema")
+
+
+def _check_names(owner: str, label: str) -> None:
+    # first, so a bad name is reported as such (and never reaches SQLite, which cannot bind
+    # lone surrogates, nor a default commit message built from it)
+    names.validate(owner, "owner")
+    names.validate(label, "label")
+
+
+def _check_commit_text(message: str, author: str) -> None:
+    _identity(author)
+    _utf8(message, "commit message")
+    if "\0" in message:
+        # git refuses such commits (fsck: nulInCommit) and cuts the message at the NUL
+        raise UsageError("a commit message cannot contain NUL characters")
 
 
 class _Tree:
@@ -249,16 +289,27 @@ class _Tree:
             else:
                 tree = Tree()
                 for name, (mode, sha) in entries.items():
-                    tree.add(name, mode, sha)
+                    tree.add(name, mode, ObjectID(sha))
                 out.append(tree)
                 self.sha = tree.id
         return self.sha
 
 
-@dataclass
 class _Staged:
-    content: str
-    meta: BlockMeta
+    """A block's state as a transaction sees it; content is read from git only when needed."""
+
+    def __init__(self, meta: BlockMeta, content: str | None = None,
+                 load: Callable[[], str] | None = None) -> None:
+        self.meta = meta
+        self._content = content
+        self._load = load
+
+    @property
+    def content(self) -> str:
+        if self._content is None:
+            assert self._load is not None
+            self._content = self._load()
+        return self._content
 
 
 class Transaction:
@@ -272,6 +323,7 @@ class Transaction:
         self._store = store
         self.message = message
         self.author = author
+        _check_commit_text(message, author)  # refused before anything is staged
         self._ops: list[Callable[[], None]] = []
         self._begin(store._head())
         self.result: CommitResult | None = None
@@ -291,8 +343,7 @@ class Transaction:
         dir_sha = self._store._block_dir(self._root, owner, label)
         if dir_sha is None:
             return None
-        content, meta = self._store._read_dir(dir_sha)
-        return _Staged(content, meta)
+        return self._store._read_dir(dir_sha)
 
     def read(self, owner: str, label: str) -> tuple[str, BlockMeta]:
         """The block as this transaction sees it (its own changes included)."""
@@ -321,7 +372,7 @@ class Transaction:
 
     def _stage(self, owner: str, label: str, content: str, meta: BlockMeta) -> None:
         check_content(owner, label, content, meta)
-        self._staged[(owner, label)] = _Staged(content, meta)
+        self._staged[(owner, label)] = _Staged(meta, content)
 
     def create(
         self,
@@ -336,7 +387,7 @@ class Transaction:
     ) -> None:
         names.validate(owner, "owner")
         names.validate(label, "label")
-        meta = BlockMeta(description, BlockType(block_type), schema, char_limit)
+        meta = BlockMeta(description, _block_type(block_type), schema, char_limit)
         _check_meta(meta)
 
         def op() -> None:
@@ -364,15 +415,18 @@ class Transaction:
 
         def op() -> None:
             self._check_expected(owner, label, expected_version)
-            old_content, old = self.read(owner, label)
+            current = self._current(owner, label)
+            if current is None:
+                raise BlockNotFound(owner, label)
+            old = current.meta
             meta = BlockMeta(
                 old.description if description is None else description,
-                old.block_type if block_type is None else BlockType(block_type),
+                old.block_type if block_type is None else _block_type(block_type),
                 old.schema if schema is None else schema,
                 old.char_limit if char_limit is None else char_limit,
             )
             _check_meta(meta)
-            self._stage(owner, label, old_content if content is None else content, meta)
+            self._stage(owner, label, current.content if content is None else content, meta)
 
         self._do(op)
 
@@ -418,27 +472,48 @@ class Transaction:
             if result is not None:
                 self.result = result
                 return result
-        raise ConcurrentUpdate(MAIN.decode(), MAX_ATTEMPTS)
+        lock = store.repo_path / "refs" / "heads" / "main.lock"
+        hint = (
+            f"{lock} stays locked: another writer hangs, or a killed one left it behind; "
+            "remove it if no blocksync process is running"
+            if lock.exists() else ""
+        )
+        raise ConcurrentUpdate(MAIN.decode(), MAX_ATTEMPTS, hint)
 
 
 class BlockStore:
     """Blocks in a bare git repository, with a :class:`VersionIndex` beside it."""
 
-    def __init__(self, repo_path: Path, index: VersionIndex, author: str) -> None:
+    def __init__(
+        self, repo_path: Path, index: VersionIndex, author: str, *, durable: bool = False
+    ) -> None:
+        """``durable`` fsyncs every object and ref update, so a power cut loses nothing that
+        was committed; without it a killed process still loses nothing (writes are ordered:
+        objects, then the ref, then the index), but the OS may drop the last commits on a
+        power cut."""
+        if not repo_path.is_dir():
+            raise StoreNotFound(str(repo_path.parent))
         try:
             self._repo = Repo(str(repo_path))
         except NotGitRepository as exc:
-            raise StoreNotFound(str(repo_path.parent)) from exc
+            raise RepositoryCorrupt(str(repo_path), "not a git repository") from exc
         self.repo_path = repo_path
         self._index = index
         self.author = author
+        self.durable = durable
+        self._repo.object_store.fsync_object_files = durable
+        # close the repository's pack files before interpreter shutdown even when the caller
+        # forgot to: dulwich's finalizers complain loudly once modules are torn down
+        weakref.finalize(self, self._repo.close)
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
+        self._commit_trees: dict[bytes, bytes] = {}
+        self._metas: dict[bytes, BlockMeta] = {}
         self._pending: dict[str, CommitInfo] = {}
 
     @staticmethod
     def init_repo(repo_path: Path) -> None:
         repo = Repo.init_bare(str(repo_path), mkdir=True)
-        repo.refs.set_symbolic_ref(b"HEAD", MAIN)
+        repo.refs.set_symbolic_ref(Ref(b"HEAD"), MAIN)
         repo.close()
 
     def close(self) -> None:
@@ -459,20 +534,26 @@ class BlockStore:
 
     def _object(self, sha: bytes) -> ShaFile:
         try:
-            return self._repo.object_store[sha]
+            return self._repo.object_store[ObjectID(sha)]
         except KeyError as exc:
             raise RepositoryCorrupt(str(self.repo_path), f"object {sha.decode()} is missing") from exc
 
     def _tree(self, sha: bytes) -> Tree:
+        # trees are immutable by id: a small cache saves re-reading the owner folders that
+        # every write walks (and that the previous write has just produced)
         tree = self._trees.get(sha)
         if tree is None:
             obj = self._object(sha)
             if not isinstance(obj, Tree):
                 raise RepositoryCorrupt(str(self.repo_path), f"{sha.decode()} is not a tree")
-            tree = self._trees[sha] = obj
-            if len(self._trees) > 4096:
-                self._trees.popitem(last=False)
+            tree = obj
+            self._remember(tree)
         return tree
+
+    def _remember(self, tree: Tree) -> None:
+        self._trees[tree.id] = tree
+        if len(self._trees) > TREE_CACHE:
+            self._trees.popitem(last=False)
 
     def _blob(self, sha: bytes) -> bytes:
         obj = self._object(sha)
@@ -487,15 +568,24 @@ class BlockStore:
         return obj
 
     def _commit_tree(self, head: bytes | None) -> bytes | None:
-        return None if head is None else self._commit(head).tree
+        if head is None:
+            return None
+        tree = self._commit_trees.get(head)
+        if tree is None:
+            if len(self._commit_trees) > TREE_CACHE:
+                self._commit_trees.clear()
+            tree = self._commit_trees[head] = self._commit(head).tree
+        return tree
 
     def _lookup(self, tree_sha: bytes | None, *path: bytes) -> bytes | None:
         sha = tree_sha
         for name in path:
             if sha is None:
                 return None
-            entry = dict((e.path, e.sha) for e in self._tree(sha).items()).get(name)
-            sha = entry
+            try:
+                sha = self._tree(sha)[name][1]
+            except KeyError:
+                return None
         return sha
 
     def _block_dir(self, root: _Tree, owner: str, label: str) -> bytes | None:
@@ -505,16 +595,39 @@ class BlockStore:
             root.sha, BLOCKS_DIR.encode(), names.encode(owner).encode(), names.encode(label).encode()
         )
 
-    def _read_dir(self, dir_sha: bytes) -> tuple[str, BlockMeta]:
-        entries = {e.path: e.sha for e in self._tree(dir_sha).items()}
+    def _read_dir(self, dir_sha: bytes) -> _Staged:
+        folder = self._tree(dir_sha)
         try:
-            content = self._blob(entries[CONTENT_FILE]).decode("utf-8")
-            meta = BlockMeta.from_json(self._blob(entries[META_FILE]))
-        except (KeyError, ValueError) as exc:
+            content_sha = folder[CONTENT_FILE][1]
+            meta = self._meta(folder[META_FILE][1])
+        except KeyError as exc:
             raise RepositoryCorrupt(
-                str(self.repo_path), f"block folder {dir_sha.decode()} is malformed ({exc})"
+                str(self.repo_path), f"block folder {dir_sha.decode()} lacks {exc}"
             ) from exc
-        return content, meta
+        return _Staged(meta, load=lambda: self._text(content_sha))
+
+    def _text(self, blob_sha: bytes) -> str:
+        try:
+            return self._blob(blob_sha).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RepositoryCorrupt(
+                str(self.repo_path), f"block content {blob_sha.decode()} is not UTF-8"
+            ) from exc
+
+    def _meta(self, blob_sha: bytes) -> BlockMeta:
+        # metadata blobs are few and shared by many blocks: parse each once
+        meta = self._metas.get(blob_sha)
+        if meta is None:
+            try:
+                meta = BlockMeta.from_json(self._blob(blob_sha))
+            except (KeyError, ValueError) as exc:
+                raise RepositoryCorrupt(
+                    str(self.repo_path), f"block metadata {blob_sha.decode()} is malformed ({exc})"
+                ) from exc
+            if len(self._metas) > TREE_CACHE:
+                self._metas.clear()
+            self._metas[blob_sha] = meta
+        return meta
 
     def _write_commit(
         self,
@@ -556,7 +669,7 @@ class BlockStore:
             new_root = empty.id
         commit = Commit()
         commit.tree = new_root
-        commit.parents = [] if head is None else [head]
+        commit.parents = [] if head is None else [ObjectID(head)]
         commit.author = commit.committer = _identity(author)
         commit.author_time = commit.commit_time = int(time.time())
         commit.author_timezone = commit.commit_timezone = 0
@@ -564,35 +677,101 @@ class BlockStore:
         commit.message = message.rstrip("\n").encode("utf-8") + b"\n"
         objects.append(commit)
         self._add_objects(objects)
+        for obj in objects:
+            if isinstance(obj, Tree):
+                self._remember(obj)
+        self._commit_trees[commit.id] = new_root
         info = _commit_info(commit, tuple(changes))
-        reflog = b"blocksync: " + commit.message.split(b"\n")[0]
-        if head is None:
-            moved = self._repo.refs.add_if_new(MAIN, commit.id, message=reflog)
-        else:
-            moved = self._repo.refs.set_if_equals(MAIN, head, commit.id, message=reflog)
-        if not moved:
+        if not self._swap_main(head, commit.id):
             return None
         self._pending[info.sha] = info
         self._catch_up(commit.id)
         versions = {}
         for change in changes:
-            row = self._index.latest(change.owner, change.label)
-            assert row is not None and row.commit == info.sha
+            # by commit, not the newest row: another writer may already have built on this
+            # commit, and the index may have followed it there
+            (row,) = self._index.by_commit_prefix(change.owner, change.label, info.sha)
             versions[(change.owner, change.label)] = row.version
         return CommitResult(info.sha, versions)
 
+    def _swap_main(self, old: bytes | None, new: bytes) -> bool:
+        """Compare-and-swap main under git's own lock protocol (``main.lock``, O_EXCL).
+
+        Done here rather than with dulwich's ``set_if_equals``, which always fsyncs the ref
+        (half the cost of a commit) and writes a reflog entry after re-reading the whole git
+        config stack; the commits themselves are the history.
+        """
+        path = self.repo_path / "refs" / "heads" / "main"
+        lock = path.with_name("main.lock")
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False  # another writer is mid-swap: a lost race like any other
+        try:
+            if self._head() != old:
+                os.close(fd)
+                os.unlink(lock)
+                return False
+            os.write(fd, new + b"\n")
+            if self.durable:
+                os.fsync(fd)
+            os.close(fd)
+            os.replace(lock, path)
+        except BaseException:
+            with suppress(OSError):
+                os.close(fd)
+            with suppress(OSError):
+                os.unlink(lock)
+            raise
+        return True
+
     def _add_objects(self, objects: list[ShaFile]) -> None:
-        store = self._repo.object_store
         if len(objects) > PACK_THRESHOLD:
-            store.add_objects([(obj, None) for obj in objects])
+            self._repo.object_store.add_objects([(obj, None) for obj in objects])
         else:
             for obj in objects:
-                store.add_object(obj)
+                self._write_loose(obj)
+
+    def _write_loose(self, obj: ShaFile) -> None:
+        """Write one loose object as git does: compressed to a unique temp file, renamed.
+
+        Leaner than dulwich's ``add_object`` (no per-object mkdir, no lock file: two writers
+        of one object write the same bytes, so either rename may win), which halves the cost
+        of a single-block commit.
+        """
+        hexsha = obj.id.decode("ascii")
+        folder = self.repo_path / "objects" / hexsha[:2]
+        path = folder / hexsha[2:]
+        try:
+            os.utime(path)  # present: refresh it so a concurrent `git gc` keeps it
+            return
+        except FileNotFoundError:
+            pass
+        data = obj.as_legacy_object()
+        tmp = folder / f"tmp_obj_{os.getpid()}_{random.getrandbits(48):012x}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        except FileNotFoundError:
+            folder.mkdir(exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            os.write(fd, data)
+            if self.durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     # -- the version index ----------------------------------------------------------------
 
     def _catch_up(self, head: bytes | None) -> None:
-        self._index.catch_up(None if head is None else head.decode(), self._read_commit_info)
+        self._index.catch_up(
+            None if head is None else head.decode(), self._read_commit_info, current_main=self.head
+        )
         self._pending.clear()
 
     def _read_commit_info(self, sha: str) -> CommitInfo:
@@ -637,11 +816,13 @@ class BlockStore:
         yield tx
         tx.commit()
 
-    def _single(self, message: str, author: str | None, act: Callable[[Transaction], None]) -> CommitResult:
+    def _single(
+        self, message: str, author: str | None, act: Callable[[Transaction], None]
+    ) -> tuple[CommitResult, Transaction]:
         with self.transaction(message, author) as tx:
             act(tx)
         assert tx.result is not None
-        return tx.result
+        return tx.result, tx
 
     def create(
         self,
@@ -656,7 +837,8 @@ class BlockStore:
         author: str | None = None,
         message: str | None = None,
     ) -> Block:
-        self._single(
+        _check_names(owner, label)
+        result = self._single(
             message or f"create {owner}/{label}",
             author,
             lambda tx: tx.create(
@@ -664,7 +846,7 @@ class BlockStore:
                 schema=schema, char_limit=char_limit,
             ),
         )
-        return self.read(owner, label)
+        return self._read_result(owner, label, *result)
 
     def update(
         self,
@@ -681,6 +863,7 @@ class BlockStore:
         message: str | None = None,
     ) -> Block:
         """Write a new version; unchanged content and metadata write nothing."""
+        _check_names(owner, label)
         result = self._single(
             message or f"update {owner}/{label}",
             author,
@@ -689,7 +872,7 @@ class BlockStore:
                 schema=schema, char_limit=char_limit, expected_version=expected_version,
             ),
         )
-        return self._read_result(owner, label, result)
+        return self._read_result(owner, label, *result)
 
     def delete(
         self,
@@ -700,12 +883,13 @@ class BlockStore:
         author: str | None = None,
         message: str | None = None,
     ) -> Version:
+        _check_names(owner, label)
         result = self._single(
             message or f"delete {owner}/{label}",
             author,
             lambda tx: tx.delete(owner, label, expected_version=expected_version),
         )
-        return self.version(owner, label, result.versions[(owner, label)])
+        return self.version(owner, label, result[0].versions[(owner, label)])
 
     def rollback(
         self,
@@ -716,20 +900,26 @@ class BlockStore:
         author: str | None = None,
         message: str | None = None,
     ) -> Block:
+        _check_names(owner, label)
         old = self.version(owner, label, version)
         result = self._single(
             message or f"roll back {owner}/{label} to version {old.version}",
             author,
             lambda tx: tx.rollback(owner, label, old.version),
         )
-        return self._read_result(owner, label, result)
+        return self._read_result(owner, label, *result)
 
-    def _read_result(self, owner: str, label: str, result: CommitResult) -> Block:
+    def _read_result(self, owner: str, label: str, result: CommitResult, tx: Transaction) -> Block:
+        """The block as the transaction wrote it (or as it is, when nothing changed)."""
         version = result.versions.get((owner, label))
-        return self.read(owner, label, version) if version is not None else self.read(owner, label)
+        if version is None or result.commit is None:
+            return self.read(owner, label)
+        content, meta = tx.read(owner, label)
+        return Block(owner, label, content, meta, version, result.commit)
 
     def read(self, owner: str, label: str, version: VersionSpec | None = None) -> Block:
         """The block now, or as of ``version`` (a number, or a commit id or prefix)."""
+        _check_names(owner, label)
         if version is None:
             self._catch_up(self._head())
             row = self._index.latest(owner, label)
@@ -743,19 +933,22 @@ class BlockStore:
         return Block(
             owner,
             label,
-            self._blob(row.content_blob.encode()).decode("utf-8"),
-            BlockMeta.from_json(self._blob(row.meta_blob.encode())),
+            self._text(row.content_blob.encode()),
+            self._meta(row.meta_blob.encode()),
             row.version,
             row.commit,
         )
 
     def exists(self, owner: str, label: str) -> bool:
+        _check_names(owner, label)
         self._catch_up(self._head())
         row = self._index.latest(owner, label)
         return row is not None and not row.deleted
 
     def list(self, owner: str | None = None) -> list[BlockSummary]:
         """Every block that exists now (of one owner, or of all), sorted by owner and label."""
+        if owner is not None:
+            names.validate(owner, "owner")
         head = self._head()
         self._catch_up(head)
         latest = self._index.latest_versions(owner)
@@ -763,11 +956,13 @@ class BlockStore:
         for (o, label), version in sorted(latest.items()):
             row = self._index.get(o, label, version)
             assert row is not None and row.meta_blob is not None
-            out.append(BlockSummary(o, label, BlockMeta.from_json(self._blob(row.meta_blob.encode())), version))
+            out.append(BlockSummary(o, label, self._meta(row.meta_blob.encode()), version))
         return out
 
-    def history(self, owner: str, label: str) -> list[Version]:
+    # builtins.list: inside this class `list` names the method above
+    def history(self, owner: str, label: str) -> builtins.list[Version]:
         """Every version of the block, oldest first, deletions included."""
+        _check_names(owner, label)
         self._catch_up(self._head())
         rows = self._index.history(owner, label)
         if not rows:
@@ -778,6 +973,7 @@ class BlockStore:
         return _version(self._row(owner, label, spec))
 
     def _row(self, owner: str, label: str, spec: VersionSpec) -> VersionRow:
+        _check_names(owner, label)
         self._catch_up(self._head())
         text = str(spec).strip()
         number = text[1:] if text[:1] in ("v", "V") else text
@@ -839,10 +1035,14 @@ class BlockStore:
 
 
 def _identity(author: str) -> bytes:
-    if not author or any(c in author for c in "<>\n\r\0"):
-        raise UsageError(f"author {author!r} must be non-empty, without '<', '>' or line breaks")
+    # git shows a name without its trailing whitespace: history would disagree with `git log`
+    if not author or author != author.strip() or any(c in author for c in "<>\n\r\0"):
+        raise UsageError(
+            f"author {author!r} must be non-empty, without '<', '>', line breaks or "
+            "surrounding whitespace"
+        )
     slug = "".join(c if c.isalnum() or c in "._-" else "-" for c in author)
-    return f"{author} <{slug}@blocksync.invalid>".encode("utf-8")
+    return _utf8(f"{author} <{slug}@blocksync.invalid>", "author")
 
 
 def _commit_info(commit: Commit, changes: tuple[BlockChange, ...]) -> CommitInfo:

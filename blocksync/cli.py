@@ -300,7 +300,9 @@ def block_diff(
     with obj.open() as ws:
         d = ws.blocks.diff(owner, label, from_version, to_version)
     if as_json:
-        doc = {"owner": owner, "label": label, "from": d.from_version, "to": d.to_version}
+        doc: dict[str, object] = {
+            "owner": owner, "label": label, "from": d.from_version, "to": d.to_version
+        }
         doc.update({"chars": d.chars} if chars else {"unified": d.unified})
         _print_json(doc)
     elif chars:

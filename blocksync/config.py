@@ -12,10 +12,16 @@ from .errors import ConfigError
 CONFIG_FILE = "blocksync.toml"
 
 #: Top-level tables the configuration may hold; later parts of blocksync read each of them.
-KNOWN_TABLES = ("agents", "plugins", "limits", "remotes")
+KNOWN_TABLES = ("store", "agents", "plugins", "limits", "remotes")
 
 TEMPLATE = """\
 # blocksync configuration. Blocks live in repo/ (git); index.db indexes them.
+
+[store]
+# fsync every commit: nothing committed is lost even on a power cut (slower). Without it a
+# killed process still loses nothing; the OS may drop the last commits on a power cut.
+durable = false
+
 #
 # Agents and the data sources attached to them, for example:
 #
@@ -37,6 +43,10 @@ class Config:
     @property
     def agents(self) -> dict[str, Any]:
         return dict(self.tables.get("agents", {}))
+
+    @property
+    def durable(self) -> bool:
+        return bool(self.tables.get("store", {}).get("durable", False))
 
 
 def load(path: Path) -> Config:
@@ -60,4 +70,10 @@ def load(path: Path) -> Config:
     for key, value in doc.items():
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: [{key}] must be a table")
+    store = doc.get("store", {})
+    unknown = sorted(set(store) - {"durable"})
+    if unknown:
+        raise ConfigError(f"{path}: [store] has unknown key(s) {', '.join(unknown)}")
+    if not isinstance(store.get("durable", False), bool):
+        raise ConfigError(f"{path}: [store] durable must be true or false")
     return Config(path, doc)

@@ -9,7 +9,8 @@ so the original stays attached. Each class carries the data a caller needs to ac
     ├── UsageError                      2  the request itself is malformed
     │   ├── InvalidLabel                   empty label, or one that would escape the tree
     │   ├── InvalidContent                 not UTF-8, or over the block's char_limit
-    │   └── ConfigError                    blocksync.toml is wrong
+    │   ├── ConfigError                    blocksync.toml is wrong
+    │   └── PluginBuildError               a plugin source cannot be built into a component
     ├── NotFound                        4  something named does not exist
     │   ├── StoreNotFound                  no store folder: run `blocksync init`
     │   ├── BlockNotFound
@@ -20,9 +21,18 @@ so the original stays attached. Each class carries the data a caller needs to ac
     ├── ConcurrencyError                5  someone else moved first
     │   ├── StaleVersion                   expected_version no longer current
     │   └── ConcurrentUpdate               compare-and-swap retries exhausted
-    └── StoreCorrupt                    1  the repository or index cannot be trusted
-        ├── RepositoryCorrupt
-        └── IndexCorrupt                   index.db missing, unreadable or out of sync
+    ├── StoreCorrupt                    1  the repository or index cannot be trusted
+    │   ├── RepositoryCorrupt
+    │   └── IndexCorrupt                   index.db missing, unreadable or out of sync
+    ├── AccessDenied                    1  a plugin asked for more than it was granted
+    ├── TransportError                  1  an HTTP request made for a plugin failed
+    └── PluginError                     1  a plugin failed; names plugin, version and call
+        ├── PluginRefused                  refused before any of its code ran (not a
+        │                                  component, wrong interface version, bad
+        │                                  exports, changed file)
+        ├── PluginCallFailed               the call returned its WIT error
+        └── PluginTrapped                  trap or limit (time, fuel, memory, result size):
+                                           the instance was discarded
 
 Exit codes 3 (completed with open conflicts) and 75 (run lock held) are reserved for the
 reconcile and sync commands.
@@ -131,9 +141,10 @@ class StaleVersion(ConcurrencyError):
 
 
 class ConcurrentUpdate(ConcurrencyError):
-    def __init__(self, ref: str, attempts: int) -> None:
+    def __init__(self, ref: str, attempts: int, hint: str = "") -> None:
         super().__init__(
             f"{ref} kept moving under concurrent writers; gave up after {attempts} attempts"
+            + (f" ({hint})" if hint else "")
         )
         self.ref = ref
         self.attempts = attempts
@@ -155,3 +166,55 @@ class IndexCorrupt(StoreCorrupt):
         super().__init__(f"index {path} {detail}: run `blocksync index rebuild` to recreate it")
         self.path = path
         self.detail = detail
+
+
+class PluginBuildError(UsageError):
+    """A plugin source folder cannot be built into a WebAssembly component."""
+
+    def __init__(
+        self, source: str, detail: str, *, missing_methods: dict[str, list[str]] | None = None
+    ) -> None:
+        super().__init__(f"cannot build plugin {source}: {detail}")
+        self.source = source
+        self.detail = detail
+        #: class name -> required methods it lacks (empty unless that is the problem)
+        self.missing_methods = dict(missing_methods or {})
+
+
+class AccessDenied(BlocksyncError):
+    """A plugin asked for something its grants do not allow (an owner, a path, a host)."""
+
+
+class TransportError(BlocksyncError):
+    """An HTTP request made on a plugin's behalf failed (refused, timed out, too large)."""
+
+
+class PluginError(BlocksyncError):
+    """A plugin failed. ``plugin`` is its configured name, ``version`` identifies the file."""
+
+    def __init__(self, plugin: str, version: str, call: str, detail: str) -> None:
+        where = f"plugin {plugin!r} ({version})" + (f" {call}" if call else "")
+        super().__init__(f"{where}: {detail}")
+        self.plugin = plugin
+        self.version = version
+        self.call = call
+        self.detail = detail
+
+
+class PluginRefused(PluginError):
+    """The plugin was refused before any of its code ran."""
+
+
+class PluginCallFailed(PluginError):
+    """The plugin's function returned an error (the ``err`` of its WIT ``result``)."""
+
+
+class PluginTrapped(PluginError):
+    """The plugin trapped or hit a limit; its instance was discarded.
+
+    ``reason`` is one of ``timeout``, ``fuel``, ``memory``, ``result-size`` or ``trap``.
+    """
+
+    def __init__(self, plugin: str, version: str, call: str, reason: str, detail: str) -> None:
+        super().__init__(plugin, version, call, detail)
+        self.reason = reason

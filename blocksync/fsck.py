@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from collections.abc import Callable
 
-from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
 from dulwich.repo import Repo
 
-from . import names, versions
+from . import names
 from .blocks import BLOCKS_DIR, CONTENT_FILE, MAIN, META_FILE, BlockMeta
 from .errors import BlocksyncError
 
@@ -36,8 +34,8 @@ class FsckReport:
         self.problems.append(Problem(area, message))
 
 
-def check_repository(repo_path: Path, report: FsckReport) -> bytes | None:
-    """Walk every object reachable from every ref; returns main's commit if it is sound."""
+def check_repository(repo_path: Path, report: FsckReport) -> None:
+    """Walk every object reachable from every ref, then check the blocks main holds."""
     try:
         repo = Repo(str(repo_path))
     except Exception as exc:  # dulwich raises several unrelated types for a broken repo
@@ -68,16 +66,15 @@ def check_repository(repo_path: Path, report: FsckReport) -> bytes | None:
                 todo.extend(obj.parents)
             elif isinstance(obj, Tree):
                 todo.extend(entry.sha for entry in obj.items() if entry.mode != 0o160000)
-        if head is not None and any(p.area == "repository" for p in report.problems):
-            return None
-        if head is not None:
+        if head is not None and report.ok:
             _check_blocks(repo, head, report)
-        return head
 
 
-def _check_blocks(repo: Repo, head: bytes, report: FsckReport) -> None:
+def _check_blocks(repo: Repo, head: ObjectID, report: FsckReport) -> None:
     """Every folder under blocks/ must decode to a name and hold content + valid meta.json."""
-    root = repo.object_store[repo.object_store[head].tree]
+    commit = repo.object_store[head]
+    assert isinstance(commit, Commit)
+    root = repo.object_store[commit.tree]
     assert isinstance(root, Tree)
     if BLOCKS_DIR.encode() not in root:
         return
@@ -101,32 +98,3 @@ def _check_blocks(repo: Repo, head: bytes, report: FsckReport) -> None:
                 report.add("blocks", f"{where} is malformed: {exc}")
                 continue
             report.blocks += 1
-
-
-def check_index(
-    index_path: Path, follow_main: Callable[[versions.VersionIndex], None],
-    rebuilt: dict[str, list[tuple[Any, ...]]], report: FsckReport,
-) -> None:
-    """The index must open cleanly, follow main, and equal ``rebuilt`` (fresh from git)."""
-    try:
-        index = versions.VersionIndex.open(index_path)
-    except BlocksyncError as exc:
-        report.add("index", str(exc))
-        return
-    try:
-        for problem in index.integrity_problems():
-            report.add("index", f"SQLite integrity: {problem}")
-        follow_main(index)  # a writer killed before indexing is not damage: catch up first
-        actual = index.dump()
-    except BlocksyncError as exc:
-        report.add("index", str(exc))
-        return
-    finally:
-        index.close()
-    for table, rows in rebuilt.items():
-        if actual.get(table) != rows:
-            report.add(
-                "index",
-                f"table {table} in {index_path} does not match the repository: "
-                "run `blocksync index rebuild`",
-            )

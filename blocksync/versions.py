@@ -95,11 +95,11 @@ class VersionIndex:
     def _create_schema(self) -> None:
         with self.write():
             db = self._db
-            db["index_meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-            db["commits"].create(
+            db.table("index_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            db.table("commits").create(
                 {"sha": str, "seq": int, "parent": str}, pk="sha", if_not_exists=True
             )
-            db["versions"].create(
+            db.table("versions").create(
                 {
                     "owner": str,
                     "label": str,
@@ -116,7 +116,7 @@ class VersionIndex:
                 not_null={"owner", "label", "version", "commit", "deleted"},
                 if_not_exists=True,
             )
-            db["versions"].create_index(["commit"], if_not_exists=True)
+            db.table("versions").create_index(["commit"], if_not_exists=True)
             db.execute(
                 "INSERT OR IGNORE INTO index_meta VALUES ('schema_version', ?)",
                 [str(SCHEMA_VERSION)],
@@ -159,20 +159,39 @@ class VersionIndex:
     def indexed_head(self) -> str | None:
         return self._meta("indexed_head")
 
-    def catch_up(self, head: str | None, read_commit: CommitReader) -> None:
-        """Make the index describe exactly the first-parent history ending at ``head``."""
+    def catch_up(
+        self,
+        head: str | None,
+        read_commit: CommitReader,
+        current_main: Callable[[], str | None] | None = None,
+    ) -> None:
+        """Make the index describe exactly the first-parent history ending at ``head``.
+
+        ``current_main`` reads main again. With it, a ``head`` the index has already passed is
+        not an error: another process moved main and indexed it after the caller read the ref,
+        and the index follows main as it is now instead.
+        """
         try:
             if head == self.indexed_head():
                 return
             with self.write():
-                self._catch_up_locked(head, read_commit)
+                self._catch_up_locked(head, read_commit, current_main)
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(self.path, f"cannot be updated ({exc})") from exc
 
-    def _catch_up_locked(self, head: str | None, read_commit: CommitReader) -> None:
+    def _catch_up_locked(
+        self, head: str | None, read_commit: CommitReader, current_main: Callable[[], str | None] | None
+    ) -> None:
         indexed = self.indexed_head()  # re-read: another process may have moved it meanwhile
         if head == indexed:
             return
+        if (head is None or self._known(head)) and current_main is not None:
+            # Main only moves forward (compare-and-swap onto a child of itself), and whoever
+            # indexed a commit read it from main first, so main read now, under the write
+            # lock, is the indexed head or a descendant -- unless main really went backwards.
+            head = current_main()
+            if head == indexed:
+                return
         if head is None or self._known(head):
             raise IndexCorrupt(
                 self.path, f"is ahead of the repository (indexed {indexed}, main is {head})"
@@ -218,6 +237,16 @@ class VersionIndex:
                     info.timestamp,
                 ],
             )
+
+    def reset(self) -> None:
+        """Forget every indexed commit; the next catch-up replays main from its first commit."""
+        try:
+            with self.write():
+                self._db.execute("DELETE FROM versions")
+                self._db.execute("DELETE FROM commits")
+                self._set_meta("indexed_head", None)
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(self.path, f"cannot be reset ({exc})") from exc
 
     # -- queries --------------------------------------------------------------------------
 

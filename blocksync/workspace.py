@@ -13,16 +13,14 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
 from . import config as config_mod
-from . import fsck as fsck_mod
 from . import versions
 from .blocks import BlockStore, Transaction
-from .errors import StoreExists, StoreNotFound
+from .errors import BlocksyncError, IndexCorrupt, StoreExists, StoreNotFound
+from .fsck import FsckReport, check_repository
 
 DEFAULT_AUTHOR = "human:blocksync"
 
@@ -37,7 +35,9 @@ class Workspace(AbstractContextManager["Workspace"]):
         self.config = config_mod.load(self.root / config_mod.CONFIG_FILE)
         self._index = versions.VersionIndex.open(self.index_path)
         try:
-            self.blocks = BlockStore(self.repo_path, self._index, author)
+            self.blocks = BlockStore(
+                self.repo_path, self._index, author, durable=self.config.durable
+            )
         except BaseException:
             self._index.close()
             raise
@@ -96,7 +96,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         """``with ws.transaction("msg") as tx: tx.update(...)`` writes one commit."""
         return self.blocks.transaction(message, author)
 
-    def fsck(self) -> fsck_mod.FsckReport:
+    def fsck(self) -> FsckReport:
         return fsck(self.root)
 
 
@@ -110,49 +110,85 @@ def init(path: str | Path, *, author: str = DEFAULT_AUTHOR) -> Workspace:
     return Workspace.init(Path(path), author=author)
 
 
-@contextmanager
-def _fresh_index(repo_path: Path, path: Path) -> Iterator[tuple[BlockStore, versions.VersionIndex]]:
-    """A complete version index for ``repo_path`` built at ``path`` (a new file)."""
-    versions.remove(path)
-    index = versions.VersionIndex.open(path, create=True)
+def _follow(repo_path: Path, index: versions.VersionIndex, head: str | None = None) -> None:
+    """Catch ``index`` up with main (or with commit ``head``) of the repository."""
+    store = BlockStore(repo_path, index, DEFAULT_AUTHOR)
     try:
-        store = BlockStore(repo_path, index, DEFAULT_AUTHOR)
-        try:
+        if head is None:
             store.catch_up_index()
-            yield store, index
-        finally:
-            store.close()
+        else:
+            index.catch_up(head, store.read_commit_info)
     finally:
-        index.close()
+        store.close()
 
 
 def rebuild_index(path: str | Path) -> None:
-    """Recreate ``index.db`` from the repository; works when the index is missing or damaged."""
+    """Recreate the version index from the repository.
+
+    The rest of ``index.db`` (notifications, conflict bookkeeping) is kept when the file is
+    readable; a missing or damaged file is replaced by a new one built beside it.
+    """
     root = _existing_store(path)
-    built = root / "index.db.rebuild"
-    with _fresh_index(root / "repo", built):
+    index_path = root / "index.db"
+    try:
+        index = versions.VersionIndex.open(index_path)
+        try:
+            index.reset()
+            _follow(root / "repo", index)
+            return
+        finally:
+            index.close()
+    except IndexCorrupt:
         pass
-    versions.install(built, root / "index.db")
+    built = root / "index.db.rebuild"
+    versions.remove(built)
+    index = versions.VersionIndex.open(built, create=True)
+    try:
+        _follow(root / "repo", index)
+    finally:
+        index.close()
+    versions.install(built, index_path)
 
 
-def fsck(path: str | Path) -> fsck_mod.FsckReport:
+def fsck(path: str | Path) -> FsckReport:
     """Check the repository's objects and blocks, and the index against a fresh rebuild.
 
     Works on a store whose index is missing or damaged: that is one of the things it reports.
     """
     root = _existing_store(path)
-    report = fsck_mod.FsckReport()
-    fsck_mod.check_repository(root / "repo", report)
-    if report.ok:
-        with tempfile.TemporaryDirectory() as tmp, _fresh_index(root / "repo", Path(tmp) / "i.db") as (
-            store,
-            fresh,
-        ):
-            fsck_mod.check_index(
-                root / "index.db",
-                lambda index: index.catch_up(store.head(), store.read_commit_info),
-                fresh.dump(),
-                report,
+    report = FsckReport()
+    check_repository(root / "repo", report)
+    if not report.ok:
+        return report
+    try:
+        index = versions.VersionIndex.open(root / "index.db")
+    except IndexCorrupt as exc:
+        report.add("index", str(exc))
+        return report
+    try:
+        for problem in index.integrity_problems():
+            report.add("index", f"SQLite integrity: {problem}")
+        _follow(root / "repo", index)  # a writer killed before indexing is not damage
+        head = index.indexed_head()
+        actual = index.dump()
+    except BlocksyncError as exc:
+        report.add("index", str(exc))
+        return report
+    finally:
+        index.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = versions.VersionIndex.open(Path(tmp) / "index.db", create=True)
+        try:
+            _follow(root / "repo", fresh, head)  # to the same commit, even if main moved on
+            expected = fresh.dump()
+        finally:
+            fresh.close()
+    for table, rows in expected.items():
+        if actual.get(table) != rows:
+            report.add(
+                "index",
+                f"table {table} of {root / 'index.db'} does not match the repository: "
+                "run `blocksync index rebuild`",
             )
     return report
 

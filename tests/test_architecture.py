@@ -1,0 +1,135 @@
+"""Imports point down the layers (DESIGN.md), click stays in the CLI, errors live in errors.py."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
+
+import blocksync
+
+PACKAGE = Path(blocksync.__file__).parent
+
+#: A module may import only modules of a strictly lower layer (subpackages count as one module).
+LAYERS = {
+    "errors": 0,
+    "guest": 0,  # the guest SDK runs inside plugins: it imports nothing of blocksync
+    "names": 1,
+    "text": 1,
+    "config": 1,
+    "versions": 1,
+    "sources": 1,
+    "permissions": 2,
+    "notifications": 2,
+    "blocks": 2,
+    "fsck": 3,
+    "plugins": 3,
+    "workspace": 4,
+    "demo": 5,
+    "cli": 6,
+    "__init__": 7,
+}
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def _top(path: Path) -> str:
+    rel = path.relative_to(PACKAGE).with_suffix("")
+    return rel.parts[0]
+
+
+def _imports(path: Path) -> list[tuple[str, int]]:
+    """(imported top-level blocksync module, line) for each import in a file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    depth_of_file = len(path.relative_to(PACKAGE).parts) - 1
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the file's package
+                up = node.level - 1
+                if up > depth_of_file:
+                    continue
+                base = list(path.relative_to(PACKAGE).parts[: depth_of_file - up])
+                parts = base + (node.module.split(".") if node.module else [])
+                names = [parts[0]] if parts else [a.name for a in node.names]
+            elif node.module and node.module.split(".")[0] == "blocksync":
+                parts = node.module.split(".")[1:]
+                names = [parts[0]] if parts else [a.name for a in node.names]
+            else:
+                continue
+            found += [(n, node.lineno) for n in names]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "blocksync" and len(parts) > 1:
+                    found.append((parts[1], node.lineno))
+    return found
+
+
+def test_every_module_has_a_layer() -> None:
+    missing = {_top(p) for p in _modules()} - set(LAYERS)
+    assert not missing, f"give these modules a layer in this test and DESIGN's picture: {missing}"
+
+
+def test_imports_point_down() -> None:
+    wrong = []
+    for path in _modules():
+        here = _top(path)
+        for target, line in _imports(path):
+            if target == here:
+                continue  # inside one subpackage
+            if LAYERS.get(target, 99) >= LAYERS[here]:
+                wrong.append(f"{path.relative_to(PACKAGE)}:{line} imports {target}")
+    assert not wrong, "imports pointing up or sideways:\n" + "\n".join(wrong)
+
+
+def test_only_the_cli_imports_click() -> None:
+    offenders = []
+    for path in _modules():
+        if _top(path) == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            )
+            if any(n.split(".")[0] == "click" for n in names):
+                offenders.append(str(path.relative_to(PACKAGE)))
+    assert not offenders
+
+
+def test_only_errors_defines_exceptions() -> None:
+    offenders = []
+    for info in pkgutil.walk_packages(blocksync.__path__, "blocksync."):
+        if info.name.startswith("blocksync.guest"):
+            continue  # runs inside plugins, where blocksync.errors does not exist
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, BaseException)
+                and obj.__module__ == info.name
+                and info.name != "blocksync.errors"
+            ):
+                offenders.append(f"{info.name}.{name}")
+    assert not offenders
+
+
+def test_the_guest_sdk_imports_nothing_of_blocksync() -> None:
+    for path in (PACKAGE / "guest").rglob("*.py"):
+        assert not _imports(path) or all(t == "guest" for t, _ in _imports(path)), path
+
+
+def test_library_does_not_read_the_environment() -> None:
+    """Configuration flows in: only the CLI layer may look at os.environ."""
+    offenders = []
+    for path in _modules():
+        if _top(path) == "cli":
+            continue
+        text = path.read_text(encoding="utf-8")
+        if "os.environ" in text or "getenv(" in text:
+            offenders.append(str(path.relative_to(PACKAGE)))
+    assert not offenders
