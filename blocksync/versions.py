@@ -117,6 +117,8 @@ class VersionIndex:
                 if_not_exists=True,
             )
             db.table("versions").create_index(["commit"], if_not_exists=True)
+            # MAX(seq) on every catch-up must not scan the whole history
+            db.table("commits").create_index(["seq"], unique=True, if_not_exists=True)
             db.execute(
                 "INSERT OR IGNORE INTO index_meta VALUES ('schema_version', ?)",
                 [str(SCHEMA_VERSION)],
