@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 import click
 
 from . import demo as demo_mod
-from . import workspace
+from . import plugins, workspace
+from .plugins import build as build_mod
 from .blocks import Block
 from .errors import BlocksyncError, UsageError
 from .text import decode_text, render_char_diff
@@ -355,6 +356,64 @@ def fsck(obj: _Context, as_json: bool) -> None:
         click.echo(f"{state}: {report.commits} commits, {report.objects_checked} objects, "
                    f"{report.blocks} blocks checked")
     if not report.ok:
+        sys.exit(1)
+
+
+@cli.group()
+def plugin() -> None:
+    """Build and inspect WebAssembly component plugins."""
+
+
+@plugin.command("build")
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The .wasm file to write.")
+@click.option("--world", help="WIT world (default: from what the source implements).")
+@click.option("--wasi/--no-wasi", default=None,
+              help="Force WASI imports on or off (default: only if the plugin needs files).")
+@json_option
+def plugin_build(
+    source: Path, output: Path, world: str | None, wasi: bool | None, as_json: bool
+) -> None:
+    """Build the Python plugin in folder SOURCE (its app.py) into a component."""
+    result = build_mod.build(source, output, world=world, wasi=wasi)
+    if as_json:
+        _print_json({k: v for k, v in _plain(result).items() if k != "log"})
+        return
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(
+        f"built {result.path} ({result.world}, {result.size / 1e6:.1f} MB, "
+        f"{'with' if result.wasi else 'no'} WASI, {result.seconds:.1f} s) sha256 {result.sha256}"
+    )
+
+
+@plugin.command("inspect")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+@pass_ctx
+def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
+    """Show a component's exports, versions, imports, size and sha256, and whether blocksync
+    would load it (exit 1 if not)."""
+    cache = obj.store / "cache" if (obj.store / "cache").is_dir() else None
+    found = plugins.inspect_file(path, cache)
+    info = found.info
+    if as_json:
+        _print_json({
+            "path": str(info.path), "sha256": info.sha256, "size": info.size,
+            "exports": info.exports, "imports": list(info.imports), "wasi": info.wasi,
+            "loadable": found.problem is None, "problem": found.problem,
+        })
+    else:
+        click.echo(f"{info.path}: {info.size:,} bytes, sha256 {info.sha256}")
+        exports = ", ".join(f"{i}@{v}" for i, v in info.exports.items()) or "none"
+        click.echo(f"exports: {exports}")
+        wasi = [i for i in info.imports if i.startswith("wasi:")]
+        other = [i for i in info.imports if not i.startswith("wasi:")]
+        click.echo(f"imports: {', '.join(other) or 'none'}"
+                   + (f"; {len(wasi)} WASI interfaces" if wasi else "; no WASI"))
+        click.echo("loadable: yes" if found.problem is None else f"refused: {found.problem}")
+    if found.problem is not None:
         sys.exit(1)
 
 

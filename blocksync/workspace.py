@@ -21,6 +21,8 @@ from . import versions
 from .blocks import BlockStore, Transaction
 from .errors import BlocksyncError, IndexCorrupt, StoreExists, StoreNotFound
 from .fsck import FsckReport, check_repository
+from .notifications import NotificationLog
+from .plugins import HostServices, PluginSet, parse_specs
 
 DEFAULT_AUTHOR = "human:blocksync"
 
@@ -41,6 +43,8 @@ class Workspace(AbstractContextManager["Workspace"]):
         except BaseException:
             self._index.close()
             raise
+        self._notifications: NotificationLog | None = None
+        self._plugins: PluginSet | None = None
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -78,7 +82,27 @@ class Workspace(AbstractContextManager["Workspace"]):
         BlockStore.init_repo(root / "repo")  # last: its presence is what marks a store
         return cls(root, author=author)
 
+    @property
+    def notifications(self) -> NotificationLog:
+        """Notifications plugins emitted, stored in index.db."""
+        if self._notifications is None:
+            self._notifications = NotificationLog(self.index_path)
+        return self._notifications
+
+    @property
+    def plugins(self) -> PluginSet:
+        """The plugins blocksync.toml attaches to agents (its tables are checked on first use)."""
+        if self._plugins is None:
+            specs = parse_specs(self.config.tables, self.root)
+            services = HostServices(self.blocks, self.notifications)
+            self._plugins = PluginSet(specs, services, self.cache_path)
+        return self._plugins
+
     def close(self) -> None:
+        if self._plugins is not None:
+            self._plugins.close()
+        if self._notifications is not None:
+            self._notifications.close()
         self.blocks.close()
         self._index.close()
 

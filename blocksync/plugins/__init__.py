@@ -1,0 +1,42 @@
+"""The WASM host: plugins as sandboxed WebAssembly components (wasmtime component model).
+
+``runtime`` loads and runs components; ``hostfuncs`` is what plugins may call; ``bridges`` adapt
+plugins to the Protocols of :mod:`blocksync.sources`; ``registry`` holds a store's configured
+plugins; ``build`` turns a Python guest source into a component.
+"""
+
+from .bridges import WasmDataBlock, WasmDataStream, WasmTool
+from .hostfuncs import HostServices
+from .registry import PluginSet, parse_specs
+from .runtime import (
+    ComponentInfo,
+    Inspection,
+    Plugin,
+    check,
+    compile_component,
+    inspect_file,
+    load,
+    read_component,
+    runtime,
+)
+from .spec import Limits, PluginSpec
+
+__all__ = [
+    "ComponentInfo",
+    "HostServices",
+    "Inspection",
+    "Limits",
+    "Plugin",
+    "PluginSet",
+    "PluginSpec",
+    "WasmDataBlock",
+    "WasmDataStream",
+    "WasmTool",
+    "check",
+    "compile_component",
+    "inspect_file",
+    "load",
+    "parse_specs",
+    "read_component",
+    "runtime",
+]

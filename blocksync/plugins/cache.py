@@ -1,0 +1,76 @@
+"""On-disk cache of compiled components (``store/cache/``), safe to delete at any time.
+
+An entry is keyed by the sha256 of the .wasm, the wasmtime version and the engine's settings.
+wasmtime deserializes native code without being able to check it, so only artifacts this
+program wrote are loaded: beside each artifact a stamp records the file identity (inode, size,
+mtime and ctime in nanoseconds) it had right after being written; a file replaced or modified
+since (ctime cannot be set back) no longer matches and is rebuilt, as is one that fails to load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from wasmtime import Engine, WasmtimeError
+from wasmtime.component import Component
+
+log = logging.getLogger("blocksync.plugins.cache")
+
+
+class CompileCache:
+    def __init__(self, folder: Path | None, engine_key: str) -> None:
+        self.folder = folder
+        self._engine_key = engine_key
+
+    def key(self, wasm_sha256: str) -> str:
+        return hashlib.sha256(f"{wasm_sha256}\0{self._engine_key}".encode()).hexdigest()
+
+    def load(self, engine: Engine, wasm_sha256: str, compile: Callable[[], Component]) -> Component:
+        """The cached component, or ``compile()``'s, which is then cached."""
+        if self.folder is None:
+            return compile()
+        artifact = self.folder / f"{self.key(wasm_sha256)}.cwasm"
+        stamp = artifact.with_suffix(".stamp")
+        cached = self._trusted(artifact, stamp)
+        if cached:
+            try:
+                return Component.deserialize_file(engine, str(artifact))
+            except WasmtimeError as exc:
+                log.warning("discarding unusable compiled plugin %s: %s", artifact, exc)
+        component = compile()
+        self._store(component, artifact, stamp)
+        return component
+
+    @staticmethod
+    def _identity(path: Path) -> list[int]:
+        st = path.stat()
+        return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+    def _trusted(self, artifact: Path, stamp: Path) -> bool:
+        try:
+            recorded = json.loads(stamp.read_text(encoding="utf-8"))
+            return bool(recorded == self._identity(artifact))
+        except (OSError, ValueError):
+            return False
+
+    def _store(self, component: Component, artifact: Path, stamp: Path) -> None:
+        try:
+            artifact.parent.mkdir(parents=True, exist_ok=True)
+            data = component.serialize()
+            fd, tmp = tempfile.mkstemp(dir=artifact.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, artifact)
+            identity = json.dumps(self._identity(artifact))
+            fd, tmp = tempfile.mkstemp(dir=artifact.parent, suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(identity)
+            os.replace(tmp, stamp)
+        except OSError as exc:  # a read-only or full cache only costs speed
+            log.warning("cannot cache compiled plugin in %s: %s", artifact.parent, exc)

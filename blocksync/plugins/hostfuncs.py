@@ -1,0 +1,252 @@
+"""The host functions a plugin may call (WIT interfaces ``host``, ``http`` and ``sync``).
+
+Each runs with the calling plugin's grants: memory functions only for the agents it is attached
+to and within its permission rules (writes need read-write, delete needs admin), HTTP only to
+its allowed hosts. A refusal is returned to the plugin as the ``err`` of its WIT ``result``; a
+bug in a host function traps the call (raised as ``WasmtimeError``, never as another exception:
+wasmtime-py would park that in a process-wide slot another thread might pick up).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+from wasmtime import WasmtimeError
+from wasmtime.component import LinkerInstance, Variant
+
+from .. import permissions
+from ..blocks import BlockStore
+from ..errors import AccessDenied, BlocksyncError, TransportError
+from ..notifications import NotificationLog
+from ..sources import BlockRef, PermissionLevel, PermissionRule
+from . import fetch
+from .spec import MiB, PluginSpec
+
+HOST = "pattern:extension/host@0.1.0"
+HTTP = "pattern:extension/http@0.1.0"
+SYNC = "pattern:extension/sync@0.1.0"
+
+#: WIT ``log`` levels (0 trace .. 4 error) as Python logging levels.
+LOG_LEVELS = (5, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
+DEFAULT_RULES = (PermissionRule("**", PermissionLevel.READ_WRITE),)
+
+T = TypeVar("T")
+
+
+@dataclass
+class HostServices:
+    """What host functions reach in the store; None where a store is not attached."""
+
+    blocks: BlockStore | None = None
+    notifications: NotificationLog | None = None
+
+
+def block_id(owner: str, label: str) -> str:
+    return BlockStore.git_path(owner, label)
+
+
+class HostContext:
+    """One plugin's view of the host: its spec, grants, logger and the store services."""
+
+    def __init__(self, spec: PluginSpec, services: HostServices) -> None:
+        self.spec = spec
+        self.services = services
+        self.log = logging.getLogger(f"blocksync.plugin.{spec.key}")
+        self.author = f"plugin:{spec.key}"
+        self.plugin_rules: Sequence[PermissionRule] = DEFAULT_RULES
+        self.http = fetch.HttpPolicy(
+            spec.allowed_hosts, spec.limits.http_timeout, spec.limits.http_response_mb * MiB
+        )
+
+    # -- grants ---------------------------------------------------------------------------
+
+    def level(self, label: str) -> PermissionLevel:
+        return permissions.level_for(label, self.plugin_rules, self.spec.permission_rules)
+
+    def require(self, owner: str, label: str, needed: PermissionLevel, action: str) -> BlockStore:
+        if owner not in self.spec.owners:
+            attached = ", ".join(sorted(self.spec.owners))
+            raise AccessDenied(
+                f"cannot {action} a block of {owner!r}: this plugin is attached only to {attached}"
+            )
+        level = self.level(label)
+        if level.rank < needed.rank:
+            raise AccessDenied(
+                f"cannot {action} {owner}/{label}: the path is {level.value} for this plugin "
+                f"({needed.value} needed)"
+            )
+        if self.services.blocks is None:
+            raise AccessDenied("no block store is attached to this plugin")
+        return self.services.blocks
+
+    # -- host -----------------------------------------------------------------------------
+
+    def memory_create_block(self, owner: str, label: str, description: str, content: str) -> str:
+        store = self.require(owner, label, PermissionLevel.READ_WRITE, "create")
+        store.create(owner, label, content, description=description, author=self.author)
+        return block_id(owner, label)
+
+    def memory_read_block(self, owner: str, label: str) -> str:
+        return self.require(owner, label, PermissionLevel.READ_ONLY, "read").read(owner, label).content
+
+    def memory_update_block(self, owner: str, label: str, content: str) -> None:
+        store = self.require(owner, label, PermissionLevel.READ_WRITE, "update")
+        store.update(owner, label, content, author=self.author)
+
+    def memory_delete_block(self, owner: str, label: str) -> None:
+        store = self.require(owner, label, PermissionLevel.ADMIN, "delete")
+        store.delete(owner, label, author=self.author)
+
+    def log_message(self, level: int, message: str) -> None:
+        self.log.log(LOG_LEVELS[min(level, len(LOG_LEVELS) - 1)], "%s", message)
+
+    def http_get(self, url: str, headers_json: str) -> str:
+        return self._text_body("GET", url, headers_json, None)
+
+    def http_post(self, url: str, headers_json: str, body: str) -> str:
+        return self._text_body("POST", url, headers_json, body.encode("utf-8"))
+
+    def _text_body(self, method: str, url: str, headers_json: str, body: bytes | None) -> str:
+        try:
+            headers = json.loads(headers_json) if headers_json.strip() else {}
+        except ValueError as exc:
+            raise AccessDenied(f"headers-json is not JSON: {exc}") from exc
+        if not isinstance(headers, dict):
+            raise AccessDenied("headers-json must be a JSON object of header names to values")
+        resp = fetch.request(self.http, method, url, [(str(k), str(v)) for k, v in headers.items()], body)
+        if not 200 <= resp.status < 300:
+            raise TransportError(f"{method} {url} answered HTTP {resp.status}")
+        try:
+            return resp.body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise TransportError(
+                f"{method} {url} answered a body that is not UTF-8 text; use http.request"
+            ) from exc
+
+    def get_config(self, key: str) -> str | None:
+        return self.spec.config_value(key)
+
+    def emit_notification(self, text: str, blocks: tuple[BlockRef, ...]) -> None:
+        if self.services.notifications is None:
+            self.log.warning("notification dropped (no store attached): %s", text)
+            return
+        self.services.notifications.add(self.spec.key, text, blocks)
+
+    # -- sync -----------------------------------------------------------------------------
+
+    def _block(self, ref: Any) -> tuple[BlockStore, str, str]:
+        owner, label = getattr(ref, "agent-id"), ref.label
+        return self.require(owner, label, PermissionLevel.READ_ONLY, "read"), owner, label
+
+    def block_history(self, ref: Any) -> list[SimpleNamespace]:
+        """Newest first, as the WIT documents it."""
+        store, owner, label = self._block(ref)
+        return [
+            SimpleNamespace(**{
+                "version-id": str(v.version),
+                "timestamp": v.timestamp,
+                "description": f"{v.message} ({v.author}{', deleted' if v.deleted else ''})",
+            })
+            for v in reversed(store.history(owner, label))
+        ]
+
+    def block_read_at(self, ref: Any, version_id: str) -> str:
+        store, owner, label = self._block(ref)
+        return store.read(owner, label, version_id).content
+
+    # -- http -----------------------------------------------------------------------------
+
+    def http_request(
+        self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None
+    ) -> fetch.HttpResponse:
+        return fetch.request(self.http, method, url, headers, body)
+
+
+def _trap_on_bug(ctx: HostContext, name: str, fn: Callable[..., T]) -> Callable[..., T]:
+    def guarded(store: Any, *args: Any) -> T:
+        try:
+            return fn(*args)
+        except WasmtimeError:
+            raise
+        except Exception as exc:
+            ctx.log.exception("host function %s failed", name)
+            raise WasmtimeError(f"host function {name} failed: {exc}") from exc
+
+    return guarded
+
+
+def _result(fn: Callable[..., Any], tagged: bool) -> Callable[..., Any]:
+    """A WIT ``result``: blocksync errors become the ``err`` the plugin sees.
+
+    wasmtime-py wants a ``Variant`` when ok and err have the same Python type (string/string)
+    and the bare payload otherwise.
+    """
+
+    def wrapped(*args: Any) -> Any:
+        try:
+            value = fn(*args)
+        except BlocksyncError as exc:
+            return Variant("err", str(exc)) if tagged else str(exc)
+        return Variant("ok", value) if tagged else value
+
+    return wrapped
+
+
+def _notification(record: Any) -> tuple[str, tuple[BlockRef, ...]]:
+    blocks = tuple(
+        BlockRef(getattr(b, "block-id"), b.label, getattr(b, "agent-id")) for b in record.blocks
+    )
+    return record.text, blocks
+
+
+def _response(resp: fetch.HttpResponse) -> SimpleNamespace:
+    return SimpleNamespace(status=resp.status, headers=resp.headers, body=resp.body)
+
+
+def _no_bases(*_: Any) -> str:
+    raise AccessDenied("sync bases are kept only for data-block sources during reconcile")
+
+
+def define(linker_root: Any, ctx: HostContext, sync_bases: dict[str, Callable[..., Any]]) -> None:
+    """Define the ``host``, ``http`` and ``sync`` instances for one plugin on a linker root.
+
+    ``sync_bases`` supplies ``base``, ``bindings``, ``set-base``, ``forget`` and ``merge3``
+    for a source being reconciled; without it a plugin sees no bases and cannot record any.
+    """
+    host: dict[str, Callable[..., Any]] = {
+        "memory-create-block": _result(ctx.memory_create_block, tagged=True),
+        "memory-read-block": _result(ctx.memory_read_block, tagged=True),
+        "memory-update-block": _result(ctx.memory_update_block, tagged=False),
+        "memory-delete-block": _result(ctx.memory_delete_block, tagged=False),
+        "log": ctx.log_message,
+        "http-get": _result(ctx.http_get, tagged=True),
+        "http-post": _result(ctx.http_post, tagged=True),
+        "get-config": ctx.get_config,
+        "emit-notification": lambda record: ctx.emit_notification(*_notification(record)),
+    }
+    http: dict[str, Callable[..., Any]] = {
+        "request": _result(lambda *a: _response(ctx.http_request(*a)), tagged=False),
+    }
+    sync: dict[str, Callable[..., Any]] = {
+        "base": lambda path: None,
+        "bindings": lambda: [],
+        "set-base": _result(_no_bases, tagged=False),
+        "forget": _result(_no_bases, tagged=False),
+        "merge3": _result(_no_bases, tagged=True),
+        "block-history": _result(ctx.block_history, tagged=False),
+        "block-read-at": _result(ctx.block_read_at, tagged=True),
+        **sync_bases,
+    }
+    for name, functions in ((HOST, host), (HTTP, http), (SYNC, sync)):
+        with linker_root.add_instance(name) as instance:
+            _add(instance, ctx, functions)
+
+
+def _add(instance: LinkerInstance, ctx: HostContext, functions: dict[str, Callable[..., Any]]) -> None:
+    for name, fn in functions.items():
+        instance.add_func(name, _trap_on_bug(ctx, name, fn))

@@ -1,0 +1,99 @@
+"""The plugins a store's configuration attaches to its agents, loaded when first used."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, NotFound, PluginRefused
+from .bridges import WasmDataBlock, WasmDataStream, WasmTool
+from .hostfuncs import HostServices
+from .runtime import Plugin, load
+from .spec import PluginSpec, parse_limits, parse_wasm_source
+
+log = logging.getLogger("blocksync.plugins")
+
+#: source_kind values that allow each interface to be used
+_KINDS = {"data-block": ("block", "both"), "data-stream": ("stream", "both"), "tool": ("block", "stream", "both")}
+
+
+def parse_specs(tables: Mapping[str, Any], store_root: Path) -> dict[str, PluginSpec]:
+    """Every ``type = "wasm"`` data source of every agent, by its table key."""
+    caps = parse_limits(tables.get("limits", {}), "[limits]")
+    specs: dict[str, PluginSpec] = {}
+    for agent, agent_table in tables.get("agents", {}).items():
+        if not isinstance(agent_table, dict):
+            raise ConfigError(f"[agents.{agent}] must be a table")
+        sources = agent_table.get("data_sources", {})
+        if not isinstance(sources, dict):
+            raise ConfigError(f"[agents.{agent}.data_sources] must be a table of tables")
+        for key, table in sources.items():
+            where = f"[agents.{agent}.data_sources.{key}]"
+            if not isinstance(table, dict):
+                raise ConfigError(f"{where} must be a table")
+            if table.get("type") != "wasm":
+                raise ConfigError(f"{where}: type {table.get('type')!r} is not supported; use \"wasm\"")
+            if key in specs:
+                raise ConfigError(
+                    f"data source {key!r} is configured for agents {specs[key].agent!r} and "
+                    f"{agent!r}: table keys name sources, so they must be unique"
+                )
+            specs[key] = parse_wasm_source(agent, key, table, store_root, caps)
+    return specs
+
+
+class PluginSet:
+    """Configured plugins by key; each is loaded (checked, compiled or read from the cache)
+    the first time it is used, and stays loaded until :meth:`close`."""
+
+    def __init__(
+        self, specs: Mapping[str, PluginSpec], services: HostServices, cache_folder: Path | None
+    ) -> None:
+        self.specs = dict(specs)
+        self._services = services
+        self._cache = cache_folder
+        self._loaded: dict[str, Plugin] = {}
+
+    def get(self, key: str) -> Plugin:
+        plugin = self._loaded.get(key)
+        if plugin is None:
+            spec = self.specs.get(key)
+            if spec is None:
+                known = ", ".join(sorted(self.specs)) or "none configured"
+                raise NotFound(f"no plugin named {key!r} (known: {known})")
+            plugin = load(spec, self._services, self._cache)
+            if "data-block" in plugin.interfaces:
+                # its own rules bound what its host calls may do (the user's config narrows them)
+                plugin.host.plugin_rules = tuple(WasmDataBlock(plugin).permission_rules())
+            self._loaded[key] = plugin
+        return plugin
+
+    def _exporting(self, key: str, interface: str) -> Plugin:
+        plugin = self.get(key)
+        if interface not in plugin.interfaces:
+            raise PluginRefused(
+                plugin.name, plugin.version, "", f"does not export {interface} "
+                f"(it exports {', '.join(plugin.interfaces)})"
+            )
+        if plugin.spec.source_kind not in _KINDS[interface]:
+            raise PluginRefused(
+                plugin.name, plugin.version, "",
+                f"is configured with source_kind = {plugin.spec.source_kind!r}, not as a {interface}",
+            )
+        return plugin
+
+    def data_block(self, key: str) -> WasmDataBlock:
+        return WasmDataBlock(self._exporting(key, "data-block"))
+
+    def data_stream(self, key: str) -> WasmDataStream:
+        return WasmDataStream(self._exporting(key, "data-stream"))
+
+    def tool(self, key: str) -> WasmTool:
+        return WasmTool(self._exporting(key, "tool"))
+
+    def close(self) -> None:
+        for plugin in self._loaded.values():
+            plugin.close()
+        self._loaded.clear()

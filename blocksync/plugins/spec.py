@@ -1,0 +1,177 @@
+"""How a plugin is configured: limits, grants and pins, parsed from ``blocksync.toml``.
+
+The seed's form attaches a plugin to an agent as a data source::
+
+    [limits]                          # caps for every plugin (optional)
+    timeout = 10.0                    # seconds of wall-clock time per call
+    memory_mb = 256                   # linear memory
+    fuel = 5_000_000_000              # instructions-ish per call (absent: unlimited)
+    result_mb = 16                    # size of one call's result
+    http_timeout = 10.0
+    http_response_mb = 8
+
+    [agents.alice.data_sources.notes]
+    type = "wasm"
+    name = "Alice's notes"
+    path = "plugins/files.wasm"       # relative to the store folder
+    source_kind = "block"             # "block" | "stream" | "both"
+    config = { root = "/data" }       # what the plugin reads with get-config
+    limits = { timeout = 2.0 }        # asks; [limits] caps
+    allowed_hosts = ["127.0.0.1:9000"]
+    dir = "/home/alice/notes"         # preopened for the plugin as /data
+    dir_mode = "read-only"            # or "read-write"
+    sha256 = "…"                      # refuse the plugin if the file changed
+    permission_rules = [{ pattern = "**", permission = "read-write" }]  # narrows the plugin's own
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ConfigError
+from ..sources import PermissionLevel, PermissionRule
+
+MiB = 1 << 20
+SourceKind = Literal["block", "stream", "both"]
+DirMode = Literal["read-only", "read-write"]
+GUEST_DIR = "/data"  # where a granted folder appears inside the plugin
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-call sandbox limits. ``fuel`` None means no fuel limit."""
+
+    timeout: float = 10.0
+    memory_mb: int = 256
+    fuel: int | None = None
+    result_mb: int = 16
+    http_timeout: float = 10.0
+    http_response_mb: int = 8
+
+    def capped_by(self, caps: Mapping[str, Any]) -> Limits:
+        """The smaller of each limit and the user's cap for it."""
+        out = self
+        for key, cap in caps.items():
+            mine = getattr(self, key)
+            out = replace(out, **{key: cap if mine is None else min(mine, cap)})
+        return out
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """One configured plugin instance: a .wasm attached to an agent under a table key."""
+
+    key: str
+    agent: str
+    path: Path
+    name: str = ""
+    source_kind: SourceKind = "block"
+    config: Mapping[str, Any] | None = None
+    limits: Limits = Limits()
+    allowed_hosts: tuple[str, ...] = ()
+    dir: Path | None = None
+    dir_mode: DirMode = "read-only"
+    sha256: str | None = None
+    permission_rules: tuple[PermissionRule, ...] | None = None  # None: the plugin's own
+
+    @property
+    def owners(self) -> frozenset[str]:
+        return frozenset({self.agent})
+
+    def config_value(self, key: str) -> str | None:
+        """``get-config``: strings as they are, other TOML values as JSON."""
+        value = (self.config or {}).get(key)
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value)
+
+
+_LIMIT_TYPES = {f.name: (float if f.name.endswith("timeout") else int) for f in fields(Limits)}
+
+
+def parse_limits(table: Any, where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        kind = _LIMIT_TYPES.get(key)
+        if kind is None:
+            raise ConfigError(f"{where}: unknown limit {key!r}; known: {', '.join(_LIMIT_TYPES)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{where}.{key} must be a positive number, not {value!r}")
+        out[key] = kind(value)
+    return out
+
+
+def parse_rules(value: Any, where: str) -> tuple[PermissionRule, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list of {{ pattern, permission }} tables")
+    rules = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or set(item) != {"pattern", "permission"}:
+            raise ConfigError(f"{where}[{i}] must be {{ pattern = \"…\", permission = \"…\" }}")
+        try:
+            level = PermissionLevel(item["permission"])
+        except ValueError:
+            levels = ", ".join(p.value for p in PermissionLevel)
+            raise ConfigError(f"{where}[{i}].permission must be one of {levels}") from None
+        rules.append(PermissionRule(str(item["pattern"]), level))
+    return tuple(rules)
+
+
+_WASM_KEYS = {
+    "type", "name", "path", "source_kind", "config", "limits", "allowed_hosts", "dir", "dir_mode",
+    "sha256", "permission_rules",
+}
+
+
+def parse_wasm_source(
+    agent: str, key: str, table: Mapping[str, Any], store_root: Path, caps: Mapping[str, Any]
+) -> PluginSpec:
+    """One ``[agents.<agent>.data_sources.<key>]`` table of ``type = "wasm"``."""
+    where = f"[agents.{agent}.data_sources.{key}]"
+    unknown = sorted(set(table) - _WASM_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    if not isinstance(table.get("path"), str):
+        raise ConfigError(f"{where}: `path` (the .wasm file) is required")
+    kind = table.get("source_kind", "block")
+    if kind not in ("block", "stream", "both"):
+        raise ConfigError(f"{where}.source_kind must be \"block\", \"stream\" or \"both\"")
+    dir_mode = table.get("dir_mode", "read-only")
+    if dir_mode not in ("read-only", "read-write"):
+        raise ConfigError(f"{where}.dir_mode must be \"read-only\" or \"read-write\"")
+    config = table.get("config", {})
+    if not isinstance(config, dict):
+        raise ConfigError(f"{where}.config must be a table")
+    hosts = table.get("allowed_hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+        raise ConfigError(f"{where}.allowed_hosts must be a list of host or host:port strings")
+    sha = table.get("sha256")
+    if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
+        raise ConfigError(f"{where}.sha256 must be 64 hex digits")
+    asked = parse_limits(table.get("limits", {}), f"{where}.limits")
+    rules = table.get("permission_rules")
+    return PluginSpec(
+        key=key,
+        agent=agent,
+        path=_resolve(store_root, table["path"]),
+        name=str(table.get("name", key)),
+        source_kind=kind,
+        config=config,
+        limits=replace(Limits(), **asked).capped_by(caps),
+        allowed_hosts=tuple(h.lower() for h in hosts),
+        dir=None if table.get("dir") is None else _resolve(store_root, str(table["dir"])),
+        dir_mode=dir_mode,
+        sha256=None if sha is None else sha.lower(),
+        permission_rules=None if rules is None else parse_rules(rules, f"{where}.permission_rules"),
+    )
+
+
+def _resolve(root: Path, path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else root / p

@@ -1,0 +1,155 @@
+"""Build the fixture plugins once and reuse them: `built_plugin("echo_tool")` -> a .wasm path.
+
+A componentize-py build takes ~10 s, so components are cached in `.test-cache/plugins/`, keyed by
+the sha256 of everything that goes into them: the fixture's files, the guest SDK, the WIT
+package, the build arguments and the componentize-py version. Each build writes a temporary file
+and renames it into place, so two pytest processes racing on one fixture both succeed (the loser
+just did the work twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from wasmtime import Engine, WasmtimeError
+from wasmtime.component import Component
+
+from blocksync.errors import PluginBuildError
+from blocksync.plugins.build import build, guest_sdk_dir, wit_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures" / "plugins"
+CACHE = ROOT / ".test-cache" / "plugins"
+
+
+def _files(folder: Path) -> Iterable[Path]:
+    for path in sorted(folder.rglob("*")):
+        parts = path.relative_to(folder).parts
+        hidden = any(part.startswith(".") or part == "__pycache__" for part in parts)
+        if path.is_file() and not hidden and path.suffix != ".pyc":
+            yield path
+
+
+def cache_key(name: str, **build_kwargs: Any) -> str:
+    digest = hashlib.sha256()
+    for label, folder in (
+        ("source", FIXTURES / name),
+        ("sdk", guest_sdk_dir()),
+        ("wit", wit_dir()),
+    ):
+        for path in _files(folder):
+            digest.update(f"{label}:{path.relative_to(folder).as_posix()}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    extra = {"args": build_kwargs, "componentize-py": version("componentize-py")}
+    digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def built_plugin(name: str, **build_kwargs: Any) -> Path:
+    """The component built from `fixtures/plugins/<name>`, from the cache when it is there."""
+    target = CACHE / f"{cache_key(name, **build_kwargs)}.wasm"
+    if target.is_file():
+        return target
+    CACHE.mkdir(parents=True, exist_ok=True)
+    partial = CACHE / f".{target.stem}.{uuid.uuid4().hex}.wasm"
+    result = build(FIXTURES / name, partial, **build_kwargs)
+    info = {
+        "fixture": name,
+        "args": json.dumps(build_kwargs, sort_keys=True, default=str),
+        "world": result.world,
+        "interfaces": list(result.interfaces),
+        "size": result.size,
+        "sha256": result.sha256,
+        "wasi": result.wasi,
+        "seconds": round(result.seconds, 2),
+    }
+    info_partial = partial.with_suffix(".json")
+    info_partial.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    os.replace(info_partial, target.with_suffix(".json"))  # before the .wasm: it marks completion
+    os.replace(partial, target)
+    _forget_older_builds(target, info)
+    return target
+
+
+def _forget_older_builds(current: Path, info: dict[str, Any]) -> None:
+    """Delete what earlier sources of the same fixture and arguments left in the cache."""
+    for other in CACHE.glob("*.json"):
+        if other.stem == current.stem or other.name.startswith("."):
+            continue
+        try:
+            old = json.loads(other.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (old.get("fixture"), old.get("args")) == (info["fixture"], info["args"]):
+            for stale in CACHE.glob(f"{other.stem}*"):
+                stale.unlink(missing_ok=True)
+
+
+def build_failure(name: str, **build_kwargs: Any) -> str:
+    """The message of the PluginBuildError building a broken fixture raises (cached too: a
+    failing componentize-py run still takes ~8 s)."""
+    record = CACHE / f"{cache_key(name, **build_kwargs)}.failure.txt"
+    if record.is_file():
+        return record.read_text(encoding="utf-8")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            build(FIXTURES / name, Path(tmp) / "out.wasm", **build_kwargs)
+        except PluginBuildError as exc:
+            message = str(exc)
+        else:
+            raise AssertionError(f"fixture {name} built, but it should not")
+        leftovers = list(Path(tmp).iterdir())
+    assert leftovers == [], f"a failed build left {leftovers}"
+    partial = CACHE / f".{record.name}.{uuid.uuid4().hex}"
+    partial.write_text(message, encoding="utf-8")
+    os.replace(partial, record)
+    return message
+
+
+def build_info(wasm: Path) -> dict[str, Any]:
+    """What `build()` reported for a cached component (world, interfaces, size, sha256, ...)."""
+    info: dict[str, Any] = json.loads(wasm.with_suffix(".json").read_text(encoding="utf-8"))
+    return info
+
+
+def built_plugins(names: Iterable[str], workers: int | None = None) -> dict[str, Path]:
+    """Several fixtures at once, cold builds in parallel (componentize-py uses ~1 core each)."""
+    names = list(names)
+    with ThreadPoolExecutor(
+        max_workers=workers or max(1, min(len(names), os.cpu_count() or 1))
+    ) as pool:
+        return dict(zip(names, pool.map(built_plugin, names)))
+
+
+def compiled_component(engine: Engine, wasm: Path) -> Component:
+    """`wasm` compiled for `engine` (~6 s), or deserialized from the cache next to it (~30 ms).
+
+    Only artifacts this helper wrote are deserialized (deserializing is trusting native code).
+    """
+    digest = hashlib.sha256(wasm.read_bytes()).hexdigest()
+    key = hashlib.sha256(
+        f"{digest}:{version('wasmtime')}:{platform.machine()}".encode()
+    ).hexdigest()
+    artifact = CACHE / f"{wasm.stem}.{key[:16]}.cwasm"  # named after its .wasm: pruned with it
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if artifact.is_file():
+        try:
+            return Component.deserialize_file(engine, str(artifact))
+        except WasmtimeError:
+            pass  # written by another wasmtime or engine config: compile again
+    component = Component.from_file(engine, str(wasm))
+    partial = CACHE / f".{key}.{uuid.uuid4().hex}.cwasm.partial"
+    partial.write_bytes(component.serialize())
+    os.replace(partial, artifact)
+    return component
