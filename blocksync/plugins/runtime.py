@@ -244,7 +244,7 @@ class Plugin:
             self._linker.add_wasip2()
         with self._linker.root() as root:
             define(root, self.host, sync_bases or {})
-        self._lifts: dict[tuple[str, str], tuple[lift.Lift, bool]] = {}
+        self._lifts: dict[tuple[str, str], tuple[lift.Lift, bool, list[lift.Lower]]] = {}
         self._live: _Live | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"plugin-{spec.key}")
         self._stdout = _LineLog(self.host.log, logging.INFO)
@@ -288,11 +288,13 @@ class Plugin:
         where = f"{interface}.{function}"
         limits = self.spec.limits
         live = self._instance(where)
-        func, lifted, has_result = live.funcs.get((interface, function)) or self._func(live, interface, function)
+        func, lifted, has_result, lowers = (
+            live.funcs.get((interface, function)) or self._func(live, interface, function)
+        )
         live.store.set_epoch_deadline(max(1, round(limits.timeout / TICK_SECONDS)))
         live.store.set_fuel(limits.fuel or UNLIMITED_FUEL)
         try:
-            value = lift.call(func, live.store, lifted, has_result, *args)
+            value = lift.call(func, live.store, lifted, has_result, *args, lowers=lowers)
         except WasmtimeError as exc:
             self._live = None
             reason = _trap_reason(exc)
@@ -316,7 +318,9 @@ class Plugin:
             )
         return value
 
-    def _func(self, live: _Live, interface: str, function: str) -> tuple[Any, lift.Lift, bool]:
+    def _func(
+        self, live: _Live, interface: str, function: str
+    ) -> tuple[Any, lift.Lift, bool, list[lift.Lower]]:
         export = live.instance.get_export_index(live.store, contract.export_name(interface))
         index = None if export is None else live.instance.get_export_index(live.store, function, export)
         func = None if index is None else live.instance.get_func(live.store, index)
@@ -325,9 +329,13 @@ class Plugin:
                 self.name, self.version, f"{interface}.{function}", "the plugin does not export it"
             )
         key = (interface, function)
-        if key not in self._lifts:
-            result_type = func.type(live.store).result
-            self._lifts[key] = (lift.build_lift(result_type), result_type is not None)
+        if key not in self._lifts:  # converters outlive instances: types never change
+            ftype = func.type(live.store)
+            self._lifts[key] = (
+                lift.build_lift(ftype.result),
+                ftype.result is not None,
+                [lift.build_lower(t) for _name, t in ftype.params],
+            )
         entry = (func, *self._lifts[key])
         live.funcs[key] = entry
         return entry
