@@ -24,6 +24,7 @@ so the original stays attached. Each class carries the data a caller needs to ac
     ├── StoreCorrupt                    1  the repository or index cannot be trusted
     │   ├── RepositoryCorrupt
     │   └── IndexCorrupt                   index.db missing, unreadable or out of sync
+    ├── MergeConflict                   1  a three-way merge found overlapping changes
     ├── AccessDenied                    1  a plugin asked for more than it was granted
     ├── TransportError                  1  an HTTP request made for a plugin failed
     └── PluginError                     1  a plugin failed; names plugin, version and call
@@ -179,6 +180,10 @@ class PluginBuildError(UsageError):
         self.detail = detail
         #: class name -> required methods it lacks (empty unless that is the problem)
         self.missing_methods = dict(missing_methods or {})
+
+
+class MergeConflict(BlocksyncError):
+    """Both sides changed the same region differently: no clean three-way merge."""
 
 
 class AccessDenied(BlocksyncError):

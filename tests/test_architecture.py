@@ -18,6 +18,7 @@ LAYERS = {
     "guest": 0,  # the guest SDK runs inside plugins: it imports nothing of blocksync
     "names": 1,
     "text": 1,
+    "merge": 1,
     "config": 1,
     "versions": 1,
     "sources": 1,

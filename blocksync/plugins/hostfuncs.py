@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 from wasmtime import WasmtimeError
 from wasmtime.component import LinkerInstance, Variant
 
-from .. import permissions
+from .. import merge, permissions
 from ..blocks import BlockStore
-from ..errors import AccessDenied, BlocksyncError, TransportError
+from ..errors import AccessDenied, BlocksyncError, MergeConflict, TransportError
 from ..notifications import NotificationLog
 from ..sources import BlockRef, PermissionLevel, PermissionRule
 from . import fetch
@@ -208,6 +208,15 @@ def _response(resp: fetch.HttpResponse) -> SimpleNamespace:
     return SimpleNamespace(status=resp.status, headers=resp.headers, body=resp.body)
 
 
+def _merge3(base: str, disk: str, agent: str) -> str:
+    result = merge.merge3(base, disk, agent)
+    if result.text is None:
+        raise MergeConflict(
+            f"conflict: {result.conflicts} region(s) changed differently on both sides"
+        )
+    return result.text
+
+
 def _no_bases(*_: Any) -> str:
     raise AccessDenied("sync bases are kept only for data-block sources during reconcile")
 
@@ -215,8 +224,8 @@ def _no_bases(*_: Any) -> str:
 def define(linker_root: Any, ctx: HostContext, sync_bases: dict[str, Callable[..., Any]]) -> None:
     """Define the ``host``, ``http`` and ``sync`` instances for one plugin on a linker root.
 
-    ``sync_bases`` supplies ``base``, ``bindings``, ``set-base``, ``forget`` and ``merge3``
-    for a source being reconciled; without it a plugin sees no bases and cannot record any.
+    ``sync_bases`` supplies ``base``, ``bindings``, ``set-base`` and ``forget`` for a source
+    being reconciled; without it a plugin sees no bases and cannot record any.
     """
     host: dict[str, Callable[..., Any]] = {
         "memory-create-block": _result(ctx.memory_create_block, tagged=True),
@@ -237,7 +246,7 @@ def define(linker_root: Any, ctx: HostContext, sync_bases: dict[str, Callable[..
         "bindings": lambda: [],
         "set-base": _result(_no_bases, tagged=False),
         "forget": _result(_no_bases, tagged=False),
-        "merge3": _result(_no_bases, tagged=True),
+        "merge3": _result(_merge3, tagged=True),
         "block-history": _result(ctx.block_history, tagged=False),
         "block-read-at": _result(ctx.block_read_at, tagged=True),
         **sync_bases,
