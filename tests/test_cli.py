@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import click
 from click.testing import CliRunner, Result
 
 import blocksync
@@ -275,3 +276,19 @@ def test_store_defaults_to_environment(alice: Path) -> None:
 def test_library_matches_cli(alice: Path) -> None:
     with blocksync.open(alice) as ws:
         assert ws.blocks.read("alice", "notes").content == "hello\n"
+
+
+def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[str]:
+    out = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            out += _command_paths(command, (*prefix, name))
+        else:
+            out.append(" ".join((*prefix, name)))
+    return out
+
+
+def test_every_command_is_in_the_readme() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [c for c in _command_paths(cli) if f"`blocksync {c}" not in readme]
+    assert not missing, f"document these commands in the README's table: {missing}"
