@@ -15,23 +15,17 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import random
 import time
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Literal
 
-from dulwich.errors import NotGitRepository
-from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
+from dulwich.objects import Blob, Commit, ShaFile, Tree
 from dulwich.refs import Ref
-from dulwich.repo import Repo
 
 from . import names
 from .errors import (
@@ -41,10 +35,10 @@ from .errors import (
     InvalidContent,
     RepositoryCorrupt,
     StaleVersion,
-    StoreNotFound,
     UsageError,
     VersionNotFound,
 )
+from .gitstore import FILE_MODE, TREE_CACHE, TREE_MODE, GitStore, TreeEditor, identity
 from .text import CharOp, char_diff, unified_diff
 from .versions import BlockChange, CommitInfo, VersionIndex, VersionRow
 
@@ -52,14 +46,8 @@ MAIN = Ref(b"refs/heads/main")
 BLOCKS_DIR = "blocks"
 CONTENT_FILE = b"content"
 META_FILE = b"meta.json"
-TREE_MODE = 0o040000
-FILE_MODE = 0o100644
 #: Attempts at the compare-and-swap of main before :class:`ConcurrentUpdate`.
 MAX_ATTEMPTS = 50
-#: Above this many new objects a commit is written as one pack instead of loose objects.
-PACK_THRESHOLD = 64
-#: Trees kept parsed in memory (immutable by id, so never stale).
-TREE_CACHE = 4096
 
 
 class BlockType(str, Enum):
@@ -228,71 +216,11 @@ def _check_names(owner: str, label: str) -> None:
 
 
 def _check_commit_text(message: str, author: str) -> None:
-    _identity(author)
+    identity(author)
     _utf8(message, "commit message")
     if "\0" in message:
         # git refuses such commits (fsck: nulInCommit) and cuts the message at the NUL
         raise UsageError("a commit message cannot contain NUL characters")
-
-
-class _Tree:
-    """A lazily loaded, editable view of one git tree; only edited subtrees are rewritten."""
-
-    def __init__(self, store: BlockStore, sha: bytes | None) -> None:
-        self._store = store
-        self.sha = sha
-        self._entries: dict[bytes, tuple[int, bytes]] | None = None
-        self._children: dict[bytes, _Tree] = {}
-        self._dirty = False
-
-    def entries(self) -> dict[bytes, tuple[int, bytes]]:
-        if self._entries is None:
-            self._entries = {}
-            if self.sha is not None:
-                self._entries = {e.path: (e.mode, e.sha) for e in self._store._tree(self.sha).items()}
-        return self._entries
-
-    def child(self, name: bytes) -> _Tree:
-        """The subtree ``name`` (empty if absent), to read or edit; written back by write()."""
-        if name not in self._children:
-            entry = self.entries().get(name)
-            self._children[name] = _Tree(self._store, entry[1] if entry else None)
-        return self._children[name]
-
-    def set(self, name: bytes, mode: int, sha: bytes) -> None:
-        self._children.pop(name, None)
-        self.entries()[name] = (mode, sha)
-        self._dirty = True
-
-    def remove(self, name: bytes) -> None:
-        self._children.pop(name, None)
-        if self.entries().pop(name, None) is not None:
-            self._dirty = True
-
-    def write(self, out: list[ShaFile]) -> bytes | None:
-        """Append rewritten trees to ``out``; returns this tree's sha, None when it is empty."""
-        entries = self.entries() if self._children or self._dirty else {}
-        for name, sub in self._children.items():
-            new = sub.write(out)
-            old = entries.get(name)
-            if new is None and old is not None:
-                del entries[name]
-                self._dirty = True
-            elif new is not None and (old is None or old[1] != new):
-                entries[name] = (TREE_MODE, new)
-                self._dirty = True
-        self._children.clear()
-        if self._dirty:
-            self._dirty = False
-            if not entries:
-                self.sha = None
-            else:
-                tree = Tree()
-                for name, (mode, sha) in entries.items():
-                    tree.add(name, mode, ObjectID(sha))
-                out.append(tree)
-                self.sha = tree.id
-        return self.sha
 
 
 class _Staged:
@@ -331,7 +259,7 @@ class Transaction:
     def _begin(self, head: bytes | None) -> None:
         self._head = head
         self._store._catch_up(head)
-        self._root = _Tree(self._store, self._store._commit_tree(head))
+        self._root = TreeEditor(self._store._git, self._store._git.commit_tree(head))
         self._staged: dict[tuple[str, str], _Staged | None] = {}
 
     # -- reading through the staged changes -----------------------------------------------
@@ -487,116 +415,40 @@ class BlockStore:
     def __init__(
         self, repo_path: Path, index: VersionIndex, author: str, *, durable: bool = False
     ) -> None:
-        """``durable`` fsyncs every object and ref update, so a power cut loses nothing that
-        was committed; without it a killed process still loses nothing (writes are ordered:
-        objects, then the ref, then the index), but the OS may drop the last commits on a
-        power cut."""
-        if not repo_path.is_dir():
-            raise StoreNotFound(str(repo_path.parent))
-        try:
-            self._repo = Repo(str(repo_path))
-        except NotGitRepository as exc:
-            raise RepositoryCorrupt(str(repo_path), "not a git repository") from exc
+        """``durable``: see :class:`~blocksync.gitstore.GitStore`. Writes are ordered objects,
+        then the ref, then the index, so a killed process never leaves a half commit."""
+        self._git = GitStore(repo_path, durable=durable)
         self.repo_path = repo_path
         self._index = index
         self.author = author
         self.durable = durable
-        self._repo.object_store.fsync_object_files = durable
-        # close the repository's pack files before interpreter shutdown even when the caller
-        # forgot to: dulwich's finalizers complain loudly once modules are torn down
-        weakref.finalize(self, self._repo.close)
-        self._trees: OrderedDict[bytes, Tree] = OrderedDict()
-        self._commit_trees: dict[bytes, bytes] = {}
         self._metas: dict[bytes, BlockMeta] = {}
         self._pending: dict[str, CommitInfo] = {}
 
     @staticmethod
     def init_repo(repo_path: Path) -> None:
-        repo = Repo.init_bare(str(repo_path), mkdir=True)
-        repo.refs.set_symbolic_ref(Ref(b"HEAD"), MAIN)
-        repo.close()
+        GitStore.init_bare(repo_path, MAIN)
 
     def close(self) -> None:
-        self._repo.close()
+        self._git.close()
 
     @staticmethod
     def git_path(owner: str, label: str) -> str:
         """The block's folder in the repository, as ``git log -- <path>`` wants it."""
         return f"{BLOCKS_DIR}/{names.encode(owner)}/{names.encode(label)}"
 
-    # -- git plumbing ---------------------------------------------------------------------
-
     def _head(self) -> bytes | None:
-        try:
-            return self._repo.refs[MAIN]
-        except KeyError:
-            return None
+        return self._git.ref(MAIN)
 
-    def _object(self, sha: bytes) -> ShaFile:
-        try:
-            return self._repo.object_store[ObjectID(sha)]
-        except KeyError as exc:
-            raise RepositoryCorrupt(str(self.repo_path), f"object {sha.decode()} is missing") from exc
-
-    def _tree(self, sha: bytes) -> Tree:
-        # trees are immutable by id: a small cache saves re-reading the owner folders that
-        # every write walks (and that the previous write has just produced)
-        tree = self._trees.get(sha)
-        if tree is None:
-            obj = self._object(sha)
-            if not isinstance(obj, Tree):
-                raise RepositoryCorrupt(str(self.repo_path), f"{sha.decode()} is not a tree")
-            tree = obj
-            self._remember(tree)
-        return tree
-
-    def _remember(self, tree: Tree) -> None:
-        self._trees[tree.id] = tree
-        if len(self._trees) > TREE_CACHE:
-            self._trees.popitem(last=False)
-
-    def _blob(self, sha: bytes) -> bytes:
-        obj = self._object(sha)
-        if not isinstance(obj, Blob):
-            raise RepositoryCorrupt(str(self.repo_path), f"{sha.decode()} is not a blob")
-        return obj.as_raw_string()
-
-    def _commit(self, sha: bytes) -> Commit:
-        obj = self._object(sha)
-        if not isinstance(obj, Commit):
-            raise RepositoryCorrupt(str(self.repo_path), f"{sha.decode()} is not a commit")
-        return obj
-
-    def _commit_tree(self, head: bytes | None) -> bytes | None:
-        if head is None:
-            return None
-        tree = self._commit_trees.get(head)
-        if tree is None:
-            if len(self._commit_trees) > TREE_CACHE:
-                self._commit_trees.clear()
-            tree = self._commit_trees[head] = self._commit(head).tree
-        return tree
-
-    def _lookup(self, tree_sha: bytes | None, *path: bytes) -> bytes | None:
-        sha = tree_sha
-        for name in path:
-            if sha is None:
-                return None
-            try:
-                sha = self._tree(sha)[name][1]
-            except KeyError:
-                return None
-        return sha
-
-    def _block_dir(self, root: _Tree, owner: str, label: str) -> bytes | None:
+    def _block_dir(self, root: TreeEditor, owner: str, label: str) -> bytes | None:
         if root.sha is None:
             return None
-        return self._lookup(
+        return self._git.lookup(
             root.sha, BLOCKS_DIR.encode(), names.encode(owner).encode(), names.encode(label).encode()
         )
 
     def _read_dir(self, dir_sha: bytes) -> _Staged:
-        folder = self._tree(dir_sha)
+        folder = self._git.tree(dir_sha)
         try:
             content_sha = folder[CONTENT_FILE][1]
             meta = self._meta(folder[META_FILE][1])
@@ -608,7 +460,7 @@ class BlockStore:
 
     def _text(self, blob_sha: bytes) -> str:
         try:
-            return self._blob(blob_sha).decode("utf-8")
+            return self._git.blob(blob_sha).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise RepositoryCorrupt(
                 str(self.repo_path), f"block content {blob_sha.decode()} is not UTF-8"
@@ -619,7 +471,7 @@ class BlockStore:
         meta = self._metas.get(blob_sha)
         if meta is None:
             try:
-                meta = BlockMeta.from_json(self._blob(blob_sha))
+                meta = BlockMeta.from_json(self._git.blob(blob_sha))
             except (KeyError, ValueError) as exc:
                 raise RepositoryCorrupt(
                     str(self.repo_path), f"block metadata {blob_sha.decode()} is malformed ({exc})"
@@ -632,7 +484,7 @@ class BlockStore:
     def _write_commit(
         self,
         head: bytes | None,
-        root: _Tree,
+        root: TreeEditor,
         staged: dict[tuple[str, str], _Staged | None],
         message: str,
         author: str,
@@ -662,27 +514,10 @@ class BlockStore:
             changes.append(BlockChange(owner, label, content.id.decode(), meta.id.decode()))
         if not changes:
             return CommitResult(None)
-        new_root = root.write(objects)
-        if new_root is None:  # every block deleted: git still wants a tree
-            empty = Tree()
-            objects.append(empty)
-            new_root = empty.id
-        commit = Commit()
-        commit.tree = new_root
-        commit.parents = [] if head is None else [ObjectID(head)]
-        commit.author = commit.committer = _identity(author)
-        commit.author_time = commit.commit_time = int(time.time())
-        commit.author_timezone = commit.commit_timezone = 0
-        commit.encoding = b"UTF-8"
-        commit.message = message.rstrip("\n").encode("utf-8") + b"\n"
-        objects.append(commit)
-        self._add_objects(objects)
-        for obj in objects:
-            if isinstance(obj, Tree):
-                self._remember(obj)
-        self._commit_trees[commit.id] = new_root
+        commit, more = self._git.commit_objects(root, head, author, message)
+        self._git.write(objects + more)
         info = _commit_info(commit, tuple(changes))
-        if not self._swap_main(head, commit.id):
+        if not self._git.swap_ref(MAIN, head, commit.id):
             return None
         self._pending[info.sha] = info
         self._catch_up(commit.id)
@@ -693,78 +528,6 @@ class BlockStore:
             (row,) = self._index.by_commit_prefix(change.owner, change.label, info.sha)
             versions[(change.owner, change.label)] = row.version
         return CommitResult(info.sha, versions)
-
-    def _swap_main(self, old: bytes | None, new: bytes) -> bool:
-        """Compare-and-swap main under git's own lock protocol (``main.lock``, O_EXCL).
-
-        Done here rather than with dulwich's ``set_if_equals``, which always fsyncs the ref
-        (half the cost of a commit) and writes a reflog entry after re-reading the whole git
-        config stack; the commits themselves are the history.
-        """
-        path = self.repo_path / "refs" / "heads" / "main"
-        lock = path.with_name("main.lock")
-        try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False  # another writer is mid-swap: a lost race like any other
-        try:
-            if self._head() != old:
-                os.close(fd)
-                os.unlink(lock)
-                return False
-            os.write(fd, new + b"\n")
-            if self.durable:
-                os.fsync(fd)
-            os.close(fd)
-            os.replace(lock, path)
-        except BaseException:
-            with suppress(OSError):
-                os.close(fd)
-            with suppress(OSError):
-                os.unlink(lock)
-            raise
-        return True
-
-    def _add_objects(self, objects: list[ShaFile]) -> None:
-        if len(objects) > PACK_THRESHOLD:
-            self._repo.object_store.add_objects([(obj, None) for obj in objects])
-        else:
-            for obj in objects:
-                self._write_loose(obj)
-
-    def _write_loose(self, obj: ShaFile) -> None:
-        """Write one loose object as git does: compressed to a unique temp file, renamed.
-
-        Leaner than dulwich's ``add_object`` (no per-object mkdir, no lock file: two writers
-        of one object write the same bytes, so either rename may win), which halves the cost
-        of a single-block commit.
-        """
-        hexsha = obj.id.decode("ascii")
-        folder = self.repo_path / "objects" / hexsha[:2]
-        path = folder / hexsha[2:]
-        try:
-            os.utime(path)  # present: refresh it so a concurrent `git gc` keeps it
-            return
-        except FileNotFoundError:
-            pass
-        data = obj.as_legacy_object()
-        tmp = folder / f"tmp_obj_{os.getpid()}_{random.getrandbits(48):012x}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        except FileNotFoundError:
-            folder.mkdir(exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
-            os.write(fd, data)
-            if self.durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
 
     # -- the version index ----------------------------------------------------------------
 
@@ -778,17 +541,18 @@ class BlockStore:
         """What changed in ``sha`` against its first parent, at block-folder granularity."""
         if sha in self._pending:
             return self._pending[sha]
-        commit = self._commit(sha.encode())
+        commit = self._git.commit(sha.encode())
         parent = commit.parents[0] if commit.parents else None
-        return _commit_info(commit, tuple(self._changed_blocks(self._commit_tree(parent), commit.tree)))
+        changed = self._changed_blocks(self._git.commit_tree(parent), commit.tree)
+        return _commit_info(commit, tuple(changed))
 
     def _changed_blocks(self, old_root: bytes | None, new_root: bytes) -> Iterator[BlockChange]:
         key = BLOCKS_DIR.encode()
-        old_blocks, new_blocks = self._lookup(old_root, key), self._lookup(new_root, key)
+        old_blocks, new_blocks = self._git.lookup(old_root, key), self._git.lookup(new_root, key)
         for owner, old_owner, new_owner in self._diff_entries(old_blocks, new_blocks):
             for label, _, new_dir in self._diff_entries(old_owner, new_owner):
-                entries = {} if new_dir is None else {e.path: e.sha for e in self._tree(new_dir).items()}
-                content, meta = entries.get(CONTENT_FILE), entries.get(META_FILE)
+                folder = {} if new_dir is None else {e.path: e.sha for e in self._git.tree(new_dir).items()}
+                content, meta = folder.get(CONTENT_FILE), folder.get(META_FILE)
                 yield BlockChange(
                     names.decode(owner),
                     names.decode(label),
@@ -801,8 +565,8 @@ class BlockStore:
     ) -> Iterator[tuple[bytes, bytes | None, bytes | None]]:
         if old == new:
             return
-        before = {} if old is None else {e.path: e.sha for e in self._tree(old).items()}
-        after = {} if new is None else {e.path: e.sha for e in self._tree(new).items()}
+        before = {} if old is None else {e.path: e.sha for e in self._git.tree(old).items()}
+        after = {} if new is None else {e.path: e.sha for e in self._git.tree(new).items()}
         for name in sorted(before.keys() | after.keys()):
             if before.get(name) != after.get(name):
                 yield name, before.get(name), after.get(name)
@@ -1032,17 +796,6 @@ class BlockStore:
 
     def read_commit_info(self, sha: str) -> CommitInfo:
         return self._read_commit_info(sha)
-
-
-def _identity(author: str) -> bytes:
-    # git shows a name without its trailing whitespace: history would disagree with `git log`
-    if not author or author != author.strip() or any(c in author for c in "<>\n\r\0"):
-        raise UsageError(
-            f"author {author!r} must be non-empty, without '<', '>', line breaks or "
-            "surrounding whitespace"
-        )
-    slug = "".join(c if c.isalnum() or c in "._-" else "-" for c in author)
-    return _utf8(f"{author} <{slug}@blocksync.invalid>", "author")
 
 
 def _commit_info(commit: Commit, changes: tuple[BlockChange, ...]) -> CommitInfo:

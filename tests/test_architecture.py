@@ -22,15 +22,16 @@ LAYERS = {
     "config": 1,
     "versions": 1,
     "sources": 1,
+    "gitstore": 2,
     "permissions": 2,
     "notifications": 2,
-    "blocks": 2,
-    "fsck": 3,
-    "plugins": 3,
-    "workspace": 4,
-    "demo": 5,
-    "cli": 6,
-    "__init__": 7,
+    "blocks": 3,
+    "fsck": 4,
+    "plugins": 4,
+    "workspace": 5,
+    "demo": 6,
+    "cli": 7,
+    "__init__": 8,
 }
 
 
