@@ -10,17 +10,25 @@ so the original stays attached. Each class carries the data a caller needs to ac
     │   ├── InvalidLabel                   empty label, or one that would escape the tree
     │   ├── InvalidContent                 not UTF-8, or over the block's char_limit
     │   ├── ConfigError                    blocksync.toml is wrong
-    │   └── PluginBuildError               a plugin source cannot be built into a component
+    │   ├── PluginBuildError               a plugin source cannot be built into a component
+    │   └── AmbiguousConflictId            a conflict id prefix matches several conflicts
     ├── NotFound                        4  something named does not exist
     │   ├── StoreNotFound                  no store folder: run `blocksync init`
     │   ├── BlockNotFound
-    │   └── VersionNotFound
+    │   ├── VersionNotFound
+    │   └── ConflictNotFound               no conflict has that id (or id prefix)
     ├── AlreadyExists                   1
     │   ├── StoreExists
-    │   └── BlockExists
+    │   ├── BlockExists
+    │   └── AlreadyBound                   a source path or block bound elsewhere: forget it first
     ├── ConcurrencyError                5  someone else moved first
     │   ├── StaleVersion                   expected_version no longer current
-    │   └── ConcurrentUpdate               compare-and-swap retries exhausted
+    │   ├── ConcurrentUpdate               compare-and-swap retries exhausted
+    │   ├── StaleResolution                a side of the conflict changed since detection
+    │   ├── ConflictNotOpen                resolving a superseded or vanished conflict
+    │   │   └── AlreadyResolved            ... or one resolved already
+    │   └── CannotUndo                     undoing what was not resolved, or a path that
+    │                                      has moved on since the resolution
     ├── StoreCorrupt                    1  the repository or index cannot be trusted
     │   ├── RepositoryCorrupt
     │   └── IndexCorrupt                   index.db missing, unreadable or out of sync
@@ -105,6 +113,16 @@ class VersionNotFound(NotFound):
         self.version = version
 
 
+class ConflictNotFound(NotFound):
+    """No conflict in the index has this id, nor an id starting with it."""
+
+    def __init__(self, conflict_id: str) -> None:
+        super().__init__(
+            f"no conflict {conflict_id!r}: `blocksync conflicts list --status all` shows them all"
+        )
+        self.conflict_id = conflict_id
+
+
 class AlreadyExists(BlocksyncError):
     """Something to be created exists already."""
 
@@ -120,6 +138,34 @@ class BlockExists(AlreadyExists):
         super().__init__(f"block {label!r} for owner {owner!r} already exists")
         self.owner = owner
         self.label = label
+
+
+class AlreadyBound(AlreadyExists):
+    """A source's path is bound to another block, or the block to another path.
+
+    Sync bases bind each path of a source to one block and each block to one path; moving a
+    binding takes an explicit ``forget`` first, so a mix-up never silently redirects a file.
+    """
+
+    def __init__(
+        self, source: str, path: str, owner: str, label: str, bound_path: str,
+        bound_owner: str, bound_label: str,
+    ) -> None:
+        if bound_path == path:
+            what = f"path {path!r} is bound to block {bound_owner}/{bound_label}"
+        else:
+            what = f"block {owner}/{label} is bound to path {bound_path!r}"
+        super().__init__(
+            f"source {source!r}: cannot bind path {path!r} to block {owner}/{label}: {what}; "
+            "forget the old binding first"
+        )
+        self.source = source
+        self.path = path
+        self.owner = owner
+        self.label = label
+        self.bound_path = bound_path
+        self.bound_owner = bound_owner
+        self.bound_label = bound_label
 
 
 class ConcurrencyError(BlocksyncError):
@@ -151,6 +197,65 @@ class ConcurrentUpdate(ConcurrencyError):
         self.attempts = attempts
 
 
+class StaleResolution(ConcurrencyError):
+    """A side of the conflict no longer holds what it held when the conflict was detected."""
+
+    def __init__(self, conflict_id: str, sides: tuple[str, ...]) -> None:
+        changed = " and ".join(sides)
+        super().__init__(
+            f"conflict {conflict_id} is stale: {changed} changed since it was detected; "
+            "run reconcile again and resolve the conflict it reports"
+        )
+        self.conflict_id = conflict_id
+        #: the sides that moved: "disk", "agent" or both
+        self.sides = sides
+
+
+class ConflictNotOpen(ConcurrencyError):
+    """A resolution of a conflict that is no longer open (superseded, vanished or resolved)."""
+
+    def __init__(
+        self, conflict_id: str, status: str, detail: str = "", *, superseded_by: str | None = None
+    ) -> None:
+        if not detail:
+            detail = (
+                f"it was superseded by {superseded_by}: resolve that one"
+                if superseded_by
+                else f"it is {status}: there is nothing to resolve"
+            )
+        super().__init__(f"conflict {conflict_id} is not open: {detail}")
+        self.conflict_id = conflict_id
+        self.status = status
+        self.superseded_by = superseded_by
+
+
+class AlreadyResolved(ConflictNotOpen):
+    """A resolution of a conflict that was resolved already."""
+
+    def __init__(
+        self, conflict_id: str, resolution: str | None, resolved_by: str | None, resolved_at: str | None
+    ) -> None:
+        by = f" by {resolved_by}" if resolved_by else ""
+        super().__init__(
+            conflict_id,
+            "resolved",
+            f"it was resolved already ({resolution}){by} at {resolved_at}; undo it first to "
+            "resolve it differently",
+        )
+        self.resolution = resolution
+        self.resolved_by = resolved_by
+        self.resolved_at = resolved_at
+
+
+class CannotUndo(ConcurrencyError):
+    """An undo of a conflict that was not resolved by a resolution, or whose path moved on."""
+
+    def __init__(self, conflict_id: str, detail: str) -> None:
+        super().__init__(f"cannot undo conflict {conflict_id}: {detail}")
+        self.conflict_id = conflict_id
+        self.detail = detail
+
+
 class StoreCorrupt(BlocksyncError):
     """The store's repository or index cannot be trusted."""
 
@@ -180,6 +285,16 @@ class PluginBuildError(UsageError):
         self.detail = detail
         #: class name -> required methods it lacks (empty unless that is the problem)
         self.missing_methods = dict(missing_methods or {})
+
+
+class AmbiguousConflictId(UsageError):
+    """A conflict id prefix that matches more than one conflict."""
+
+    def __init__(self, prefix: str, matches: list[str]) -> None:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        super().__init__(f"conflict id {prefix!r} is ambiguous: it matches {shown}")
+        self.prefix = prefix
+        self.matches = list(matches)
 
 
 class MergeConflict(BlocksyncError):

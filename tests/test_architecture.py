@@ -19,6 +19,8 @@ LAYERS = {
     "names": 1,
     "text": 1,
     "merge": 1,
+    "bases": 3,
+    "conflicts": 2,
     "truth": 0,  # pure: the same module runs inside plugins (guest SDK)
     "config": 1,
     "versions": 1,

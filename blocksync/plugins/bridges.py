@@ -8,7 +8,7 @@ leave here as the typed values the rest of blocksync uses; a WIT ``result`` erro
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..sources import (
     BlockRef,
@@ -23,7 +23,8 @@ from ..sources import (
     SourceStatus,
     VersionInfo,
 )
-from .runtime import Plugin
+if TYPE_CHECKING:  # runtime uses permission_rule() below when it loads a data-block plugin
+    from .runtime import Plugin
 
 
 def block_ref(record: dict[str, Any]) -> BlockRef:
@@ -36,6 +37,10 @@ def block_ref_arg(ref: BlockRef) -> SimpleNamespace:
 
 def _schema(record: dict[str, Any]) -> BlockSchemaSpec:
     return BlockSchemaSpec(record["name"], record["description"], record["schema-json"])
+
+
+def permission_rule(record: dict[str, Any]) -> PermissionRule:
+    return PermissionRule(record["pattern"], PermissionLevel(record["permission"]))
 
 
 def _reconcile_result(case: tuple[str, Any]) -> ReconcileResult:
@@ -79,10 +84,7 @@ class WasmDataBlock(_Bridge):
         return _schema(self._value("block-schema"))
 
     def permission_rules(self) -> list[PermissionRule]:
-        return [
-            PermissionRule(r["pattern"], PermissionLevel(r["permission"]))
-            for r in self._value("permission-rules")
-        ]
+        return [permission_rule(r) for r in self._value("permission-rules")]
 
     def load(self, path: str, owner: str) -> BlockRef:
         return block_ref(self._result("load", path, owner))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -72,14 +73,33 @@ def request(
     deadline = time.monotonic() + policy.timeout
     conn_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
     conn = conn_class(host, port, timeout=policy.timeout)
+    # The socket timeout bounds each recv, not the whole exchange: a server dripping one byte
+    # at a time kept a call (and the plugin, whose epoch deadline cannot interrupt a host
+    # function) busy for minutes. At the deadline a timer shuts the socket down, which ends
+    # any blocking read at once.
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(policy.timeout, expire)
+    timer.daemon = True
+    timer.start()
+    timed_out = f"{method} {url}: no complete answer within {policy.timeout:g} s"
     try:
         conn.request(method.upper(), target, body=body, headers=dict(headers))
         resp = conn.getresponse()
         chunks, size = [], 0
         while True:
-            if time.monotonic() > deadline:
-                raise TransportError(f"{method} {url}: no complete answer within {policy.timeout:g} s")
-            chunk = resp.read(_CHUNK)
+            if expired.is_set() or time.monotonic() > deadline:
+                raise TransportError(timed_out)
+            chunk = resp.read1(_CHUNK)
             if not chunk:
                 break
             size += len(chunk)
@@ -88,10 +108,15 @@ def request(
                     f"{method} {url}: response larger than the cap of {policy.max_response_bytes} bytes"
                 )
             chunks.append(chunk)
+        if expired.is_set():  # a shut-down socket reads as EOF: the body may be cut short
+            raise TransportError(timed_out)
         return HttpResponse(resp.status, [(k, v) for k, v in resp.getheaders()], b"".join(chunks))
     except (socket.timeout, TimeoutError) as exc:
         raise TransportError(f"{method} {url}: timed out after {policy.timeout:g} s") from exc
     except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+        if expired.is_set():
+            raise TransportError(timed_out) from exc
         raise TransportError(f"{method} {url}: {exc}") from exc
     finally:
+        timer.cancel()
         conn.close()

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from wasmtime import WasmtimeError
-from wasmtime.component import LinkerInstance, Variant
+from wasmtime.component import LinkerInstance, Record, Variant
 
 from .. import merge, permissions
 from ..blocks import BlockStore
@@ -204,8 +204,13 @@ def _notification(record: Any) -> tuple[str, tuple[BlockRef, ...]]:
     return record.text, blocks
 
 
-def _response(resp: fetch.HttpResponse) -> SimpleNamespace:
-    return SimpleNamespace(status=resp.status, headers=resp.headers, body=resp.body)
+def _response(resp: fetch.HttpResponse) -> Record:
+    # A Record, not a SimpleNamespace: ``result<response, string>`` is lowered untagged, and
+    # wasmtime-py picks the ok case only for an instance of Record (a SimpleNamespace failed
+    # every http.request with "value not valid for this variant").
+    record = Record()
+    record.__dict__.update(status=resp.status, headers=resp.headers, body=resp.body)
+    return record
 
 
 def _merge3(base: str, disk: str, agent: str) -> str:

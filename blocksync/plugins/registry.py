@@ -63,11 +63,7 @@ class PluginSet:
             if spec is None:
                 known = ", ".join(sorted(self.specs)) or "none configured"
                 raise NotFound(f"no plugin named {key!r} (known: {known})")
-            plugin = load(spec, self._services, self._cache)
-            if "data-block" in plugin.interfaces:
-                # its own rules bound what its host calls may do (the user's config narrows them)
-                plugin.host.plugin_rules = tuple(WasmDataBlock(plugin).permission_rules())
-            self._loaded[key] = plugin
+            plugin = self._loaded[key] = load(spec, self._services, self._cache)
         return plugin
 
     def _exporting(self, key: str, interface: str) -> Plugin:

@@ -29,6 +29,7 @@ from wasmtime.component import Component, ComponentInstanceType, FuncType, Insta
 
 from ..errors import PluginCallFailed, PluginRefused, PluginTrapped
 from . import contract, lift
+from .bridges import permission_rule
 from .cache import CompileCache
 from .hostfuncs import HOST, HTTP, SYNC, HostContext, HostServices, define
 from .spec import GUEST_DIR, MiB, PluginSpec
@@ -216,6 +217,13 @@ class _LineLog:
         for line in lines:
             self._logger.log(self._level, "%s", line.decode("utf-8", "replace"))
 
+    def flush(self) -> None:
+        """Log what is left without a newline (at the end of each call: it was lost before,
+        or glued to the next call's output)."""
+        if self._buffer:
+            line, self._buffer = self._buffer, b""
+            self._logger.log(self._level, "%s", line.decode("utf-8", "replace"))
+
 
 @dataclass
 class _Live:
@@ -309,6 +317,19 @@ class Plugin:
                     f"{limits.memory_mb} MiB)"
                 )
             raise PluginTrapped(self.name, self.version, where, reason, detail) from exc
+        except Exception as exc:
+            # A host function answered a value wasmtime-py could not lower (a host bug, e.g. a
+            # record that is no Record): wasmtime-py re-raises it bare after abandoning the call
+            # inside the instance, which then traps "cannot enter component instance" on every
+            # later call. Discard it and name plugin and call, like any trap.
+            self._live = None
+            raise PluginTrapped(
+                self.name, self.version, where, "trap",
+                f"host-side error: {type(exc).__name__}: {exc}",
+            ) from exc
+        finally:
+            self._stdout.flush()
+            self._stderr.flush()
         size = _size(value)
         if size > limits.result_mb * MiB:
             self._live = None
@@ -392,7 +413,12 @@ def load(
     component, info = read_component(spec.path, spec.key, runtime().cache(cache_folder), spec.sha256)
     if spec.dir is not None and not spec.dir.is_dir():
         raise _refuse(spec.key, info.version, f"granted folder {spec.dir} does not exist")
-    return Plugin(spec, component, info, services or HostServices(), sync_bases)
+    plugin = Plugin(spec, component, info, services or HostServices(), sync_bases)
+    if "data-block" in plugin.interfaces:
+        # its own rules bound what its host calls may do (the user's config narrows them)
+        rules = plugin.call("data-block", "permission-rules")
+        plugin.host.plugin_rules = tuple(permission_rule(r) for r in rules)
+    return plugin
 
 
 @dataclass(frozen=True)
