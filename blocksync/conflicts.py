@@ -1,0 +1,535 @@
+"""The conflict index: every conflict reconcile could not settle, in ``index.db`` table ``conflicts``.
+
+Modelled on Dolt's conflict tables: a row holds the three sides of one path -- ``base`` (what both
+sides held at the last sync), ``disk`` (the outside source) and ``agent`` (the block) -- with
+their SHA-256 hashes, so an agent or a human can look at a conflict, decide, and undo the decision.
+This module is storage and state machine only. Reading and writing blocks and sources while a
+conflict is resolved or undone is the reconcile layer's job; it calls this API around that work.
+
+Life of a row::
+
+    record ──▶ open ──mark_resolved / close("resolved")──▶ resolved
+                │  ▲                                          │
+                │  └───────────────mark_undone────────────────┘  (only after mark_resolved)
+                ├──record (a side moved)──▶ superseded   (superseded_by names the successor)
+                └──close("vanished")──────▶ vanished     (reconcile found nothing to resolve)
+
+Decisions:
+
+* **Hashes** are SHA-256 hex of the UTF-8 content; an absent side (deleted, never created) is
+  ``None`` in both its content and hash columns. Contents are text: a binary or non-UTF-8 file is
+  reported by the reconcile layer, never stored here.
+* **Ids** are ``"c-"`` plus 10 hex digits of SHA-256 over ``(source, path, disk, agent, base)``
+  hashes: the same conflict detected again while open keeps its id. If that id already names a
+  closed row (the sides came back to an earlier state) a counter is mixed into the hash, so ids
+  never repeat. :meth:`ConflictIndex.get` accepts any unique prefix, with or without ``c-``.
+* **Re-runs never duplicate rows**: ``record`` reads and writes in one ``BEGIN IMMEDIATE``
+  transaction, and a partial unique index allows one ``open`` row per ``(source, path)``.
+* **Staleness is the caller's check**: before resolving, re-read both sides and call
+  :func:`is_current` (or :func:`require_current`, which raises :class:`StaleResolution`).
+* **Not raised again**: a conflict resolved by :meth:`ConflictIndex.mark_resolved` is not raised
+  again while disk and agent hold exactly what they held when it was resolved (the row's disk and
+  agent hashes). Only the newest such decision for the path counts, and only decisions: a row
+  that reconcile closed on its own (:meth:`ConflictIndex.close`) is not a decision about those
+  sides. ``record`` then returns the resolved row, so the reconcile layer can finish applying it.
+* **Undo** reopens the same row (same id) and keeps the undone resolution in ``undone_*``. It is
+  refused unless the row was resolved by ``mark_resolved`` and is still the newest row of its
+  path: once a later conflict was detected there, restoring the old sides would clobber it.
+* **Timestamps** are ISO 8601 UTC with microseconds (``2024-05-01T12:00:00.000000Z``).
+* ``resolved_at`` is when a row was closed by a resolution or by reconcile (resolved or
+  vanished); a superseded row has ``superseded_by`` and ``updated_at`` instead.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self, get_args
+
+from .errors import (
+    AlreadyResolved,
+    AmbiguousConflictId,
+    CannotUndo,
+    ConcurrentUpdate,
+    ConflictNotFound,
+    ConflictNotOpen,
+    IndexCorrupt,
+    InvalidContent,
+    StaleResolution,
+    UsageError,
+)
+
+Status = Literal["open", "resolved", "superseded", "vanished"]
+#: what a resolution through the API took; reconcile closing a row may store its own text
+Resolution = Literal["disk", "agent", "merged", "manual"]
+#: why a row left ``open``: a resolution, reconcile, or a newer row for the same path
+ClosedBy = Literal["resolve", "reconcile", "supersede"]
+
+STATUSES: tuple[str, ...] = get_args(Status)
+RESOLUTIONS: tuple[str, ...] = get_args(Resolution)
+
+#: seconds a writer waits for another process's transaction before giving up
+BUSY_TIMEOUT = 60.0
+
+_ID_PREFIX = "c-"
+_ID_HEX = 10
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One row of the ``conflicts`` table."""
+
+    id: str
+    seq: int  # insertion order; "newest" means highest seq
+    source: str
+    path: str
+    owner: str
+    label: str
+    base: str | None  # None: the side is absent (no base yet, file deleted, block deleted)
+    base_hash: str | None
+    disk: str | None
+    disk_hash: str | None
+    agent: str | None
+    agent_hash: str | None
+    reason: str
+    detected_run: str
+    detected_at: str
+    updated_at: str
+    status: Status
+    resolution: str | None
+    resolved_by: str | None
+    resolved_at: str | None
+    result_version: int | None
+    closed_by: ClosedBy | None
+    superseded_by: str | None
+    undone_at: str | None
+    undone_by: str | None
+    undone_resolution: str | None
+    undone_result_version: int | None
+
+
+_FIELDS = tuple(f.name for f in fields(Conflict))
+_COLUMNS = ", ".join(_FIELDS)
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS conflicts (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        source TEXT NOT NULL,
+        path TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        label TEXT NOT NULL,
+        base TEXT,
+        base_hash TEXT,
+        disk TEXT,
+        disk_hash TEXT,
+        agent TEXT,
+        agent_hash TEXT,
+        reason TEXT NOT NULL,
+        detected_run TEXT NOT NULL,
+        detected_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('open', 'resolved', 'superseded', 'vanished')),
+        resolution TEXT,
+        resolved_by TEXT,
+        resolved_at TEXT,
+        result_version INTEGER,
+        closed_by TEXT CHECK (closed_by IN ('resolve', 'reconcile', 'supersede')),
+        superseded_by TEXT,
+        undone_at TEXT,
+        undone_by TEXT,
+        undone_resolution TEXT,
+        undone_result_version INTEGER,
+        CHECK ((base IS NULL) = (base_hash IS NULL)),
+        CHECK ((disk IS NULL) = (disk_hash IS NULL)),
+        CHECK ((agent IS NULL) = (agent_hash IS NULL)),
+        CHECK ((status = 'open') = (closed_by IS NULL)),
+        CHECK ((status = 'superseded') = (superseded_by IS NOT NULL))
+    )
+    """,
+    # the rule "re-runs never duplicate rows", held by SQLite itself
+    (
+        "CREATE UNIQUE INDEX IF NOT EXISTS conflicts_one_open ON conflicts (source, path) "
+        "WHERE status = 'open'"
+    ),
+    "CREATE INDEX IF NOT EXISTS conflicts_by_path ON conflicts (source, path, seq)",
+    "CREATE INDEX IF NOT EXISTS conflicts_by_status ON conflicts (status, source, seq)",
+)
+
+
+def content_hash(content: str | None) -> str | None:
+    """SHA-256 hex of the UTF-8 content; ``None`` for an absent side."""
+    if content is None:
+        return None
+    try:
+        data = content.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidContent(
+            f"conflict content is not valid text: {exc.reason} at position {exc.start}"
+        ) from exc
+    return hashlib.sha256(data).hexdigest()
+
+
+def changed_sides(conflict: Conflict, disk: str | None, agent: str | None) -> tuple[str, ...]:
+    """The sides (``"disk"``, ``"agent"``) that no longer hold what the conflict recorded."""
+    moved = []
+    if content_hash(disk) != conflict.disk_hash:
+        moved.append("disk")
+    if content_hash(agent) != conflict.agent_hash:
+        moved.append("agent")
+    return tuple(moved)
+
+
+def is_current(conflict: Conflict, disk: str | None, agent: str | None) -> bool:
+    """Whether disk and agent, as the caller just read them, still hold the conflict's sides."""
+    return not changed_sides(conflict, disk, agent)
+
+
+def require_current(conflict: Conflict, disk: str | None, agent: str | None) -> None:
+    """Raise :class:`StaleResolution` unless both sides still hold what the conflict recorded."""
+    moved = changed_sides(conflict, disk, agent)
+    if moved:
+        raise StaleResolution(conflict.id, moved)
+
+
+def conflict_id(
+    source: str, path: str, disk_hash: str | None, agent_hash: str | None, base_hash: str | None,
+    attempt: int = 0,
+) -> str:
+    """The id of a conflict; ``attempt`` > 0 picks another when the first is taken."""
+    key: list[object] = [source, path, disk_hash, agent_hash, base_hash]
+    if attempt:
+        key.append(attempt)
+    digest = hashlib.sha256(json.dumps(key).encode("utf-8")).hexdigest()
+    return _ID_PREFIX + digest[:_ID_HEX]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _row(values: tuple[Any, ...]) -> Conflict:
+    return Conflict(*values)
+
+
+class ConflictIndex:
+    """The ``conflicts`` table of ``index.db``, on a connection of its own.
+
+    Every write is one ``BEGIN IMMEDIATE`` transaction, so processes queue (up to
+    :data:`BUSY_TIMEOUT`) instead of interleaving; a lock does the same for threads sharing one
+    instance. Use it as a context manager, or call :meth:`disconnect` (``close`` closes conflicts).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, timeout=BUSY_TIMEOUT, check_same_thread=False
+            )
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(str(path), f"cannot be opened ({exc})") from exc
+        try:
+            with self._translate("cannot store conflicts"):
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL stays consistent on a crash; a lost last row is re-detected
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                with self._write("cannot store conflicts"):
+                    table, *indexes = _SCHEMA
+                    self._conn.execute(table)
+                    self._check_shape()
+                    for statement in indexes:
+                        self._conn.execute(statement)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _check_shape(self) -> None:
+        found = {r[1] for r in self._conn.execute("PRAGMA table_info(conflicts)")}
+        if found != set(_FIELDS):
+            raise IndexCorrupt(
+                str(self.path),
+                f"has a conflicts table of another shape (columns {sorted(found ^ set(_FIELDS))} "
+                "differ)",
+            )
+
+    def disconnect(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.disconnect()
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @contextmanager
+    def _translate(self, doing: str) -> Iterator[None]:
+        """sqlite3 errors become blocksync errors; a busy database is not a damaged one."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if "locked" in text or "busy" in text:
+                raise ConcurrentUpdate(
+                    f"{self.path} (conflicts)", 1, f"another writer held it over {BUSY_TIMEOUT:g} s"
+                ) from exc
+            raise IndexCorrupt(str(self.path), f"{doing} ({exc})") from exc
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(str(self.path), f"{doing} ({exc})") from exc
+
+    @contextmanager
+    def _write(self, doing: str) -> Iterator[None]:
+        """One IMMEDIATE transaction: the reads inside it see what the writes will change."""
+        with self._lock, self._translate(doing):
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # SQLite may have rolled back already
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[None]:
+        with self._lock, self._translate("cannot read conflicts"):
+            yield
+
+    # -- rows -----------------------------------------------------------------------------
+
+    def _select(self, where: str, params: builtins.list[Any]) -> builtins.list[Conflict]:
+        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM conflicts {where}", params).fetchall()
+        return [_row(r) for r in rows]
+
+    def _fetch(self, id: str) -> Conflict:
+        found = self._select("WHERE id = ?", [id])
+        if not found:
+            raise ConflictNotFound(id)
+        return found[0]
+
+    def _find(self, id: str) -> Conflict:
+        """The row named by an id or a unique id prefix (``c-`` may be left out)."""
+        wanted = id.strip().lower()
+        exact = self._select("WHERE id = ?", [wanted])
+        if exact:
+            return exact[0]
+        prefix = wanted if wanted.startswith(_ID_PREFIX) else _ID_PREFIX + wanted
+        if len(prefix) <= len(_ID_PREFIX):
+            raise ConflictNotFound(id)
+        matches = self._select(
+            "WHERE substr(id, 1, ?) = ? ORDER BY seq DESC LIMIT 6", [len(prefix), prefix]
+        )
+        if not matches:
+            raise ConflictNotFound(id)
+        if len(matches) > 1:
+            raise AmbiguousConflictId(id, [m.id for m in matches])
+        return matches[0]
+
+    def _open_row(self, source: str, path: str) -> Conflict | None:
+        found = self._select("WHERE source = ? AND path = ? AND status = 'open'", [source, path])
+        return found[0] if found else None
+
+    def _latest_decision(self, source: str, path: str) -> Conflict | None:
+        found = self._select(
+            "WHERE source = ? AND path = ? AND status = 'resolved' AND closed_by = 'resolve' "
+            # seq order is decision order: a decision can only be undone (and so made again
+            # later) while it is the newest row of its path
+            "ORDER BY seq DESC LIMIT 1",
+            [source, path],
+        )
+        return found[0] if found else None
+
+    def _free_id(self, source: str, path: str, hashes: tuple[str | None, ...]) -> str:
+        base_hash, disk_hash, agent_hash = hashes
+        attempt = 0
+        while True:
+            candidate = conflict_id(source, path, disk_hash, agent_hash, base_hash, attempt)
+            if not self._conn.execute("SELECT 1 FROM conflicts WHERE id = ?", [candidate]).fetchone():
+                return candidate
+            attempt += 1
+
+    def _supersede(self, old: str, new: str, now: str) -> None:
+        self._conn.execute(
+            "UPDATE conflicts SET status = 'superseded', closed_by = 'supersede', "
+            "superseded_by = ?, updated_at = ? WHERE id = ?",
+            [new, now, old],
+        )
+
+    # -- the API --------------------------------------------------------------------------
+
+    def record(
+        self,
+        *,
+        source: str,
+        path: str,
+        owner: str,
+        label: str,
+        base: str | None,
+        disk: str | None,
+        agent: str | None,
+        reason: str,
+        run_id: str,
+    ) -> tuple[Conflict, bool]:
+        """Note that reconcile found ``path`` of ``source`` needing resolution.
+
+        Returns the row that stands for it and whether that row is new: the open row with the
+        same three hashes (unchanged, not new); else the newest decision whose disk and agent
+        hashes are these (not new: it is not raised again); else a new open row, superseding
+        any open row of the path whose sides differ.
+        """
+        hashes = (content_hash(base), content_hash(disk), content_hash(agent))
+        with self._write("cannot record a conflict"):
+            current = self._open_row(source, path)
+            if current is not None and hashes == (
+                current.base_hash, current.disk_hash, current.agent_hash
+            ):
+                return current, False
+            now = _now()
+            decided = self._latest_decision(source, path)
+            if decided is not None and hashes[1:] == (decided.disk_hash, decided.agent_hash):
+                if current is not None:
+                    self._supersede(current.id, decided.id, now)
+                return decided, False
+            new_id = self._free_id(source, path, hashes)
+            if current is not None:
+                self._supersede(current.id, new_id, now)
+            self._conn.execute(
+                "INSERT INTO conflicts (id, source, path, owner, label, base, base_hash, disk, "
+                "disk_hash, agent, agent_hash, reason, detected_run, detected_at, updated_at, "
+                "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')",
+                [
+                    new_id, source, path, owner, label, base, hashes[0], disk, hashes[1], agent,
+                    hashes[2], reason, run_id, now, now,
+                ],
+            )
+            return self._fetch(new_id), True
+
+    def close(
+        self,
+        source: str,
+        path: str,
+        *,
+        status: Literal["resolved", "vanished"],
+        resolution: str | None,
+        resolver: str | None,
+        result_version: int | None,
+    ) -> builtins.list[Conflict]:
+        """Close the open row of ``path``: reconcile found it resolved, or nothing to resolve.
+
+        ``resolution`` is reconcile's own account (e.g. ``"merged"``, ``"disk -> agent"``).
+        Returns the rows closed (none when the path had no open conflict).
+        """
+        if status not in ("resolved", "vanished"):
+            raise UsageError(f"a conflict is closed as 'resolved' or 'vanished', not {status!r}")
+        with self._write("cannot close a conflict"):
+            rows = self._select("WHERE source = ? AND path = ? AND status = 'open'", [source, path])
+            now = _now()
+            for row in rows:
+                self._conn.execute(
+                    "UPDATE conflicts SET status = ?, closed_by = 'reconcile', resolution = ?, "
+                    "resolved_by = ?, resolved_at = ?, result_version = ?, updated_at = ? "
+                    "WHERE id = ?",
+                    [status, resolution, resolver, now, result_version, now, row.id],
+                )
+            return [self._fetch(row.id) for row in rows]
+
+    def get(self, id: str) -> Conflict:
+        """The conflict with this id, or the only one whose id starts with it."""
+        with self._read():
+            return self._find(id)
+
+    def mark_resolved(
+        self, id: str, *, resolution: Resolution, resolver: str, result_version: int | None
+    ) -> Conflict:
+        """Record a decision on an open conflict (the caller has applied it and checked staleness)."""
+        if resolution not in RESOLUTIONS:
+            raise UsageError(
+                f"a resolution takes one of {', '.join(RESOLUTIONS)}, not {resolution!r}"
+            )
+        with self._write("cannot resolve a conflict"):
+            row = self._find(id)
+            if row.status == "resolved":
+                raise AlreadyResolved(row.id, row.resolution, row.resolved_by, row.resolved_at)
+            if row.status != "open":
+                raise ConflictNotOpen(row.id, row.status, superseded_by=row.superseded_by)
+            now = _now()
+            self._conn.execute(
+                "UPDATE conflicts SET status = 'resolved', closed_by = 'resolve', resolution = ?, "
+                "resolved_by = ?, resolved_at = ?, result_version = ?, updated_at = ? WHERE id = ?",
+                [resolution, resolver, now, result_version, now, row.id],
+            )
+            return self._fetch(row.id)
+
+    def mark_undone(self, id: str, *, resolver: str | None = None) -> Conflict:
+        """Reopen a conflict resolved by :meth:`mark_resolved`; the caller restores the sides.
+
+        Read ``result_version`` from the returned row's ``undone_result_version``.
+        """
+        with self._write("cannot undo a conflict"):
+            row = self._find(id)
+            if row.status != "resolved":
+                raise CannotUndo(row.id, f"it is {row.status}, not resolved")
+            if row.closed_by != "resolve":
+                raise CannotUndo(
+                    row.id, "reconcile closed it on its own: there is no resolution to undo"
+                )
+            newer = self._conn.execute(
+                "SELECT id FROM conflicts WHERE source = ? AND path = ? AND seq > ? "
+                "ORDER BY seq DESC LIMIT 1",
+                [row.source, row.path, row.seq],
+            ).fetchone()
+            if newer is not None:
+                raise CannotUndo(
+                    row.id, f"the path has moved on since: conflict {newer[0]} was detected after it"
+                )
+            now = _now()
+            self._conn.execute(
+                "UPDATE conflicts SET status = 'open', closed_by = NULL, "
+                "undone_resolution = resolution, undone_result_version = result_version, "
+                "undone_at = ?, undone_by = ?, resolution = NULL, resolved_by = NULL, "
+                "resolved_at = NULL, result_version = NULL, updated_at = ? WHERE id = ?",
+                [now, resolver, now, row.id],
+            )
+            return self._fetch(row.id)
+
+    def open_count(self, source: str | None = None) -> int:
+        where, params = ("AND source = ?", [source]) if source is not None else ("", [])
+        with self._read():
+            (count,) = self._conn.execute(
+                f"SELECT COUNT(*) FROM conflicts WHERE status = 'open' {where}", params
+            ).fetchone()
+        return int(count)
+
+    def list(self, status: str = "open", source: str | None = None) -> builtins.list[Conflict]:
+        """Conflicts with this status (or ``"all"``), of one source or every one; newest first."""
+        if status != "all" and status not in STATUSES:
+            raise UsageError(
+                f"unknown conflict status {status!r}: use one of {', '.join(STATUSES)} or all"
+            )
+        clauses: builtins.list[str] = []
+        params: builtins.list[str] = []
+        if status != "all":
+            clauses.append("status = ?")
+            params.append(status)
+        if source is not None:
+            clauses.append("source = ?")
+            params.append(source)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._read():
+            return self._select(f"{where} ORDER BY seq DESC", params)
