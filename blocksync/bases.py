@@ -1,0 +1,445 @@
+"""Sync bases: what both sides of each path of a data source held at their last sync.
+
+Kept in git, not in ``index.db``, so losing the index loses no base. One ref per source,
+``refs/sync/<source>`` (the source name encoded by :mod:`blocksync.names`); every change is a
+commit on it, so ``git log refs/sync/<source>`` is the history of that source's bases. Each
+commit's tree holds::
+
+    bases/<h[:2]>/<h>/base            the base text, verbatim (h: sha256 of the path, hex)
+    bases/<h[:2]>/<h>/binding.json    {"label": ..., "owner": ..., "path": ...}, sorted keys
+    blocks/<owner>/<label>            the same binding.json blob: which path the block mirrors
+
+Paths are free text (slashes, any Unicode), so the tree is keyed by their hash: names stay
+safe and fixed-length, every lookup is a fixed number of tree reads, and ``binding.json``
+keeps the path itself. ``blocks/`` indexes the other direction, so finding the path of a block
+is as cheap as finding the block of a path. A binding is one-to-one in both directions: moving
+a path to another block (or a block to another path) takes an explicit ``forget`` first.
+
+The ref moves only by compare-and-swap. A writer that lost the race re-reads the ref and
+replays its operations, which re-check the binding rules against what the winner wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from dulwich.objects import Blob, ShaFile, Tree, TreeEntry
+from dulwich.refs import Ref, check_ref_format
+
+from . import names
+from .errors import (
+    AlreadyBound,
+    ConcurrentUpdate,
+    InvalidContent,
+    InvalidLabel,
+    RepositoryCorrupt,
+    UsageError,
+)
+from .gitstore import FILE_MODE, TREE_MODE, GitStore, TreeEditor, identity
+
+REF_PREFIX = "refs/sync/"
+BASES_DIR = b"bases"
+BLOCKS_DIR = b"blocks"
+BASE_FILE = b"base"
+BINDING_FILE = b"binding.json"
+#: Attempts at the compare-and-swap of a source's ref before :class:`ConcurrentUpdate`.
+MAX_ATTEMPTS = 50
+#: Parsed bindings kept in memory (immutable by blob id, so never stale).
+BINDING_CACHE = 1 << 16
+_EMPTY_TREE = Tree().id
+_HEX40 = re.compile("[0-9a-f]{40}")
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A path of a data source and the block (owner, label) that mirrors it."""
+
+    path: str
+    owner: str
+    label: str
+
+    def to_json(self) -> bytes:
+        doc = {"label": self.label, "owner": self.owner, "path": self.path}
+        return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class BaseChange:
+    """A path whose binding or base differs between two commits of a source's ref."""
+
+    path: str
+    binding: Binding | None  # None: forgotten
+    base_blob: str | None  # git blob id of the new base (a content hash); None if forgotten
+
+
+def ref_name(source: str) -> Ref:
+    """The ref holding ``source``'s bases; refuses a name that cannot be one safely."""
+    names.validate(source, "source")
+    component = names.encode(source)
+    # encode() keeps dots (but a leading one): the few names git refuses still get through
+    if ".." in component or component.endswith((".", ".lock")):
+        raise InvalidLabel(
+            source, "a source name cannot contain '..' or end in '.' or '.lock' (git ref rules)"
+        )
+    ref = Ref((REF_PREFIX + component).encode("ascii"))
+    if not check_ref_format(ref):  # a second opinion: git's own rules as dulwich knows them
+        raise InvalidLabel(source, f"{ref.decode()} is not a valid git ref name")
+    return ref
+
+
+def path_key(path: str) -> bytes:
+    """The tree name of ``path``: its sha256, hex."""
+    return hashlib.sha256(_check_path(path)).hexdigest().encode("ascii")
+
+
+def _check_path(path: str) -> bytes:
+    if not isinstance(path, str) or not path:
+        raise UsageError(f"a source path must be non-empty text, not {path!r}")
+    try:
+        return path.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(
+            f"source path {path!r} is not valid text: character {exc.start} cannot be encoded "
+            "as UTF-8"
+        ) from exc
+
+
+def _check_content(path: str, content: str) -> bytes:
+    try:
+        return content.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidContent(
+            f"base of {path!r} is not valid text: character {exc.start} "
+            f"({content[exc.start]!r}) cannot be encoded as UTF-8"
+        ) from exc
+
+
+def _check_commit_text(message: str, author: str) -> None:
+    identity(author)
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"commit message is not valid text: character {exc.start}") from exc
+    if "\0" in message:
+        # git refuses such commits (fsck: nulInCommit) and cuts the message at the NUL
+        raise UsageError("a commit message cannot contain NUL characters")
+
+
+class SyncBases:
+    """The sync bases of one data source, read from its ref and changed by :meth:`update`."""
+
+    def __init__(self, git: GitStore, source: str) -> None:
+        self.ref = ref_name(source)
+        self.source = source
+        self._git = git
+        self._bindings: dict[bytes, Binding] = {}  # binding.json blob -> parsed (immutable)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def head(self) -> bytes | None:
+        """The ref's commit, None before the first update."""
+        return self._git.ref(self.ref)
+
+    def get(self, path: str) -> tuple[Binding, str] | None:
+        """``path``'s binding and base content; None if it has no base."""
+        return self._read(self._git.commit_tree(self.head()), path)
+
+    def bindings(self) -> list[Binding]:
+        """Every binding of the source, sorted by path (reads every binding: O(paths))."""
+        # through blocks/, which holds the very same binding blobs: one object read per path
+        # instead of two (the path's folder, then its binding)
+        git = self._git
+        found = []
+        for owner in self._items(git.lookup(git.commit_tree(self.head()), BLOCKS_DIR)):
+            for entry in git.tree(owner.sha).items():
+                binding = self._binding(entry.sha)
+                if (names.encode(binding.owner), names.encode(binding.label)) != (
+                    owner.path.decode(), entry.path.decode()
+                ):
+                    raise self._corrupt(f"{binding} is indexed under the wrong block")
+                found.append(binding)
+        return sorted(found, key=lambda b: b.path)
+
+    def binding_for_block(self, owner: str, label: str) -> Binding | None:
+        """The binding of the path that block (owner, label) mirrors, if any."""
+        return self._block_binding(self._git.commit_tree(self.head()), owner, label)
+
+    def changes(self, since: str | None) -> list[BaseChange]:
+        """What differs between commit ``since`` (None: nothing) and the ref now, by path.
+
+        Costs O(changed paths), not O(all paths): what an index over the bases needs to
+        catch up with commits written since it last looked.
+        """
+        git = self._git
+        if since is not None and not _HEX40.fullmatch(since):
+            raise UsageError(f"{since!r} is not a commit id (40 hex digits)")
+        old_root = None if since is None else git.commit_tree(since.encode("ascii"))
+        new_root = git.commit_tree(self.head())
+        old, new = git.lookup(old_root, BASES_DIR), git.lookup(new_root, BASES_DIR)
+        out = []
+        for _, old_shard, new_shard in self._diff(old, new):
+            for _, old_folder, new_folder in self._diff(old_shard, new_shard):
+                if new_folder is not None:
+                    binding, blob = self._folder(new_folder)
+                    out.append(BaseChange(binding.path, binding, blob.decode("ascii")))
+                elif old_folder is not None:
+                    binding, _ = self._folder(old_folder)
+                    out.append(BaseChange(binding.path, None, None))
+        return sorted(out, key=lambda c: c.path)
+
+    def _items(self, tree: bytes | None) -> list[TreeEntry]:
+        return [] if tree is None else list(self._git.tree(tree).items())
+
+    def _diff(
+        self, old: bytes | None, new: bytes | None
+    ) -> Iterator[tuple[bytes, bytes | None, bytes | None]]:
+        if old == new:
+            return
+        before = {e.path: e.sha for e in self._items(old)}
+        after = {e.path: e.sha for e in self._items(new)}
+        for name in before.keys() | after.keys():
+            if before.get(name) != after.get(name):
+                yield name, before.get(name), after.get(name)
+
+    def _read(self, tree: bytes | None, path: str) -> tuple[Binding, str] | None:
+        found = self._lookup(tree, path)
+        if found is None:
+            return None
+        binding, base_sha = found
+        try:
+            return binding, self._git.blob(base_sha).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self._corrupt(f"the base of {path!r} is not UTF-8") from exc
+
+    def _lookup(self, tree: bytes | None, path: str) -> tuple[Binding, bytes] | None:
+        """``path``'s binding and base blob id in ``tree``."""
+        key = path_key(path)
+        folder_sha = self._git.lookup(tree, BASES_DIR, key[:2], key)
+        if folder_sha is None:
+            return None
+        binding, base_sha = self._folder(folder_sha)
+        if binding.path != path:
+            raise self._corrupt(f"the base filed for {path!r} names {binding.path!r}")
+        return binding, base_sha
+
+    def _folder(self, folder_sha: bytes) -> tuple[Binding, bytes]:
+        folder = self._git.tree(folder_sha)
+        try:
+            binding_sha, base_sha = folder[BINDING_FILE][1], folder[BASE_FILE][1]
+        except KeyError as exc:
+            raise self._corrupt(f"folder {folder_sha.decode()} lacks {exc}") from exc
+        return self._binding(binding_sha), base_sha
+
+    def _block_binding(self, tree: bytes | None, owner: str, label: str) -> Binding | None:
+        names.validate(owner, "owner")
+        names.validate(label, "label")
+        blob = self._git.lookup(
+            tree, BLOCKS_DIR, names.encode(owner).encode(), names.encode(label).encode()
+        )
+        if blob is None:
+            return None
+        binding = self._binding(blob)
+        if (binding.owner, binding.label) != (owner, label):
+            raise self._corrupt(f"block {owner}/{label} is indexed with {binding}")
+        return binding
+
+    def _binding(self, blob: bytes) -> Binding:
+        binding = self._bindings.get(blob)
+        if binding is None:
+            try:
+                doc = json.loads(self._git.blob(blob))
+                fields = {k: doc[k] for k in ("path", "owner", "label")}
+            except (ValueError, TypeError, KeyError) as exc:
+                raise self._corrupt(f"binding {blob.decode()} is malformed ({exc})") from exc
+            if not all(isinstance(v, str) for v in fields.values()):
+                raise self._corrupt(f"binding {blob.decode()} is malformed (not text)")
+            binding = Binding(**fields)
+            if len(self._bindings) > BINDING_CACHE:
+                self._bindings.clear()
+            self._bindings[blob] = binding
+        return binding
+
+    def _corrupt(self, detail: str) -> RepositoryCorrupt:
+        return RepositoryCorrupt(str(self._git.path), f"{self.ref.decode()}: {detail}")
+
+    # -- writing --------------------------------------------------------------------------
+
+    @contextmanager
+    def update(self, message: str, author: str) -> Iterator[BasesTransaction]:
+        """Stage changes; on a normal exit they become ONE commit (none if nothing changed).
+
+        An exception inside the ``with`` block writes nothing. ``tx.commit_id`` tells what
+        was written.
+        """
+        tx = BasesTransaction(self, message, author)
+        yield tx
+        tx.commit()
+
+
+_Staged = tuple[Binding, str] | None
+
+
+class BasesTransaction:
+    """Changes to one source's bases, staged against one commit and written together.
+
+    Each operation checks the binding rules at once (errors surface where they are made) and
+    again when replayed on a newer commit after a lost compare-and-swap.
+    """
+
+    def __init__(self, bases: SyncBases, message: str, author: str) -> None:
+        _check_commit_text(message, author)  # refused before anything is staged
+        self._bases = bases
+        self.message = message
+        self.author = author
+        self.commit_id: str | None = None
+        self._ops: list[Callable[[], None]] = []
+        self._begin(bases.head())
+
+    def _begin(self, head: bytes | None) -> None:
+        self._head = head
+        self._tree = self._bases._git.commit_tree(head)
+        self._staged: dict[str, _Staged] = {}
+        self._staged_blocks: dict[tuple[str, str], str | None] = {}  # block -> path
+
+    # -- reading through the staged changes -----------------------------------------------
+
+    def get(self, path: str) -> tuple[Binding, str] | None:
+        """As :meth:`SyncBases.get`, with this transaction's changes applied."""
+        if path in self._staged:
+            return self._staged[path]
+        return self._bases._read(self._tree, path)
+
+    def _binding(self, path: str) -> Binding | None:
+        if path in self._staged:
+            staged = self._staged[path]
+            return None if staged is None else staged[0]
+        found = self._bases._lookup(self._tree, path)
+        return None if found is None else found[0]
+
+    def _block_path(self, owner: str, label: str) -> str | None:
+        if (owner, label) in self._staged_blocks:
+            return self._staged_blocks[(owner, label)]
+        found = self._bases._block_binding(self._tree, owner, label)
+        return None if found is None else found.path
+
+    # -- changes --------------------------------------------------------------------------
+
+    def _do(self, op: Callable[[], None]) -> None:
+        op()
+        self._ops.append(op)
+
+    def set_base(self, path: str, owner: str, label: str, content: str) -> None:
+        """Record ``content`` as ``path``'s base, bound to block (owner, label).
+
+        Raises :class:`AlreadyBound` if the path is bound to another block or the block to
+        another path (unless that binding was forgotten first).
+        """
+        _check_path(path)
+        names.validate(owner, "owner")
+        names.validate(label, "label")
+        _check_content(path, content)
+        binding = Binding(path, owner, label)
+        source = self._bases.source
+
+        def op() -> None:
+            old = self._binding(path)
+            if old is not None and old != binding:
+                raise AlreadyBound(source, path, owner, label, path, old.owner, old.label)
+            other = self._block_path(owner, label)
+            if other is not None and other != path:
+                raise AlreadyBound(source, path, owner, label, other, owner, label)
+            self._staged[path] = (binding, content)
+            self._staged_blocks[(owner, label)] = path
+
+        self._do(op)
+
+    def forget(self, path: str) -> None:
+        """Drop ``path``'s binding and base; nothing happens if it has none."""
+        _check_path(path)
+
+        def op() -> None:
+            old = self._binding(path)
+            self._staged[path] = None
+            if old is not None:
+                self._staged_blocks[(old.owner, old.label)] = None
+
+        self._do(op)
+
+    # -- committing -----------------------------------------------------------------------
+
+    def commit(self) -> str | None:
+        """Write the staged changes as one commit; None if they change nothing."""
+        bases = self._bases
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if attempt > 1:
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+                self._begin(bases.head())
+                for op in self._ops:
+                    op()
+            done, commit = self._write()
+            if done:
+                self.commit_id = commit
+                return commit
+        lock = bases._git.path / (bases.ref.decode() + ".lock")
+        hint = (
+            f"{lock} stays locked: another writer hangs, or a killed one left it behind; "
+            "remove it if no blocksync process is running"
+            if lock.exists() else ""
+        )
+        raise ConcurrentUpdate(bases.ref.decode(), MAX_ATTEMPTS, hint)
+
+    def _write(self) -> tuple[bool, str | None]:
+        """(True, commit or None if nothing changed), or (False, None) if the ref moved."""
+        if not self._staged:
+            return True, None
+        bases, git = self._bases, self._bases._git
+        root = TreeEditor(git, self._tree)
+        folders, blocks = root.child(BASES_DIR), root.child(BLOCKS_DIR)
+        objects: list[ShaFile] = []
+        # every binding that goes away first: a block may move to a path staged before the one
+        # it leaves, and its index entry must end up pointing to the new one
+        for path, state in self._staged.items():
+            found = bases._lookup(self._tree, path)
+            if found is None:
+                continue
+            was = found[0]
+            if state is None or state[0] != was:
+                blocks.child(names.encode(was.owner).encode()).remove(
+                    names.encode(was.label).encode()
+                )
+            if state is None:
+                key = path_key(path)
+                folders.child(key[:2]).remove(key)
+        for path, state in self._staged.items():
+            if state is None:
+                continue
+            binding, content = state
+            binding_blob = Blob.from_string(binding.to_json())
+            base_blob = Blob.from_string(content.encode("utf-8"))
+            folder = Tree()
+            folder.add(BINDING_FILE, FILE_MODE, binding_blob.id)
+            folder.add(BASE_FILE, FILE_MODE, base_blob.id)
+            key = path_key(path)
+            shard = folders.child(key[:2])
+            if shard.entries().get(key) != (TREE_MODE, folder.id):
+                shard.set(key, TREE_MODE, folder.id)
+                objects += [binding_blob, base_blob, folder]
+            owner_dir = blocks.child(names.encode(binding.owner).encode())
+            name = names.encode(binding.label).encode()
+            if owner_dir.entries().get(name) != (FILE_MODE, binding_blob.id):
+                owner_dir.set(name, FILE_MODE, binding_blob.id)
+        new_tree = root.write(objects)
+        if (new_tree or _EMPTY_TREE) == (self._tree or _EMPTY_TREE):
+            return True, None  # e.g. the same base again, or forgetting what was never there
+        commit, more = git.commit_objects(root, self._head, self.author, self.message)
+        git.write(objects + more)
+        if not git.swap_ref(bases.ref, self._head, commit.id):
+            return False, None
+        return True, commit.id.decode("ascii")
