@@ -146,11 +146,13 @@ def _read_content(content: str | None, content_file: Path | None, stdin_fallback
 
 
 @cli.command()
+@click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
 @pass_ctx
-def init(obj: _Context) -> None:
-    """Create a store folder."""
-    workspace.init(obj.store, author=obj.author).close()
-    click.echo(f"created a blocksync store in {obj.store}")
+def init(obj: _Context, path: Path | None) -> None:
+    """Create a store folder at PATH (default: --store)."""
+    store = path or obj.store
+    workspace.init(store, author=obj.author).close()
+    click.echo(f"created a blocksync store in {store}")
 
 
 @cli.group()

@@ -292,3 +292,8 @@ def test_every_command_is_in_the_readme() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     missing = [c for c in _command_paths(cli) if f"`blocksync {c}" not in readme]
     assert not missing, f"document these commands in the README's table: {missing}"
+
+
+def test_init_takes_a_path(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "elsewhere")])
+    assert result.exit_code == 0 and (tmp_path / "elsewhere" / "repo").is_dir()
