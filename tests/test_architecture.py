@@ -30,6 +30,7 @@ LAYERS = {
     "notifications": 2,
     "blocks": 3,
     "fsck": 4,
+    "filesource": 4,
     "plugins": 4,
     "workspace": 5,
     "demo": 6,

@@ -1,0 +1,909 @@
+"""The native file source: text files in folders on disk, each mirrored by one memory block.
+
+Configured as Pattern's ``FileSourceConfig``::
+
+    [agents.alice.data_sources.notes]     # "notes": the table key, the source's name for bases
+    type = "file"
+    name = "Alice's notes"
+    paths = ["notes", "/srv/shared"]      # root folders; relative ones are in the store folder
+    recursive = true                      # false: only the files directly in each root
+    include_patterns = ["**"]             # gitignore/wildmatch globs, on the path in its root
+    exclude_patterns = ["*.tmp", "build/"]  # also exclude whole folders
+    permission_rules = [{ pattern = "**", permission = "read-write" }]
+
+**Paths.** A file's source path is its path relative to its root, with ``/`` separators
+(``src/a.md``). With several roots it is prefixed by the root's index in ``paths`` and a colon
+(``1:src/a.md``), so two roots may hold the same relative path. Patterns and permission rules
+always match the path relative to its root (without the prefix). Paths are canonical: no empty,
+``.`` or ``..`` component, no leading ``/``; anything else is refused with a
+:class:`~blocksync.errors.UsageError`, never resolved against the disk.
+
+**Blocks.** The block of a file is owned by the source's agent and labelled
+``file:<root tag>:<relative path>`` (``file:3fa2c1d0:src/a.md``), where the root tag is the first
+8 hex digits of the sha256 of the root's absolute path: a file keeps its label when roots are
+added or reordered. Once synced, a path is bound to its block in the sync bases
+(``refs/sync/<key>``), and the binding, not the label scheme, says which block mirrors it.
+
+**Reconcile.** Each path's base, disk and agent contents go through :func:`blocksync.truth.decide`
+(the one truth table) under the path's permission level, and the decision is applied in this
+order, so that a run killed at any point leaves every path with its old or its new content on
+each side and the next run converges: (1) every block change of the call in ONE block-store
+transaction; (2) each file written atomically (temp file in the same folder, fsync, the file's
+hash re-checked, rename, fsync of the folder) or removed; (3) the sync bases advanced in ONE
+update. A file that changed between classification and its write is not overwritten: that path
+is reported as needing resolution. Files that are not UTF-8 (or not regular files, symlinks,
+names that cannot be labels) are never touched: they are reported in ``skipped`` and left out
+of the results. Contents are compared by content, never by modification time.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+import stat
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from . import names, permissions
+from .bases import SyncBases, ref_name
+from .blocks import DEFAULT_SCHEMA, BlockStore
+from .errors import (
+    AccessDenied,
+    AlreadyExists,
+    BlockNotFound,
+    ConfigError,
+    InvalidContent,
+    MergeConflict,
+    NotFound,
+    UsageError,
+)
+from .gitstore import GitStore
+from .merge import merge3
+from .sources import (
+    BlockRef,
+    BlockSchemaSpec,
+    NeedsResolution,
+    NoChange,
+    PermissionLevel,
+    PermissionRule,
+    ReconcileResult,
+    Resolved,
+    VersionInfo,
+)
+from .truth import Action, Decision, content_hash, decide
+
+__all__ = [
+    "FAULT_STEPS",
+    "FileSource",
+    "FileSourceSpec",
+    "FileTarget",
+    "ReconcileOutcome",
+    "Skipped",
+    "file_hash",
+    "parse_file_source",
+    "remove_file_atomically",
+    "write_file_atomically",
+]
+
+LABEL_PREFIX = "file:"
+DEFAULT_RULES = (PermissionRule("**", PermissionLevel.READ_WRITE),)
+#: The write steps a fault hook is called at, in the order they happen.
+FAULT_STEPS = (
+    "before-block-commit",
+    "after-block-commit",
+    "before-file-write",
+    "after-file-write",
+    "before-bases",
+    "after-bases",
+)
+#: Temp files of interrupted writes are named ``.blocksync-<hex>.tmp``; scans ignore them.
+TEMP_PREFIX = ".blocksync-"
+TEMP_SUFFIX = ".tmp"
+_READ_CHUNK = 1 << 20
+
+Fault = Callable[[str], None]
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileSourceSpec:
+    """One ``[agents.<agent>.data_sources.<key>]`` table of ``type = "file"``."""
+
+    key: str  # the table key: the source's name (its bases live in refs/sync/<key>)
+    agent: str  # owner of the blocks
+    name: str
+    paths: tuple[Path, ...]  # root folders, absolute
+    recursive: bool = True
+    include_patterns: tuple[str, ...] = ("**",)
+    exclude_patterns: tuple[str, ...] = ()
+    permission_rules: tuple[PermissionRule, ...] = DEFAULT_RULES
+
+
+_FILE_KEYS = {
+    "type", "name", "paths", "recursive", "include_patterns", "exclude_patterns",
+    "permission_rules",
+}
+
+
+def parse_file_source(
+    agent: str, key: str, table: Mapping[str, Any], store_root: Path
+) -> FileSourceSpec:
+    """Check one ``type = "file"`` table; every error names the table and the key at fault."""
+    where = f"[agents.{agent}.data_sources.{key}]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    try:
+        names.validate(agent, "agent")
+        ref_name(key)
+    except UsageError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    unknown = sorted(set(table) - _FILE_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_FILE_KEYS))}"
+        )
+    if table.get("type") != "file":
+        raise ConfigError(f"{where}.type must be \"file\", not {table.get('type')!r}")
+    name = table.get("name", key)
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}.name must be a string")
+    raw_paths = table.get("paths")
+    if (
+        not isinstance(raw_paths, list)
+        or not raw_paths
+        or not all(isinstance(p, str) and p for p in raw_paths)
+    ):
+        raise ConfigError(f"{where}.paths must be a non-empty list of folder paths")
+    roots = tuple(_resolve(store_root, p) for p in raw_paths)
+    for i, root in enumerate(roots):
+        for j, other in enumerate(roots[:i]):
+            if root == other or root.is_relative_to(other) or other.is_relative_to(root):
+                raise ConfigError(
+                    f"{where}.paths: {raw_paths[j]!r} and {raw_paths[i]!r} overlap ({other} and "
+                    f"{root}); a file must belong to one root only"
+                )
+    recursive = table.get("recursive", True)
+    if not isinstance(recursive, bool):
+        raise ConfigError(f"{where}.recursive must be true or false")
+    include = _patterns(table.get("include_patterns", ["**"]), f"{where}.include_patterns")
+    exclude = _patterns(table.get("exclude_patterns", []), f"{where}.exclude_patterns")
+    rules = _rules(table.get("permission_rules"), f"{where}.permission_rules")
+    return FileSourceSpec(
+        key=key,
+        agent=agent,
+        name=name,
+        paths=roots,
+        recursive=recursive,
+        include_patterns=include,
+        exclude_patterns=exclude,
+        permission_rules=rules,
+    )
+
+
+def _resolve(store_root: Path, path: str) -> Path:
+    p = Path(path).expanduser()
+    return (p if p.is_absolute() else Path(store_root) / p).resolve()
+
+
+def _patterns(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+        raise ConfigError(f"{where} must be a list of glob patterns (strings)")
+    for pattern in value:
+        try:
+            permissions.matches(pattern, "x")
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+    return tuple(value)
+
+
+def _rules(value: Any, where: str) -> tuple[PermissionRule, ...]:
+    if value is None:
+        return DEFAULT_RULES
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list of {{ pattern, permission }} tables")
+    rules = []
+    levels = ", ".join(p.value for p in PermissionLevel)
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or set(item) != {"pattern", "permission"}:
+            raise ConfigError(f"{where}[{i}] must be {{ pattern = \"…\", permission = \"…\" }}")
+        if not isinstance(item["pattern"], str) or not item["pattern"]:
+            raise ConfigError(f"{where}[{i}].pattern must be a glob pattern (a string)")
+        try:
+            level = PermissionLevel(item["permission"])
+        except ValueError:
+            raise ConfigError(f"{where}[{i}].permission must be one of {levels}") from None
+        try:
+            permissions.matches(item["pattern"], "x")
+        except ConfigError as exc:
+            raise ConfigError(f"{where}[{i}]: {exc}") from exc
+        rules.append(PermissionRule(item["pattern"], level))
+    return tuple(rules)
+
+
+# -- files on disk ----------------------------------------------------------------------------
+
+
+def file_hash(path: Path) -> str | None:
+    """sha256 hex of the file's bytes; None if there is no file. Not a regular file (a folder,
+    a symlink, ...) gets a marker no content hash equals, so a writer expecting a file fails."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return None  # a parent is a file: no file here
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink"
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "not-a-regular-file"
+        digest = hashlib.sha256()
+        while chunk := os.read(fd, _READ_CHUNK):
+            digest.update(chunk)
+        return digest.hexdigest()
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file_atomically(path: Path, text: str, expected_hash: str | None) -> bool:
+    """Replace ``path`` with ``text`` (UTF-8, bytes exactly as given) if it still holds what
+    ``expected_hash`` says (its sha256 hex; None: the file must not exist).
+
+    A temp file in the same folder is written and fsynced, the file's hash re-checked, then
+    renamed over the file and the folder fsynced: readers and a killed writer see the old
+    content or the new, never a mix. Returns False, writing nothing, if the file changed (like
+    a compare-and-swap of a ref). The check and the rename are not one atomic step: a writer
+    slipping in between them loses, as with any rename-based editor. An existing file keeps
+    its permission bits; a new one gets 0o666 less the umask. Missing folders are created.
+    """
+    data = text.encode("utf-8")  # strict: a lone surrogate is an error, never mangled
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as out:
+                out.write(data)
+            try:
+                os.fchmod(fd, stat.S_IMODE(os.lstat(path).st_mode))
+            except FileNotFoundError:
+                pass
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if file_hash(path) != expected_hash:
+            os.unlink(tmp)
+            return False
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(folder)
+    return True
+
+
+def remove_file_atomically(path: Path, expected_hash: str) -> bool:
+    """Delete ``path`` if it still holds what ``expected_hash`` says; False if it changed."""
+    if file_hash(path) != expected_hash:
+        return False
+    os.unlink(path)
+    _fsync_folder(path.parent)
+    return True
+
+
+# -- results ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A path reconcile left alone, and why (not UTF-8, not a regular file, ...)."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class ReconcileOutcome:
+    """What one reconcile call did: a result per path it decided, the paths it left alone, and
+    the truth table's reason for every decided path (what a conflict row records)."""
+
+    results: list[ReconcileResult] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FileTarget:
+    """Where a source path lives on disk, and the label the scheme gives its block."""
+
+    path: str  # the source path
+    root: Path
+    rel: str  # relative to the root, "/"-separated
+    file: Path
+    label: str  # the block label the scheme gives it (a binding may name another block)
+
+
+@dataclass
+class _Plan:
+    target: FileTarget
+    owner: str
+    label: str
+    base: str | None
+    disk: str | None
+    disk_hash: str | None
+    agent: str | None
+    version: int | None
+    level: PermissionLevel
+    decision: Decision
+    result: ReconcileResult | None = None
+    skipped: str | None = None
+
+
+_BLOCK_ACTIONS = (Action.TO_AGENT, Action.MERGED, Action.DELETE_AGENT)
+_FILE_ACTIONS = (Action.TO_DISK, Action.MERGED, Action.DELETE_DISK)
+
+
+def _merge(base: str, disk: str, agent: str) -> str | None:
+    return merge3(base, disk, agent).text
+
+
+# -- the source -------------------------------------------------------------------------------
+
+
+class FileSource:
+    """A folder-backed data block source; implements :class:`blocksync.sources.DataBlock`.
+
+    ``blocks`` is the store's block store. ``bases`` defaults to the source's sync bases in the
+    same repository (opened, and closed by :meth:`close`, here). ``config_rules`` narrows the
+    spec's permission rules (never widens them). ``fault`` is called with each step of
+    :data:`FAULT_STEPS` as reconcile reaches it: tests kill the process there.
+    """
+
+    def __init__(
+        self,
+        spec: FileSourceSpec,
+        blocks: BlockStore,
+        bases: SyncBases | None = None,
+        *,
+        config_rules: Sequence[PermissionRule] | None = None,
+        fault: Fault | None = None,
+    ) -> None:
+        if not spec.paths:
+            raise UsageError(f"file source {spec.key!r} has no root folder")
+        for root in spec.paths:
+            if not root.is_absolute():
+                raise UsageError(f"file source {spec.key!r}: root {root} is not absolute")
+        names.validate(spec.agent, "owner")
+        self.spec = spec
+        self.blocks = blocks
+        self._git: GitStore | None = None
+        if bases is None:
+            self._git = GitStore(blocks.repo_path, durable=blocks.durable)
+            bases = SyncBases(self._git, spec.key)
+        elif bases.source != spec.key:
+            raise UsageError(f"bases of source {bases.source!r} given to file source {spec.key!r}")
+        self.bases = bases
+        self.config_rules = None if config_rules is None else tuple(config_rules)
+        self.fault = fault
+        self.author = f"source:{spec.key}"
+        self.tags = tuple(root_tag(root) for root in spec.paths)
+        # where the roots really are: a file whose folder resolves elsewhere left through a link
+        self._real_roots = {root: Path(os.path.realpath(root)) for root in spec.paths}
+        #: paths the last reconcile call left alone, and why
+        self.skipped: list[Skipped] = []
+
+    def close(self) -> None:
+        if self._git is not None:
+            self._git.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def source_id(self) -> str:
+        return f"file:{self.spec.key}"
+
+    def name(self) -> str:
+        return self.spec.name
+
+    def block_schema(self) -> BlockSchemaSpec:
+        return BlockSchemaSpec("file", "the text of one file (UTF-8)", DEFAULT_SCHEMA)
+
+    def permission_rules(self) -> list[PermissionRule]:
+        return list(self.spec.permission_rules)
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def target(self, path: str) -> FileTarget:
+        """Where ``path`` lives; refuses a path outside the roots or not in canonical form."""
+        if not isinstance(path, str) or not path:
+            raise UsageError(f"source {self.spec.key!r}: a path must be non-empty text, not {path!r}")
+        roots = self.spec.paths
+        index, rel = 0, path
+        if len(roots) > 1:
+            head, colon, rest = path.partition(":")
+            if not colon or not head.isdigit() or str(int(head)) != head or int(head) >= len(roots):
+                raise UsageError(
+                    f"source {self.spec.key!r} has {len(roots)} roots, so its paths are "
+                    f"'<root index 0..{len(roots) - 1}>:<relative path>'; {path!r} is not one"
+                )
+            index, rel = int(head), rest
+        parts = rel.split("/")
+        if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in rel:
+            raise UsageError(
+                f"source {self.spec.key!r}: path {path!r} is outside its root folders or not "
+                "canonical (no leading '/', no empty, '.' or '..' parts)"
+            )
+        root = roots[index]
+        return FileTarget(path, root, rel, root.joinpath(*parts), self._label(index, rel))
+
+    def _label(self, index: int, rel: str) -> str:
+        return f"{LABEL_PREFIX}{self.tags[index]}:{rel}"
+
+    def _source_path(self, index: int, rel: str) -> str:
+        return f"{index}:{rel}" if len(self.spec.paths) > 1 else rel
+
+    def path_for_label(self, label: str) -> str | None:
+        """The source path the label scheme gives ``label``; None if not one of this source's."""
+        if not label.startswith(LABEL_PREFIX):
+            return None
+        tag, colon, rel = label[len(LABEL_PREFIX):].partition(":")
+        if not colon or tag not in self.tags:
+            return None
+        path = self._source_path(self.tags.index(tag), rel)
+        try:
+            self.target(path)
+        except UsageError:
+            return None
+        return path
+
+    def level(self, rel: str) -> PermissionLevel:
+        return permissions.level_for(rel, self.spec.permission_rules, self.config_rules)
+
+    def _excluded(self, rel: str) -> bool:
+        """As in .gitignore: a pattern excludes a file it matches, or any folder above it
+        (``build/`` with its trailing slash matches folders only)."""
+        parts = rel.split("/")
+        if any(
+            permissions.matches(p, rel) for p in self.spec.exclude_patterns if not p.endswith("/")
+        ):
+            return True
+        return any(self._folder_excluded("/".join(parts[:i])) for i in range(1, len(parts)))
+
+    def _folder_excluded(self, folder: str) -> bool:
+        return any(permissions.matches(p.rstrip("/"), folder) for p in self.spec.exclude_patterns)
+
+    def selects(self, rel: str) -> bool:
+        """Does the configuration select the file ``rel`` (recursive, include, exclude)?"""
+        if not self.spec.recursive and "/" in rel:
+            return False
+        if not any(permissions.matches(p, rel) for p in self.spec.include_patterns):
+            return False
+        return not self._excluded(rel)
+
+    def scan(self) -> list[str]:
+        """The selected regular files on disk now (symlinks and temp files left out), sorted."""
+        found: list[str] = []
+        for index, root in enumerate(self.spec.paths):
+            self._scan(index, root, "", found)
+        return sorted(found)
+
+    def _scan(self, index: int, folder: Path, prefix: str, found: list[str]) -> None:
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            rel = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if self.spec.recursive and not self._folder_excluded(rel):
+                    self._scan(index, Path(entry.path), rel + "/", found)
+            elif entry.is_file(follow_symlinks=False):
+                if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
+                    continue
+                if self.selects(rel):
+                    found.append(self._source_path(index, rel))
+
+    def candidates(self) -> list[str]:
+        """Bound paths, selected files on disk, and the agent's blocks whose labels name a path
+        of this source (a new block becomes a new file); sorted.
+
+        Bound paths that no longer parse (their root was removed from the configuration) are
+        left out: they stay bound, and untouched, until someone forgets them.
+        """
+        paths = set(self.scan())
+        for binding in self.bases.bindings():
+            try:
+                self.target(binding.path)
+            except UsageError:
+                continue
+            paths.add(binding.path)
+        for summary in self.blocks.list(self.spec.agent):
+            path = self.path_for_label(summary.label)
+            if path is not None and self.selects(self.target(path).rel):
+                paths.add(path)
+        return sorted(paths)
+
+    # -- reconcile --------------------------------------------------------------------------
+
+    def reconcile(self, paths: list[str]) -> list[ReconcileResult]:
+        """Reconcile ``paths`` (see the module docstring); skipped ones land in ``skipped``."""
+        outcome = self.reconcile_outcome(paths)
+        return outcome.results
+
+    def reconcile_outcome(self, paths: Iterable[str] | None = None) -> ReconcileOutcome:
+        """As :meth:`reconcile`, with the skipped paths and reasons; None: every candidate."""
+        wanted = self.candidates() if paths is None else list(dict.fromkeys(paths))
+        targets = [self.target(p) for p in wanted]  # every path checked before anything runs
+        for root in {t.root for t in targets}:
+            if not root.is_dir():
+                raise NotFound(
+                    f"root folder {root} of file source {self.spec.key!r} is missing or not a "
+                    "folder: refusing to treat its files as deleted"
+                )
+        outcome = ReconcileOutcome()
+        plans: list[_Plan] = []
+        for target in targets:
+            plan = self._classify(target)
+            if isinstance(plan, str):
+                outcome.skipped.append(Skipped(target.path, plan))
+            else:
+                plans.append(plan)
+        self._apply(plans)
+        for plan in plans:
+            if plan.skipped is not None:
+                outcome.skipped.append(Skipped(plan.target.path, plan.skipped))
+                continue
+            assert plan.result is not None
+            outcome.results.append(plan.result)
+            outcome.reasons[plan.target.path] = plan.decision.reason
+        order = {p: i for i, p in enumerate(wanted)}
+        outcome.skipped.sort(key=lambda s: order[s.path])
+        self.skipped = list(outcome.skipped)
+        return outcome
+
+    def _read_disk(self, target: FileTarget) -> tuple[str | None, str | None, str | None]:
+        """(text, sha256 of its bytes, None); (None, None, None) if there is no file; or
+        (None, None, reason) if it cannot be synced as text: then it is left alone."""
+        real_parent = Path(os.path.realpath(target.file.parent))
+        if not real_parent.is_relative_to(self._real_roots[target.root]):
+            return None, None, f"its folder leads outside the root {target.root} (a symbolic link)"
+        try:
+            fd = os.open(target.file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except (FileNotFoundError, NotADirectoryError):
+            return None, None, None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return None, None, "a symbolic link: only regular files are synced"
+            return None, None, f"cannot read it: {exc.strerror}"
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None, None, "not a regular file"
+            chunks = []
+            while chunk := os.read(fd, _READ_CHUNK):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, None, (
+                f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+                "binary files are left alone"
+            )
+        return text, hashlib.sha256(data).hexdigest(), None
+
+    def _classify(self, target: FileTarget) -> _Plan | str:
+        """The plan for one path, or the reason it is left alone."""
+        try:
+            target.rel.encode("utf-8")
+        except UnicodeEncodeError:
+            return "its name is not UTF-8: it cannot be a block label"
+        found = self.bases.get(target.path)
+        if found is not None:
+            binding, base = found
+            owner, label = binding.owner, binding.label
+        else:
+            base = None
+            owner, label = self.spec.agent, target.label
+            try:
+                names.validate(label, "label")
+            except UsageError as exc:
+                return f"its name cannot be a block label: {exc}"
+            other = self.bases.binding_for_block(owner, label)
+            if other is not None:
+                return f"its block {owner}/{label} is bound to path {other.path!r}"
+            if not self.selects(target.rel):
+                return "not selected by the source's recursive/include/exclude settings"
+        disk, disk_hash, unreadable = self._read_disk(target)
+        if unreadable is not None:
+            return unreadable
+        try:
+            block = self.blocks.read(owner, label)
+            agent: str | None = block.content
+            version: int | None = block.version
+        except BlockNotFound:
+            agent, version = None, None
+        level = self.level(target.rel)
+        decision = decide(base, disk, agent, level.value, _merge)
+        return _Plan(target, owner, label, base, disk, disk_hash, agent, version, level, decision)
+
+    def _hook(self, step: str) -> None:
+        if self.fault is not None:
+            self.fault(step)
+
+    def _apply(self, plans: list[_Plan]) -> None:
+        for plan in plans:
+            action = plan.decision.action
+            if action is Action.NO_CHANGE:
+                plan.result = NoChange(plan.target.path)
+            elif action is Action.CONFLICT:
+                plan.result = NeedsResolution(plan.target.path, plan.disk or "", plan.agent or "")
+        todo = [p for p in plans if p.result is None]
+        self._write_blocks([p for p in todo if p.decision.action in _BLOCK_ACTIONS])
+        for plan in todo:
+            if plan.skipped is None and plan.decision.action in _FILE_ACTIONS:
+                self._write_file(plan)
+        settle = [p for p in todo if p.skipped is None and p.result is None]
+        if settle:
+            self._hook("before-bases")
+            with self.bases.update(self._message(settle, "base(s)"), self.author) as tx:
+                for plan in settle:
+                    content = plan.decision.content
+                    if content is None:
+                        tx.forget(plan.target.path)
+                    else:
+                        tx.set_base(plan.target.path, plan.owner, plan.label, content)
+            self._hook("after-bases")
+        for plan in settle:
+            plan.result = Resolved(plan.target.path, plan.decision.action.value)
+
+    def _message(self, plans: list[_Plan], what: str) -> str:
+        shown = ", ".join(p.target.path for p in plans[:3]) + (", ..." if len(plans) > 3 else "")
+        head = f"reconcile file source {self.spec.key}: {len(plans)} {what}"
+        return f"{head} ({shown})".replace("\0", "\\0")
+
+    def _write_blocks(self, plans: list[_Plan]) -> None:
+        if not plans:
+            return
+        with self.blocks.transaction(self._message(plans, "block(s)"), self.author) as tx:
+            for plan in plans:
+                action, content = plan.decision.action, plan.decision.content
+                try:
+                    if action is Action.DELETE_AGENT:
+                        tx.delete(plan.owner, plan.label, expected_version=plan.version)
+                    elif plan.agent is None:
+                        assert content is not None
+                        tx.create(
+                            plan.owner, plan.label, content,
+                            description=f"{plan.target.rel} in {plan.target.root}",
+                        )
+                    else:
+                        assert content is not None
+                        tx.update(plan.owner, plan.label, content, expected_version=plan.version)
+                except InvalidContent as exc:  # e.g. over the block's char_limit
+                    plan.skipped = f"the block cannot hold it: {exc}"
+            self._hook("before-block-commit")
+        self._hook("after-block-commit")
+
+    def _write_file(self, plan: _Plan) -> None:
+        path, file = plan.target.path, plan.target.file
+        content = plan.decision.content
+        self._hook("before-file-write")
+        try:
+            if content is None:  # DELETE_DISK
+                assert plan.disk_hash is not None
+                done = remove_file_atomically(file, plan.disk_hash)
+            elif content_hash(content) == plan.disk_hash:
+                done = True  # the file holds the result already
+            else:
+                done = write_file_atomically(file, content, plan.disk_hash)
+        except OSError as exc:
+            plan.skipped = f"cannot write the file: {exc}"
+            return
+        self._hook("after-file-write")
+        if done:
+            return
+        # changed since it was read: not overwritten; both sides as they are now
+        disk, _, unreadable = self._read_disk(plan.target)
+        if unreadable is not None:
+            plan.skipped = f"the file changed while reconciling: {unreadable}"
+            return
+        agent = plan.agent if plan.decision.action is not Action.MERGED else content
+        plan.result = NeedsResolution(path, disk or "", agent or "")
+        plan.decision = Decision(
+            Action.CONFLICT, None, "the file changed while reconcile was writing it"
+        )
+
+    def _one(self, path: str) -> FileTarget:
+        """Reconcile one path for load/save/create; raise if it did not end in sync."""
+        outcome = self.reconcile_outcome([path])
+        if outcome.skipped:
+            raise UsageError(
+                f"source {self.spec.key!r}: {path!r} is left alone: {outcome.skipped[0].reason}"
+            )
+        (result,) = outcome.results
+        if isinstance(result, NeedsResolution):
+            raise MergeConflict(
+                f"source {self.spec.key!r}: {path!r} needs resolution: {outcome.reasons[path]}"
+            )
+        return self.target(path)
+
+    # -- single-block operations ------------------------------------------------------------
+
+    def _check_owner(self, owner: str) -> None:
+        if owner != self.spec.agent:
+            raise AccessDenied(
+                f"file source {self.spec.key!r} keeps blocks of agent {self.spec.agent!r}, "
+                f"not of {owner!r}"
+            )
+
+    def _require(self, target: FileTarget, needed: PermissionLevel, action: str) -> None:
+        level = self.level(target.rel)
+        if level.rank < needed.rank:
+            raise AccessDenied(
+                f"cannot {action} {target.path!r} of source {self.spec.key!r}: the path is "
+                f"{level.value} ({needed.value} needed)"
+            )
+
+    def block_of(self, path: str) -> BlockRef:
+        """The block that mirrors ``path`` (bound, or by the label scheme)."""
+        target = self.target(path)
+        found = self.bases.get(path)
+        owner, label = (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
+        return BlockRef(BlockStore.git_path(owner, label), label, owner)
+
+    def path_of(self, block: BlockRef) -> str:
+        """The path ``block`` mirrors: its binding, else the label scheme."""
+        self._check_owner(block.agent_id)
+        binding = self.bases.binding_for_block(block.agent_id, block.label)
+        if binding is not None:
+            return binding.path
+        path = self.path_for_label(block.label)
+        if path is None:
+            raise NotFound(
+                f"block {block.agent_id}/{block.label} mirrors no path of file source "
+                f"{self.spec.key!r}"
+            )
+        return path
+
+    def load(self, path: str, owner: str) -> BlockRef:
+        """Sync the existing file ``path`` into its block (created if new); the block's ref.
+
+        A reconcile of that one path: a block edit is kept (merged, or a conflict raised as
+        :class:`MergeConflict`), never overwritten.
+        """
+        self._check_owner(owner)
+        target = self.target(path)
+        if file_hash(target.file) is None:
+            raise NotFound(f"source {self.spec.key!r} has no file {path!r} ({target.file})")
+        self._one(path)
+        return self.block_of(path)
+
+    def create(self, path: str, content: str | None, owner: str) -> BlockRef:
+        """Create a new file ``path`` and its block, holding ``content`` (default empty)."""
+        self._check_owner(owner)
+        target = self.target(path)
+        self._require(target, PermissionLevel.READ_WRITE, "create")
+        if not self.selects(target.rel):
+            raise UsageError(
+                f"source {self.spec.key!r}: {path!r} is not selected by its recursive/include/"
+                "exclude settings"
+            )
+        if file_hash(target.file) is not None:
+            raise AlreadyExists(f"source {self.spec.key!r} already has a file {path!r}")
+        if self.bases.get(path) is not None:
+            raise AlreadyExists(f"source {self.spec.key!r}: {path!r} is bound already")
+        self.blocks.create(
+            owner, target.label, content or "", description=f"{target.rel} in {target.root}",
+            author=self.author, message=f"file source {self.spec.key}: create {path}",
+        )
+        self._one(path)
+        return self.block_of(path)
+
+    def save(self, block: BlockRef) -> None:
+        """Carry the block's content to its file (a reconcile of its path: a disk edit made
+        since the last sync is merged, or raised as a :class:`MergeConflict`, never lost)."""
+        path = self.path_of(block)
+        self._require(self.target(path), PermissionLevel.READ_WRITE, "write")
+        self._one(path)
+
+    def delete(self, path: str) -> None:
+        """Delete the file, its block and its binding (admin only). Refused, touching nothing,
+        if the file holds text neither its base nor its block has: reconcile it first."""
+        target = self.target(path)
+        self._require(target, PermissionLevel.ADMIN, "delete")
+        found = self.bases.get(path)
+        owner, label = (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
+        base = None if found is None else found[1]
+        disk, disk_hash, unreadable = self._read_disk(target)
+        if unreadable is not None:
+            raise UsageError(f"source {self.spec.key!r}: {path!r} is left alone: {unreadable}")
+        try:
+            block = self.blocks.read(owner, label)
+            agent, version = block.content, block.version
+        except BlockNotFound:
+            agent, version = None, None
+        if disk is not None and disk != base and disk != agent:
+            raise MergeConflict(
+                f"source {self.spec.key!r}: {path!r} has changes no reconcile has recorded; "
+                "reconcile it before deleting it"
+            )
+        if found is None and disk is None and agent is None:
+            raise NotFound(f"source {self.spec.key!r} has no path {path!r}")
+        if agent is not None:
+            with self.blocks.transaction(f"file source {self.spec.key}: delete {path}", self.author) as tx:
+                tx.delete(owner, label, expected_version=version)
+                self._hook("before-block-commit")
+            self._hook("after-block-commit")
+        if disk_hash is not None:
+            self._hook("before-file-write")
+            if not remove_file_atomically(target.file, disk_hash):
+                raise MergeConflict(
+                    f"source {self.spec.key!r}: {path!r} changed while it was being deleted; its "
+                    "block was deleted (its history keeps it), the file was kept"
+                )
+            self._hook("after-file-write")
+        if found is not None:
+            self._hook("before-bases")
+            with self.bases.update(f"file source {self.spec.key}: delete {path}", self.author) as btx:
+                btx.forget(path)
+            self._hook("after-bases")
+
+    # -- versions (through the block store) -------------------------------------------------
+
+    def history(self, block: BlockRef) -> list[VersionInfo]:
+        """The block's versions, newest first (as the WIT's ``block-history``)."""
+        self._check_owner(block.agent_id)
+        return [
+            VersionInfo(
+                str(v.version),
+                v.timestamp,
+                f"{v.message} ({v.author}{', deleted' if v.deleted else ''})",
+            )
+            for v in reversed(self.blocks.history(block.agent_id, block.label))
+        ]
+
+    def rollback(self, block: BlockRef, version: str) -> None:
+        """Make ``version``'s content the block's newest version; the file follows at the next
+        reconcile (or :meth:`save`), through the truth table like any block edit."""
+        self._check_owner(block.agent_id)
+        self.blocks.rollback(block.agent_id, block.label, version, author=self.author)
+
+    def diff(self, block: BlockRef, from_: str | None, to: str | None) -> str:
+        """Unified diff between two versions of the block (defaults: the newest and the one
+        before it)."""
+        self._check_owner(block.agent_id)
+        return self.blocks.diff(block.agent_id, block.label, from_, to).unified
+
+
+def root_tag(root: Path) -> str:
+    """The 8 hex digits naming a root in labels: of the sha256 of its absolute path's bytes."""
+    return hashlib.sha256(os.fsencode(root)).hexdigest()[:8]
