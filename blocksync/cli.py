@@ -22,10 +22,12 @@ import click
 
 from . import demo as demo_mod
 from . import plugins, workspace
+from . import sync as sync_mod
 from .plugins import build as build_mod
 from .blocks import Block
 from .errors import BlocksyncError, UsageError
-from .text import decode_text, render_char_diff
+from .reconcile import ReconcileReport
+from .text import char_diff, decode_text, render_char_diff
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -420,10 +422,152 @@ def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("paths", nargs=-1)
+@click.option("--source", "sources", multiple=True, help="Reconcile only this source (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Decide every path, write nothing.")
+@json_option
+@pass_ctx
+def reconcile(
+    obj: _Context, paths: tuple[str, ...], sources: tuple[str, ...], dry_run: bool, as_json: bool
+) -> None:
+    """Reconcile the data sources with their blocks (exit 3: open conflicts; 1: a source failed)."""
+    with obj.open() as ws:
+        report = ws.reconcile(list(sources) or None, list(paths) or None, dry_run)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        click.echo(render_report(report))
+    sys.exit(report.exit_code)
+
+
+def render_report(report: ReconcileReport) -> str:
+    lines = [f"{report.run_id}{' (dry run: nothing written)' if report.dry_run else ''}"]
+    for s in report.sources:
+        if s.error is not None:
+            lines.append(f"{s.source}: FAILED: {s.error}")
+            continue
+        lines.append(
+            f"{s.source}: {len(s.resolved)} resolved, {len(s.needs_resolution)} need resolution, "
+            f"{s.unchanged} unchanged, {len(s.skipped)} skipped"
+        )
+        lines += [f"  {resolution:12} {path}" for path, resolution in s.resolved]
+        lines += [f"  {'CONFLICT':12} {path}" for path in s.needs_resolution]
+        lines += [f"  {'skipped':12} {path}: {reason}" for path, reason in s.skipped]
+    lines.append(f"open conflicts: {report.open_conflicts}")
+    return "\n".join(lines)
+
+
+@cli.group()
+def conflicts() -> None:
+    """List, show, resolve and undo conflicts."""
+
+
+@conflicts.command("list")
+@click.option("--status", type=click.Choice(["open", "resolved", "superseded", "vanished", "all"]),
+              default="open", show_default=True)
+@click.option("--source", help="Only this source's conflicts.")
+@json_option
+@pass_ctx
+def conflicts_list(obj: _Context, status: str, source: str | None, as_json: bool) -> None:
+    """List conflicts (default: open ones)."""
+    with obj.open() as ws:
+        found = ws.conflicts.list(status, source)
+    if as_json:
+        _print_json(found)
+        return
+    for c in found:
+        click.echo(f"{c.id}\t{c.status}\t{c.source}\t{c.path}\t{c.owner}/{c.label}\t{c.reason}")
+
+
+@conflicts.command("show")
+@click.argument("conflict_id")
+@json_option
+@pass_ctx
+def conflicts_show(obj: _Context, conflict_id: str, as_json: bool) -> None:
+    """Show a conflict: its base, disk and agent contents, and how the sides differ."""
+    with obj.open() as ws:
+        c = ws.conflicts.get(conflict_id)
+    if as_json:
+        _print_json(c)
+        return
+    click.echo(f"{c.id} ({c.status}) {c.source}:{c.path} <-> {c.owner}/{c.label}")
+    click.echo(f"reason: {c.reason}")
+    color = sys.stdout.isatty()
+    for side, text in (("base", c.base), ("disk", c.disk), ("agent", c.agent)):
+        click.echo(f"--- {side}" + (" (absent)" if text is None else ""))
+        if text is not None:
+            click.echo(text, nl=not text.endswith("\n"))
+    click.echo("--- disk -> agent")
+    click.echo(render_char_diff(char_diff(c.disk or "", c.agent or ""), color=color))
+
+
+@conflicts.command("resolve")
+@click.argument("conflict_id")
+@click.option("--take", type=click.Choice(["disk", "agent", "merged"]),
+              help="Keep one side, or their clean three-way merge.")
+@click.option("--content-file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="Resolve with this file's content ('-': standard input).")
+@json_option
+@pass_ctx
+def conflicts_resolve(
+    obj: _Context, conflict_id: str, take: str | None, content_file: Path | None, as_json: bool
+) -> None:
+    """Resolve a conflict: the choice becomes a block version, the file and the base follow."""
+    if (take is None) == (content_file is None):
+        raise UsageError("give exactly one of --take or --content-file")
+    content = None if content_file is None else _read_content(None, content_file, False)
+    with obj.open() as ws:
+        c = ws.conflicts.resolve(conflict_id, take, content, resolver=obj.author)  # type: ignore[arg-type]
+    if as_json:
+        _print_json(c)
+    else:
+        click.echo(f"resolved {c.id} ({c.resolution}): {c.owner}/{c.label} version {c.result_version}")
+
+
+@conflicts.command("undo")
+@click.argument("conflict_id")
+@pass_ctx
+def conflicts_undo(obj: _Context, conflict_id: str) -> None:
+    """Undo a resolution: both sides and the base go back to what they were, the conflict reopens."""
+    with obj.open() as ws:
+        c = ws.conflicts.undo(conflict_id, resolver=obj.author)
+    click.echo(f"reopened {c.id}")
+
+
+@cli.command()
 @pass_ctx
 def demo(obj: _Context) -> None:
     """Walk through blocksync on the store (created if missing)."""
     demo_mod.run(obj.store, obj.author, click.echo)
+
+
+@cli.command("sync")
+@click.option("--wait", is_flag=True, help="Wait for a run holding the run lock instead of exiting 75.")
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Sources not started within SECONDS (lock wait included) are reported failed.")
+@json_option
+@pass_ctx
+def sync_command(obj: _Context, wait: bool, timeout: float | None, as_json: bool) -> None:
+    """The cron job: reconcile every source under the run lock, record the run, report.
+
+    Exit 0 clean, 3 open conflicts, 1 a source failed (wins over 3), 75 another run holds the lock.
+    """
+    show = not as_json and sys.stdout.isatty() and sys.stderr.isatty()
+    progress = (lambda name, i, n: click.echo(f"\r\x1b[Kreconciling {name} ({i}/{n})...",
+                                               nl=False, err=True)) if show else None
+    try:
+        with obj.open() as ws:
+            report = sync_mod.run_sync(ws, wait=wait, timeout=timeout, progress=progress)
+    finally:
+        if show:  # erase the progress line, also before an error message
+            click.echo("\r\x1b[K", nl=False, err=True)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        click.echo(f"sync: {len(report.sources)} source(s) in {report.seconds:.1f} s"
+                   + (f", after waiting {report.lock_waited:.1f} s for the run lock" if wait else ""))
+        click.echo(render_report(report.reconcile))
+    sys.exit(report.exit_code)
 
 
 def main() -> None:

@@ -464,10 +464,7 @@ class ConflictIndex:
             )
         with self._write("cannot resolve a conflict"):
             row = self._find(id)
-            if row.status == "resolved":
-                raise AlreadyResolved(row.id, row.resolution, row.resolved_by, row.resolved_at)
-            if row.status != "open":
-                raise ConflictNotOpen(row.id, row.status, superseded_by=row.superseded_by)
+            self._check_open(row)
             now = _now()
             self._conn.execute(
                 "UPDATE conflicts SET status = 'resolved', closed_by = 'resolve', resolution = ?, "
@@ -483,21 +480,7 @@ class ConflictIndex:
         """
         with self._write("cannot undo a conflict"):
             row = self._find(id)
-            if row.status != "resolved":
-                raise CannotUndo(row.id, f"it is {row.status}, not resolved")
-            if row.closed_by != "resolve":
-                raise CannotUndo(
-                    row.id, "reconcile closed it on its own: there is no resolution to undo"
-                )
-            newer = self._conn.execute(
-                "SELECT id FROM conflicts WHERE source = ? AND path = ? AND seq > ? "
-                "ORDER BY seq DESC LIMIT 1",
-                [row.source, row.path, row.seq],
-            ).fetchone()
-            if newer is not None:
-                raise CannotUndo(
-                    row.id, f"the path has moved on since: conflict {newer[0]} was detected after it"
-                )
+            self._check_undoable(row)
             now = _now()
             self._conn.execute(
                 "UPDATE conflicts SET status = 'open', closed_by = NULL, "
@@ -507,6 +490,44 @@ class ConflictIndex:
                 [now, resolver, now, row.id],
             )
             return self._fetch(row.id)
+
+    def require_open(self, id: str) -> Conflict:
+        """The conflict, if it may be resolved now (checked before the sides are written)."""
+        with self._read():
+            row = self._find(id)
+            self._check_open(row)
+            return row
+
+    def require_undoable(self, id: str) -> Conflict:
+        """The conflict, if its resolution may be undone now (checked before writing)."""
+        with self._read():
+            row = self._find(id)
+            self._check_undoable(row)
+            return row
+
+    @staticmethod
+    def _check_open(row: Conflict) -> None:
+        if row.status == "resolved":
+            raise AlreadyResolved(row.id, row.resolution, row.resolved_by, row.resolved_at)
+        if row.status != "open":
+            raise ConflictNotOpen(row.id, row.status, superseded_by=row.superseded_by)
+
+    def _check_undoable(self, row: Conflict) -> None:
+        if row.status != "resolved":
+            raise CannotUndo(row.id, f"it is {row.status}, not resolved")
+        if row.closed_by != "resolve":
+            raise CannotUndo(
+                row.id, "reconcile closed it on its own: there is no resolution to undo"
+            )
+        newer = self._conn.execute(
+            "SELECT id FROM conflicts WHERE source = ? AND path = ? AND seq > ? "
+            "ORDER BY seq DESC LIMIT 1",
+            [row.source, row.path, row.seq],
+        ).fetchone()
+        if newer is not None:
+            raise CannotUndo(
+                row.id, f"the path has moved on since: conflict {newer[0]} was detected after it"
+            )
 
     def open_count(self, source: str | None = None) -> int:
         where, params = ("AND source = ?", [source]) if source is not None else ("", [])

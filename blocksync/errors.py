@@ -27,8 +27,9 @@ so the original stays attached. Each class carries the data a caller needs to ac
     │   ├── StaleResolution                a side of the conflict changed since detection
     │   ├── ConflictNotOpen                resolving a superseded or vanished conflict
     │   │   └── AlreadyResolved            ... or one resolved already
-    │   └── CannotUndo                     undoing what was not resolved, or a path that
-    │                                      has moved on since the resolution
+    │   ├── CannotUndo                     undoing what was not resolved, or a path that
+    │   │                                  has moved on since the resolution
+    │   └── RunLockHeld                75  another run holds store/run.lock (names it)
     ├── StoreCorrupt                    1  the repository or index cannot be trusted
     │   ├── RepositoryCorrupt
     │   └── IndexCorrupt                   index.db missing, unreadable or out of sync
@@ -43,8 +44,8 @@ so the original stays attached. Each class carries the data a caller needs to ac
         └── PluginTrapped                  trap or limit (time, fuel, memory, result size):
                                            the instance was discarded
 
-Exit codes 3 (completed with open conflicts) and 75 (run lock held) are reserved for the
-reconcile and sync commands.
+Exit codes 3 (completed with open conflicts) and 75 (run lock held, ``EX_TEMPFAIL``: try again
+later) are reserved for the reconcile and sync commands.
 """
 
 from __future__ import annotations
@@ -254,6 +255,38 @@ class CannotUndo(ConcurrencyError):
         super().__init__(f"cannot undo conflict {conflict_id}: {detail}")
         self.conflict_id = conflict_id
         self.detail = detail
+
+
+class RunLockHeld(ConcurrencyError):
+    """Another writer run holds ``store/run.lock``: this one did not start (or gave up waiting).
+
+    ``holder`` describes the run holding it, as it wrote itself into the lock file (pid, command,
+    start time); it is empty when the holder had not written that yet. ``waited`` is how long
+    this run waited, in seconds (0 when it did not wait).
+    """
+
+    exit_code = 75
+
+    def __init__(self, path: str, holder: dict[str, object], waited: float) -> None:
+        who = _describe_holder(holder)
+        tail = f" (waited {waited:.1f} s)" if waited > 0 else ": try again later, or pass --wait"
+        super().__init__(f"another run holds the run lock {path}: {who}{tail}")
+        self.path = path
+        self.holder = dict(holder)
+        self.waited = waited
+
+
+def _describe_holder(holder: dict[str, object]) -> str:
+    if not holder.get("pid"):
+        return "a process that has not said who it is yet"
+    parts = [f"pid {holder['pid']}"]
+    if holder.get("command"):
+        parts.append(f"running {holder['command']!r}")
+    if holder.get("run_id"):
+        parts.append(f"run {holder['run_id']}")
+    if holder.get("started_at"):
+        parts.append(f"since {holder['started_at']}")
+    return ", ".join(parts)
 
 
 class StoreCorrupt(BlocksyncError):

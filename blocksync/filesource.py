@@ -57,6 +57,7 @@ from .errors import (
     AccessDenied,
     AlreadyExists,
     BlockNotFound,
+    ConcurrentUpdate,
     ConfigError,
     InvalidContent,
     MergeConflict,
@@ -330,6 +331,19 @@ class ReconcileOutcome:
     results: list[ReconcileResult] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)
+    #: every path needing resolution, with all three sides: what a conflict row records
+    conflicts: dict[str, Sides] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sides:
+    """A path's block and its three contents (None: absent)."""
+
+    owner: str
+    label: str
+    base: str | None
+    disk: str | None
+    agent: str | None
 
 
 @dataclass(frozen=True)
@@ -363,8 +377,25 @@ _BLOCK_ACTIONS = (Action.TO_AGENT, Action.MERGED, Action.DELETE_AGENT)
 _FILE_ACTIONS = (Action.TO_DISK, Action.MERGED, Action.DELETE_DISK)
 
 
+_CHANGED_WHILE_WRITING = "the file changed while reconcile was writing it"
+
+
 def _merge(base: str, disk: str, agent: str) -> str | None:
     return merge3(base, disk, agent).text
+
+
+def _hash(text: str | None) -> str | None:
+    return None if text is None else content_hash(text)
+
+
+def _would(plan: _Plan) -> ReconcileResult:
+    """What applying ``plan`` would report (for a dry run)."""
+    action, path = plan.decision.action, plan.target.path
+    if action is Action.NO_CHANGE:
+        return NoChange(path)
+    if action is Action.CONFLICT:
+        return NeedsResolution(path, plan.disk or "", plan.agent or "")
+    return Resolved(path, action.value)
 
 
 # -- the source -------------------------------------------------------------------------------
@@ -557,8 +588,13 @@ class FileSource:
         outcome = self.reconcile_outcome(paths)
         return outcome.results
 
-    def reconcile_outcome(self, paths: Iterable[str] | None = None) -> ReconcileOutcome:
-        """As :meth:`reconcile`, with the skipped paths and reasons; None: every candidate."""
+    def reconcile_outcome(
+        self, paths: Iterable[str] | None = None, *, dry_run: bool = False
+    ) -> ReconcileOutcome:
+        """As :meth:`reconcile`, with the skipped paths and reasons; None: every candidate.
+
+        ``dry_run`` decides every path and writes nothing: the results say what would happen.
+        """
         wanted = self.candidates() if paths is None else list(dict.fromkeys(paths))
         targets = [self.target(p) for p in wanted]  # every path checked before anything runs
         for root in {t.root for t in targets}:
@@ -575,7 +611,11 @@ class FileSource:
                 outcome.skipped.append(Skipped(target.path, plan))
             else:
                 plans.append(plan)
-        self._apply(plans)
+        if dry_run:
+            for plan in plans:
+                plan.result = _would(plan)
+        else:
+            self._apply(plans)
         for plan in plans:
             if plan.skipped is not None:
                 outcome.skipped.append(Skipped(plan.target.path, plan.skipped))
@@ -583,6 +623,13 @@ class FileSource:
             assert plan.result is not None
             outcome.results.append(plan.result)
             outcome.reasons[plan.target.path] = plan.decision.reason
+            if isinstance(plan.result, NeedsResolution):
+                disk = plan.disk
+                if plan.decision.reason == _CHANGED_WHILE_WRITING:
+                    disk, _, _ = self._read_disk(plan.target)
+                outcome.conflicts[plan.target.path] = Sides(
+                    plan.owner, plan.label, plan.base, disk, plan.agent
+                )
         order = {p: i for i, p in enumerate(wanted)}
         outcome.skipped.sort(key=lambda s: order[s.path])
         self.skipped = list(outcome.skipped)
@@ -738,9 +785,7 @@ class FileSource:
             return
         agent = plan.agent if plan.decision.action is not Action.MERGED else content
         plan.result = NeedsResolution(path, disk or "", agent or "")
-        plan.decision = Decision(
-            Action.CONFLICT, None, "the file changed while reconcile was writing it"
-        )
+        plan.decision = Decision(Action.CONFLICT, None, _CHANGED_WHILE_WRITING)
 
     def _one(self, path: str) -> FileTarget:
         """Reconcile one path for load/save/create; raise if it did not end in sync."""
@@ -755,6 +800,72 @@ class FileSource:
                 f"source {self.spec.key!r}: {path!r} needs resolution: {outcome.reasons[path]}"
             )
         return self.target(path)
+
+    # -- conflict resolution -----------------------------------------------------------------
+
+    def sides(self, path: str) -> Sides:
+        """The path's block and its base, disk and agent contents as they are now."""
+        target = self.target(path)
+        found = self.bases.get(path)
+        owner, label = (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
+        disk, _, unreadable = self._read_disk(target)
+        if unreadable is not None:
+            raise UsageError(f"source {self.spec.key!r}: {path!r} is left alone: {unreadable}")
+        try:
+            agent: str | None = self.blocks.read(owner, label).content
+        except BlockNotFound:
+            agent = None
+        return Sides(owner, label, None if found is None else found[1], disk, agent)
+
+    def settle(
+        self,
+        path: str,
+        *,
+        disk: str | None,
+        agent: str | None,
+        base: str | None,
+        expected: Sides,
+        message: str,
+        author: str,
+    ) -> int | None:
+        """Write the block, then the file, then the base of one path, in reconcile's order;
+        ``expected`` is what the caller checked both sides hold (a side that moved since is
+        refused, never overwritten). Returns the block's new version (None: no block)."""
+        target = self.target(path)
+        version: int | None = None
+        with self.blocks.transaction(message, author) as tx:
+            current = self.blocks.read(expected.owner, expected.label) if tx.exists(
+                expected.owner, expected.label) else None
+            if _hash(current.content if current else None) != _hash(expected.agent):
+                raise ConcurrentUpdate(f"block {expected.owner}/{expected.label}", 1,
+                                       "it changed while the conflict was being resolved")
+            if agent is None and current is not None:
+                tx.delete(expected.owner, expected.label, expected_version=current.version)
+            elif agent is not None and current is None:
+                tx.create(expected.owner, expected.label, agent,
+                          description=f"{target.rel} in {target.root}")
+            elif agent is not None and current is not None and agent != current.content:
+                tx.update(expected.owner, expected.label, agent, expected_version=current.version)
+        if tx.result is not None:
+            version = tx.result.versions.get((expected.owner, expected.label))
+        if version is None and agent is not None:
+            version = self.blocks.read(expected.owner, expected.label).version
+        disk_hash = _hash(expected.disk)  # a UTF-8 file's hash is its text's content hash
+        if disk is None:
+            done = disk_hash is None or remove_file_atomically(target.file, disk_hash)
+        elif disk == expected.disk:
+            done = True
+        else:
+            done = write_file_atomically(target.file, disk, disk_hash)
+        if not done:
+            raise ConcurrentUpdate(f"file {target.file}", 1,
+                                   "it changed while the conflict was being resolved")
+        with self.bases.update(message, author) as btx:
+            if base is None:
+                btx.forget(path)
+            else:
+                btx.set_base(path, expected.owner, expected.label, base)
+        return version
 
     # -- single-block operations ------------------------------------------------------------
 

@@ -19,10 +19,13 @@ from types import TracebackType
 from . import config as config_mod
 from . import versions
 from .blocks import BlockStore, Transaction
-from .errors import BlocksyncError, IndexCorrupt, StoreExists, StoreNotFound
+from .errors import BlocksyncError, ConfigError, IndexCorrupt, StoreExists, StoreNotFound
 from .fsck import FsckReport, check_repository
+from .conflicts import ConflictIndex
+from .filesource import FileSource, FileSourceSpec, parse_file_source
 from .notifications import NotificationLog
 from .plugins import HostServices, PluginSet, parse_specs
+from .reconcile import Conflicts, Reconciler, ReconcileReport
 
 DEFAULT_AUTHOR = "human:blocksync"
 
@@ -45,6 +48,7 @@ class Workspace(AbstractContextManager["Workspace"]):
             raise
         self._notifications: NotificationLog | None = None
         self._plugins: PluginSet | None = None
+        self._reconciler: Reconciler | None = None
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -98,7 +102,48 @@ class Workspace(AbstractContextManager["Workspace"]):
             self._plugins = PluginSet(specs, services, self.cache_path)
         return self._plugins
 
+    @property
+    def file_sources(self) -> dict[str, FileSourceSpec]:
+        """The ``type = "file"`` data sources of blocksync.toml, by table key."""
+        specs: dict[str, FileSourceSpec] = {}
+        for agent, table in self.config.agents.items():
+            sources = table.get("data_sources", {}) if isinstance(table, dict) else {}
+            for key, source in sources.items():
+                if isinstance(source, dict) and source.get("type") == "file":
+                    if key in specs or key in self.plugins.specs:
+                        raise ConfigError(f"data source {key!r} is configured twice: keys name sources")
+                    specs[key] = parse_file_source(agent, key, source, self.root)
+        return specs
+
+    @property
+    def reconciler(self) -> Reconciler:
+        if self._reconciler is None:
+            openers = {
+                key: (lambda spec=spec: FileSource(spec, self.blocks))
+                for key, spec in self.file_sources.items()
+            }
+            self._reconciler = Reconciler(openers, ConflictIndex(self.index_path), self.blocks.author)
+        return self._reconciler
+
+    def reconcile(
+        self,
+        sources: list[str] | None = None,
+        paths: list[str] | None = None,
+        dry_run: bool = False,
+        run_id: str | None = None,
+    ) -> ReconcileReport:
+        """Reconcile every data source (or those named) with its blocks; see ReconcileReport."""
+        return self.reconciler.run(sources, paths, dry_run, run_id)
+
+    @property
+    def conflicts(self) -> Conflicts:
+        """The conflict index: ``list``, ``get``, ``resolve``, ``undo``."""
+        return Conflicts(self.reconciler)
+
     def close(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.close()
+            self._reconciler.conflicts.disconnect()
         if self._plugins is not None:
             self._plugins.close()
         if self._notifications is not None:

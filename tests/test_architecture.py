@@ -16,26 +16,30 @@ PACKAGE = Path(blocksync.__file__).parent
 LAYERS = {
     "errors": 0,
     "guest": 0,  # the guest SDK runs inside plugins: it imports nothing of blocksync
+    "truth": 0,  # pure: the same module runs inside plugins (guest SDK)
     "names": 1,
     "text": 1,
     "merge": 1,
-    "bases": 3,
-    "conflicts": 2,
-    "truth": 0,  # pure: the same module runs inside plugins (guest SDK)
     "config": 1,
     "versions": 1,
     "sources": 1,
     "gitstore": 2,
     "permissions": 2,
     "notifications": 2,
+    "conflicts": 2,
+    "runs": 2,
+    "runlock": 2,
     "blocks": 3,
+    "bases": 3,
     "fsck": 4,
     "filesource": 4,
     "plugins": 4,
-    "workspace": 5,
-    "demo": 6,
-    "cli": 7,
-    "__init__": 8,
+    "reconcile": 5,
+    "workspace": 6,
+    "sync": 7,
+    "demo": 7,
+    "cli": 8,
+    "__init__": 9,
 }
 
 

@@ -339,7 +339,7 @@ def test_plugins_by_key(ws: blocksync.Workspace) -> None:
 
 BAD_TABLES: dict[str, tuple[dict[str, Any], str]] = {
     "no path": ({}, "`path` (the .wasm file) is required"),
-    "type": ({"type": "file", "path": "x.wasm"}, "type 'file' is not supported; use \"wasm\""),
+    "type": ({"type": "ftp", "path": "x.wasm"}, "type 'ftp' is not supported; use \"file\" or \"wasm\""),
     "source_kind": ({"path": "x.wasm", "source_kind": "sideways"}, ".source_kind must be"),
     "dir_mode": ({"path": "x.wasm", "dir_mode": "rw"}, ".dir_mode must be"),
     "config": ({"path": "x.wasm", "config": "x"}, ".config must be a table"),

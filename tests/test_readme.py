@@ -2,7 +2,8 @@
 
 Fenced blocks run in document order in one folder: ``console`` sessions (``$ `` lines run,
 the lines after them compared, ``...`` standing for any text), ``python`` blocks, and blocks
-whose info string names a file (```` ```python file=greet/app.py ````), which are written there.
+whose info string names a file (```` ```python file=greet/app.py ````), which are written there
+(or appended to, with ``append=PATH``).
 """
 
 from __future__ import annotations
@@ -54,10 +55,12 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     env["BLOCKSYNC_AUTHOR"] = "human:readme"
     ran = 0
     for language, info, body in _blocks():
-        if info.startswith("file="):
-            target = tmp_path / info.removeprefix("file=")
+        if info.startswith(("file=", "append=")):
+            kind, _, name = info.partition("=")
+            target = tmp_path / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(body, encoding="utf-8")
+            with target.open("a" if kind == "append" else "w", encoding="utf-8") as f:
+                f.write(body)
         elif language == "console":
             _run_console(body, tmp_path, env)
             ran += 1

@@ -33,8 +33,12 @@ def parse_specs(tables: Mapping[str, Any], store_root: Path) -> dict[str, Plugin
             where = f"[agents.{agent}.data_sources.{key}]"
             if not isinstance(table, dict):
                 raise ConfigError(f"{where} must be a table")
+            if table.get("type") == "file":
+                continue  # a native source, not a plugin (blocksync.filesource)
             if table.get("type") != "wasm":
-                raise ConfigError(f"{where}: type {table.get('type')!r} is not supported; use \"wasm\"")
+                raise ConfigError(
+                    f"{where}: type {table.get('type')!r} is not supported; use \"file\" or \"wasm\""
+                )
             if key in specs:
                 raise ConfigError(
                     f"data source {key!r} is configured for agents {specs[key].agent!r} and "

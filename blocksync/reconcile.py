@@ -1,0 +1,276 @@
+"""The reconciler: every data-block source reconciled, results applied to the conflict index.
+
+For each source, one ``reconcile`` over its candidate paths (or the paths asked for); then
+``resolved`` closes any open conflict on that path, ``needs-resolution`` records one (the same
+row when nothing moved, a new one superseding it when a side moved), and ``no-change`` marks an
+open conflict as vanished. A source's failure is recorded and the next source goes on.
+
+Resolving a conflict re-checks both sides first: if disk or agent moved since detection the
+resolution is refused as stale. The chosen content becomes a block version whose commit message
+names the conflict, then the file is written, then the base advanced (reconcile's own order, so a
+killed resolution converges on the next run). Undo restores the three sides of the detection.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from .conflicts import Conflict, ConflictIndex, Resolution, changed_sides
+from .errors import BlocksyncError, NotFound, StaleResolution, UsageError
+from .filesource import FileSource, Sides
+from .merge import merge3
+from .sources import NeedsResolution, NoChange, Resolved
+
+#: A source reporting more than this share of its bound paths missing is not reconciled.
+MASS_DELETION_SHARE = 0.5
+#: ... unless it has only this many bound paths or fewer (deleting one of two files is normal).
+MASS_DELETION_MIN = 4
+
+Take = Literal["disk", "agent", "merged"]
+
+
+@dataclass
+class SourceReport:
+    source: str
+    resolved: list[tuple[str, str]] = field(default_factory=list)  # (path, resolution)
+    needs_resolution: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    error: str | None = None  # the source failed or was aborted
+
+
+@dataclass
+class ReconcileReport:
+    run_id: str
+    sources: list[SourceReport]
+    open_conflicts: int
+    dry_run: bool
+
+    @property
+    def failed(self) -> bool:
+        return any(s.error is not None for s in self.sources)
+
+    @property
+    def exit_code(self) -> int:
+        """1 if a source failed (wins over 3), 3 if conflicts are open, else 0."""
+        return 1 if self.failed else 3 if self.open_conflicts else 0
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        for source in doc["sources"]:
+            source["resolved"] = [{"path": p, "resolution": r} for p, r in source["resolved"]]
+            source["skipped"] = [{"path": p, "reason": r} for p, r in source["skipped"]]
+        doc["exit_code"] = self.exit_code
+        return doc
+
+
+def new_run_id() -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"run-{stamp}-{secrets.token_hex(3)}"
+
+
+class Reconciler:
+    """Reconciles the file sources of a store against its blocks."""
+
+    def __init__(
+        self,
+        sources: Mapping[str, Callable[[], FileSource]],
+        conflicts: ConflictIndex,
+        resolver: str,
+    ) -> None:
+        self._open = sources  # key -> opener: sources are opened only when reconciled
+        self.conflicts = conflicts
+        self.resolver = resolver
+        self._opened: dict[str, FileSource] = {}
+
+    def source(self, key: str) -> FileSource:
+        if key not in self._open:
+            known = ", ".join(sorted(self._open)) or "none configured"
+            raise NotFound(f"no data source named {key!r} (known: {known})")
+        if key not in self._opened:
+            self._opened[key] = self._open[key]()
+        return self._opened[key]
+
+    def close(self) -> None:
+        for source in self._opened.values():
+            source.close()
+        self._opened.clear()
+
+    # -- reconcile ------------------------------------------------------------------------
+
+    def run(
+        self,
+        sources: Sequence[str] | None = None,
+        paths: Sequence[str] | None = None,
+        dry_run: bool = False,
+        run_id: str | None = None,
+    ) -> ReconcileReport:
+        keys = list(self._open) if not sources else list(dict.fromkeys(sources))
+        for key in keys:
+            if key not in self._open:
+                self.source(key)  # raises NotFound naming the sources there are
+        run = run_id or new_run_id()
+        reports = [self._one(key, paths, dry_run, run) for key in keys]
+        return ReconcileReport(run, reports, self.conflicts.open_count(), dry_run)
+
+    def _one(
+        self, key: str, paths: Sequence[str] | None, dry_run: bool, run_id: str
+    ) -> SourceReport:
+        report = SourceReport(key)
+        try:
+            source = self.source(key)
+            if paths is None:
+                self._guard(source)
+            outcome = source.reconcile_outcome(paths, dry_run=dry_run)
+        except (BlocksyncError, OSError) as exc:
+            report.error = str(exc)
+            return report
+        report.skipped = [(s.path, s.reason) for s in outcome.skipped]
+        for result in outcome.results:
+            if isinstance(result, Resolved):
+                report.resolved.append((result.path, result.resolution))
+                if not dry_run:
+                    self.conflicts.close(
+                        key, result.path, status="resolved", resolution=result.resolution,
+                        resolver="reconcile", result_version=None,
+                    )
+            elif isinstance(result, NeedsResolution):
+                report.needs_resolution.append(result.path)
+                if not dry_run:
+                    sides = outcome.conflicts[result.path]
+                    self.conflicts.record(
+                        source=key, path=result.path, owner=sides.owner, label=sides.label,
+                        base=sides.base, disk=sides.disk, agent=sides.agent,
+                        reason=outcome.reasons[result.path], run_id=run_id,
+                    )
+            else:
+                assert isinstance(result, NoChange)
+                report.unchanged += 1
+                if not dry_run:
+                    self.conflicts.close(
+                        key, result.path, status="vanished", resolution=None,
+                        resolver="reconcile", result_version=None,
+                    )
+        return report
+
+    @staticmethod
+    def _guard(source: FileSource) -> None:
+        """Refuse a run whose folders are unreadable, or in which most bound files vanished at
+        once (an unmounted disk, a wrong path): reconciling it would delete or flag every block."""
+        for root in source.spec.paths:
+            if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
+                raise NotFound(
+                    f"source {source.spec.key!r}: folder {root} is missing or unreadable; "
+                    "refusing to reconcile it in this run"
+                )
+        bound = [b.path for b in source.bases.bindings()]
+        if len(bound) <= MASS_DELETION_MIN:
+            return
+        present = set(source.scan())
+        missing = [p for p in bound if p not in present]
+        if len(missing) > MASS_DELETION_SHARE * len(bound):
+            raise UsageError(
+                f"source {source.spec.key!r}: {len(missing)} of its {len(bound)} synced files "
+                f"are missing (e.g. {missing[0]!r}); refusing to reconcile it in this run. "
+                "Check that its folders are mounted; reconcile named paths to apply deletions."
+            )
+
+    # -- conflicts ------------------------------------------------------------------------
+
+    def resolve(
+        self,
+        conflict_id: str,
+        take: Take | None = None,
+        content: str | None = None,
+        resolver: str | None = None,
+    ) -> Conflict:
+        """Resolve an open conflict by taking one side, a merge, or ``content`` (manual)."""
+        conflict = self.conflicts.require_open(conflict_id)
+        source = self.source(conflict.source)
+        now = source.sides(conflict.path)
+        moved = changed_sides(conflict, now.disk, now.agent)
+        if moved:
+            raise StaleResolution(conflict.id, moved)
+        chosen, resolution = _choose(conflict, take, content)
+        who = resolver or self.resolver
+        version = source.settle(
+            conflict.path, disk=chosen, agent=chosen, base=chosen, expected=now,
+            message=f"resolve conflict {conflict.id} ({resolution}) on {conflict.path}",
+            author=who,
+        )
+        return self.conflicts.mark_resolved(
+            conflict.id, resolution=resolution, resolver=who, result_version=version
+        )
+
+    def undo(self, conflict_id: str, resolver: str | None = None) -> Conflict:
+        """Put back both sides (and the base) as they were when the conflict was detected."""
+        conflict = self.conflicts.require_undoable(conflict_id)
+        source = self.source(conflict.source)
+        now = source.sides(conflict.path)
+        who = resolver or self.resolver
+        source.settle(
+            conflict.path, disk=conflict.disk, agent=conflict.agent, base=conflict.base,
+            expected=now, message=f"undo resolution of conflict {conflict.id} on {conflict.path}",
+            author=who,
+        )
+        return self.conflicts.mark_undone(conflict.id, resolver=who)
+
+
+class Conflicts:
+    """``ws.conflicts``: the conflict index as agents use it."""
+
+    def __init__(self, reconciler: Reconciler) -> None:
+        self._reconciler = reconciler
+        self._index = reconciler.conflicts
+
+    def list(self, status: str = "open", source: str | None = None) -> list[Conflict]:
+        return self._index.list(status, source)
+
+    def get(self, conflict_id: str) -> Conflict:
+        return self._index.get(conflict_id)
+
+    def resolve(
+        self,
+        conflict_id: str,
+        take: Take | None = None,
+        content: str | None = None,
+        resolver: str | None = None,
+    ) -> Conflict:
+        return self._reconciler.resolve(conflict_id, take, content, resolver)
+
+    def undo(self, conflict_id: str, resolver: str | None = None) -> Conflict:
+        return self._reconciler.undo(conflict_id, resolver)
+
+
+def _choose(
+    conflict: Conflict, take: Take | None, content: str | None
+) -> tuple[str | None, Resolution]:
+    if content is not None:
+        if take not in (None, "merged"):
+            raise UsageError("give either take='disk'/'agent' or content, not both")
+        return content, "merged" if take == "merged" else "manual"
+    if take == "disk":
+        return conflict.disk, "disk"
+    if take == "agent":
+        return conflict.agent, "agent"
+    if take == "merged":
+        if conflict.base is None or conflict.disk is None or conflict.agent is None:
+            raise UsageError(
+                f"conflict {conflict.id} has an absent side: give the merged content yourself"
+            )
+        merged = merge3(conflict.base, conflict.disk, conflict.agent)
+        if merged.text is None:
+            raise UsageError(
+                f"conflict {conflict.id}: the sides overlap ({merged.conflicts} region(s)); "
+                "give the merged content yourself"
+            )
+        return merged.text, "merged"
+    raise UsageError("say what to take: take='disk', 'agent' or 'merged', or give content")
+
+
+__all__ = ["Conflicts", "ReconcileReport", "Reconciler", "Sides", "SourceReport", "new_run_id"]

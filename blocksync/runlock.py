@@ -1,0 +1,118 @@
+"""``store/run.lock``: one writer run (``blocksync sync``) at a time.
+
+The lock is an exclusive ``fcntl.flock`` on the file, not the file's existence: the kernel drops
+it when the holder's last descriptor closes, so a run killed by ``kill -9``, an OOM kill or a
+power cut never leaves a stale lock behind and there is nothing to clean up by hand. The file
+itself stays (deleting a lock file races with a process that has it open) and holds a small JSON
+note of who holds it -- pid, command, run id, start time -- for the message a second run prints.
+That note is only a hint: the flock decides, and a killed holder's note is simply overwritten by
+the next run.
+
+Decisions:
+
+* ``flock``, not ``fcntl``/``lockf`` record locks: those belong to the process and vanish when
+  *any* descriptor of the file closes (a second ``open`` in the same process would silently
+  unlock it); flock locks belong to the open file description, so two opens conflict even within
+  one process, which is also what lets tests hold the lock from a thread.
+* The descriptor is close-on-exec (Python's default), so plugins or git processes started while
+  a run holds the lock neither inherit nor prolong it.
+* Waiting polls with a short non-blocking retry instead of a blocking ``flock``: a blocking call
+  cannot honour a timeout without signals, and signals belong to the application, not a library.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .errors import RunLockHeld
+
+LOCK_FILE = "run.lock"
+#: first and longest pause between attempts while waiting for the lock, in seconds
+POLL_FIRST = 0.02
+POLL_MAX = 0.25
+_NOTE_MAX = 4096
+
+
+@dataclass(frozen=True)
+class RunLock:
+    """A held lock: where it is, what this run wrote into it, and how long it waited for it."""
+
+    path: Path
+    holder: dict[str, object] = field(default_factory=dict)
+    waited: float = 0.0
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def read_holder(path: Path) -> dict[str, object]:
+    """The note the current (or last) holder wrote; empty if there is none or it is unreadable."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_NOTE_MAX)
+        note = json.loads(data.decode("utf-8")) if data else {}
+    except (OSError, ValueError):
+        return {}
+    return dict(note) if isinstance(note, dict) else {}
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+@contextmanager
+def acquire(
+    path: Path,
+    wait: bool = False,
+    timeout: float | None = None,
+    *,
+    info: Mapping[str, object] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[RunLock]:
+    """Hold the run lock at ``path`` for the ``with`` block.
+
+    Busy: raises :class:`RunLockHeld` naming the holder at once, or with ``wait`` retries until
+    the lock is free or ``timeout`` seconds (``None``: no limit) have passed. ``info`` (e.g.
+    ``command``, ``run_id``) goes into the note other runs see, beside this process's pid and the
+    time it took the lock.
+    """
+    path = Path(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        started = clock()
+        pause = POLL_FIRST
+        waited = 0.0  # exactly 0 when the lock was free at the first attempt
+        while not _try_lock(fd):
+            waited = clock() - started
+            if not wait or (timeout is not None and waited >= timeout):
+                raise RunLockHeld(str(path), read_holder(path), waited if wait else 0.0)
+            if timeout is not None:
+                pause = min(pause, max(timeout - waited, 0.0))
+            sleep(pause)
+            pause = min(pause * 2, POLL_MAX)
+            waited = clock() - started
+        holder: dict[str, object] = {"pid": os.getpid(), "started_at": _now(), **(info or {})}
+        note = json.dumps(holder, sort_keys=True).encode("utf-8")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, note, 0)
+        try:
+            yield RunLock(path, holder, waited)
+        finally:
+            # say nothing about a run that is over; the flock itself goes with the close below
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)

@@ -1,0 +1,280 @@
+"""The run log: one row per writer run (``blocksync sync``) in ``index.db`` table ``runs``.
+
+A row is written when the run starts (``status = 'running'``) and completed when it ends
+(``finished``, with its exit code, summary counts and the whole report as JSON), so a run that
+dies half-way is still visible. Unlike the version index, runs cannot be re-derived from git:
+they are history of what the cron job did, kept in their own table beside ``conflicts``.
+
+Life of a row::
+
+    start ──▶ running ──finish──▶ finished
+                 │
+                 └──(its process is gone when a later run starts)──▶ interrupted
+
+Decisions:
+
+* **Ids** are the caller's run ids (``reconcile.new_run_id``: UTC start time and random hex
+  digits), the same ids conflicts name as the run that detected them; a taken id is refused.
+* **Interrupted runs**: a process killed mid-run cannot finish its row. :meth:`RunLog.start`
+  marks it ``interrupted`` (its ``finished_at`` and ``exit_code`` stay empty: nobody saw it
+  end). A caller holding the run lock says so (``exclusive=True``), and then every other
+  ``running`` row is dead by definition, since its run would hold the lock; without that, only
+  rows whose pid no longer exists here are marked (a reused pid -- pid 1 in containers -- can
+  keep such a row ``running`` until an exclusive run starts).
+* **Counts** are columns (queryable with plain SQL); the report is kept as JSON text whose shape
+  is the sync report's ``to_json()``.
+* Every write is one ``BEGIN IMMEDIATE`` transaction on a connection of its own, like the
+  conflict index; timestamps are ISO 8601 UTC with microseconds.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from .errors import ConcurrentUpdate, IndexCorrupt, NotFound, UsageError
+
+Status = Literal["running", "finished", "interrupted"]
+
+BUSY_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The counts a finished run is summed up by (over every source it ran)."""
+
+    sources: int = 0
+    failed_sources: int = 0
+    resolved: int = 0
+    needs_resolution: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    open_conflicts: int = 0
+
+
+@dataclass(frozen=True)
+class Run:
+    """One row of the ``runs`` table."""
+
+    id: str
+    seq: int  # insertion order; "newest" means highest seq
+    command: str
+    status: Status
+    pid: int
+    started_at: str
+    finished_at: str | None
+    exit_code: int | None
+    sources: int | None
+    failed_sources: int | None
+    resolved: int | None
+    needs_resolution: int | None
+    unchanged: int | None
+    skipped: int | None
+    open_conflicts: int | None
+    report: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_SUMMARY = tuple(f.name for f in fields(Summary))
+_FIELDS = tuple(f.name for f in fields(Run))
+_COLUMNS = ", ".join(_FIELDS)
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS runs (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        command TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'interrupted')),
+        pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        exit_code INTEGER,
+        sources INTEGER,
+        failed_sources INTEGER,
+        resolved INTEGER,
+        needs_resolution INTEGER,
+        unchanged INTEGER,
+        skipped INTEGER,
+        open_conflicts INTEGER,
+        report TEXT,
+        CHECK ((status = 'finished') = (exit_code IS NOT NULL))
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status)",
+)
+
+
+def timestamp() -> str:
+    """Now, as the run log writes times: ISO 8601 UTC with microseconds."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists here (one we may not signal still exists)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _row(values: tuple[Any, ...]) -> Run:
+    data = dict(zip(_FIELDS, values))
+    data["report"] = json.loads(data["report"]) if data["report"] is not None else None
+    return Run(**data)
+
+
+class RunLog:
+    """The ``runs`` table of ``index.db``, on a connection of its own (a context manager)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, timeout=BUSY_TIMEOUT, check_same_thread=False
+            )
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(str(path), f"cannot be opened ({exc})") from exc
+        try:
+            with self._translate("cannot store runs"):
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                with self._write("cannot store runs"):
+                    table, *indexes = _SCHEMA
+                    self._conn.execute(table)
+                    self._check_shape()
+                    for statement in indexes:
+                        self._conn.execute(statement)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _check_shape(self) -> None:
+        found = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
+        if found != set(_FIELDS):
+            raise IndexCorrupt(
+                str(self.path),
+                f"has a runs table of another shape (columns {sorted(found ^ set(_FIELDS))} differ)",
+            )
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @contextmanager
+    def _translate(self, doing: str) -> Iterator[None]:
+        """sqlite3 errors become blocksync errors; a busy database is not a damaged one."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if "locked" in text or "busy" in text:
+                raise ConcurrentUpdate(
+                    f"{self.path} (runs)", 1, f"another writer held it over {BUSY_TIMEOUT:g} s"
+                ) from exc
+            raise IndexCorrupt(str(self.path), f"{doing} ({exc})") from exc
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(str(self.path), f"{doing} ({exc})") from exc
+
+    @contextmanager
+    def _write(self, doing: str) -> Iterator[None]:
+        with self._lock, self._translate(doing):
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _select(self, where: str, params: builtins.list[Any]) -> builtins.list[Run]:
+        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM runs {where}", params).fetchall()
+        return [_row(r) for r in rows]
+
+    def _fetch(self, run_id: str) -> Run:
+        found = self._select("WHERE id = ?", [run_id])
+        if not found:
+            raise NotFound(f"no run {run_id!r} in {self.path}")
+        return found[0]
+
+    # -- the API --------------------------------------------------------------------------
+
+    def start(
+        self, run_id: str, command: str, *, exclusive: bool = False, pid: int | None = None
+    ) -> Run:
+        """Record that run ``run_id`` of ``command`` started now, and mark dead runs interrupted.
+
+        ``exclusive``: the caller holds the run lock, so no other run is still going.
+        """
+        with self._write("cannot record a run"):
+            running = self._conn.execute(
+                "SELECT id, pid FROM runs WHERE status = 'running'"
+            ).fetchall()
+            for stale_id, stale_pid in running:
+                if exclusive or not _alive(stale_pid):
+                    self._conn.execute(
+                        "UPDATE runs SET status = 'interrupted' WHERE id = ?", [stale_id]
+                    )
+            try:
+                self._conn.execute(
+                    "INSERT INTO runs (id, command, status, pid, started_at) "
+                    "VALUES (?, ?, 'running', ?, ?)",
+                    [run_id, command, os.getpid() if pid is None else pid, timestamp()],
+                )
+            except sqlite3.IntegrityError as exc:
+                raise UsageError(f"run id {run_id!r} is taken already") from exc
+            return self._fetch(run_id)
+
+    def finish(
+        self, run_id: str, *, exit_code: int, summary: Summary, report: Mapping[str, Any],
+        finished_at: str | None = None,
+    ) -> Run:
+        """Complete the row of ``run_id`` with its outcome (``finished_at`` default: now)."""
+        doc = json.dumps(report, ensure_ascii=False, sort_keys=True)
+        counts = [getattr(summary, name) for name in _SUMMARY]
+        assignments = ", ".join(f"{name} = ?" for name in _SUMMARY)
+        with self._write("cannot record a run"):
+            self._fetch(run_id)
+            self._conn.execute(
+                f"UPDATE runs SET status = 'finished', finished_at = ?, exit_code = ?, "
+                f"{assignments}, report = ? WHERE id = ?",
+                [finished_at or timestamp(), exit_code, *counts, doc, run_id],
+            )
+            return self._fetch(run_id)
+
+    def get(self, run_id: str) -> Run:
+        with self._lock, self._translate("cannot read runs"):
+            return self._fetch(run_id)
+
+    def list(self, limit: int | None = None) -> builtins.list[Run]:
+        """Runs, newest first (at most ``limit`` of them)."""
+        tail, params = ("LIMIT ?", [limit]) if limit is not None else ("", [])
+        with self._lock, self._translate("cannot read runs"):
+            return self._select(f"ORDER BY seq DESC {tail}", params)

@@ -1,0 +1,199 @@
+"""The cron job (``blocksync sync``): one locked run over every source, recorded in ``runs``.
+
+A run takes ``store/run.lock`` (another run holding it: :class:`~blocksync.errors.RunLockHeld`
+at once, or after waiting with ``wait=True``), records a ``running`` row in the run log,
+reconciles every data-block source one after the other under one run id, records the outcome in
+that row and returns a :class:`SyncReport`. It never stops at the first conflict or the first
+failing source: each source's failure lands in its own entry and the next source goes on.
+
+Exit codes (:attr:`SyncReport.exit_code`)::
+
+    0   clean: every source reconciled, no conflict open
+    3   completed, with open conflicts (in any source, also ones left from earlier runs)
+    1   a source failed, was aborted (mass-deletion guard) or not reached in time; wins over 3
+    75  the run lock is held (raised as RunLockHeld: the run did not start, no row is written)
+
+Decisions:
+
+* **One source per reconcile call**, in configuration order, so the timeout can be checked
+  between sources and progress reported per source; all calls share the run's id, which is the
+  id conflicts name as their ``detected_run``.
+* **Timeout** covers the whole run from the call on, waiting for the lock included (a cron job
+  that waits must not pile up behind a stuck one). It is checked before each source starts:
+  sources not started by then are reported as failed, with the reason. A source already running
+  is never interrupted (a thread cannot be killed safely, and a half-applied source is exactly
+  what the write order guards against); plugin calls have their own wall-clock limits, so the
+  overrun is bounded by one source.
+* **The run log row** is written under the lock, before any source runs, and completed even when
+  the run ends in an error (its exit code and message then stand in the row); only a killed
+  process leaves it ``running``, and the next run marks it ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import runlock
+from .errors import BlocksyncError
+from .reconcile import ReconcileReport, SourceReport, new_run_id
+from .runs import RunLog, Summary, timestamp
+from .workspace import Workspace
+
+COMMAND = "blocksync sync"
+
+#: called before each source starts: (source, its 1-based position, number of sources)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class SyncReport:
+    """What one sync run did. ``reconcile`` holds every source's entry, unreached ones included."""
+
+    run_id: str
+    reconcile: ReconcileReport
+    started_at: str
+    finished_at: str
+    seconds: float  # the run's own time, without waiting for the lock
+    lock_waited: float  # seconds spent waiting for the run lock
+    timeout: float | None
+    not_reached: list[str]  # sources the timeout left out (each also has an error entry)
+
+    @property
+    def sources(self) -> list[SourceReport]:
+        return self.reconcile.sources
+
+    @property
+    def open_conflicts(self) -> int:
+        return self.reconcile.open_conflicts
+
+    @property
+    def failed(self) -> bool:
+        return self.reconcile.failed
+
+    @property
+    def exit_code(self) -> int:
+        """0 clean, 3 open conflicts, 1 a source failed (1 wins over 3)."""
+        return self.reconcile.exit_code
+
+    def summary(self) -> Summary:
+        sources = self.sources
+        return Summary(
+            sources=len(sources),
+            failed_sources=sum(s.error is not None for s in sources),
+            resolved=sum(len(s.resolved) for s in sources),
+            needs_resolution=sum(len(s.needs_resolution) for s in sources),
+            unchanged=sum(s.unchanged for s in sources),
+            skipped=sum(len(s.skipped) for s in sources),
+            open_conflicts=self.open_conflicts,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        doc = self.reconcile.to_json()
+        doc.pop("dry_run", None)  # sync never dry-runs
+        return {
+            "run_id": self.run_id,
+            "command": COMMAND,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "seconds": round(self.seconds, 3),
+            "lock_waited": round(self.lock_waited, 3),
+            "timeout": self.timeout,
+            "timed_out": bool(self.not_reached),
+            "not_reached": list(self.not_reached),
+            "sources": doc["sources"],
+            "summary": vars(self.summary()),
+            "open_conflicts": self.open_conflicts,
+            "exit_code": self.exit_code,
+        }
+
+
+def run_sync(
+    ws: Workspace,
+    *,
+    wait: bool = False,
+    timeout: float | None = None,
+    now: Callable[[], float] = time.monotonic,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """One cron run over the store ``ws`` has open (see the module docstring)."""
+    started = now()
+    deadline = None if timeout is None else (started + timeout, timeout)
+    run_id = new_run_id()
+    lock_path = ws.root / runlock.LOCK_FILE
+    info = {"command": COMMAND, "run_id": run_id}
+    with (
+        runlock.acquire(lock_path, wait, timeout, info=info, clock=now) as lock,
+        RunLog(ws.index_path) as log,
+    ):
+        row = log.start(run_id, COMMAND, exclusive=True)
+        try:
+            reconciled, not_reached = _reconcile_sources(ws, run_id, deadline, now, progress)
+            # Later issues add their steps here, each under the same run id and deadline,
+            # each failure reported like a source's: pull every pull-capable data stream
+            # (DESIGN "The cron job"), then push/pull the configured git remotes.
+        except Exception as exc:
+            code = exc.exit_code if isinstance(exc, BlocksyncError) else 1
+            log.finish(
+                run_id, exit_code=code, summary=Summary(),
+                report={"run_id": run_id, "command": COMMAND, "error": str(exc),
+                        "exit_code": code},
+            )
+            raise
+        report = SyncReport(
+            run_id=run_id,
+            reconcile=reconciled,
+            started_at=row.started_at,
+            finished_at=timestamp(),
+            seconds=now() - started - lock.waited,
+            lock_waited=lock.waited,
+            timeout=timeout,
+            not_reached=not_reached,
+        )
+        log.finish(
+            run_id, exit_code=report.exit_code, summary=report.summary(),
+            report=report.to_json(), finished_at=report.finished_at,
+        )
+        return report
+
+
+def _reconcile_sources(
+    ws: Workspace,
+    run_id: str,
+    deadline: tuple[float, float] | None,  # (the clock's time, the timeout it came from)
+    now: Callable[[], float],
+    progress: Progress | None,
+) -> tuple[ReconcileReport, list[str]]:
+    # The sources ws.reconcile() runs when given none, in its order: today the file sources.
+    # When the reconciler gains plugin (WASM) data-block sources, list those here too.
+    names = list(ws.file_sources)
+    entries: list[SourceReport] = []
+    not_reached: list[str] = []
+    for position, name in enumerate(names, start=1):
+        if deadline is not None and now() >= deadline[0]:
+            not_reached.append(name)
+            entries.append(SourceReport(
+                name,
+                error=f"not reached: the run's {deadline[1]:g} s timeout passed before it started",
+            ))
+            continue
+        if progress is not None:
+            progress(name, position, len(names))
+        entries.append(_reconcile_one(ws, name, run_id))
+    open_conflicts = ws.reconciler.conflicts.open_count()
+    return ReconcileReport(run_id, entries, open_conflicts, dry_run=False), not_reached
+
+
+def _reconcile_one(ws: Workspace, name: str, run_id: str) -> SourceReport:
+    """One source's entry; its failure, whatever it is, is the entry's error, never the run's."""
+    try:
+        report = ws.reconcile(sources=[name], run_id=run_id)
+    except (BlocksyncError, OSError) as exc:
+        return SourceReport(name, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 -- a bug must not cost the other sources their run
+        return SourceReport(name, error=f"internal error ({type(exc).__name__}): {exc}")
+    (entry,) = report.sources
+    return entry
+
