@@ -44,6 +44,17 @@ class _Group(click.Group):
         except OSError as exc:
             click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
             ctx.exit(1)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug: say so plainly, show the traceback only on request
+            if os.environ.get("BLOCKSYNC_TRACEBACK"):
+                raise
+            click.echo(
+                f"internal error: {type(exc).__name__}: {exc} (a bug in blocksync; run again "
+                "with BLOCKSYNC_TRACEBACK=1 to see where, and please report it)",
+                err=True,
+            )
+            ctx.exit(1)
 
 
 @dataclasses.dataclass

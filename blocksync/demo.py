@@ -1,4 +1,8 @@
-"""``blocksync demo``: a short walk through blocks on a store, safe to run again and again."""
+"""``blocksync demo``: the main job on a store, shown step by step; safe to run again and again.
+
+An agent gets a folder source; the folder and the agent's blocks are edited on both sides;
+reconcile merges what it can and records the rest as a conflict, which is then resolved.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +10,98 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import workspace
-from .errors import BlockNotFound
+from .reconcile import SourceReport
+from .text import char_diff, render_char_diff
 
-OWNER = "demo-agent"
-LABEL = "persona"
-FIRST = "I am a helpful agent.\nI keep notes in memory blocks.\n"
-SECOND = "I am a helpful agent.\nI keep notes in memory blocks, versioned in git.\n"
+AGENT = "demo-agent"
+SOURCE = "demo-notes"
+FOLDER = "demo-notes"  # inside the store folder
+CONFIG = f"""
+# added by `blocksync demo`: the demo agent's folder source
+[agents.{AGENT}.data_sources.{SOURCE}]
+type = "file"
+name = "Demo notes"
+paths = ["{FOLDER}"]
+include_patterns = ["**/*.md"]
+permission_rules = [{{ pattern = "**", permission = "admin" }}]
+"""
+PERSONA = "I am a helpful agent.\nI keep notes in memory blocks.\n"
+TODO = "- read the README\n- run the tests\n"
 
 
 def run(store: Path, author: str, say: Callable[[str], None]) -> None:
-    """Create the store if needed, then write, change, diff and roll back one block."""
+    """Create the store if needed, then walk through reconcile with a folder source."""
     if not (store / "repo").exists():
         workspace.init(store, author=author).close()
         say(f"created a store in {store}")
+    toml = store / "blocksync.toml"
+    if f"[agents.{AGENT}.data_sources.{SOURCE}]" not in toml.read_text(encoding="utf-8"):
+        with toml.open("a", encoding="utf-8") as f:
+            f.write(CONFIG)
+        say(f"attached folder {store / FOLDER} to agent {AGENT} in {toml}")
+    folder = store / FOLDER
+    folder.mkdir(exist_ok=True)
     with workspace.open(store, author=author) as ws:
-        blocks = ws.blocks
-        try:
-            blocks.read(OWNER, LABEL)
-            start = blocks.update(OWNER, LABEL, FIRST, message="demo: start over")
-        except BlockNotFound:
-            start = blocks.create(OWNER, LABEL, FIRST, description="who the demo agent is")
-        say(f"{OWNER}/{LABEL} is at version {start.version}:")
-        say(_indent(start.content))
-        edited = blocks.update(
-            OWNER, LABEL, SECOND, expected_version=start.version, message="demo: mention git"
+        for stale in ws.conflicts.list(source=SOURCE):  # left by an interrupted earlier demo
+            ws.conflicts.resolve(stale.id, take="disk")
+        (folder / "persona.md").write_text(PERSONA, encoding="utf-8")
+        (folder / "todo.md").write_text(TODO, encoding="utf-8")
+        report = ws.reconcile([SOURCE])
+        say(f"1. reconcile: {_summary(report.sources[0])}")
+        persona, todo = (_label(ws, "persona.md"), _label(ws, "todo.md"))
+
+        say("2. the agent adds a task at the end of its block; someone adds one at the top of the file")
+        ws.blocks.update(AGENT, todo, TODO + "- water the plants\n", message="demo: agent adds a task")
+        (folder / "todo.md").write_text("- buy tea\n" + TODO, encoding="utf-8")
+        say("3. both change the same line of persona.md")
+        # numbered, so that each demo run makes a new conflict rather than one decided before
+        stamp = f"edit {ws.blocks.read(AGENT, persona).version}"
+        ws.blocks.update(
+            AGENT, persona, PERSONA.replace("helpful", f"cheerful ({stamp})"),
+            message="demo: agent edits",
         )
-        say(f"edited it (version {edited.version}); the change:")
-        say(_indent(blocks.diff(OWNER, LABEL).unified))
-        back = blocks.rollback(OWNER, LABEL, start.version)
-        say(f"rolled back to version {start.version}'s text as a new version {back.version}")
-        say("its history (every version is a git commit on refs/heads/main):")
-        for v in blocks.history(OWNER, LABEL)[-4:]:
-            say(f"  v{v.version}  {v.commit[:10]}  {v.author}  {v.message}")
-        report = ws.fsck()
-        say(f"fsck: {'ok' if report.ok else report.problems}")
-        say(f"try: git --git-dir {ws.repo_path} log --stat -- {blocks.git_path(OWNER, LABEL)}")
+        (folder / "persona.md").write_text(
+            PERSONA.replace("helpful", f"careful ({stamp})"), encoding="utf-8"
+        )
+
+        report = ws.reconcile([SOURCE])
+        say(f"4. reconcile: {_summary(report.sources[0])}")
+        say("   todo.md merged on both sides:")
+        say(_indent((folder / "todo.md").read_text(encoding="utf-8")))
+        (conflict,) = ws.conflicts.list(source=SOURCE)
+        say(f"   conflict {conflict.id} on {conflict.path}: {conflict.reason}")
+        say("   disk -> agent: " + render_char_diff(
+            char_diff(conflict.disk or "", conflict.agent or ""), color=False
+        ).split("\n")[0])
+
+        resolved = ws.conflicts.resolve(conflict.id, take="agent", resolver=author)
+        say(f"5. resolved {resolved.id} by taking the agent's side: block version "
+            f"{resolved.result_version}, and the file now reads:")
+        say(_indent((folder / "persona.md").read_text(encoding="utf-8")))
+        report = ws.reconcile([SOURCE])
+        say(f"6. reconcile again: {_summary(report.sources[0])}; open conflicts: "
+            f"{report.open_conflicts}")
+        say(f"   history of {AGENT}/{persona}:")
+        for v in ws.blocks.history(AGENT, persona)[-4:]:
+            say(f"     v{v.version}  {v.commit[:10]}  {v.author}  {v.message}")
+        check = ws.fsck()
+        say(f"fsck: {'ok' if check.ok else check.problems}")
+        say(f"try: blocksync --store {store} conflicts list --status all")
+
+
+def _label(ws: workspace.Workspace, name: str) -> str:
+    (label,) = [b.label for b in ws.blocks.list(AGENT) if b.label.endswith(":" + name)]
+    return label
+
+
+def _summary(source: SourceReport) -> str:
+    if source.error:
+        return f"FAILED: {source.error}"
+    done = ", ".join(f"{p} {r}" for p, r in source.resolved) or "nothing to carry over"
+    if source.needs_resolution:
+        done += f"; needs resolution: {', '.join(source.needs_resolution)}"
+    return done
 
 
 def _indent(text: str) -> str:
-    return "\n".join("    " + line for line in text.rstrip("\n").split("\n"))
+    return "\n".join("     " + line for line in text.rstrip("\n").split("\n"))

@@ -297,3 +297,14 @@ def test_every_command_is_in_the_readme() -> None:
 def test_init_takes_a_path(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["init", str(tmp_path / "elsewhere")])
     assert result.exit_code == 0 and (tmp_path / "elsewhere" / "repo").is_dir()
+
+
+def test_a_bug_is_an_internal_error_not_a_traceback(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("something impossible")
+
+    monkeypatch.setattr(blocksync.workspace, "fsck", broken)  # a stand-in bug, nothing else
+    result = CliRunner().invoke(cli, ["--store", str(store_path), "fsck"])
+    assert result.exit_code == 1
+    assert "internal error: ValueError: something impossible" in result.output
+    assert "Traceback" not in result.output
