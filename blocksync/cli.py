@@ -442,13 +442,29 @@ def reconcile(
     obj: _Context, paths: tuple[str, ...], sources: tuple[str, ...], dry_run: bool, as_json: bool
 ) -> None:
     """Reconcile the data sources with their blocks (exit 3: open conflicts; 1: a source failed)."""
-    with obj.open() as ws:
-        report = ws.reconcile(list(sources) or None, list(paths) or None, dry_run)
+    with _progress(as_json) as progress, obj.open() as ws:
+        report = ws.reconcile(list(sources) or None, list(paths) or None, dry_run, progress=progress)
     if as_json:
         _print_json(report.to_json())
     else:
         click.echo(render_report(report))
     sys.exit(report.exit_code)
+
+
+@contextmanager
+def _progress(as_json: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A one-line progress display on a terminal (never with --json or when piped)."""
+    if as_json or not (sys.stdout.isatty() and sys.stderr.isatty()):
+        yield None
+        return
+
+    def show(source: str, position: int, count: int) -> None:
+        click.echo(f"\r\x1b[Kreconciling {source} ({position}/{count})...", nl=False, err=True)
+
+    try:
+        yield show
+    finally:  # erase the line, also before an error message
+        click.echo("\r\x1b[K", nl=False, err=True)
 
 
 def render_report(report: ReconcileReport) -> str:
@@ -563,15 +579,8 @@ def sync_command(obj: _Context, wait: bool, timeout: float | None, as_json: bool
 
     Exit 0 clean, 3 open conflicts, 1 a source failed (wins over 3), 75 another run holds the lock.
     """
-    show = not as_json and sys.stdout.isatty() and sys.stderr.isatty()
-    progress = (lambda name, i, n: click.echo(f"\r\x1b[Kreconciling {name} ({i}/{n})...",
-                                               nl=False, err=True)) if show else None
-    try:
-        with obj.open() as ws:
-            report = sync_mod.run_sync(ws, wait=wait, timeout=timeout, progress=progress)
-    finally:
-        if show:  # erase the progress line, also before an error message
-            click.echo("\r\x1b[K", nl=False, err=True)
+    with _progress(as_json) as progress, obj.open() as ws:
+        report = sync_mod.run_sync(ws, wait=wait, timeout=timeout, progress=progress)
     if as_json:
         _print_json(report.to_json())
     else:

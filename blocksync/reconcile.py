@@ -109,13 +109,19 @@ class Reconciler:
         paths: Sequence[str] | None = None,
         dry_run: bool = False,
         run_id: str | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> ReconcileReport:
+        """``progress(source, position, count)`` is told before each source starts."""
         keys = list(self._open) if not sources else list(dict.fromkeys(sources))
         for key in keys:
             if key not in self._open:
                 self.source(key)  # raises NotFound naming the sources there are
         run = run_id or new_run_id()
-        reports = [self._one(key, paths, dry_run, run) for key in keys]
+        reports = []
+        for position, key in enumerate(keys, start=1):
+            if progress is not None:
+                progress(key, position, len(keys))
+            reports.append(self._one(key, paths, dry_run, run))
         return ReconcileReport(run, reports, self.conflicts.open_count(), dry_run)
 
     def _one(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -131,9 +132,10 @@ class Workspace(AbstractContextManager["Workspace"]):
         paths: list[str] | None = None,
         dry_run: bool = False,
         run_id: str | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> ReconcileReport:
         """Reconcile every data source (or those named) with its blocks; see ReconcileReport."""
-        return self.reconciler.run(sources, paths, dry_run, run_id)
+        return self.reconciler.run(sources, paths, dry_run, run_id, progress)
 
     @property
     def conflicts(self) -> Conflicts:
