@@ -25,10 +25,12 @@ import hashlib
 import json
 import random
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from dulwich.objects import Blob, ShaFile, Tree, TreeEntry
 from dulwich.refs import Ref, check_ref_format
@@ -36,7 +38,9 @@ from dulwich.refs import Ref, check_ref_format
 from . import names
 from .errors import (
     AlreadyBound,
+    BlocksyncError,
     ConcurrentUpdate,
+    IndexCorrupt,
     InvalidContent,
     InvalidLabel,
     RepositoryCorrupt,
@@ -150,6 +154,13 @@ class SyncBases:
     def get(self, path: str) -> tuple[Binding, str] | None:
         """``path``'s binding and base content; None if it has no base."""
         return self._read(self._git.commit_tree(self.head()), path)
+
+    def text(self, blob: str) -> str:
+        """The base text stored in git blob ``blob`` (an id from :meth:`changes` or an index)."""
+        try:
+            return self._git.blob(blob.encode("ascii")).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self._corrupt(f"base blob {blob} is not UTF-8") from exc
 
     def bindings(self) -> list[Binding]:
         """Every binding of the source, sorted by path (reads every binding: O(paths))."""
@@ -299,6 +310,8 @@ class BasesTransaction:
         self.message = message
         self.author = author
         self.commit_id: str | None = None
+        #: the commit ``commit_id`` was written on top of (None: the ref's first commit)
+        self.parent_id: str | None = None
         self._ops: list[Callable[[], None]] = []
         self._begin(bases.head())
 
@@ -386,6 +399,8 @@ class BasesTransaction:
             done, commit = self._write()
             if done:
                 self.commit_id = commit
+                if commit is not None:
+                    self.parent_id = None if self._head is None else self._head.decode("ascii")
                 return commit
         lock = bases._git.path / (bases.ref.decode() + ".lock")
         hint = (
@@ -403,13 +418,14 @@ class BasesTransaction:
         root = TreeEditor(git, self._tree)
         folders, blocks = root.child(BASES_DIR), root.child(BLOCKS_DIR)
         objects: list[ShaFile] = []
+        had: dict[str, Binding] = {}  # path -> its binding in the tree the changes build on
         # every binding that goes away first: a block may move to a path staged before the one
         # it leaves, and its index entry must end up pointing to the new one
         for path, state in self._staged.items():
             found = bases._lookup(self._tree, path)
             if found is None:
                 continue
-            was = found[0]
+            was = had[path] = found[0]
             if state is None or state[0] != was:
                 blocks.child(names.encode(was.owner).encode()).remove(
                     names.encode(was.label).encode()
@@ -430,7 +446,9 @@ class BasesTransaction:
             shard = folders.child(key[:2])
             if shard.entries().get(key) != (TREE_MODE, folder.id):
                 shard.set(key, TREE_MODE, folder.id)
-                objects += [binding_blob, base_blob, folder]
+                # an unchanged binding's blob is in the repository already
+                objects += [base_blob, folder] if had.get(path) == binding else [
+                    binding_blob, base_blob, folder]
             owner_dir = blocks.child(names.encode(binding.owner).encode())
             name = names.encode(binding.label).encode()
             if owner_dir.entries().get(name) != (FILE_MODE, binding_blob.id):
@@ -443,3 +461,167 @@ class BasesTransaction:
         if not git.swap_ref(bases.ref, self._head, commit.id):
             return False, None
         return True, commit.id.decode("ascii")
+
+
+    def written(self) -> list[tuple[str, Binding | None, str | None]]:
+        """What the committed transaction set: (path, binding, base text), None if forgotten."""
+        return [
+            (path, None, None) if state is None else (path, state[0], state[1])
+            for path, state in self._staged.items()
+        ]
+
+
+# -- an index of the bases in index.db -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseEntry:
+    """One bound path as the base index holds it: its block and its base's hashes."""
+
+    path: str
+    owner: str
+    label: str
+    base_blob: str  # git blob id of the base text
+    base_sha256: str  # sha256 hex of the base text's UTF-8 bytes (what a file's bytes hash to)
+
+
+def git_blob_id(data: bytes) -> str:
+    """The git blob id of ``data`` (what a tree entry holding it names)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class BaseIndex:
+    """Every source's bindings and base hashes, in ``index.db`` tables ``sync_bases`` and
+    ``sync_bases_heads``: what reconcile needs to tell an unchanged path without reading git.
+
+    Derived entirely from the refs (like the version index): :meth:`entries` first catches the
+    rows of a source up with its ref through :meth:`SyncBases.changes` (O(changed paths)), in
+    one SQLite transaction with the commit they describe, so a killed writer leaves the rows
+    of the old commit or the new one. A missing table or an indexed commit git no longer has
+    is rebuilt from the ref. Writers :meth:`record` what they just committed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        try:
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, timeout=60, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS sync_bases (source TEXT NOT NULL, path TEXT NOT NULL, "
+                "owner TEXT NOT NULL, label TEXT NOT NULL, base_blob TEXT NOT NULL, "
+                "base_sha256 TEXT NOT NULL, PRIMARY KEY (source, path))"
+            )
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS sync_bases_heads "
+                "(source TEXT PRIMARY KEY, head TEXT NOT NULL)"
+            )
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(self.path, f"cannot be opened for the base index ({exc})") from exc
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(self.path, f"cannot update the base index ({exc})") from exc
+
+    def _head(self, conn: sqlite3.Connection, source: str) -> str | None:
+        row = conn.execute("SELECT head FROM sync_bases_heads WHERE source = ?", [source]).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_head(self, conn: sqlite3.Connection, source: str, head: str | None) -> None:
+        if head is None:
+            conn.execute("DELETE FROM sync_bases_heads WHERE source = ?", [source])
+        else:
+            conn.execute("INSERT OR REPLACE INTO sync_bases_heads VALUES (?, ?)", [source, head])
+
+    @staticmethod
+    def _put(
+        conn: sqlite3.Connection, source: str, path: str, binding: Binding | None,
+        blob: str | None, sha256: str | None,
+    ) -> None:
+        if binding is None:
+            conn.execute("DELETE FROM sync_bases WHERE source = ? AND path = ?", [source, path])
+        else:
+            conn.execute(
+                "INSERT OR REPLACE INTO sync_bases VALUES (?, ?, ?, ?, ?, ?)",
+                [source, path, binding.owner, binding.label, blob, sha256],
+            )
+
+    def catch_up(self, bases: SyncBases) -> str | None:
+        """Make the rows of ``bases.source`` describe its ref as it is now; that commit."""
+        head_bytes = bases.head()
+        head = None if head_bytes is None else head_bytes.decode("ascii")
+        source = bases.source
+        if self._head(self._conn, source) == head:
+            return head
+        with self._write() as conn:
+            since = self._head(conn, source)  # re-read under the write lock
+            if since == head:
+                return head
+            try:
+                changes = bases.changes(since)
+            except BlocksyncError:
+                # the indexed commit is gone (or garbage): rebuild from the ref
+                conn.execute("DELETE FROM sync_bases WHERE source = ?", [source])
+                changes = bases.changes(None)
+            for change in changes:
+                sha256 = None
+                if change.base_blob is not None:
+                    sha256 = hashlib.sha256(bases.text(change.base_blob).encode()).hexdigest()
+                self._put(conn, source, change.path, change.binding, change.base_blob, sha256)
+            self._set_head(conn, source, head)
+        return head
+
+    def entries(self, bases: SyncBases) -> dict[str, BaseEntry]:
+        """Every bound path of the source as of its ref now (caught up first)."""
+        self.catch_up(bases)
+        rows = self._conn.execute(
+            "SELECT path, owner, label, base_blob, base_sha256 FROM sync_bases WHERE source = ?",
+            [bases.source],
+        ).fetchall()
+        return {r[0]: BaseEntry(*r) for r in rows}
+
+    def latest_contents(self, owner: str) -> dict[str, tuple[int, str]]:
+        """Label -> (newest version, its content blob id) of every existing block of ``owner``,
+        from the version index's ``versions`` table in the same file (catch it up first)."""
+        # SQLite takes the bare columns from the row holding MAX(version)
+        rows = self._conn.execute(
+            "SELECT label, MAX(version), deleted, content_blob FROM versions WHERE owner = ? "
+            "GROUP BY label",
+            [owner],
+        ).fetchall()
+        return {label: (version, blob) for label, version, deleted, blob in rows if not deleted}
+
+    def record(self, bases: SyncBases, tx: BasesTransaction) -> None:
+        """Index what ``tx`` just committed, if the index was at the commit it built on (else
+        the next :meth:`catch_up` reads it from git)."""
+        if tx.commit_id is None:
+            return
+        try:
+            with self._write() as conn:
+                if self._head(conn, bases.source) != tx.parent_id:
+                    return
+                for path, binding, content in tx.written():
+                    data = None if content is None else content.encode("utf-8")
+                    self._put(
+                        conn, bases.source, path, binding,
+                        None if data is None else git_blob_id(data),
+                        None if data is None else hashlib.sha256(data).hexdigest(),
+                    )
+                self._set_head(conn, bases.source, tx.commit_id)
+        except IndexCorrupt:
+            pass  # the index is derived: the next catch-up repairs it from git

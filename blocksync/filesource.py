@@ -29,11 +29,13 @@ added or reordered. Once synced, a path is bound to its block in the sync bases
 order, so that a run killed at any point leaves every path with its old or its new content on
 each side and the next run converges: (1) every block change of the call in ONE block-store
 transaction; (2) each file written atomically (temp file in the same folder, fsync, the file's
-hash re-checked, rename, fsync of the folder) or removed; (3) the sync bases advanced in ONE
-update. A file that changed between classification and its write is not overwritten: that path
+hash re-checked, rename) or removed, then every folder written to fsynced once; (3) the sync
+bases advanced in ONE update. A file that changed between classification and its write is not overwritten: that path
 is reported as needing resolution. Files that are not UTF-8 (or not regular files, symlinks,
 names that cannot be labels) are never touched: they are reported in ``skipped`` and left out
-of the results. Contents are compared by content, never by modification time.
+of the results. Contents are compared by content, never by modification time: a path whose file's sha256
+and whose block's content blob id are its base's (the base index in ``index.db`` has both,
+derived from the bases ref) is unchanged without reading its base or its block.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from . import names, permissions
-from .bases import SyncBases, ref_name
+from .bases import BaseEntry, BaseIndex, SyncBases, ref_name
 from .blocks import DEFAULT_SCHEMA, BlockStore
 from .errors import (
     AccessDenied,
@@ -264,7 +266,9 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_file_atomically(path: Path, text: str, expected_hash: str | None) -> bool:
+def write_file_atomically(
+    path: Path, text: str, expected_hash: str | None, *, synced_folders: set[Path] | None = None
+) -> bool:
     """Replace ``path`` with ``text`` (UTF-8, bytes exactly as given) if it still holds what
     ``expected_hash`` says (its sha256 hex; None: the file must not exist).
 
@@ -274,6 +278,10 @@ def write_file_atomically(path: Path, text: str, expected_hash: str | None) -> b
     a compare-and-swap of a ref). The check and the rename are not one atomic step: a writer
     slipping in between them loses, as with any rename-based editor. An existing file keeps
     its permission bits; a new one gets 0o666 less the umask. Missing folders are created.
+
+    ``synced_folders``: the folder is added to it instead of fsynced here, for a caller that
+    writes many files and fsyncs each folder once afterwards (before anything that relies on
+    the new content being durable, such as advancing a base).
     """
     data = text.encode("utf-8")  # strict: a lone surrogate is an error, never mangled
     folder = path.parent
@@ -299,16 +307,25 @@ def write_file_atomically(path: Path, text: str, expected_hash: str | None) -> b
         with suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_folder(folder)
+    if synced_folders is None:
+        _fsync_folder(folder)
+    else:
+        synced_folders.add(folder)
     return True
 
 
-def remove_file_atomically(path: Path, expected_hash: str) -> bool:
-    """Delete ``path`` if it still holds what ``expected_hash`` says; False if it changed."""
+def remove_file_atomically(
+    path: Path, expected_hash: str, *, synced_folders: set[Path] | None = None
+) -> bool:
+    """Delete ``path`` if it still holds what ``expected_hash`` says; False if it changed.
+    ``synced_folders`` as for :func:`write_file_atomically`."""
     if file_hash(path) != expected_hash:
         return False
     os.unlink(path)
-    _fsync_folder(path.parent)
+    if synced_folders is None:
+        _fsync_folder(path.parent)
+    else:
+        synced_folders.add(path.parent)
     return True
 
 
@@ -378,6 +395,19 @@ _FILE_ACTIONS = (Action.TO_DISK, Action.MERGED, Action.DELETE_DISK)
 
 
 _CHANGED_WHILE_WRITING = "the file changed while reconcile was writing it"
+_UNCHANGED = "neither side changed since the last sync"  # as truth.decide says it
+
+
+@dataclass
+class _Snapshot:
+    """What one reconcile call knows before it reads any path: every bound path with its base's
+    hashes (the base index, caught up with the ref) and the newest content blob of the blocks."""
+
+    entries: dict[str, BaseEntry]
+    bound_blocks: dict[tuple[str, str], str]  # (owner, label) -> path
+    latest: dict[tuple[str, str], tuple[int, str]]  # (owner, label) -> (version, content blob)
+    #: folder -> the reason files in it are left alone (its real path leaves the root), or None
+    real_parents: dict[str, str | None] = field(default_factory=dict)
 
 
 def _merge(base: str, disk: str, agent: str) -> str | None:
@@ -442,10 +472,31 @@ class FileSource:
         self._real_roots = {root: Path(os.path.realpath(root)) for root in spec.paths}
         #: paths the last reconcile call left alone, and why
         self.skipped: list[Skipped] = []
+        self._base_index: BaseIndex | None = None
 
     def close(self) -> None:
+        if self._base_index is not None:
+            self._base_index.close()
+            self._base_index = None
         if self._git is not None:
             self._git.close()
+
+    def base_index(self) -> BaseIndex:
+        """The index of the bases in the store's ``index.db`` (opened on first use)."""
+        if self._base_index is None:
+            self._base_index = BaseIndex(Path(self.blocks._index.path))
+        return self._base_index
+
+    def _snapshot(self) -> _Snapshot:
+        index = self.base_index()
+        entries = index.entries(self.bases)
+        self.blocks.catch_up_index()
+        latest: dict[tuple[str, str], tuple[int, str]] = {}
+        for owner in {self.spec.agent} | {e.owner for e in entries.values()}:
+            for label, row in index.latest_contents(owner).items():
+                latest[(owner, label)] = row
+        bound = {(e.owner, e.label): e.path for e in entries.values()}
+        return _Snapshot(entries, bound, latest)
 
     def __enter__(self) -> Self:
         return self
@@ -568,15 +619,26 @@ class FileSource:
         Bound paths that no longer parse (their root was removed from the configuration) are
         left out: they stay bound, and untouched, until someone forgets them.
         """
+        return self._candidates(self._snapshot())
+
+    def _candidates(self, snap: _Snapshot) -> list[str]:
         paths = set(self.scan())
-        for binding in self.bases.bindings():
+        for bound in snap.entries:
+            if bound in paths:
+                continue
             try:
-                self.target(binding.path)
+                self.target(bound)
             except UsageError:
                 continue
-            paths.add(binding.path)
-        for summary in self.blocks.list(self.spec.agent):
-            path = self.path_for_label(summary.label)
+            paths.add(bound)
+        tags = {tag: index for index, tag in enumerate(self.tags)}
+        for owner, label in snap.latest:
+            if owner != self.spec.agent or not label.startswith(LABEL_PREFIX):
+                continue
+            tag, _, rel = label[len(LABEL_PREFIX):].partition(":")
+            if tag in tags and self._source_path(tags[tag], rel) in paths:
+                continue  # already a candidate (the usual case): no need to parse it again
+            path = self.path_for_label(label)
             if path is not None and self.selects(self.target(path).rel):
                 paths.add(path)
         return sorted(paths)
@@ -595,8 +657,14 @@ class FileSource:
 
         ``dry_run`` decides every path and writes nothing: the results say what would happen.
         """
-        wanted = self.candidates() if paths is None else list(dict.fromkeys(paths))
-        targets = [self.target(p) for p in wanted]  # every path checked before anything runs
+        wanted = None if paths is None else list(dict.fromkeys(paths))
+        if wanted is not None:
+            for p in wanted:
+                self.target(p)  # every path checked before anything is read
+        snap = self._snapshot()
+        if wanted is None:
+            wanted = self._candidates(snap)
+        targets = [self.target(p) for p in wanted]
         for root in {t.root for t in targets}:
             if not root.is_dir():
                 raise NotFound(
@@ -606,7 +674,7 @@ class FileSource:
         outcome = ReconcileOutcome()
         plans: list[_Plan] = []
         for target in targets:
-            plan = self._classify(target)
+            plan = self._classify(target, snap)
             if isinstance(plan, str):
                 outcome.skipped.append(Skipped(target.path, plan))
             else:
@@ -635,29 +703,16 @@ class FileSource:
         self.skipped = list(outcome.skipped)
         return outcome
 
-    def _read_disk(self, target: FileTarget) -> tuple[str | None, str | None, str | None]:
+    def _read_disk(
+        self, target: FileTarget, real_parents: dict[str, str | None] | None = None
+    ) -> tuple[str | None, str | None, str | None]:
         """(text, sha256 of its bytes, None); (None, None, None) if there is no file; or
-        (None, None, reason) if it cannot be synced as text: then it is left alone."""
-        real_parent = Path(os.path.realpath(target.file.parent))
-        if not real_parent.is_relative_to(self._real_roots[target.root]):
-            return None, None, f"its folder leads outside the root {target.root} (a symbolic link)"
-        try:
-            fd = os.open(target.file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except (FileNotFoundError, NotADirectoryError):
-            return None, None, None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return None, None, "a symbolic link: only regular files are synced"
-            return None, None, f"cannot read it: {exc.strerror}"
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None, None, "not a regular file"
-            chunks = []
-            while chunk := os.read(fd, _READ_CHUNK):
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
-        data = b"".join(chunks)
+        (None, None, reason) if it cannot be synced as text: then it is left alone.
+
+        ``real_parents`` caches folders' real paths over one reconcile call."""
+        data, unreadable = self._read_bytes(target, real_parents)
+        if data is None:
+            return None, None, unreadable
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -667,31 +722,95 @@ class FileSource:
             )
         return text, hashlib.sha256(data).hexdigest(), None
 
-    def _classify(self, target: FileTarget) -> _Plan | str:
-        """The plan for one path, or the reason it is left alone."""
+    def _read_bytes(
+        self, target: FileTarget, real_parents: dict[str, str | None] | None = None
+    ) -> tuple[bytes | None, str | None]:
+        """(the file's bytes, None); (None, None) if there is no file; (None, reason) if it
+        cannot be synced (not a regular file, its folder leads out of the root, unreadable)."""
+        file = os.fspath(target.file)
+        parent = os.path.dirname(file)
+        if real_parents is not None and parent in real_parents:
+            outside = real_parents[parent]
+        else:
+            outside = None
+            real_parent = Path(os.path.realpath(parent))
+            if not real_parent.is_relative_to(self._real_roots[target.root]):
+                outside = f"its folder leads outside the root {target.root} (a symbolic link)"
+            if real_parents is not None:
+                real_parents[parent] = outside
+        if outside is not None:
+            return None, outside
+        try:
+            fd = os.open(file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except (FileNotFoundError, NotADirectoryError):
+            return None, None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return None, "a symbolic link: only regular files are synced"
+            return None, f"cannot read it: {exc.strerror}"
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None, "not a regular file"
+            chunks = []
+            while chunk := os.read(fd, _READ_CHUNK):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks), None
+
+    def _classify(self, target: FileTarget, snap: _Snapshot) -> _Plan | str:
+        """The plan for one path, or the reason it is left alone.
+
+        Hashes first: a path whose file's sha256 is its base's, and whose block's newest
+        content blob is its base's blob, is unchanged on both sides, and only its file is read
+        (never the base or the block). Any other path reads all three texts for the table.
+        """
         try:
             target.rel.encode("utf-8")
         except UnicodeEncodeError:
             return "its name is not UTF-8: it cannot be a block label"
-        found = self.bases.get(target.path)
-        if found is not None:
-            binding, base = found
-            owner, label = binding.owner, binding.label
+        entry = snap.entries.get(target.path)
+        if entry is not None:
+            owner, label = entry.owner, entry.label
         else:
-            base = None
             owner, label = self.spec.agent, target.label
             try:
                 names.validate(label, "label")
             except UsageError as exc:
                 return f"its name cannot be a block label: {exc}"
-            other = self.bases.binding_for_block(owner, label)
+            other = snap.bound_blocks.get((owner, label))
             if other is not None:
-                return f"its block {owner}/{label} is bound to path {other.path!r}"
+                return f"its block {owner}/{label} is bound to path {other!r}"
             if not self.selects(target.rel):
                 return "not selected by the source's recursive/include/exclude settings"
-        disk, disk_hash, unreadable = self._read_disk(target)
+        data, unreadable = self._read_bytes(target, snap.real_parents)
         if unreadable is not None:
             return unreadable
+        disk_hash = None if data is None else hashlib.sha256(data).hexdigest()
+        latest = snap.latest.get((owner, label))
+        if (
+            entry is not None
+            and data is not None
+            and latest is not None
+            and disk_hash == entry.base_sha256
+            and latest[1] == entry.base_blob
+        ):
+            # the same bytes as the base (UTF-8, as every base is) on both sides
+            text = data.decode("utf-8")
+            return _Plan(
+                target, owner, label, text, text, disk_hash, text, latest[0],
+                self.level(target.rel), Decision(Action.NO_CHANGE, text, _UNCHANGED),
+            )
+        disk: str | None = None
+        if data is not None:
+            try:
+                disk = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return (
+                    f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+                    "binary files are left alone"
+                )
+        base = None if entry is None else self.bases.text(entry.base_blob)
         try:
             block = self.blocks.read(owner, label)
             agent: str | None = block.content
@@ -715,9 +834,17 @@ class FileSource:
                 plan.result = NeedsResolution(plan.target.path, plan.disk or "", plan.agent or "")
         todo = [p for p in plans if p.result is None]
         self._write_blocks([p for p in todo if p.decision.action in _BLOCK_ACTIONS])
-        for plan in todo:
-            if plan.skipped is None and plan.decision.action in _FILE_ACTIONS:
-                self._write_file(plan)
+        folders: set[Path] = set()
+        try:
+            for plan in todo:
+                if plan.skipped is None and plan.decision.action in _FILE_ACTIONS:
+                    self._write_file(plan, folders)
+        finally:
+            # each folder written to fsynced once, after all its files were renamed and
+            # before any base advances (ext4 and friends commit the renames together)
+            for folder in sorted(folders):
+                with suppress(FileNotFoundError):  # removed since: nothing left to persist
+                    _fsync_folder(folder)
         settle = [p for p in todo if p.skipped is None and p.result is None]
         if settle:
             self._hook("before-bases")
@@ -728,6 +855,7 @@ class FileSource:
                         tx.forget(plan.target.path)
                     else:
                         tx.set_base(plan.target.path, plan.owner, plan.label, content)
+            self.base_index().record(self.bases, tx)
             self._hook("after-bases")
         for plan in settle:
             plan.result = Resolved(plan.target.path, plan.decision.action.value)
@@ -760,18 +888,20 @@ class FileSource:
             self._hook("before-block-commit")
         self._hook("after-block-commit")
 
-    def _write_file(self, plan: _Plan) -> None:
+    def _write_file(self, plan: _Plan, folders: set[Path] | None = None) -> None:
         path, file = plan.target.path, plan.target.file
         content = plan.decision.content
         self._hook("before-file-write")
         try:
             if content is None:  # DELETE_DISK
                 assert plan.disk_hash is not None
-                done = remove_file_atomically(file, plan.disk_hash)
+                done = remove_file_atomically(file, plan.disk_hash, synced_folders=folders)
             elif content_hash(content) == plan.disk_hash:
                 done = True  # the file holds the result already
             else:
-                done = write_file_atomically(file, content, plan.disk_hash)
+                done = write_file_atomically(
+                    file, content, plan.disk_hash, synced_folders=folders
+                )
         except OSError as exc:
             plan.skipped = f"cannot write the file: {exc}"
             return

@@ -1,0 +1,147 @@
+"""Reconcile benchmark (issue 4). Prints medians; `git status --porcelain` is the reference.
+
+    .venv/bin/python benchmarks/bench_reconcile.py [--files 10000] [--changed 100] [--runs 5]
+
+A folder of --files small text files and a store with a native file source bound to all of
+them (the first reconcile, not timed). Then, per run: --changed files edited on disk and
+--changed other blocks edited by the agent, and one reconcile of the whole source timed (every
+run applies fresh edits, so every run has the same amount of work). Also timed: a reconcile
+with nothing changed, and `git status --porcelain` on a git work tree of the same files with
+--changed of them modified, in the same run (goal: native <= 0.5 s). Also the floor the
+changed run cannot go under while each file it writes is made durable on its own: --changed
+atomic writes (temp file, fsync, rename, fsync of the folder) and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import blocksync
+from blocksync.filesource import FileSource, FileSourceSpec, file_hash, write_file_atomically
+from blocksync.sources import NoChange, PermissionLevel, PermissionRule, Resolved
+
+AGENT = "bench"
+KEY = "files"
+
+
+def text(i: int, round_: int = 0) -> str:
+    return "".join(f"file {i} line {n} round {round_ if n == 3 else 0}\n" for n in range(8))
+
+
+def rel(i: int) -> str:
+    return f"d{i % 100:02d}/f{i:05d}.md"
+
+
+def build(root: Path, files: int) -> None:
+    for i in range(files):
+        path = root / rel(i)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text(i))
+
+
+def git_status_reference(base: Path, files: int, changed: int, runs: int) -> float:
+    tree = base / "gitwork"
+    tree.mkdir()
+    build(tree, files)
+    git = ["git", "-C", str(tree), "-c", "user.name=b", "-c", "user.email=b@b"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "all"], check=True)
+    for i in random.Random(1).sample(range(files), changed):
+        (tree / rel(i)).write_text(text(i, 1))
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = subprocess.run([*git, "status", "--porcelain"], check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+        assert len(out.stdout.splitlines()) == changed, out.stdout[:200]
+    return statistics.median(times)
+
+
+def write_floor(base: Path, files: int, changed: int, runs: int) -> float:
+    """The durable file writes alone: --changed atomic writes (temp file, fsync, rename, fsync
+    of the folder), spread over the folders as reconcile's are: a floor for the changed run."""
+    folder = base / "floor"
+    folder.mkdir()
+    build(folder, files)
+    times = []
+    for run in range(1, runs + 1):
+        picked = random.Random(run).sample(range(files), changed)
+        start = time.perf_counter()
+        for i in picked:
+            path = folder / rel(i)
+            assert write_file_atomically(path, text(i, run), file_hash(path))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--changed", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    rng = random.Random(0)
+    with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as tmp:
+        base = Path(tmp)
+        folder = base / "folder"
+        folder.mkdir()
+        build(folder, args.files)
+        ws = blocksync.init(base / "store")
+        spec = FileSourceSpec(
+            KEY, AGENT, "bench", (folder,),
+            permission_rules=(PermissionRule("**", PermissionLevel.READ_WRITE),),
+        )
+        start = time.perf_counter()
+        with FileSource(spec, ws.blocks) as fs:
+            first = fs.reconcile_outcome()
+        setup = time.perf_counter() - start
+        assert len(first.results) == args.files and not first.skipped
+        print(f"setup: first reconcile of {args.files} files: {setup:.2f} s (not timed below)")
+
+        changed_times, unchanged_times = [], []
+        for run in range(1, args.runs + 1):
+            picked = rng.sample(range(args.files), 2 * args.changed)
+            on_disk, on_blocks = picked[: args.changed], picked[args.changed:]
+            for i in on_disk:
+                (folder / rel(i)).write_text(text(i, run))
+            with FileSource(spec, ws.blocks) as fs, ws.blocks.transaction("agent edits", "agent:bench") as tx:
+                for i in on_blocks:
+                    tx.update(AGENT, fs.target(rel(i)).label, text(i, run))
+            with FileSource(spec, ws.blocks) as fs:  # a fresh source: no warm caches of its own
+                start = time.perf_counter()
+                outcome = fs.reconcile_outcome()
+                changed_times.append(time.perf_counter() - start)
+            resolved = sum(isinstance(r, Resolved) for r in outcome.results)
+            assert resolved == 2 * args.changed and not outcome.skipped, (resolved, outcome.skipped[:3])
+            with FileSource(spec, ws.blocks) as fs:
+                start = time.perf_counter()
+                outcome = fs.reconcile_outcome()
+                unchanged_times.append(time.perf_counter() - start)
+            assert all(isinstance(r, NoChange) for r in outcome.results)
+            assert len(outcome.results) == args.files
+        ws.close()
+        reference = git_status_reference(base, args.files, args.changed, args.runs)
+        floor = write_floor(base, args.files, args.changed, args.runs)
+        changed, unchanged = statistics.median(changed_times), statistics.median(unchanged_times)
+        print(f"reconcile, {args.changed} files + {args.changed} blocks changed of {args.files}: "
+              f"median {changed:.3f} s over {args.runs} runs (goal <= 0.5 s) "
+              f"= {changed / reference:.1f}x git status")
+        print(f"reconcile, nothing changed: median {unchanged:.3f} s "
+              f"= {unchanged / reference:.1f}x git status")
+        print(f"reference: git status --porcelain, {args.changed} of {args.files} modified: "
+              f"median {reference:.3f} s")
+        print(f"floor: {args.changed} durable atomic file writes alone (2 fsyncs each): median "
+              f"{floor:.3f} s; the changed run less that: {changed - floor:.3f} s")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
