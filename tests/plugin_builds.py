@@ -25,7 +25,7 @@ from wasmtime import Engine, WasmtimeError
 from wasmtime.component import Component
 
 from blocksync.errors import PluginBuildError
-from blocksync.plugins.build import build, guest_sdk_dir, wit_dir
+from blocksync.plugins.build import build, guest_sdk_dir, truth_source, wit_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "plugins"
@@ -50,6 +50,7 @@ def cache_key(name: str, **build_kwargs: Any) -> str:
         for path in _files(folder):
             digest.update(f"{label}:{path.relative_to(folder).as_posix()}\0".encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
+    digest.update(b"truth\0" + hashlib.sha256(truth_source().read_bytes()).digest())
     extra = {"args": build_kwargs, "componentize-py": version("componentize-py")}
     digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
     return digest.hexdigest()

@@ -45,6 +45,8 @@ VERSION = "0.1.0"
 BUILDABLE = {
     "echo_block": ("data-block",),
     "echo_files": ("data-block",),
+    "files": ("data-block",),
+    "truth_tool": ("tool",),
     "echo_stream": ("data-stream",),
     "echo_tool": ("tool",),
     "stream_tool": ("data-stream", "tool"),
@@ -56,7 +58,7 @@ BUILDABLE = {
     "hostile_bigresult": ("tool",),
     "hostile_membomb": ("tool",),
 }
-NEEDS_WASI = {"echo_files"}
+NEEDS_WASI = {"echo_files", "files"}
 ENGINE = Engine()
 COMPONENTIZE_PY = str(Path(sys.executable).parent / "componentize-py")
 

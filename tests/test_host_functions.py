@@ -5,12 +5,11 @@ The guests are the SDK fixtures echo_block (memory, log, get-config, sync), echo
 componentize-py, configured in blocksync.toml and obtained through ``ws.plugins``. Commits are
 checked with the real git CLI, HTTP goes to a real server on 127.0.0.1 started here.
 
-About `sync`: `merge3`, `block-history` and `block-read-at` work today. `base`, `bindings`,
-`set-base` and `forget` keep a data-block source's sync bases, which the reconciler (issue 4)
-will supply; until then a plugin sees no bases and cannot record any, and the tests below assert
-exactly that. One test supplies bases itself through the runtime's documented ``sync_bases``
-parameter (a small dict, standing in for the reconciler) to drive the flows that need them,
-memory-delete among them.
+About `sync`: `merge3`, `block-history` and `block-read-at` are host functions of their own.
+`base`, `bindings`, `set-base` and `forget` keep a data-block source's sync bases: a plugin a
+store loads (``ws.plugins``) gets them backed by ``refs/sync/<key>`` (tests/test_plugin_sync.py);
+`define` without them (as below, called directly) answers "no bases". Some tests supply bases
+themselves through the runtime's documented ``sync_bases`` parameter (a small dict).
 """
 
 from __future__ import annotations
@@ -284,10 +283,8 @@ def plugin_log(caplog: pytest.LogCaptureFixture, key: str) -> list[tuple[int, st
 
 def test_memory_functions_commit_as_the_plugin(ws: blocksync.Workspace) -> None:
     echo = ws.plugins.data_block("echo")
-    # load = memory-create-block, then sync.set-base, which has no bases to keep yet (issue 4):
-    # the block is created, and the call reports set-base's refusal
-    error = failed(echo.load, "a.md", "alice")
-    assert error.call == "data-block.load" and error.detail == f"HostError: {NO_BASES}"
+    # load = memory-create-block, then sync.set-base (refs/sync/echo: see test_plugin_sync.py)
+    assert echo.load("a.md", "alice") == ref("a.md")
     block = ws.blocks.read("alice", "a.md")
     assert block.content == "disk text\n"
     assert block.meta.description == "echoed from the echo_block plugin"
@@ -460,12 +457,12 @@ def host_functions(ws: blocksync.Workspace, key: str) -> dict[str, dict[str, Cal
     return recorder.instances
 
 
-def test_sync_bases_are_not_available_yet(
+def test_sync_bases_without_a_source_are_stand_ins(
     ws: blocksync.Workspace, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="blocksync.plugin.echo")
     sync = host_functions(ws, "echo")[SYNC]
-    # issue 4 implements these four for data-block sources during reconcile; today:
+    # define() without sync_bases: a plugin sees no bases and cannot record any
     assert sync["base"](None, "a.md") is None
     assert sync["bindings"](None) == []
     assert sync["set-base"](None, "a.md", ref("a.md"), "x") == NO_BASES  # the err of result<_, string>
@@ -478,13 +475,7 @@ def test_sync_bases_are_not_available_yet(
         "err", "conflict: 1 region(s) changed differently on both sides"
     )
 
-    echo = ws.plugins.data_block("echo")
-    assert echo.reconcile(["a.md", "b.md"]) == [NoChange("a.md"), NoChange("b.md")]
-    assert (logging.INFO, "reconcile 2 paths; 0 bound") in plugin_log(caplog, "echo")
-    ws.blocks.create("alice", "b.md", "b\n")
-    assert failed(echo.save, ref("b.md")).detail == f"HostError: {NO_BASES}"
-    echo.delete("b.md")  # no base: the block is left alone, only the source's path goes
-    assert ws.blocks.exists("alice", "b.md")
+    # a plugin loaded by a store's PluginSet gets real bases instead (tests/test_plugin_sync.py)
 
 
 def test_block_history_and_read_at_as_host_functions(ws: blocksync.Workspace) -> None:

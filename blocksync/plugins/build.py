@@ -41,11 +41,14 @@ __all__ = [
     "build",
     "guest_sdk_dir",
     "inspect_source",
+    "truth_source",
     "wit_dir",
 ]
 
 APP_MODULE = "app"
 SDK_PACKAGE = "pattern_extension_api"
+#: the name under which every guest can `import` blocksync's truth table (blocksync/truth.py)
+TRUTH_MODULE = "blocksync_truth"
 REGISTER = "register_extension"
 FILESYSTEM_FLAG = "needs_filesystem"
 
@@ -77,6 +80,21 @@ def _package_dir() -> Path:
 def wit_dir() -> Path:
     """The WIT package plugins are built against: the one place that knows where it lives."""
     return _package_dir().parent / "wit"
+
+
+def truth_source() -> Path:
+    """blocksync/truth.py: the one reconcile truth table, shipped to every Python guest as
+    `blocksync_truth` (it imports only the standard library, so it runs there unchanged)."""
+    return _package_dir() / "truth.py"
+
+
+@contextmanager
+def _shipped_modules() -> Iterator[Path]:
+    """A temporary folder for the guest path holding `blocksync_truth.py`, a copy of truth.py
+    made at build time: one source file, never copied by hand."""
+    with tempfile.TemporaryDirectory(prefix="blocksync-shipped-") as tmp:
+        shutil.copyfile(truth_source(), Path(tmp) / f"{TRUTH_MODULE}.py")
+        yield Path(tmp)
 
 
 def guest_sdk_dir() -> Path:
@@ -507,9 +525,10 @@ def build(
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.{uuid.uuid4().hex}.partial")
     started = time.perf_counter()
-    with _wit_for(world_name, interfaces) as wit:
+    with _wit_for(world_name, interfaces) as wit, _shipped_modules() as shipped:
         command = [exe, "-d", str(wit), "-w", world_name, "componentize"]
-        command += ["-p", str(source), "-p", str(guest_sdk_dir()), "-o", str(partial)]
+        command += ["-p", str(source), "-p", str(guest_sdk_dir()), "-p", str(shipped)]
+        command += ["-o", str(partial)]
         command += [] if use_wasi else ["--stub-wasi"]
         command.append(APP_MODULE)
         try:

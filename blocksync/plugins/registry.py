@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, NotFound, PluginRefused
+from ..gitstore import GitStore
 from .bridges import WasmDataBlock, WasmDataStream, WasmTool
 from .hostfuncs import HostServices
 from .runtime import Plugin, load
 from .spec import PluginSpec, parse_limits, parse_wasm_source
+from .syncbases import PluginBases
 
 log = logging.getLogger("blocksync.plugins")
 
@@ -59,6 +61,16 @@ class PluginSet:
         self._services = services
         self._cache = cache_folder
         self._loaded: dict[str, Plugin] = {}
+        self._git: GitStore | None = None
+
+    def _bases(self, spec: PluginSpec) -> PluginBases | None:
+        """The plugin's sync bases (``refs/sync/<key>``) when a block store is attached."""
+        blocks = self._services.blocks
+        if blocks is None:
+            return None
+        if self._git is None:
+            self._git = GitStore(blocks.repo_path, durable=blocks.durable)
+        return PluginBases(self._git, spec.key, spec.owners, f"plugin:{spec.key}")
 
     def get(self, key: str) -> Plugin:
         plugin = self._loaded.get(key)
@@ -67,7 +79,13 @@ class PluginSet:
             if spec is None:
                 known = ", ".join(sorted(self.specs)) or "none configured"
                 raise NotFound(f"no plugin named {key!r} (known: {known})")
-            plugin = self._loaded[key] = load(spec, self._services, self._cache)
+            bases = self._bases(spec)
+            plugin = load(
+                spec, self._services, self._cache, None if bases is None else bases.functions()
+            )
+            if bases is not None:
+                bases.enabled = "data-block" in plugin.interfaces
+            self._loaded[key] = plugin
         return plugin
 
     def _exporting(self, key: str, interface: str) -> Plugin:
@@ -97,3 +115,6 @@ class PluginSet:
         for plugin in self._loaded.values():
             plugin.close()
         self._loaded.clear()
+        if self._git is not None:
+            self._git.close()
+            self._git = None

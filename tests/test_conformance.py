@@ -1,0 +1,177 @@
+"""The conformance suite (tests/conformance.py) run against both file sources: the native
+:class:`~blocksync.filesource.FileSource` and the ``files`` WASM plugin (fixtures/plugins/files,
+built with componentize-py, configured in blocksync.toml with a granted read-write folder and
+reached through ``ws.plugins`` as a :class:`~blocksync.plugins.WasmDataBlock`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import blocksync
+from blocksync.bases import SyncBases
+from blocksync.errors import PluginCallFailed
+from blocksync.filesource import FileSource, FileSourceSpec
+from blocksync.gitstore import GitStore
+from blocksync.plugins import WasmDataBlock
+from blocksync.sources import PermissionLevel, PermissionRule, ReconcileResult
+
+from .conformance import OWNER, FileSourceConformance, SourceAdapter
+from .conftest import assert_git_fsck
+from .plugin_builds import built_plugin
+from .test_host_functions import make_store
+
+KEY = "notes"
+
+
+class NativeAdapter(SourceAdapter):
+    def __init__(self, ws: blocksync.Workspace, root: Path) -> None:
+        self.root = root
+        self.blocks = ws.blocks
+        spec = FileSourceSpec(
+            key=KEY, agent=OWNER, name="notes", paths=(root,),
+            permission_rules=(PermissionRule("**", PermissionLevel.ADMIN),),
+        )
+        self.source = FileSource(spec, ws.blocks)
+
+    def label(self, path: str) -> str:
+        return self.source.target(path).label
+
+    def reconcile(self, paths: list[str] | None) -> list[ReconcileResult]:
+        return self.source.reconcile_outcome(paths).results
+
+    def base(self, path: str) -> str | None:
+        found = self.source.bases.get(path)
+        return None if found is None else found[1]
+
+    def close(self) -> None:
+        self.source.close()
+
+
+class WasmAdapter(SourceAdapter):
+    def __init__(self, ws: blocksync.Workspace, root: Path) -> None:
+        self.root = root
+        self.blocks = ws.blocks
+        self.plugin: WasmDataBlock = ws.plugins.data_block(KEY)
+        self._git = GitStore(ws.repo_path)
+        self.bases = SyncBases(self._git, KEY)
+
+    def label(self, path: str) -> str:
+        return f"file:{KEY}:{path}"
+
+    def reconcile(self, paths: list[str] | None) -> list[ReconcileResult]:
+        return self.plugin.reconcile([] if paths is None else paths)
+
+    def base(self, path: str) -> str | None:
+        found = self.bases.get(path)
+        return None if found is None else found[1]
+
+    def close(self) -> None:
+        self._git.close()
+
+
+class TestNativeFileSource(FileSourceConformance):
+    @pytest.fixture
+    def source(self, tmp_path: Path) -> Iterator[SourceAdapter]:
+        root = tmp_path / "notes"
+        root.mkdir()
+        with blocksync.init(tmp_path / "store", author="human:test") as ws:
+            adapter = NativeAdapter(ws, root)
+            yield adapter
+            adapter.close()
+            assert ws.fsck().ok
+        assert_git_fsck(tmp_path / "store" / "repo")
+
+
+@pytest.fixture(scope="module")
+def files_wasm() -> Path:
+    return built_plugin("files")
+
+
+class TestFilesPlugin(FileSourceConformance):
+    @pytest.fixture
+    def source(self, tmp_path: Path, files_wasm: Path) -> Iterator[SourceAdapter]:
+        root = tmp_path / "notes"
+        root.mkdir()
+        store = make_store(tmp_path / "store", {
+            KEY: {
+                "path": files_wasm,
+                "dir": root,
+                "dir_mode": "read-write",
+                "config": {"owner": OWNER, "tag": KEY, "permission": "admin"},
+            },
+        })
+        with blocksync.open(store, author="human:test") as ws:
+            adapter = WasmAdapter(ws, root)
+            yield adapter
+            adapter.close()
+            assert ws.fsck().ok
+        assert_git_fsck(store / "repo")
+
+
+# -- the files plugin's other data-block functions (the native source's are in test_filesource)
+
+
+def test_files_plugin_single_block_functions(tmp_path: Path, files_wasm: Path) -> None:
+    root = tmp_path / "notes"
+    root.mkdir()
+    (root / "a.md").write_text("one\n", encoding="utf-8")
+    store = make_store(tmp_path / "store", {
+        KEY: {
+            "path": files_wasm, "dir": root, "dir_mode": "read-write",
+            "config": {"owner": OWNER, "tag": KEY, "permission": "admin"},
+        },
+    })
+    with blocksync.open(store, author="human:test") as ws:
+        files = ws.plugins.data_block(KEY)
+        assert files.source_id() == f"files:{KEY}"
+        assert [(r.pattern, r.permission) for r in files.permission_rules()] == [
+            ("**", PermissionLevel.ADMIN)
+        ]
+        a = files.load("a.md", OWNER)
+        assert (a.label, a.agent_id) == (f"file:{KEY}:a.md", OWNER)
+        assert a.block_id == ws.blocks.git_path(OWNER, a.label)
+        assert ws.blocks.read(OWNER, a.label).content == "one\n"
+
+        b = files.create("sub/b.md", "bee\n", OWNER)
+        assert (root / "sub" / "b.md").read_text(encoding="utf-8") == "bee\n"
+        assert b.label == f"file:{KEY}:sub/b.md"
+
+        ws.blocks.update(OWNER, a.label, "two\n", author="agent:alice")
+        files.save(a)
+        assert (root / "a.md").read_text(encoding="utf-8") == "two\n"
+        assert [v.version_id for v in files.history(a)] == ["2", "1"]
+        assert files.diff(a, None, None) == "--- 1\n+++ 2\n@@ -1 +1 @@\n-one\n+two\n"
+        files.rollback(a, "1")
+        assert ws.blocks.read(OWNER, a.label).content == "one\n"
+        files.save(a)
+        assert (root / "a.md").read_text(encoding="utf-8") == "one\n"
+
+        files.delete("sub/b.md")
+        assert not (root / "sub" / "b.md").exists()
+        assert not ws.blocks.exists(OWNER, b.label)
+        with pytest.raises(PluginCallFailed):
+            files.load("missing.md", OWNER)
+        with pytest.raises(PluginCallFailed):
+            files.load("../escape", OWNER)
+        with pytest.raises(PluginCallFailed):
+            files.load("a.md", "bob")
+        assert ws.fsck().ok
+    assert_git_fsck(store / "repo")
+
+
+def test_files_plugin_without_its_folder_refuses_to_reconcile(
+    tmp_path: Path, files_wasm: Path
+) -> None:
+    store = make_store(tmp_path / "store", {
+        KEY: {"path": files_wasm, "config": {"owner": OWNER, "permission": "admin"}},
+    })
+    with blocksync.open(store, author="human:test") as ws:
+        ws.blocks.create(OWNER, "file:wasm:a.md", "kept\n")
+        files = ws.plugins.data_block(KEY)
+        with pytest.raises(PluginCallFailed) as info:
+            files.reconcile([])
+        assert "/data is not granted" in info.value.detail
+        assert ws.blocks.read(OWNER, "file:wasm:a.md").content == "kept\n"
