@@ -45,28 +45,21 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self, get_args
+from typing import Any, Literal, get_args
 
 from .errors import (
     AlreadyResolved,
     AmbiguousConflictId,
     CannotUndo,
-    ConcurrentUpdate,
     ConflictNotFound,
     ConflictNotOpen,
-    IndexCorrupt,
     InvalidContent,
     StaleResolution,
     UsageError,
 )
+from .sqlitetable import SqliteTable
 
 Status = Literal["open", "resolved", "superseded", "vanished"]
 #: what a resolution through the API took; reconcile closing a row may store its own text
@@ -78,7 +71,6 @@ STATUSES: tuple[str, ...] = get_args(Status)
 RESOLUTIONS: tuple[str, ...] = get_args(Resolution)
 
 #: seconds a writer waits for another process's transaction before giving up
-BUSY_TIMEOUT = 60.0
 
 _ID_PREFIX = "c-"
 _ID_HEX = 10
@@ -223,93 +215,16 @@ def _row(values: tuple[Any, ...]) -> Conflict:
     return Conflict(*values)
 
 
-class ConflictIndex:
+class ConflictIndex(SqliteTable):
     """The ``conflicts`` table of ``index.db``, on a connection of its own.
 
-    Every write is one ``BEGIN IMMEDIATE`` transaction, so processes queue (up to
-    :data:`BUSY_TIMEOUT`) instead of interleaving; a lock does the same for threads sharing one
-    instance. Use it as a context manager, or call :meth:`disconnect` (``close`` closes conflicts).
+    Transactions and error translation as :class:`~blocksync.sqlitetable.SqliteTable`. Use it
+    as a context manager, or call :meth:`disconnect` (``close`` closes conflicts).
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.RLock()
-        try:
-            self._conn = sqlite3.connect(
-                path, isolation_level=None, timeout=BUSY_TIMEOUT, check_same_thread=False
-            )
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorrupt(str(path), f"cannot be opened ({exc})") from exc
-        try:
-            with self._translate("cannot store conflicts"):
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                # WAL + NORMAL stays consistent on a crash; a lost last row is re-detected
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-                with self._write("cannot store conflicts"):
-                    table, *indexes = _SCHEMA
-                    self._conn.execute(table)
-                    self._check_shape()
-                    for statement in indexes:
-                        self._conn.execute(statement)
-        except BaseException:
-            self._conn.close()
-            raise
-
-    def _check_shape(self) -> None:
-        found = {r[1] for r in self._conn.execute("PRAGMA table_info(conflicts)")}
-        if found != set(_FIELDS):
-            raise IndexCorrupt(
-                str(self.path),
-                f"has a conflicts table of another shape (columns {sorted(found ^ set(_FIELDS))} "
-                "differ)",
-            )
-
-    def disconnect(self) -> None:
-        self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.disconnect()
-
-    # -- transactions ---------------------------------------------------------------------
-
-    @contextmanager
-    def _translate(self, doing: str) -> Iterator[None]:
-        """sqlite3 errors become blocksync errors; a busy database is not a damaged one."""
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            text = str(exc).lower()
-            if "locked" in text or "busy" in text:
-                raise ConcurrentUpdate(
-                    f"{self.path} (conflicts)", 1, f"another writer held it over {BUSY_TIMEOUT:g} s"
-                ) from exc
-            raise IndexCorrupt(str(self.path), f"{doing} ({exc})") from exc
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorrupt(str(self.path), f"{doing} ({exc})") from exc
-
-    @contextmanager
-    def _write(self, doing: str) -> Iterator[None]:
-        """One IMMEDIATE transaction: the reads inside it see what the writes will change."""
-        with self._lock, self._translate(doing):
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # SQLite may have rolled back already
-                    conn.execute("ROLLBACK")
-                raise
-
-    @contextmanager
-    def _read(self) -> Iterator[None]:
-        with self._lock, self._translate("cannot read conflicts"):
-            yield
+    TABLE = "conflicts"
+    COLUMNS = _FIELDS
+    SCHEMA = _SCHEMA
 
     # -- rows -----------------------------------------------------------------------------
 

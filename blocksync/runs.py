@@ -33,20 +33,16 @@ import builtins
 import json
 import os
 import sqlite3
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
-from .errors import ConcurrentUpdate, IndexCorrupt, NotFound, UsageError
+from .errors import NotFound, UsageError
+from .sqlitetable import SqliteTable
 
 Status = Literal["running", "finished", "interrupted"]
 
-BUSY_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -139,80 +135,15 @@ def _row(values: tuple[Any, ...]) -> Run:
     return Run(**data)
 
 
-class RunLog:
+class RunLog(SqliteTable):
     """The ``runs`` table of ``index.db``, on a connection of its own (a context manager)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.RLock()
-        try:
-            self._conn = sqlite3.connect(
-                path, isolation_level=None, timeout=BUSY_TIMEOUT, check_same_thread=False
-            )
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorrupt(str(path), f"cannot be opened ({exc})") from exc
-        try:
-            with self._translate("cannot store runs"):
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-                with self._write("cannot store runs"):
-                    table, *indexes = _SCHEMA
-                    self._conn.execute(table)
-                    self._check_shape()
-                    for statement in indexes:
-                        self._conn.execute(statement)
-        except BaseException:
-            self._conn.close()
-            raise
-
-    def _check_shape(self) -> None:
-        found = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
-        if found != set(_FIELDS):
-            raise IndexCorrupt(
-                str(self.path),
-                f"has a runs table of another shape (columns {sorted(found ^ set(_FIELDS))} differ)",
-            )
+    TABLE = "runs"
+    COLUMNS = _FIELDS
+    SCHEMA = _SCHEMA
 
     def close(self) -> None:
-        self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    # -- transactions ---------------------------------------------------------------------
-
-    @contextmanager
-    def _translate(self, doing: str) -> Iterator[None]:
-        """sqlite3 errors become blocksync errors; a busy database is not a damaged one."""
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            text = str(exc).lower()
-            if "locked" in text or "busy" in text:
-                raise ConcurrentUpdate(
-                    f"{self.path} (runs)", 1, f"another writer held it over {BUSY_TIMEOUT:g} s"
-                ) from exc
-            raise IndexCorrupt(str(self.path), f"{doing} ({exc})") from exc
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorrupt(str(self.path), f"{doing} ({exc})") from exc
-
-    @contextmanager
-    def _write(self, doing: str) -> Iterator[None]:
-        with self._lock, self._translate(doing):
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        self.disconnect()
 
     def _select(self, where: str, params: builtins.list[Any]) -> builtins.list[Run]:
         rows = self._conn.execute(f"SELECT {_COLUMNS} FROM runs {where}", params).fetchall()

@@ -26,6 +26,7 @@ LAYERS = {
     "gitstore": 2,
     "permissions": 2,
     "notifications": 2,
+    "sqlitetable": 1,
     "conflicts": 2,
     "runs": 2,
     "runlock": 2,
