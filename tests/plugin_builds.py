@@ -21,7 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from wasmtime import Engine, WasmtimeError
+from wasmtime import Engine, WasmtimeError, wat2wasm
 from wasmtime.component import Component
 
 from blocksync.errors import PluginBuildError
@@ -154,3 +154,11 @@ def compiled_component(engine: Engine, wasm: Path) -> Component:
     partial.write_bytes(component.serialize())
     os.replace(partial, artifact)
     return component
+
+
+def wat_fixture(name: str, folder: Path) -> Path:
+    """``fixtures/wat/<name>.wat`` compiled into ``folder`` (milliseconds: never cached)."""
+    text = (ROOT / "fixtures" / "wat" / f"{name}.wat").read_text(encoding="utf-8")
+    out = folder / f"{name}.wasm"
+    out.write_bytes(wat2wasm(text))
+    return out

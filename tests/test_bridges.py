@@ -23,7 +23,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import wasmtime
 
 import blocksync
 from blocksync.blocks import BlockStore
@@ -46,7 +45,7 @@ from blocksync.sources import (
 )
 
 from .conftest import assert_git_fsck
-from .plugin_builds import built_plugins
+from .plugin_builds import built_plugins, wat_fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 #: compiled artifacts of the componentize-py fixtures, shared by test runs (see test_plugin_load)
@@ -86,10 +85,7 @@ def built() -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def hostile_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("wat") / "hostile_tool.wasm"
-    text = (ROOT / "fixtures" / "wat" / "hostile_tool.wat").read_text(encoding="utf-8")
-    path.write_bytes(wasmtime.wat2wasm(text))
-    return path
+    return wat_fixture("hostile_tool", tmp_path_factory.mktemp("wat"))
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import wasmtime
 
 import blocksync
 from blocksync.errors import PluginCallFailed, PluginTrapped
@@ -32,7 +31,7 @@ from blocksync.plugins import Limits
 from blocksync.sources import BlockRef
 
 from .conftest import assert_git_fsck, git
-from .plugin_builds import built_plugins
+from .plugin_builds import built_plugins, wat_fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 WAT = ROOT / "fixtures" / "wat"
@@ -105,9 +104,7 @@ def built() -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def hostile_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("wat") / "hostile_tool.wasm"
-    path.write_bytes(wasmtime.wat2wasm((WAT / "hostile_tool.wat").read_text(encoding="utf-8")))
-    return path
+    return wat_fixture("hostile_tool", tmp_path_factory.mktemp("wat"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from wasmtime import WasmtimeError
@@ -143,11 +142,11 @@ class HostContext:
         owner, label = getattr(ref, "agent-id"), ref.label
         return self.require(owner, label, PermissionLevel.READ_ONLY, "read"), owner, label
 
-    def block_history(self, ref: Any) -> list[SimpleNamespace]:
+    def block_history(self, ref: Any) -> list[Record]:
         """Newest first, as the WIT documents it."""
         store, owner, label = self._block(ref)
         return [
-            SimpleNamespace(**{
+            record(**{
                 "version-id": str(v.version),
                 "timestamp": v.timestamp,
                 "description": f"{v.message} ({v.author}{', deleted' if v.deleted else ''})",
@@ -180,7 +179,7 @@ def _trap_on_bug(ctx: HostContext, name: str, fn: Callable[..., T]) -> Callable[
     return guarded
 
 
-def _result(fn: Callable[..., Any], tagged: bool) -> Callable[..., Any]:
+def as_result(fn: Callable[..., Any], tagged: bool) -> Callable[..., Any]:
     """A WIT ``result``: blocksync errors become the ``err`` the plugin sees.
 
     wasmtime-py wants a ``Variant`` when ok and err have the same Python type (string/string)
@@ -204,13 +203,20 @@ def _notification(record: Any) -> tuple[str, tuple[BlockRef, ...]]:
     return record.text, blocks
 
 
+def record(**fields: Any) -> Record:
+    """A WIT record for wasmtime-py (field names as in the WIT, dashes included).
+
+    A Record, not any object with those attributes: a ``result`` whose ok case is a record is
+    lowered untagged, and wasmtime-py picks that case only for an instance of Record (a
+    SimpleNamespace failed every http.request with "value not valid for this variant").
+    """
+    value = Record()
+    value.__dict__.update(fields)
+    return value
+
+
 def _response(resp: fetch.HttpResponse) -> Record:
-    # A Record, not a SimpleNamespace: ``result<response, string>`` is lowered untagged, and
-    # wasmtime-py picks the ok case only for an instance of Record (a SimpleNamespace failed
-    # every http.request with "value not valid for this variant").
-    record = Record()
-    record.__dict__.update(status=resp.status, headers=resp.headers, body=resp.body)
-    return record
+    return record(status=resp.status, headers=resp.headers, body=resp.body)
 
 
 def _merge3(base: str, disk: str, agent: str) -> str:
@@ -233,27 +239,27 @@ def define(linker_root: Any, ctx: HostContext, sync_bases: dict[str, Callable[..
     being reconciled; without it a plugin sees no bases and cannot record any.
     """
     host: dict[str, Callable[..., Any]] = {
-        "memory-create-block": _result(ctx.memory_create_block, tagged=True),
-        "memory-read-block": _result(ctx.memory_read_block, tagged=True),
-        "memory-update-block": _result(ctx.memory_update_block, tagged=False),
-        "memory-delete-block": _result(ctx.memory_delete_block, tagged=False),
+        "memory-create-block": as_result(ctx.memory_create_block, tagged=True),
+        "memory-read-block": as_result(ctx.memory_read_block, tagged=True),
+        "memory-update-block": as_result(ctx.memory_update_block, tagged=False),
+        "memory-delete-block": as_result(ctx.memory_delete_block, tagged=False),
         "log": ctx.log_message,
-        "http-get": _result(ctx.http_get, tagged=True),
-        "http-post": _result(ctx.http_post, tagged=True),
+        "http-get": as_result(ctx.http_get, tagged=True),
+        "http-post": as_result(ctx.http_post, tagged=True),
         "get-config": ctx.get_config,
         "emit-notification": lambda record: ctx.emit_notification(*_notification(record)),
     }
     http: dict[str, Callable[..., Any]] = {
-        "request": _result(lambda *a: _response(ctx.http_request(*a)), tagged=False),
+        "request": as_result(lambda *a: _response(ctx.http_request(*a)), tagged=False),
     }
     sync: dict[str, Callable[..., Any]] = {
         "base": lambda path: None,
         "bindings": lambda: [],
-        "set-base": _result(_no_bases, tagged=False),
-        "forget": _result(_no_bases, tagged=False),
-        "merge3": _result(_merge3, tagged=True),
-        "block-history": _result(ctx.block_history, tagged=False),
-        "block-read-at": _result(ctx.block_read_at, tagged=True),
+        "set-base": as_result(_no_bases, tagged=False),
+        "forget": as_result(_no_bases, tagged=False),
+        "merge3": as_result(_merge3, tagged=True),
+        "block-history": as_result(ctx.block_history, tagged=False),
+        "block-read-at": as_result(ctx.block_read_at, tagged=True),
         **sync_bases,
     }
     for name, functions in ((HOST, host), (HTTP, http), (SYNC, sync)):

@@ -21,25 +21,19 @@ from ..bases import Binding, SyncBases
 from ..blocks import BlockStore
 from ..errors import AccessDenied, UsageError
 from ..gitstore import GitStore
-from .hostfuncs import _result
+from .hostfuncs import as_result, record
 
 __all__ = ["PluginBases", "binding_record"]
 
 
-def _record(**fields: Any) -> Record:
-    record = Record()
-    record.__dict__.update(fields)
-    return record
-
-
 def binding_record(binding: Binding) -> Record:
     """A WIT ``sync.binding`` record (``block`` a ``types.block-ref``)."""
-    block = _record(**{
+    block = record(**{
         "block-id": BlockStore.git_path(binding.owner, binding.label),
         "label": binding.label,
         "agent-id": binding.owner,
     })
-    return _record(path=binding.path, block=block)
+    return record(path=binding.path, block=block)
 
 
 class PluginBases:
@@ -98,6 +92,6 @@ class PluginBases:
         return {
             "base": self.base,
             "bindings": self.bindings,
-            "set-base": _result(self.set_base, tagged=False),
-            "forget": _result(self.forget, tagged=False),
+            "set-base": as_result(self.set_base, tagged=False),
+            "forget": as_result(self.forget, tagged=False),
         }
