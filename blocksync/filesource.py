@@ -69,15 +69,20 @@ from .errors import (
 from .gitstore import GitStore
 from .merge import merge3
 from .sources import (
+    MASS_DELETION_MIN,
     BlockRef,
     BlockSchemaSpec,
     NeedsResolution,
     NoChange,
     PermissionLevel,
     PermissionRule,
+    ReconcileOutcome,
     ReconcileResult,
     Resolved,
+    Sides,
+    Skipped,
     VersionInfo,
+    mass_deletion,
 )
 from .truth import Action, Decision, content_hash, decide
 
@@ -86,8 +91,6 @@ __all__ = [
     "FileSource",
     "FileSourceSpec",
     "FileTarget",
-    "ReconcileOutcome",
-    "Skipped",
     "file_hash",
     "parse_file_source",
     "remove_file_atomically",
@@ -333,37 +336,6 @@ def remove_file_atomically(
 
 
 @dataclass(frozen=True)
-class Skipped:
-    """A path reconcile left alone, and why (not UTF-8, not a regular file, ...)."""
-
-    path: str
-    reason: str
-
-
-@dataclass
-class ReconcileOutcome:
-    """What one reconcile call did: a result per path it decided, the paths it left alone, and
-    the truth table's reason for every decided path (what a conflict row records)."""
-
-    results: list[ReconcileResult] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-    reasons: dict[str, str] = field(default_factory=dict)
-    #: every path needing resolution, with all three sides: what a conflict row records
-    conflicts: dict[str, Sides] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Sides:
-    """A path's block and its three contents (None: absent)."""
-
-    owner: str
-    label: str
-    base: str | None
-    disk: str | None
-    agent: str | None
-
-
-@dataclass(frozen=True)
 class FileTarget:
     """Where a source path lives on disk, and the label the scheme gives its block."""
 
@@ -456,6 +428,7 @@ class FileSource:
                 raise UsageError(f"file source {spec.key!r}: root {root} is not absolute")
         names.validate(spec.agent, "owner")
         self.spec = spec
+        self.key = spec.key
         self.blocks = blocks
         self._git: GitStore | None = None
         if bases is None:
@@ -644,6 +617,23 @@ class FileSource:
         return sorted(paths)
 
     # -- reconcile --------------------------------------------------------------------------
+
+    def guard(self) -> None:
+        """Refuse a run over all paths whose folders are unreadable, or in which most bound
+        files vanished at once (see :func:`blocksync.sources.mass_deletion`)."""
+        for root in self.spec.paths:
+            if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
+                raise NotFound(
+                    f"source {self.key!r}: folder {root} is missing or unreadable; "
+                    "refusing to reconcile it in this run"
+                )
+        bound = [b.path for b in self.bases.bindings()]
+        if len(bound) <= MASS_DELETION_MIN:
+            return  # too few to tell an accident from deliberate deletions
+        present = set(self.scan())
+        refusal = mass_deletion(self.key, len(bound), [p for p in bound if p not in present])
+        if refusal is not None:
+            raise UsageError(refusal)
 
     def reconcile(self, paths: list[str]) -> list[ReconcileResult]:
         """Reconcile ``paths`` (see the module docstring); skipped ones land in ``skipped``."""

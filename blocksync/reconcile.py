@@ -13,7 +13,6 @@ killed resolution converges on the next run). Undo restores the three sides of t
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,14 +21,8 @@ from typing import Any, Literal
 
 from .conflicts import Conflict, ConflictIndex, Resolution, changed_sides
 from .errors import BlocksyncError, NotFound, StaleResolution, UsageError
-from .filesource import FileSource, Sides
 from .merge import merge3
-from .sources import NeedsResolution, NoChange, Resolved
-
-#: A source reporting more than this share of its bound paths missing is not reconciled.
-MASS_DELETION_SHARE = 0.5
-#: ... unless it has only this many bound paths or fewer (deleting one of two files is normal).
-MASS_DELETION_MIN = 4
+from .sources import NeedsResolution, NoChange, Resolved, Sides, SyncSource
 
 Take = Literal["disk", "agent", "merged"]
 
@@ -75,20 +68,20 @@ def new_run_id() -> str:
 
 
 class Reconciler:
-    """Reconciles the file sources of a store against its blocks."""
+    """Reconciles the data-block sources of a store (file sources, plugins) against its blocks."""
 
     def __init__(
         self,
-        sources: Mapping[str, Callable[[], FileSource]],
+        sources: Mapping[str, Callable[[], SyncSource]],
         conflicts: ConflictIndex,
         resolver: str,
     ) -> None:
         self._open = sources  # key -> opener: sources are opened only when reconciled
         self.conflicts = conflicts
         self.resolver = resolver
-        self._opened: dict[str, FileSource] = {}
+        self._opened: dict[str, SyncSource] = {}
 
-    def source(self, key: str) -> FileSource:
+    def source(self, key: str) -> SyncSource:
         if key not in self._open:
             known = ", ".join(sorted(self._open)) or "none configured"
             raise NotFound(f"no data source named {key!r} (known: {known})")
@@ -131,7 +124,7 @@ class Reconciler:
         try:
             source = self.source(key)
             if paths is None:
-                self._guard(source)
+                source.guard()
             outcome = source.reconcile_outcome(paths, dry_run=dry_run)
         except (BlocksyncError, OSError) as exc:
             report.error = str(exc)
@@ -163,28 +156,6 @@ class Reconciler:
                         resolver="reconcile", result_version=None,
                     )
         return report
-
-    @staticmethod
-    def _guard(source: FileSource) -> None:
-        """Refuse a run whose folders are unreadable, or in which most bound files vanished at
-        once (an unmounted disk, a wrong path): reconciling it would delete or flag every block."""
-        for root in source.spec.paths:
-            if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
-                raise NotFound(
-                    f"source {source.spec.key!r}: folder {root} is missing or unreadable; "
-                    "refusing to reconcile it in this run"
-                )
-        bound = [b.path for b in source.bases.bindings()]
-        if len(bound) <= MASS_DELETION_MIN:
-            return
-        present = set(source.scan())
-        missing = [p for p in bound if p not in present]
-        if len(missing) > MASS_DELETION_SHARE * len(bound):
-            raise UsageError(
-                f"source {source.spec.key!r}: {len(missing)} of its {len(bound)} synced files "
-                f"are missing (e.g. {missing[0]!r}); refusing to reconcile it in this run. "
-                "Check that its folders are mounted; reconcile named paths to apply deletions."
-            )
 
     # -- conflicts ------------------------------------------------------------------------
 

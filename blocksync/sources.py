@@ -7,7 +7,8 @@ The WIT types of ``wit/pattern.wit`` as plain Python values, and the host-side P
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
@@ -87,6 +88,96 @@ class NoChange:
 
 
 ReconcileResult = Resolved | NeedsResolution | NoChange
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A path reconcile left alone, and why (not UTF-8, not a regular file, ...)."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class ReconcileOutcome:
+    """What one reconcile call did: a result per path it decided, the paths it left alone, and
+    the truth table's reason for every decided path (what a conflict row records)."""
+
+    results: list[ReconcileResult] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+    #: every path needing resolution, with all three sides: what a conflict row records
+    conflicts: dict[str, Sides] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sides:
+    """A path's block and its three contents (None: absent)."""
+
+    owner: str
+    label: str
+    base: str | None
+    disk: str | None
+    agent: str | None
+
+
+#: A full run is refused when more than this share of a source's bound paths went missing ...
+MASS_DELETION_SHARE = 0.5
+#: ... unless it has only this many bound paths or fewer (deleting one of two files is normal).
+MASS_DELETION_MIN = 4
+
+
+def mass_deletion(key: str, bound: int, missing: Sequence[str]) -> str | None:
+    """Why a run over all paths of source ``key`` must not go on (None: it may), when
+    ``missing`` of its ``bound`` paths are gone from the source at once: an unmounted disk or a
+    wrong path would otherwise delete or flag every block."""
+    if bound <= MASS_DELETION_MIN or len(missing) <= MASS_DELETION_SHARE * bound:
+        return None
+    return (
+        f"source {key!r}: {len(missing)} of its {bound} synced paths are missing (e.g. "
+        f"{missing[0]!r}); refusing to reconcile it in this run. Check that its folders are "
+        "mounted; reconcile named paths to apply deletions."
+    )
+
+
+@runtime_checkable
+class SyncSource(Protocol):
+    """A data-block source as the reconciler drives it: the native file source, or a WASM
+    data-block plugin through :class:`blocksync.plugins.PluginSource`."""
+
+    key: str  # the table key: the source's name in reports, conflict rows and refs/sync/<key>
+
+    def guard(self) -> None:
+        """Raise if reconciling every path now would read a missing folder or a mass deletion
+        as real (called before a run over all paths)."""
+        ...
+
+    def reconcile_outcome(
+        self, paths: Iterable[str] | None = None, *, dry_run: bool = False
+    ) -> ReconcileOutcome:
+        """Reconcile ``paths`` (None: every candidate); ``dry_run`` writes nothing."""
+        ...
+
+    def sides(self, path: str) -> Sides:
+        """The path's block and its base, disk and agent contents as they are now."""
+        ...
+
+    def settle(
+        self,
+        path: str,
+        *,
+        disk: str | None,
+        agent: str | None,
+        base: str | None,
+        expected: Sides,
+        message: str,
+        author: str,
+    ) -> int | None:
+        """Make the block ``agent``, the source ``disk`` and the base ``base`` (None: absent),
+        refusing a side that moved from ``expected``; the block's new version (None: none)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 @runtime_checkable

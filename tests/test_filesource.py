@@ -36,13 +36,13 @@ from blocksync.filesource import (
     FAULT_STEPS,
     FileSource,
     FileSourceSpec,
-    Skipped,
     file_hash,
     parse_file_source,
     write_file_atomically,
 )
 from blocksync.sources import (
     DataBlock,
+    Skipped,
     NeedsResolution,
     NoChange,
     PermissionLevel,
