@@ -1,8 +1,10 @@
 """The ``blocksync`` command: each command parses, makes one library call, and renders.
 
 Exit codes: 0 success; 1 failure; 2 usage (bad arguments or input); 4 not found; 5 a concurrent
-change won (stale ``--expected-version``); 3 and 75 belong to reconcile/sync (open conflicts, run
-lock held). No traceback reaches the user: library errors print as ``error: <message>``.
+change won (stale ``--expected-version``); 3 belongs to reconcile/sync (open conflicts); 75 to the
+commands that take ``store/run.lock`` -- sync, reconcile (not ``--dry-run``), conflicts resolve
+and undo -- when another run holds it. No traceback reaches the user: library errors print as
+``error: <message>``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -26,7 +28,7 @@ from . import sync as sync_mod
 from .plugins import build as build_mod
 from .blocks import Block
 from .errors import BlocksyncError, UsageError
-from .reconcile import ReconcileReport
+from .reconcile import ReconcileReport, Take
 from .text import char_diff, decode_text, render_char_diff
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -121,6 +123,19 @@ def _print_json(value: Any) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+wait_option = click.option(
+    "--wait", is_flag=True, help="Wait for a run holding the run lock instead of exiting 75."
+)
+#: sync and reconcile: the timeout bounds the whole run, the wait for the lock included
+run_timeout_option = click.option(
+    "--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+    help="Sources not started within SECONDS (lock wait included) are reported failed.",
+)
+#: conflicts resolve/undo: there are no sources, so it bounds the wait for the lock only
+lock_timeout_option = click.option(
+    "--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+    help="With --wait: give up (exit 75) after waiting SECONDS for the run lock.",
+)
 
 
 def _content_options(f: F) -> F:
@@ -435,15 +450,25 @@ def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1)
 @click.option("--source", "sources", multiple=True, help="Reconcile only this source (repeatable).")
-@click.option("--dry-run", is_flag=True, help="Decide every path, write nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Decide every path, write nothing; takes no run lock, so it runs beside a sync.")
+@wait_option
+@run_timeout_option
 @json_option
 @pass_ctx
 def reconcile(
-    obj: _Context, paths: tuple[str, ...], sources: tuple[str, ...], dry_run: bool, as_json: bool
+    obj: _Context, paths: tuple[str, ...], sources: tuple[str, ...], dry_run: bool, wait: bool,
+    timeout: float | None, as_json: bool,
 ) -> None:
-    """Reconcile the data sources with their blocks (exit 3: open conflicts; 1: a source failed)."""
+    """Reconcile the data sources with their blocks, under the run lock like sync.
+
+    Exit 0 clean, 3 open conflicts, 1 a source failed (wins over 3), 75 another run holds the lock.
+    """
     with _progress(as_json) as progress, obj.open() as ws:
-        report = ws.reconcile(list(sources) or None, list(paths) or None, dry_run, progress=progress)
+        report = sync_mod.run_reconcile(
+            ws, sources, paths or None, dry_run=dry_run, wait=wait, timeout=timeout,
+            progress=progress,
+        )
     if as_json:
         _print_json(report.to_json())
     else:
@@ -480,6 +505,7 @@ def render_report(report: ReconcileReport) -> str:
         lines += [f"  {resolution:12} {path}" for path, resolution in s.resolved]
         lines += [f"  {'CONFLICT':12} {path}" for path in s.needs_resolution]
         lines += [f"  {'skipped':12} {path}: {reason}" for path, reason in s.skipped]
+        lines += [f"  {'decided':12} {path}: as conflict {cid} (still differs)" for path, cid in s.held]
     lines.append(f"open conflicts: {report.open_conflicts}")
     return "\n".join(lines)
 
@@ -534,17 +560,26 @@ def conflicts_show(obj: _Context, conflict_id: str, as_json: bool) -> None:
               help="Keep one side, or their clean three-way merge.")
 @click.option("--content-file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
               help="Resolve with this file's content ('-': standard input).")
+@wait_option
+@lock_timeout_option
 @json_option
 @pass_ctx
 def conflicts_resolve(
-    obj: _Context, conflict_id: str, take: str | None, content_file: Path | None, as_json: bool
+    obj: _Context, conflict_id: str, take: str | None, content_file: Path | None, wait: bool,
+    timeout: float | None, as_json: bool,
 ) -> None:
-    """Resolve a conflict: the choice becomes a block version, the file and the base follow."""
+    """Resolve a conflict: the choice becomes a block version, the file and the base follow.
+
+    Takes the run lock: exit 75 if another run (a sync, a reconcile) holds it.
+    """
     if (take is None) == (content_file is None):
         raise UsageError("give exactly one of --take or --content-file")
     content = None if content_file is None else _read_content(None, content_file, False)
     with obj.open() as ws:
-        c = ws.conflicts.resolve(conflict_id, take, content, resolver=obj.author)  # type: ignore[arg-type]
+        c = sync_mod.resolve_conflict(
+            ws, conflict_id, cast("Take | None", take), content, resolver=obj.author, wait=wait,
+            timeout=timeout,
+        )
     if as_json:
         _print_json(c)
     else:
@@ -553,11 +588,18 @@ def conflicts_resolve(
 
 @conflicts.command("undo")
 @click.argument("conflict_id")
+@wait_option
+@lock_timeout_option
 @pass_ctx
-def conflicts_undo(obj: _Context, conflict_id: str) -> None:
-    """Undo a resolution: both sides and the base go back to what they were, the conflict reopens."""
+def conflicts_undo(obj: _Context, conflict_id: str, wait: bool, timeout: float | None) -> None:
+    """Undo a resolution: both sides and the base go back to what they were, the conflict reopens.
+
+    Takes the run lock: exit 75 if another run (a sync, a reconcile) holds it.
+    """
     with obj.open() as ws:
-        c = ws.conflicts.undo(conflict_id, resolver=obj.author)
+        c = sync_mod.undo_resolution(
+            ws, conflict_id, resolver=obj.author, wait=wait, timeout=timeout
+        )
     click.echo(f"reopened {c.id}")
 
 
@@ -569,9 +611,8 @@ def demo(obj: _Context) -> None:
 
 
 @cli.command("sync")
-@click.option("--wait", is_flag=True, help="Wait for a run holding the run lock instead of exiting 75.")
-@click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
-              help="Sources not started within SECONDS (lock wait included) are reported failed.")
+@wait_option
+@run_timeout_option
 @json_option
 @pass_ctx
 def sync_command(obj: _Context, wait: bool, timeout: float | None, as_json: bool) -> None:

@@ -1,4 +1,8 @@
-"""``store/run.lock``: one writer run (``blocksync sync``) at a time.
+"""``store/run.lock``: one writer run at a time.
+
+Taken by ``blocksync sync``, ``blocksync reconcile`` (not a dry run: it writes nothing) and
+``blocksync conflicts resolve``/``undo`` -- see :func:`blocksync.sync.locked` -- so a resolution
+or a hand-run reconcile never interleaves with a cron run, nor two of them with each other.
 
 The lock is an exclusive ``fcntl.flock`` on the file, not the file's existence: the kernel drops
 it when the holder's last descriptor closes, so a run killed by ``kill -9``, an OOM kill or a

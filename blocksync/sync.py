@@ -27,22 +27,37 @@ Decisions:
 * **The run log row** is written under the lock, before any source runs, and completed even when
   the run ends in an error (its exit code and message then stand in the row); only a killed
   process leaves it ``running``, and the next run marks it ``interrupted``.
+
+The other writers of the command line take the same lock, through :func:`locked`, so none of them
+interleaves with a cron run or with each other:
+
+* :func:`run_reconcile` (``blocksync reconcile``): the same per-source run, with the same
+  ``wait``/``timeout`` semantics and exit codes, over the sources (and paths) asked for; it writes
+  no ``runs`` row. A **dry run takes no lock**: it writes nothing, so it may run beside a sync.
+* :func:`resolve_conflict` and :func:`undo_resolution` (``blocksync conflicts resolve``/``undo``):
+  one conflict under the lock; ``timeout`` bounds only the wait for it (there are no sources).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from . import runlock
+from .conflicts import Conflict
 from .errors import BlocksyncError
-from .reconcile import ReconcileReport, SourceReport, new_run_id
+from .reconcile import ReconcileReport, SourceReport, Take, new_run_id
 from .runs import RunLog, Summary, timestamp
 from .workspace import Workspace
 
 COMMAND = "blocksync sync"
+#: what the other writers of the command line write into the lock note as their command
+RECONCILE_COMMAND = "blocksync reconcile"
+RESOLVE_COMMAND = "blocksync conflicts resolve"
+UNDO_COMMAND = "blocksync conflicts undo"
 
 #: called before each source starts: (source, its 1-based position, number of sources)
 Progress = Callable[[str, int, int], None]
@@ -122,15 +137,15 @@ def run_sync(
     started = now()
     deadline = None if timeout is None else (started + timeout, timeout)
     run_id = new_run_id()
-    lock_path = ws.root / runlock.LOCK_FILE
-    info = {"command": COMMAND, "run_id": run_id}
     with (
-        runlock.acquire(lock_path, wait, timeout, info=info, clock=now) as lock,
+        locked(ws, COMMAND, wait=wait, timeout=timeout, run_id=run_id, now=now) as lock,
         RunLog(ws.index_path) as log,
     ):
         row = log.start(run_id, COMMAND, exclusive=True)
         try:
-            reconciled, not_reached = _reconcile_sources(ws, run_id, deadline, now, progress)
+            reconciled, not_reached = _reconcile_sources(
+                ws, _source_names(ws, None), run_id, deadline, now, progress
+            )
             # Later issues add their steps here, each under the same run id and deadline,
             # each failure reported like a source's: pull every pull-capable data stream
             # (DESIGN "The cron job"), then push/pull the configured git remotes.
@@ -159,16 +174,112 @@ def run_sync(
         return report
 
 
+@contextmanager
+def locked(
+    ws: Workspace,
+    command: str,
+    *,
+    wait: bool = False,
+    timeout: float | None = None,
+    run_id: str | None = None,
+    now: Callable[[], float] = time.monotonic,
+) -> Iterator[runlock.RunLock]:
+    """Hold ``store/run.lock`` of ``ws`` for the ``with`` block, as ``command`` (and ``run_id``).
+
+    Held by another run: :class:`~blocksync.errors.RunLockHeld` (exit 75) naming it, at once, or
+    with ``wait`` once ``timeout`` seconds (``None``: no limit) have passed without it letting go.
+    """
+    info: dict[str, object] = {"command": command}
+    if run_id is not None:
+        info["run_id"] = run_id
+    with runlock.acquire(ws.root / runlock.LOCK_FILE, wait, timeout, info=info, clock=now) as lock:
+        yield lock
+
+
+def run_reconcile(
+    ws: Workspace,
+    sources: Sequence[str] | None = None,
+    paths: Sequence[str] | None = None,
+    *,
+    dry_run: bool = False,
+    wait: bool = False,
+    timeout: float | None = None,
+    now: Callable[[], float] = time.monotonic,
+    progress: Progress | None = None,
+) -> ReconcileReport:
+    """``blocksync reconcile``: the sources named (default: all) under the run lock.
+
+    Like :func:`run_sync` -- the lock (``wait``), the ``timeout`` (lock wait included; sources
+    not started by then are failed entries), one entry per source whatever fails -- but over
+    ``sources`` and ``paths`` only, without a ``runs`` row. ``dry_run`` writes nothing and so
+    takes no lock (``wait`` does nothing then). An unknown source name raises
+    :class:`~blocksync.errors.NotFound` before anything runs.
+    """
+    started = now()
+    deadline = None if timeout is None else (started + timeout, timeout)
+    names = _source_names(ws, sources)
+    run_id = new_run_id()
+    if dry_run:
+        report, _ = _reconcile_sources(ws, names, run_id, deadline, now, progress, paths, True)
+        return report
+    with locked(ws, RECONCILE_COMMAND, wait=wait, timeout=timeout, run_id=run_id, now=now):
+        report, _ = _reconcile_sources(ws, names, run_id, deadline, now, progress, paths)
+        return report
+
+
+def resolve_conflict(
+    ws: Workspace,
+    conflict_id: str,
+    take: Take | None = None,
+    content: str | None = None,
+    *,
+    resolver: str | None = None,
+    wait: bool = False,
+    timeout: float | None = None,
+    now: Callable[[], float] = time.monotonic,
+) -> Conflict:
+    """``ws.conflicts.resolve(...)`` under the run lock (``timeout`` bounds the wait for it)."""
+    with locked(ws, RESOLVE_COMMAND, wait=wait, timeout=timeout, now=now):
+        return ws.conflicts.resolve(conflict_id, take, content, resolver)
+
+
+def undo_resolution(
+    ws: Workspace,
+    conflict_id: str,
+    *,
+    resolver: str | None = None,
+    wait: bool = False,
+    timeout: float | None = None,
+    now: Callable[[], float] = time.monotonic,
+) -> Conflict:
+    """``ws.conflicts.undo(...)`` under the run lock (``timeout`` bounds the wait for it)."""
+    with locked(ws, UNDO_COMMAND, wait=wait, timeout=timeout, now=now):
+        return ws.conflicts.undo(conflict_id, resolver)
+
+
+def _source_names(ws: Workspace, sources: Sequence[str] | None) -> list[str]:
+    # The sources ws.reconcile() runs when given none, in its order: today the file sources.
+    # When the reconciler gains plugin (WASM) data-block sources, list those here too.
+    known = list(ws.file_sources)
+    if not sources:
+        return known
+    names = list(dict.fromkeys(sources))
+    for name in names:
+        if name not in known:
+            ws.reconciler.source(name)  # raises NotFound naming the sources there are
+    return names
+
+
 def _reconcile_sources(
     ws: Workspace,
+    names: list[str],
     run_id: str,
     deadline: tuple[float, float] | None,  # (the clock's time, the timeout it came from)
     now: Callable[[], float],
     progress: Progress | None,
+    paths: Sequence[str] | None = None,
+    dry_run: bool = False,
 ) -> tuple[ReconcileReport, list[str]]:
-    # The sources ws.reconcile() runs when given none, in its order: today the file sources.
-    # When the reconciler gains plugin (WASM) data-block sources, list those here too.
-    names = list(ws.file_sources)
     entries: list[SourceReport] = []
     not_reached: list[str] = []
     for position, name in enumerate(names, start=1):
@@ -181,15 +292,20 @@ def _reconcile_sources(
             continue
         if progress is not None:
             progress(name, position, len(names))
-        entries.append(_reconcile_one(ws, name, run_id))
+        entries.append(_reconcile_one(ws, name, run_id, paths, dry_run))
     open_conflicts = ws.reconciler.conflicts.open_count()
-    return ReconcileReport(run_id, entries, open_conflicts, dry_run=False), not_reached
+    return ReconcileReport(run_id, entries, open_conflicts, dry_run=dry_run), not_reached
 
 
-def _reconcile_one(ws: Workspace, name: str, run_id: str) -> SourceReport:
+def _reconcile_one(
+    ws: Workspace, name: str, run_id: str, paths: Sequence[str] | None, dry_run: bool
+) -> SourceReport:
     """One source's entry; its failure, whatever it is, is the entry's error, never the run's."""
     try:
-        report = ws.reconcile(sources=[name], run_id=run_id)
+        report = ws.reconcile(
+            sources=[name], paths=list(paths) if paths is not None else None, dry_run=dry_run,
+            run_id=run_id,
+        )
     except (BlocksyncError, OSError) as exc:
         return SourceReport(name, error=str(exc))
     except Exception as exc:  # noqa: BLE001 -- a bug must not cost the other sources their run
