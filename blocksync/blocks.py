@@ -425,6 +425,11 @@ class BlockStore:
         self._metas: dict[bytes, BlockMeta] = {}
         self._pending: dict[str, CommitInfo] = {}
 
+    @property
+    def index_path(self) -> Path:
+        """The SQLite file of the version index (index.db), which other indexes share."""
+        return Path(self._index.path)
+
     @staticmethod
     def init_repo(repo_path: Path) -> None:
         GitStore.init_bare(repo_path, MAIN)

@@ -24,6 +24,7 @@ so the original stays attached. Each class carries the data a caller needs to ac
     ├── ConcurrencyError                5  someone else moved first
     │   ├── StaleVersion                   expected_version no longer current
     │   ├── ConcurrentUpdate               compare-and-swap retries exhausted
+    │   ├── SourceChanged                  a source's side is not what was expected
     │   ├── StaleResolution                a side of the conflict changed since detection
     │   ├── ConflictNotOpen                resolving a superseded or vanished conflict
     │   │   └── AlreadyResolved            ... or one resolved already
@@ -196,6 +197,16 @@ class ConcurrentUpdate(ConcurrencyError):
         )
         self.ref = ref
         self.attempts = attempts
+
+
+class SourceChanged(ConcurrencyError):
+    """A source's side of a path is not what the caller expected (a plugin would not write it
+    as asked, or it changed since it was read): nothing was written."""
+
+    def __init__(self, source: str, path: str, detail: str) -> None:
+        super().__init__(f"source {source!r}, path {path!r}: {detail}")
+        self.source = source
+        self.path = path
 
 
 class StaleResolution(ConcurrencyError):

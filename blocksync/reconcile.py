@@ -34,6 +34,9 @@ class SourceReport:
     needs_resolution: list[str] = field(default_factory=list)
     unchanged: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    #: (path, conflict id): still differing as when that conflict was resolved, so not raised
+    #: again while the losing side holds what it lost with (see DESIGN.md, "Conflict index")
+    held: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None  # the source failed or was aborted
 
 
@@ -58,6 +61,7 @@ class ReconcileReport:
         for source in doc["sources"]:
             source["resolved"] = [{"path": p, "resolution": r} for p, r in source["resolved"]]
             source["skipped"] = [{"path": p, "reason": r} for p, r in source["skipped"]]
+            source["held"] = [{"path": p, "conflict": c} for p, c in source["held"]]
         doc["exit_code"] = self.exit_code
         return doc
 
@@ -130,27 +134,34 @@ class Reconciler:
             report.error = str(exc)
             return report
         report.skipped = [(s.path, s.reason) for s in outcome.skipped]
+        # only paths with an open row can close one: one query, not one per unchanged path
+        open_paths = set() if dry_run else {c.path for c in self.conflicts.list("open", key)}
         for result in outcome.results:
             if isinstance(result, Resolved):
                 report.resolved.append((result.path, result.resolution))
-                if not dry_run:
+                if result.path in open_paths:
                     self.conflicts.close(
                         key, result.path, status="resolved", resolution=result.resolution,
                         resolver="reconcile", result_version=None,
                     )
             elif isinstance(result, NeedsResolution):
-                report.needs_resolution.append(result.path)
-                if not dry_run:
-                    sides = outcome.conflicts[result.path]
-                    self.conflicts.record(
-                        source=key, path=result.path, owner=sides.owner, label=sides.label,
-                        base=sides.base, disk=sides.disk, agent=sides.agent,
-                        reason=outcome.reasons[result.path], run_id=run_id,
-                    )
+                if dry_run:
+                    report.needs_resolution.append(result.path)
+                    continue
+                sides = outcome.conflicts[result.path]
+                row, _ = self.conflicts.record(
+                    source=key, path=result.path, owner=sides.owner, label=sides.label,
+                    base=sides.base, disk=sides.disk, agent=sides.agent,
+                    reason=outcome.reasons[result.path], run_id=run_id,
+                )
+                if row.status == "open":
+                    report.needs_resolution.append(result.path)
+                else:  # decided before, and the losing side still holds what it lost with
+                    report.held.append((result.path, row.id))
             else:
                 assert isinstance(result, NoChange)
                 report.unchanged += 1
-                if not dry_run:
+                if result.path in open_paths:
                     self.conflicts.close(
                         key, result.path, status="vanished", resolution=None,
                         resolver="reconcile", result_version=None,

@@ -7,6 +7,7 @@ The WIT types of ``wit/pattern.wit`` as plain Python values, and the host-side P
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -119,6 +120,29 @@ class Sides:
     base: str | None
     disk: str | None
     agent: str | None
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+#: Longest source path accepted from a plugin (bytes of UTF-8).
+MAX_PATH_BYTES = 4096
+
+
+def source_path_problem(path: object) -> str | None:
+    """Why ``path`` is no canonical source path (None: it is one): non-empty UTF-8 text of
+    ``/``-separated parts, none empty, ``.`` or ``..``, no leading ``/``, no control character."""
+    if not isinstance(path, str) or not path:
+        return "is empty"
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid text (a lone surrogate)"
+    if size > MAX_PATH_BYTES:
+        return f"is longer than {MAX_PATH_BYTES} bytes"
+    if _CONTROL.search(path):
+        return "contains a control character"
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        return "is not canonical (a leading '/', an empty, '.' or '..' part)"
+    return None
 
 
 #: A full run is refused when more than this share of a source's bound paths went missing ...

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 import tempfile
+from functools import partial
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +28,7 @@ from .filesource import FileSource, FileSourceSpec, parse_file_source
 from .notifications import NotificationLog
 from .plugins import HostServices, PluginSet, parse_specs
 from .reconcile import Conflicts, Reconciler, ReconcileReport
+from .sources import SyncSource
 
 DEFAULT_AUTHOR = "human:blocksync"
 
@@ -119,10 +121,12 @@ class Workspace(AbstractContextManager["Workspace"]):
     @property
     def reconciler(self) -> Reconciler:
         if self._reconciler is None:
-            openers = {
-                key: (lambda spec=spec: FileSource(spec, self.blocks))
+            openers: dict[str, Callable[[], SyncSource]] = {
+                key: partial(FileSource, spec, self.blocks)
                 for key, spec in self.file_sources.items()
             }
+            for key in self.plugins.data_block_keys():
+                openers[key] = partial(self.plugins.source, key)
             self._reconciler = Reconciler(openers, ConflictIndex(self.index_path), self.blocks.author)
         return self._reconciler
 

@@ -20,6 +20,7 @@ EXPECTED = [
     "CommitResult",
     "ConcurrencyError",
     "ConcurrentUpdate",
+    "SourceChanged",
     "ConfigError",
     "Conflict",
     "ConflictNotFound",

@@ -262,7 +262,9 @@ def test_json_shape(store_path: Path, notes: Path) -> None:
         "timed_out", "not_reached", "sources", "summary", "open_conflicts", "exit_code",
     }
     (entry,) = report["sources"]
-    assert set(entry) == {"source", "resolved", "needs_resolution", "unchanged", "skipped", "error"}
+    assert set(entry) == {
+        "source", "resolved", "needs_resolution", "unchanged", "skipped", "held", "error"
+    }
     assert set(report["summary"]) == set(vars(Summary()))
     assert report["summary"]["sources"] == 1 and report["summary"]["resolved"] == 1
     assert report["timeout"] is None and report["timed_out"] is False

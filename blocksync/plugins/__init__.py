@@ -1,8 +1,9 @@
 """The WASM host: plugins as sandboxed WebAssembly components (wasmtime component model).
 
 ``runtime`` loads and runs components; ``hostfuncs`` is what plugins may call; ``bridges`` adapt
-plugins to the Protocols of :mod:`blocksync.sources`; ``registry`` holds a store's configured
-plugins; ``build`` turns a Python guest source into a component.
+plugins to the Protocols of :mod:`blocksync.sources`; ``source`` makes a data-block plugin a
+source the reconciler drives (its writes staged per call by ``batch``); ``registry`` holds a
+store's configured plugins; ``build`` turns a Python guest source into a component.
 """
 
 from .bridges import WasmDataBlock, WasmDataStream, WasmTool
@@ -19,6 +20,7 @@ from .runtime import (
     read_component,
     runtime,
 )
+from .source import PluginSource
 from .spec import Limits, PluginSpec
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "Limits",
     "Plugin",
     "PluginSet",
+    "PluginSource",
     "PluginSpec",
     "WasmDataBlock",
     "WasmDataStream",

@@ -24,6 +24,7 @@ from ..errors import AccessDenied, BlocksyncError, MergeConflict, TransportError
 from ..notifications import NotificationLog
 from ..sources import BlockRef, PermissionLevel, PermissionRule
 from . import fetch
+from .batch import SyncBatch
 from .spec import MiB, PluginSpec
 
 HOST = "pattern:extension/host@0.1.0"
@@ -61,6 +62,8 @@ class HostContext:
         self.http = fetch.HttpPolicy(
             spec.allowed_hosts, spec.limits.http_timeout, spec.limits.http_response_mb * MiB
         )
+        #: open while the host drives a reconcile: memory writes are staged in it
+        self.batch: SyncBatch | None = None
 
     # -- grants ---------------------------------------------------------------------------
 
@@ -87,19 +90,31 @@ class HostContext:
 
     def memory_create_block(self, owner: str, label: str, description: str, content: str) -> str:
         store = self.require(owner, label, PermissionLevel.READ_WRITE, "create")
-        store.create(owner, label, content, description=description, author=self.author)
+        if self.batch is not None:
+            self.batch.create(owner, label, content, description)
+        else:
+            store.create(owner, label, content, description=description, author=self.author)
         return block_id(owner, label)
 
     def memory_read_block(self, owner: str, label: str) -> str:
-        return self.require(owner, label, PermissionLevel.READ_ONLY, "read").read(owner, label).content
+        store = self.require(owner, label, PermissionLevel.READ_ONLY, "read")
+        if self.batch is not None:
+            return self.batch.read(owner, label)
+        return store.read(owner, label).content
 
     def memory_update_block(self, owner: str, label: str, content: str) -> None:
         store = self.require(owner, label, PermissionLevel.READ_WRITE, "update")
-        store.update(owner, label, content, author=self.author)
+        if self.batch is not None:
+            self.batch.update(owner, label, content)
+        else:
+            store.update(owner, label, content, author=self.author)
 
     def memory_delete_block(self, owner: str, label: str) -> None:
         store = self.require(owner, label, PermissionLevel.ADMIN, "delete")
-        store.delete(owner, label, author=self.author)
+        if self.batch is not None:
+            self.batch.delete(owner, label)
+        else:
+            store.delete(owner, label, author=self.author)
 
     def log_message(self, level: int, message: str) -> None:
         self.log.log(LOG_LEVELS[min(level, len(LOG_LEVELS) - 1)], "%s", message)
@@ -255,8 +270,11 @@ def define(linker_root: Any, ctx: HostContext, sync_bases: dict[str, Callable[..
     sync: dict[str, Callable[..., Any]] = {
         "base": lambda path: None,
         "bindings": lambda: [],
+        "states": lambda paths: "{}",
         "set-base": as_result(_no_bases, tagged=False),
         "forget": as_result(_no_bases, tagged=False),
+        "dry-run": lambda: False,
+        "report-conflict": lambda path, block, disk, reason: None,
         "merge3": as_result(_merge3, tagged=True),
         "block-history": as_result(ctx.block_history, tagged=False),
         "block-read-at": as_result(ctx.block_read_at, tagged=True),

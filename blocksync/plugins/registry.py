@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, NotFound, PluginRefused
+from ..errors import BlocksyncError, ConfigError, NotFound, PluginRefused
 from ..gitstore import GitStore
 from .bridges import WasmDataBlock, WasmDataStream, WasmTool
 from .hostfuncs import HostServices
 from .runtime import Plugin, load
+from .source import PluginSource
 from .spec import PluginSpec, parse_limits, parse_wasm_source
 from .syncbases import PluginBases
 
@@ -61,16 +62,19 @@ class PluginSet:
         self._services = services
         self._cache = cache_folder
         self._loaded: dict[str, Plugin] = {}
+        self._bases: dict[str, PluginBases] = {}
         self._git: GitStore | None = None
 
-    def _bases(self, spec: PluginSpec) -> PluginBases | None:
+    def _new_bases(self, spec: PluginSpec) -> PluginBases | None:
         """The plugin's sync bases (``refs/sync/<key>``) when a block store is attached."""
         blocks = self._services.blocks
         if blocks is None:
             return None
         if self._git is None:
             self._git = GitStore(blocks.repo_path, durable=blocks.durable)
-        return PluginBases(self._git, spec.key, spec.owners, f"plugin:{spec.key}")
+        return PluginBases(
+            self._git, spec.key, spec.owners, f"plugin:{spec.key}", blocks.index_path
+        )
 
     def get(self, key: str) -> Plugin:
         plugin = self._loaded.get(key)
@@ -79,12 +83,14 @@ class PluginSet:
             if spec is None:
                 known = ", ".join(sorted(self.specs)) or "none configured"
                 raise NotFound(f"no plugin named {key!r} (known: {known})")
-            bases = self._bases(spec)
+            bases = self._new_bases(spec)
             plugin = load(
                 spec, self._services, self._cache, None if bases is None else bases.functions()
             )
             if bases is not None:
                 bases.enabled = "data-block" in plugin.interfaces
+                bases.host = plugin.host
+                self._bases[key] = bases
             self._loaded[key] = plugin
         return plugin
 
@@ -105,6 +111,30 @@ class PluginSet:
     def data_block(self, key: str) -> WasmDataBlock:
         return WasmDataBlock(self._exporting(key, "data-block"))
 
+    def source(self, key: str) -> PluginSource:
+        """The data-block plugin ``key`` as the reconciler drives it."""
+        plugin = self._exporting(key, "data-block")
+        blocks = self._services.blocks
+        if blocks is None or key not in self._bases:
+            raise PluginRefused(plugin.name, plugin.version, "", "has no block store to reconcile")
+        return PluginSource(plugin, self._bases[key], blocks)
+
+    def data_block_keys(self) -> list[str]:
+        """The plugins to reconcile: configured as a block source and exporting data-block.
+        Each is loaded to tell; one that fails to load is listed, so that reconciling it
+        reports why (a source that cannot even load must not pass for a clean run)."""
+        keys = []
+        for key, spec in self.specs.items():
+            if spec.source_kind not in _KINDS["data-block"]:
+                continue
+            try:
+                exports = self.get(key).interfaces
+            except BlocksyncError:
+                exports = ("data-block",)
+            if "data-block" in exports:
+                keys.append(key)
+        return keys
+
     def data_stream(self, key: str) -> WasmDataStream:
         return WasmDataStream(self._exporting(key, "data-stream"))
 
@@ -115,6 +145,9 @@ class PluginSet:
         for plugin in self._loaded.values():
             plugin.close()
         self._loaded.clear()
+        for bases in self._bases.values():
+            bases.close()
+        self._bases.clear()
         if self._git is not None:
             self._git.close()
             self._git = None

@@ -1,9 +1,12 @@
 """The ``sync`` host functions that keep a data-block plugin's sync bases: ``base``,
-``bindings``, ``set-base`` and ``forget``, backed by :class:`blocksync.bases.SyncBases` of the
-plugin's table key (``refs/sync/<key>``), exactly as the native file source keeps its own.
+``bindings``, ``states``, ``set-base``, ``forget``, ``dry-run`` and ``report-conflict``, backed by
+:class:`blocksync.bases.SyncBases` of the plugin's table key (``refs/sync/<key>``), exactly as
+the native file source keeps its own.
 
-Each ``set-base`` / ``forget`` call is its own small commit on that ref (a compare-and-swap, so
-a writer racing the plugin never loses an update). Bindings name blocks of the owners the plugin
+During a reconcile the host drives (a :class:`~blocksync.plugins.batch.SyncBatch` is open on the
+plugin's host context) base writes are staged in the batch and read back from it; outside one,
+each ``set-base`` / ``forget`` call is its own small commit on the ref (a compare-and-swap, so a
+writer racing the plugin never loses an update). Bindings name blocks of the owners the plugin
 is attached to only. Plugins that export no ``data-block`` see no bases and cannot record any.
 
 Values go back to wasmtime-py as ``Record`` instances (records inside an ``option`` or a
@@ -12,16 +15,19 @@ Values go back to wasmtime-py as ``Record`` instances (records inside an ``optio
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from wasmtime.component import Record
 
-from ..bases import Binding, SyncBases
+from ..bases import BaseIndex, Binding, SyncBases
 from ..blocks import BlockStore
 from ..errors import AccessDenied, UsageError
 from ..gitstore import GitStore
-from .hostfuncs import as_result, record
+from .batch import ConflictReport, SyncBatch
+from .hostfuncs import HostContext, as_result, record
 
 __all__ = ["PluginBases", "binding_record"]
 
@@ -41,13 +47,38 @@ class PluginBases:
     to export ``data-block``; until then every function answers as if there were no bases."""
 
     def __init__(
-        self, git: GitStore, key: str, owners: frozenset[str] | set[str], author: str
+        self,
+        git: GitStore,
+        key: str,
+        owners: frozenset[str] | set[str],
+        author: str,
+        index_path: Path | None = None,
     ) -> None:
         self.bases = SyncBases(git, key)
         self.key = key
         self.owners = frozenset(owners)
         self.author = author
         self.enabled = False
+        self.host: HostContext | None = None  # the plugin's, once loaded: it holds the batch
+        self._index_path = index_path
+        self._index: BaseIndex | None = None
+
+    @property
+    def batch(self) -> SyncBatch | None:
+        return None if self.host is None else self.host.batch
+
+    def index(self) -> BaseIndex:
+        """The base index in index.db (every bound path with its base's hashes)."""
+        if self._index is None:
+            if self._index_path is None:
+                raise AccessDenied("no block store is attached to this plugin")
+            self._index = BaseIndex(self._index_path)
+        return self._index
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
 
     def _refuse_unless_enabled(self) -> None:
         if not self.enabled:
@@ -56,8 +87,9 @@ class PluginBases:
     def base(self, path: str) -> tuple[Record, str] | None:
         if not self.enabled:
             return None
+        batch = self.batch
         try:
-            found = self.bases.get(path)
+            found = self.bases.get(path) if batch is None else batch.bases.get(path)
         except UsageError:
             return None  # a path that cannot have a base has none
         if found is None:
@@ -68,7 +100,41 @@ class PluginBases:
     def bindings(self) -> list[Record]:
         if not self.enabled:
             return []
-        return [binding_record(b) for b in self.bases.bindings()]
+        found = self.bases.bindings()
+        if self.batch is not None:
+            found = self.batch.bindings(found)
+        return [binding_record(b) for b in found]
+
+    def states(self, paths: list[str]) -> str:
+        """See ``sync.states`` in the WIT: base hashes from the base index, and whether each
+        block's newest content blob is its base's, without reading a base or a block."""
+        if not self.enabled:
+            return "{}"
+        blocks = self.host.services.blocks if self.host is not None else None
+        if blocks is None:
+            raise AccessDenied("no block store is attached to this plugin")
+        index = self.index()
+        entries = index.entries(self.bases)
+        if self.batch is not None:  # this call's own base writes come first
+            for path, _, _ in self.batch.bases.written():
+                entries.pop(path, None)
+        wanted = entries.keys() if not paths else [p for p in dict.fromkeys(paths) if p in entries]
+        blocks.catch_up_index()
+        latest = {
+            owner: index.latest_contents(owner)
+            for owner in {entries[p].owner for p in wanted}
+        }
+        states = {}
+        for path in wanted:
+            entry = entries[path]
+            newest = latest[entry.owner].get(entry.label)
+            states[path] = {
+                "owner": entry.owner,
+                "label": entry.label,
+                "base-sha256": entry.base_sha256,
+                "agent-changed": newest is None or newest[1] != entry.base_blob,
+            }
+        return json.dumps(states, ensure_ascii=False)
 
     def set_base(self, path: str, block: Any, content: str) -> None:
         self._refuse_unless_enabled()
@@ -79,19 +145,37 @@ class PluginBases:
                 f"cannot bind {path!r} to a block of {owner!r}: this plugin is attached only to "
                 f"{attached}"
             )
+        if self.batch is not None:
+            self.batch.bases.set_base(path, owner, label, content)
+            return
         with self.bases.update(f"plugin {self.key}: base of {path}", self.author) as tx:
             tx.set_base(path, owner, label, content)
 
     def forget(self, path: str) -> None:
         self._refuse_unless_enabled()
+        if self.batch is not None:
+            self.batch.bases.forget(path)
+            return
         with self.bases.update(f"plugin {self.key}: forget {path}", self.author) as tx:
             tx.forget(path)
+
+    def dry_run(self) -> bool:
+        return self.batch is not None and self.batch.dry_run
+
+    def report_conflict(self, path: str, block: Any, disk: str | None, reason: str) -> None:
+        """Kept for the reconcile driving this call; ignored outside one (nobody asks)."""
+        if self.batch is not None:
+            owner = getattr(block, "agent-id")
+            self.batch.conflicts[path] = ConflictReport(owner, block.label, disk, reason)
 
     def functions(self) -> dict[str, Callable[..., Any]]:
         """What ``runtime.load(..., sync_bases=...)`` takes."""
         return {
             "base": self.base,
             "bindings": self.bindings,
+            "states": self.states,
             "set-base": as_result(self.set_base, tagged=False),
             "forget": as_result(self.forget, tagged=False),
+            "dry-run": self.dry_run,
+            "report-conflict": self.report_conflict,
         }

@@ -6,6 +6,9 @@ after both the source and the block hold the content.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 from componentize_py_types import Err
 from wit_world.imports import sync as _sync
 
@@ -14,14 +17,28 @@ from .model import Binding, BlockRef, MergeConflict, VersionInfo
 
 __all__ = [
     "Binding",
+    "PathState",
     "base",
     "bindings",
     "block_history",
     "block_read_at",
+    "dry_run",
     "forget",
     "merge3",
+    "report_conflict",
     "set_base",
+    "states",
 ]
+
+
+@dataclass(frozen=True)
+class PathState:
+    """What the host knows of a bound path without reading it (see `states`)."""
+
+    owner: str
+    label: str
+    base_sha256: str  # sha256 hex of the base's UTF-8 bytes
+    agent_changed: bool  # the block differs from the base (or is gone)
 
 
 def base(path: str) -> tuple[Binding, str] | None:
@@ -36,6 +53,28 @@ def base(path: str) -> tuple[Binding, str] | None:
 def bindings() -> list[Binding]:
     """Every path this source has a base for (to notice paths gone from the source)."""
     return list(_sync.bindings())
+
+
+def states(paths: list[str] | None = None) -> dict[str, PathState]:
+    """The state of `paths` (None or empty: of every bound path) in one host call; paths
+    without a base are left out. A path whose file hashes to `base_sha256` and whose block did
+    not change is unchanged: reconcile can pass over it without reading its base or block."""
+    found = json.loads(_sync.states(list(paths or [])))
+    return {
+        path: PathState(s["owner"], s["label"], s["base-sha256"], s["agent-changed"])
+        for path, s in found.items()
+    }
+
+
+def dry_run() -> bool:
+    """True while the host asks for a dry run: decide and report, write nothing."""
+    return _sync.dry_run()
+
+
+def report_conflict(path: str, block: BlockRef, disk: str | None, reason: str) -> None:
+    """Before returning `NeedsResolution` for `path`: the conflicting block, the source's side
+    (None: absent) and why, so the conflict index records all three sides exactly."""
+    _sync.report_conflict(path, block, disk, reason)
 
 
 def set_base(path: str, block: BlockRef, content: str) -> None:

@@ -1,0 +1,94 @@
+"""One reconcile call of a data-block plugin as one unit of writes.
+
+While the host drives a plugin's ``reconcile`` (see :class:`blocksync.plugins.PluginSource`), the
+plugin's block writes (``memory-*-block``) and base writes (``sync.set-base`` / ``forget``) are
+staged here instead of committing one by one; the plugin reads its own writes back. After the
+call the host commits the blocks (one commit), then the bases (one commit) — the order in which
+a plugin writes a path (block, file, base), kept across the whole call — or discards them (a
+dry run, a call refused by the mass-deletion guard).
+
+Why this is safe: the plugin writes its files during the call, before either commit. A run
+killed in between leaves files ahead of blocks and bases, which the next run reads as "the
+source changed" (or "both changed to the same text") and converges, exactly as for a native
+source killed between its file writes and its base update.
+
+Updates and deletions carry the block version the plugin read, so an agent's edit made while
+the call ran is never overwritten when the commit replays on a newer head: the commit fails and
+the source is reported failed for this run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..bases import BasesTransaction, Binding, SyncBases
+from ..blocks import BlockStore, Transaction
+
+__all__ = ["ConflictReport", "SyncBatch"]
+
+
+@dataclass(frozen=True)
+class ConflictReport:
+    """What a plugin said of a path it returns as needing resolution (``sync.report-conflict``)."""
+
+    owner: str
+    label: str
+    disk: str | None
+    reason: str
+
+
+class SyncBatch:
+    """The staged writes of one call, and what the plugin reported during it."""
+
+    def __init__(
+        self, blocks: BlockStore, bases: SyncBases, message: str, author: str, *, dry_run: bool
+    ) -> None:
+        self._store = blocks
+        self.blocks = Transaction(blocks, message, author)
+        self.bases = BasesTransaction(bases, message, author)
+        self.dry_run = dry_run
+        self.conflicts: dict[str, ConflictReport] = {}
+        self._seen: dict[tuple[str, str], int] = {}  # block -> the version the plugin read
+        self._written: set[tuple[str, str]] = set()
+
+    # -- blocks, as the host memory functions see them during the call -------------------
+
+    def read(self, owner: str, label: str) -> str:
+        key = (owner, label)
+        if key in self._written:
+            return self.blocks.read(owner, label)[0]
+        block = self._store.read(owner, label)  # the newest version (BlockNotFound if none)
+        self._seen.setdefault(key, block.version)
+        return block.content
+
+    def create(self, owner: str, label: str, content: str, description: str) -> None:
+        self.blocks.create(owner, label, content, description=description)
+        self._written.add((owner, label))
+
+    def update(self, owner: str, label: str, content: str) -> None:
+        key = (owner, label)
+        expected = None if key in self._written else self._seen.get(key)
+        self.blocks.update(owner, label, content, expected_version=expected)
+        self._written.add(key)
+
+    def delete(self, owner: str, label: str) -> None:
+        key = (owner, label)
+        expected = None if key in self._written else self._seen.get(key)
+        self.blocks.delete(owner, label, expected_version=expected)
+        self._written.add(key)
+
+    # -- bases ----------------------------------------------------------------------------
+
+    def bindings(self, committed: list[Binding]) -> list[Binding]:
+        """``committed`` (the ref's bindings) with this call's staged changes applied."""
+        staged = {path: binding for path, binding, _ in self.bases.written()}
+        kept = [b for b in committed if b.path not in staged]
+        return sorted(kept + [b for b in staged.values() if b is not None], key=lambda b: b.path)
+
+    # -- the end of the call --------------------------------------------------------------
+
+    def commit(self) -> dict[tuple[str, str], int]:
+        """Blocks first, then bases; the new version of every block written."""
+        result = self.blocks.commit()
+        self.bases.commit()
+        return dict(result.versions)

@@ -1,0 +1,280 @@
+"""A WASM data-block plugin as the reconciler drives it: :class:`PluginSource`, a
+:class:`blocksync.sources.SyncSource` like the native file source.
+
+**Reconcile.** One ``reconcile`` call per run (the WIT's empty list asks the plugin for every
+path: only it knows which files are new), inside a :class:`~blocksync.plugins.batch.SyncBatch`,
+so the call's block writes become one commit and its base writes another, after the call. Its
+answers are checked before anything is committed: a path it was not asked about, a malformed or
+repeated path, or a conflict on a path it named no block for is left out of the results and
+reported as skipped. A conflict's three sides come from the host (base and block, through the
+batch) and from the plugin's ``sync.report-conflict`` (the source's side, absent or text).
+
+**Guard.** Only the plugin knows its paths, so the mass-deletion rule cannot be checked before
+the call as for a folder: a run over all paths counts the bound paths the plugin found gone from
+its source (deletions carried over, conflicts with an absent source side) and, past the limit,
+commits nothing and fails the source for this run.
+
+**Dry run.** ``sync.dry-run`` tells the plugin to write nothing; the host discards the batch
+whatever the plugin did to blocks and bases. (The source side is the plugin's to leave alone.)
+
+**Settling a conflict.** The host writes blocks and bases itself, but only the plugin can write
+its source. To make the source hold ``X``, the host stages the block as ``X`` and the base as
+what the source holds now, and asks the plugin to reconcile that one path: by the truth table
+the plugin carries the block to the source (``agent->disk``, or ``delete-source``). A dry run of
+the same call first makes sure it will; otherwise nothing is written at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from ..bases import BaseEntry
+from ..blocks import BlockStore
+from ..errors import BlockNotFound, SourceChanged, UsageError
+from ..sources import (
+    NeedsResolution,
+    NoChange,
+    ReconcileOutcome,
+    ReconcileResult,
+    Resolved,
+    Sides,
+    Skipped,
+    mass_deletion,
+    source_path_problem,
+)
+from ..truth import Action
+from .batch import SyncBatch
+from .bridges import WasmDataBlock
+from .runtime import Plugin
+from .syncbases import PluginBases
+
+__all__ = ["PluginSource"]
+
+#: resolutions by which a source's side of a bound path went missing
+_GONE = (Action.DELETE_AGENT.value, Action.FORGET.value)
+
+
+class PluginSource:
+    """A loaded data-block plugin and its sync bases, reconciled against ``blocks``."""
+
+    def __init__(self, plugin: Plugin, bases: PluginBases, blocks: BlockStore) -> None:
+        self.key = plugin.spec.key
+        self.plugin = plugin
+        self.bases = bases
+        self.blocks = blocks
+        self.bridge = WasmDataBlock(plugin)
+
+    def close(self) -> None:
+        """Nothing of its own: the plugin set owns the plugin."""
+
+    def guard(self) -> None:
+        """Nothing to check before the call: see the module docstring (the rule is applied to
+        the call's results before anything is committed)."""
+
+    # -- reconcile ------------------------------------------------------------------------
+
+    @contextmanager
+    def _batch(self, message: str, author: str, *, dry_run: bool) -> Iterator[SyncBatch]:
+        batch = SyncBatch(self.blocks, self.bases.bases, message, author, dry_run=dry_run)
+        host = self.plugin.host
+        host.batch = batch
+        try:
+            yield batch
+        finally:
+            host.batch = None
+
+    def reconcile_outcome(
+        self, paths: Iterable[str] | None = None, *, dry_run: bool = False
+    ) -> ReconcileOutcome:
+        wanted = None if paths is None else list(dict.fromkeys(paths))
+        for path in wanted or ():
+            problem = source_path_problem(path)
+            if problem is not None:
+                raise UsageError(f"source {self.key!r}: path {path!r} {problem}")
+        bound = self.bases.index().entries(self.bases.bases)
+        author = f"plugin:{self.key}"
+        with self._batch(f"reconcile {self.key}", author, dry_run=dry_run) as batch:
+            results = self.bridge.reconcile(wanted or [])
+            outcome = self._outcome(results, wanted, batch, bound)
+        if wanted is None:
+            refusal = mass_deletion(self.key, len(bound), self._gone(outcome, bound))
+            if refusal is not None:
+                raise UsageError(refusal)
+        if not dry_run:
+            self._commit(batch)
+        return outcome
+
+    def _commit(self, batch: SyncBatch) -> dict[tuple[str, str], int]:
+        versions = batch.commit()
+        self.bases.index().record(self.bases.bases, batch.bases)  # no git read-back next run
+        return versions
+
+    def _outcome(
+        self,
+        results: list[ReconcileResult],
+        wanted: list[str] | None,
+        batch: SyncBatch,
+        bound: dict[str, BaseEntry],
+    ) -> ReconcileOutcome:
+        outcome = ReconcileOutcome()
+        asked = None if wanted is None else set(wanted)
+        for result in results:
+            path = result.path
+            problem = source_path_problem(path)
+            if problem is None and asked is not None and path not in asked:
+                problem = "was not asked about"
+            if problem is None and path in outcome.reasons:
+                problem = "was answered twice"
+            if problem is not None:
+                outcome.skipped.append(Skipped(path, f"the plugin answered for a path that {problem}"))
+                continue
+            if isinstance(result, NeedsResolution):
+                sides, reason = self._conflict(result, batch, bound)
+                if sides is None:
+                    outcome.skipped.append(Skipped(path, reason))
+                    continue
+                outcome.conflicts[path] = sides
+            else:
+                reason = result.resolution if isinstance(result, Resolved) else "no change"
+            outcome.results.append(result)
+            outcome.reasons[path] = reason
+        for path in wanted or ():
+            if path not in outcome.reasons and all(s.path != path for s in outcome.skipped):
+                outcome.skipped.append(Skipped(path, "the plugin gave no result for it"))
+        return outcome
+
+    def _conflict(
+        self, result: NeedsResolution, batch: SyncBatch, bound: dict[str, BaseEntry]
+    ) -> tuple[Sides | None, str]:
+        """The three sides of a conflict the plugin returned, or None and why it cannot be one."""
+        path = result.path
+        report = batch.conflicts.get(path)
+        if report is not None:
+            owner, label, disk, reason = report.owner, report.label, report.disk, report.reason
+        elif path in bound:
+            binding = bound[path]
+            owner, label, disk = binding.owner, binding.label, result.disk
+            reason = "the plugin reported a conflict (it gave no reason: sync.report-conflict)"
+        else:
+            return None, (
+                "the plugin says it needs resolution but named no block for this unbound path "
+                "(a plugin reports its conflicts with sync.report-conflict)"
+            )
+        if owner not in self.plugin.spec.owners:
+            return None, f"the plugin named a block of {owner!r}, an agent it is not attached to"
+        found = batch.bases.get(path)
+        try:
+            agent: str | None = batch.blocks.read(owner, label)[0]
+        except BlockNotFound:
+            agent = None
+        return Sides(owner, label, None if found is None else found[1], disk, agent), reason
+
+    def _gone(self, outcome: ReconcileOutcome, bound: dict[str, BaseEntry]) -> list[str]:
+        """Bound paths whose source side the call found missing."""
+        gone = [
+            r.path for r in outcome.results
+            if isinstance(r, Resolved) and r.resolution in _GONE and r.path in bound
+        ]
+        gone += [p for p, s in outcome.conflicts.items() if s.disk is None and p in bound]
+        return gone
+
+    # -- conflicts ------------------------------------------------------------------------
+
+    def sides(self, path: str) -> Sides:
+        outcome = self.reconcile_outcome([path], dry_run=True)
+        if path in outcome.conflicts:
+            return outcome.conflicts[path]
+        if outcome.skipped:
+            raise UsageError(f"source {self.key!r}: {path!r}: {outcome.skipped[0].reason}")
+        (result,) = outcome.results
+        if not isinstance(result, NoChange):
+            raise SourceChanged(
+                self.key, path,
+                f"the plugin would now reconcile it ({_describe(result)}): run reconcile first",
+            )
+        found = self.bases.bases.get(path)
+        if found is None:
+            raise UsageError(f"source {self.key!r}: {path!r} is not synced")
+        binding, base = found
+        try:
+            agent: str | None = self.blocks.read(binding.owner, binding.label).content
+        except BlockNotFound:
+            agent = None
+        return Sides(binding.owner, binding.label, base, base, agent)
+
+    def settle(
+        self,
+        path: str,
+        *,
+        disk: str | None,
+        agent: str | None,
+        base: str | None,
+        expected: Sides,
+        message: str,
+        author: str,
+    ) -> int | None:
+        owner, label = expected.owner, expected.label
+        if disk != expected.disk:
+            with self._batch(message, author, dry_run=True) as batch:
+                self._push(path, disk, expected, batch)  # would the plugin write its source?
+        with self._batch(message, author, dry_run=False) as batch:
+            if _read(batch, owner, label) != expected.agent:
+                raise SourceChanged(
+                    self.key, path, f"block {owner}/{label} changed while it was being settled"
+                )
+            if disk != expected.disk:
+                self._push(path, disk, expected, batch)
+            _stage_block(batch, owner, label, agent, path)
+            if base is None:
+                batch.bases.forget(path)
+            else:
+                batch.bases.set_base(path, owner, label, base)
+            versions = self._commit(batch)
+        if (owner, label) in versions:
+            return versions[(owner, label)]
+        return None if agent is None else self.blocks.read(owner, label).version
+
+    def _push(self, path: str, disk: str | None, expected: Sides, batch: SyncBatch) -> None:
+        """Have the plugin make its source hold ``disk`` (see the module docstring)."""
+        _stage_block(batch, expected.owner, expected.label, disk, path)
+        if expected.disk is None:
+            batch.bases.forget(path)
+        else:
+            batch.bases.set_base(path, expected.owner, expected.label, expected.disk)
+        results = self.bridge.reconcile([path])
+        result = results[0] if len(results) == 1 else None
+        want = Action.TO_DISK.value if disk is not None else Action.DELETE_DISK.value
+        if not isinstance(result, Resolved) or result.path != path or result.resolution != want:
+            raise SourceChanged(
+                self.key, path,
+                f"the plugin would not write its source ({want} expected, it answered "
+                f"{_describe(result)}): its permission or the source changed",
+            )
+
+
+def _read(batch: SyncBatch, owner: str, label: str) -> str | None:
+    try:
+        return batch.read(owner, label)
+    except BlockNotFound:
+        return None
+
+
+def _stage_block(batch: SyncBatch, owner: str, label: str, content: str | None, path: str) -> None:
+    current = _read(batch, owner, label)
+    if content == current:
+        return
+    if content is None:
+        batch.delete(owner, label)
+    elif current is None:
+        batch.create(owner, label, content, f"{path} (plugin source)")
+    else:
+        batch.update(owner, label, content)
+
+
+def _describe(result: ReconcileResult | None) -> str:
+    if result is None:
+        return "nothing"
+    if isinstance(result, Resolved):
+        return f"resolved {result.resolution!r}"
+    return "needs-resolution" if isinstance(result, NeedsResolution) else "no-change"
