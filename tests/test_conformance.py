@@ -72,6 +72,17 @@ class WasmAdapter(SourceAdapter):
         self._git.close()
 
 
+class ReconcilerAdapter(WasmAdapter):
+    """The files plugin as the reconciler drives it: PluginSource, one batch of writes a call."""
+
+    def __init__(self, ws: blocksync.Workspace, root: Path) -> None:
+        super().__init__(ws, root)
+        self.source = ws.reconciler.source(KEY)
+
+    def reconcile(self, paths: list[str] | None) -> list[ReconcileResult]:
+        return self.source.reconcile_outcome(paths).results
+
+
 class TestNativeFileSource(FileSourceConformance):
     @pytest.fixture
     def source(self, tmp_path: Path) -> Iterator[SourceAdapter]:
@@ -91,6 +102,8 @@ def files_wasm() -> Path:
 
 
 class TestFilesPlugin(FileSourceConformance):
+    adapter: type[WasmAdapter] = WasmAdapter
+
     @pytest.fixture
     def source(self, tmp_path: Path, files_wasm: Path) -> Iterator[SourceAdapter]:
         root = tmp_path / "notes"
@@ -104,11 +117,15 @@ class TestFilesPlugin(FileSourceConformance):
             },
         })
         with blocksync.open(store, author="human:test") as ws:
-            adapter = WasmAdapter(ws, root)
+            adapter = self.adapter(ws, root)
             yield adapter
             adapter.close()
             assert ws.fsck().ok
         assert_git_fsck(store / "repo")
+
+
+class TestFilesPluginThroughReconciler(TestFilesPlugin):
+    adapter = ReconcilerAdapter
 
 
 # -- the files plugin's other data-block functions (the native source's are in test_filesource)

@@ -54,6 +54,7 @@ BUILDABLE = {
     "hostile_other_agent": ("data-block",),
     "hostile_readonly": ("data-block",),
     "hostile_delete": ("data-block",),
+    "hostile_paths": ("data-block",),
     "hostile_http": ("tool",),
     "hostile_bigresult": ("tool",),
     "hostile_membomb": ("tool",),

@@ -19,12 +19,17 @@ the source is reported failed for this run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..bases import BasesTransaction, Binding, SyncBases
 from ..blocks import BlockStore, Transaction
 
-__all__ = ["ConflictReport", "SyncBatch"]
+__all__ = ["FAULT_STEPS", "ConflictReport", "SyncBatch"]
+
+#: Where a commit of a batch can be cut short: after the plugin wrote its files (the call
+#: returned) and before any commit; between the block commit and the bases commit.
+FAULT_STEPS = ("before-block-commit", "before-bases")
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,12 @@ class SyncBatch:
 
     # -- the end of the call --------------------------------------------------------------
 
-    def commit(self) -> dict[tuple[str, str], int]:
-        """Blocks first, then bases; the new version of every block written."""
+    def commit(self, fault: Callable[[str], None] | None = None) -> dict[tuple[str, str], int]:
+        """Blocks first, then bases; the new version of every block written. ``fault`` is
+        told each step of :data:`FAULT_STEPS` as it is reached (tests kill the process there)."""
+        step = fault or (lambda _: None)
+        step("before-block-commit")
         result = self.blocks.commit()
+        step("before-bases")
         self.bases.commit()
         return dict(result.versions)

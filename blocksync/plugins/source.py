@@ -26,7 +26,7 @@ the same call first makes sure it will; otherwise nothing is written at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from ..bases import BaseEntry
@@ -64,6 +64,8 @@ class PluginSource:
         self.bases = bases
         self.blocks = blocks
         self.bridge = WasmDataBlock(plugin)
+        #: told each of :data:`blocksync.plugins.batch.FAULT_STEPS` (tests kill the process there)
+        self.fault: Callable[[str], None] | None = None
 
     def close(self) -> None:
         """Nothing of its own: the plugin set owns the plugin."""
@@ -106,7 +108,7 @@ class PluginSource:
         return outcome
 
     def _commit(self, batch: SyncBatch) -> dict[tuple[str, str], int]:
-        versions = batch.commit()
+        versions = batch.commit(self.fault)
         self.bases.index().record(self.bases.bases, batch.bases)  # no git read-back next run
         return versions
 
