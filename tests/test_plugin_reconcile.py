@@ -15,7 +15,7 @@ import pytest
 
 import blocksync
 from blocksync.bases import SyncBases
-from blocksync.errors import StaleResolution, StaleVersion
+from blocksync.errors import PluginCallFailed, StaleResolution, StaleVersion
 from blocksync.gitstore import GitStore
 from blocksync.plugins.batch import FAULT_STEPS, SyncBatch
 
@@ -304,3 +304,33 @@ def test_kill_9_between_the_call_and_its_commits_converges(rig: Rig, step: str) 
     for path, new in expected.items():
         assert rig.read(path) == new and rig.block(path) == new and rig.base(path) == new, path
     assert rig.ws.reconcile().sources[0].unchanged == 4
+
+
+def test_a_read_only_plugin_source_carries_disk_to_agent_only(
+    tmp_path: Path, built: dict[str, Path]
+) -> None:
+    """Read-only: the agent may not change the source. The source's changes still reach the
+    block (the host lets a reconcile it drives write read-only blocks); the agent's do not reach
+    the source; when both changed the source wins and the agent's edit stays in history."""
+    rig = Rig(tmp_path, built["files"], permission="read-only")
+    try:
+        rig.synced("a.md", "b.md", "c.md")
+        assert rig.block("a.md") == BASE
+        rig.write("a.md", "disk edit\n")
+        rig.ws.blocks.update(OWNER, label("b.md"), "agent edit\n")
+        rig.write("c.md", "disk wins\n")
+        rig.ws.blocks.update(OWNER, label("c.md"), "agent loses\n")
+        report = rig.ws.reconcile()
+        assert sorted(report.sources[0].resolved) == [("a.md", "disk->agent"), ("c.md", "disk->agent")]
+        assert report.sources[0].needs_resolution == ["b.md"]
+        assert (rig.block("a.md"), rig.read("b.md"), rig.block("c.md")) == (
+            "disk edit\n", BASE, "disk wins\n"
+        )
+        history = rig.ws.blocks.history(OWNER, label("c.md"))
+        assert rig.ws.blocks.read(OWNER, label("c.md"), history[-2].version).content == "agent loses\n"
+        # outside a reconcile the plugin may not write a read-only block on its own
+        files = rig.ws.plugins.data_block(KEY)
+        with pytest.raises(PluginCallFailed, match="read-only"):
+            files.create("new.md", "x\n", OWNER)
+    finally:
+        rig.ws.close()

@@ -88,8 +88,16 @@ class HostContext:
 
     # -- host -----------------------------------------------------------------------------
 
+    def _write_level(self) -> PermissionLevel:
+        """The level a block write needs. Read-only means the *agent* may not change the
+        source: the source's own changes still reach the block. So inside a reconcile the host
+        drives (a batch is open; the truth table decides what flows where, and a read-only path
+        only ever flows disk -> agent) a read-only path's block may be written; outside one a
+        plugin writing a read-only path on its own initiative is refused."""
+        return PermissionLevel.READ_ONLY if self.batch is not None else PermissionLevel.READ_WRITE
+
     def memory_create_block(self, owner: str, label: str, description: str, content: str) -> str:
-        store = self.require(owner, label, PermissionLevel.READ_WRITE, "create")
+        store = self.require(owner, label, self._write_level(), "create")
         if self.batch is not None:
             self.batch.create(owner, label, content, description)
         else:
@@ -103,7 +111,7 @@ class HostContext:
         return store.read(owner, label).content
 
     def memory_update_block(self, owner: str, label: str, content: str) -> None:
-        store = self.require(owner, label, PermissionLevel.READ_WRITE, "update")
+        store = self.require(owner, label, self._write_level(), "update")
         if self.batch is not None:
             self.batch.update(owner, label, content)
         else:
