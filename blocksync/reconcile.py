@@ -85,6 +85,11 @@ class Reconciler:
         self.resolver = resolver
         self._opened: dict[str, SyncSource] = {}
 
+    @property
+    def keys(self) -> list[str]:
+        """Every source's table key, in the order a run over all of them takes."""
+        return list(self._open)
+
     def source(self, key: str) -> SyncSource:
         if key not in self._open:
             known = ", ".join(sorted(self._open)) or "none configured"
@@ -109,7 +114,7 @@ class Reconciler:
         progress: Callable[[str, int, int], None] | None = None,
     ) -> ReconcileReport:
         """``progress(source, position, count)`` is told before each source starts."""
-        keys = list(self._open) if not sources else list(dict.fromkeys(sources))
+        keys = self.keys if not sources else list(dict.fromkeys(sources))
         for key in keys:
             if key not in self._open:
                 self.source(key)  # raises NotFound naming the sources there are

@@ -258,9 +258,8 @@ def undo_resolution(
 
 
 def _source_names(ws: Workspace, sources: Sequence[str] | None) -> list[str]:
-    # The sources ws.reconcile() runs when given none, in its order: today the file sources.
-    # When the reconciler gains plugin (WASM) data-block sources, list those here too.
-    known = list(ws.file_sources)
+    # the sources ws.reconcile() runs when given none, in its order: file sources, then plugins
+    known = ws.reconciler.keys
     if not sources:
         return known
     names = list(dict.fromkeys(sources))

@@ -334,3 +334,20 @@ def test_a_read_only_plugin_source_carries_disk_to_agent_only(
             files.create("new.md", "x\n", OWNER)
     finally:
         rig.ws.close()
+
+
+def test_cron_sync_reconciles_plugin_sources_too(rig: Rig) -> None:
+    rig.synced("a.md")
+    rig.write("a.md", "disk\n")
+    rig.ws.blocks.update(OWNER, label("a.md"), "agent\n")
+    rig.write("b.md", "new\n")
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "blocksync"), "--store", str(rig.store), "sync", "--json"],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 3, out.stderr
+    report = json.loads(out.stdout)
+    (source,) = report["sources"]
+    assert source["source"] == KEY and source["needs_resolution"] == ["a.md"]
+    assert source["resolved"] == [{"path": "b.md", "resolution": "disk->agent"}]
+    assert report["open_conflicts"] == 1
