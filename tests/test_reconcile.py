@@ -115,6 +115,24 @@ def test_manual_content_resolution(ws: blocksync.Workspace, notes: Path) -> None
     assert ws.conflicts.get(cid).resolution == "manual"
 
 
+def test_a_decided_conflict_recurring_as_it_was_is_held_not_raised(
+    ws: blocksync.Workspace, notes: Path
+) -> None:
+    cid = conflict_on_a(ws, notes)
+    ws.conflicts.resolve(cid, content="both\n")
+    # both sides go back to exactly what they held when the conflict was decided
+    (notes / "a.md").write_text("line1 disk\nline2\nline3\n")
+    ws.blocks.update("alice", label(ws, "a.md"), "line1 agent\nline2\nline3\n")
+    report = ws.reconcile()
+    (source,) = report.sources
+    assert source.held == [("a.md", cid)] and source.needs_resolution == []
+    assert report.open_conflicts == 0 and report.exit_code == 0
+    assert report.to_json()["sources"][0]["held"] == [{"path": "a.md", "conflict": cid}]
+    # either side moving on makes it a new conflict again
+    (notes / "a.md").write_text("line1 disk, later\nline2\nline3\n")
+    assert ws.reconcile().sources[0].needs_resolution == ["a.md"]
+
+
 def test_stale_resolution_is_refused_and_changes_nothing(ws: blocksync.Workspace, notes: Path) -> None:
     cid = conflict_on_a(ws, notes)
     (notes / "a.md").write_text("moved again\n")
