@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 import click
 
 from . import demo as demo_mod
-from . import plugins, workspace
+from . import conformance, plugins, workspace
 from . import sync as sync_mod
 from .plugins import build as build_mod
 from .blocks import Block
@@ -444,6 +444,37 @@ def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
                    + (f"; {len(wasi)} WASI interfaces" if wasi else "; no WASI"))
         click.echo("loadable: yes" if found.problem is None else f"refused: {found.problem}")
     if found.problem is not None:
+        sys.exit(1)
+
+
+@plugin.command("check")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A TOML file with the plugin's data-source table (config, allowed_hosts, "
+                   "limits...; default: config = { owner = \"alice\", permission = \"admin\" }).")
+@json_option
+@pass_ctx
+def plugin_check(obj: _Context, path: Path, config_file: Path | None, as_json: bool) -> None:
+    """Run the data-block conformance suite against the plugin PATH, each case in a throwaway
+    store, and print a pass/fail table (exit 1 if a case fails). Compiles into the store's
+    cache when there is a store (a second check starts at once)."""
+    table = conformance.load_table(config_file)
+    cache = obj.store / "cache" if (obj.store / "cache").is_dir() else None
+
+    def progress(result: conformance.CaseResult) -> None:
+        if not as_json:
+            mark = "pass" if result.passed else "FAIL"
+            click.echo(f"{mark}  {result.name:40} {result.seconds:6.2f} s"
+                       + (f"\n      {result.detail}" if result.detail else ""))
+
+    report = conformance.check_plugin(path, table, cache_folder=cache, progress=progress)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        failed = sum(not r.passed for r in report.results)
+        click.echo(f"{len(report.results) - failed} of {len(report.results)} cases passed "
+                   f"({report.outside})")
+    if not report.ok:
         sys.exit(1)
 
 

@@ -49,6 +49,48 @@ class Config:
         return bool(self.tables.get("store", {}).get("durable", False))
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; ConfigError naming the file when it cannot be read or parsed."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def toml_value(value: Any) -> str:
+    """``value`` (text, bool, number, list, table) as a TOML value; tables inline."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = "".join(
+            {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(c)
+            or (f"\\u{ord(c):04x}" if ord(c) < 32 or ord(c) == 127 else c)
+            for c in value
+        )
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise ConfigError(f"cannot write {type(value).__name__} {value!r} as TOML")
+
+
+def toml_key(key: str) -> str:
+    bare = key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key)
+    return key if bare else toml_value(key)
+
+
+def toml_table(header: tuple[str, ...], table: dict[str, Any]) -> str:
+    """``[a.b.c]`` and its keys, one per line: what a command appends to blocksync.toml."""
+    lines = ["[" + ".".join(toml_key(part) for part in header) + "]"]
+    lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
 def load(path: Path) -> Config:
     """Parse and check ``path``; a missing file is an empty configuration."""
     try:

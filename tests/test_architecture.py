@@ -39,6 +39,7 @@ LAYERS = {
     "workspace": 6,
     "sync": 7,
     "demo": 7,
+    "conformance": 7,
     "cli": 8,
     "__init__": 9,
 }

@@ -1,7 +1,9 @@
-"""The conformance suite (tests/conformance.py) run against both file sources: the native
-:class:`~blocksync.filesource.FileSource` and the ``files`` WASM plugin (fixtures/plugins/files,
-built with componentize-py, configured in blocksync.toml with a granted read-write folder and
-reached through ``ws.plugins`` as a :class:`~blocksync.plugins.WasmDataBlock`)."""
+"""The conformance suite (blocksync.conformance) run against both file sources: the native
+:class:`~blocksync.filesource.FileSource`, and the ``files`` WASM plugin (fixtures/plugins/files,
+built with componentize-py, configured in blocksync.toml with a granted read-write folder) both
+called directly through its :class:`~blocksync.plugins.WasmDataBlock` bridge and driven as the
+reconciler drives it (:class:`~blocksync.plugins.PluginSource`); and ``check_plugin`` (what
+``blocksync plugin check`` runs) on the files plugin and on a plugin that breaks the rules."""
 
 from __future__ import annotations
 
@@ -12,23 +14,23 @@ import pytest
 
 import blocksync
 from blocksync.bases import SyncBases
+from blocksync.conformance import CASES, OWNER, Case, FolderOutside, Subject, check_plugin
 from blocksync.errors import PluginCallFailed
 from blocksync.filesource import FileSource, FileSourceSpec
 from blocksync.gitstore import GitStore
 from blocksync.plugins import WasmDataBlock
 from blocksync.sources import PermissionLevel, PermissionRule, ReconcileResult
 
-from .conformance import OWNER, FileSourceConformance, SourceAdapter
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugin
-from .test_host_functions import make_store
+from .test_host_functions import HOST_CACHE, make_store
 
 KEY = "notes"
 
 
-class NativeAdapter(SourceAdapter):
+class NativeSubject(Subject):
     def __init__(self, ws: blocksync.Workspace, root: Path) -> None:
-        self.root = root
+        self.outside = FolderOutside(root)
         self.blocks = ws.blocks
         spec = FileSourceSpec(
             key=KEY, agent=OWNER, name="notes", paths=(root,),
@@ -50,9 +52,11 @@ class NativeAdapter(SourceAdapter):
         self.source.close()
 
 
-class WasmAdapter(SourceAdapter):
+class BridgeSubject(Subject):
+    """The files plugin called directly: each host write its own commit (no batch)."""
+
     def __init__(self, ws: blocksync.Workspace, root: Path) -> None:
-        self.root = root
+        self.outside = FolderOutside(root)
         self.blocks = ws.blocks
         self.plugin: WasmDataBlock = ws.plugins.data_block(KEY)
         self._git = GitStore(ws.repo_path)
@@ -72,28 +76,15 @@ class WasmAdapter(SourceAdapter):
         self._git.close()
 
 
-class ReconcilerAdapter(WasmAdapter):
+class ReconcilerSubject(BridgeSubject):
     """The files plugin as the reconciler drives it: PluginSource, one batch of writes a call."""
+
+    def reconcile(self, paths: list[str] | None) -> list[ReconcileResult]:
+        return self.ws_source.reconcile_outcome(paths).results
 
     def __init__(self, ws: blocksync.Workspace, root: Path) -> None:
         super().__init__(ws, root)
-        self.source = ws.reconciler.source(KEY)
-
-    def reconcile(self, paths: list[str] | None) -> list[ReconcileResult]:
-        return self.source.reconcile_outcome(paths).results
-
-
-class TestNativeFileSource(FileSourceConformance):
-    @pytest.fixture
-    def source(self, tmp_path: Path) -> Iterator[SourceAdapter]:
-        root = tmp_path / "notes"
-        root.mkdir()
-        with blocksync.init(tmp_path / "store", author="human:test") as ws:
-            adapter = NativeAdapter(ws, root)
-            yield adapter
-            adapter.close()
-            assert ws.fsck().ok
-        assert_git_fsck(tmp_path / "store" / "repo")
+        self.ws_source = ws.reconciler.source(KEY)
 
 
 @pytest.fixture(scope="module")
@@ -101,31 +92,62 @@ def files_wasm() -> Path:
     return built_plugin("files")
 
 
-class TestFilesPlugin(FileSourceConformance):
-    adapter: type[WasmAdapter] = WasmAdapter
-
-    @pytest.fixture
-    def source(self, tmp_path: Path, files_wasm: Path) -> Iterator[SourceAdapter]:
-        root = tmp_path / "notes"
-        root.mkdir()
-        store = make_store(tmp_path / "store", {
-            KEY: {
-                "path": files_wasm,
-                "dir": root,
-                "dir_mode": "read-write",
-                "config": {"owner": OWNER, "tag": KEY, "permission": "admin"},
-            },
-        })
-        with blocksync.open(store, author="human:test") as ws:
-            adapter = self.adapter(ws, root)
-            yield adapter
-            adapter.close()
-            assert ws.fsck().ok
-        assert_git_fsck(store / "repo")
+def plugin_store(tmp_path: Path, files_wasm: Path) -> tuple[Path, Path]:
+    root = tmp_path / "notes"
+    root.mkdir()
+    store = make_store(tmp_path / "store", {
+        KEY: {
+            "path": files_wasm, "dir": root, "dir_mode": "read-write",
+            "config": {"owner": OWNER, "tag": KEY, "permission": "admin"},
+        },
+    })
+    return store, root
 
 
-class TestFilesPluginThroughReconciler(TestFilesPlugin):
-    adapter = ReconcilerAdapter
+CASE_IDS = [case.name for case in CASES]
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_native_file_source(case: Case, tmp_path: Path) -> None:
+    root = tmp_path / "notes"
+    root.mkdir()
+    with blocksync.init(tmp_path / "store", author="human:test") as ws:
+        subject = NativeSubject(ws, root)
+        case.run(subject)
+        subject.close()
+        assert ws.fsck().ok
+    assert_git_fsck(tmp_path / "store" / "repo")
+
+
+@pytest.mark.parametrize("driven", [BridgeSubject, ReconcilerSubject], ids=["bridge", "reconciler"])
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_files_plugin(
+    case: Case, driven: type[BridgeSubject], tmp_path: Path, files_wasm: Path
+) -> None:
+    store, root = plugin_store(tmp_path, files_wasm)
+    with blocksync.open(store, author="human:test") as ws:
+        subject = driven(ws, root)
+        case.run(subject)
+        subject.close()
+        assert ws.fsck().ok
+    assert_git_fsck(store / "repo")
+
+
+def test_check_plugin_passes_the_files_plugin(files_wasm: Path) -> None:
+    report = check_plugin(files_wasm, cache_folder=HOST_CACHE)
+    assert report.outside == "folder"
+    assert [(r.name, r.passed, r.detail) for r in report.results] == [
+        (name, True, "") for name in CASE_IDS
+    ]
+    assert report.ok and report.to_json()["ok"] is True
+
+
+def test_check_plugin_fails_a_plugin_that_breaks_the_rules(tmp_path: Path) -> None:
+    """echo_files mirrors files but keeps no bases: most cases fail, each with its reason."""
+    report = check_plugin(built_plugin("echo_files"), cache_folder=HOST_CACHE)
+    failed = {r.name: r.detail for r in report.results if not r.passed}
+    assert not report.ok and failed
+    assert all(detail for detail in failed.values())
 
 
 # -- the files plugin's other data-block functions (the native source's are in test_filesource)
