@@ -57,8 +57,11 @@ BASE_INTERFACES = {
     "DataBlockExtension": "data-block",
     "DataStreamExtension": "data-stream",
     "ToolExtension": "tool",
+    "SyncedSource": "data-block",  # a data-block source from four methods (synced.py)
 }
-INTERFACE_ORDER = tuple(BASE_INTERFACES.values())
+#: the SDK modules defining those classes
+SDK_BASE_MODULES = ("extensions.py", "synced.py")
+INTERFACE_ORDER = tuple(dict.fromkeys(BASE_INTERFACES.values()))
 #: the names register_extension() defines in app.py (componentize-py looks them up there)
 EXPORT_CLASS_NAMES = ("DataBlock", "DataStream", "Tool")
 
@@ -157,21 +160,24 @@ class _SdkBase:
 
 
 def _sdk_bases() -> dict[str, _SdkBase]:
-    """The SDK base classes' methods, read from the SDK's source (the single source of truth)."""
-    path = guest_sdk_dir() / SDK_PACKAGE / "extensions.py"
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    """The SDK base classes' methods, read from the SDK's source (the single source of truth).
+    A class's abstract methods are the ones it marks itself: SyncedSource implements every
+    data-block method and asks only for its own four."""
     bases = {}
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name in BASE_INTERFACES:
-            functions = [n for n in node.body if isinstance(n, ast.FunctionDef)]
-            abstract = {
-                f.name
-                for f in functions
-                if any(_name_of(d) == "abstractmethod" for d in f.decorator_list)
-            }
-            bases[node.name] = _SdkBase(frozenset(abstract), frozenset(f.name for f in functions))
+    for module in SDK_BASE_MODULES:
+        path = guest_sdk_dir() / SDK_PACKAGE / module
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name in BASE_INTERFACES:
+                functions = [n for n in node.body if isinstance(n, ast.FunctionDef)]
+                abstract = {
+                    f.name
+                    for f in functions
+                    if any(_name_of(d) == "abstractmethod" for d in f.decorator_list)
+                }
+                bases[node.name] = _SdkBase(frozenset(abstract), frozenset(f.name for f in functions))
     if set(bases) != set(BASE_INTERFACES):
-        raise RuntimeError(f"{path} no longer defines {sorted(set(BASE_INTERFACES) - set(bases))}")
+        raise RuntimeError(f"the SDK no longer defines {sorted(set(BASE_INTERFACES) - set(bases))}")
     return bases
 
 

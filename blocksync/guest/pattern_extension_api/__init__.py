@@ -35,6 +35,7 @@ from .model import (
     VersionInfo,
 )
 from .register import register_extension
+from .synced import SyncedSource
 
 __all__ = [
     "Binding",
@@ -56,6 +57,7 @@ __all__ = [
     "Response",
     "SourceStatus",
     "SourceStatusValue",
+    "SyncedSource",
     "ToolExtension",
     "VersionInfo",
     "host",

@@ -1,0 +1,346 @@
+"""`SyncedSource`: a whole data-block source from four methods of an outside store.
+
+Subclass it, implement the outside side — `list_paths`, `read`, `write`, `remove` — and register
+the class: the SDK does the rest, the way blocksync's own file source does it. Every path is
+reconciled by blocksync's truth table (`blocksync_truth`, shipped into every Python plugin): its
+base, its outside content and its block go through `decide`; the block is written first, then
+the outside (your `write` / `remove`, which must refuse when the path changed since it was read),
+then the base, last. A conflict is reported to the host with all three sides; a dry run decides
+and writes nothing. `load`, `create`, `save`, `delete`, `history`, `rollback` and `diff` come
+with it.
+
+    from pattern_extension_api import SyncedSource, register_extension
+
+    class Notes(SyncedSource):
+        label_prefix = "note"
+        ...                      # list_paths, read, write, remove
+
+    register_extension(Notes)
+
+Configuration (the plugin's `config` table in blocksync.toml), read with `host.get_config`:
+`owner` (required: the agent owning the blocks), `tag` (labels are
+`<label_prefix>:<tag>:<path>`; default `default_tag`), `permission` (`read-only`, `read-write`
+or `admin`, default `read-write`: what the plugin declares for every path; the user's
+`permission_rules` may narrow it) and `name`.
+
+Paths are `/`-separated and canonical (no empty, `.` or `..` part, no leading `/`). Outside
+content that is not UTF-8 text is reported as no-change and logged: it is never touched.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from abc import abstractmethod
+from functools import cached_property
+from typing import ClassVar
+
+from blocksync_truth import Action, decide
+
+from . import host, sync
+from .extensions import DataBlockExtension
+from .host import LogLevel
+from .model import (
+    BlockRef,
+    BlockSchemaSpec,
+    HostError,
+    MergeConflict,
+    NeedsResolution,
+    NoChange,
+    PermissionLevel,
+    PermissionRule,
+    ReconcileResult,
+    ReconcileResult_NeedsResolution,
+    Resolved,
+    VersionInfo,
+)
+
+__all__ = ["SyncedSource", "sha256"]
+
+LEVELS = {
+    "read-only": PermissionLevel.READ_ONLY,
+    "read-write": PermissionLevel.READ_WRITE,
+    "admin": PermissionLevel.ADMIN,
+}
+_ORDER = ("read-only", "read-write", "admin")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _merge(base: str, disk: str, agent: str) -> str | None:
+    try:
+        return sync.merge3(base, disk, agent)
+    except MergeConflict:
+        return None
+
+
+class Unreadable(Exception):
+    """Outside content that cannot be synced as text."""
+
+
+class SyncedSource(DataBlockExtension):
+    """A data-block source mirroring the objects of an outside store, one block each."""
+
+    #: the first part of every label: `<label_prefix>:<tag>:<path>`
+    label_prefix: ClassVar[str] = "item"
+    #: the tag when the config names none
+    default_tag: ClassVar[str] = "default"
+
+    # -- the outside side: what a subclass implements ------------------------------------
+
+    @abstractmethod
+    def list_paths(self) -> list[str]:
+        """Every path the outside holds now (temporary objects of your writes left out)."""
+
+    @abstractmethod
+    def read(self, path: str) -> bytes | None:
+        """The content of `path`, or None when there is none."""
+
+    @abstractmethod
+    def write(self, path: str, data: bytes, expected: str | None) -> bool:
+        """Store `data` at `path` unless its content's sha256 is no longer `expected` (None:
+        the path must be absent): then write nothing and return False. Make the write atomic
+        (a reader sees the old or the new content, never a mix)."""
+
+    @abstractmethod
+    def remove(self, path: str, expected: str) -> bool:
+        """Delete `path` unless its content's sha256 is no longer `expected` (False then)."""
+
+    def check_available(self) -> None:
+        """Raise when the outside cannot be reached at all (a folder not granted, a bucket
+        missing), so that a reconcile over every path fails instead of reading all as gone."""
+
+    # -- configuration (read once: each is a host call) ---------------------------------
+
+    @cached_property
+    def owner(self) -> str:
+        owner = host.get_config("owner")
+        if not owner:
+            raise ValueError('this plugin needs config owner = "<agent>"')
+        return owner
+
+    @cached_property
+    def tag(self) -> str:
+        return host.get_config("tag") or self.default_tag
+
+    @cached_property
+    def permission(self) -> str:
+        level = host.get_config("permission") or "read-write"
+        if level not in LEVELS:
+            raise ValueError(f"config permission must be one of {', '.join(LEVELS)}, not {level!r}")
+        return level
+
+    def source_id(self) -> str:
+        return f"{self.label_prefix}:{self.tag}"
+
+    def name(self) -> str:
+        return host.get_config("name") or type(self).__name__
+
+    def block_schema(self) -> BlockSchemaSpec:
+        return BlockSchemaSpec("text", "the text of one outside object (UTF-8)", {"type": "string"})
+
+    def permission_rules(self) -> list[PermissionRule]:
+        return [PermissionRule("**", LEVELS[self.permission])]
+
+    # -- paths and labels ----------------------------------------------------------------
+
+    def check_path(self, path: str) -> None:
+        if not path or path.startswith("/") or "\0" in path or any(
+            part in ("", ".", "..") for part in path.split("/")
+        ):
+            raise ValueError(
+                f"path {path!r} is not canonical (no leading '/', no empty, '.' or '..' parts)"
+            )
+
+    def label(self, path: str) -> str:
+        return f"{self.label_prefix}:{self.tag}:{path}"
+
+    def path_for_label(self, label: str) -> str | None:
+        prefix = f"{self.label_prefix}:{self.tag}:"
+        return label[len(prefix):] if label.startswith(prefix) else None
+
+    # -- the three sides -----------------------------------------------------------------
+
+    def _text(self, path: str) -> tuple[str | None, str | None]:
+        """(text, sha256 of its bytes), (None, None) if absent; Unreadable if not text."""
+        data = self.read(path)
+        if data is None:
+            return None, None
+        try:
+            return data.decode("utf-8"), sha256(data)
+        except UnicodeDecodeError as exc:
+            raise Unreadable(
+                f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+            ) from None
+
+    def _agent(self, owner: str, label: str) -> str | None:
+        try:
+            return host.memory_read_block(owner, label)
+        except HostError as exc:
+            if "no block" in exc.message:
+                return None
+            raise
+
+    def _binding(self, path: str) -> tuple[str, str, str | None]:
+        """(owner, label, base) of `path`: its binding, or the label scheme's before a sync."""
+        found = sync.base(path)
+        if found is None:
+            return self.owner, self.label(path), None
+        binding, base = found
+        return binding.block.agent_id, binding.block.label, base
+
+    # -- reconcile -----------------------------------------------------------------------
+
+    def reconcile(self, paths: list[str]) -> list[ReconcileResult]:
+        self.check_available()
+        states = sync.states(paths)
+        if not paths:
+            paths = sorted(set(states) | set(self.list_paths()))
+        dry = sync.dry_run()
+        return [self._one(path, states.get(path), dry) for path in dict.fromkeys(paths)]
+
+    def _one(self, path: str, state: sync.PathState | None = None, dry: bool = False) -> ReconcileResult:
+        self.check_path(path)
+        if state is not None and not state.agent_changed:
+            data = self.read(path)  # the host says the block is its base: compare the outside
+            if data is not None and sha256(data) == state.base_sha256:
+                return NoChange(path)
+        owner, label, base = self._binding(path)
+        try:
+            disk, disk_hash = self._text(path)
+        except Unreadable as exc:
+            host.log(LogLevel.WARN, f"{path}: left alone: {exc}")
+            return NoChange(path)
+        agent = self._agent(owner, label)
+        decision = decide(base, disk, agent, self.permission, _merge)
+        action, content = decision.action, decision.content
+        if action is Action.NO_CHANGE:
+            return NoChange(path)
+        if action is Action.CONFLICT:
+            return self._conflict(path, owner, label, disk, agent, decision.reason)
+        if dry:
+            return Resolved(path, action.value)
+        # 1. the block
+        if action is Action.DELETE_AGENT:
+            host.memory_delete_block(owner, label)
+        elif action in (Action.TO_AGENT, Action.MERGED) and content != agent:
+            if agent is None:
+                host.memory_create_block(owner, label, f"{path} in {self.source_id()}", content)
+            else:
+                host.memory_update_block(owner, label, content)
+        # 2. the outside, re-checked by write / remove
+        done = True
+        if action is Action.DELETE_DISK:
+            done = self.remove(path, disk_hash)
+        elif action in (Action.TO_DISK, Action.MERGED) and content != disk:
+            done = self.write(path, content.encode("utf-8"), disk_hash)
+        if not done:
+            now, _ = self._text(path)
+            agent_now = content if action is Action.MERGED else agent
+            return self._conflict(
+                path, owner, label, now, agent_now, "the outside changed while it was being written"
+            )
+        # 3. the base, last
+        if content is None:
+            sync.forget(path)
+        else:
+            sync.set_base(path, BlockRef("", label, owner), content)
+        return Resolved(path, action.value)
+
+    def _conflict(
+        self, path: str, owner: str, label: str, disk: str | None, agent: str | None, reason: str
+    ) -> ReconcileResult:
+        sync.report_conflict(path, BlockRef("", label, owner), disk, reason)
+        return NeedsResolution(path, disk or "", agent or "")
+
+    def _settled(self, path: str) -> None:
+        """Reconcile one path for load/create/save; raise unless it ended in sync."""
+        result = self._one(path)
+        if isinstance(result, ReconcileResult_NeedsResolution):
+            raise RuntimeError(f"{path!r} needs resolution: reconcile it")
+
+    # -- single-block operations ---------------------------------------------------------
+
+    def _check_owner(self, owner: str) -> None:
+        if owner != self.owner:
+            raise PermissionError(f"this source keeps blocks of {self.owner!r}, not {owner!r}")
+
+    def _require(self, needed: str, action: str, path: str) -> None:
+        if _ORDER.index(self.permission) < _ORDER.index(needed):
+            raise PermissionError(f"cannot {action} {path!r}: the path is {self.permission}")
+
+    def _ref(self, path: str) -> BlockRef:
+        found = sync.base(path)
+        if found is None:
+            raise ValueError(f"{path!r} is not bound to a block")
+        return found[0].block
+
+    def path_of(self, block: BlockRef) -> str:
+        for binding in sync.bindings():
+            if binding.block.agent_id == block.agent_id and binding.block.label == block.label:
+                return binding.path
+        path = self.path_for_label(block.label)
+        if path is None:
+            raise FileNotFoundError(f"block {block.agent_id}/{block.label} mirrors no path")
+        return path
+
+    def load(self, path: str, owner: str) -> BlockRef:
+        self._check_owner(owner)
+        self.check_path(path)
+        if self.read(path) is None:
+            raise FileNotFoundError(f"no {path!r} in the source")
+        self._settled(path)
+        return self._ref(path)
+
+    def create(self, path: str, content: str | None, owner: str) -> BlockRef:
+        self._check_owner(owner)
+        self.check_path(path)
+        self._require("read-write", "create", path)
+        if self.read(path) is not None or sync.base(path) is not None:
+            raise FileExistsError(f"{path!r} exists already")
+        host.memory_create_block(owner, self.label(path), f"{path} in {self.source_id()}", content or "")
+        self._settled(path)
+        return self._ref(path)
+
+    def save(self, block: BlockRef) -> None:
+        path = self.path_of(block)
+        self._require("read-write", "write", path)
+        self._settled(path)
+
+    def delete(self, path: str) -> None:
+        self.check_path(path)
+        self._require("admin", "delete", path)
+        owner, label, base = self._binding(path)
+        disk, disk_hash = self._text(path)
+        agent = self._agent(owner, label)
+        if disk is not None and disk != base and disk != agent:
+            raise RuntimeError(f"{path!r} has changes no reconcile has recorded; reconcile it")
+        if base is None and disk is None and agent is None:
+            raise FileNotFoundError(f"no path {path!r}")
+        if agent is not None:
+            host.memory_delete_block(owner, label)
+        if disk_hash is not None and not self.remove(path, disk_hash):
+            raise RuntimeError(f"{path!r} changed while it was being deleted")
+        if base is not None:
+            sync.forget(path)
+
+    # -- versions (through the host) -----------------------------------------------------
+
+    def history(self, block: BlockRef) -> list[VersionInfo]:
+        return sync.block_history(block)
+
+    def rollback(self, block: BlockRef, version: str) -> None:
+        host.memory_update_block(block.agent_id, block.label, sync.block_read_at(block, version))
+
+    def diff(self, block: BlockRef, from_: str | None, to: str | None) -> str:
+        versions = [v.version_id for v in sync.block_history(block)]  # newest first
+        to = to or versions[0]
+        if from_ is None:
+            from_ = versions[1] if len(versions) > 1 and to == versions[0] else to
+        before = sync.block_read_at(block, from_)
+        after = sync.block_read_at(block, to)
+        return "".join(difflib.unified_diff(
+            before.splitlines(keepends=True), after.splitlines(keepends=True), from_, to
+        ))
