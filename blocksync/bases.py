@@ -27,7 +27,7 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +46,7 @@ from .errors import (
     RepositoryCorrupt,
     UsageError,
 )
-from .gitstore import FILE_MODE, TREE_MODE, GitStore, TreeEditor, identity
+from .gitstore import FILE_MODE, TREE_MODE, GitStore, TreeEditor, identity, json_document
 
 REF_PREFIX = "refs/sync/"
 BASES_DIR = b"bases"
@@ -71,7 +71,7 @@ class Binding:
 
     def to_json(self) -> bytes:
         doc = {"label": self.label, "owner": self.owner, "path": self.path}
-        return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        return json_document(doc)
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,14 @@ class SyncBases:
         self.source = source
         self._git = git
         self._bindings: dict[bytes, Binding] = {}  # binding.json blob -> parsed (immutable)
+        self._expected: Mapping[str, BaseEntry] = {}
+
+    def expect(self, entries: Mapping[str, BaseEntry]) -> None:
+        """What the bases are believed to hold (e.g. the base index's rows): a path whose
+        folder in the tree is exactly the one its entry describes (same binding, same base
+        blob, checked by the folder's id) is known without reading its folder or binding.
+        An entry that does not match (stale, or wrong) is ignored: git is read as usual."""
+        self._expected = entries
 
     # -- reading --------------------------------------------------------------------------
 
@@ -235,6 +243,17 @@ class SyncBases:
         folder_sha = self._git.lookup(tree, BASES_DIR, key[:2], key)
         if folder_sha is None:
             return None
+        entry = self._expected.get(path)
+        if entry is not None and _HEX40.fullmatch(entry.base_blob):
+            binding = Binding(path, entry.owner, entry.label)
+            try:
+                binding_id = git_blob_id(binding.to_json()).encode("ascii")
+            except UnicodeError:
+                binding_id = b""  # not text git could hold: not what the tree holds
+            base_id = entry.base_blob.encode("ascii")
+            if binding_id and _folder_id(base_id, binding_id) == folder_sha:
+                self._bindings.setdefault(binding_id, binding)
+                return binding, base_id
         binding, base_sha = self._folder(folder_sha)
         if binding.path != path:
             raise self._corrupt(f"the base filed for {path!r} names {binding.path!r}")
@@ -444,14 +463,14 @@ class BasesTransaction:
             folder.add(BASE_FILE, FILE_MODE, base_blob.id)
             key = path_key(path)
             shard = folders.child(key[:2])
-            if shard.entries().get(key) != (TREE_MODE, folder.id):
+            if shard.get(key) != (TREE_MODE, folder.id):
                 shard.set(key, TREE_MODE, folder.id)
                 # an unchanged binding's blob is in the repository already
                 objects += [base_blob, folder] if had.get(path) == binding else [
                     binding_blob, base_blob, folder]
             owner_dir = blocks.child(names.encode(binding.owner).encode())
             name = names.encode(binding.label).encode()
-            if owner_dir.entries().get(name) != (FILE_MODE, binding_blob.id):
+            if owner_dir.get(name) != (FILE_MODE, binding_blob.id):
                 owner_dir.set(name, FILE_MODE, binding_blob.id)
         new_tree = root.write(objects)
         if (new_tree or _EMPTY_TREE) == (self._tree or _EMPTY_TREE):
@@ -488,6 +507,16 @@ class BaseEntry:
 def git_blob_id(data: bytes) -> str:
     """The git blob id of ``data`` (what a tree entry holding it names)."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _folder_id(base_blob: bytes, binding_blob: bytes) -> bytes:
+    """The git tree id of a path's folder holding those two blobs (hex ids), as
+    :meth:`BasesTransaction._write` writes it: ``base`` sorts before ``binding.json``."""
+    raw = b"".join([
+        b"100644 ", BASE_FILE, b"\0", bytes.fromhex(base_blob.decode("ascii")),
+        b"100644 ", BINDING_FILE, b"\0", bytes.fromhex(binding_blob.decode("ascii")),
+    ])
+    return hashlib.sha1(b"tree %d\0" % len(raw) + raw).hexdigest().encode("ascii")
 
 
 class BaseIndex:

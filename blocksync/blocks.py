@@ -38,7 +38,15 @@ from .errors import (
     UsageError,
     VersionNotFound,
 )
-from .gitstore import FILE_MODE, TREE_CACHE, TREE_MODE, GitStore, TreeEditor, identity
+from .gitstore import (
+    FILE_MODE,
+    TREE_CACHE,
+    TREE_MODE,
+    GitStore,
+    TreeEditor,
+    identity,
+    json_document,
+)
 from .text import CharOp, char_diff, unified_diff
 from .versions import BlockChange, CommitInfo, VersionIndex, VersionRow
 
@@ -74,7 +82,7 @@ class BlockMeta:
             "description": self.description,
             "schema": self.schema,
         }
-        return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        return json_document(doc)
 
     @classmethod
     def from_json(cls, data: bytes) -> BlockMeta:
@@ -501,7 +509,7 @@ class BlockStore:
         for (owner, label), state in staged.items():
             owner_tree = blocks.child(names.encode(owner).encode())
             name = names.encode(label).encode()
-            before = owner_tree.entries().get(name)
+            before = owner_tree.get(name)
             if state is None:
                 if before is not None:
                     owner_tree.remove(name)

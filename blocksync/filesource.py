@@ -443,6 +443,11 @@ class FileSource:
         self.tags = tuple(root_tag(root) for root in spec.paths)
         # where the roots really are: a file whose folder resolves elsewhere left through a link
         self._real_roots = {root: Path(os.path.realpath(root)) for root in spec.paths}
+        # each root as the text a file's path starts with (a Path per file read costs more)
+        self._root_prefixes = {
+            root: os.fspath(root) if os.fspath(root).endswith(os.sep) else os.fspath(root) + os.sep
+            for root in spec.paths
+        }
         #: paths the last reconcile call left alone, and why
         self.skipped: list[Skipped] = []
         self._base_index: BaseIndex | None = None
@@ -463,6 +468,7 @@ class FileSource:
     def _snapshot(self) -> _Snapshot:
         index = self.base_index()
         entries = index.entries(self.bases)
+        self.bases.expect(entries)  # spares reading the bindings a write checks (verified)
         self.blocks.catch_up_index()
         latest: dict[tuple[str, str], tuple[int, str]] = {}
         for owner in {self.spec.agent} | {e.owner for e in entries.values()}:
@@ -497,6 +503,12 @@ class FileSource:
 
     def target(self, path: str) -> FileTarget:
         """Where ``path`` lives; refuses a path outside the roots or not in canonical form."""
+        index, rel = self._locate(path)
+        root = self.spec.paths[index]
+        return FileTarget(path, root, rel, root.joinpath(*rel.split("/")), self._label(index, rel))
+
+    def _locate(self, path: str) -> tuple[int, str]:
+        """As :meth:`target`: the index of ``path``'s root and its relative path, checked."""
         if not isinstance(path, str) or not path:
             raise UsageError(f"source {self.spec.key!r}: a path must be non-empty text, not {path!r}")
         roots = self.spec.paths
@@ -509,14 +521,14 @@ class FileSource:
                     f"'<root index 0..{len(roots) - 1}>:<relative path>'; {path!r} is not one"
                 )
             index, rel = int(head), rest
-        parts = rel.split("/")
-        if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in rel:
+        # an empty, "." or ".." part shows as "//", "/./" or "/../" once the path is framed
+        framed = f"/{rel}/"
+        if "//" in framed or "/./" in framed or "/../" in framed or "\0" in rel:
             raise UsageError(
                 f"source {self.spec.key!r}: path {path!r} is outside its root folders or not "
                 "canonical (no leading '/', no empty, '.' or '..' parts)"
             )
-        root = roots[index]
-        return FileTarget(path, root, rel, root.joinpath(*parts), self._label(index, rel))
+        return index, rel
 
     def _label(self, index: int, rel: str) -> str:
         return f"{LABEL_PREFIX}{self.tags[index]}:{rel}"
@@ -544,6 +556,8 @@ class FileSource:
     def _excluded(self, rel: str) -> bool:
         """As in .gitignore: a pattern excludes a file it matches, or any folder above it
         (``build/`` with its trailing slash matches folders only)."""
+        if not self.spec.exclude_patterns:
+            return False
         parts = rel.split("/")
         if any(
             permissions.matches(p, rel) for p in self.spec.exclude_patterns if not p.endswith("/")
@@ -552,6 +566,8 @@ class FileSource:
         return any(self._folder_excluded("/".join(parts[:i])) for i in range(1, len(parts)))
 
     def _folder_excluded(self, folder: str) -> bool:
+        if not self.spec.exclude_patterns:
+            return False
         return any(permissions.matches(p.rstrip("/"), folder) for p in self.spec.exclude_patterns)
 
     def selects(self, rel: str) -> bool:
@@ -654,8 +670,9 @@ class FileSource:
         snap = self._snapshot()
         if wanted is None:
             wanted = self._candidates(snap)
-        targets = [self.target(p) for p in wanted]
-        for root in {t.root for t in targets}:
+        located = [self._locate(p) for p in wanted]
+        roots = self.spec.paths
+        for root in {roots[index] for index, _ in located}:
             if not root.is_dir():
                 raise NotFound(
                     f"root folder {root} of file source {self.spec.key!r} is missing or not a "
@@ -663,18 +680,37 @@ class FileSource:
                 )
         outcome = ReconcileOutcome()
         plans: list[_Plan] = []
-        for target in targets:
-            plan = self._classify(target, snap)
-            if isinstance(plan, str):
-                outcome.skipped.append(Skipped(target.path, plan))
+        # in the order of ``wanted``: a path found unchanged by its hashes alone, or its plan
+        ordered: list[NoChange | _Plan] = []
+        for path, (index, rel) in zip(wanted, located):
+            root = roots[index]
+            read = None
+            entry = snap.entries.get(path)
+            if entry is not None:  # a bound path's file is read first anyway (see _classify)
+                read = self._read_at(root, rel, snap.real_parents)
+                if self._unchanged(entry, read[0], snap):
+                    ordered.append(NoChange(path))
+                    continue
+            target = FileTarget(
+                path, root, rel, root.joinpath(*rel.split("/")), self._label(index, rel)
+            )
+            classified = self._classify(target, snap, read)
+            if isinstance(classified, str):
+                outcome.skipped.append(Skipped(target.path, classified))
             else:
-                plans.append(plan)
+                plans.append(classified)
+                ordered.append(classified)
         if dry_run:
             for plan in plans:
                 plan.result = _would(plan)
         else:
             self._apply(plans)
-        for plan in plans:
+        for item in ordered:
+            if isinstance(item, NoChange):
+                outcome.results.append(item)
+                outcome.reasons[item.path] = _UNCHANGED
+                continue
+            plan = item
             if plan.skipped is not None:
                 outcome.skipped.append(Skipped(plan.target.path, plan.skipped))
                 continue
@@ -717,15 +753,21 @@ class FileSource:
     ) -> tuple[bytes | None, str | None]:
         """(the file's bytes, None); (None, None) if there is no file; (None, reason) if it
         cannot be synced (not a regular file, its folder leads out of the root, unreadable)."""
-        file = os.fspath(target.file)
+        return self._read_at(target.root, target.rel, real_parents)
+
+    def _read_at(
+        self, root: Path, rel: str, real_parents: dict[str, str | None] | None = None
+    ) -> tuple[bytes | None, str | None]:
+        """:meth:`_read_bytes` of the file ``rel`` in ``root``."""
+        file = self._root_prefixes[root] + rel  # os.fspath(root.joinpath(...)), sooner
         parent = os.path.dirname(file)
         if real_parents is not None and parent in real_parents:
             outside = real_parents[parent]
         else:
             outside = None
             real_parent = Path(os.path.realpath(parent))
-            if not real_parent.is_relative_to(self._real_roots[target.root]):
-                outside = f"its folder leads outside the root {target.root} (a symbolic link)"
+            if not real_parent.is_relative_to(self._real_roots[root]):
+                outside = f"its folder leads outside the root {root} (a symbolic link)"
             if real_parents is not None:
                 real_parents[parent] = outside
         if outside is not None:
@@ -739,16 +781,38 @@ class FileSource:
                 return None, "a symbolic link: only regular files are synced"
             return None, f"cannot read it: {exc.strerror}"
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
                 return None, "not a regular file"
-            chunks = []
-            while chunk := os.read(fd, _READ_CHUNK):
-                chunks.append(chunk)
+            # sized to the file (a small file's read is not a megabyte's allocation), then
+            # on to the end, wherever it is now
+            chunks = [os.read(fd, min(info.st_size + 1, _READ_CHUNK))]
+            if chunks[0]:
+                while chunk := os.read(fd, _READ_CHUNK):
+                    chunks.append(chunk)
         finally:
             os.close(fd)
-        return b"".join(chunks), None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks), None
 
-    def _classify(self, target: FileTarget, snap: _Snapshot) -> _Plan | str:
+    @staticmethod
+    def _unchanged(entry: BaseEntry, data: bytes | None, snap: _Snapshot) -> bool:
+        """Are the file (its bytes ``data``) and the block of bound path ``entry`` both its
+        base, by their hashes? What :meth:`_classify` finds first, without a target or plan."""
+        if data is None:
+            return False
+        latest = snap.latest.get((entry.owner, entry.label))
+        return (
+            latest is not None
+            and latest[1] == entry.base_blob
+            and hashlib.sha256(data).hexdigest() == entry.base_sha256
+        )
+
+    def _classify(
+        self,
+        target: FileTarget,
+        snap: _Snapshot,
+        read: tuple[bytes | None, str | None] | None = None,
+    ) -> _Plan | str:
         """The plan for one path, or the reason it is left alone.
 
         Hashes first: a path whose file's sha256 is its base's, and whose block's newest
@@ -773,7 +837,7 @@ class FileSource:
                 return f"its block {owner}/{label} is bound to path {other!r}"
             if not self.selects(target.rel):
                 return "not selected by the source's recursive/include/exclude settings"
-        data, unreadable = self._read_bytes(target, snap.real_parents)
+        data, unreadable = self._read_bytes(target, snap.real_parents) if read is None else read
         if unreadable is not None:
             return unreadable
         disk_hash = None if data is None else hashlib.sha256(data).hexdigest()
@@ -800,13 +864,27 @@ class FileSource:
                     f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
                     "binary files are left alone"
                 )
-        base = None if entry is None else self.bases.text(entry.base_blob)
-        try:
-            block = self.blocks.read(owner, label)
-            agent: str | None = block.content
-            version: int | None = block.version
-        except BlockNotFound:
-            agent, version = None, None
+        # both sides as of the snapshot (a block that moves since is refused by its expected
+        # version when written); a text known to equal another is never read twice: a file
+        # hashing to its base's sha256 holds the base, a block whose blob is the base's too
+        base: str | None = None
+        base_known = entry is None
+        if entry is not None and disk is not None and disk_hash == entry.base_sha256:
+            base, base_known = disk, True
+        agent: str | None = None
+        version: int | None = None
+        if latest is not None:
+            version, blob = latest
+            if entry is not None and base_known and blob == entry.base_blob:
+                agent = base
+            else:
+                agent = self.blocks._text(blob.encode("ascii"))
+        if not base_known:
+            assert entry is not None
+            if latest is not None and latest[1] == entry.base_blob:
+                base = agent
+            else:
+                base = self.bases.text(entry.base_blob)
         level = self.level(target.rel)
         decision = decide(base, disk, agent, level.value, _merge)
         return _Plan(target, owner, label, base, disk, disk_hash, agent, version, level, decision)

@@ -7,13 +7,19 @@ Used by the block store (``refs/heads/main``) and by sync bases (``refs/sync/<so
 
 from __future__ import annotations
 
+import binascii
+import hashlib
+import json
 import os
 import random
+import struct
 import time
 import weakref
+import zlib
 from collections import OrderedDict
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 from dulwich.errors import NotGitRepository
 from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
@@ -28,6 +34,10 @@ FILE_MODE = 0o100644
 PACK_THRESHOLD = 64
 #: Trees kept parsed in memory (immutable by id, so never stale).
 TREE_CACHE = 4096
+#: zlib level of objects written into packs: the fastest (git's own default is 6; any level
+#: reads back the same, and the packs blocksync writes are small and repacked by `git gc`).
+PACK_COMPRESSION = 1
+_TYPE_NUMS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 
 
 def identity(author: str) -> bytes:
@@ -43,6 +53,20 @@ def identity(author: str) -> bytes:
         return f"{author} <{slug}@blocksync.invalid>".encode("utf-8")
     except UnicodeEncodeError as exc:
         raise UsageError(f"author {author!r} is not valid text") from exc
+
+
+def json_document(doc: dict[str, Any]) -> bytes:
+    """``json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)`` and a newline, as
+    UTF-8: the same bytes (the blob ids of metadata depend on them), without the slow pure-Python
+    encoder ``indent`` selects, for a flat document of text, whole numbers and nulls."""
+    if not all(v is None or type(v) in (str, int) for v in doc.values()):
+        return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    dumps = json.dumps
+    body = ",\n".join(
+        f"  {dumps(key, ensure_ascii=False)}: {dumps(doc[key], ensure_ascii=False)}"
+        for key in sorted(doc)
+    )
+    return (f"{{\n{body}\n}}\n" if doc else "{}\n").encode()
 
 
 class GitStore:
@@ -165,7 +189,7 @@ class GitStore:
 
     def write(self, objects: list[ShaFile]) -> None:
         if len(objects) > PACK_THRESHOLD:
-            self.repo.object_store.add_objects([(obj, None) for obj in objects])
+            self._write_pack(objects)
         else:
             for obj in objects:
                 self._write_loose(obj)
@@ -206,6 +230,102 @@ class GitStore:
                 os.unlink(lock)
             raise
         return True
+
+    def _write_pack(self, objects: list[ShaFile]) -> None:
+        """Write ``objects`` as one pack (version 2, no deltas) with its index (version 2), as
+        ``git index-pack`` would: the pack, then the index under the same name, each written to
+        a temp file and renamed; a reader sees a pack only once its index is there.
+
+        Done here rather than with dulwich's ``add_objects``, which writes the pack and then
+        reads every object back to index it: most of the cost of a large commit.
+        """
+        seen: set[bytes] = set()
+        chunks: list[bytes] = []
+        index: list[tuple[bytes, int, int]] = []  # (binary sha, offset, crc32)
+        offset = 12
+        compress = zlib.compress
+        for obj in objects:
+            sha = bytes.fromhex(obj.id.decode("ascii"))
+            if sha in seen:
+                continue
+            seen.add(sha)
+            raw = obj.as_raw_string()
+            size = len(raw)
+            byte = (_TYPE_NUMS[obj.type_name.decode("ascii")] << 4) | (size & 0x0F)
+            size >>= 4
+            header = bytearray()
+            while size:
+                header.append(byte | 0x80)
+                byte = size & 0x7F
+                size >>= 7
+            header.append(byte)
+            entry = bytes(header) + compress(raw, PACK_COMPRESSION)
+            chunks.append(entry)
+            index.append((sha, offset, zlib.crc32(entry)))
+            offset += len(entry)
+        pack = hashlib.sha1(b"PACK" + struct.pack(">II", 2, len(index)))
+        for chunk in chunks:
+            pack.update(chunk)
+        pack_sha = pack.digest()
+        index.sort()
+        fanout = [0] * 256
+        for sha, _, _ in index:
+            fanout[sha[0]] += 1
+        total = 0
+        for i in range(256):
+            total += fanout[i]
+            fanout[i] = total
+        small: list[int] = []
+        large: list[int] = []
+        for _, off, _ in index:
+            if off < 0x80000000:
+                small.append(off)
+            else:
+                small.append(0x80000000 | len(large))
+                large.append(off)
+        idx = b"".join([
+            b"\377tOc", struct.pack(">I", 2), struct.pack(">256I", *fanout),
+            *(sha for sha, _, _ in index),
+            struct.pack(f">{len(index)}I", *(crc for _, _, crc in index)),
+            struct.pack(f">{len(small)}I", *small),
+            struct.pack(f">{len(large)}Q", *large),
+            pack_sha,
+        ])
+        idx += hashlib.sha1(idx).digest()
+        folder = self.path / "objects" / "pack"
+        folder.mkdir(parents=True, exist_ok=True)
+        base = folder / f"pack-{pack_sha.hex()}"
+        pack_path, idx_path = base.with_suffix(".pack"), base.with_suffix(".idx")
+        if idx_path.exists() and pack_path.exists():
+            return  # the very same objects were written before (the name is their checksum)
+        self._write_file(pack_path, [b"PACK", struct.pack(">II", 2, len(index)), *chunks, pack_sha])
+        self._write_file(idx_path, [idx])
+        if self.durable:
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        with suppress(AttributeError):  # let dulwich see it now, not on its first miss
+            self.repo.object_store._update_pack_cache()
+
+    def _write_file(self, path: Path, chunks: list[bytes]) -> None:
+        """Write a read-only file whole: to a unique temp file in its folder, then renamed."""
+        tmp = path.with_name(f"tmp_pack_{os.getpid()}_{random.getrandbits(48):012x}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            try:
+                data = memoryview(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                while data:
+                    data = data[os.write(fd, data):]
+                if self.durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def _write_loose(self, obj: ShaFile) -> None:
         """Write one loose object as git does: compressed to a unique temp file, renamed.
@@ -256,13 +376,26 @@ class TreeEditor:
         if self._entries is None:
             self._entries = {}
             if self.sha is not None:
-                self._entries = {e.path: (e.mode, e.sha) for e in self._git.tree(self.sha).items()}
+                tree = self._git.tree(self.sha)  # by name, unsorted: sorting is write()'s job
+                self._entries = {name: tree[name] for name in tree}
         return self._entries
+
+    def get(self, name: bytes) -> tuple[int, bytes] | None:
+        """The entry ``name`` as :meth:`entries` has it, without listing a tree not edited yet."""
+        if self._entries is not None:
+            return self._entries.get(name)
+        if self.sha is None:
+            return None
+        try:
+            mode, sha = self._git.tree(self.sha)[name]
+        except KeyError:
+            return None
+        return mode, sha
 
     def child(self, name: bytes) -> TreeEditor:
         """The subtree ``name`` (empty if absent), to read or edit; written back by write()."""
         if name not in self._children:
-            entry = self.entries().get(name)
+            entry = self.get(name)
             self._children[name] = TreeEditor(self._git, entry[1] if entry else None)
         return self._children[name]
 
@@ -294,9 +427,24 @@ class TreeEditor:
             if not entries:
                 self.sha = None
             else:
-                tree = Tree()
-                for name, (mode, sha) in entries.items():
-                    tree.add(name, mode, ObjectID(sha))
+                tree = tree_of(entries)
                 out.append(tree)
                 self.sha = tree.id
         return self.sha
+
+
+def tree_of(entries: dict[bytes, tuple[int, bytes]]) -> Tree:
+    """The tree of ``entries`` (name -> (mode, hex sha)), exactly as dulwich serializes it
+    (git's order: a folder sorts as if its name ended in "/"), built from its bytes at once
+    instead of entry by entry (a folder of ten thousand blocks is rewritten by every commit)."""
+    def order(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
+        return item[0] + b"/" if item[1][0] & 0o170000 == TREE_MODE else item[0]
+
+    unhex = binascii.a2b_hex
+    raw = b"".join([
+        b"%04o %s\0%s" % (mode, name, unhex(sha))
+        for name, (mode, sha) in sorted(entries.items(), key=order)
+    ])
+    tree = Tree.from_raw_string(Tree.type_num, raw)
+    assert isinstance(tree, Tree)
+    return tree
