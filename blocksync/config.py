@@ -12,7 +12,7 @@ from .errors import ConfigError
 CONFIG_FILE = "blocksync.toml"
 
 #: Top-level tables the configuration may hold; later parts of blocksync read each of them.
-KNOWN_TABLES = ("store", "agents", "plugins", "limits", "remotes")
+KNOWN_TABLES = ("store", "agents", "plugins", "limits", "remotes", "trust")
 
 TEMPLATE = """\
 # blocksync configuration. Blocks live in repo/ (git); index.db indexes them.

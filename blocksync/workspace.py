@@ -102,7 +102,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         if self._plugins is None:
             specs = parse_specs(self.config.tables, self.root)
             services = HostServices(self.blocks, self.notifications)
-            self._plugins = PluginSet(specs, services, self.cache_path)
+            self._plugins = PluginSet(specs, services, self.cache_path, self.plugins_path)
         return self._plugins
 
     @property

@@ -8,7 +8,8 @@ store's configured plugins; ``build`` turns a Python guest source into a compone
 
 from .bridges import WasmDataBlock, WasmDataStream, WasmTool
 from .hostfuncs import HostServices
-from .registry import PluginSet, parse_specs
+from .discovery import Discovered
+from .registry import PluginEntry, PluginSet, parse_specs
 from .runtime import (
     ComponentInfo,
     Inspection,
@@ -25,10 +26,12 @@ from .spec import Limits, PluginSpec
 
 __all__ = [
     "ComponentInfo",
+    "Discovered",
     "HostServices",
     "Inspection",
     "Limits",
     "Plugin",
+    "PluginEntry",
     "PluginSet",
     "PluginSource",
     "PluginSpec",

@@ -9,6 +9,16 @@ A :class:`Plugin` runs its calls one at a time on its own worker thread, each wi
 deadline (epoch interruption, ticked by a watchdog thread), optional fuel, a linear-memory cap
 and a result-size cap. A trap or a limit discards the instance; the next call instantiates a
 fresh one from the compiled component (about a millisecond).
+
+Hot reload: before each call, on the worker thread, a plugin compares its file's identity
+(``os.stat``: device, inode, size, mtime_ns) with the one it last looked at. When it differs the
+file is read again; the same sha256 only updates the identity, a new one is loaded like at
+first (pin, compile through the cache, exports checked, ``vet`` hook, a data-block's
+``permission-rules`` asked of the new instance) and swapped in before the call runs. Calls are
+serialised on that thread, so a swap never happens during a call. A new version that fails any
+of this is not used: the old one keeps serving, the reason is logged as a warning under
+``blocksync.plugins`` and kept as :attr:`Plugin.last_error`, and that same file is not tried
+again (a later change is). A new version must export the same interfaces as the one serving.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,12 +38,13 @@ from typing import Any
 from wasmtime import Config, Engine, Store, WasiConfig, WasmtimeError
 from wasmtime.component import Component, ComponentInstanceType, FuncType, Instance, Linker
 
-from ..errors import PluginCallFailed, PluginRefused, PluginTrapped
+from ..errors import BlocksyncError, PluginCallFailed, PluginRefused, PluginTrapped
 from . import contract, lift
 from .bridges import permission_rule
 from .cache import CompileCache
 from .hostfuncs import HOST, HTTP, SYNC, HostContext, HostServices, define
 from .spec import GUEST_DIR, MiB, PluginSpec
+from .trust import TrustPolicy, enforce
 
 log = logging.getLogger("blocksync.plugins")
 
@@ -101,16 +113,18 @@ def _refuse(name: str, version: str, detail: str) -> PluginRefused:
 
 
 def read_component(
-    path: Path, name: str, cache: CompileCache, pin: str | None = None
+    path: Path, name: str, cache: CompileCache, pin: str | None = None,
+    trust: TrustPolicy | None = None,
 ) -> tuple[Component, ComponentInfo]:
     """Read, pin-check, compile (cached) and inspect a component; PluginRefused if unfit."""
-    component, info = compile_component(path, name, cache, pin)
+    component, info = compile_component(path, name, cache, pin, trust)
     check(info, name)
     return component, info
 
 
 def compile_component(
-    path: Path, name: str, cache: CompileCache, pin: str | None = None
+    path: Path, name: str, cache: CompileCache, pin: str | None = None,
+    trust: TrustPolicy | None = None,
 ) -> tuple[Component, ComponentInfo]:
     """Read, pin-check, compile (cached) and inspect a component, without judging its exports."""
     engine = runtime().engine
@@ -122,6 +136,8 @@ def compile_component(
     version = f"sha256:{sha[:12]}"
     if pin is not None and pin != sha:
         raise _refuse(name, version, f"{path} has sha256 {sha}, but the config pins {pin}")
+    if trust is not None:  # signature check on these very bytes, before compiling (trust.py)
+        enforce(trust, name, version, path, sha, len(data))
     if data[:4] != b"\0asm":
         raise _refuse(name, version, f"{path} is not a WebAssembly file")
     if data[4:8] == b"\x01\x00\x00\x00":
@@ -232,8 +248,38 @@ class _Live:
     funcs: dict[tuple[str, str], Any]
 
 
+#: (device, inode, size, mtime_ns) of a plugin's file; None when it cannot be stat'ed
+FileIdentity = tuple[int, int, int, int] | None
+
+
+def file_identity(path: Path) -> FileIdentity:
+    """What tells cheaply that a file was replaced or rewritten (one ``os.stat``)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass
+class _Version:
+    """One loaded version of a plugin's file: its component, linker and (lazily) instance."""
+
+    component: Component
+    info: ComponentInfo
+    linker: Linker
+    lifts: dict[tuple[str, str], tuple[lift.Lift, bool, list[lift.Lower]]] = field(
+        default_factory=dict
+    )
+    live: _Live | None = None
+
+
 class Plugin:
-    """A loaded plugin: its component, grants, and (lazily) one live instance."""
+    """A loaded plugin: its component, grants, and (lazily) one live instance. Its file is
+    watched: a changed file is loaded and swapped in between calls (see the module docstring).
+
+    ``vet`` is called before a changed file is loaded; raising a BlocksyncError refuses it (the
+    registry checks the plugin's manifest there)."""
 
     def __init__(
         self,
@@ -242,21 +288,46 @@ class Plugin:
         info: ComponentInfo,
         services: HostServices,
         sync_bases: dict[str, Callable[..., Any]] | None = None,
+        *,
+        cache_folder: Path | None = None,
+        identity: FileIdentity = None,
+        vet: Callable[[], None] | None = None,
+        hot_reload: bool = True,
     ) -> None:
         self.spec = spec
-        self.info = info
-        self._component = component
+        #: one host context for the plugin's whole life: swaps keep it (and what points to it)
         self.host = HostContext(spec, services)
-        self._linker = Linker(runtime().engine)
-        if info.wasi:
-            self._linker.add_wasip2()
-        with self._linker.root() as root:
-            define(root, self.host, sync_bases or {})
-        self._lifts: dict[tuple[str, str], tuple[lift.Lift, bool, list[lift.Lower]]] = {}
-        self._live: _Live | None = None
+        self._sync_bases = sync_bases or {}
+        self._cache_folder = cache_folder
+        self._vet = vet
+        self.hot_reload = hot_reload
+        self._version = self._new_version(component, info)
+        #: identity of the file now serving, and of the file last looked at
+        self._identity = identity if identity is not None else file_identity(spec.path)
+        self._seen = self._identity
+        self._pending = False
+        #: why the newest file is not serving (None when it is)
+        self.last_error: str | None = None
+        self.reloads = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"plugin-{spec.key}")
         self._stdout = _LineLog(self.host.log, logging.INFO)
         self._stderr = _LineLog(self.host.log, logging.WARNING)
+
+    def _new_version(self, component: Component, info: ComponentInfo) -> _Version:
+        linker = Linker(runtime().engine)
+        if info.wasi:
+            linker.add_wasip2()
+        with linker.root() as root:
+            define(root, self.host, self._sync_bases)
+        return _Version(component, info, linker)
+
+    @property
+    def info(self) -> ComponentInfo:
+        return self._version.info
+
+    @property
+    def _live(self) -> _Live | None:
+        return self._version.live
 
     @property
     def name(self) -> str:
@@ -268,11 +339,89 @@ class Plugin:
 
     @property
     def interfaces(self) -> tuple[str, ...]:
-        return tuple(i for i in contract.INTERFACES if i in self.info.exports)
+        return _interfaces(self.info)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-        self._live = None
+        self._version.live = None
+
+    # -- hot reload -----------------------------------------------------------------------
+
+    def changed(self) -> bool:
+        """Whether the file differs from the one last looked at (one ``os.stat``)."""
+        return file_identity(self.spec.path) != self._seen
+
+    def refresh(self) -> bool:
+        """Look at the file now, between calls; True if a new version was swapped in."""
+        return bool(self._executor.submit(self._check_file).result())
+
+    def refresh_soon(self) -> None:
+        """``refresh`` without waiting (for a watcher): queued behind the running call."""
+        if self._pending or not self.changed():
+            return
+        self._pending = True
+        try:
+            self._executor.submit(self._check_file)
+        except RuntimeError:  # closed
+            self._pending = False
+
+    def _check_file(self) -> bool:
+        """On the worker thread: load and swap in a changed file (see the module docstring)."""
+        self._pending = False
+        identity = file_identity(self.spec.path)
+        if identity == self._seen:
+            return False
+        self._seen = identity
+        try:
+            return self._reload(identity)
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong, the old version serves
+            self.last_error = (
+                str(exc) if isinstance(exc, BlocksyncError) else f"{type(exc).__name__}: {exc}"
+            )
+            log.warning(
+                "plugin %r: keeping version %s: the changed file %s is not used: %s",
+                self.name, self.version, self.spec.path, exc,
+            )
+            return False
+
+    def _reload(self, identity: FileIdentity) -> bool:
+        name, old = self.name, self._version
+        if identity is None:
+            raise _refuse(name, old.info.version, f"cannot read {self.spec.path}: it is gone")
+        if self._vet is not None:
+            self._vet()
+        cache = runtime().cache(self._cache_folder)
+        component, info = read_component(
+            self.spec.path, name, cache, self.spec.sha256, self.spec.trust
+        )
+        if info.sha256 == old.info.sha256:
+            self._identity = identity  # touched, or back to the version serving
+            self.last_error = None
+            return False
+        if _interfaces(info) != _interfaces(old.info):
+            raise _refuse(
+                name, info.version,
+                f"exports {', '.join(_interfaces(info))}, but the version serving exports "
+                f"{', '.join(_interfaces(old.info))}: a new version must keep the same "
+                "interfaces (restart the host to change them)",
+            )
+        candidate = self._new_version(component, info)
+        rules = None
+        if "data-block" in _interfaces(info):
+            try:
+                found = self._call_on(candidate, "data-block", "permission-rules", ())
+                rules = tuple(permission_rule(r) for r in found)
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise _refuse(name, info.version, f"bad permission-rules: {exc}") from exc
+        self._version = candidate
+        if rules is not None:
+            self.host.plugin_rules = rules
+        self._identity = identity
+        self.last_error = None
+        self.reloads += 1
+        log.info("plugin %r: now %s (was %s), from %s", name, info.version, old.info.version,
+                 self.spec.path)
+        return True
 
     # -- calling --------------------------------------------------------------------------
 
@@ -293,18 +442,26 @@ class Plugin:
         return value
 
     def _call(self, interface: str, function: str, args: tuple[Any, ...]) -> Any:
+        if self.hot_reload:
+            self._check_file()
+        return self._call_on(self._version, interface, function, args)
+
+    def _call_on(
+        self, v: _Version, interface: str, function: str, args: tuple[Any, ...]
+    ) -> Any:
         where = f"{interface}.{function}"
+        version = v.info.version
         limits = self.spec.limits
-        live = self._instance(where)
+        live = self._instance(v, where)
         func, lifted, has_result, lowers = (
-            live.funcs.get((interface, function)) or self._func(live, interface, function)
+            live.funcs.get((interface, function)) or self._func(v, live, interface, function)
         )
         live.store.set_epoch_deadline(max(1, round(limits.timeout / TICK_SECONDS)))
         live.store.set_fuel(limits.fuel or UNLIMITED_FUEL)
         try:
             value = lift.call(func, live.store, lifted, has_result, *args, lowers=lowers)
         except WasmtimeError as exc:
-            self._live = None
+            v.live = None
             reason = _trap_reason(exc)
             detail = {
                 "timeout": f"stopped after its time limit of {limits.timeout:g} s",
@@ -316,15 +473,15 @@ class Plugin:
                     f" (an uncaught guest error, or memory growth refused at its cap of "
                     f"{limits.memory_mb} MiB)"
                 )
-            raise PluginTrapped(self.name, self.version, where, reason, detail) from exc
+            raise PluginTrapped(self.name, version, where, reason, detail) from exc
         except Exception as exc:
             # A host function answered a value wasmtime-py could not lower (a host bug, e.g. a
             # record that is no Record): wasmtime-py re-raises it bare after abandoning the call
             # inside the instance, which then traps "cannot enter component instance" on every
             # later call. Discard it and name plugin and call, like any trap.
-            self._live = None
+            v.live = None
             raise PluginTrapped(
-                self.name, self.version, where, "trap",
+                self.name, version, where, "trap",
                 f"host-side error: {type(exc).__name__}: {exc}",
             ) from exc
         finally:
@@ -332,54 +489,54 @@ class Plugin:
             self._stderr.flush()
         size = _size(value)
         if size > limits.result_mb * MiB:
-            self._live = None
+            v.live = None
             raise PluginTrapped(
-                self.name, self.version, where, "result-size",
+                self.name, version, where, "result-size",
                 f"result of {size} bytes is over the cap of {limits.result_mb} MiB",
             )
         return value
 
     def _func(
-        self, live: _Live, interface: str, function: str
+        self, v: _Version, live: _Live, interface: str, function: str
     ) -> tuple[Any, lift.Lift, bool, list[lift.Lower]]:
         export = live.instance.get_export_index(live.store, contract.export_name(interface))
         index = None if export is None else live.instance.get_export_index(live.store, function, export)
         func = None if index is None else live.instance.get_func(live.store, index)
         if func is None:
             raise PluginCallFailed(
-                self.name, self.version, f"{interface}.{function}", "the plugin does not export it"
+                self.name, v.info.version, f"{interface}.{function}", "the plugin does not export it"
             )
         key = (interface, function)
-        if key not in self._lifts:  # converters outlive instances: types never change
+        if key not in v.lifts:  # converters outlive instances: a version's types never change
             ftype = func.type(live.store)
-            self._lifts[key] = (
+            v.lifts[key] = (
                 lift.build_lift(ftype.result),
                 ftype.result is not None,
                 [lift.build_lower(t) for _name, t in ftype.params],
             )
-        entry = (func, *self._lifts[key])
+        entry = (func, *v.lifts[key])
         live.funcs[key] = entry
         return entry
 
-    def _instance(self, where: str) -> _Live:
-        if self._live is not None:
-            return self._live
+    def _instance(self, v: _Version, where: str) -> _Live:
+        if v.live is not None:
+            return v.live
         limits = self.spec.limits
         store = Store(runtime().engine)
         store.set_limits(memory_size=limits.memory_mb * MiB)
         store.set_fuel(limits.fuel or UNLIMITED_FUEL)
         store.set_epoch_deadline(max(1, round(limits.timeout / TICK_SECONDS)))
-        if self.info.wasi:  # a linker with WASI and a store without it aborts the process
+        if v.info.wasi:  # a linker with WASI and a store without it aborts the process
             store.set_wasi(self._wasi_config())
         try:
-            instance = self._linker.instantiate(store, self._component)
+            instance = v.linker.instantiate(store, v.component)
         except WasmtimeError as exc:
             raise PluginTrapped(
-                self.name, self.version, where, _trap_reason(exc),
+                self.name, v.info.version, where, _trap_reason(exc),
                 f"cannot instantiate: {_last_line(exc)}",
             ) from exc
-        self._live = _Live(store, instance, {})
-        return self._live
+        v.live = _Live(store, instance, {})
+        return v.live
 
     def _wasi_config(self) -> WasiConfig:
         wasi = WasiConfig()
@@ -390,6 +547,10 @@ class Plugin:
                 str(self.spec.dir), GUEST_DIR, fs_mutable=self.spec.dir_mode == "read-write"
             )
         return wasi
+
+
+def _interfaces(info: ComponentInfo) -> tuple[str, ...]:
+    return tuple(i for i in contract.INTERFACES if i in info.exports)
 
 
 def _size(value: Any) -> int:
@@ -408,12 +569,22 @@ def load(
     services: HostServices | None = None,
     cache_folder: Path | None = None,
     sync_bases: dict[str, Callable[..., Any]] | None = None,
+    *,
+    vet: Callable[[], None] | None = None,
+    hot_reload: bool = True,
 ) -> Plugin:
-    """Load the plugin ``spec`` names; PluginRefused before any of its code runs if unfit."""
-    component, info = read_component(spec.path, spec.key, runtime().cache(cache_folder), spec.sha256)
+    """Load the plugin ``spec`` names; PluginRefused before any of its code runs if unfit.
+    With ``hot_reload`` the plugin follows changes of its file (see the module docstring)."""
+    identity = file_identity(spec.path)  # before reading: a change while reading is seen later
+    component, info = read_component(
+        spec.path, spec.key, runtime().cache(cache_folder), spec.sha256, spec.trust
+    )
     if spec.dir is not None and not spec.dir.is_dir():
         raise _refuse(spec.key, info.version, f"granted folder {spec.dir} does not exist")
-    plugin = Plugin(spec, component, info, services or HostServices(), sync_bases)
+    plugin = Plugin(
+        spec, component, info, services or HostServices(), sync_bases,
+        cache_folder=cache_folder, identity=identity, vet=vet, hot_reload=hot_reload,
+    )
     if "data-block" in plugin.interfaces:
         # its own rules bound what its host calls may do (the user's config narrows them)
         rules = plugin.call("data-block", "permission-rules")

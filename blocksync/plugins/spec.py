@@ -21,19 +21,28 @@ The seed's form attaches a plugin to an agent as a data source::
     dir = "/home/alice/notes"         # preopened for the plugin as /data
     dir_mode = "read-only"            # or "read-write"
     sha256 = "…"                      # refuse the plugin if the file changed
+    require_signature = true          # refuse it unless files.wasm.sig is a good signature
+    trusted_keys = ["ed25519:…"]      # ... by one of these keys (replaces [trust] keys)
     permission_rules = [{ pattern = "**", permission = "read-write" }]  # narrows the plugin's own
+
+Trust for every plugin (see :mod:`.trust` for keys and signature files)::
+
+    [trust]
+    keys = ["ed25519:…"]              # public keys whose signatures are trusted
+    require_signature = false         # the default for plugins that do not say
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError
 from ..sources import PermissionLevel, PermissionRule
+from .trust import TrustPolicy, parse_public_key
 
 MiB = 1 << 20
 SourceKind = Literal["block", "stream", "both"]
@@ -77,6 +86,7 @@ class PluginSpec:
     dir_mode: DirMode = "read-only"
     sha256: str | None = None
     permission_rules: tuple[PermissionRule, ...] | None = None  # None: the plugin's own
+    trust: TrustPolicy = field(default_factory=TrustPolicy)  # signature required? by which keys?
 
     @property
     def owners(self) -> frozenset[str]:
@@ -123,16 +133,78 @@ def parse_rules(value: Any, where: str) -> tuple[PermissionRule, ...]:
     return tuple(rules)
 
 
+def parse_keys(value: Any, where: str) -> tuple[str, ...]:
+    """A list of Ed25519 public keys (``ed25519:<base64>``), normalised, without repeats."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list of \"ed25519:<base64>\" public keys")
+    keys: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ConfigError(f"{where}[{i}] must be a \"ed25519:<base64>\" string, not {item!r}")
+        try:
+            key = parse_public_key(item)
+        except ValueError as exc:
+            raise ConfigError(f"{where}[{i}] is not an Ed25519 public key: {exc}") from None
+        if key not in keys:
+            keys.append(key)
+    return tuple(keys)
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, not {value!r}")
+    return value
+
+
+_TRUST_KEYS = {"keys", "require_signature"}
+
+
+def parse_trust(table: Any, where: str = "[trust]") -> TrustPolicy:
+    """The global ``[trust]`` table: the default policy of every plugin."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - _TRUST_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_TRUST_KEYS))}"
+        )
+    required = _flag(table.get("require_signature", False), f"{where}.require_signature")
+    return TrustPolicy(required, parse_keys(table.get("keys", []), f"{where}.keys"))
+
+
+def _plugin_trust(table: Mapping[str, Any], where: str, default: TrustPolicy) -> TrustPolicy:
+    """A plugin's policy: its own ``require_signature`` and ``trusted_keys`` (which replaces
+    the global list) over the global ``[trust]``."""
+    required = default.require_signature
+    if "require_signature" in table:
+        required = _flag(table["require_signature"], f"{where}.require_signature")
+    keys = default.keys
+    if "trusted_keys" in table:
+        keys = parse_keys(table["trusted_keys"], f"{where}.trusted_keys")
+    if required and not keys:
+        raise ConfigError(
+            f"{where}: require_signature = true, but no key is trusted: list the signers' "
+            "public keys in trusted_keys here, or in keys of [trust]"
+        )
+    return TrustPolicy(required, keys)
+
+
 _WASM_KEYS = {
     "type", "name", "path", "source_kind", "config", "limits", "allowed_hosts", "dir", "dir_mode",
-    "sha256", "permission_rules",
+    "sha256", "permission_rules", "require_signature", "trusted_keys",
 }
 
 
 def parse_wasm_source(
-    agent: str, key: str, table: Mapping[str, Any], store_root: Path, caps: Mapping[str, Any]
+    agent: str,
+    key: str,
+    table: Mapping[str, Any],
+    store_root: Path,
+    caps: Mapping[str, Any],
+    trust: TrustPolicy | None = None,
 ) -> PluginSpec:
-    """One ``[agents.<agent>.data_sources.<key>]`` table of ``type = "wasm"``."""
+    """One ``[agents.<agent>.data_sources.<key>]`` table of ``type = "wasm"``; ``trust`` is
+    the global ``[trust]`` policy (:func:`parse_trust`), which the table may override."""
     where = f"[agents.{agent}.data_sources.{key}]"
     unknown = sorted(set(table) - _WASM_KEYS)
     if unknown:
@@ -156,6 +228,7 @@ def parse_wasm_source(
         raise ConfigError(f"{where}.sha256 must be 64 hex digits")
     asked = parse_limits(table.get("limits", {}), f"{where}.limits")
     rules = table.get("permission_rules")
+    policy = _plugin_trust(table, where, trust or TrustPolicy())
     return PluginSpec(
         key=key,
         agent=agent,
@@ -169,6 +242,7 @@ def parse_wasm_source(
         dir_mode=dir_mode,
         sha256=None if sha is None else sha.lower(),
         permission_rules=None if rules is None else parse_rules(rules, f"{where}.permission_rules"),
+        trust=policy,
     )
 
 
