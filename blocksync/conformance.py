@@ -424,7 +424,7 @@ def check_plugin(
     outside_name = f"s3 {plugin_config['endpoint']}/{plugin_config['bucket']}" if s3 else "folder"
     results = []
     with tempfile.TemporaryDirectory(prefix="blocksync-check-cache-") as scratch:
-        cache = cache_folder or Path(scratch)
+        cache = (cache_folder or Path(scratch)).resolve()  # the stores link to it
         found = inspect_file(wasm, cache)  # refuse once, before any case, what cannot load
         if found.problem is not None:
             raise PluginRefused(wasm.name, found.info.version, "load", found.problem)

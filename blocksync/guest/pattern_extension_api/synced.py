@@ -36,6 +36,7 @@ from functools import cached_property
 from typing import ClassVar
 
 from blocksync_truth import Action, decide
+from wit_world.imports.types import ReconcileResult_NeedsResolution
 
 from . import host, sync
 from .extensions import DataBlockExtension
@@ -50,7 +51,6 @@ from .model import (
     PermissionLevel,
     PermissionRule,
     ReconcileResult,
-    ReconcileResult_NeedsResolution,
     Resolved,
     VersionInfo,
 )
@@ -139,7 +139,7 @@ class SyncedSource(DataBlockExtension):
         return host.get_config("name") or type(self).__name__
 
     def block_schema(self) -> BlockSchemaSpec:
-        return BlockSchemaSpec("text", "the text of one outside object (UTF-8)", {"type": "string"})
+        return BlockSchemaSpec("text", "the text of one outside object (UTF-8)", '{"type": "string"}')
 
     def permission_rules(self) -> list[PermissionRule]:
         return [PermissionRule("**", LEVELS[self.permission])]
@@ -225,7 +225,7 @@ class SyncedSource(DataBlockExtension):
         # 1. the block
         if action is Action.DELETE_AGENT:
             host.memory_delete_block(owner, label)
-        elif action in (Action.TO_AGENT, Action.MERGED) and content != agent:
+        elif action in (Action.TO_AGENT, Action.MERGED) and content not in (None, agent):
             if agent is None:
                 host.memory_create_block(owner, label, f"{path} in {self.source_id()}", content)
             else:
@@ -233,8 +233,8 @@ class SyncedSource(DataBlockExtension):
         # 2. the outside, re-checked by write / remove
         done = True
         if action is Action.DELETE_DISK:
-            done = self.remove(path, disk_hash)
-        elif action in (Action.TO_DISK, Action.MERGED) and content != disk:
+            done = disk_hash is None or self.remove(path, disk_hash)
+        elif action in (Action.TO_DISK, Action.MERGED) and content not in (None, disk):
             done = self.write(path, content.encode("utf-8"), disk_hash)
         if not done:
             now, _ = self._text(path)
