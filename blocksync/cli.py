@@ -26,6 +26,7 @@ from . import demo as demo_mod
 from . import conformance, plugins, workspace
 from . import sync as sync_mod
 from .plugins import build as build_mod
+from .plugins import trust
 from .blocks import Block
 from .errors import BlocksyncError, UsageError
 from .reconcile import ReconcileReport, Take
@@ -111,6 +112,8 @@ def _plain(value: Any) -> Any:
         return out
     if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, Path):
+        return str(value)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -391,7 +394,7 @@ def fsck(obj: _Context, as_json: bool) -> None:
 
 @cli.group()
 def plugin() -> None:
-    """Build and inspect WebAssembly component plugins."""
+    """Build, inspect, check, sign and list WebAssembly component plugins."""
 
 
 @plugin.command("build")
@@ -444,6 +447,66 @@ def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
                    + (f"; {len(wasi)} WASI interfaces" if wasi else "; no WASI"))
         click.echo("loadable: yes" if found.problem is None else f"refused: {found.problem}")
     if found.problem is not None:
+        sys.exit(1)
+
+
+@plugin.command("list")
+@json_option
+@pass_ctx
+def plugin_list(obj: _Context, as_json: bool) -> None:
+    """Configured and discovered plugins (store/plugins/*.wasm): interfaces, version, sha256,
+    trust and last error."""
+    with obj.open() as ws:
+        entries = ws.plugins.list()
+    if as_json:
+        _print_json([e.to_json() for e in entries])
+        return
+    for e in entries:
+        where = f"attached to {e.agent}" if e.agent else "not attached"
+        how = " + ".join(w for w, on in (("configured", e.configured), ("discovered", e.discovered)) if on)
+        click.echo(f"{e.key}: {e.path} ({how}, {where})")
+        click.echo(f"  exports {', '.join(e.interfaces) or 'unknown'}; version {e.version}; "
+                   f"sha256 {e.sha256 or '-'}")
+        click.echo(f"  trust: {e.trust}" + (f"\n  last error: {e.last_error}" if e.last_error else ""))
+
+
+@plugin.command("keygen")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def plugin_keygen(path: Path) -> None:
+    """Make an Ed25519 key pair: the private key in PATH (mode 0600), the public one in
+    PATH.pub, printed for blocksync.toml ([trust] keys)."""
+    public = trust.generate_key(path)
+    click.echo(f"private key {path}, public key {trust.public_key_path(path)}:")
+    click.echo(public)
+
+
+@plugin.command("sign")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", "key_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The private key file (from plugin keygen).")
+def plugin_sign(path: Path, key_path: Path) -> None:
+    """Sign the plugin PATH: a detached signature in PATH.sig."""
+    sig = trust.sign(path, key_path)
+    verdict = trust.verify(path)
+    click.echo(f"signed {path} (sha256 {verdict.sha256}) with {verdict.key}: {sig}")
+
+
+@plugin.command("verify")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", "keys", multiple=True,
+              help="A trusted public key (ed25519:... or a .pub file; repeatable). Without one: "
+                   "checked against the key the signature names.")
+@json_option
+def plugin_verify(path: Path, keys: tuple[str, ...], as_json: bool) -> None:
+    """Check the plugin PATH against its signature PATH.sig (exit 1 unless it is good)."""
+    trusted = [trust.load_public_key(k) for k in keys] or None
+    verdict = trust.verify(path, trusted)
+    if as_json:
+        _print_json({**_plain(verdict), "ok": verdict.ok})
+    else:
+        click.echo(f"{verdict.state}: {verdict.detail}")
+    if not verdict.ok:
         sys.exit(1)
 
 

@@ -6,22 +6,22 @@ big) are tiny `http.server`s (tests/s3server.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 import blocksync
+from blocksync import sigv4
 from blocksync.bases import SyncBases
+from blocksync.conformance import CASES, check_plugin
 from blocksync.gitstore import GitStore
 
 from .conftest import assert_git_fsck
-from .plugin_builds import FIXTURES, built_plugin
+from .plugin_builds import built_plugin
 from .s3server import (
     ACCESS_KEY,
     REGION,
@@ -32,7 +32,7 @@ from .s3server import (
     s3_server,
     sha256,
 )
-from .test_host_functions import make_store
+from .test_host_functions import HOST_CACHE, make_store
 
 KEY = "docs"
 OWNER = "alice"
@@ -121,20 +121,12 @@ def rig(tmp_path: Path, wasm: Path, s3: S3Server) -> Iterator[Rig]:
     rig.close()
 
 
-# -- SigV4 (the guest's own implementation, imported on the host) -----------------------------
-
-
-def sigv4() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("s3_sigv4", FIXTURES / "s3" / "sigv4.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# -- SigV4 (blocksync.sigv4: the host's module, shipped into the plugin as blocksync_sigv4) ---
 
 
 def test_sigv4_matches_the_aws_documented_example() -> None:
     """AWS's "GET Object" example (S3 API reference, Signature Version 4 examples)."""
-    headers = sigv4().sign(
+    headers = sigv4.sign(
         "GET", "https://examplebucket.s3.amazonaws.com/test.txt", [("Range", "bytes=0-9")], None,
         region="us-east-1", access_key="AKIAIOSFODNN7EXAMPLE",
         secret_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", amz_date="20130524T000000Z",
@@ -167,7 +159,7 @@ def botocore_authorization(method: str, url: str, headers: dict[str, str], body:
 
 @pytest.mark.parametrize("key", ["a.md", "dir/with space/ünïcode+plus=&.md"])
 def test_sigv4_agrees_with_botocore(key: str) -> None:
-    module = sigv4()
+    module = sigv4
     url = "http://127.0.0.1:9000/bucket/" + module.quote_path(key)
     url += "?" + module.canonical_query([("prefix", "a b/"), ("list-type", "2"), ("x", "")])
     body = "hello\n".encode()
@@ -454,3 +446,15 @@ def refs_of(ws: blocksync.Workspace) -> dict[str, str]:
         ["git", "-C", str(ws.repo_path), "show-ref"], capture_output=True, text=True,
     ).stdout  # exit status 1 when there is no ref yet
     return {name: sha for sha, name in (line.split() for line in out.splitlines())}
+
+
+def test_plugin_check_passes_the_s3_plugin(wasm: Path, s3: S3Server) -> None:
+    """`blocksync plugin check` with an S3 table: every case on a fresh prefix of the bucket."""
+    table = {
+        "allowed_hosts": [s3.hostport],
+        "config": plugin_config(s3, s3.new_bucket(), owner=OWNER, permission="admin"),
+    }
+    report = check_plugin(wasm, table, cache_folder=HOST_CACHE)
+    assert report.outside.startswith("s3 http://127.0.0.1:")
+    assert [(r.name, r.detail) for r in report.results if not r.passed] == []
+    assert len(report.results) == len(CASES)

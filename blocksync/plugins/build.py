@@ -49,6 +49,9 @@ APP_MODULE = "app"
 SDK_PACKAGE = "pattern_extension_api"
 #: the name under which every guest can `import` blocksync's truth table (blocksync/truth.py)
 TRUTH_MODULE = "blocksync_truth"
+#: pure modules of blocksync (standard library only) every Python guest can import, by the
+#: name it imports them under: one source file serves host and plugins alike
+SHIPPED_MODULES = {TRUTH_MODULE: "truth.py", "blocksync_sigv4": "sigv4.py"}
 REGISTER = "register_extension"
 FILESYSTEM_FLAG = "needs_filesystem"
 
@@ -93,10 +96,11 @@ def truth_source() -> Path:
 
 @contextmanager
 def _shipped_modules() -> Iterator[Path]:
-    """A temporary folder for the guest path holding `blocksync_truth.py`, a copy of truth.py
-    made at build time: one source file, never copied by hand."""
+    """A temporary folder for the guest path holding the :data:`SHIPPED_MODULES`, copies made
+    at build time (`blocksync_truth.py` of truth.py, ...): one source file, never copied by hand."""
     with tempfile.TemporaryDirectory(prefix="blocksync-shipped-") as tmp:
-        shutil.copyfile(truth_source(), Path(tmp) / f"{TRUTH_MODULE}.py")
+        for module, source in SHIPPED_MODULES.items():
+            shutil.copyfile(_package_dir() / source, Path(tmp) / f"{module}.py")
         yield Path(tmp)
 
 
