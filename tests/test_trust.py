@@ -490,5 +490,8 @@ def test_hot_reload_does_not_swap_in_a_changed_file_without_a_good_signature(
         assert plugin.call("tool", "name") == "hostile-tool", "the signed version keeps serving"
         assert plugin.last_error is not None
         assert "changed after it was signed (tampered)" in plugin.last_error
+        sign(wasm, keys["alice"][0])  # the new version signed: its .sig arriving is a change
+        assert plugin.call("tool", "name") == "iostile-tool"  # "h" with its low bit flipped
+        assert plugin.last_error is None
     finally:
         plugin.close()

@@ -44,7 +44,7 @@ from .bridges import permission_rule
 from .cache import CompileCache
 from .hostfuncs import HOST, HTTP, SYNC, HostContext, HostServices, define
 from .spec import GUEST_DIR, MiB, PluginSpec
-from .trust import TrustPolicy, enforce
+from .trust import TrustPolicy, enforce, signature_path
 
 log = logging.getLogger("blocksync.plugins")
 
@@ -249,16 +249,22 @@ class _Live:
 
 
 #: (device, inode, size, mtime_ns) of a plugin's file; None when it cannot be stat'ed
-FileIdentity = tuple[int, int, int, int] | None
+FileIdentity = tuple[int, int, int, int, tuple[int, int, int] | None] | None
 
 
 def file_identity(path: Path) -> FileIdentity:
-    """What tells cheaply that a file was replaced or rewritten (one ``os.stat``)."""
+    """What tells cheaply that a file was replaced or rewritten (two ``os.stat``): the file's
+    and its signature's (a version refused as unsigned is tried again once its .sig arrives)."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    try:
+        sig = os.stat(signature_path(path))
+        signed: tuple[int, int, int] | None = (sig.st_ino, sig.st_size, sig.st_mtime_ns)
+    except OSError:
+        signed = None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, signed)
 
 
 @dataclass
