@@ -316,6 +316,7 @@ class FakeHost:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.logs: list[tuple[int, str]] = []
         self.notifications: list[tuple[str, list[dict[str, Any]]]] = []
+        self.conflicts: list[tuple[str, dict[str, Any], str | None, str]] = []
         self.blocks: dict[tuple[str, str], str] = {}
         self.bases: dict[str, tuple[Record, str]] = {}
         self.versions = {"v1": "first text\n"}
@@ -378,6 +379,18 @@ class FakeHost:
     def forget(self, path: str) -> None:
         self.bases.pop(path, None)
 
+    def states(self, paths: list[str]) -> str:
+        return "{}"  # no hashes: every path takes the full way through base and block
+
+    def folder_digests(self) -> Variant:
+        return Variant("err", "no folder is granted to this plugin")
+
+    def dry_run(self) -> bool:
+        return False
+
+    def report_conflict(self, path: str, block: Record, disk: str | None, reason: str) -> None:
+        self.conflicts.append((path, fields(block), disk, reason))
+
     def merge3(self, base: str, disk: str, agent: str) -> Variant:
         if disk == base or agent == base:
             return Variant("ok", agent if disk == base else disk)
@@ -420,8 +433,12 @@ class FakeHost:
         "sync": [
             "base",
             "bindings",
+            "states",
             "set-base",
             "forget",
+            "folder-digests",
+            "dry-run",
+            "report-conflict",
             "merge3",
             "block-history",
             "block-read-at",

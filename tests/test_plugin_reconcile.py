@@ -5,6 +5,7 @@ through ``ws.reconcile`` and ``ws.conflicts`` exactly as a native file source is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 import blocksync
 from blocksync.bases import SyncBases
-from blocksync.errors import PluginCallFailed, StaleResolution, StaleVersion
+from blocksync.errors import AccessDenied, PluginCallFailed, StaleResolution, StaleVersion
 from blocksync.gitstore import GitStore
 from blocksync.plugins.batch import FAULT_STEPS, SyncBatch
 
@@ -351,3 +352,26 @@ def test_cron_sync_reconciles_plugin_sources_too(rig: Rig) -> None:
     assert source["source"] == KEY and source["needs_resolution"] == ["a.md"]
     assert source["resolved"] == [{"path": "b.md", "resolution": "disk->agent"}]
     assert report["open_conflicts"] == 1
+
+
+def test_folder_digests_list_the_granted_folder_without_following_links(rig: Rig) -> None:
+    """sync.folder-digests, what lets the files plugin pass over unchanged files: regular files
+    under the grant with the sha256 of their bytes; links (even to files inside) left out."""
+    rig.write("a.md", "one\n")
+    rig.write("sub/b.md", "two\n")
+    (rig.root / "link.md").symlink_to(rig.root / "a.md")
+    (rig.root / "out").symlink_to("/etc", target_is_directory=True)
+    host = rig.ws.plugins.get(KEY).host
+    assert json.loads(host.folder_digests()) == {
+        "a.md": hashlib.sha256(b"one\n").hexdigest(),
+        "sub/b.md": hashlib.sha256(b"two\n").hexdigest(),
+    }
+    report = rig.ws.reconcile()
+    assert sorted(p for p, _ in report.sources[0].resolved) == ["a.md", "sub/b.md"]
+
+
+def test_folder_digests_without_a_grant_is_an_error(tmp_path: Path, built: dict[str, Path]) -> None:
+    store = make_store(tmp_path / "store", {"bad": {"path": built["hostile_paths"]}})
+    with blocksync.open(store) as ws:
+        with pytest.raises(AccessDenied, match="no folder is granted"):
+            ws.plugins.get("bad").host.folder_digests()

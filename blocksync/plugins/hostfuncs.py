@@ -9,10 +9,13 @@ wasmtime-py would park that in a process-wide slot another thread might pick up)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from wasmtime import WasmtimeError
@@ -161,6 +164,14 @@ class HostContext:
 
     # -- sync -----------------------------------------------------------------------------
 
+    def folder_digests(self) -> str:
+        """See ``sync.folder-digests`` in the WIT: the granted folder's files and their hashes."""
+        if self.spec.dir is None:
+            raise AccessDenied("no folder is granted to this plugin (config `dir`)")
+        digests: dict[str, str | None] = {}
+        _digest_folder(self.spec.dir, "", digests)
+        return json.dumps(digests, ensure_ascii=False)
+
     def _block(self, ref: Any) -> tuple[BlockStore, str, str]:
         owner, label = getattr(ref, "agent-id"), ref.label
         return self.require(owner, label, PermissionLevel.READ_ONLY, "read"), owner, label
@@ -187,6 +198,24 @@ class HostContext:
         self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None
     ) -> fetch.HttpResponse:
         return fetch.request(self.http, method, url, headers, body)
+
+
+def _digest_folder(folder: Path, prefix: str, out: dict[str, str | None]) -> None:
+    """Every regular file under ``folder`` (not following links) -> sha256 of its bytes."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return  # an unreadable folder: its files are not listed (WASI could not read them)
+    for entry in entries:
+        path = prefix + entry.name
+        if entry.is_dir(follow_symlinks=False):
+            _digest_folder(Path(entry.path), path + "/", out)
+        elif entry.is_file(follow_symlinks=False):
+            try:
+                with open(entry.path, "rb") as file:
+                    out[path] = hashlib.file_digest(file, "sha256").hexdigest()
+            except OSError:
+                out[path] = None
 
 
 def _trap_on_bug(ctx: HostContext, name: str, fn: Callable[..., T]) -> Callable[..., T]:
@@ -279,6 +308,7 @@ def define(linker_root: Any, ctx: HostContext, sync_bases: dict[str, Callable[..
         "base": lambda path: None,
         "bindings": lambda: [],
         "states": lambda paths: "{}",
+        "folder-digests": as_result(ctx.folder_digests, tagged=True),
         "set-base": as_result(_no_bases, tagged=False),
         "forget": as_result(_no_bases, tagged=False),
         "dry-run": lambda: False,

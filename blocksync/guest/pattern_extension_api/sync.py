@@ -23,6 +23,7 @@ __all__ = [
     "block_history",
     "block_read_at",
     "dry_run",
+    "folder_digests",
     "forget",
     "merge3",
     "report_conflict",
@@ -64,6 +65,13 @@ def states(paths: list[str] | None = None) -> dict[str, PathState]:
         path: PathState(s["owner"], s["label"], s["base-sha256"], s["agent-changed"])
         for path, s in found.items()
     }
+
+
+def folder_digests() -> dict[str, str | None]:
+    """Every file under the folder granted to this plugin (/data), recursively: path -> sha256
+    of its bytes (None: unreadable), in one host call. Raises HostError without a grant."""
+    found: dict[str, str | None] = json.loads(call_host(_sync.folder_digests))
+    return found
 
 
 def dry_run() -> bool:

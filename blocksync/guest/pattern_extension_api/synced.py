@@ -108,6 +108,12 @@ class SyncedSource(DataBlockExtension):
     def remove(self, path: str, expected: str) -> bool:
         """Delete `path` unless its content's sha256 is no longer `expected` (False then)."""
 
+    def digests(self) -> dict[str, str | None] | None:
+        """Every outside path -> the sha256 of its content (None: unreadable), when the outside
+        offers them cheaper than reading each path (a folder: `sync.folder_digests`, one host
+        call); None (the default) when it does not, and `list_paths` / `read` are used."""
+        return None
+
     def check_available(self) -> None:
         """Raise when the outside cannot be reached at all (a folder not granted, a bucket
         missing), so that a reconcile over every path fails instead of reading all as gone."""
@@ -196,17 +202,29 @@ class SyncedSource(DataBlockExtension):
     def reconcile(self, paths: list[str]) -> list[ReconcileResult]:
         self.check_available()
         states = sync.states(paths)
+        digests = self.digests()
         if not paths:
-            paths = sorted(set(states) | set(self.list_paths()))
+            listed = digests.keys() if digests is not None else self.list_paths()
+            paths = sorted(set(states) | set(listed))
         dry = sync.dry_run()
-        return [self._one(path, states.get(path), dry) for path in dict.fromkeys(paths)]
+        results = []
+        for path in dict.fromkeys(paths):
+            state = states.get(path)
+            if state is not None and not state.agent_changed:
+                # the host says the block is its base: unchanged if the outside hashes to it too
+                if digests is not None and path in digests:
+                    digest = digests[path]
+                else:
+                    data = self.read(path)
+                    digest = None if data is None else sha256(data)
+                if digest == state.base_sha256:
+                    results.append(NoChange(path))
+                    continue
+            results.append(self._one(path, dry))
+        return results
 
-    def _one(self, path: str, state: sync.PathState | None = None, dry: bool = False) -> ReconcileResult:
+    def _one(self, path: str, dry: bool = False) -> ReconcileResult:
         self.check_path(path)
-        if state is not None and not state.agent_changed:
-            data = self.read(path)  # the host says the block is its base: compare the outside
-            if data is not None and sha256(data) == state.base_sha256:
-                return NoChange(path)
         owner, label, base = self._binding(path)
         try:
             disk, disk_hash = self._text(path)
