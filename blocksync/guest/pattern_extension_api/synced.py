@@ -25,6 +25,22 @@ or `admin`, default `read-write`: what the plugin declares for every path; the u
 
 Paths are `/`-separated and canonical (no empty, `.` or `..` part, no leading `/`). Outside
 content that is not UTF-8 text is reported as no-change and logged: it is never touched.
+
+**The cheap unchanged run.** The host tells in one `sync.states` call which bound blocks still
+equal their base, and the base's sha256. Such a path is unchanged when the outside still holds
+the base; two optional hooks let a source say so without reading the path:
+
+* `digests(paths)` returns every outside path -> a fingerprint, from one cheap call (None, the
+  default: the source has no such listing, and `list_paths` / `read` are used). A folder returns
+  sha256 hex digests (`sync.folder_digests`); an S3 bucket its ListObjectsV2 entries (ETag and
+  size). Its keys are the outside's paths when every path is reconciled.
+* `unchanged(path, state, fingerprint)` says whether a fingerprint from `digests` proves the
+  outside still holds the base. The default compares it with `state.base_sha256` (right for
+  sha256 digests); S3 compares the ETag (an MD5) and size with the MD5 and length of the base
+  text (`sync.base`). Return False when in doubt: it only ever costs a read.
+
+A path that is not proven unchanged is read once: bytes hashing to the base's sha256 are
+unchanged, any others are decided by the truth table (with the bytes already read).
 """
 
 from __future__ import annotations
@@ -32,6 +48,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 from abc import abstractmethod
+from collections.abc import Mapping
 from functools import cached_property
 from typing import ClassVar
 
@@ -108,11 +125,19 @@ class SyncedSource(DataBlockExtension):
     def remove(self, path: str, expected: str) -> bool:
         """Delete `path` unless its content's sha256 is no longer `expected` (False then)."""
 
-    def digests(self) -> dict[str, str | None] | None:
-        """Every outside path -> the sha256 of its content (None: unreadable), when the outside
-        offers them cheaper than reading each path (a folder: `sync.folder_digests`, one host
-        call); None (the default) when it does not, and `list_paths` / `read` are used."""
+    def digests(self, paths: list[str]) -> Mapping[str, object] | None:
+        """Every outside path -> a fingerprint of its content that `unchanged` understands (by
+        default the sha256 hex of its bytes, None: unreadable), when the outside offers them
+        cheaper than reading each path (a folder: `sync.folder_digests`, one host call; S3: one
+        listing); None (the default) when it does not, and `list_paths` / `read` are used.
+        `paths` are the paths reconciled ([]: every path): return None when listing the whole
+        outside would cost more than reading those few."""
         return None
+
+    def unchanged(self, path: str, state: sync.PathState, fingerprint: object) -> bool:
+        """True if `fingerprint` (the path's entry in `digests`) proves the outside still holds
+        the base `state` describes; False (read the path) when it does not or cannot tell."""
+        return fingerprint == state.base_sha256
 
     def check_available(self) -> None:
         """Raise when the outside cannot be reached at all (a folder not granted, a bucket
@@ -169,9 +194,13 @@ class SyncedSource(DataBlockExtension):
 
     # -- the three sides -----------------------------------------------------------------
 
-    def _text(self, path: str) -> tuple[str | None, str | None]:
-        """(text, sha256 of its bytes), (None, None) if absent; Unreadable if not text."""
-        data = self.read(path)
+    def _text(
+        self, path: str, data: bytes | None = None, read: bool = False
+    ) -> tuple[str | None, str | None]:
+        """(text, sha256 of its bytes), (None, None) if absent; Unreadable if not text. `data`:
+        the path's content when it was `read` already."""
+        if not read:
+            data = self.read(path)
         if data is None:
             return None, None
         try:
@@ -202,32 +231,36 @@ class SyncedSource(DataBlockExtension):
     def reconcile(self, paths: list[str]) -> list[ReconcileResult]:
         self.check_available()
         states = sync.states(paths)
-        digests = self.digests()
+        digests = self.digests(paths)
         if not paths:
             listed = digests.keys() if digests is not None else self.list_paths()
             paths = sorted(set(states) | set(listed))
         dry = sync.dry_run()
-        results = []
+        results: list[ReconcileResult] = []
         for path in dict.fromkeys(paths):
             state = states.get(path)
-            if state is not None and not state.agent_changed:
-                # the host says the block is its base: unchanged if the outside hashes to it too
-                if digests is not None and path in digests:
-                    digest = digests[path]
-                else:
-                    data = self.read(path)
-                    digest = None if data is None else sha256(data)
-                if digest == state.base_sha256:
-                    results.append(NoChange(path))
-                    continue
-            results.append(self._one(path, dry))
+            if state is None or state.agent_changed:
+                results.append(self._one(path, dry))
+                continue
+            # the host says the block is its base: unchanged if the outside holds it too
+            if digests is not None and path in digests and self.unchanged(path, state, digests[path]):
+                results.append(NoChange(path))
+                continue
+            data = self.read(path)
+            if data is not None and sha256(data) == state.base_sha256:
+                results.append(NoChange(path))
+            else:
+                results.append(self._one(path, dry, data, read=True))
         return results
 
-    def _one(self, path: str, dry: bool = False) -> ReconcileResult:
+    def _one(
+        self, path: str, dry: bool = False, data: bytes | None = None, read: bool = False
+    ) -> ReconcileResult:
+        """Decide and carry out one path; `data`: its outside content when `read` already."""
         self.check_path(path)
         owner, label, base = self._binding(path)
         try:
-            disk, disk_hash = self._text(path)
+            disk, disk_hash = self._text(path, data, read)
         except Unreadable as exc:
             host.log(LogLevel.WARN, f"{path}: left alone: {exc}")
             return NoChange(path)
@@ -255,7 +288,10 @@ class SyncedSource(DataBlockExtension):
         elif action in (Action.TO_DISK, Action.MERGED) and content not in (None, disk):
             done = self.write(path, content.encode("utf-8"), disk_hash)
         if not done:
-            now, _ = self._text(path)
+            try:
+                now, _ = self._text(path)
+            except Unreadable:
+                now = None
             agent_now = content if action is Action.MERGED else agent
             return self._conflict(
                 path, owner, label, now, agent_now, "the outside changed while it was being written"
@@ -273,9 +309,9 @@ class SyncedSource(DataBlockExtension):
         sync.report_conflict(path, BlockRef("", label, owner), disk, reason)
         return NeedsResolution(path, disk or "", agent or "")
 
-    def _settled(self, path: str) -> None:
+    def _settled(self, path: str, data: bytes | None = None, read: bool = False) -> None:
         """Reconcile one path for load/create/save; raise unless it ended in sync."""
-        result = self._one(path)
+        result = self._one(path, data=data, read=read)
         if isinstance(result, ReconcileResult_NeedsResolution):
             raise RuntimeError(f"{path!r} needs resolution: reconcile it")
 
@@ -307,9 +343,10 @@ class SyncedSource(DataBlockExtension):
     def load(self, path: str, owner: str) -> BlockRef:
         self._check_owner(owner)
         self.check_path(path)
-        if self.read(path) is None:
+        data = self.read(path)
+        if data is None:
             raise FileNotFoundError(f"no {path!r} in the source")
-        self._settled(path)
+        self._settled(path, data, read=True)
         return self._ref(path)
 
     def create(self, path: str, content: str | None, owner: str) -> BlockRef:
