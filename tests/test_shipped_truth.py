@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 import blocksync
-from blocksync import truth
+from blocksync import sigv4, truth
 from blocksync.merge import merge3
-from blocksync.plugins.build import TRUTH_MODULE, _shipped_modules, truth_source
+from blocksync.plugins.build import SHIPPED_MODULES, TRUTH_MODULE, _shipped_modules, truth_source
 
 from .plugin_builds import built_plugin
 from .test_host_functions import make_store
@@ -26,8 +26,11 @@ from .test_host_functions import make_store
 
 def test_the_build_ships_truth_py_itself() -> None:
     with _shipped_modules() as folder:
-        assert sorted(p.name for p in folder.iterdir()) == [f"{TRUTH_MODULE}.py"]
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            f"{module}.py" for module in SHIPPED_MODULES
+        )
         assert (folder / f"{TRUTH_MODULE}.py").read_bytes() == truth_source().read_bytes()
+        assert (folder / "blocksync_sigv4.py").read_bytes() == Path(sigv4.__file__).read_bytes()
     assert not folder.exists()  # temporary: nothing is left beside the sources
     assert truth_source() == Path(truth.__file__).resolve()
 
