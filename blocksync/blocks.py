@@ -810,6 +810,15 @@ class BlockStore:
     def read_commit_info(self, sha: str) -> CommitInfo:
         return self._read_commit_info(sha)
 
+    @property
+    def git(self) -> GitStore:
+        """The repository's plumbing, for writers beside transactions (remote pulls and pushes)."""
+        return self._git
+
+    def indexed(self, sha: str) -> bool:
+        """Whether commit ``sha`` is on the first-parent history the version index follows."""
+        return self._index.knows(sha)
+
 
 def _commit_info(commit: Commit, changes: tuple[BlockChange, ...]) -> CommitInfo:
     author = commit.author.decode("utf-8", "replace")

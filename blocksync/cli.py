@@ -29,8 +29,11 @@ from .plugins import build as build_mod
 from .plugins import trust
 from .blocks import Block
 from .errors import BlocksyncError, UsageError
+from .notifications import StoredNotification
 from .reconcile import ReconcileReport, Take
+from .streams import StreamReport
 from .text import char_diff, decode_text, render_char_diff
+from .tools import params_from_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -722,7 +725,256 @@ def sync_command(obj: _Context, wait: bool, timeout: float | None, as_json: bool
         click.echo(f"sync: {len(report.sources)} source(s) in {report.seconds:.1f} s"
                    + (f", after waiting {report.lock_waited:.1f} s for the run lock" if wait else ""))
         click.echo(render_report(report.reconcile))
+        for s in report.streams:
+            click.echo(render_stream(s))
     sys.exit(report.exit_code)
+
+
+def render_stream(s: StreamReport) -> str:
+    if s.error is not None:
+        return f"stream {s.stream}: FAILED: {s.error}"
+    if s.skipped is not None:
+        return f"stream {s.stream}: skipped ({s.skipped})"
+    emitted = f" (+{s.emitted} emitted)" if s.emitted else ""
+    return f"stream {s.stream}: {s.pulled} notification(s){emitted} in {s.pulls} pull(s), cursor {s.cursor}"
+
+
+def render_notification(n: StoredNotification) -> str:
+    acked = "  (acked)" if n.acked else ""
+    lines = [f"{n.id:>4}  {n.source}  {n.text}{acked}"]
+    for ref, version in zip(n.blocks, n.block_versions or (None,) * len(n.blocks)):
+        if version is None:
+            lines.append(f"      MISSING block {ref.agent_id}/{ref.label}")
+        else:
+            lines.append(f"      block {ref.agent_id}/{ref.label} v{version}")
+    return "\n".join(lines)
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="Acknowledged ones too.")
+@click.option("--source", help="Only this plugin's notifications.")
+@json_option
+@click.pass_context
+def notifications(ctx: click.Context, show_all: bool, source: str | None, as_json: bool) -> None:
+    """Notifications plugins emitted or streams delivered (default: not acknowledged yet).
+
+    A reference to a block that does not exist is shown as MISSING (JSON: missing_blocks).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    with ctx.ensure_object(_Context).open() as ws:
+        found = ws.notifications.list(unacked=not show_all, source=source)
+    if as_json:
+        _print_json([n.to_json() for n in found])
+        return
+    for n in found:
+        click.echo(render_notification(n))
+
+
+@notifications.command("ack")
+@click.argument("ids", nargs=-1, type=int, required=True)
+@json_option
+@pass_ctx
+def notifications_ack(obj: _Context, ids: tuple[int, ...], as_json: bool) -> None:
+    """Acknowledge notifications by id (exit 4, and none acknowledged, if an id is unknown)."""
+    with obj.open() as ws:
+        done = ws.notifications.ack(ids)
+    if as_json:
+        _print_json([n.to_json() for n in done])
+    else:
+        click.echo(f"acknowledged {len(done)} notification(s)")
+
+
+@cli.group()
+def stream() -> None:
+    """Data streams: lifecycle (start, stop, pause, resume), status and pulls."""
+
+
+@stream.command("list")
+@json_option
+@pass_ctx
+def stream_list(obj: _Context, as_json: bool) -> None:
+    """Every configured stream: state, owner, cursor, notifications delivered, last error."""
+    with obj.open() as ws:
+        found = ws.streams.list()
+    if as_json:
+        _print_json([s.to_json() for s in found])
+        return
+    for s in found:
+        error = f"  last error: {s.last_error}" if s.last_error else ""
+        click.echo(f"{s.key}\t{s.state}\tcursor {s.cursor}\t{s.delivered} delivered "
+                   f"in {s.pulls} pull(s){error}")
+
+
+def _lifecycle(action: str, helptext: str) -> None:
+    @stream.command(action, help=helptext)
+    @click.argument("key")
+    @json_option
+    @pass_ctx
+    def command(obj: _Context, key: str, as_json: bool) -> None:
+        with obj.open() as ws:
+            status = getattr(ws.streams.get(key), action)()
+        if as_json:
+            _print_json(status.to_json())
+        else:
+            click.echo(f"{status.key}: {status.state}")
+
+
+_lifecycle("start", "Start stream KEY for the agent it is attached to (stopped -> running).")
+_lifecycle("stop", "Stop stream KEY (running or paused -> stopped).")
+_lifecycle("pause", "Pause stream KEY (running -> paused): sync does not pull it.")
+_lifecycle("resume", "Resume stream KEY (paused -> running).")
+
+
+@stream.command("pull")
+@click.argument("key")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many (default: the cap).")
+@json_option
+@pass_ctx
+def stream_pull(obj: _Context, key: str, limit: int | None, as_json: bool) -> None:
+    """Pull stream KEY once, under the run lock; store what it delivers with its new cursor."""
+    with obj.open() as ws, sync_mod.locked(ws, "blocksync stream pull"):
+        result = ws.streams.get(key).pull(limit)
+    if as_json:
+        _print_json(result.to_json())
+        return
+    click.echo(f"{result.stream}: {result.returned} notification(s), cursor "
+               f"{result.previous_cursor} -> {result.cursor}")
+    for n in result.notifications:
+        click.echo(render_notification(n))
+
+
+
+@cli.group()
+def remote() -> None:
+    """Git remotes this store pulls from and pushes to ([remotes.<name>] in blocksync.toml)."""
+
+
+@remote.command("add")
+@click.argument("name")
+@click.argument("url")
+@pass_ctx
+def remote_add(obj: _Context, name: str, url: str) -> None:
+    """Add remote NAME at URL (a path, git://, http(s):// or ssh URL) to blocksync.toml."""
+    with obj.open() as ws:
+        r = ws.add_remote(name, url)
+    click.echo(f"added remote {r.name}: {r.shown_url}")
+
+
+@remote.command("list")
+@json_option
+@pass_ctx
+def remote_list(obj: _Context, as_json: bool) -> None:
+    """List the remotes (credentials in URLs shown as ***)."""
+    with obj.open() as ws:
+        remotes = list(ws.remotes.values())
+    if as_json:
+        _print_json([r.to_json() for r in remotes])
+    else:
+        for r in remotes:
+            click.echo(f"{r.name}\t{r.shown_url}")
+
+
+@remote.command("remove")
+@click.argument("name")
+@pass_ctx
+def remote_remove(obj: _Context, name: str) -> None:
+    """Remove remote NAME from blocksync.toml (its open conflicts stay resolvable)."""
+    with obj.open() as ws:
+        r = ws.remove_remote(name)
+    click.echo(f"removed remote {r.name}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@wait_option
+@lock_timeout_option
+@json_option
+@pass_ctx
+def pull(obj: _Context, name: str | None, wait: bool, timeout: float | None, as_json: bool) -> None:
+    """Fetch main from remote NAME (default: every remote) and merge it, block by block.
+
+    Exit 0, or 3 when the merge left conflicts open (see `blocksync conflicts list`).
+    """
+    with obj.open() as ws:
+        results = sync_mod.run_pull(ws, name, wait=wait, timeout=timeout)
+        still_open = ws.reconciler.conflicts.open_count()
+    if as_json:
+        _print_json({"pulls": [r.to_json() for r in results], "open_conflicts": still_open})
+    else:
+        for r in results:
+            click.echo(f"{r.remote}: {r.action}" + (f" -> {r.after[:12]}" if r.after else "")
+                       + f", {len(r.merged)} block(s) from the remote, {len(r.conflicts)} conflict(s)")
+            click.echo("".join(f"  CONFLICT {path} ({cid})\n" for path, cid in r.conflicts), nl=False)
+    sys.exit(3 if any(r.conflicts for r in results) else 0)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@wait_option
+@lock_timeout_option
+@json_option
+@pass_ctx
+def push(obj: _Context, name: str | None, wait: bool, timeout: float | None, as_json: bool) -> None:
+    """Push main to remote NAME (default: every remote) by compare-and-swap, never forced;
+    a remote that moved on is pulled and merged first."""
+    with obj.open() as ws:
+        results = sync_mod.run_push(ws, name, wait=wait, timeout=timeout)
+    if as_json:
+        _print_json([r.to_json() for r in results])
+    else:
+        for r in results:
+            click.echo(f"{r.remote}: {r.action}" + (f" {r.commit[:12]}" if r.commit else "")
+                       + (f" after {len(r.pulls)} merge(s)" if r.pulls else ""))
+
+
+@cli.group()
+def tool() -> None:
+    """Tools an agent can call: those of plugins and blocksync's own (conflicts, history)."""
+
+
+@tool.command("list")
+@json_option
+@pass_ctx
+def tool_list(obj: _Context, as_json: bool) -> None:
+    """List every tool: built-in ones, then plugin tools (plugins that cannot offer theirs are
+    named on standard error, or under "problems" with --json)."""
+    with obj.open() as ws:
+        entries = ws.tools.list()
+        problems = ws.tools.problems()
+    if as_json:
+        _print_json({"tools": entries, "problems": problems})
+        return
+    for e in entries:
+        origin = "built-in" if e.plugin is None else f"plugin:{e.plugin}"
+        click.echo(f"{e.name}\t{origin}\t{e.description}")
+    for p in problems:
+        click.echo(f"warning: plugin {p.plugin!r} offers no tool: {p.error}", err=True)
+
+
+@tool.command("run")
+@click.argument("name")
+@click.option("--params", "params_text", default="{}", show_default=True,
+              help="The params, a JSON object ('-': read it from standard input).")
+@click.option("--agent", help="The calling agent (agent_id in the call's meta).")
+@click.option("--call-id", help="The call's id (default: a new one).")
+@json_option
+@pass_ctx
+def tool_run(
+    obj: _Context, name: str, params_text: str, agent: str | None, call_id: str | None,
+    as_json: bool,
+) -> None:
+    """Call a tool: params checked against its schema (exit 2 naming the field), its output
+    printed as JSON (--json: with the call's id, agent and origin). A failing tool exits 1."""
+    if params_text == "-":
+        params_text = decode_text(sys.stdin.buffer.read(), "standard input")
+    params = params_from_json(params_text)
+    with obj.open() as ws:
+        call = ws.tools.run(name, params, agent=agent, call_id=call_id)
+    if as_json:
+        _print_json(call)
+    else:
+        click.echo(json.dumps(call.output, indent=2, ensure_ascii=False))
 
 
 def main() -> None:

@@ -11,12 +11,17 @@ so the original stays attached. Each class carries the data a caller needs to ac
     │   ├── InvalidContent                 not UTF-8, or over the block's char_limit
     │   ├── ConfigError                    blocksync.toml is wrong
     │   ├── PluginBuildError               a plugin source cannot be built into a component
-    │   └── AmbiguousConflictId            a conflict id prefix matches several conflicts
+    │   ├── InvalidTransition              a stream asked to start/stop/pause/resume from a
+    │   │                                  state that does not allow it (the plugin is not called)
+    │   ├── AmbiguousConflictId            a conflict id prefix matches several conflicts
+    │   └── ToolInputInvalid               tool params fail the tool's parameters schema
     ├── NotFound                        4  something named does not exist
     │   ├── StoreNotFound                  no store folder: run `blocksync init`
     │   ├── BlockNotFound
     │   ├── VersionNotFound
-    │   └── ConflictNotFound               no conflict has that id (or id prefix)
+    │   ├── ConflictNotFound               no conflict has that id (or id prefix)
+    │   ├── NotificationNotFound           acking an id no notification has
+    │   └── ToolNotFound                   no tool has that name
     ├── AlreadyExists                   1
     │   ├── StoreExists
     │   ├── BlockExists
@@ -37,11 +42,20 @@ so the original stays attached. Each class carries the data a caller needs to ac
     ├── MergeConflict                   1  a three-way merge found overlapping changes
     ├── AccessDenied                    1  a plugin asked for more than it was granted
     ├── TransportError                  1  an HTTP request made for a plugin failed
+    ├── RemoteError                     1  a git remote failed (credentials never in messages)
+    │   ├── RemoteUnreachable              cannot connect, or the transfer broke off
+    │   ├── RemoteRejected                 the remote refused the push
+    │   └── UnrelatedHistories             the remote's main shares no history with ours
     └── PluginError                     1  a plugin failed; names plugin, version and call
         ├── PluginRefused                  refused before any of its code ran (not a
         │                                  component, wrong interface version, bad
         │                                  exports, changed file)
         ├── PluginCallFailed               the call returned its WIT error
+        ├── ToolSchemaInvalid              a tool's parameters or output schema is not
+        │                                  JSON, or not a valid JSON Schema
+        ├── ToolOutputInvalid              a tool's output fails its output schema
+        ├── PullRefused                    a stream's pull answered a cursor going backwards
+        │                                  or a batch over its cap: nothing of it is stored
         └── PluginTrapped                  trap or limit (time, fuel, memory, result size):
                                            the instance was discarded
 
@@ -353,6 +367,28 @@ class TransportError(BlocksyncError):
     """An HTTP request made on a plugin's behalf failed (refused, timed out, too large)."""
 
 
+class RemoteError(BlocksyncError):
+    """A git remote failed; ``remote`` is its configured name. Messages never hold credentials
+    (URLs are shown with their user and password replaced by ``***``)."""
+
+    def __init__(self, remote: str, detail: str) -> None:
+        super().__init__(f"remote {remote!r}: {detail}")
+        self.remote = remote
+        self.detail = detail
+
+
+class RemoteUnreachable(RemoteError):
+    """The remote could not be reached, or the transfer broke off (nothing was applied)."""
+
+
+class RemoteRejected(RemoteError):
+    """The remote refused the push (a hook, permissions, a protected branch)."""
+
+
+class UnrelatedHistories(RemoteError):
+    """The remote's main and the local main share no commit: refused, nothing changed."""
+
+
 class PluginError(BlocksyncError):
     """A plugin failed. ``plugin`` is its configured name, ``version`` identifies the file."""
 
@@ -382,3 +418,123 @@ class PluginTrapped(PluginError):
     def __init__(self, plugin: str, version: str, call: str, reason: str, detail: str) -> None:
         super().__init__(plugin, version, call, detail)
         self.reason = reason
+
+
+class InvalidTransition(UsageError):
+    """A stream lifecycle call its current state does not allow; the plugin was not called."""
+
+    def __init__(self, stream: str, action: str, state: str, allowed: str) -> None:
+        super().__init__(
+            f"stream {stream!r} is {state}: cannot {action} it ({allowed})"
+        )
+        self.stream = stream
+        self.action = action
+        self.state = state
+
+
+class NotificationNotFound(NotFound):
+    """No stored notification has these ids."""
+
+    def __init__(self, ids: list[int]) -> None:
+        super().__init__(f"no notification with id {', '.join(map(str, ids))}")
+        self.ids = list(ids)
+
+
+class PullRefused(PluginError):
+    """A data stream's pull answered something the host refuses (``reason``: ``cursor-backwards``
+    or ``batch-too-large``); nothing of that pull was stored and the cursor did not move."""
+
+    def __init__(self, plugin: str, version: str, call: str, reason: str, detail: str) -> None:
+        super().__init__(plugin, version, call, detail)
+        self.reason = reason
+
+
+# -- tools (blocksync.tools) ---------------------------------------------------------------------
+
+
+def _violations_text(violations: list[dict[str, str]]) -> str:
+    """``at /times (minimum): 0 is less than the minimum of 1; ...`` (at most three)."""
+    shown = [
+        f"at {v['pointer'] or '/'} ({v['keyword']}): {v['message']}" for v in violations[:3]
+    ]
+    more = len(violations) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+class ToolNotFound(NotFound):
+    """No tool of the workspace's tool box has this name."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(
+            f"no tool named {name!r} (known: {', '.join(known) or 'none'}); "
+            "`blocksync tool list` shows them"
+        )
+        self.name = name
+        self.known = list(known)
+
+
+class ToolInputInvalid(UsageError):
+    """Tool params that fail the tool's parameters schema: nothing was called.
+
+    ``violations`` holds one dict per failed check: ``pointer`` (a JSON Pointer into the params,
+    ``""`` for the whole object; for a missing required property, where it should be),
+    ``keyword`` (the failing JSON Schema keyword), ``schema_path`` and ``message``. ``pointer``,
+    ``keyword`` and ``detail`` repeat the most relevant one.
+    """
+
+    def __init__(
+        self, tool: str, origin: str, call_id: str, violations: list[dict[str, str]]
+    ) -> None:
+        super().__init__(
+            f"tool {tool!r} ({origin}) call {call_id}: params do not match its parameters "
+            f"schema: {_violations_text(violations)}"
+        )
+        self.tool = tool
+        self.origin = origin
+        self.call_id = call_id
+        self.violations = [dict(v) for v in violations]
+        first = violations[0] if violations else {}
+        self.pointer = first.get("pointer", "")
+        self.keyword = first.get("keyword", "")
+        self.detail = first.get("message", "")
+
+
+class ToolSchemaInvalid(PluginError):
+    """A tool's ``parameters-schema`` or ``output-schema`` is not JSON, or not a valid JSON
+    Schema; the tool is refused before any call. ``schema`` is ``"parameters"`` or ``"output"``;
+    ``pointer`` and ``keyword`` locate the fault inside the schema."""
+
+    def __init__(
+        self, plugin: str, version: str, tool: str, schema: str, pointer: str, keyword: str,
+        detail: str,
+    ) -> None:
+        where = f" at {pointer or '/'}" + (f" ({keyword})" if keyword else "")
+        super().__init__(
+            plugin, version, f"tool.{schema}-schema",
+            f"tool {tool!r}: its {schema} schema is not a valid JSON Schema{where}: {detail}",
+        )
+        self.tool = tool
+        self.schema = schema
+        self.pointer = pointer
+        self.keyword = keyword
+
+
+class ToolOutputInvalid(PluginError):
+    """A tool's output is not JSON or fails its output schema (the call ran; its output is
+    withheld). ``violations`` as for :class:`ToolInputInvalid`, pointing into the output."""
+
+    def __init__(
+        self, plugin: str, version: str, tool: str, call_id: str,
+        violations: list[dict[str, str]],
+    ) -> None:
+        super().__init__(
+            plugin, version, "tool.execute",
+            f"tool {tool!r} call {call_id}: its output does not match its output schema: "
+            f"{_violations_text(violations)}",
+        )
+        self.tool = tool
+        self.call_id = call_id
+        self.violations = [dict(v) for v in violations]
+        first = violations[0] if violations else {}
+        self.pointer = first.get("pointer", "")
+        self.keyword = first.get("keyword", "")

@@ -79,8 +79,12 @@ class Reconciler:
         sources: Mapping[str, Callable[[], SyncSource]],
         conflicts: ConflictIndex,
         resolver: str,
+        resolve_only: Callable[[str], SyncSource | None] | None = None,
     ) -> None:
+        """``resolve_only(key)``: a source whose conflicts are resolved and undone here but
+        that no run reconciles (a git remote's, ``remote:<name>``); None if ``key`` is none."""
         self._open = sources  # key -> opener: sources are opened only when reconciled
+        self._resolve_only = resolve_only
         self.conflicts = conflicts
         self.resolver = resolver
         self._opened: dict[str, SyncSource] = {}
@@ -90,12 +94,16 @@ class Reconciler:
         """Every source's table key, in the order a run over all of them takes."""
         return list(self._open)
 
-    def source(self, key: str) -> SyncSource:
-        if key not in self._open:
-            known = ", ".join(sorted(self._open)) or "none configured"
-            raise NotFound(f"no data source named {key!r} (known: {known})")
+    def source(self, key: str, *, resolving: bool = False) -> SyncSource:
+        """The source ``key``, opened on first use; ``resolving`` admits the resolve-only ones."""
         if key not in self._opened:
-            self._opened[key] = self._open[key]()
+            if key in self._open:
+                self._opened[key] = self._open[key]()
+            elif resolving and self._resolve_only and (extra := self._resolve_only(key)):
+                self._opened[key] = extra
+            else:
+                known = ", ".join(sorted(self._open)) or "none configured"
+                raise NotFound(f"no data source named {key!r} (known: {known})")
         return self._opened[key]
 
     def close(self) -> None:
@@ -184,7 +192,7 @@ class Reconciler:
     ) -> Conflict:
         """Resolve an open conflict by taking one side, a merge, or ``content`` (manual)."""
         conflict = self.conflicts.require_open(conflict_id)
-        source = self.source(conflict.source)
+        source = self.source(conflict.source, resolving=True)
         now = source.sides(conflict.path)
         moved = changed_sides(conflict, now.disk, now.agent)
         if moved:
@@ -203,7 +211,7 @@ class Reconciler:
     def undo(self, conflict_id: str, resolver: str | None = None) -> Conflict:
         """Put back both sides (and the base) as they were when the conflict was detected."""
         conflict = self.conflicts.require_undoable(conflict_id)
-        source = self.source(conflict.source)
+        source = self.source(conflict.source, resolving=True)
         now = source.sides(conflict.path)
         who = resolver or self.resolver
         source.settle(

@@ -10,11 +10,17 @@ Exit codes (:attr:`SyncReport.exit_code`)::
 
     0   clean: every source reconciled, no conflict open
     3   completed, with open conflicts (in any source, also ones left from earlier runs)
-    1   a source failed, was aborted (mass-deletion guard) or not reached in time; wins over 3
+    1   a source failed, was aborted (mass-deletion guard) or not reached in time, or a data
+        stream's pull failed or was not reached; wins over 3
     75  the run lock is held (raised as RunLockHeld: the run did not start, no row is written)
 
 Decisions:
 
+* **Streams after sources**: once every source ran, each pull-capable data stream (configured
+  as a stream, exporting ``data-stream``, saying ``supports-pull``) is pulled until it has
+  nothing new (:func:`blocksync.streams.pull_streams`; paused ones are skipped), the deadline
+  checked before each stream and between its pulls; each stream's count or error is an entry
+  of ``SyncReport.streams`` (and of the run row's report).
 * **One source per reconcile call**, in configuration order, so the timeout can be checked
   between sources and progress reported per source; all calls share the run's id, which is the
   id conflicts name as their ``detected_run``.
@@ -43,7 +49,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import runlock
@@ -51,6 +57,8 @@ from .conflicts import Conflict
 from .errors import BlocksyncError
 from .reconcile import ReconcileReport, SourceReport, Take, new_run_id
 from .runs import RunLog, Summary, timestamp
+from .streams import StreamReport, pull_streams
+from .remotes import PullResult, PushResult
 from .workspace import Workspace
 
 COMMAND = "blocksync sync"
@@ -75,6 +83,8 @@ class SyncReport:
     lock_waited: float  # seconds spent waiting for the run lock
     timeout: float | None
     not_reached: list[str]  # sources the timeout left out (each also has an error entry)
+    #: every pull-capable stream's entry, pulled after the sources (unreached ones included)
+    streams: list[StreamReport] = field(default_factory=list)
 
     @property
     def sources(self) -> list[SourceReport]:
@@ -86,11 +96,13 @@ class SyncReport:
 
     @property
     def failed(self) -> bool:
-        return self.reconcile.failed
+        return self.reconcile.failed or any(s.error is not None for s in self.streams)
 
     @property
     def exit_code(self) -> int:
-        """0 clean, 3 open conflicts, 1 a source failed (1 wins over 3)."""
+        """0 clean, 3 open conflicts, 1 a source or stream failed (1 wins over 3)."""
+        if any(s.error is not None for s in self.streams):
+            return 1
         return self.reconcile.exit_code
 
     def summary(self) -> Summary:
@@ -119,6 +131,7 @@ class SyncReport:
             "timed_out": bool(self.not_reached),
             "not_reached": list(self.not_reached),
             "sources": doc["sources"],
+            "streams": [s.to_json() for s in self.streams],
             "summary": vars(self.summary()),
             "open_conflicts": self.open_conflicts,
             "exit_code": self.exit_code,
@@ -143,12 +156,14 @@ def run_sync(
     ):
         row = log.start(run_id, COMMAND, exclusive=True)
         try:
+            remotes = _pull_remotes(ws, run_id, deadline, now)  # pull, reconcile, push
             reconciled, not_reached = _reconcile_sources(
                 ws, _source_names(ws, None), run_id, deadline, now, progress
             )
+            streams = _pull_streams(ws, deadline, now, not_reached)
+            reconciled = _push_remotes(ws, run_id, deadline, now, remotes, reconciled, not_reached)
             # Later issues add their steps here, each under the same run id and deadline,
-            # each failure reported like a source's: pull every pull-capable data stream
-            # (DESIGN "The cron job"), then push/pull the configured git remotes.
+            # each failure reported like a source's.
         except Exception as exc:
             code = exc.exit_code if isinstance(exc, BlocksyncError) else 1
             log.finish(
@@ -166,6 +181,7 @@ def run_sync(
             lock_waited=lock.waited,
             timeout=timeout,
             not_reached=not_reached,
+            streams=streams,
         )
         log.finish(
             run_id, exit_code=report.exit_code, summary=report.summary(),
@@ -257,6 +273,29 @@ def undo_resolution(
         return ws.conflicts.undo(conflict_id, resolver)
 
 
+def _pull_streams(
+    ws: Workspace,
+    deadline: tuple[float, float] | None,
+    now: Callable[[], float],
+    not_reached: list[str],
+) -> list[StreamReport]:
+    """Every pull-capable stream pulled until it has nothing new, each failure its own entry;
+    the run's deadline is checked before each stream and between its pulls."""
+    try:
+        keys = ws.streams.pull_keys()
+    except BlocksyncError as exc:  # the configuration itself: one entry says why
+        return [StreamReport("(streams)", error=str(exc))]
+
+    def late() -> str | None:
+        if deadline is not None and now() >= deadline[0]:
+            return f"not reached: the run's {deadline[1]:g} s timeout passed before it started"
+        return None
+
+    reports = pull_streams(ws.streams, keys, lambda: late() is None, late)
+    not_reached += [r.stream for r in reports if r.error is not None and r.error.startswith("not reached")]
+    return reports
+
+
 def _source_names(ws: Workspace, sources: Sequence[str] | None) -> list[str]:
     # the sources ws.reconcile() runs when given none, in its order: file sources, then plugins
     known = ws.reconciler.keys
@@ -311,4 +350,110 @@ def _reconcile_one(
         return SourceReport(name, error=f"internal error ({type(exc).__name__}): {exc}")
     (entry,) = report.sources
     return entry
+
+
+# -- git remotes ----------------------------------------------------------------------------
+
+PULL_COMMAND = "blocksync pull"
+PUSH_COMMAND = "blocksync push"
+
+
+def _remote_names(ws: Workspace, remote: str | None) -> list[str]:
+    if remote is not None:
+        ws.remote(remote)  # raises NotFound naming the remotes there are
+        return [remote]
+    return list(ws.remotes)
+
+
+def run_pull(
+    ws: Workspace, remote: str | None = None, *, wait: bool = False, timeout: float | None = None
+) -> list[PullResult]:
+    """``blocksync pull``: fetch and merge ``remote`` (default: every remote), under the lock.
+    A failing remote raises (the ones before it stay pulled)."""
+    names = _remote_names(ws, remote)
+    with locked(ws, PULL_COMMAND, wait=wait, timeout=timeout):
+        run_id = new_run_id()
+        return [ws.pull(name, run_id) for name in names]
+
+
+def run_push(
+    ws: Workspace, remote: str | None = None, *, wait: bool = False, timeout: float | None = None
+) -> list[PushResult]:
+    """``blocksync push``: push main to ``remote`` (default: every remote), under the lock;
+    a remote that moved on is merged first (compare-and-swap, never a force push)."""
+    names = _remote_names(ws, remote)
+    with locked(ws, PUSH_COMMAND, wait=wait, timeout=timeout):
+        run_id = new_run_id()
+        return [ws.push(name, run_id) for name in names]
+
+
+def _remote_failure(exc: Exception) -> str:
+    if isinstance(exc, (BlocksyncError, OSError)):
+        return str(exc)
+    return f"internal error ({type(exc).__name__}): {exc}"
+
+
+def _late(deadline: tuple[float, float] | None, now: Callable[[], float]) -> str | None:
+    if deadline is not None and now() >= deadline[0]:
+        return f"not reached: the run's {deadline[1]:g} s timeout passed before it started"
+    return None
+
+
+def _merge_entry(entry: SourceReport, pull: PullResult) -> None:
+    entry.resolved += [(path, "remote -> local" if how == "remote" else how) for path, how in pull.merged]
+    entry.needs_resolution += [path for path, _ in pull.conflicts]
+
+
+def _pull_remotes(
+    ws: Workspace, run_id: str, deadline: tuple[float, float] | None, now: Callable[[], float]
+) -> dict[str, SourceReport]:
+    """Each configured remote's entry (source ``remote:<name>``) after pulling it."""
+    try:
+        remotes = ws.remotes
+    except BlocksyncError as exc:
+        return {"?": SourceReport("remote:?", error=str(exc))}
+    entries: dict[str, SourceReport] = {}
+    for name, remote in remotes.items():
+        entry = entries[name] = SourceReport(remote.source)
+        entry.error = _late(deadline, now)
+        if entry.error is not None:
+            continue
+        try:
+            _merge_entry(entry, ws.pull(name, run_id))
+        except Exception as exc:  # noqa: BLE001 -- a remote's failure is its entry's, not the run's
+            entry.error = _remote_failure(exc)
+    return entries
+
+
+def _push_remotes(
+    ws: Workspace,
+    run_id: str,
+    deadline: tuple[float, float] | None,
+    now: Callable[[], float],
+    entries: dict[str, SourceReport],
+    reconciled: ReconcileReport,
+    not_reached: list[str],
+) -> ReconcileReport:
+    """Push every remote whose pull went well; the report with every remote's entry added."""
+    if not entries:
+        return reconciled
+    for name, entry in entries.items():
+        if entry.error is not None:
+            if entry.error.startswith("not reached"):
+                not_reached.append(entry.source)
+            continue
+        entry.error = _late(deadline, now)
+        if entry.error is not None:
+            not_reached.append(entry.source)
+            continue
+        try:
+            pushed = ws.push(name, run_id)
+            for pull in pushed.pulls:  # the remote moved on meanwhile: merged before pushing
+                _merge_entry(entry, pull)
+        except Exception as exc:  # noqa: BLE001
+            entry.error = _remote_failure(exc)
+    return ReconcileReport(
+        reconciled.run_id, reconciled.sources + list(entries.values()),
+        ws.reconciler.conflicts.open_count(), reconciled.dry_run,
+    )
 

@@ -213,6 +213,10 @@ class VersionIndex:
             self._apply(info, seq + offset)
         self._set_meta("indexed_head", head)
 
+    def knows(self, sha: str) -> bool:
+        """Whether commit ``sha`` is on the indexed first-parent history."""
+        return self._known(sha)
+
     def _known(self, sha: str) -> bool:
         return self._db.execute("SELECT 1 FROM commits WHERE sha = ?", [sha]).fetchone() is not None
 

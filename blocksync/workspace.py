@@ -21,14 +21,23 @@ from types import TracebackType
 from . import config as config_mod
 from . import versions
 from .blocks import BlockStore, Transaction
-from .errors import BlocksyncError, ConfigError, IndexCorrupt, StoreExists, StoreNotFound
+from .errors import (
+    BlocksyncError, ConfigError, IndexCorrupt, NotFound, StoreExists, StoreNotFound,
+)
 from .fsck import FsckReport, check_repository
 from .conflicts import ConflictIndex
 from .filesource import FileSource, FileSourceSpec, parse_file_source
 from .notifications import NotificationLog
 from .plugins import HostServices, PluginSet, parse_specs
-from .reconcile import Conflicts, Reconciler, ReconcileReport
+from .reconcile import Conflicts, Reconciler, ReconcileReport, new_run_id
+from .remotes import (
+    SOURCE_PREFIX, PullResult, PushResult, Remote, RemoteSource, RemoteSync, add_remote,
+    parse_remotes, remove_remote,
+)
 from .sources import SyncSource
+from .agent_tools import builtin_tools
+from .tools import ToolBox
+from .streams import Streams, block_resolver
 
 DEFAULT_AUTHOR = "human:blocksync"
 
@@ -52,6 +61,8 @@ class Workspace(AbstractContextManager["Workspace"]):
         self._notifications: NotificationLog | None = None
         self._plugins: PluginSet | None = None
         self._reconciler: Reconciler | None = None
+        self._tools: ToolBox | None = None
+        self._streams: Streams | None = None
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -93,8 +104,15 @@ class Workspace(AbstractContextManager["Workspace"]):
     def notifications(self) -> NotificationLog:
         """Notifications plugins emitted, stored in index.db."""
         if self._notifications is None:
-            self._notifications = NotificationLog(self.index_path)
+            self._notifications = NotificationLog(self.index_path, block_resolver(self.blocks))
         return self._notifications
+
+    @property
+    def streams(self) -> Streams:
+        """The data streams (``source_kind`` stream or both): lifecycle, pulls, cursors."""
+        if self._streams is None:
+            self._streams = Streams(self.plugins, self.notifications)
+        return self._streams
 
     @property
     def plugins(self) -> PluginSet:
@@ -127,7 +145,10 @@ class Workspace(AbstractContextManager["Workspace"]):
             }
             for key in self.plugins.data_block_keys():
                 openers[key] = partial(self.plugins.source, key)
-            self._reconciler = Reconciler(openers, ConflictIndex(self.index_path), self.blocks.author)
+            self._reconciler = Reconciler(
+                openers, ConflictIndex(self.index_path), self.blocks.author,
+                resolve_only=self._remote_source,
+            )
         return self._reconciler
 
     def reconcile(
@@ -141,10 +162,64 @@ class Workspace(AbstractContextManager["Workspace"]):
         """Reconcile every data source (or those named) with its blocks; see ReconcileReport."""
         return self.reconciler.run(sources, paths, dry_run, run_id, progress)
 
+    def _remote_source(self, key: str) -> SyncSource | None:
+        # any remote:<name>, configured or not: its open conflicts outlive `remote remove`
+        if not key.startswith(SOURCE_PREFIX):
+            return None
+        return RemoteSource(key, self.blocks, self.reconciler.conflicts)
+
+    # -- git remotes ----------------------------------------------------------------------
+
+    @property
+    def remotes(self) -> dict[str, Remote]:
+        """The ``[remotes.<name>]`` of blocksync.toml, in file order."""
+        return parse_remotes(self.config.tables, str(self.config.path))
+
+    def remote(self, name: str) -> Remote:
+        remotes = self.remotes
+        if name not in remotes:
+            known = ", ".join(remotes) or "none configured"
+            raise NotFound(f"no remote named {name!r} (known: {known})")
+        return remotes[name]
+
+    def add_remote(self, name: str, url: str) -> Remote:
+        """Append ``[remotes.<name>] url = ...`` to blocksync.toml (the rest kept byte for byte)."""
+        remote = add_remote(self.root / config_mod.CONFIG_FILE, name, url)
+        self.config = config_mod.load(self.root / config_mod.CONFIG_FILE)
+        return remote
+
+    def remove_remote(self, name: str) -> Remote:
+        """Remove ``[remotes.<name>]`` from blocksync.toml; its open conflicts stay resolvable."""
+        remote = remove_remote(self.root / config_mod.CONFIG_FILE, name)
+        self.config = config_mod.load(self.root / config_mod.CONFIG_FILE)
+        return remote
+
+    @property
+    def remote_sync(self) -> RemoteSync:
+        return RemoteSync(self.blocks, self.reconciler.conflicts, self.blocks.author)
+
+    def pull(self, name: str, run_id: str | None = None) -> PullResult:
+        """Fetch remote ``name``'s main and merge it into main (conflicts into the index)."""
+        return self.remote_sync.pull(self.remote(name), run_id or new_run_id())
+
+    def push(self, name: str, run_id: str | None = None) -> PushResult:
+        """Push main to remote ``name`` by compare-and-swap, merging first when it moved on."""
+        return self.remote_sync.push(self.remote(name), run_id or new_run_id())
+
     @property
     def conflicts(self) -> Conflicts:
         """The conflict index: ``list``, ``get``, ``resolve``, ``undo``."""
         return Conflicts(self.reconciler)
+
+    @property
+    def tools(self) -> ToolBox:
+        """Every tool an agent can call: the built-in conflict and history tools and the tools
+        of the configured plugins; ``list``, ``call``, ``run`` (see :mod:`blocksync.tools`)."""
+        if self._tools is None:
+            self._tools = ToolBox(
+                self.plugins, builtin_tools(lambda: self.conflicts, self.blocks)
+            )
+        return self._tools
 
     def close(self) -> None:
         if self._reconciler is not None:

@@ -162,3 +162,91 @@ def wat_fixture(name: str, folder: Path) -> Path:
     out = folder / f"{name}.wasm"
     out.write_bytes(wat2wasm(text))
     return out
+
+
+# -- JavaScript plugins (componentize-js) --------------------------------------------------------
+
+#: the world a JavaScript fixture targets is in its package.json's "build" script
+JS_CACHE_FILES = ("app.js", "package.json", "package-lock.json")
+
+
+def js_cache_key(name: str) -> str:
+    """sha256 of what goes into a JavaScript fixture's component: its sources, its lock file
+    (the exact componentize-js), the WIT package and node's major version."""
+    import subprocess
+
+    digest = hashlib.sha256()
+    folder = FIXTURES / name
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith("."):
+            digest.update(f"source:{path.name}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for path in _files(wit_dir()):
+        digest.update(f"wit:{path.relative_to(wit_dir()).as_posix()}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
+    digest.update(f"node:{node.stdout.strip().split('.')[0]}".encode())
+    return digest.hexdigest()
+
+
+def _npm_ci(folder: Path) -> None:
+    """``npm ci`` in ``folder`` unless its node_modules already hold what package-lock.json
+    pins (a stamp records the lock's hash); serialized across processes by a lock file."""
+    import fcntl
+    import subprocess
+
+    lock_sha = hashlib.sha256((folder / "package-lock.json").read_bytes()).hexdigest()
+    stamp = folder / "node_modules" / ".blocksync-lock-sha256"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f".npm-{folder.name}.lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if stamp.is_file() and stamp.read_text(encoding="utf-8") == lock_sha:
+            return
+        done = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=folder, capture_output=True, text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"npm ci in {folder} failed:\n{done.stdout}\n{done.stderr}")
+        stamp.write_text(lock_sha, encoding="utf-8")
+
+
+def built_js_plugin(name: str) -> Path:
+    """The component built from the JavaScript fixture ``fixtures/plugins/<name>`` with
+    componentize-js (``npm ci``, then ``npm run build -- --out ...``), cached by source hash
+    like :func:`built_plugin` (a cold build takes ~40 s, plus ~15 s for ``npm ci``)."""
+    import subprocess
+    import time
+
+    target = CACHE / f"js-{js_cache_key(name)}.wasm"
+    if target.is_file():
+        return target
+    folder = FIXTURES / name
+    _npm_ci(folder)
+    partial = CACHE / f".{target.stem}.{uuid.uuid4().hex}.wasm"
+    started = time.monotonic()
+    done = subprocess.run(
+        ["npm", "run", "--silent", "build", "--", "--out", str(partial)],
+        cwd=folder, capture_output=True, text=True,
+    )
+    if done.returncode != 0 or not partial.is_file():
+        partial.unlink(missing_ok=True)
+        raise RuntimeError(f"componentize-js build of {name} failed:\n{done.stdout}\n{done.stderr}")
+    data = partial.read_bytes()
+    lock = json.loads((folder / "package-lock.json").read_text(encoding="utf-8"))
+    info = {
+        "fixture": name,
+        "args": "js",
+        "componentize-js": lock["packages"]["node_modules/@bytecodealliance/componentize-js"][
+            "version"
+        ],
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    info_partial = partial.with_suffix(".json")
+    info_partial.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    os.replace(info_partial, target.with_suffix(".json"))
+    os.replace(partial, target)
+    _forget_older_builds(target, info)
+    return target

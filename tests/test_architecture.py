@@ -36,7 +36,11 @@ LAYERS = {
     "fsck": 4,
     "filesource": 4,
     "plugins": 4,
+    "agent_tools": 4,  # blocksync's own tools: conflicts, history, rollback
     "reconcile": 5,
+    "tools": 5,  # the tool box: plugin tools and agent_tools, schema-checked
+    "streams": 5,
+    "remotes": 5,
     "workspace": 6,
     "sync": 7,
     "demo": 7,

@@ -57,6 +57,7 @@ BUILDABLE = {
     "files": ("data-block",),
     "truth_tool": ("tool",),
     "echo_stream": ("data-stream",),
+    "feed": ("data-stream",),
     "echo_tool": ("tool",),
     "stream_tool": ("data-stream", "tool"),
     "kitchen_sink": ("data-block", "data-stream", "tool"),
@@ -407,6 +408,9 @@ class FakeHost:
             return Variant("err", f"no version {version_id}")
         return Variant("ok", self.versions[version_id])
 
+    def set_cursor(self, cursor: str) -> None:
+        self.cursor = cursor  # a stream's pull names its next cursor
+
     # http
     def request(
         self, method: str, url: str, headers: list[Any], body: bytes | None
@@ -442,6 +446,7 @@ class FakeHost:
             "merge3",
             "block-history",
             "block-read-at",
+            "set-cursor",
         ],
         "http": ["request"],
     }

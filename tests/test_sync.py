@@ -259,7 +259,8 @@ def test_json_shape(store_path: Path, notes: Path) -> None:
     assert code == 0
     assert set(report) == {
         "run_id", "command", "started_at", "finished_at", "seconds", "lock_waited", "timeout",
-        "timed_out", "not_reached", "sources", "summary", "open_conflicts", "exit_code",
+        "timed_out", "not_reached", "sources", "streams", "summary", "open_conflicts",
+        "exit_code",
     }
     (entry,) = report["sources"]
     assert set(entry) == {

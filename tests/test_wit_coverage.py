@@ -26,7 +26,7 @@ from typing import Any
 
 from blocksync import sources
 from blocksync.plugins import bridges, contract
-from blocksync.plugins.build import wit_dir
+from blocksync.plugins.build import guest_sdk_dir, wit_dir
 from blocksync.plugins.hostfuncs import HOST, HTTP, SYNC, HostContext, HostServices, define
 from blocksync.plugins.spec import PluginSpec
 
@@ -123,7 +123,8 @@ def test_sync_bases_replace_the_stand_ins() -> None:
 
 
 def _sources() -> tuple[str, str]:
-    """(the test sources but this file, the app.py of every fixture guest a test names)."""
+    """(the test sources but this file, the app.py of every fixture guest a test names, with the
+    SDK's SyncedSource when one of them derives from it: its calls run inside those guests)."""
     tests = [
         p.read_text(encoding="utf-8") for p in sorted(TESTS.glob("*.py")) if p.name != Path(__file__).name
     ]
@@ -133,6 +134,8 @@ def _sources() -> tuple[str, str]:
         for app in sorted(GUESTS.glob("*/app.py"))
         if re.search(rf"\b{re.escape(app.parent.name)}\b", joined)
     ]
+    if any("SyncedSource" in guest for guest in guests):
+        guests.append((guest_sdk_dir() / "pattern_extension_api" / "synced.py").read_text("utf-8"))
     return joined, "\n".join(guests)
 
 

@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -284,6 +285,13 @@ def _no_bases(*_: Any) -> str:
     raise AccessDenied("sync bases are kept only for data-block sources during reconcile")
 
 
+def _set_cursor(ctx: HostContext, cursor: str) -> None:
+    """``sync.set-cursor``: kept by the notification log while it runs this stream's pull."""
+    if ctx.services.notifications is None:
+        raise AccessDenied("no store is attached to keep a stream cursor")
+    ctx.services.notifications.set_cursor(ctx.spec.key, cursor)
+
+
 def define(linker_root: Any, ctx: HostContext, sync_bases: dict[str, Callable[..., Any]]) -> None:
     """Define the ``host``, ``http`` and ``sync`` instances for one plugin on a linker root.
 
@@ -316,6 +324,7 @@ def define(linker_root: Any, ctx: HostContext, sync_bases: dict[str, Callable[..
         "merge3": as_result(_merge3, tagged=True),
         "block-history": as_result(ctx.block_history, tagged=False),
         "block-read-at": as_result(ctx.block_read_at, tagged=True),
+        "set-cursor": as_result(partial(_set_cursor, ctx), tagged=False),
         **sync_bases,
     }
     for name, functions in ((HOST, host), (HTTP, http), (SYNC, sync)):

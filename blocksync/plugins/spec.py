@@ -9,6 +9,7 @@ The seed's form attaches a plugin to an agent as a data source::
     result_mb = 16                    # size of one call's result
     http_timeout = 10.0
     http_response_mb = 8
+    pull_batch = 1000                 # notifications one data-stream pull may return
 
     [agents.alice.data_sources.notes]
     type = "wasm"
@@ -60,6 +61,7 @@ class Limits:
     result_mb: int = 16
     http_timeout: float = 10.0
     http_response_mb: int = 8
+    pull_batch: int = 1000  # notifications one data-stream pull may return
 
     def capped_by(self, caps: Mapping[str, Any]) -> Limits:
         """The smaller of each limit and the user's cap for it."""

@@ -28,6 +28,7 @@ __all__ = [
     "merge3",
     "report_conflict",
     "set_base",
+    "set_cursor",
     "states",
 ]
 
@@ -87,6 +88,13 @@ def report_conflict(path: str, block: BlockRef, disk: str | None, reason: str) -
 
 def set_base(path: str, block: BlockRef, content: str) -> None:
     call_host(_sync.set_base, path, block, content)
+
+
+def set_cursor(cursor: str) -> None:
+    """In a data stream's `pull` only: the cursor the next pull gets (the position just after
+    the notifications this pull returns). Stored by the host with them, once the pull returns;
+    a cursor this stream used before is refused. Raises HostError outside a pull."""
+    call_host(_sync.set_cursor, cursor)
 
 
 def forget(path: str) -> None:

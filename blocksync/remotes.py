@@ -1,0 +1,812 @@
+"""Git remotes: stores on several machines meeting through an ordinary git repository.
+
+Git is the whole wire protocol (dulwich's clients: file paths, ``git://``, ``http(s)://``, ssh).
+What travels is ``refs/heads/main`` only. ``refs/sync/<source>`` stay home: they are the bases
+of *this machine's* folders and buckets, and another machine's base for a folder of the same
+name says nothing about what this machine's folder held (taking it would turn its edits into
+deletions or conflicts). Block content, the thing machines share, is all on main.
+
+Pull
+    Fetch the remote's main into the object store (nothing else is touched: a transfer cut
+    off half-way leaves at most unreferenced objects), note it in ``refs/remotes/<name>/main``,
+    then move the local main by compare-and-swap, retried on a lost race:
+
+    * remote already in local history, or no remote main: nothing to do;
+    * local main on the remote's *first-parent* chain (or no local main): fast-forward;
+    * otherwise a merge commit, parents ``[local, remote]``, whose tree merges PER BLOCK with
+      reconcile's three-way rules, base = the block in the merge base commit: one side
+      changed -> that side; both changed -> identical, or a clean ``merge3`` line merge, else
+      a conflict (overlap, delete vs modify, both created without a base) that keeps the
+      local side in the tree and becomes a row of the conflict index (source
+      ``remote:<name>``, path ``<owner>/<label>`` encoded as in the repository, disk = the
+      remote side, agent = the local side). The remote side is never lost: it is in the row
+      and in the merge commit's second parent.
+
+    The version index follows first parents, so a merge commit is indexed as one commit whose
+    changes against its first parent (local) are what the remote brought: new versions of
+    those blocks. A local main that is in the remote's history but not on its first-parent
+    chain (another machine merged it as a second parent) is not fast-forwarded -- the index
+    could not follow it -- but merged like any other: when the trees are equal nothing moves.
+
+Push
+    Compare-and-swap through git's own protocol: the update names the remote main it replaces
+    (never a force). A remote main that is not in local history is pulled (fetched and merged)
+    first; a push that loses the race is retried after a pull, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dulwich.client import get_transport_and_path
+from dulwich.errors import HangupException, SendPackError
+from dulwich.file import FileLocked
+from dulwich.objects import ZERO_SHA, Blob, Commit, ObjectID, ShaFile, Tree
+from dulwich.refs import Ref
+
+from . import config as config_mod
+from . import names
+from .blocks import BLOCKS_DIR, CONTENT_FILE, MAIN, META_FILE, BlockMeta, BlockStore
+from .conflicts import ConflictIndex
+from .errors import (
+    AlreadyExists,
+    BlockNotFound,
+    BlocksyncError,
+    ConcurrentUpdate,
+    ConfigError,
+    NotFound,
+    RemoteError,
+    RemoteRejected,
+    RemoteUnreachable,
+    SourceChanged,
+    StaleVersion,
+    UnrelatedHistories,
+    UsageError,
+)
+from .gitstore import FILE_MODE, TREE_MODE, GitStore, TreeEditor, identity
+from .merge import merge3
+from .sources import ReconcileOutcome, Sides
+
+#: Conflict rows (and report entries) of a remote are of the source ``remote:<name>``.
+SOURCE_PREFIX = "remote:"
+#: Pushes retried after a lost race (each after a pull), and local compare-and-swaps of a merge.
+MAX_PUSH_ATTEMPTS = 8
+#: Seconds to wait before a retried push, times the attempt, with random jitter (0.5-1.5x).
+PUSH_BACKOFF = 0.05
+MAX_MERGE_ATTEMPTS = 20
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+
+
+# -- names, URLs, credentials ---------------------------------------------------------------
+
+
+def redact(text: str) -> str:
+    """``text`` with the user and password of every URL in it replaced by ``***``."""
+    return _USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
+
+
+def _secrets(url: str) -> list[str]:
+    m = _USERINFO.search(url)
+    if m is None:
+        return []
+    return [part for part in re.split(r"[:]", m.group("userinfo")) if len(part) >= 3]
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error from a transport) safe to show: no URL credentials, and not the
+    password or token of ``url`` anywhere else either (some errors quote it bare)."""
+    out = redact(text)
+    for secret in _secrets(url):
+        out = out.replace(secret, "***")
+    return out
+
+
+def validate_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise UsageError(
+            f"remote name {name!r} must be 1-64 letters, digits, '_', '.' or '-', "
+            "not starting with '.' or '-'"
+        )
+
+
+def tracking_ref(name: str) -> Ref:
+    return Ref(f"refs/remotes/{name}/main".encode())
+
+
+@dataclass(frozen=True)
+class Remote:
+    name: str
+    url: str
+
+    @property
+    def source(self) -> str:
+        return SOURCE_PREFIX + self.name
+
+    @property
+    def shown_url(self) -> str:
+        return redact(self.url)
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "url": self.shown_url}
+
+
+def parse_remotes(tables: dict[str, Any], where: str = "blocksync.toml") -> dict[str, Remote]:
+    """The ``[remotes.<name>]`` tables, checked; in file order."""
+    found: dict[str, Remote] = {}
+    for name, table in dict(tables.get("remotes", {})).items():
+        try:
+            validate_name(name)
+        except UsageError as exc:
+            raise ConfigError(f"{where}: [remotes.{name}]: {exc}") from exc
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: [remotes.{name}] must be a table with a url")
+        unknown = sorted(set(table) - {"url"})
+        if unknown:
+            raise ConfigError(f"{where}: [remotes.{name}] has unknown key(s) {', '.join(unknown)}")
+        url = table.get("url")
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigError(f"{where}: [remotes.{name}] needs a url (text)")
+        found[name] = Remote(name, url)
+    return found
+
+
+def _check_url(url: str) -> None:
+    if not url or url != url.strip() or any(ord(c) < 0x20 for c in url):
+        raise UsageError("a remote URL must be non-empty, without spaces around it or line breaks")
+
+
+# -- blocksync.toml edits ----------------------------------------------------------------------
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".blocksync.toml.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def add_remote(path: Path, name: str, url: str) -> Remote:
+    """Append ``[remotes.<name>]`` to ``path``, every other byte of the file kept."""
+    validate_name(name)
+    _check_url(url)
+    text = _read_text(path)
+    doc = config_mod.read_toml(path) if text else {}
+    if name in parse_remotes(doc, str(path)):
+        raise AlreadyExists(f"remote {name!r} exists already: remove it first")
+    sep = "" if not text else ("\n" if text.endswith("\n") else "\n\n")
+    new = text + sep + config_mod.toml_table(("remotes", name), {"url": url})
+    _check_edit(path, new, doc, name, {"url": url})
+    _write_atomic(path, new)
+    return Remote(name, url)
+
+
+def remove_remote(path: Path, name: str) -> Remote:
+    """Remove the ``[remotes.<name>]`` table from ``path``, every other byte of the file kept."""
+    text = _read_text(path)
+    doc = config_mod.read_toml(path) if text else {}
+    remotes = parse_remotes(doc, str(path))
+    if name not in remotes:
+        raise NotFound(f"no remote named {name!r} (known: {', '.join(remotes) or 'none'})")
+    key = re.escape(name)
+    header = re.compile(
+        rf"""^[ \t]*\[[ \t]*remotes[ \t]*\.[ \t]*(?:{key}|"{key}"|'{key}')[ \t]*\][ \t]*(?:#.*)?$"""
+    )
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if header.match(line.rstrip("\r\n"))), None)
+    if start is None:
+        raise ConfigError(f"{path}: cannot find the [remotes.{name}] table to remove: edit the file")
+    end = start + 1
+    while end < len(lines) and not re.match(r"^[ \t]*\[", lines[end]):
+        end += 1
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1  # blank lines before the next table stay
+    if start > 0 and not lines[start - 1].strip():
+        start -= 1  # the blank line `remote add` put before the table goes with it
+    new = "".join(lines[:start] + lines[end:])
+    _check_edit(path, new, doc, name, None)
+    _write_atomic(path, new)
+    return remotes[name]
+
+
+def _check_edit(
+    path: Path, new: str, doc: dict[str, Any], name: str, table: dict[str, Any] | None
+) -> None:
+    """Refuse an edit whose result is not exactly ``doc`` with the one remote changed."""
+    import tomllib
+
+    expected = json.loads(json.dumps(doc, default=str))
+    remotes = dict(expected.get("remotes", {}))
+    if table is None:
+        remotes.pop(name, None)
+    else:
+        remotes[name] = table
+    if remotes:
+        expected["remotes"] = remotes
+    else:
+        expected.pop("remotes", None)
+    try:
+        got = json.loads(json.dumps(tomllib.loads(new), default=str))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: cannot edit the remotes automatically ({exc}): edit the file") from exc
+    if got.get("remotes") == {}:
+        got.pop("remotes")
+    if got != expected:
+        raise ConfigError(f"{path}: cannot edit [remotes.{name}] automatically: edit the file")
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+@dataclass
+class PullResult:
+    remote: str
+    action: str  # "up-to-date", "fast-forward", "merged", "empty" (the remote has no main)
+    before: str | None
+    after: str | None
+    remote_head: str | None
+    merged: list[tuple[str, str]] = field(default_factory=list)  # (path, "remote"/"merged")
+    conflicts: list[tuple[str, str]] = field(default_factory=list)  # (path, conflict id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote, "action": self.action, "before": self.before,
+            "after": self.after, "remote_head": self.remote_head,
+            "merged": [{"path": p, "how": h} for p, h in self.merged],
+            "conflicts": [{"path": p, "conflict": c} for p, c in self.conflicts],
+        }
+
+
+@dataclass
+class PushResult:
+    remote: str
+    action: str  # "pushed", "up-to-date", "nothing" (no local main)
+    commit: str | None
+    attempts: int
+    pulls: list[PullResult] = field(default_factory=list)  # merges a lost race needed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote, "action": self.action, "commit": self.commit,
+            "attempts": self.attempts, "pulls": [p.to_json() for p in self.pulls],
+        }
+
+
+# -- pull and push ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    edits: dict[tuple[bytes, bytes], bytes | None] = field(default_factory=dict)
+    objects: list[ShaFile] = field(default_factory=list)
+    merged: list[tuple[str, str]] = field(default_factory=list)
+    conflicts: list[tuple[str, str, str, str | None, str | None, str | None, str]] = field(
+        default_factory=list
+    )  # (path, owner, label, base, disk=remote, agent=local, reason)
+
+
+class RemoteSync:
+    """Pulls from and pushes to the remotes of one block store."""
+
+    def __init__(
+        self,
+        store: BlockStore,
+        conflicts: ConflictIndex,
+        author: str,
+        client: Callable[[str], tuple[Any, str]] | None = None,
+    ) -> None:
+        self.store = store
+        self.git: GitStore = store.git
+        self.conflicts = conflicts
+        self.author = author
+        self._client = client or (lambda url: get_transport_and_path(url))
+
+    # -- transport ------------------------------------------------------------------------
+
+    def _connect(self, remote: Remote) -> tuple[Any, str]:
+        try:
+            return self._client(remote.url)
+        except Exception as exc:  # noqa: BLE001 -- dulwich raises anything on a bad URL
+            raise RemoteError(remote.name, f"cannot use URL {remote.shown_url}: "
+                              f"{scrub(str(exc), remote.url)}") from None
+
+    def _failed(self, remote: Remote, what: str, exc: BaseException) -> RemoteError:
+        detail = scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, remote.url)
+        return RemoteUnreachable(remote.name, f"{what} {remote.shown_url} failed ({detail})")
+
+    def fetch(self, remote: Remote) -> bytes | None:
+        """Bring the remote's main and its objects here; its head (None: no main there)."""
+        client, path = self._connect(remote)
+        store = self.git.repo.object_store
+
+        advertised: list[bytes | None] = []  # main as the fetch saw it (refs may move after)
+
+        def wants(refs: dict[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+            sha = refs.get(MAIN)
+            advertised.append(None if sha is None or sha == ZERO_SHA else bytes(sha))
+            if sha is None or sha == ZERO_SHA or sha in store:
+                return []
+            return [sha]
+
+        try:
+            result = client.fetch(path, self.git.repo, determine_wants=wants)
+        except BlocksyncError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- socket, protocol, missing repository
+            raise self._failed(remote, "fetch from", exc) from None
+        head = advertised[-1] if advertised else result.refs.get(MAIN)
+        if head is None or head == ZERO_SHA:
+            return None
+        if ObjectID(head) not in store:
+            raise RemoteUnreachable(remote.name, f"fetch from {remote.shown_url} did not bring "
+                                    f"main's commit {head.decode()}: nothing was applied")
+        self._track(remote, head)
+        return bytes(head)
+
+    def _track(self, remote: Remote, head: bytes) -> None:
+        ref = tracking_ref(remote.name)
+        for _ in range(MAX_MERGE_ATTEMPTS):
+            old = self.git.ref(ref)
+            if old == head or self.git.swap_ref(ref, old, head):
+                return
+
+    # -- pull -----------------------------------------------------------------------------
+
+    def pull(self, remote: Remote, run_id: str) -> PullResult:
+        head = self.fetch(remote)
+        return self.integrate(remote, head, run_id)
+
+    def integrate(self, remote: Remote, theirs: bytes | None, run_id: str) -> PullResult:
+        """Make local main contain the fetched ``theirs`` (see the module docstring)."""
+        for _ in range(MAX_MERGE_ATTEMPTS):
+            self.store.catch_up_index()
+            ours = self.git.ref(MAIN)
+            before = None if ours is None else ours.decode()
+            if theirs is None:
+                return PullResult(remote.name, "empty", before, before, None)
+            shown = theirs.decode()
+            bases = [] if ours is None else self.merge_bases(ours, theirs)
+            if ours == theirs or theirs in bases:
+                return PullResult(remote.name, "up-to-date", before, before, shown)
+            if ours is None or (ours in bases and self._on_first_parents(ours, theirs)):
+                if not self.git.swap_ref(MAIN, ours, theirs):
+                    continue
+                self.store.catch_up_index()
+                return PullResult(remote.name, "fast-forward", before, shown, shown)
+            if not bases:
+                raise UnrelatedHistories(
+                    remote.name,
+                    f"main at {remote.shown_url} ({shown[:12]}) shares no history with the local "
+                    f"main ({before[:12] if before else '-'}): refusing to merge, nothing changed. "
+                    "Pull into a new empty store, or use another remote.",
+                )
+            plan = self._plan(remote, ours, theirs, bases)
+            if not plan.edits and ours in bases:
+                # local main is in the remote's history, off its first-parent chain, with the
+                # same blocks: nothing to bring (a merge commit here would only ping-pong)
+                return PullResult(remote.name, "up-to-date", before, before, shown)
+            commit = self._merge_commit(remote, ours, theirs, plan)
+            if not self.git.swap_ref(MAIN, ours, commit.id):
+                continue  # a local writer moved main: merge again onto its commit
+            self.store.catch_up_index()
+            result = PullResult(remote.name, "merged", before, commit.id.decode(), shown, plan.merged)
+            self._record(remote, plan, result, run_id)
+            return result
+        raise ConcurrentUpdate("refs/heads/main", MAX_MERGE_ATTEMPTS, f"merging remote {remote.name!r}")
+
+    def _contains(self, descendant: bytes, ancestor: bytes) -> bool:
+        return ancestor in self._ancestors(descendant, until=ancestor)
+
+    def _ancestors(self, start: bytes, until: bytes | None = None) -> set[bytes]:
+        """``start`` and every commit it descends from (the walk ends early at ``until``).
+
+        By parents alone: commit times (which dulwich's merge-base search orders by) are
+        whole seconds, and many commits share one.
+        """
+        seen = {start}
+        todo = [start]
+        while todo:
+            sha = todo.pop()
+            if sha == until:
+                break
+            for parent in self.git.commit(sha).parents:
+                if bytes(parent) not in seen:
+                    seen.add(bytes(parent))
+                    todo.append(bytes(parent))
+        return seen
+
+    def merge_bases(self, ours: bytes, theirs: bytes) -> list[bytes]:
+        """The lowest common ancestors of two commits (``theirs`` itself when ``ours``
+        contains it; ``ours`` itself when ``theirs`` contains it); empty when unrelated."""
+        mine = self._ancestors(ours)
+        if theirs in mine:
+            return [theirs]
+        frontier: list[bytes] = []
+        seen = {theirs}
+        todo = [theirs]
+        while todo:
+            sha = todo.pop()
+            if sha in mine:
+                frontier.append(sha)
+                continue
+            for parent in self.git.commit(sha).parents:
+                if bytes(parent) not in seen:
+                    seen.add(bytes(parent))
+                    todo.append(bytes(parent))
+        if len(frontier) <= 1:
+            return frontier
+        below = {c: self._ancestors(c) - {c} for c in frontier}
+        return sorted(c for c in frontier if not any(c in below[d] for d in frontier))
+
+    def _on_first_parents(self, ours: bytes, theirs: bytes) -> bool:
+        """Whether ``ours`` is on the first-parent chain of ``theirs`` (the walk stops at the
+        first commit the version index already knows)."""
+        sha: bytes | None = theirs
+        while sha is not None:
+            if sha == ours:
+                return True
+            if self.store.indexed(sha.decode()):
+                return False
+            commit = self.git.commit(sha)
+            sha = bytes(commit.parents[0]) if commit.parents else None
+        return False
+
+    def _blocks(self, commit: bytes) -> bytes | None:
+        return self.git.lookup(self.git.commit_tree(commit), BLOCKS_DIR.encode())
+
+    def _diff(self, old: bytes | None, new: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        """(owner, label) path components of every block folder that differs."""
+        for owner, a, b in _diff_entries(self.git, old, new):
+            for label, _, _ in _diff_entries(self.git, a, b):
+                yield owner, label
+
+    def _plan(self, remote: Remote, ours: bytes, theirs: bytes, bases: list[bytes]) -> _Plan:
+        git = self.git
+        ours_root, theirs_root = self._blocks(ours), self._blocks(theirs)
+        base_roots = [self._blocks(b) for b in bases]
+        candidates: set[tuple[bytes, bytes]] = set()
+        for base_root in base_roots:
+            candidates.update(self._diff(base_root, theirs_root))
+        plan = _Plan()
+        for key in sorted(candidates):
+            mine, yours = git.lookup(ours_root, *key), git.lookup(theirs_root, *key)
+            if mine == yours:
+                continue
+            base = _pick_base([git.lookup(root, *key) for root in base_roots], mine, yours)
+            if mine == base:
+                plan.edits[key] = yours
+                plan.merged.append((_path(key), "remote"))
+                continue
+            if yours == base:
+                continue
+            self._merge_block(key, base, mine, yours, plan)
+        return plan
+
+    def _merge_block(
+        self, key: tuple[bytes, bytes], base: bytes | None, mine: bytes | None,
+        yours: bytes | None, plan: _Plan,
+    ) -> None:
+        owner, label = names.decode(key[0]), names.decode(key[1])
+        path = _path(key)
+        b, m, y = (self._folder(d) for d in (base, mine, yours))
+        text = self._text
+        sides = (
+            None if b is None else text(b[0]),
+            None if y is None else text(y[0]),
+            None if m is None else text(m[0]),
+        )
+        if m is None or y is None:
+            reason = ("deleted here, changed on the remote" if m is None
+                      else "deleted on the remote, changed here")
+            plan.conflicts.append((path, owner, label, *sides, reason))
+            return
+        if b is None:
+            if m[0] == y[0]:
+                content = m[0]
+            else:
+                plan.conflicts.append((path, owner, label, *sides,
+                                       "created here and on the remote with different content"))
+                return
+        elif m[0] == y[0] or y[0] == b[0]:
+            content = m[0]
+        elif m[0] == b[0]:
+            content = y[0]
+        else:
+            assert sides[0] is not None and sides[1] is not None and sides[2] is not None
+            merged = merge3(sides[0], sides[2], sides[1])
+            if merged.text is None:
+                plan.conflicts.append((path, owner, label, *sides,
+                                       f"both changed, {merged.conflicts} overlapping region(s)"))
+                return
+            blob = Blob.from_string(merged.text.encode("utf-8"))
+            plan.objects.append(blob)
+            content = blob.id
+        meta = self._merge_meta(None if b is None else b[1], m[1], y[1], plan)
+        try:
+            limit = BlockMeta.from_json(self.git.blob(meta)).char_limit
+        except (KeyError, ValueError):
+            limit = None
+        if limit is not None and len(text(content)) > limit:
+            plan.conflicts.append((path, owner, label, *sides,
+                                   f"the merged content is over the block's char_limit of {limit}"))
+            return
+        folder = Tree()
+        folder.add(CONTENT_FILE, FILE_MODE, ObjectID(content))
+        folder.add(META_FILE, FILE_MODE, ObjectID(meta))
+        if folder.id == mine:
+            return
+        plan.objects.append(folder)
+        plan.edits[key] = bytes(folder.id)
+        plan.merged.append((path, "merged"))
+
+    def _merge_meta(self, base: bytes | None, mine: bytes, yours: bytes, plan: _Plan) -> bytes:
+        """Metadata merged field by field; a field both sides changed differently keeps ours."""
+        if mine == yours or yours == base:
+            return mine
+        if mine == base:
+            return yours
+        docs = [json.loads(self.git.blob(s)) if s is not None else {} for s in (base, mine, yours)]
+        out = dict(docs[1])
+        for name, value in docs[2].items():
+            if docs[1].get(name) == docs[0].get(name):
+                out[name] = value
+        blob = Blob.from_string(BlockMeta.from_json(json.dumps(out).encode()).to_json())
+        plan.objects.append(blob)
+        return bytes(blob.id)
+
+    def _folder(self, sha: bytes | None) -> tuple[bytes, bytes] | None:
+        if sha is None:
+            return None
+        tree = self.git.tree(sha)
+        return bytes(tree[CONTENT_FILE][1]), bytes(tree[META_FILE][1])
+
+    def _text(self, blob: bytes) -> str:
+        return self.git.blob(blob).decode("utf-8", "surrogateescape")
+
+    def _merge_commit(self, remote: Remote, ours: bytes, theirs: bytes, plan: _Plan) -> Commit:
+        root = TreeEditor(self.git, self.git.commit_tree(ours))
+        blocks = root.child(BLOCKS_DIR.encode())
+        for (owner, label), folder in plan.edits.items():
+            if folder is None:
+                blocks.child(owner).remove(label)
+            else:
+                blocks.child(owner).set(label, TREE_MODE, folder)
+        objects = list(plan.objects)
+        tree = root.write(objects)
+        if tree is None:
+            empty = Tree()
+            objects.append(empty)
+            tree = empty.id
+        commit = Commit()
+        commit.tree = ObjectID(tree)
+        commit.parents = [ObjectID(ours), ObjectID(theirs)]
+        commit.author = commit.committer = identity(self.author)
+        commit.author_time = commit.commit_time = int(time.time())
+        commit.author_timezone = commit.commit_timezone = 0
+        commit.encoding = b"UTF-8"
+        counts = f"{len(plan.merged)} block(s) from the remote, {len(plan.conflicts)} conflict(s)"
+        commit.message = f"merge remote {remote.name} ({counts})\n".encode()
+        objects.append(commit)
+        self.git.write(objects)
+        return commit
+
+    def _record(self, remote: Remote, plan: _Plan, result: PullResult, run_id: str) -> None:
+        conflicted = set()
+        for path, owner, label, base, disk, agent, reason in plan.conflicts:
+            row, _ = self.conflicts.record(
+                source=remote.source, path=path, owner=owner, label=label, base=base,
+                disk=disk, agent=agent, reason=reason, run_id=run_id,
+            )
+            conflicted.add(path)
+            if row.status == "open":
+                result.conflicts.append((path, row.id))
+        open_paths = {c.path for c in self.conflicts.list("open", remote.source)}
+        for path, how in plan.merged:
+            if path in open_paths and path not in conflicted:
+                self.conflicts.close(
+                    remote.source, path, status="resolved",
+                    resolution="merged" if how == "merged" else "disk",
+                    resolver="pull", result_version=None,
+                )
+
+    # -- push -----------------------------------------------------------------------------
+
+    def push(self, remote: Remote, run_id: str) -> PushResult:
+        pulls: list[PullResult] = []
+        for attempt in range(1, MAX_PUSH_ATTEMPTS + 1):
+            ours = self.git.ref(MAIN)
+            if ours is None:
+                return PushResult(remote.name, "nothing", None, attempt, pulls)
+            seen: dict[str, Any] = {}
+            outcome = self._send(remote, ours, seen)
+            if outcome in ("pushed", "up-to-date"):
+                if outcome == "pushed":
+                    self._track(remote, ours)
+                return PushResult(remote.name, outcome, ours.decode(), attempt, pulls)
+            # diverged or lost the race: bring the remote's main in, then try again
+            if outcome == "rejected" and seen.get("now") == seen.get("old"):
+                raise RemoteRejected(remote.name, f"{remote.shown_url} refused the push of main "
+                                     f"({seen.get('message', b'').decode('utf-8', 'replace')})")
+            pulls.append(self.pull(remote, run_id))
+            if attempt > 1:  # several pushers in step: spread them out
+                time.sleep(PUSH_BACKOFF * attempt * (0.5 + random.random()))
+        raise ConcurrentUpdate(f"main at remote {remote.name!r}", MAX_PUSH_ATTEMPTS,
+                               "other machines kept pushing; run sync again")
+
+    def _send(self, remote: Remote, ours: bytes, seen: dict[str, Any]) -> str:
+        client, path = self._connect(remote)
+        repo = self.git.repo
+        state = {"outcome": "pushed"}
+
+        def update_refs(refs: dict[Ref, ObjectID]) -> dict[Ref, ObjectID]:
+            theirs = refs.get(MAIN)
+            seen["old"] = theirs
+            if theirs == ours:
+                state["outcome"] = "up-to-date"
+                return {}
+            if theirs is not None and theirs != ZERO_SHA:
+                if theirs not in repo.object_store or not self._contains(ours, theirs):
+                    if theirs in repo.object_store and self._contains(theirs, ours):
+                        state["outcome"] = "up-to-date"  # the remote has all of ours already
+                    else:
+                        state["outcome"] = "diverged"
+                    return {}
+            return {MAIN: ObjectID(ours)}
+
+        try:
+            result = client.send_pack(path, update_refs, repo.generate_pack_data)
+        except FileLocked:
+            return "raced"  # a file remote's main is mid-update by another pusher
+        except SendPackError as exc:
+            raise RemoteRejected(remote.name, f"{remote.shown_url} refused the push "
+                                 f"({scrub(str(exc), remote.url)})") from None
+        except (HangupException, Exception) as exc:
+            if isinstance(exc, BlocksyncError):
+                raise
+            raise self._failed(remote, "push to", exc) from None
+        if state["outcome"] != "pushed":
+            return state["outcome"]
+        status = (getattr(result, "ref_status", None) or {}).get(MAIN)
+        if status is None:
+            return "pushed"
+        seen["message"] = scrub(str(status), remote.url).encode()
+        try:
+            now = client.get_refs(path)
+            refs = getattr(now, "refs", now)
+            seen["now"] = refs.get(MAIN)
+        except Exception:  # noqa: BLE001 -- then count it as a race and pull
+            seen["now"] = None
+        return "rejected"
+
+
+def _pick_base(candidates: list[bytes | None], mine: bytes | None, yours: bytes | None) -> bytes | None:
+    """The base of a block when there are several merge bases: the one all agree on, else one
+    a side still holds (the other side changed it), else the first."""
+    if len(set(candidates)) == 1:
+        return candidates[0]
+    for sha in candidates:
+        if sha == mine or sha == yours:
+            return sha
+    return candidates[0]
+
+
+def _path(key: tuple[bytes, bytes]) -> str:
+    return f"{key[0].decode()}/{key[1].decode()}"
+
+
+def parse_path(path: str) -> tuple[str, str]:
+    """(owner, label) of a conflict path ``<owner>/<label>`` (components encoded as in git)."""
+    owner, sep, label = path.partition("/")
+    if not sep or "/" in label:
+        raise UsageError(f"{path!r} is not a block path <owner>/<label>")
+    return names.decode(owner), names.decode(label)
+
+
+def _diff_entries(
+    git: GitStore, old: bytes | None, new: bytes | None
+) -> Iterator[tuple[bytes, bytes | None, bytes | None]]:
+    if old == new:
+        return
+    before = {} if old is None else {bytes(e.path): bytes(e.sha) for e in git.tree(old).items()}
+    after = {} if new is None else {bytes(e.path): bytes(e.sha) for e in git.tree(new).items()}
+    for name in before.keys() | after.keys():
+        if before.get(name) != after.get(name):
+            yield name, before.get(name), after.get(name)
+
+
+# -- conflicts of a remote, resolved through the reconciler ------------------------------------
+
+
+class RemoteSource:
+    """The :class:`~blocksync.sources.SyncSource` of ``remote:<name>`` conflicts, for resolve
+    and undo only (a remote is never part of a reconcile run: pulls detect its conflicts).
+
+    ``agent`` is the block here now; ``disk`` is the remote's side as the open conflict holds
+    it (the remote moves only through a pull, which supersedes or closes that row). Settling
+    writes the block only: the chosen content reaches the remote with the next push.
+    """
+
+    def __init__(self, key: str, store: BlockStore, conflicts: ConflictIndex) -> None:
+        self.key = key
+        self._store = store
+        self._conflicts = conflicts
+
+    def guard(self) -> None:
+        return None
+
+    def reconcile_outcome(
+        self, paths: Iterable[str] | None = None, *, dry_run: bool = False
+    ) -> ReconcileOutcome:
+        return ReconcileOutcome()
+
+    def _agent(self, owner: str, label: str) -> tuple[str | None, int | None]:
+        try:
+            block = self._store.read(owner, label)
+        except BlockNotFound:
+            return None, None
+        return block.content, block.version
+
+    def sides(self, path: str) -> Sides:
+        owner, label = parse_path(path)
+        agent, _ = self._agent(owner, label)
+        rows = [c for c in self._conflicts.list("open", self.key) if c.path == path]
+        disk = rows[0].disk if rows else agent
+        base = rows[0].base if rows else None
+        return Sides(owner, label, base, disk, agent)
+
+    def settle(
+        self, path: str, *, disk: str | None, agent: str | None, base: str | None,
+        expected: Sides, message: str, author: str,
+    ) -> int | None:
+        owner, label = parse_path(path)
+        current, version = self._agent(owner, label)
+        if current != expected.agent:
+            raise SourceChanged(self.key, path, "the block changed meanwhile: nothing was written")
+        try:
+            if agent is None:
+                if version is None:
+                    return None
+                return self._store.delete(owner, label, expected_version=version, author=author,
+                                          message=message).version
+            if version is None:
+                return self._store.create(owner, label, agent, author=author,
+                                          message=message).version
+            return self._store.update(owner, label, agent, expected_version=version,
+                                      author=author, message=message).version
+        except StaleVersion as exc:
+            raise SourceChanged(self.key, path, "the block changed meanwhile: nothing was written") from exc
+
+    def close(self) -> None:
+        return None
+
+
+__all__ = [
+    "PullResult", "PushResult", "Remote", "RemoteSource", "RemoteSync",
+    "add_remote", "parse_remotes", "redact", "remove_remote",
+]
