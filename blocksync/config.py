@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,11 +61,13 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def toml_value(value: Any) -> str:
-    """``value`` (text, bool, number, list, table) as a TOML value; tables inline."""
+    """``value`` (text or a path, bool, number, list, table) as a TOML value; tables inline."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
     if isinstance(value, str):
         escaped = "".join(
             {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(c)

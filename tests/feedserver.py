@@ -8,21 +8,14 @@ at most `limit` of them. Two ways to misbehave, for the bad-input tests: `rewind
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-import blocksync
-
-from .plugin_builds import ROOT, built_plugin
-
-#: compiled artifacts shared by test runs (the same folder the host-function tests use)
-HOST_CACHE = ROOT / ".test-cache" / "host-compiled"
+from .plugin_builds import built_plugin
 
 
 class FeedServer(ThreadingHTTPServer):
@@ -86,27 +79,8 @@ def feed_server() -> Iterator[FeedServer]:
         server.server_close()
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(str(value) if isinstance(value, Path) else value)
 
 
-def make_store(root: Path, sources: dict[str, dict[str, Any]], agent: str = "alice") -> Path:
-    """A store whose agent has these ``type = "wasm"`` data sources; compiled plugins shared."""
-    blocksync.init(root, author="test:setup").close()
-    shutil.rmtree(root / "cache")
-    HOST_CACHE.mkdir(parents=True, exist_ok=True)
-    (root / "cache").symlink_to(HOST_CACHE, target_is_directory=True)
-    lines = []
-    for key, table in sources.items():
-        lines += [f"[agents.{agent}.data_sources.{key}]", 'type = "wasm"']
-        lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
-        lines.append("")
-    (root / "blocksync.toml").write_text("\n".join(lines), encoding="utf-8")
-    return root
 
 
 def feed_table(server: FeedServer, **extra: Any) -> dict[str, Any]:

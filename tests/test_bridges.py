@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,36 +45,14 @@ from blocksync.sources import (
 
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugins, wat_fixture
+from .stores import make_store_for
 
 ROOT = Path(__file__).resolve().parent.parent
-#: compiled artifacts of the componentize-py fixtures, shared by test runs (see test_plugin_load)
-HOST_CACHE = ROOT / ".test-cache" / "host-compiled"
 FIXTURES = ("echo_block", "echo_stream", "echo_tool", "kitchen_sink", "stream_tool", "echo_files")
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(str(value) if isinstance(value, Path) else value)
 
 
-def make_store(root: Path, agents: dict[str, dict[str, dict[str, Any]]], extra: str = "") -> Path:
-    """A new store; ``agents`` maps agent -> source key -> table (``type = "wasm"`` unless the
-    table says otherwise); cache/ is the compile cache shared by test runs."""
-    blocksync.init(root, author="test:setup").close()
-    shutil.rmtree(root / "cache")
-    HOST_CACHE.mkdir(parents=True, exist_ok=True)
-    (root / "cache").symlink_to(HOST_CACHE, target_is_directory=True)
-    lines = [extra]
-    for agent, sources in agents.items():
-        for key, table in sources.items():
-            lines.append(f"[agents.{agent}.data_sources.{key}]")
-            lines += [f"{k} = {toml_value(v)}" for k, v in {"type": "wasm", **table}.items()]
-            lines.append("")
-    (root / "blocksync.toml").write_text("\n".join(lines), encoding="utf-8")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +70,7 @@ def store(tmp_path: Path, built: dict[str, Path], hostile_wasm: Path) -> Iterato
     for name in ("ro", "rw"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "note.md").write_text("from disk\n", encoding="utf-8")
-    path = make_store(
+    path = make_store_for(
         tmp_path / "store",
         {
             "alice": {
@@ -360,7 +337,7 @@ BAD_TABLES: dict[str, tuple[dict[str, Any], str]] = {
 @pytest.mark.parametrize("case", sorted(BAD_TABLES))
 def test_config_errors_name_the_table(case: str, tmp_path: Path) -> None:
     table, message = BAD_TABLES[case]
-    store = make_store(tmp_path / "store", {"alice": {"bad": table}})
+    store = make_store_for(tmp_path / "store", {"alice": {"bad": table}})
     with blocksync.open(store) as ws, pytest.raises(ConfigError) as info:
         ws.plugins  # noqa: B018  (the tables are checked on first use)
     assert str(info.value).startswith("[agents.alice.data_sources.bad]")
@@ -368,7 +345,7 @@ def test_config_errors_name_the_table(case: str, tmp_path: Path) -> None:
 
 
 def test_config_errors_across_tables(tmp_path: Path, built: dict[str, Path]) -> None:
-    twice = make_store(
+    twice = make_store_for(
         tmp_path / "twice",
         {"alice": {"x": {"path": built["echo_tool"]}}, "bob": {"x": {"path": built["echo_tool"]}}},
     )
@@ -376,13 +353,13 @@ def test_config_errors_across_tables(tmp_path: Path, built: dict[str, Path]) -> 
         "data source 'x' is configured for agents 'alice' and 'bob'"
     )):
         ws.plugins  # noqa: B018
-    caps = make_store(tmp_path / "caps", {}, extra="[limits]\nwall = 3\n")
+    caps = make_store_for(tmp_path / "caps", {}, extra="[limits]\nwall = 3\n")
     with blocksync.open(caps) as ws, pytest.raises(ConfigError, match=r"\[limits\]: unknown limit"):
         ws.plugins  # noqa: B018
 
 
 def test_user_caps_bound_what_a_plugin_asks(tmp_path: Path, built: dict[str, Path]) -> None:
-    store = make_store(
+    store = make_store_for(
         tmp_path / "store",
         {"alice": {"t": {"path": built["echo_tool"],
                          "limits": {"timeout": 30.0, "memory_mb": 32, "fuel": 10**12}}}},

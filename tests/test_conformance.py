@@ -7,7 +7,6 @@ reconciler drives it (:class:`~blocksync.plugins.PluginSource`); and ``check_plu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from blocksync.sources import PermissionLevel, PermissionRule, ReconcileResult
 
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugin
-from .test_host_functions import HOST_CACHE, make_store
+from .stores import HOST_CACHE, make_store
 
 KEY = "notes"
 

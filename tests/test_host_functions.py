@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,10 +41,9 @@ from blocksync.sources import BlockRef, NeedsResolution, NoChange, Resolved, Ver
 
 from .conftest import assert_git_fsck, git
 from .plugin_builds import CACHE, _files, built_plugins
+from .stores import make_store
 
 ROOT = Path(__file__).resolve().parent.parent
-#: compiled artifacts of the componentize-py fixtures, shared by test runs (see test_plugin_load)
-HOST_CACHE = ROOT / ".test-cache" / "host-compiled"
 NO_BASES = "sync bases are kept only for data-block sources during reconcile"
 
 
@@ -194,26 +192,8 @@ def server() -> Iterator[Server]:
     srv.server_close()
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(str(value) if isinstance(value, Path) else value)
 
 
-def make_store(root: Path, sources: dict[str, dict[str, Any]], agent: str = "alice") -> Path:
-    blocksync.init(root, author="test:setup").close()
-    shutil.rmtree(root / "cache")
-    HOST_CACHE.mkdir(parents=True, exist_ok=True)
-    (root / "cache").symlink_to(HOST_CACHE, target_is_directory=True)
-    lines = []
-    for key, table in sources.items():
-        lines += [f"[agents.{agent}.data_sources.{key}]", 'type = "wasm"']
-        lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
-        lines.append("")
-    (root / "blocksync.toml").write_text("\n".join(lines), encoding="utf-8")
-    return root
 
 
 @pytest.fixture

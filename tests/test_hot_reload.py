@@ -19,7 +19,7 @@ import blocksync
 from blocksync.plugins.registry import PluginEntry
 
 from .plugin_builds import built_plugins, wat_fixture
-from .test_host_functions import make_store
+from .stores import make_store
 
 KEY = "tool"
 

@@ -18,8 +18,9 @@ from blocksync.errors import AccessDenied, NotificationNotFound
 from blocksync.notifications import NotificationLog, PullCapture
 from blocksync.sources import BlockRef, Notification
 
-from .feedserver import FeedServer, feed_server, feed_table, make_store
+from .feedserver import FeedServer, feed_server, feed_table
 from .plugin_builds import built_plugin
+from .stores import make_store
 
 
 @pytest.fixture

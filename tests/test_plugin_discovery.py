@@ -22,7 +22,7 @@ from blocksync.plugins.registry import PluginEntry
 from blocksync.plugins.spec import PluginSpec
 
 from .plugin_builds import built_plugin, wat_fixture
-from .test_host_functions import make_store
+from .stores import make_store
 
 GOOD_MANIFEST = '''
 name = "Echo"

@@ -22,7 +22,7 @@ from blocksync.plugins.batch import FAULT_STEPS, SyncBatch
 
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugins
-from .test_host_functions import make_store
+from .stores import make_store
 
 KEY = "notes"
 OWNER = "alice"

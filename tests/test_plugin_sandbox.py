@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -32,11 +31,10 @@ from blocksync.sources import BlockRef
 
 from .conftest import assert_git_fsck, git
 from .plugin_builds import built_plugins, wat_fixture
+from .stores import make_store
 
 ROOT = Path(__file__).resolve().parent.parent
 WAT = ROOT / "fixtures" / "wat"
-#: compiled artifacts of the componentize-py fixtures, shared by test runs (see test_plugin_load)
-HOST_CACHE = ROOT / ".test-cache" / "host-compiled"
 
 SDK_FIXTURES = (
     "echo_tool",
@@ -53,38 +51,8 @@ SDK_FIXTURES = (
 # A store with plugins configured in blocksync.toml
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, Path):
-        value = str(value)
-    return json.dumps(value)  # strings, numbers and booleans are spelled alike in TOML
 
 
-def make_store(
-    root: Path,
-    sources: dict[str, dict[str, Any]],
-    caps: dict[str, Any] | None = None,
-    agent: str = "alice",
-) -> Path:
-    """A new store whose blocksync.toml attaches ``sources`` (key -> table) to ``agent``, with
-    cache/ pointing at the compile cache shared by test runs."""
-    blocksync.init(root, author="test:setup").close()
-    shutil.rmtree(root / "cache")
-    HOST_CACHE.mkdir(parents=True, exist_ok=True)
-    (root / "cache").symlink_to(HOST_CACHE, target_is_directory=True)
-    lines = []
-    if caps:
-        lines += ["[limits]", *(f"{k} = {toml_value(v)}" for k, v in caps.items()), ""]
-    for key, table in sources.items():
-        lines.append(f"[agents.{agent}.data_sources.{key}]")
-        lines.append('type = "wasm"')
-        lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
-        lines.append("")
-    (root / "blocksync.toml").write_text("\n".join(lines), encoding="utf-8")
-    return root
 
 
 def head(store: Path) -> str:

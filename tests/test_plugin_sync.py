@@ -25,7 +25,8 @@ from blocksync.sources import NeedsResolution, NoChange, Resolved
 
 from .conftest import assert_git_fsck, git
 from .plugin_builds import built_plugins
-from .test_host_functions import make_store, plugin_log, ref
+from .stores import make_store
+from .test_host_functions import plugin_log, ref
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from .s3server import (
     s3_server,
     sha256,
 )
-from .test_host_functions import HOST_CACHE, make_store
+from .stores import HOST_CACHE, make_store
 
 KEY = "docs"
 OWNER = "alice"

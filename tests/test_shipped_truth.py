@@ -21,7 +21,7 @@ from blocksync.merge import merge3
 from blocksync.plugins.build import SHIPPED_MODULES, TRUTH_MODULE, _shipped_modules, truth_source
 
 from .plugin_builds import built_plugin
-from .test_host_functions import make_store
+from .stores import make_store
 
 
 def test_the_build_ships_truth_py_itself() -> None:

@@ -24,8 +24,9 @@ from blocksync.runs import RunLog
 from blocksync.sources import BlockRef, Notification
 from blocksync.sync import run_sync
 
-from .feedserver import FeedServer, feed_server, feed_table, make_store
+from .feedserver import FeedServer, feed_server, feed_table
 from .plugin_builds import built_plugin
+from .stores import make_store
 
 BIN = Path(sys.executable).parent
 
