@@ -90,6 +90,8 @@ class PluginSource:
         self, paths: Iterable[str] | None = None, *, dry_run: bool = False
     ) -> ReconcileOutcome:
         wanted = None if paths is None else list(dict.fromkeys(paths))
+        if wanted == []:
+            return ReconcileOutcome()  # no paths asked (the WIT's empty list would mean all)
         for path in wanted or ():
             problem = source_path_problem(path)
             if problem is not None:
