@@ -10,8 +10,10 @@ import hashlib
 import itertools
 import json
 import multiprocessing
+import random
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -410,6 +412,9 @@ def _writer(repo: str, source: str, worker: int, count: int, go: Any) -> None:
             tx.set_base(f"w{worker}/p{i}", f"agent{worker}", f"l{i}", f"content {worker} {i}\n")
             # every writer also rewrites its own "latest" path each time
             tx.set_base(f"latest-{worker}", f"agent{worker}", "latest", f"{i}")
+        # a breath between updates: an update now takes about a millisecond, and on a busy
+        # machine one process could otherwise finish all of its before another starts
+        time.sleep(random.uniform(0, 0.004))
     store.close()
 
 
