@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 import blocksync  # noqa: E402
 from blocksync.plugins.build import build  # noqa: E402
 from tests.s3server import plugin_config, s3_server  # noqa: E402
-from tests.test_host_functions import make_store  # noqa: E402
+from tests.stores import make_store  # noqa: E402
 
 KEY = "docs"
 OWNER = "alice"
