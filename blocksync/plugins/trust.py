@@ -51,6 +51,7 @@ import os
 import tempfile
 import tomllib
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -165,7 +166,7 @@ def generate_key(private_path: Path) -> str:
     )
     public = format_public_key(key.public_key())
     try:
-        _write_new(private_path, pem, mode=0o600)
+        _write_atomic(private_path, pem, mode=0o600, exclusive=True)
         _write_atomic(public_path, (public + "\n").encode("ascii"), mode=0o644, exclusive=True)
     except FileExistsError as exc:
         raise UsageError(f"{exc.filename} exists already: refusing to overwrite a key") from exc
@@ -481,27 +482,10 @@ def trust_state(spec: PluginSpec) -> str:
 # -- files --------------------------------------------------------------------------------------
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Write a file that must not exist yet, with ``mode`` from its creation on (never a
-    moment readable by others), all or nothing: a temp file linked into place (link refuses
-    to replace an existing file, FileExistsError)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-
-
 def _write_atomic(path: Path, data: bytes, mode: int, exclusive: bool = False) -> None:
-    """Temp file, fsync, rename (or link, when ``exclusive``): readers see old or new."""
-    if exclusive:
-        _write_new(path, data, mode)
-        return
+    """A temp file with ``mode`` from its creation on (never a moment readable by others),
+    fsynced, then renamed into place: readers see the old file or the new one. ``exclusive``
+    links it instead, which refuses to replace an existing file (FileExistsError)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, mode)
@@ -509,10 +493,10 @@ def _write_atomic(path: Path, data: bytes, mode: int, exclusive: bool = False) -
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)  # the link's temp name, or what a failure left
