@@ -5,11 +5,14 @@ compile cache shared by test runs (an 18 MB component compiles once, not once pe
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import blocksync
+from blocksync.bases import SyncBases
 from blocksync.config import toml_table
+from blocksync.gitstore import GitStore
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST_CACHE = ROOT / ".test-cache" / "host-compiled"
@@ -45,3 +48,21 @@ def make_store(
 ) -> Path:
     """A new store whose blocksync.toml attaches ``sources`` (key -> table) to ``agent``."""
     return make_store_for(root, {agent: sources}, caps)
+
+
+def base_of(ws: blocksync.Workspace, source: str, path: str) -> str | None:
+    """The sync base of ``path`` of ``source``, as git holds it now (None: no base)."""
+    git = GitStore(ws.repo_path)
+    try:
+        found = SyncBases(git, source).get(path)
+    finally:
+        git.close()
+    return None if found is None else found[1]
+
+
+def refs_of(repo: Path) -> dict[str, str]:
+    """Every ref of ``repo`` and its commit, as the real git lists them (none: {})."""
+    out = subprocess.run(
+        ["git", "-C", str(repo), "show-ref"], capture_output=True, text=True
+    ).stdout  # exit status 1 when there is no ref yet
+    return {name: sha for sha, name in (line.split() for line in out.splitlines())}

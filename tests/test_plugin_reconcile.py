@@ -15,14 +15,12 @@ from pathlib import Path
 import pytest
 
 import blocksync
-from blocksync.bases import SyncBases
 from blocksync.errors import AccessDenied, PluginCallFailed, StaleResolution, StaleVersion
-from blocksync.gitstore import GitStore
 from blocksync.plugins.batch import FAULT_STEPS, SyncBatch
 
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugins
-from .stores import make_store
+from .stores import base_of, make_store, refs_of
 
 KEY = "notes"
 OWNER = "alice"
@@ -65,19 +63,10 @@ class Rig:
         return self.ws.blocks.read(OWNER, label(path)).content
 
     def base(self, path: str) -> str | None:
-        git = GitStore(self.ws.repo_path)
-        try:
-            found = SyncBases(git, KEY).get(path)
-        finally:
-            git.close()
-        return None if found is None else found[1]
+        return base_of(self.ws, KEY, path)
 
     def refs(self) -> dict[str, str]:
-        out = subprocess.run(
-            ["git", "-C", str(self.ws.repo_path), "show-ref"], capture_output=True, text=True,
-            check=True,
-        ).stdout
-        return {name: sha for sha, name in (line.split() for line in out.splitlines())}
+        return refs_of(self.ws.repo_path)
 
     def commits(self, ref: str) -> int:
         """How many commits ``ref`` has (0: no such ref yet)."""

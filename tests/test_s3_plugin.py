@@ -6,7 +6,6 @@ big) are tiny `http.server`s (tests/s3server.py)."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,9 +15,7 @@ import pytest
 
 import blocksync
 from blocksync import sigv4
-from blocksync.bases import SyncBases
 from blocksync.conformance import CASES, check_plugin
-from blocksync.gitstore import GitStore
 
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugin
@@ -32,7 +29,7 @@ from .s3server import (
     s3_server,
     sha256,
 )
-from .stores import HOST_CACHE, make_store
+from .stores import HOST_CACHE, base_of, make_store, refs_of
 
 KEY = "docs"
 OWNER = "alice"
@@ -87,18 +84,10 @@ class Rig:
         return self.ws.blocks.read(OWNER, label(path)).content
 
     def base(self, path: str) -> str | None:
-        git = GitStore(self.ws.repo_path)
-        try:
-            found = SyncBases(git, KEY).get(path)
-        finally:
-            git.close()
-        return None if found is None else found[1]
+        return base_of(self.ws, KEY, path)
 
     def refs(self) -> dict[str, str]:
-        out = subprocess.run(
-            ["git", "-C", str(self.ws.repo_path), "show-ref"], capture_output=True, text=True,
-        ).stdout  # exit status 1 when there is no ref yet
-        return {name: sha for sha, name in (line.split() for line in out.splitlines())}
+        return refs_of(self.ws.repo_path)
 
     def synced(self, *paths: str, content: str = BASE) -> None:
         for path in paths:
@@ -388,13 +377,13 @@ def test_a_failing_server_fails_the_source_and_commits_nothing(
         }})
         with blocksync.open(store, author="human:test") as ws:
             ws.blocks.create(OWNER, label("a.md"), "a block\n")
-            before = refs_of(ws)
+            before = refs_of(ws.repo_path)
             report = ws.reconcile()
             (source,) = report.sources
             assert report.exit_code == 1 and source.error is not None
             assert KEY in source.error and "reconcile" in source.error, source.error
             assert "ListObjectsV2" in source.error and expected in source.error, source.error
-            assert refs_of(ws) == before and ws.fsck().ok
+            assert refs_of(ws.repo_path) == before and ws.fsck().ok
             assert ws.conflicts.list(status="all") == []
     assert_git_fsck(store / "repo")
 
@@ -431,21 +420,14 @@ def test_an_endpoint_outside_allowed_hosts_is_refused(
     }})
     s3.put(bucket, "a.md", "never read\n")
     with blocksync.open(store, author="human:test") as ws:
-        before = refs_of(ws)
+        before = refs_of(ws.repo_path)
         report = ws.reconcile()
         (source,) = report.sources
         assert source.error is not None
         assert f"is not in the plugin's allowed_hosts (127.0.0.1:1)" in source.error, source.error
         assert s3.hostport in source.error and KEY in source.error
-        assert refs_of(ws) == before and not ws.blocks.exists(OWNER, label("a.md"))
+        assert refs_of(ws.repo_path) == before and not ws.blocks.exists(OWNER, label("a.md"))
         assert ws.fsck().ok
-
-
-def refs_of(ws: blocksync.Workspace) -> dict[str, str]:
-    out = subprocess.run(
-        ["git", "-C", str(ws.repo_path), "show-ref"], capture_output=True, text=True,
-    ).stdout  # exit status 1 when there is no ref yet
-    return {name: sha for sha, name in (line.split() for line in out.splitlines())}
 
 
 def test_plugin_check_passes_the_s3_plugin(wasm: Path, s3: S3Server) -> None:
