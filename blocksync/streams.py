@@ -29,7 +29,8 @@ naming plugin and call):
   returned with the cursor left where it was (they would be delivered again).
 
 A pull that fails or traps stores nothing either: the next pull gets the same cursor and retries.
-Blocks the plugin wrote during such a pull are versions like any other (a retry finds them).
+The blocks the plugin writes during a pull are staged and committed as one commit after it,
+before its notifications (which name them): a pull that fails writes no block either.
 A paused stream is not pulled; a stopped one is (pulling needs no push machinery running).
 """
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +46,7 @@ from .blocks import BlockStore
 from .errors import BlocksyncError, InvalidTransition, NotFound, PullRefused, UsageError
 from .notifications import NotificationLog, StoredNotification, StreamRow
 from .plugins import PluginSet
+from .plugins.batch import BlockBatch
 from .plugins.bridges import WasmDataStream
 from .sources import BlockRef, SourceStatus
 
@@ -208,8 +211,12 @@ class Stream:
         if not self.bridge.supports_pull():
             raise UsageError(f"stream {self.key!r} does not support pull (its supports-pull is false)")
         call = "data-stream.pull"
+        blocks = plugin.host.services.blocks
+        staged = None if blocks is None else BlockBatch(blocks, f"pull {self.key}", f"plugin:{self.key}")
         try:
-            with self._log.capture(self.key, call) as capture:
+            with self._log.capture(self.key, call) as capture, (
+                staged.attached(plugin.host) if staged is not None else nullcontext()
+            ):
                 batch = self.bridge.pull(asked, row.cursor)
             if len(batch) > asked:
                 raise PullRefused(
@@ -221,6 +228,8 @@ class Stream:
             cursor = capture.cursor
             if cursor is None and batch:
                 cursor = str(row.delivered + len(batch))
+            if staged is not None:
+                staged.commit_blocks()  # the blocks the notifications name, before them
             stored = self._log.record_pull(
                 self.key, plugin.version, capture, batch, row.cursor, cursor
             )

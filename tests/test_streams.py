@@ -215,6 +215,8 @@ def test_a_trap_mid_pull_stores_nothing_and_the_retry_succeeds(
         assert info.value.reason == "timeout"
         assert info.value.plugin == "feed" and info.value.call == "data-stream.pull"
         assert ws.notifications.list() == before  # nothing of that pull: not even the emitted one
+        labels = [b.label for b in ws.blocks.list("alice")]
+        assert len(labels) == 3, labels  # nor the block item 4 wrote before the trap
         status = ws.streams.get("feed").status()
         assert status.cursor == "3" and status.delivered == 3
         assert status.last_error is not None and "data-stream.pull" in status.last_error

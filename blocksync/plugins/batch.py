@@ -19,17 +19,23 @@ the source is reported failed for this run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol, Self
 
 from ..bases import BasesTransaction, Binding, SyncBases
 from ..blocks import BlockStore, Transaction
 
-__all__ = ["FAULT_STEPS", "ConflictReport", "SyncBatch"]
+__all__ = ["FAULT_STEPS", "BlockBatch", "ConflictReport", "SyncBatch"]
 
 #: Where a commit of a batch can be cut short: after the plugin wrote its files (the call
 #: returned) and before any commit; between the block commit and the bases commit.
 FAULT_STEPS = ("before-block-commit", "before-bases")
+
+
+class _Host(Protocol):
+    batch: BlockBatch | None
 
 
 @dataclass(frozen=True)
@@ -42,19 +48,24 @@ class ConflictReport:
     reason: str
 
 
-class SyncBatch:
-    """The staged writes of one call, and what the plugin reported during it."""
+class BlockBatch:
+    """The block writes of one call, staged and committed together after it (a stream's
+    pull: all of them or, when the pull fails, none)."""
 
-    def __init__(
-        self, blocks: BlockStore, bases: SyncBases, message: str, author: str, *, dry_run: bool
-    ) -> None:
+    def __init__(self, blocks: BlockStore, message: str, author: str) -> None:
         self._store = blocks
         self.blocks = Transaction(blocks, message, author)
-        self.bases = BasesTransaction(bases, message, author)
-        self.dry_run = dry_run
-        self.conflicts: dict[str, ConflictReport] = {}
         self._seen: dict[tuple[str, str], int] = {}  # block -> the version the plugin read
         self._written: set[tuple[str, str]] = set()
+
+    @contextmanager
+    def attached(self, host: _Host) -> Iterator[Self]:
+        """Stage ``host``'s memory writes here for the ``with`` block."""
+        host.batch = self
+        try:
+            yield self
+        finally:
+            host.batch = None
 
     # -- blocks, as the host memory functions see them during the call -------------------
 
@@ -82,6 +93,23 @@ class SyncBatch:
         self.blocks.delete(owner, label, expected_version=expected)
         self._written.add(key)
 
+    def commit_blocks(self) -> dict[tuple[str, str], int]:
+        """The staged blocks as one commit; the new version of every block written."""
+        return dict(self.blocks.commit().versions)
+
+class SyncBatch(BlockBatch):
+    """The staged block and base writes of one reconcile call, and the conflicts the plugin
+    reported during it."""
+
+    def __init__(
+        self, blocks: BlockStore, bases: SyncBases, message: str, author: str, *, dry_run: bool
+    ) -> None:
+        super().__init__(blocks, message, author)
+        self.bases = BasesTransaction(bases, message, author)
+        self.dry_run = dry_run
+        self.conflicts: dict[str, ConflictReport] = {}
+
+
     # -- bases ----------------------------------------------------------------------------
 
     def bindings(self, committed: list[Binding]) -> list[Binding]:
@@ -97,7 +125,7 @@ class SyncBatch:
         told each step of :data:`FAULT_STEPS` as it is reached (tests kill the process there)."""
         step = fault or (lambda _: None)
         step("before-block-commit")
-        result = self.blocks.commit()
+        versions = self.commit_blocks()
         step("before-bases")
         self.bases.commit()
-        return dict(result.versions)
+        return versions

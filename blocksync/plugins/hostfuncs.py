@@ -28,7 +28,7 @@ from ..errors import AccessDenied, BlocksyncError, MergeConflict, TransportError
 from ..notifications import NotificationLog
 from ..sources import BlockRef, PermissionLevel, PermissionRule
 from . import fetch
-from .batch import SyncBatch
+from .batch import BlockBatch, SyncBatch
 from .spec import MiB, PluginSpec
 
 HOST = "pattern:extension/host@0.1.0"
@@ -66,8 +66,9 @@ class HostContext:
         self.http = fetch.HttpPolicy(
             spec.allowed_hosts, spec.limits.http_timeout, spec.limits.http_response_mb * MiB
         )
-        #: open while the host drives a reconcile: memory writes are staged in it
-        self.batch: SyncBatch | None = None
+        #: open while the host drives a reconcile (a SyncBatch) or a pull: memory writes are
+        #: staged in it and committed after the call
+        self.batch: BlockBatch | None = None
 
     # -- grants ---------------------------------------------------------------------------
 
@@ -95,10 +96,11 @@ class HostContext:
     def _write_level(self) -> PermissionLevel:
         """The level a block write needs. Read-only means the *agent* may not change the
         source: the source's own changes still reach the block. So inside a reconcile the host
-        drives (a batch is open; the truth table decides what flows where, and a read-only path
-        only ever flows disk -> agent) a read-only path's block may be written; outside one a
-        plugin writing a read-only path on its own initiative is refused."""
-        return PermissionLevel.READ_ONLY if self.batch is not None else PermissionLevel.READ_WRITE
+        drives (a SyncBatch is open; the truth table decides what flows where, and a read-only
+        path only ever flows disk -> agent) a read-only path's block may be written; outside
+        one a plugin writing a read-only path on its own initiative is refused."""
+        reconciling = isinstance(self.batch, SyncBatch)
+        return PermissionLevel.READ_ONLY if reconciling else PermissionLevel.READ_WRITE
 
     def memory_create_block(self, owner: str, label: str, description: str, content: str) -> str:
         store = self.require(owner, label, self._write_level(), "create")

@@ -26,8 +26,8 @@ the same call first makes sure it will; otherwise nothing is written at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 
 from ..bases import BaseEntry
 from ..blocks import BlockStore
@@ -76,15 +76,9 @@ class PluginSource:
 
     # -- reconcile ------------------------------------------------------------------------
 
-    @contextmanager
-    def _batch(self, message: str, author: str, *, dry_run: bool) -> Iterator[SyncBatch]:
+    def _batch(self, message: str, author: str, *, dry_run: bool) -> AbstractContextManager[SyncBatch]:
         batch = SyncBatch(self.blocks, self.bases.bases, message, author, dry_run=dry_run)
-        host = self.plugin.host
-        host.batch = batch
-        try:
-            yield batch
-        finally:
-            host.batch = None
+        return batch.attached(self.plugin.host)
 
     def reconcile_outcome(
         self, paths: Iterable[str] | None = None, *, dry_run: bool = False

@@ -65,7 +65,9 @@ class PluginBases:
 
     @property
     def batch(self) -> SyncBatch | None:
-        return None if self.host is None else self.host.batch
+        """The reconcile batch open on the plugin's host, if any (a pull's has no bases)."""
+        batch = None if self.host is None else self.host.batch
+        return batch if isinstance(batch, SyncBatch) else None
 
     def index(self) -> BaseIndex:
         """The base index in index.db (every bound path with its base's hashes)."""
