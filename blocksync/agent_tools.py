@@ -154,20 +154,19 @@ def _full(c: Conflict) -> JSON:
     return {**_summary(c), "base": c.base, "disk": c.disk, "agent": c.agent}
 
 
-def conflict_tools(conflicts: Callable[[], ConflictOps]) -> list[BuiltinTool]:
+def conflict_tools(conflicts: ConflictOps) -> list[BuiltinTool]:
     """``blocksync_conflicts_list``, ``blocksync_conflict_show``, ``blocksync_conflict_resolve``
-    over the conflict index ``conflicts()`` returns (called only when a tool runs: opening the
-    reconciler loads every data-block plugin)."""
+    over ``conflicts`` (``ws.conflicts``)."""
 
     def list_(params: JSON, meta: JSON) -> JSON:
-        found = conflicts().list(params.get("status", "open"), params.get("source"))
+        found = conflicts.list(params.get("status", "open"), params.get("source"))
         return {"conflicts": [_summary(c) for c in found]}
 
     def show(params: JSON, meta: JSON) -> JSON:
-        return _full(conflicts().get(params["id"]))
+        return _full(conflicts.get(params["id"]))
 
     def resolve(params: JSON, meta: JSON) -> JSON:
-        c = conflicts().resolve(
+        c = conflicts.resolve(
             params["id"], params.get("take"), params.get("content"), author_of(meta)
         )
         return _summary(c)
@@ -319,7 +318,7 @@ def block_tools(blocks: BlockStore) -> list[BuiltinTool]:
     ]
 
 
-def builtin_tools(conflicts: Callable[[], ConflictOps], blocks: BlockStore) -> list[BuiltinTool]:
+def builtin_tools(conflicts: ConflictOps, blocks: BlockStore) -> list[BuiltinTool]:
     """Every built-in tool, in listing order."""
     return [*conflict_tools(conflicts), *block_tools(blocks)]
 

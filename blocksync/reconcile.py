@@ -223,11 +223,12 @@ class Reconciler:
 
 
 class Conflicts:
-    """``ws.conflicts``: the conflict index as agents use it."""
+    """``ws.conflicts``: the conflict index as agents use it. Listing and reading need only the
+    index; ``reconciler`` is asked for (and its sources opened) only to resolve or undo."""
 
-    def __init__(self, reconciler: Reconciler) -> None:
+    def __init__(self, index: ConflictIndex, reconciler: Callable[[], Reconciler]) -> None:
+        self._index = index
         self._reconciler = reconciler
-        self._index = reconciler.conflicts
 
     def list(self, status: str = "open", source: str | None = None) -> list[Conflict]:
         return self._index.list(status, source)
@@ -242,10 +243,10 @@ class Conflicts:
         content: str | None = None,
         resolver: str | None = None,
     ) -> Conflict:
-        return self._reconciler.resolve(conflict_id, take, content, resolver)
+        return self._reconciler().resolve(conflict_id, take, content, resolver)
 
     def undo(self, conflict_id: str, resolver: str | None = None) -> Conflict:
-        return self._reconciler.undo(conflict_id, resolver)
+        return self._reconciler().undo(conflict_id, resolver)
 
 
 def _choose(

@@ -61,6 +61,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         self._notifications: NotificationLog | None = None
         self._plugins: PluginSet | None = None
         self._reconciler: Reconciler | None = None
+        self._conflict_index: ConflictIndex | None = None
         self._tools: ToolBox | None = None
         self._streams: Streams | None = None
 
@@ -146,7 +147,7 @@ class Workspace(AbstractContextManager["Workspace"]):
             for key in self.plugins.data_block_keys():
                 openers[key] = partial(self.plugins.source, key)
             self._reconciler = Reconciler(
-                openers, ConflictIndex(self.index_path), self.blocks.author,
+                openers, self.conflict_index, self.blocks.author,
                 resolve_only=self._remote_source,
             )
         return self._reconciler
@@ -207,9 +208,17 @@ class Workspace(AbstractContextManager["Workspace"]):
         return self.remote_sync.push(self.remote(name), run_id or new_run_id())
 
     @property
+    def conflict_index(self) -> ConflictIndex:
+        """The ``conflicts`` table of index.db (opened on first use)."""
+        if self._conflict_index is None:
+            self._conflict_index = ConflictIndex(self.index_path)
+        return self._conflict_index
+
+    @property
     def conflicts(self) -> Conflicts:
-        """The conflict index: ``list``, ``get``, ``resolve``, ``undo``."""
-        return Conflicts(self.reconciler)
+        """The conflict index: ``list``, ``get``, ``resolve``, ``undo`` (only the last two open
+        the data sources, loading their plugins)."""
+        return Conflicts(self.conflict_index, lambda: self.reconciler)
 
     @property
     def tools(self) -> ToolBox:
@@ -217,14 +226,15 @@ class Workspace(AbstractContextManager["Workspace"]):
         of the configured plugins; ``list``, ``call``, ``run`` (see :mod:`blocksync.tools`)."""
         if self._tools is None:
             self._tools = ToolBox(
-                self.plugins, builtin_tools(lambda: self.conflicts, self.blocks)
+                self.plugins, builtin_tools(self.conflicts, self.blocks)
             )
         return self._tools
 
     def close(self) -> None:
         if self._reconciler is not None:
             self._reconciler.close()
-            self._reconciler.conflicts.disconnect()
+        if self._conflict_index is not None:
+            self._conflict_index.disconnect()
         if self._plugins is not None:
             self._plugins.close()
         if self._notifications is not None:

@@ -364,3 +364,17 @@ def test_folder_digests_without_a_grant_is_an_error(tmp_path: Path, built: dict[
     with blocksync.open(store) as ws:
         with pytest.raises(AccessDenied, match="no folder is granted"):
             ws.plugins.get("bad").host.folder_digests()
+
+
+def test_reading_conflicts_loads_no_plugin(rig: Rig) -> None:
+    """Listing and showing conflicts need only the index: no data source is opened for them."""
+    rig.synced("a.md")
+    rig.write("a.md", "disk\n")
+    rig.ws.blocks.update(OWNER, label("a.md"), "agent\n")
+    rig.ws.reconcile()
+    with blocksync.open(rig.store) as fresh:
+        (conflict,) = fresh.conflicts.list()
+        assert fresh.conflicts.get(conflict.id).path == "a.md"
+        assert [e.loaded for e in fresh.plugins.list()] == [False]
+        fresh.conflicts.resolve(conflict.id, take="disk")  # resolving opens the source
+        assert [e.loaded for e in fresh.plugins.list()] == [True]

@@ -450,10 +450,6 @@ def test_a_plugin_table_overrides_the_global_trust(keys: dict[str, tuple[Path, s
     assert parse_wasm_source("a", "k", base, Path("/s"), {}).trust == TrustPolicy()
 
 
-@pytest.mark.skipif(
-    "trust" not in config_mod.KNOWN_TABLES,
-    reason="[trust] is not wired yet: config.KNOWN_TABLES and registry.parse_specs",
-)
 def test_the_global_trust_table_from_blocksync_toml(
     tmp_path: Path, keys: dict[str, tuple[Path, str]]
 ) -> None:
