@@ -96,16 +96,9 @@ def toml_table(header: tuple[str, ...], table: dict[str, Any]) -> str:
 
 def load(path: Path) -> Config:
     """Parse and check ``path``; a missing file is an empty configuration."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         return Config(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    doc = read_toml(path)
     unknown = sorted(set(doc) - set(KNOWN_TABLES))
     if unknown:
         raise ConfigError(

@@ -198,7 +198,7 @@ def test_shortfalls_compare_with_effective_limits(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('name = "x"\n\n[needs\ndir = true\n', "invalid TOML: .*line 3"),
+        ('name = "x"\n\n[needs\ndir = true\n', "is not valid TOML: .*line 3"),
         ("needz = 1\n", "unknown key\\(s\\) needz"),
         ("[needs]\ndir = \"yes\"\n", "\\[needs\\].dir must be true or false"),
         ("[needs]\nlimits = { speed = 3 }\n", "unknown limit 'speed'"),

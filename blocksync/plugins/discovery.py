@@ -29,12 +29,12 @@ the file and the line (TOML syntax) or the key; the plugin is listed with it as 
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import read_toml
 from ..errors import ConfigError
 from .spec import PluginSpec, parse_limits
 
@@ -87,15 +87,11 @@ def _string(table: Mapping[str, Any], key: str, where: str) -> str | None:
 
 def parse_manifest(path: Path) -> Manifest:
     """The manifest at ``path``; ConfigError naming the file and the line or key if malformed."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"plugin manifest {path}: cannot read it: {exc}") from exc
-    try:
-        table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"plugin manifest {path}: invalid TOML: {exc}") from exc
     where = f"plugin manifest {path}"
+    try:
+        table = read_toml(path)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
     unknown = sorted(set(table) - _TOP_KEYS)
     if unknown:
         raise ConfigError(
