@@ -19,12 +19,12 @@ the source is reported failed for this run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol, Self
 
-from ..bases import BasesTransaction, Binding, SyncBases
+from ..bases import BaseEntry, BasesTransaction, Binding, SyncBases
 from ..blocks import BlockStore, Transaction
 
 __all__ = ["FAULT_STEPS", "BlockBatch", "ConflictReport", "SyncBatch"]
@@ -102,11 +102,20 @@ class SyncBatch(BlockBatch):
     reported during it."""
 
     def __init__(
-        self, blocks: BlockStore, bases: SyncBases, message: str, author: str, *, dry_run: bool
+        self,
+        blocks: BlockStore,
+        bases: SyncBases,
+        message: str,
+        author: str,
+        *,
+        dry_run: bool,
+        bound: Mapping[str, BaseEntry] | None = None,
     ) -> None:
         super().__init__(blocks, message, author)
         self.bases = BasesTransaction(bases, message, author)
         self.dry_run = dry_run
+        #: the base index's entries as the call began, when the caller read them already
+        self.bound = bound
         self.conflicts: dict[str, ConflictReport] = {}
 
 

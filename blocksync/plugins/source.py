@@ -76,8 +76,17 @@ class PluginSource:
 
     # -- reconcile ------------------------------------------------------------------------
 
-    def _batch(self, message: str, author: str, *, dry_run: bool) -> AbstractContextManager[SyncBatch]:
-        batch = SyncBatch(self.blocks, self.bases.bases, message, author, dry_run=dry_run)
+    def _batch(
+        self,
+        message: str,
+        author: str,
+        *,
+        dry_run: bool,
+        bound: dict[str, BaseEntry] | None = None,
+    ) -> AbstractContextManager[SyncBatch]:
+        batch = SyncBatch(
+            self.blocks, self.bases.bases, message, author, dry_run=dry_run, bound=bound
+        )
         return batch.attached(self.plugin.host)
 
     def reconcile_outcome(
@@ -92,7 +101,7 @@ class PluginSource:
                 raise UsageError(f"source {self.key!r}: path {path!r} {problem}")
         bound = self.bases.index().entries(self.bases.bases)
         author = f"plugin:{self.key}"
-        with self._batch(f"reconcile {self.key}", author, dry_run=dry_run) as batch:
+        with self._batch(f"reconcile {self.key}", author, dry_run=dry_run, bound=bound) as batch:
             results = self.bridge.reconcile(wanted or [])
             outcome = self._outcome(results, wanted, batch, bound)
         if wanted is None:

@@ -116,9 +116,13 @@ class PluginBases:
         if blocks is None:
             raise AccessDenied("no block store is attached to this plugin")
         index = self.index()
-        entries = index.entries(self.bases)
-        if self.batch is not None:  # this call's own base writes come first
-            for path, _, _ in self.batch.bases.written():
+        batch = self.batch
+        # the reconcile driving this call read the index already; else read it now
+        entries = dict(batch.bound) if batch is not None and batch.bound is not None else (
+            index.entries(self.bases)
+        )
+        if batch is not None:  # this call's own base writes come first
+            for path, _, _ in batch.bases.written():
                 entries.pop(path, None)
         wanted = entries.keys() if not paths else [p for p in dict.fromkeys(paths) if p in entries]
         blocks.catch_up_index()
