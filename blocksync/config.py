@@ -14,6 +14,8 @@ CONFIG_FILE = "blocksync.toml"
 
 #: Top-level tables the configuration may hold; later parts of blocksync read each of them.
 KNOWN_TABLES = ("store", "agents", "plugins", "limits", "remotes", "trust")
+#: The keys of ``[store]``, all true or false.
+STORE_KEYS = ("allow_mass_delete", "durable")
 
 TEMPLATE = """\
 # blocksync configuration. Blocks live in repo/ (git); index.db indexes them.
@@ -48,6 +50,12 @@ class Config:
     @property
     def durable(self) -> bool:
         return bool(self.tables.get("store", {}).get("durable", False))
+
+    @property
+    def allow_mass_delete(self) -> bool:
+        """Whether runs may delete more than the mass-deletion threshold of a source's paths
+        without ``--allow-mass-delete`` (see :func:`blocksync.sources.mass_deletion`)."""
+        return bool(self.tables.get("store", {}).get("allow_mass_delete", False))
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -109,9 +117,12 @@ def load(path: Path) -> Config:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: [{key}] must be a table")
     store = doc.get("store", {})
-    unknown = sorted(set(store) - {"durable"})
+    unknown = sorted(set(store) - set(STORE_KEYS))
     if unknown:
-        raise ConfigError(f"{path}: [store] has unknown key(s) {', '.join(unknown)}")
-    if not isinstance(store.get("durable", False), bool):
-        raise ConfigError(f"{path}: [store] durable must be true or false")
+        raise ConfigError(
+            f"{path}: [store] has unknown key(s) {', '.join(unknown)}; known: {', '.join(STORE_KEYS)}"
+        )
+    for key in STORE_KEYS:
+        if not isinstance(store.get(key, False), bool):
+            raise ConfigError(f"{path}: [store] {key} must be true or false")
     return Config(path, doc)

@@ -40,6 +40,8 @@ so the original stays attached. Each class carries the data a caller needs to ac
     │   ├── RepositoryCorrupt
     │   └── IndexCorrupt                   index.db missing, unreadable or out of sync
     ├── MergeConflict                   1  a three-way merge found overlapping changes
+    ├── MassDeletionRefused             1  a run would delete more than the threshold of a
+    │                                      source's paths (from disk, agent or remote side)
     ├── AccessDenied                    1  a plugin asked for more than it was granted
     ├── TransportError                  1  an HTTP request made for a plugin failed
     ├── RemoteError                     1  a git remote failed (credentials never in messages)
@@ -357,6 +359,20 @@ class AmbiguousConflictId(UsageError):
 
 class MergeConflict(BlocksyncError):
     """Both sides changed the same region differently: no clean three-way merge."""
+
+
+class MassDeletionRefused(BlocksyncError):
+    """A run would delete more than the mass-deletion threshold of a source's synced paths at
+    once, from one ``side`` (``disk``: gone from the source, ``agent``: blocks deleted,
+    ``remote``: blocks a remote deleted). Nothing of that source was changed; the user confirms
+    with ``--allow-mass-delete`` (``allow_mass_delete=True``) or ``[store] allow_mass_delete``."""
+
+    def __init__(self, source: str, side: str, count: int, total: int, message: str) -> None:
+        super().__init__(message)
+        self.source = source
+        self.side = side
+        self.count = count
+        self.total = total
 
 
 class AccessDenied(BlocksyncError):

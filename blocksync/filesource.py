@@ -649,7 +649,7 @@ class FileSource:
         present = set(self.scan())
         refusal = mass_deletion(self.key, len(bound), [p for p in bound if p not in present])
         if refusal is not None:
-            raise UsageError(refusal)
+            raise refusal
 
     def reconcile(self, paths: list[str]) -> list[ReconcileResult]:
         """Reconcile ``paths`` (see the module docstring); skipped ones land in ``skipped``."""

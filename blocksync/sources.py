@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
+from .errors import MassDeletionRefused
+
 
 @dataclass(frozen=True)
 class BlockRef:
@@ -151,16 +153,34 @@ MASS_DELETION_SHARE = 0.5
 MASS_DELETION_MIN = 4
 
 
-def mass_deletion(key: str, bound: int, missing: Sequence[str]) -> str | None:
-    """Why a run over all paths of source ``key`` must not go on (None: it may), when
-    ``missing`` of its ``bound`` paths are gone from the source at once: an unmounted disk or a
-    wrong path would otherwise delete or flag every block."""
+#: what each side's deletions look like, for the refusal's message
+_DELETED_ON = {
+    "disk": "are missing from the source",
+    "agent": "had their blocks deleted",
+    "remote": "were deleted on the remote",
+}
+
+
+def mass_deletion(
+    key: str, bound: int, missing: Sequence[str], *, side: str = "disk"
+) -> MassDeletionRefused | None:
+    """Why a run over source ``key`` must not go on (None: it may), when ``missing`` of its
+    ``bound`` paths would be deleted at once from one ``side`` (``disk``, ``agent`` or
+    ``remote``): an unmounted disk, a wrong path, an agent or another machine emptying a folder
+    would otherwise delete every file or block on the other side. The caller raises it unless
+    the user confirmed (``allow_mass_delete``)."""
     if bound <= MASS_DELETION_MIN or len(missing) <= MASS_DELETION_SHARE * bound:
         return None
-    return (
-        f"source {key!r}: {len(missing)} of its {bound} synced paths are missing (e.g. "
-        f"{missing[0]!r}); refusing to reconcile it in this run. Check that its folders are "
-        "mounted; reconcile named paths to apply deletions."
+    what = _DELETED_ON[side]
+    hint = (
+        "Check that its folders are mounted; reconcile named paths to apply deletions"
+        if side == "disk" else "Check what deleted them (block history keeps every version)"
+    )
+    return MassDeletionRefused(
+        key, side, len(missing), bound,
+        f"source {key!r}: {len(missing)} of its {bound} synced paths {what} (e.g. "
+        f"{missing[0]!r}); refusing to reconcile it in this run. {hint}, or confirm with "
+        "--allow-mass-delete (or [store] allow_mass_delete = true).",
     )
 
 

@@ -31,6 +31,7 @@ EXPECTED = [
     "InvalidContent",
     "InvalidLabel",
     "InvalidTransition",
+    "MassDeletionRefused",
     "MergeConflict",
     "NotFound",
     "NotificationNotFound",

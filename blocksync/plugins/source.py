@@ -107,7 +107,7 @@ class PluginSource:
         if wanted is None:
             refusal = mass_deletion(self.key, len(bound), self._gone(outcome, bound))
             if refusal is not None:
-                raise UsageError(refusal)
+                raise refusal
         if not dry_run:
             self._commit(batch)
         return outcome
