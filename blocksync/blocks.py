@@ -255,12 +255,15 @@ class Transaction:
     again when replayed on a newer head after a lost compare-and-swap.
     """
 
-    def __init__(self, store: BlockStore, message: str, author: str) -> None:
+    def __init__(
+        self, store: BlockStore, message: str, author: str, *, skip_stale: bool = False
+    ) -> None:
         self._store = store
         self.message = message
         self.author = author
         _check_commit_text(message, author)  # refused before anything is staged
-        self._ops: list[Callable[[], None]] = []
+        self.skip_stale = skip_stale
+        self._ops: list[tuple[tuple[str, str], Callable[[], None]]] = []
         self._begin(store._head())
         self.result: CommitResult | None = None
 
@@ -269,6 +272,8 @@ class Transaction:
         self._store._catch_up(head)
         self._root = TreeEditor(self._store._git, self._store._git.commit_tree(head))
         self._staged: dict[tuple[str, str], _Staged | None] = {}
+        #: with ``skip_stale``: blocks whose changes were dropped because the block moved
+        self.stale: set[tuple[str, str]] = set()
 
     # -- reading through the staged changes -----------------------------------------------
 
@@ -293,9 +298,27 @@ class Transaction:
 
     # -- changes --------------------------------------------------------------------------
 
-    def _do(self, op: Callable[[], None]) -> None:
-        op()
-        self._ops.append(op)
+    def _do(self, key: tuple[str, str], op: Callable[[], None]) -> None:
+        self._run(key, op)
+        self._ops.append((key, op))
+
+    def _run(self, key: tuple[str, str], op: Callable[[], None]) -> None:
+        """Apply ``op``, a change of block ``key`` (again, on a newer head, after a lost race).
+
+        With ``skip_stale``, a change whose block moved since its caller read it (a stale
+        expected version, a block created or deleted meanwhile) is dropped instead of failing
+        the whole transaction, and so is every later change of that block: the caller learns
+        which from :attr:`stale` and decides them again. One busy block then never holds back
+        a batch of thousands."""
+        if key in self.stale:
+            return
+        try:
+            op()
+        except (StaleVersion, BlockExists, BlockNotFound):
+            if not self.skip_stale:
+                raise
+            self.stale.add(key)
+            self._staged.pop(key, None)
 
     def _check_expected(self, owner: str, label: str, expected: int | None) -> None:
         if expected is None:
@@ -331,7 +354,7 @@ class Transaction:
                 raise BlockExists(owner, label)
             self._stage(owner, label, content, meta)
 
-        self._do(op)
+        self._do((owner, label), op)
 
     def update(
         self,
@@ -364,7 +387,7 @@ class Transaction:
             _check_meta(meta)
             self._stage(owner, label, current.content if content is None else content, meta)
 
-        self._do(op)
+        self._do((owner, label), op)
 
     def delete(self, owner: str, label: str, *, expected_version: int | None = None) -> None:
         names.validate(owner, "owner")
@@ -375,7 +398,7 @@ class Transaction:
             self.read(owner, label)  # raises BlockNotFound
             self._staged[(owner, label)] = None
 
-        self._do(op)
+        self._do((owner, label), op)
 
     def rollback(self, owner: str, label: str, version: VersionSpec) -> None:
         """Make the content and metadata of ``version`` the block's next version."""
@@ -392,22 +415,29 @@ class Transaction:
         def op() -> None:
             self._stage(owner, label, target.content, target.meta)
 
-        self._do(op)
+        self._do((owner, label), op)
 
     # -- committing -----------------------------------------------------------------------
 
     def commit(self) -> CommitResult:
         store = self._store
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            if attempt > 1:
-                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
-                self._begin(store._head())
-                for op in self._ops:
-                    op()
-            result = store._write_commit(self._head, self._root, self._staged, self.message, self.author)
-            if result is not None:
-                self.result = result
-                return result
+        with store._git.writer_lock(MAIN):
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                if attempt > 1:  # lost a race to a writer outside the lock (or a stale lock)
+                    time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+                head = store._head()
+                # another writer committed since (or this attempt's tree edits are spent):
+                # replay every change on the head as it is now
+                if attempt > 1 or head != self._head:
+                    self._begin(head)
+                    for key, op in self._ops:
+                        self._run(key, op)
+                result = store._write_commit(
+                    self._head, self._root, self._staged, self.message, self.author
+                )
+                if result is not None:
+                    self.result = result
+                    return result
         lock = store.repo_path / "refs" / "heads" / "main.lock"
         hint = (
             f"{lock} stays locked: another writer hangs, or a killed one left it behind; "
@@ -587,9 +617,12 @@ class BlockStore:
     # -- public API -----------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, message: str, author: str | None = None) -> Iterator[Transaction]:
-        """Group changes into one commit, written when the block exits without an error."""
-        tx = Transaction(self, message, author or self.author)
+    def transaction(
+        self, message: str, author: str | None = None, *, skip_stale: bool = False
+    ) -> Iterator[Transaction]:
+        """Group changes into one commit, written when the block exits without an error.
+        ``skip_stale``: see :meth:`Transaction._run`."""
+        tx = Transaction(self, message, author or self.author, skip_stale=skip_stale)
         yield tx
         tx.commit()
 

@@ -137,6 +137,11 @@ run_timeout_option = click.option(
     "--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
     help="Sources not started within SECONDS (lock wait included) are reported failed.",
 )
+allow_mass_delete_option = click.option(
+    "--allow-mass-delete", is_flag=True,
+    help="Confirm deletions of more than half of a source's synced paths at once (from the "
+    "disk, the agent or a remote side); without it such a source is refused (exit 1).",
+)
 #: conflicts resolve/undo: there are no sources, so it bounds the wait for the lock only
 lock_timeout_option = click.option(
     "--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
@@ -551,11 +556,12 @@ def plugin_check(obj: _Context, path: Path, config_file: Path | None, as_json: b
               help="Decide every path, write nothing; takes no run lock, so it runs beside a sync.")
 @wait_option
 @run_timeout_option
+@allow_mass_delete_option
 @json_option
 @pass_ctx
 def reconcile(
     obj: _Context, paths: tuple[str, ...], sources: tuple[str, ...], dry_run: bool, wait: bool,
-    timeout: float | None, as_json: bool,
+    timeout: float | None, allow_mass_delete: bool, as_json: bool,
 ) -> None:
     """Reconcile the data sources with their blocks, under the run lock like sync.
 
@@ -564,7 +570,7 @@ def reconcile(
     with _progress(as_json) as progress, obj.open() as ws:
         report = sync_mod.run_reconcile(
             ws, sources, paths or None, dry_run=dry_run, wait=wait, timeout=timeout,
-            progress=progress,
+            progress=progress, allow_mass_delete=allow_mass_delete,
         )
     if as_json:
         _print_json(report.to_json())
@@ -710,15 +716,20 @@ def demo(obj: _Context) -> None:
 @cli.command("sync")
 @wait_option
 @run_timeout_option
+@allow_mass_delete_option
 @json_option
 @pass_ctx
-def sync_command(obj: _Context, wait: bool, timeout: float | None, as_json: bool) -> None:
+def sync_command(
+    obj: _Context, wait: bool, timeout: float | None, allow_mass_delete: bool, as_json: bool
+) -> None:
     """The cron job: reconcile every source under the run lock, record the run, report.
 
     Exit 0 clean, 3 open conflicts, 1 a source failed (wins over 3), 75 another run holds the lock.
     """
     with _progress(as_json) as progress, obj.open() as ws:
-        report = sync_mod.run_sync(ws, wait=wait, timeout=timeout, progress=progress)
+        report = sync_mod.run_sync(
+            ws, wait=wait, timeout=timeout, progress=progress, allow_mass_delete=allow_mass_delete
+        )
     if as_json:
         _print_json(report.to_json())
     else:

@@ -15,7 +15,8 @@ from .text import char_diff, render_char_diff
 
 AGENT = "demo-agent"
 SOURCE = "demo-notes"
-FOLDER = "demo-notes"  # inside the store folder
+#: beside the store folder (relative to it): blocksync never syncs a folder inside its store
+FOLDER = "../demo-notes"
 CONFIG = f"""
 # added by `blocksync demo`: the demo agent's folder source
 [agents.{AGENT}.data_sources.{SOURCE}]
@@ -38,8 +39,8 @@ def run(store: Path, author: str, say: Callable[[str], None]) -> None:
     if f"[agents.{AGENT}.data_sources.{SOURCE}]" not in toml.read_text(encoding="utf-8"):
         with toml.open("a", encoding="utf-8") as f:
             f.write(CONFIG)
-        say(f"attached folder {store / FOLDER} to agent {AGENT} in {toml}")
-    folder = store / FOLDER
+        say(f"attached folder {(store / FOLDER).resolve()} to agent {AGENT} in {toml}")
+    folder = (store / FOLDER).resolve()
     folder.mkdir(exist_ok=True)
     with workspace.open(store, author=author) as ws:
         for stale in ws.conflicts.list(source=SOURCE):  # left by an interrupted earlier demo

@@ -8,6 +8,8 @@ Used by the block store (``refs/heads/main``) and by sync bases (``refs/sync/<so
 from __future__ import annotations
 
 import binascii
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -17,7 +19,8 @@ import time
 import weakref
 import zlib
 from collections import OrderedDict
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,9 @@ TREE_CACHE = 4096
 #: zlib level of objects written into packs: the fastest (git's own default is 6; any level
 #: reads back the same, and the packs blocksync writes are small and repacked by `git gc`).
 PACK_COMPRESSION = 1
+#: Longest wait for another blocksync writer of the same ref before going on by
+#: compare-and-swap alone (never forever: a stopped writer must not stop every other one).
+WRITER_WAIT = 60.0
 _TYPE_NUMS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 
 
@@ -230,6 +236,37 @@ class GitStore:
                 os.unlink(lock)
             raise
         return True
+
+    @contextmanager
+    def writer_lock(self, name: Ref) -> Iterator[None]:
+        """Be the one blocksync writer of ref ``name`` for the ``with`` block.
+
+        The ref moves by compare-and-swap whatever happens; this lock is about progress. A
+        commit of thousands of blocks takes a second to build, a busy agent commits every few
+        milliseconds: by compare-and-swap alone the big one loses every race and never lands.
+        Writers of one ref take turns instead (``flock``, released by the kernel if the holder
+        dies), each reading the head under the lock. After :data:`WRITER_WAIT` seconds a
+        writer goes on without the lock (compare-and-swap still refuses a lost update).
+        """
+        lock = self.path / ("blocksync-" + name.decode().replace("/", "-") + ".lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            deadline = time.monotonic() + WRITER_WAIT
+            pause = 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+            yield
+        finally:
+            os.close(fd)
 
     def _write_pack(self, objects: list[ShaFile]) -> None:
         """Write ``objects`` as one pack (version 2, no deltas) with its index (version 2), as

@@ -120,29 +120,70 @@ class Reconciler:
         dry_run: bool = False,
         run_id: str | None = None,
         progress: Callable[[str, int, int], None] | None = None,
+        allow_mass_delete: bool = False,
     ) -> ReconcileReport:
-        """``progress(source, position, count)`` is told before each source starts."""
+        """``progress(source, position, count)`` is told before each source starts;
+        ``allow_mass_delete`` confirms deletions over the threshold (see
+        :func:`blocksync.sources.mass_deletion`)."""
         keys = self.keys if not sources else list(dict.fromkeys(sources))
         for key in keys:
             if key not in self._open:
                 self.source(key)  # raises NotFound naming the sources there are
+        routed = None if paths is None else self.route(keys, paths)
+        if routed is not None:
+            keys = [key for key in keys if routed[key]]
         run = run_id or new_run_id()
         reports = []
         for position, key in enumerate(keys, start=1):
             if progress is not None:
                 progress(key, position, len(keys))
-            reports.append(self._one(key, paths, dry_run, run))
+            wanted = None if routed is None else routed[key]
+            reports.append(self._one(key, wanted, dry_run, run, allow_mass_delete))
         return ReconcileReport(run, reports, self.conflicts.open_count(), dry_run)
 
+    def route(self, keys: Sequence[str], paths: Sequence[str]) -> dict[str, list[str]]:
+        """Each of ``keys`` with the ``paths`` that are its own, checked before anything runs.
+
+        A path no source can have (``../../etc/passwd``, ``a//b``, an absolute path, a
+        version-control file) is a :class:`UsageError` naming why for each source; a path that
+        is valid but that no source has (no file, no binding, no block) is :class:`NotFound`.
+        """
+        routed: dict[str, list[str]] = {key: [] for key in keys}
+        for path in dict.fromkeys(paths):
+            problems: list[str] = []
+            known: list[str] = []
+            for key in keys:
+                source = self.source(key)
+                problem = source.path_problem(path)
+                if problem is not None:
+                    problems.append(problem)
+                    continue
+                routed[key].append(path)
+                if source.has_path(path) is not False:
+                    known.append(key)
+            if len(problems) == len(keys):
+                raise UsageError(f"{path!r} is no path of the data sources reconciled: "
+                                 + "; ".join(problems))
+            if not known:
+                where = ", ".join(key for key in keys if path in routed[key])
+                raise NotFound(f"no data source has a path {path!r}: no file, block or sync "
+                               f"base of it in {where}")
+        return routed
+
     def _one(
-        self, key: str, paths: Sequence[str] | None, dry_run: bool, run_id: str
+        self,
+        key: str,
+        paths: Sequence[str] | None,
+        dry_run: bool,
+        run_id: str,
+        allow_mass_delete: bool,
     ) -> SourceReport:
         report = SourceReport(key)
         try:
             source = self.source(key)
-            if paths is None:
-                source.guard()
-            outcome = source.reconcile_outcome(paths, dry_run=dry_run)
+            outcome = source.reconcile_outcome(
+                paths, dry_run=dry_run, allow_mass_delete=allow_mass_delete
+            )
         except (BlocksyncError, OSError) as exc:
             report.error = str(exc)
             return report

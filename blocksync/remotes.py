@@ -757,13 +757,20 @@ class RemoteSource:
         self._store = store
         self._conflicts = conflicts
 
-    def guard(self) -> None:
-        return None
-
     def reconcile_outcome(
-        self, paths: Iterable[str] | None = None, *, dry_run: bool = False
+        self,
+        paths: Iterable[str] | None = None,
+        *,
+        dry_run: bool = False,
+        allow_mass_delete: bool = False,
     ) -> ReconcileOutcome:
         return ReconcileOutcome()
+
+    def path_problem(self, path: str) -> str | None:
+        return f"{self.key} is not reconciled by path: its conflicts come with pulls"
+
+    def has_path(self, path: str) -> bool | None:
+        return False
 
     def _agent(self, owner: str, label: str) -> tuple[str | None, int | None]:
         try:

@@ -47,7 +47,7 @@ interleaves with a cron run or with each other:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,8 +145,10 @@ def run_sync(
     timeout: float | None = None,
     now: Callable[[], float] = time.monotonic,
     progress: Progress | None = None,
+    allow_mass_delete: bool = False,
 ) -> SyncReport:
-    """One cron run over the store ``ws`` has open (see the module docstring)."""
+    """One cron run over the store ``ws`` has open (see the module docstring);
+    ``allow_mass_delete`` confirms deletions over the mass-deletion threshold."""
     started = now()
     deadline = None if timeout is None else (started + timeout, timeout)
     run_id = new_run_id()
@@ -158,7 +160,8 @@ def run_sync(
         try:
             remotes = _pull_remotes(ws, run_id, deadline, now)  # pull, reconcile, push
             reconciled, not_reached = _reconcile_sources(
-                ws, _source_names(ws, None), run_id, deadline, now, progress
+                ws, _source_names(ws, None), run_id, deadline, now, progress,
+                allow_mass_delete=allow_mass_delete,
             )
             streams = _pull_streams(ws, deadline, now, not_reached)
             reconciled = _push_remotes(ws, run_id, deadline, now, remotes, reconciled, not_reached)
@@ -222,6 +225,7 @@ def run_reconcile(
     timeout: float | None = None,
     now: Callable[[], float] = time.monotonic,
     progress: Progress | None = None,
+    allow_mass_delete: bool = False,
 ) -> ReconcileReport:
     """``blocksync reconcile``: the sources named (default: all) under the run lock.
 
@@ -234,12 +238,20 @@ def run_reconcile(
     started = now()
     deadline = None if timeout is None else (started + timeout, timeout)
     names = _source_names(ws, sources)
+    routed = None
+    if paths is not None:  # each path to its sources; one no source has is refused here
+        routed = ws.reconciler.route(names, paths)
+        names = [name for name in names if routed[name]]
     run_id = new_run_id()
     if dry_run:
-        report, _ = _reconcile_sources(ws, names, run_id, deadline, now, progress, paths, True)
+        report, _ = _reconcile_sources(
+            ws, names, run_id, deadline, now, progress, routed, True, allow_mass_delete
+        )
         return report
     with locked(ws, RECONCILE_COMMAND, wait=wait, timeout=timeout, run_id=run_id, now=now):
-        report, _ = _reconcile_sources(ws, names, run_id, deadline, now, progress, paths)
+        report, _ = _reconcile_sources(
+            ws, names, run_id, deadline, now, progress, routed, False, allow_mass_delete
+        )
         return report
 
 
@@ -315,8 +327,9 @@ def _reconcile_sources(
     deadline: tuple[float, float] | None,  # (the clock's time, the timeout it came from)
     now: Callable[[], float],
     progress: Progress | None,
-    paths: Sequence[str] | None = None,
+    paths: Mapping[str, Sequence[str]] | None = None,  # each source's own paths (routed)
     dry_run: bool = False,
+    allow_mass_delete: bool = False,
 ) -> tuple[ReconcileReport, list[str]]:
     entries: list[SourceReport] = []
     not_reached: list[str] = []
@@ -330,19 +343,25 @@ def _reconcile_sources(
             continue
         if progress is not None:
             progress(name, position, len(names))
-        entries.append(_reconcile_one(ws, name, run_id, paths, dry_run))
+        own = None if paths is None else paths[name]
+        entries.append(_reconcile_one(ws, name, run_id, own, dry_run, allow_mass_delete))
     open_conflicts = ws.reconciler.conflicts.open_count()
     return ReconcileReport(run_id, entries, open_conflicts, dry_run=dry_run), not_reached
 
 
 def _reconcile_one(
-    ws: Workspace, name: str, run_id: str, paths: Sequence[str] | None, dry_run: bool
+    ws: Workspace,
+    name: str,
+    run_id: str,
+    paths: Sequence[str] | None,
+    dry_run: bool,
+    allow_mass_delete: bool,
 ) -> SourceReport:
     """One source's entry; its failure, whatever it is, is the entry's error, never the run's."""
     try:
         report = ws.reconcile(
             sources=[name], paths=list(paths) if paths is not None else None, dry_run=dry_run,
-            run_id=run_id,
+            run_id=run_id, allow_mass_delete=allow_mass_delete,
         )
     except (BlocksyncError, OSError) as exc:
         return SourceReport(name, error=str(exc))

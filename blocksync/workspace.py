@@ -159,9 +159,16 @@ class Workspace(AbstractContextManager["Workspace"]):
         dry_run: bool = False,
         run_id: str | None = None,
         progress: Callable[[str, int, int], None] | None = None,
+        allow_mass_delete: bool = False,
     ) -> ReconcileReport:
-        """Reconcile every data source (or those named) with its blocks; see ReconcileReport."""
-        return self.reconciler.run(sources, paths, dry_run, run_id, progress)
+        """Reconcile every data source (or those named) with its blocks; see ReconcileReport.
+        A source whose run would delete more than the mass-deletion threshold of its paths
+        (from disk or agent side) fails, nothing of it written, unless ``allow_mass_delete``
+        or ``[store] allow_mass_delete`` confirms it."""
+        return self.reconciler.run(
+            sources, paths, dry_run, run_id, progress,
+            allow_mass_delete=allow_mass_delete or self.config.allow_mass_delete,
+        )
 
     def _remote_source(self, key: str) -> SyncSource | None:
         # any remote:<name>, configured or not: its open conflicts outlive `remote remove`

@@ -22,6 +22,7 @@ LAYERS = {
     "text": 1,
     "merge": 1,
     "config": 1,
+    "disk": 1,  # I/O confined to one folder (directory descriptors, no links followed)
     "versions": 1,
     "sources": 1,
     "gitstore": 2,
