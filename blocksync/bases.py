@@ -331,7 +331,7 @@ class BasesTransaction:
         self.commit_id: str | None = None
         #: the commit ``commit_id`` was written on top of (None: the ref's first commit)
         self.parent_id: str | None = None
-        self._ops: list[Callable[[], None]] = []
+        self._ops: list[tuple[str, Callable[[], None]]] = []  # (path, change)
         self._begin(bases.head())
 
     def _begin(self, head: bytes | None) -> None:
@@ -363,9 +363,19 @@ class BasesTransaction:
 
     # -- changes --------------------------------------------------------------------------
 
-    def _do(self, op: Callable[[], None]) -> None:
+    def _do(self, path: str, op: Callable[[], None]) -> None:
         op()
-        self._ops.append(op)
+        self._ops.append((path, op))
+
+    def drop(self, paths: set[str]) -> None:
+        """Unstage every change of ``paths`` (e.g. their blocks moved meanwhile: the next run
+        decides them again, from the base they still have)."""
+        if not paths:
+            return
+        self._ops = [(path, op) for path, op in self._ops if path not in paths]
+        self._begin(self._head)
+        for _, op in self._ops:
+            op()
 
     def set_base(self, path: str, owner: str, label: str, content: str) -> None:
         """Record ``content`` as ``path``'s base, bound to block (owner, label).
@@ -390,7 +400,7 @@ class BasesTransaction:
             self._staged[path] = (binding, content)
             self._staged_blocks[(owner, label)] = path
 
-        self._do(op)
+        self._do(path, op)
 
     def forget(self, path: str) -> None:
         """Drop ``path``'s binding and base; nothing happens if it has none."""
@@ -402,7 +412,7 @@ class BasesTransaction:
             if old is not None:
                 self._staged_blocks[(old.owner, old.label)] = None
 
-        self._do(op)
+        self._do(path, op)
 
     # -- committing -----------------------------------------------------------------------
 
@@ -413,7 +423,7 @@ class BasesTransaction:
             if attempt > 1:
                 time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
                 self._begin(bases.head())
-                for op in self._ops:
+                for _, op in self._ops:
                     op()
             done, commit = self._write()
             if done:

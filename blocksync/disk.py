@@ -44,6 +44,8 @@ __all__ = [
     "VCS_FOLDERS",
     "is_temp_name",
     "is_vcs_path",
+    "printable_path",
+    "store_overlap",
 ]
 
 #: Folders of version-control systems: never synced, whatever the patterns say.
@@ -74,6 +76,22 @@ def is_temp_name(name: str) -> bool:
 def is_vcs_path(rel: str) -> bool:
     """Does ``rel`` (``/``-separated) lie in a version-control folder (any letter case)?"""
     return any(part.casefold() in VCS_FOLDERS for part in rel.split("/"))
+
+
+def store_overlap(folder: Path, store_root: Path) -> str | None:
+    """Why ``folder`` may not be synced, being the store folder, inside it or around it
+    (None: it may). Syncing the store would make its configuration, refs and lock blocks an
+    agent can edit, and never converge."""
+    store = Path(store_root).resolve()
+    folder = Path(folder).resolve()
+    if folder == store or folder.is_relative_to(store):
+        return f"is the store folder {store} or inside it: blocksync never syncs its own store"
+    if store.is_relative_to(folder):
+        return (
+            f"contains the store folder {store}: blocksync never syncs its own store (sync a "
+            "folder beside the store, or keep the store elsewhere)"
+        )
+    return None
 
 
 def kind_of(mode: int) -> str:
@@ -109,6 +127,12 @@ class Listing:
             if rel.startswith(folder + "/"):
                 return f"its folder {folder!r} cannot be listed ({reason}): left as it is"
         return None
+
+
+def printable_path(rel: str) -> str:
+    """``rel`` as text that can be shown and stored: bytes that are not UTF-8 (lone surrogates
+    from the OS) as ``\\xNN`` escapes."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _utf8(name: str) -> bool:
@@ -404,11 +428,17 @@ class Folder:
 
     # -- listing --------------------------------------------------------------------------
 
-    def scan(self, *, recursive: bool = True, skip: Callable[[str], bool] | None = None) -> Listing:
+    def scan(
+        self,
+        *,
+        recursive: bool = True,
+        skip: Callable[[str], bool] | None = None,
+        clean_temps: bool = True,
+    ) -> Listing:
         """Every entry below the root: regular files, odd entries with the reason, folders
         that cannot be listed. ``skip(folder)`` leaves a folder out (exclude patterns);
         version-control folders, the store and temp files are always left out, and temp
-        files of writers that are gone are removed."""
+        files of writers that are gone are removed (unless not ``clean_temps``)."""
         listing = Listing()
         stack: list[tuple[tuple[str, ...], int]] = [((), os.dup(self._fd))]
         while stack:
@@ -422,7 +452,9 @@ class Folder:
                 continue
             try:
                 for entry in entries:
-                    self._scan_entry(entry, parts, prefix, fd, recursive, skip, listing, stack)
+                    self._scan_entry(
+                        entry, parts, prefix, fd, recursive, skip, clean_temps, listing, stack
+                    )
             finally:
                 os.close(fd)
         listing.files.sort()
@@ -436,14 +468,14 @@ class Folder:
         fd: int,
         recursive: bool,
         skip: Callable[[str], bool] | None,
+        clean_temps: bool,
         listing: Listing,
         stack: list[tuple[tuple[str, ...], int]],
     ) -> None:
         name = entry.name
         rel = prefix + name
         if not _utf8(name):
-            shown = os.fsencode(name).decode("utf-8", "backslashreplace")
-            listing.odd.append((rel, f"its name {shown!r} is not UTF-8: it cannot be a label"))
+            listing.odd.append((rel, "its name is not UTF-8: it cannot be a label"))
             return
         if entry.is_dir(follow_symlinks=False):
             if name.casefold() in VCS_FOLDERS or not recursive or (skip and skip(rel)):
@@ -460,6 +492,8 @@ class Folder:
             stack.append(((*parts, name), child))
         elif entry.is_file(follow_symlinks=False):
             if is_temp_name(name):
+                if not clean_temps:
+                    return
                 try:
                     if _writer_gone(name, entry.stat(follow_symlinks=False)):
                         os.unlink(name, dir_fd=fd)

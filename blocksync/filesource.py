@@ -53,7 +53,7 @@ from typing import Any, Self
 from . import names, permissions
 from .bases import BaseEntry, BaseIndex, SyncBases, ref_name
 from .blocks import DEFAULT_SCHEMA, BlockStore
-from .disk import Folder, is_vcs_path
+from .disk import Folder, is_vcs_path, printable_path, store_overlap
 from .errors import (
     AccessDenied,
     AlreadyExists,
@@ -190,22 +190,6 @@ def parse_file_source(
         exclude_patterns=exclude,
         permission_rules=rules,
     )
-
-
-def store_overlap(folder: Path, store_root: Path) -> str | None:
-    """Why ``folder`` may not be synced, being the store folder, inside it or around it
-    (None: it may). Syncing the store would make its configuration, refs and lock blocks an
-    agent can edit, and never converge."""
-    store = Path(store_root).resolve()
-    folder = Path(folder).resolve()
-    if folder == store or folder.is_relative_to(store):
-        return f"is the store folder {store} or inside it: blocksync never syncs its own store"
-    if store.is_relative_to(folder):
-        return (
-            f"contains the store folder {store}: blocksync never syncs its own store (sync a "
-            "folder beside the store, or keep the store elsewhere)"
-        )
-    return None
 
 
 def _resolve(store_root: Path, path: str) -> Path:
@@ -617,8 +601,7 @@ class FileSource:
             for rel, reason in listing.odd:
                 # a name that is not UTF-8 cannot even be matched against the patterns
                 if reason.startswith("its name") or self.selects(rel):
-                    shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-                    survey.skipped.append(Skipped(self._source_path(index, shown), reason))
+                    survey.skipped.append(Skipped(self._source_path(index, printable_path(rel)), reason))
             for rel in listing.files:
                 path = self._source_path(index, rel)
                 survey.present.add(path)

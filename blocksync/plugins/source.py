@@ -52,6 +52,10 @@ from .syncbases import PluginBases
 __all__ = ["PluginSource"]
 
 #: resolutions by which a source's side of a bound path went missing
+_MOVED = (
+    "its block changed while the plugin reconciled it (an agent is editing it): left for the "
+    "next run"
+)
 _GONE = (Action.DELETE_AGENT.value, Action.FORGET.value)
 
 
@@ -111,6 +115,12 @@ class PluginSource:
                     raise refusal
         if not dry_run:
             self._commit(batch)
+            if batch.moved:  # an agent wrote these blocks during the call: nothing of them kept
+                outcome.results = [r for r in outcome.results if r.path not in batch.moved]
+                for path in sorted(batch.moved):
+                    outcome.reasons.pop(path, None)
+                    outcome.conflicts.pop(path, None)
+                    outcome.skipped.append(Skipped(path, _MOVED))
         return outcome
 
     def path_problem(self, path: str) -> str | None:
@@ -136,8 +146,13 @@ class PluginSource:
     ) -> ReconcileOutcome:
         outcome = ReconcileOutcome()
         asked = None if wanted is None else set(wanted)
+        for path, reason in batch.skipped.items():  # what the host saw it cannot sync
+            if asked is None or path in asked:
+                outcome.skipped.append(Skipped(path, reason))
         for result in results:
             path = result.path
+            if path in batch.skipped:
+                continue  # reported above: the plugin could not have read it either
             problem = source_path_problem(path)
             if problem is None and asked is not None and path not in asked:
                 problem = "was not asked about"
@@ -259,6 +274,10 @@ class PluginSource:
             else:
                 batch.bases.set_base(path, owner, label, base)
             versions = self._commit(batch)
+            if path in batch.moved:
+                raise SourceChanged(
+                    self.key, path, f"block {owner}/{label} changed while it was being settled"
+                )
         if (owner, label) in versions:
             return versions[(owner, label)]
         return None if agent is None else self.blocks.read(owner, label).version

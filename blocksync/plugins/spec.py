@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from ..disk import store_overlap
 from ..errors import ConfigError
 from ..sources import PermissionLevel, PermissionRule
 from .trust import TrustPolicy, parse_public_key
@@ -229,6 +230,10 @@ def parse_wasm_source(
     if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
         raise ConfigError(f"{where}.sha256 must be 64 hex digits")
     asked = parse_limits(table.get("limits", {}), f"{where}.limits")
+    folder = None if table.get("dir") is None else _resolve(store_root, str(table["dir"]))
+    problem = None if folder is None else store_overlap(folder, store_root)
+    if problem is not None:
+        raise ConfigError(f"{where}.dir: {table['dir']!r} ({folder}) {problem}")
     rules = table.get("permission_rules")
     policy = _plugin_trust(table, where, trust or TrustPolicy())
     return PluginSpec(
@@ -240,7 +245,7 @@ def parse_wasm_source(
         config=config,
         limits=replace(Limits(), **asked).capped_by(caps),
         allowed_hosts=tuple(h.lower() for h in hosts),
-        dir=None if table.get("dir") is None else _resolve(store_root, str(table["dir"])),
+        dir=folder,
         dir_mode=dir_mode,
         sha256=None if sha is None else sha.lower(),
         permission_rules=None if rules is None else parse_rules(rules, f"{where}.permission_rules"),
