@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Literal
 
 from diff_match_patch import diff_match_patch
 
 from .errors import InvalidContent
+from .linediff import Budget, Change, histogram
 
 CharOp = Literal["equal", "insert", "delete"]
 _DMP_OPS: dict[int, CharOp] = {0: "equal", 1: "insert", -1: "delete"}
+#: a diff's search budget: about a second of work at most, far beyond what real edits need
+_DIFF_FLOOR = 1_000_000
+_DIFF_PER_LINE = 20
+
+Opcode = tuple[str, int, int, int, int]  # difflib's (tag, i1, i2, j1, j2)
 
 
 def decode_text(data: bytes, where: str) -> str:
@@ -27,12 +32,78 @@ def decode_text(data: bytes, where: str) -> str:
 
 
 def unified_diff(old: str, new: str, old_name: str, new_name: str, context: int = 3) -> str:
-    """A unified diff like ``git diff``, marking a missing final newline as git does."""
-    old_lines = _diff_lines(old)
-    new_lines = _diff_lines(new)
-    return "".join(
-        difflib.unified_diff(old_lines, new_lines, old_name, new_name, n=context, lineterm="\n")
-    )
+    """A unified diff like ``git diff``, marking a missing final newline as git does.
+
+    Lines are aligned by git's histogram diff (``blocksync.linediff``), so a one-line change in
+    a long run of identical lines is one small hunk. Time and memory are bounded: linear in the
+    input plus a search budget of ``_DIFF_FLOOR`` + ``_DIFF_PER_LINE`` steps per line; regions
+    still unsearched when it runs out are shown as one replacement each (correct, but coarse).
+    The format is difflib's: no hunk for equal texts, ranges and context as ``difflib`` gives.
+    """
+    a = _diff_lines(old)
+    b = _diff_lines(new)
+    changes = histogram(a, b, Budget(_DIFF_FLOOR + _DIFF_PER_LINE * (len(a) + len(b))))
+    out: list[str] = []
+    for group in _grouped(_opcodes(changes, len(a), len(b)), context):
+        if not out:
+            out += [f"--- {old_name}\n", f"+++ {new_name}\n"]
+        first, last = group[0], group[-1]
+        out.append(f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@\n")
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                out += [" " + line for line in a[i1:i2]]
+                continue
+            out += ["-" + line for line in a[i1:i2]]
+            out += ["+" + line for line in b[j1:j2]]
+    return "".join(out)
+
+
+def _opcodes(changes: list[Change], n1: int, n2: int) -> list[Opcode]:
+    """difflib's opcodes for an edit script: equal runs between the changes."""
+    codes: list[Opcode] = []
+    i = j = 0
+    for c in changes:
+        if c.i1 > i:
+            codes.append(("equal", i, c.i1, j, c.i2))
+        tag = "replace" if c.chg1 and c.chg2 else "delete" if c.chg1 else "insert"
+        codes.append((tag, c.i1, c.i1 + c.chg1, c.i2, c.i2 + c.chg2))
+        i, j = c.i1 + c.chg1, c.i2 + c.chg2
+    if i < n1:
+        codes.append(("equal", i, n1, j, n2))
+    return codes
+
+
+def _grouped(codes: list[Opcode], n: int) -> list[list[Opcode]]:
+    """difflib's ``get_grouped_opcodes``: hunks with ``n`` lines of context, joined when the
+    equal run between two changes is at most ``2n`` long."""
+    if not codes:
+        codes = [("equal", 0, 1, 0, 1)]
+    if codes[0][0] == "equal":
+        tag, i1, i2, j1, j2 = codes[0]
+        codes[0] = tag, max(i1, i2 - n), i2, max(j1, j2 - n), j2
+    if codes[-1][0] == "equal":
+        tag, i1, i2, j1, j2 = codes[-1]
+        codes[-1] = tag, i1, min(i2, i1 + n), j1, min(j2, j1 + n)
+    groups: list[list[Opcode]] = []
+    group: list[Opcode] = []
+    for tag, i1, i2, j1, j2 in codes:
+        if tag == "equal" and i2 - i1 > 2 * n:
+            group.append((tag, i1, min(i2, i1 + n), j1, min(j2, j1 + n)))
+            groups.append(group)
+            group = []
+            i1, j1 = max(i1, i2 - n), max(j1, j2 - n)
+        group.append((tag, i1, i2, j1, j2))
+    if group and not (len(group) == 1 and group[0][0] == "equal"):
+        groups.append(group)
+    return groups
+
+
+def _range(start: int, stop: int) -> str:
+    """difflib's ``_format_range_unified``: "start,length", 1-based; a single line is "start"."""
+    length = stop - start
+    if length == 1:
+        return f"{start + 1}"
+    return f"{start + 1 if length else start},{length}"
 
 
 def _diff_lines(text: str) -> list[str]:

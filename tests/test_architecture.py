@@ -18,6 +18,7 @@ LAYERS = {
     "guest": 0,  # the guest SDK runs inside plugins: it imports nothing of blocksync
     "truth": 0,  # pure: the same module runs inside plugins (guest SDK)
     "sigv4": 0,  # pure: shipped into plugins too
+    "linediff": 0,  # pure: git's line diff algorithms, stdlib only
     "names": 1,
     "text": 1,
     "merge": 1,
