@@ -179,7 +179,7 @@ class SyncBases:
         for owner in self._items(git.lookup(git.commit_tree(self.head()), BLOCKS_DIR)):
             for entry in git.tree(owner.sha).items():
                 binding = self._binding(entry.sha)
-                if (names.encode(binding.owner), names.encode(binding.label)) != (
+                if (names.encode(binding.owner), names.component(binding.label)) != (
                     owner.path.decode(), entry.path.decode()
                 ):
                     raise self._corrupt(f"{binding} is indexed under the wrong block")
@@ -271,7 +271,7 @@ class SyncBases:
         names.validate(owner, "owner")
         names.validate(label, "label")
         blob = self._git.lookup(
-            tree, BLOCKS_DIR, names.encode(owner).encode(), names.encode(label).encode()
+            tree, BLOCKS_DIR, names.encode(owner).encode(), names.component(label).encode()
         )
         if blob is None:
             return None
@@ -457,7 +457,7 @@ class BasesTransaction:
             was = had[path] = found[0]
             if state is None or state[0] != was:
                 blocks.child(names.encode(was.owner).encode()).remove(
-                    names.encode(was.label).encode()
+                    names.component(was.label).encode()
                 )
             if state is None:
                 key = path_key(path)
@@ -479,7 +479,7 @@ class BasesTransaction:
                 objects += [base_blob, folder] if had.get(path) == binding else [
                     binding_blob, base_blob, folder]
             owner_dir = blocks.child(names.encode(binding.owner).encode())
-            name = names.encode(binding.label).encode()
+            name = names.component(binding.label).encode()
             if owner_dir.get(name) != (FILE_MODE, binding_blob.id):
                 owner_dir.set(name, FILE_MODE, binding_blob.id)
         new_tree = root.write(objects)

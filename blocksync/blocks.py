@@ -4,8 +4,10 @@ Layout of every commit's tree::
 
     blocks/<owner>/<label>/content     the block's text
     blocks/<owner>/<label>/meta.json   description, block_type, schema, char_limit
+    blocks/<owner>/<label>/label       the label itself, when it is too long for a component
 
-``<owner>`` and ``<label>`` are encoded by :mod:`blocksync.names`, so ``git log --
+``<owner>`` and ``<label>`` are encoded by :mod:`blocksync.names` (a long label by a head of
+its encoding and its hash: :func:`blocksync.names.component`), so ``git log --
 blocks/<owner>/<label>`` lists exactly the block's versions. Every change is a commit on
 ``refs/heads/main``; the ref only moves by compare-and-swap, and a writer that lost the race
 replays its operations on the new head (re-checking every precondition) or fails cleanly.
@@ -33,6 +35,7 @@ from .errors import (
     BlockNotFound,
     ConcurrentUpdate,
     InvalidContent,
+    InvalidLabel,
     RepositoryCorrupt,
     StaleVersion,
     UsageError,
@@ -54,6 +57,8 @@ MAIN = Ref(b"refs/heads/main")
 BLOCKS_DIR = "blocks"
 CONTENT_FILE = b"content"
 META_FILE = b"meta.json"
+#: the whole label of a block whose label is too long for one path component
+LABEL_FILE = b"label"
 #: Attempts at the compare-and-swap of main before :class:`ConcurrentUpdate`.
 MAX_ATTEMPTS = 50
 
@@ -478,7 +483,7 @@ class BlockStore:
     @staticmethod
     def git_path(owner: str, label: str) -> str:
         """The block's folder in the repository, as ``git log -- <path>`` wants it."""
-        return f"{BLOCKS_DIR}/{names.encode(owner)}/{names.encode(label)}"
+        return f"{BLOCKS_DIR}/{names.encode(owner)}/{names.component(label)}"
 
     def _head(self) -> bytes | None:
         return self._git.ref(MAIN)
@@ -487,7 +492,8 @@ class BlockStore:
         if root.sha is None:
             return None
         return self._git.lookup(
-            root.sha, BLOCKS_DIR.encode(), names.encode(owner).encode(), names.encode(label).encode()
+            root.sha, BLOCKS_DIR.encode(), names.encode(owner).encode(),
+            names.component(label).encode(),
         )
 
     def _read_dir(self, dir_sha: bytes) -> _Staged:
@@ -538,7 +544,7 @@ class BlockStore:
         changes: list[BlockChange] = []
         for (owner, label), state in staged.items():
             owner_tree = blocks.child(names.encode(owner).encode())
-            name = names.encode(label).encode()
+            name = names.component(label).encode()
             before = owner_tree.get(name)
             if state is None:
                 if before is not None:
@@ -550,6 +556,10 @@ class BlockStore:
             folder = Tree()
             folder.add(CONTENT_FILE, FILE_MODE, content.id)
             folder.add(META_FILE, FILE_MODE, meta.id)
+            if names.is_hashed(name):
+                whole = Blob.from_string(label.encode("utf-8"))
+                folder.add(LABEL_FILE, FILE_MODE, whole.id)
+                objects.append(whole)
             if before is not None and before[1] == folder.id:
                 continue  # nothing changed: not a version
             objects += [content, meta, folder]
@@ -593,15 +603,29 @@ class BlockStore:
         key = BLOCKS_DIR.encode()
         old_blocks, new_blocks = self._git.lookup(old_root, key), self._git.lookup(new_root, key)
         for owner, old_owner, new_owner in self._diff_entries(old_blocks, new_blocks):
-            for label, _, new_dir in self._diff_entries(old_owner, new_owner):
+            for label, old_dir, new_dir in self._diff_entries(old_owner, new_owner):
                 folder = {} if new_dir is None else {e.path: e.sha for e in self._git.tree(new_dir).items()}
                 content, meta = folder.get(CONTENT_FILE), folder.get(META_FILE)
                 yield BlockChange(
                     names.decode(owner),
-                    names.decode(label),
+                    self.label_of(label, new_dir or old_dir),
                     None if content is None else content.decode(),
                     None if meta is None else meta.decode(),
                 )
+
+    def label_of(self, component: bytes, folder: bytes | None) -> str:
+        """The label a block folder's path component names (a long one: read from the
+        folder's ``label`` file and checked against the component's hash)."""
+        if not names.is_hashed(component):
+            return names.decode(component)
+        try:
+            assert folder is not None
+            blob = self._git.tree(folder)[LABEL_FILE][1]
+            return names.check_hashed(component, self._git.blob(blob).decode("utf-8"))
+        except (AssertionError, KeyError, UnicodeDecodeError, InvalidLabel) as exc:
+            raise RepositoryCorrupt(
+                str(self.repo_path), f"block folder {component.decode()} has no valid label ({exc})"
+            ) from exc
 
     def _diff_entries(
         self, old: bytes | None, new: bytes | None

@@ -9,7 +9,7 @@ from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
 from dulwich.repo import Repo
 
 from . import names
-from .blocks import BLOCKS_DIR, CONTENT_FILE, MAIN, META_FILE, BlockMeta
+from .blocks import BLOCKS_DIR, CONTENT_FILE, LABEL_FILE, MAIN, META_FILE, BlockMeta
 from .errors import BlocksyncError
 
 
@@ -89,9 +89,14 @@ def _check_blocks(repo: Repo, head: ObjectID, report: FsckReport) -> None:
             where = f"{BLOCKS_DIR}/{owner.path.decode()}/{label.path.decode()}"
             try:
                 names.decode(owner.path)
-                names.decode(label.path)
                 folder = repo.object_store[label.sha]
                 assert isinstance(folder, Tree), "not a folder"
+                if names.is_hashed(label.path):  # a long label: kept whole beside it
+                    whole = repo.object_store[folder[LABEL_FILE][1]]
+                    assert isinstance(whole, Blob), "its label is not a file"
+                    names.check_hashed(label.path, whole.as_raw_string().decode("utf-8"))
+                else:
+                    names.decode(label.path)
                 content = repo.object_store[folder[CONTENT_FILE][1]]
                 meta = repo.object_store[folder[META_FILE][1]]
                 assert isinstance(content, Blob) and isinstance(meta, Blob), "not files"

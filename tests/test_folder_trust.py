@@ -505,3 +505,37 @@ def test_leftover_temp_files_are_removed_by_the_next_run(store_path: Path, notes
         alive.wait()
     with blocksync.open(store_path) as ws:
         assert [b.label.rsplit(":", 1)[1] for b in ws.blocks.list("bob")] == ["sub/a.md"]
+
+
+# -- 10. names as long as the file system allows ----------------------------------------------------
+
+
+def test_names_longer_than_one_path_component_sync_and_keep_their_history(
+    store_path: Path, notes: Path
+) -> None:
+    """33 Japanese characters encode to 297 bytes, over one git path component: such a label is
+    stored under a hashed component with the whole label beside it; git log, fsck and an index
+    rebuild all see the block."""
+    long_name = "日本語のとても長いファイル名" * 2 + "です。.md"  # 33 characters
+    deep = "/".join(["深い" * 40] * 3) + "/note.md"
+    (notes / long_name).write_text("one\n")
+    (notes / deep).parent.mkdir(parents=True)
+    (notes / deep).write_text("deep\n")
+    code, doc = run_json(store_path, "sync")
+    assert code == 0 and skipped(doc) == {}, doc
+    with blocksync.open(store_path) as ws:
+        block = ws.blocks.read("bob", label(notes, long_name))
+        assert block.content == "one\n"
+        ws.blocks.update("bob", label(notes, long_name), "two\n")
+        path = ws.blocks.git_path("bob", label(notes, long_name))
+        assert len(path.rsplit("/", 1)[1].encode()) <= 255
+    assert run(store_path, "sync").returncode == 0
+    assert (notes / long_name).read_text() == "two\n"
+    log = subprocess.run(["git", "--git-dir", str(store_path / "repo"), "log", "--format=%s", "--", path],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(log) == 2
+    blocksync.rebuild_index(store_path)
+    with blocksync.open(store_path) as ws:
+        assert {b.label for b in ws.blocks.list("bob")} == {label(notes, long_name), label(notes, deep)}
+        assert [v.version for v in ws.blocks.history("bob", label(notes, long_name))] == [1, 2]
+        assert ws.fsck().ok
