@@ -37,8 +37,11 @@ so the original stays attached. Each class carries the data a caller needs to ac
     │   │                                  has moved on since the resolution
     │   └── RunLockHeld                75  another run holds store/run.lock (names it)
     ├── StoreCorrupt                    1  the repository or index cannot be trusted
-    │   ├── RepositoryCorrupt
-    │   └── IndexCorrupt                   index.db missing, unreadable or out of sync
+    │   ├── RepositoryCorrupt              an object cannot be read (names it, says how to
+    │   │                                  recover)
+    │   ├── IndexCorrupt                   index.db missing, unreadable or out of sync
+    │   └── UnsafeFile                     a file blocksync writes is a symbolic link (or
+    │                                      not a regular file): refused, never followed
     ├── MergeConflict                   1  a three-way merge found overlapping changes
     ├── MassDeletionRefused             1  a run would delete more than the threshold of a
     │                                      source's paths (from disk, agent or remote side)
@@ -321,10 +324,14 @@ class StoreCorrupt(BlocksyncError):
 
 
 class RepositoryCorrupt(StoreCorrupt):
-    def __init__(self, path: str, detail: str) -> None:
+    """The repository at ``path`` is damaged; ``object_id`` names the object that could not be
+    read, when one could not."""
+
+    def __init__(self, path: str, detail: str, *, object_id: str | None = None) -> None:
         super().__init__(f"repository {path} is damaged: {detail}")
         self.path = path
         self.detail = detail
+        self.object_id = object_id
 
 
 class IndexCorrupt(StoreCorrupt):

