@@ -364,6 +364,21 @@ class AmbiguousConflictId(UsageError):
         self.matches = list(matches)
 
 
+class UnsafeFile(StoreCorrupt):
+    """A file blocksync creates or rewrites (``run.lock``, ``blocksync.toml``, ``index.db``,
+    a key file) is a symbolic link, a folder, a FIFO or another non-regular file, or a lock file
+    with other hard links: blocksync refuses it rather than write through it to wherever it
+    points. ``kind`` says what it is."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        super().__init__(
+            f"refusing to open {path}: it is {kind}, not a regular file of its own; blocksync "
+            "never writes through links: remove it (blocksync makes a new one) and run again"
+        )
+        self.path = path
+        self.kind = kind
+
+
 class MergeConflict(BlocksyncError):
     """Both sides changed the same region differently: no clean three-way merge."""
 

@@ -21,7 +21,7 @@ import pytest
 
 import blocksync
 from blocksync import runlock
-from blocksync.errors import RepositoryCorrupt, ToolInputInvalid, ToolSchemaInvalid
+from blocksync.errors import RepositoryCorrupt, ToolInputInvalid, ToolSchemaInvalid, UnsafeFile
 from blocksync.tools import compile_schema
 
 from .conftest import git
@@ -55,6 +55,123 @@ def add_notes(store: Path, notes: Path, agent: str = "bob") -> None:
             f'\n[agents.{agent}.data_sources.notes]\ntype = "file"\npaths = ["{notes}"]\n'
             'permission_rules = [{ pattern = "**", permission = "admin" }]\n'
         )
+
+
+# -- item 4: run.lock and the other files blocksync writes never follow a link ------------------
+
+
+def test_a_symlink_at_run_lock_is_refused_and_its_target_untouched(
+    store_path: Path, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text(VICTIM)
+    (store_path / "run.lock").symlink_to(victim)
+    for command in (["sync"], ["reconcile"]):
+        done = cli(store_path, *command)
+        assert done.returncode == 1, done.stderr
+        line = one_line(done)
+        assert str(store_path / "run.lock") in line and "symbolic link" in line
+        assert victim.read_text() == VICTIM
+    with pytest.raises(UnsafeFile) as info:  # and through the library
+        with runlock.acquire(store_path / "run.lock"):
+            pass
+    assert info.value.kind == "a symbolic link" and victim.read_text() == VICTIM
+
+
+def test_a_dangling_symlink_at_run_lock_creates_nothing(store_path: Path, tmp_path: Path) -> None:
+    (store_path / "run.lock").symlink_to(tmp_path / "made-by-blocksync")
+    assert cli(store_path, "sync").returncode == 1
+    assert not (tmp_path / "made-by-blocksync").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "hard link"])
+def test_run_lock_must_be_a_regular_file_of_its_own(
+    store_path: Path, tmp_path: Path, kind: str
+) -> None:
+    lock = store_path / "run.lock"
+    victim = tmp_path / "victim.txt"
+    if kind == "fifo":
+        os.mkfifo(lock)
+    elif kind == "folder":
+        lock.mkdir()
+    else:
+        victim.write_text(VICTIM)
+        os.link(victim, lock)
+    done = cli(store_path, "sync")
+    assert done.returncode == 1, done.stderr
+    assert str(lock) in one_line(done)
+    if kind == "hard link":
+        assert victim.read_text() == VICTIM
+
+
+def test_config_edits_never_write_through_a_link(store_path: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "elsewhere.toml"
+    victim.write_text("# my dotfiles keep this\n")
+    toml = store_path / "blocksync.toml"
+    toml.unlink()
+    toml.symlink_to(victim)
+    done = cli(store_path, "remote", "add", "hub", str(tmp_path / "hub.git"))
+    assert done.returncode == 1, done.stderr
+    line = one_line(done)
+    assert str(toml) in line and "symbolic link" in line
+    assert victim.read_text() == "# my dotfiles keep this\n" and toml.is_symlink()
+
+
+def test_init_never_writes_through_a_link(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "blocksync.toml").symlink_to(tmp_path / "victim.toml")
+    assert cli(store, "init").returncode == 0
+    assert not (tmp_path / "victim.toml").exists()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "index.db").symlink_to(tmp_path / "victim.db")
+    done = cli(other, "init")
+    assert done.returncode == 1 and str(other / "index.db") in one_line(done)
+    assert not (tmp_path / "victim.db").exists()
+
+
+def test_an_index_link_is_refused_before_sqlite_opens_it(store_path: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.db"
+    with sqlite3.connect(victim) as conn:
+        conn.execute("CREATE TABLE mine (x)")
+    before = victim.read_bytes()
+    (store_path / "index.db").unlink()
+    (store_path / "index.db").symlink_to(victim)
+    done = cli(store_path, "block", "list")
+    assert done.returncode == 1 and "symbolic link" in one_line(done)
+    assert victim.read_bytes() == before and not Path(f"{victim}-wal").exists()
+
+
+def test_key_files_are_never_written_through_a_link(tmp_path: Path) -> None:
+    (tmp_path / "key").symlink_to(tmp_path / "victim")
+    done = cli(tmp_path / "none", "plugin", "keygen", str(tmp_path / "key"))
+    assert done.returncode == 2 and "refusing to overwrite a key" in one_line(done)
+    assert not (tmp_path / "victim").exists()
+
+
+def test_the_compile_cache_never_writes_through_a_link(tmp_path: Path) -> None:
+    wasm = wat_fixture("hostile_tool", tmp_path)
+    store = tmp_path / "store"
+    blocksync.init(store).close()
+    assert cli(store, "plugin", "inspect", str(wasm)).returncode == 0
+    cached = sorted((store / "cache").iterdir())
+    assert [p.suffix for p in cached] == [".cwasm", ".stamp"]
+    for path in cached:  # links planted where the next compile writes its artifact and stamp
+        path.unlink()
+        victim = tmp_path / f"victim{path.suffix}"
+        victim.write_text(VICTIM)
+        path.symlink_to(victim)
+    done = cli(store, "plugin", "inspect", str(wasm))
+    assert done.returncode == 0 and "loadable: yes" in done.stdout, done.stderr
+    for path in cached:
+        assert path.is_symlink() and (tmp_path / f"victim{path.suffix}").read_text() == VICTIM
+
+
+def test_a_run_lock_note_nested_too_deeply_is_no_note(store_path: Path) -> None:
+    (store_path / "run.lock").write_text("[" * 2_000)
+    assert runlock.read_holder(store_path / "run.lock") == {}
 
 
 # -- item 15: one clear line, exit 2, naming the key -------------------------------------------
