@@ -46,6 +46,8 @@ so the original stays attached. Each class carries the data a caller needs to ac
     ├── MassDeletionRefused             1  a run would delete more than the threshold of a
     │                                      source's paths (from disk, agent or remote side)
     ├── AccessDenied                    1  a plugin asked for more than it was granted
+    │   └── AgentNotAllowed                an agent's tool call on another owner's block or
+    │                                      conflict ([agents.<id>] may_act_for grants it)
     ├── TransportError                  1  an HTTP request made for a plugin failed
     ├── RemoteError                     1  a git remote failed (credentials never in messages)
     │   ├── RemoteUnreachable              cannot connect, or the transfer broke off
@@ -399,6 +401,21 @@ class MassDeletionRefused(BlocksyncError):
 
 class AccessDenied(BlocksyncError):
     """A plugin asked for something its grants do not allow (an owner, a path, a host)."""
+
+
+class AgentNotAllowed(AccessDenied):
+    """An agent's call of a built-in tool on a block or conflict of another ``owner``: an agent
+    acts for itself only, unless ``[agents.<agent>] may_act_for`` lists the owner."""
+
+    def __init__(self, agent: str, owner: str, action: str) -> None:
+        super().__init__(
+            f"agent {agent!r} may not {action} of {owner!r}: an agent acts on its own blocks "
+            f"and conflicts only; to let it act for {owner!r}, add {owner!r} to "
+            f"`may_act_for` of [agents.{agent}] in blocksync.toml"
+        )
+        self.agent = agent
+        self.owner = owner
+        self.action = action
 
 
 class TransportError(BlocksyncError):

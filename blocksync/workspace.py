@@ -226,7 +226,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         of the configured plugins; ``list``, ``call``, ``run`` (see :mod:`blocksync.tools`)."""
         if self._tools is None:
             self._tools = ToolBox(
-                self.plugins, builtin_tools(self.conflicts, self.blocks)
+                self.plugins, builtin_tools(self.conflicts, self.blocks, self.config.may_act_for)
             )
         return self._tools
 
