@@ -717,8 +717,10 @@ def sync_command(obj: _Context, wait: bool, timeout: float | None, as_json: bool
 
     Exit 0 clean, 3 open conflicts, 1 a source failed (wins over 3), 75 another run holds the lock.
     """
-    with _progress(as_json) as progress, obj.open() as ws:
-        report = sync_mod.run_sync(ws, wait=wait, timeout=timeout, progress=progress)
+    with _progress(as_json) as progress:
+        report = sync_mod.sync_store(
+            obj.store, author=obj.author, wait=wait, timeout=timeout, progress=progress
+        )
     if as_json:
         _print_json(report.to_json())
     else:

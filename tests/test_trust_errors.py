@@ -311,3 +311,86 @@ def test_the_recovery_the_error_gives_works(damaged: tuple[Path, str], tmp_path:
     )
     assert cli(store, "block", "read", "bob", "plan").stdout == "buy milk\nbuy bread\n"
     assert cli(store, "fsck").returncode == 0
+
+
+# -- item 17: records and exit codes --------------------------------------------------------------
+
+
+def _conflict(store: Path, notes: Path) -> str:
+    notes.mkdir()
+    (notes / "a.md").write_text("one\n")
+    add_notes(store, notes)
+    with blocksync.open(store) as ws:
+        ws.reconcile(["notes"])
+        (label,) = [b.label for b in ws.blocks.list("bob")]
+        ws.blocks.update("bob", label, "agent\n")
+        (notes / "a.md").write_text("disk\n")
+        ws.reconcile(["notes"])
+        (conflict,) = ws.conflicts.list()
+    return conflict.id
+
+
+def _readme_exit_code(meaning: str) -> int:
+    """The code of the README's "Exit codes" row that mentions ``meaning``."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Exit codes"):]
+    for code, text in re.findall(r"^\| (\d+) \| (.*) \|$", table, re.M):
+        if meaning in text:
+            return int(code)
+    raise AssertionError(f"no exit code row mentions {meaning!r}")
+
+
+def test_resolving_a_resolved_conflict_says_so_with_the_readme_code(
+    store_path: Path, tmp_path: Path
+) -> None:
+    cid = _conflict(store_path, tmp_path / "notes")
+    first = cli(store_path, "conflicts", "resolve", cid, "--take", "disk")
+    assert first.returncode == 0, first.stderr
+    again = cli(store_path, "conflicts", "resolve", cid, "--take", "agent")
+    line = one_line(again)
+    assert f"conflict {cid} is not open: it was resolved already (disk) by human:test at " in line
+    assert again.returncode == _readme_exit_code("resolved already") == 5
+
+
+@pytest.mark.parametrize(
+    ("toml", "said"),
+    [
+        ("[agents.bob\n", "is not valid TOML"),
+        ("[agents.bob]\ndata_sources = 3\n", "data_sources must be a table"),
+        ('[agents.bob.data_sources.n]\ntype = "file"\npaths = 3\n', "paths must be"),
+    ],
+)
+def test_a_broken_config_still_records_the_sync_run(store_path: Path, toml: str, said: str) -> None:
+    (store_path / "blocksync.toml").write_text(toml)
+    done = cli(store_path, "sync")
+    assert done.returncode == 2 and said in one_line(done)
+    with sqlite3.connect(store_path / "index.db") as conn:
+        rows = conn.execute("SELECT command, status, exit_code, report FROM runs").fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [("blocksync sync", "finished", 2)]
+    report = json.loads(rows[0][3])
+    assert said in report["error"] and report["exit_code"] == 2
+    assert runlock.read_holder(store_path / "run.lock") == {}  # the lock was taken and let go
+
+
+def test_demo_leaves_an_existing_store_untouched(store_path: Path, tmp_path: Path) -> None:
+    with blocksync.open(store_path) as ws:
+        ws.blocks.create("alice", "notes", "mine\n")
+    toml = (store_path / "blocksync.toml").read_bytes()
+    refs = git(store_path / "repo", "show-ref")
+    done = cli(store_path, "demo", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "fsck: ok" in done.stdout and "temporary store" in done.stdout
+    assert (store_path / "blocksync.toml").read_bytes() == toml
+    assert git(store_path / "repo", "show-ref") == refs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no folder left beside it
+
+
+def test_demo_creates_its_own_store_with_its_folder_outside(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    for _ in range(2):
+        done = cli(store, "demo")
+        assert done.returncode == 0, done.stderr
+    folder = tmp_path / "store-demo-notes"
+    assert sorted(p.name for p in folder.iterdir()) == ["persona.md", "todo.md"]
+    assert "demo-notes" in (store / "blocksync.toml").read_text()  # the demo's own store
+    assert not (store / "demo-notes").exists()
