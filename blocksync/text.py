@@ -33,8 +33,6 @@ def decode_text(data: bytes, where: str) -> str:
 #: output, schemas): far above what a tool needs, far below where Python's recursion runs out --
 #: in the parser, or in every step after it (schema validation, printing).
 MAX_JSON_DEPTH = 200
-
-
 TOO_DEEP = f"the JSON nests too deeply (over {MAX_JSON_DEPTH} levels of arrays and objects)"
 
 
@@ -93,6 +91,7 @@ def render_char_diff(ops: list[tuple[CharOp, str]], color: bool) -> str:
     """Render a character diff inline: ``[-gone-]{+added+}``, or red/green on a terminal."""
     out = []
     for op, chunk in ops:
+        chunk = printable(chunk, keep="\n\t")  # contents, shown: no escape sequence of theirs
         if op == "equal":
             out.append(chunk)
         elif color:
@@ -100,3 +99,33 @@ def render_char_diff(ops: list[tuple[CharOp, str]], color: bool) -> str:
         else:
             out.append(f"{{+{chunk}+}}" if op == "insert" else f"[-{chunk}-]")
     return "".join(out)
+
+
+#: what a terminal must not receive raw from a name, a reason or a plugin's words: C0 and C1
+#: control characters and DEL (ESC starts CSI/OSC sequences, CR rewrites the line, BEL rings),
+#: Unicode line separators, bidirectional controls (they reorder what is shown: one name can
+#: pass for another), and lone surrogates (bytes of a file name that were not UTF-8)
+_UNPRINTABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+    "\ud800-\udfff]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` safe to print on a terminal: each character :data:`_UNPRINTABLE` matches as a
+    backslash escape -- ``\\n``, ``\\t``, ``\\x1b``, ``\\u202e``; a byte of a non-UTF-8 name
+    (decoded with surrogateescape) as the ``\\xff`` it was -- except the characters in ``keep``
+    (``"\\n\\t"`` for multi-line content). Text needing none comes back unchanged. For text
+    output only: JSON output stays exact."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        code = ord(char)
+        if char in keep:
+            return char
+        if 0xDC80 <= code <= 0xDCFF:
+            return f"\\x{code - 0xDC00:02x}"
+        return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+    return _UNPRINTABLE.sub(escape, text)

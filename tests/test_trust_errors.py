@@ -394,3 +394,43 @@ def test_demo_creates_its_own_store_with_its_folder_outside(tmp_path: Path) -> N
     assert sorted(p.name for p in folder.iterdir()) == ["persona.md", "todo.md"]
     assert "demo-notes" in (store / "blocksync.toml").read_text()  # the demo's own store
     assert not (store / "demo-notes").exists()
+
+
+# -- item 10: text output escapes what it did not write ---------------------------------------
+
+HOSTILE = "evil\x1b]0;owned\x07\x1b[2J\rname.md"  # control characters: skipped, with a reason
+SHOWN = "evil\\x1b]0;owned\\x07\\x1b[2J\\rname.md"
+SYNCED = "csi\x9b31mname\u202e.md"  # C1 CSI and a bidi override are valid in labels
+UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]")  # all but \t and \n
+
+
+def test_text_reports_escape_names_and_json_stays_exact(store_path: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / HOSTILE).write_text("one\n")
+    (notes / SYNCED).write_text("one\n")
+    add_notes(store_path, notes)
+    synced = cli(store_path, "sync")
+    assert synced.returncode == 0, synced.stderr
+    assert not UNSAFE.search(synced.stdout + synced.stderr)
+    assert f"skipped      {SHOWN}: " in synced.stdout  # the reason quotes the label escaped too
+    assert "csi\\x9b31mname\\u202e.md" in synced.stdout
+    listed = cli(store_path, "block", "list")
+    assert not UNSAFE.search(listed.stdout) and "\\x9b" in listed.stdout
+    (label,) = [b["label"] for b in json.loads(cli(store_path, "block", "list", "--json").stdout)]
+    assert label.endswith(SYNCED)  # JSON keeps the name exactly
+
+    with blocksync.open(store_path) as ws:
+        ws.blocks.update("bob", label, "agent \x1b[31mred\x1b[0m\n")
+    (notes / SYNCED).write_text("disk\x07\n")
+    reconciled = cli(store_path, "reconcile")
+    assert reconciled.returncode == 3 and not UNSAFE.search(reconciled.stdout)
+    (conflict,) = json.loads(cli(store_path, "conflicts", "list", "--json").stdout)
+    assert conflict["path"] == SYNCED and conflict["agent"] == "agent \x1b[31mred\x1b[0m\n"
+    for command in (["conflicts", "list"], ["conflicts", "show", conflict["id"]]):
+        done = cli(store_path, *command)
+        assert done.returncode == 0 and not UNSAFE.search(done.stdout), done.stdout
+    shown = cli(store_path, "conflicts", "show", conflict["id"]).stdout
+    assert "agent \\x1b[31mred\\x1b[0m\n" in shown  # content lines kept, escapes shown
+    missing = cli(store_path, "block", "read", "bob", "x\u202ey")
+    assert missing.returncode == 4 and not UNSAFE.search(missing.stderr)
