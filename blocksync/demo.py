@@ -52,7 +52,7 @@ def run(store: Path, author: str, say: Callable[[str], None]) -> None:
         _create(store, author)
         say(f"created a store in {store}, with the demo's folder {_folder(store)} attached to "
             f"agent {AGENT} in {store / 'blocksync.toml'}")
-    elif _config(store) not in (store / "blocksync.toml").read_text(encoding="utf-8"):
+    elif _config(store) not in _read(store / "blocksync.toml"):
         say(f"{store} is a store of yours: the demo runs in a temporary store and leaves "
             "yours untouched")
         with tempfile.TemporaryDirectory(prefix="blocksync-demo-") as tmp:
@@ -61,6 +61,13 @@ def run(store: Path, author: str, say: Callable[[str], None]) -> None:
             _walk_through(temporary, author, say, keep=False)
         return
     _walk_through(store, author, say, keep=True)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):  # not the demo's own store, whatever it is
+        return ""
 
 
 def _create(store: Path, author: str) -> None:
