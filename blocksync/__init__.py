@@ -4,6 +4,7 @@ from .blocks import Block, BlockMeta, BlockStore, BlockSummary, BlockType, Commi
 from .conflicts import Conflict
 from .errors import (
     AccessDenied,
+    AgentNotAllowed,
     AlreadyBound,
     AlreadyExists,
     AlreadyResolved,
@@ -48,6 +49,7 @@ from .errors import (
     ToolSchemaInvalid,
     TransportError,
     UnrelatedHistories,
+    UnsafeFile,
     UsageError,
     VersionNotFound,
 )
@@ -63,6 +65,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "AgentNotAllowed",
     "AlreadyBound",
     "AlreadyExists",
     "AlreadyResolved",
@@ -128,6 +131,7 @@ __all__ = [
     "Transaction",
     "TransportError",
     "UnrelatedHistories",
+    "UnsafeFile",
     "UsageError",
     "Version",
     "VersionNotFound",

@@ -50,7 +50,7 @@ from .gitstore import (
     identity,
     json_document,
 )
-from .text import CharOp, char_diff, unified_diff
+from .text import CharOp, char_diff, parse_json, unified_diff
 from .versions import BlockChange, CommitInfo, VersionIndex, VersionRow
 
 MAIN = Ref(b"refs/heads/main")
@@ -212,7 +212,7 @@ def _block_type(value: BlockType | str) -> BlockType:
 
 def _check_meta(meta: BlockMeta) -> None:
     try:
-        json.loads(meta.schema)
+        parse_json(meta.schema)
     except ValueError as exc:
         raise UsageError(f"schema is not valid JSON: {exc}") from exc
     if meta.char_limit is not None and meta.char_limit < 0:

@@ -11,6 +11,7 @@ from dulwich.repo import Repo
 from . import names
 from .blocks import BLOCKS_DIR, CONTENT_FILE, LABEL_FILE, MAIN, META_FILE, BlockMeta
 from .errors import BlocksyncError
+from .gitstore import damaged
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def check_repository(repo_path: Path, report: FsckReport) -> None:
                 obj: ShaFile = repo.object_store[sha]
                 obj.check()
             except Exception as exc:  # missing object, bad zlib, malformed tree: all "damage"
-                report.add("repository", f"object {sha.decode()}: {exc}")
+                what = "is missing" if isinstance(exc, KeyError) else f"is damaged ({exc})"
+                report.add("repository", damaged(repo_path, sha.decode(), what).detail)
                 continue
             report.objects_checked += 1
             if isinstance(obj, Commit):

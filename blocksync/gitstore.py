@@ -24,7 +24,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from dulwich.errors import NotGitRepository
+from dulwich.errors import (
+    ApplyDeltaError, ChecksumMismatch, FileFormatException, NotGitRepository,
+)
 from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
@@ -44,6 +46,34 @@ PACK_COMPRESSION = 1
 #: compare-and-swap alone (never forever: a stopped writer must not stop every other one).
 WRITER_WAIT = 60.0
 _TYPE_NUMS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
+
+
+#: what dulwich raises for an object file or pack it cannot read: damage, not a bug
+UNREADABLE: tuple[type[Exception], ...] = (
+    FileFormatException,  # ObjectFormatException, EmptyFileException: a garbled object file
+    ChecksumMismatch,  # the content does not hash to its name
+    ApplyDeltaError,
+    zlib.error,
+    EOFError,
+    struct.error,
+    ValueError,
+)
+
+
+def damaged(repo: Path, object_id: str, what: str) -> RepositoryCorrupt:
+    """The error for object ``object_id`` of ``repo`` that ``what`` (is missing, cannot be
+    read): where the damage is listed and how the object is copied back from another copy of
+    the repository (``pull`` cannot: it never fetches what the local history already names)."""
+    loose = repo / "objects" / object_id[:2] / object_id[2:]
+    move = f"move the damaged file {loose} away, then " if loose.exists() else ""
+    return RepositoryCorrupt(
+        str(repo),
+        f"object {object_id} {what}; `git --git-dir {repo} fsck` lists the damage; to repair "
+        f"it, {move}copy the object from a remote or backup of this repository: `echo "
+        f"{object_id} | git --git-dir OTHER.git pack-objects --stdout | git --git-dir {repo} "
+        "unpack-objects`",
+        object_id=object_id,
+    )
 
 
 def identity(author: str) -> bytes:
@@ -118,7 +148,9 @@ class GitStore:
         try:
             return self.repo.object_store[ObjectID(sha)]
         except KeyError as exc:
-            raise RepositoryCorrupt(str(self.path), f"object {sha.decode()} is missing") from exc
+            raise damaged(self.path, sha.decode(), "is missing") from exc
+        except UNREADABLE as exc:
+            raise damaged(self.path, sha.decode(), f"cannot be read ({exc})") from exc
 
     def tree(self, sha: bytes) -> Tree:
         # trees are immutable by id: a small cache saves re-reading the folders that every

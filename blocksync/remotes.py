@@ -37,10 +37,8 @@ Push
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -74,6 +72,7 @@ from .errors import (
 )
 from .gitstore import FILE_MODE, TREE_MODE, GitStore, TreeEditor, identity
 from .merge import merge3
+from .safefile import write_atomic
 from .sources import ReconcileOutcome, Sides
 
 #: Conflict rows (and report entries) of a remote are of the source ``remote:<name>``.
@@ -168,21 +167,6 @@ def _check_url(url: str) -> None:
 # -- blocksync.toml edits ----------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".blocksync.toml.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -203,7 +187,7 @@ def add_remote(path: Path, name: str, url: str) -> Remote:
     sep = "" if not text else ("\n" if text.endswith("\n") else "\n\n")
     new = text + sep + config_mod.toml_table(("remotes", name), {"url": url})
     _check_edit(path, new, doc, name, {"url": url})
-    _write_atomic(path, new)
+    write_atomic(path, new.encode("utf-8"))  # never through a link at blocksync.toml
     return Remote(name, url)
 
 
@@ -231,7 +215,7 @@ def remove_remote(path: Path, name: str) -> Remote:
         start -= 1  # the blank line `remote add` put before the table goes with it
     new = "".join(lines[:start] + lines[end:])
     _check_edit(path, new, doc, name, None)
-    _write_atomic(path, new)
+    write_atomic(path, new.encode("utf-8"))  # never through a link at blocksync.toml
     return remotes[name]
 
 

@@ -32,7 +32,10 @@ Decisions:
   overrun is bounded by one source.
 * **The run log row** is written under the lock, before any source runs, and completed even when
   the run ends in an error (its exit code and message then stand in the row); only a killed
-  process leaves it ``running``, and the next run marks it ``interrupted``.
+  process leaves it ``running``, and the next run marks it ``interrupted``. A store whose
+  ``blocksync.toml`` cannot be read cannot be opened as a workspace, but :func:`sync_store` still
+  records its run (the log lives in index.db, which needs no configuration), so a cron job that
+  broke on its configuration is visible in the run log like any other failed run.
 
 The other writers of the command line take the same lock, through :func:`locked`, so none of them
 interleaves with a cron run or with each other:
@@ -52,14 +55,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import runlock
+from pathlib import Path
+
+from . import runlock, workspace
 from .conflicts import Conflict
-from .errors import BlocksyncError
+from .errors import BlocksyncError, ConfigError
 from .reconcile import ReconcileReport, SourceReport, Take, new_run_id
 from .runs import RunLog, Summary, timestamp
 from .streams import StreamReport, pull_streams
 from .remotes import PullResult, PushResult
-from .workspace import Workspace
+from .safefile import check_regular
+from .workspace import DEFAULT_AUTHOR, Workspace
 
 COMMAND = "blocksync sync"
 #: what the other writers of the command line write into the lock note as their command
@@ -168,12 +174,7 @@ def run_sync(
             # Later issues add their steps here, each under the same run id and deadline,
             # each failure reported like a source's.
         except Exception as exc:
-            code = exc.exit_code if isinstance(exc, BlocksyncError) else 1
-            log.finish(
-                run_id, exit_code=code, summary=Summary(),
-                report={"run_id": run_id, "command": COMMAND, "error": str(exc),
-                        "exit_code": code},
-            )
+            _finish_failed(log, run_id, exc)
             raise
         report = SyncReport(
             run_id=run_id,
@@ -191,6 +192,50 @@ def run_sync(
             report=report.to_json(), finished_at=report.finished_at,
         )
         return report
+
+
+def sync_store(
+    path: str | Path,
+    *,
+    author: str = DEFAULT_AUTHOR,
+    wait: bool = False,
+    timeout: float | None = None,
+    progress: Progress | None = None,
+    allow_mass_delete: bool = False,
+) -> SyncReport:
+    """:func:`run_sync` on the store at ``path`` (``blocksync sync``). When its blocksync.toml
+    cannot be read (not TOML, or a ConfigError) the run is still recorded -- a finished row
+    with the error and exit code, written under the run lock -- and the error raised."""
+    try:
+        ws = workspace.open(path, author=author)
+    except ConfigError as exc:
+        _record_unopened(Path(path), exc, wait, timeout)
+        raise
+    with ws:
+        return run_sync(
+            ws, wait=wait, timeout=timeout, progress=progress, allow_mass_delete=allow_mass_delete
+        )
+
+
+def _record_unopened(root: Path, exc: BlocksyncError, wait: bool, timeout: float | None) -> None:
+    index = root / "index.db"
+    check_regular(index)
+    if not index.exists():  # a store without its index: nowhere to write, nothing to create
+        return
+    run_id = new_run_id()
+    info: dict[str, object] = {"command": COMMAND, "run_id": run_id}
+    with runlock.acquire(root / runlock.LOCK_FILE, wait, timeout, info=info), RunLog(index) as log:
+        log.start(run_id, COMMAND, exclusive=True)
+        _finish_failed(log, run_id, exc)
+
+
+def _finish_failed(log: RunLog, run_id: str, exc: Exception) -> None:
+    """Complete the row of a run that ended in ``exc``: its exit code and message stand in it."""
+    code = exc.exit_code if isinstance(exc, BlocksyncError) else 1
+    log.finish(
+        run_id, exit_code=code, summary=Summary(),
+        report={"run_id": run_id, "command": COMMAND, "error": str(exc), "exit_code": code},
+    )
 
 
 @contextmanager

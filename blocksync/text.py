@@ -1,8 +1,11 @@
-"""Pure text helpers: strict decoding and diffs between two versions (no I/O)."""
+"""Pure text helpers: strict decoding, JSON from outside, diffs between two versions, and text
+made safe for a terminal (no I/O)."""
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+import re
+from typing import Any, Literal
 
 from diff_match_patch import diff_match_patch
 
@@ -29,6 +32,37 @@ def decode_text(data: bytes, where: str) -> str:
             f"{where} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
             f"(line {line}, column {column}) cannot be decoded; blocks hold text only"
         ) from exc
+
+
+#: Deepest nesting of arrays and objects accepted in JSON from users and plugins (tool params and
+#: output, schemas): far above what a tool needs, far below where Python's recursion runs out --
+#: in the parser, or in every step after it (schema validation, printing).
+MAX_JSON_DEPTH = 200
+TOO_DEEP = f"the JSON nests too deeply (over {MAX_JSON_DEPTH} levels of arrays and objects)"
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads(text)``: a ``json.JSONDecodeError`` for text that is not JSON, a plain
+    ValueError (:data:`TOO_DEEP`) for JSON nested too deeply to work with, however deep."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(TOO_DEEP) from None
+    check_json_depth(value)
+    return value
+
+
+def check_json_depth(value: Any) -> None:
+    """ValueError (:data:`TOO_DEEP`) if ``value`` (decoded JSON) nests deeper than
+    MAX_JSON_DEPTH; walked without recursion, so any depth is safe to check."""
+    containers = (dict, list, tuple)
+    todo: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, containers) else []
+    while todo:
+        item, depth = todo.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(TOO_DEEP)
+        children = item.values() if isinstance(item, dict) else item
+        todo.extend((child, depth + 1) for child in children if isinstance(child, containers))
 
 
 def unified_diff(old: str, new: str, old_name: str, new_name: str, context: int = 3) -> str:
@@ -128,6 +162,7 @@ def render_char_diff(ops: list[tuple[CharOp, str]], color: bool) -> str:
     """Render a character diff inline: ``[-gone-]{+added+}``, or red/green on a terminal."""
     out = []
     for op, chunk in ops:
+        chunk = printable(chunk, keep="\n\t")  # contents, shown: no escape sequence of theirs
         if op == "equal":
             out.append(chunk)
         elif color:
@@ -135,3 +170,33 @@ def render_char_diff(ops: list[tuple[CharOp, str]], color: bool) -> str:
         else:
             out.append(f"{{+{chunk}+}}" if op == "insert" else f"[-{chunk}-]")
     return "".join(out)
+
+
+#: what a terminal must not receive raw from a name, a reason or a plugin's words: C0 and C1
+#: control characters and DEL (ESC starts CSI/OSC sequences, CR rewrites the line, BEL rings),
+#: Unicode line separators, bidirectional controls (they reorder what is shown: one name can
+#: pass for another), and lone surrogates (bytes of a file name that were not UTF-8)
+_UNPRINTABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+    "\ud800-\udfff]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` safe to print on a terminal: each character :data:`_UNPRINTABLE` matches as a
+    backslash escape -- ``\\n``, ``\\t``, ``\\x1b``, ``\\u202e``; a byte of a non-UTF-8 name
+    (decoded with surrogateescape) as the ``\\xff`` it was -- except the characters in ``keep``
+    (``"\\n\\t"`` for multi-line content). Text needing none comes back unchanged. For text
+    output only: JSON output stays exact."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        code = ord(char)
+        if char in keep:
+            return char
+        if 0xDC80 <= code <= 0xDCFF:
+            return f"\\x{code - 0xDC00:02x}"
+        return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+    return _UNPRINTABLE.sub(escape, text)

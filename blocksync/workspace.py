@@ -30,6 +30,7 @@ from .filesource import FileSource, FileSourceSpec, parse_file_source
 from .notifications import NotificationLog
 from .plugins import HostServices, PluginSet, parse_specs
 from .reconcile import Conflicts, Reconciler, ReconcileReport, new_run_id
+from .safefile import create_new
 from .remotes import (
     SOURCE_PREFIX, PullResult, PushResult, Remote, RemoteSource, RemoteSync, add_remote,
     parse_remotes, remove_remote,
@@ -94,9 +95,8 @@ class Workspace(AbstractContextManager["Workspace"]):
         root.mkdir(parents=True, exist_ok=True)
         for folder in ("plugins", "cache"):
             (root / folder).mkdir(exist_ok=True)
-        toml = root / config_mod.CONFIG_FILE
-        if not toml.exists():
-            toml.write_text(config_mod.TEMPLATE, encoding="utf-8")
+        # kept when it exists; never written through a link planted there
+        create_new(root / config_mod.CONFIG_FILE, config_mod.TEMPLATE.encode("utf-8"))
         versions.VersionIndex.open(root / "index.db", create=True).close()
         BlockStore.init_repo(root / "repo")  # last: its presence is what marks a store
         return cls(root, author=author)
@@ -233,7 +233,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         of the configured plugins; ``list``, ``call``, ``run`` (see :mod:`blocksync.tools`)."""
         if self._tools is None:
             self._tools = ToolBox(
-                self.plugins, builtin_tools(self.conflicts, self.blocks)
+                self.plugins, builtin_tools(self.conflicts, self.blocks, self.config.may_act_for)
             )
         return self._tools
 

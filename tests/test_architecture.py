@@ -24,12 +24,13 @@ LAYERS = {
     "merge": 1,
     "config": 1,
     "disk": 1,  # I/O confined to one folder (directory descriptors, no links followed)
-    "versions": 1,
+    "versions": 2,  # above safefile: index.db is never opened through a link
     "sources": 1,
     "gitstore": 2,
     "permissions": 2,
     "notifications": 2,
     "sqlitetable": 1,
+    "safefile": 1,  # files blocksync writes, opened without following links
     "conflicts": 2,
     "runs": 2,
     "runlock": 2,

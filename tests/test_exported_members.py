@@ -4,6 +4,7 @@ import blocksync
 
 EXPECTED = [
     "AccessDenied",
+    "AgentNotAllowed",
     "AlreadyBound",
     "AlreadyExists",
     "AlreadyResolved",
@@ -69,6 +70,7 @@ EXPECTED = [
     "Transaction",
     "TransportError",
     "UnrelatedHistories",
+    "UnsafeFile",
     "UsageError",
     "Version",
     "VersionNotFound",

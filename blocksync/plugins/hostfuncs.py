@@ -25,6 +25,7 @@ from ..disk import Folder, printable_path
 from ..errors import AccessDenied, BlocksyncError, MergeConflict, TransportError
 from ..notifications import NotificationLog
 from ..sources import BlockRef, PermissionLevel, PermissionRule
+from ..text import parse_json
 from . import fetch
 from .batch import BlockBatch, SyncBatch
 from .spec import MiB, PluginSpec
@@ -139,7 +140,7 @@ class HostContext:
 
     def _text_body(self, method: str, url: str, headers_json: str, body: bytes | None) -> str:
         try:
-            headers = json.loads(headers_json) if headers_json.strip() else {}
+            headers = parse_json(headers_json) if headers_json.strip() else {}
         except ValueError as exc:
             raise AccessDenied(f"headers-json is not JSON: {exc}") from exc
         if not isinstance(headers, dict):
