@@ -26,7 +26,7 @@ from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from .errors import RepositoryCorrupt, StoreNotFound, UsageError
+from .errors import ConcurrentUpdate, RepositoryCorrupt, StoreNotFound, UsageError
 
 TREE_MODE = 0o040000
 FILE_MODE = 0o100644
@@ -55,18 +55,19 @@ def identity(author: str) -> bytes:
         raise UsageError(f"author {author!r} is not valid text") from exc
 
 
+#: one line per key, as ``indent=2`` writes a flat document, in ONE call of the C encoder
+_FLAT_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",\n  ", ": "))
+
+
 def json_document(doc: dict[str, Any]) -> bytes:
     """``json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)`` and a newline, as
     UTF-8: the same bytes (the blob ids of metadata depend on them), without the slow pure-Python
     encoder ``indent`` selects, for a flat document of text, whole numbers and nulls."""
     if not all(v is None or type(v) in (str, int) for v in doc.values()):
         return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-    dumps = json.dumps
-    body = ",\n".join(
-        f"  {dumps(key, ensure_ascii=False)}: {dumps(doc[key], ensure_ascii=False)}"
-        for key in sorted(doc)
-    )
-    return (f"{{\n{body}\n}}\n" if doc else "{}\n").encode()
+    if not doc:
+        return b"{}\n"
+    return f"{{\n  {_FLAT_JSON.encode(doc)[1:-1]}\n}}\n".encode()
 
 
 class GitStore:
@@ -230,6 +231,17 @@ class GitStore:
                 os.unlink(lock)
             raise
         return True
+
+    def gave_up(self, name: Ref, attempts: int) -> ConcurrentUpdate:
+        """The error of a compare-and-swap of ``name`` that lost ``attempts`` races in a row;
+        it names the ref's lock file when one is left behind (a hung or killed writer)."""
+        lock = self.path / (name.decode() + ".lock")
+        hint = (
+            f"{lock} stays locked: another writer hangs, or a killed one left it behind; "
+            "remove it if no blocksync process is running"
+            if lock.exists() else ""
+        )
+        return ConcurrentUpdate(name.decode(), attempts, hint)
 
     def _write_pack(self, objects: list[ShaFile]) -> None:
         """Write ``objects`` as one pack (version 2, no deltas) with its index (version 2), as
