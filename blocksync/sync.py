@@ -56,7 +56,7 @@ from . import runlock
 from .conflicts import Conflict
 from .errors import BlocksyncError
 from .reconcile import ReconcileReport, SourceReport, Take, new_run_id
-from .runs import RunLog, Summary, timestamp
+from .runs import Summary, timestamp
 from .streams import StreamReport, pull_streams
 from .remotes import PullResult, PushResult
 from .workspace import Workspace
@@ -152,7 +152,7 @@ def run_sync(
     run_id = new_run_id()
     with (
         locked(ws, COMMAND, wait=wait, timeout=timeout, run_id=run_id, now=now) as lock,
-        RunLog(ws.index_path) as log,
+        ws.run_log() as log,
     ):
         row = log.start(run_id, COMMAND, exclusive=True)
         try:
