@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dulwich.errors import NotGitRepository
-from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree, object_header
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
@@ -34,10 +34,21 @@ FILE_MODE = 0o100644
 PACK_THRESHOLD = 64
 #: Trees kept parsed in memory (immutable by id, so never stale).
 TREE_CACHE = 4096
-#: zlib level of objects written into packs: the fastest (git's own default is 6; any level
-#: reads back the same, and the packs blocksync writes are small and repacked by `git gc`).
-PACK_COMPRESSION = 1
+#: zlib level of the objects blocksync writes: the fastest (git's own for loose objects; for
+#: packs it uses 6, but any level reads back the same, and `git gc` repacks them anyway).
+COMPRESSION = 1
+#: below this size an object is deflated with zlib's smallest state (memLevel 1): setting up
+#: the default one costs more than compressing a small object, and saves no bytes on it
+SMALL_OBJECT = 1 << 16
 _TYPE_NUMS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
+
+
+def deflate(data: bytes) -> bytes:
+    """``data`` compressed as git stores an object (zlib, level :data:`COMPRESSION`)."""
+    if len(data) >= SMALL_OBJECT:
+        return zlib.compress(data, COMPRESSION)
+    packer = zlib.compressobj(COMPRESSION, zlib.DEFLATED, 15, 1)
+    return packer.compress(data) + packer.flush()
 
 
 def identity(author: str) -> bytes:
@@ -255,7 +266,6 @@ class GitStore:
         chunks: list[bytes] = []
         index: list[tuple[bytes, int, int]] = []  # (binary sha, offset, crc32)
         offset = 12
-        compress = zlib.compress
         for obj in objects:
             sha = bytes.fromhex(obj.id.decode("ascii"))
             if sha in seen:
@@ -271,7 +281,7 @@ class GitStore:
                 byte = size & 0x7F
                 size >>= 7
             header.append(byte)
-            entry = bytes(header) + compress(raw, PACK_COMPRESSION)
+            entry = bytes(header) + deflate(raw)
             chunks.append(entry)
             index.append((sha, offset, zlib.crc32(entry)))
             offset += len(entry)
@@ -354,7 +364,8 @@ class GitStore:
             return
         except FileNotFoundError:
             pass
-        data = obj.as_legacy_object()
+        raw = obj.as_raw_string()
+        data = deflate(object_header(obj.type_num, len(raw)) + raw)
         tmp = folder / f"tmp_obj_{os.getpid()}_{random.getrandbits(48):012x}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
