@@ -172,16 +172,15 @@ class Records:
     def commit(self, conn: sqlite3.Connection, staged: Staged) -> None:
         """Write the records of the staged rows, as ``conn`` holds them now, as one commit."""
         with self._lock:
-            wanted: dict[RecordPath, RecordKind] = {}
-            by_path: dict[RecordPath, list[Key]] = {}
+            by_kind: dict[str, tuple[RecordKind, list[Key]]] = {}
             for kind, key in staged.rows.values():
-                path = record_path(kind, key)
-                wanted[path] = kind
-                by_path.setdefault(path, []).append(key)
-            records = {
-                path: encode(kind, _rows(conn, kind, path, by_path[path]))
-                for path, kind in wanted.items()
-            }
+                by_kind.setdefault(kind.folder, (kind, []))[1].append(key)
+            records: dict[RecordPath, Encoded | None] = {}
+            for kind, keys in by_kind.values():
+                found: dict[RecordPath, list[Row]] = {record_path(kind, key): [] for key in keys}
+                for row in _rows(conn, kind, keys):
+                    found[record_path(kind, _key(kind, row))].append(row)
+                records.update((path, encode(kind, rows)) for path, rows in found.items())
             head = self._write(conn, records, self.head(), staged.message)
             _set_indexed(conn, head)
 
@@ -538,15 +537,16 @@ def _select(conn: sqlite3.Connection, kind: RecordKind, keys: Sequence[Key] | No
     return [dict(zip(kind.columns, values)) for values in found]
 
 
-def _rows(conn: sqlite3.Connection, kind: RecordKind, path: RecordPath, keys: list[Key]) -> list[Row]:
-    """The rows the record at ``path`` holds now: those of ``keys``, or for a numbered kind all
-    of the record's range of numbers."""
+def _rows(conn: sqlite3.Connection, kind: RecordKind, keys: list[Key]) -> list[Row]:
+    """The rows the records of ``keys`` hold now: those rows, or for a numbered kind every row
+    of the records' ranges of numbers."""
     if not kind.numbered:
         return _select(conn, kind, keys)
-    (n,) = keys[0]
-    low = int(n) >> BUCKET_BITS << BUCKET_BITS
-    query = f'SELECT {_quoted(kind.columns)} FROM {kind.table} WHERE "{kind.key[0]}" >= ? AND "{kind.key[0]}" < ?'
-    found = conn.execute(query, [low, low + (1 << BUCKET_BITS)]).fetchall()
+    column, span = kind.key[0], 1 << BUCKET_BITS
+    query = f'SELECT {_quoted(kind.columns)} FROM {kind.table} WHERE "{column}" >= ? AND "{column}" < ?'
+    found = []
+    for low in sorted({int(n) >> BUCKET_BITS << BUCKET_BITS for (n,) in keys}):
+        found += conn.execute(query, [low, low + span]).fetchall()
     return [dict(zip(kind.columns, values)) for values in found]
 
 
