@@ -181,7 +181,11 @@ class Records:
                 for row in _rows(conn, kind, keys):
                     found[record_path(kind, _key(kind, row))].append(row)
                 records.update((path, encode(kind, rows)) for path, rows in found.items())
-            head = self._write(conn, records, self.head(), staged.message)
+            # on the commit index.db follows (the ref's, unless a writer that does not share
+            # this index.db moved it since: then the compare-and-swap fails and _write merges)
+            indexed = _indexed(conn)
+            parent = indexed.encode("ascii") if indexed else None
+            head = self._write(conn, records, parent, staged.message)
             _set_indexed(conn, head)
 
     # -- rebuild and fsck -----------------------------------------------------------------
@@ -259,7 +263,7 @@ class Records:
     def _exists(self, commit: str) -> bool:
         try:
             self.git.commit(commit.encode("ascii"))
-        except (RepositoryCorrupt, UnicodeError):
+        except (RepositoryCorrupt, UnicodeError, ValueError):
             return False
         return True
 
