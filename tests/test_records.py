@@ -338,3 +338,9 @@ def test_records_never_travel_to_a_remote(store: Path, notes: Path, tmp_path: Pa
     cli(store, "remote", "add", "hub", str(hub))
     cli(store, "push", "hub")
     assert git(hub, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/main"]
+
+
+def test_a_store_with_records_but_no_block_yet_is_whole(store_path: Path) -> None:
+    cli(store_path, "sync")  # a run row: the records ref exists before main does
+    assert len(record_log(store_path)) == 2
+    assert cli(store_path, "fsck").startswith("ok")
