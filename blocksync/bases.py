@@ -39,7 +39,6 @@ from . import names
 from .errors import (
     AlreadyBound,
     BlocksyncError,
-    ConcurrentUpdate,
     IndexCorrupt,
     InvalidContent,
     InvalidLabel,
@@ -431,13 +430,7 @@ class BasesTransaction:
                 if commit is not None:
                     self.parent_id = None if self._head is None else self._head.decode("ascii")
                 return commit
-        lock = bases._git.path / (bases.ref.decode() + ".lock")
-        hint = (
-            f"{lock} stays locked: another writer hangs, or a killed one left it behind; "
-            "remove it if no blocksync process is running"
-            if lock.exists() else ""
-        )
-        raise ConcurrentUpdate(bases.ref.decode(), MAX_ATTEMPTS, hint)
+        raise bases._git.gave_up(bases.ref, MAX_ATTEMPTS)
 
     def _write(self) -> tuple[bool, str | None]:
         """(True, commit or None if nothing changed), or (False, None) if the ref moved."""

@@ -383,7 +383,7 @@ def block_rollback(
 
 @cli.group()
 def index() -> None:
-    """The SQLite version index (re-derivable from git)."""
+    """index.db: versions, conflicts, runs, notifications, streams (all re-derivable from git)."""
 
 
 @index.command("rebuild")

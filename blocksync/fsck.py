@@ -16,7 +16,7 @@ from .gitstore import damaged
 
 @dataclass(frozen=True)
 class Problem:
-    area: str  # "repository", "blocks" or "index"
+    area: str  # "repository", "blocks", "index" or "records"
     message: str
 
 
@@ -45,9 +45,11 @@ def check_repository(repo_path: Path, report: FsckReport) -> None:
     with repo:
         refs = repo.get_refs()
         head = refs.get(MAIN)
-        # sync bases (refs/sync/*) may be written before any block: main is not due yet
+        # sync bases (refs/sync/*) and records (refs/blocksync/*: a run, a stream's pull) may
+        # be written before any block: main is not due yet
         if head is None and any(
-            name != b"HEAD" and not name.startswith(b"refs/sync/") for name in refs
+            name != b"HEAD" and not name.startswith((b"refs/sync/", b"refs/blocksync/"))
+            for name in refs
         ):
             report.add("repository", "refs/heads/main is missing")
         seen: set[bytes] = set()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -190,36 +191,39 @@ class Reconciler:
         report.skipped = [(s.path, s.reason) for s in outcome.skipped]
         # only paths with an open row can close one: one query, not one per unchanged path
         open_paths = set() if dry_run else {c.path for c in self.conflicts.list("open", key)}
-        for result in outcome.results:
-            if isinstance(result, Resolved):
-                report.resolved.append((result.path, result.resolution))
-                if result.path in open_paths:
-                    self.conflicts.close(
-                        key, result.path, status="resolved", resolution=result.resolution,
-                        resolver="reconcile", result_version=None,
+        # one transaction, and one commit of records in git, for all of the source's conflicts
+        recording = nullcontext() if dry_run else self.conflicts.batch(f"reconcile {key} ({run_id})")
+        with recording:
+            for result in outcome.results:
+                if isinstance(result, Resolved):
+                    report.resolved.append((result.path, result.resolution))
+                    if result.path in open_paths:
+                        self.conflicts.close(
+                            key, result.path, status="resolved", resolution=result.resolution,
+                            resolver="reconcile", result_version=None,
+                        )
+                elif isinstance(result, NeedsResolution):
+                    if dry_run:
+                        report.needs_resolution.append(result.path)
+                        continue
+                    sides = outcome.conflicts[result.path]
+                    row, _ = self.conflicts.record(
+                        source=key, path=result.path, owner=sides.owner, label=sides.label,
+                        base=sides.base, disk=sides.disk, agent=sides.agent,
+                        reason=outcome.reasons[result.path], run_id=run_id,
                     )
-            elif isinstance(result, NeedsResolution):
-                if dry_run:
-                    report.needs_resolution.append(result.path)
-                    continue
-                sides = outcome.conflicts[result.path]
-                row, _ = self.conflicts.record(
-                    source=key, path=result.path, owner=sides.owner, label=sides.label,
-                    base=sides.base, disk=sides.disk, agent=sides.agent,
-                    reason=outcome.reasons[result.path], run_id=run_id,
-                )
-                if row.status == "open":
-                    report.needs_resolution.append(result.path)
-                else:  # decided before, and the losing side still holds what it lost with
-                    report.held.append((result.path, row.id))
-            else:
-                assert isinstance(result, NoChange)
-                report.unchanged += 1
-                if result.path in open_paths:
-                    self.conflicts.close(
-                        key, result.path, status="vanished", resolution=None,
-                        resolver="reconcile", result_version=None,
-                    )
+                    if row.status == "open":
+                        report.needs_resolution.append(result.path)
+                    else:  # decided before, and the losing side still holds what it lost with
+                        report.held.append((result.path, row.id))
+                else:
+                    assert isinstance(result, NoChange)
+                    report.unchanged += 1
+                    if result.path in open_paths:
+                        self.conflicts.close(
+                            key, result.path, status="vanished", resolution=None,
+                            resolver="reconcile", result_version=None,
+                        )
         return report
 
     # -- conflicts ------------------------------------------------------------------------

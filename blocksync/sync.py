@@ -61,6 +61,7 @@ from . import runlock, workspace
 from .conflicts import Conflict
 from .errors import BlocksyncError, ConfigError
 from .reconcile import ReconcileReport, SourceReport, Take, new_run_id
+from .records import Records
 from .runs import RunLog, Summary, timestamp
 from .streams import StreamReport, pull_streams
 from .remotes import PullResult, PushResult
@@ -160,7 +161,7 @@ def run_sync(
     run_id = new_run_id()
     with (
         locked(ws, COMMAND, wait=wait, timeout=timeout, run_id=run_id, now=now) as lock,
-        RunLog(ws.index_path) as log,
+        ws.run_log() as log,
     ):
         row = log.start(run_id, COMMAND, exclusive=True)
         try:
@@ -224,9 +225,16 @@ def _record_unopened(root: Path, exc: BlocksyncError, wait: bool, timeout: float
         return
     run_id = new_run_id()
     info: dict[str, object] = {"command": COMMAND, "run_id": run_id}
-    with runlock.acquire(root / runlock.LOCK_FILE, wait, timeout, info=info), RunLog(index) as log:
-        log.start(run_id, COMMAND, exclusive=True)
-        _finish_failed(log, run_id, exc)
+    records = Records(root / "repo")  # the run is kept in git like any other
+    try:
+        with (
+            runlock.acquire(root / runlock.LOCK_FILE, wait, timeout, info=info),
+            RunLog(index, records=records) as log,
+        ):
+            log.start(run_id, COMMAND, exclusive=True)
+            _finish_failed(log, run_id, exc)
+    finally:
+        records.close()
 
 
 def _finish_failed(log: RunLog, run_id: str, exc: Exception) -> None:

@@ -36,6 +36,7 @@ LAYERS = {
     "runlock": 2,
     "blocks": 3,
     "bases": 3,
+    "records": 3,  # refs/blocksync/records: the record tables (conflicts, runs, ...) in git
     "fsck": 4,
     "filesource": 4,
     "plugins": 4,
