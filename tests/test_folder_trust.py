@@ -539,3 +539,55 @@ def test_names_longer_than_one_path_component_sync_and_keep_their_history(
         assert {b.label for b in ws.blocks.list("bob")} == {label(notes, long_name), label(notes, deep)}
         assert [v.version for v in ws.blocks.history("bob", label(notes, long_name))] == [1, 2]
         assert ws.fsck().ok
+
+
+# -- 15/17. clear errors and exit codes for what a user types ------------------------------------
+
+
+@pytest.mark.parametrize("path", ["../../etc/passwd", "/etc/passwd", "a//b", "./a.md", ".git/config"])
+def test_a_path_no_source_can_have_is_a_usage_error(store_path: Path, notes: Path, path: str) -> None:
+    (notes / "a.md").write_text("a\n")
+    done = run(store_path, "reconcile", path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no path of the data sources" in done.stderr and "notes" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_path_no_source_has_is_not_found(store_path: Path, notes: Path) -> None:
+    (notes / "a.md").write_text("a\n")
+    done = run(store_path, "reconcile", "nonexisting.md")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "no data source has a path 'nonexisting.md'" in done.stderr
+    assert run(store_path, "reconcile", "a.md").returncode == 0
+    (notes / "a.md").unlink()  # a deleted file is still a path of its source (its base)
+    assert run(store_path, "reconcile", "a.md").returncode == 0
+
+
+def test_a_damaged_object_fails_its_path_not_the_source(store_path: Path, notes: Path) -> None:
+    (notes / "a.md").write_text("a\n")
+    (notes / "b.md").write_text("b\n")
+    assert run(store_path, "sync").returncode == 0
+    with blocksync.open(store_path) as ws:
+        ws.blocks.update("bob", label(notes, "a.md"), "a, by the agent\n")
+        blob = ws.blocks.read("bob", label(notes, "a.md"))
+    sha = subprocess.run(
+        ["git", "--git-dir", str(store_path / "repo"), "rev-parse",
+         f"main:{ws.blocks.git_path('bob', label(notes, 'a.md'))}/content"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    loose = store_path / "repo" / "objects" / sha[:2] / sha[2:]
+    loose.chmod(0o644)
+    original = loose.read_bytes()
+    loose.write_bytes(b"garbage, not zlib")
+    (notes / "a.md").write_text("a, on disk\n")
+    (notes / "b.md").write_text("b, on disk\n")
+    try:
+        code, doc = run_json(store_path, "sync")
+    finally:
+        loose.write_bytes(original)  # repaired, for the git fsck after the test
+    assert blob.content == "a, by the agent\n"
+    reasons = skipped(doc)
+    assert code == 0 and source_entry(doc)["error"] is None, doc
+    assert "damaged" in reasons["a.md"] and sha in reasons["a.md"]
+    assert [r["path"] for r in source_entry(doc)["resolved"]] == ["b.md"]
+    assert (notes / "a.md").read_text() == "a, on disk\n"
