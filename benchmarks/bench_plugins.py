@@ -73,7 +73,7 @@ def load_figures(wasm: Path, cache: Path, tiny: bool) -> Plugin:
     plugin.call("data-block", "source-id")
 
     def reinstantiate() -> None:
-        plugin._live = None  # what a trap does: the next call needs a fresh instance
+        plugin._version.live = None  # what a trap does: the next call needs a fresh instance
         plugin.call("data-block", "source-id")
 
     call = median_seconds(lambda: plugin.call("data-block", "source-id"), 1 if tiny else 50)
@@ -87,8 +87,9 @@ def marshaling_figures(plugin: Plugin, paths: list[str], rounds_of: int) -> None
     clock = GuestClock()
     logging.getLogger("blocksync.plugin.bench").addHandler(clock)
     logging.getLogger("blocksync.plugin.bench").setLevel(logging.INFO)
-    live = plugin._instance("bench")
-    func, converter, _, lowers = plugin._func(live, "data-block", "reconcile")
+    version = plugin._version  # the loaded version of the file (hot reload swaps versions)
+    live = plugin._instance(version, "bench")
+    func, converter, _, lowers = plugin._func(version, live, "data-block", "reconcile")
     n = len(paths)
     rounds: list[dict[str, float]] = []
     for _ in range(rounds_of):
