@@ -146,7 +146,7 @@ def main() -> None:
     wasm = built_plugin(SOURCE)  # the test cache: rebuilt when the plugin, SDK or WIT change
     info = build_info(wasm)
     print(f"plugin {SOURCE.name}: {info['size'] / 1e6:.1f} MB (built in {info['seconds']:.1f} s); "
-          f"medians of {'one run each' if args.tiny else 'several runs'}")
+          f"medians of {'1 run' if args.tiny else '3 to 50 runs'} per figure")
     paths = [f"notes/{i:05d}.md" for i in range(30 if args.tiny else 10_000)]
     with tempfile.TemporaryDirectory() as tmp:
         # tiny: the compile cache is the one test runs share, so it is filled at most once
