@@ -1,6 +1,6 @@
 """Plugin host benchmarks (issue 3). Prints medians.
 
-    .venv/bin/python benchmarks/bench_plugins.py
+    .venv/bin/python benchmarks/bench_plugins.py [--tiny]
 
 1. Load of an ~18 MB componentize-py plugin: cold compile against a cached load from
    store/cache (goal: cached >= 20x faster), and re-instantiation after a trap (goal <= 10 ms).
@@ -12,10 +12,11 @@
 
 from __future__ import annotations
 
+import argparse
 import ctypes
-import hashlib
 import logging
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,24 +26,16 @@ from typing import Any
 from wasmtime import _ffi as ffi
 from wasmtime.component import Component
 
-from blocksync.plugins import build, lift
-from blocksync.plugins.runtime import Plugin, load, runtime
-from blocksync.plugins.spec import PluginSpec
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from blocksync.plugins import lift  # noqa: E402
+from blocksync.plugins.runtime import Plugin, load, runtime  # noqa: E402
+from blocksync.plugins.spec import PluginSpec  # noqa: E402
+from tests.plugin_builds import build_info, built_plugin  # noqa: E402
+from tests.stores import HOST_CACHE  # noqa: E402
+
 SOURCE = HERE / "plugins" / "bench_reconcile"
-OUT = HERE / "out"
-PATHS = [f"notes/{i:05d}.md" for i in range(10_000)]
-
-
-def built_plugin() -> Path:
-    digest = hashlib.sha256((SOURCE / "app.py").read_bytes()).hexdigest()[:16]
-    wasm = OUT / f"bench_reconcile-{digest}.wasm"
-    if not wasm.exists():
-        OUT.mkdir(exist_ok=True)
-        result = build.build(SOURCE, wasm)
-        print(f"built {wasm.name}: {result.size / 1e6:.1f} MB in {result.seconds:.1f} s")
-    return wasm
 
 
 def median_seconds(fn: Callable[[], object], runs: int) -> float:
@@ -67,38 +60,39 @@ class GuestClock(logging.Handler):
             self.seconds.append(float(text.split()[1]))
 
 
-def load_figures(wasm: Path, cache: Path) -> Plugin:
+def load_figures(wasm: Path, cache: Path, tiny: bool) -> Plugin:
     engine = runtime().engine
     data = wasm.read_bytes()
-    cold = median_seconds(lambda: Component(engine, data), 3)
+    cold = median_seconds(lambda: Component(engine, data), 1 if tiny else 3)
     spec = PluginSpec(key="bench", agent="bench", path=wasm)
     load(spec, cache_folder=cache).close()  # fills the cache
-    cached = median_seconds(lambda: load(spec, cache_folder=cache).close(), 10)
+    cached = median_seconds(lambda: load(spec, cache_folder=cache).close(), 1 if tiny else 10)
     print(f"load of a {len(data) / 1e6:.1f} MB plugin: cold compile {cold:.2f} s, cached load "
           f"{cached * 1e3:.1f} ms ({cold / cached:.0f}x faster)")
     plugin = load(spec, cache_folder=cache)
     plugin.call("data-block", "source-id")
 
     def reinstantiate() -> None:
-        plugin._live = None  # what a trap does: the next call needs a fresh instance
+        plugin._version.live = None  # what a trap does: the next call needs a fresh instance
         plugin.call("data-block", "source-id")
 
-    call = median_seconds(lambda: plugin.call("data-block", "source-id"), 50)
-    again = median_seconds(reinstantiate, 30)
+    call = median_seconds(lambda: plugin.call("data-block", "source-id"), 1 if tiny else 50)
+    again = median_seconds(reinstantiate, 1 if tiny else 30)
     print(f"re-instantiation after a trap: {(again - call) * 1e3:.2f} ms "
           f"(next call {again * 1e3:.2f} ms, a call on a live instance {call * 1e3:.2f} ms)")
     return plugin
 
 
-def marshaling_figures(plugin: Plugin) -> None:
+def marshaling_figures(plugin: Plugin, paths: list[str], rounds_of: int) -> None:
     clock = GuestClock()
     logging.getLogger("blocksync.plugin.bench").addHandler(clock)
     logging.getLogger("blocksync.plugin.bench").setLevel(logging.INFO)
-    live = plugin._instance("bench")
-    func, converter, _, lowers = plugin._func(live, "data-block", "reconcile")
-    n = len(PATHS)
+    version = plugin._version  # the loaded version of the file (hot reload swaps versions)
+    live = plugin._instance(version, "bench")
+    func, converter, _, lowers = plugin._func(version, live, "data-block", "reconcile")
+    n = len(paths)
     rounds: list[dict[str, float]] = []
-    for _ in range(7):
+    for _ in range(rounds_of):
         timing: dict[str, float] = {}
 
         def timed_lift(value: Any) -> Any:
@@ -109,13 +103,13 @@ def marshaling_figures(plugin: Plugin) -> None:
 
         start = time.perf_counter()
         live.store.set_epoch_deadline(10_000)
-        result = lift.call(func, live.store, timed_lift, True, PATHS, lowers=lowers)
+        result = lift.call(func, live.store, timed_lift, True, paths, lowers=lowers)
         timing["total"] = time.perf_counter() - start
         assert result[0] == "ok" and len(result[1]) == n
-        timing["lower"] = _lowering_seconds(lowers[0], live.store)
+        timing["lower"] = _lowering_seconds(lowers[0], live.store, paths)
         timing["guest"] = clock.seconds[-1]
         start = time.perf_counter()
-        generic = func(live.store, PATHS)  # wasmtime-py's own conversion, for reference
+        generic = func(live.store, paths)  # wasmtime-py's own conversion, for reference
         timing["generic_total"] = time.perf_counter() - start
         assert len(generic) == n
         rounds.append(timing)
@@ -133,21 +127,31 @@ def marshaling_figures(plugin: Plugin) -> None:
           f"({generic_lift / med['lift']:.0f}x ours)")
 
 
-def _lowering_seconds(lower: lift.Lower, store: Any) -> float:
+def _lowering_seconds(lower: lift.Lower, store: Any, paths: list[str]) -> float:
     """The host's lowering of the paths alone, as the call above did it."""
     value = ffi.wasmtime_component_val_t()
     start = time.perf_counter()
-    lower(store, PATHS, value)
+    lower(store, paths, value)
     seconds = time.perf_counter() - start
     ffi.wasmtime_component_val_delete(ctypes.byref(value))
     return seconds
 
 
 def main() -> None:
-    wasm = built_plugin()
-    with tempfile.TemporaryDirectory() as cache:
-        plugin = load_figures(wasm, Path(cache))
-        marshaling_figures(plugin)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true",
+                        help="a smoke run (tests/test_benchmarks.py): 30 paths, one run each, "
+                             "the test runs' compile cache")
+    args = parser.parse_args()
+    wasm = built_plugin(SOURCE)  # the test cache: rebuilt when the plugin, SDK or WIT change
+    info = build_info(wasm)
+    print(f"plugin {SOURCE.name}: {info['size'] / 1e6:.1f} MB (built in {info['seconds']:.1f} s); "
+          f"medians of {'1 run' if args.tiny else '3 to 50 runs'} per figure")
+    paths = [f"notes/{i:05d}.md" for i in range(30 if args.tiny else 10_000)]
+    with tempfile.TemporaryDirectory() as tmp:
+        # tiny: the compile cache is the one test runs share, so it is filled at most once
+        plugin = load_figures(wasm, HOST_CACHE if args.tiny else Path(tmp), args.tiny)
+        marshaling_figures(plugin, paths, 1 if args.tiny else 7)
         plugin.close()
 
 

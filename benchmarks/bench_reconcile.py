@@ -1,6 +1,7 @@
 """Reconcile benchmark (issue 4). Prints medians; `git status --porcelain` is the reference.
 
     .venv/bin/python benchmarks/bench_reconcile.py [--files 10000] [--changed 100] [--runs 5]
+                                                   [--no-plugin] [--tiny]
 
 A folder of --files small text files and a store with a native file source bound to all of
 them (the first reconcile, not timed). Then, per run: --changed files edited on disk and
@@ -20,15 +21,21 @@ import random
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import blocksync
-from blocksync.disk import Folder
-from blocksync.filesource import FileSource, FileSourceSpec
-from blocksync.plugins import build as plugin_build
-from blocksync.sources import NoChange, PermissionLevel, PermissionRule, Resolved
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import blocksync  # noqa: E402
+from blocksync.disk import Folder  # noqa: E402
+from blocksync.filesource import FileSource, FileSourceSpec  # noqa: E402
+from blocksync.plugins import build as plugin_build  # noqa: E402
+from blocksync.sources import NoChange, PermissionLevel, PermissionRule, Resolved  # noqa: E402
+from tests.plugin_builds import built_plugin  # noqa: E402
+from tests.stores import share_compile_cache  # noqa: E402
 
 AGENT = "bench"
 KEY = "files"
@@ -86,24 +93,32 @@ def write_floor(base: Path, files: int, changed: int, runs: int) -> float:
     return statistics.median(times)
 
 
-FILES_PLUGIN = Path(__file__).resolve().parent.parent / "fixtures" / "plugins" / "files"
+FILES_PLUGIN = ROOT / "fixtures" / "plugins" / "files"
 
 
-def plugin_runs(base: Path, files: int, changed: int, runs: int) -> tuple[float, float]:
+def plugin_runs(
+    base: Path, files: int, changed: int, runs: int, tiny: bool
+) -> tuple[float, float]:
     """The same workload through the `files` WASM plugin, as `blocksync reconcile` drives it
     (PluginSource: one reconcile call, its writes committed as one batch). Medians of the
     changed and the unchanged run; the plugin stays loaded between runs, as in a long-lived
-    host (a cron run adds its cached load, ~25 ms: see bench_plugins.py)."""
-    wasm = base / "files.wasm"
-    start = time.perf_counter()
-    result = plugin_build.build(FILES_PLUGIN, wasm)
-    print(f"setup: built the files plugin in {time.perf_counter() - start:.1f} s "
-          f"({result.size / 1e6:.1f} MB)")
+    host (a cron run adds its cached load, ~25 ms: see bench_plugins.py). Tiny: the build and
+    the compiled component of the test runs' caches, not ~25 s of fresh ones."""
+    if tiny:
+        wasm = built_plugin("files")
+    else:
+        wasm = base / "files.wasm"
+        start = time.perf_counter()
+        result = plugin_build.build(FILES_PLUGIN, wasm)
+        print(f"setup: built the files plugin in {time.perf_counter() - start:.1f} s "
+              f"({result.size / 1e6:.1f} MB)")
     folder = base / "plugin-folder"
     folder.mkdir()
     build(folder, files)
     store = base / "plugin-store"
     blocksync.init(store).close()
+    if tiny:
+        share_compile_cache(store)
     (store / "blocksync.toml").write_text(
         f"[agents.{AGENT}.data_sources.{KEY}]\n"
         f'type = "wasm"\npath = "{wasm}"\ndir = "{folder}"\ndir_mode = "read-write"\n'
@@ -146,7 +161,11 @@ def main() -> None:
     parser.add_argument("--changed", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-plugin", action="store_true", help="Skip the files plugin part.")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a smoke run (tests/test_benchmarks.py): 10 files, 2 changed, 1 run")
     args = parser.parse_args()
+    if args.tiny:
+        args.files, args.changed, args.runs = 10, 2, 1
     rng = random.Random(0)
     with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as tmp:
         base = Path(tmp)
@@ -187,7 +206,9 @@ def main() -> None:
             assert all(isinstance(r, NoChange) for r in outcome.results)
             assert len(outcome.results) == args.files
         ws.close()
-        plugin = None if args.no_plugin else plugin_runs(base, args.files, args.changed, args.runs)
+        plugin = None if args.no_plugin else plugin_runs(
+            base, args.files, args.changed, args.runs, args.tiny
+        )
         reference = git_status_reference(base, args.files, args.changed, args.runs)
         floor = write_floor(base, args.files, args.changed, args.runs)
         changed, unchanged = statistics.median(changed_times), statistics.median(unchanged_times)

@@ -1,6 +1,7 @@
 """Conflict-heavy reconcile benchmark (issue 11, item 16: records kept in git). Prints medians.
 
     .venv/bin/python benchmarks/bench_records.py [--files 2000] [--conflicts 500] [--runs 3]
+                                                 [--tiny]
 
 A folder of --files small text files bound to blocks by a native file source (the first
 reconcile, not timed). Per run, timed:
@@ -49,7 +50,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--conflicts", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--tiny", action="store_true",
+                        help="a smoke run (tests/test_benchmarks.py): 30 files, 21 conflicts, "
+                             "1 run")
     args = parser.parse_args()
+    if args.tiny:  # more conflicts than the 20 resolved one by one: some are left to close
+        args.files, args.conflicts, args.runs = 30, 21, 1
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         folder = base / "notes"

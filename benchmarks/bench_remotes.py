@@ -1,7 +1,7 @@
 """Remotes: pull + merge of 1,000 changed blocks, and push of 1,000 new versions, against
 `git fetch` / `git push` of the same repositories in the same run. Medians of a few rounds.
 
-    .venv/bin/python benchmarks/bench_remotes.py [--rounds N] [--blocks N]
+    .venv/bin/python benchmarks/bench_remotes.py [--rounds N] [--blocks N] [--tiny]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _round(root: Path, blocks: int) -> dict[str, float]:
     shutil.copytree(hub, snapshot)
     t = time.perf_counter()
     a.push("hub")
-    out["blocksync push (1000 versions)"] = time.perf_counter() - t
+    out[f"blocksync push ({blocks} versions)"] = time.perf_counter() - t
     # reference: git push of the same commits into the same starting hub
     head = a.blocks.head()
     assert head is not None
@@ -58,7 +58,7 @@ def _round(root: Path, blocks: int) -> dict[str, float]:
     shutil.copytree(root / "b" / "repo", ref_repo)
     t = time.perf_counter()
     result = b.pull("hub")
-    out["blocksync pull + merge (1000 blocks)"] = time.perf_counter() - t
+    out[f"blocksync pull + merge ({blocks} blocks)"] = time.perf_counter() - t
     assert result.action == "merged" and len(result.merged) == blocks and not result.conflicts
     t = time.perf_counter()
     _git("--git-dir", str(ref_repo), "fetch", "-q", str(hub), "main:refs/remotes/hub/main")
@@ -73,7 +73,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--blocks", type=int, default=1000)
+    parser.add_argument("--tiny", action="store_true",
+                        help="a smoke run (tests/test_benchmarks.py): 1 round of 10 blocks")
     args = parser.parse_args()
+    if args.tiny:  # 10: the round reads block b7 back
+        args.rounds, args.blocks = 1, 10
     runs: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         with tempfile.TemporaryDirectory() as tmp:

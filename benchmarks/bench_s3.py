@@ -1,9 +1,10 @@
 """The `s3` reference plugin against a real S3-compatible server (moto in server mode on
 127.0.0.1). Prints medians over --runs runs (a fresh store and bucket each run):
 
-    .venv/bin/python benchmarks/bench_s3.py [--objects 1000] [--runs 3] [--changed 10]
+    .venv/bin/python benchmarks/bench_s3.py [--objects 1000] [--runs 3] [--changed 10] [--tiny]
 
-1. plugin build time and size (a fresh componentize-py build, not the test cache);
+1. plugin build time and size (a fresh componentize-py build, not the test cache; with --tiny,
+   the test cache's: a fresh build is not byte-identical, so it would be compiled anew too);
 2. first reconcile: --objects objects -> blocks (a ListObjectsV2 + a GET per object);
 3. an unchanged reconcile (one listing; ETag = MD5 of the base: no GET);
 4. --changed objects edited in the bucket and --changed other blocks edited by the agent.
@@ -24,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import blocksync  # noqa: E402
 from blocksync.plugins.build import build  # noqa: E402
+from tests.plugin_builds import build_info, built_plugin  # noqa: E402
 from tests.s3server import plugin_config, s3_server  # noqa: E402
 from tests.stores import make_store  # noqa: E402
 
@@ -37,19 +39,36 @@ def timed(fn):  # type: ignore[no-untyped-def]
     return time.perf_counter() - start, result
 
 
+def built(tmp: Path, tiny: bool) -> Path:
+    """The s3 plugin, its build time and size printed."""
+    if tiny:
+        wasm = built_plugin("s3")
+        info = build_info(wasm)
+        seconds, size, world, wasi = (info[k] for k in ("seconds", "size", "world", "wasi"))
+    else:
+        result = build(ROOT / "fixtures" / "plugins" / "s3", tmp / "s3.wasm")
+        wasm, seconds, size, world, wasi = (
+            result.path, result.seconds, result.size, result.world, result.wasi
+        )
+    print(f"build: {seconds:.1f} s, {size / 2**20:.1f} MiB (world {world}, wasi={wasi})")
+    return wasm
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--changed", type=int, default=10)
+    parser.add_argument("--tiny", action="store_true",
+                        help="a smoke run (tests/test_benchmarks.py): 4 objects, 1 changed, 1 run")
     args = parser.parse_args()
+    if args.tiny:
+        args.objects, args.changed, args.runs = 4, 1, 1
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        result = build(ROOT / "fixtures" / "plugins" / "s3", tmp / "s3.wasm")
-        print(f"build: {result.seconds:.1f} s, {result.size / 2**20:.1f} MiB "
-              f"(world {result.world}, wasi={result.wasi})")
+        wasm = built(tmp, args.tiny)
         first, unchanged, changed = [], [], []
         with s3_server() as s3:
             for run in range(args.runs):
@@ -58,7 +77,7 @@ def main() -> None:
                 for i, name in enumerate(names):
                     s3.put(bucket, name, f"# note {i}\n\nline one\nline two\n")
                 store = make_store(tmp / f"store{run}", {KEY: {
-                    "path": result.path, "allowed_hosts": [s3.hostport],
+                    "path": wasm, "allowed_hosts": [s3.hostport],
                     # one call syncs the whole bucket: more than the default 10 s per call
                     "limits": {"timeout": 120},
                     "config": plugin_config(s3, bucket, tag=KEY),

@@ -1,7 +1,7 @@
 """Stream benchmarks (issue 6): notifications stored per second from a stream pulling batches
 of 1,000. Prints medians.
 
-    .venv/bin/python benchmarks/bench_streams.py [--pulls 5] [--batch 1000]
+    .venv/bin/python benchmarks/bench_streams.py [--pulls 5] [--batch 1000] [--tiny]
 
 1. storing alone: ``NotificationLog.record_pull`` of a batch whose notifications each name one
    block (looked up in the block store: 1,000 different blocks, or one block for all),
@@ -86,7 +86,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pulls", type=int, default=5)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--tiny", action="store_true",
+                        help="a smoke run (tests/test_benchmarks.py): 1 pull of 3")
     args = parser.parse_args()
+    if args.tiny:  # 3: the warm-up pulls 1, then batch - 1
+        args.pulls, args.batch = 1, 3
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         storing_alone(root, args.pulls, args.batch, distinct=True)

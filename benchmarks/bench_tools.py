@@ -1,6 +1,6 @@
 """Tool call round trip (issue 6). Prints medians.
 
-    .venv/bin/python benchmarks/bench_tools.py
+    .venv/bin/python benchmarks/bench_tools.py [--tiny]
 
 One ``ws.tools.call`` = params checked against the parameters schema, meta built, the guest's
 ``execute`` (JSON text in and out), output parsed and checked against the output schema. Measured
@@ -12,8 +12,8 @@ validation cost is the difference.
 
 from __future__ import annotations
 
+import argparse
 import json
-import shutil
 import statistics
 import sys
 import tempfile
@@ -27,13 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 import blocksync  # noqa: E402
 from tests.plugin_builds import built_js_plugin, built_plugin  # noqa: E402
-
-HOST_CACHE = ROOT / ".test-cache" / "host-compiled"
-ROUNDS = 2000
+from tests.stores import share_compile_cache  # noqa: E402
 
 
-def median_us(fn: Callable[[], Any], rounds: int = ROUNDS) -> float:
-    for _ in range(50):
+def median_us(fn: Callable[[], Any], rounds: int, warm_up: int) -> float:
+    for _ in range(warm_up):
         fn()
     times = []
     for _ in range(rounds):
@@ -44,13 +42,16 @@ def median_us(fn: Callable[[], Any], rounds: int = ROUNDS) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true",
+                        help="a smoke run (tests/test_benchmarks.py): 3 calls, 1 to warm up")
+    args = parser.parse_args()
+    rounds, warm_up = (3, 1) if args.tiny else (2000, 50)
     js, py = built_js_plugin("js_tool"), built_plugin("echo_tool")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "store"
         blocksync.init(root).close()
-        shutil.rmtree(root / "cache")
-        HOST_CACHE.mkdir(parents=True, exist_ok=True)
-        (root / "cache").symlink_to(HOST_CACHE, target_is_directory=True)
+        share_compile_cache(root)
         with (root / "blocksync.toml").open("a") as f:
             for key, path in (("wc", js), ("echo", py)):
                 f.write(f'\n[agents.alice.data_sources.{key}]\ntype = "wasm"\npath = "{path}"\n')
@@ -63,17 +64,19 @@ def main() -> None:
                 ("built-in (blocksync_block_history)", "blocksync_block_history", None,
                  {"owner": "alice", "label": "persona"}),
             ]
-            print(f"tool call round trip, median of {ROUNDS} calls (µs)")
+            print(f"tool call round trip, median of {rounds} calls (µs)")
             print(f"{'tool':40} {'validated call':>15} {'execute alone':>15}")
             for title, name, key, params in cases:
-                full = median_us(lambda: ws.tools.call(name, params, agent="alice"))
+                full = median_us(
+                    lambda: ws.tools.call(name, params, agent="alice"), rounds, warm_up
+                )
                 if key is None:
                     alone = float("nan")
                 else:
                     tool = ws.plugins.tool(key)
                     meta = json.dumps({"agent_id": "alice", "call_id": "c", "tool": name})
                     text = json.dumps(params)
-                    alone = median_us(lambda: tool.execute(text, meta))
+                    alone = median_us(lambda: tool.execute(text, meta), rounds, warm_up)
                 print(f"{title:40} {full:15.1f} {alone:15.1f}")
 
 

@@ -41,10 +41,15 @@ def _files(folder: Path) -> Iterable[Path]:
             yield path
 
 
-def cache_key(name: str, **build_kwargs: Any) -> str:
+def source_folder(name: str | Path) -> Path:
+    """``fixtures/plugins/<name>``, or the folder itself when given one (a benchmark's plugin)."""
+    return name if isinstance(name, Path) else FIXTURES / name
+
+
+def cache_key(name: str | Path, **build_kwargs: Any) -> str:
     digest = hashlib.sha256()
     for label, folder in (
-        ("source", FIXTURES / name),
+        ("source", source_folder(name)),
         ("sdk", guest_sdk_dir()),
         ("wit", wit_dir()),
     ):
@@ -57,16 +62,17 @@ def cache_key(name: str, **build_kwargs: Any) -> str:
     return digest.hexdigest()
 
 
-def built_plugin(name: str, **build_kwargs: Any) -> Path:
-    """The component built from `fixtures/plugins/<name>`, from the cache when it is there."""
+def built_plugin(name: str | Path, **build_kwargs: Any) -> Path:
+    """The component built from `fixtures/plugins/<name>` (or the folder `name`), from the cache
+    when it is there."""
     target = CACHE / f"{cache_key(name, **build_kwargs)}.wasm"
     if target.is_file():
         return target
     CACHE.mkdir(parents=True, exist_ok=True)
     partial = CACHE / f".{target.stem}.{uuid.uuid4().hex}.wasm"
-    result = build(FIXTURES / name, partial, **build_kwargs)
+    result = build(source_folder(name), partial, **build_kwargs)
     info = {
-        "fixture": name,
+        "fixture": source_folder(name).name,
         "args": json.dumps(build_kwargs, sort_keys=True, default=str),
         "world": result.world,
         "interfaces": list(result.interfaces),

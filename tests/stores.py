@@ -18,6 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST_CACHE = ROOT / ".test-cache" / "host-compiled"
 
 
+def share_compile_cache(store: Path) -> None:
+    """Point ``store``'s cache/ at the compile cache shared by test runs."""
+    shutil.rmtree(store / "cache")
+    HOST_CACHE.mkdir(parents=True, exist_ok=True)
+    (store / "cache").symlink_to(HOST_CACHE, target_is_directory=True)
+
+
 def make_store_for(
     root: Path,
     agents: dict[str, dict[str, dict[str, Any]]],
@@ -27,9 +34,7 @@ def make_store_for(
     """A new store; ``agents`` maps agent -> source key -> table (``type = "wasm"`` unless the
     table says otherwise); ``caps`` is its ``[limits]`` table, ``extra`` more TOML."""
     blocksync.init(root, author="test:setup").close()
-    shutil.rmtree(root / "cache")
-    HOST_CACHE.mkdir(parents=True, exist_ok=True)
-    (root / "cache").symlink_to(HOST_CACHE, target_is_directory=True)
+    share_compile_cache(root)
     parts = [extra] if extra else []
     if caps:
         parts.append(toml_table(("limits",), caps))
