@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 
-from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
 from dulwich.refs import Ref
 
 from . import names
@@ -86,8 +86,19 @@ class BlockMeta:
 
     @classmethod
     def from_json(cls, data: bytes) -> BlockMeta:
+        """The metadata ``to_json`` wrote; ValueError for anything else (other keys or types)."""
         doc = json.loads(data)
-        return cls(doc["description"], BlockType(doc["block_type"]), doc["schema"], doc["char_limit"])
+        if not isinstance(doc, dict) or set(doc) != _META_KEYS:
+            raise ValueError(f"not an object of exactly {', '.join(sorted(_META_KEYS))}")
+        description, schema, limit = doc["description"], doc["schema"], doc["char_limit"]
+        if not isinstance(description, str) or not isinstance(schema, str):
+            raise ValueError("description and schema must be text")
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise ValueError(f"char_limit must be null or a whole number >= 0, not {limit!r}")
+        return cls(description, BlockType(doc["block_type"]), schema, limit)
+
+
+_META_KEYS = frozenset({"block_type", "char_limit", "description", "schema"})
 
 
 @dataclass(frozen=True)
@@ -185,6 +196,48 @@ def check_content(owner: str, label: str, content: str, meta: BlockMeta) -> None
             f"content for {owner}/{label} is {len(content)} characters, over its char_limit "
             f"of {meta.char_limit}"
         )
+
+
+def block_problem(
+    get: Callable[[ObjectID], ShaFile], owner: bytes, label: bytes, mode: int, sha: ObjectID
+) -> str | None:
+    """Why the entry ``label`` (``mode``, ``sha``) of the folder ``owner`` under ``blocks/`` is
+    no block this store could read (None: it is one). ``get`` reads an object by id.
+
+    Strict on purpose: a block is a folder of exactly ``content`` (UTF-8 text, within its
+    char_limit) and ``meta.json`` (as :meth:`BlockMeta.to_json` writes it), under names in
+    :mod:`blocksync.names`' canonical form.
+    """
+    try:
+        names.decode_block(owner, label)
+    except UsageError as exc:
+        return f"has a name blocksync cannot use ({exc})"
+    folder = get(sha)
+    if mode != TREE_MODE or not isinstance(folder, Tree):
+        return "is not a folder"
+    entries = {e.path: e for e in folder.items()}
+    wanted = {CONTENT_FILE, META_FILE}
+    if set(entries) != wanted:
+        missing = b", ".join(sorted(wanted - set(entries))).decode()
+        extra = b", ".join(sorted(set(entries) - wanted)).decode("utf-8", "backslashreplace")
+        return f"lacks {missing}" if missing else f"holds more than content and meta.json: {extra!r}"
+    content, meta = (get(entries[n].sha) for n in (CONTENT_FILE, META_FILE))
+    if any(e.mode != FILE_MODE for e in entries.values()) or not (
+        isinstance(content, Blob) and isinstance(meta, Blob)
+    ):
+        return "must hold content and meta.json as plain files"
+    try:
+        parsed = BlockMeta.from_json(meta.as_raw_string())
+        _check_meta(parsed)
+    except (UsageError, ValueError) as exc:
+        return f"has a meta.json that is no block's metadata ({exc})"
+    try:
+        text = content.as_raw_string().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"has content that is not UTF-8 ({exc.reason} at byte {exc.start})"
+    if parsed.char_limit is not None and len(text) > parsed.char_limit:
+        return f"holds {len(text)} characters, over its char_limit of {parsed.char_limit}"
+    return None
 
 
 def _utf8(text: str, what: str) -> bytes:

@@ -57,3 +57,12 @@ def decode(component: str | bytes) -> str:
     if encode(name).encode("ascii") != raw:
         raise InvalidLabel(name, f"path component {raw!r} is not in canonical encoded form")
     return name
+
+
+def decode_block(owner: bytes, label: bytes) -> tuple[str, str]:
+    """The owner and label a block's two path components encode; InvalidLabel unless both are
+    in canonical form and valid names (so nothing read from a foreign tree escapes its folder)."""
+    names = decode(owner), decode(label)
+    validate(names[0], "owner")
+    validate(names[1], "label")
+    return names
