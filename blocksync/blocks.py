@@ -52,6 +52,9 @@ from .versions import BlockChange, CommitInfo, VersionIndex, VersionRow
 
 MAIN = Ref(b"refs/heads/main")
 BLOCKS_DIR = "blocks"
+#: The one other folder a commit's tree holds: open conflicts between machines, recorded beside
+#: the blocks (:mod:`blocksync.remote_conflicts`); no block, and never read as one.
+CONFLICTS_DIR = "conflicts"
 CONTENT_FILE = b"content"
 META_FILE = b"meta.json"
 #: Attempts at the compare-and-swap of main before :class:`ConcurrentUpdate`.
@@ -322,6 +325,7 @@ class Transaction:
         self._store._catch_up(head)
         self._root = TreeEditor(self._store._git, self._store._git.commit_tree(head))
         self._staged: dict[tuple[str, str], _Staged | None] = {}
+        self._beside: dict[tuple[bytes, ...], bytes | None] = {}
 
     # -- reading through the staged changes -----------------------------------------------
 
@@ -447,6 +451,23 @@ class Transaction:
 
         self._do(op)
 
+    def edit_beside(
+        self, path: tuple[bytes, ...], edit: Callable[[bytes | None], bytes | None]
+    ) -> None:
+        """Make the folder at ``path`` under ``conflicts/`` (a remote's record of a conflict)
+        ``edit(its tree now)`` (None: absent) in this commit. ``edit`` writes the objects it
+        names, and runs again when the commit is replayed on a newer head."""
+        if len(path) < 2 or path[0] != CONFLICTS_DIR.encode():
+            raise UsageError(f"{b'/'.join(path)!r} is not a folder under {CONFLICTS_DIR}/")
+
+        def op() -> None:
+            now = self._beside[path] if path in self._beside else self._store._git.lookup(
+                self._root.sha, *path
+            )
+            self._beside[path] = edit(now)
+
+        self._do(op)
+
     # -- committing -----------------------------------------------------------------------
 
     def commit(self) -> CommitResult:
@@ -457,7 +478,9 @@ class Transaction:
                 self._begin(store._head())
                 for op in self._ops:
                     op()
-            result = store._write_commit(self._head, self._root, self._staged, self.message, self.author)
+            result = store._write_commit(
+                self._head, self._root, self._staged, self.message, self.author, self._beside
+            )
             if result is not None:
                 self.result = result
                 return result
@@ -554,8 +577,10 @@ class BlockStore:
         staged: dict[tuple[str, str], _Staged | None],
         message: str,
         author: str,
+        beside: dict[tuple[bytes, ...], bytes | None],
     ) -> CommitResult | None:
-        """Write one commit of ``staged`` on ``head``; None if main moved meanwhile."""
+        """Write one commit of ``staged`` (and the folders ``beside`` the blocks) on ``head``;
+        None if main moved meanwhile."""
         objects: list[ShaFile] = []
         blocks = root.child(BLOCKS_DIR.encode())
         changes: list[BlockChange] = []
@@ -578,7 +603,8 @@ class BlockStore:
             objects += [content, meta, folder]
             owner_tree.set(name, TREE_MODE, folder.id)
             changes.append(BlockChange(owner, label, content.id.decode(), meta.id.decode()))
-        if not changes:
+        moved = _set_folders(root, beside)  # first: it must run whatever `changes` holds
+        if not changes and not moved:
             return CommitResult(None)
         commit, more = self._git.commit_objects(root, head, author, message)
         self._git.write(objects + more)
@@ -871,6 +897,24 @@ class BlockStore:
     def indexed(self, sha: str) -> bool:
         """Whether commit ``sha`` is on the first-parent history the version index follows."""
         return self._index.knows(sha)
+
+
+def _set_folders(root: TreeEditor, folders: dict[tuple[bytes, ...], bytes | None]) -> bool:
+    """Set each folder at its path (None: remove it) in ``root``; whether any of them moved."""
+    moved = False
+    for path, sha in folders.items():
+        parent = root
+        for name in path[:-1]:
+            parent = parent.child(name)
+        entry = parent.get(path[-1])
+        if sha is None and entry is not None:
+            parent.remove(path[-1])
+        elif sha is not None and (entry is None or entry[1] != sha):
+            parent.set(path[-1], TREE_MODE, sha)
+        else:
+            continue
+        moved = True
+    return moved
 
 
 def _commit_info(commit: Commit, changes: tuple[BlockChange, ...]) -> CommitInfo:
