@@ -603,7 +603,7 @@ class BlockStore:
             objects += [content, meta, folder]
             owner_tree.set(name, TREE_MODE, folder.id)
             changes.append(BlockChange(owner, label, content.id.decode(), meta.id.decode()))
-        moved = _set_folders(root, beside)  # first: it must run whatever `changes` holds
+        moved = _set_folders(root, beside)  # not in the test below: it must always run
         if not changes and not moved:
             return CommitResult(None)
         commit, more = self._git.commit_objects(root, head, author, message)

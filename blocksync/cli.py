@@ -137,6 +137,10 @@ run_timeout_option = click.option(
     "--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
     help="Sources not started within SECONDS (lock wait included) are reported failed.",
 )
+mass_delete_option = click.option(
+    "--allow-mass-delete", is_flag=True,
+    help="Apply deletions of most of a source's paths or blocks (refused otherwise, exit 1).",
+)
 #: conflicts resolve/undo: there are no sources, so it bounds the wait for the lock only
 lock_timeout_option = click.option(
     "--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
@@ -710,15 +714,20 @@ def demo(obj: _Context) -> None:
 @cli.command("sync")
 @wait_option
 @run_timeout_option
+@mass_delete_option
 @json_option
 @pass_ctx
-def sync_command(obj: _Context, wait: bool, timeout: float | None, as_json: bool) -> None:
+def sync_command(
+    obj: _Context, wait: bool, timeout: float | None, allow_mass_delete: bool, as_json: bool
+) -> None:
     """The cron job: reconcile every source under the run lock, record the run, report.
 
     Exit 0 clean, 3 open conflicts, 1 a source failed (wins over 3), 75 another run holds the lock.
     """
     with _progress(as_json) as progress, obj.open() as ws:
-        report = sync_mod.run_sync(ws, wait=wait, timeout=timeout, progress=progress)
+        report = sync_mod.run_sync(
+            ws, wait=wait, timeout=timeout, progress=progress, allow_mass_delete=allow_mass_delete
+        )
     if as_json:
         _print_json(report.to_json())
     else:
@@ -889,15 +898,21 @@ def remote_remove(obj: _Context, name: str) -> None:
 @click.argument("name", required=False)
 @wait_option
 @lock_timeout_option
+@mass_delete_option
 @json_option
 @pass_ctx
-def pull(obj: _Context, name: str | None, wait: bool, timeout: float | None, as_json: bool) -> None:
+def pull(
+    obj: _Context, name: str | None, wait: bool, timeout: float | None, allow_mass_delete: bool,
+    as_json: bool,
+) -> None:
     """Fetch main from remote NAME (default: every remote) and merge it, block by block.
 
     Exit 0, or 3 when the merge left conflicts open (see `blocksync conflicts list`).
     """
     with obj.open() as ws:
-        results = sync_mod.run_pull(ws, name, wait=wait, timeout=timeout)
+        results = sync_mod.run_pull(
+            ws, name, wait=wait, timeout=timeout, allow_mass_delete=allow_mass_delete
+        )
         still_open = ws.reconciler.conflicts.open_count()
     if as_json:
         _print_json({"pulls": [r.to_json() for r in results], "open_conflicts": still_open})
@@ -913,13 +928,19 @@ def pull(obj: _Context, name: str | None, wait: bool, timeout: float | None, as_
 @click.argument("name", required=False)
 @wait_option
 @lock_timeout_option
+@mass_delete_option
 @json_option
 @pass_ctx
-def push(obj: _Context, name: str | None, wait: bool, timeout: float | None, as_json: bool) -> None:
+def push(
+    obj: _Context, name: str | None, wait: bool, timeout: float | None, allow_mass_delete: bool,
+    as_json: bool,
+) -> None:
     """Push main to remote NAME (default: every remote) by compare-and-swap, never forced;
     a remote that moved on is pulled and merged first."""
     with obj.open() as ws:
-        results = sync_mod.run_push(ws, name, wait=wait, timeout=timeout)
+        results = sync_mod.run_push(
+            ws, name, wait=wait, timeout=timeout, allow_mass_delete=allow_mass_delete
+        )
     if as_json:
         _print_json([r.to_json() for r in results])
     else:

@@ -31,6 +31,7 @@ EXPECTED = [
     "InvalidContent",
     "InvalidLabel",
     "InvalidTransition",
+    "MalformedRemote",
     "MassDeletionRefused",
     "MergeConflict",
     "NotFound",
