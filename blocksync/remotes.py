@@ -650,11 +650,9 @@ class RemoteSync:
             blob = Blob.from_string(merged.text.encode("utf-8"))
             plan.objects.append(blob)
             content = bytes(blob.id)
-        meta = self._merge_meta(None if b is None else b[1], m[1], y[1], plan)
-        try:
-            limit = BlockMeta.from_json(self.git.blob(meta)).char_limit
-        except (KeyError, ValueError):
-            limit = None
+        # the merged metadata may be a blob not written yet: its limit comes from the merge
+        meta, merged_meta = self._merge_meta(None if b is None else b[1], m[1], y[1], plan)
+        limit = merged_meta.char_limit
         if limit is not None and len(self._text(content)) > limit:
             return conflict(f"the merged content is over the block's char_limit of {limit}")
         folder = Tree()
@@ -664,20 +662,23 @@ class RemoteSync:
             plan.objects.append(folder)
         return bytes(folder.id), content, None
 
-    def _merge_meta(self, base: bytes | None, mine: bytes, yours: bytes, plan: _Plan) -> bytes:
-        """Metadata merged field by field; a field both sides changed differently keeps ours."""
-        if mine == yours or yours == base:
-            return mine
-        if mine == base:
-            return yours
+    def _merge_meta(
+        self, base: bytes | None, mine: bytes, yours: bytes, plan: _Plan
+    ) -> tuple[bytes, BlockMeta]:
+        """Metadata merged field by field (a field both sides changed differently keeps ours):
+        its blob, maybe a new one only in ``plan.objects`` yet, and what it says."""
+        if mine == yours or yours == base or mine == base:
+            kept = yours if mine == base else mine
+            return kept, BlockMeta.from_json(self.git.blob(kept))
         docs = [json.loads(self.git.blob(s)) if s is not None else {} for s in (base, mine, yours)]
         out = dict(docs[1])
         for name, value in docs[2].items():
             if docs[1].get(name) == docs[0].get(name):
                 out[name] = value
-        blob = Blob.from_string(BlockMeta.from_json(json.dumps(out).encode()).to_json())
+        meta = BlockMeta.from_json(json.dumps(out).encode())
+        blob = Blob.from_string(meta.to_json())
         plan.objects.append(blob)
-        return bytes(blob.id)
+        return bytes(blob.id), meta
 
     def _folder(self, sha: bytes | None) -> tuple[bytes, bytes] | None:
         if sha is None:

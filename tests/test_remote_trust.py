@@ -509,3 +509,27 @@ def test_a_push_into_a_checked_out_main_is_refused(tmp_path: Path) -> None:
                           text=True, check=True).stdout.strip() == head
     subprocess.run(["git", "-C", str(work), "fsck", "--strict", "--no-progress"], check=True,
                    capture_output=True)
+
+
+def test_metadata_changed_on_both_sides_merges_field_by_field(tmp_path: Path) -> None:
+    """Found on the way: the merged meta.json was read back before it was written."""
+    hub = _bare(tmp_path / "hub.git")
+    a, b = (blocksync.init(tmp_path / n) for n in "ab")
+    for ws in (a, b):
+        ws.add_remote("hub", str(hub))
+    a.blocks.create("alice", "x", "hi\n")
+    a.push("hub")
+    b.pull("hub")
+    a.blocks.update("alice", "x", description="from a")
+    b.blocks.update("alice", "x", "hi there\n", char_limit=100)
+    a.push("hub")
+    assert b.pull("hub").merged == [("alice/x", "merged")]
+    merged = b.blocks.read("alice", "x")
+    assert (merged.content, merged.description, merged.char_limit) == ("hi there\n", "from a", 100)
+    b.push("hub")
+    a.pull("hub")
+    assert a.blocks.read("alice", "x").meta == merged.meta
+    for ws in (a, b):
+        ws.close()
+    for repo in (hub, tmp_path / "a" / "repo", tmp_path / "b" / "repo"):
+        assert_git_fsck(repo)
