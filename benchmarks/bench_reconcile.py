@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 import blocksync
-from blocksync.filesource import FileSource, FileSourceSpec, file_hash, write_file_atomically
+from blocksync.disk import Folder
+from blocksync.filesource import FileSource, FileSourceSpec
 from blocksync.plugins import build as plugin_build
 from blocksync.sources import NoChange, PermissionLevel, PermissionRule, Resolved
 
@@ -77,9 +78,10 @@ def write_floor(base: Path, files: int, changed: int, runs: int) -> float:
     for run in range(1, runs + 1):
         picked = random.Random(run).sample(range(files), changed)
         start = time.perf_counter()
-        for i in picked:
-            path = folder / rel(i)
-            assert write_file_atomically(path, text(i, run), file_hash(path))
+        with Folder(folder) as disk:
+            for i in picked:
+                assert disk.write(rel(i), text(i, run).encode(), disk.digest(rel(i)))
+            disk.sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -4,6 +4,7 @@ from .blocks import Block, BlockMeta, BlockStore, BlockSummary, BlockType, Commi
 from .conflicts import Conflict
 from .errors import (
     AccessDenied,
+    AgentNotAllowed,
     AlreadyBound,
     AlreadyExists,
     AlreadyResolved,
@@ -49,6 +50,7 @@ from .errors import (
     ToolSchemaInvalid,
     TransportError,
     UnrelatedHistories,
+    UnsafeFile,
     UsageError,
     VersionNotFound,
 )
@@ -64,6 +66,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "AgentNotAllowed",
     "AlreadyBound",
     "AlreadyExists",
     "AlreadyResolved",
@@ -130,6 +133,7 @@ __all__ = [
     "Transaction",
     "TransportError",
     "UnrelatedHistories",
+    "UnsafeFile",
     "UsageError",
     "Version",
     "VersionNotFound",

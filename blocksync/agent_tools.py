@@ -8,23 +8,39 @@ may not use.
 
 The calling agent (``agent_id`` of the call's meta) is who a resolution or rollback is recorded
 as: the commit author ``agent:<agent_id>`` (the workspace's author when the call names no agent).
+
+Who may act on what: an agent's call reads and changes only blocks and conflicts it owns (the
+block's owner, the conflict's ``owner`` column), or those of the owners the store grants it
+(``[agents.<id>] may_act_for = ["bob"]``, see :meth:`blocksync.config.Config.may_act_for`);
+anything else is :class:`~blocksync.errors.AgentNotAllowed`, before the tool does anything, and
+the conflict listing shows only conflicts the agent may act on. A call that names no agent -- a
+human at the command line, a program using the library without ``agent=`` -- acts as the
+workspace's author always did, on everything.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Literal, Protocol
 
 from .blocks import BlockStore
 from .conflicts import STATUSES, Conflict
+from .errors import AgentNotAllowed
 
 #: every built-in tool's name starts with it; plugin tools may not
 PREFIX = "blocksync_"
 
 Take = Literal["disk", "agent", "merged"]
 JSON = dict[str, Any]
+#: the owners an agent may act for (itself included): ``ws.config.may_act_for``
+Grants = Callable[[str], Collection[str]]
+
+
+def own_only(agent: str) -> Collection[str]:
+    """The default grant: an agent acts on its own blocks and conflicts only."""
+    return (agent,)
 
 
 class ConflictOps(Protocol):
@@ -146,6 +162,18 @@ def author_of(meta: JSON) -> str | None:
     return agent if ":" in agent else f"agent:{agent}"
 
 
+def _caller(meta: JSON) -> str | None:
+    agent = meta.get("agent_id")
+    return str(agent) if agent else None
+
+
+def _check(grants: Grants, meta: JSON, owner: str, action: str) -> None:
+    """AgentNotAllowed unless the calling agent (if any) may ``action`` of ``owner``."""
+    agent = _caller(meta)
+    if agent is not None and owner not in grants(agent):
+        raise AgentNotAllowed(agent, owner, action)
+
+
 def _summary(c: Conflict) -> JSON:
     return {k: getattr(c, k) for k in _SUMMARY_PROPS}
 
@@ -154,21 +182,27 @@ def _full(c: Conflict) -> JSON:
     return {**_summary(c), "base": c.base, "disk": c.disk, "agent": c.agent}
 
 
-def conflict_tools(conflicts: ConflictOps) -> list[BuiltinTool]:
+def conflict_tools(conflicts: ConflictOps, grants: Grants = own_only) -> list[BuiltinTool]:
     """``blocksync_conflicts_list``, ``blocksync_conflict_show``, ``blocksync_conflict_resolve``
-    over ``conflicts`` (``ws.conflicts``)."""
+    over ``conflicts`` (``ws.conflicts``), for the owners ``grants`` allows the caller."""
 
     def list_(params: JSON, meta: JSON) -> JSON:
         found = conflicts.list(params.get("status", "open"), params.get("source"))
+        agent = _caller(meta)
+        if agent is not None:
+            allowed = grants(agent)
+            found = [c for c in found if c.owner in allowed]
         return {"conflicts": [_summary(c) for c in found]}
 
     def show(params: JSON, meta: JSON) -> JSON:
-        return _full(conflicts.get(params["id"]))
+        c = conflicts.get(params["id"])
+        _check(grants, meta, c.owner, f"read conflict {c.id}")
+        return _full(c)
 
     def resolve(params: JSON, meta: JSON) -> JSON:
-        c = conflicts.resolve(
-            params["id"], params.get("take"), params.get("content"), author_of(meta)
-        )
+        c = conflicts.get(params["id"])
+        _check(grants, meta, c.owner, f"resolve conflict {c.id}")
+        c = conflicts.resolve(c.id, params.get("take"), params.get("content"), author_of(meta))
         return _summary(c)
 
     return [
@@ -232,10 +266,12 @@ def conflict_tools(conflicts: ConflictOps) -> list[BuiltinTool]:
     ]
 
 
-def block_tools(blocks: BlockStore) -> list[BuiltinTool]:
-    """``blocksync_block_history`` and ``blocksync_block_rollback``."""
+def block_tools(blocks: BlockStore, grants: Grants = own_only) -> list[BuiltinTool]:
+    """``blocksync_block_history`` and ``blocksync_block_rollback``, for the owners ``grants``
+    allows the caller."""
 
     def history(params: JSON, meta: JSON) -> JSON:
+        _check(grants, meta, params["owner"], f"read the history of block {params['label']!r}")
         versions = blocks.history(params["owner"], params["label"])
         limit = params.get("limit")
         if limit is not None:
@@ -249,6 +285,7 @@ def block_tools(blocks: BlockStore) -> list[BuiltinTool]:
         }
 
     def rollback(params: JSON, meta: JSON) -> JSON:
+        _check(grants, meta, params["owner"], f"roll back block {params['label']!r}")
         block = blocks.rollback(
             params["owner"], params["label"], params["version"], author=author_of(meta)
         )
@@ -318,17 +355,22 @@ def block_tools(blocks: BlockStore) -> list[BuiltinTool]:
     ]
 
 
-def builtin_tools(conflicts: ConflictOps, blocks: BlockStore) -> list[BuiltinTool]:
-    """Every built-in tool, in listing order."""
-    return [*conflict_tools(conflicts), *block_tools(blocks)]
+def builtin_tools(
+    conflicts: ConflictOps, blocks: BlockStore, grants: Grants = own_only
+) -> list[BuiltinTool]:
+    """Every built-in tool, in listing order; ``grants`` says whose blocks and conflicts each
+    agent may act on (default: its own)."""
+    return [*conflict_tools(conflicts, grants), *block_tools(blocks, grants)]
 
 
 __all__ = [
     "PREFIX",
     "BuiltinTool",
     "ConflictOps",
+    "Grants",
     "author_of",
     "block_tools",
     "builtin_tools",
     "conflict_tools",
+    "own_only",
 ]

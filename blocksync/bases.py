@@ -39,7 +39,6 @@ from . import names
 from .errors import (
     AlreadyBound,
     BlocksyncError,
-    ConcurrentUpdate,
     IndexCorrupt,
     InvalidContent,
     InvalidLabel,
@@ -179,7 +178,7 @@ class SyncBases:
         for owner in self._items(git.lookup(git.commit_tree(self.head()), BLOCKS_DIR)):
             for entry in git.tree(owner.sha).items():
                 binding = self._binding(entry.sha)
-                if (names.encode(binding.owner), names.encode(binding.label)) != (
+                if (names.encode(binding.owner), names.component(binding.label)) != (
                     owner.path.decode(), entry.path.decode()
                 ):
                     raise self._corrupt(f"{binding} is indexed under the wrong block")
@@ -271,7 +270,7 @@ class SyncBases:
         names.validate(owner, "owner")
         names.validate(label, "label")
         blob = self._git.lookup(
-            tree, BLOCKS_DIR, names.encode(owner).encode(), names.encode(label).encode()
+            tree, BLOCKS_DIR, names.encode(owner).encode(), names.component(label).encode()
         )
         if blob is None:
             return None
@@ -331,7 +330,7 @@ class BasesTransaction:
         self.commit_id: str | None = None
         #: the commit ``commit_id`` was written on top of (None: the ref's first commit)
         self.parent_id: str | None = None
-        self._ops: list[Callable[[], None]] = []
+        self._ops: list[tuple[str, Callable[[], None]]] = []  # (path, change)
         self._begin(bases.head())
 
     def _begin(self, head: bytes | None) -> None:
@@ -363,9 +362,19 @@ class BasesTransaction:
 
     # -- changes --------------------------------------------------------------------------
 
-    def _do(self, op: Callable[[], None]) -> None:
+    def _do(self, path: str, op: Callable[[], None]) -> None:
         op()
-        self._ops.append(op)
+        self._ops.append((path, op))
+
+    def drop(self, paths: set[str]) -> None:
+        """Unstage every change of ``paths`` (e.g. their blocks moved meanwhile: the next run
+        decides them again, from the base they still have)."""
+        if not paths:
+            return
+        self._ops = [(path, op) for path, op in self._ops if path not in paths]
+        self._begin(self._head)
+        for _, op in self._ops:
+            op()
 
     def set_base(self, path: str, owner: str, label: str, content: str) -> None:
         """Record ``content`` as ``path``'s base, bound to block (owner, label).
@@ -390,7 +399,7 @@ class BasesTransaction:
             self._staged[path] = (binding, content)
             self._staged_blocks[(owner, label)] = path
 
-        self._do(op)
+        self._do(path, op)
 
     def forget(self, path: str) -> None:
         """Drop ``path``'s binding and base; nothing happens if it has none."""
@@ -402,7 +411,7 @@ class BasesTransaction:
             if old is not None:
                 self._staged_blocks[(old.owner, old.label)] = None
 
-        self._do(op)
+        self._do(path, op)
 
     # -- committing -----------------------------------------------------------------------
 
@@ -413,7 +422,7 @@ class BasesTransaction:
             if attempt > 1:
                 time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
                 self._begin(bases.head())
-                for op in self._ops:
+                for _, op in self._ops:
                     op()
             done, commit = self._write()
             if done:
@@ -421,13 +430,7 @@ class BasesTransaction:
                 if commit is not None:
                     self.parent_id = None if self._head is None else self._head.decode("ascii")
                 return commit
-        lock = bases._git.path / (bases.ref.decode() + ".lock")
-        hint = (
-            f"{lock} stays locked: another writer hangs, or a killed one left it behind; "
-            "remove it if no blocksync process is running"
-            if lock.exists() else ""
-        )
-        raise ConcurrentUpdate(bases.ref.decode(), MAX_ATTEMPTS, hint)
+        raise bases._git.gave_up(bases.ref, MAX_ATTEMPTS)
 
     def _write(self) -> tuple[bool, str | None]:
         """(True, commit or None if nothing changed), or (False, None) if the ref moved."""
@@ -447,7 +450,7 @@ class BasesTransaction:
             was = had[path] = found[0]
             if state is None or state[0] != was:
                 blocks.child(names.encode(was.owner).encode()).remove(
-                    names.encode(was.label).encode()
+                    names.component(was.label).encode()
                 )
             if state is None:
                 key = path_key(path)
@@ -469,7 +472,7 @@ class BasesTransaction:
                 objects += [base_blob, folder] if had.get(path) == binding else [
                     binding_blob, base_blob, folder]
             owner_dir = blocks.child(names.encode(binding.owner).encode())
-            name = names.encode(binding.label).encode()
+            name = names.component(binding.label).encode()
             if owner_dir.get(name) != (FILE_MODE, binding_blob.id):
                 owner_dir.set(name, FILE_MODE, binding_blob.id)
         new_tree = root.write(objects)

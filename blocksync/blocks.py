@@ -4,8 +4,10 @@ Layout of every commit's tree::
 
     blocks/<owner>/<label>/content     the block's text
     blocks/<owner>/<label>/meta.json   description, block_type, schema, char_limit
+    blocks/<owner>/<label>/label       the label itself, when it is too long for a component
 
-``<owner>`` and ``<label>`` are encoded by :mod:`blocksync.names`, so ``git log --
+``<owner>`` and ``<label>`` are encoded by :mod:`blocksync.names` (a long label by a head of
+its encoding and its hash: :func:`blocksync.names.component`), so ``git log --
 blocks/<owner>/<label>`` lists exactly the block's versions. Every change is a commit on
 ``refs/heads/main``; the ref only moves by compare-and-swap, and a writer that lost the race
 replays its operations on the new head (re-checking every precondition) or fails cleanly.
@@ -33,6 +35,7 @@ from .errors import (
     BlockNotFound,
     ConcurrentUpdate,
     InvalidContent,
+    InvalidLabel,
     RepositoryCorrupt,
     StaleVersion,
     UsageError,
@@ -47,7 +50,7 @@ from .gitstore import (
     identity,
     json_document,
 )
-from .text import CharOp, char_diff, unified_diff
+from .text import CharOp, char_diff, parse_json, unified_diff
 from .versions import BlockChange, CommitInfo, VersionIndex, VersionRow
 
 MAIN = Ref(b"refs/heads/main")
@@ -57,6 +60,8 @@ BLOCKS_DIR = "blocks"
 CONFLICTS_DIR = "conflicts"
 CONTENT_FILE = b"content"
 META_FILE = b"meta.json"
+#: the whole label of a block whose label is too long for one path component
+LABEL_FILE = b"label"
 #: Attempts at the compare-and-swap of main before :class:`ConcurrentUpdate`.
 MAX_ATTEMPTS = 50
 
@@ -208,22 +213,21 @@ def block_problem(
     no block this store could read (None: it is one). ``get`` reads an object by id.
 
     Strict on purpose: a block is a folder of exactly ``content`` (UTF-8 text, within its
-    char_limit) and ``meta.json`` (as :meth:`BlockMeta.to_json` writes it), under names in
-    :mod:`blocksync.names`' canonical form.
+    char_limit) and ``meta.json`` (as :meth:`BlockMeta.to_json` writes it) -- and ``label`` for
+    a long label -- under a name :func:`name_problem` accepts.
     """
-    try:
-        names.decode_block(owner, label)
-    except UsageError as exc:
-        return f"has a name blocksync cannot use ({exc})"
     folder = get(sha)
     if mode != TREE_MODE or not isinstance(folder, Tree):
         return "is not a folder"
+    problem = name_problem(get, owner, label, folder)
+    if problem is not None:
+        return problem
     entries = {e.path: e for e in folder.items()}
-    wanted = {CONTENT_FILE, META_FILE}
+    wanted = {CONTENT_FILE, META_FILE} | ({LABEL_FILE} if names.is_hashed(label) else set())
     if set(entries) != wanted:
         missing = b", ".join(sorted(wanted - set(entries))).decode()
         extra = b", ".join(sorted(set(entries) - wanted)).decode("utf-8", "backslashreplace")
-        return f"lacks {missing}" if missing else f"holds more than content and meta.json: {extra!r}"
+        return f"lacks {missing}" if missing else f"holds more than a block's files: {extra!r}"
     content, meta = (get(entries[n].sha) for n in (CONTENT_FILE, META_FILE))
     if any(e.mode != FILE_MODE for e in entries.values()) or not (
         isinstance(content, Blob) and isinstance(meta, Blob)
@@ -241,6 +245,36 @@ def block_problem(
     if parsed.char_limit is not None and len(text) > parsed.char_limit:
         return f"holds {len(text)} characters, over its char_limit of {parsed.char_limit}"
     return None
+
+
+def name_problem(
+    get: Callable[[ObjectID], ShaFile], owner: bytes, component: bytes, folder: Tree
+) -> str | None:
+    """Why ``<owner>/<component>`` names no block (None: it does): both in canonical form and
+    valid names, and a long label's component the hash of the whole label that ``folder`` (its
+    block folder, or its record of a conflict) keeps in a ``label`` file."""
+    try:
+        names.validate(names.decode(owner), "owner")
+        if not names.is_hashed(component):
+            names.validate(names.decode(component), "label")
+            return None
+        entry = next((e for e in folder.items() if e.path == LABEL_FILE), None)
+        whole = None if entry is None else get(entry.sha)
+        if entry is None or entry.mode != FILE_MODE or not isinstance(whole, Blob):
+            return "is a long label's name without its label file"
+        text = whole.as_raw_string().decode("utf-8")
+        names.check_hashed(component.decode("ascii", "replace"), text)
+    except UnicodeDecodeError:
+        return "has a label file that is not UTF-8"
+    except UsageError as exc:
+        return f"has a name blocksync cannot use ({exc})"
+    return None
+
+
+def record_path(owner: str, label: str) -> tuple[bytes, bytes, bytes]:
+    """Where the record of a block's open remote conflict sits: beside its folder, under
+    ``conflicts/`` instead of ``blocks/``."""
+    return CONFLICTS_DIR.encode(), names.encode(owner).encode(), names.component(label).encode()
 
 
 def _utf8(text: str, what: str) -> bytes:
@@ -263,7 +297,7 @@ def _block_type(value: BlockType | str) -> BlockType:
 
 def _check_meta(meta: BlockMeta) -> None:
     try:
-        json.loads(meta.schema)
+        parse_json(meta.schema)
     except ValueError as exc:
         raise UsageError(f"schema is not valid JSON: {exc}") from exc
     if meta.char_limit is not None and meta.char_limit < 0:
@@ -311,12 +345,15 @@ class Transaction:
     again when replayed on a newer head after a lost compare-and-swap.
     """
 
-    def __init__(self, store: BlockStore, message: str, author: str) -> None:
+    def __init__(
+        self, store: BlockStore, message: str, author: str, *, skip_stale: bool = False
+    ) -> None:
         self._store = store
         self.message = message
         self.author = author
         _check_commit_text(message, author)  # refused before anything is staged
-        self._ops: list[Callable[[], None]] = []
+        self.skip_stale = skip_stale
+        self._ops: list[tuple[tuple[str, str], Callable[[], None]]] = []
         self._begin(store._head())
         self.result: CommitResult | None = None
 
@@ -326,6 +363,8 @@ class Transaction:
         self._root = TreeEditor(self._store._git, self._store._git.commit_tree(head))
         self._staged: dict[tuple[str, str], _Staged | None] = {}
         self._beside: dict[tuple[bytes, ...], bytes | None] = {}
+        #: with ``skip_stale``: blocks whose changes were dropped because the block moved
+        self.stale: set[tuple[str, str]] = set()
 
     # -- reading through the staged changes -----------------------------------------------
 
@@ -350,9 +389,27 @@ class Transaction:
 
     # -- changes --------------------------------------------------------------------------
 
-    def _do(self, op: Callable[[], None]) -> None:
-        op()
-        self._ops.append(op)
+    def _do(self, key: tuple[str, str], op: Callable[[], None]) -> None:
+        self._run(key, op)
+        self._ops.append((key, op))
+
+    def _run(self, key: tuple[str, str], op: Callable[[], None]) -> None:
+        """Apply ``op``, a change of block ``key`` (again, on a newer head, after a lost race).
+
+        With ``skip_stale``, a change whose block moved since its caller read it (a stale
+        expected version, a block created or deleted meanwhile) is dropped instead of failing
+        the whole transaction, and so is every later change of that block: the caller learns
+        which from :attr:`stale` and decides them again. One busy block then never holds back
+        a batch of thousands."""
+        if key in self.stale:
+            return
+        try:
+            op()
+        except (StaleVersion, BlockExists, BlockNotFound):
+            if not self.skip_stale:
+                raise
+            self.stale.add(key)
+            self._staged.pop(key, None)
 
     def _check_expected(self, owner: str, label: str, expected: int | None) -> None:
         if expected is None:
@@ -388,7 +445,7 @@ class Transaction:
                 raise BlockExists(owner, label)
             self._stage(owner, label, content, meta)
 
-        self._do(op)
+        self._do((owner, label), op)
 
     def update(
         self,
@@ -421,7 +478,7 @@ class Transaction:
             _check_meta(meta)
             self._stage(owner, label, current.content if content is None else content, meta)
 
-        self._do(op)
+        self._do((owner, label), op)
 
     def delete(self, owner: str, label: str, *, expected_version: int | None = None) -> None:
         names.validate(owner, "owner")
@@ -432,7 +489,7 @@ class Transaction:
             self.read(owner, label)  # raises BlockNotFound
             self._staged[(owner, label)] = None
 
-        self._do(op)
+        self._do((owner, label), op)
 
     def rollback(self, owner: str, label: str, version: VersionSpec) -> None:
         """Make the content and metadata of ``version`` the block's next version."""
@@ -449,16 +506,18 @@ class Transaction:
         def op() -> None:
             self._stage(owner, label, target.content, target.meta)
 
-        self._do(op)
+        self._do((owner, label), op)
 
-    def edit_beside(
-        self, path: tuple[bytes, ...], edit: Callable[[bytes | None], bytes | None]
+    def edit_record(
+        self, owner: str, label: str, edit: Callable[[bytes | None], bytes | None]
     ) -> None:
-        """Make the folder at ``path`` under ``conflicts/`` (a remote's record of a conflict)
+        """Make the block's folder under ``conflicts/`` (a remote's record of its conflict)
         ``edit(its tree now)`` (None: absent) in this commit. ``edit`` writes the objects it
-        names, and runs again when the commit is replayed on a newer head."""
-        if len(path) < 2 or path[0] != CONFLICTS_DIR.encode():
-            raise UsageError(f"{b'/'.join(path)!r} is not a folder under {CONFLICTS_DIR}/")
+        names, and runs again when the commit is replayed on a newer head (not at all once the
+        block's own change was dropped as stale)."""
+        names.validate(owner, "owner")
+        names.validate(label, "label")
+        path = record_path(owner, label)
 
         def op() -> None:
             now = self._beside[path] if path in self._beside else self._store._git.lookup(
@@ -466,24 +525,29 @@ class Transaction:
             )
             self._beside[path] = edit(now)
 
-        self._do(op)
+        self._do((owner, label), op)
 
     # -- committing -----------------------------------------------------------------------
 
     def commit(self) -> CommitResult:
         store = self._store
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            if attempt > 1:
-                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
-                self._begin(store._head())
-                for op in self._ops:
-                    op()
-            result = store._write_commit(
-                self._head, self._root, self._staged, self.message, self.author, self._beside
-            )
-            if result is not None:
-                self.result = result
-                return result
+        with store._git.writer_lock(MAIN):
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                if attempt > 1:  # lost a race to a writer outside the lock (or a stale lock)
+                    time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+                head = store._head()
+                # another writer committed since (or this attempt's tree edits are spent):
+                # replay every change on the head as it is now
+                if attempt > 1 or head != self._head:
+                    self._begin(head)
+                    for key, op in self._ops:
+                        self._run(key, op)
+                result = store._write_commit(
+                    self._head, self._root, self._staged, self.message, self.author, self._beside
+                )
+                if result is not None:
+                    self.result = result
+                    return result
         lock = store.repo_path / "refs" / "heads" / "main.lock"
         hint = (
             f"{lock} stays locked: another writer hangs, or a killed one left it behind; "
@@ -524,7 +588,7 @@ class BlockStore:
     @staticmethod
     def git_path(owner: str, label: str) -> str:
         """The block's folder in the repository, as ``git log -- <path>`` wants it."""
-        return f"{BLOCKS_DIR}/{names.encode(owner)}/{names.encode(label)}"
+        return f"{BLOCKS_DIR}/{names.encode(owner)}/{names.component(label)}"
 
     def _head(self) -> bytes | None:
         return self._git.ref(MAIN)
@@ -533,7 +597,8 @@ class BlockStore:
         if root.sha is None:
             return None
         return self._git.lookup(
-            root.sha, BLOCKS_DIR.encode(), names.encode(owner).encode(), names.encode(label).encode()
+            root.sha, BLOCKS_DIR.encode(), names.encode(owner).encode(),
+            names.component(label).encode(),
         )
 
     def _read_dir(self, dir_sha: bytes) -> _Staged:
@@ -586,7 +651,7 @@ class BlockStore:
         changes: list[BlockChange] = []
         for (owner, label), state in staged.items():
             owner_tree = blocks.child(names.encode(owner).encode())
-            name = names.encode(label).encode()
+            name = names.component(label).encode()
             before = owner_tree.get(name)
             if state is None:
                 if before is not None:
@@ -598,6 +663,10 @@ class BlockStore:
             folder = Tree()
             folder.add(CONTENT_FILE, FILE_MODE, content.id)
             folder.add(META_FILE, FILE_MODE, meta.id)
+            if names.is_hashed(name):
+                whole = Blob.from_string(label.encode("utf-8"))
+                folder.add(LABEL_FILE, FILE_MODE, whole.id)
+                objects.append(whole)
             if before is not None and before[1] == folder.id:
                 continue  # nothing changed: not a version
             objects += [content, meta, folder]
@@ -642,15 +711,29 @@ class BlockStore:
         key = BLOCKS_DIR.encode()
         old_blocks, new_blocks = self._git.lookup(old_root, key), self._git.lookup(new_root, key)
         for owner, old_owner, new_owner in self._diff_entries(old_blocks, new_blocks):
-            for label, _, new_dir in self._diff_entries(old_owner, new_owner):
+            for label, old_dir, new_dir in self._diff_entries(old_owner, new_owner):
                 folder = {} if new_dir is None else {e.path: e.sha for e in self._git.tree(new_dir).items()}
                 content, meta = folder.get(CONTENT_FILE), folder.get(META_FILE)
                 yield BlockChange(
                     names.decode(owner),
-                    names.decode(label),
+                    self.label_of(label, new_dir or old_dir),
                     None if content is None else content.decode(),
                     None if meta is None else meta.decode(),
                 )
+
+    def label_of(self, component: bytes, folder: bytes | None) -> str:
+        """The label a block folder's path component names (a long one: read from the
+        folder's ``label`` file and checked against the component's hash)."""
+        if not names.is_hashed(component):
+            return names.decode(component)
+        try:
+            assert folder is not None
+            blob = self._git.tree(folder)[LABEL_FILE][1]
+            return names.check_hashed(component, self._git.blob(blob).decode("utf-8"))
+        except (AssertionError, KeyError, UnicodeDecodeError, InvalidLabel) as exc:
+            raise RepositoryCorrupt(
+                str(self.repo_path), f"block folder {component.decode()} has no valid label ({exc})"
+            ) from exc
 
     def _diff_entries(
         self, old: bytes | None, new: bytes | None
@@ -666,9 +749,12 @@ class BlockStore:
     # -- public API -----------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, message: str, author: str | None = None) -> Iterator[Transaction]:
-        """Group changes into one commit, written when the block exits without an error."""
-        tx = Transaction(self, message, author or self.author)
+    def transaction(
+        self, message: str, author: str | None = None, *, skip_stale: bool = False
+    ) -> Iterator[Transaction]:
+        """Group changes into one commit, written when the block exits without an error.
+        ``skip_stale``: see :meth:`Transaction._run`."""
+        tx = Transaction(self, message, author or self.author, skip_stale=skip_stale)
         yield tx
         tx.commit()
 

@@ -5,6 +5,11 @@ change won (stale ``--expected-version``); 3 belongs to reconcile/sync (open con
 commands that take ``store/run.lock`` -- sync, reconcile (not ``--dry-run``), conflicts resolve
 and undo -- when another run holds it. No traceback reaches the user: library errors print as
 ``error: <message>``.
+
+Text output never hands a terminal raw control characters from what it did not write itself --
+file names, labels, reasons, plugin output, error messages: each such field goes through
+:func:`blocksync.text.printable` (``\x1b`` for ESC, ``\n`` for a newline, ...) where it is
+rendered. Block content (``block read``, ``block diff``) is printed exactly, as is ``--json``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from .errors import BlocksyncError, UsageError
 from .notifications import StoredNotification
 from .reconcile import ReconcileReport, Take
 from .streams import StreamReport
-from .text import char_diff, decode_text, render_char_diff
+from .text import char_diff, decode_text, printable, render_char_diff
 from .tools import params_from_json
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,10 +50,11 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except BlocksyncError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except OSError as exc:
-            click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+            text = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+            click.echo(f"error: {printable(text)}", err=True)
             ctx.exit(1)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
@@ -56,7 +62,7 @@ class _Group(click.Group):
             if os.environ.get("BLOCKSYNC_TRACEBACK"):
                 raise
             click.echo(
-                f"internal error: {type(exc).__name__}: {exc} (a bug in blocksync; run again "
+                f"internal error: {type(exc).__name__}: {printable(str(exc))} (a bug in blocksync; run again "
                 "with BLOCKSYNC_TRACEBACK=1 to see where, and please report it)",
                 err=True,
             )
@@ -137,9 +143,10 @@ run_timeout_option = click.option(
     "--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
     help="Sources not started within SECONDS (lock wait included) are reported failed.",
 )
-mass_delete_option = click.option(
+allow_mass_delete_option = click.option(
     "--allow-mass-delete", is_flag=True,
-    help="Apply deletions of most of a source's paths or blocks (refused otherwise, exit 1).",
+    help="Confirm deletions of more than half of a source's synced paths at once (from the "
+    "disk, the agent or a remote side); without it such a source is refused (exit 1).",
 )
 #: conflicts resolve/undo: there are no sources, so it bounds the wait for the lock only
 lock_timeout_option = click.option(
@@ -190,7 +197,7 @@ def init(obj: _Context, path: Path | None) -> None:
     """Create a store folder at PATH (default: --store)."""
     store = path or obj.store
     workspace.init(store, author=obj.author).close()
-    click.echo(f"created a blocksync store in {store}")
+    click.echo(f"created a blocksync store in {printable(str(store))}")
 
 
 @cli.group()
@@ -198,11 +205,15 @@ def block() -> None:
     """Create, read and change memory blocks."""
 
 
+def _block_name(owner: str, label: str) -> str:
+    return printable(f"{owner}/{label}")
+
+
 def _render_block(b: Block, as_json: bool, verb: str) -> None:
     if as_json:
         _print_json(b)
     else:
-        click.echo(f"{verb} {b.owner}/{b.label} version {b.version} ({b.commit[:12]})")
+        click.echo(f"{verb} {_block_name(b.owner, b.label)} version {b.version} ({b.commit[:12]})")
 
 
 @block.command("create")
@@ -289,7 +300,7 @@ def block_delete(
     if as_json:
         _print_json(v)
     else:
-        click.echo(f"deleted {owner}/{label} at version {v.version} ({v.commit[:12]})")
+        click.echo(f"deleted {_block_name(owner, label)} at version {v.version} ({v.commit[:12]})")
 
 
 @block.command("list")
@@ -304,8 +315,9 @@ def block_list(obj: _Context, owner: str | None, as_json: bool) -> None:
         _print_json(blocks)
         return
     for b in blocks:
-        desc = f"  {b.meta.description}" if b.meta.description else ""
-        click.echo(f"{b.owner}\t{b.label}\tv{b.version}\t{b.meta.block_type.value}{desc}")
+        desc = f"  {printable(b.meta.description)}" if b.meta.description else ""
+        click.echo(f"{printable(b.owner)}\t{printable(b.label)}\tv{b.version}\t"
+                   f"{b.meta.block_type.value}{desc}")
 
 
 @block.command("history")
@@ -322,7 +334,8 @@ def block_history(obj: _Context, owner: str, label: str, as_json: bool) -> None:
         return
     for v in history:
         mark = " (deleted)" if v.deleted else ""
-        click.echo(f"v{v.version}\t{v.commit[:12]}\t{v.timestamp}\t{v.author}\t{v.message}{mark}")
+        click.echo(f"v{v.version}\t{v.commit[:12]}\t{v.timestamp}\t{printable(v.author)}\t"
+                   f"{printable(v.message)}{mark}")
 
 
 @block.command("diff")
@@ -370,7 +383,7 @@ def block_rollback(
 
 @cli.group()
 def index() -> None:
-    """The SQLite version index (re-derivable from git)."""
+    """index.db: versions, conflicts, runs, notifications, streams (all re-derivable from git)."""
 
 
 @index.command("rebuild")
@@ -391,7 +404,7 @@ def fsck(obj: _Context, as_json: bool) -> None:
         _print_json({**_plain(report), "ok": report.ok})
     else:
         for p in report.problems:
-            click.echo(f"{p.area}: {p.message}")
+            click.echo(f"{p.area}: {printable(p.message)}")
         state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
         click.echo(f"{state}: {report.commits} commits, {report.objects_checked} objects, "
                    f"{report.blocks} blocks checked")
@@ -421,7 +434,7 @@ def plugin_build(
         _print_json({k: v for k, v in _plain(result).items() if k != "log"})
         return
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(f"warning: {printable(warning)}", err=True)
     click.echo(
         f"built {result.path} ({result.world}, {result.size / 1e6:.1f} MB, "
         f"{'with' if result.wasi else 'no'} WASI, {result.seconds:.1f} s) sha256 {result.sha256}"
@@ -447,12 +460,12 @@ def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
     else:
         click.echo(f"{info.path}: {info.size:,} bytes, sha256 {info.sha256}")
         exports = ", ".join(f"{i}@{v}" for i, v in info.exports.items()) or "none"
-        click.echo(f"exports: {exports}")
+        click.echo(f"exports: {printable(exports)}")
         wasi = [i for i in info.imports if i.startswith("wasi:")]
         other = [i for i in info.imports if not i.startswith("wasi:")]
-        click.echo(f"imports: {', '.join(other) or 'none'}"
+        click.echo(f"imports: {printable(', '.join(other)) or 'none'}"
                    + (f"; {len(wasi)} WASI interfaces" if wasi else "; no WASI"))
-        click.echo("loadable: yes" if found.problem is None else f"refused: {found.problem}")
+        click.echo("loadable: yes" if found.problem is None else f"refused: {printable(found.problem)}")
     if found.problem is not None:
         sys.exit(1)
 
@@ -471,10 +484,12 @@ def plugin_list(obj: _Context, as_json: bool) -> None:
     for e in entries:
         where = f"attached to {e.agent}" if e.agent else "not attached"
         how = " + ".join(w for w, on in (("configured", e.configured), ("discovered", e.discovered)) if on)
-        click.echo(f"{e.key}: {e.path} ({how}, {where})")
-        click.echo(f"  exports {', '.join(e.interfaces) or 'unknown'}; version {e.version}; "
+        click.echo(f"{printable(e.key)}: {printable(str(e.path))} ({how}, {printable(where)})")
+        click.echo(f"  exports {printable(', '.join(e.interfaces)) or 'unknown'}; "
+                   f"version {printable(str(e.version))}; "
                    f"sha256 {e.sha256 or '-'}")
-        click.echo(f"  trust: {e.trust}" + (f"\n  last error: {e.last_error}" if e.last_error else ""))
+        click.echo(f"  trust: {printable(e.trust)}"
+                   + (f"\n  last error: {printable(e.last_error)}" if e.last_error else ""))
 
 
 @plugin.command("keygen")
@@ -512,7 +527,7 @@ def plugin_verify(path: Path, keys: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         _print_json({**_plain(verdict), "ok": verdict.ok})
     else:
-        click.echo(f"{verdict.state}: {verdict.detail}")
+        click.echo(f"{verdict.state}: {printable(verdict.detail)}")
     if not verdict.ok:
         sys.exit(1)
 
@@ -535,7 +550,7 @@ def plugin_check(obj: _Context, path: Path, config_file: Path | None, as_json: b
         if not as_json:
             mark = "pass" if result.passed else "FAIL"
             click.echo(f"{mark}  {result.name:40} {result.seconds:6.2f} s"
-                       + (f"\n      {result.detail}" if result.detail else ""))
+                       + (f"\n      {printable(result.detail)}" if result.detail else ""))
 
     report = conformance.check_plugin(path, table, cache_folder=cache, progress=progress)
     if as_json:
@@ -555,11 +570,12 @@ def plugin_check(obj: _Context, path: Path, config_file: Path | None, as_json: b
               help="Decide every path, write nothing; takes no run lock, so it runs beside a sync.")
 @wait_option
 @run_timeout_option
+@allow_mass_delete_option
 @json_option
 @pass_ctx
 def reconcile(
     obj: _Context, paths: tuple[str, ...], sources: tuple[str, ...], dry_run: bool, wait: bool,
-    timeout: float | None, as_json: bool,
+    timeout: float | None, allow_mass_delete: bool, as_json: bool,
 ) -> None:
     """Reconcile the data sources with their blocks, under the run lock like sync.
 
@@ -568,7 +584,7 @@ def reconcile(
     with _progress(as_json) as progress, obj.open() as ws:
         report = sync_mod.run_reconcile(
             ws, sources, paths or None, dry_run=dry_run, wait=wait, timeout=timeout,
-            progress=progress,
+            progress=progress, allow_mass_delete=allow_mass_delete,
         )
     if as_json:
         _print_json(report.to_json())
@@ -585,7 +601,8 @@ def _progress(as_json: bool) -> Iterator[Callable[[str, int, int], None] | None]
         return
 
     def show(source: str, position: int, count: int) -> None:
-        click.echo(f"\r\x1b[Kreconciling {source} ({position}/{count})...", nl=False, err=True)
+        click.echo(f"\r\x1b[Kreconciling {printable(source)} ({position}/{count})...", nl=False,
+                   err=True)
 
     try:
         yield show
@@ -596,17 +613,20 @@ def _progress(as_json: bool) -> Iterator[Callable[[str, int, int], None] | None]
 def render_report(report: ReconcileReport) -> str:
     lines = [f"{report.run_id}{' (dry run: nothing written)' if report.dry_run else ''}"]
     for s in report.sources:
+        source = printable(s.source)
         if s.error is not None:
-            lines.append(f"{s.source}: FAILED: {s.error}")
+            lines.append(f"{source}: FAILED: {printable(s.error)}")
             continue
         lines.append(
-            f"{s.source}: {len(s.resolved)} resolved, {len(s.needs_resolution)} need resolution, "
+            f"{source}: {len(s.resolved)} resolved, {len(s.needs_resolution)} need resolution, "
             f"{s.unchanged} unchanged, {len(s.skipped)} skipped"
         )
-        lines += [f"  {resolution:12} {path}" for path, resolution in s.resolved]
-        lines += [f"  {'CONFLICT':12} {path}" for path in s.needs_resolution]
-        lines += [f"  {'skipped':12} {path}: {reason}" for path, reason in s.skipped]
-        lines += [f"  {'decided':12} {path}: as conflict {cid} (still differs)" for path, cid in s.held]
+        lines += [f"  {printable(how):12} {printable(path)}" for path, how in s.resolved]
+        lines += [f"  {'CONFLICT':12} {printable(path)}" for path in s.needs_resolution]
+        lines += [f"  {'skipped':12} {printable(path)}: {printable(reason)}"
+                  for path, reason in s.skipped]
+        lines += [f"  {'decided':12} {printable(path)}: as conflict {printable(cid)} (still differs)"
+                  for path, cid in s.held]
     lines.append(f"open conflicts: {report.open_conflicts}")
     return "\n".join(lines)
 
@@ -630,7 +650,8 @@ def conflicts_list(obj: _Context, status: str, source: str | None, as_json: bool
         _print_json(found)
         return
     for c in found:
-        click.echo(f"{c.id}\t{c.status}\t{c.source}\t{c.path}\t{c.owner}/{c.label}\t{c.reason}")
+        fields = (c.id, c.status, c.source, c.path, f"{c.owner}/{c.label}", c.reason)
+        click.echo("\t".join(printable(f) for f in fields))
 
 
 @conflicts.command("show")
@@ -644,13 +665,14 @@ def conflicts_show(obj: _Context, conflict_id: str, as_json: bool) -> None:
     if as_json:
         _print_json(c)
         return
-    click.echo(f"{c.id} ({c.status}) {c.source}:{c.path} <-> {c.owner}/{c.label}")
-    click.echo(f"reason: {c.reason}")
+    click.echo(f"{printable(c.id)} ({c.status}) {printable(c.source)}:{printable(c.path)} <-> "
+               f"{_block_name(c.owner, c.label)}")
+    click.echo(f"reason: {printable(c.reason)}")
     color = sys.stdout.isatty()
     for side, text in (("base", c.base), ("disk", c.disk), ("agent", c.agent)):
         click.echo(f"--- {side}" + (" (absent)" if text is None else ""))
-        if text is not None:
-            click.echo(text, nl=not text.endswith("\n"))
+        if text is not None:  # contents, shown: lines and tabs kept, no escape sequence of theirs
+            click.echo(printable(text, keep="\n\t"), nl=not text.endswith("\n"))
     click.echo("--- disk -> agent")
     click.echo(render_char_diff(char_diff(c.disk or "", c.agent or ""), color=color))
 
@@ -684,7 +706,8 @@ def conflicts_resolve(
     if as_json:
         _print_json(c)
     else:
-        click.echo(f"resolved {c.id} ({c.resolution}): {c.owner}/{c.label} version {c.result_version}")
+        click.echo(f"resolved {printable(c.id)} ({c.resolution}): {_block_name(c.owner, c.label)} "
+                   f"version {c.result_version}")
 
 
 @conflicts.command("undo")
@@ -714,7 +737,7 @@ def demo(obj: _Context) -> None:
 @cli.command("sync")
 @wait_option
 @run_timeout_option
-@mass_delete_option
+@allow_mass_delete_option
 @json_option
 @pass_ctx
 def sync_command(
@@ -724,9 +747,10 @@ def sync_command(
 
     Exit 0 clean, 3 open conflicts, 1 a source failed (wins over 3), 75 another run holds the lock.
     """
-    with _progress(as_json) as progress, obj.open() as ws:
-        report = sync_mod.run_sync(
-            ws, wait=wait, timeout=timeout, progress=progress, allow_mass_delete=allow_mass_delete
+    with _progress(as_json) as progress:
+        report = sync_mod.sync_store(
+            obj.store, author=obj.author, wait=wait, timeout=timeout, progress=progress,
+            allow_mass_delete=allow_mass_delete,
         )
     if as_json:
         _print_json(report.to_json())
@@ -740,22 +764,24 @@ def sync_command(
 
 
 def render_stream(s: StreamReport) -> str:
+    stream = printable(s.stream)
     if s.error is not None:
-        return f"stream {s.stream}: FAILED: {s.error}"
+        return f"stream {stream}: FAILED: {printable(s.error)}"
     if s.skipped is not None:
-        return f"stream {s.stream}: skipped ({s.skipped})"
+        return f"stream {stream}: skipped ({printable(s.skipped)})"
     emitted = f" (+{s.emitted} emitted)" if s.emitted else ""
-    return f"stream {s.stream}: {s.pulled} notification(s){emitted} in {s.pulls} pull(s), cursor {s.cursor}"
+    return (f"stream {stream}: {s.pulled} notification(s){emitted} in {s.pulls} pull(s), "
+            f"cursor {printable(str(s.cursor))}")
 
 
 def render_notification(n: StoredNotification) -> str:
     acked = "  (acked)" if n.acked else ""
-    lines = [f"{n.id:>4}  {n.source}  {n.text}{acked}"]
+    lines = [f"{n.id:>4}  {printable(n.source)}  {printable(n.text)}{acked}"]
     for ref, version in zip(n.blocks, n.block_versions or (None,) * len(n.blocks)):
         if version is None:
-            lines.append(f"      MISSING block {ref.agent_id}/{ref.label}")
+            lines.append(f"      MISSING block {_block_name(ref.agent_id, ref.label)}")
         else:
-            lines.append(f"      block {ref.agent_id}/{ref.label} v{version}")
+            lines.append(f"      block {_block_name(ref.agent_id, ref.label)} v{version}")
     return "\n".join(lines)
 
 
@@ -810,8 +836,8 @@ def stream_list(obj: _Context, as_json: bool) -> None:
         _print_json([s.to_json() for s in found])
         return
     for s in found:
-        error = f"  last error: {s.last_error}" if s.last_error else ""
-        click.echo(f"{s.key}\t{s.state}\tcursor {s.cursor}\t{s.delivered} delivered "
+        error = f"  last error: {printable(s.last_error)}" if s.last_error else ""
+        click.echo(f"{printable(s.key)}\t{s.state}\tcursor {printable(str(s.cursor))}\t{s.delivered} delivered "
                    f"in {s.pulls} pull(s){error}")
 
 
@@ -847,7 +873,7 @@ def stream_pull(obj: _Context, key: str, limit: int | None, as_json: bool) -> No
     if as_json:
         _print_json(result.to_json())
         return
-    click.echo(f"{result.stream}: {result.returned} notification(s), cursor "
+    click.echo(f"{printable(result.stream)}: {result.returned} notification(s), cursor "
                f"{result.previous_cursor} -> {result.cursor}")
     for n in result.notifications:
         click.echo(render_notification(n))
@@ -867,7 +893,7 @@ def remote_add(obj: _Context, name: str, url: str) -> None:
     """Add remote NAME at URL (a path, git://, http(s):// or ssh URL) to blocksync.toml."""
     with obj.open() as ws:
         r = ws.add_remote(name, url)
-    click.echo(f"added remote {r.name}: {r.shown_url}")
+    click.echo(f"added remote {printable(r.name)}: {printable(r.shown_url)}")
 
 
 @remote.command("list")
@@ -881,7 +907,7 @@ def remote_list(obj: _Context, as_json: bool) -> None:
         _print_json([r.to_json() for r in remotes])
     else:
         for r in remotes:
-            click.echo(f"{r.name}\t{r.shown_url}")
+            click.echo(f"{printable(r.name)}\t{printable(r.shown_url)}")
 
 
 @remote.command("remove")
@@ -898,7 +924,7 @@ def remote_remove(obj: _Context, name: str) -> None:
 @click.argument("name", required=False)
 @wait_option
 @lock_timeout_option
-@mass_delete_option
+@allow_mass_delete_option
 @json_option
 @pass_ctx
 def pull(
@@ -920,7 +946,8 @@ def pull(
         for r in results:
             click.echo(f"{r.remote}: {r.action}" + (f" -> {r.after[:12]}" if r.after else "")
                        + f", {len(r.merged)} block(s) from the remote, {len(r.conflicts)} conflict(s)")
-            click.echo("".join(f"  CONFLICT {path} ({cid})\n" for path, cid in r.conflicts), nl=False)
+            click.echo("".join(f"  CONFLICT {printable(path)} ({cid})\n" for path, cid in r.conflicts),
+                       nl=False)
     sys.exit(3 if any(r.conflicts for r in results) else 0)
 
 
@@ -928,7 +955,7 @@ def pull(
 @click.argument("name", required=False)
 @wait_option
 @lock_timeout_option
-@mass_delete_option
+@allow_mass_delete_option
 @json_option
 @pass_ctx
 def push(
@@ -968,9 +995,9 @@ def tool_list(obj: _Context, as_json: bool) -> None:
         return
     for e in entries:
         origin = "built-in" if e.plugin is None else f"plugin:{e.plugin}"
-        click.echo(f"{e.name}\t{origin}\t{e.description}")
+        click.echo("\t".join(printable(f) for f in (e.name, origin, e.description)))
     for p in problems:
-        click.echo(f"warning: plugin {p.plugin!r} offers no tool: {p.error}", err=True)
+        click.echo(f"warning: plugin {p.plugin!r} offers no tool: {printable(p.error)}", err=True)
 
 
 @tool.command("run")

@@ -16,6 +16,10 @@ CONFIG_FILE = "blocksync.toml"
 KNOWN_TABLES = ("store", "agents", "plugins", "limits", "remotes", "trust")
 #: The keys of ``[store]``, all true or false.
 STORE_KEYS = ("allow_mass_delete", "durable")
+#: The keys of an ``[agents.<id>]`` table: its data sources (each a table with a ``type``,
+#: checked when the sources are first used) and the owners it may act for through the
+#: built-in tools besides itself.
+AGENT_KEYS = ("data_sources", "may_act_for")
 
 TEMPLATE = """\
 # blocksync configuration. Blocks live in repo/ (git); index.db indexes them.
@@ -47,6 +51,12 @@ class Config:
     def agents(self) -> dict[str, Any]:
         return dict(self.tables.get("agents", {}))
 
+    def may_act_for(self, agent: str) -> frozenset[str]:
+        """The owners agent ``agent`` may act for through the built-in tools: itself, and
+        those its ``may_act_for`` lists."""
+        table = self.agents.get(agent, {})
+        return frozenset([agent, *table.get("may_act_for", ())])
+
     @property
     def durable(self) -> bool:
         return bool(self.tables.get("store", {}).get("durable", False))
@@ -66,6 +76,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses per level of nested arrays and inline tables
+        raise ConfigError(f"{path}: arrays or tables nest too deeply to read") from None
 
 
 def toml_value(value: Any) -> str:
@@ -125,4 +137,48 @@ def load(path: Path) -> Config:
     for key in STORE_KEYS:
         if not isinstance(store.get(key, False), bool):
             raise ConfigError(f"{path}: [store] {key} must be true or false")
+    for agent, table in doc.get("agents", {}).items():
+        _check_agent(path, agent, table)
     return Config(path, doc)
+
+
+def _check_agent(path: Path, agent: str, table: Any) -> None:
+    """The shape of one ``[agents.<agent>]`` table (its data sources' own keys are checked
+    where they are used: a file source by the folder source, a plugin by the plugin set)."""
+    where = f"[agents.{toml_key(agent)}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {where} must be a table, not {_shown(table)}")
+    unknown = sorted(set(table) - set(AGENT_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{path}: {where} has unknown key(s) {', '.join(unknown)}; known: {', '.join(AGENT_KEYS)}"
+        )
+    sources = table.get("data_sources", {})
+    if not isinstance(sources, dict):
+        raise ConfigError(
+            f"{path}: {where} data_sources must be a table of data sources "
+            f"([agents.{toml_key(agent)}.data_sources.<key>] tables), not {_shown(sources)}"
+        )
+    for key, source in sources.items():
+        if not isinstance(source, dict):
+            raise ConfigError(
+                f"{path}: [agents.{toml_key(agent)}.data_sources.{toml_key(key)}] must be a "
+                f"table, not {_shown(source)}"
+            )
+    owners = table.get("may_act_for", [])
+    if not isinstance(owners, list) or not all(
+        isinstance(o, str) and o and o.isprintable() for o in owners
+    ):
+        raise ConfigError(
+            f"{path}: {where} may_act_for must be a list of agent ids (e.g. [\"bob\"]), "
+            f"not {_shown(owners)}"
+        )
+
+
+def _shown(value: Any) -> str:
+    """A TOML value for a message: its type and, when short, itself."""
+    kind = {dict: "a table", list: "a list", str: "text", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__
+    )
+    text = repr(value)
+    return f"{kind} ({text})" if len(text) <= 40 else kind

@@ -38,6 +38,12 @@ Decisions:
 * **Timestamps** are ISO 8601 UTC with microseconds (``2024-05-01T12:00:00.000000Z``).
 * ``resolved_at`` is when a row was closed by a resolution or by reconcile (resolved or
   vanished); a superseded row has ``superseded_by`` and ``updated_at`` instead.
+* **Kept in git too**: reconcile cannot re-detect a resolved conflict (nor the sides an undo
+  puts back), so every row is also a record on ``refs/blocksync/records`` (:data:`RECORDS`,
+  :mod:`blocksync.records`), written in the same transaction as the row, git first. Opened
+  with ``records=``, the index keeps both; :meth:`ConflictIndex.batch` makes one records
+  commit of many writes (a reconcile of one source). ``blocksync index rebuild`` restores the
+  table from the ref.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
+import sqlite3
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -59,7 +66,7 @@ from .errors import (
     StaleResolution,
     UsageError,
 )
-from .sqlitetable import SqliteTable
+from .sqlitetable import RecordKind, SqliteTable
 
 Status = Literal["open", "resolved", "superseded", "vanished"]
 #: what a resolution through the API took; reconcile closing a row may store its own text
@@ -160,6 +167,19 @@ _SCHEMA = (
 )
 
 
+def _prepare(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA:
+        conn.execute(statement)
+
+
+#: how rows are kept in git: ``conflicts/<h[:2]>/<h[2:4]>/<id>/`` holding ``row.json`` and one
+#: file per side present (``base``, ``disk``, ``agent``)
+RECORDS = RecordKind(
+    folder="conflicts", noun="conflict", table="conflicts", columns=_FIELDS, key=("id",),
+    prepare=_prepare, files=("base", "disk", "agent"),
+)
+
+
 def content_hash(content: str | None) -> str | None:
     """SHA-256 hex of the UTF-8 content; ``None`` for an absent side."""
     if content is None:
@@ -218,8 +238,9 @@ def _row(values: tuple[Any, ...]) -> Conflict:
 class ConflictIndex(SqliteTable):
     """The ``conflicts`` table of ``index.db``, on a connection of its own.
 
-    Transactions and error translation as :class:`~blocksync.sqlitetable.SqliteTable`. Use it
-    as a context manager, or call :meth:`disconnect` (``close`` closes conflicts).
+    Transactions, error translation and records in git as
+    :class:`~blocksync.sqlitetable.SqliteTable`. Use it as a context manager, or call
+    :meth:`disconnect` (``close`` closes conflicts).
     """
 
     TABLE = "conflicts"
@@ -280,11 +301,17 @@ class ConflictIndex(SqliteTable):
             attempt += 1
 
     def _supersede(self, old: str, new: str, now: str) -> None:
+        self._stage(old)
         self._conn.execute(
             "UPDATE conflicts SET status = 'superseded', closed_by = 'supersede', "
             "superseded_by = ?, updated_at = ? WHERE id = ?",
             [new, now, old],
         )
+
+    def _stage(self, id: str) -> None:
+        """Name a row this write transaction changes: its record is written with it."""
+        assert self._staged is not None, "only inside a write transaction"
+        self._staged.add(RECORDS, id)
 
     # -- the API --------------------------------------------------------------------------
 
@@ -311,7 +338,7 @@ class ConflictIndex(SqliteTable):
         row, superseding any open row of the path whose sides differ.
         """
         hashes = (content_hash(base), content_hash(disk), content_hash(agent))
-        with self._write("cannot record a conflict"):
+        with self._write("cannot record a conflict") as staged:
             current = self._open_row(source, path)
             if current is not None and hashes == (
                 current.base_hash, current.disk_hash, current.agent_hash
@@ -322,6 +349,7 @@ class ConflictIndex(SqliteTable):
             if decided is not None and hashes[1:] == (decided.disk_hash, decided.agent_hash):
                 if current is not None:
                     self._supersede(current.id, decided.id, now)
+                    staged.say(f"conflict {current.id} superseded by {decided.id}: {source} {path}")
                 return decided, False
             new_id = self._free_id(source, path, hashes)
             if current is not None:
@@ -335,6 +363,8 @@ class ConflictIndex(SqliteTable):
                     hashes[2], reason, run_id, now, now,
                 ],
             )
+            self._stage(new_id)
+            staged.say(f"conflict {new_id} recorded: {source} {path}")
             return self._fetch(new_id), True
 
     def close(
@@ -354,10 +384,12 @@ class ConflictIndex(SqliteTable):
         """
         if status not in ("resolved", "vanished"):
             raise UsageError(f"a conflict is closed as 'resolved' or 'vanished', not {status!r}")
-        with self._write("cannot close a conflict"):
+        with self._write("cannot close a conflict") as staged:
             rows = self._select("WHERE source = ? AND path = ? AND status = 'open'", [source, path])
             now = _now()
             for row in rows:
+                self._stage(row.id)
+                staged.say(f"conflict {row.id} {status} ({resolver}): {source} {path}")
                 self._conn.execute(
                     "UPDATE conflicts SET status = ?, closed_by = 'reconcile', resolution = ?, "
                     "resolved_by = ?, resolved_at = ?, result_version = ?, updated_at = ? "
@@ -379,9 +411,11 @@ class ConflictIndex(SqliteTable):
             raise UsageError(
                 f"a resolution takes one of {', '.join(RESOLUTIONS)}, not {resolution!r}"
             )
-        with self._write("cannot resolve a conflict"):
+        with self._write("cannot resolve a conflict") as staged:
             row = self._find(id)
             self._check_open(row)
+            self._stage(row.id)
+            staged.say(f"conflict {row.id} resolved ({resolution}) by {resolver}")
             now = _now()
             self._conn.execute(
                 "UPDATE conflicts SET status = 'resolved', closed_by = 'resolve', resolution = ?, "
@@ -395,9 +429,11 @@ class ConflictIndex(SqliteTable):
 
         Read ``result_version`` from the returned row's ``undone_result_version``.
         """
-        with self._write("cannot undo a conflict"):
+        with self._write("cannot undo a conflict") as staged:
             row = self._find(id)
             self._check_undoable(row)
+            self._stage(row.id)
+            staged.say(f"conflict {row.id} undone by {resolver}")
             now = _now()
             self._conn.execute(
                 "UPDATE conflicts SET status = 'open', closed_by = NULL, "

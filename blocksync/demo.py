@@ -2,44 +2,83 @@
 
 An agent gets a folder source; the folder and the agent's blocks are edited on both sides;
 reconcile merges what it can and records the rest as a conflict, which is then resolved.
+
+Where it runs: a store the demo creates (none at the path yet) is the demo's own, and keeps the
+demo source in its blocksync.toml, so the walk-through can be repeated and explored there. A
+store that exists without that source is somebody's real store: the demo then runs in a
+temporary store and removes it afterwards, leaving the real one -- its configuration, blocks and
+history -- untouched. The demo's folder lies beside its store, never inside it.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from . import workspace
 from .reconcile import SourceReport
+from .safefile import write_atomic
 from .text import char_diff, render_char_diff
 
 AGENT = "demo-agent"
 SOURCE = "demo-notes"
-FOLDER = "demo-notes"  # inside the store folder
-CONFIG = f"""
-# added by `blocksync demo`: the demo agent's folder source
-[agents.{AGENT}.data_sources.{SOURCE}]
-type = "file"
-name = "Demo notes"
-paths = ["{FOLDER}"]
-include_patterns = ["**/*.md"]
-permission_rules = [{{ pattern = "**", permission = "admin" }}]
-"""
 PERSONA = "I am a helpful agent.\nI keep notes in memory blocks.\n"
 TODO = "- read the README\n- run the tests\n"
 
 
+def _folder(store: Path) -> Path:
+    """The demo's notes folder: beside the store (``./store`` -> ``./store-demo-notes``)."""
+    store = store.absolute()
+    return store.parent / f"{store.name}-{SOURCE}"
+
+
+def _config(store: Path) -> str:
+    return f"""
+# added by `blocksync demo`: the demo agent's folder source
+[agents.{AGENT}.data_sources.{SOURCE}]
+type = "file"
+name = "Demo notes"
+paths = ["../{_folder(store).name}"]
+include_patterns = ["**/*.md"]
+permission_rules = [{{ pattern = "**", permission = "admin" }}]
+"""
+
+
 def run(store: Path, author: str, say: Callable[[str], None]) -> None:
-    """Create the store if needed, then walk through reconcile with a folder source."""
+    """Walk through reconcile with a folder source: in ``store`` if the demo creates it (or
+    made it before), else in a temporary store that leaves ``store`` untouched."""
     if not (store / "repo").exists():
-        workspace.init(store, author=author).close()
-        say(f"created a store in {store}")
+        _create(store, author)
+        say(f"created a store in {store}, with the demo's folder {_folder(store)} attached to "
+            f"agent {AGENT} in {store / 'blocksync.toml'}")
+    elif _config(store) not in _read(store / "blocksync.toml"):
+        say(f"{store} is a store of yours: the demo runs in a temporary store and leaves "
+            "yours untouched")
+        with tempfile.TemporaryDirectory(prefix="blocksync-demo-") as tmp:
+            temporary = Path(tmp) / "store"
+            _create(temporary, author)
+            _walk_through(temporary, author, say, keep=False)
+        return
+    _walk_through(store, author, say, keep=True)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):  # not the demo's own store, whatever it is
+        return ""
+
+
+def _create(store: Path, author: str) -> None:
+    """A new store whose blocksync.toml attaches the demo's folder to the demo agent."""
+    workspace.init(store, author=author).close()
     toml = store / "blocksync.toml"
-    if f"[agents.{AGENT}.data_sources.{SOURCE}]" not in toml.read_text(encoding="utf-8"):
-        with toml.open("a", encoding="utf-8") as f:
-            f.write(CONFIG)
-        say(f"attached folder {store / FOLDER} to agent {AGENT} in {toml}")
-    folder = store / FOLDER
+    write_atomic(toml, toml.read_bytes() + _config(store).encode("utf-8"))
+
+
+def _walk_through(store: Path, author: str, say: Callable[[str], None], keep: bool) -> None:
+    folder = _folder(store)
     folder.mkdir(exist_ok=True)
     with workspace.open(store, author=author) as ws:
         for stale in ws.conflicts.list(source=SOURCE):  # left by an interrupted earlier demo
@@ -86,7 +125,8 @@ def run(store: Path, author: str, say: Callable[[str], None]) -> None:
             say(f"     v{v.version}  {v.commit[:10]}  {v.author}  {v.message}")
         check = ws.fsck()
         say(f"fsck: {'ok' if check.ok else check.problems}")
-        say(f"try: blocksync --store {store} conflicts list --status all")
+        if keep:
+            say(f"try: blocksync --store {store} conflicts list --status all")
 
 
 def _label(ws: workspace.Workspace, name: str) -> str:

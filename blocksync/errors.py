@@ -37,12 +37,17 @@ so the original stays attached. Each class carries the data a caller needs to ac
     │   │                                  has moved on since the resolution
     │   └── RunLockHeld                75  another run holds store/run.lock (names it)
     ├── StoreCorrupt                    1  the repository or index cannot be trusted
-    │   ├── RepositoryCorrupt
-    │   └── IndexCorrupt                   index.db missing, unreadable or out of sync
+    │   ├── RepositoryCorrupt              an object cannot be read (names it, says how to
+    │   │                                  recover)
+    │   ├── IndexCorrupt                   index.db missing, unreadable or out of sync
+    │   └── UnsafeFile                     a file blocksync writes is a symbolic link (or
+    │                                      not a regular file): refused, never followed
     ├── MergeConflict                   1  a three-way merge found overlapping changes
     ├── MassDeletionRefused             1  a run would delete more than the threshold of a
     │                                      source's paths (from disk, agent or remote side)
     ├── AccessDenied                    1  a plugin asked for more than it was granted
+    │   └── AgentNotAllowed                an agent's tool call on another owner's block or
+    │                                      conflict ([agents.<id>] may_act_for grants it)
     ├── TransportError                  1  an HTTP request made for a plugin failed
     ├── RemoteError                     1  a git remote failed (credentials never in messages)
     │   ├── RemoteUnreachable              cannot connect, or the transfer broke off
@@ -324,10 +329,14 @@ class StoreCorrupt(BlocksyncError):
 
 
 class RepositoryCorrupt(StoreCorrupt):
-    def __init__(self, path: str, detail: str) -> None:
+    """The repository at ``path`` is damaged; ``object_id`` names the object that could not be
+    read, when one could not."""
+
+    def __init__(self, path: str, detail: str, *, object_id: str | None = None) -> None:
         super().__init__(f"repository {path} is damaged: {detail}")
         self.path = path
         self.detail = detail
+        self.object_id = object_id
 
 
 class IndexCorrupt(StoreCorrupt):
@@ -360,6 +369,21 @@ class AmbiguousConflictId(UsageError):
         self.matches = list(matches)
 
 
+class UnsafeFile(StoreCorrupt):
+    """A file blocksync creates or rewrites (``run.lock``, ``blocksync.toml``, ``index.db``,
+    a key file) is a symbolic link, a folder, a FIFO or another non-regular file, or a lock file
+    with other hard links: blocksync refuses it rather than write through it to wherever it
+    points. ``kind`` says what it is."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        super().__init__(
+            f"refusing to open {path}: it is {kind}, not a regular file of its own; blocksync "
+            "never writes through links: remove it (blocksync makes a new one) and run again"
+        )
+        self.path = path
+        self.kind = kind
+
+
 class MergeConflict(BlocksyncError):
     """Both sides changed the same region differently: no clean three-way merge."""
 
@@ -380,6 +404,21 @@ class MassDeletionRefused(BlocksyncError):
 
 class AccessDenied(BlocksyncError):
     """A plugin asked for something its grants do not allow (an owner, a path, a host)."""
+
+
+class AgentNotAllowed(AccessDenied):
+    """An agent's call of a built-in tool on a block or conflict of another ``owner``: an agent
+    acts for itself only, unless ``[agents.<agent>] may_act_for`` lists the owner."""
+
+    def __init__(self, agent: str, owner: str, action: str) -> None:
+        super().__init__(
+            f"agent {agent!r} may not {action} of {owner!r}: an agent acts on its own blocks "
+            f"and conflicts only; to let it act for {owner!r}, add {owner!r} to "
+            f"`may_act_for` of [agents.{agent}] in blocksync.toml"
+        )
+        self.agent = agent
+        self.owner = owner
+        self.action = action
 
 
 class TransportError(BlocksyncError):

@@ -43,10 +43,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import secrets
-import stat
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -55,6 +53,7 @@ from typing import Any, Self
 from . import names, permissions
 from .bases import BaseEntry, BaseIndex, SyncBases, ref_name
 from .blocks import DEFAULT_SCHEMA, BlockStore
+from .disk import Folder, is_vcs_path, printable_path, store_overlap
 from .errors import (
     AccessDenied,
     AlreadyExists,
@@ -64,6 +63,8 @@ from .errors import (
     InvalidContent,
     MergeConflict,
     NotFound,
+    SourceChanged,
+    StoreCorrupt,
     UsageError,
 )
 from .gitstore import GitStore
@@ -91,10 +92,7 @@ __all__ = [
     "FileSource",
     "FileSourceSpec",
     "FileTarget",
-    "file_hash",
     "parse_file_source",
-    "remove_file_atomically",
-    "write_file_atomically",
 ]
 
 LABEL_PREFIX = "file:"
@@ -108,10 +106,6 @@ FAULT_STEPS = (
     "before-bases",
     "after-bases",
 )
-#: Temp files of interrupted writes are named ``.blocksync-<hex>.tmp``; scans ignore them.
-TEMP_PREFIX = ".blocksync-"
-TEMP_SUFFIX = ".tmp"
-_READ_CHUNK = 1 << 20
 
 Fault = Callable[[str], None]
 
@@ -182,6 +176,10 @@ def parse_file_source(
     include = _patterns(table.get("include_patterns", ["**"]), f"{where}.include_patterns")
     exclude = _patterns(table.get("exclude_patterns", []), f"{where}.exclude_patterns")
     rules = _rules(table.get("permission_rules"), f"{where}.permission_rules")
+    for raw, root in zip(raw_paths, roots):
+        problem = store_overlap(root, store_root)
+        if problem is not None:
+            raise ConfigError(f"{where}.paths: {raw!r} ({root}) {problem}")
     return FileSourceSpec(
         key=key,
         agent=agent,
@@ -234,104 +232,6 @@ def _rules(value: Any, where: str) -> tuple[PermissionRule, ...]:
     return tuple(rules)
 
 
-# -- files on disk ----------------------------------------------------------------------------
-
-
-def file_hash(path: Path) -> str | None:
-    """sha256 hex of the file's bytes; None if there is no file. Not a regular file (a folder,
-    a symlink, ...) gets a marker no content hash equals, so a writer expecting a file fails."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        return None
-    except NotADirectoryError:
-        return None  # a parent is a file: no file here
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "symlink"
-        raise
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return "not-a-regular-file"
-        digest = hashlib.sha256()
-        while chunk := os.read(fd, _READ_CHUNK):
-            digest.update(chunk)
-        return digest.hexdigest()
-    finally:
-        os.close(fd)
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_file_atomically(
-    path: Path, text: str, expected_hash: str | None, *, synced_folders: set[Path] | None = None
-) -> bool:
-    """Replace ``path`` with ``text`` (UTF-8, bytes exactly as given) if it still holds what
-    ``expected_hash`` says (its sha256 hex; None: the file must not exist).
-
-    A temp file in the same folder is written and fsynced, the file's hash re-checked, then
-    renamed over the file and the folder fsynced: readers and a killed writer see the old
-    content or the new, never a mix. Returns False, writing nothing, if the file changed (like
-    a compare-and-swap of a ref). The check and the rename are not one atomic step: a writer
-    slipping in between them loses, as with any rename-based editor. An existing file keeps
-    its permission bits; a new one gets 0o666 less the umask. Missing folders are created.
-
-    ``synced_folders``: the folder is added to it instead of fsynced here, for a caller that
-    writes many files and fsyncs each folder once afterwards (before anything that relies on
-    the new content being durable, such as advancing a base).
-    """
-    data = text.encode("utf-8")  # strict: a lone surrogate is an error, never mangled
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
-    try:
-        try:
-            with os.fdopen(fd, "wb", closefd=False) as out:
-                out.write(data)
-            try:
-                os.fchmod(fd, stat.S_IMODE(os.lstat(path).st_mode))
-            except FileNotFoundError:
-                pass
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if file_hash(path) != expected_hash:
-            os.unlink(tmp)
-            return False
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if synced_folders is None:
-        _fsync_folder(folder)
-    else:
-        synced_folders.add(folder)
-    return True
-
-
-def remove_file_atomically(
-    path: Path, expected_hash: str, *, synced_folders: set[Path] | None = None
-) -> bool:
-    """Delete ``path`` if it still holds what ``expected_hash`` says; False if it changed.
-    ``synced_folders`` as for :func:`write_file_atomically`."""
-    if file_hash(path) != expected_hash:
-        return False
-    os.unlink(path)
-    if synced_folders is None:
-        _fsync_folder(path.parent)
-    else:
-        synced_folders.add(path.parent)
-    return True
-
-
 # -- results ----------------------------------------------------------------------------------
 
 
@@ -367,6 +267,11 @@ _FILE_ACTIONS = (Action.TO_DISK, Action.MERGED, Action.DELETE_DISK)
 
 
 _CHANGED_WHILE_WRITING = "the file changed while reconcile was writing it"
+_MOVED = "its block changed while reconcile was writing it"
+_STILL_MOVING = (
+    "its block kept changing while reconcile ran (an agent is editing it): left for the next run"
+)
+_VCS = "it is in a version-control folder (.git, .hg, .svn, .jj, .bzr): never synced"
 _UNCHANGED = "neither side changed since the last sync"  # as truth.decide says it
 
 
@@ -378,8 +283,61 @@ class _Snapshot:
     entries: dict[str, BaseEntry]
     bound_blocks: dict[tuple[str, str], str]  # (owner, label) -> path
     latest: dict[tuple[str, str], tuple[int, str]]  # (owner, label) -> (version, content blob)
-    #: folder -> the reason files in it are left alone (its real path leaves the root), or None
-    real_parents: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass
+class _Survey:
+    """The roots as one listing found them (a run over every path)."""
+
+    files: set[str] = field(default_factory=set)  # selected regular files, as source paths
+    present: set[str] = field(default_factory=set)  # every regular file, selected or not
+    skipped: list[Skipped] = field(default_factory=list)  # odd entries (selected) and why
+    #: (root index, folder, reason): folders that could not be listed; their files are unknown
+    unlisted: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def unknown(self, index: int, rel: str) -> str | None:
+        for root, folder, reason in self.unlisted:
+            if root == index and rel.startswith(folder + "/"):
+                return f"its folder {folder!r} cannot be listed ({reason}): left as it is"
+        return None
+
+
+class _Disk:
+    """The roots of a source opened for one call (see :mod:`blocksync.disk`): every read and
+    write goes through them, never through a path the kernel resolves again."""
+
+    def __init__(self, source: FileSource) -> None:
+        self._source = source
+        self._open: dict[Path, Folder] = {}
+
+    def __getitem__(self, root: Path) -> Folder:
+        folder = self._open.get(root)
+        if folder is None:
+            try:
+                folder = Folder(root, avoid=self._source._avoid)
+            except OSError as exc:
+                raise NotFound(
+                    f"root folder {root} of file source {self._source.key!r} is missing or "
+                    f"unreadable ({_why(exc)}): refusing to treat its files as deleted"
+                ) from exc
+            self._open[root] = folder
+        return folder
+
+    def sync(self) -> None:
+        for folder in self._open.values():
+            folder.sync()
+
+    def close(self) -> None:
+        for folder in self._open.values():
+            folder.close()
+        self._open.clear()
+
+
+def _why(exc: OSError) -> str:
+    """An OS error as the reason a path is left alone."""
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link is in the way (blocksync never follows one out of the folder)"
+    return exc.strerror or str(exc)
 
 
 def _merge(base: str, disk: str, agent: str) -> str | None:
@@ -388,6 +346,10 @@ def _merge(base: str, disk: str, agent: str) -> str | None:
 
 def _hash(text: str | None) -> str | None:
     return None if text is None else content_hash(text)
+
+
+def _path_of(item: NoChange | _Plan) -> str:
+    return item.path if isinstance(item, NoChange) else item.target.path
 
 
 def _would(plan: _Plan) -> ReconcileResult:
@@ -441,13 +403,20 @@ class FileSource:
         self.fault = fault
         self.author = f"source:{spec.key}"
         self.tags = tuple(root_tag(root) for root in spec.paths)
-        # where the roots really are: a file whose folder resolves elsewhere left through a link
-        self._real_roots = {root: Path(os.path.realpath(root)) for root in spec.paths}
-        # each root as the text a file's path starts with (a Path per file read costs more)
-        self._root_prefixes = {
-            root: os.fspath(root) if os.fspath(root).endswith(os.sep) else os.fspath(root) + os.sep
-            for root in spec.paths
-        }
+        # the store is never synced: refused as a root, and never entered below one (a bind
+        # mount, a folder moved in)
+        store = Path(blocks.repo_path).resolve().parent
+        for root in spec.paths:
+            problem = store_overlap(root, store)
+            if problem is not None:
+                raise ConfigError(f"file source {spec.key!r}: root {root} {problem}")
+        self._avoid: set[tuple[int, int]] = set()
+        for folder in (store, Path(blocks.repo_path)):
+            try:
+                info = os.stat(folder)
+            except OSError:
+                continue
+            self._avoid.add((info.st_dev, info.st_ino))
         #: paths the last reconcile call left alone, and why
         self.skipped: list[Skipped] = []
         self._base_index: BaseIndex | None = None
@@ -528,7 +497,28 @@ class FileSource:
                 f"source {self.spec.key!r}: path {path!r} is outside its root folders or not "
                 "canonical (no leading '/', no empty, '.' or '..' parts)"
             )
+        if "/." in framed and is_vcs_path(rel):
+            raise UsageError(f"source {self.spec.key!r}: path {path!r}: {_VCS}")
         return index, rel
+
+    def path_problem(self, path: str) -> str | None:
+        try:
+            self._locate(path)
+        except UsageError as exc:
+            return str(exc)
+        return None
+
+    def has_path(self, path: str) -> bool:
+        target = self.target(path)
+        if self.bases.get(path) is not None:
+            return True
+        with self._disk() as disk:
+            try:
+                if disk[target.root].exists(target.rel):
+                    return True
+            except NotFound:
+                pass  # no root: no file
+        return self.blocks.exists(self.spec.agent, target.label)
 
     def _label(self, index: int, rel: str) -> str:
         return f"{LABEL_PREFIX}{self.tags[index]}:{rel}"
@@ -578,28 +568,46 @@ class FileSource:
             return False
         return not self._excluded(rel)
 
-    def scan(self) -> list[str]:
-        """The selected regular files on disk now (symlinks and temp files left out), sorted."""
-        found: list[str] = []
-        for index, root in enumerate(self.spec.paths):
-            self._scan(index, root, "", found)
-        return sorted(found)
-
-    def _scan(self, index: int, folder: Path, prefix: str, found: list[str]) -> None:
+    @contextmanager
+    def _disk(self) -> Iterator[_Disk]:
+        disk = _Disk(self)
         try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for entry in entries:
-            rel = prefix + entry.name
-            if entry.is_dir(follow_symlinks=False):
-                if self.spec.recursive and not self._folder_excluded(rel):
-                    self._scan(index, Path(entry.path), rel + "/", found)
-            elif entry.is_file(follow_symlinks=False):
-                if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
-                    continue
+            yield disk
+        finally:
+            disk.close()
+
+    def scan(self) -> list[str]:
+        """The selected regular files on disk now, sorted (see :meth:`_survey`)."""
+        with self._disk() as disk:
+            return sorted(self._survey(disk).files)
+
+    def _survey(self, disk: _Disk) -> _Survey:
+        """Every root listed (never through a link, never into the store or a version-control
+        folder): the selected files, what is skipped and why, folders that cannot be listed."""
+        survey = _Survey()
+        for index, root in enumerate(self.spec.paths):
+            listing = disk[root].scan(recursive=self.spec.recursive, skip=self._folder_excluded)
+            for folder, reason in listing.unlisted:
+                if not folder:
+                    raise NotFound(
+                        f"source {self.key!r}: folder {root} cannot be listed ({reason}); "
+                        "refusing to reconcile it in this run"
+                    )
+                survey.unlisted.append((index, folder, reason))
+                survey.skipped.append(Skipped(
+                    self._source_path(index, folder + "/"),
+                    f"this folder cannot be listed ({reason}): its files are left as they are",
+                ))
+            for rel, reason in listing.odd:
+                # a name that is not UTF-8 cannot even be matched against the patterns
+                if reason.startswith("its name") or self.selects(rel):
+                    survey.skipped.append(Skipped(self._source_path(index, printable_path(rel)), reason))
+            for rel in listing.files:
+                path = self._source_path(index, rel)
+                survey.present.add(path)
                 if self.selects(rel):
-                    found.append(self._source_path(index, rel))
+                    survey.files.add(path)
+        return survey
 
     def candidates(self) -> list[str]:
         """Bound paths, selected files on disk, and the agent's blocks whose labels name a path
@@ -608,10 +616,13 @@ class FileSource:
         Bound paths that no longer parse (their root was removed from the configuration) are
         left out: they stay bound, and untouched, until someone forgets them.
         """
-        return self._candidates(self._snapshot())
+        with self._disk() as disk:
+            return self._candidates(self._snapshot(), self._survey(disk))[0]
 
-    def _candidates(self, snap: _Snapshot) -> list[str]:
-        paths = set(self.scan())
+    def _candidates(self, snap: _Snapshot, survey: _Survey) -> tuple[list[str], list[Skipped]]:
+        """The candidates, and the agent's blocks that name a path never synced (and why)."""
+        paths = set(survey.files)
+        skipped: list[Skipped] = []
         for bound in snap.entries:
             if bound in paths:
                 continue
@@ -627,29 +638,39 @@ class FileSource:
             tag, _, rel = label[len(LABEL_PREFIX):].partition(":")
             if tag in tags and self._source_path(tags[tag], rel) in paths:
                 continue  # already a candidate (the usual case): no need to parse it again
-            path = self.path_for_label(label)
-            if path is not None and self.selects(self.target(path).rel):
-                paths.add(path)
-        return sorted(paths)
+            if tag in tags and is_vcs_path(rel):
+                path = self._source_path(tags[tag], rel)
+                skipped.append(Skipped(path, f"block {owner}/{label} names it, but {_VCS}"))
+                continue
+            named = self.path_for_label(label)
+            if named is not None and self.selects(self.target(named).rel):
+                paths.add(named)
+        return sorted(paths), skipped
 
     # -- reconcile --------------------------------------------------------------------------
 
-    def guard(self) -> None:
-        """Refuse a run over all paths whose folders are unreadable, or in which most bound
-        files vanished at once (see :func:`blocksync.sources.mass_deletion`)."""
-        for root in self.spec.paths:
-            if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
-                raise NotFound(
-                    f"source {self.key!r}: folder {root} is missing or unreadable; "
-                    "refusing to reconcile it in this run"
-                )
-        bound = [b.path for b in self.bases.bindings()]
+    def _guard(self, snap: _Snapshot, survey: _Survey) -> None:
+        """Refuse a run over all paths in which most bound files vanished at once, or most of
+        their blocks were deleted (see :func:`blocksync.sources.mass_deletion`). Files in
+        folders that cannot be listed are unknown, not gone; version-control paths never sync."""
+        bound: list[tuple[str, BaseEntry]] = []
+        for path, entry in snap.entries.items():
+            try:
+                index, rel = self._locate(path)
+            except UsageError:
+                continue
+            if not is_vcs_path(rel) and survey.unknown(index, rel) is None:
+                bound.append((path, entry))
         if len(bound) <= MASS_DELETION_MIN:
             return  # too few to tell an accident from deliberate deletions
-        present = set(self.scan())
-        refusal = mass_deletion(self.key, len(bound), [p for p in bound if p not in present])
-        if refusal is not None:
-            raise refusal
+        gone = [p for p, _ in bound if p not in survey.present]
+        blocks_gone = [
+            p for p, e in bound if p in survey.present and (e.owner, e.label) not in snap.latest
+        ]
+        for side, missing in (("disk", gone), ("agent", blocks_gone)):
+            refusal = mass_deletion(self.key, len(bound), missing, side=side)
+            if refusal is not None:
+                raise refusal
 
     def reconcile(self, paths: list[str]) -> list[ReconcileResult]:
         """Reconcile ``paths`` (see the module docstring); skipped ones land in ``skipped``."""
@@ -657,142 +678,145 @@ class FileSource:
         return outcome.results
 
     def reconcile_outcome(
-        self, paths: Iterable[str] | None = None, *, dry_run: bool = False
+        self,
+        paths: Iterable[str] | None = None,
+        *,
+        dry_run: bool = False,
+        allow_mass_delete: bool = False,
     ) -> ReconcileOutcome:
-        """As :meth:`reconcile`, with the skipped paths and reasons; None: every candidate.
+        """As :meth:`reconcile`, with the skipped paths and reasons; None: every candidate,
+        after the mass-deletion guard (unless ``allow_mass_delete``) and with every entry of
+        the folders that is not synced reported in ``skipped``.
 
         ``dry_run`` decides every path and writes nothing: the results say what would happen.
+        A path whose block an agent changes while this call writes is decided again once with
+        what it holds then, and otherwise left for the next run (a skip saying so): one busy
+        block never fails the others.
         """
         wanted = None if paths is None else list(dict.fromkeys(paths))
         if wanted is not None:
             for p in wanted:
                 self.target(p)  # every path checked before anything is read
-        snap = self._snapshot()
-        if wanted is None:
-            wanted = self._candidates(snap)
-        located = [self._locate(p) for p in wanted]
-        roots = self.spec.paths
-        for root in {roots[index] for index, _ in located}:
-            if not root.is_dir():
-                raise NotFound(
-                    f"root folder {root} of file source {self.spec.key!r} is missing or not a "
-                    "folder: refusing to treat its files as deleted"
-                )
         outcome = ReconcileOutcome()
-        plans: list[_Plan] = []
-        # in the order of ``wanted``: a path found unchanged by its hashes alone, or its plan
+        with self._disk() as disk:
+            snap = self._snapshot()
+            survey = None
+            if wanted is None:
+                survey = self._survey(disk)
+                if not allow_mass_delete:
+                    self._guard(snap, survey)
+                wanted, skipped = self._candidates(snap, survey)
+                outcome.skipped += survey.skipped + skipped
+            for root in {self.spec.paths[self._locate(p)[0]] for p in wanted}:
+                disk[root]  # a missing root fails the call before anything is decided
+            ordered = self._decide(wanted, snap, disk, survey, outcome)
+            plans = [item for item in ordered if isinstance(item, _Plan)]
+            if dry_run:
+                for plan in plans:
+                    plan.result = _would(plan)
+            else:
+                self._apply(plans, disk)
+                moved = {plan.target.path for plan in plans if plan.skipped == _MOVED}
+                if moved:  # decided again once, with the block as it is now
+                    again = self._decide(sorted(moved), self._snapshot(), disk, survey, outcome)
+                    self._apply([item for item in again if isinstance(item, _Plan)], disk)
+                    redone = {_path_of(item): item for item in again}
+                    ordered = [
+                        redone[path] if path in redone else item
+                        for item in ordered
+                        if (path := _path_of(item)) not in moved or path in redone
+                    ]
+            for item in ordered:
+                self._report(item, outcome, disk)
+        order = {p: i for i, p in enumerate(wanted)}
+        outcome.skipped.sort(key=lambda s: order.get(s.path, -1))
+        self.skipped = list(outcome.skipped)
+        return outcome
+
+    def _decide(
+        self,
+        wanted: list[str],
+        snap: _Snapshot,
+        disk: _Disk,
+        survey: _Survey | None,
+        outcome: ReconcileOutcome,
+    ) -> list[NoChange | _Plan]:
+        """In the order of ``wanted``: each path found unchanged by its hashes alone, or its
+        plan; paths left alone go to ``outcome.skipped`` with the reason."""
+        roots = self.spec.paths
         ordered: list[NoChange | _Plan] = []
-        for path, (index, rel) in zip(wanted, located):
+        for path in wanted:
+            index, rel = self._locate(path)
             root = roots[index]
+            why = None if survey is None else survey.unknown(index, rel)
+            if why is not None:
+                outcome.skipped.append(Skipped(path, why))
+                continue
+            folder = disk[root]
             read = None
             entry = snap.entries.get(path)
             if entry is not None:  # a bound path's file is read first anyway (see _classify)
-                read = self._read_at(root, rel, snap.real_parents)
+                read = folder.read(rel)
                 if self._unchanged(entry, read[0], snap):
                     ordered.append(NoChange(path))
                     continue
             target = FileTarget(
                 path, root, rel, root.joinpath(*rel.split("/")), self._label(index, rel)
             )
-            classified = self._classify(target, snap, read)
+            try:
+                classified = self._classify(target, snap, folder, read)
+            except StoreCorrupt as exc:  # one damaged object fails its path, not the source
+                classified = str(exc)
             if isinstance(classified, str):
                 outcome.skipped.append(Skipped(target.path, classified))
             else:
-                plans.append(classified)
                 ordered.append(classified)
-        if dry_run:
-            for plan in plans:
-                plan.result = _would(plan)
-        else:
-            self._apply(plans)
-        for item in ordered:
-            if isinstance(item, NoChange):
-                outcome.results.append(item)
-                outcome.reasons[item.path] = _UNCHANGED
-                continue
-            plan = item
-            if plan.skipped is not None:
-                outcome.skipped.append(Skipped(plan.target.path, plan.skipped))
-                continue
-            assert plan.result is not None
-            outcome.results.append(plan.result)
-            outcome.reasons[plan.target.path] = plan.decision.reason
-            if isinstance(plan.result, NeedsResolution):
-                disk = plan.disk
-                if plan.decision.reason == _CHANGED_WHILE_WRITING:
-                    disk, _, _ = self._read_disk(plan.target)
-                outcome.conflicts[plan.target.path] = Sides(
-                    plan.owner, plan.label, plan.base, disk, plan.agent
-                )
-        order = {p: i for i, p in enumerate(wanted)}
-        outcome.skipped.sort(key=lambda s: order[s.path])
-        self.skipped = list(outcome.skipped)
-        return outcome
+        return ordered
 
-    def _read_disk(
-        self, target: FileTarget, real_parents: dict[str, str | None] | None = None
-    ) -> tuple[str | None, str | None, str | None]:
-        """(text, sha256 of its bytes, None); (None, None, None) if there is no file; or
-        (None, None, reason) if it cannot be synced as text: then it is left alone.
+    def _report(self, item: NoChange | _Plan, outcome: ReconcileOutcome, disk: _Disk) -> None:
+        if isinstance(item, NoChange):
+            outcome.results.append(item)
+            outcome.reasons[item.path] = _UNCHANGED
+            return
+        plan = item
+        if plan.skipped is not None:
+            reason = _STILL_MOVING if plan.skipped == _MOVED else plan.skipped
+            outcome.skipped.append(Skipped(plan.target.path, reason))
+            return
+        assert plan.result is not None
+        outcome.results.append(plan.result)
+        outcome.reasons[plan.target.path] = plan.decision.reason
+        if isinstance(plan.result, NeedsResolution):
+            disk_text = plan.disk
+            if plan.decision.reason == _CHANGED_WHILE_WRITING:
+                disk_text, _, _ = self._read_disk(plan.target, disk[plan.target.root])
+            outcome.conflicts[plan.target.path] = Sides(
+                plan.owner, plan.label, plan.base, disk_text, plan.agent
+            )
 
-        ``real_parents`` caches folders' real paths over one reconcile call."""
-        data, unreadable = self._read_bytes(target, real_parents)
-        if data is None:
-            return None, None, unreadable
+    @staticmethod
+    def _text_of(data: bytes) -> tuple[str | None, str | None]:
+        """(text, None), or (None, why) when ``data`` is not UTF-8."""
         try:
-            text = data.decode("utf-8")
+            return data.decode("utf-8"), None
         except UnicodeDecodeError as exc:
-            return None, None, (
+            return None, (
                 f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
                 "binary files are left alone"
             )
+
+    def _read_disk(
+        self, target: FileTarget, folder: Folder
+    ) -> tuple[str | None, str | None, str | None]:
+        """(text, sha256 of its bytes, None); (None, None, None) if there is no file; or
+        (None, None, reason) if it cannot be synced as text: then it is left alone."""
+        data, unreadable = folder.read(target.rel)
+        if data is None:
+            return None, None, unreadable
+        text, why = self._text_of(data)
+        if text is None:
+            return None, None, why
         return text, hashlib.sha256(data).hexdigest(), None
-
-    def _read_bytes(
-        self, target: FileTarget, real_parents: dict[str, str | None] | None = None
-    ) -> tuple[bytes | None, str | None]:
-        """(the file's bytes, None); (None, None) if there is no file; (None, reason) if it
-        cannot be synced (not a regular file, its folder leads out of the root, unreadable)."""
-        return self._read_at(target.root, target.rel, real_parents)
-
-    def _read_at(
-        self, root: Path, rel: str, real_parents: dict[str, str | None] | None = None
-    ) -> tuple[bytes | None, str | None]:
-        """:meth:`_read_bytes` of the file ``rel`` in ``root``."""
-        file = self._root_prefixes[root] + rel  # os.fspath(root.joinpath(...)), sooner
-        parent = os.path.dirname(file)
-        if real_parents is not None and parent in real_parents:
-            outside = real_parents[parent]
-        else:
-            outside = None
-            real_parent = Path(os.path.realpath(parent))
-            if not real_parent.is_relative_to(self._real_roots[root]):
-                outside = f"its folder leads outside the root {root} (a symbolic link)"
-            if real_parents is not None:
-                real_parents[parent] = outside
-        if outside is not None:
-            return None, outside
-        try:
-            fd = os.open(file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except (FileNotFoundError, NotADirectoryError):
-            return None, None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return None, "a symbolic link: only regular files are synced"
-            return None, f"cannot read it: {exc.strerror}"
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                return None, "not a regular file"
-            # sized to the file (a small file's read is not a megabyte's allocation), then
-            # on to the end, wherever it is now
-            chunks = [os.read(fd, min(info.st_size + 1, _READ_CHUNK))]
-            if chunks[0]:
-                while chunk := os.read(fd, _READ_CHUNK):
-                    chunks.append(chunk)
-        finally:
-            os.close(fd)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks), None
 
     @staticmethod
     def _unchanged(entry: BaseEntry, data: bytes | None, snap: _Snapshot) -> bool:
@@ -811,6 +835,7 @@ class FileSource:
         self,
         target: FileTarget,
         snap: _Snapshot,
+        folder: Folder,
         read: tuple[bytes | None, str | None] | None = None,
     ) -> _Plan | str:
         """The plan for one path, or the reason it is left alone.
@@ -837,7 +862,7 @@ class FileSource:
                 return f"its block {owner}/{label} is bound to path {other!r}"
             if not self.selects(target.rel):
                 return "not selected by the source's recursive/include/exclude settings"
-        data, unreadable = self._read_bytes(target, snap.real_parents) if read is None else read
+        data, unreadable = folder.read(target.rel) if read is None else read
         if unreadable is not None:
             return unreadable
         disk_hash = None if data is None else hashlib.sha256(data).hexdigest()
@@ -857,13 +882,10 @@ class FileSource:
             )
         disk: str | None = None
         if data is not None:
-            try:
-                disk = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return (
-                    f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
-                    "binary files are left alone"
-                )
+            disk, why = self._text_of(data)
+            if disk is None:
+                assert why is not None
+                return why
         # both sides as of the snapshot (a block that moves since is refused by its expected
         # version when written); a text known to equal another is never read twice: a file
         # hashing to its base's sha256 holds the base, a block whose blob is the base's too
@@ -893,7 +915,7 @@ class FileSource:
         if self.fault is not None:
             self.fault(step)
 
-    def _apply(self, plans: list[_Plan]) -> None:
+    def _apply(self, plans: list[_Plan], disk: _Disk) -> None:
         for plan in plans:
             action = plan.decision.action
             if action is Action.NO_CHANGE:
@@ -902,17 +924,14 @@ class FileSource:
                 plan.result = NeedsResolution(plan.target.path, plan.disk or "", plan.agent or "")
         todo = [p for p in plans if p.result is None]
         self._write_blocks([p for p in todo if p.decision.action in _BLOCK_ACTIONS])
-        folders: set[Path] = set()
         try:
             for plan in todo:
                 if plan.skipped is None and plan.decision.action in _FILE_ACTIONS:
-                    self._write_file(plan, folders)
+                    self._write_file(plan, disk[plan.target.root])
         finally:
             # each folder written to fsynced once, after all its files were renamed and
             # before any base advances (ext4 and friends commit the renames together)
-            for folder in sorted(folders):
-                with suppress(FileNotFoundError):  # removed since: nothing left to persist
-                    _fsync_folder(folder)
+            disk.sync()
         settle = [p for p in todo if p.skipped is None and p.result is None]
         if settle:
             self._hook("before-bases")
@@ -936,7 +955,8 @@ class FileSource:
     def _write_blocks(self, plans: list[_Plan]) -> None:
         if not plans:
             return
-        with self.blocks.transaction(self._message(plans, "block(s)"), self.author) as tx:
+        message = self._message(plans, "block(s)")
+        with self.blocks.transaction(message, self.author, skip_stale=True) as tx:
             for plan in plans:
                 action, content = plan.decision.action, plan.decision.content
                 try:
@@ -954,35 +974,36 @@ class FileSource:
                 except InvalidContent as exc:  # e.g. over the block's char_limit
                     plan.skipped = f"the block cannot hold it: {exc}"
             self._hook("before-block-commit")
+        for plan in plans:  # an agent wrote these meanwhile: nothing of them was written
+            if (plan.owner, plan.label) in tx.stale:
+                plan.skipped = _MOVED
         self._hook("after-block-commit")
 
-    def _write_file(self, plan: _Plan, folders: set[Path] | None = None) -> None:
-        path, file = plan.target.path, plan.target.file
+    def _write_file(self, plan: _Plan, folder: Folder) -> None:
+        rel = plan.target.rel
         content = plan.decision.content
         self._hook("before-file-write")
         try:
             if content is None:  # DELETE_DISK
                 assert plan.disk_hash is not None
-                done = remove_file_atomically(file, plan.disk_hash, synced_folders=folders)
+                done = folder.remove(rel, plan.disk_hash)
             elif content_hash(content) == plan.disk_hash:
                 done = True  # the file holds the result already
             else:
-                done = write_file_atomically(
-                    file, content, plan.disk_hash, synced_folders=folders
-                )
+                done = folder.write(rel, content.encode("utf-8"), plan.disk_hash)
         except OSError as exc:
-            plan.skipped = f"cannot write the file: {exc}"
+            plan.skipped = f"cannot write the file: {_why(exc)}"
             return
         self._hook("after-file-write")
         if done:
             return
         # changed since it was read: not overwritten; both sides as they are now
-        disk, _, unreadable = self._read_disk(plan.target)
+        disk, _, unreadable = self._read_disk(plan.target, folder)
         if unreadable is not None:
             plan.skipped = f"the file changed while reconciling: {unreadable}"
             return
         agent = plan.agent if plan.decision.action is not Action.MERGED else content
-        plan.result = NeedsResolution(path, disk or "", agent or "")
+        plan.result = NeedsResolution(plan.target.path, disk or "", agent or "")
         plan.decision = Decision(Action.CONFLICT, None, _CHANGED_WHILE_WRITING)
 
     def _one(self, path: str) -> FileTarget:
@@ -1006,14 +1027,15 @@ class FileSource:
         target = self.target(path)
         found = self.bases.get(path)
         owner, label = (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
-        disk, _, unreadable = self._read_disk(target)
+        with self._disk() as disk:
+            text, _, unreadable = self._read_disk(target, disk[target.root])
         if unreadable is not None:
             raise UsageError(f"source {self.spec.key!r}: {path!r} is left alone: {unreadable}")
         try:
             agent: str | None = self.blocks.read(owner, label).content
         except BlockNotFound:
             agent = None
-        return Sides(owner, label, None if found is None else found[1], disk, agent)
+        return Sides(owner, label, None if found is None else found[1], text, agent)
 
     def settle(
         self,
@@ -1049,12 +1071,20 @@ class FileSource:
         if version is None and agent is not None:
             version = self.blocks.read(expected.owner, expected.label).version
         disk_hash = _hash(expected.disk)  # a UTF-8 file's hash is its text's content hash
-        if disk is None:
-            done = disk_hash is None or remove_file_atomically(target.file, disk_hash)
-        elif disk == expected.disk:
-            done = True
-        else:
-            done = write_file_atomically(target.file, disk, disk_hash)
+        with self._disk() as folders:
+            folder = folders[target.root]
+            try:
+                if disk is None:
+                    done = disk_hash is None or folder.remove(target.rel, disk_hash)
+                elif disk == expected.disk:
+                    done = True
+                else:
+                    done = folder.write(target.rel, disk.encode("utf-8"), disk_hash)
+                folder.sync()
+            except OSError as exc:
+                raise SourceChanged(
+                    self.key, path, f"cannot write its file {target.file}: {_why(exc)}"
+                ) from exc
         if not done:
             raise ConcurrentUpdate(f"file {target.file}", 1,
                                    "it changed while the conflict was being resolved")
@@ -1111,7 +1141,7 @@ class FileSource:
         """
         self._check_owner(owner)
         target = self.target(path)
-        if file_hash(target.file) is None:
+        if self._digest(target) is None:
             raise NotFound(f"source {self.spec.key!r} has no file {path!r} ({target.file})")
         self._one(path)
         return self.block_of(path)
@@ -1126,7 +1156,7 @@ class FileSource:
                 f"source {self.spec.key!r}: {path!r} is not selected by its recursive/include/"
                 "exclude settings"
             )
-        if file_hash(target.file) is not None:
+        if self._digest(target) is not None:
             raise AlreadyExists(f"source {self.spec.key!r} already has a file {path!r}")
         if self.bases.get(path) is not None:
             raise AlreadyExists(f"source {self.spec.key!r}: {path!r} is bound already")
@@ -1136,6 +1166,15 @@ class FileSource:
         )
         self._one(path)
         return self.block_of(path)
+
+    def _digest(self, target: FileTarget) -> str | None:
+        with self._disk() as disk:
+            try:
+                return disk[target.root].digest(target.rel)
+            except OSError as exc:
+                raise UsageError(
+                    f"source {self.spec.key!r}: {target.path!r} is left alone: {_why(exc)}"
+                ) from exc
 
     def save(self, block: BlockRef) -> None:
         """Carry the block's content to its file (a reconcile of its path: a disk edit made
@@ -1152,7 +1191,16 @@ class FileSource:
         found = self.bases.get(path)
         owner, label = (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
         base = None if found is None else found[1]
-        disk, disk_hash, unreadable = self._read_disk(target)
+        with self._disk() as disk:
+            folder = disk[target.root]
+            self._delete(target, found is not None, base, owner, label, folder)
+
+    def _delete(
+        self, target: FileTarget, bound: bool, base: str | None, owner: str, label: str,
+        folder: Folder,
+    ) -> None:
+        path = target.path
+        text, disk_hash, unreadable = self._read_disk(target, folder)
         if unreadable is not None:
             raise UsageError(f"source {self.spec.key!r}: {path!r} is left alone: {unreadable}")
         try:
@@ -1160,29 +1208,37 @@ class FileSource:
             agent, version = block.content, block.version
         except BlockNotFound:
             agent, version = None, None
-        if disk is not None and disk != base and disk != agent:
+        if text is not None and text != base and text != agent:
             raise MergeConflict(
                 f"source {self.spec.key!r}: {path!r} has changes no reconcile has recorded; "
                 "reconcile it before deleting it"
             )
-        if found is None and disk is None and agent is None:
+        if not bound and text is None and agent is None:
             raise NotFound(f"source {self.spec.key!r} has no path {path!r}")
+        message = f"file source {self.spec.key}: delete {path}"
         if agent is not None:
-            with self.blocks.transaction(f"file source {self.spec.key}: delete {path}", self.author) as tx:
+            with self.blocks.transaction(message, self.author) as tx:
                 tx.delete(owner, label, expected_version=version)
                 self._hook("before-block-commit")
             self._hook("after-block-commit")
         if disk_hash is not None:
             self._hook("before-file-write")
-            if not remove_file_atomically(target.file, disk_hash):
+            try:
+                removed = folder.remove(target.rel, disk_hash)
+                folder.sync()
+            except OSError as exc:
+                removed, why = False, _why(exc)
+            else:
+                why = "it changed while it was being deleted"
+            if not removed:
                 raise MergeConflict(
-                    f"source {self.spec.key!r}: {path!r} changed while it was being deleted; its "
-                    "block was deleted (its history keeps it), the file was kept"
+                    f"source {self.spec.key!r}: {path!r}: {why}; its block was deleted (its "
+                    "history keeps it), the file was kept"
                 )
             self._hook("after-file-write")
-        if found is not None:
+        if bound:
             self._hook("before-bases")
-            with self.bases.update(f"file source {self.spec.key}: delete {path}", self.author) as btx:
+            with self.bases.update(message, self.author) as btx:
                 btx.forget(path)
             self._hook("after-bases")
 

@@ -9,11 +9,12 @@ from dulwich.objects import Commit, ObjectID, ShaFile, Tree
 from dulwich.repo import Repo
 
 from .blocks import BLOCKS_DIR, MAIN, block_problem
+from .gitstore import damaged
 
 
 @dataclass(frozen=True)
 class Problem:
-    area: str  # "repository", "blocks" or "index"
+    area: str  # "repository", "blocks", "index" or "records"
     message: str
 
 
@@ -42,9 +43,11 @@ def check_repository(repo_path: Path, report: FsckReport) -> None:
     with repo:
         refs = repo.get_refs()
         head = refs.get(MAIN)
-        # sync bases (refs/sync/*) may be written before any block: main is not due yet
+        # sync bases (refs/sync/*) and records (refs/blocksync/*: a run, a stream's pull) may
+        # be written before any block: main is not due yet
         if head is None and any(
-            name != b"HEAD" and not name.startswith(b"refs/sync/") for name in refs
+            name != b"HEAD" and not name.startswith((b"refs/sync/", b"refs/blocksync/"))
+            for name in refs
         ):
             report.add("repository", "refs/heads/main is missing")
         seen: set[bytes] = set()
@@ -58,7 +61,8 @@ def check_repository(repo_path: Path, report: FsckReport) -> None:
                 obj: ShaFile = repo.object_store[sha]
                 obj.check()
             except Exception as exc:  # missing object, bad zlib, malformed tree: all "damage"
-                report.add("repository", f"object {sha.decode()}: {exc}")
+                what = "is missing" if isinstance(exc, KeyError) else f"is damaged ({exc})"
+                report.add("repository", damaged(repo_path, sha.decode(), what).detail)
                 continue
             report.objects_checked += 1
             if isinstance(obj, Commit):

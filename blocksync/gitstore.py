@@ -8,6 +8,8 @@ Used by the block store (``refs/heads/main``) and by sync bases (``refs/sync/<so
 from __future__ import annotations
 
 import binascii
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -17,16 +19,19 @@ import time
 import weakref
 import zlib
 from collections import OrderedDict
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from dulwich.errors import NotGitRepository
-from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
+from dulwich.errors import (
+    ApplyDeltaError, ChecksumMismatch, FileFormatException, NotGitRepository,
+)
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree, object_header
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from .errors import RepositoryCorrupt, StoreNotFound, UsageError
+from .errors import ConcurrentUpdate, RepositoryCorrupt, StoreNotFound, UsageError
 
 TREE_MODE = 0o040000
 FILE_MODE = 0o100644
@@ -34,10 +39,52 @@ FILE_MODE = 0o100644
 PACK_THRESHOLD = 64
 #: Trees kept parsed in memory (immutable by id, so never stale).
 TREE_CACHE = 4096
-#: zlib level of objects written into packs: the fastest (git's own default is 6; any level
-#: reads back the same, and the packs blocksync writes are small and repacked by `git gc`).
-PACK_COMPRESSION = 1
+#: zlib level of the objects blocksync writes: the fastest (git's own for loose objects; for
+#: packs it uses 6, but any level reads back the same, and `git gc` repacks them anyway).
+COMPRESSION = 1
+#: below this size an object is deflated with zlib's smallest state (memLevel 1): setting up
+#: the default one costs more than compressing a small object, and saves no bytes on it
+SMALL_OBJECT = 1 << 16
 _TYPE_NUMS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
+
+
+def deflate(data: bytes) -> bytes:
+    """``data`` compressed as git stores an object (zlib, level :data:`COMPRESSION`)."""
+    if len(data) >= SMALL_OBJECT:
+        return zlib.compress(data, COMPRESSION)
+    packer = zlib.compressobj(COMPRESSION, zlib.DEFLATED, 15, 1)
+    return packer.compress(data) + packer.flush()
+
+
+#: Longest wait for another blocksync writer of the same ref before going on by
+#: compare-and-swap alone (never forever: a stopped writer must not stop every other one).
+WRITER_WAIT = 60.0
+#: what dulwich raises for an object file or pack it cannot read: damage, not a bug
+UNREADABLE: tuple[type[Exception], ...] = (
+    FileFormatException,  # ObjectFormatException, EmptyFileException: a garbled object file
+    ChecksumMismatch,  # the content does not hash to its name
+    ApplyDeltaError,
+    zlib.error,
+    EOFError,
+    struct.error,
+    ValueError,
+)
+
+
+def damaged(repo: Path, object_id: str, what: str) -> RepositoryCorrupt:
+    """The error for object ``object_id`` of ``repo`` that ``what`` (is missing, cannot be
+    read): where the damage is listed and how the object is copied back from another copy of
+    the repository (``pull`` cannot: it never fetches what the local history already names)."""
+    loose = repo / "objects" / object_id[:2] / object_id[2:]
+    move = f"move the damaged file {loose} away, then " if loose.exists() else ""
+    return RepositoryCorrupt(
+        str(repo),
+        f"object {object_id} {what}; `git --git-dir {repo} fsck` lists the damage; to repair "
+        f"it, {move}copy the object from a remote or backup of this repository: `echo "
+        f"{object_id} | git --git-dir OTHER.git pack-objects --stdout | git --git-dir {repo} "
+        "unpack-objects`",
+        object_id=object_id,
+    )
 
 
 def identity(author: str) -> bytes:
@@ -55,18 +102,19 @@ def identity(author: str) -> bytes:
         raise UsageError(f"author {author!r} is not valid text") from exc
 
 
+#: one line per key, as ``indent=2`` writes a flat document, in ONE call of the C encoder
+_FLAT_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",\n  ", ": "))
+
+
 def json_document(doc: dict[str, Any]) -> bytes:
     """``json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)`` and a newline, as
     UTF-8: the same bytes (the blob ids of metadata depend on them), without the slow pure-Python
     encoder ``indent`` selects, for a flat document of text, whole numbers and nulls."""
     if not all(v is None or type(v) in (str, int) for v in doc.values()):
         return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-    dumps = json.dumps
-    body = ",\n".join(
-        f"  {dumps(key, ensure_ascii=False)}: {dumps(doc[key], ensure_ascii=False)}"
-        for key in sorted(doc)
-    )
-    return (f"{{\n{body}\n}}\n" if doc else "{}\n").encode()
+    if not doc:
+        return b"{}\n"
+    return f"{{\n  {_FLAT_JSON.encode(doc)[1:-1]}\n}}\n".encode()
 
 
 class GitStore:
@@ -112,7 +160,9 @@ class GitStore:
         try:
             return self.repo.object_store[ObjectID(sha)]
         except KeyError as exc:
-            raise RepositoryCorrupt(str(self.path), f"object {sha.decode()} is missing") from exc
+            raise damaged(self.path, sha.decode(), "is missing") from exc
+        except UNREADABLE as exc:
+            raise damaged(self.path, sha.decode(), f"cannot be read ({exc})") from exc
 
     def tree(self, sha: bytes) -> Tree:
         # trees are immutable by id: a small cache saves re-reading the folders that every
@@ -231,6 +281,48 @@ class GitStore:
             raise
         return True
 
+    @contextmanager
+    def writer_lock(self, name: Ref) -> Iterator[None]:
+        """Be the one blocksync writer of ref ``name`` for the ``with`` block.
+
+        The ref moves by compare-and-swap whatever happens; this lock is about progress. A
+        commit of thousands of blocks takes a second to build, a busy agent commits every few
+        milliseconds: by compare-and-swap alone the big one loses every race and never lands.
+        Writers of one ref take turns instead (``flock``, released by the kernel if the holder
+        dies), each reading the head under the lock. After :data:`WRITER_WAIT` seconds a
+        writer goes on without the lock (compare-and-swap still refuses a lost update).
+        """
+        lock = self.path / ("blocksync-" + name.decode().replace("/", "-") + ".lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            deadline = time.monotonic() + WRITER_WAIT
+            pause = 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+            yield
+        finally:
+            os.close(fd)
+
+    def gave_up(self, name: Ref, attempts: int) -> ConcurrentUpdate:
+        """The error of a compare-and-swap of ``name`` that lost ``attempts`` races in a row;
+        it names the ref's lock file when one is left behind (a hung or killed writer)."""
+        lock = self.path / (name.decode() + ".lock")
+        hint = (
+            f"{lock} stays locked: another writer hangs, or a killed one left it behind; "
+            "remove it if no blocksync process is running"
+            if lock.exists() else ""
+        )
+        return ConcurrentUpdate(name.decode(), attempts, hint)
+
     def _write_pack(self, objects: list[ShaFile]) -> None:
         """Write ``objects`` as one pack (version 2, no deltas) with its index (version 2), as
         ``git index-pack`` would: the pack, then the index under the same name, each written to
@@ -243,7 +335,6 @@ class GitStore:
         chunks: list[bytes] = []
         index: list[tuple[bytes, int, int]] = []  # (binary sha, offset, crc32)
         offset = 12
-        compress = zlib.compress
         for obj in objects:
             sha = bytes.fromhex(obj.id.decode("ascii"))
             if sha in seen:
@@ -259,7 +350,7 @@ class GitStore:
                 byte = size & 0x7F
                 size >>= 7
             header.append(byte)
-            entry = bytes(header) + compress(raw, PACK_COMPRESSION)
+            entry = bytes(header) + deflate(raw)
             chunks.append(entry)
             index.append((sha, offset, zlib.crc32(entry)))
             offset += len(entry)
@@ -342,7 +433,8 @@ class GitStore:
             return
         except FileNotFoundError:
             pass
-        data = obj.as_legacy_object()
+        raw = obj.as_raw_string()
+        data = deflate(object_header(obj.type_num, len(raw)) + raw)
         tmp = folder / f"tmp_obj_{os.getpid()}_{random.getrandbits(48):012x}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)

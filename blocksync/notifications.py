@@ -1,6 +1,10 @@
 """Notifications from plugins and the state of data streams, stored durably in ``index.db``.
 
-Unlike the version index, none of this can be re-derived from git. Three tables:
+Unlike the version index, none of this can be re-derived from block history, so every row is
+also kept in git, as a record on ``refs/blocksync/records`` (:mod:`blocksync.records`; the
+kinds :data:`NOTIFICATION_RECORDS`, :data:`STREAM_RECORDS`, :data:`CURSOR_RECORDS`), written
+in the same transaction as the row (git first): one records commit per pull, per ack, per
+notification emitted outside a pull, per change of a stream's state. Three tables:
 
 ``notifications``
     one row per notification: ``source`` (the plugin's table key), ``text``, ``blocks`` (JSON:
@@ -42,6 +46,7 @@ from typing import Any
 
 from .errors import AccessDenied, ConcurrencyError, IndexCorrupt, NotificationNotFound, PullRefused
 from .sources import BlockRef, Notification
+from .sqlitetable import Recorder, RecordKind, Staged, recorded
 
 #: a block reference -> (its canonical reference, its current version), or None: no such block
 Resolver = Callable[[BlockRef], "tuple[BlockRef, int] | None"]
@@ -68,6 +73,36 @@ _ADDED = {
     "acked_at": "TEXT",
 }
 _COLUMNS = "id, source, text, blocks, created_at, acked, missing, origin, call, cursor, acked_at"
+
+
+def _prepare(conn: sqlite3.Connection) -> None:
+    """Create the tables, and add the columns a table made by an older version lacks."""
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    have = {r[1] for r in conn.execute("PRAGMA table_info(notifications)")}
+    for name, decl in _ADDED.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE notifications ADD COLUMN {name} {decl}")
+
+
+#: how rows are kept in git: ``notifications/<id >> 16>/<id >> 8 & 255>/<id>.json`` (one pull's
+#: notifications share a folder or two)
+NOTIFICATION_RECORDS = RecordKind(
+    folder="notifications", noun="notification", table="notifications",
+    columns=tuple(_COLUMNS.split(", ")), key=("id",), prepare=_prepare, numbered=True,
+)
+#: ``streams/<h[:2]>/<h[2:4]>/<key>.json``
+STREAM_RECORDS = RecordKind(
+    folder="streams", noun="stream", table="streams",
+    columns=("key", "state", "owner", "cursor", "delivered", "pulls", "updated_at", "last_error"),
+    key=("key",), prepare=_prepare,
+)
+#: ``stream-cursors/<h[:2]>/<h[2:4]>/<stream>+<seq>.json``
+CURSOR_RECORDS = RecordKind(
+    folder="stream-cursors", noun="stream cursor", table="stream_cursors",
+    columns=("stream", "seq", "cursor", "notifications", "pulled_at"), key=("stream", "seq"),
+    prepare=_prepare,
+)
 
 
 def now() -> str:
@@ -141,23 +176,34 @@ def _is_number(text: str | None) -> bool:
 
 
 class NotificationLog:
-    def __init__(self, path: Path, resolve: Resolver | None = None) -> None:
+    def __init__(
+        self, path: Path, resolve: Resolver | None = None, *, records: Recorder | None = None
+    ) -> None:
+        """``records``: keep every row in git too (None: in index.db only)."""
         self.path = path
         self.resolve = resolve
+        self._records = records
         self._lock = threading.RLock()
         self._captures: dict[str, PullCapture] = {}
         self._calls: dict[str, str] = {}
         try:
             self._conn = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
-            for statement in _SCHEMA:
-                self._conn.execute(statement)
-            have = {r[1] for r in self._conn.execute("PRAGMA table_info(notifications)")}
-            for name, decl in _ADDED.items():
-                if name not in have:
-                    self._conn.execute(f"ALTER TABLE notifications ADD COLUMN {name} {decl}")
+            _prepare(self._conn)
+            if records is not None:
+                records.follow(self._conn)
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(str(path), f"cannot store notifications ({exc})") from exc
+
+    @contextmanager
+    def _write(self, doing: str, message: str) -> Iterator[Staged]:
+        """One IMMEDIATE transaction, its rows written to git before it commits."""
+        with self._lock:
+            try:
+                with recorded(self._conn, self._records, message) as staged:
+                    yield staged
+            except sqlite3.DatabaseError as exc:
+                raise IndexCorrupt(str(self.path), f"{doing} ({exc})") from exc
 
     def close(self) -> None:
         self._conn.close()
@@ -188,8 +234,8 @@ class NotificationLog:
         return json.dumps(rows, ensure_ascii=False), json.dumps(missing)
 
     def _insert(
-        self, source: str, n: Notification, origin: str, call: str, cursor: str | None, at: str,
-        resolved: tuple[str, str] | None = None,
+        self, staged: Staged, source: str, n: Notification, origin: str, call: str,
+        cursor: str | None, at: str, resolved: tuple[str, str] | None = None,
     ) -> int:
         blocks, missing = self._resolved(n.blocks) if resolved is None else resolved
         cur = self._conn.execute(
@@ -197,7 +243,9 @@ class NotificationLog:
             " cursor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [source, n.text, blocks, at, missing, origin, call, cursor],
         )
-        return int(cur.lastrowid or 0)
+        new_id = int(cur.lastrowid or 0)
+        staged.add(NOTIFICATION_RECORDS, new_id)
+        return new_id
 
     def add(self, source: str, text: str, blocks: tuple[BlockRef, ...]) -> int:
         """Store a notification ``source`` emitted (``host.emit-notification``) now; during a
@@ -206,12 +254,13 @@ class NotificationLog:
         if capture is not None:
             capture.emitted.append(Notification(text, tuple(blocks)))
             return 0
-        with self._lock:
-            try:
-                return self._insert(source, Notification(text, tuple(blocks)), "emit",
-                                    self._calls.get(source, ""), None, now())
-            except sqlite3.DatabaseError as exc:
-                raise IndexCorrupt(str(self.path), f"cannot store a notification ({exc})") from exc
+        # looked up first: the block store may catch its index up, which writes to index.db,
+        # and must not wait for the transaction below
+        notification = Notification(text, tuple(blocks))
+        resolved = self._resolved(notification.blocks)
+        with self._write("cannot store a notification", f"notification from {source}") as staged:
+            return self._insert(staged, source, notification, "emit",
+                                self._calls.get(source, ""), None, now(), resolved)
 
     @contextmanager
     def during(self, source: str, call: str) -> Iterator[None]:
@@ -260,47 +309,41 @@ class NotificationLog:
         memo: dict[tuple[str, str], Any] = {}
         emitted = [self._resolved(n.blocks, memo) for n in capture.emitted]
         returned = [self._resolved(n.blocks, memo) for n in pulled]
-        with self._lock:
-            at = now()
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    row = self.stream(stream)
-                    if row.cursor != expected:
-                        raise ConcurrencyError(
-                            f"stream {stream!r}: its cursor moved from {expected!r} to "
-                            f"{row.cursor!r} while this pull ran (another pull of it?): "
-                            "nothing of this pull was stored; pull again"
-                        )
-                    if cursor is not None and cursor != expected or cursor == expected and pulled:
-                        self._check_forward(stream, version, capture.call, row, cursor)
-                    ids = [self._insert(stream, n, "emit", capture.call, None, at, r)
-                           for n, r in zip(capture.emitted, emitted)]
-                    ids += [self._insert(stream, n, "pull", capture.call, cursor, at, r)
-                            for n, r in zip(pulled, returned)]
-                    self._upsert_stream(row)
-                    if cursor is not None and cursor != expected:
-                        seq = self._conn.execute(
-                            "SELECT COALESCE(MAX(seq), 0) + 1 FROM stream_cursors WHERE stream = ?",
-                            [stream],
-                        ).fetchone()[0]
-                        self._conn.execute(
-                            "INSERT INTO stream_cursors (stream, seq, cursor, notifications,"
-                            " pulled_at) VALUES (?, ?, ?, ?, ?)",
-                            [stream, seq, cursor, len(pulled), at],
-                        )
-                    self._conn.execute(
-                        "UPDATE streams SET cursor = ?, delivered = delivered + ?,"
-                        " pulls = pulls + 1, updated_at = ?, last_error = NULL WHERE key = ?",
-                        [row.cursor if cursor is None else cursor, len(pulled), at, stream],
-                    )
-                except BaseException:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            except sqlite3.DatabaseError as exc:
-                raise IndexCorrupt(str(self.path), f"cannot store a pull ({exc})") from exc
+        at = now()
+        message = (f"pull {stream}: {len(pulled)} notifications, {len(emitted)} emitted, "
+                   f"cursor {cursor if cursor is not None else expected}")
+        with self._write("cannot store a pull", message) as staged:
+            row = self.stream(stream)
+            if row.cursor != expected:
+                raise ConcurrencyError(
+                    f"stream {stream!r}: its cursor moved from {expected!r} to "
+                    f"{row.cursor!r} while this pull ran (another pull of it?): "
+                    "nothing of this pull was stored; pull again"
+                )
+            if cursor is not None and cursor != expected or cursor == expected and pulled:
+                self._check_forward(stream, version, capture.call, row, cursor)
+            ids = [self._insert(staged, stream, n, "emit", capture.call, None, at, r)
+                   for n, r in zip(capture.emitted, emitted)]
+            ids += [self._insert(staged, stream, n, "pull", capture.call, cursor, at, r)
+                    for n, r in zip(pulled, returned)]
+            self._upsert_stream(row)
+            if cursor is not None and cursor != expected:
+                seq = self._conn.execute(
+                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM stream_cursors WHERE stream = ?",
+                    [stream],
+                ).fetchone()[0]
+                self._conn.execute(
+                    "INSERT INTO stream_cursors (stream, seq, cursor, notifications,"
+                    " pulled_at) VALUES (?, ?, ?, ?, ?)",
+                    [stream, seq, cursor, len(pulled), at],
+                )
+                staged.add(CURSOR_RECORDS, stream, seq)
+            self._conn.execute(
+                "UPDATE streams SET cursor = ?, delivered = delivered + ?,"
+                " pulls = pulls + 1, updated_at = ?, last_error = NULL WHERE key = ?",
+                [row.cursor if cursor is None else cursor, len(pulled), at, stream],
+            )
+            staged.add(STREAM_RECORDS, stream)
             return self._select(f"WHERE id IN ({','.join('?' * len(ids))})", ids) if ids else []
 
     def _check_forward(
@@ -338,20 +381,22 @@ class NotificationLog:
         )
 
     def set_stream_state(self, key: str, state: str, owner: str | None) -> StreamRow:
-        with self._lock:
+        with self._write("cannot store a stream's state", f"stream {key} {state}") as staged:
             self._upsert_stream(StreamRow(key))
             self._conn.execute(
                 "UPDATE streams SET state = ?, owner = ?, updated_at = ? WHERE key = ?",
                 [state, owner, now(), key],
             )
+            staged.add(STREAM_RECORDS, key)
             return self.stream(key)
 
     def set_stream_error(self, key: str, error: str | None) -> None:
-        with self._lock:
+        with self._write("cannot store a stream's error", f"stream {key}: pull failed") as staged:
             self._upsert_stream(StreamRow(key))
             self._conn.execute(
                 "UPDATE streams SET last_error = ?, updated_at = ? WHERE key = ?", [error, now(), key]
             )
+            staged.add(STREAM_RECORDS, key)
 
     def cursors(self, key: str) -> list[str]:
         """Every cursor stream ``key``'s pulls advanced to, oldest first."""
@@ -386,23 +431,21 @@ class NotificationLog:
         if not wanted:
             return []
         marks = ",".join("?" * len(wanted))
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                known = {r[0] for r in self._conn.execute(
-                    f"SELECT id FROM notifications WHERE id IN ({marks})", wanted)}
-                unknown = [i for i in wanted if i not in known]
-                if unknown:
-                    raise NotificationNotFound(unknown)
-                self._conn.execute(
-                    f"UPDATE notifications SET acked = 1, acked_at = ? WHERE acked = 0 AND id IN ({marks})",
-                    [now(), *wanted],
-                )
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        message = f"notifications acknowledged: {', '.join(map(str, wanted[:10]))}" + (
+            f" and {len(wanted) - 10} more" if len(wanted) > 10 else "")
+        with self._write("cannot acknowledge notifications", message) as staged:
+            fresh = {r[0]: r[1] for r in self._conn.execute(
+                f"SELECT id, acked FROM notifications WHERE id IN ({marks})", wanted)}
+            unknown = [i for i in wanted if i not in fresh]
+            if unknown:
+                raise NotificationNotFound(unknown)
+            self._conn.execute(
+                f"UPDATE notifications SET acked = 1, acked_at = ? WHERE acked = 0 AND id IN ({marks})",
+                [now(), *wanted],
+            )
+            for i in wanted:
+                if not fresh[i]:
+                    staged.add(NOTIFICATION_RECORDS, i)
         return self._select(f"WHERE id IN ({marks})", wanted)
 
 

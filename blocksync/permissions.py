@@ -23,13 +23,17 @@ def _compiled(pattern: str) -> re.Pattern[bytes]:
         pattern if "/" in pattern.rstrip("/") else f"**/{pattern}"
     )
     try:
-        return re.compile(translate(glob.encode("utf-8")))
+        # DOTALL: a wildcard matches any byte but "/", a newline too (as git's wildmatch);
+        # without it a file named with a newline matched no pattern and vanished unreported
+        return re.compile(translate(glob.encode("utf-8")), re.DOTALL)
     except (MalformedPattern, re.error) as exc:
         raise ConfigError(f"permission pattern {pattern!r} is not a valid glob: {exc}") from exc
 
 
 def matches(pattern: str, path: str) -> bool:
-    return _compiled(pattern).fullmatch(path.encode("utf-8")) is not None
+    # surrogateescape: a name that is not UTF-8 (undecodable bytes as lone surrogates) is
+    # matched by its bytes, never an error that fails the whole source
+    return _compiled(pattern).fullmatch(path.encode("utf-8", "surrogateescape")) is not None
 
 
 def first_match(path: str, rules: Sequence[PermissionRule]) -> PermissionLevel | None:

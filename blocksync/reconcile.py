@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -120,65 +121,109 @@ class Reconciler:
         dry_run: bool = False,
         run_id: str | None = None,
         progress: Callable[[str, int, int], None] | None = None,
+        allow_mass_delete: bool = False,
     ) -> ReconcileReport:
-        """``progress(source, position, count)`` is told before each source starts."""
+        """``progress(source, position, count)`` is told before each source starts;
+        ``allow_mass_delete`` confirms deletions over the threshold (see
+        :func:`blocksync.sources.mass_deletion`)."""
         keys = self.keys if not sources else list(dict.fromkeys(sources))
         for key in keys:
             if key not in self._open:
                 self.source(key)  # raises NotFound naming the sources there are
+        routed = None if paths is None else self.route(keys, paths)
+        if routed is not None:
+            keys = [key for key in keys if routed[key]]
         run = run_id or new_run_id()
         reports = []
         for position, key in enumerate(keys, start=1):
             if progress is not None:
                 progress(key, position, len(keys))
-            reports.append(self._one(key, paths, dry_run, run))
+            wanted = None if routed is None else routed[key]
+            reports.append(self._one(key, wanted, dry_run, run, allow_mass_delete))
         return ReconcileReport(run, reports, self.conflicts.open_count(), dry_run)
 
+    def route(self, keys: Sequence[str], paths: Sequence[str]) -> dict[str, list[str]]:
+        """Each of ``keys`` with the ``paths`` that are its own, checked before anything runs.
+
+        A path no source can have (``../../etc/passwd``, ``a//b``, an absolute path, a
+        version-control file) is a :class:`UsageError` naming why for each source; a path that
+        is valid but that no source has (no file, no binding, no block) is :class:`NotFound`.
+        """
+        routed: dict[str, list[str]] = {key: [] for key in keys}
+        for path in dict.fromkeys(paths):
+            problems: list[str] = []
+            known: list[str] = []
+            for key in keys:
+                source = self.source(key)
+                problem = source.path_problem(path)
+                if problem is not None:
+                    problems.append(problem)
+                    continue
+                routed[key].append(path)
+                if source.has_path(path) is not False:
+                    known.append(key)
+            if len(problems) == len(keys):
+                raise UsageError(f"{path!r} is no path of the data sources reconciled: "
+                                 + "; ".join(problems))
+            if not known:
+                where = ", ".join(key for key in keys if path in routed[key])
+                raise NotFound(f"no data source has a path {path!r}: no file, block or sync "
+                               f"base of it in {where}")
+        return routed
+
     def _one(
-        self, key: str, paths: Sequence[str] | None, dry_run: bool, run_id: str
+        self,
+        key: str,
+        paths: Sequence[str] | None,
+        dry_run: bool,
+        run_id: str,
+        allow_mass_delete: bool,
     ) -> SourceReport:
         report = SourceReport(key)
         try:
             source = self.source(key)
-            if paths is None:
-                source.guard()
-            outcome = source.reconcile_outcome(paths, dry_run=dry_run)
+            outcome = source.reconcile_outcome(
+                paths, dry_run=dry_run, allow_mass_delete=allow_mass_delete
+            )
         except (BlocksyncError, OSError) as exc:
             report.error = str(exc)
             return report
         report.skipped = [(s.path, s.reason) for s in outcome.skipped]
         # only paths with an open row can close one: one query, not one per unchanged path
         open_paths = set() if dry_run else {c.path for c in self.conflicts.list("open", key)}
-        for result in outcome.results:
-            if isinstance(result, Resolved):
-                report.resolved.append((result.path, result.resolution))
-                if result.path in open_paths:
-                    self.conflicts.close(
-                        key, result.path, status="resolved", resolution=result.resolution,
-                        resolver="reconcile", result_version=None,
+        # one transaction, and one commit of records in git, for all of the source's conflicts
+        recording = nullcontext() if dry_run else self.conflicts.batch(f"reconcile {key} ({run_id})")
+        with recording:
+            for result in outcome.results:
+                if isinstance(result, Resolved):
+                    report.resolved.append((result.path, result.resolution))
+                    if result.path in open_paths:
+                        self.conflicts.close(
+                            key, result.path, status="resolved", resolution=result.resolution,
+                            resolver="reconcile", result_version=None,
+                        )
+                elif isinstance(result, NeedsResolution):
+                    if dry_run:
+                        report.needs_resolution.append(result.path)
+                        continue
+                    sides = outcome.conflicts[result.path]
+                    row, _ = self.conflicts.record(
+                        source=key, path=result.path, owner=sides.owner, label=sides.label,
+                        base=sides.base, disk=sides.disk, agent=sides.agent,
+                        reason=outcome.reasons[result.path], run_id=run_id,
                     )
-            elif isinstance(result, NeedsResolution):
-                if dry_run:
-                    report.needs_resolution.append(result.path)
-                    continue
-                sides = outcome.conflicts[result.path]
-                row, _ = self.conflicts.record(
-                    source=key, path=result.path, owner=sides.owner, label=sides.label,
-                    base=sides.base, disk=sides.disk, agent=sides.agent,
-                    reason=outcome.reasons[result.path], run_id=run_id,
-                )
-                if row.status == "open":
-                    report.needs_resolution.append(result.path)
-                else:  # decided before, and the losing side still holds what it lost with
-                    report.held.append((result.path, row.id))
-            else:
-                assert isinstance(result, NoChange)
-                report.unchanged += 1
-                if result.path in open_paths:
-                    self.conflicts.close(
-                        key, result.path, status="vanished", resolution=None,
-                        resolver="reconcile", result_version=None,
-                    )
+                    if row.status == "open":
+                        report.needs_resolution.append(result.path)
+                    else:  # decided before, and the losing side still holds what it lost with
+                        report.held.append((result.path, row.id))
+                else:
+                    assert isinstance(result, NoChange)
+                    report.unchanged += 1
+                    if result.path in open_paths:
+                        self.conflicts.close(
+                            key, result.path, status="vanished", resolution=None,
+                            resolver="reconcile", result_version=None,
+                        )
         return report
 
     # -- conflicts ------------------------------------------------------------------------

@@ -13,7 +13,9 @@ each one side still waiting to be chosen against what the block holds::
 ``base`` and ``other`` are the blobs of block contents already in history: nothing is copied.
 The side the block holds is the block folder of the same commit, and is not stored again: a
 copy would go stale as soon as someone edits the block while it is in conflict. Names are the
-block's own encoded components (:mod:`blocksync.names`), so a record sits where its block does.
+block's own path components (:func:`blocksync.blocks.record_path`), so a record sits where its
+block does; the record of a long label keeps the whole label beside its layers (``label``), as
+the block folder does, since the block may be absent on the side that holds it.
 
 Merging records (:func:`merge`) treats the layers of a record as a set, three-way: a layer both
 sides still hold stays, one a side dropped (resolved) goes, one new on either side comes in. A
@@ -28,7 +30,6 @@ from dataclasses import dataclass, field
 from dulwich.objects import Blob, ObjectID, ShaFile, Tree
 
 from . import blocks, names
-from .errors import UsageError
 from .gitstore import FILE_MODE, TREE_MODE, GitStore
 
 CONFLICTS_DIR = blocks.CONFLICTS_DIR.encode()
@@ -57,16 +58,17 @@ def read(git: GitStore, record: bytes | None) -> list[Layer]:
         return []
     layers = []
     tree = git.tree(record)
-    for number in range(1, len(tree) + 1):
+    for number in range(1, len(tree) + 1 - (blocks.LABEL_FILE in tree)):
         files = {e.path: bytes(e.sha) for e in git.tree(tree[str(number).encode()][1]).items()}
         reason = git.blob(files[REASON_FILE]).decode("utf-8", "replace")
         layers.append(Layer(files.get(BASE_FILE), files.get(OTHER_FILE), reason))
     return layers
 
 
-def write(layers: Iterable[Layer]) -> tuple[bytes | None, list[ShaFile]]:
+def write(layers: Iterable[Layer], label: bytes | None) -> tuple[bytes | None, list[ShaFile]]:
     """The record tree of ``layers`` (None when there are none) and the new objects it needs
-    (the base and other blobs are in the repository already)."""
+    (the base and other blobs, and ``label``, the blob of a long label kept beside the layers,
+    are in the repository already)."""
     objects: list[ShaFile] = []
     record = Tree()
     for number, layer in enumerate(layers, start=1):
@@ -80,6 +82,8 @@ def write(layers: Iterable[Layer]) -> tuple[bytes | None, list[ShaFile]]:
         objects += [reason, folder]
     if not objects:
         return None, []
+    if label is not None:
+        record.add(blocks.LABEL_FILE, FILE_MODE, ObjectID(label))
     objects.append(record)
     return bytes(record.id), objects
 
@@ -120,16 +124,19 @@ def record_problem(
     get: Callable[[ObjectID], ShaFile], owner: bytes, label: bytes, mode: int, sha: ObjectID
 ) -> str | None:
     """Why the entry ``label`` of ``conflicts/<owner>/`` is no record (None: it is one)."""
-    try:
-        names.decode_block(owner, label)
-    except UsageError as exc:
-        return f"has a name blocksync cannot use ({exc})"
     record = get(sha)
-    if mode != TREE_MODE or not isinstance(record, Tree) or not len(record):
+    if mode != TREE_MODE or not isinstance(record, Tree):
         return "is not a folder of layers"
-    if {e.path for e in record.items()} != {str(n).encode() for n in range(1, len(record) + 1)}:
+    problem = blocks.name_problem(get, owner, label, record)
+    if problem is not None:
+        return problem
+    beside = {blocks.LABEL_FILE} if names.is_hashed(label) else set()
+    numbered = {str(n).encode() for n in range(1, len(record) + 1 - len(beside))}
+    if not numbered or {e.path for e in record.items()} != numbered | beside:
         return "must hold layers numbered 1, 2, ..."
     for layer in record.items():
+        if layer.path in beside:
+            continue
         folder = get(layer.sha)
         if layer.mode != TREE_MODE or not isinstance(folder, Tree):
             return f"layer {layer.path.decode()} is not a folder"

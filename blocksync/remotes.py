@@ -61,10 +61,8 @@ Push
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -81,7 +79,10 @@ from dulwich.repo import Repo
 from . import config as config_mod
 from . import names
 from . import remote_conflicts as records
-from .blocks import BLOCKS_DIR, CONTENT_FILE, MAIN, META_FILE, BlockMeta, BlockStore, block_problem
+from .blocks import (
+    BLOCKS_DIR, CONTENT_FILE, LABEL_FILE, MAIN, META_FILE, BlockMeta, BlockStore, block_problem,
+    record_path,
+)
 from .conflicts import ConflictIndex
 from .errors import (
     AlreadyExists,
@@ -90,6 +91,7 @@ from .errors import (
     ConcurrentUpdate,
     ConfigError,
     MalformedRemote,
+    RepositoryCorrupt,
     NotFound,
     RemoteError,
     RemoteRejected,
@@ -103,6 +105,7 @@ from .gitstore import FILE_MODE, TREE_MODE, GitStore, TreeEditor, identity
 from .merge import merge3
 from .remote_checks import fetched_problems
 from .remote_conflicts import Key
+from .safefile import write_atomic
 from .sources import ReconcileOutcome, Sides, mass_deletion
 
 #: Conflict rows (and report entries) of a remote are of the source ``remote:<name>``.
@@ -200,21 +203,6 @@ def _check_url(url: str) -> None:
 # -- blocksync.toml edits ----------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".blocksync.toml.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -235,7 +223,7 @@ def add_remote(path: Path, name: str, url: str) -> Remote:
     sep = "" if not text else ("\n" if text.endswith("\n") else "\n\n")
     new = text + sep + config_mod.toml_table(("remotes", name), {"url": url})
     _check_edit(path, new, doc, name, {"url": url})
-    _write_atomic(path, new)
+    write_atomic(path, new.encode("utf-8"))  # never through a link at blocksync.toml
     return Remote(name, url)
 
 
@@ -263,7 +251,7 @@ def remove_remote(path: Path, name: str) -> Remote:
         start -= 1  # the blank line `remote add` put before the table goes with it
     new = "".join(lines[:start] + lines[end:])
     _check_edit(path, new, doc, name, None)
-    _write_atomic(path, new)
+    write_atomic(path, new.encode("utf-8"))  # never through a link at blocksync.toml
     return remotes[name]
 
 
@@ -610,7 +598,7 @@ class RemoteSync:
         else:
             folder, held, new = self._merge_block(base[0], mine[0], yours[0], plan)
         layers = records.stack(([new] if new else []) + waiting, held)
-        record, objects = records.write(layers)
+        record, objects = records.write(layers, self._label_blob(key, (base, mine, yours)))
         plan.objects += objects
         if (folder, record) == mine:
             return
@@ -658,6 +646,9 @@ class RemoteSync:
         folder = Tree()
         folder.add(CONTENT_FILE, FILE_MODE, ObjectID(content))
         folder.add(META_FILE, FILE_MODE, ObjectID(meta))
+        assert mine is not None
+        if LABEL_FILE in (kept := self.git.tree(mine)):  # a long label, kept whole beside
+            folder.add(LABEL_FILE, FILE_MODE, kept[LABEL_FILE][1])
         if folder.id != mine:
             plan.objects.append(folder)
         return bytes(folder.id), content, None
@@ -685,6 +676,16 @@ class RemoteSync:
             return None
         tree = self.git.tree(sha)
         return bytes(tree[CONTENT_FILE][1]), bytes(tree[META_FILE][1])
+
+    def _label_blob(self, key: Key, values: Iterable[Value]) -> bytes | None:
+        """The blob of a long label's whole text (None: the label is not long), from a block
+        folder or record that keeps it beside."""
+        if not names.is_hashed(key[1]):
+            return None
+        for sha in (sha for value in values for sha in value if sha is not None):
+            if LABEL_FILE in (tree := self.git.tree(sha)):
+                return bytes(tree[LABEL_FILE][1])
+        raise RepositoryCorrupt(str(self.git.path), f"no folder keeps the label of {_path(key)}")
 
     def _content(self, folder: bytes | None) -> bytes | None:
         """The content blob of a block folder (None: no block)."""
@@ -743,7 +744,7 @@ class RemoteSync:
             block = self._value(after, key)[0]
             row, is_new = self.conflicts.record(
                 source=rows[path].source if path in rows else remote.source, path=path,
-                owner=names.decode(key[0]), label=names.decode(key[1]),
+                owner=names.decode(key[0]), label=self.store.label_of(key[1], record),
                 base=self._maybe_text(top.base), disk=self._maybe_text(top.other),
                 agent=self._maybe_text(self._content(block)), reason=top.reason,
                 run_id=run_id, decisions_hold=False,  # the record says it is open
@@ -908,13 +909,20 @@ class RemoteSource:
         self._store = store
         self._conflicts = conflicts
 
-    def guard(self) -> None:
-        return None
-
     def reconcile_outcome(
-        self, paths: Iterable[str] | None = None, *, dry_run: bool = False
+        self,
+        paths: Iterable[str] | None = None,
+        *,
+        dry_run: bool = False,
+        allow_mass_delete: bool = False,
     ) -> ReconcileOutcome:
         return ReconcileOutcome()
+
+    def path_problem(self, path: str) -> str | None:
+        return f"{self.key} is not reconciled by path: its conflicts come with pulls"
+
+    def has_path(self, path: str) -> bool | None:
+        return False
 
     def _agent(self, owner: str, label: str) -> tuple[str | None, int | None]:
         try:
@@ -926,11 +934,17 @@ class RemoteSource:
     def _text(self, blob: bytes | None) -> str | None:
         return None if blob is None else self._store.git.blob(blob).decode("utf-8", "surrogateescape")
 
+    def _names(self, path: str) -> tuple[str, str]:
+        """The owner and label of a conflict's path (a long label's from the conflict's row:
+        its path component names it only by hash)."""
+        rows = [c for c in self._conflicts.list("all", self.key) if c.path == path]
+        return (rows[0].owner, rows[0].label) if rows else parse_path(path)
+
     def sides(self, path: str) -> Sides:
-        owner, label = parse_path(path)
+        owner, label = self._names(path)
         agent, _ = self._agent(owner, label)
         git = self._store.git
-        record = git.lookup(git.commit_tree(git.ref(MAIN)), *records.path_of(_key(path)))
+        record = git.lookup(git.commit_tree(git.ref(MAIN)), *record_path(owner, label))
         layers = records.read(git, record)
         if layers:
             return Sides(owner, label, self._text(layers[0].base), self._text(layers[0].other), agent)
@@ -945,11 +959,20 @@ class RemoteSource:
     ) -> int | None:
         """The block becomes ``agent``; when ``disk`` is the same (a resolution) the record's
         first waiting side goes, else (an undo) ``disk`` over ``base`` waits again, first."""
-        owner, label = parse_path(path)
+        owner, label = self._names(path)
         current, version = self._agent(owner, label)
         if current != expected.agent:
             raise SourceChanged(self.key, path, "the block changed meanwhile: nothing was written")
-        edit = self._drop_first if disk == agent else self._put_first(path, base, disk)
+        git, label_blob = self._store.git, self._label_blob(label)
+        first = [] if disk == agent else [self._layer(path, base, disk)]
+
+        def edit(record: bytes | None) -> bytes | None:
+            # a resolution settles the first waiting side; an undo puts it back
+            rest = records.read(git, record)[0 if first else 1:]
+            new, objects = records.write(first + rest, label_blob)
+            git.write(objects)
+            return new
+
         try:
             with self._store.transaction(message, author) as tx:
                 if agent is None:
@@ -959,43 +982,31 @@ class RemoteSource:
                     tx.create(owner, label, agent)
                 else:
                     tx.update(owner, label, agent, expected_version=version)
-                tx.edit_beside(records.path_of(_key(path)), edit)
+                tx.edit_record(owner, label, edit)
         except StaleVersion as exc:
             raise SourceChanged(self.key, path, "the block changed meanwhile: nothing was written") from exc
         assert tx.result is not None
         return tx.result.versions.get((owner, label), version)
 
-    def _rewrite(self, layers: list[records.Layer]) -> bytes | None:
-        record, objects = records.write(layers)
-        self._store.git.write(objects)
-        return record
+    def _blob(self, text: str | None) -> bytes | None:
+        """The id of the blob of ``text``, written (it is usually there already)."""
+        if text is None:
+            return None
+        blob = Blob.from_string(text.encode("utf-8"))
+        self._store.git.write([blob])
+        return bytes(blob.id)
 
-    def _drop_first(self, record: bytes | None) -> bytes | None:
-        return self._rewrite(records.read(self._store.git, record)[1:])
+    def _label_blob(self, label: str) -> bytes | None:
+        """The blob a record keeps of a long label (None: the label is not long)."""
+        return self._blob(label) if names.is_hashed(names.component(label)) else None
 
-    def _put_first(
-        self, path: str, base: str | None, disk: str | None
-    ) -> Callable[[bytes | None], bytes | None]:
-        blobs = [None if t is None else Blob.from_string(t.encode("utf-8")) for t in (base, disk)]
-        self._store.git.write([b for b in blobs if b is not None])
+    def _layer(self, path: str, base: str | None, disk: str | None) -> records.Layer:
+        """The waiting side an undo puts back: ``disk`` over ``base``, with its row's reason."""
         rows = [c for c in self._conflicts.list("all", self.key) if c.path == path]
-        ids = [None if b is None else bytes(b.id) for b in blobs]
-        layer = records.Layer(ids[0], ids[1], rows[0].reason if rows else "restored")
-
-        def edit(record: bytes | None) -> bytes | None:
-            return self._rewrite([layer, *records.read(self._store.git, record)])
-
-        return edit
+        return records.Layer(self._blob(base), self._blob(disk), rows[0].reason if rows else "restored")
 
     def close(self) -> None:
         return None
-
-
-def _key(path: str) -> Key:
-    """The encoded (owner, label) components of a checked ``<owner>/<label>`` path."""
-    parse_path(path)
-    owner, label = path.split("/")
-    return owner.encode(), label.encode()
 
 
 __all__ = [

@@ -20,6 +20,10 @@ Decisions:
   one process, which is also what lets tests hold the lock from a thread.
 * The descriptor is close-on-exec (Python's default), so plugins or git processes started while
   a run holds the lock neither inherit nor prolong it.
+* The file is opened with ``O_NOFOLLOW`` and must be a regular file with no other hard link
+  (:func:`blocksync.safefile.open_regular`): the lock truncates and writes its note in place, so
+  a link planted at ``run.lock`` would otherwise truncate whatever it points to. Such a file is
+  :class:`~blocksync.errors.UnsafeFile`, naming it; nothing is written.
 * Waiting polls with a short non-blocking retry instead of a blocking ``flock``: a blocking call
   cannot honour a timeout without signals, and signals belong to the application, not a library.
 """
@@ -37,6 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import RunLockHeld
+from .safefile import open_regular
+from .text import parse_json
 
 LOCK_FILE = "run.lock"
 #: first and longest pause between attempts while waiting for the lock, in seconds
@@ -59,11 +65,22 @@ def _now() -> str:
 
 
 def read_holder(path: Path) -> dict[str, object]:
-    """The note the current (or last) holder wrote; empty if there is none or it is unreadable."""
+    """The note the current (or last) holder wrote; empty if there is none or it is unreadable
+    (a link at ``path`` is not followed: its target is nobody's note)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(_NOTE_MAX)
-        note = json.loads(data.decode("utf-8")) if data else {}
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return {}
+    try:
+        return _note(fd)
+    finally:
+        os.close(fd)
+
+
+def _note(fd: int) -> dict[str, object]:
+    try:
+        data = os.pread(fd, _NOTE_MAX, 0)
+        note = parse_json(data.decode("utf-8")) if data else {}
     except (OSError, ValueError):
         return {}
     return dict(note) if isinstance(note, dict) else {}
@@ -95,7 +112,7 @@ def acquire(
     time it took the lock.
     """
     path = Path(path)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o644, single_link=True)
     try:
         started = clock()
         pause = POLL_FIRST
@@ -103,7 +120,7 @@ def acquire(
         while not _try_lock(fd):
             waited = clock() - started
             if not wait or (timeout is not None and waited >= timeout):
-                raise RunLockHeld(str(path), read_holder(path), waited if wait else 0.0)
+                raise RunLockHeld(str(path), _note(fd), waited if wait else 0.0)
             if timeout is not None:
                 pause = min(pause, max(timeout - waited, 0.0))
             sleep(pause)

@@ -2,8 +2,10 @@
 
 A row is written when the run starts (``status = 'running'``) and completed when it ends
 (``finished``, with its exit code, summary counts and the whole report as JSON), so a run that
-dies half-way is still visible. Unlike the version index, runs cannot be re-derived from git:
-they are history of what the cron job did, kept in their own table beside ``conflicts``.
+dies half-way is still visible. Unlike the version index, runs cannot be re-derived from block
+history: they are history of what the cron job did, kept in their own table beside
+``conflicts`` and, like conflicts, as records on ``refs/blocksync/records`` (:data:`RECORDS`,
+:mod:`blocksync.records`) written in the same transaction, so ``index rebuild`` restores them.
 
 Life of a row::
 
@@ -24,7 +26,8 @@ Decisions:
 * **Counts** are columns (queryable with plain SQL); the report is kept as JSON text whose shape
   is the sync report's ``to_json()``.
 * Every write is one ``BEGIN IMMEDIATE`` transaction on a connection of its own, like the
-  conflict index; timestamps are ISO 8601 UTC with microseconds.
+  conflict index (and one records commit, when opened with ``records=``); timestamps are
+  ISO 8601 UTC with microseconds.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .errors import NotFound, UsageError
-from .sqlitetable import SqliteTable
+from .sqlitetable import RecordKind, SqliteTable
 
 Status = Literal["running", "finished", "interrupted"]
 
@@ -113,6 +116,17 @@ _SCHEMA = (
 )
 
 
+def _prepare(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA:
+        conn.execute(statement)
+
+
+#: how rows are kept in git: ``runs/<h[:2]>/<h[2:4]>/<run id>.json``
+RECORDS = RecordKind(
+    folder="runs", noun="run", table="runs", columns=_FIELDS, key=("id",), prepare=_prepare,
+)
+
+
 def timestamp() -> str:
     """Now, as the run log writes times: ISO 8601 UTC with microseconds."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -164,12 +178,13 @@ class RunLog(SqliteTable):
 
         ``exclusive``: the caller holds the run lock, so no other run is still going.
         """
-        with self._write("cannot record a run"):
+        with self._write("cannot record a run", f"run {run_id} started: {command}") as staged:
             running = self._conn.execute(
                 "SELECT id, pid FROM runs WHERE status = 'running'"
             ).fetchall()
             for stale_id, stale_pid in running:
                 if exclusive or not _alive(stale_pid):
+                    staged.add(RECORDS, stale_id)
                     self._conn.execute(
                         "UPDATE runs SET status = 'interrupted' WHERE id = ?", [stale_id]
                     )
@@ -181,6 +196,7 @@ class RunLog(SqliteTable):
                 )
             except sqlite3.IntegrityError as exc:
                 raise UsageError(f"run id {run_id!r} is taken already") from exc
+            staged.add(RECORDS, run_id)
             return self._fetch(run_id)
 
     def finish(
@@ -191,8 +207,9 @@ class RunLog(SqliteTable):
         doc = json.dumps(report, ensure_ascii=False, sort_keys=True)
         counts = [getattr(summary, name) for name in _SUMMARY]
         assignments = ", ".join(f"{name} = ?" for name in _SUMMARY)
-        with self._write("cannot record a run"):
+        with self._write("cannot record a run", f"run {run_id} finished: exit {exit_code}") as staged:
             self._fetch(run_id)
+            staged.add(RECORDS, run_id)
             self._conn.execute(
                 f"UPDATE runs SET status = 'finished', finished_at = ?, exit_code = ?, "
                 f"{assignments}, report = ? WHERE id = ?",

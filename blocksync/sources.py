@@ -191,15 +191,26 @@ class SyncSource(Protocol):
 
     key: str  # the table key: the source's name in reports, conflict rows and refs/sync/<key>
 
-    def guard(self) -> None:
-        """Raise if reconciling every path now would read a missing folder or a mass deletion
-        as real (called before a run over all paths)."""
+    def reconcile_outcome(
+        self,
+        paths: Iterable[str] | None = None,
+        *,
+        dry_run: bool = False,
+        allow_mass_delete: bool = False,
+    ) -> ReconcileOutcome:
+        """Reconcile ``paths`` (None: every candidate); ``dry_run`` writes nothing. A run over
+        every candidate raises :class:`~blocksync.errors.MassDeletionRefused` (nothing written)
+        when it would delete more than the threshold of the source's paths from any side,
+        unless ``allow_mass_delete``; a missing root raises NotFound."""
         ...
 
-    def reconcile_outcome(
-        self, paths: Iterable[str] | None = None, *, dry_run: bool = False
-    ) -> ReconcileOutcome:
-        """Reconcile ``paths`` (None: every candidate); ``dry_run`` writes nothing."""
+    def path_problem(self, path: str) -> str | None:
+        """Why ``path`` cannot be a path of this source (None: it can be one)."""
+        ...
+
+    def has_path(self, path: str) -> bool | None:
+        """Does this source have ``path`` (a file, a binding or a block for it)? None: it cannot
+        tell without reconciling (a plugin knows its own outside side)."""
         ...
 
     def sides(self, path: str) -> Sides:

@@ -5,21 +5,103 @@ the last transaction may be lost, which these tables tolerate), every write one 
 IMMEDIATE`` transaction so concurrent writers queue (up to :data:`BUSY_TIMEOUT`) instead of
 interleaving, a lock for threads sharing one instance, and sqlite3 errors translated: a busy
 database is a :class:`ConcurrentUpdate`, anything else an :class:`IndexCorrupt`.
+
+Tables whose rows git does not hold otherwise (conflicts, runs, notifications, streams) are kept
+in the repository too, as records (:mod:`blocksync.records`). Such a table is opened with a
+:class:`Recorder` and describes its rows with a :class:`RecordKind`; each write transaction
+then names the rows it changed (:meth:`Staged.add`), and before SQLite commits, the recorder
+writes them to git as one commit. Git first: a process killed between the two leaves git
+ahead, and the next transaction (or the next open) catches the table up from git. Writes
+inside :meth:`SqliteTable.batch` share one transaction and so one records commit.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from .errors import ConcurrentUpdate, IndexCorrupt
 
 BUSY_TIMEOUT = 60.0
+
+#: the key of one row: the values of its kind's key columns
+Key = tuple[Any, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class RecordKind:
+    """How the rows of one table are kept as records in git (see :mod:`blocksync.records`)."""
+
+    folder: str  # its folder in the records tree
+    noun: str  # what a message calls one row: "conflict", "run", ...
+    table: str
+    columns: tuple[str, ...]  # every column: a record holds the whole row
+    key: tuple[str, ...]  # the columns that name a row
+    #: creates the table (and brings an older one up to date) on a connection
+    prepare: Callable[[sqlite3.Connection], None]
+    #: text columns kept as files of their own beside the row (a conflict's three sides)
+    files: tuple[str, ...] = ()
+    #: the key is one growing number, and rows come in batches (a pull's notifications): one
+    #: record holds the rows of 256 consecutive numbers, one JSON line each
+    numbered: bool = False
+
+
+@dataclass
+class Staged:
+    """The rows one write transaction changed, by kind and key (in the order named)."""
+
+    message: str
+    rows: dict[tuple[str, Key], tuple[RecordKind, Key]] = field(default_factory=dict)
+    #: a batch's message stands: the writes inside it do not each say what they did
+    fixed: bool = False
+
+    def add(self, kind: RecordKind, *key: Any) -> None:
+        self.rows.setdefault((kind.folder, key), (kind, key))
+
+    def say(self, message: str) -> None:
+        """What the records commit says it records (unless a batch said it)."""
+        if not self.fixed:
+            self.message = message
+
+
+class Recorder(Protocol):
+    """Keeps record tables and their copy in git in step (:class:`blocksync.records.Records`)."""
+
+    def follow(self, conn: sqlite3.Connection) -> None:
+        """Catch the tables up with git, in a transaction of its own (when git is ahead)."""
+
+    def catch_up(self, conn: sqlite3.Connection) -> None:
+        """The same, inside the caller's write transaction."""
+
+    def commit(self, conn: sqlite3.Connection, staged: Staged) -> None:
+        """Write the staged rows, as they are now, to git as one commit (inside the caller's
+        transaction, before it commits)."""
+
+
+@contextmanager
+def recorded(
+    conn: sqlite3.Connection, recorder: Recorder | None, message: str
+) -> Iterator[Staged]:
+    """One IMMEDIATE transaction whose staged rows reach git before it commits."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if recorder is not None:
+            recorder.catch_up(conn)
+        staged = Staged(message)
+        yield staged
+        if recorder is not None and staged.rows:
+            recorder.commit(conn, staged)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # SQLite may have rolled back already
+            conn.execute("ROLLBACK")
+        raise
 
 
 class SqliteTable:
@@ -30,8 +112,11 @@ class SqliteTable:
     COLUMNS: ClassVar[Sequence[str]]
     SCHEMA: ClassVar[Sequence[str]]
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, records: Recorder | None = None) -> None:
+        """``records``: keep the rows in git too (None: in index.db only)."""
         self.path = path
+        self._records = records
+        self._staged: Staged | None = None  # the open write transaction's
         self._lock = threading.RLock()
         try:
             self._conn = sqlite3.connect(
@@ -49,6 +134,8 @@ class SqliteTable:
                     self._check_shape()
                     for statement in indexes:
                         self._conn.execute(statement)
+                if records is not None:
+                    records.follow(self._conn)
         except BaseException:
             self._conn.close()
             raise
@@ -89,18 +176,39 @@ class SqliteTable:
             raise IndexCorrupt(str(self.path), f"{doing} ({exc})") from exc
 
     @contextmanager
-    def _write(self, doing: str) -> Iterator[None]:
-        """One IMMEDIATE transaction: the reads inside it see what the writes will change."""
+    def _write(self, doing: str, message: str | None = None) -> Iterator[Staged]:
+        """One IMMEDIATE transaction: the reads inside it see what the writes will change.
+
+        Inside :meth:`batch` it is a savepoint of the batch's transaction instead (a failing
+        write undoes its own changes only). ``message``: of the records commit (the write may
+        say more with :meth:`Staged.say`); a batch's commit takes the batch's.
+        """
         with self._lock, self._translate(doing):
             conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # SQLite may have rolled back already
-                    conn.execute("ROLLBACK")
-                raise
+            if self._staged is not None:
+                conn.execute("SAVEPOINT write")
+                try:
+                    yield self._staged
+                except BaseException:
+                    conn.execute("ROLLBACK TO write")
+                    conn.execute("RELEASE write")
+                    raise
+                conn.execute("RELEASE write")
+                return
+            with recorded(conn, self._records, message or f"{self.TABLE} changed") as staged:
+                self._staged = staged
+                try:
+                    yield staged
+                finally:
+                    self._staged = None
+
+    @contextmanager
+    def batch(self, message: str) -> Iterator[None]:
+        """Writes inside the ``with`` block share one transaction and one records commit
+        (``message``); an exception escaping it undoes them all."""
+        with self._write(f"cannot store {self.TABLE}", message) as staged:
+            staged.fixed = True
+            yield
 
     @contextmanager
     def _read(self) -> Iterator[None]:

@@ -2,7 +2,8 @@
 
 A :class:`Stream` wraps the ``data-stream`` bridge of one configured plugin (``source_kind =
 "stream"`` or ``"both"``). Its state lives in ``index.db`` (table ``streams``, see
-:mod:`blocksync.notifications`), so a later process knows it::
+:mod:`blocksync.notifications`; kept in git too, as a record of ``refs/blocksync/records``), so
+a later process knows it, and so does a rebuilt index::
 
     stopped --start(owner)--> running --pause--> paused --resume--> running
     running/paused --stop--> stopped
@@ -18,7 +19,8 @@ cursor)``. The WIT's ``pull`` returns notifications only, so the plugin names it
 the host function ``sync.set-cursor`` during the pull (a plugin that does not gets the number of
 notifications the stream has delivered so far, in decimal: the convention of the echo stream).
 After the call returns, its notifications -- those it emitted during the call and those it
-returned, block references resolved -- and the new cursor are stored in ONE SQLite transaction.
+returned, block references resolved -- and the new cursor are stored in ONE SQLite transaction,
+and as ONE commit of records in git, written before SQLite commits.
 Refused, with nothing stored and the cursor unmoved (:class:`~blocksync.errors.PullRefused`,
 naming plugin and call):
 

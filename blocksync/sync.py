@@ -32,7 +32,10 @@ Decisions:
   overrun is bounded by one source.
 * **The run log row** is written under the lock, before any source runs, and completed even when
   the run ends in an error (its exit code and message then stand in the row); only a killed
-  process leaves it ``running``, and the next run marks it ``interrupted``.
+  process leaves it ``running``, and the next run marks it ``interrupted``. A store whose
+  ``blocksync.toml`` cannot be read cannot be opened as a workspace, but :func:`sync_store` still
+  records its run (the log lives in index.db, which needs no configuration), so a cron job that
+  broke on its configuration is visible in the run log like any other failed run.
 
 The other writers of the command line take the same lock, through :func:`locked`, so none of them
 interleaves with a cron run or with each other:
@@ -47,19 +50,23 @@ interleaves with a cron run or with each other:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import runlock
+from pathlib import Path
+
+from . import runlock, workspace
 from .conflicts import Conflict
-from .errors import BlocksyncError
+from .errors import BlocksyncError, ConfigError
 from .reconcile import ReconcileReport, SourceReport, Take, new_run_id
+from .records import Records
 from .runs import RunLog, Summary, timestamp
 from .streams import StreamReport, pull_streams
 from .remotes import PullResult, PushResult
-from .workspace import Workspace
+from .safefile import check_regular
+from .workspace import DEFAULT_AUTHOR, Workspace
 
 COMMAND = "blocksync sync"
 #: what the other writers of the command line write into the lock note as their command
@@ -147,20 +154,21 @@ def run_sync(
     progress: Progress | None = None,
     allow_mass_delete: bool = False,
 ) -> SyncReport:
-    """One cron run over the store ``ws`` has open (see the module docstring).
-    ``allow_mass_delete`` confirms deletions of most blocks (see ``Workspace.pull``)."""
+    """One cron run over the store ``ws`` has open (see the module docstring);
+    ``allow_mass_delete`` confirms deletions over the mass-deletion threshold."""
     started = now()
     deadline = None if timeout is None else (started + timeout, timeout)
     run_id = new_run_id()
     with (
         locked(ws, COMMAND, wait=wait, timeout=timeout, run_id=run_id, now=now) as lock,
-        RunLog(ws.index_path) as log,
+        ws.run_log() as log,
     ):
         row = log.start(run_id, COMMAND, exclusive=True)
         try:
             remotes = _pull_remotes(ws, run_id, deadline, now, allow_mass_delete)  # pull, reconcile, push
             reconciled, not_reached = _reconcile_sources(
-                ws, _source_names(ws, None), run_id, deadline, now, progress
+                ws, _source_names(ws, None), run_id, deadline, now, progress,
+                allow_mass_delete=allow_mass_delete,
             )
             streams = _pull_streams(ws, deadline, now, not_reached)
             reconciled = _push_remotes(
@@ -169,12 +177,7 @@ def run_sync(
             # Later issues add their steps here, each under the same run id and deadline,
             # each failure reported like a source's.
         except Exception as exc:
-            code = exc.exit_code if isinstance(exc, BlocksyncError) else 1
-            log.finish(
-                run_id, exit_code=code, summary=Summary(),
-                report={"run_id": run_id, "command": COMMAND, "error": str(exc),
-                        "exit_code": code},
-            )
+            _finish_failed(log, run_id, exc)
             raise
         report = SyncReport(
             run_id=run_id,
@@ -192,6 +195,57 @@ def run_sync(
             report=report.to_json(), finished_at=report.finished_at,
         )
         return report
+
+
+def sync_store(
+    path: str | Path,
+    *,
+    author: str = DEFAULT_AUTHOR,
+    wait: bool = False,
+    timeout: float | None = None,
+    progress: Progress | None = None,
+    allow_mass_delete: bool = False,
+) -> SyncReport:
+    """:func:`run_sync` on the store at ``path`` (``blocksync sync``). When its blocksync.toml
+    cannot be read (not TOML, or a ConfigError) the run is still recorded -- a finished row
+    with the error and exit code, written under the run lock -- and the error raised."""
+    try:
+        ws = workspace.open(path, author=author)
+    except ConfigError as exc:
+        _record_unopened(Path(path), exc, wait, timeout)
+        raise
+    with ws:
+        return run_sync(
+            ws, wait=wait, timeout=timeout, progress=progress, allow_mass_delete=allow_mass_delete
+        )
+
+
+def _record_unopened(root: Path, exc: BlocksyncError, wait: bool, timeout: float | None) -> None:
+    index = root / "index.db"
+    check_regular(index)
+    if not index.exists():  # a store without its index: nowhere to write, nothing to create
+        return
+    run_id = new_run_id()
+    info: dict[str, object] = {"command": COMMAND, "run_id": run_id}
+    records = Records(root / "repo")  # the run is kept in git like any other
+    try:
+        with (
+            runlock.acquire(root / runlock.LOCK_FILE, wait, timeout, info=info),
+            RunLog(index, records=records) as log,
+        ):
+            log.start(run_id, COMMAND, exclusive=True)
+            _finish_failed(log, run_id, exc)
+    finally:
+        records.close()
+
+
+def _finish_failed(log: RunLog, run_id: str, exc: Exception) -> None:
+    """Complete the row of a run that ended in ``exc``: its exit code and message stand in it."""
+    code = exc.exit_code if isinstance(exc, BlocksyncError) else 1
+    log.finish(
+        run_id, exit_code=code, summary=Summary(),
+        report={"run_id": run_id, "command": COMMAND, "error": str(exc), "exit_code": code},
+    )
 
 
 @contextmanager
@@ -226,6 +280,7 @@ def run_reconcile(
     timeout: float | None = None,
     now: Callable[[], float] = time.monotonic,
     progress: Progress | None = None,
+    allow_mass_delete: bool = False,
 ) -> ReconcileReport:
     """``blocksync reconcile``: the sources named (default: all) under the run lock.
 
@@ -238,12 +293,20 @@ def run_reconcile(
     started = now()
     deadline = None if timeout is None else (started + timeout, timeout)
     names = _source_names(ws, sources)
+    routed = None
+    if paths is not None:  # each path to its sources; one no source has is refused here
+        routed = ws.reconciler.route(names, paths)
+        names = [name for name in names if routed[name]]
     run_id = new_run_id()
     if dry_run:
-        report, _ = _reconcile_sources(ws, names, run_id, deadline, now, progress, paths, True)
+        report, _ = _reconcile_sources(
+            ws, names, run_id, deadline, now, progress, routed, True, allow_mass_delete
+        )
         return report
     with locked(ws, RECONCILE_COMMAND, wait=wait, timeout=timeout, run_id=run_id, now=now):
-        report, _ = _reconcile_sources(ws, names, run_id, deadline, now, progress, paths)
+        report, _ = _reconcile_sources(
+            ws, names, run_id, deadline, now, progress, routed, False, allow_mass_delete
+        )
         return report
 
 
@@ -319,8 +382,9 @@ def _reconcile_sources(
     deadline: tuple[float, float] | None,  # (the clock's time, the timeout it came from)
     now: Callable[[], float],
     progress: Progress | None,
-    paths: Sequence[str] | None = None,
+    paths: Mapping[str, Sequence[str]] | None = None,  # each source's own paths (routed)
     dry_run: bool = False,
+    allow_mass_delete: bool = False,
 ) -> tuple[ReconcileReport, list[str]]:
     entries: list[SourceReport] = []
     not_reached: list[str] = []
@@ -334,19 +398,25 @@ def _reconcile_sources(
             continue
         if progress is not None:
             progress(name, position, len(names))
-        entries.append(_reconcile_one(ws, name, run_id, paths, dry_run))
+        own = None if paths is None else paths[name]
+        entries.append(_reconcile_one(ws, name, run_id, own, dry_run, allow_mass_delete))
     open_conflicts = ws.reconciler.conflicts.open_count()
     return ReconcileReport(run_id, entries, open_conflicts, dry_run=dry_run), not_reached
 
 
 def _reconcile_one(
-    ws: Workspace, name: str, run_id: str, paths: Sequence[str] | None, dry_run: bool
+    ws: Workspace,
+    name: str,
+    run_id: str,
+    paths: Sequence[str] | None,
+    dry_run: bool,
+    allow_mass_delete: bool,
 ) -> SourceReport:
     """One source's entry; its failure, whatever it is, is the entry's error, never the run's."""
     try:
         report = ws.reconcile(
             sources=[name], paths=list(paths) if paths is not None else None, dry_run=dry_run,
-            run_id=run_id,
+            run_id=run_id, allow_mass_delete=allow_mass_delete,
         )
     except (BlocksyncError, OSError) as exc:
         return SourceReport(name, error=str(exc))

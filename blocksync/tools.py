@@ -47,6 +47,7 @@ from .errors import (
 )
 from .plugins import PluginSet
 from .sources import Tool
+from .text import check_json_depth, parse_json
 
 #: what the common LLM tool APIs accept as a tool name
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -157,9 +158,11 @@ def compile_schema(
         return ToolSchemaInvalid(plugin, version, tool, which, pointer, keyword, detail)
 
     try:
-        schema = json.loads(text)
-    except ValueError as exc:
+        schema = parse_json(text)
+    except json.JSONDecodeError as exc:
         raise invalid("", "", f"not JSON: {exc}") from exc
+    except ValueError as exc:  # nested too deeply
+        raise invalid("", "", str(exc)) from exc
     if not isinstance(schema, (dict, bool)):
         raise invalid("", "type", f"a schema is an object or a boolean, not {type(schema).__name__}")
     cls = validator_for(schema, default=None)
@@ -177,11 +180,14 @@ def compile_schema(
 
 
 def params_from_json(text: str) -> Any:
-    """Tool params given as JSON text (``blocksync tool run --params``); UsageError if not JSON."""
+    """Tool params given as JSON text (``blocksync tool run --params``); UsageError if not JSON,
+    or nested too deeply."""
     try:
-        return json.loads(text)
-    except ValueError as exc:
+        return parse_json(text)
+    except json.JSONDecodeError as exc:
         raise UsageError(f"the params are not JSON: {exc}") from exc
+    except ValueError as exc:  # nested too deeply
+        raise UsageError(f"the params are refused: {exc}") from exc
 
 
 # -- the tool box --------------------------------------------------------------------------------
@@ -333,6 +339,7 @@ class ToolBox:
         call_id = call_id or f"call-{uuid.uuid4().hex}"
         origin = BUILTIN if entry.plugin is None else f"plugin {entry.plugin!r}"
         try:
+            check_json_depth(params)
             params_json = json.dumps(params, ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ToolInputInvalid(
@@ -348,12 +355,13 @@ class ToolBox:
         seconds = time.perf_counter() - started
         plugin, version = entry.plugin or "blocksync", entry.version or BUILTIN
         try:
-            output = json.loads(text)
+            output = parse_json(text)
         except ValueError as exc:
+            what = "is not JSON" if isinstance(exc, json.JSONDecodeError) else "is refused"
             raise ToolOutputInvalid(
                 plugin, version, entry.name, call_id,
                 [{"pointer": "", "keyword": "json", "schema_path": "",
-                  "message": f"the output is not JSON: {exc}"}],
+                  "message": f"the output {what}: {exc}"}],
             ) from exc
         found = violations(loaded.output, output)
         if found:

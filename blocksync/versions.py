@@ -22,6 +22,7 @@ from typing import Any
 import sqlite_utils
 
 from .errors import IndexCorrupt
+from .safefile import check_regular
 
 SCHEMA_VERSION = 1
 
@@ -75,6 +76,7 @@ class VersionIndex:
     @classmethod
     def open(cls, path: Path, *, create: bool = False) -> VersionIndex:
         """Open ``index.db``; refuses a missing, foreign or damaged file unless ``create``."""
+        check_regular(path)  # SQLite follows links: one planted here would be written through
         if not create and not path.exists():
             raise IndexCorrupt(str(path), "is missing")
         try:

@@ -3,8 +3,9 @@
 A store folder holds::
 
     blocksync.toml   configuration
-    repo/            bare git repository: the source of truth for block content
-    index.db         SQLite: the version index (re-derivable from git)
+    repo/            bare git repository: the source of truth for block content, sync bases
+                     and records (conflicts, runs, notifications, streams)
+    index.db         SQLite: indexes over all of that, re-derivable from git (index rebuild)
     plugins/         .wasm files found by discovery
     cache/           compiled plugin artifacts (safe to delete)
 """
@@ -28,8 +29,11 @@ from .fsck import FsckReport, check_repository
 from .conflicts import ConflictIndex
 from .filesource import FileSource, FileSourceSpec, parse_file_source
 from .notifications import NotificationLog
+from .records import Records
+from .runs import RunLog
 from .plugins import HostServices, PluginSet, parse_specs
 from .reconcile import Conflicts, Reconciler, ReconcileReport, new_run_id
+from .safefile import create_new
 from .remotes import (
     SOURCE_PREFIX, PullResult, PushResult, Remote, RemoteSource, RemoteSync, add_remote,
     parse_remotes, remove_remote,
@@ -58,6 +62,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         except BaseException:
             self._index.close()
             raise
+        self._records: Records | None = None
         self._notifications: NotificationLog | None = None
         self._plugins: PluginSet | None = None
         self._reconciler: Reconciler | None = None
@@ -94,18 +99,27 @@ class Workspace(AbstractContextManager["Workspace"]):
         root.mkdir(parents=True, exist_ok=True)
         for folder in ("plugins", "cache"):
             (root / folder).mkdir(exist_ok=True)
-        toml = root / config_mod.CONFIG_FILE
-        if not toml.exists():
-            toml.write_text(config_mod.TEMPLATE, encoding="utf-8")
+        # kept when it exists; never written through a link planted there
+        create_new(root / config_mod.CONFIG_FILE, config_mod.TEMPLATE.encode("utf-8"))
         versions.VersionIndex.open(root / "index.db", create=True).close()
         BlockStore.init_repo(root / "repo")  # last: its presence is what marks a store
         return cls(root, author=author)
 
     @property
+    def records(self) -> Records:
+        """``refs/blocksync/records``: the conflicts, runs, notifications and stream state of
+        index.db, kept in git too (the record tables of this workspace are opened with it)."""
+        if self._records is None:
+            self._records = Records(self.repo_path, durable=self.config.durable)
+        return self._records
+
+    @property
     def notifications(self) -> NotificationLog:
-        """Notifications plugins emitted, stored in index.db."""
+        """Notifications plugins emitted, stored in index.db (and as records in git)."""
         if self._notifications is None:
-            self._notifications = NotificationLog(self.index_path, block_resolver(self.blocks))
+            self._notifications = NotificationLog(
+                self.index_path, block_resolver(self.blocks), records=self.records
+            )
         return self._notifications
 
     @property
@@ -159,9 +173,16 @@ class Workspace(AbstractContextManager["Workspace"]):
         dry_run: bool = False,
         run_id: str | None = None,
         progress: Callable[[str, int, int], None] | None = None,
+        allow_mass_delete: bool = False,
     ) -> ReconcileReport:
-        """Reconcile every data source (or those named) with its blocks; see ReconcileReport."""
-        return self.reconciler.run(sources, paths, dry_run, run_id, progress)
+        """Reconcile every data source (or those named) with its blocks; see ReconcileReport.
+        A source whose run would delete more than the mass-deletion threshold of its paths
+        (from disk or agent side) fails, nothing of it written, unless ``allow_mass_delete``
+        or ``[store] allow_mass_delete`` confirms it."""
+        return self.reconciler.run(
+            sources, paths, dry_run, run_id, progress,
+            allow_mass_delete=allow_mass_delete or self.config.allow_mass_delete,
+        )
 
     def _remote_source(self, key: str) -> SyncSource | None:
         # any remote:<name>, configured or not: its open conflicts outlive `remote remove`
@@ -220,8 +241,12 @@ class Workspace(AbstractContextManager["Workspace"]):
     def conflict_index(self) -> ConflictIndex:
         """The ``conflicts`` table of index.db (opened on first use)."""
         if self._conflict_index is None:
-            self._conflict_index = ConflictIndex(self.index_path)
+            self._conflict_index = ConflictIndex(self.index_path, records=self.records)
         return self._conflict_index
+
+    def run_log(self) -> RunLog:
+        """The ``runs`` table of index.db, its rows kept as records in git too (close it)."""
+        return RunLog(self.index_path, records=self.records)
 
     @property
     def conflicts(self) -> Conflicts:
@@ -235,7 +260,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         of the configured plugins; ``list``, ``call``, ``run`` (see :mod:`blocksync.tools`)."""
         if self._tools is None:
             self._tools = ToolBox(
-                self.plugins, builtin_tools(self.conflicts, self.blocks)
+                self.plugins, builtin_tools(self.conflicts, self.blocks, self.config.may_act_for)
             )
         return self._tools
 
@@ -248,6 +273,8 @@ class Workspace(AbstractContextManager["Workspace"]):
             self._plugins.close()
         if self._notifications is not None:
             self._notifications.close()
+        if self._records is not None:
+            self._records.close()
         self.blocks.close()
         self._index.close()
 
@@ -292,35 +319,45 @@ def _follow(repo_path: Path, index: versions.VersionIndex, head: str | None = No
 
 
 def rebuild_index(path: str | Path) -> None:
-    """Recreate the version index from the repository.
+    """Recreate ``index.db`` from the repository: the version index from main, and conflicts,
+    runs, notifications and stream state from ``refs/blocksync/records`` (git wins: a row
+    that differs from its record is put back as git has it).
 
-    The rest of ``index.db`` (notifications, conflict bookkeeping) is kept when the file is
-    readable; a missing or damaged file is replaced by a new one built beside it.
+    A readable file is rebuilt in place (the sync bases' index catches up by itself); a missing
+    or damaged one is replaced by a new one built beside it. With no records ref (a store from
+    before records) the rows index.db has are kept, and written to git.
     """
     root = _existing_store(path)
     index_path = root / "index.db"
+    records = Records(root / "repo")
     try:
-        index = versions.VersionIndex.open(index_path)
         try:
-            index.reset()
-            _follow(root / "repo", index)
+            index = versions.VersionIndex.open(index_path)
+            try:
+                index.reset()
+                _follow(root / "repo", index)
+            finally:
+                index.close()
+            records.restore(index_path)
             return
+        except IndexCorrupt:
+            pass
+        built = root / "index.db.rebuild"
+        versions.remove(built)
+        index = versions.VersionIndex.open(built, create=True)
+        try:
+            _follow(root / "repo", index)
         finally:
             index.close()
-    except IndexCorrupt:
-        pass
-    built = root / "index.db.rebuild"
-    versions.remove(built)
-    index = versions.VersionIndex.open(built, create=True)
-    try:
-        _follow(root / "repo", index)
+        records.restore(built)
+        versions.install(built, index_path)
     finally:
-        index.close()
-    versions.install(built, index_path)
+        records.close()
 
 
 def fsck(path: str | Path) -> FsckReport:
-    """Check the repository's objects and blocks, and the index against a fresh rebuild.
+    """Check the repository's objects and blocks, the version index against a fresh rebuild,
+    and the record tables against ``refs/blocksync/records`` (each row that differs named).
 
     Works on a store whose index is missing or damaged: that is one of the things it reports.
     """
@@ -359,7 +396,24 @@ def fsck(path: str | Path) -> FsckReport:
                 f"table {table} of {root / 'index.db'} does not match the repository: "
                 "run `blocksync index rebuild`",
             )
+    _check_records(root, report)
     return report
+
+
+def _check_records(root: Path, report: FsckReport) -> None:
+    """Each record table row against its record in git (git is the truth: rebuild)."""
+    records = Records(root / "repo")
+    try:
+        problems = records.check(root / "index.db")
+    except BlocksyncError as exc:
+        report.add("records", str(exc))
+        return
+    finally:
+        records.close()
+    if problems:
+        problems[-1] += " (run `blocksync index rebuild`: git holds the records that count)"
+    for problem in problems:
+        report.add("records", problem)
 
 
 def _existing_store(path: str | Path) -> Path:

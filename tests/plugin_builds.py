@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -82,10 +83,21 @@ def built_plugin(name: str, **build_kwargs: Any) -> Path:
     return target
 
 
+#: builds of other sources of a fixture are kept this long: several checkouts (git worktrees,
+#: branches) may share one cache, each with its own version of the guest SDK
+KEEP_OTHER_BUILDS = 7 * 24 * 3600
+
+
 def _forget_older_builds(current: Path, info: dict[str, Any]) -> None:
-    """Delete what earlier sources of the same fixture and arguments left in the cache."""
+    """Delete what earlier sources of the same fixture and arguments left in the cache, once
+    unused for a week."""
     for other in CACHE.glob("*.json"):
         if other.stem == current.stem or other.name.startswith("."):
+            continue
+        try:
+            if time.time() - other.stat().st_mtime < KEEP_OTHER_BUILDS:
+                continue
+        except OSError:
             continue
         try:
             old = json.loads(other.read_text(encoding="utf-8"))

@@ -18,21 +18,25 @@ LAYERS = {
     "guest": 0,  # the guest SDK runs inside plugins: it imports nothing of blocksync
     "truth": 0,  # pure: the same module runs inside plugins (guest SDK)
     "sigv4": 0,  # pure: shipped into plugins too
+    "linediff": 0,  # pure: git's line diff algorithms, stdlib only
     "names": 1,
     "text": 1,
     "merge": 1,
     "config": 1,
-    "versions": 1,
+    "disk": 1,  # I/O confined to one folder (directory descriptors, no links followed)
+    "versions": 2,  # above safefile: index.db is never opened through a link
     "sources": 1,
     "gitstore": 2,
     "permissions": 2,
     "notifications": 2,
     "sqlitetable": 1,
+    "safefile": 1,  # files blocksync writes, opened without following links
     "conflicts": 2,
     "runs": 2,
     "runlock": 2,
     "blocks": 3,
     "bases": 3,
+    "records": 3,  # refs/blocksync/records: the record tables (conflicts, runs, ...) in git
     "remote_checks": 3,  # what a pull accepts
     "fsck": 4,
     "remote_conflicts": 4,  # conflicts recorded in the tree that travels to other machines

@@ -4,6 +4,7 @@ import blocksync
 
 EXPECTED = [
     "AccessDenied",
+    "AgentNotAllowed",
     "AlreadyBound",
     "AlreadyExists",
     "AlreadyResolved",
@@ -70,6 +71,7 @@ EXPECTED = [
     "Transaction",
     "TransportError",
     "UnrelatedHistories",
+    "UnsafeFile",
     "UsageError",
     "Version",
     "VersionNotFound",

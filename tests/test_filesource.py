@@ -32,13 +32,12 @@ from blocksync.errors import (
     NotFound,
     UsageError,
 )
+from blocksync.disk import Folder
 from blocksync.filesource import (
     FAULT_STEPS,
     FileSource,
     FileSourceSpec,
-    file_hash,
     parse_file_source,
-    write_file_atomically,
 )
 from blocksync.sources import (
     DataBlock,
@@ -491,13 +490,15 @@ def test_symlinks_are_not_followed(rig: Rig, tmp_path: Path) -> None:
 
 def test_write_file_atomically(tmp_path: Path) -> None:
     target = tmp_path / "deep" / "new.md"
-    assert write_file_atomically(target, "a\r\nb", None)
-    assert target.read_bytes() == b"a\r\nb"
-    target.chmod(0o640)
-    assert not write_file_atomically(target, "lost", None)  # expected absent: it exists
-    assert not write_file_atomically(target, "lost", "0" * 64)  # expected other content
-    assert target.read_bytes() == b"a\r\nb"
-    assert write_file_atomically(target, "c\n", file_hash(target))
+    with Folder(tmp_path) as folder:
+        assert folder.write("deep/new.md", b"a\r\nb", None)
+        assert target.read_bytes() == b"a\r\nb"
+        target.chmod(0o640)
+        assert not folder.write("deep/new.md", b"lost", None)  # expected absent: it exists
+        assert not folder.write("deep/new.md", b"lost", "0" * 64)  # expected other content
+        assert target.read_bytes() == b"a\r\nb"
+        assert folder.write("deep/new.md", b"c\n", folder.digest("deep/new.md"))
+        folder.sync()
     assert target.read_text() == "c\n"
     assert (target.stat().st_mode & 0o777) == 0o640, "the file keeps its permission bits"
     assert sorted(p.name for p in target.parent.iterdir()) == ["new.md"], "no temp left behind"
@@ -724,17 +725,17 @@ def test_parse_file_source(tmp_path: Path) -> None:
     spec = parse_file_source(AGENT, KEY, {
         "type": "file",
         "name": "Notes",
-        "paths": ["rel", str(tmp_path / "abs")],
+        "paths": ["../rel", str(tmp_path / "abs")],
         "recursive": False,
         "include_patterns": ["*.md"],
         "exclude_patterns": ["build/"],
         "permission_rules": [{"pattern": "**", "permission": "admin"}],
     }, tmp_path / "store")
     assert spec == FileSourceSpec(
-        KEY, AGENT, "Notes", ((tmp_path / "store" / "rel").resolve(), (tmp_path / "abs").resolve()),
+        KEY, AGENT, "Notes", ((tmp_path / "rel").resolve(), (tmp_path / "abs").resolve()),
         False, ("*.md",), ("build/",), (PermissionRule("**", PermissionLevel.ADMIN),),
     )
-    default = parse_file_source(AGENT, KEY, {"type": "file", "paths": ["x"]}, tmp_path)
+    default = parse_file_source(AGENT, KEY, {"type": "file", "paths": ["../x"]}, tmp_path / "store")
     assert (default.name, default.recursive, default.include_patterns, default.exclude_patterns,
             default.permission_rules) == (
         KEY, True, ("**",), (), (PermissionRule("**", PermissionLevel.READ_WRITE),))

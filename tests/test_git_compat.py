@@ -203,9 +203,14 @@ def test_git_tree_holds_exactly_the_blocks_under_encoded_names(
     assert all(f.count("/") == 2 and f.startswith("blocks/") for f in folders)
     assert decoded == sorted((s.owner, s.label) for s in busy_ws.blocks.list())
     assert (OWNERS[1], LABELS[2]) not in decoded
-    # a label past the encoded-length limit is refused, not truncated
+    # a label past one component's length is kept whole beside a hashed component; a label
+    # past the longest a file's path can be is refused, not truncated
+    busy_ws.blocks.create("alice", "🐍" * 22, "long\n")
+    path = busy_ws.blocks.git_path("alice", "🐍" * 22)
+    assert git(repo, "show", f"main:{path}/label") == "🐍" * 22
+    assert git(repo, "show", f"main:{path}/content") == "long\n"
     with pytest.raises(InvalidLabel):
-        busy_ws.blocks.create("alice", "🐍" * 22)
+        busy_ws.blocks.create("alice", "🐍" * 2049)
     assert_git_fsck(repo)
 
 

@@ -198,6 +198,7 @@ def server() -> Iterator[Server]:
 
 @pytest.fixture
 def store(tmp_path: Path, built: dict[str, Path], server: Server) -> Iterator[Path]:
+    (tmp_path / "granted").mkdir()
     path = make_store(
         tmp_path / "store",
         {
@@ -213,7 +214,8 @@ def store(tmp_path: Path, built: dict[str, Path], server: Server) -> Iterator[Pa
                 "allowed_hosts": [f"127.0.0.1:{server.server_address[1]}"],
                 "limits": {"http_timeout": 0.5, "http_response_mb": 1},
             },
-            "raw": {"path": built["raw_stdio"], "dir": str(tmp_path)},
+            # a granted folder beside the store (never one containing it)
+            "raw": {"path": built["raw_stdio"], "dir": str(tmp_path / "granted")},
             # get-config of values that are not strings: JSON text
             "cfg_int": {"path": built["echo_block"], "config": {"name": 42}},
             "cfg_float": {"path": built["echo_block"], "config": {"name": 1.5}},

@@ -43,9 +43,8 @@ def test_nul_and_crlf_are_ordinary_content() -> None:
 
 
 def _edit(base: list[str], side: str, data: st.DataObject) -> list[str]:
-    """Replace or insert a few lines; every new line is unique, so that no alignment is
-    ambiguous (with repeated lines, merge3 and git's xdiff may align equally validly but
-    differently, and then their clean merges differ)."""
+    """Replace or insert a few lines; every new line is unique (repeated lines, where the
+    alignment decides the merge, are checked against git in tests/test_merge_git.py)."""
     out = list(base)
     for k in range(data.draw(st.integers(0, 3))):
         fresh = f"{data.draw(NASTY)}~{side}{k}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import blocksync
-from blocksync.errors import AccessDenied, PluginCallFailed, StaleResolution, StaleVersion
+from blocksync.errors import AccessDenied, ConfigError, PluginCallFailed, StaleResolution
 from blocksync.plugins.batch import FAULT_STEPS, SyncBatch
 
 from .conftest import assert_git_fsck
@@ -219,21 +220,28 @@ def test_most_files_gone_aborts_the_plugin_source_and_commits_nothing(rig: Rig) 
 
 
 def test_an_agent_edit_during_the_call_is_never_overwritten(rig: Rig) -> None:
-    """The batch's writes carry the version the plugin read: an agent's newer version fails the
-    write (the plugin sees the error), or the commit when it lands after the write."""
-    rig.synced("a.md", "b.md")
+    """The batch's writes carry the version the plugin read: a write over an agent's newer
+    version (made before the write, or before the commit) is dropped with its path's base write,
+    and the rest of the batch commits."""
+    rig.synced("a.md", "b.md", "c.md")
     bases = rig.ws.reconciler.source(KEY).bases.bases
     batch = SyncBatch(rig.ws.blocks, bases, "reconcile", "plugin:notes", dry_run=False)
     assert batch.read(OWNER, label("a.md")) == BASE
     rig.ws.blocks.update(OWNER, label("a.md"), "the agent, first\n")
-    with pytest.raises(StaleVersion):
-        batch.update(OWNER, label("a.md"), "from disk\n")
+    batch.update(OWNER, label("a.md"), "from disk\n")
+    batch.bases.set_base("a.md", OWNER, label("a.md"), "from disk\n")
     assert batch.read(OWNER, label("b.md")) == BASE
     batch.update(OWNER, label("b.md"), "from disk\n")
+    batch.bases.set_base("b.md", OWNER, label("b.md"), "from disk\n")
+    assert batch.read(OWNER, label("c.md")) == BASE
+    batch.update(OWNER, label("c.md"), "from disk\n")
+    batch.bases.set_base("c.md", OWNER, label("c.md"), "from disk\n")
     rig.ws.blocks.update(OWNER, label("b.md"), "the agent, meanwhile\n")
-    with pytest.raises(StaleVersion):
-        batch.commit()
-    assert (rig.block("a.md"), rig.block("b.md")) == ("the agent, first\n", "the agent, meanwhile\n")
+    batch.commit()
+    assert batch.moved == {"a.md", "b.md"}
+    assert (rig.block("a.md"), rig.block("b.md"), rig.block("c.md")) == (
+        "the agent, first\n", "the agent, meanwhile\n", "from disk\n")
+    assert (rig.base("a.md"), rig.base("b.md"), rig.base("c.md")) == (BASE, BASE, "from disk\n")
 
 
 def test_malformed_and_unasked_answers_are_skipped(tmp_path: Path, built: dict[str, Path]) -> None:
@@ -378,3 +386,60 @@ def test_reading_conflicts_loads_no_plugin(rig: Rig) -> None:
         assert [e.loaded for e in fresh.plugins.list()] == [False]
         fresh.conflicts.resolve(conflict.id, take="disk")  # resolving opens the source
         assert [e.loaded for e in fresh.plugins.list()] == [True]
+
+
+# -- trust (issue 11): a hostile folder never hangs, fails or escapes the files plugin ----------
+
+
+def test_fifos_links_and_odd_names_in_the_plugins_folder_are_skipped_not_fatal(rig: Rig) -> None:
+    """A FIFO where a synced file was (its read would block the host inside WASI, past any time
+    limit), a link, a name that is not UTF-8 and a git folder: each is reported, the rest syncs."""
+    rig.synced("a.md", "pipe.md")
+    (rig.root / "pipe.md").unlink()
+    os.mkfifo(rig.root / "pipe.md")
+    (rig.root / "link.md").symlink_to(rig.root / "a.md")
+    (rig.root / os.fsdecode(b"caf\xe9.md")).write_text("latin-1 name\n")
+    subprocess.run(["git", "init", "-q", str(rig.root)], check=True)
+    rig.write("a.md", "edited\n")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "blocksync"), "--store", str(rig.store), "sync", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (entry,) = json.loads(done.stdout)["sources"]
+    reasons = {s["path"]: s["reason"] for s in entry["skipped"]}
+    assert "FIFO" in reasons["pipe.md"] and "symbolic link" in reasons["link.md"]
+    assert "not UTF-8" in reasons["caf\\xe9.md"]
+    assert [r["path"] for r in entry["resolved"]] == ["a.md"]
+    assert rig.block("pipe.md") == BASE, "a FIFO is not a deleted file"
+    assert not any(".git" in b.label for b in rig.ws.blocks.list(OWNER))
+
+
+def test_a_plugin_folder_containing_the_store_is_refused(tmp_path: Path, built: dict[str, Path]) -> None:
+    store = make_store(tmp_path / "store", {
+        KEY: {"path": built["files"], "dir": "..", "dir_mode": "read-write",
+              "config": {"owner": OWNER, "tag": KEY}},
+    })
+    with blocksync.open(store) as ws, pytest.raises(ConfigError, match=r"\.dir: '\.\.'.*store"):
+        ws.reconcile()
+
+
+def test_a_busy_agent_leaves_its_paths_for_the_next_run_not_the_whole_call(rig: Rig) -> None:
+    """An agent writing a block while the plugin's call runs: that path is skipped with the
+    reason, every other path of the call commits, and the next run merges both edits."""
+    rig.synced("a.md", "b.md")
+    rig.write("a.md", BASE + "disk line\n")
+    rig.write("b.md", BASE + "disk line\n")
+    source = rig.ws.reconciler.source(KEY)
+
+    def agent_writes(step: str) -> None:
+        if step == "before-block-commit":
+            rig.ws.blocks.update(OWNER, label("a.md"), "agent line\n" + BASE)
+
+    source.fault = agent_writes  # type: ignore[attr-defined]
+    outcome = source.reconcile_outcome()
+    assert [s.path for s in outcome.skipped] == ["a.md"] and "left for the next run" in outcome.skipped[0].reason
+    assert [r.path for r in outcome.results] == ["b.md"]
+    source.fault = None  # type: ignore[attr-defined]
+    assert rig.ws.reconcile().exit_code == 0
+    assert rig.block("a.md") == rig.read("a.md") == "agent line\n" + BASE + "disk line\n"

@@ -21,6 +21,7 @@ import blocksync
 from blocksync.bases import BaseEntry, Binding, SyncBases, _folder_id, git_blob_id
 from blocksync.blocks import BlockMeta, BlockType
 from blocksync.errors import AlreadyBound, UsageError
+from blocksync.disk import Folder
 from blocksync.filesource import FileSource, FileSourceSpec
 from blocksync.gitstore import PACK_THRESHOLD, GitStore, TreeEditor, json_document, tree_of
 from blocksync.sources import NoChange, PermissionLevel, PermissionRule, Resolved
@@ -173,10 +174,11 @@ def source(tmp_path: Path) -> FileSource:
 def test_files_are_read_whole_whatever_their_size(source: FileSource) -> None:
     folder = source.spec.paths[0]
     sizes = {"empty.md": 0, "small.md": 10, "chunk.md": 1 << 20, "big.md": (1 << 20) * 2 + 3}
-    for name, size in sizes.items():
-        (folder / name).write_bytes(b"x" * size)
-        assert source._read_at(folder, name) == (b"x" * size, None)
-    assert source._read_at(folder, "missing.md") == (None, None)
+    with Folder(folder) as disk:
+        for name, size in sizes.items():
+            (folder / name).write_bytes(b"x" * size)
+            assert disk.read(name) == (b"x" * size, None)
+        assert disk.read("missing.md") == (None, None)
 
 
 def test_unchanged_paths_and_changed_ones_in_one_run(source: FileSource, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import blocksync
+from blocksync import names
 from blocksync.sync import run_sync
 
 from .conftest import assert_git_fsck, git
@@ -404,6 +405,7 @@ def _hub_commit(hub: Path, entries: dict[str, bytes | None], *, parent: bool = T
 META = (b'{\n  "block_type": "working",\n  "char_limit": null,\n  "description": "",\n'
         b'  "schema": "{\\"type\\": \\"text\\"}"\n}\n')
 
+LONG = names.component("x" * 300)  # a long label's component: the label is kept beside it
 MALFORMED = {
     "content not UTF-8": ({"blocks/alice/bad/content": b"caf\xe9\n",
                            "blocks/alice/bad/meta.json": META}, "blocks/alice/bad"),
@@ -427,6 +429,10 @@ MALFORMED = {
                                 "blocks/alice/bad/extra": b"?"}, "blocks/alice/bad"),
     "a file for a block": ({"blocks/alice/bad": b"x\n"}, "blocks/alice/bad"),
     "junk at the root": ({"README.md": b"# hi\n"}, "README.md"),
+    "a long label's file naming another": ({f"blocks/alice/{LONG}/content": b"x\n",
+                                            f"blocks/alice/{LONG}/meta.json": META,
+                                            f"blocks/alice/{LONG}/label": b"forged"},
+                                           f"blocks/alice/{LONG}"),
     "malformed conflict record": ({"conflicts/alice/good/1/other": b"\xff"}, "conflicts/alice/good"),
 }
 
@@ -530,6 +536,47 @@ def test_metadata_changed_on_both_sides_merges_field_by_field(tmp_path: Path) ->
     a.pull("hub")
     assert a.blocks.read("alice", "x").meta == merged.meta
     for ws in (a, b):
+        ws.close()
+    for repo in (hub, tmp_path / "a" / "repo", tmp_path / "b" / "repo"):
+        assert_git_fsck(repo)
+
+
+def test_long_labels_travel_merge_and_conflict(tmp_path: Path) -> None:
+    """A label too long for one path component (named by its hash, kept whole beside)."""
+    hub = _bare(tmp_path / "hub.git")
+    a, b = (blocksync.init(tmp_path / n) for n in "ab")
+    for ws in (a, b):
+        ws.add_remote("hub", str(hub))
+    label = "file:3fa2c1d0:" + "日本語のとても長いファイル名" * 20 + ".md"
+    a.blocks.create("alice", label, "one\ntwo\nthree\n")
+    a.blocks.create("alice", "short", "x\n")
+    a.push("hub")
+    assert b.pull("hub").action == "fast-forward"  # the check accepts a long label's folder
+    a.blocks.update("alice", label, "ONE\ntwo\nthree\n")
+    a.blocks.update("alice", "short", "from a\n")
+    b.blocks.update("alice", label, "one\ntwo\nTHREE\n")
+    b.blocks.update("alice", "short", "from b\n")
+    a.push("hub")
+    assert [p for p, _ in b.push("hub").pulls[0].conflicts] == ["alice/short"]
+    assert b.blocks.read("alice", label).content == "ONE\ntwo\nTHREE\n"  # a clean merge
+    a.blocks.update("alice", label, "1\ntwo\nTHREE\n")
+    b.blocks.update("alice", label, "uno\ntwo\nTHREE\n")
+    a.pull("hub")
+    a.push("hub")
+    (opened,) = b.pull("hub").conflicts
+    assert b.conflicts.get(opened[1]).label == label and len(b.conflicts.list()) == 2
+    b.push("hub")
+    a.pull("hub")
+    rows = {c.label: c for c in a.conflicts.list()}
+    assert set(rows) == {label, "short"}
+    a.conflicts.resolve(rows[label].id, take="disk")
+    a.conflicts.resolve(rows["short"].id, take="agent")
+    a.push("hub")
+    b.pull("hub")
+    assert not b.conflicts.list()
+    assert a.blocks.read("alice", label).content == b.blocks.read("alice", label).content
+    for ws in (a, b):
+        assert blocksync.fsck(ws.root).ok
         ws.close()
     for repo in (hub, tmp_path / "a" / "repo", tmp_path / "b" / "repo"):
         assert_git_fsck(repo)

@@ -289,13 +289,13 @@ def test_history_and_rollback_tools(ws: blocksync.Workspace) -> None:
     assert [v["version"] for v in history["versions"]] == [1, 2]
     rolled = ws.tools.call(
         "blocksync_block_rollback", {"owner": "alice", "label": "persona", "version": 1},
-        agent="bob",
+        agent="alice",  # an agent rolls back its own blocks (tests/test_agent_tool_owners.py)
     )
     assert (rolled["version"], rolled["content"]) == (3, "v1\n")
     last = ws.tools.call(
         "blocksync_block_history", {"owner": "alice", "label": "persona", "limit": 1}
     )["versions"]
-    assert [(v["version"], v["author"]) for v in last] == [(3, "agent:bob")]
+    assert [(v["version"], v["author"]) for v in last] == [(3, "agent:alice")]
     assert ws.blocks.read("alice", "persona").content == "v1\n"
 
 

@@ -13,8 +13,9 @@ source changed" (or "both changed to the same text") and converges, exactly as f
 source killed between its file writes and its base update.
 
 Updates and deletions carry the block version the plugin read, so an agent's edit made while
-the call ran is never overwritten when the commit replays on a newer head: the commit fails and
-the source is reported failed for this run.
+the call ran is never overwritten: such a change is dropped (:attr:`BlockBatch.moved`), with
+the base writes of its path, and the path is left for the next run, which decides it again from
+its old base. The rest of the call commits: one busy block never fails a batch of thousands.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class BlockBatch:
 
     def __init__(self, blocks: BlockStore, message: str, author: str) -> None:
         self._store = blocks
-        self.blocks = Transaction(blocks, message, author)
+        self.blocks = Transaction(blocks, message, author, skip_stale=True)
         self._seen: dict[tuple[str, str], int] = {}  # block -> the version the plugin read
         self._written: set[tuple[str, str]] = set()
 
@@ -117,6 +118,10 @@ class SyncBatch(BlockBatch):
         #: the base index's entries as the call began, when the caller read them already
         self.bound = bound
         self.conflicts: dict[str, ConflictReport] = {}
+        #: outside paths the host found it cannot sync (``sync.folder-digests``), and why
+        self.skipped: dict[str, str] = {}
+        #: after :meth:`commit`: paths whose blocks moved during the call (nothing of them kept)
+        self.moved: set[str] = set()
 
 
     # -- bases ----------------------------------------------------------------------------
@@ -131,10 +136,18 @@ class SyncBatch(BlockBatch):
 
     def commit(self, fault: Callable[[str], None] | None = None) -> dict[tuple[str, str], int]:
         """Blocks first, then bases; the new version of every block written. ``fault`` is
-        told each step of :data:`FAULT_STEPS` as it is reached (tests kill the process there)."""
+        told each step of :data:`FAULT_STEPS` as it is reached (tests kill the process there).
+        Paths whose blocks an agent changed meanwhile keep their old bases (:attr:`moved`)."""
         step = fault or (lambda _: None)
         step("before-block-commit")
         versions = self.commit_blocks()
+        stale = self.blocks.stale
+        if stale:
+            self.moved = {
+                path for path, binding, _ in self.bases.written()
+                if binding is not None and (binding.owner, binding.label) in stale
+            } | {path for path, e in (self.bound or {}).items() if (e.owner, e.label) in stale}
+            self.bases.drop(self.moved)
         step("before-bases")
         self.bases.commit()
         return versions

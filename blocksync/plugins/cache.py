@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from wasmtime import Engine, WasmtimeError
 from wasmtime.component import Component
+
+from ..errors import UnsafeFile
+from ..safefile import write_atomic
 
 log = logging.getLogger("blocksync.plugins.cache")
 
@@ -49,7 +50,7 @@ class CompileCache:
 
     @staticmethod
     def _identity(path: Path) -> list[int]:
-        st = path.stat()
+        st = path.lstat()  # a link planted in the cache is never the artifact this program wrote
         return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
     def _trusted(self, artifact: Path, stamp: Path) -> bool:
@@ -62,15 +63,7 @@ class CompileCache:
     def _store(self, component: Component, artifact: Path, stamp: Path) -> None:
         try:
             artifact.parent.mkdir(parents=True, exist_ok=True)
-            data = component.serialize()
-            fd, tmp = tempfile.mkstemp(dir=artifact.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, artifact)
-            identity = json.dumps(self._identity(artifact))
-            fd, tmp = tempfile.mkstemp(dir=artifact.parent, suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(identity)
-            os.replace(tmp, stamp)
-        except OSError as exc:  # a read-only or full cache only costs speed
+            write_atomic(artifact, component.serialize())
+            write_atomic(stamp, json.dumps(self._identity(artifact)).encode("utf-8"))
+        except (OSError, UnsafeFile) as exc:  # a read-only, full or tampered cache costs speed
             log.warning("cannot cache compiled plugin in %s: %s", artifact.parent, exc)

@@ -9,14 +9,11 @@ wasmtime-py would park that in a process-wide slot another thread might pick up)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 from wasmtime import WasmtimeError
@@ -24,9 +21,11 @@ from wasmtime.component import LinkerInstance, Record, Variant
 
 from .. import merge, permissions
 from ..blocks import BlockStore
+from ..disk import Folder, printable_path
 from ..errors import AccessDenied, BlocksyncError, MergeConflict, TransportError
 from ..notifications import NotificationLog
 from ..sources import BlockRef, PermissionLevel, PermissionRule
+from ..text import parse_json
 from . import fetch
 from .batch import BlockBatch, SyncBatch
 from .spec import MiB, PluginSpec
@@ -141,7 +140,7 @@ class HostContext:
 
     def _text_body(self, method: str, url: str, headers_json: str, body: bytes | None) -> str:
         try:
-            headers = json.loads(headers_json) if headers_json.strip() else {}
+            headers = parse_json(headers_json) if headers_json.strip() else {}
         except ValueError as exc:
             raise AccessDenied(f"headers-json is not JSON: {exc}") from exc
         if not isinstance(headers, dict):
@@ -168,11 +167,38 @@ class HostContext:
     # -- sync -----------------------------------------------------------------------------
 
     def folder_digests(self) -> str:
-        """See ``sync.folder-digests`` in the WIT: the granted folder's files and their hashes."""
+        """See ``sync.folder-digests`` in the WIT: the granted folder's files and their hashes.
+
+        Listed as the native source lists its folders (:mod:`blocksync.disk`): never through a
+        link, never a version-control folder, only regular files opened. During a reconcile
+        the entries that cannot be synced (a FIFO, a link, a name that is not UTF-8, a folder
+        that cannot be listed) are told to the batch, which reports them as skipped; files in
+        a folder that cannot be listed are unknown, not gone (digest None: the plugin reads
+        them, fails, and leaves them as they are)."""
         if self.spec.dir is None:
             raise AccessDenied("no folder is granted to this plugin (config `dir`)")
         digests: dict[str, str | None] = {}
-        _digest_folder(self.spec.dir, "", digests)
+        try:
+            with Folder(self.spec.dir) as folder:
+                listing = folder.scan(clean_temps=self.spec.dir_mode == "read-write")
+                for rel in listing.files:
+                    try:
+                        found = folder.digest(rel)
+                    except OSError:
+                        found = None
+                    digests[rel] = found if found is None or len(found) == 64 else None
+        except OSError as exc:
+            raise AccessDenied(f"cannot list the granted folder {self.spec.dir}: {exc.strerror}")
+        if isinstance(self.batch, SyncBatch):
+            for rel, reason in listing.odd:
+                self.batch.skipped[printable_path(rel)] = reason
+            for rel, reason in listing.unlisted:
+                self.batch.skipped[rel + "/"] = (
+                    f"this folder cannot be listed ({reason}): its files are left as they are"
+                )
+            for path in self.batch.bound or ():
+                if listing.unknown(path) is not None:
+                    digests[path] = None
         return json.dumps(digests, ensure_ascii=False)
 
     def _block(self, ref: Any) -> tuple[BlockStore, str, str]:
@@ -201,24 +227,6 @@ class HostContext:
         self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None
     ) -> fetch.HttpResponse:
         return fetch.request(self.http, method, url, headers, body)
-
-
-def _digest_folder(folder: Path, prefix: str, out: dict[str, str | None]) -> None:
-    """Every regular file under ``folder`` (not following links) -> sha256 of its bytes."""
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        return  # an unreadable folder: its files are not listed (WASI could not read them)
-    for entry in entries:
-        path = prefix + entry.name
-        if entry.is_dir(follow_symlinks=False):
-            _digest_folder(Path(entry.path), path + "/", out)
-        elif entry.is_file(follow_symlinks=False):
-            try:
-                with open(entry.path, "rb") as file:
-                    out[path] = hashlib.file_digest(file, "sha256").hexdigest()
-            except OSError:
-                out[path] = None
 
 
 def _trap_on_bug(ctx: HostContext, name: str, fn: Callable[..., T]) -> Callable[..., T]:

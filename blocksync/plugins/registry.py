@@ -55,9 +55,8 @@ def parse_specs(tables: Mapping[str, Any], store_root: Path) -> dict[str, Plugin
             if table.get("type") == "file":
                 continue  # a native source, not a plugin (blocksync.filesource)
             if table.get("type") != "wasm":
-                raise ConfigError(
-                    f"{where}: type {table.get('type')!r} is not supported; use \"file\" or \"wasm\""
-                )
+                what = f"type {table['type']!r} is not supported" if "type" in table else "no type"
+                raise ConfigError(f"{where}: {what}; use \"file\" or \"wasm\"")
             if key in specs:
                 raise ConfigError(
                     f"data source {key!r} is configured for agents {specs[key].agent!r} and "

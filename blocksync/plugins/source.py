@@ -52,6 +52,10 @@ from .syncbases import PluginBases
 __all__ = ["PluginSource"]
 
 #: resolutions by which a source's side of a bound path went missing
+_MOVED = (
+    "its block changed while the plugin reconciled it (an agent is editing it): left for the "
+    "next run"
+)
 _GONE = (Action.DELETE_AGENT.value, Action.FORGET.value)
 
 
@@ -70,10 +74,6 @@ class PluginSource:
     def close(self) -> None:
         """Nothing of its own: the plugin set owns the plugin."""
 
-    def guard(self) -> None:
-        """Nothing to check before the call: see the module docstring (the rule is applied to
-        the call's results before anything is committed)."""
-
     # -- reconcile ------------------------------------------------------------------------
 
     def _batch(
@@ -90,7 +90,11 @@ class PluginSource:
         return batch.attached(self.plugin.host)
 
     def reconcile_outcome(
-        self, paths: Iterable[str] | None = None, *, dry_run: bool = False
+        self,
+        paths: Iterable[str] | None = None,
+        *,
+        dry_run: bool = False,
+        allow_mass_delete: bool = False,
     ) -> ReconcileOutcome:
         wanted = None if paths is None else list(dict.fromkeys(paths))
         if wanted == []:
@@ -104,13 +108,29 @@ class PluginSource:
         with self._batch(f"reconcile {self.key}", author, dry_run=dry_run, bound=bound) as batch:
             results = self.bridge.reconcile(wanted or [])
             outcome = self._outcome(results, wanted, batch, bound)
-        if wanted is None:
-            refusal = mass_deletion(self.key, len(bound), self._gone(outcome, bound))
-            if refusal is not None:
-                raise refusal
+        if wanted is None and not allow_mass_delete:
+            for side, gone in self._gone(outcome, bound).items():
+                refusal = mass_deletion(self.key, len(bound), gone, side=side)
+                if refusal is not None:
+                    raise refusal
         if not dry_run:
             self._commit(batch)
+            if batch.moved:  # an agent wrote these blocks during the call: nothing of them kept
+                outcome.results = [r for r in outcome.results if r.path not in batch.moved]
+                for path in sorted(batch.moved):
+                    outcome.reasons.pop(path, None)
+                    outcome.conflicts.pop(path, None)
+                    outcome.skipped.append(Skipped(path, _MOVED))
         return outcome
+
+    def path_problem(self, path: str) -> str | None:
+        problem = source_path_problem(path)
+        return None if problem is None else f"source {self.key!r}: path {path!r} {problem}"
+
+    def has_path(self, path: str) -> bool | None:
+        if path in self.bases.index().entries(self.bases.bases):
+            return True
+        return None  # only the plugin knows its outside side
 
     def _commit(self, batch: SyncBatch) -> dict[tuple[str, str], int]:
         versions = batch.commit(self.fault)
@@ -126,8 +146,13 @@ class PluginSource:
     ) -> ReconcileOutcome:
         outcome = ReconcileOutcome()
         asked = None if wanted is None else set(wanted)
+        for path, reason in batch.skipped.items():  # what the host saw it cannot sync
+            if asked is None or path in asked:
+                outcome.skipped.append(Skipped(path, reason))
         for result in results:
             path = result.path
+            if path in batch.skipped:
+                continue  # reported above: the plugin could not have read it either
             problem = source_path_problem(path)
             if problem is None and asked is not None and path not in asked:
                 problem = "was not asked about"
@@ -177,13 +202,24 @@ class PluginSource:
             agent = None
         return Sides(owner, label, None if found is None else found[1], disk, agent), reason
 
-    def _gone(self, outcome: ReconcileOutcome, bound: dict[str, BaseEntry]) -> list[str]:
-        """Bound paths whose source side the call found missing."""
-        gone = [
-            r.path for r in outcome.results
-            if isinstance(r, Resolved) and r.resolution in _GONE and r.path in bound
-        ]
-        gone += [p for p, s in outcome.conflicts.items() if s.disk is None and p in bound]
+    def _gone(
+        self, outcome: ReconcileOutcome, bound: dict[str, BaseEntry]
+    ) -> dict[str, list[str]]:
+        """Bound paths the call found missing, by side: from the source (``disk``), or whose
+        blocks are gone (``agent``)."""
+        gone: dict[str, list[str]] = {"disk": [], "agent": []}
+        for r in outcome.results:
+            if isinstance(r, Resolved) and r.path in bound:
+                if r.resolution in _GONE:
+                    gone["disk"].append(r.path)
+                elif r.resolution == Action.DELETE_DISK.value:
+                    gone["agent"].append(r.path)
+        for path, sides in outcome.conflicts.items():
+            if path in bound:
+                if sides.disk is None:
+                    gone["disk"].append(path)
+                elif sides.agent is None:
+                    gone["agent"].append(path)
         return gone
 
     # -- conflicts ------------------------------------------------------------------------
@@ -238,6 +274,10 @@ class PluginSource:
             else:
                 batch.bases.set_base(path, owner, label, base)
             versions = self._commit(batch)
+            if path in batch.moved:
+                raise SourceChanged(
+                    self.key, path, f"block {owner}/{label} changed while it was being settled"
+                )
         if (owner, label) in versions:
             return versions[(owner, label)]
         return None if agent is None else self.blocks.read(owner, label).version

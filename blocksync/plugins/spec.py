@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from ..disk import store_overlap
 from ..errors import ConfigError
 from ..sources import PermissionLevel, PermissionRule
 from .trust import TrustPolicy, parse_public_key
@@ -102,10 +103,25 @@ class PluginSpec:
         return json.dumps(value)
 
 
+#: The largest value of each limit: past it a number stops meaning anything to the sandbox
+#: (wasmtime takes fuel and memory sizes as 64-bit integers, timers overflow) -- a day, a TiB,
+#: a million notifications, the fuel wasmtime can count.
+_LIMIT_MAX: dict[str, int] = {
+    "timeout": 86_400,
+    "http_timeout": 86_400,
+    "memory_mb": 1 << 20,
+    "result_mb": 1 << 20,
+    "http_response_mb": 1 << 20,
+    "fuel": (1 << 63) - 1,
+    "pull_batch": 1_000_000,
+}
 _LIMIT_TYPES = {f.name: (float if f.name.endswith("timeout") else int) for f in fields(Limits)}
+assert set(_LIMIT_MAX) == set(_LIMIT_TYPES)
 
 
 def parse_limits(table: Any, where: str) -> dict[str, Any]:
+    """Limits as asked for: a timeout is a number of seconds, the others whole numbers, each
+    above zero and at most its :data:`_LIMIT_MAX` (``nan`` and ``inf`` are neither)."""
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
     out: dict[str, Any] = {}
@@ -113,8 +129,13 @@ def parse_limits(table: Any, where: str) -> dict[str, Any]:
         kind = _LIMIT_TYPES.get(key)
         if kind is None:
             raise ConfigError(f"{where}: unknown limit {key!r}; known: {', '.join(_LIMIT_TYPES)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"{where}.{key} must be a positive number, not {value!r}")
+        top = _LIMIT_MAX[key]
+        number = not isinstance(value, bool) and isinstance(value, (int, float))
+        if number and isinstance(value, float) and kind is int and not value.is_integer():
+            number = False
+        if not number or not 0 < value <= top:  # also false for nan
+            what = "number of seconds" if kind is float else "whole number"
+            raise ConfigError(f"{where}.{key} must be a positive {what} up to {top:,}, not {value!r}")
         out[key] = kind(value)
     return out
 
@@ -126,6 +147,8 @@ def parse_rules(value: Any, where: str) -> tuple[PermissionRule, ...]:
     for i, item in enumerate(value):
         if not isinstance(item, dict) or set(item) != {"pattern", "permission"}:
             raise ConfigError(f"{where}[{i}] must be {{ pattern = \"…\", permission = \"…\" }}")
+        if not isinstance(item["pattern"], str):
+            raise ConfigError(f"{where}[{i}].pattern must be a glob pattern (a string)")
         try:
             level = PermissionLevel(item["permission"])
         except ValueError:
@@ -213,6 +236,9 @@ def parse_wasm_source(
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
     if not isinstance(table.get("path"), str):
         raise ConfigError(f"{where}: `path` (the .wasm file) is required")
+    for text in ("name", "dir"):
+        if not isinstance(table.get(text, ""), str):
+            raise ConfigError(f"{where}.{text} must be a string, not {table[text]!r}")
     kind = table.get("source_kind", "block")
     if kind not in ("block", "stream", "both"):
         raise ConfigError(f"{where}.source_kind must be \"block\", \"stream\" or \"both\"")
@@ -229,6 +255,10 @@ def parse_wasm_source(
     if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
         raise ConfigError(f"{where}.sha256 must be 64 hex digits")
     asked = parse_limits(table.get("limits", {}), f"{where}.limits")
+    folder = None if table.get("dir") is None else _resolve(store_root, str(table["dir"]))
+    problem = None if folder is None else store_overlap(folder, store_root)
+    if problem is not None:
+        raise ConfigError(f"{where}.dir: {table['dir']!r} ({folder}) {problem}")
     rules = table.get("permission_rules")
     policy = _plugin_trust(table, where, trust or TrustPolicy())
     return PluginSpec(
@@ -240,7 +270,7 @@ def parse_wasm_source(
         config=config,
         limits=replace(Limits(), **asked).capped_by(caps),
         allowed_hosts=tuple(h.lower() for h in hosts),
-        dir=None if table.get("dir") is None else _resolve(store_root, str(table["dir"])),
+        dir=folder,
         dir_mode=dir_mode,
         sha256=None if sha is None else sha.lower(),
         permission_rules=None if rules is None else parse_rules(rules, f"{where}.permission_rules"),

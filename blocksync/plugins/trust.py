@@ -47,11 +47,8 @@ import binascii
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import tomllib
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -61,6 +58,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import PluginRefused, UsageError
+from ..safefile import write_atomic
 
 if TYPE_CHECKING:
     from .spec import PluginSpec
@@ -166,8 +164,8 @@ def generate_key(private_path: Path) -> str:
     )
     public = format_public_key(key.public_key())
     try:
-        _write_atomic(private_path, pem, mode=0o600, exclusive=True)
-        _write_atomic(public_path, (public + "\n").encode("ascii"), mode=0o644, exclusive=True)
+        write_atomic(private_path, pem, mode=0o600, exclusive=True)
+        write_atomic(public_path, (public + "\n").encode("ascii"), mode=0o644, exclusive=True)
     except FileExistsError as exc:
         raise UsageError(f"{exc.filename} exists already: refusing to overwrite a key") from exc
     except OSError as exc:
@@ -271,7 +269,7 @@ def sign(wasm: Path, key_path: Path) -> Path:
     )
     out = signature_path(wasm)
     try:
-        _write_atomic(out, text.encode("utf-8"), mode=0o644)
+        write_atomic(out, text.encode("utf-8"), mode=0o644)
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from exc
     return out
@@ -294,6 +292,8 @@ def _read_sig(sig: Path) -> _Sig:
         raise ValueError("it is not text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"it is not a blocksync signature ({exc})") from None
+    except RecursionError:
+        raise ValueError("it is not a blocksync signature (it nests too deeply)") from None
     if doc.get("format") != SIG_FORMAT:
         raise ValueError(f"its format is {doc.get('format')!r}, not {SIG_FORMAT!r}")
     types = {"key": str, "file": str, "sha256": str, "size": int, "signature": str}
@@ -477,26 +477,3 @@ def trust_state(spec: PluginSpec) -> str:
     """One line for ``plugin list``: "signed by ed25519:AbCdEfGh… (trusted)", "unsigned",
     "pinned sha256", "tampered", "signed by … (untrusted) (refused)", ..."""
     return trust_report(spec).state
-
-
-# -- files --------------------------------------------------------------------------------------
-
-
-def _write_atomic(path: Path, data: bytes, mode: int, exclusive: bool = False) -> None:
-    """A temp file with ``mode`` from its creation on (never a moment readable by others),
-    fsynced, then renamed into place: readers see the old file or the new one. ``exclusive``
-    links it instead, which refuses to replace an existing file (FileExistsError)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        if exclusive:
-            os.link(tmp, path)
-        else:
-            os.replace(tmp, path)
-    finally:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)  # the link's temp name, or what a failure left

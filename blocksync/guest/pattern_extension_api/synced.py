@@ -72,7 +72,7 @@ from .model import (
     VersionInfo,
 )
 
-__all__ = ["SyncedSource", "sha256"]
+__all__ = ["SyncedSource", "Unreadable", "sha256"]
 
 LEVELS = {
     "read-only": PermissionLevel.READ_ONLY,
@@ -94,7 +94,8 @@ def _merge(base: str, disk: str, agent: str) -> str | None:
 
 
 class Unreadable(Exception):
-    """Outside content that cannot be synced as text."""
+    """Outside content that cannot be synced as text: raised by `read` for what is no object
+    to sync (a FIFO, a link, an unreadable path), it leaves that path alone, never the rest."""
 
 
 class SyncedSource(DataBlockExtension):
@@ -238,6 +239,12 @@ class SyncedSource(DataBlockExtension):
         dry = sync.dry_run()
         results: list[ReconcileResult] = []
         for path in dict.fromkeys(paths):
+            try:
+                self.check_path(path)
+            except ValueError as exc:  # a path this source refuses: left alone, not the rest
+                host.log(LogLevel.WARN, f"{path}: left alone: {exc}")
+                results.append(NoChange(path))
+                continue
             state = states.get(path)
             if state is None or state.agent_changed:
                 results.append(self._one(path, dry))
@@ -246,7 +253,12 @@ class SyncedSource(DataBlockExtension):
             if digests is not None and path in digests and self.unchanged(path, state, digests[path]):
                 results.append(NoChange(path))
                 continue
-            data = self.read(path)
+            try:
+                data = self.read(path)
+            except Unreadable as exc:  # one odd path never fails the others
+                host.log(LogLevel.WARN, f"{path}: left alone: {exc}")
+                results.append(NoChange(path))
+                continue
             if data is not None and sha256(data) == state.base_sha256:
                 results.append(NoChange(path))
             else:

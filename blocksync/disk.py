@@ -1,0 +1,513 @@
+"""Disk I/O confined to one folder: nothing read, written, renamed or removed ever leaves it.
+
+Every operation is relative to a directory descriptor, and every folder on the way down from
+the root is opened from its parent's descriptor with ``O_DIRECTORY | O_NOFOLLOW``: the kernel
+resolves one name at a time, never a symbolic link. A folder swapped for a link to elsewhere
+while a run writes (``mv notes/sub away && ln -s ../outside notes/sub``) fails that one
+operation (``ELOOP``) instead of redirecting it; a folder moved away while its descriptor is
+open takes the writes with it, as if it had been moved a moment later, which the mover could
+do anyway. Resolving real paths once and writing by name later (the race this replaces) would
+let every write after the swap land outside.
+
+Only regular files are ever opened: an entry is ``lstat``-ed first, then opened ``O_NONBLOCK |
+O_NOFOLLOW | O_NOCTTY`` and ``fstat``-ed, so a FIFO, socket or device -- there from the start
+or swapped in meanwhile -- is a reason to skip the path, never a hang or a side effect.
+
+Temp files of atomic writes are named ``.blocksync-<pid>-<hex>.tmp``: a listing leaves them
+out, and removes those whose writer is gone (a killed run), so none outlive the next run.
+Version-control metadata (``.git``, ``.hg``, ``.svn``, ``.jj``, ``.bzr``, in any letter case)
+and any folder that is the store itself are never listed, whatever the patterns say: writing
+an agent's text into ``.git/config`` would run its commands at the next ``git status``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import secrets
+import stat
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+__all__ = [
+    "Folder",
+    "Listing",
+    "TEMP_PREFIX",
+    "TEMP_SUFFIX",
+    "VCS_FOLDERS",
+    "is_temp_name",
+    "is_vcs_path",
+    "printable_path",
+    "store_overlap",
+]
+
+#: Folders of version-control systems: never synced, whatever the patterns say.
+VCS_FOLDERS = frozenset({".git", ".hg", ".svn", ".jj", ".bzr"})
+TEMP_PREFIX = ".blocksync-"
+TEMP_SUFFIX = ".tmp"
+#: ``.blocksync-<pid>-<hex>.tmp``, or ``.blocksync-<hex>.tmp`` as older versions named them
+_TEMP = re.compile(r"^\.blocksync-(?:(\d+)-)?[0-9a-f]{16}\.tmp$")
+#: a temp file whose writer cannot be told (older name, another machine's pid) is stale after
+STALE_TEMP_SECONDS = 3600
+#: directory descriptors kept open per folder (each reconcile call opens one Folder)
+DIR_CACHE = 64
+_READ_CHUNK = 1 << 20
+
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | _NOFOLLOW
+
+#: markers :meth:`Folder.digest` gives what is no regular file: no sha256 hex equals them
+SYMLINK = "symlink"
+NOT_REGULAR = "not-a-regular-file"
+
+
+def is_temp_name(name: str) -> bool:
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
+
+
+def is_vcs_path(rel: str) -> bool:
+    """Does ``rel`` (``/``-separated) lie in a version-control folder (any letter case)?"""
+    return any(part.casefold() in VCS_FOLDERS for part in rel.split("/"))
+
+
+def store_overlap(folder: Path, store_root: Path) -> str | None:
+    """Why ``folder`` may not be synced, being the store folder, inside it or around it
+    (None: it may). Syncing the store would make its configuration, refs and lock blocks an
+    agent can edit, and never converge."""
+    store = Path(store_root).resolve()
+    folder = Path(folder).resolve()
+    if folder == store or folder.is_relative_to(store):
+        return f"is the store folder {store} or inside it: blocksync never syncs its own store"
+    if store.is_relative_to(folder):
+        return (
+            f"contains the store folder {store}: blocksync never syncs its own store (sync a "
+            "folder beside the store, or keep the store elsewhere)"
+        )
+    return None
+
+
+def kind_of(mode: int) -> str:
+    """What a non-regular file is, in a user's words (the reason it is skipped)."""
+    if stat.S_ISLNK(mode):
+        return "a symbolic link: only regular files are synced"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe): only regular files are synced"
+    if stat.S_ISSOCK(mode):
+        return "a socket: only regular files are synced"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device: only regular files are synced"
+    if stat.S_ISDIR(mode):
+        return "a folder, not a file"
+    return "not a regular file"
+
+
+@dataclass
+class Listing:
+    """What a scan of a folder found below its root."""
+
+    files: list[str] = field(default_factory=list)  # regular files, "/"-separated
+    #: entries that are no regular file, or whose name is not UTF-8, and why
+    odd: list[tuple[str, str]] = field(default_factory=list)
+    #: folders that could not be listed, and why: what lies below them is unknown, not gone
+    unlisted: list[tuple[str, str]] = field(default_factory=list)
+    #: stale temp files of killed writers, removed by this scan
+    removed_temps: int = 0
+
+    def unknown(self, rel: str) -> str | None:
+        """Why nothing can be said of ``rel`` (it lies in a folder that could not be listed)."""
+        for folder, reason in self.unlisted:
+            if rel.startswith(folder + "/"):
+                return f"its folder {folder!r} cannot be listed ({reason}): left as it is"
+        return None
+
+
+def printable_path(rel: str) -> str:
+    """``rel`` as text that can be shown and stored: bytes that are not UTF-8 (lone surrogates
+    from the OS) as ``\\xNN`` escapes."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os gives undecodable bytes as lone surrogates
+        return False
+    return True
+
+
+def _writer_gone(name: str, info: os.stat_result) -> bool:
+    """Is the temp file ``name`` left by a writer that no longer runs? By its pid when this
+    system knows it is gone; else (an older name, a pid alive again, another machine's) by
+    its age."""
+    match = _TEMP.match(name)
+    if match is None:
+        return False
+    if match.group(1) is not None:
+        pid = int(match.group(1))
+        if pid == os.getpid():
+            return False  # this process is writing it
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, OverflowError):
+            pass
+    return time.time() - info.st_mtime > STALE_TEMP_SECONDS
+
+
+def _same(fd: int, name: str, parent: int) -> bool:
+    """Is the folder ``fd`` still the entry ``name`` of ``parent`` (not moved, not swapped)?"""
+    try:
+        now = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except OSError:
+        return False
+    then = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (then.st_dev, then.st_ino)
+
+
+def _open_dir(name: str, parent: int) -> int:
+    """Open the folder ``name`` in ``parent``, never through a link (``ELOOP`` then)."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent)
+    except NotADirectoryError:
+        # O_NOFOLLOW | O_DIRECTORY says ENOTDIR for a link too: tell the two apart
+        if stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
+            raise OSError(errno.ELOOP, "a symbolic link where a folder should be", name) from None
+        raise
+
+
+class Folder:
+    """One root folder, opened for the ``with`` block; every path below it is ``/``-separated
+    and relative to it. ``avoid``: ``(st_dev, st_ino)`` of folders never entered (the store)."""
+
+    def __init__(self, root: Path, *, avoid: Iterable[tuple[int, int]] = ()) -> None:
+        self.root = Path(root)
+        self._avoid = frozenset(avoid)
+        self._fd = os.open(self.root, _DIR_FLAGS)  # the root itself: no link either
+        self._dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
+        self._written: set[tuple[str, ...]] = set()
+
+    def close(self) -> None:
+        for parts in list(self._dirs):
+            self._close_dir(parts)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- folders --------------------------------------------------------------------------
+
+    def _dir(self, parts: tuple[str, ...], create: bool = False, verify: bool = False) -> int:
+        """The descriptor of the folder ``parts`` below the root, each step opened without
+        following links (``create``: missing folders are made). ``verify``: a descriptor kept
+        from earlier is used only if its folder is still where it was opened (each level
+        checked by device and inode): a write never lands in a folder moved out of the root
+        meanwhile. OSError: ``ENOENT`` (missing), ``ENOTDIR`` (a file on the way), ``ELOOP``
+        (a link on the way), ``EACCES``, ..."""
+        if not parts:
+            return self._fd
+        parent = self._dir(parts[:-1], create, verify)
+        name = parts[-1]
+        fd = self._dirs.get(parts)
+        if fd is not None:
+            if verify and not _same(fd, name, parent):
+                self._forget(parts)
+            else:
+                self._dirs.move_to_end(parts)
+                return fd
+        try:
+            fd = _open_dir(name, parent)
+        except FileNotFoundError:
+            if not create:
+                raise
+            try:
+                os.mkdir(name, 0o777, dir_fd=parent)
+            except FileExistsError:
+                pass  # made meanwhile: opened below like any other (a link still fails)
+            fd = _open_dir(name, parent)
+        info = os.fstat(fd)
+        if (info.st_dev, info.st_ino) in self._avoid:
+            os.close(fd)
+            raise OSError(errno.EACCES, "it is the store folder", "/".join(parts))
+        self._dirs[parts] = fd
+        if len(self._dirs) > DIR_CACHE:
+            self._close_dir(next(iter(self._dirs)))
+        return fd
+
+    def _forget(self, parts: tuple[str, ...]) -> None:
+        """Close the kept descriptors of ``parts`` and every folder below it."""
+        for kept in [p for p in self._dirs if p[: len(parts)] == parts]:
+            self._close_dir(kept)
+
+    def _close_dir(self, parts: tuple[str, ...]) -> None:
+        """Close a kept descriptor; a folder written to is fsynced first (it may have moved:
+        its descriptor is the only way to what was written)."""
+        fd = self._dirs.pop(parts)
+        try:
+            if parts in self._written:
+                self._written.discard(parts)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _parent(self, rel: str, create: bool = False, verify: bool = False) -> tuple[int, str]:
+        *folders, name = rel.split("/")
+        return self._dir(tuple(folders), create, verify), name
+
+    @staticmethod
+    def _why_not(exc: OSError, rel: str) -> str | None:
+        """The reason a folder of ``rel`` cannot be entered; None when there is no such file."""
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        if exc.errno == errno.ELOOP:
+            return "one of its folders is a symbolic link: only real folders are synced"
+        return f"cannot open its folder: {exc.strerror or exc}"
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _open_regular(self, parent: int, name: str) -> tuple[int | None, str | None]:
+        """A descriptor of the regular file ``name`` (None, None: there is none; None, reason:
+        it is something else)."""
+        try:
+            info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None, None
+        if not stat.S_ISREG(info.st_mode):
+            return None, kind_of(info.st_mode)
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=parent)
+        except (FileNotFoundError, NotADirectoryError):
+            return None, None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return None, kind_of(stat.S_IFLNK)  # swapped for a link since the lstat
+            return None, f"cannot read it: {exc.strerror or exc}"
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):  # swapped since the lstat
+            os.close(fd)
+            return None, kind_of(mode)
+        return fd, None
+
+    def read(self, rel: str) -> tuple[bytes | None, str | None]:
+        """(the file's bytes, None); (None, None) if there is no file; (None, reason) if it
+        cannot be synced (not a regular file, a folder on the way is a link, unreadable)."""
+        try:
+            parent, name = self._parent(rel)
+        except OSError as exc:
+            return None, self._why_not(exc, rel)
+        fd, reason = self._open_regular(parent, name)
+        if fd is None:
+            return None, reason
+        try:
+            size = os.fstat(fd).st_size
+            # sized to the file (a small file's read is not a megabyte's allocation), then on
+            # to the end, wherever it is now
+            chunks = [os.read(fd, min(size + 1, _READ_CHUNK))]
+            if chunks[0]:
+                while chunk := os.read(fd, _READ_CHUNK):
+                    chunks.append(chunk)
+        except OSError as exc:
+            return None, f"cannot read it: {exc.strerror or exc}"
+        finally:
+            os.close(fd)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks), None
+
+    def _digest_at(self, parent: int, name: str) -> str | None:
+        fd, reason = self._open_regular(parent, name)
+        if fd is None:
+            if reason is None:
+                return None
+            return SYMLINK if reason.startswith("a symbolic link") else NOT_REGULAR
+        try:
+            digest = hashlib.sha256()
+            while chunk := os.read(fd, _READ_CHUNK):
+                digest.update(chunk)
+            return digest.hexdigest()
+        finally:
+            os.close(fd)
+
+    def exists(self, rel: str) -> bool:
+        """Is there anything at ``rel`` (a file, a link, a FIFO...; a folder on the way that
+        cannot be entered counts as something there)?"""
+        try:
+            parent, name = self._parent(rel)
+            os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError:
+            return True
+        return True
+
+    def digest(self, rel: str) -> str | None:
+        """sha256 hex of the file's bytes; None if there is none. Anything else (a link, a
+        folder, a FIFO) gets a marker no content hash equals, so a writer expecting a file
+        fails; a folder on the way that cannot be entered raises OSError."""
+        try:
+            parent, name = self._parent(rel)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return self._digest_at(parent, name)
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write(self, rel: str, data: bytes, expected: str | None) -> bool:
+        """Replace ``rel`` with ``data`` if it still holds what ``expected`` says (its sha256
+        hex; None: it must not exist); False, writing nothing, if it changed.
+
+        A temp file in the same folder is written and fsynced, the file's hash re-checked,
+        then renamed over it (readers and a killed writer see the old content or the new). The
+        check and the rename are not one atomic step: a writer slipping in between loses, as
+        with any rename-based editor. An existing file keeps its permission bits; a new one
+        gets 0o666 less the umask. Missing folders are made (never through a link). The
+        folder is fsynced by :meth:`sync`, once for all files written to it.
+        """
+        parent, name = self._parent(rel, create=True, verify=True)
+        tmp = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666, dir_fd=parent)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                try:
+                    old = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                    if stat.S_ISREG(old.st_mode):
+                        os.fchmod(fd, stat.S_IMODE(old.st_mode))
+                except FileNotFoundError:
+                    pass
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if self._digest_at(parent, name) != expected:
+                os.unlink(tmp, dir_fd=parent)
+                return False
+            os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=parent)
+            except OSError:
+                pass
+            raise
+        self._written.add(tuple(rel.split("/")[:-1]))
+        return True
+
+    def remove(self, rel: str, expected: str) -> bool:
+        """Delete ``rel`` if it still holds what ``expected`` says; False if it changed."""
+        try:
+            parent, name = self._parent(rel, verify=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if self._digest_at(parent, name) != expected:
+            return False
+        os.unlink(name, dir_fd=parent)
+        self._written.add(tuple(rel.split("/")[:-1]))
+        return True
+
+    def sync(self) -> None:
+        """fsync every folder written to since the last call, once: after all renames into
+        it, before anything relies on them being durable (a base advancing)."""
+        written, self._written = sorted(self._written), set()
+        for parts in written:
+            # kept open since the write (closing one fsyncs it and drops it from the set)
+            os.fsync(self._fd if not parts else self._dirs[parts])
+
+    # -- listing --------------------------------------------------------------------------
+
+    def scan(
+        self,
+        *,
+        recursive: bool = True,
+        skip: Callable[[str], bool] | None = None,
+        clean_temps: bool = True,
+    ) -> Listing:
+        """Every entry below the root: regular files, odd entries with the reason, folders
+        that cannot be listed. ``skip(folder)`` leaves a folder out (exclude patterns);
+        version-control folders, the store and temp files are always left out, and temp
+        files of writers that are gone are removed (unless not ``clean_temps``)."""
+        listing = Listing()
+        stack: list[tuple[tuple[str, ...], int]] = [((), os.dup(self._fd))]
+        while stack:
+            parts, fd = stack.pop()
+            prefix = "".join(p + "/" for p in parts)
+            try:
+                entries = list(os.scandir(fd))
+            except OSError as exc:
+                listing.unlisted.append((prefix.rstrip("/"), exc.strerror or str(exc)))
+                os.close(fd)
+                continue
+            try:
+                for entry in entries:
+                    self._scan_entry(
+                        entry, parts, prefix, fd, recursive, skip, clean_temps, listing, stack
+                    )
+            finally:
+                os.close(fd)
+        listing.files.sort()
+        return listing
+
+    def _scan_entry(
+        self,
+        entry: os.DirEntry[str],
+        parts: tuple[str, ...],
+        prefix: str,
+        fd: int,
+        recursive: bool,
+        skip: Callable[[str], bool] | None,
+        clean_temps: bool,
+        listing: Listing,
+        stack: list[tuple[tuple[str, ...], int]],
+    ) -> None:
+        name = entry.name
+        rel = prefix + name
+        if not _utf8(name):
+            listing.odd.append((rel, "its name is not UTF-8: it cannot be a label"))
+            return
+        if entry.is_dir(follow_symlinks=False):
+            if name.casefold() in VCS_FOLDERS or not recursive or (skip and skip(rel)):
+                return
+            try:
+                child = _open_dir(name, fd)
+            except OSError as exc:
+                listing.unlisted.append((rel, exc.strerror or str(exc)))
+                return
+            info = os.fstat(child)
+            if (info.st_dev, info.st_ino) in self._avoid:
+                os.close(child)
+                return
+            stack.append(((*parts, name), child))
+        elif entry.is_file(follow_symlinks=False):
+            if is_temp_name(name):
+                if not clean_temps:
+                    return
+                try:
+                    if _writer_gone(name, entry.stat(follow_symlinks=False)):
+                        os.unlink(name, dir_fd=fd)
+                        listing.removed_temps += 1
+                except OSError:
+                    pass  # gone already, or not ours to remove: left alone
+                return
+            if name.casefold() in VCS_FOLDERS:
+                return  # a `.git` file: a worktree's pointer to its repository
+            listing.files.append(rel)
+        else:
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:
+                return  # gone meanwhile
+            if not (stat.S_ISLNK(mode) and name.casefold() in VCS_FOLDERS):
+                listing.odd.append((rel, kind_of(mode)))
