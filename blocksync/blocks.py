@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 
-from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
 from dulwich.refs import Ref
 
 from . import names
@@ -55,6 +55,9 @@ from .versions import BlockChange, CommitInfo, VersionIndex, VersionRow
 
 MAIN = Ref(b"refs/heads/main")
 BLOCKS_DIR = "blocks"
+#: The one other folder a commit's tree holds: open conflicts between machines, recorded beside
+#: the blocks (:mod:`blocksync.remote_conflicts`); no block, and never read as one.
+CONFLICTS_DIR = "conflicts"
 CONTENT_FILE = b"content"
 META_FILE = b"meta.json"
 #: the whole label of a block whose label is too long for one path component
@@ -91,8 +94,19 @@ class BlockMeta:
 
     @classmethod
     def from_json(cls, data: bytes) -> BlockMeta:
+        """The metadata ``to_json`` wrote; ValueError for anything else (other keys or types)."""
         doc = json.loads(data)
-        return cls(doc["description"], BlockType(doc["block_type"]), doc["schema"], doc["char_limit"])
+        if not isinstance(doc, dict) or set(doc) != _META_KEYS:
+            raise ValueError(f"not an object of exactly {', '.join(sorted(_META_KEYS))}")
+        description, schema, limit = doc["description"], doc["schema"], doc["char_limit"]
+        if not isinstance(description, str) or not isinstance(schema, str):
+            raise ValueError("description and schema must be text")
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise ValueError(f"char_limit must be null or a whole number >= 0, not {limit!r}")
+        return cls(description, BlockType(doc["block_type"]), schema, limit)
+
+
+_META_KEYS = frozenset({"block_type", "char_limit", "description", "schema"})
 
 
 @dataclass(frozen=True)
@@ -192,6 +206,77 @@ def check_content(owner: str, label: str, content: str, meta: BlockMeta) -> None
         )
 
 
+def block_problem(
+    get: Callable[[ObjectID], ShaFile], owner: bytes, label: bytes, mode: int, sha: ObjectID
+) -> str | None:
+    """Why the entry ``label`` (``mode``, ``sha``) of the folder ``owner`` under ``blocks/`` is
+    no block this store could read (None: it is one). ``get`` reads an object by id.
+
+    Strict on purpose: a block is a folder of exactly ``content`` (UTF-8 text, within its
+    char_limit) and ``meta.json`` (as :meth:`BlockMeta.to_json` writes it) -- and ``label`` for
+    a long label -- under a name :func:`name_problem` accepts.
+    """
+    folder = get(sha)
+    if mode != TREE_MODE or not isinstance(folder, Tree):
+        return "is not a folder"
+    problem = name_problem(get, owner, label, folder)
+    if problem is not None:
+        return problem
+    entries = {e.path: e for e in folder.items()}
+    wanted = {CONTENT_FILE, META_FILE} | ({LABEL_FILE} if names.is_hashed(label) else set())
+    if set(entries) != wanted:
+        missing = b", ".join(sorted(wanted - set(entries))).decode()
+        extra = b", ".join(sorted(set(entries) - wanted)).decode("utf-8", "backslashreplace")
+        return f"lacks {missing}" if missing else f"holds more than a block's files: {extra!r}"
+    content, meta = (get(entries[n].sha) for n in (CONTENT_FILE, META_FILE))
+    if any(e.mode != FILE_MODE for e in entries.values()) or not (
+        isinstance(content, Blob) and isinstance(meta, Blob)
+    ):
+        return "must hold content and meta.json as plain files"
+    try:
+        parsed = BlockMeta.from_json(meta.as_raw_string())
+        _check_meta(parsed)
+    except (UsageError, ValueError) as exc:
+        return f"has a meta.json that is no block's metadata ({exc})"
+    try:
+        text = content.as_raw_string().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"has content that is not UTF-8 ({exc.reason} at byte {exc.start})"
+    if parsed.char_limit is not None and len(text) > parsed.char_limit:
+        return f"holds {len(text)} characters, over its char_limit of {parsed.char_limit}"
+    return None
+
+
+def name_problem(
+    get: Callable[[ObjectID], ShaFile], owner: bytes, component: bytes, folder: Tree
+) -> str | None:
+    """Why ``<owner>/<component>`` names no block (None: it does): both in canonical form and
+    valid names, and a long label's component the hash of the whole label that ``folder`` (its
+    block folder, or its record of a conflict) keeps in a ``label`` file."""
+    try:
+        names.validate(names.decode(owner), "owner")
+        if not names.is_hashed(component):
+            names.validate(names.decode(component), "label")
+            return None
+        entry = next((e for e in folder.items() if e.path == LABEL_FILE), None)
+        whole = None if entry is None else get(entry.sha)
+        if entry is None or entry.mode != FILE_MODE or not isinstance(whole, Blob):
+            return "is a long label's name without its label file"
+        text = whole.as_raw_string().decode("utf-8")
+        names.check_hashed(component.decode("ascii", "replace"), text)
+    except UnicodeDecodeError:
+        return "has a label file that is not UTF-8"
+    except UsageError as exc:
+        return f"has a name blocksync cannot use ({exc})"
+    return None
+
+
+def record_path(owner: str, label: str) -> tuple[bytes, bytes, bytes]:
+    """Where the record of a block's open remote conflict sits: beside its folder, under
+    ``conflicts/`` instead of ``blocks/``."""
+    return CONFLICTS_DIR.encode(), names.encode(owner).encode(), names.component(label).encode()
+
+
 def _utf8(text: str, what: str) -> bytes:
     try:
         return text.encode("utf-8")
@@ -277,6 +362,7 @@ class Transaction:
         self._store._catch_up(head)
         self._root = TreeEditor(self._store._git, self._store._git.commit_tree(head))
         self._staged: dict[tuple[str, str], _Staged | None] = {}
+        self._beside: dict[tuple[bytes, ...], bytes | None] = {}
         #: with ``skip_stale``: blocks whose changes were dropped because the block moved
         self.stale: set[tuple[str, str]] = set()
 
@@ -422,6 +508,25 @@ class Transaction:
 
         self._do((owner, label), op)
 
+    def edit_record(
+        self, owner: str, label: str, edit: Callable[[bytes | None], bytes | None]
+    ) -> None:
+        """Make the block's folder under ``conflicts/`` (a remote's record of its conflict)
+        ``edit(its tree now)`` (None: absent) in this commit. ``edit`` writes the objects it
+        names, and runs again when the commit is replayed on a newer head (not at all once the
+        block's own change was dropped as stale)."""
+        names.validate(owner, "owner")
+        names.validate(label, "label")
+        path = record_path(owner, label)
+
+        def op() -> None:
+            now = self._beside[path] if path in self._beside else self._store._git.lookup(
+                self._root.sha, *path
+            )
+            self._beside[path] = edit(now)
+
+        self._do((owner, label), op)
+
     # -- committing -----------------------------------------------------------------------
 
     def commit(self) -> CommitResult:
@@ -438,7 +543,7 @@ class Transaction:
                     for key, op in self._ops:
                         self._run(key, op)
                 result = store._write_commit(
-                    self._head, self._root, self._staged, self.message, self.author
+                    self._head, self._root, self._staged, self.message, self.author, self._beside
                 )
                 if result is not None:
                     self.result = result
@@ -537,8 +642,10 @@ class BlockStore:
         staged: dict[tuple[str, str], _Staged | None],
         message: str,
         author: str,
+        beside: dict[tuple[bytes, ...], bytes | None],
     ) -> CommitResult | None:
-        """Write one commit of ``staged`` on ``head``; None if main moved meanwhile."""
+        """Write one commit of ``staged`` (and the folders ``beside`` the blocks) on ``head``;
+        None if main moved meanwhile."""
         objects: list[ShaFile] = []
         blocks = root.child(BLOCKS_DIR.encode())
         changes: list[BlockChange] = []
@@ -565,7 +672,8 @@ class BlockStore:
             objects += [content, meta, folder]
             owner_tree.set(name, TREE_MODE, folder.id)
             changes.append(BlockChange(owner, label, content.id.decode(), meta.id.decode()))
-        if not changes:
+        moved = _set_folders(root, beside)  # not in the test below: it must always run
+        if not changes and not moved:
             return CommitResult(None)
         commit, more = self._git.commit_objects(root, head, author, message)
         self._git.write(objects + more)
@@ -875,6 +983,24 @@ class BlockStore:
     def indexed(self, sha: str) -> bool:
         """Whether commit ``sha`` is on the first-parent history the version index follows."""
         return self._index.knows(sha)
+
+
+def _set_folders(root: TreeEditor, folders: dict[tuple[bytes, ...], bytes | None]) -> bool:
+    """Set each folder at its path (None: remove it) in ``root``; whether any of them moved."""
+    moved = False
+    for path, sha in folders.items():
+        parent = root
+        for name in path[:-1]:
+            parent = parent.child(name)
+        entry = parent.get(path[-1])
+        if sha is None and entry is not None:
+            parent.remove(path[-1])
+        elif sha is not None and (entry is None or entry[1] != sha):
+            parent.set(path[-1], TREE_MODE, sha)
+        else:
+            continue
+        moved = True
+    return moved
 
 
 def _commit_info(commit: Commit, changes: tuple[BlockChange, ...]) -> CommitInfo:

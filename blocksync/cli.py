@@ -924,15 +924,21 @@ def remote_remove(obj: _Context, name: str) -> None:
 @click.argument("name", required=False)
 @wait_option
 @lock_timeout_option
+@allow_mass_delete_option
 @json_option
 @pass_ctx
-def pull(obj: _Context, name: str | None, wait: bool, timeout: float | None, as_json: bool) -> None:
+def pull(
+    obj: _Context, name: str | None, wait: bool, timeout: float | None, allow_mass_delete: bool,
+    as_json: bool,
+) -> None:
     """Fetch main from remote NAME (default: every remote) and merge it, block by block.
 
     Exit 0, or 3 when the merge left conflicts open (see `blocksync conflicts list`).
     """
     with obj.open() as ws:
-        results = sync_mod.run_pull(ws, name, wait=wait, timeout=timeout)
+        results = sync_mod.run_pull(
+            ws, name, wait=wait, timeout=timeout, allow_mass_delete=allow_mass_delete
+        )
         still_open = ws.reconciler.conflicts.open_count()
     if as_json:
         _print_json({"pulls": [r.to_json() for r in results], "open_conflicts": still_open})
@@ -949,13 +955,19 @@ def pull(obj: _Context, name: str | None, wait: bool, timeout: float | None, as_
 @click.argument("name", required=False)
 @wait_option
 @lock_timeout_option
+@allow_mass_delete_option
 @json_option
 @pass_ctx
-def push(obj: _Context, name: str | None, wait: bool, timeout: float | None, as_json: bool) -> None:
+def push(
+    obj: _Context, name: str | None, wait: bool, timeout: float | None, allow_mass_delete: bool,
+    as_json: bool,
+) -> None:
     """Push main to remote NAME (default: every remote) by compare-and-swap, never forced;
     a remote that moved on is pulled and merged first."""
     with obj.open() as ws:
-        results = sync_mod.run_push(ws, name, wait=wait, timeout=timeout)
+        results = sync_mod.run_push(
+            ws, name, wait=wait, timeout=timeout, allow_mass_delete=allow_mass_delete
+        )
     if as_json:
         _print_json([r.to_json() for r in results])
     else:

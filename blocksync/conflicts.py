@@ -327,13 +327,15 @@ class ConflictIndex(SqliteTable):
         agent: str | None,
         reason: str,
         run_id: str,
+        decisions_hold: bool = True,
     ) -> tuple[Conflict, bool]:
         """Note that reconcile found ``path`` of ``source`` needing resolution.
 
         Returns the row that stands for it and whether that row is new: the open row with the
         same three hashes (unchanged, not new); else the newest decision whose disk and agent
-        hashes are these (not new: it is not raised again); else a new open row, superseding
-        any open row of the path whose sides differ.
+        hashes are these (not new: it is not raised again), unless ``decisions_hold`` is false
+        (a remote's record of the conflict, which says itself that it is open); else a new open
+        row, superseding any open row of the path whose sides differ.
         """
         hashes = (content_hash(base), content_hash(disk), content_hash(agent))
         with self._write("cannot record a conflict") as staged:
@@ -343,7 +345,7 @@ class ConflictIndex(SqliteTable):
             ):
                 return current, False
             now = _now()
-            decided = self._latest_decision(source, path)
+            decided = self._latest_decision(source, path) if decisions_hold else None
             if decided is not None and hashes[1:] == (decided.disk_hash, decided.agent_hash):
                 if current is not None:
                     self._supersede(current.id, decided.id, now)

@@ -51,8 +51,11 @@ so the original stays attached. Each class carries the data a caller needs to ac
     ├── TransportError                  1  an HTTP request made for a plugin failed
     ├── RemoteError                     1  a git remote failed (credentials never in messages)
     │   ├── RemoteUnreachable              cannot connect, or the transfer broke off
-    │   ├── RemoteRejected                 the remote refused the push
-    │   └── UnrelatedHistories             the remote's main shares no history with ours
+    │   ├── RemoteRejected                 the remote refused the push (or would have to:
+    │   │                                  its main is checked out in a work tree)
+    │   ├── UnrelatedHistories             the remote's main shares no history with ours
+    │   └── MalformedRemote                the remote's main brings what is no block of a
+    │                                      blocksync store: the pull is refused, nothing applied
     └── PluginError                     1  a plugin failed; names plugin, version and call
         ├── PluginRefused                  refused before any of its code ran (not a
         │                                  component, wrong interface version, bad
@@ -442,6 +445,16 @@ class RemoteRejected(RemoteError):
 
 class UnrelatedHistories(RemoteError):
     """The remote's main and the local main share no commit: refused, nothing changed."""
+
+
+class MalformedRemote(RemoteError):
+    """Commits the remote's main brings hold what is no block of a blocksync store (content that
+    is not UTF-8, metadata that is not a block's, a name that is not canonical, files at the
+    root): refused before main moved, nothing applied. ``problems`` names each path and why."""
+
+    def __init__(self, remote: str, detail: str, problems: list[str]) -> None:
+        super().__init__(remote, detail)
+        self.problems = list(problems)
 
 
 class PluginError(BlocksyncError):

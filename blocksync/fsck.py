@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
+from dulwich.objects import Commit, ObjectID, ShaFile, Tree
 from dulwich.repo import Repo
 
-from . import names
-from .blocks import BLOCKS_DIR, CONTENT_FILE, LABEL_FILE, MAIN, META_FILE, BlockMeta
-from .errors import BlocksyncError
+from .blocks import BLOCKS_DIR, MAIN, block_problem
 from .gitstore import damaged
 
 
@@ -78,35 +76,25 @@ def check_repository(repo_path: Path, report: FsckReport) -> None:
 
 
 def _check_blocks(repo: Repo, head: ObjectID, report: FsckReport) -> None:
-    """Every folder under blocks/ must decode to a name and hold content + valid meta.json."""
-    commit = repo.object_store[head]
+    """Every entry under blocks/ must be a block (:func:`blocksync.blocks.block_problem`)."""
+    get = repo.object_store.__getitem__
+    commit = get(head)
     assert isinstance(commit, Commit)
-    root = repo.object_store[commit.tree]
+    root = get(commit.tree)
     assert isinstance(root, Tree)
     if BLOCKS_DIR.encode() not in root:
         return
-    blocks = repo.object_store[root[BLOCKS_DIR.encode()][1]]
+    blocks = get(root[BLOCKS_DIR.encode()][1])
     assert isinstance(blocks, Tree)
     for owner in blocks.items():
-        owner_tree = repo.object_store[owner.sha]
-        for label in owner_tree.items() if isinstance(owner_tree, Tree) else ():
-            where = f"{BLOCKS_DIR}/{owner.path.decode()}/{label.path.decode()}"
-            try:
-                names.decode(owner.path)
-                folder = repo.object_store[label.sha]
-                assert isinstance(folder, Tree), "not a folder"
-                if names.is_hashed(label.path):  # a long label: kept whole beside it
-                    whole = repo.object_store[folder[LABEL_FILE][1]]
-                    assert isinstance(whole, Blob), "its label is not a file"
-                    names.check_hashed(label.path, whole.as_raw_string().decode("utf-8"))
-                else:
-                    names.decode(label.path)
-                content = repo.object_store[folder[CONTENT_FILE][1]]
-                meta = repo.object_store[folder[META_FILE][1]]
-                assert isinstance(content, Blob) and isinstance(meta, Blob), "not files"
-                content.as_raw_string().decode("utf-8")
-                BlockMeta.from_json(meta.as_raw_string())
-            except (BlocksyncError, KeyError, ValueError, AssertionError) as exc:
-                report.add("blocks", f"{where} is malformed: {exc}")
+        owner_tree = get(owner.sha)
+        if not isinstance(owner_tree, Tree):
+            report.add("blocks", f"{BLOCKS_DIR}/{owner.path.decode()} is not a folder")
+            continue
+        for label in owner_tree.items():
+            problem = block_problem(get, owner.path, label.path, label.mode, label.sha)
+            if problem is not None:
+                where = f"{BLOCKS_DIR}/{owner.path.decode()}/{label.path.decode()}"
+                report.add("blocks", f"{where} {problem}")
                 continue
             report.blocks += 1

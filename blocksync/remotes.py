@@ -4,12 +4,15 @@ Git is the whole wire protocol (dulwich's clients: file paths, ``git://``, ``htt
 What travels is ``refs/heads/main`` only. ``refs/sync/<source>`` stay home: they are the bases
 of *this machine's* folders and buckets, and another machine's base for a folder of the same
 name says nothing about what this machine's folder held (taking it would turn its edits into
-deletions or conflicts). Block content, the thing machines share, is all on main.
+deletions or conflicts). Block content, the thing machines share, is all on main -- and so are
+the conflicts still open between machines (see "Conflicts travel" below).
 
 Pull
     Fetch the remote's main into the object store (nothing else is touched: a transfer cut
-    off half-way leaves at most unreferenced objects), note it in ``refs/remotes/<name>/main``,
-    then move the local main by compare-and-swap, retried on a lost race:
+    off half-way leaves at most unreferenced objects); check every commit the fetch brought
+    (:mod:`blocksync.remote_checks`: a malformed block or a tree that is no store's refuses the
+    pull, :class:`MalformedRemote`); then move the local main by compare-and-swap, retried on
+    a lost race, and only then note the fetch in ``refs/remotes/<name>/main``:
 
     * remote already in local history, or no remote main: nothing to do;
     * local main on the remote's *first-parent* chain (or no local main): fast-forward;
@@ -17,10 +20,11 @@ Pull
       reconcile's three-way rules, base = the block in the merge base commit: one side
       changed -> that side; both changed -> identical, or a clean ``merge3`` line merge, else
       a conflict (overlap, delete vs modify, both created without a base) that keeps the
-      local side in the tree and becomes a row of the conflict index (source
-      ``remote:<name>``, path ``<owner>/<label>`` encoded as in the repository, disk = the
-      remote side, agent = the local side). The remote side is never lost: it is in the row
-      and in the merge commit's second parent.
+      local side in the block and records the remote side beside it, in the merge commit.
+
+    Either way, a pull that would delete more than the mass-deletion threshold of this store's
+    blocks (:func:`blocksync.sources.mass_deletion`) is refused before main moves, unless the
+    caller confirms (``allow_mass_delete``): an emptied remote must not empty every machine.
 
     The version index follows first parents, so a merge commit is indexed as one commit whose
     changes against its first parent (local) are what the remote brought: new versions of
@@ -28,10 +32,30 @@ Pull
     chain (another machine merged it as a second parent) is not fast-forwarded -- the index
     could not follow it -- but merged like any other: when the trees are equal nothing moves.
 
+Conflicts travel
+    A conflict kept only in one machine's index would be pushed as if the kept side were
+    settled: the next machine would take it as the remote's edit and the other side would
+    survive only in history. So an open conflict is recorded in the tree itself, beside the
+    blocks (``conflicts/<owner>/<label>/``, :mod:`blocksync.remote_conflicts`: the base and the
+    waiting side as blob ids, and the reason), as jj keeps conflicts inside commits. Every
+    machine then holds the same thing meanwhile: the block holds the side the merging machine
+    kept, the record the other. After each pull the conflict rows of remotes follow the
+    records of main (:meth:`RemoteSync._follow_records`): a record is an open row (source
+    ``remote:<name>``, path ``<owner>/<label>`` encoded as in the repository, *disk* = the
+    waiting side, *agent* = the block), a record gone closes its row as resolved on the remote.
+    Resolving or undoing (:class:`RemoteSource`) writes the block and the record in one commit,
+    which the next push carries. Merges treat records three-way as well: both sides resolved
+    alike -> settled; one resolved, the other untouched -> resolved; resolved differently -> a
+    new conflict between the two choices; both still (or newly) conflicted -> every waiting
+    side is kept, stacked in the record and raised one after the other. The version index,
+    ``block list``, ``fsck`` and data sources read only ``blocks/``: a record is no block.
+
 Push
     Compare-and-swap through git's own protocol: the update names the remote main it replaces
     (never a force). A remote main that is not in local history is pulled (fetched and merged)
-    first; a push that loses the race is retried after a pull, a bounded number of times.
+    first; a push that loses the race is retried after a pull, a bounded number of times. A
+    repository with a work tree whose checked-out branch is main is refused, as git itself
+    refuses it (``receive.denyCurrentBranch``): the push would change files under someone's feet.
 """
 
 from __future__ import annotations
@@ -43,17 +67,22 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from dulwich.client import get_transport_and_path
-from dulwich.errors import HangupException, SendPackError
+from dulwich.client import LocalGitClient, get_transport_and_path
+from dulwich.errors import HangupException, NotGitRepository, SendPackError
 from dulwich.file import FileLocked
 from dulwich.objects import ZERO_SHA, Blob, Commit, ObjectID, ShaFile, Tree
 from dulwich.refs import Ref
+from dulwich.repo import Repo
 
 from . import config as config_mod
 from . import names
-from .blocks import BLOCKS_DIR, CONTENT_FILE, MAIN, META_FILE, BlockMeta, BlockStore
+from . import remote_conflicts as records
+from .blocks import (
+    BLOCKS_DIR, CONTENT_FILE, LABEL_FILE, MAIN, META_FILE, BlockMeta, BlockStore, block_problem,
+    record_path,
+)
 from .conflicts import ConflictIndex
 from .errors import (
     AlreadyExists,
@@ -61,6 +90,8 @@ from .errors import (
     BlocksyncError,
     ConcurrentUpdate,
     ConfigError,
+    MalformedRemote,
+    RepositoryCorrupt,
     NotFound,
     RemoteError,
     RemoteRejected,
@@ -72,8 +103,10 @@ from .errors import (
 )
 from .gitstore import FILE_MODE, TREE_MODE, GitStore, TreeEditor, identity
 from .merge import merge3
+from .remote_checks import fetched_problems
+from .remote_conflicts import Key
 from .safefile import write_atomic
-from .sources import ReconcileOutcome, Sides
+from .sources import ReconcileOutcome, Sides, mass_deletion
 
 #: Conflict rows (and report entries) of a remote are of the source ``remote:<name>``.
 SOURCE_PREFIX = "remote:"
@@ -82,6 +115,9 @@ MAX_PUSH_ATTEMPTS = 8
 #: Seconds to wait before a retried push, times the attempt, with random jitter (0.5-1.5x).
 PUSH_BACKOFF = 0.05
 MAX_MERGE_ATTEMPTS = 20
+BLOCKS_KEY = BLOCKS_DIR.encode()
+#: What a commit may hold at its root, and what each folder's entries must be (remote_checks).
+FOLDER_CHECKS = {BLOCKS_KEY: block_problem, records.CONFLICTS_DIR: records.record_problem}
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 
@@ -285,14 +321,15 @@ class PushResult:
 # -- pull and push ---------------------------------------------------------------------------
 
 
+#: A block's state in one commit: its folder and its conflict record (None: absent).
+Value = tuple[bytes | None, bytes | None]
+
+
 @dataclass
 class _Plan:
-    edits: dict[tuple[bytes, bytes], bytes | None] = field(default_factory=dict)
+    edits: dict[Key, Value] = field(default_factory=dict)
     objects: list[ShaFile] = field(default_factory=list)
     merged: list[tuple[str, str]] = field(default_factory=list)
-    conflicts: list[tuple[str, str, str, str | None, str | None, str | None, str]] = field(
-        default_factory=list
-    )  # (path, owner, label, base, disk=remote, agent=local, reason)
 
 
 class RemoteSync:
@@ -350,7 +387,6 @@ class RemoteSync:
         if ObjectID(head) not in store:
             raise RemoteUnreachable(remote.name, f"fetch from {remote.shown_url} did not bring "
                                     f"main's commit {head.decode()}: nothing was applied")
-        self._track(remote, head)
         return bytes(head)
 
     def _track(self, remote: Remote, head: bytes) -> None:
@@ -362,47 +398,102 @@ class RemoteSync:
 
     # -- pull -----------------------------------------------------------------------------
 
-    def pull(self, remote: Remote, run_id: str) -> PullResult:
+    def pull(self, remote: Remote, run_id: str, *, allow_mass_delete: bool = False) -> PullResult:
+        """Fetch, check what came (:class:`MalformedRemote`) and integrate it; only then is the
+        fetch noted in ``refs/remotes/<name>/main``."""
         head = self.fetch(remote)
-        return self.integrate(remote, head, run_id)
+        if head is not None:
+            self._check(remote, head)
+        result = self.integrate(remote, head, run_id, allow_mass_delete=allow_mass_delete)
+        if head is not None:
+            self._track(remote, head)
+        return result
 
-    def integrate(self, remote: Remote, theirs: bytes | None, run_id: str) -> PullResult:
-        """Make local main contain the fetched ``theirs`` (see the module docstring)."""
+    def _check(self, remote: Remote, head: bytes) -> None:
+        ours = self.git.ref(MAIN)
+        if head == ours or self.store.indexed(head.decode()):
+            return  # nothing new: the usual sync of an idle remote
+        known = set() if ours is None else self._ancestors(ours)
+        problems = fetched_problems(self.git, head, known, FOLDER_CHECKS)
+        if problems:
+            raise MalformedRemote(
+                remote.name,
+                f"main at {remote.shown_url} ({head.decode()[:12]}) brings what is not a "
+                f"blocksync store's: {'; '.join(problems)}. Refusing to pull: nothing was "
+                "applied (main, the index and refs/remotes are as they were).",
+                problems,
+            )
+
+    def integrate(
+        self, remote: Remote, theirs: bytes | None, run_id: str, *, allow_mass_delete: bool = False
+    ) -> PullResult:
+        """Make local main contain the fetched ``theirs`` (see the module docstring); then the
+        conflict rows of ``remote:<name>`` follow the records of the new main."""
         for _ in range(MAX_MERGE_ATTEMPTS):
             self.store.catch_up_index()
             ours = self.git.ref(MAIN)
-            before = None if ours is None else ours.decode()
-            if theirs is None:
-                return PullResult(remote.name, "empty", before, before, None)
-            shown = theirs.decode()
-            bases = [] if ours is None else self.merge_bases(ours, theirs)
-            if ours == theirs or theirs in bases:
-                return PullResult(remote.name, "up-to-date", before, before, shown)
-            if ours is None or (ours in bases and self._on_first_parents(ours, theirs)):
-                if not self.git.swap_ref(MAIN, ours, theirs):
-                    continue
-                self.store.catch_up_index()
-                return PullResult(remote.name, "fast-forward", before, shown, shown)
-            if not bases:
-                raise UnrelatedHistories(
-                    remote.name,
-                    f"main at {remote.shown_url} ({shown[:12]}) shares no history with the local "
-                    f"main ({before[:12] if before else '-'}): refusing to merge, nothing changed. "
-                    "Pull into a new empty store, or use another remote.",
-                )
-            plan = self._plan(remote, ours, theirs, bases)
-            if not plan.edits and ours in bases:
-                # local main is in the remote's history, off its first-parent chain, with the
-                # same blocks: nothing to bring (a merge commit here would only ping-pong)
-                return PullResult(remote.name, "up-to-date", before, before, shown)
-            commit = self._merge_commit(remote, ours, theirs, plan)
-            if not self.git.swap_ref(MAIN, ours, commit.id):
-                continue  # a local writer moved main: merge again onto its commit
-            self.store.catch_up_index()
-            result = PullResult(remote.name, "merged", before, commit.id.decode(), shown, plan.merged)
-            self._record(remote, plan, result, run_id)
-            return result
+            result = self._move(remote, ours, theirs, allow_mass_delete)
+            if result is not None:
+                after = None if result.after is None else result.after.encode()
+                result.conflicts = self._follow_records(remote, ours, after, run_id)
+                return result
         raise ConcurrentUpdate("refs/heads/main", MAX_MERGE_ATTEMPTS, f"merging remote {remote.name!r}")
+
+    def _move(
+        self, remote: Remote, ours: bytes | None, theirs: bytes | None, allow_mass_delete: bool
+    ) -> PullResult | None:
+        """Main moved onto (or merged with) ``theirs``; None if a local writer moved it first."""
+        before = None if ours is None else ours.decode()
+        if theirs is None:
+            return PullResult(remote.name, "empty", before, before, None)
+        shown = theirs.decode()
+        bases = [] if ours is None else self.merge_bases(ours, theirs)
+        if ours == theirs or theirs in bases:
+            return PullResult(remote.name, "up-to-date", before, before, shown)
+        if ours is None or (ours in bases and self._on_first_parents(ours, theirs)):
+            self._guard(remote, ours, self._deleted_by(ours, theirs), allow_mass_delete)
+            if not self.git.swap_ref(MAIN, ours, theirs):
+                return None
+            self.store.catch_up_index()
+            return PullResult(remote.name, "fast-forward", before, shown, shown)
+        if not bases:
+            raise UnrelatedHistories(
+                remote.name,
+                f"main at {remote.shown_url} ({shown[:12]}) shares no history with the local "
+                f"main ({before[:12] if before else '-'}): refusing to merge, nothing changed. "
+                "Pull into a new empty store, or use another remote.",
+            )
+        plan = self._plan(ours, theirs, bases)
+        if not plan.edits and ours in bases:
+            # local main is in the remote's history, off its first-parent chain, with the
+            # same blocks: nothing to bring (a merge commit here would only ping-pong)
+            return PullResult(remote.name, "up-to-date", before, before, shown)
+        deleted = [_path(k) for k, (folder, _) in plan.edits.items()
+                   if folder is None and self._value(ours, k)[0] is not None]
+        self._guard(remote, ours, deleted, allow_mass_delete)
+        commit = self._merge_commit(remote, ours, theirs, plan)
+        if not self.git.swap_ref(MAIN, ours, commit.id):
+            return None  # a local writer moved main: merge again onto its commit
+        self.store.catch_up_index()
+        return PullResult(remote.name, "merged", before, commit.id.decode(), shown, plan.merged)
+
+    # -- the mass-deletion guard ----------------------------------------------------------
+
+    def _deleted_by(self, ours: bytes | None, theirs: bytes) -> list[str]:
+        """The blocks of ``ours`` that ``theirs`` lacks."""
+        mine, yours = self._folder_of(ours, BLOCKS_KEY), self._folder_of(theirs, BLOCKS_KEY)
+        return [_path(k) for k in self._diff(mine, yours) if self.git.lookup(yours, *k) is None]
+
+    def _guard(
+        self, remote: Remote, ours: bytes | None, deleted: list[str], allow_mass_delete: bool
+    ) -> None:
+        if allow_mass_delete or not deleted:
+            return
+        folder = self._folder_of(ours, BLOCKS_KEY)
+        total = sum(len(self.git.tree(o.sha)) for o in self.git.tree(folder).items()) if folder else 0
+        refused = mass_deletion(remote.source, total, sorted(deleted), side="remote")
+        if refused is not None:
+            raise refused
 
     def _contains(self, descendant: bytes, ancestor: bytes) -> bool:
         return ancestor in self._ancestors(descendant, until=ancestor)
@@ -461,108 +552,124 @@ class RemoteSync:
             sha = bytes(commit.parents[0]) if commit.parents else None
         return False
 
-    def _blocks(self, commit: bytes) -> bytes | None:
-        return self.git.lookup(self.git.commit_tree(commit), BLOCKS_DIR.encode())
+    def _folder_of(self, commit: bytes | None, name: bytes) -> bytes | None:
+        return self.git.lookup(self.git.commit_tree(commit), name)
 
-    def _diff(self, old: bytes | None, new: bytes | None) -> Iterator[tuple[bytes, bytes]]:
-        """(owner, label) path components of every block folder that differs."""
+    def _value(self, commit: bytes | None, key: Key) -> Value:
+        root = self.git.commit_tree(commit)
+        return self.git.lookup(root, BLOCKS_KEY, *key), self.git.lookup(root, *records.path_of(key))
+
+    def _diff(self, old: bytes | None, new: bytes | None) -> Iterator[Key]:
+        """(owner, label) path components of every block folder (or record) that differs."""
         for owner, a, b in _diff_entries(self.git, old, new):
             for label, _, _ in _diff_entries(self.git, a, b):
                 yield owner, label
 
-    def _plan(self, remote: Remote, ours: bytes, theirs: bytes, bases: list[bytes]) -> _Plan:
-        git = self.git
-        ours_root, theirs_root = self._blocks(ours), self._blocks(theirs)
-        base_roots = [self._blocks(b) for b in bases]
-        candidates: set[tuple[bytes, bytes]] = set()
-        for base_root in base_roots:
-            candidates.update(self._diff(base_root, theirs_root))
+    def _plan(self, ours: bytes, theirs: bytes, bases: list[bytes]) -> _Plan:
+        candidates: set[Key] = set()
+        for commit in bases:
+            for name in (BLOCKS_KEY, records.CONFLICTS_DIR):
+                candidates.update(self._diff(self._folder_of(commit, name), self._folder_of(theirs, name)))
         plan = _Plan()
         for key in sorted(candidates):
-            mine, yours = git.lookup(ours_root, *key), git.lookup(theirs_root, *key)
+            mine, yours = self._value(ours, key), self._value(theirs, key)
             if mine == yours:
                 continue
-            base = _pick_base([git.lookup(root, *key) for root in base_roots], mine, yours)
+            base = _pick_base([self._value(commit, key) for commit in bases], mine, yours)
             if mine == base:
                 plan.edits[key] = yours
-                plan.merged.append((_path(key), "remote"))
-                continue
-            if yours == base:
-                continue
-            self._merge_block(key, base, mine, yours, plan)
+                if yours[1] is None:
+                    plan.merged.append((_path(key), "remote"))
+            elif yours != base:
+                self._merge_path(key, base, mine, yours, plan)
         return plan
 
-    def _merge_block(
-        self, key: tuple[bytes, bytes], base: bytes | None, mine: bytes | None,
-        yours: bytes | None, plan: _Plan,
-    ) -> None:
-        owner, label = names.decode(key[0]), names.decode(key[1])
-        path = _path(key)
-        b, m, y = (self._folder(d) for d in (base, mine, yours))
-        text = self._text
-        sides = (
-            None if b is None else text(b[0]),
-            None if y is None else text(y[0]),
-            None if m is None else text(m[0]),
-        )
-        if m is None or y is None:
-            reason = ("deleted here, changed on the remote" if m is None
-                      else "deleted on the remote, changed here")
-            plan.conflicts.append((path, owner, label, *sides, reason))
+    def _merge_path(self, key: Key, base: Value, mine: Value, yours: Value, plan: _Plan) -> None:
+        """Both sides changed the block or its record: merge the block, and stack every side
+        still waiting (a new conflict on top) in the record (see :mod:`remote_conflicts`)."""
+        waiting, settled = records.merge(*(records.read(self.git, v[1]) for v in (base, mine, yours)))
+        mine_content, yours_content = self._content(mine[0]), self._content(yours[0])
+        if settled and mine_content != yours_content:
+            # both resolved a conflict, each its own way: the choices are a conflict in turn
+            folder, held = mine[0], mine_content
+            new: records.Layer | None = records.Layer(
+                settled[0].base, yours_content, "resolved differently here and on the remote"
+            )
+        else:
+            folder, held, new = self._merge_block(base[0], mine[0], yours[0], plan)
+        layers = records.stack(([new] if new else []) + waiting, held)
+        record, objects = records.write(layers, self._label_blob(key, (base, mine, yours)))
+        plan.objects += objects
+        if (folder, record) == mine:
             return
+        plan.edits[key] = (folder, record)
+        if not layers and folder != mine[0]:
+            plan.merged.append((_path(key), "merged"))
+
+    def _merge_block(
+        self, base: bytes | None, mine: bytes | None, yours: bytes | None, plan: _Plan,
+    ) -> tuple[bytes | None, bytes | None, records.Layer | None]:
+        """The block folder a merge keeps, its content blob, and the conflict it found (None: a
+        clean merge). A conflict keeps the local side; the remote's waits in the record."""
+        b, m, y = (self._folder(d) for d in (base, mine, yours))
+        yours_content = None if y is None else y[0]
+        base_content = None if b is None else b[0]
+
+        def conflict(reason: str) -> tuple[bytes | None, bytes | None, records.Layer]:
+            return mine, None if m is None else m[0], records.Layer(base_content, yours_content, reason)
+
+        if m is None or y is None:
+            if m == y:
+                return None, None, None
+            return conflict("deleted here, changed on the remote" if m is None
+                            else "deleted on the remote, changed here")
         if b is None:
-            if m[0] == y[0]:
-                content = m[0]
-            else:
-                plan.conflicts.append((path, owner, label, *sides,
-                                       "created here and on the remote with different content"))
-                return
+            if m[0] != y[0]:
+                return conflict("created here and on the remote with different content")
+            content = m[0]
         elif m[0] == y[0] or y[0] == b[0]:
             content = m[0]
         elif m[0] == b[0]:
             content = y[0]
         else:
-            assert sides[0] is not None and sides[1] is not None and sides[2] is not None
-            merged = merge3(sides[0], sides[2], sides[1])
+            merged = merge3(self._text(b[0]), self._text(m[0]), self._text(y[0]))
             if merged.text is None:
-                plan.conflicts.append((path, owner, label, *sides,
-                                       f"both changed, {merged.conflicts} overlapping region(s)"))
-                return
+                return conflict(f"both changed, {merged.conflicts} overlapping region(s)")
             blob = Blob.from_string(merged.text.encode("utf-8"))
             plan.objects.append(blob)
-            content = blob.id
-        meta = self._merge_meta(None if b is None else b[1], m[1], y[1], plan)
-        try:
-            limit = BlockMeta.from_json(self.git.blob(meta)).char_limit
-        except (KeyError, ValueError):
-            limit = None
-        if limit is not None and len(text(content)) > limit:
-            plan.conflicts.append((path, owner, label, *sides,
-                                   f"the merged content is over the block's char_limit of {limit}"))
-            return
+            content = bytes(blob.id)
+        # the merged metadata may be a blob not written yet: its limit comes from the merge
+        meta, merged_meta = self._merge_meta(None if b is None else b[1], m[1], y[1], plan)
+        limit = merged_meta.char_limit
+        if limit is not None and len(self._text(content)) > limit:
+            return conflict(f"the merged content is over the block's char_limit of {limit}")
         folder = Tree()
         folder.add(CONTENT_FILE, FILE_MODE, ObjectID(content))
         folder.add(META_FILE, FILE_MODE, ObjectID(meta))
-        if folder.id == mine:
-            return
-        plan.objects.append(folder)
-        plan.edits[key] = bytes(folder.id)
-        plan.merged.append((path, "merged"))
+        assert mine is not None
+        if LABEL_FILE in (kept := self.git.tree(mine)):  # a long label, kept whole beside
+            folder.add(LABEL_FILE, FILE_MODE, kept[LABEL_FILE][1])
+        if folder.id != mine:
+            plan.objects.append(folder)
+        return bytes(folder.id), content, None
 
-    def _merge_meta(self, base: bytes | None, mine: bytes, yours: bytes, plan: _Plan) -> bytes:
-        """Metadata merged field by field; a field both sides changed differently keeps ours."""
-        if mine == yours or yours == base:
-            return mine
-        if mine == base:
-            return yours
+    def _merge_meta(
+        self, base: bytes | None, mine: bytes, yours: bytes, plan: _Plan
+    ) -> tuple[bytes, BlockMeta]:
+        """Metadata merged field by field (a field both sides changed differently keeps ours):
+        its blob, maybe a new one only in ``plan.objects`` yet, and what it says."""
+        if mine == yours or yours == base or mine == base:
+            kept = yours if mine == base else mine
+            return kept, BlockMeta.from_json(self.git.blob(kept))
         docs = [json.loads(self.git.blob(s)) if s is not None else {} for s in (base, mine, yours)]
         out = dict(docs[1])
         for name, value in docs[2].items():
             if docs[1].get(name) == docs[0].get(name):
                 out[name] = value
-        blob = Blob.from_string(BlockMeta.from_json(json.dumps(out).encode()).to_json())
+        meta = BlockMeta.from_json(json.dumps(out).encode())
+        blob = Blob.from_string(meta.to_json())
         plan.objects.append(blob)
-        return bytes(blob.id)
+        return bytes(blob.id), meta
 
     def _folder(self, sha: bytes | None) -> tuple[bytes, bytes] | None:
         if sha is None:
@@ -570,17 +677,36 @@ class RemoteSync:
         tree = self.git.tree(sha)
         return bytes(tree[CONTENT_FILE][1]), bytes(tree[META_FILE][1])
 
+    def _label_blob(self, key: Key, values: Iterable[Value]) -> bytes | None:
+        """The blob of a long label's whole text (None: the label is not long), from a block
+        folder or record that keeps it beside."""
+        if not names.is_hashed(key[1]):
+            return None
+        for sha in (sha for value in values for sha in value if sha is not None):
+            if LABEL_FILE in (tree := self.git.tree(sha)):
+                return bytes(tree[LABEL_FILE][1])
+        raise RepositoryCorrupt(str(self.git.path), f"no folder keeps the label of {_path(key)}")
+
+    def _content(self, folder: bytes | None) -> bytes | None:
+        """The content blob of a block folder (None: no block)."""
+        found = self._folder(folder)
+        return None if found is None else found[0]
+
     def _text(self, blob: bytes) -> str:
         return self.git.blob(blob).decode("utf-8", "surrogateescape")
 
+    def _maybe_text(self, blob: bytes | None) -> str | None:
+        return None if blob is None else self._text(blob)
+
     def _merge_commit(self, remote: Remote, ours: bytes, theirs: bytes, plan: _Plan) -> Commit:
         root = TreeEditor(self.git, self.git.commit_tree(ours))
-        blocks = root.child(BLOCKS_DIR.encode())
-        for (owner, label), folder in plan.edits.items():
-            if folder is None:
-                blocks.child(owner).remove(label)
-            else:
-                blocks.child(owner).set(label, TREE_MODE, folder)
+        for key, (folder, record) in plan.edits.items():
+            for top, sha in ((BLOCKS_KEY, folder), (records.CONFLICTS_DIR, record)):
+                owner = root.child(top).child(key[0])
+                if sha is None:
+                    owner.remove(key[1])
+                else:
+                    owner.set(key[1], TREE_MODE, sha)
         objects = list(plan.objects)
         tree = root.write(objects)
         if tree is None:
@@ -594,34 +720,49 @@ class RemoteSync:
         commit.author_time = commit.commit_time = int(time.time())
         commit.author_timezone = commit.commit_timezone = 0
         commit.encoding = b"UTF-8"
-        counts = f"{len(plan.merged)} block(s) from the remote, {len(plan.conflicts)} conflict(s)"
+        waiting = sum(1 for _, record in plan.edits.values() if record is not None)
+        counts = f"{len(plan.merged)} block(s) from the remote, {waiting} in conflict"
         commit.message = f"merge remote {remote.name} ({counts})\n".encode()
         objects.append(commit)
         self.git.write(objects)
         return commit
 
-    def _record(self, remote: Remote, plan: _Plan, result: PullResult, run_id: str) -> None:
-        conflicted = set()
-        for path, owner, label, base, disk, agent, reason in plan.conflicts:
-            row, _ = self.conflicts.record(
-                source=remote.source, path=path, owner=owner, label=label, base=base,
-                disk=disk, agent=agent, reason=reason, run_id=run_id,
+    def _follow_records(
+        self, remote: Remote, before: bytes | None, after: bytes | None, run_id: str
+    ) -> list[tuple[str, str]]:
+        """Make the open conflict rows of remotes say what the records of main (now ``after``)
+        say: a record is an open row (the one a remote already has for its path, else one of
+        ``remote``), a record gone since ``before`` closes its row as resolved on the remote.
+        Returns (path, conflict id) of the rows this pull opened or moved."""
+        old = records.all_records(self.git, self.git.commit_tree(before))
+        new = records.all_records(self.git, self.git.commit_tree(after))
+        rows = {c.path: c for c in self.conflicts.list("open") if c.source.startswith(SOURCE_PREFIX)}
+        opened: list[tuple[str, str]] = []
+        for key, record in sorted(new.items()):
+            path = _path(key)
+            top = records.read(self.git, record)[0]
+            block = self._value(after, key)[0]
+            row, is_new = self.conflicts.record(
+                source=rows[path].source if path in rows else remote.source, path=path,
+                owner=names.decode(key[0]), label=self.store.label_of(key[1], record),
+                base=self._maybe_text(top.base), disk=self._maybe_text(top.other),
+                agent=self._maybe_text(self._content(block)), reason=top.reason,
+                run_id=run_id, decisions_hold=False,  # the record says it is open
             )
-            conflicted.add(path)
-            if row.status == "open":
-                result.conflicts.append((path, row.id))
-        open_paths = {c.path for c in self.conflicts.list("open", remote.source)}
-        for path, how in plan.merged:
-            if path in open_paths and path not in conflicted:
-                self.conflicts.close(
-                    remote.source, path, status="resolved",
-                    resolution="merged" if how == "merged" else "disk",
-                    resolver="pull", result_version=None,
-                )
+            moved = old.get(key) != record or self._value(before, key)[0] != block
+            if row.status == "open" and (is_new or moved):
+                opened.append((path, row.id))
+        for key in old.keys() - new.keys():
+            if (gone := rows.get(_path(key))) is not None:
+                self.conflicts.close(gone.source, gone.path, status="resolved", resolution="remote",
+                                     resolver=remote.source, result_version=None)
+        return opened
 
     # -- push -----------------------------------------------------------------------------
 
-    def push(self, remote: Remote, run_id: str) -> PushResult:
+    def push(self, remote: Remote, run_id: str, *, allow_mass_delete: bool = False) -> PushResult:
+        """Push main; a remote that moved on is pulled first (``allow_mass_delete`` as for
+        :meth:`pull`)."""
         pulls: list[PullResult] = []
         for attempt in range(1, MAX_PUSH_ATTEMPTS + 1):
             ours = self.git.ref(MAIN)
@@ -637,7 +778,7 @@ class RemoteSync:
             if outcome == "rejected" and seen.get("now") == seen.get("old"):
                 raise RemoteRejected(remote.name, f"{remote.shown_url} refused the push of main "
                                      f"({seen.get('message', b'').decode('utf-8', 'replace')})")
-            pulls.append(self.pull(remote, run_id))
+            pulls.append(self.pull(remote, run_id, allow_mass_delete=allow_mass_delete))
             if attempt > 1:  # several pushers in step: spread them out
                 time.sleep(PUSH_BACKOFF * attempt * (0.5 + random.random()))
         raise ConcurrentUpdate(f"main at remote {remote.name!r}", MAX_PUSH_ATTEMPTS,
@@ -645,6 +786,13 @@ class RemoteSync:
 
     def _send(self, remote: Remote, ours: bytes, seen: dict[str, Any]) -> str:
         client, path = self._connect(remote)
+        if isinstance(client, LocalGitClient) and _checked_out_main(path):
+            # git's receive.denyCurrentBranch, which dulwich's local transport does not apply
+            raise RemoteRejected(
+                remote.name, f"{remote.shown_url} has main checked out in a work tree: pushing "
+                "there would change the branch under that work tree, so git refuses it, and so "
+                "does blocksync. Push to a bare repository (git init --bare), or check out "
+                "another branch there.")
         repo = self.git.repo
         state = {"outcome": "pushed"}
 
@@ -689,7 +837,26 @@ class RemoteSync:
         return "rejected"
 
 
-def _pick_base(candidates: list[bytes | None], mine: bytes | None, yours: bytes | None) -> bytes | None:
+def _checked_out_main(path: str) -> bool:
+    """Whether the repository at ``path`` has a work tree whose branch is main and does not
+    allow pushes to it (``receive.denyCurrentBranch``: git refuses them by default)."""
+    try:
+        with Repo(path) as target:
+            if target.bare or target.refs.get_symrefs().get(Ref(b"HEAD")) != MAIN:
+                return False
+            try:
+                deny = target.get_config().get((b"receive",), b"denyCurrentBranch").lower()
+            except KeyError:
+                return True
+    except (NotGitRepository, OSError):
+        return False  # the push itself says what is wrong there
+    return deny not in (b"false", b"ignore", b"warn", b"no", b"off", b"0")
+
+
+V = TypeVar("V")
+
+
+def _pick_base(candidates: list[V], mine: V, yours: V) -> V:
     """The base of a block when there are several merge bases: the one all agree on, else one
     a side still holds (the other side changed it), else the first."""
     if len(set(candidates)) == 1:
@@ -731,9 +898,10 @@ class RemoteSource:
     """The :class:`~blocksync.sources.SyncSource` of ``remote:<name>`` conflicts, for resolve
     and undo only (a remote is never part of a reconcile run: pulls detect its conflicts).
 
-    ``agent`` is the block here now; ``disk`` is the remote's side as the open conflict holds
-    it (the remote moves only through a pull, which supersedes or closes that row). Settling
-    writes the block only: the chosen content reaches the remote with the next push.
+    ``agent`` is the block here now; ``disk`` and ``base`` are the first waiting side of the
+    block's record in main (:mod:`blocksync.remote_conflicts`), the same on every machine that
+    pulled it. Settling writes the block and the record in one commit: a resolution drops the
+    first waiting side, an undo puts it back, and the next push carries either to the others.
     """
 
     def __init__(self, key: str, store: BlockStore, conflicts: ConflictIndex) -> None:
@@ -763,11 +931,25 @@ class RemoteSource:
             return None, None
         return block.content, block.version
 
+    def _text(self, blob: bytes | None) -> str | None:
+        return None if blob is None else self._store.git.blob(blob).decode("utf-8", "surrogateescape")
+
+    def _names(self, path: str) -> tuple[str, str]:
+        """The owner and label of a conflict's path (a long label's from the conflict's row:
+        its path component names it only by hash)."""
+        rows = [c for c in self._conflicts.list("all", self.key) if c.path == path]
+        return (rows[0].owner, rows[0].label) if rows else parse_path(path)
+
     def sides(self, path: str) -> Sides:
-        owner, label = parse_path(path)
+        owner, label = self._names(path)
         agent, _ = self._agent(owner, label)
+        git = self._store.git
+        record = git.lookup(git.commit_tree(git.ref(MAIN)), *record_path(owner, label))
+        layers = records.read(git, record)
+        if layers:
+            return Sides(owner, label, self._text(layers[0].base), self._text(layers[0].other), agent)
         rows = [c for c in self._conflicts.list("open", self.key) if c.path == path]
-        disk = rows[0].disk if rows else agent
+        disk = rows[0].disk if rows else agent  # a row from before conflicts were recorded
         base = rows[0].base if rows else None
         return Sides(owner, label, base, disk, agent)
 
@@ -775,23 +957,53 @@ class RemoteSource:
         self, path: str, *, disk: str | None, agent: str | None, base: str | None,
         expected: Sides, message: str, author: str,
     ) -> int | None:
-        owner, label = parse_path(path)
+        """The block becomes ``agent``; when ``disk`` is the same (a resolution) the record's
+        first waiting side goes, else (an undo) ``disk`` over ``base`` waits again, first."""
+        owner, label = self._names(path)
         current, version = self._agent(owner, label)
         if current != expected.agent:
             raise SourceChanged(self.key, path, "the block changed meanwhile: nothing was written")
+        git, label_blob = self._store.git, self._label_blob(label)
+        first = [] if disk == agent else [self._layer(path, base, disk)]
+
+        def edit(record: bytes | None) -> bytes | None:
+            # a resolution settles the first waiting side; an undo puts it back
+            rest = records.read(git, record)[0 if first else 1:]
+            new, objects = records.write(first + rest, label_blob)
+            git.write(objects)
+            return new
+
         try:
-            if agent is None:
-                if version is None:
-                    return None
-                return self._store.delete(owner, label, expected_version=version, author=author,
-                                          message=message).version
-            if version is None:
-                return self._store.create(owner, label, agent, author=author,
-                                          message=message).version
-            return self._store.update(owner, label, agent, expected_version=version,
-                                      author=author, message=message).version
+            with self._store.transaction(message, author) as tx:
+                if agent is None:
+                    if version is not None:
+                        tx.delete(owner, label, expected_version=version)
+                elif version is None:
+                    tx.create(owner, label, agent)
+                else:
+                    tx.update(owner, label, agent, expected_version=version)
+                tx.edit_record(owner, label, edit)
         except StaleVersion as exc:
             raise SourceChanged(self.key, path, "the block changed meanwhile: nothing was written") from exc
+        assert tx.result is not None
+        return tx.result.versions.get((owner, label), version)
+
+    def _blob(self, text: str | None) -> bytes | None:
+        """The id of the blob of ``text``, written (it is usually there already)."""
+        if text is None:
+            return None
+        blob = Blob.from_string(text.encode("utf-8"))
+        self._store.git.write([blob])
+        return bytes(blob.id)
+
+    def _label_blob(self, label: str) -> bytes | None:
+        """The blob a record keeps of a long label (None: the label is not long)."""
+        return self._blob(label) if names.is_hashed(names.component(label)) else None
+
+    def _layer(self, path: str, base: str | None, disk: str | None) -> records.Layer:
+        """The waiting side an undo puts back: ``disk`` over ``base``, with its row's reason."""
+        rows = [c for c in self._conflicts.list("all", self.key) if c.path == path]
+        return records.Layer(self._blob(base), self._blob(disk), rows[0].reason if rows else "restored")
 
     def close(self) -> None:
         return None

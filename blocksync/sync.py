@@ -165,13 +165,15 @@ def run_sync(
     ):
         row = log.start(run_id, COMMAND, exclusive=True)
         try:
-            remotes = _pull_remotes(ws, run_id, deadline, now)  # pull, reconcile, push
+            remotes = _pull_remotes(ws, run_id, deadline, now, allow_mass_delete)  # pull, reconcile, push
             reconciled, not_reached = _reconcile_sources(
                 ws, _source_names(ws, None), run_id, deadline, now, progress,
                 allow_mass_delete=allow_mass_delete,
             )
             streams = _pull_streams(ws, deadline, now, not_reached)
-            reconciled = _push_remotes(ws, run_id, deadline, now, remotes, reconciled, not_reached)
+            reconciled = _push_remotes(
+                ws, run_id, deadline, now, remotes, reconciled, not_reached, allow_mass_delete
+            )
             # Later issues add their steps here, each under the same run id and deadline,
             # each failure reported like a source's.
         except Exception as exc:
@@ -438,25 +440,27 @@ def _remote_names(ws: Workspace, remote: str | None) -> list[str]:
 
 
 def run_pull(
-    ws: Workspace, remote: str | None = None, *, wait: bool = False, timeout: float | None = None
+    ws: Workspace, remote: str | None = None, *, wait: bool = False, timeout: float | None = None,
+    allow_mass_delete: bool = False,
 ) -> list[PullResult]:
     """``blocksync pull``: fetch and merge ``remote`` (default: every remote), under the lock.
     A failing remote raises (the ones before it stay pulled)."""
     names = _remote_names(ws, remote)
     with locked(ws, PULL_COMMAND, wait=wait, timeout=timeout):
         run_id = new_run_id()
-        return [ws.pull(name, run_id) for name in names]
+        return [ws.pull(name, run_id, allow_mass_delete=allow_mass_delete) for name in names]
 
 
 def run_push(
-    ws: Workspace, remote: str | None = None, *, wait: bool = False, timeout: float | None = None
+    ws: Workspace, remote: str | None = None, *, wait: bool = False, timeout: float | None = None,
+    allow_mass_delete: bool = False,
 ) -> list[PushResult]:
     """``blocksync push``: push main to ``remote`` (default: every remote), under the lock;
     a remote that moved on is merged first (compare-and-swap, never a force push)."""
     names = _remote_names(ws, remote)
     with locked(ws, PUSH_COMMAND, wait=wait, timeout=timeout):
         run_id = new_run_id()
-        return [ws.push(name, run_id) for name in names]
+        return [ws.push(name, run_id, allow_mass_delete=allow_mass_delete) for name in names]
 
 
 def _remote_failure(exc: Exception) -> str:
@@ -477,7 +481,8 @@ def _merge_entry(entry: SourceReport, pull: PullResult) -> None:
 
 
 def _pull_remotes(
-    ws: Workspace, run_id: str, deadline: tuple[float, float] | None, now: Callable[[], float]
+    ws: Workspace, run_id: str, deadline: tuple[float, float] | None, now: Callable[[], float],
+    allow_mass_delete: bool,
 ) -> dict[str, SourceReport]:
     """Each configured remote's entry (source ``remote:<name>``) after pulling it."""
     try:
@@ -491,7 +496,7 @@ def _pull_remotes(
         if entry.error is not None:
             continue
         try:
-            _merge_entry(entry, ws.pull(name, run_id))
+            _merge_entry(entry, ws.pull(name, run_id, allow_mass_delete=allow_mass_delete))
         except Exception as exc:  # noqa: BLE001 -- a remote's failure is its entry's, not the run's
             entry.error = _remote_failure(exc)
     return entries
@@ -505,6 +510,7 @@ def _push_remotes(
     entries: dict[str, SourceReport],
     reconciled: ReconcileReport,
     not_reached: list[str],
+    allow_mass_delete: bool,
 ) -> ReconcileReport:
     """Push every remote whose pull went well; the report with every remote's entry added."""
     if not entries:
@@ -519,7 +525,7 @@ def _push_remotes(
             not_reached.append(entry.source)
             continue
         try:
-            pushed = ws.push(name, run_id)
+            pushed = ws.push(name, run_id, allow_mass_delete=allow_mass_delete)
             for pull in pushed.pulls:  # the remote moved on meanwhile: merged before pushing
                 _merge_entry(entry, pull)
         except Exception as exc:  # noqa: BLE001

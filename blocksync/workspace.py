@@ -220,13 +220,22 @@ class Workspace(AbstractContextManager["Workspace"]):
     def remote_sync(self) -> RemoteSync:
         return RemoteSync(self.blocks, self.reconciler.conflicts, self.blocks.author)
 
-    def pull(self, name: str, run_id: str | None = None) -> PullResult:
-        """Fetch remote ``name``'s main and merge it into main (conflicts into the index)."""
-        return self.remote_sync.pull(self.remote(name), run_id or new_run_id())
+    def pull(
+        self, name: str, run_id: str | None = None, *, allow_mass_delete: bool = False
+    ) -> PullResult:
+        """Fetch remote ``name``'s main and merge it into main (conflicts into the index). A pull
+        that would delete most blocks is refused (MassDeletionRefused) unless ``allow_mass_delete``
+        or ``[store] allow_mass_delete``."""
+        allow = allow_mass_delete or self.config.allow_mass_delete
+        return self.remote_sync.pull(self.remote(name), run_id or new_run_id(), allow_mass_delete=allow)
 
-    def push(self, name: str, run_id: str | None = None) -> PushResult:
-        """Push main to remote ``name`` by compare-and-swap, merging first when it moved on."""
-        return self.remote_sync.push(self.remote(name), run_id or new_run_id())
+    def push(
+        self, name: str, run_id: str | None = None, *, allow_mass_delete: bool = False
+    ) -> PushResult:
+        """Push main to remote ``name`` by compare-and-swap, merging first when it moved on (that
+        merge is a pull: ``allow_mass_delete`` as there)."""
+        allow = allow_mass_delete or self.config.allow_mass_delete
+        return self.remote_sync.push(self.remote(name), run_id or new_run_id(), allow_mass_delete=allow)
 
     @property
     def conflict_index(self) -> ConflictIndex:

@@ -37,7 +37,9 @@ LAYERS = {
     "blocks": 3,
     "bases": 3,
     "records": 3,  # refs/blocksync/records: the record tables (conflicts, runs, ...) in git
+    "remote_checks": 3,  # what a pull accepts
     "fsck": 4,
+    "remote_conflicts": 4,  # conflicts recorded in the tree that travels to other machines
     "filesource": 4,
     "plugins": 4,
     "agent_tools": 4,  # blocksync's own tools: conflicts, history, rollback

@@ -32,6 +32,7 @@ EXPECTED = [
     "InvalidContent",
     "InvalidLabel",
     "InvalidTransition",
+    "MalformedRemote",
     "MassDeletionRefused",
     "MergeConflict",
     "NotFound",
