@@ -280,15 +280,20 @@ class Folder:
 
     # -- reading --------------------------------------------------------------------------
 
-    def _open_regular(self, parent: int, name: str) -> tuple[int | None, str | None]:
-        """A descriptor of the regular file ``name`` (None, None: there is none; None, reason:
-        it is something else)."""
-        try:
-            info = os.stat(name, dir_fd=parent, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
-            return None, None
-        if not stat.S_ISREG(info.st_mode):
-            return None, kind_of(info.st_mode)
+    def _open_regular(
+        self, parent: int, name: str, listed: bool = False
+    ) -> tuple[int | None, os.stat_result | str | None]:
+        """A descriptor of the regular file ``name`` and its ``fstat`` (None, None: there is
+        none; None, reason: it is something else). ``listed``: a scan just saw a regular file
+        there, so the ``lstat`` before the open is spared (the open is non-blocking and the
+        ``fstat`` after it decides anyway: what was swapped in meanwhile is still refused)."""
+        if not listed:
+            try:
+                info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                return None, None
+            if not stat.S_ISREG(info.st_mode):
+                return None, kind_of(info.st_mode)
         try:
             fd = os.open(name, _READ_FLAGS, dir_fd=parent)
         except (FileNotFoundError, NotADirectoryError):
@@ -297,27 +302,29 @@ class Folder:
             if exc.errno == errno.ELOOP:
                 return None, kind_of(stat.S_IFLNK)  # swapped for a link since the lstat
             return None, f"cannot read it: {exc.strerror or exc}"
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):  # swapped since the lstat
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # swapped since the lstat
             os.close(fd)
-            return None, kind_of(mode)
-        return fd, None
+            return None, kind_of(info.st_mode)
+        return fd, info
 
-    def read(self, rel: str) -> tuple[bytes | None, str | None]:
+    def read(self, rel: str, *, listed: bool = False) -> tuple[bytes | None, str | None]:
         """(the file's bytes, None); (None, None) if there is no file; (None, reason) if it
-        cannot be synced (not a regular file, a folder on the way is a link, unreadable)."""
+        cannot be synced (not a regular file, a folder on the way is a link, unreadable).
+        ``listed``: a scan of this call saw a regular file at ``rel``."""
         try:
             parent, name = self._parent(rel)
         except OSError as exc:
             return None, self._why_not(exc, rel)
-        fd, reason = self._open_regular(parent, name)
+        fd, found = self._open_regular(parent, name, listed)
         if fd is None:
-            return None, reason
+            assert not isinstance(found, os.stat_result)
+            return None, found
+        assert isinstance(found, os.stat_result)
         try:
-            size = os.fstat(fd).st_size
             # sized to the file (a small file's read is not a megabyte's allocation), then on
             # to the end, wherever it is now
-            chunks = [os.read(fd, min(size + 1, _READ_CHUNK))]
+            chunks = [os.read(fd, min(found.st_size + 1, _READ_CHUNK))]
             if chunks[0]:
                 while chunk := os.read(fd, _READ_CHUNK):
                     chunks.append(chunk)
@@ -332,6 +339,7 @@ class Folder:
         if fd is None:
             if reason is None:
                 return None
+            assert isinstance(reason, str)
             return SYMLINK if reason.startswith("a symbolic link") else NOT_REGULAR
         try:
             digest = hashlib.sha256()

@@ -653,22 +653,26 @@ class FileSource:
         """Refuse a run over all paths in which most bound files vanished at once, or most of
         their blocks were deleted (see :func:`blocksync.sources.mass_deletion`). Files in
         folders that cannot be listed are unknown, not gone; version-control paths never sync."""
-        bound: list[tuple[str, BaseEntry]] = []
+        bound = 0
+        gone: list[str] = []
+        blocks_gone: list[str] = []
         for path, entry in snap.entries.items():
+            if path in survey.present:  # listed: a path of a root, no VCS file, known
+                bound += 1
+                if (entry.owner, entry.label) not in snap.latest:
+                    blocks_gone.append(path)
+                continue
             try:
                 index, rel = self._locate(path)
             except UsageError:
-                continue
-            if not is_vcs_path(rel) and survey.unknown(index, rel) is None:
-                bound.append((path, entry))
-        if len(bound) <= MASS_DELETION_MIN:
+                continue  # its root left the configuration, or a VCS path: never synced
+            if survey.unknown(index, rel) is None:
+                bound += 1
+                gone.append(path)
+        if bound <= MASS_DELETION_MIN:
             return  # too few to tell an accident from deliberate deletions
-        gone = [p for p, _ in bound if p not in survey.present]
-        blocks_gone = [
-            p for p, e in bound if p in survey.present and (e.owner, e.label) not in snap.latest
-        ]
         for side, missing in (("disk", gone), ("agent", blocks_gone)):
-            refusal = mass_deletion(self.key, len(bound), missing, side=side)
+            refusal = mass_deletion(self.key, bound, missing, side=side)
             if refusal is not None:
                 raise refusal
 
@@ -707,8 +711,9 @@ class FileSource:
                     self._guard(snap, survey)
                 wanted, skipped = self._candidates(snap, survey)
                 outcome.skipped += survey.skipped + skipped
-            for root in {self.spec.paths[self._locate(p)[0]] for p in wanted}:
-                disk[root]  # a missing root fails the call before anything is decided
+            else:  # a missing root fails the call before anything is decided
+                for root in {self.spec.paths[self._locate(p)[0]] for p in wanted}:
+                    disk[root]
             ordered = self._decide(wanted, snap, disk, survey, outcome)
             plans = [item for item in ordered if isinstance(item, _Plan)]
             if dry_run:
@@ -756,7 +761,7 @@ class FileSource:
             read = None
             entry = snap.entries.get(path)
             if entry is not None:  # a bound path's file is read first anyway (see _classify)
-                read = folder.read(rel)
+                read = folder.read(rel, listed=survey is not None and path in survey.present)
                 if self._unchanged(entry, read[0], snap):
                     ordered.append(NoChange(path))
                     continue
