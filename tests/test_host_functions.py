@@ -625,9 +625,8 @@ def test_a_slow_server_times_out_and_the_call_returns(
         assert time.monotonic() - started < timeout + 1.0
         assert error.plugin == "sink" and error.call == "tool.execute"
         method = "GET"
-        assert error.detail in (
-            f"HostError: {method} {server.url}{route}: timed out after 0.5 s",
-            f"HostError: {method} {server.url}{route}: no complete answer within 0.5 s",
+        assert error.detail == (
+            f"HostError: {method} {server.url}{route}: no complete answer within 0.5 s"
         )
     assert tool.name() == "Kitchen sink"
 

@@ -111,8 +111,8 @@ def request(
         if expired.is_set():  # a shut-down socket reads as EOF: the body may be cut short
             raise TransportError(timed_out)
         return HttpResponse(resp.status, [(k, v) for k, v in resp.getheaders()], b"".join(chunks))
-    except (socket.timeout, TimeoutError) as exc:
-        raise TransportError(f"{method} {url}: timed out after {policy.timeout:g} s") from exc
+    except (socket.timeout, TimeoutError) as exc:  # the socket's own timeout, or the deadline's
+        raise TransportError(timed_out) from exc
     except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
         if expired.is_set():
             raise TransportError(timed_out) from exc
