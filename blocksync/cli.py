@@ -52,6 +52,8 @@ class _Group(click.Group):
         except BlocksyncError as exc:
             click.echo(f"error: {printable(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): main() ends quietly
         except OSError as exc:
             text = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
             click.echo(f"error: {printable(text)}", err=True)

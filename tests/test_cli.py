@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -308,3 +310,20 @@ def test_a_bug_is_an_internal_error_not_a_traceback(store_path: Path, monkeypatc
     assert result.exit_code == 1
     assert "internal error: ValueError: something impossible" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(store_path: Path) -> None:
+    """`blocksync block list | head -1`: no "error: Broken pipe" once head has what it needs."""
+    with blocksync.open(store_path) as ws, ws.transaction("many") as tx:
+        for i in range(5000):
+            tx.create("alice", f"note-{i:05d}-with-a-longer-label", "x")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "blocksync"), "--store", str(store_path), "block", "list"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10)
+    proc.stdout.close()
+    proc.wait(timeout=60)
+    assert proc.stderr.read() == b""
+    proc.stderr.close()
