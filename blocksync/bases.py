@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import re
 import sqlite3
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,8 +50,6 @@ BASES_DIR = b"bases"
 BLOCKS_DIR = b"blocks"
 BASE_FILE = b"base"
 BINDING_FILE = b"binding.json"
-#: Attempts at the compare-and-swap of a source's ref before :class:`ConcurrentUpdate`.
-MAX_ATTEMPTS = 50
 #: Parsed bindings kept in memory (immutable by blob id, so never stale).
 BINDING_CACHE = 1 << 16
 _EMPTY_TREE = Tree().id
@@ -418,9 +414,8 @@ class BasesTransaction:
     def commit(self) -> str | None:
         """Write the staged changes as one commit; None if they change nothing."""
         bases = self._bases
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        for attempt in bases._git.attempts(bases.ref):
             if attempt > 1:
-                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
                 self._begin(bases.head())
                 for _, op in self._ops:
                     op()
@@ -430,7 +425,7 @@ class BasesTransaction:
                 if commit is not None:
                     self.parent_id = None if self._head is None else self._head.decode("ascii")
                 return commit
-        raise bases._git.gave_up(bases.ref, MAX_ATTEMPTS)
+        raise AssertionError("unreachable: attempts() raises when they run out")
 
     def _write(self) -> tuple[bool, str | None]:
         """(True, commit or None if nothing changed), or (False, None) if the ref moved."""

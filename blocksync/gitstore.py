@@ -56,6 +56,8 @@ def deflate(data: bytes) -> bytes:
     return packer.compress(data) + packer.flush()
 
 
+#: Compare-and-swap attempts at a ref before :class:`~blocksync.errors.ConcurrentUpdate`.
+MAX_ATTEMPTS = 50
 #: Longest wait for another blocksync writer of the same ref before going on by
 #: compare-and-swap alone (never forever: a stopped writer must not stop every other one).
 WRITER_WAIT = 60.0
@@ -312,6 +314,22 @@ class GitStore:
         finally:
             os.close(fd)
 
+    def attempts(self, name: Ref) -> Iterator[int]:
+        """The attempts at a compare-and-swap of ``name``, numbered from 1, each after the first
+        after a short random pause (growing); once :data:`MAX_ATTEMPTS` lost their race,
+        :meth:`gave_up` is raised. The one retry loop of every ref blocksync moves::
+
+            for attempt in git.attempts(ref):
+                ...  # build on the ref as it is now
+                if git.swap_ref(ref, old, new):
+                    return ...
+        """
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if attempt > 1:
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+            yield attempt
+        raise self.gave_up(name, MAX_ATTEMPTS)
+
     def gave_up(self, name: Ref, attempts: int) -> ConcurrentUpdate:
         """The error of a compare-and-swap of ``name`` that lost ``attempts`` races in a row;
         it names the ref's lock file when one is left behind (a hung or killed writer)."""
@@ -500,6 +518,20 @@ class TreeEditor:
         self._children.pop(name, None)
         if self.entries().pop(name, None) is not None:
             self._dirty = True
+
+    def put(self, path: tuple[bytes, ...], entry: tuple[int, bytes] | None) -> bool:
+        """Make ``path`` (names below this tree) hold ``entry`` (mode, sha; None: nothing);
+        whether that changed anything."""
+        folder = self
+        for name in path[:-1]:
+            folder = folder.child(name)
+        if folder.get(path[-1]) == entry:
+            return False
+        if entry is None:
+            folder.remove(path[-1])
+        else:
+            folder.set(path[-1], *entry)
+        return True
 
     def write(self, out: list[ShaFile]) -> bytes | None:
         """Append rewritten trees to ``out``; returns this tree's sha, None when it is empty."""

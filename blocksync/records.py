@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,8 +61,6 @@ REF = Ref(b"refs/blocksync/records")
 REF_NAME = REF.decode()
 AUTHOR = "blocksync"
 ROW_FILE = b"row.json"
-#: attempts at the compare-and-swap of the ref before :class:`ConcurrentUpdate`
-MAX_ATTEMPTS = 50
 #: longest record name made of the key itself; a longer key is named by its hash
 NAME_BYTES = 200
 #: differing records fsck names one by one; the rest are counted
@@ -359,20 +355,12 @@ class Records:
         """One commit of ``records`` (None: removed) on ``parent``, the ref moved to it by
         compare-and-swap; the ref's commit after it (``parent`` when nothing changed)."""
         git = self.git
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            if attempt > 1:
-                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+        for attempt in git.attempts(REF):
             tree = git.commit_tree(parent)
             root = TreeEditor(git, tree)
             objects: list[ShaFile] = []
             for path, record in records.items():
-                folder = root
-                for name in path[:-1]:
-                    folder = folder.child(name)
-                if record is None:
-                    folder.remove(path[-1])
-                elif folder.get(path[-1]) != record[:2]:
-                    folder.set(path[-1], record[0], record[1])
+                if root.put(path, None if record is None else record[:2]) and record is not None:
                     objects += record[2]
             if root.write(objects) == tree:
                 return parent
@@ -381,15 +369,15 @@ class Records:
             if git.swap_ref(REF, parent, commit.id):
                 return commit.id
             moved = self.head()
-            if moved is None:
-                break  # deleted meanwhile: the next transaction writes everything again
+            if moved is None:  # deleted meanwhile: the next transaction writes everything again
+                raise git.gave_up(REF, attempt)
             if moved != parent:
                 # a writer that does not share this index.db moved the ref: take its records,
                 # but for those written here (this transaction's win), and build on it
                 theirs = self._diff(git.commit_tree(parent), git.commit_tree(moved))
                 self._apply(conn, [c for c in theirs if c.path not in records])
                 parent = moved
-        raise git.gave_up(REF, MAX_ATTEMPTS)
+        raise AssertionError("unreachable: attempts() raises when they run out")
 
     def _grouped(self, conn: sqlite3.Connection) -> dict[RecordPath, tuple[RecordKind, list[Row]]]:
         """Every row of every record table, by the record that holds it."""

@@ -327,7 +327,7 @@ def test_a_replay_rechecks_the_binding_rules(repo: Path, gitstore: GitStore) -> 
 def test_a_stuck_lock_ends_in_concurrent_update(
     repo: Path, gitstore: GitStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("blocksync.bases.MAX_ATTEMPTS", 3)
+    monkeypatch.setattr("blocksync.gitstore.MAX_ATTEMPTS", 3)
     bases = SyncBases(gitstore, "src")
     lock = repo / "refs" / "sync" / "src.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
