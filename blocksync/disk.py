@@ -2,16 +2,17 @@
 
 Every operation is relative to a directory descriptor, and every folder on the way down from
 the root is opened from its parent's descriptor with ``O_DIRECTORY | O_NOFOLLOW``: the kernel
-resolves one name at a time, never a symbolic link. A folder swapped for a link to elsewhere
-while a run writes (``mv notes/sub away && ln -s ../outside notes/sub``) fails that one
-operation (``ELOOP``) instead of redirecting it; a folder moved away while its descriptor is
-open takes the writes with it, as if it had been moved a moment later, which the mover could
-do anyway. Resolving real paths once and writing by name later (the race this replaces) would
-let every write after the swap land outside.
+resolves one name at a time, never a symbolic link. Descriptors of folders are kept for the
+call, and before a write or a delete each level is checked to still be the entry it was opened
+as (device and inode): a folder swapped for a link to elsewhere while a run writes (``mv
+notes/sub away && ln -s ../outside notes/sub``) fails the operations under it (``ELOOP``), and
+the folder moved away gets no more writes. Resolving real paths once and writing by name later
+(the race this replaces) let every write after the swap land outside.
 
-Only regular files are ever opened: an entry is ``lstat``-ed first, then opened ``O_NONBLOCK |
-O_NOFOLLOW | O_NOCTTY`` and ``fstat``-ed, so a FIFO, socket or device -- there from the start
-or swapped in meanwhile -- is a reason to skip the path, never a hang or a side effect.
+Only regular files are ever opened: an entry is ``lstat``-ed first (unless a scan of this call
+just listed it as one), then opened ``O_NONBLOCK | O_NOFOLLOW | O_NOCTTY`` and ``fstat``-ed, so
+a FIFO, socket or device -- there from the start or swapped in meanwhile -- is a reason to skip
+the path, never a hang or a side effect.
 
 Temp files of atomic writes are named ``.blocksync-<pid>-<hex>.tmp``: a listing leaves them
 out, and removes those whose writer is gone (a killed run), so none outlive the next run.
@@ -36,17 +37,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = [
-    "Folder",
-    "Listing",
-    "TEMP_PREFIX",
-    "TEMP_SUFFIX",
-    "VCS_FOLDERS",
-    "is_temp_name",
-    "is_vcs_path",
-    "printable_path",
-    "store_overlap",
-]
+from .safefile import kind_of
+
+__all__ = ["NOT_A_FILE", "VCS_FOLDERS", "Folder", "Listing", "is_vcs_path", "printable_path", "store_overlap"]
 
 #: Folders of version-control systems: never synced, whatever the patterns say.
 VCS_FOLDERS = frozenset({".git", ".hg", ".svn", ".jj", ".bzr"})
@@ -67,6 +60,7 @@ _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | _NOFOLLOW
 #: markers :meth:`Folder.digest` gives what is no regular file: no sha256 hex equals them
 SYMLINK = "symlink"
 NOT_REGULAR = "not-a-regular-file"
+NOT_A_FILE = frozenset({SYMLINK, NOT_REGULAR})
 
 
 def is_temp_name(name: str) -> bool:
@@ -94,19 +88,11 @@ def store_overlap(folder: Path, store_root: Path) -> str | None:
     return None
 
 
-def kind_of(mode: int) -> str:
-    """What a non-regular file is, in a user's words (the reason it is skipped)."""
-    if stat.S_ISLNK(mode):
-        return "a symbolic link: only regular files are synced"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe): only regular files are synced"
-    if stat.S_ISSOCK(mode):
-        return "a socket: only regular files are synced"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device: only regular files are synced"
+def skip_reason(mode: int) -> str:
+    """Why the entry of ``st_mode`` -- no regular file -- is not synced, in a user's words."""
     if stat.S_ISDIR(mode):
         return "a folder, not a file"
-    return "not a regular file"
+    return f"{kind_of(mode) or 'not a regular file'}: only regular files are synced"
 
 
 @dataclass
@@ -118,8 +104,6 @@ class Listing:
     odd: list[tuple[str, str]] = field(default_factory=list)
     #: folders that could not be listed, and why: what lies below them is unknown, not gone
     unlisted: list[tuple[str, str]] = field(default_factory=list)
-    #: stale temp files of killed writers, removed by this scan
-    removed_temps: int = 0
 
     def unknown(self, rel: str) -> str | None:
         """Why nothing can be said of ``rel`` (it lies in a folder that could not be listed)."""
@@ -293,19 +277,19 @@ class Folder:
             except (FileNotFoundError, NotADirectoryError):
                 return None, None
             if not stat.S_ISREG(info.st_mode):
-                return None, kind_of(info.st_mode)
+                return None, skip_reason(info.st_mode)
         try:
             fd = os.open(name, _READ_FLAGS, dir_fd=parent)
         except (FileNotFoundError, NotADirectoryError):
             return None, None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                return None, kind_of(stat.S_IFLNK)  # swapped for a link since the lstat
+                return None, skip_reason(stat.S_IFLNK)  # swapped for a link since the lstat
             return None, f"cannot read it: {exc.strerror or exc}"
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):  # swapped since the lstat
             os.close(fd)
-            return None, kind_of(info.st_mode)
+            return None, skip_reason(info.st_mode)
         return fd, info
 
     def read(self, rel: str, *, listed: bool = False) -> tuple[bytes | None, str | None]:
@@ -505,7 +489,6 @@ class Folder:
                 try:
                     if _writer_gone(name, entry.stat(follow_symlinks=False)):
                         os.unlink(name, dir_fd=fd)
-                        listing.removed_temps += 1
                 except OSError:
                     pass  # gone already, or not ours to remove: left alone
                 return
@@ -518,4 +501,4 @@ class Folder:
             except OSError:
                 return  # gone meanwhile
             if not (stat.S_ISLNK(mode) and name.casefold() in VCS_FOLDERS):
-                listing.odd.append((rel, kind_of(mode)))
+                listing.odd.append((rel, skip_reason(mode)))

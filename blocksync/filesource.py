@@ -53,7 +53,7 @@ from typing import Any, Self
 from . import names, permissions
 from .bases import BaseEntry, BaseIndex, SyncBases, ref_name
 from .blocks import DEFAULT_SCHEMA, BlockStore
-from .disk import Folder, is_vcs_path, printable_path, store_overlap
+from .disk import Folder, Listing, is_vcs_path, printable_path, store_overlap
 from .errors import (
     AccessDenied,
     AlreadyExists,
@@ -289,17 +289,14 @@ class _Snapshot:
 class _Survey:
     """The roots as one listing found them (a run over every path)."""
 
+    listings: dict[int, Listing] = field(default_factory=dict)  # root index -> its listing
     files: set[str] = field(default_factory=set)  # selected regular files, as source paths
     present: set[str] = field(default_factory=set)  # every regular file, selected or not
     skipped: list[Skipped] = field(default_factory=list)  # odd entries (selected) and why
-    #: (root index, folder, reason): folders that could not be listed; their files are unknown
-    unlisted: list[tuple[int, str, str]] = field(default_factory=list)
 
     def unknown(self, index: int, rel: str) -> str | None:
-        for root, folder, reason in self.unlisted:
-            if root == index and rel.startswith(folder + "/"):
-                return f"its folder {folder!r} cannot be listed ({reason}): left as it is"
-        return None
+        """Why nothing can be said of ``rel`` of root ``index`` (None: it was listed)."""
+        return self.listings[index].unknown(rel)
 
 
 class _Disk:
@@ -512,13 +509,26 @@ class FileSource:
         target = self.target(path)
         if self.bases.get(path) is not None:
             return True
-        with self._disk() as disk:
-            try:
-                if disk[target.root].exists(target.rel):
-                    return True
-            except NotFound:
-                pass  # no root: no file
+        try:
+            if self._exists(target):
+                return True
+        except NotFound:
+            pass  # no root: no file
         return self.blocks.exists(self.spec.agent, target.label)
+
+    def _exists(self, target: FileTarget) -> bool:
+        """Is there anything at ``target`` now (a file, a link, a FIFO...)?"""
+        with self._disk() as disk:
+            return disk[target.root].exists(target.rel)
+
+    def _read_now(self, target: FileTarget) -> tuple[str | None, str | None]:
+        """The text of ``target`` and the sha256 of its bytes now ((None, None): no file);
+        UsageError when it is left alone (no regular file, not UTF-8)."""
+        with self._disk() as disk:
+            text, digest, unreadable = self._read_disk(target, disk[target.root])
+        if unreadable is not None:
+            raise UsageError(f"source {self.spec.key!r}: {target.path!r} is left alone: {unreadable}")
+        return text, digest
 
     def _label(self, index: int, rel: str) -> str:
         return f"{LABEL_PREFIX}{self.tags[index]}:{rel}"
@@ -586,22 +596,25 @@ class FileSource:
         folder): the selected files, what is skipped and why, folders that cannot be listed."""
         survey = _Survey()
         for index, root in enumerate(self.spec.paths):
-            listing = disk[root].scan(recursive=self.spec.recursive, skip=self._folder_excluded)
+            listing = survey.listings[index] = disk[root].scan(
+                recursive=self.spec.recursive, skip=self._folder_excluded
+            )
             for folder, reason in listing.unlisted:
                 if not folder:
                     raise NotFound(
                         f"source {self.key!r}: folder {root} cannot be listed ({reason}); "
                         "refusing to reconcile it in this run"
                     )
-                survey.unlisted.append((index, folder, reason))
                 survey.skipped.append(Skipped(
                     self._source_path(index, folder + "/"),
                     f"this folder cannot be listed ({reason}): its files are left as they are",
                 ))
             for rel, reason in listing.odd:
-                # a name that is not UTF-8 cannot even be matched against the patterns
-                if reason.startswith("its name") or self.selects(rel):
-                    survey.skipped.append(Skipped(self._source_path(index, printable_path(rel)), reason))
+                # a name that is not UTF-8 is reported whatever the patterns: the entry may
+                # be a folder, whose files the patterns would select
+                shown = printable_path(rel)
+                if shown != rel or self.selects(rel):
+                    survey.skipped.append(Skipped(self._source_path(index, shown), reason))
             for rel in listing.files:
                 path = self._source_path(index, rel)
                 survey.present.add(path)
@@ -1032,10 +1045,7 @@ class FileSource:
         target = self.target(path)
         found = self.bases.get(path)
         owner, label = (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
-        with self._disk() as disk:
-            text, _, unreadable = self._read_disk(target, disk[target.root])
-        if unreadable is not None:
-            raise UsageError(f"source {self.spec.key!r}: {path!r} is left alone: {unreadable}")
+        text, _ = self._read_now(target)
         try:
             agent: str | None = self.blocks.read(owner, label).content
         except BlockNotFound:
@@ -1146,7 +1156,7 @@ class FileSource:
         """
         self._check_owner(owner)
         target = self.target(path)
-        if self._digest(target) is None:
+        if not self._exists(target):
             raise NotFound(f"source {self.spec.key!r} has no file {path!r} ({target.file})")
         self._one(path)
         return self.block_of(path)
@@ -1161,7 +1171,7 @@ class FileSource:
                 f"source {self.spec.key!r}: {path!r} is not selected by its recursive/include/"
                 "exclude settings"
             )
-        if self._digest(target) is not None:
+        if self._exists(target):
             raise AlreadyExists(f"source {self.spec.key!r} already has a file {path!r}")
         if self.bases.get(path) is not None:
             raise AlreadyExists(f"source {self.spec.key!r}: {path!r} is bound already")
@@ -1171,15 +1181,6 @@ class FileSource:
         )
         self._one(path)
         return self.block_of(path)
-
-    def _digest(self, target: FileTarget) -> str | None:
-        with self._disk() as disk:
-            try:
-                return disk[target.root].digest(target.rel)
-            except OSError as exc:
-                raise UsageError(
-                    f"source {self.spec.key!r}: {target.path!r} is left alone: {_why(exc)}"
-                ) from exc
 
     def save(self, block: BlockRef) -> None:
         """Carry the block's content to its file (a reconcile of its path: a disk edit made
@@ -1196,18 +1197,7 @@ class FileSource:
         found = self.bases.get(path)
         owner, label = (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
         base = None if found is None else found[1]
-        with self._disk() as disk:
-            folder = disk[target.root]
-            self._delete(target, found is not None, base, owner, label, folder)
-
-    def _delete(
-        self, target: FileTarget, bound: bool, base: str | None, owner: str, label: str,
-        folder: Folder,
-    ) -> None:
-        path = target.path
-        text, disk_hash, unreadable = self._read_disk(target, folder)
-        if unreadable is not None:
-            raise UsageError(f"source {self.spec.key!r}: {path!r} is left alone: {unreadable}")
+        text, disk_hash = self._read_now(target)
         try:
             block = self.blocks.read(owner, label)
             agent, version = block.content, block.version
@@ -1218,7 +1208,7 @@ class FileSource:
                 f"source {self.spec.key!r}: {path!r} has changes no reconcile has recorded; "
                 "reconcile it before deleting it"
             )
-        if not bound and text is None and agent is None:
+        if found is None and text is None and agent is None:
             raise NotFound(f"source {self.spec.key!r} has no path {path!r}")
         message = f"file source {self.spec.key}: delete {path}"
         if agent is not None:
@@ -1228,20 +1218,21 @@ class FileSource:
             self._hook("after-block-commit")
         if disk_hash is not None:
             self._hook("before-file-write")
-            try:
-                removed = folder.remove(target.rel, disk_hash)
-                folder.sync()
-            except OSError as exc:
-                removed, why = False, _why(exc)
-            else:
-                why = "it changed while it was being deleted"
+            why = "it changed while it was being deleted"
+            with self._disk() as disk:
+                folder = disk[target.root]
+                try:
+                    removed = folder.remove(target.rel, disk_hash)
+                    folder.sync()
+                except OSError as exc:
+                    removed, why = False, _why(exc)
             if not removed:
                 raise MergeConflict(
                     f"source {self.spec.key!r}: {path!r}: {why}; its block was deleted (its "
                     "history keeps it), the file was kept"
                 )
             self._hook("after-file-write")
-        if bound:
+        if found is not None:
             self._hook("before-bases")
             with self.bases.update(message, self.author) as btx:
                 btx.forget(path)

@@ -23,7 +23,7 @@ LAYERS = {
     "text": 1,
     "merge": 1,
     "config": 1,
-    "disk": 1,  # I/O confined to one folder (directory descriptors, no links followed)
+    "disk": 2,  # I/O confined to one folder (directory descriptors, no links followed)
     "versions": 2,  # above safefile: index.db is never opened through a link
     "sources": 1,
     "gitstore": 2,

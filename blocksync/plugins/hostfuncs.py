@@ -21,7 +21,7 @@ from wasmtime.component import LinkerInstance, Record, Variant
 
 from .. import merge, permissions
 from ..blocks import BlockStore
-from ..disk import Folder, printable_path
+from ..disk import NOT_A_FILE, Folder, printable_path
 from ..errors import AccessDenied, BlocksyncError, MergeConflict, TransportError
 from ..notifications import NotificationLog
 from ..sources import BlockRef, PermissionLevel, PermissionRule
@@ -186,7 +186,7 @@ class HostContext:
                         found = folder.digest(rel)
                     except OSError:
                         found = None
-                    digests[rel] = found if found is None or len(found) == 64 else None
+                    digests[rel] = None if found in NOT_A_FILE else found  # swapped meanwhile
         except OSError as exc:
             raise AccessDenied(f"cannot list the granted folder {self.spec.dir}: {exc.strerror}")
         if isinstance(self.batch, SyncBatch):
