@@ -160,9 +160,68 @@ def test_a_racing_process_swapping_the_folder_for_a_symlink_gets_nothing_outside
         assert len([b for b in ws.blocks.list("bob") if ":sub/f" in b.label]) == 3000
 
 
-def test_deletes_and_resolutions_never_leave_the_folder(
+def _swap_for_link(notes: Path, tmp_path: Path, outside: Path) -> None:
+    """`sub` renamed away, a link to `outside` in its place: what a hostile user does."""
+    (notes / "sub").rename(tmp_path / "away")
+    (notes / "sub").symlink_to(outside, target_is_directory=True)
+
+
+def test_a_delete_racing_a_swapped_folder_removes_nothing_outside(
     store_path: Path, notes: Path, tmp_path: Path
 ) -> None:
+    """Files outside with the very names and contents the deletes expect: only the check of the
+    folder at delete time keeps them (the swap comes after the files were read)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (notes / "sub").mkdir()
+    for i in range(6):
+        (notes / "sub" / f"n{i}.md").write_text(f"note {i}\n")
+        (outside / f"n{i}.md").write_text(f"note {i}\n")
+    with blocksync.open(store_path) as ws:
+        assert ws.reconcile().exit_code == 0
+        for i in (1, 2):
+            ws.blocks.delete("bob", label(notes, f"sub/n{i}.md"))
+        source = ws.reconciler.source("notes")
+
+        def swap(step: str) -> None:
+            if step == "before-file-write" and not (notes / "sub").is_symlink():
+                _swap_for_link(notes, tmp_path, outside)
+
+        source.fault = swap  # type: ignore[attr-defined]
+        outcome = source.reconcile_outcome()
+    assert sorted(p.name for p in outside.iterdir()) == [f"n{i}.md" for i in range(6)]
+    assert {s.path for s in outcome.skipped} == {"sub/n1.md", "sub/n2.md"}
+
+
+def test_a_resolution_racing_a_swapped_folder_writes_nothing_outside(
+    store_path: Path, notes: Path, tmp_path: Path
+) -> None:
+    """The sides are read, then the folder is swapped before the resolution writes its file."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (notes / "sub").mkdir()
+    (notes / "sub" / "fight.md").write_text("one\n")
+    with blocksync.open(store_path) as ws:
+        assert ws.reconcile().exit_code == 0
+        ws.blocks.update("bob", label(notes, "sub/fight.md"), "agent\n")
+        (notes / "sub" / "fight.md").write_text("disk\n")
+        assert ws.reconcile().exit_code == 3
+        source = ws.reconciler.source("notes")
+        sides = source.sides("sub/fight.md")
+        (outside / "fight.md").write_text("disk\n")
+        _swap_for_link(notes, tmp_path, outside)
+        with pytest.raises(blocksync.SourceChanged, match="symbolic link"):
+            source.settle(
+                "sub/fight.md", disk="agent\n", agent="agent\n", base="agent\n",
+                expected=sides, message="resolve", author="human:test",
+            )
+    assert (outside / "fight.md").read_text() == "disk\n"
+
+
+def test_deletes_and_resolutions_through_a_swapped_folder_never_leave_it(
+    store_path: Path, notes: Path, tmp_path: Path
+) -> None:
+    """The swap done before the commands (the race tests above cover it during them)."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (notes / "sub").mkdir()
@@ -176,8 +235,7 @@ def test_deletes_and_resolutions_never_leave_the_folder(
     code, doc = run_json(store_path, "reconcile", "sub/fight.md")
     assert code == 3
     # the same names outside, with the contents the writer expects: only the folder check stops it
-    (notes / "sub").rename(tmp_path / "away")
-    (notes / "sub").symlink_to(outside, target_is_directory=True)
+    _swap_for_link(notes, tmp_path, outside)
     (outside / "gone.md").write_text("one\n")
     (outside / "fight.md").write_text("disk\n")
     conflict = run_json(store_path, "conflicts", "list")[1][0]["id"]
