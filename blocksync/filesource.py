@@ -70,6 +70,7 @@ from .errors import (
 from .gitstore import GitStore
 from .merge import merge3
 from .sources import (
+    BLOCK_MOVED,
     MASS_DELETION_MIN,
     BlockRef,
     BlockSchemaSpec,
@@ -267,10 +268,8 @@ _FILE_ACTIONS = (Action.TO_DISK, Action.MERGED, Action.DELETE_DISK)
 
 
 _CHANGED_WHILE_WRITING = "the file changed while reconcile was writing it"
+#: a plan's mark: its block moved while this call wrote (decided again once, then BLOCK_MOVED)
 _MOVED = "its block changed while reconcile was writing it"
-_STILL_MOVING = (
-    "its block kept changing while reconcile ran (an agent is editing it): left for the next run"
-)
 _VCS = "it is in a version-control folder (.git, .hg, .svn, .jj, .bzr): never synced"
 _UNCHANGED = "neither side changed since the last sync"  # as truth.decide says it
 
@@ -798,7 +797,7 @@ class FileSource:
             return
         plan = item
         if plan.skipped is not None:
-            reason = _STILL_MOVING if plan.skipped == _MOVED else plan.skipped
+            reason = BLOCK_MOVED if plan.skipped == _MOVED else plan.skipped
             outcome.skipped.append(Skipped(plan.target.path, reason))
             return
         assert plan.result is not None

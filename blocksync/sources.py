@@ -153,6 +153,11 @@ MASS_DELETION_SHARE = 0.5
 MASS_DELETION_MIN = 4
 
 
+#: why a path is skipped whose block an agent kept changing while a source reconciled it
+BLOCK_MOVED = (
+    "its block changed while it was reconciled (an agent is editing it): left for the next run"
+)
+
 #: what each side's deletions look like, for the refusal's message
 _DELETED_ON = {
     "disk": "are missing from the source",

@@ -33,6 +33,7 @@ from ..bases import BaseEntry
 from ..blocks import BlockStore
 from ..errors import BlockNotFound, SourceChanged, UsageError
 from ..sources import (
+    BLOCK_MOVED,
     NeedsResolution,
     NoChange,
     ReconcileOutcome,
@@ -52,10 +53,6 @@ from .syncbases import PluginBases
 __all__ = ["PluginSource"]
 
 #: resolutions by which a source's side of a bound path went missing
-_MOVED = (
-    "its block changed while the plugin reconciled it (an agent is editing it): left for the "
-    "next run"
-)
 _GONE = (Action.DELETE_AGENT.value, Action.FORGET.value)
 
 
@@ -120,7 +117,7 @@ class PluginSource:
                 for path in sorted(batch.moved):
                     outcome.reasons.pop(path, None)
                     outcome.conflicts.pop(path, None)
-                    outcome.skipped.append(Skipped(path, _MOVED))
+                    outcome.skipped.append(Skipped(path, BLOCK_MOVED))
         return outcome
 
     def path_problem(self, path: str) -> str | None:
