@@ -28,7 +28,7 @@ from typing import Any, TypeVar, cast
 import click
 
 from . import demo as demo_mod
-from . import conformance, plugins, workspace
+from . import conformance, logs, plugins, workspace
 from . import sync as sync_mod
 from .plugins import build as build_mod
 from .plugins import trust
@@ -45,6 +45,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class _Group(click.Group):
     """Turns every blocksync error into a one-line message and its documented exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # -v / --verbose is accepted after the subcommand too: moved in front of it
+        end = args.index("--") if "--" in args else len(args)
+        verbose = [a for a in args[:end] if a in ("-v", "--verbose")]
+        if verbose:
+            args = ["--verbose"] + [a for a in args[:end] if a not in verbose] + args[end:]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -105,10 +113,17 @@ def _default_author() -> str:
     show_default="$BLOCKSYNC_AUTHOR, else human:<login>",
     help="Who the commits name as their author.",
 )
+@click.option(
+    "-v", "--verbose", is_flag=True,
+    help="Show blocksync's log and every plugin's log lines and output on standard error "
+    "(also: BLOCKSYNC_LOG=debug|info|warning|error). Plugins' lines are always kept in "
+    "STORE/logs/plugins/NAME.log.",
+)
 @click.version_option(package_name="blocksync")
 @click.pass_context
-def cli(ctx: click.Context, store: Path, author: str) -> None:
+def cli(ctx: click.Context, store: Path, author: str, verbose: bool) -> None:
     """Versioned memory blocks in git, synced to outside sources through WASM plugins."""
+    logs.to_terminal(verbose, os.environ.get("BLOCKSYNC_LOG"))
     ctx.obj = _Context(store, author)
 
 

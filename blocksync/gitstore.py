@@ -31,6 +31,7 @@ from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree, object_header
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
+from . import deadlines
 from .errors import ConcurrentUpdate, RepositoryCorrupt, StoreNotFound, UsageError
 
 TREE_MODE = 0o040000
@@ -297,7 +298,7 @@ class GitStore:
         lock = self.path / ("blocksync-" + name.decode().replace("/", "-") + ".lock")
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
-            deadline = time.monotonic() + WRITER_WAIT
+            deadline = time.monotonic() + deadlines.left(WRITER_WAIT)
             pause = 0.001
             while True:
                 try:

@@ -134,7 +134,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         """The plugins blocksync.toml attaches to agents (its tables are checked on first use)."""
         if self._plugins is None:
             specs = parse_specs(self.config.tables, self.root)
-            services = HostServices(self.blocks, self.notifications)
+            services = HostServices(self.blocks, self.notifications, self.root / "logs" / "plugins")
             self._plugins = PluginSet(specs, services, self.cache_path, self.plugins_path)
         return self._plugins
 

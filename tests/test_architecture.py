@@ -19,6 +19,8 @@ LAYERS = {
     "truth": 0,  # pure: the same module runs inside plugins (guest SDK)
     "sigv4": 0,  # pure: shipped into plugins too
     "linediff": 0,  # pure: git's line diff algorithms, stdlib only
+    "deadlines": 0,
+    "logs": 0,  # plugins' log files in the store, the terminal on request  # the time left to a plugin call, for waits inside its host functions
     "names": 1,
     "text": 1,
     "merge": 1,

@@ -322,11 +322,34 @@ def deserialized(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 
 def load_from(folder: Path | None, path: Path, key: str = "cached") -> str:
+    """Load ``path`` as a new process would: without the components this process shares."""
+    cache_mod._loaded.clear()
     plugin = load(spec(key, path, limits=Limits(timeout=2.0)), cache_folder=folder)
     try:
         return str(plugin.call("tool", "name"))
     finally:
         plugin.close()
+
+
+def test_sources_of_one_file_share_its_compiled_component(
+    wasm: dict[str, Path], tmp_path: Path, deserialized: list[str]
+) -> None:
+    """Seven sources configured with one file cost one compiled component, not seven."""
+    folder = tmp_path / "cache"
+    load_from(folder, wasm["hostile_tool"])  # compiled and cached on disk
+    deserialized.clear()
+    cache_mod._loaded.clear()
+    plugins = [
+        load(spec(f"copy{i}", wasm["hostile_tool"], limits=Limits(timeout=2.0)), cache_folder=folder)
+        for i in range(3)
+    ]
+    try:
+        assert deserialized == [str(Entry(folder, wasm["hostile_tool"]).artifact)]  # once
+        assert len({id(p._version.component) for p in plugins}) == 1
+        assert [p.call("tool", "name") for p in plugins] == ["hostile-tool"] * 3
+    finally:
+        for plugin in plugins:
+            plugin.close()
 
 
 def test_a_load_writes_artifact_and_stamp(

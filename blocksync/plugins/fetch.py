@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .. import deadlines
 from ..errors import AccessDenied, TransportError
 
 _CHUNK = 64 * 1024
@@ -70,9 +71,12 @@ def request(
     scheme, host, port, target = policy.check(url)
     if not method.isalpha():
         raise AccessDenied(f"invalid HTTP method {method!r}")
-    deadline = time.monotonic() + policy.timeout
+    # no longer than the plugin call this request is part of has left (its epoch deadline
+    # cannot stop a host function)
+    timeout = deadlines.left(policy.timeout)
+    deadline = time.monotonic() + timeout
     conn_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-    conn = conn_class(host, port, timeout=policy.timeout)
+    conn = conn_class(host, port, timeout=max(timeout, 0.001))
     # The socket timeout bounds each recv, not the whole exchange: a server dripping one byte
     # at a time kept a call (and the plugin, whose epoch deadline cannot interrupt a host
     # function) busy for minutes. At the deadline a timer shuts the socket down, which ends
@@ -88,10 +92,10 @@ def request(
             except OSError:
                 pass
 
-    timer = threading.Timer(policy.timeout, expire)
+    timer = threading.Timer(timeout, expire)
     timer.daemon = True
     timer.start()
-    timed_out = f"{method} {url}: no complete answer within {policy.timeout:g} s"
+    timed_out = f"{method} {url}: no complete answer within {timeout:g} s"
     try:
         conn.request(method.upper(), target, body=body, headers=dict(headers))
         resp = conn.getresponse()

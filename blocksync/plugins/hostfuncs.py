@@ -2,9 +2,20 @@
 
 Each runs with the calling plugin's grants: memory functions only for the agents it is attached
 to and within its permission rules (writes need read-write, delete needs admin), HTTP only to
-its allowed hosts. A refusal is returned to the plugin as the ``err`` of its WIT ``result``; a
-bug in a host function traps the call (raised as ``WasmtimeError``, never as another exception:
-wasmtime-py would park that in a process-wide slot another thread might pick up).
+its allowed hosts. A refusal is returned to the plugin as the ``err`` of its WIT ``result``.
+
+Nothing but a WIT value or a ``WasmtimeError`` ever leaves a host function (:func:`_guard`).
+wasmtime-py's component call path parks any other ``Exception`` in one process-wide slot, which
+the next call on *any* thread picks up (errors crossed threads, or became a bare "python
+exception"), and lets a ``BaseException`` (``KeyboardInterrupt``, ``SystemExit``) unwind
+through the C frames of the call (the process died with SIGSEGV). So the guard catches
+everything, keeps the real exception on the plugin's :class:`HostContext` (its calls run one at a
+time), and traps the call with a ``WasmtimeError``; the runtime then raises the kept exception
+as the call's error, or re-raises a ``BaseException`` once the plugin call is over. The guard
+also lowers the result once itself (a value of the wrong shape would fail inside wasmtime-py,
+in that same slot), and bounds the host function by the plugin call's time limit
+(:mod:`blocksync.deadlines`): past it the call fails with reason ``timeout`` naming the host
+function.
 """
 
 from __future__ import annotations
@@ -13,20 +24,22 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from functools import partial
 from typing import Any, TypeVar
 
 from wasmtime import WasmtimeError
 from wasmtime.component import LinkerInstance, Record, Variant
 
-from .. import merge, permissions
+from .. import deadlines, merge, permissions
+from ..logs import plugin_logger
 from ..blocks import BlockStore
 from ..disk import NOT_A_FILE, Folder, printable_path
 from ..errors import AccessDenied, BlocksyncError, MergeConflict, TransportError
 from ..notifications import NotificationLog
 from ..sources import BlockRef, PermissionLevel, PermissionRule
 from ..text import parse_json
-from . import fetch
+from . import fetch, lift
 from .batch import BlockBatch, SyncBatch
 from .spec import MiB, PluginSpec
 
@@ -47,6 +60,8 @@ class HostServices:
 
     blocks: BlockStore | None = None
     notifications: NotificationLog | None = None
+    #: where each plugin's log file is kept (``<store>/logs/plugins``; see blocksync.logs)
+    log_folder: Path | None = None
 
 
 def block_id(owner: str, label: str) -> str:
@@ -59,7 +74,7 @@ class HostContext:
     def __init__(self, spec: PluginSpec, services: HostServices) -> None:
         self.spec = spec
         self.services = services
-        self.log = logging.getLogger(f"blocksync.plugin.{spec.key}")
+        self.log = plugin_logger(spec.key, services.log_folder)
         self.author = f"plugin:{spec.key}"
         self.plugin_rules: Sequence[PermissionRule] = DEFAULT_RULES
         self.http = fetch.HttpPolicy(
@@ -68,6 +83,16 @@ class HostContext:
         #: open while the host drives a reconcile (a SyncBatch) or a pull: memory writes are
         #: staged in it and committed after the call
         self.batch: BlockBatch | None = None
+        #: when the plugin call in progress must end (``time.monotonic()``), set per call
+        self.deadline: float | None = None
+        #: what the first failing host function of the call in progress raised, and its name
+        self.fault: tuple[BaseException, str] | None = None
+        #: the host function running now (named when a call is stuck)
+        self.host_call: str | None = None
+
+    def take_fault(self) -> tuple[BaseException, str] | None:
+        fault, self.fault = self.fault, None
+        return fault
 
     # -- grants ---------------------------------------------------------------------------
 
@@ -229,15 +254,27 @@ class HostContext:
         return fetch.request(self.http, method, url, headers, body)
 
 
-def _trap_on_bug(ctx: HostContext, name: str, fn: Callable[..., T]) -> Callable[..., T]:
+def _guard(ctx: HostContext, name: str, fn: Callable[..., T], check: lift.Lower | None) -> Callable[..., T]:
+    """``fn`` as a host import wasmtime-py can call safely (see the module docstring)."""
+
     def guarded(store: Any, *args: Any) -> T:
+        ctx.host_call = name
         try:
-            return fn(*args)
-        except WasmtimeError:
-            raise
-        except Exception as exc:
-            ctx.log.exception("host function %s failed", name)
-            raise WasmtimeError(f"host function {name} failed: {exc}") from exc
+            if deadlines.expired_at(ctx.deadline):  # TimeoutError: what the runtime reports
+                raise TimeoutError(name)
+            with deadlines.until(ctx.deadline):
+                value = fn(*args)
+            if deadlines.expired_at(ctx.deadline):
+                raise TimeoutError(name)
+            if check is not None:
+                lift.check_lowers(check, store, value)
+            return value
+        except BaseException as exc:  # noqa: BLE001 - only a WasmtimeError may reach wasmtime-py
+            if ctx.fault is None:
+                ctx.fault = (exc, name)
+            raise WasmtimeError(f"host function {name} failed") from None
+        finally:
+            ctx.host_call = None
 
     return guarded
 
@@ -302,11 +339,18 @@ def _set_cursor(ctx: HostContext, cursor: str) -> None:
     ctx.services.notifications.set_cursor(ctx.spec.key, cursor)
 
 
-def define(linker_root: Any, ctx: HostContext, sync_bases: dict[str, Callable[..., Any]]) -> None:
+def define(
+    linker_root: Any,
+    ctx: HostContext,
+    sync_bases: dict[str, Callable[..., Any]],
+    checks: dict[tuple[str, str], lift.Lower] | None = None,
+) -> None:
     """Define the ``host``, ``http`` and ``sync`` instances for one plugin on a linker root.
 
     ``sync_bases`` supplies ``base``, ``bindings``, ``set-base`` and ``forget`` for a source
-    being reconciled; without it a plugin sees no bases and cannot record any.
+    being reconciled; without it a plugin sees no bases and cannot record any. ``checks`` maps
+    (interface, function) to the lowering of the result the component expects (see
+    :func:`_guard`); functions it does not import need none.
     """
     host: dict[str, Callable[..., Any]] = {
         "memory-create-block": as_result(ctx.memory_create_block, tagged=True),
@@ -337,11 +381,18 @@ def define(linker_root: Any, ctx: HostContext, sync_bases: dict[str, Callable[..
         "set-cursor": as_result(partial(_set_cursor, ctx), tagged=False),
         **sync_bases,
     }
-    for name, functions in ((HOST, host), (HTTP, http), (SYNC, sync)):
-        with linker_root.add_instance(name) as instance:
-            _add(instance, ctx, functions)
+    checks = checks or {}
+    for interface, functions in ((HOST, host), (HTTP, http), (SYNC, sync)):
+        with linker_root.add_instance(interface) as instance:
+            _add(instance, ctx, interface, functions, checks)
 
 
-def _add(instance: LinkerInstance, ctx: HostContext, functions: dict[str, Callable[..., Any]]) -> None:
+def _add(
+    instance: LinkerInstance,
+    ctx: HostContext,
+    interface: str,
+    functions: dict[str, Callable[..., Any]],
+    checks: dict[tuple[str, str], lift.Lower],
+) -> None:
     for name, fn in functions.items():
-        instance.add_func(name, _trap_on_bug(ctx, name, fn))
+        instance.add_func(name, _guard(ctx, name, fn, checks.get((interface, name))))

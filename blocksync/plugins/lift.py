@@ -151,6 +151,18 @@ def build_lower(ty: ValType) -> Lower:
     return lambda store, value, slot: ty.convert_to_c(store, value, ctypes.pointer(slot))
 
 
+def check_lowers(lower: Lower, store: Storelike, value: Any) -> None:
+    """Lower ``value`` into a scratch slot and free it: raises where wasmtime-py would fail.
+
+    A host function's result is lowered by wasmtime-py after the function returned, outside
+    anything the host function can catch; a failure there lands in wasmtime-py's process-wide
+    exception slot (see :mod:`blocksync.plugins.hostfuncs`). Lowering it once here first turns
+    a host bug into an error of the call that made it."""
+    slot = ffi.wasmtime_component_val_t()
+    lower(store, value, slot)
+    ffi.wasmtime_component_val_delete(byref(slot))
+
+
 def _lower_strings(store: Storelike, values: Any, slot: Any) -> None:
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise TypeError("expected a list of strings")

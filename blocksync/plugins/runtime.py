@@ -10,6 +10,23 @@ deadline (epoch interruption, ticked by a watchdog thread), optional fuel, a lin
 and a result-size cap. A trap or a limit discards the instance; the next call instantiates a
 fresh one from the compiled component (about a millisecond).
 
+Keeping the process alive around a hostile guest:
+
+* No Python code runs on wasmtime's own threads. A guest's WASI stdout and stderr go to files
+  wasmtime writes, read back into the plugin's log after each call: Python callbacks for them
+  ran on tokio worker threads, and one running while the interpreter shut down (a store
+  collected at exit, after a trap) could not take the GIL, unwound through Rust and aborted the
+  process (SIGABRT, exit 134).
+* Instances and stores are dropped on the plugin's own thread, between calls: after a trap,
+  when idle (:meth:`Plugin.release`), and at :meth:`Plugin.close`, which an ``atexit`` hook
+  calls for every plugin still open, before the interpreter starts to shut down.
+* Host functions never raise into wasmtime-py (see :mod:`.hostfuncs`).
+* Host functions are bounded by the call's time limit (:mod:`blocksync.deadlines`). A WASI
+  call the guest makes (a FIFO opened in its granted folder) cannot be: when a call runs
+  :data:`STUCK_GRACE` seconds past its limit, the caller stops waiting and the call fails with
+  reason ``timeout``; the worker thread, a daemon, is abandoned with its instance, and a new
+  one serves the next calls.
+
 Hot reload: before each call, on the worker thread, a plugin compares its file's identity
 (``os.stat``: device, inode, size, mtime_ns) with the one it last looked at. When it differs the
 file is read again; the same sha256 only updates the identity, a new one is loaded like at
@@ -24,12 +41,18 @@ again (a later change is). A new version must export the same interfaces as the 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import logging
 import os
+import queue
+import tempfile
 import threading
+import time
+import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -38,6 +61,7 @@ from typing import Any
 from wasmtime import Config, Engine, Store, WasiConfig, WasmtimeError
 from wasmtime.component import Component, ComponentInstanceType, FuncType, Instance, Linker
 
+from .. import deadlines
 from ..errors import BlocksyncError, PluginCallFailed, PluginRefused, PluginTrapped
 from . import contract, lift
 from .bridges import permission_rule
@@ -49,6 +73,8 @@ from .trust import TrustPolicy, enforce, signature_path
 log = logging.getLogger("blocksync.plugins")
 
 TICK_SECONDS = 0.01
+#: how long past its time limit a call stuck outside the guest's code (in a WASI call) is waited for
+STUCK_GRACE = 2.0
 #: Imports a plugin may have besides WASI: the host's own interfaces.
 PROVIDED = frozenset({HOST, HTTP, SYNC, f"{contract.PACKAGE}/types@0.1.0"})
 UNLIMITED_FUEL = 2**63 - 1
@@ -221,24 +247,78 @@ def _trap_reason(exc: WasmtimeError) -> str:
     return "trap"
 
 
-class _LineLog:
-    """Guest stdout/stderr as log lines under the plugin's logger."""
+class _Capture:
+    """A guest's WASI stdout or stderr: a file wasmtime writes (no Python code runs on wasmtime's
+    threads; see the module docstring), read back as lines of the plugin's log after each call.
+    wasmtime truncates the file for each new instance (:meth:`attach`)."""
 
-    def __init__(self, logger: logging.Logger, level: int) -> None:
-        self._logger, self._level, self._buffer = logger, level, b""
+    def __init__(self, logger: logging.LoggerAdapter[logging.Logger], level: int, name: str) -> None:
+        self._logger, self._level = logger, level
+        fd, self.path = tempfile.mkstemp(prefix=f"blocksync-plugin-{name}-", suffix=".log")
+        os.close(fd)
+        self._offset = 0
 
-    def __call__(self, data: bytes) -> None:
-        self._buffer += bytes(data)
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            self._logger.log(self._level, "%s", line.decode("utf-8", "replace"))
+    def attach(self) -> str:
+        self.drain()
+        self._offset = 0
+        return self.path
 
-    def flush(self) -> None:
-        """Log what is left without a newline (at the end of each call: it was lost before,
-        or glued to the next call's output)."""
-        if self._buffer:
-            line, self._buffer = self._buffer, b""
-            self._logger.log(self._level, "%s", line.decode("utf-8", "replace"))
+    def drain(self) -> None:
+        """Log what the guest wrote since the last drain, line by line (a last line without its
+        newline too: it was lost before, or glued to the next call's output)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except OSError:
+            return
+        self._offset += len(data)
+        for line in data.decode("utf-8", "replace").splitlines():
+            self._logger.log(self._level, "%s", line)
+
+    def close(self) -> None:
+        self.drain()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+class _Worker(Executor):
+    """One daemon thread running a plugin's work in order (a ThreadPoolExecutor's threads are
+    joined at exit: one stuck in a WASI call would keep the process from ever exiting)."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if self._closed:
+            raise RuntimeError("the plugin is closed")
+        future: Future[Any] = Future()
+        self._queue.put((future, lambda: fn(*args, **kwargs)))
+        return future
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, work = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(work())
+            except BaseException as exc:  # noqa: BLE001 - the waiting caller gets it
+                future.set_exception(exc)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+        if wait and threading.current_thread() is not self._thread:
+            self._thread.join()
 
 
 @dataclass
@@ -315,16 +395,22 @@ class Plugin:
         #: why the newest file is not serving (None when it is)
         self.last_error: str | None = None
         self.reloads = 0
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"plugin-{spec.key}")
-        self._stdout = _LineLog(self.host.log, logging.INFO)
-        self._stderr = _LineLog(self.host.log, logging.WARNING)
+        self._worker = _Worker(f"plugin-{spec.key}")
+        #: when the call running on the worker started (``time.monotonic()``), None between calls
+        self._call_started: float | None = None
+        self._stdout = _Capture(self.host.log, logging.INFO, spec.key)
+        self._stderr = _Capture(self.host.log, logging.WARNING, spec.key)
+        self._closed = False
+        _open_plugins.add(self)
+        # a plugin dropped without close(): its thread and capture files go with it
+        self._finalizer = weakref.finalize(self, _finish, self._worker, self._stdout, self._stderr)
 
     def _new_version(self, component: Component, info: ComponentInfo) -> _Version:
         linker = Linker(runtime().engine)
         if info.wasi:
             linker.add_wasip2()
         with linker.root() as root:
-            define(root, self.host, self._sync_bases)
+            define(root, self.host, self._sync_bases, _result_lowers(component))
         return _Version(component, info, linker)
 
     @property
@@ -348,7 +434,25 @@ class Plugin:
         return _interfaces(self.info)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        """Drop the instance on the plugin's thread and stop the thread (waiting for a call in
+        progress, within its time limit). Idempotent; called at exit for plugins left open."""
+        if self._closed:
+            return
+        self._closed = True
+        _open_plugins.discard(self)
+        try:
+            self._wait(self._worker.submit(self._drop_instance), "close")
+        except PluginTrapped:  # stuck in a WASI call: the abandoned thread keeps its instance
+            pass
+        self._finalizer()
+
+    def release(self) -> None:
+        """Drop the live instance now, between calls (its memory with it); the next call makes
+        a new one. For a source whose run is over: an idle instance holds tens of MB."""
+        if not self._closed:
+            self._wait(self._worker.submit(self._drop_instance), "release")
+
+    def _drop_instance(self) -> None:
         self._version.live = None
 
     # -- hot reload -----------------------------------------------------------------------
@@ -359,7 +463,7 @@ class Plugin:
 
     def refresh(self) -> bool:
         """Look at the file now, between calls; True if a new version was swapped in."""
-        return bool(self._executor.submit(self._check_file).result())
+        return bool(self._worker.submit(self._check_file).result())
 
     def refresh_soon(self) -> None:
         """``refresh`` without waiting (for a watcher): queued behind the running call."""
@@ -367,7 +471,7 @@ class Plugin:
             return
         self._pending = True
         try:
-            self._executor.submit(self._check_file)
+            self._worker.submit(self._check_file)
         except RuntimeError:  # closed
             self._pending = False
 
@@ -433,12 +537,40 @@ class Plugin:
 
     def call(self, interface: str, function: str, *args: Any) -> Any:
         """Call an export on the plugin's worker thread; the lifted result (see ``lift``)."""
-        return self._executor.submit(self._call, interface, function, args).result()
+        future = self._worker.submit(self._call, interface, function, args)
+        return self._wait(future, f"{interface}.{function}")
 
     async def acall(self, interface: str, function: str, *args: Any) -> Any:
         """``call`` for asyncio code: the event loop keeps running while the plugin works."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, interface, function, args)
+        return await asyncio.to_thread(self.call, interface, function, *args)
+
+    def _wait(self, future: Future[Any], where: str) -> Any:
+        """The future's result; PluginTrapped when the call running is stuck past its limit."""
+        limit = self.spec.limits.timeout + STUCK_GRACE
+        while True:
+            try:
+                return future.result(timeout=min(limit, 1.0))
+            except FutureTimeout:
+                started = self._call_started
+                if started is not None and time.monotonic() - started > limit:
+                    self._abandon_worker()
+                    raise PluginTrapped(
+                        self.name, self.version, where, "timeout",
+                        f"stopped after its time limit of {self.spec.limits.timeout:g} s: "
+                        f"stuck in {self.host.host_call or 'a WASI call (file, clock or stdio)'}, "
+                        "which the limit cannot interrupt; its thread was abandoned",
+                    ) from None
+
+    def _abandon_worker(self) -> None:
+        """Leave a stuck call's thread (a daemon) with its instance; a new thread serves on."""
+        stuck, self._worker = self._worker, _Worker(f"plugin-{self.spec.key}")
+        self._call_started = None
+        self._version.live = None
+        stuck.shutdown(wait=False, cancel_futures=True)
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _finish, self._worker, self._stdout, self._stderr)
+        log.warning("plugin %r: a call is stuck outside the guest's code; its thread is "
+                    "abandoned", self.name)
 
     def call_result(self, interface: str, function: str, *args: Any) -> Any:
         """Call a function returning a WIT ``result``: its ok value, or PluginCallFailed."""
@@ -464,35 +596,26 @@ class Plugin:
         )
         live.store.set_epoch_deadline(max(1, round(limits.timeout / TICK_SECONDS)))
         live.store.set_fuel(limits.fuel or UNLIMITED_FUEL)
+        self.host.fault = None
+        self._call_started = time.monotonic()
+        self.host.deadline = self._call_started + limits.timeout
         try:
             value = lift.call(func, live.store, lifted, has_result, *args, lowers=lowers)
         except WasmtimeError as exc:
             v.live = None
-            reason = _trap_reason(exc)
-            detail = {
-                "timeout": f"stopped after its time limit of {limits.timeout:g} s",
-                "fuel": f"ran out of fuel ({limits.fuel})",
-            }.get(reason, f"trapped: {_last_line(exc)}")
-            if "unreachable" in detail:
-                # how a guest dies on an uncaught error, a refused memory.grow included
-                detail += (
-                    f" (an uncaught guest error, or memory growth refused at its cap of "
-                    f"{limits.memory_mb} MiB)"
-                )
-            raise PluginTrapped(self.name, version, where, reason, detail) from exc
+            raise self._trapped(where, version, exc) from exc
         except Exception as exc:
-            # A host function answered a value wasmtime-py could not lower (a host bug, e.g. a
-            # record that is no Record): wasmtime-py re-raises it bare after abandoning the call
-            # inside the instance, which then traps "cannot enter component instance" on every
-            # later call. Discard it and name plugin and call, like any trap.
+            # wasmtime-py re-raised an exception bare (its process-wide slot; host functions
+            # never put one there, see hostfuncs): the call was abandoned inside the instance,
+            # which would trap "cannot enter component instance" on every later call.
             v.live = None
             raise PluginTrapped(
-                self.name, version, where, "trap",
-                f"host-side error: {type(exc).__name__}: {exc}",
+                self.name, version, where, "trap", f"host-side error: {type(exc).__name__}: {exc}",
             ) from exc
         finally:
-            self._stdout.flush()
-            self._stderr.flush()
+            self._call_started = self.host.deadline = None
+            self._stdout.drain()
+            self._stderr.drain()
         size = _size(value)
         if size > limits.result_mb * MiB:
             v.live = None
@@ -501,6 +624,42 @@ class Plugin:
                 f"result of {size} bytes is over the cap of {limits.result_mb} MiB",
             )
         return value
+
+    def _trapped(self, where: str, version: str, exc: WasmtimeError) -> PluginTrapped:
+        """The error of a call that trapped: why, in the user's terms. A ``BaseException`` a
+        host function caught (``KeyboardInterrupt``, ``SystemExit``) is raised again here,
+        now that the plugin call is over."""
+        limits = self.spec.limits
+        fault = self.host.take_fault()
+        if fault is not None:
+            error, function = fault
+            if not isinstance(error, Exception):
+                raise error
+            if isinstance(error, TimeoutError) and deadlines.expired_at(self.host.deadline):
+                return PluginTrapped(
+                    self.name, version, where, "timeout",
+                    f"stopped after its time limit of {limits.timeout:g} s, in host function "
+                    f"{function}",
+                )
+            self.host.log.error("host function %s failed", function, exc_info=error)
+            trapped = PluginTrapped(
+                self.name, version, where, "trap",
+                f"host function {function} failed: {type(error).__name__}: {error}",
+            )
+            trapped.__cause__ = error
+            return trapped
+        reason = _trap_reason(exc)
+        detail = {
+            "timeout": f"stopped after its time limit of {limits.timeout:g} s",
+            "fuel": f"ran out of fuel ({limits.fuel})",
+        }.get(reason, f"trapped: {_last_line(exc)}")
+        if "unreachable" in detail:
+            # how a guest dies on an uncaught error, a refused memory.grow included
+            detail += (
+                f" (an uncaught guest error, or memory growth refused at its cap of "
+                f"{limits.memory_mb} MiB)"
+            )
+        return PluginTrapped(self.name, version, where, reason, detail)
 
     def _func(
         self, v: _Version, live: _Live, interface: str, function: str
@@ -546,13 +705,43 @@ class Plugin:
 
     def _wasi_config(self) -> WasiConfig:
         wasi = WasiConfig()
-        wasi.stdout_custom = self._stdout
-        wasi.stderr_custom = self._stderr
+        wasi.stdout_file = self._stdout.attach()
+        wasi.stderr_file = self._stderr.attach()
         if self.spec.dir is not None:
             wasi.preopen_dir(
                 str(self.spec.dir), GUEST_DIR, fs_mutable=self.spec.dir_mode == "read-write"
             )
         return wasi
+
+
+def _result_lowers(component: Component) -> dict[tuple[str, str], lift.Lower]:
+    """(interface, function) -> the lowering of the result, for each host function the
+    component imports that returns one (checked by the host function's guard)."""
+    engine = runtime().engine
+    lowers: dict[tuple[str, str], lift.Lower] = {}
+    for interface, item in component.type.imports(engine).items():
+        if not isinstance(item.ty, ComponentInstanceType):
+            continue
+        for function, f in item.ty.exports(engine).items():
+            if isinstance(f.ty, FuncType) and f.ty.result is not None:
+                lowers[(interface, function)] = lift.build_lower(f.ty.result)
+    return lowers
+
+
+def _finish(worker: _Worker, *captures: _Capture) -> None:
+    worker.shutdown(wait=False)
+    for capture in captures:
+        capture.close()
+
+
+#: plugins not yet closed, closed at exit (see the module docstring)
+_open_plugins: weakref.WeakSet[Plugin] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_plugins() -> None:
+    for plugin in list(_open_plugins):
+        plugin.close()
 
 
 def _interfaces(info: ComponentInfo) -> tuple[str, ...]:
