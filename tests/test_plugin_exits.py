@@ -257,7 +257,8 @@ def test_cli_reconcile_exits_as_documented(
     name: str, count: int, store: Path, plugins: Plugins
 ) -> None:
     hostile = HOSTILE[name]
-    args = ("reconcile", "--source", name) if hostile.kind == "data-block" else ("tool", "run", name)
+    data_block = hostile.kind == "data-block"
+    args = ("reconcile", "--source", name) if data_block else ("tool", "run", name)
     expected = 1 if hostile.fails else 0
     combination = f"{name} x `blocksync {' '.join(args)}`"
 
