@@ -15,6 +15,7 @@ import os
 import pty
 import select
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,8 @@ import pytest
 import blocksync
 from blocksync.disk import is_temp_name
 from blocksync.filesource import root_tag
+from blocksync.records import Records
+from blocksync.runs import RunLog, Summary
 
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugin
@@ -122,7 +125,7 @@ def assert_files_match_blocks(store: Path, folder: Path, expected: dict[str, str
             path = folder / name
             if path.exists():
                 assert path.read_text(encoding="utf-8") == content, name
-            assert ws.read("alice", f"file:{tag}:{name}").content == content, name
+            assert ws.blocks.read("alice", f"file:{tag}:{name}").content == content, name
     assert not [p.name for p in folder.iterdir() if is_temp_name(p.name)]
 
 
@@ -168,6 +171,7 @@ def test_a_second_sigint_exits_at_once(tmp_path: Path, terminals: list[Terminal]
     terminals.append(run)
     run.wait_for("reconciling hostile (2/2)")
     run.proc.send_signal(signal.SIGINT)
+    run.wait_for("again to exit at once")  # the first is taken: it waits for the plugin's call
     run.proc.send_signal(signal.SIGINT)
     assert run.finish() == 130, run.text
     assert "Traceback" not in run.text, run.text
@@ -280,3 +284,53 @@ def test_a_signal_while_waiting_for_the_lock(tmp_path: Path) -> None:
             waiter.kill()
             waiter.communicate()
     assert [r.status for r in runs(store)] == ["finished"]  # the holder's; none of the waiter
+
+
+#: the `runs` table as stores made before signals were recorded have it: its check refuses an
+#: exit code on an interrupted row
+OLD_RUNS = """
+    CREATE TABLE runs (
+        seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, command TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'interrupted')),
+        pid INTEGER NOT NULL, started_at TEXT NOT NULL, finished_at TEXT, exit_code INTEGER,
+        sources INTEGER, failed_sources INTEGER, resolved INTEGER, needs_resolution INTEGER,
+        unchanged INTEGER, skipped INTEGER, open_conflicts INTEGER, report TEXT,
+        CHECK ((status = 'finished') = (exit_code IS NOT NULL))
+    )
+"""
+
+
+def test_an_older_runs_table_takes_an_interrupted_row(store_path: Path) -> None:
+    """The old table is rebuilt with today's checks, keeping its rows; the interrupted row (with
+    its exit code) is kept in git too, so `index rebuild` brings it back as it was."""
+    db = store_path / "index.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE IF EXISTS runs")
+        conn.execute(OLD_RUNS)
+        conn.execute(
+            "INSERT INTO runs (id, command, status, pid, started_at, finished_at, exit_code) "
+            "VALUES ('run-old', 'blocksync sync', 'finished', 1, '2024-01-01', '2024-01-01', 0)"
+        )
+    conn.close()
+    records = Records(store_path / "repo")
+    try:
+        with RunLog(db, records=records) as log:
+            log.start("run-new", "blocksync sync", exclusive=True)
+            row = log.interrupt(
+                "run-new", exit_code=143, summary=Summary(), report={"signal": "SIGTERM"}
+            )
+    finally:
+        records.close()
+    assert (row.status, row.exit_code, row.report) == ("interrupted", 143, {"signal": "SIGTERM"})
+    assert row.finished_at is not None
+    with sqlite3.connect(db) as conn:
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()
+        with pytest.raises(sqlite3.IntegrityError):  # a running row still has no exit code
+            conn.execute("UPDATE runs SET status = 'running' WHERE id = 'run-new'")
+    conn.close()
+    assert "(status = 'finished') = (exit_code IS NOT NULL)" not in sql
+
+    blocksync.rebuild_index(store_path)
+    assert [(r.id, r.status, r.exit_code) for r in runs(store_path)] == [
+        ("run-new", "interrupted", 143), ("run-old", "finished", 0),
+    ]
