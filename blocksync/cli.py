@@ -3,7 +3,8 @@
 Exit codes: 0 success; 1 failure; 2 usage (bad arguments or input); 4 not found; 5 a concurrent
 change won (stale ``--expected-version``); 3 belongs to reconcile/sync (open conflicts); 75 to the
 commands that take ``store/run.lock`` -- sync, reconcile (not ``--dry-run``), conflicts resolve
-and undo -- when another run holds it. No traceback reaches the user: library errors print as
+and undo -- when another run holds it; 130 and 143 to those commands (and pull, push) stopped by
+SIGINT or SIGTERM (:class:`~blocksync.errors.Interrupted`). No traceback reaches the user: library errors print as
 ``error: <message>``.
 
 Text output never hands a terminal raw control characters from what it did not write itself --

@@ -43,6 +43,8 @@ so the original stays attached. Each class carries the data a caller needs to ac
     │   └── UnsafeFile                     a file blocksync writes is a symbolic link (or
     │                                      not a regular file): refused, never followed
     ├── MergeConflict                   1  a three-way merge found overlapping changes
+    ├── Interrupted               130, 143  SIGINT, SIGTERM stopped a run at a safe point
+    │                                      (128 + the signal's number; blocksync.interrupts)
     ├── MassDeletionRefused             1  a run would delete more than the threshold of a
     │                                      source's paths (from disk, agent or remote side)
     ├── AccessDenied                    1  a plugin asked for more than it was granted
@@ -70,10 +72,13 @@ so the original stays attached. Each class carries the data a caller needs to ac
                                            the instance was discarded
 
 Exit codes 3 (completed with open conflicts) and 75 (run lock held, ``EX_TEMPFAIL``: try again
-later) are reserved for the reconcile and sync commands.
+later) are reserved for the reconcile and sync commands; 130 and 143 (the shell's codes for a
+process ended by SIGINT and SIGTERM) for the commands that take the run lock.
 """
 
 from __future__ import annotations
+
+import signal
 
 
 class BlocksyncError(Exception):
@@ -386,6 +391,20 @@ class UnsafeFile(StoreCorrupt):
 
 class MergeConflict(BlocksyncError):
     """Both sides changed the same region differently: no clean three-way merge."""
+
+
+class Interrupted(BlocksyncError):
+    """SIGINT or SIGTERM (``signum``) asked a run to stop, and it did, at a safe point: what it
+    had started is complete, what it had not is left for the next run. ``detail`` says how far
+    it got. Raised only inside :func:`blocksync.interrupts.handling`."""
+
+    def __init__(self, signum: int, detail: str) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {name}: {detail}; nothing half-done was written")
+        self.signum = signum
+        self.signal = name
+        self.detail = detail
+        self.exit_code = 128 + signum
 
 
 class MassDeletionRefused(BlocksyncError):

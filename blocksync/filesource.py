@@ -30,7 +30,10 @@ order, so that a run killed at any point leaves every path with its old or its n
 each side and the next run converges: (1) every block change of the call in ONE block-store
 transaction; (2) each file written atomically (temp file in the same folder, fsync, the file's
 hash re-checked, rename) or removed, then every folder written to fsynced once; (3) the sync
-bases advanced in ONE update. A file that changed between classification and its write is not overwritten: that path
+bases advanced in ONE update. Inside :func:`blocksync.interrupts.handling` a signal stops the
+call at the next safe point: while deciding, before (1), nothing is written; between two files
+of (2), the files not written yet are skipped (left for the next run) and (3) advances the bases
+of the rest. A file that changed between classification and its write is not overwritten: that path
 is reported as needing resolution. Files that are not UTF-8 (or not regular files, symlinks,
 names that cannot be labels) are never touched: they are reported in ``skipped`` and left out
 of the results. Contents are compared by content, never by modification time: a path whose file's sha256
@@ -50,7 +53,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from . import names, permissions
+from . import interrupts, names, permissions
 from .bases import BaseEntry, BaseIndex, SyncBases, ref_name
 from .blocks import DEFAULT_SCHEMA, BlockStore
 from .disk import Folder, Listing, is_vcs_path, printable_path, store_overlap
@@ -728,9 +731,13 @@ class FileSource:
                     disk[root]
             ordered = self._decide(wanted, snap, disk, survey, outcome)
             plans = [item for item in ordered if isinstance(item, _Plan)]
+            stopped = interrupts.reason()
             if dry_run:
                 for plan in plans:
                     plan.result = _would(plan)
+            elif stopped is not None:  # a signal came while deciding: nothing written at all
+                for plan in plans:
+                    plan.skipped = stopped
             else:
                 self._apply(plans, disk)
                 moved = {plan.target.path for plan in plans if plan.skipped == _MOVED}
@@ -763,6 +770,10 @@ class FileSource:
         roots = self.spec.paths
         ordered: list[NoChange | _Plan] = []
         for path in wanted:
+            stopped = interrupts.reason()
+            if stopped is not None:  # a signal: what is not decided yet is left for the next run
+                outcome.skipped.append(Skipped(path, stopped))
+                continue
             index, rel = self._locate(path)
             root = roots[index]
             why = None if survey is None else survey.unknown(index, rel)
@@ -944,7 +955,11 @@ class FileSource:
         try:
             for plan in todo:
                 if plan.skipped is None and plan.decision.action in _FILE_ACTIONS:
-                    self._write_file(plan, disk[plan.target.root])
+                    # a signal stops the writes between two files; the bases of those written
+                    # still advance below, the others stay as they were for the next run
+                    plan.skipped = interrupts.reason()
+                    if plan.skipped is None:
+                        self._write_file(plan, disk[plan.target.root])
         finally:
             # each folder written to fsynced once, after all its files were renamed and
             # before any base advances (ext4 and friends commit the renames together)

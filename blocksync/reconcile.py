@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from . import interrupts
 from .conflicts import Conflict, ConflictIndex, Resolution, changed_sides
 from .errors import BlocksyncError, NotFound, StaleResolution, UsageError
 from .merge import merge3
@@ -125,7 +126,8 @@ class Reconciler:
     ) -> ReconcileReport:
         """``progress(source, position, count)`` is told before each source starts;
         ``allow_mass_delete`` confirms deletions over the threshold (see
-        :func:`blocksync.sources.mass_deletion`)."""
+        :func:`blocksync.sources.mass_deletion`). Inside :func:`blocksync.interrupts.handling`
+        a signal stops it between sources: those not started are entries saying so."""
         keys = self.keys if not sources else list(dict.fromkeys(sources))
         for key in keys:
             if key not in self._open:
@@ -136,6 +138,10 @@ class Reconciler:
         run = run_id or new_run_id()
         reports = []
         for position, key in enumerate(keys, start=1):
+            why = interrupts.reason() if position > 1 else None  # between sources
+            if why is not None:
+                reports.append(SourceReport(key, error=why))
+                continue
             if progress is not None:
                 progress(key, position, len(keys))
             wanted = None if routed is None else routed[key]

@@ -9,15 +9,22 @@ history: they are history of what the cron job did, kept in their own table besi
 
 Life of a row::
 
-    start ──▶ running ──finish──▶ finished
+    start ──▶ running ──finish──▶ finished                    finished_at, exit_code
+                 │
+                 ├──interrupt──▶ interrupted                  finished_at, exit_code 130/143
+                 │   (SIGINT/SIGTERM: it stopped at a safe point and said so)
                  │
                  └──(its process is gone when a later run starts)──▶ interrupted
+                                                              no finished_at, no exit_code
 
 Decisions:
 
 * **Ids** are the caller's run ids (``reconcile.new_run_id``: UTC start time and random hex
   digits), the same ids conflicts name as the run that detected them; a taken id is refused.
-* **Interrupted runs**: a process killed mid-run cannot finish its row. :meth:`RunLog.start`
+* **Interrupted runs**: a run stopped by SIGINT or SIGTERM (:mod:`blocksync.interrupts`) records
+  its end itself (:meth:`RunLog.interrupt`): ``interrupted``, with the time, the exit code it
+  exits with (128 + the signal's number) and the report of what it did before it stopped. A
+  process killed mid-run (``kill -9``, a second Ctrl-C) cannot finish its row: :meth:`RunLog.start`
   marks it ``interrupted`` (its ``finished_at`` and ``exit_code`` stay empty: nobody saw it
   end). A caller holding the run lock says so (``exclusive=True``), and then every other
   ``running`` row is dead by definition, since its run would hold the lock; without that, only
@@ -39,10 +46,11 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from .errors import NotFound, UsageError
-from .sqlitetable import RecordKind, SqliteTable
+from .sqlitetable import RecordKind, Recorder, SqliteTable
 
 Status = Literal["running", "finished", "interrupted"]
 
@@ -109,16 +117,41 @@ _SCHEMA = (
         skipped INTEGER,
         open_conflicts INTEGER,
         report TEXT,
-        CHECK ((status = 'finished') = (exit_code IS NOT NULL))
+        CHECK (status <> 'finished' OR exit_code IS NOT NULL),
+        CHECK (status <> 'running' OR exit_code IS NULL)
     )
     """,
     "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status)",
 )
 
 
+#: the check of tables made before runs stopped by a signal recorded their exit code
+_OLD_CHECK = "CHECK ((status = 'finished') = (exit_code IS NOT NULL))"
+
+
 def _prepare(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         conn.execute(statement)
+    _upgrade(conn)
+
+
+def _outdated(conn: sqlite3.Connection) -> bool:
+    found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'")
+    row = found.fetchone()
+    return row is not None and _OLD_CHECK in row[0]
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Rebuild a ``runs`` table made with :data:`_OLD_CHECK` (which refuses an exit code on an
+    interrupted row) with today's checks, keeping every row (inside the caller's transaction)."""
+    if not _outdated(conn):
+        return
+    conn.execute("ALTER TABLE runs RENAME TO runs_old")
+    conn.execute("DROP INDEX IF EXISTS runs_by_status")
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    conn.execute(f"INSERT INTO runs (seq, {_COLUMNS}) SELECT seq, {_COLUMNS} FROM runs_old")
+    conn.execute("DROP TABLE runs_old")
 
 
 #: how rows are kept in git: ``runs/<h[:2]>/<h[2:4]>/<run id>.json``
@@ -155,6 +188,18 @@ class RunLog(SqliteTable):
     TABLE = "runs"
     COLUMNS = _FIELDS
     SCHEMA = _SCHEMA
+
+    def __init__(self, path: Path, *, records: Recorder | None = None) -> None:
+        super().__init__(path, records=records)
+        try:
+            with self._read():
+                outdated = _outdated(self._conn)
+            if outdated:
+                with self._write("cannot upgrade the runs table"):
+                    _upgrade(self._conn)
+        except BaseException:
+            self.disconnect()
+            raise
 
     def close(self) -> None:
         self.disconnect()
@@ -204,18 +249,30 @@ class RunLog(SqliteTable):
         finished_at: str | None = None,
     ) -> Run:
         """Complete the row of ``run_id`` with its outcome (``finished_at`` default: now)."""
+        return self._end(run_id, "finished", exit_code, summary, report, finished_at)
+
+    def _end(
+        self, run_id: str, status: Status, exit_code: int, summary: Summary,
+        report: Mapping[str, Any], finished_at: str | None,
+    ) -> Run:
         doc = json.dumps(report, ensure_ascii=False, sort_keys=True)
         counts = [getattr(summary, name) for name in _SUMMARY]
         assignments = ", ".join(f"{name} = ?" for name in _SUMMARY)
-        with self._write("cannot record a run", f"run {run_id} finished: exit {exit_code}") as staged:
+        with self._write("cannot record a run", f"run {run_id} {status}: exit {exit_code}") as staged:
             self._fetch(run_id)
             staged.add(RECORDS, run_id)
             self._conn.execute(
-                f"UPDATE runs SET status = 'finished', finished_at = ?, exit_code = ?, "
+                f"UPDATE runs SET status = ?, finished_at = ?, exit_code = ?, "
                 f"{assignments}, report = ? WHERE id = ?",
-                [finished_at or timestamp(), exit_code, *counts, doc, run_id],
+                [status, finished_at or timestamp(), exit_code, *counts, doc, run_id],
             )
             return self._fetch(run_id)
+
+    def interrupt(
+        self, run_id: str, *, exit_code: int, summary: Summary, report: Mapping[str, Any]
+    ) -> Run:
+        """Complete the row of ``run_id``, stopped by a signal, as ``interrupted`` (now)."""
+        return self._end(run_id, "interrupted", exit_code, summary, report, None)
 
     def get(self, run_id: str) -> Run:
         with self._lock, self._translate("cannot read runs"):

@@ -13,6 +13,7 @@ Exit codes (:attr:`SyncReport.exit_code`)::
     1   a source failed, was aborted (mass-deletion guard) or not reached in time, or a data
         stream's pull failed or was not reached; wins over 3
     75  the run lock is held (raised as RunLockHeld: the run did not start, no row is written)
+    130 SIGINT, 143 SIGTERM: raised as Interrupted (see "Signals" below)
 
 Decisions:
 
@@ -37,6 +38,17 @@ Decisions:
   records its run (the log lives in index.db, which needs no configuration), so a cron job that
   broke on its configuration is visible in the run log like any other failed run.
 
+**Signals.** Every writer below holds the lock inside :func:`blocksync.interrupts.handling`:
+SIGINT or SIGTERM is recorded, and the run stops at its next safe point, like a deadline that
+passed -- each remote, source and stream not started yet is an entry "not reached: interrupted
+by ...", a folder source leaves the files it had not written yet (its block commit completes
+first, and the bases of what it wrote advance), a plugin's call and its commits complete -- and
+then raises :class:`~blocksync.errors.Interrupted` (exit 130 or 143) saying how far it got.
+``sync`` first records its row as ``interrupted``, with that exit code and the report of what it
+did. A signal while waiting for the lock ends the wait (no row is written); ``pull`` and
+``push`` stop between remotes; a conflict's resolution or undo is one unit, which completes.
+A second signal exits at once (:mod:`blocksync.interrupts`).
+
 The other writers of the command line take the same lock, through :func:`locked`, so none of them
 interleaves with a cron run or with each other:
 
@@ -54,11 +66,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from . import runlock, workspace
+from . import interrupts, runlock, workspace
 from .conflicts import Conflict
-from .errors import BlocksyncError, ConfigError
+from .errors import BlocksyncError, ConfigError, Interrupted
 from .reconcile import ReconcileReport, SourceReport, Take, new_run_id
 from .records import Records
 from .runs import RunLog, Summary, timestamp
@@ -66,6 +78,8 @@ from .streams import StreamReport, pull_streams
 from .remotes import PullResult, PushResult
 from .safefile import check_regular
 from .workspace import DEFAULT_AUTHOR, Workspace
+
+_R = TypeVar("_R")
 
 COMMAND = "blocksync sync"
 #: what the other writers of the command line write into the lock note as their command
@@ -189,6 +203,11 @@ def run_sync(
             not_reached=not_reached,
             streams=streams,
         )
+        stop = _interruption(report.reconcile)
+        if stop is not None:
+            doc = {**report.to_json(), "signal": stop.signal, "exit_code": stop.exit_code}
+            log.interrupt(run_id, exit_code=stop.exit_code, summary=report.summary(), report=doc)
+            raise stop
         log.finish(
             run_id, exit_code=report.exit_code, summary=report.summary(),
             report=report.to_json(), finished_at=report.finished_at,
@@ -247,6 +266,24 @@ def _finish_failed(log: RunLog, run_id: str, exc: Exception) -> None:
     )
 
 
+def _interruption(report: ReconcileReport) -> Interrupted | None:
+    """The run's :class:`Interrupted`, saying how far it got; None: no signal asked it to stop."""
+    signum, why = interrupts.requested(), interrupts.reason()
+    if signum is None:
+        return None
+    reached = [s for s in report.sources if s.error != why]
+    left = sum(reason == why for s in reached for _, reason in s.skipped)
+    detail = f"stopped after {len(reached)} of {len(report.sources)} source(s)"
+    if left:
+        detail += f", leaving {left} path(s) for the next run"
+    return Interrupted(signum, detail)
+
+
+def _wait_interruptibly(pause: float) -> None:
+    interrupts.check("stopped while waiting for the run lock, before it wrote anything")
+    time.sleep(pause)
+
+
 @contextmanager
 def locked(
     ws: Workspace,
@@ -261,11 +298,18 @@ def locked(
 
     Held by another run: :class:`~blocksync.errors.RunLockHeld` (exit 75) naming it, at once, or
     with ``wait`` once ``timeout`` seconds (``None``: no limit) have passed without it letting go.
+    SIGINT and SIGTERM are handled while it waits and holds (see "Signals" above).
     """
     info: dict[str, object] = {"command": command}
     if run_id is not None:
         info["run_id"] = run_id
-    with runlock.acquire(ws.root / runlock.LOCK_FILE, wait, timeout, info=info, clock=now) as lock:
+    with (
+        interrupts.handling(),
+        runlock.acquire(
+            ws.root / runlock.LOCK_FILE, wait, timeout, info=info, clock=now,
+            sleep=_wait_interruptibly,
+        ) as lock,
+    ):
         yield lock
 
 
@@ -306,6 +350,9 @@ def run_reconcile(
         report, _ = _reconcile_sources(
             ws, names, run_id, deadline, now, progress, routed, False, allow_mass_delete
         )
+        stop = _interruption(report)
+        if stop is not None:
+            raise stop
         return report
 
 
@@ -352,13 +399,10 @@ def _pull_streams(
     except BlocksyncError as exc:  # the configuration itself: one entry says why
         return [StreamReport("(streams)", error=str(exc))]
 
-    def late() -> str | None:
-        if deadline is not None and now() >= deadline[0]:
-            return f"not reached: the run's {deadline[1]:g} s timeout passed before it started"
-        return None
-
-    reports = pull_streams(ws.streams, keys, lambda: late() is None, late)
-    not_reached += [r.stream for r in reports if r.error is not None and r.error.startswith("not reached")]
+    reports = pull_streams(
+        ws.streams, keys, lambda: _late(deadline, now) is None, lambda: _late(deadline, now)
+    )
+    not_reached += [r.stream for r in reports if _timed_out(r.error)]
     return reports
 
 
@@ -388,12 +432,11 @@ def _reconcile_sources(
     entries: list[SourceReport] = []
     not_reached: list[str] = []
     for position, name in enumerate(names, start=1):
-        if deadline is not None and now() >= deadline[0]:
-            not_reached.append(name)
-            entries.append(SourceReport(
-                name,
-                error=f"not reached: the run's {deadline[1]:g} s timeout passed before it started",
-            ))
+        why = _late(deadline, now)
+        if why is not None:
+            if _timed_out(why):
+                not_reached.append(name)
+            entries.append(SourceReport(name, error=why))
             continue
         if progress is not None:
             progress(name, position, len(names))
@@ -447,7 +490,9 @@ def run_pull(
     names = _remote_names(ws, remote)
     with locked(ws, PULL_COMMAND, wait=wait, timeout=timeout):
         run_id = new_run_id()
-        return [ws.pull(name, run_id, allow_mass_delete=allow_mass_delete) for name in names]
+        return _each_remote(
+            names, lambda name: ws.pull(name, run_id, allow_mass_delete=allow_mass_delete)
+        )
 
 
 def run_push(
@@ -459,7 +504,18 @@ def run_push(
     names = _remote_names(ws, remote)
     with locked(ws, PUSH_COMMAND, wait=wait, timeout=timeout):
         run_id = new_run_id()
-        return [ws.push(name, run_id, allow_mass_delete=allow_mass_delete) for name in names]
+        return _each_remote(
+            names, lambda name: ws.push(name, run_id, allow_mass_delete=allow_mass_delete)
+        )
+
+
+def _each_remote(names: list[str], one: Callable[[str], _R]) -> list[_R]:
+    """``one(name)`` for each remote, one after the other; a signal stops it between two."""
+    done: list[_R] = []
+    for name in names:
+        interrupts.check(f"stopped after {len(done)} of {len(names)} remote(s)")
+        done.append(one(name))
+    return done
 
 
 def _remote_failure(exc: Exception) -> str:
@@ -469,9 +525,17 @@ def _remote_failure(exc: Exception) -> str:
 
 
 def _late(deadline: tuple[float, float] | None, now: Callable[[], float]) -> str | None:
-    if deadline is not None and now() >= deadline[0]:
-        return f"not reached: the run's {deadline[1]:g} s timeout passed before it started"
-    return None
+    """Why a step (a source, remote or stream) is not started: a signal asked the run to stop
+    (:func:`blocksync.interrupts.reason`), or its deadline passed; None: start it."""
+    why = interrupts.reason()
+    if why is None and deadline is not None and now() >= deadline[0]:
+        why = f"not reached: the run's {deadline[1]:g} s timeout passed before it started"
+    return why
+
+
+def _timed_out(why: str | None) -> bool:
+    """Was a step not reached because of the run's deadline (not a signal)?"""
+    return why is not None and why.startswith("not reached") and why != interrupts.reason()
 
 
 def _merge_entry(entry: SourceReport, pull: PullResult) -> None:
@@ -516,12 +580,13 @@ def _push_remotes(
         return reconciled
     for name, entry in entries.items():
         if entry.error is not None:
-            if entry.error.startswith("not reached"):
+            if _timed_out(entry.error):
                 not_reached.append(entry.source)
             continue
         entry.error = _late(deadline, now)
         if entry.error is not None:
-            not_reached.append(entry.source)
+            if _timed_out(entry.error):
+                not_reached.append(entry.source)
             continue
         try:
             pushed = ws.push(name, run_id, allow_mass_delete=allow_mass_delete)

@@ -36,6 +36,7 @@ LAYERS = {
     "conflicts": 2,
     "runs": 2,
     "runlock": 2,
+    "interrupts": 1,  # SIGINT/SIGTERM during a locked run: recorded, acted on at safe points
     "blocks": 3,
     "bases": 3,
     "records": 3,  # refs/blocksync/records: the record tables (conflicts, runs, ...) in git

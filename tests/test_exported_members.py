@@ -29,6 +29,7 @@ EXPECTED = [
     "Diff",
     "FsckReport",
     "IndexCorrupt",
+    "Interrupted",
     "InvalidContent",
     "InvalidLabel",
     "InvalidTransition",
