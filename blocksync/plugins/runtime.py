@@ -312,6 +312,7 @@ class _Worker(Executor):
                 future.set_result(work())
             except BaseException as exc:  # noqa: BLE001 - the waiting caller gets it
                 future.set_exception(exc)
+            del item, future, work  # not kept by the error's traceback (see Plugin._wait)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if not self._closed:
@@ -402,8 +403,7 @@ class Plugin:
         self._stderr = _Capture(self.host.log, logging.WARNING, spec.key)
         self._closed = False
         _open_plugins.add(self)
-        # a plugin dropped without close(): its thread and capture files go with it
-        self._finalizer = weakref.finalize(self, _finish, self._worker, self._stdout, self._stderr)
+        self._finalizer = self._finish_with_worker()
 
     def _new_version(self, component: Component, info: ComponentInfo) -> _Version:
         linker = Linker(runtime().engine)
@@ -445,6 +445,13 @@ class Plugin:
         except PluginTrapped:  # stuck in a WASI call: the abandoned thread keeps its instance
             pass
         self._finalizer()
+
+    def _finish_with_worker(self) -> weakref.finalize[Any, Any]:
+        """A plugin dropped without close(): its thread and capture files go with it. Not at
+        exit: the exit hook closes open plugins properly, instance dropped on its thread."""
+        finalizer = weakref.finalize(self, _finish, self._worker, self._stdout, self._stderr)
+        finalizer.atexit = False
+        return finalizer
 
     def release(self) -> None:
         """Drop the live instance now, between calls (its memory with it); the next call makes
@@ -537,8 +544,9 @@ class Plugin:
 
     def call(self, interface: str, function: str, *args: Any) -> Any:
         """Call an export on the plugin's worker thread; the lifted result (see ``lift``)."""
-        future = self._worker.submit(self._call, interface, function, args)
-        return self._wait(future, f"{interface}.{function}")
+        # no local for the future: see _wait
+        return self._wait(self._worker.submit(self._call, interface, function, args),
+                          f"{interface}.{function}")
 
     async def acall(self, interface: str, function: str, *args: Any) -> Any:
         """``call`` for asyncio code: the event loop keeps running while the plugin works."""
@@ -547,19 +555,25 @@ class Plugin:
     def _wait(self, future: Future[Any], where: str) -> Any:
         """The future's result; PluginTrapped when the call running is stuck past its limit."""
         limit = self.spec.limits.timeout + STUCK_GRACE
-        while True:
-            try:
-                return future.result(timeout=min(limit, 1.0))
-            except FutureTimeout:
-                started = self._call_started
-                if started is not None and time.monotonic() - started > limit:
-                    self._abandon_worker()
-                    raise PluginTrapped(
-                        self.name, self.version, where, "timeout",
-                        f"stopped after its time limit of {self.spec.limits.timeout:g} s: "
-                        f"stuck in {self.host.host_call or 'a WASI call (file, clock or stdio)'}, "
-                        "which the limit cannot interrupt; its thread was abandoned",
-                    ) from None
+        try:
+            while True:
+                try:
+                    return future.result(timeout=min(limit, 1.0))
+                except FutureTimeout:
+                    started = self._call_started
+                    if started is not None and time.monotonic() - started > limit:
+                        self._abandon_worker()
+                        raise PluginTrapped(
+                            self.name, self.version, where, "timeout",
+                            f"stopped after its time limit of {self.spec.limits.timeout:g} s: "
+                            f"stuck in {self.host.host_call or 'a WASI call (file, clock or stdio)'}"
+                            ", which the limit cannot interrupt; its thread was abandoned",
+                        ) from None
+        finally:
+            # An error's traceback keeps this frame, and the future keeps the error: a cycle
+            # only the collector frees, rarely, holding the failed call's store (and a huge
+            # result) meanwhile; 200 failing calls held gigabytes.
+            del future
 
     def _abandon_worker(self) -> None:
         """Leave a stuck call's thread (a daemon) with its instance; a new thread serves on."""
@@ -568,7 +582,7 @@ class Plugin:
         self._version.live = None
         stuck.shutdown(wait=False, cancel_futures=True)
         self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _finish, self._worker, self._stdout, self._stderr)
+        self._finalizer = self._finish_with_worker()
         log.warning("plugin %r: a call is stuck outside the guest's code; its thread is "
                     "abandoned", self.name)
 
@@ -619,6 +633,7 @@ class Plugin:
         size = _size(value)
         if size > limits.result_mb * MiB:
             v.live = None
+            del value  # not kept by the error's traceback (see _wait)
             raise PluginTrapped(
                 self.name, version, where, "result-size",
                 f"result of {size} bytes is over the cap of {limits.result_mb} MiB",
