@@ -41,44 +41,59 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
         return os.fdopen(fd, "a", encoding="utf-8", errors="replace")
 
 
-class PluginLogFiles(logging.Handler):
-    """Files each plugin record in the log file its logger names (``record.plugin_log``)."""
+class _PluginLogFiles:
+    """The open log files of plugins, by path (one rotating handler each, shared by threads)."""
 
     def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
         self._files: dict[Path, _RotatingFile] = {}
-        self._files_lock = threading.Lock()
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self._lock = threading.Lock()
+        self._format = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
 
-    def emit(self, record: logging.LogRecord) -> None:
-        path = getattr(record, "plugin_log", None)
-        if path is None:
-            return
+    def emit(self, path: Path, record: logging.LogRecord) -> None:
         try:
-            with self._files_lock:
+            with self._lock:
                 handler = self._files.get(path)
                 if handler is None:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     handler = self._files[path] = _RotatingFile(
                         path, maxBytes=MAX_BYTES, backupCount=BACKUPS, delay=True
                     )
-                    handler.setFormatter(self.formatter)
+                    handler.setFormatter(self._format)
             handler.emit(record)
         except OSError:  # a read-only or full store loses the plugin's log, not the run
             pass
 
 
-_files = PluginLogFiles()
-logging.getLogger(PLUGIN_LOGGER).addHandler(_files)
-logging.getLogger(PLUGIN_LOGGER).setLevel(logging.DEBUG)  # every line is filed; the terminal filters
+_files = _PluginLogFiles()
 
 
-def plugin_logger(name: str, log_folder: Path | None) -> logging.LoggerAdapter[logging.Logger]:
-    """The logger of plugin ``name``: its records go to ``log_folder/<name>.log`` (None: none)."""
-    log_file = None if log_folder is None else log_folder / f"{name}.log"
-    return logging.LoggerAdapter(
-        logging.getLogger(f"{PLUGIN_LOGGER}.{name}"), {"plugin_log": log_file, "plugin": name}
-    )
+class PluginLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A plugin's logger: every line is filed in its log file whatever the logging levels
+    (what a plugin said last night is there in the morning), and goes on to the logger
+    ``blocksync.plugin.<name>`` as usual, for the terminal or an application's handlers."""
+
+    def __init__(self, name: str, log_file: Path | None) -> None:
+        super().__init__(logging.getLogger(f"{PLUGIN_LOGGER}.{name}"), {"plugin": name})
+        self.log_file = log_file
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self.log_file is not None:
+            exc_info = kwargs.get("exc_info")
+            if isinstance(exc_info, BaseException):
+                exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+            elif exc_info is True:
+                exc_info = sys.exc_info()
+            record = self.logger.makeRecord(
+                self.logger.name, level, "(plugin)", 0, msg, args, exc_info or None,
+                extra=self.extra,
+            )
+            _files.emit(self.log_file, record)
+        super().log(level, msg, *args, **kwargs)
+
+
+def plugin_logger(name: str, log_folder: Path | None) -> PluginLog:
+    """The logger of plugin ``name``, filing in ``log_folder/<name>.log`` (None: no file)."""
+    return PluginLog(name, None if log_folder is None else log_folder / f"{name}.log")
 
 
 class _Terminal(logging.Formatter):
@@ -90,17 +105,25 @@ class _Terminal(logging.Formatter):
         return "\n".join(f"{prefix}: {level}{line}" for line in text.splitlines())
 
 
+_terminal: logging.Handler | None = None
+
+
 def to_terminal(verbose: bool, env_level: str | None) -> None:
     """Show the log on standard error, for the CLI: warnings of blocksync's own always; with
     ``verbose`` (or ``BLOCKSYNC_LOG`` = debug, info, ...) everything down to that level,
-    plugins' lines included, each prefixed with its plugin's name."""
+    plugins' lines included, each prefixed with its plugin's name. Called again (a CLI run
+    in-process, in tests), it replaces what it set before."""
+    global _terminal
     level = LEVELS.get((env_level or "").strip().lower(), logging.DEBUG if verbose else None)
-    shown = level is not None and level <= logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Terminal())
-    if not shown:
+    if level is None or level > logging.INFO:
         handler.addFilter(lambda record: not record.name.startswith(PLUGIN_LOGGER + "."))
-    handler.setLevel(level if level is not None else logging.WARNING)
-    root = logging.getLogger("blocksync")
-    root.addHandler(handler)
-    root.setLevel(min(handler.level, logging.WARNING))
+    handler.setLevel(logging.WARNING if level is None else level)
+    logger = logging.getLogger("blocksync")
+    if _terminal is not None:
+        logger.removeHandler(_terminal)
+    logger.addHandler(handler)
+    _terminal = handler
+    # NOTSET: levels as the application (or Python's default, warnings) has them
+    logger.setLevel(logging.NOTSET if level is None else level)

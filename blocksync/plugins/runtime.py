@@ -62,6 +62,7 @@ from wasmtime import Config, Engine, Store, WasiConfig, WasmtimeError
 from wasmtime.component import Component, ComponentInstanceType, FuncType, Instance, Linker
 
 from .. import deadlines
+from ..logs import PluginLog
 from ..errors import BlocksyncError, PluginCallFailed, PluginRefused, PluginTrapped
 from . import contract, lift
 from .bridges import permission_rule
@@ -252,7 +253,7 @@ class _Capture:
     threads; see the module docstring), read back as lines of the plugin's log after each call.
     wasmtime truncates the file for each new instance (:meth:`attach`)."""
 
-    def __init__(self, logger: logging.LoggerAdapter[logging.Logger], level: int, name: str) -> None:
+    def __init__(self, logger: PluginLog, level: int, name: str) -> None:
         self._logger, self._level = logger, level
         fd, self.path = tempfile.mkstemp(prefix=f"blocksync-plugin-{name}-", suffix=".log")
         os.close(fd)
