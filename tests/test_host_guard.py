@@ -192,17 +192,26 @@ def test_a_guest_stuck_in_a_wasi_call_fails_as_a_timeout_and_the_process_exits(
         "fine": {"path": wasm, "config": {"mode": "ok"}},
     })
     done = _run(f"""
-        import json, blocksync
+        import json, threading, time, blocksync
         ws = blocksync.open({str(store)!r})
+        plugin = ws.plugins.get("stuck")
+        queued = []  # a call queued behind the stuck one runs once its thread is abandoned
+        def behind():
+            time.sleep(0.5)
+            queued.append(plugin.call("data-block", "name"))
+        thread = threading.Thread(target=behind)
+        thread.start()
         first = ws.reconcile(sources=["stuck"]).sources[0].error
+        thread.join()
         fine = ws.reconcile(sources=["fine"]).sources[0].error
-        print(json.dumps([first, fine]))
+        print(json.dumps([first, fine, queued]))
     """, timeout=120)
     assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
-    stuck, fine = json.loads(done.stdout.strip().splitlines()[-1])
+    stuck, fine, queued = json.loads(done.stdout.strip().splitlines()[-1])
     assert "data-block.reconcile" in stuck and "time limit of 1 s" in stuck, stuck
     assert "stuck in a WASI call" in stuck, stuck
     assert fine is None
+    assert queued == ["Hostile block source"]
 
 
 def test_plugin_lines_go_to_its_log_file_and_to_the_terminal_only_when_asked(

@@ -315,6 +315,17 @@ class _Worker(Executor):
                 future.set_exception(exc)
             del item, future, work  # not kept by the error's traceback (see Plugin._wait)
 
+    def hand_over(self, successor: _Worker) -> None:
+        """Give the work still queued to ``successor`` and stop (this thread is stuck)."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                successor._queue.put(item)
+        self.shutdown(wait=False)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if not self._closed:
             self._closed = True
@@ -581,7 +592,7 @@ class Plugin:
         stuck, self._worker = self._worker, _Worker(f"plugin-{self.spec.key}")
         self._call_started = None
         self._version.live = None
-        stuck.shutdown(wait=False, cancel_futures=True)
+        stuck.hand_over(self._worker)  # calls queued behind the stuck one run on the new thread
         self._finalizer.detach()
         self._finalizer = self._finish_with_worker()
         log.warning("plugin %r: a call is stuck outside the guest's code; its thread is "
