@@ -244,3 +244,23 @@ def test_plugin_lines_go_to_its_log_file_and_to_the_terminal_only_when_asked(
     debug = subprocess.run([blocksync_cli, "--store", str(store), "sync"],
                            capture_output=True, text=True, timeout=300, env=env)
     assert "plugin loud: raw stdout line" in debug.stderr, debug.stderr
+
+
+def test_an_idle_instance_is_dropped_on_its_thread_and_the_next_call_makes_a_new_one(
+    echo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = sys.modules["blocksync.plugins.runtime"]  # the package exports a function of that name
+    monkeypatch.setattr(runtime, "IDLE_SECONDS", 0.2)
+    with blocksync.open(echo) as ws:
+        plugin = _plugin(ws, "idle", lambda: [])
+        try:
+            source = WasmDataBlock(plugin)
+            assert source.name() == "Echo block source"
+            for _ in range(300):  # dropped by its own thread once idle
+                if plugin._live is None:
+                    break
+                time.sleep(0.1)
+            assert plugin._live is None
+            assert source.name() == "Echo block source"  # a new instance
+        finally:
+            plugin.close()

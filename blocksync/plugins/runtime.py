@@ -18,8 +18,10 @@ Keeping the process alive around a hostile guest:
   collected at exit, after a trap) could not take the GIL, unwound through Rust and aborted the
   process (SIGABRT, exit 134).
 * Instances and stores are dropped on the plugin's own thread, between calls: after a trap,
-  when idle (:meth:`Plugin.release`), and at :meth:`Plugin.close`, which an ``atexit`` hook
-  calls for every plugin still open, before the interpreter starts to shut down.
+  after :data:`IDLE_SECONDS` unused (a stream's excepted) or on :meth:`Plugin.release`, and at
+  :meth:`Plugin.close`, which an ``atexit`` hook calls for every plugin still open, before the
+  interpreter starts to shut down. Instances hold tens of MB; the next call makes a new one
+  from the compiled component, which sources of the same file share (see :mod:`.cache`).
 * Host functions never raise into wasmtime-py (see :mod:`.hostfuncs`).
 * Host functions are bounded by the call's time limit (:mod:`blocksync.deadlines`). A WASI
   call the guest makes (a FIFO opened in its granted folder) cannot be: when a call runs
@@ -76,6 +78,8 @@ log = logging.getLogger("blocksync.plugins")
 TICK_SECONDS = 0.01
 #: how long past its time limit a call stuck outside the guest's code (in a WASI call) is waited for
 STUCK_GRACE = 2.0
+#: an instance unused this long is dropped (streams excepted: their lifecycle lives in the guest)
+IDLE_SECONDS = 60.0
 #: Imports a plugin may have besides WASI: the host's own interfaces.
 PROVIDED = frozenset({HOST, HTTP, SYNC, f"{contract.PACKAGE}/types@0.1.0"})
 UNLIMITED_FUEL = 2**63 - 1
@@ -289,10 +293,11 @@ class _Worker(Executor):
     """One daemon thread running a plugin's work in order (a ThreadPoolExecutor's threads are
     joined at exit: one stuck in a WASI call would keep the process from ever exiting)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, on_idle: Callable[[], None] | None = None) -> None:
         self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
             queue.SimpleQueue()
         )
+        self._on_idle = on_idle
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -304,8 +309,18 @@ class _Worker(Executor):
         self._queue.put((future, lambda: fn(*args, **kwargs)))
         return future
 
+    def _next(self) -> tuple[Future[Any], Callable[[], Any]] | None:
+        """The next work, after calling ``on_idle`` once if none came for IDLE_SECONDS."""
+        if self._on_idle is None:
+            return self._queue.get()
+        try:
+            return self._queue.get(timeout=IDLE_SECONDS)
+        except queue.Empty:
+            self._on_idle()
+            return self._queue.get()
+
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
+        while (item := self._next()) is not None:
             future, work = item
             if not future.set_running_or_notify_cancel():
                 continue
@@ -408,7 +423,7 @@ class Plugin:
         #: why the newest file is not serving (None when it is)
         self.last_error: str | None = None
         self.reloads = 0
-        self._worker = _Worker(f"plugin-{spec.key}")
+        self._worker = self._new_worker()
         #: when the call running on the worker started (``time.monotonic()``), None between calls
         self._call_started: float | None = None
         self._stdout = _Capture(self.host.log, logging.INFO, spec.key)
@@ -457,6 +472,19 @@ class Plugin:
         except PluginTrapped:  # stuck in a WASI call: the abandoned thread keeps its instance
             pass
         self._finalizer()
+
+    def _new_worker(self) -> _Worker:
+        """The thread running the calls; it drops an idle instance (weakly: an open plugin's
+        thread must not keep the plugin alive), except a stream's."""
+        drop = weakref.WeakMethod(self._drop_instance)
+
+        def idle() -> None:
+            method = drop()
+            if method is not None:
+                method()
+
+        stream = "data-stream" in self.interfaces
+        return _Worker(f"plugin-{self.spec.key}", None if stream else idle)
 
     def _finish_with_worker(self) -> weakref.finalize[Any, Any]:
         """A plugin dropped without close(): its thread and capture files go with it. Not at
@@ -589,7 +617,7 @@ class Plugin:
 
     def _abandon_worker(self) -> None:
         """Leave a stuck call's thread (a daemon) with its instance; a new thread serves on."""
-        stuck, self._worker = self._worker, _Worker(f"plugin-{self.spec.key}")
+        stuck, self._worker = self._worker, self._new_worker()
         self._call_started = None
         self._version.live = None
         stuck.hand_over(self._worker)  # calls queued behind the stuck one run on the new thread
