@@ -55,7 +55,7 @@ def _plugin(ws: blocksync.Workspace, key: str, bindings: Any) -> Any:
 def _run(script: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
-        timeout=timeout, cwd=ROOT,
+        timeout=timeout, cwd=ROOT, check=False,
     )
 
 
@@ -153,7 +153,7 @@ def test_a_host_function_past_the_time_limit_fails_the_call_as_a_timeout(echo: P
 
 
 class _Slow(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         time.sleep(5)
 
     def log_message(self, *args: Any) -> None:
@@ -224,7 +224,7 @@ def test_plugin_lines_go_to_its_log_file_and_to_the_terminal_only_when_asked(
     })
     blocksync_cli = str(Path(sys.executable).with_name("blocksync"))
     quiet = subprocess.run([blocksync_cli, "--store", str(store), "sync"],
-                           capture_output=True, text=True, timeout=300)
+                           capture_output=True, text=True, timeout=300, check=False)
     assert quiet.returncode == 1, quiet.stderr
     assert "raw stdout line" not in quiet.stdout + quiet.stderr
     assert "raised on purpose" not in quiet.stdout + quiet.stderr
@@ -237,12 +237,12 @@ def test_plugin_lines_go_to_its_log_file_and_to_the_terminal_only_when_asked(
 
     for verbose in (["sync", "-v"], ["-v", "sync"]):
         loud = subprocess.run([blocksync_cli, "--store", str(store), *verbose],
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300, check=False)
         assert "plugin loud: raw stdout line" in loud.stderr, loud.stderr
         assert "plugin loud: warning: raw stderr line" in loud.stderr
     env = {**os.environ, "BLOCKSYNC_LOG": "debug"}
     debug = subprocess.run([blocksync_cli, "--store", str(store), "sync"],
-                           capture_output=True, text=True, timeout=300, env=env)
+                           capture_output=True, text=True, timeout=300, env=env, check=False)
     assert "plugin loud: raw stdout line" in debug.stderr, debug.stderr
 
 
@@ -252,7 +252,7 @@ def test_an_idle_instance_is_dropped_on_its_thread_and_the_next_call_makes_a_new
     runtime = sys.modules["blocksync.plugins.runtime"]  # the package exports a function of that name
     monkeypatch.setattr(runtime, "IDLE_SECONDS", 0.2)
     with blocksync.open(echo) as ws:
-        plugin = _plugin(ws, "idle", lambda: [])
+        plugin = _plugin(ws, "idle", list)
         try:
             source = WasmDataBlock(plugin)
             assert source.name() == "Echo block source"

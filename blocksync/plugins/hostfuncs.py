@@ -24,18 +24,18 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from wasmtime import WasmtimeError
 from wasmtime.component import LinkerInstance, Record, Variant
 
 from .. import deadlines, merge, permissions
-from ..logs import plugin_logger
 from ..blocks import BlockStore
 from ..disk import NOT_A_FILE, Folder, printable_path
 from ..errors import AccessDenied, BlocksyncError, MergeConflict, TransportError
+from ..logs import plugin_logger
 from ..notifications import NotificationLog
 from ..sources import BlockRef, PermissionLevel, PermissionRule
 from ..text import parse_json
@@ -254,13 +254,15 @@ class HostContext:
         return fetch.request(self.http, method, url, headers, body)
 
 
-def _guard(ctx: HostContext, name: str, fn: Callable[..., T], check: lift.Lower | None) -> Callable[..., T]:
+def _guard(
+    ctx: HostContext, name: str, fn: Callable[..., T], check: lift.Lower | None
+) -> Callable[..., T]:
     """``fn`` as a host import wasmtime-py can call safely (see the module docstring)."""
 
     def guarded(store: Any, *args: Any) -> T:
         ctx.host_call = name
         try:
-            if deadlines.expired_at(ctx.deadline):  # TimeoutError: what the runtime reports
+            if deadlines.expired_at(ctx.deadline):  # the runtime reports it as a timeout
                 raise TimeoutError(name)
             with deadlines.until(ctx.deadline):
                 value = fn(*args)
@@ -368,7 +370,7 @@ def define(
     }
     sync: dict[str, Callable[..., Any]] = {
         "base": lambda path: None,
-        "bindings": lambda: [],
+        "bindings": list,
         "states": lambda paths: "{}",
         "folder-digests": as_result(ctx.folder_digests, tagged=True),
         "set-base": as_result(_no_bases, tagged=False),

@@ -64,8 +64,8 @@ from wasmtime import Config, Engine, Store, WasiConfig, WasmtimeError
 from wasmtime.component import Component, ComponentInstanceType, FuncType, Instance, Linker
 
 from .. import deadlines
-from ..logs import PluginLog
 from ..errors import BlocksyncError, PluginCallFailed, PluginRefused, PluginTrapped
+from ..logs import PluginLog
 from . import contract, lift
 from .bridges import permission_rule
 from .cache import CompileCache
