@@ -37,11 +37,6 @@ def left(cap: float) -> float:
     return max(0.0, min(cap, deadline - time.monotonic()))
 
 
-def expired() -> bool:
-    """Whether the deadline of the work in progress has passed."""
-    return expired_at(_deadline.get())
-
-
 def expired_at(deadline: float | None) -> bool:
     """Whether ``deadline`` (``time.monotonic()``; None: none) has passed."""
     return deadline is not None and time.monotonic() >= deadline

@@ -46,11 +46,10 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from .errors import NotFound, UsageError
-from .sqlitetable import RecordKind, Recorder, SqliteTable
+from .sqlitetable import RecordKind, SqliteTable
 
 Status = Literal["running", "finished", "interrupted"]
 
@@ -189,17 +188,8 @@ class RunLog(SqliteTable):
     COLUMNS = _FIELDS
     SCHEMA = _SCHEMA
 
-    def __init__(self, path: Path, *, records: Recorder | None = None) -> None:
-        super().__init__(path, records=records)
-        try:
-            with self._read():
-                outdated = _outdated(self._conn)
-            if outdated:
-                with self._write("cannot upgrade the runs table"):
-                    _upgrade(self._conn)
-        except BaseException:
-            self.disconnect()
-            raise
+    def _upgrade(self, conn: sqlite3.Connection) -> None:
+        _upgrade(conn)
 
     def close(self) -> None:
         self.disconnect()

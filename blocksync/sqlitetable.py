@@ -131,6 +131,7 @@ class SqliteTable:
                 with self._write(f"cannot store {self.TABLE}"):
                     table, *indexes = self.SCHEMA
                     self._conn.execute(table)
+                    self._upgrade(self._conn)
                     self._check_shape()
                     for statement in indexes:
                         self._conn.execute(statement)
@@ -139,6 +140,10 @@ class SqliteTable:
         except BaseException:
             self._conn.close()
             raise
+
+    def _upgrade(self, conn: sqlite3.Connection) -> None:
+        """Bring a table an older blocksync made up to ``SCHEMA`` (in the schema's write; a
+        subclass whose table changed overrides this)."""
 
     def _check_shape(self) -> None:
         found = {r[1] for r in self._conn.execute(f"PRAGMA table_info({self.TABLE})")}

@@ -69,6 +69,16 @@ def notes(store_path: Path, tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture
+def outside(notes: Path, tmp_path: Path) -> Path:
+    """A folder outside the source, and the source's subfolder ``sub``, which the swap tests
+    replace by a link to it."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (notes / "sub").mkdir()
+    return folder
+
+
 def label(folder: Path, rel: str) -> str:
     return f"file:{root_tag(folder.resolve())}:{rel}"
 
@@ -84,13 +94,10 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def test_a_folder_swapped_for_a_symlink_mid_run_takes_no_write_outside(
-    store_path: Path, notes: Path, tmp_path: Path
+    store_path: Path, notes: Path, outside: Path, tmp_path: Path
 ) -> None:
     """At the 50th file write, `sub` is renamed away and a symlink to `outside` put in its place
     (deterministically, from the fault hook): no file lands in `outside`."""
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (notes / "sub").mkdir()
     (notes / "sub" / "seed.md").write_text("seed\n")
     with blocksync.open(store_path) as ws:
         assert ws.reconcile().exit_code == 0
@@ -134,13 +141,10 @@ RACER = textwrap.dedent(
 
 
 def test_a_racing_process_swapping_the_folder_for_a_symlink_gets_nothing_outside(
-    store_path: Path, notes: Path, tmp_path: Path
+    store_path: Path, notes: Path, outside: Path, tmp_path: Path
 ) -> None:
     """The issue's repro: 3,000 new blocks under `sub/`, `sync`, and another process swapping
     `sub` for a symlink to `outside` while the files are written."""
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (notes / "sub").mkdir()
     (notes / "sub" / "seed.md").write_text("seed\n")
     assert run(store_path, "sync").returncode == 0
     with blocksync.open(store_path) as ws, ws.transaction("many") as tx:
@@ -167,13 +171,10 @@ def _swap_for_link(notes: Path, tmp_path: Path, outside: Path) -> None:
 
 
 def test_a_delete_racing_a_swapped_folder_removes_nothing_outside(
-    store_path: Path, notes: Path, tmp_path: Path
+    store_path: Path, notes: Path, outside: Path, tmp_path: Path
 ) -> None:
     """Files outside with the very names and contents the deletes expect: only the check of the
     folder at delete time keeps them (the swap comes after the files were read)."""
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (notes / "sub").mkdir()
     for i in range(6):
         (notes / "sub" / f"n{i}.md").write_text(f"note {i}\n")
         (outside / f"n{i}.md").write_text(f"note {i}\n")
@@ -194,12 +195,9 @@ def test_a_delete_racing_a_swapped_folder_removes_nothing_outside(
 
 
 def test_a_resolution_racing_a_swapped_folder_writes_nothing_outside(
-    store_path: Path, notes: Path, tmp_path: Path
+    store_path: Path, notes: Path, outside: Path, tmp_path: Path
 ) -> None:
     """The sides are read, then the folder is swapped before the resolution writes its file."""
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (notes / "sub").mkdir()
     (notes / "sub" / "fight.md").write_text("one\n")
     with blocksync.open(store_path) as ws:
         assert ws.reconcile().exit_code == 0
@@ -219,12 +217,9 @@ def test_a_resolution_racing_a_swapped_folder_writes_nothing_outside(
 
 
 def test_deletes_and_resolutions_through_a_swapped_folder_never_leave_it(
-    store_path: Path, notes: Path, tmp_path: Path
+    store_path: Path, notes: Path, outside: Path, tmp_path: Path
 ) -> None:
     """The swap done before the commands (the race tests above cover it during them)."""
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (notes / "sub").mkdir()
     for name in ("gone.md", "fight.md"):
         (notes / "sub" / name).write_text("one\n")
     assert run(store_path, "sync").returncode == 0
@@ -326,7 +321,7 @@ def test_a_fifo_never_hangs_sync_reconcile_or_a_dry_run(store_path: Path, notes:
 
 
 def test_symlinks_fifos_sockets_and_odd_names_are_all_reported(
-    store_path: Path, notes: Path, tmp_path: Path
+    store_path: Path, notes: Path
 ) -> None:
     import socket
 

@@ -465,12 +465,12 @@ class Plugin:
         progress, within its time limit). Idempotent; called at exit for plugins left open."""
         if self._closed:
             return
-        self._closed = True
-        _open_plugins.discard(self)
         try:
-            self._wait(self._worker.submit(self._drop_instance), "close")
+            self.release()
         except PluginTrapped:  # stuck in a WASI call: the abandoned thread keeps its instance
             pass
+        self._closed = True
+        _open_plugins.discard(self)
         self._finalizer()
 
     def _new_worker(self) -> _Worker:
