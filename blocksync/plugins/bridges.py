@@ -8,7 +8,7 @@ leave here as the typed values the rest of blocksync uses; a WIT ``result`` erro
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..sources import (
     BlockRef,
@@ -16,15 +16,13 @@ from ..sources import (
     NeedsResolution,
     NoChange,
     Notification,
-    PermissionLevel,
     PermissionRule,
     ReconcileResult,
     Resolved,
     SourceStatus,
     VersionInfo,
 )
-if TYPE_CHECKING:  # runtime uses permission_rule() below when it loads a data-block plugin
-    from .runtime import Plugin
+from .runtime import Plugin, permission_rule
 
 
 def block_ref(record: dict[str, Any]) -> BlockRef:
@@ -37,10 +35,6 @@ def block_ref_arg(ref: BlockRef) -> SimpleNamespace:
 
 def _schema(record: dict[str, Any]) -> BlockSchemaSpec:
     return BlockSchemaSpec(record["name"], record["description"], record["schema-json"])
-
-
-def permission_rule(record: dict[str, Any]) -> PermissionRule:
-    return PermissionRule(record["pattern"], PermissionLevel(record["permission"]))
 
 
 def _reconcile_result(case: tuple[str, Any]) -> ReconcileResult:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import importlib
 import logging
 import threading
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from .runtime import Plugin, check, compile_component, load, runtime
 from .source import PluginSource
 from .spec import PluginSpec, parse_limits, parse_trust, parse_wasm_source
 from .syncbases import PluginBases
+from .trust import trust_state
 
 log = logging.getLogger("blocksync.plugins")
 
@@ -64,21 +64,6 @@ def parse_specs(tables: Mapping[str, Any], store_root: Path) -> dict[str, Plugin
                 )
             specs[key] = parse_wasm_source(agent, key, table, store_root, caps, trust)
     return specs
-
-
-def _trust_state(spec: PluginSpec) -> str:
-    """THE one place trust states come from: ``blocksync.plugins.trust.trust_state(spec)`` once
-    that module exists; until then, from the sha256 pin alone."""
-    try:
-        trust = importlib.import_module("blocksync.plugins.trust")
-    except ModuleNotFoundError as exc:
-        if exc.name != "blocksync.plugins.trust":
-            raise
-        trust = None
-    state = getattr(trust, "trust_state", None)
-    if state is not None:
-        return str(state(spec))
-    return "pinned sha256" if spec.sha256 else "unsigned"
 
 
 @dataclass(frozen=True)
@@ -423,7 +408,7 @@ class PluginSet:
                         + "; ".join(missing)
                     )
         try:
-            trust = _trust_state(spec)
+            trust = trust_state(spec)
         except Exception as exc:  # noqa: BLE001 - a broken trust module: named in the entry
             trust = "unknown"
             errors.append(f"trust: {exc}")

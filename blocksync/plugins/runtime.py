@@ -66,8 +66,8 @@ from wasmtime.component import Component, ComponentInstanceType, FuncType, Insta
 from .. import deadlines
 from ..errors import BlocksyncError, PluginCallFailed, PluginRefused, PluginTrapped
 from ..logs import PluginLog
+from ..sources import PermissionLevel, PermissionRule
 from . import contract, lift
-from .bridges import permission_rule
 from .cache import CompileCache
 from .hostfuncs import HOST, HTTP, SYNC, HostContext, HostServices, define
 from .spec import GUEST_DIR, MiB, PluginSpec
@@ -137,6 +137,11 @@ class ComponentInfo:
     @property
     def version(self) -> str:
         return f"sha256:{self.sha256[:12]}"
+
+
+def permission_rule(record: dict[str, Any]) -> PermissionRule:
+    """A WIT ``permission-rule`` record as the host's value."""
+    return PermissionRule(record["pattern"], PermissionLevel(record["permission"]))
 
 
 def _refuse(name: str, version: str, detail: str) -> PluginRefused:

@@ -51,7 +51,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -60,8 +60,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ..errors import PluginRefused, UsageError
 from ..safefile import write_atomic
 
-if TYPE_CHECKING:
-    from .spec import PluginSpec
 
 log = logging.getLogger("blocksync.plugins.trust")
 
@@ -427,6 +425,18 @@ def enforce(
     raise PluginRefused(name, version, "load", f"the config requires a signature: {reason}")
 
 
+class Signed(Protocol):
+    """What a trust check reads of a plugin (a :class:`~.spec.PluginSpec`): its file, its
+    policy and its pin. A Protocol, so this module needs nothing of the spec's."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def trust(self) -> TrustPolicy: ...
+    @property
+    def sha256(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class TrustReport:
     """A configured plugin's trust, as ``blocksync plugin list`` shows it."""
@@ -440,7 +450,7 @@ class TrustReport:
     state: str
 
 
-def trust_report(spec: PluginSpec) -> TrustReport:
+def trust_report(spec: Signed) -> TrustReport:
     """Check ``spec``'s file against its signature, trusted keys and pin (reads the file,
     never compiles or runs it)."""
     policy = spec.trust
@@ -473,7 +483,7 @@ def trust_report(spec: PluginSpec) -> TrustReport:
     return TrustReport(verdict, pinned, pin_ok, policy.require_signature, refused, state)
 
 
-def trust_state(spec: PluginSpec) -> str:
+def trust_state(spec: Signed) -> str:
     """One line for ``plugin list``: "signed by ed25519:AbCdEfGh… (trusted)", "unsigned",
     "pinned sha256", "tampered", "signed by … (untrusted) (refused)", ..."""
     return trust_report(spec).state
