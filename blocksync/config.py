@@ -12,8 +12,8 @@ from .errors import ConfigError
 
 CONFIG_FILE = "blocksync.toml"
 
-#: Top-level tables the configuration may hold; later parts of blocksync read each of them.
-KNOWN_TABLES = ("store", "agents", "plugins", "limits", "remotes", "trust")
+#: Top-level tables the configuration may hold (a table nothing reads is refused as a typo).
+KNOWN_TABLES = ("store", "agents", "limits", "remotes", "trust")
 #: The keys of ``[store]``, all true or false.
 STORE_KEYS = ("allow_mass_delete", "durable")
 #: The keys of an ``[agents.<id>]`` table: its data sources (each a table with a ``type``,

@@ -40,8 +40,8 @@ EXPORTS = {
     "tool": (bridges.WasmTool, sources.Tool),
 }
 IMPORTS = {"host": HOST, "http": HTTP, "sync": SYNC}
-#: implemented for real by issue 4 (the reconciler's sync bases); stand-ins until then
-PENDING_ISSUE_4 = {"base", "bindings", "set-base", "forget"}
+#: the sync bases a plugin keeps through the host (blocksync.plugins.syncbases)
+SYNC_BASES = {"base", "bindings", "set-base", "forget"}
 
 
 def wit_functions() -> dict[str, list[str]]:
@@ -62,7 +62,7 @@ def test_the_wit_has_the_interfaces_expected() -> None:
     assert set(EXPORTS) | set(IMPORTS) | {"types"} == set(wit)
     assert wit["types"] == []
     assert all(wit[i] for i in (*EXPORTS, *IMPORTS))
-    assert PENDING_ISSUE_4 <= set(wit["sync"])
+    assert SYNC_BASES <= set(wit["sync"])
 
 
 def test_every_export_has_a_bridge_method_and_a_checked_signature() -> None:

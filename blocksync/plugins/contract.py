@@ -3,7 +3,7 @@
 ``wit/pattern.wit`` is the contract; this module renders a component's actual export types in
 WIT-like text and compares them with the signatures below, so a component with a missing or
 wrongly typed export is refused at load, naming the function, before any of its code runs.
-(``tests/test_plugin_contract.py`` checks this table against a component built from the WIT.)
+(``tests/test_wit_coverage.py`` checks this table against the WIT's functions.)
 """
 
 from __future__ import annotations
