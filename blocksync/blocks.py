@@ -236,29 +236,21 @@ def name_problem(
     """Why ``<owner>/<component>`` names no block (None: it does): both in canonical form and
     valid names, and a long label's component the hash of the whole label that ``folder`` (its
     block folder, or its record of a conflict) keeps in a ``label`` file."""
-    def whole() -> str:
-        entry = next((e for e in folder.items() if e.path == layout.LABEL_FILE), None)
-        blob = None if entry is None else get(entry.sha)
-        if entry is None or entry.mode != FILE_MODE or not isinstance(blob, Blob):
-            raise _NoLabelFile
-        return blob.as_raw_string().decode("utf-8")
-
     try:
-        names.validate(layout.owner_of((owner, component)), "owner")
-        label = layout.label_of(component, whole)
+        names.validate(layout.owner_of((owner,)), "owner")
         if not layout.is_long(component):
-            names.validate(label, "label")
-    except _NoLabelFile:
-        return "is a long label's name without its label file"
+            names.validate(names.decode(component), "label")
+            return None
+        entry = next((e for e in folder.items() if e.path == layout.LABEL_FILE), None)
+        whole = None if entry is None else get(entry.sha)
+        if entry is None or entry.mode != FILE_MODE or not isinstance(whole, Blob):
+            return "is a long label's name without its label file"
+        layout.check_long_label(component, whole.as_raw_string().decode("utf-8"))
     except UnicodeDecodeError:
         return "has a label file that is not UTF-8"
     except UsageError as exc:
         return f"has a name blocksync cannot use ({exc})"
     return None
-
-
-class _NoLabelFile(Exception):
-    """A long label's folder without its ``label`` file."""
 
 
 def _block_type(value: BlockType | str) -> BlockType:

@@ -93,7 +93,7 @@ def is_long(component: str | bytes) -> bool:
 def check_long_label(found: str | bytes, label: str) -> str:
     """``label``, read from beside the hashed component ``found``, if it is the label that
     component names; InvalidLabel otherwise (a damaged or forged folder)."""
-    expected = found.decode("ascii") if isinstance(found, bytes) else found
+    expected = found.decode("ascii", "replace") if isinstance(found, bytes) else found
     names.validate(label, "label")
     if label_component(label) != expected:
         raise InvalidLabel(label, f"it is not the label path component {expected!r} names")
