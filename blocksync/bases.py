@@ -43,7 +43,7 @@ from .errors import (
     UsageError,
 )
 from .gitstore import (
-    FILE_MODE, TREE_MODE, Draft, GitStore, TreeEditor, check_commit_text, json_document,
+    FILE_MODE, TREE_MODE, Draft, GitStore, TreeEditor, check_commit_text, json_document, utf8,
 )
 
 REF_PREFIX = "refs/sync/"
@@ -98,23 +98,11 @@ def base_path(path: str) -> tuple[bytes, ...]:
 def _check_path(path: str) -> bytes:
     if not isinstance(path, str) or not path:
         raise UsageError(f"a source path must be non-empty text, not {path!r}")
-    try:
-        return path.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise UsageError(
-            f"source path {path!r} is not valid text: character {exc.start} cannot be encoded "
-            "as UTF-8"
-        ) from exc
+    return utf8(path, f"source path {path!r}")
 
 
 def _check_content(path: str, content: str) -> bytes:
-    try:
-        return content.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidContent(
-            f"base of {path!r} is not valid text: character {exc.start} "
-            f"({content[exc.start]!r}) cannot be encoded as UTF-8"
-        ) from exc
+    return utf8(content, f"base of {path!r}", InvalidContent)
 
 
 class SyncBases:

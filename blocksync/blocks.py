@@ -175,13 +175,7 @@ VersionSpec = int | str
 
 
 def check_content(owner: str, label: str, content: str, meta: BlockMeta) -> None:
-    try:
-        content.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidContent(
-            f"content for {owner}/{label} is not valid text: character {exc.start} "
-            f"({content[exc.start]!r}) cannot be encoded as UTF-8"
-        ) from exc
+    utf8(content, f"content for {owner}/{label}", InvalidContent)
     if meta.char_limit is not None and len(content) > meta.char_limit:
         raise InvalidContent(
             f"content for {owner}/{label} is {len(content)} characters, over its char_limit "

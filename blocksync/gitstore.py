@@ -108,12 +108,13 @@ def identity(author: str) -> bytes:
         raise UsageError(f"author {author!r} is not valid text") from exc
 
 
-def utf8(text: str, what: str) -> bytes:
-    """``text`` as UTF-8; UsageError naming ``what`` when it holds a character that has none."""
+def utf8(text: str, what: str, error: type[UsageError] = UsageError) -> bytes:
+    """``text`` as UTF-8 (what git keeps); ``error`` naming ``what`` when it holds a character
+    that has none (a lone surrogate)."""
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise UsageError(
+        raise error(
             f"{what} is not valid text: character {exc.start} ({text[exc.start]!r}) cannot be "
             "encoded as UTF-8"
         ) from exc
