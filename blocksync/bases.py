@@ -43,7 +43,14 @@ from .errors import (
     UsageError,
 )
 from .gitstore import (
-    FILE_MODE, TREE_MODE, Draft, GitStore, TreeEditor, check_commit_text, json_document, utf8,
+    FILE_MODE,
+    TREE_MODE,
+    Draft,
+    GitStore,
+    TreeEditor,
+    check_commit_text,
+    json_document,
+    utf8,
 )
 
 REF_PREFIX = "refs/sync/"

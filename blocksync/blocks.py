@@ -486,7 +486,9 @@ class Transaction:
     def commit(self) -> CommitResult:
         store = self._store
         _, commit = store._git.commit_with_retry(MAIN, self._draft, take_turns=True)
-        self.result = CommitResult(None) if commit is None else store._committed(commit, self._changes)
+        self.result = (
+            CommitResult(None) if commit is None else store._committed(commit, self._changes)
+        )
         return self.result
 
     def _draft(self, head: bytes | None) -> Draft | None:
@@ -642,13 +644,13 @@ class BlockStore:
 
     def _changed_blocks(self, old_root: bytes | None, new_root: bytes) -> Iterator[BlockChange]:
         git = self._git
-        old_blocks, new_blocks = git.lookup(old_root, layout.BLOCKS), git.lookup(new_root, layout.BLOCKS)
-        for key, old, new in git.diff_trees(old_blocks, new_blocks, layout.KEY_DEPTH):
-            folder = {} if new is None else {e.path: e.sha for e in git.tree(new[1]).items()}
+        old, new = git.lookup(old_root, layout.BLOCKS), git.lookup(new_root, layout.BLOCKS)
+        for key, was, now in git.diff_trees(old, new, layout.KEY_DEPTH):
+            folder = {} if now is None else {e.path: e.sha for e in git.tree(now[1]).items()}
             content, meta = folder.get(layout.CONTENT_FILE), folder.get(layout.META_FILE)
             yield BlockChange(
                 layout.owner_of(key),
-                self.label_of(key[-1], (new or old or (0, None))[1]),
+                self.label_of(key[-1], (now or was or (0, None))[1]),
                 None if content is None else content.decode(),
                 None if meta is None else meta.decode(),
             )

@@ -19,17 +19,20 @@ import weakref
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from io import BytesIO
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from dulwich.errors import (
-    ApplyDeltaError, ChecksumMismatch, FileFormatException, NotGitRepository,
+    ApplyDeltaError,
+    ChecksumMismatch,
+    FileFormatException,
+    NotGitRepository,
 )
-from dulwich.pack import write_pack_index, write_pack_objects
 from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree, object_header
+from dulwich.pack import write_pack_index, write_pack_objects
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
@@ -456,7 +459,8 @@ class GitStore:
             chunks.append, unique, self.repo.object_format, compression_level=COMPRESSION
         )
         idx = BytesIO()
-        write_pack_index(idx, sorted((sha, off, crc) for sha, (off, crc) in found.items()), pack_sha)
+        entries = sorted((sha, offset, crc) for sha, (offset, crc) in found.items())
+        write_pack_index(idx, entries, pack_sha)
         folder = self.path / "objects" / "pack"
         folder.mkdir(parents=True, exist_ok=True)
         base = folder / f"pack-{pack_sha.hex()}"

@@ -554,7 +554,8 @@ class RemoteSync:
 
     def _value(self, commit: bytes | None, key: Key) -> Value:
         root = self.git.commit_tree(commit)
-        return self.git.lookup(root, *layout.key_path(BLOCKS_KEY, key)), self.git.lookup(root, *records.path_of(key))
+        block = self.git.lookup(root, *layout.key_path(BLOCKS_KEY, key))
+        return block, self.git.lookup(root, *records.path_of(key))
 
     def _diff(self, old: bytes | None, new: bytes | None) -> Iterator[Key]:
         """(owner, label) path components of every block folder (or record) that differs."""
