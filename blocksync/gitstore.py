@@ -358,12 +358,8 @@ class GitStore:
     def attempts(self, name: Ref) -> Iterator[int]:
         """The attempts at a compare-and-swap of ``name``, numbered from 1, each after the first
         after a short random pause (growing); once :data:`MAX_ATTEMPTS` lost their race,
-        :meth:`gave_up` is raised. The one retry loop of every ref blocksync moves::
-
-            for attempt in git.attempts(ref):
-                ...  # build on the ref as it is now
-                if git.swap_ref(ref, old, new):
-                    return ...
+        :meth:`gave_up` is raised. The loop of :meth:`commit_with_retry`, the one way a commit
+        moves a ref (remote pulls, which fetch between tries, keep their own bound).
         """
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if attempt > 1:
