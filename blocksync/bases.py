@@ -3,11 +3,10 @@
 Kept in git, not in ``index.db``, so losing the index loses no base. One ref per source,
 ``refs/sync/<source>`` (the source name encoded by :mod:`blocksync.names`); every change is a
 commit on it, so ``git log refs/sync/<source>`` is the history of that source's bases. Each
-commit's tree holds::
-
-    bases/<h[:2]>/<h>/base            the base text, verbatim (h: sha256 of the path, hex)
-    bases/<h[:2]>/<h>/binding.json    {"label": ..., "owner": ..., "path": ...}, sorted keys
-    blocks/<owner>/<label>            the same binding.json blob: which path the block mirrors
+commit's tree holds (:mod:`blocksync.layout`) a folder per path, ``bases/<h[:2]>/<h>/`` (h:
+sha256 of the path, hex) of the base text verbatim (``base``) and the binding (``binding.json``:
+label, owner, path, sorted keys), and ``blocks/<owner>/<label>``: the same binding blob, which
+path the block mirrors.
 
 Paths are free text (slashes, any Unicode), so the tree is keyed by their hash: names stay
 safe and fixed-length, every lookup is a fixed number of tree reads, and ``binding.json``
@@ -30,10 +29,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dulwich.objects import Blob, ShaFile, Tree, TreeEntry
+from dulwich.objects import Blob, ShaFile, Tree
 from dulwich.refs import Ref, check_ref_format
 
-from . import names
+from . import layout, names
 from .errors import (
     AlreadyBound,
     BlocksyncError,
@@ -43,13 +42,18 @@ from .errors import (
     RepositoryCorrupt,
     UsageError,
 )
-from .gitstore import FILE_MODE, TREE_MODE, GitStore, TreeEditor, identity, json_document
+from .gitstore import (
+    FILE_MODE,
+    TREE_MODE,
+    Draft,
+    GitStore,
+    TreeEditor,
+    check_commit_text,
+    json_document,
+    utf8,
+)
 
 REF_PREFIX = "refs/sync/"
-BASES_DIR = b"bases"
-BLOCKS_DIR = b"blocks"
-BASE_FILE = b"base"
-BINDING_FILE = b"binding.json"
 #: Parsed bindings kept in memory (immutable by blob id, so never stale).
 BINDING_CACHE = 1 << 16
 _EMPTY_TREE = Tree().id
@@ -93,42 +97,19 @@ def ref_name(source: str) -> Ref:
     return ref
 
 
-def path_key(path: str) -> bytes:
-    """The tree name of ``path``: its sha256, hex."""
-    return hashlib.sha256(_check_path(path)).hexdigest().encode("ascii")
+def base_path(path: str) -> tuple[bytes, ...]:
+    """Where ``path``'s base folder sits in the tree."""
+    return layout.base_path(_check_path(path))
 
 
 def _check_path(path: str) -> bytes:
     if not isinstance(path, str) or not path:
         raise UsageError(f"a source path must be non-empty text, not {path!r}")
-    try:
-        return path.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise UsageError(
-            f"source path {path!r} is not valid text: character {exc.start} cannot be encoded "
-            "as UTF-8"
-        ) from exc
+    return utf8(path, f"source path {path!r}")
 
 
 def _check_content(path: str, content: str) -> bytes:
-    try:
-        return content.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidContent(
-            f"base of {path!r} is not valid text: character {exc.start} "
-            f"({content[exc.start]!r}) cannot be encoded as UTF-8"
-        ) from exc
-
-
-def _check_commit_text(message: str, author: str) -> None:
-    identity(author)
-    try:
-        message.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise UsageError(f"commit message is not valid text: character {exc.start}") from exc
-    if "\0" in message:
-        # git refuses such commits (fsck: nulInCommit) and cuts the message at the NUL
-        raise UsageError("a commit message cannot contain NUL characters")
+    return utf8(content, f"base of {path!r}", InvalidContent)
 
 
 class SyncBases:
@@ -171,14 +152,13 @@ class SyncBases:
         # instead of two (the path's folder, then its binding)
         git = self._git
         found = []
-        for owner in self._items(git.lookup(git.commit_tree(self.head()), BLOCKS_DIR)):
-            for entry in git.tree(owner.sha).items():
-                binding = self._binding(entry.sha)
-                if (names.encode(binding.owner), names.component(binding.label)) != (
-                    owner.path.decode(), entry.path.decode()
-                ):
-                    raise self._corrupt(f"{binding} is indexed under the wrong block")
-                found.append(binding)
+        index = git.lookup(git.commit_tree(self.head()), layout.BLOCKS)
+        for key, _, entry in git.diff_trees(None, index, layout.KEY_DEPTH):
+            assert entry is not None
+            binding = self._binding(entry[1])
+            if layout.block_key(binding.owner, binding.label) != key:
+                raise self._corrupt(f"{binding} is indexed under the wrong block")
+            found.append(binding)
         return sorted(found, key=lambda b: b.path)
 
     def binding_for_block(self, owner: str, label: str) -> Binding | None:
@@ -196,31 +176,16 @@ class SyncBases:
             raise UsageError(f"{since!r} is not a commit id (40 hex digits)")
         old_root = None if since is None else git.commit_tree(since.encode("ascii"))
         new_root = git.commit_tree(self.head())
-        old, new = git.lookup(old_root, BASES_DIR), git.lookup(new_root, BASES_DIR)
+        old, new = git.lookup(old_root, layout.BASES), git.lookup(new_root, layout.BASES)
         out = []
-        for _, old_shard, new_shard in self._diff(old, new):
-            for _, old_folder, new_folder in self._diff(old_shard, new_shard):
-                if new_folder is not None:
-                    binding, blob = self._folder(new_folder)
-                    out.append(BaseChange(binding.path, binding, blob.decode("ascii")))
-                elif old_folder is not None:
-                    binding, _ = self._folder(old_folder)
-                    out.append(BaseChange(binding.path, None, None))
+        for _, old_folder, new_folder in git.diff_trees(old, new, layout.BASE_DEPTH):
+            if new_folder is not None:
+                binding, blob = self._folder(new_folder[1])
+                out.append(BaseChange(binding.path, binding, blob.decode("ascii")))
+            elif old_folder is not None:
+                binding, _ = self._folder(old_folder[1])
+                out.append(BaseChange(binding.path, None, None))
         return sorted(out, key=lambda c: c.path)
-
-    def _items(self, tree: bytes | None) -> list[TreeEntry]:
-        return [] if tree is None else list(self._git.tree(tree).items())
-
-    def _diff(
-        self, old: bytes | None, new: bytes | None
-    ) -> Iterator[tuple[bytes, bytes | None, bytes | None]]:
-        if old == new:
-            return
-        before = {e.path: e.sha for e in self._items(old)}
-        after = {e.path: e.sha for e in self._items(new)}
-        for name in before.keys() | after.keys():
-            if before.get(name) != after.get(name):
-                yield name, before.get(name), after.get(name)
 
     def _read(self, tree: bytes | None, path: str) -> tuple[Binding, str] | None:
         found = self._lookup(tree, path)
@@ -234,8 +199,7 @@ class SyncBases:
 
     def _lookup(self, tree: bytes | None, path: str) -> tuple[Binding, bytes] | None:
         """``path``'s binding and base blob id in ``tree``."""
-        key = path_key(path)
-        folder_sha = self._git.lookup(tree, BASES_DIR, key[:2], key)
+        folder_sha = self._git.lookup(tree, *base_path(path))
         if folder_sha is None:
             return None
         entry = self._expected.get(path)
@@ -257,7 +221,7 @@ class SyncBases:
     def _folder(self, folder_sha: bytes) -> tuple[Binding, bytes]:
         folder = self._git.tree(folder_sha)
         try:
-            binding_sha, base_sha = folder[BINDING_FILE][1], folder[BASE_FILE][1]
+            binding_sha, base_sha = folder[layout.BINDING_FILE][1], folder[layout.BASE_FILE][1]
         except KeyError as exc:
             raise self._corrupt(f"folder {folder_sha.decode()} lacks {exc}") from exc
         return self._binding(binding_sha), base_sha
@@ -265,9 +229,7 @@ class SyncBases:
     def _block_binding(self, tree: bytes | None, owner: str, label: str) -> Binding | None:
         names.validate(owner, "owner")
         names.validate(label, "label")
-        blob = self._git.lookup(
-            tree, BLOCKS_DIR, names.encode(owner).encode(), names.component(label).encode()
-        )
+        blob = self._git.lookup(tree, *layout.block_path(owner, label))
         if blob is None:
             return None
         binding = self._binding(blob)
@@ -319,7 +281,7 @@ class BasesTransaction:
     """
 
     def __init__(self, bases: SyncBases, message: str, author: str) -> None:
-        _check_commit_text(message, author)  # refused before anything is staged
+        check_commit_text(message, author)  # refused before anything is staged
         self._bases = bases
         self.message = message
         self.author = author
@@ -327,6 +289,7 @@ class BasesTransaction:
         #: the commit ``commit_id`` was written on top of (None: the ref's first commit)
         self.parent_id: str | None = None
         self._ops: list[tuple[str, Callable[[], None]]] = []  # (path, change)
+        self._spent = False  # whether the tree edits went into a commit attempt already
         self._begin(bases.head())
 
     def _begin(self, head: bytes | None) -> None:
@@ -414,26 +377,24 @@ class BasesTransaction:
     def commit(self) -> str | None:
         """Write the staged changes as one commit; None if they change nothing."""
         bases = self._bases
-        for attempt in bases._git.attempts(bases.ref):
-            if attempt > 1:
-                self._begin(bases.head())
-                for _, op in self._ops:
-                    op()
-            done, commit = self._write()
-            if done:
-                self.commit_id = commit
-                if commit is not None:
-                    self.parent_id = None if self._head is None else self._head.decode("ascii")
-                return commit
-        raise AssertionError("unreachable: attempts() raises when they run out")
+        head, commit = bases._git.commit_with_retry(bases.ref, self._draft)
+        self.commit_id = None if commit is None else commit.id.decode("ascii")
+        if commit is not None:
+            self.parent_id = None if head is None else head.decode("ascii")
+        return self.commit_id
 
-    def _write(self) -> tuple[bool, str | None]:
-        """(True, commit or None if nothing changed), or (False, None) if the ref moved."""
+    def _draft(self, head: bytes | None) -> Draft | None:
+        """The commit of the staged changes on ``head`` (replayed there if the ref moved since
+        they were staged); None if they change nothing."""
+        if self._spent or head != self._head:
+            self._begin(head)
+            for _, op in self._ops:
+                op()
+        self._spent = True
         if not self._staged:
-            return True, None
+            return None
         bases, git = self._bases, self._bases._git
         root = TreeEditor(git, self._tree)
-        folders, blocks = root.child(BASES_DIR), root.child(BLOCKS_DIR)
         objects: list[ShaFile] = []
         had: dict[str, Binding] = {}  # path -> its binding in the tree the changes build on
         # every binding that goes away first: a block may move to a path staged before the one
@@ -444,41 +405,25 @@ class BasesTransaction:
                 continue
             was = had[path] = found[0]
             if state is None or state[0] != was:
-                blocks.child(names.encode(was.owner).encode()).remove(
-                    names.component(was.label).encode()
-                )
+                root.put(layout.block_path(was.owner, was.label), None)
             if state is None:
-                key = path_key(path)
-                folders.child(key[:2]).remove(key)
+                root.put(base_path(path), None)
         for path, state in self._staged.items():
             if state is None:
                 continue
             binding, content = state
             binding_blob = Blob.from_string(binding.to_json())
             base_blob = Blob.from_string(content.encode("utf-8"))
-            folder = Tree()
-            folder.add(BINDING_FILE, FILE_MODE, binding_blob.id)
-            folder.add(BASE_FILE, FILE_MODE, base_blob.id)
-            key = path_key(path)
-            shard = folders.child(key[:2])
-            if shard.get(key) != (TREE_MODE, folder.id):
-                shard.set(key, TREE_MODE, folder.id)
+            folder = layout.base_folder(base_blob.id, binding_blob.id)
+            if root.put(base_path(path), (TREE_MODE, folder.id)):
                 # an unchanged binding's blob is in the repository already
                 objects += [base_blob, folder] if had.get(path) == binding else [
                     binding_blob, base_blob, folder]
-            owner_dir = blocks.child(names.encode(binding.owner).encode())
-            name = names.component(binding.label).encode()
-            if owner_dir.get(name) != (FILE_MODE, binding_blob.id):
-                owner_dir.set(name, FILE_MODE, binding_blob.id)
+            root.put(layout.block_path(binding.owner, binding.label), (FILE_MODE, binding_blob.id))
         new_tree = root.write(objects)
         if (new_tree or _EMPTY_TREE) == (self._tree or _EMPTY_TREE):
-            return True, None  # e.g. the same base again, or forgetting what was never there
-        commit, more = git.commit_objects(root, self._head, self.author, self.message)
-        git.write(objects + more)
-        if not git.swap_ref(bases.ref, self._head, commit.id):
-            return False, None
-        return True, commit.id.decode("ascii")
-
+            return None  # e.g. the same base again, or forgetting what was never there
+        return Draft(root, objects, self.author, self.message)
 
     def written(self) -> list[tuple[str, Binding | None, str | None]]:
         """What the committed transaction set: (path, binding, base text), None if forgotten."""
@@ -510,10 +455,7 @@ def git_blob_id(data: bytes) -> str:
 def _folder_id(base_blob: bytes, binding_blob: bytes) -> bytes:
     """The git tree id of a path's folder holding those two blobs (hex ids), as
     :meth:`BasesTransaction._write` writes it: ``base`` sorts before ``binding.json``."""
-    raw = b"".join([
-        b"100644 ", BASE_FILE, b"\0", bytes.fromhex(base_blob.decode("ascii")),
-        b"100644 ", BINDING_FILE, b"\0", bytes.fromhex(binding_blob.decode("ascii")),
-    ])
+    raw = layout.base_folder_raw(base_blob, binding_blob)
     return hashlib.sha1(b"tree %d\0" % len(raw) + raw).hexdigest().encode("ascii")
 
 

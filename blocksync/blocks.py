@@ -1,16 +1,10 @@
 """BlockStore: memory blocks versioned in a bare git repository (dulwich).
 
-Layout of every commit's tree::
-
-    blocks/<owner>/<label>/content     the block's text
-    blocks/<owner>/<label>/meta.json   description, block_type, schema, char_limit
-    blocks/<owner>/<label>/label       the label itself, when it is too long for a component
-
-``<owner>`` and ``<label>`` are encoded by :mod:`blocksync.names` (a long label by a head of
-its encoding and its hash: :func:`blocksync.names.component`), so ``git log --
-blocks/<owner>/<label>`` lists exactly the block's versions. Every change is a commit on
-``refs/heads/main``; the ref only moves by compare-and-swap, and a writer that lost the race
-replays its operations on the new head (re-checking every precondition) or fails cleanly.
+Every block is a folder of main's tree (:mod:`blocksync.layout`: ``blocks/<owner>/<label>/``
+holding ``content`` and ``meta.json``), so ``git log -- blocks/<owner>/<label>`` lists exactly
+the block's versions. Every change is a commit on ``refs/heads/main``; the ref only moves by
+compare-and-swap, and a writer that lost the race replays its operations on the new head
+(re-checking every precondition) or fails cleanly.
 """
 
 from __future__ import annotations
@@ -27,7 +21,7 @@ from pathlib import Path
 from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
 from dulwich.refs import Ref
 
-from . import names
+from . import layout, names
 from .errors import (
     BlockExists,
     BlockNotFound,
@@ -42,23 +36,17 @@ from .gitstore import (
     FILE_MODE,
     TREE_CACHE,
     TREE_MODE,
+    Draft,
     GitStore,
     TreeEditor,
-    identity,
+    check_commit_text,
     json_document,
+    utf8,
 )
 from .text import CharOp, char_diff, parse_json, unified_diff
 from .versions import BlockChange, CommitInfo, VersionIndex, VersionRow
 
 MAIN = Ref(b"refs/heads/main")
-BLOCKS_DIR = "blocks"
-#: The one other folder a commit's tree holds: open conflicts between machines, recorded beside
-#: the blocks (:mod:`blocksync.remote_conflicts`); no block, and never read as one.
-CONFLICTS_DIR = "conflicts"
-CONTENT_FILE = b"content"
-META_FILE = b"meta.json"
-#: the whole label of a block whose label is too long for one path component
-LABEL_FILE = b"label"
 
 
 class BlockType(str, Enum):
@@ -187,13 +175,7 @@ VersionSpec = int | str
 
 
 def check_content(owner: str, label: str, content: str, meta: BlockMeta) -> None:
-    try:
-        content.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidContent(
-            f"content for {owner}/{label} is not valid text: character {exc.start} "
-            f"({content[exc.start]!r}) cannot be encoded as UTF-8"
-        ) from exc
+    utf8(content, f"content for {owner}/{label}", InvalidContent)
     if meta.char_limit is not None and len(content) > meta.char_limit:
         raise InvalidContent(
             f"content for {owner}/{label} is {len(content)} characters, over its char_limit "
@@ -218,12 +200,12 @@ def block_problem(
     if problem is not None:
         return problem
     entries = {e.path: e for e in folder.items()}
-    wanted = {CONTENT_FILE, META_FILE} | ({LABEL_FILE} if names.is_hashed(label) else set())
+    wanted = layout.block_files(label)
     if set(entries) != wanted:
         missing = b", ".join(sorted(wanted - set(entries))).decode()
         extra = b", ".join(sorted(set(entries) - wanted)).decode("utf-8", "backslashreplace")
         return f"lacks {missing}" if missing else f"holds more than a block's files: {extra!r}"
-    content, meta = (get(entries[n].sha) for n in (CONTENT_FILE, META_FILE))
+    content, meta = (get(entries[n].sha) for n in (layout.CONTENT_FILE, layout.META_FILE))
     if any(e.mode != FILE_MODE for e in entries.values()) or not (
         isinstance(content, Blob) and isinstance(meta, Blob)
     ):
@@ -249,37 +231,20 @@ def name_problem(
     valid names, and a long label's component the hash of the whole label that ``folder`` (its
     block folder, or its record of a conflict) keeps in a ``label`` file."""
     try:
-        names.validate(names.decode(owner), "owner")
-        if not names.is_hashed(component):
+        names.validate(layout.owner_of((owner,)), "owner")
+        if not layout.is_long(component):
             names.validate(names.decode(component), "label")
             return None
-        entry = next((e for e in folder.items() if e.path == LABEL_FILE), None)
+        entry = next((e for e in folder.items() if e.path == layout.LABEL_FILE), None)
         whole = None if entry is None else get(entry.sha)
         if entry is None or entry.mode != FILE_MODE or not isinstance(whole, Blob):
             return "is a long label's name without its label file"
-        text = whole.as_raw_string().decode("utf-8")
-        names.check_hashed(component.decode("ascii", "replace"), text)
+        layout.check_long_label(component, whole.as_raw_string().decode("utf-8"))
     except UnicodeDecodeError:
         return "has a label file that is not UTF-8"
     except UsageError as exc:
         return f"has a name blocksync cannot use ({exc})"
     return None
-
-
-def record_path(owner: str, label: str) -> tuple[bytes, bytes, bytes]:
-    """Where the record of a block's open remote conflict sits: beside its folder, under
-    ``conflicts/`` instead of ``blocks/``."""
-    return CONFLICTS_DIR.encode(), names.encode(owner).encode(), names.component(label).encode()
-
-
-def _utf8(text: str, what: str) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise UsageError(
-            f"{what} is not valid text: character {exc.start} ({text[exc.start]!r}) cannot be "
-            "encoded as UTF-8"
-        ) from exc
 
 
 def _block_type(value: BlockType | str) -> BlockType:
@@ -297,8 +262,8 @@ def _check_meta(meta: BlockMeta) -> None:
         raise UsageError(f"schema is not valid JSON: {exc}") from exc
     if meta.char_limit is not None and meta.char_limit < 0:
         raise UsageError(f"char_limit must be positive, not {meta.char_limit}")
-    _utf8(meta.description, "description")
-    _utf8(meta.schema, "schema")
+    utf8(meta.description, "description")
+    utf8(meta.schema, "schema")
 
 
 def _check_names(owner: str, label: str) -> None:
@@ -306,14 +271,6 @@ def _check_names(owner: str, label: str) -> None:
     # lone surrogates, nor a default commit message built from it)
     names.validate(owner, "owner")
     names.validate(label, "label")
-
-
-def _check_commit_text(message: str, author: str) -> None:
-    identity(author)
-    _utf8(message, "commit message")
-    if "\0" in message:
-        # git refuses such commits (fsck: nulInCommit) and cuts the message at the NUL
-        raise UsageError("a commit message cannot contain NUL characters")
 
 
 class _Staged:
@@ -346,9 +303,11 @@ class Transaction:
         self._store = store
         self.message = message
         self.author = author
-        _check_commit_text(message, author)  # refused before anything is staged
+        check_commit_text(message, author)  # refused before anything is staged
         self.skip_stale = skip_stale
         self._ops: list[tuple[tuple[str, str], Callable[[], None]]] = []
+        self._spent = False  # whether the tree edits went into a commit attempt already
+        self._changes: list[BlockChange] = []
         self._begin(store._head())
         self.result: CommitResult | None = None
 
@@ -512,7 +471,7 @@ class Transaction:
         block's own change was dropped as stale)."""
         names.validate(owner, "owner")
         names.validate(label, "label")
-        path = record_path(owner, label)
+        path = layout.record_path(owner, label)
 
         def op() -> None:
             now = self._beside[path] if path in self._beside else self._store._git.lookup(
@@ -526,22 +485,22 @@ class Transaction:
 
     def commit(self) -> CommitResult:
         store = self._store
-        with store._git.writer_lock(MAIN):
-            for attempt in store._git.attempts(MAIN):
-                head = store._head()
-                # another writer committed since (or this attempt's tree edits are spent):
-                # replay every change on the head as it is now
-                if attempt > 1 or head != self._head:
-                    self._begin(head)
-                    for key, op in self._ops:
-                        self._run(key, op)
-                result = store._write_commit(
-                    self._head, self._root, self._staged, self.message, self.author, self._beside
-                )
-                if result is not None:
-                    self.result = result
-                    return result
-        raise AssertionError("unreachable: attempts() raises when they run out")
+        _, commit = store._git.commit_with_retry(MAIN, self._draft, take_turns=True)
+        self.result = (
+            CommitResult(None) if commit is None else store._committed(commit, self._changes)
+        )
+        return self.result
+
+    def _draft(self, head: bytes | None) -> Draft | None:
+        if self._spent or head != self._head:
+            # another writer committed since (or the last attempt's tree edits are spent):
+            # replay every change on the head as it is now
+            self._begin(head)
+            for key, op in self._ops:
+                self._run(key, op)
+        self._spent = True
+        objects, self._changes = self._store._stage_commit(self._root, self._staged, self._beside)
+        return None if objects is None else Draft(self._root, objects, self.author, self.message)
 
 
 class BlockStore:
@@ -575,7 +534,7 @@ class BlockStore:
     @staticmethod
     def git_path(owner: str, label: str) -> str:
         """The block's folder in the repository, as ``git log -- <path>`` wants it."""
-        return f"{BLOCKS_DIR}/{names.encode(owner)}/{names.component(label)}"
+        return layout.git_path(owner, label)
 
     def _head(self) -> bytes | None:
         return self._git.ref(MAIN)
@@ -583,16 +542,13 @@ class BlockStore:
     def _block_dir(self, root: TreeEditor, owner: str, label: str) -> bytes | None:
         if root.sha is None:
             return None
-        return self._git.lookup(
-            root.sha, BLOCKS_DIR.encode(), names.encode(owner).encode(),
-            names.component(label).encode(),
-        )
+        return self._git.lookup(root.sha, *layout.block_path(owner, label))
 
     def _read_dir(self, dir_sha: bytes) -> _Staged:
         folder = self._git.tree(dir_sha)
         try:
-            content_sha = folder[CONTENT_FILE][1]
-            meta = self._meta(folder[META_FILE][1])
+            content_sha = folder[layout.CONTENT_FILE][1]
+            meta = self._meta(folder[layout.META_FILE][1])
         except KeyError as exc:
             raise RepositoryCorrupt(
                 str(self.repo_path), f"block folder {dir_sha.decode()} lacks {exc}"
@@ -622,52 +578,43 @@ class BlockStore:
             self._metas[blob_sha] = meta
         return meta
 
-    def _write_commit(
+    def _stage_commit(
         self,
-        head: bytes | None,
         root: TreeEditor,
         staged: dict[tuple[str, str], _Staged | None],
-        message: str,
-        author: str,
         beside: dict[tuple[bytes, ...], bytes | None],
-    ) -> CommitResult | None:
-        """Write one commit of ``staged`` (and the folders ``beside`` the blocks) on ``head``;
-        None if main moved meanwhile."""
+    ) -> tuple[builtins.list[ShaFile] | None, builtins.list[BlockChange]]:
+        """Edit ``root`` to hold ``staged`` (and the folders ``beside`` the blocks): the new
+        objects that needs (None: nothing changed) and the blocks changed."""
         objects: list[ShaFile] = []
-        blocks = root.child(BLOCKS_DIR.encode())
         changes: list[BlockChange] = []
         for (owner, label), state in staged.items():
-            owner_tree = blocks.child(names.encode(owner).encode())
-            name = names.component(label).encode()
-            before = owner_tree.get(name)
+            *where, name = layout.block_path(owner, label)
+            parent = root.at(tuple(where))
+            before = parent.get(name)
             if state is None:
                 if before is not None:
-                    owner_tree.remove(name)
+                    parent.remove(name)
                     changes.append(BlockChange(owner, label, None, None))
                 continue
             content = Blob.from_string(state.content.encode("utf-8"))
             meta = Blob.from_string(state.meta.to_json())
-            folder = Tree()
-            folder.add(CONTENT_FILE, FILE_MODE, content.id)
-            folder.add(META_FILE, FILE_MODE, meta.id)
-            if names.is_hashed(name):
-                whole = Blob.from_string(label.encode("utf-8"))
-                folder.add(LABEL_FILE, FILE_MODE, whole.id)
-                objects.append(whole)
+            whole = Blob.from_string(label.encode("utf-8")) if layout.is_long(name) else None
+            folder = layout.block_folder(content.id, meta.id, None if whole is None else whole.id)
             if before is not None and before[1] == folder.id:
                 continue  # nothing changed: not a version
-            objects += [content, meta, folder]
-            owner_tree.set(name, TREE_MODE, folder.id)
+            objects += [content, meta, folder] + ([] if whole is None else [whole])
+            parent.set(name, TREE_MODE, folder.id)
             changes.append(BlockChange(owner, label, content.id.decode(), meta.id.decode()))
         # each put must run: not in the test below, which stops at the first true
         moved = [root.put(path, None if sha is None else (TREE_MODE, sha)) for path, sha in beside.items()]
         if not changes and not any(moved):
-            return CommitResult(None)
-        commit, more = self._git.commit_objects(root, head, author, message)
-        self._git.write(objects + more)
+            return None, changes
+        return objects, changes
+
+    def _committed(self, commit: Commit, changes: builtins.list[BlockChange]) -> CommitResult:
+        """What the commit of ``changes``, main moved to it, wrote: the index follows it."""
         info = _commit_info(commit, tuple(changes))
-        if not self._git.swap_ref(MAIN, head, commit.id):
-            return None
         self._pending[info.sha] = info
         self._catch_up(commit.id)
         versions = {}
@@ -696,43 +643,32 @@ class BlockStore:
         return _commit_info(commit, tuple(changed))
 
     def _changed_blocks(self, old_root: bytes | None, new_root: bytes) -> Iterator[BlockChange]:
-        key = BLOCKS_DIR.encode()
-        old_blocks, new_blocks = self._git.lookup(old_root, key), self._git.lookup(new_root, key)
-        for owner, old_owner, new_owner in self._diff_entries(old_blocks, new_blocks):
-            for label, old_dir, new_dir in self._diff_entries(old_owner, new_owner):
-                folder = {} if new_dir is None else {e.path: e.sha for e in self._git.tree(new_dir).items()}
-                content, meta = folder.get(CONTENT_FILE), folder.get(META_FILE)
-                yield BlockChange(
-                    names.decode(owner),
-                    self.label_of(label, new_dir or old_dir),
-                    None if content is None else content.decode(),
-                    None if meta is None else meta.decode(),
-                )
+        git = self._git
+        old, new = git.lookup(old_root, layout.BLOCKS), git.lookup(new_root, layout.BLOCKS)
+        for key, was, now in git.diff_trees(old, new, layout.KEY_DEPTH):
+            folder = {} if now is None else {e.path: e.sha for e in git.tree(now[1]).items()}
+            content, meta = folder.get(layout.CONTENT_FILE), folder.get(layout.META_FILE)
+            yield BlockChange(
+                layout.owner_of(key),
+                self.label_of(key[-1], (now or was or (0, None))[1]),
+                None if content is None else content.decode(),
+                None if meta is None else meta.decode(),
+            )
 
     def label_of(self, component: bytes, folder: bytes | None) -> str:
         """The label a block folder's path component names (a long one: read from the
         folder's ``label`` file and checked against the component's hash)."""
-        if not names.is_hashed(component):
-            return names.decode(component)
-        try:
+
+        def whole() -> str:
             assert folder is not None
-            blob = self._git.tree(folder)[LABEL_FILE][1]
-            return names.check_hashed(component, self._git.blob(blob).decode("utf-8"))
+            return self._git.blob(self._git.tree(folder)[layout.LABEL_FILE][1]).decode("utf-8")
+
+        try:
+            return layout.label_of(component, whole)
         except (AssertionError, KeyError, UnicodeDecodeError, InvalidLabel) as exc:
             raise RepositoryCorrupt(
                 str(self.repo_path), f"block folder {component.decode()} has no valid label ({exc})"
             ) from exc
-
-    def _diff_entries(
-        self, old: bytes | None, new: bytes | None
-    ) -> Iterator[tuple[bytes, bytes | None, bytes | None]]:
-        if old == new:
-            return
-        before = {} if old is None else {e.path: e.sha for e in self._git.tree(old).items()}
-        after = {} if new is None else {e.path: e.sha for e in self._git.tree(new).items()}
-        for name in sorted(before.keys() | after.keys()):
-            if before.get(name) != after.get(name):
-                yield name, before.get(name), after.get(name)
 
     # -- public API -----------------------------------------------------------------------
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dulwich.objects import Commit, ObjectID, ShaFile, Tree
 from dulwich.repo import Repo
 
-from .blocks import BLOCKS_DIR, MAIN, block_problem
+from . import layout
+from .blocks import MAIN, block_problem
 from .gitstore import damaged
 
 
@@ -82,19 +84,27 @@ def _check_blocks(repo: Repo, head: ObjectID, report: FsckReport) -> None:
     assert isinstance(commit, Commit)
     root = get(commit.tree)
     assert isinstance(root, Tree)
-    if BLOCKS_DIR.encode() not in root:
+    if layout.BLOCKS not in root:
         return
-    blocks = get(root[BLOCKS_DIR.encode()][1])
-    assert isinstance(blocks, Tree)
-    for owner in blocks.items():
-        owner_tree = get(owner.sha)
-        if not isinstance(owner_tree, Tree):
-            report.add("blocks", f"{BLOCKS_DIR}/{owner.path.decode()} is not a folder")
+    _check_folder(get, root[layout.BLOCKS][1], (layout.BLOCKS,), report)
+
+
+def _check_folder(
+    get: Callable[[ObjectID], ShaFile], sha: ObjectID, path: tuple[bytes, ...], report: FsckReport
+) -> None:
+    """Check the folders of blocks below ``path`` (the tree ``sha``), down to their depth."""
+    tree = get(sha)
+    if not isinstance(tree, Tree):
+        report.add("blocks", f"{layout.shown(path)} is not a folder")
+        return
+    for entry in tree.items():
+        where = (*path, entry.path)
+        if len(where) < 1 + layout.KEY_DEPTH:
+            _check_folder(get, entry.sha, where, report)
             continue
-        for label in owner_tree.items():
-            problem = block_problem(get, owner.path, label.path, label.mode, label.sha)
-            if problem is not None:
-                where = f"{BLOCKS_DIR}/{owner.path.decode()}/{label.path.decode()}"
-                report.add("blocks", f"{where} {problem}")
-                continue
-            report.blocks += 1
+        key = where[1:]  # the block folder's names below blocks/
+        problem = block_problem(get, key[0], key[-1], entry.mode, entry.sha)
+        if problem is not None:
+            report.add("blocks", f"{layout.shown(where)} {problem}")
+            continue
+        report.blocks += 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 import binascii
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import random
@@ -19,15 +18,21 @@ import time
 import weakref
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext, suppress
+from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from dulwich.errors import (
-    ApplyDeltaError, ChecksumMismatch, FileFormatException, NotGitRepository,
+    ApplyDeltaError,
+    ChecksumMismatch,
+    FileFormatException,
+    NotGitRepository,
 )
 from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree, object_header
+from dulwich.pack import write_pack_index, write_pack_objects
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
@@ -46,7 +51,8 @@ COMPRESSION = 1
 #: below this size an object is deflated with zlib's smallest state (memLevel 1): setting up
 #: the default one costs more than compressing a small object, and saves no bytes on it
 SMALL_OBJECT = 1 << 16
-_TYPE_NUMS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
+#: a tree entry: (mode, hex sha)
+Entry = tuple[int, bytes]
 
 
 def deflate(data: bytes) -> bytes:
@@ -105,6 +111,27 @@ def identity(author: str) -> bytes:
         raise UsageError(f"author {author!r} is not valid text") from exc
 
 
+def utf8(text: str, what: str, error: type[UsageError] = UsageError) -> bytes:
+    """``text`` as UTF-8 (what git keeps); ``error`` naming ``what`` when it holds a character
+    that has none (a lone surrogate)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise error(
+            f"{what} is not valid text: character {exc.start} ({text[exc.start]!r}) cannot be "
+            "encoded as UTF-8"
+        ) from exc
+
+
+def check_commit_text(message: str, author: str) -> None:
+    """Refuse a commit message or author git could not keep as given."""
+    identity(author)
+    utf8(message, "commit message")
+    if "\0" in message:
+        # git refuses such commits (fsck: nulInCommit) and cuts the message at the NUL
+        raise UsageError("a commit message cannot contain NUL characters")
+
+
 #: one line per key, as ``indent=2`` writes a flat document, in ONE call of the C encoder
 _FLAT_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",\n  ", ": "))
 
@@ -118,6 +145,17 @@ def json_document(doc: dict[str, Any]) -> bytes:
     if not doc:
         return b"{}\n"
     return f"{{\n  {_FLAT_JSON.encode(doc)[1:-1]}\n}}\n".encode()
+
+
+@dataclass
+class Draft:
+    """A commit to write (:meth:`GitStore.commit_with_retry`): the edited tree, the new objects
+    its edits need beside the trees, who and why."""
+
+    root: TreeEditor
+    objects: list[ShaFile]
+    author: str
+    message: str
 
 
 class GitStore:
@@ -220,9 +258,10 @@ class GitStore:
     # -- writing --------------------------------------------------------------------------
 
     def commit_objects(
-        self, root: TreeEditor, parent: bytes | None, author: str, message: str
+        self, root: TreeEditor, parent: bytes | None | list[bytes], author: str, message: str
     ) -> tuple[Commit, list[ShaFile]]:
-        """A commit of ``root``'s edits on ``parent``, with every new object it needs."""
+        """A commit of ``root``'s edits on ``parent`` (None: none; a list: a merge's parents),
+        with every new object it needs."""
         objects: list[ShaFile] = []
         tree = root.write(objects)
         if tree is None:  # everything deleted: git still wants a tree
@@ -231,7 +270,8 @@ class GitStore:
             tree = empty.id
         commit = Commit()
         commit.tree = ObjectID(tree)
-        commit.parents = [] if parent is None else [ObjectID(parent)]
+        parents = [] if parent is None else parent if isinstance(parent, list) else [parent]
+        commit.parents = [ObjectID(p) for p in parents]
         commit.author = commit.committer = identity(author)
         commit.author_time = commit.commit_time = int(time.time())
         commit.author_timezone = commit.commit_timezone = 0
@@ -318,12 +358,8 @@ class GitStore:
     def attempts(self, name: Ref) -> Iterator[int]:
         """The attempts at a compare-and-swap of ``name``, numbered from 1, each after the first
         after a short random pause (growing); once :data:`MAX_ATTEMPTS` lost their race,
-        :meth:`gave_up` is raised. The one retry loop of every ref blocksync moves::
-
-            for attempt in git.attempts(ref):
-                ...  # build on the ref as it is now
-                if git.swap_ref(ref, old, new):
-                    return ...
+        :meth:`gave_up` is raised. The loop of :meth:`commit_with_retry`, the one way a commit
+        moves a ref (remote pulls, which fetch between tries, keep their own bound).
         """
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if attempt > 1:
@@ -342,74 +378,93 @@ class GitStore:
         )
         return ConcurrentUpdate(name.decode(), attempts, hint)
 
+    def commit_with_retry(
+        self,
+        ref: Ref,
+        build: Callable[[bytes | None], Draft | None],
+        *,
+        take_turns: bool = False,
+    ) -> tuple[bytes | None, Commit | None]:
+        """Move ``ref`` to a commit of what ``build(head)`` makes of it, by compare-and-swap.
+
+        ``build`` gets the ref's commit (None: no ref yet) and stages its changes on it, or
+        returns None when they change nothing; after a lost race it runs again on the ref as
+        the winner left it (so it replays every change there, re-checking its preconditions).
+        Returns (the commit built on, the new commit; None when nothing changed). After
+        :data:`MAX_ATTEMPTS` lost races, :class:`~blocksync.errors.ConcurrentUpdate`.
+        ``take_turns``: writers of ``ref`` wait for each other first (:meth:`writer_lock`).
+        """
+        with self.writer_lock(ref) if take_turns else nullcontext():
+            for _ in self.attempts(ref):
+                head = self.ref(ref)
+                draft = build(head)
+                if draft is None:
+                    return head, None
+                commit, more = self.commit_objects(draft.root, head, draft.author, draft.message)
+                self.write(draft.objects + more)
+                if self.swap_ref(ref, head, commit.id):
+                    return head, commit
+        raise AssertionError("unreachable: attempts() raises when they run out")
+
+    def diff_trees(
+        self, old: bytes | None, new: bytes | None, depth: int = 1, under: tuple[bytes, ...] = ()
+    ) -> Iterator[tuple[tuple[bytes, ...], Entry | None, Entry | None]]:
+        """The entries ``depth`` names below trees ``old`` and ``new`` (None: empty) that
+        differ, by path (names below them, sorted), each (mode, sha) or None where absent.
+
+        O(what changed): a subtree both hold alike is not read. ``under`` is where the two
+        trees sit, for the error about a file where a folder belongs.
+        """
+        if old == new:
+            return
+        before = {} if old is None else {e.path: (e.mode, e.sha) for e in self.tree(old).items()}
+        after = {} if new is None else {e.path: (e.mode, e.sha) for e in self.tree(new).items()}
+        for name in sorted(before.keys() | after.keys()):
+            was, now = before.get(name), after.get(name)
+            if was == now:
+                continue
+            path = (*under, name)
+            if depth == 1:
+                yield path, was, now
+            else:
+                subtrees = (self.subtree(path, was), self.subtree(path, now))
+                yield from self.diff_trees(*subtrees, depth - 1, path)
+
+    def subtree(self, path: tuple[bytes, ...], entry: Entry | None) -> bytes | None:
+        """The tree the entry at ``path`` names (None: no entry); RepositoryCorrupt if the
+        entry is a file."""
+        if entry is None:
+            return None
+        if entry[0] != TREE_MODE:
+            where = b"/".join(path).decode("utf-8", "backslashreplace")
+            raise RepositoryCorrupt(str(self.path), f"{where} is a file where a folder belongs")
+        return entry[1]
+
     def _write_pack(self, objects: list[ShaFile]) -> None:
-        """Write ``objects`` as one pack (version 2, no deltas) with its index (version 2), as
-        ``git index-pack`` would: the pack, then the index under the same name, each written to
-        a temp file and renamed; a reader sees a pack only once its index is there.
+        """Write ``objects`` as one pack (no deltas) with its index, by dulwich's own writers,
+        as ``git index-pack`` would place them: the pack, then the index under the same name,
+        each written to a temp file and renamed; a reader sees a pack only once its index is
+        there.
 
         Done here rather than with dulwich's ``add_objects``, which writes the pack and then
         reads every object back to index it: most of the cost of a large commit.
         """
-        seen: set[bytes] = set()
+        unique = list({obj.id: obj for obj in objects}.values())
         chunks: list[bytes] = []
-        index: list[tuple[bytes, int, int]] = []  # (binary sha, offset, crc32)
-        offset = 12
-        for obj in objects:
-            sha = bytes.fromhex(obj.id.decode("ascii"))
-            if sha in seen:
-                continue
-            seen.add(sha)
-            raw = obj.as_raw_string()
-            size = len(raw)
-            byte = (_TYPE_NUMS[obj.type_name.decode("ascii")] << 4) | (size & 0x0F)
-            size >>= 4
-            header = bytearray()
-            while size:
-                header.append(byte | 0x80)
-                byte = size & 0x7F
-                size >>= 7
-            header.append(byte)
-            entry = bytes(header) + deflate(raw)
-            chunks.append(entry)
-            index.append((sha, offset, zlib.crc32(entry)))
-            offset += len(entry)
-        pack = hashlib.sha1(b"PACK" + struct.pack(">II", 2, len(index)))
-        for chunk in chunks:
-            pack.update(chunk)
-        pack_sha = pack.digest()
-        index.sort()
-        fanout = [0] * 256
-        for sha, _, _ in index:
-            fanout[sha[0]] += 1
-        total = 0
-        for i in range(256):
-            total += fanout[i]
-            fanout[i] = total
-        small: list[int] = []
-        large: list[int] = []
-        for _, off, _ in index:
-            if off < 0x80000000:
-                small.append(off)
-            else:
-                small.append(0x80000000 | len(large))
-                large.append(off)
-        idx = b"".join([
-            b"\377tOc", struct.pack(">I", 2), struct.pack(">256I", *fanout),
-            *(sha for sha, _, _ in index),
-            struct.pack(f">{len(index)}I", *(crc for _, _, crc in index)),
-            struct.pack(f">{len(small)}I", *small),
-            struct.pack(f">{len(large)}Q", *large),
-            pack_sha,
-        ])
-        idx += hashlib.sha1(idx).digest()
+        found, pack_sha = write_pack_objects(
+            chunks.append, unique, self.repo.object_format, compression_level=COMPRESSION
+        )
+        idx = BytesIO()
+        entries = sorted((sha, offset, crc) for sha, (offset, crc) in found.items())
+        write_pack_index(idx, entries, pack_sha)
         folder = self.path / "objects" / "pack"
         folder.mkdir(parents=True, exist_ok=True)
         base = folder / f"pack-{pack_sha.hex()}"
         pack_path, idx_path = base.with_suffix(".pack"), base.with_suffix(".idx")
         if idx_path.exists() and pack_path.exists():
             return  # the very same objects were written before (the name is their checksum)
-        self._write_file(pack_path, [b"PACK", struct.pack(">II", 2, len(index)), *chunks, pack_sha])
-        self._write_file(idx_path, [idx])
+        self._write_file(pack_path, chunks)
+        self._write_file(idx_path, [idx.getvalue()])
         if self.durable:
             fd = os.open(folder, os.O_RDONLY)
             try:
@@ -503,6 +558,13 @@ class TreeEditor:
             return None
         return mode, sha
 
+    def at(self, path: tuple[bytes, ...]) -> TreeEditor:
+        """The subtree ``path`` (names below this tree; empty if absent), as :meth:`child`."""
+        folder = self
+        for name in path:
+            folder = folder.child(name)
+        return folder
+
     def child(self, name: bytes) -> TreeEditor:
         """The subtree ``name`` (empty if absent), to read or edit; written back by write()."""
         if name not in self._children:
@@ -523,9 +585,7 @@ class TreeEditor:
     def put(self, path: tuple[bytes, ...], entry: tuple[int, bytes] | None) -> bool:
         """Make ``path`` (names below this tree) hold ``entry`` (mode, sha; None: nothing);
         whether that changed anything."""
-        folder = self
-        for name in path[:-1]:
-            folder = folder.child(name)
+        folder = self.at(path[:-1])
         if folder.get(path[-1]) == entry:
             return False
         if entry is None:

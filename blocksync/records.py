@@ -52,7 +52,7 @@ from dulwich.refs import Ref
 from . import names
 from .conflicts import RECORDS as CONFLICT_RECORDS
 from .errors import IndexCorrupt, RepositoryCorrupt
-from .gitstore import FILE_MODE, TREE_MODE, GitStore, TreeEditor, json_document, tree_of
+from .gitstore import FILE_MODE, TREE_MODE, Draft, GitStore, TreeEditor, json_document, tree_of
 from .notifications import CURSOR_RECORDS, NOTIFICATION_RECORDS, STREAM_RECORDS
 from .runs import RECORDS as RUN_RECORDS
 from .sqlitetable import BUSY_TIMEOUT, Key, RecordKind, Staged
@@ -265,40 +265,16 @@ class Records:
 
     def _diff(self, old: bytes | None, new: bytes | None) -> list[Change]:
         """The records that differ between two trees of the ref: O(changed records)."""
+        git = self.git
         out: list[Change] = []
-        for name, before, after in self._pairs(old, new):
+        for (name,), before, after in git.diff_trees(old, new):
             kind = self.kinds.get(name)
-            if kind is not None:  # a folder of a later blocksync is left alone
-                self._walk(kind, (name,), before, after, out)
+            if kind is None:  # a folder of a later blocksync is left alone
+                continue
+            folders = (git.subtree((name,), before), git.subtree((name,), after))
+            for path, was, now in git.diff_trees(*folders, _depth(kind) - 1, (name,)):
+                out.append(Change(kind, path, was, now))
         return out
-
-    def _walk(
-        self, kind: RecordKind, path: RecordPath, old: Entry | None, new: Entry | None,
-        out: list[Change],
-    ) -> None:
-        if len(path) == _depth(kind):
-            out.append(Change(kind, path, old, new))
-            return
-        for name, before, after in self._pairs(self._folder(path, old), self._folder(path, new)):
-            self._walk(kind, (*path, name), before, after, out)
-
-    def _folder(self, path: RecordPath, entry: Entry | None) -> bytes | None:
-        if entry is None:
-            return None
-        if entry[0] != TREE_MODE:
-            raise self._corrupt(path, "is a file where a folder belongs")
-        return entry[1]
-
-    def _pairs(
-        self, old: bytes | None, new: bytes | None
-    ) -> Iterator[tuple[bytes, Entry | None, Entry | None]]:
-        if old == new:
-            return
-        before = {} if old is None else {e.path: (e.mode, e.sha) for e in self.git.tree(old).items()}
-        after = {} if new is None else {e.path: (e.mode, e.sha) for e in self.git.tree(new).items()}
-        for name in sorted(before.keys() | after.keys()):
-            if before.get(name) != after.get(name):
-                yield name, before.get(name), after.get(name)
 
     def _decode(self, kind: RecordKind, path: RecordPath, entry: Entry) -> list[Row]:
         """The rows a record holds (each checked against its kind's columns)."""
@@ -355,7 +331,17 @@ class Records:
         """One commit of ``records`` (None: removed) on ``parent``, the ref moved to it by
         compare-and-swap; the ref's commit after it (``parent`` when nothing changed)."""
         git = self.git
-        for attempt in git.attempts(REF):
+
+        def build(head: bytes | None) -> Draft | None:
+            nonlocal parent
+            if head != parent:
+                if head is None:  # deleted meanwhile: the next transaction writes everything
+                    raise git.gave_up(REF, 1)
+                # a writer that does not share this index.db moved the ref: take its records,
+                # but for those written here (this transaction's win), and build on it
+                theirs = self._diff(git.commit_tree(parent), git.commit_tree(head))
+                self._apply(conn, [c for c in theirs if c.path not in records])
+                parent = head
             tree = git.commit_tree(parent)
             root = TreeEditor(git, tree)
             objects: list[ShaFile] = []
@@ -363,21 +349,11 @@ class Records:
                 if root.put(path, None if record is None else record[:2]) and record is not None:
                     objects += record[2]
             if root.write(objects) == tree:
-                return parent
-            commit, more = git.commit_objects(root, parent, AUTHOR, message)
-            git.write(objects + more)
-            if git.swap_ref(REF, parent, commit.id):
-                return commit.id
-            moved = self.head()
-            if moved is None:  # deleted meanwhile: the next transaction writes everything again
-                raise git.gave_up(REF, attempt)
-            if moved != parent:
-                # a writer that does not share this index.db moved the ref: take its records,
-                # but for those written here (this transaction's win), and build on it
-                theirs = self._diff(git.commit_tree(parent), git.commit_tree(moved))
-                self._apply(conn, [c for c in theirs if c.path not in records])
-                parent = moved
-        raise AssertionError("unreachable: attempts() raises when they run out")
+                return None
+            return Draft(root, objects, AUTHOR, message)
+
+        _, commit = git.commit_with_retry(REF, build)
+        return parent if commit is None else commit.id
 
     def _grouped(self, conn: sqlite3.Connection) -> dict[RecordPath, tuple[RecordKind, list[Row]]]:
         """Every row of every record table, by the record that holds it."""

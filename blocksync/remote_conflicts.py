@@ -13,7 +13,7 @@ each one side still waiting to be chosen against what the block holds::
 ``base`` and ``other`` are the blobs of block contents already in history: nothing is copied.
 The side the block holds is the block folder of the same commit, and is not stored again: a
 copy would go stale as soon as someone edits the block while it is in conflict. Names are the
-block's own path components (:func:`blocksync.blocks.record_path`), so a record sits where its
+block's own path components (:func:`blocksync.layout.record_path`), so a record sits where its
 block does; the record of a long label keeps the whole label beside its layers (``label``), as
 the block folder does, since the block may be absent on the side that holds it.
 
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 
 from dulwich.objects import Blob, ObjectID, ShaFile, Tree
 
-from . import blocks, names
+from . import blocks, layout
 from .gitstore import FILE_MODE, TREE_MODE, GitStore
 
-CONFLICTS_DIR = blocks.CONFLICTS_DIR.encode()
+CONFLICTS_DIR = layout.CONFLICTS
 BASE_FILE, OTHER_FILE, REASON_FILE = b"base", b"other", b"reason"
 _LAYER_FILES = frozenset({BASE_FILE, OTHER_FILE, REASON_FILE})
 
@@ -48,8 +48,8 @@ class Layer:
     reason: str = field(compare=False)
 
 
-def path_of(key: Key) -> tuple[bytes, bytes, bytes]:
-    return (CONFLICTS_DIR, *key)
+def path_of(key: Key) -> tuple[bytes, ...]:
+    return layout.key_path(CONFLICTS_DIR, key)
 
 
 def read(git: GitStore, record: bytes | None) -> list[Layer]:
@@ -58,7 +58,7 @@ def read(git: GitStore, record: bytes | None) -> list[Layer]:
         return []
     layers = []
     tree = git.tree(record)
-    for number in range(1, len(tree) + 1 - (blocks.LABEL_FILE in tree)):
+    for number in range(1, len(tree) + 1 - (layout.LABEL_FILE in tree)):
         files = {e.path: bytes(e.sha) for e in git.tree(tree[str(number).encode()][1]).items()}
         reason = git.blob(files[REASON_FILE]).decode("utf-8", "replace")
         layers.append(Layer(files.get(BASE_FILE), files.get(OTHER_FILE), reason))
@@ -83,7 +83,7 @@ def write(layers: Iterable[Layer], label: bytes | None) -> tuple[bytes | None, l
     if not objects:
         return None, []
     if label is not None:
-        record.add(blocks.LABEL_FILE, FILE_MODE, ObjectID(label))
+        record.add(layout.LABEL_FILE, FILE_MODE, ObjectID(label))
     objects.append(record)
     return bytes(record.id), objects
 
@@ -94,9 +94,9 @@ def all_records(git: GitStore, root: bytes | None) -> dict[Key, bytes]:
     if folder is None:
         return {}
     return {
-        (bytes(owner.path), bytes(label.path)): bytes(label.sha)
-        for owner in git.tree(folder).items()
-        for label in git.tree(owner.sha).items()
+        (path[0], path[-1]): entry[1]
+        for path, _, entry in git.diff_trees(None, folder, layout.KEY_DEPTH)
+        if entry is not None
     }
 
 
@@ -130,7 +130,7 @@ def record_problem(
     problem = blocks.name_problem(get, owner, label, record)
     if problem is not None:
         return problem
-    beside = {blocks.LABEL_FILE} if names.is_hashed(label) else set()
+    beside = layout.beside(label)
     numbered = {str(n).encode() for n in range(1, len(record) + 1 - len(beside))}
     if not numbered or {e.path for e in record.items()} != numbered | beside:
         return "must hold layers numbered 1, 2, ..."

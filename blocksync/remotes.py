@@ -72,17 +72,14 @@ from typing import Any, TypeVar
 from dulwich.client import LocalGitClient, get_transport_and_path
 from dulwich.errors import HangupException, NotGitRepository, SendPackError
 from dulwich.file import FileLocked
-from dulwich.objects import ZERO_SHA, Blob, Commit, ObjectID, ShaFile, Tree
+from dulwich.objects import ZERO_SHA, Blob, Commit, ObjectID, ShaFile
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from . import config as config_mod
-from . import names
+from . import layout, names
 from . import remote_conflicts as records
-from .blocks import (
-    BLOCKS_DIR, CONTENT_FILE, LABEL_FILE, MAIN, META_FILE, BlockMeta, BlockStore, block_problem,
-    record_path,
-)
+from .blocks import MAIN, BlockMeta, BlockStore, block_problem
 from .conflicts import ConflictIndex
 from .errors import (
     AlreadyExists,
@@ -101,7 +98,7 @@ from .errors import (
     UnrelatedHistories,
     UsageError,
 )
-from .gitstore import FILE_MODE, TREE_MODE, GitStore, TreeEditor, identity
+from .gitstore import TREE_MODE, GitStore, TreeEditor
 from .merge import merge3
 from .remote_checks import fetched_problems
 from .remote_conflicts import Key
@@ -115,7 +112,7 @@ MAX_PUSH_ATTEMPTS = 8
 #: Seconds to wait before a retried push, times the attempt, with random jitter (0.5-1.5x).
 PUSH_BACKOFF = 0.05
 MAX_MERGE_ATTEMPTS = 20
-BLOCKS_KEY = BLOCKS_DIR.encode()
+BLOCKS_KEY = layout.BLOCKS
 #: What a commit may hold at its root, and what each folder's entries must be (remote_checks).
 FOLDER_CHECKS = {BLOCKS_KEY: block_problem, records.CONFLICTS_DIR: records.record_problem}
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -490,7 +487,7 @@ class RemoteSync:
         if allow_mass_delete or not deleted:
             return
         folder = self._folder_of(ours, BLOCKS_KEY)
-        total = sum(len(self.git.tree(o.sha)) for o in self.git.tree(folder).items()) if folder else 0
+        total = sum(1 for _ in self.git.diff_trees(None, folder, layout.KEY_DEPTH))
         refused = mass_deletion(remote.source, total, sorted(deleted), side="remote")
         if refused is not None:
             raise refused
@@ -557,13 +554,13 @@ class RemoteSync:
 
     def _value(self, commit: bytes | None, key: Key) -> Value:
         root = self.git.commit_tree(commit)
-        return self.git.lookup(root, BLOCKS_KEY, *key), self.git.lookup(root, *records.path_of(key))
+        block = self.git.lookup(root, *layout.key_path(BLOCKS_KEY, key))
+        return block, self.git.lookup(root, *records.path_of(key))
 
     def _diff(self, old: bytes | None, new: bytes | None) -> Iterator[Key]:
         """(owner, label) path components of every block folder (or record) that differs."""
-        for owner, a, b in _diff_entries(self.git, old, new):
-            for label, _, _ in _diff_entries(self.git, a, b):
-                yield owner, label
+        for path, _, _ in self.git.diff_trees(old, new, layout.KEY_DEPTH):
+            yield path[0], path[-1]
 
     def _plan(self, ours: bytes, theirs: bytes, bases: list[bytes]) -> _Plan:
         candidates: set[Key] = set()
@@ -643,12 +640,10 @@ class RemoteSync:
         limit = merged_meta.char_limit
         if limit is not None and len(self._text(content)) > limit:
             return conflict(f"the merged content is over the block's char_limit of {limit}")
-        folder = Tree()
-        folder.add(CONTENT_FILE, FILE_MODE, ObjectID(content))
-        folder.add(META_FILE, FILE_MODE, ObjectID(meta))
         assert mine is not None
-        if LABEL_FILE in (kept := self.git.tree(mine)):  # a long label, kept whole beside
-            folder.add(LABEL_FILE, FILE_MODE, kept[LABEL_FILE][1])
+        kept = self.git.tree(mine)  # a long label's, kept whole beside
+        label = kept[layout.LABEL_FILE][1] if layout.LABEL_FILE in kept else None
+        folder = layout.block_folder(content, meta, label)
         if folder.id != mine:
             plan.objects.append(folder)
         return bytes(folder.id), content, None
@@ -675,16 +670,16 @@ class RemoteSync:
         if sha is None:
             return None
         tree = self.git.tree(sha)
-        return bytes(tree[CONTENT_FILE][1]), bytes(tree[META_FILE][1])
+        return bytes(tree[layout.CONTENT_FILE][1]), bytes(tree[layout.META_FILE][1])
 
     def _label_blob(self, key: Key, values: Iterable[Value]) -> bytes | None:
         """The blob of a long label's whole text (None: the label is not long), from a block
         folder or record that keeps it beside."""
-        if not names.is_hashed(key[1]):
+        if not layout.is_long(key[1]):
             return None
         for sha in (sha for value in values for sha in value if sha is not None):
-            if LABEL_FILE in (tree := self.git.tree(sha)):
-                return bytes(tree[LABEL_FILE][1])
+            if layout.LABEL_FILE in (tree := self.git.tree(sha)):
+                return bytes(tree[layout.LABEL_FILE][1])
         raise RepositoryCorrupt(str(self.git.path), f"no folder keeps the label of {_path(key)}")
 
     def _content(self, folder: bytes | None) -> bytes | None:
@@ -701,30 +696,13 @@ class RemoteSync:
     def _merge_commit(self, remote: Remote, ours: bytes, theirs: bytes, plan: _Plan) -> Commit:
         root = TreeEditor(self.git, self.git.commit_tree(ours))
         for key, (folder, record) in plan.edits.items():
-            for top, sha in ((BLOCKS_KEY, folder), (records.CONFLICTS_DIR, record)):
-                owner = root.child(top).child(key[0])
-                if sha is None:
-                    owner.remove(key[1])
-                else:
-                    owner.set(key[1], TREE_MODE, sha)
-        objects = list(plan.objects)
-        tree = root.write(objects)
-        if tree is None:
-            empty = Tree()
-            objects.append(empty)
-            tree = empty.id
-        commit = Commit()
-        commit.tree = ObjectID(tree)
-        commit.parents = [ObjectID(ours), ObjectID(theirs)]
-        commit.author = commit.committer = identity(self.author)
-        commit.author_time = commit.commit_time = int(time.time())
-        commit.author_timezone = commit.commit_timezone = 0
-        commit.encoding = b"UTF-8"
+            for top, sha in ((BLOCKS_KEY, folder), (layout.CONFLICTS, record)):
+                root.put(layout.key_path(top, key), None if sha is None else (TREE_MODE, sha))
         waiting = sum(1 for _, record in plan.edits.values() if record is not None)
         counts = f"{len(plan.merged)} block(s) from the remote, {waiting} in conflict"
-        commit.message = f"merge remote {remote.name} ({counts})\n".encode()
-        objects.append(commit)
-        self.git.write(objects)
+        message = f"merge remote {remote.name} ({counts})"
+        commit, objects = self.git.commit_objects(root, [ours, theirs], self.author, message)
+        self.git.write(plan.objects + objects)
         return commit
 
     def _follow_records(
@@ -744,7 +722,7 @@ class RemoteSync:
             block = self._value(after, key)[0]
             row, is_new = self.conflicts.record(
                 source=rows[path].source if path in rows else remote.source, path=path,
-                owner=names.decode(key[0]), label=self.store.label_of(key[1], record),
+                owner=layout.owner_of(key), label=self.store.label_of(key[1], record),
                 base=self._maybe_text(top.base), disk=self._maybe_text(top.other),
                 agent=self._maybe_text(self._content(block)), reason=top.reason,
                 run_id=run_id, decisions_hold=False,  # the record says it is open
@@ -879,18 +857,6 @@ def parse_path(path: str) -> tuple[str, str]:
     return names.decode(owner), names.decode(label)
 
 
-def _diff_entries(
-    git: GitStore, old: bytes | None, new: bytes | None
-) -> Iterator[tuple[bytes, bytes | None, bytes | None]]:
-    if old == new:
-        return
-    before = {} if old is None else {bytes(e.path): bytes(e.sha) for e in git.tree(old).items()}
-    after = {} if new is None else {bytes(e.path): bytes(e.sha) for e in git.tree(new).items()}
-    for name in before.keys() | after.keys():
-        if before.get(name) != after.get(name):
-            yield name, before.get(name), after.get(name)
-
-
 # -- conflicts of a remote, resolved through the reconciler ------------------------------------
 
 
@@ -944,7 +910,7 @@ class RemoteSource:
         owner, label = self._names(path)
         agent, _ = self._agent(owner, label)
         git = self._store.git
-        record = git.lookup(git.commit_tree(git.ref(MAIN)), *record_path(owner, label))
+        record = git.lookup(git.commit_tree(git.ref(MAIN)), *layout.record_path(owner, label))
         layers = records.read(git, record)
         if layers:
             return Sides(owner, label, self._text(layers[0].base), self._text(layers[0].other), agent)
@@ -998,7 +964,7 @@ class RemoteSource:
 
     def _label_blob(self, label: str) -> bytes | None:
         """The blob a record keeps of a long label (None: the label is not long)."""
-        return self._blob(label) if names.is_hashed(names.component(label)) else None
+        return self._blob(label) if layout.is_long(layout.label_component(label)) else None
 
     def _layer(self, path: str, base: str | None, disk: str | None) -> records.Layer:
         """The waiting side an undo puts back: ``disk`` over ``base``, with its row's reason."""

@@ -29,6 +29,7 @@ LAYERS = {
     "versions": 2,  # above safefile: index.db is never opened through a link
     "sources": 1,
     "gitstore": 2,
+    "layout": 2,  # the one place block and base folders are encoded (names, files, paths)
     "permissions": 2,
     "notifications": 2,
     "sqlitetable": 1,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import blocksync
-from blocksync import names
+from blocksync import layout
 from blocksync.sync import run_sync
 
 from .conftest import assert_git_fsck, git
@@ -405,7 +405,7 @@ def _hub_commit(hub: Path, entries: dict[str, bytes | None], *, parent: bool = T
 META = (b'{\n  "block_type": "working",\n  "char_limit": null,\n  "description": "",\n'
         b'  "schema": "{\\"type\\": \\"text\\"}"\n}\n')
 
-LONG = names.component("x" * 300)  # a long label's component: the label is kept beside it
+LONG = layout.label_component("x" * 300)  # a long label's component: the label is kept beside it
 MALFORMED = {
     "content not UTF-8": ({"blocks/alice/bad/content": b"caf\xe9\n",
                            "blocks/alice/bad/meta.json": META}, "blocks/alice/bad"),
