@@ -389,6 +389,10 @@ class Records:
         return out
 
     def _everything(self, conn: sqlite3.Connection) -> dict[RecordPath, Encoded | None]:
+        # tables an older blocksync made are brought up to date first: a column they lack
+        # would otherwise be read as its own name (SQLite's double-quoted string literals)
+        for kind in self.kinds.values():
+            kind.prepare(conn)
         return {path: encode(kind, rows) for path, (kind, rows) in self._grouped(conn).items()}
 
     def _reload(self, conn: sqlite3.Connection, head: bytes) -> None:
