@@ -23,7 +23,7 @@ import sqlite_utils
 
 from .bases import BaseEntry, BasesTransaction, Binding, SyncBases, git_blob_id
 from .errors import BlocksyncError, IndexCorrupt
-from .index_db import IndexDb, Migrations, open_db
+from .index_db import IndexDb, Migrations, attach
 from .versions import VersionIndex
 
 __all__ = ["MIGRATIONS", "BaseIndex"]
@@ -44,26 +44,22 @@ def _create_tables(db: sqlite_utils.Database) -> None:
     )
 
 
+def _recreate(index_db: IndexDb) -> None:
+    """Derived rows: tables dropped since their migration are made again (then refilled from
+    the refs)."""
+    with index_db.reading():
+        _create_tables(index_db.db)
+
+
 class BaseIndex:
     """Every source's bindings and base hashes (see the module's docstring)."""
 
     def __init__(self, where: Path | IndexDb) -> None:
         """``where``: the workspace's open ``index.db`` (a path: a handle of the index's own,
         closed by :meth:`close`)."""
-        self.db, self._owned = open_db(where)
-        self.path = str(self.db.path)
+        self.path = str(where if not isinstance(where, IndexDb) else where.path)
         try:
-            self._migrate()
-        except BaseException:
-            self.close()
-            raise
-
-    def _migrate(self) -> None:
-        try:
-            self.db.migrate(MIGRATIONS)
-            with self.db.reading():
-                # derived rows: tables dropped since are made again, then refilled from the refs
-                _create_tables(self.db.db)
+            self.db, self._owned = attach(where, MIGRATIONS, _recreate)
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(self.path, f"cannot be opened for the base index ({exc})") from exc
 

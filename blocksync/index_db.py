@@ -36,8 +36,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -45,7 +43,7 @@ from sqlite_utils.migrations import Migrations
 from .errors import IndexCorrupt
 from .safefile import check_regular
 
-__all__ = ["BUSY_TIMEOUT", "IndexDb", "Migrations", "check_columns", "create_table", "open_db", "preparer"]
+__all__ = ["BUSY_TIMEOUT", "IndexDb", "Migrations", "check_columns", "attach", "create_table", "open_db", "preparer"]
 
 BUSY_TIMEOUT = 60.0
 
@@ -89,14 +87,6 @@ class IndexDb:
     def close(self) -> None:
         with self.lock:
             self.db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
@@ -153,6 +143,22 @@ def open_db(where: Path | IndexDb) -> tuple[IndexDb, bool]:
     if isinstance(where, IndexDb):
         return where, False
     return IndexDb.open(Path(where)), True
+
+
+def attach(
+    where: Path | IndexDb, migrations: Migrations, then: Callable[[IndexDb], None]
+) -> tuple[IndexDb, bool]:
+    """A table module's start: its handle (:func:`open_db`), its migrations applied, then
+    ``then`` (catching up with git); a handle it opened is closed again if any of that fails."""
+    db, owned = open_db(where)
+    try:
+        db.migrate(migrations)
+        then(db)
+    except BaseException:
+        if owned:
+            db.close()
+        raise
+    return db, owned
 
 
 def preparer(migrations: Migrations) -> Callable[[sqlite3.Connection], None]:

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ import sqlite_utils
 
 from .errors import AccessDenied, ConcurrencyError, IndexCorrupt, NotificationNotFound, PullRefused
 from .sources import BlockRef, Notification
-from .index_db import IndexDb, Migrations, open_db, preparer
+from .index_db import IndexDb, Migrations, attach, preparer
 from .sqlitetable import Recorder, RecordKind, Staged, follow, recorded
 
 #: a block reference -> (its canonical reference, its current version), or None: no such block
@@ -195,21 +196,15 @@ class NotificationLog:
     ) -> None:
         """``where``: the workspace's open ``index.db`` (a path: a handle of the log's own).
         ``records``: keep every row in git too (None: in index.db only)."""
-        self.db, self._owned = open_db(where)
-        self.path = self.db.path
+        self.path = Path(where) if not isinstance(where, IndexDb) else where.path
         self.resolve = resolve
         self._records = records
         self._captures: dict[str, PullCapture] = {}
         self._calls: dict[str, str] = {}
         try:
-            self.db.migrate(MIGRATIONS)
-            follow(self.db, records)
+            self.db, self._owned = attach(where, MIGRATIONS, partial(follow, recorder=records))
         except sqlite3.DatabaseError as exc:
-            self.close()
             raise IndexCorrupt(str(self.path), f"cannot store notifications ({exc})") from exc
-        except BaseException:
-            self.close()
-            raise
 
     @property
     def _conn(self) -> sqlite3.Connection:

@@ -265,11 +265,11 @@ class RunLog(SqliteTable):
         return self._end(run_id, "interrupted", exit_code, summary, report, None)
 
     def get(self, run_id: str) -> Run:
-        with self._lock, self._translate("cannot read runs"):
+        with self.db.lock, self._translate("cannot read runs"):
             return self._fetch(run_id)
 
     def list(self, limit: int | None = None) -> builtins.list[Run]:
         """Runs, newest first (at most ``limit`` of them)."""
         tail, params = ("LIMIT ?", [limit]) if limit is not None else ("", [])
-        with self._lock, self._translate("cannot read runs"):
+        with self.db.lock, self._translate("cannot read runs"):
             return self._select(f"ORDER BY seq DESC {tail}", params)

@@ -18,17 +18,17 @@ inside :meth:`SqliteTable.batch` share one transaction and so one records commit
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
 from . import index_db
 from .errors import ConcurrentUpdate, IndexCorrupt
-from .index_db import IndexDb, Migrations, open_db
+from .index_db import IndexDb, Migrations, attach
 
 #: the key of one row: the values of its kind's key columns
 Key = tuple[Any, ...]
@@ -96,7 +96,7 @@ def recorded(db: IndexDb, recorder: Recorder | None, message: str) -> Iterator[S
             recorder.commit(conn, staged)
 
 
-def follow(db: IndexDb, recorder: Recorder | None) -> None:
+def follow(db: IndexDb, *, recorder: Recorder | None) -> None:
     """Catch the record tables of ``db`` up with git (a table opened with records does)."""
     if recorder is not None:
         with db.reading() as conn:
@@ -115,25 +115,15 @@ class SqliteTable:
         """``where``: the workspace's open ``index.db`` (a path: a handle of this table's own,
         closed by :meth:`disconnect`). ``records``: keep the rows in git too (None: in
         index.db only)."""
-        self.db, self._owned = open_db(where)
-        self.path = self.db.path
+        self.path = Path(where) if not isinstance(where, IndexDb) else where.path
         self._records = records
         self._staged: Staged | None = None  # the open write transaction's
-        try:
-            with self._translate(f"cannot store {self.TABLE}"):
-                self.db.migrate(self.MIGRATIONS)
-                follow(self.db, records)
-        except BaseException:
-            self.disconnect()
-            raise
+        with self._translate(f"cannot store {self.TABLE}"):
+            self.db, self._owned = attach(where, self.MIGRATIONS, partial(follow, recorder=records))
 
     @property
     def _conn(self) -> sqlite3.Connection:
         return self.db.conn
-
-    @property
-    def _lock(self) -> threading.RLock:
-        return self.db.lock
 
     def disconnect(self) -> None:
         """Close the handle if the table opened it (the workspace closes its own)."""
@@ -171,7 +161,7 @@ class SqliteTable:
         write undoes its own changes only). ``message``: of the records commit (the write may
         say more with :meth:`Staged.say`); a batch's commit takes the batch's.
         """
-        with self._lock, self._translate(doing):
+        with self.db.lock, self._translate(doing):
             if self._staged is not None:
                 with self.db.atomic():  # a savepoint
                     yield self._staged
@@ -193,5 +183,5 @@ class SqliteTable:
 
     @contextmanager
     def _read(self) -> Iterator[None]:
-        with self._lock, self._translate(f"cannot read {self.TABLE}"):
+        with self.db.lock, self._translate(f"cannot read {self.TABLE}"):
             yield

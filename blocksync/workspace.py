@@ -12,7 +12,7 @@ A store folder holds::
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, closing
 import tempfile
 from functools import partial
 from collections.abc import Callable
@@ -341,7 +341,7 @@ def rebuild_index(path: str | Path) -> None:
                 _follow(root / "repo", index)
             finally:
                 index.close()
-            with IndexDb.open(index_path) as db:
+            with closing(IndexDb.open(index_path)) as db:
                 records.restore(db)
             return
         except IndexCorrupt:
@@ -353,7 +353,7 @@ def rebuild_index(path: str | Path) -> None:
             _follow(root / "repo", index)
         finally:
             index.close()
-        with IndexDb.open(built) as db:
+        with closing(IndexDb.open(built)) as db:
             records.restore(db)
         versions.install(built, index_path)
     finally:
@@ -409,7 +409,7 @@ def _check_records(root: Path, report: FsckReport) -> None:
     """Each record table row against its record in git (git is the truth: rebuild)."""
     records = Records(root / "repo")
     try:
-        with IndexDb.open(root / "index.db", create=False) as db:
+        with closing(IndexDb.open(root / "index.db", create=False)) as db:
             problems = records.check(db)
     except BlocksyncError as exc:
         report.add("records", str(exc))

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -106,7 +107,7 @@ def test_a_registered_migration_runs_once(tmp_path: Path) -> None:
         ran.append("first")
         db.execute("CREATE TABLE t (x)")
 
-    with IndexDb.open(tmp_path / "index.db") as handle:
+    with closing(IndexDb.open(tmp_path / "index.db")) as handle:
         handle.migrate(migrations)
         handle.migrate(migrations)
 
@@ -128,7 +129,7 @@ def test_a_failing_migration_leaves_nothing_and_stays_pending(tmp_path: Path) ->
         db.execute("CREATE TABLE half (x)")
         raise RuntimeError("boom")
 
-    with IndexDb.open(tmp_path / "index.db") as handle:
+    with closing(IndexDb.open(tmp_path / "index.db")) as handle:
         with pytest.raises(RuntimeError):
             handle.migrate(migrations)
         assert handle.applied(migrations) == []
@@ -225,7 +226,7 @@ def test_a_foreign_file_is_refused_not_migrated(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(IndexCorrupt, match="not a blocksync index"):
         VersionIndex.open(path)
-    with IndexDb.open(path) as handle:
+    with closing(IndexDb.open(path)) as handle:
         assert handle.db.table_names() == ["other"]
 
 
@@ -235,7 +236,7 @@ def test_a_foreign_file_is_refused_not_migrated(tmp_path: Path) -> None:
 def test_a_transaction_holds_the_connection_against_other_threads(tmp_path: Path) -> None:
     """Plugin host functions run on worker threads: none may run a statement inside another
     thread's transaction (on one connection it would silently join it)."""
-    with IndexDb.open(tmp_path / "index.db") as handle:
+    with closing(IndexDb.open(tmp_path / "index.db")) as handle:
         got: list[bool] = []
 
         def other() -> None:
@@ -257,7 +258,7 @@ def test_a_transaction_holds_the_connection_against_other_threads(tmp_path: Path
 
 
 def test_a_nested_atomic_is_a_savepoint(tmp_path: Path) -> None:
-    with IndexDb.open(tmp_path / "index.db") as handle:
+    with closing(IndexDb.open(tmp_path / "index.db")) as handle:
         with handle.atomic() as conn:
             conn.execute("CREATE TABLE t (x)")
             conn.execute("INSERT INTO t VALUES (1)")
