@@ -23,11 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from dulwich.objects import Blob, ShaFile, Tree
 from dulwich.refs import Ref, check_ref_format
@@ -35,8 +33,6 @@ from dulwich.refs import Ref, check_ref_format
 from . import layout, names
 from .errors import (
     AlreadyBound,
-    BlocksyncError,
-    IndexCorrupt,
     InvalidContent,
     InvalidLabel,
     RepositoryCorrupt,
@@ -433,7 +429,7 @@ class BasesTransaction:
         ]
 
 
-# -- an index of the bases in index.db -------------------------------------------------------
+# -- what the base index (blocksync.base_index) holds of a base --------------------------------
 
 
 @dataclass(frozen=True)
@@ -457,140 +453,3 @@ def _folder_id(base_blob: bytes, binding_blob: bytes) -> bytes:
     :meth:`BasesTransaction._write` writes it: ``base`` sorts before ``binding.json``."""
     raw = layout.base_folder_raw(base_blob, binding_blob)
     return hashlib.sha1(b"tree %d\0" % len(raw) + raw).hexdigest().encode("ascii")
-
-
-class BaseIndex:
-    """Every source's bindings and base hashes, in ``index.db`` tables ``sync_bases`` and
-    ``sync_bases_heads``: what reconcile needs to tell an unchanged path without reading git.
-
-    Derived entirely from the refs (like the version index): :meth:`entries` first catches the
-    rows of a source up with its ref through :meth:`SyncBases.changes` (O(changed paths)), in
-    one SQLite transaction with the commit they describe, so a killed writer leaves the rows
-    of the old commit or the new one. A missing table or an indexed commit git no longer has
-    is rebuilt from the ref. Writers :meth:`record` what they just committed.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        try:
-            self._conn = sqlite3.connect(
-                path, isolation_level=None, timeout=60, check_same_thread=False
-            )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS sync_bases (source TEXT NOT NULL, path TEXT NOT NULL, "
-                "owner TEXT NOT NULL, label TEXT NOT NULL, base_blob TEXT NOT NULL, "
-                "base_sha256 TEXT NOT NULL, PRIMARY KEY (source, path))"
-            )
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS sync_bases_heads "
-                "(source TEXT PRIMARY KEY, head TEXT NOT NULL)"
-            )
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorrupt(self.path, f"cannot be opened for the base index ({exc})") from exc
-
-    def close(self) -> None:
-        self._conn.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorrupt(self.path, f"cannot update the base index ({exc})") from exc
-
-    def _head(self, conn: sqlite3.Connection, source: str) -> str | None:
-        row = conn.execute("SELECT head FROM sync_bases_heads WHERE source = ?", [source]).fetchone()
-        return None if row is None else str(row[0])
-
-    def _set_head(self, conn: sqlite3.Connection, source: str, head: str | None) -> None:
-        if head is None:
-            conn.execute("DELETE FROM sync_bases_heads WHERE source = ?", [source])
-        else:
-            conn.execute("INSERT OR REPLACE INTO sync_bases_heads VALUES (?, ?)", [source, head])
-
-    @staticmethod
-    def _put(
-        conn: sqlite3.Connection, source: str, path: str, binding: Binding | None,
-        blob: str | None, sha256: str | None,
-    ) -> None:
-        if binding is None:
-            conn.execute("DELETE FROM sync_bases WHERE source = ? AND path = ?", [source, path])
-        else:
-            conn.execute(
-                "INSERT OR REPLACE INTO sync_bases VALUES (?, ?, ?, ?, ?, ?)",
-                [source, path, binding.owner, binding.label, blob, sha256],
-            )
-
-    def catch_up(self, bases: SyncBases) -> str | None:
-        """Make the rows of ``bases.source`` describe its ref as it is now; that commit."""
-        head_bytes = bases.head()
-        head = None if head_bytes is None else head_bytes.decode("ascii")
-        source = bases.source
-        if self._head(self._conn, source) == head:
-            return head
-        with self._write() as conn:
-            since = self._head(conn, source)  # re-read under the write lock
-            if since == head:
-                return head
-            try:
-                changes = bases.changes(since)
-            except BlocksyncError:
-                # the indexed commit is gone (or garbage): rebuild from the ref
-                conn.execute("DELETE FROM sync_bases WHERE source = ?", [source])
-                changes = bases.changes(None)
-            for change in changes:
-                sha256 = None
-                if change.base_blob is not None:
-                    sha256 = hashlib.sha256(bases.text(change.base_blob).encode()).hexdigest()
-                self._put(conn, source, change.path, change.binding, change.base_blob, sha256)
-            self._set_head(conn, source, head)
-        return head
-
-    def entries(self, bases: SyncBases) -> dict[str, BaseEntry]:
-        """Every bound path of the source as of its ref now (caught up first)."""
-        self.catch_up(bases)
-        rows = self._conn.execute(
-            "SELECT path, owner, label, base_blob, base_sha256 FROM sync_bases WHERE source = ?",
-            [bases.source],
-        ).fetchall()
-        return {r[0]: BaseEntry(*r) for r in rows}
-
-    def latest_contents(self, owner: str) -> dict[str, tuple[int, str]]:
-        """Label -> (newest version, its content blob id) of every existing block of ``owner``,
-        from the version index's ``versions`` table in the same file (catch it up first)."""
-        # SQLite takes the bare columns from the row holding MAX(version)
-        rows = self._conn.execute(
-            "SELECT label, MAX(version), deleted, content_blob FROM versions WHERE owner = ? "
-            "GROUP BY label",
-            [owner],
-        ).fetchall()
-        return {label: (version, blob) for label, version, deleted, blob in rows if not deleted}
-
-    def record(self, bases: SyncBases, tx: BasesTransaction) -> None:
-        """Index what ``tx`` just committed, if the index was at the commit it built on (else
-        the next :meth:`catch_up` reads it from git)."""
-        if tx.commit_id is None:
-            return
-        try:
-            with self._write() as conn:
-                if self._head(conn, bases.source) != tx.parent_id:
-                    return
-                for path, binding, content in tx.written():
-                    data = None if content is None else content.encode("utf-8")
-                    self._put(
-                        conn, bases.source, path, binding,
-                        None if data is None else git_blob_id(data),
-                        None if data is None else hashlib.sha256(data).hexdigest(),
-                    )
-                self._set_head(conn, bases.source, tx.commit_id)
-        except IndexCorrupt:
-            pass  # the index is derived: the next catch-up repairs it from git

@@ -43,6 +43,7 @@ from .gitstore import (
     json_document,
     utf8,
 )
+from .index_db import IndexDb
 from .text import CharOp, char_diff, parse_json, unified_diff
 from .versions import BlockChange, CommitInfo, VersionIndex, VersionRow
 
@@ -523,6 +524,11 @@ class BlockStore:
     def index_path(self) -> Path:
         """The SQLite file of the version index (index.db), which other indexes share."""
         return Path(self._index.path)
+
+    @property
+    def index_db(self) -> IndexDb:
+        """The open index.db the version index lives in: other indexes take this handle."""
+        return self._index.index_db
 
     @staticmethod
     def init_repo(repo_path: Path) -> None:

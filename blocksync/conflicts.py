@@ -51,10 +51,11 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
-import sqlite3
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
+
+import sqlite_utils
 
 from .errors import (
     AlreadyResolved,
@@ -66,6 +67,7 @@ from .errors import (
     StaleResolution,
     UsageError,
 )
+from .index_db import Migrations, create_table, preparer
 from .sqlitetable import RecordKind, SqliteTable
 
 Status = Literal["open", "resolved", "superseded", "vanished"]
@@ -167,16 +169,20 @@ _SCHEMA = (
 )
 
 
-def _prepare(conn: sqlite3.Connection) -> None:
-    for statement in _SCHEMA:
-        conn.execute(statement)
+#: the schema of the ``conflicts`` table, in order (see :mod:`blocksync.index_db`)
+MIGRATIONS = Migrations("conflicts")
+
+
+@MIGRATIONS(name="conflicts_table")
+def _create_table(db: sqlite_utils.Database) -> None:
+    create_table(db, "conflicts", _FIELDS, _SCHEMA)
 
 
 #: how rows are kept in git: ``conflicts/<h[:2]>/<h[2:4]>/<id>/`` holding ``row.json`` and one
 #: file per side present (``base``, ``disk``, ``agent``)
 RECORDS = RecordKind(
     folder="conflicts", noun="conflict", table="conflicts", columns=_FIELDS, key=("id",),
-    prepare=_prepare, files=("base", "disk", "agent"),
+    prepare=preparer(MIGRATIONS), files=("base", "disk", "agent"),
 )
 
 
@@ -236,7 +242,7 @@ def _row(values: tuple[Any, ...]) -> Conflict:
 
 
 class ConflictIndex(SqliteTable):
-    """The ``conflicts`` table of ``index.db``, on a connection of its own.
+    """The ``conflicts`` table of ``index.db`` (on the workspace's :class:`~blocksync.index_db.IndexDb`).
 
     Transactions, error translation and records in git as
     :class:`~blocksync.sqlitetable.SqliteTable`. Use it as a context manager, or call
@@ -245,7 +251,7 @@ class ConflictIndex(SqliteTable):
 
     TABLE = "conflicts"
     COLUMNS = _FIELDS
-    SCHEMA = _SCHEMA
+    MIGRATIONS = MIGRATIONS
 
     # -- rows -----------------------------------------------------------------------------
 

@@ -54,7 +54,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from . import interrupts, names, permissions
-from .bases import BaseEntry, BaseIndex, SyncBases, ref_name
+from .base_index import BaseIndex
+from .bases import BaseEntry, SyncBases, ref_name
 from .blocks import DEFAULT_SCHEMA, BlockStore
 from .disk import Folder, Listing, is_vcs_path, printable_path, store_overlap
 from .errors import (

@@ -36,17 +36,20 @@ from __future__ import annotations
 import builtins
 import json
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import sqlite_utils
+
 from .errors import AccessDenied, ConcurrencyError, IndexCorrupt, NotificationNotFound, PullRefused
 from .sources import BlockRef, Notification
-from .sqlitetable import Recorder, RecordKind, Staged, recorded
+from .index_db import IndexDb, Migrations, attach, preparer
+from .sqlitetable import Recorder, RecordKind, Staged, follow, recorded
 
 #: a block reference -> (its canonical reference, its current version), or None: no such block
 Resolver = Callable[[BlockRef], "tuple[BlockRef, int] | None"]
@@ -74,15 +77,26 @@ _ADDED = {
 }
 _COLUMNS = "id, source, text, blocks, created_at, acked, missing, origin, call, cursor, acked_at"
 
+#: the schema of the tables this module owns, in order (see :mod:`blocksync.index_db`)
+MIGRATIONS = Migrations("notifications")
 
-def _prepare(conn: sqlite3.Connection) -> None:
-    """Create the tables, and add the columns a table made by an older version lacks."""
+
+@MIGRATIONS(name="notifications_tables")
+def _create_tables(db: sqlite_utils.Database) -> None:
     for statement in _SCHEMA:
-        conn.execute(statement)
-    have = {r[1] for r in conn.execute("PRAGMA table_info(notifications)")}
+        db.execute(statement)
+
+
+@MIGRATIONS(name="notifications_columns_of_streams")
+def _add_columns(db: sqlite_utils.Database) -> None:
+    """The columns a table made before streams lacks."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(notifications)")}
     for name, decl in _ADDED.items():
         if name not in have:
-            conn.execute(f"ALTER TABLE notifications ADD COLUMN {name} {decl}")
+            db.execute(f"ALTER TABLE notifications ADD COLUMN {name} {decl}")
+
+
+_prepare = preparer(MIGRATIONS)
 
 
 #: how rows are kept in git: ``notifications/<id >> 16>/<id >> 8 & 255>/<id>.json`` (one pull's
@@ -177,36 +191,43 @@ def _is_number(text: str | None) -> bool:
 
 class NotificationLog:
     def __init__(
-        self, path: Path, resolve: Resolver | None = None, *, records: Recorder | None = None
+        self, where: Path | IndexDb, resolve: Resolver | None = None, *,
+        records: Recorder | None = None,
     ) -> None:
-        """``records``: keep every row in git too (None: in index.db only)."""
-        self.path = path
+        """``where``: the workspace's open ``index.db`` (a path: a handle of the log's own).
+        ``records``: keep every row in git too (None: in index.db only)."""
+        self.path = Path(where) if not isinstance(where, IndexDb) else where.path
         self.resolve = resolve
         self._records = records
-        self._lock = threading.RLock()
         self._captures: dict[str, PullCapture] = {}
         self._calls: dict[str, str] = {}
         try:
-            self._conn = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            _prepare(self._conn)
-            if records is not None:
-                records.follow(self._conn)
+            self.db, self._owned = attach(where, MIGRATIONS, partial(follow, recorder=records))
         except sqlite3.DatabaseError as exc:
-            raise IndexCorrupt(str(path), f"cannot store notifications ({exc})") from exc
+            raise IndexCorrupt(str(self.path), f"cannot store notifications ({exc})") from exc
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        return self.db.conn
 
     @contextmanager
     def _write(self, doing: str, message: str) -> Iterator[Staged]:
         """One IMMEDIATE transaction, its rows written to git before it commits."""
-        with self._lock:
-            try:
-                with recorded(self._conn, self._records, message) as staged:
-                    yield staged
-            except sqlite3.DatabaseError as exc:
-                raise IndexCorrupt(str(self.path), f"{doing} ({exc})") from exc
+        try:
+            with recorded(self.db, self._records, message) as staged:
+                yield staged
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(str(self.path), f"{doing} ({exc})") from exc
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[Any]:
+        """Every row of a query (under the database's lock: see :mod:`blocksync.index_db`)."""
+        with self.db.reading() as conn:
+            return conn.execute(sql, builtins.list(params)).fetchall()
 
     def close(self) -> None:
-        self._conn.close()
+        """Close the handle if the log opened it (the workspace closes its own)."""
+        if self._owned:
+            self.db.close()
 
     # -- storing ---------------------------------------------------------------------------
 
@@ -368,11 +389,11 @@ class NotificationLog:
 
     def stream(self, key: str) -> StreamRow:
         """The stored state of stream ``key`` (a stopped stream with no cursor if none)."""
-        found = self._conn.execute(
+        found = self._rows(
             "SELECT key, state, owner, cursor, delivered, pulls, updated_at, last_error"
             " FROM streams WHERE key = ?", [key],
-        ).fetchone()
-        return StreamRow(key) if found is None else StreamRow(*found)
+        )
+        return StreamRow(key) if not found else StreamRow(*found[0])
 
     def _upsert_stream(self, row: StreamRow) -> None:
         self._conn.execute(
@@ -400,17 +421,15 @@ class NotificationLog:
 
     def cursors(self, key: str) -> list[str]:
         """Every cursor stream ``key``'s pulls advanced to, oldest first."""
-        rows = self._conn.execute(
+        rows = self._rows(
             "SELECT cursor FROM stream_cursors WHERE stream = ? ORDER BY seq", [key]
-        ).fetchall()
+        )
         return [r[0] for r in rows]
 
     # -- reading and acknowledging ---------------------------------------------------------
 
     def _select(self, where: str, params: Sequence[Any] = ()) -> list[StoredNotification]:
-        rows = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM notifications {where} ORDER BY id", list(params)
-        ).fetchall()
+        rows = self._rows(f"SELECT {_COLUMNS} FROM notifications {where} ORDER BY id", params)
         return [_stored(r) for r in rows]
 
     def list(self, unacked: bool = False, source: str | None = None) -> list[StoredNotification]:

@@ -53,9 +53,10 @@ from . import names
 from .conflicts import RECORDS as CONFLICT_RECORDS
 from .errors import IndexCorrupt, RepositoryCorrupt
 from .gitstore import FILE_MODE, TREE_MODE, Draft, GitStore, TreeEditor, json_document, tree_of
+from .index_db import IndexDb
 from .notifications import CURSOR_RECORDS, NOTIFICATION_RECORDS, STREAM_RECORDS
 from .runs import RECORDS as RUN_RECORDS
-from .sqlitetable import BUSY_TIMEOUT, Key, RecordKind, Staged
+from .sqlitetable import Key, RecordKind, Staged
 
 REF = Ref(b"refs/blocksync/records")
 REF_NAME = REF.decode()
@@ -186,10 +187,10 @@ class Records:
 
     # -- rebuild and fsck -----------------------------------------------------------------
 
-    def restore(self, index_path: Path) -> None:
-        """Recreate every record table of ``index_path`` from the ref (git wins); with no ref,
+    def restore(self, index_db: IndexDb) -> None:
+        """Recreate every record table of ``index_db`` from the ref (git wins); with no ref,
         keep the rows and write them to git (they are the only copy)."""
-        with self._lock, _connect(index_path) as conn, _transaction(conn):
+        with _translated(index_db), index_db.atomic() as conn, self._lock:
             _create_head_table(conn)
             head = self.head()
             if head is None:
@@ -198,11 +199,11 @@ class Records:
                 self._reload(conn, head)
             _set_indexed(conn, head)
 
-    def check(self, index_path: Path) -> list[str]:
-        """Every row on which the record tables of ``index_path`` and the ref disagree, named
+    def check(self, index_db: IndexDb) -> list[str]:
+        """Every row on which the record tables of ``index_db`` and the ref disagree, named
         (empty: none). Catches index.db up first: a writer killed between git and index.db is
         not damage."""
-        with self._lock, _connect(index_path) as conn:
+        with _translated(index_db), index_db.reading() as conn, self._lock:
             self.follow(conn)
             head = self.head()
             problems = []
@@ -364,6 +365,10 @@ class Records:
         return out
 
     def _everything(self, conn: sqlite3.Connection) -> dict[RecordPath, Encoded | None]:
+        # tables an older blocksync made are brought up to date first: a column they lack
+        # would otherwise be read as its own name (SQLite's double-quoted string literals)
+        for kind in self.kinds.values():
+            kind.prepare(conn)
         return {path: encode(kind, rows) for path, (kind, rows) in self._grouped(conn).items()}
 
     def _reload(self, conn: sqlite3.Connection, head: bytes) -> None:
@@ -420,18 +425,11 @@ def encode(kind: RecordKind, rows: Sequence[Row]) -> Encoded | None:
 
 
 @contextmanager
-def _connect(path: Path) -> Iterator[sqlite3.Connection]:
+def _translated(index_db: IndexDb) -> Iterator[None]:
     try:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT)
+        yield
     except sqlite3.DatabaseError as exc:
-        raise IndexCorrupt(str(path), f"cannot be opened ({exc})") from exc
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        yield conn
-    except sqlite3.DatabaseError as exc:
-        raise IndexCorrupt(str(path), f"cannot keep its records ({exc})") from exc
-    finally:
-        conn.close()
+        raise IndexCorrupt(str(index_db.path), f"cannot keep its records ({exc})") from exc
 
 
 @contextmanager

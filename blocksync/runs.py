@@ -32,8 +32,8 @@ Decisions:
   keep such a row ``running`` until an exclusive run starts).
 * **Counts** are columns (queryable with plain SQL); the report is kept as JSON text whose shape
   is the sync report's ``to_json()``.
-* Every write is one ``BEGIN IMMEDIATE`` transaction on a connection of its own, like the
-  conflict index (and one records commit, when opened with ``records=``); timestamps are
+* Every write is one ``BEGIN IMMEDIATE`` transaction on the workspace's ``index.db`` handle,
+  like the conflict index (and one records commit, when opened with ``records=``); timestamps are
   ISO 8601 UTC with microseconds.
 """
 
@@ -48,7 +48,10 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import sqlite_utils
+
 from .errors import NotFound, UsageError
+from .index_db import Migrations, create_table, preparer
 from .sqlitetable import RecordKind, SqliteTable
 
 Status = Literal["running", "finished", "interrupted"]
@@ -128,34 +131,33 @@ _SCHEMA = (
 _OLD_CHECK = "CHECK ((status = 'finished') = (exit_code IS NOT NULL))"
 
 
-def _prepare(conn: sqlite3.Connection) -> None:
-    for statement in _SCHEMA:
-        conn.execute(statement)
-    _upgrade(conn)
+#: the schema of the ``runs`` table, in order (see :mod:`blocksync.index_db`)
+MIGRATIONS = Migrations("runs")
 
 
-def _outdated(conn: sqlite3.Connection) -> bool:
-    found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'")
-    row = found.fetchone()
-    return row is not None and _OLD_CHECK in row[0]
+@MIGRATIONS(name="runs_table")
+def _create_table(db: sqlite_utils.Database) -> None:
+    create_table(db, "runs", _FIELDS, _SCHEMA)
 
 
-def _upgrade(conn: sqlite3.Connection) -> None:
+@MIGRATIONS(name="runs_exit_code_when_interrupted")
+def _allow_exit_code_when_interrupted(db: sqlite_utils.Database) -> None:
     """Rebuild a ``runs`` table made with :data:`_OLD_CHECK` (which refuses an exit code on an
-    interrupted row) with today's checks, keeping every row (inside the caller's transaction)."""
-    if not _outdated(conn):
+    interrupted row) with today's checks, keeping every row."""
+    found = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'")
+    if _OLD_CHECK not in found.fetchone()[0]:
         return
-    conn.execute("ALTER TABLE runs RENAME TO runs_old")
-    conn.execute("DROP INDEX IF EXISTS runs_by_status")
+    db.execute("ALTER TABLE runs RENAME TO runs_old")
+    db.execute("DROP INDEX IF EXISTS runs_by_status")
     for statement in _SCHEMA:
-        conn.execute(statement)
-    conn.execute(f"INSERT INTO runs (seq, {_COLUMNS}) SELECT seq, {_COLUMNS} FROM runs_old")
-    conn.execute("DROP TABLE runs_old")
+        db.execute(statement)
+    db.execute(f"INSERT INTO runs (seq, {_COLUMNS}) SELECT seq, {_COLUMNS} FROM runs_old")
+    db.execute("DROP TABLE runs_old")
 
 
 #: how rows are kept in git: ``runs/<h[:2]>/<h[2:4]>/<run id>.json``
 RECORDS = RecordKind(
-    folder="runs", noun="run", table="runs", columns=_FIELDS, key=("id",), prepare=_prepare,
+    folder="runs", noun="run", table="runs", columns=_FIELDS, key=("id",), prepare=preparer(MIGRATIONS),
 )
 
 
@@ -182,14 +184,12 @@ def _row(values: tuple[Any, ...]) -> Run:
 
 
 class RunLog(SqliteTable):
-    """The ``runs`` table of ``index.db``, on a connection of its own (a context manager)."""
+    """The ``runs`` table of ``index.db`` (a context manager; on the workspace's
+    :class:`~blocksync.index_db.IndexDb`)."""
 
     TABLE = "runs"
     COLUMNS = _FIELDS
-    SCHEMA = _SCHEMA
-
-    def _upgrade(self, conn: sqlite3.Connection) -> None:
-        _upgrade(conn)
+    MIGRATIONS = MIGRATIONS
 
     def close(self) -> None:
         self.disconnect()
@@ -265,11 +265,11 @@ class RunLog(SqliteTable):
         return self._end(run_id, "interrupted", exit_code, summary, report, None)
 
     def get(self, run_id: str) -> Run:
-        with self._lock, self._translate("cannot read runs"):
+        with self.db.lock, self._translate("cannot read runs"):
             return self._fetch(run_id)
 
     def list(self, limit: int | None = None) -> builtins.list[Run]:
         """Runs, newest first (at most ``limit`` of them)."""
         tail, params = ("LIMIT ?", [limit]) if limit is not None else ("", [])
-        with self._lock, self._translate("cannot read runs"):
+        with self.db.lock, self._translate("cannot read runs"):
             return self._select(f"ORDER BY seq DESC {tail}", params)

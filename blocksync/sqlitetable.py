@@ -1,10 +1,10 @@
-"""One table of ``index.db`` on its own connection, as the conflict index and the run log use it.
+"""One table of ``index.db``, as the conflict index and the run log use it.
 
-WAL journal (readers never block the writer), ``synchronous=NORMAL`` (consistent after a crash;
-the last transaction may be lost, which these tables tolerate), every write one ``BEGIN
-IMMEDIATE`` transaction so concurrent writers queue (up to :data:`BUSY_TIMEOUT`) instead of
-interleaving, a lock for threads sharing one instance, and sqlite3 errors translated: a busy
-database is a :class:`ConcurrentUpdate`, anything else an :class:`IndexCorrupt`.
+On the workspace's :class:`~blocksync.index_db.IndexDb` (WAL, ``synchronous=NORMAL``, every write
+one ``BEGIN IMMEDIATE`` transaction so concurrent writers queue, up to its busy timeout, instead
+of interleaving; its lock for threads), with the table's schema as registered migrations, and
+sqlite3 errors translated: a busy database is a :class:`ConcurrentUpdate`, anything else an
+:class:`IndexCorrupt`.
 
 Tables whose rows git does not hold otherwise (conflicts, runs, notifications, streams) are kept
 in the repository too, as records (:mod:`blocksync.records`). Such a table is opened with a
@@ -18,17 +18,17 @@ inside :meth:`SqliteTable.batch` share one transaction and so one records commit
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
+from . import index_db
 from .errors import ConcurrentUpdate, IndexCorrupt
-
-BUSY_TIMEOUT = 60.0
+from .index_db import IndexDb, Migrations, attach
 
 #: the key of one row: the values of its kind's key columns
 Key = tuple[Any, ...]
@@ -85,77 +85,50 @@ class Recorder(Protocol):
 
 
 @contextmanager
-def recorded(
-    conn: sqlite3.Connection, recorder: Recorder | None, message: str
-) -> Iterator[Staged]:
+def recorded(db: IndexDb, recorder: Recorder | None, message: str) -> Iterator[Staged]:
     """One IMMEDIATE transaction whose staged rows reach git before it commits."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with db.atomic() as conn:
         if recorder is not None:
             recorder.catch_up(conn)
         staged = Staged(message)
         yield staged
         if recorder is not None and staged.rows:
             recorder.commit(conn, staged)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back already
-            conn.execute("ROLLBACK")
-        raise
+
+
+def follow(db: IndexDb, *, recorder: Recorder | None) -> None:
+    """Catch the record tables of ``db`` up with git (a table opened with records does)."""
+    if recorder is not None:
+        with db.reading() as conn:
+            recorder.follow(conn)
 
 
 class SqliteTable:
-    """Subclasses name their ``TABLE``, its ``COLUMNS`` and the ``SCHEMA`` statements
-    (CREATE TABLE first, then its indexes); a table of another shape is refused."""
+    """Subclasses name their ``TABLE``, its ``COLUMNS`` and the ``MIGRATIONS`` that make it
+    (whose first checks the shape: a table of another shape is refused)."""
 
     TABLE: ClassVar[str]
     COLUMNS: ClassVar[Sequence[str]]
-    SCHEMA: ClassVar[Sequence[str]]
+    MIGRATIONS: ClassVar[Migrations]
 
-    def __init__(self, path: Path, *, records: Recorder | None = None) -> None:
-        """``records``: keep the rows in git too (None: in index.db only)."""
-        self.path = path
+    def __init__(self, where: Path | IndexDb, *, records: Recorder | None = None) -> None:
+        """``where``: the workspace's open ``index.db`` (a path: a handle of this table's own,
+        closed by :meth:`disconnect`). ``records``: keep the rows in git too (None: in
+        index.db only)."""
+        self.path = Path(where) if not isinstance(where, IndexDb) else where.path
         self._records = records
         self._staged: Staged | None = None  # the open write transaction's
-        self._lock = threading.RLock()
-        try:
-            self._conn = sqlite3.connect(
-                path, isolation_level=None, timeout=BUSY_TIMEOUT, check_same_thread=False
-            )
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorrupt(str(path), f"cannot be opened ({exc})") from exc
-        try:
-            with self._translate(f"cannot store {self.TABLE}"):
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-                with self._write(f"cannot store {self.TABLE}"):
-                    table, *indexes = self.SCHEMA
-                    self._conn.execute(table)
-                    self._upgrade(self._conn)
-                    self._check_shape()
-                    for statement in indexes:
-                        self._conn.execute(statement)
-                if records is not None:
-                    records.follow(self._conn)
-        except BaseException:
-            self._conn.close()
-            raise
+        with self._translate(f"cannot store {self.TABLE}"):
+            self.db, self._owned = attach(where, self.MIGRATIONS, partial(follow, recorder=records))
 
-    def _upgrade(self, conn: sqlite3.Connection) -> None:
-        """Bring a table an older blocksync made up to ``SCHEMA`` (in the schema's write; a
-        subclass whose table changed overrides this)."""
-
-    def _check_shape(self) -> None:
-        found = {r[1] for r in self._conn.execute(f"PRAGMA table_info({self.TABLE})")}
-        if found != set(self.COLUMNS):
-            raise IndexCorrupt(
-                str(self.path),
-                f"has a {self.TABLE} table of another shape (columns "
-                f"{sorted(found ^ set(self.COLUMNS))} differ)",
-            )
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        return self.db.conn
 
     def disconnect(self) -> None:
-        self._conn.close()
+        """Close the handle if the table opened it (the workspace closes its own)."""
+        if self._owned:
+            self.db.close()
 
     def __enter__(self) -> Self:
         return self
@@ -174,7 +147,7 @@ class SqliteTable:
             if "locked" in text or "busy" in text:
                 raise ConcurrentUpdate(
                     f"{self.path} ({self.TABLE})", 1,
-                    f"another writer held it over {BUSY_TIMEOUT:g} s",
+                    f"another writer held it over {index_db.BUSY_TIMEOUT:g} s",
                 ) from exc
             raise IndexCorrupt(str(self.path), f"{doing} ({exc})") from exc
         except sqlite3.DatabaseError as exc:
@@ -188,19 +161,12 @@ class SqliteTable:
         write undoes its own changes only). ``message``: of the records commit (the write may
         say more with :meth:`Staged.say`); a batch's commit takes the batch's.
         """
-        with self._lock, self._translate(doing):
-            conn = self._conn
+        with self.db.lock, self._translate(doing):
             if self._staged is not None:
-                conn.execute("SAVEPOINT write")
-                try:
+                with self.db.atomic():  # a savepoint
                     yield self._staged
-                except BaseException:
-                    conn.execute("ROLLBACK TO write")
-                    conn.execute("RELEASE write")
-                    raise
-                conn.execute("RELEASE write")
                 return
-            with recorded(conn, self._records, message or f"{self.TABLE} changed") as staged:
+            with recorded(self.db, self._records, message or f"{self.TABLE} changed") as staged:
                 self._staged = staged
                 try:
                     yield staged
@@ -217,5 +183,5 @@ class SqliteTable:
 
     @contextmanager
     def _read(self) -> Iterator[None]:
-        with self._lock, self._translate(f"cannot read {self.TABLE}"):
+        with self.db.lock, self._translate(f"cannot read {self.TABLE}"):
             yield

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import sqlite_utils
 
 from .errors import IndexCorrupt
-from .safefile import check_regular
+from .index_db import IndexDb, Migrations
 
 SCHEMA_VERSION = 1
 
@@ -66,90 +66,105 @@ class VersionRow:
 CommitReader = Callable[[str], CommitInfo]
 
 
+#: the schema of the tables this module owns, in order (see :mod:`blocksync.index_db`)
+MIGRATIONS = Migrations("versions")
+
+
+@MIGRATIONS(name="versions_tables")
+def _create_tables(db: sqlite_utils.Database) -> None:
+    """``index_meta``, ``commits`` and ``versions`` (a store made before migrations has them)."""
+    db.table("index_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    db.table("commits").create({"sha": str, "seq": int, "parent": str}, pk="sha", if_not_exists=True)
+    db.table("versions").create(
+        {
+            "owner": str,
+            "label": str,
+            "version": int,
+            "commit": str,
+            "deleted": int,
+            "content_blob": str,
+            "meta_blob": str,
+            "author": str,
+            "message": str,
+            "timestamp": str,
+        },
+        pk=("owner", "label", "version"),
+        not_null={"owner", "label", "version", "commit", "deleted"},
+        if_not_exists=True,
+    )
+    db.table("versions").create_index(["commit"], if_not_exists=True)
+    # MAX(seq) on every catch-up must not scan the whole history
+    db.table("commits").create_index(["seq"], unique=True, if_not_exists=True)
+    db.execute(
+        "INSERT OR IGNORE INTO index_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+    )
+
+
 class VersionIndex:
     """SQLite tables ``commits`` and ``versions`` (plus ``index_meta``) in ``index.db``."""
 
-    def __init__(self, db: sqlite_utils.Database, path: str) -> None:
-        self._db = db
-        self.path = path
+    def __init__(self, index_db: IndexDb, *, owned: bool = False) -> None:
+        """Use :meth:`open`. ``owned``: :meth:`close` closes ``index_db`` too."""
+        self.index_db = index_db
+        self._db = index_db.db
+        self.path = str(index_db.path)
+        self._owned = owned
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = False) -> VersionIndex:
-        """Open ``index.db``; refuses a missing, foreign or damaged file unless ``create``."""
-        check_regular(path)  # SQLite follows links: one planted here would be written through
-        if not create and not path.exists():
-            raise IndexCorrupt(str(path), "is missing")
+    def open(cls, where: Path | IndexDb, *, create: bool = False) -> VersionIndex:
+        """The version index of ``where`` (the workspace's open ``index.db``, or a file opened
+        for this index alone); refuses a missing, foreign or damaged file unless ``create``."""
+        if isinstance(where, IndexDb):
+            index_db, owned = where, False
+        else:
+            index_db, owned = IndexDb.open(where, create=create), True
+        index = cls(index_db, owned=owned)
         try:
-            conn = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            index = cls(sqlite_utils.Database(conn), str(path))
-            if create:
-                index._create_schema()
+            if not create:
+                index._check_tables()
+            index_db.migrate(MIGRATIONS)
             index._check_schema()
         except sqlite3.DatabaseError as exc:
-            raise IndexCorrupt(str(path), f"cannot be read ({exc})") from exc
+            index.close()
+            raise IndexCorrupt(index.path, f"cannot be read ({exc})") from exc
+        except BaseException:
+            index.close()
+            raise
         return index
 
     def close(self) -> None:
-        self._db.conn.close()
+        if self._owned:
+            self.index_db.close()
 
-    def _create_schema(self) -> None:
-        with self.write():
-            db = self._db
-            db.table("index_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
-            db.table("commits").create(
-                {"sha": str, "seq": int, "parent": str}, pk="sha", if_not_exists=True
-            )
-            db.table("versions").create(
-                {
-                    "owner": str,
-                    "label": str,
-                    "version": int,
-                    "commit": str,
-                    "deleted": int,
-                    "content_blob": str,
-                    "meta_blob": str,
-                    "author": str,
-                    "message": str,
-                    "timestamp": str,
-                },
-                pk=("owner", "label", "version"),
-                not_null={"owner", "label", "version", "commit", "deleted"},
-                if_not_exists=True,
-            )
-            db.table("versions").create_index(["commit"], if_not_exists=True)
-            # MAX(seq) on every catch-up must not scan the whole history
-            db.table("commits").create_index(["seq"], unique=True, if_not_exists=True)
-            db.execute(
-                "INSERT OR IGNORE INTO index_meta VALUES ('schema_version', ?)",
-                [str(SCHEMA_VERSION)],
-            )
-
-    def _check_schema(self) -> None:
-        tables = set(self._db.table_names())
+    def _check_tables(self) -> None:
+        with self.index_db.reading():
+            tables = set(self._db.table_names())
         if not {"index_meta", "commits", "versions"} <= tables:
             raise IndexCorrupt(self.path, "is not a blocksync index (tables missing)")
+
+    def _check_schema(self) -> None:
         found = self._meta("schema_version")
         if found != str(SCHEMA_VERSION):
             raise IndexCorrupt(self.path, f"has schema version {found}, expected {SCHEMA_VERSION}")
 
     # -- transactions ---------------------------------------------------------------------
 
-    @contextmanager
-    def write(self) -> Iterator[None]:
+    def write(self) -> AbstractContextManager[sqlite3.Connection]:
         """One IMMEDIATE transaction: concurrent writers queue instead of failing mid-way."""
-        conn = self._db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        return self.index_db.atomic()
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of a query (under the database's lock: see :mod:`blocksync.index_db`)."""
+        with self.index_db.reading() as conn:
+            return conn.execute(sql, list(params)).fetchall()
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row of a query, None if none."""
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
 
     def _meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM index_meta WHERE key = ?", [key]).fetchone()
+        row = self._one("SELECT value FROM index_meta WHERE key = ?", [key])
         return None if row is None else str(row[0])
 
     def _set_meta(self, key: str, value: str | None) -> None:
@@ -210,7 +225,7 @@ class VersionIndex:
             raise IndexCorrupt(
                 self.path, f"does not follow the repository (indexed {indexed}, main is {head})"
             )
-        seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM commits").fetchone()[0]
+        seq = self._one("SELECT COALESCE(MAX(seq), 0) FROM commits")[0]
         for offset, info in enumerate(reversed(chain), start=1):
             self._apply(info, seq + offset)
         self._set_meta("indexed_head", head)
@@ -220,16 +235,16 @@ class VersionIndex:
         return self._known(sha)
 
     def _known(self, sha: str) -> bool:
-        return self._db.execute("SELECT 1 FROM commits WHERE sha = ?", [sha]).fetchone() is not None
+        return self._one("SELECT 1 FROM commits WHERE sha = ?", [sha]) is not None
 
     def _apply(self, info: CommitInfo, seq: int) -> None:
         execute = self._db.execute
         execute("INSERT INTO commits VALUES (?, ?, ?)", [info.sha, seq, info.parent])
         for change in info.changes:
-            (last,) = execute(
+            (last,) = self._one(
                 "SELECT COALESCE(MAX(version), 0) FROM versions WHERE owner = ? AND label = ?",
                 [change.owner, change.label],
-            ).fetchone()
+            )
             execute(
                 "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -259,56 +274,66 @@ class VersionIndex:
     # -- queries --------------------------------------------------------------------------
 
     def history(self, owner: str, label: str) -> list[VersionRow]:
-        rows = self._db.execute(
+        rows = self._rows(
             f"SELECT {_COLUMNS} FROM versions WHERE owner = ? AND label = ? ORDER BY version",
             [owner, label],
-        ).fetchall()
+        )
         return [_row(r) for r in rows]
 
     def latest(self, owner: str, label: str) -> VersionRow | None:
-        row = self._db.execute(
+        row = self._one(
             f"SELECT {_COLUMNS} FROM versions WHERE owner = ? AND label = ? "
             "ORDER BY version DESC LIMIT 1",
             [owner, label],
-        ).fetchone()
+        )
         return None if row is None else _row(row)
 
     def get(self, owner: str, label: str, version: int) -> VersionRow | None:
-        row = self._db.execute(
+        row = self._one(
             f"SELECT {_COLUMNS} FROM versions WHERE owner = ? AND label = ? AND version = ?",
             [owner, label, version],
-        ).fetchone()
+        )
         return None if row is None else _row(row)
 
     def by_commit_prefix(self, owner: str, label: str, prefix: str) -> list[VersionRow]:
-        rows = self._db.execute(
+        rows = self._rows(
             f"SELECT {_COLUMNS} FROM versions WHERE owner = ? AND label = ? "
             "AND substr(\"commit\", 1, ?) = ? ORDER BY version",
             [owner, label, len(prefix), prefix],
-        ).fetchall()
+        )
         return [_row(r) for r in rows]
 
     def latest_versions(self, owner: str | None = None) -> dict[tuple[str, str], int]:
         """The newest version number of every block that exists now (of one owner, or all)."""
         where, params = ("WHERE owner = ?", [owner]) if owner is not None else ("", [])
-        rows = self._db.execute(
+        rows = self._rows(
             "SELECT owner, label, MAX(version), deleted FROM versions "
             f"{where} GROUP BY owner, label",
             params,
-        ).fetchall()
+        )
         # SQLite returns the bare column `deleted` from the row holding MAX(version)
         return {(o, lbl): v for o, lbl, v, deleted in rows if not deleted}
+
+    def latest_contents(self, owner: str) -> dict[str, tuple[int, str]]:
+        """Label -> (newest version, its content blob id) of every existing block of ``owner``."""
+        # SQLite takes the bare columns from the row holding MAX(version)
+        rows = self._rows(
+            "SELECT label, MAX(version), deleted, content_blob FROM versions WHERE owner = ? "
+            "GROUP BY label",
+            [owner],
+        )
+        return {label: (version, blob) for label, version, deleted, blob in rows if not deleted}
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every table, ordered: two indexes are identical iff dumps are equal."""
         out: dict[str, list[tuple[Any, ...]]] = {}
         for table, order in (("index_meta", "key"), ("commits", "seq"), ("versions", "1, 2, 3")):
-            rows = self._db.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+            rows = self._rows(f"SELECT * FROM {table} ORDER BY {order}")
             out[table] = [tuple(r) for r in rows]
         return out
 
     def integrity_problems(self) -> list[str]:
-        rows = self._db.execute("PRAGMA integrity_check").fetchall()
+        rows = self._rows("PRAGMA integrity_check")
         return [str(r[0]) for r in rows if r[0] != "ok"]
 
 

@@ -12,7 +12,7 @@ A store folder holds::
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, closing
 import tempfile
 from functools import partial
 from collections.abc import Callable
@@ -27,6 +27,7 @@ from .errors import (
 )
 from .fsck import FsckReport, check_repository
 from .conflicts import ConflictIndex
+from .index_db import IndexDb
 from .filesource import FileSource, FileSourceSpec, parse_file_source
 from .notifications import NotificationLog
 from .records import Records
@@ -54,13 +55,15 @@ class Workspace(AbstractContextManager["Workspace"]):
         if not self.repo_path.is_dir():
             raise StoreNotFound(str(self.root))
         self.config = config_mod.load(self.root / config_mod.CONFIG_FILE)
-        self._index = versions.VersionIndex.open(self.index_path)
+        #: index.db, opened once: every table of this workspace takes this handle
+        self.index_db = IndexDb.open(self.index_path, create=False)
         try:
+            self._index = versions.VersionIndex.open(self.index_db)
             self.blocks = BlockStore(
                 self.repo_path, self._index, author, durable=self.config.durable
             )
         except BaseException:
-            self._index.close()
+            self.index_db.close()
             raise
         self._records: Records | None = None
         self._notifications: NotificationLog | None = None
@@ -118,7 +121,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         """Notifications plugins emitted, stored in index.db (and as records in git)."""
         if self._notifications is None:
             self._notifications = NotificationLog(
-                self.index_path, block_resolver(self.blocks), records=self.records
+                self.index_db, block_resolver(self.blocks), records=self.records
             )
         return self._notifications
 
@@ -241,12 +244,12 @@ class Workspace(AbstractContextManager["Workspace"]):
     def conflict_index(self) -> ConflictIndex:
         """The ``conflicts`` table of index.db (opened on first use)."""
         if self._conflict_index is None:
-            self._conflict_index = ConflictIndex(self.index_path, records=self.records)
+            self._conflict_index = ConflictIndex(self.index_db, records=self.records)
         return self._conflict_index
 
     def run_log(self) -> RunLog:
         """The ``runs`` table of index.db, its rows kept as records in git too (close it)."""
-        return RunLog(self.index_path, records=self.records)
+        return RunLog(self.index_db, records=self.records)
 
     @property
     def conflicts(self) -> Conflicts:
@@ -276,7 +279,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         if self._records is not None:
             self._records.close()
         self.blocks.close()
-        self._index.close()
+        self.index_db.close()
 
     def __exit__(
         self,
@@ -338,7 +341,8 @@ def rebuild_index(path: str | Path) -> None:
                 _follow(root / "repo", index)
             finally:
                 index.close()
-            records.restore(index_path)
+            with closing(IndexDb.open(index_path)) as db:
+                records.restore(db)
             return
         except IndexCorrupt:
             pass
@@ -349,7 +353,8 @@ def rebuild_index(path: str | Path) -> None:
             _follow(root / "repo", index)
         finally:
             index.close()
-        records.restore(built)
+        with closing(IndexDb.open(built)) as db:
+            records.restore(db)
         versions.install(built, index_path)
     finally:
         records.close()
@@ -404,7 +409,8 @@ def _check_records(root: Path, report: FsckReport) -> None:
     """Each record table row against its record in git (git is the truth: rebuild)."""
     records = Records(root / "repo")
     try:
-        problems = records.check(root / "index.db")
+        with closing(IndexDb.open(root / "index.db", create=False)) as db:
+            problems = records.check(db)
     except BlocksyncError as exc:
         report.add("records", str(exc))
         return

@@ -32,7 +32,10 @@ LAYERS = {
     "layout": 2,  # the one place block and base folders are encoded (names, files, paths)
     "permissions": 2,
     "notifications": 2,
-    "sqlitetable": 1,
+    # fractions: index.db's one handle sits between safefile and the tables that take it, and
+    # the base index between bases and its users (the package move, item 8, renumbers these)
+    "index_db": 1.5,  # the one connection to index.db, atomic(), migrations
+    "sqlitetable": 1.6,
     "safefile": 1,  # files blocksync writes, opened without following links
     "conflicts": 2,
     "runs": 2,
@@ -40,6 +43,7 @@ LAYERS = {
     "interrupts": 1,  # SIGINT/SIGTERM during a locked run: recorded, acted on at safe points
     "blocks": 3,
     "bases": 3,
+    "base_index": 3.5,  # sync bases' hashes in index.db (bases' SQL side)
     "records": 3,  # refs/blocksync/records: the record tables (conflicts, runs, ...) in git
     "remote_checks": 3,  # what a pull accepts
     "fsck": 4,

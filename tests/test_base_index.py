@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import blocksync
-from blocksync.bases import BaseEntry, BaseIndex, SyncBases, git_blob_id
+from blocksync.base_index import BaseIndex
+from blocksync.bases import BaseEntry, SyncBases, git_blob_id
 from blocksync.filesource import FileSource, FileSourceSpec
 from blocksync.gitstore import GitStore
 from blocksync.sources import NoChange, PermissionLevel, PermissionRule, Resolved

@@ -16,7 +16,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from blocksync import sqlitetable
+from blocksync import index_db
 from blocksync.conflicts import (
     Conflict,
     ConflictIndex,
@@ -468,7 +468,7 @@ def test_a_writer_held_past_the_busy_timeout_is_concurrent_update(
 ) -> None:
     db = tmp_path / "index.db"
     ConflictIndex(db).disconnect()
-    monkeypatch.setattr(sqlitetable, "BUSY_TIMEOUT", 0.05)
+    monkeypatch.setattr(index_db, "BUSY_TIMEOUT", 0.05)
     blocker = sqlite3.connect(db, isolation_level=None)
     try:
         with ConflictIndex(db) as idx:

@@ -192,7 +192,7 @@ class PluginSet:
         if self._git is None:
             self._git = GitStore(blocks.repo_path, durable=blocks.durable)
         return PluginBases(
-            self._git, spec.key, spec.owners, f"plugin:{spec.key}", blocks.index_path
+            self._git, spec.key, spec.owners, f"plugin:{spec.key}", blocks.index_db
         )
 
     def get(self, key: str) -> Plugin:

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from wasmtime.component import Record
 
-from ..bases import BaseIndex, Binding, SyncBases
+from ..base_index import BaseIndex
+from ..bases import Binding, SyncBases
 from ..blocks import BlockStore
 from ..errors import AccessDenied, UsageError
 from ..gitstore import GitStore
+from ..index_db import IndexDb
 from .batch import ConflictReport, SyncBatch
 from .hostfuncs import HostContext, as_result, record
 
@@ -52,7 +53,7 @@ class PluginBases:
         key: str,
         owners: frozenset[str] | set[str],
         author: str,
-        index_path: Path | None = None,
+        index_db: IndexDb | None = None,
     ) -> None:
         self.bases = SyncBases(git, key)
         self.key = key
@@ -60,7 +61,7 @@ class PluginBases:
         self.author = author
         self.enabled = False
         self.host: HostContext | None = None  # the plugin's, once loaded: it holds the batch
-        self._index_path = index_path
+        self._index_db = index_db  # the workspace's: one connection for every table
         self._index: BaseIndex | None = None
 
     @property
@@ -72,9 +73,9 @@ class PluginBases:
     def index(self) -> BaseIndex:
         """The base index in index.db (every bound path with its base's hashes)."""
         if self._index is None:
-            if self._index_path is None:
+            if self._index_db is None:
                 raise AccessDenied("no block store is attached to this plugin")
-            self._index = BaseIndex(self._index_path)
+            self._index = BaseIndex(self._index_db)
         return self._index
 
     def close(self) -> None:
