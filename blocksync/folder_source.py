@@ -25,8 +25,9 @@ added or reordered. Once synced, a path is bound to its block in the sync bases
 (``refs/sync/<key>``), and the binding, not the label scheme, says which block mirrors it.
 
 **Reconcile.** Each path's base, disk and agent contents go through :func:`blocksync.truth.decide`
-(the one truth table) under the path's permission level, and the decision is applied in this
-order, so that a run killed at any point leaves every path with its old or its new content on
+(the one truth table) under the path's permission level, and :func:`blocksync.apply.apply` (the
+one protocol, over the folder's :class:`~blocksync.folder_disk.RootsOutside`) carries the decision
+out in this order, so that a run killed at any point leaves every path with its old or its new content on
 each side and the next run converges: (1) every block change of the call in ONE block-store
 transaction; (2) each file written atomically (temp file in the same folder, fsync, the file's
 hash re-checked, rename) or removed, then every folder written to fsynced once; (3) the sync
@@ -156,10 +157,6 @@ def _merge(base: str, disk: str, agent: str) -> str | None:
 
 def _hash(text: str | None) -> str | None:
     return None if text is None else content_hash(text)
-
-
-def _path_of(item: NoChange | _Plan) -> str:
-    return item.path
 
 
 def _result(plan: _Plan) -> ReconcileResult:
@@ -574,11 +571,11 @@ class FileSource:
                 if moved:  # decided again once, with the block as it is now
                     again = self._decide(sorted(moved), self._snapshot(), disk, survey, outcome)
                     self._apply([item for item in again if isinstance(item, _Plan)], disk)
-                    redone = {_path_of(item): item for item in again}
+                    redone = {item.path: item for item in again}
                     ordered = [
                         redone[path] if path in redone else item
                         for item in ordered
-                        if (path := _path_of(item)) not in moved or path in redone
+                        if (path := item.path) not in moved or path in redone
                     ]
             for item in ordered:
                 self._report(item, outcome)
@@ -661,7 +658,7 @@ class FileSource:
         return (
             latest is not None
             and latest[1] == entry.base_blob
-            and hashlib.sha256(data).hexdigest() == entry.base_sha256
+            and apply.sha256(data) == entry.base_sha256
         )
 
     def _classify(
@@ -700,7 +697,7 @@ class FileSource:
         data, unreadable = folder.read(target.rel) if read is None else read
         if unreadable is not None:
             return Skipped(target.path, unreadable)
-        disk_hash = None if data is None else hashlib.sha256(data).hexdigest()
+        disk_hash = None if data is None else apply.sha256(data)
         latest = snap.latest.get((owner, label))
         if (
             entry is not None
