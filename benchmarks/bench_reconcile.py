@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 import blocksync  # noqa: E402
 from blocksync.disk import Folder  # noqa: E402
-from blocksync.filesource import FileSource, FileSourceSpec  # noqa: E402
+from blocksync.folder_config import FileSourceSpec  # noqa: E402
+from blocksync.folder_source import FileSource  # noqa: E402
 from blocksync.plugins import build as plugin_build  # noqa: E402
 from blocksync.sources import NoChange, PermissionLevel, PermissionRule, Resolved  # noqa: E402
 from tests.plugin_builds import built_plugin  # noqa: E402

@@ -561,6 +561,10 @@ class BlockStore:
             ) from exc
         return _Staged(meta, load=lambda: self._text(content_sha))
 
+    def read_blob(self, blob: str) -> str:
+        """A block's content by its blob id (hex, as the version index records it)."""
+        return self._text(blob.encode("ascii"))
+
     def _text(self, blob_sha: bytes) -> str:
         try:
             return self._git.blob(blob_sha).decode("utf-8")

@@ -20,6 +20,7 @@ import secrets
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -28,9 +29,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
+from xml.etree import ElementTree
 
 from . import config as config_mod
 from . import sigv4
+from .apply import Outside, sha256
 from .bases import SyncBases
 from .blocks import BlockStore
 from .errors import BlockNotFound, BlocksyncError, ConfigError, PluginRefused, UsageError
@@ -44,6 +47,7 @@ __all__ = [
     "Case",
     "CaseResult",
     "CheckReport",
+    "CheckedOutside",
     "FolderOutside",
     "Outside",
     "S3Outside",
@@ -60,40 +64,56 @@ DEFAULT_TABLE: dict[str, Any] = {"config": {"owner": OWNER, "permission": "admin
 # -- the two sides under test -----------------------------------------------------------------
 
 
-class Outside(Protocol):
-    """The outside side of the source: what a person or another program edits."""
+class CheckedOutside(Outside, Protocol):
+    """The outside side under test: the :class:`blocksync.apply.Outside` port (what a person or
+    another program edits through), and what a write may leave behind."""
 
-    def write(self, path: str, text: str) -> None: ...
-    def read(self, path: str) -> str | None: ...
-    def delete(self, path: str) -> None: ...
     def leftovers(self) -> list[str]:
         """Temporary objects an interrupted or finished write left behind."""
         ...
 
 
 class FolderOutside:
+    """Files under ``root``. Compare-and-swap by a read just before: the suite is the only
+    other writer, and it waits for the source under test."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def write(self, path: str, text: str) -> None:
+    def list_paths(self) -> list[str]:
+        files = (p for p in self.root.rglob("*") if p.is_file() and p.suffix != ".tmp")
+        return sorted(p.relative_to(self.root).as_posix() for p in files)
+
+    def read(self, path: str) -> bytes | None:
+        file = self.root / path
+        return file.read_bytes() if file.exists() else None
+
+    def write(self, path: str, data: bytes, expected: str | None) -> bool:
+        if _digest(self.read(path)) != expected:
+            return False
         file = self.root / path
         file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_bytes(text.encode("utf-8"))
+        file.write_bytes(data)
+        return True
 
-    def read(self, path: str) -> str | None:
-        file = self.root / path
-        return file.read_bytes().decode("utf-8") if file.exists() else None
-
-    def delete(self, path: str) -> None:
+    def remove(self, path: str, expected: str) -> bool:
+        if _digest(self.read(path)) != expected:
+            return False
         (self.root / path).unlink()
+        return True
 
     def leftovers(self) -> list[str]:
         return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*.tmp"))
 
 
+def _digest(data: bytes | None) -> str | None:
+    return None if data is None else sha256(data)
+
+
 class S3Outside:
     """Objects ``<prefix><path>`` of a bucket on an S3-compatible server, signed with SigV4
-    (:mod:`blocksync.sigv4`, the code the s3 plugin signs with) when keys are given."""
+    (:mod:`blocksync.sigv4`, the code the s3 plugin signs with) when keys are given.
+    Compare-and-swap as :class:`FolderOutside`'s."""
 
     def __init__(self, config: Mapping[str, Any], prefix: str, timeout: float = 10.0) -> None:
         endpoint, bucket = str(config["endpoint"]), str(config["bucket"])
@@ -128,15 +148,26 @@ class S3Outside:
     def create_bucket(self) -> None:
         self._request("PUT", self.base)
 
-    def write(self, path: str, text: str) -> None:
-        self._request("PUT", self._url(path), text.encode("utf-8"))
+    def list_paths(self) -> list[str]:
+        query = urllib.parse.urlencode({"list-type": "2", "prefix": self.prefix})
+        listing = self._request("GET", f"{self.base}?{query}") or b"<none/>"
+        keys = (e.text or "" for e in ElementTree.fromstring(listing).iter() if e.tag.endswith("Key"))
+        return sorted(key[len(self.prefix):] for key in keys)
 
-    def read(self, path: str) -> str | None:
-        data = self._request("GET", self._url(path))
-        return None if data is None else data.decode("utf-8")
+    def read(self, path: str) -> bytes | None:
+        return self._request("GET", self._url(path))
 
-    def delete(self, path: str) -> None:
+    def write(self, path: str, data: bytes, expected: str | None) -> bool:
+        if _digest(self.read(path)) != expected:
+            return False
+        self._request("PUT", self._url(path), data)
+        return True
+
+    def remove(self, path: str, expected: str) -> bool:
+        if _digest(self.read(path)) != expected:
+            return False
         self._request("DELETE", self._url(path))
+        return True
 
     def leftovers(self) -> list[str]:
         return []
@@ -148,8 +179,22 @@ class S3Outside:
 class Subject(ABC):
     """One data-block source under test: its outside side, its block store, its bases."""
 
-    outside: Outside
+    outside: CheckedOutside
     blocks: BlockStore
+
+    def put(self, path: str, text: str) -> None:
+        """Write ``path`` outside, as a person would: over whatever it holds."""
+        self.outside.write(path, text.encode("utf-8"), _digest(self.outside.read(path)))
+
+    def text(self, path: str) -> str | None:
+        data = self.outside.read(path)
+        return None if data is None else data.decode("utf-8")
+
+    def drop(self, path: str) -> None:
+        """Delete ``path`` outside, as a person would."""
+        data = self.outside.read(path)
+        if data is not None:
+            self.outside.remove(path, sha256(data))
 
     @abstractmethod
     def label(self, path: str) -> str:
@@ -177,7 +222,7 @@ class Subject(ABC):
 
     def synced(self, path: str, text: str) -> None:
         """The outside path, its block and its base all holding ``text``."""
-        self.outside.write(path, text)
+        self.put(path, text)
         _expect(self.reconcile([path]), [Resolved(path, "disk->agent")], f"first sync of {path}")
         _expect((self.block(path), self.base(path)), (text, text), f"block and base of {path}")
 
@@ -185,7 +230,7 @@ class Subject(ABC):
 class PluginSubject(Subject):
     """A data-block plugin configured in ``ws`` under :data:`KEY`, driven as reconcile does."""
 
-    def __init__(self, ws: Workspace, outside: Outside) -> None:
+    def __init__(self, ws: Workspace, outside: CheckedOutside) -> None:
         self.ws = ws
         self.outside = outside
         self.blocks = ws.blocks
@@ -215,7 +260,7 @@ class PluginSubject(Subject):
                 self._learn(binding.path, binding.label)
         if self._scheme is None:
             probe = f"probe-{secrets.token_hex(4)}.md"
-            self.outside.write(probe, "probe\n")
+            self.put(probe, "probe\n")
             self.reconcile([probe])
             found = self._bases.get(probe)
             if found is not None:
@@ -263,8 +308,8 @@ def _sorted(results: list[ReconcileResult]) -> list[ReconcileResult]:
 @_case
 def new_file_becomes_a_block(s: Subject) -> None:
     """A new outside path becomes a block and a base."""
-    s.outside.write("a.md", "one\n")
-    s.outside.write("sub/b.md", "two\n")
+    s.put("a.md", "one\n")
+    s.put("sub/b.md", "two\n")
     _expect(_sorted(s.reconcile(None)),
             [Resolved("a.md", "disk->agent"), Resolved("sub/b.md", "disk->agent")], "results")
     _expect((s.block("a.md"), s.block("sub/b.md")), ("one\n", "two\n"), "blocks")
@@ -275,7 +320,7 @@ def new_file_becomes_a_block(s: Subject) -> None:
 def outside_edit_goes_to_the_block(s: Subject) -> None:
     """An outside edit reaches the block; the base advances."""
     s.synced("a.md", "one\n")
-    s.outside.write("a.md", "two\n")
+    s.put("a.md", "two\n")
     _expect(s.reconcile(["a.md"]), [Resolved("a.md", "disk->agent")], "results")
     _expect((s.block("a.md"), s.base("a.md")), ("two\n", "two\n"), "block and base")
 
@@ -286,7 +331,7 @@ def block_edit_goes_outside(s: Subject) -> None:
     s.synced("a.md", "one\n")
     s.edit_block("a.md", "agent\n")
     _expect(s.reconcile(["a.md"]), [Resolved("a.md", "agent->disk")], "results")
-    _expect((s.outside.read("a.md"), s.base("a.md")), ("agent\n", "agent\n"), "outside and base")
+    _expect((s.text("a.md"), s.base("a.md")), ("agent\n", "agent\n"), "outside and base")
     _expect(s.outside.leftovers(), [], "temporary files")
 
 
@@ -294,23 +339,23 @@ def block_edit_goes_outside(s: Subject) -> None:
 def disjoint_edits_are_merged(s: Subject) -> None:
     """Edits to different lines on both sides merge into both sides."""
     s.synced("a.md", "a\nb\nc\n")
-    s.outside.write("a.md", "A\nb\nc\n")
+    s.put("a.md", "A\nb\nc\n")
     s.edit_block("a.md", "a\nb\nC\n")
     _expect(s.reconcile(["a.md"]), [Resolved("a.md", "merged")], "results")
     merged = "A\nb\nC\n"
-    _expect((s.outside.read("a.md"), s.block("a.md"), s.base("a.md")), (merged,) * 3, "all sides")
+    _expect((s.text("a.md"), s.block("a.md"), s.base("a.md")), (merged,) * 3, "all sides")
 
 
 @_case
 def overlapping_edits_need_resolution(s: Subject) -> None:
     """Edits to the same line conflict and change nothing, run after run."""
     s.synced("a.md", "a\nb\nc\n")
-    s.outside.write("a.md", "X\nb\nc\n")
+    s.put("a.md", "X\nb\nc\n")
     s.edit_block("a.md", "Y\nb\nc\n")
     head = s.blocks.head()
     conflict = [NeedsResolution("a.md", "X\nb\nc\n", "Y\nb\nc\n")]
     _expect(s.reconcile(["a.md"]), conflict, "results")
-    _expect((s.outside.read("a.md"), s.block("a.md"), s.base("a.md")),
+    _expect((s.text("a.md"), s.block("a.md"), s.base("a.md")),
             ("X\nb\nc\n", "Y\nb\nc\n", "a\nb\nc\n"), "outside, block and base")
     _expect(s.blocks.head(), head, "block commits")
     _expect(s.reconcile(["a.md"]), conflict, "results of a second run")
@@ -320,7 +365,7 @@ def overlapping_edits_need_resolution(s: Subject) -> None:
 def identical_edits_only_advance_the_base(s: Subject) -> None:
     """The same edit on both sides advances the base and writes no block version."""
     s.synced("a.md", "one\n")
-    s.outside.write("a.md", "same\n")
+    s.put("a.md", "same\n")
     s.edit_block("a.md", "same\n")
     head = s.blocks.head()
     _expect(s.reconcile(["a.md"]), [Resolved("a.md", "identical")], "results")
@@ -331,7 +376,7 @@ def identical_edits_only_advance_the_base(s: Subject) -> None:
 def no_base_and_two_contents_is_a_conflict(s: Subject) -> None:
     """Without a base, two different contents are a conflict (never an empty base guessed)."""
     s.blocks.create(OWNER, s.label("a.md"), "agent\n", author="agent:alice")
-    s.outside.write("a.md", "disk\n")
+    s.put("a.md", "disk\n")
     _expect(s.reconcile(["a.md"]), [NeedsResolution("a.md", "disk\n", "agent\n")], "results")
     _expect(s.base("a.md"), None, "base")
 
@@ -340,7 +385,7 @@ def no_base_and_two_contents_is_a_conflict(s: Subject) -> None:
 def outside_deletion_deletes_the_block(s: Subject) -> None:
     """With admin, a path deleted outside deletes its block and base."""
     s.synced("a.md", "one\n")
-    s.outside.delete("a.md")
+    s.drop("a.md")
     _expect(s.reconcile(["a.md"]), [Resolved("a.md", "delete-block")], "results")
     _expect((s.block("a.md"), s.base("a.md")), (None, None), "block and base")
     _expect(s.reconcile(None), [], "a run over nothing")
@@ -352,14 +397,14 @@ def block_deletion_deletes_outside(s: Subject) -> None:
     s.synced("a.md", "one\n")
     s.delete_block("a.md")
     _expect(s.reconcile(["a.md"]), [Resolved("a.md", "delete-source")], "results")
-    _expect((s.outside.read("a.md"), s.base("a.md")), (None, None), "outside and base")
+    _expect((s.text("a.md"), s.base("a.md")), (None, None), "outside and base")
 
 
 @_case
 def delete_versus_modify_is_a_conflict(s: Subject) -> None:
     """Deleted on one side and changed on the other is always a conflict."""
     s.synced("a.md", "one\n")
-    s.outside.delete("a.md")
+    s.drop("a.md")
     s.edit_block("a.md", "agent\n")
     _expect(s.reconcile(["a.md"]), [NeedsResolution("a.md", "", "agent\n")], "results")
     _expect(s.base("a.md"), "one\n", "base")
@@ -368,12 +413,12 @@ def delete_versus_modify_is_a_conflict(s: Subject) -> None:
 @_case
 def a_second_run_reports_only_no_change(s: Subject) -> None:
     """After a run, a run with nothing changed reports no-change for every path."""
-    s.outside.write("a.md", "one\n")
-    s.outside.write("b.md", "b\n")
+    s.put("a.md", "one\n")
+    s.put("b.md", "b\n")
     s.reconcile(None)
-    s.outside.write("a.md", "disk\n")
+    s.put("a.md", "disk\n")
     s.edit_block("b.md", "agent\n")
-    s.outside.write("c.md", "new\n")
+    s.put("c.md", "new\n")
     first = s.reconcile(None)
     _expect([r for r in first if isinstance(r, NoChange)], [], "no-change results of the run")
     head = s.blocks.head()
@@ -471,7 +516,7 @@ def _subject(
     with tempfile.TemporaryDirectory(prefix="blocksync-check-") as tmp:
         folder = Path(tmp)
         source: dict[str, Any] = {**table, "type": "wasm", "path": str(wasm)}
-        outside: Outside
+        outside: CheckedOutside
         if s3:
             prefix = f"blocksync-check-{secrets.token_hex(4)}/"
             source["config"] = {**table["config"], "prefix": prefix}

@@ -12,37 +12,50 @@ A store folder holds::
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, closing
 import tempfile
-from functools import partial
 from collections.abc import Callable
+from contextlib import AbstractContextManager, closing
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
 from . import config as config_mod
 from . import versions
+from .agent_tools import builtin_tools
 from .blocks import BlockStore, Transaction
-from .errors import (
-    BlocksyncError, ConfigError, IndexCorrupt, NotFound, StoreExists, StoreNotFound,
-)
-from .fsck import FsckReport, check_repository
 from .conflicts import ConflictIndex
+from .errors import (
+    BlocksyncError,
+    ConfigError,
+    IndexCorrupt,
+    NotFound,
+    StoreExists,
+    StoreNotFound,
+)
+from .folder_config import FileSourceSpec, parse_file_source
+from .folder_source import FileSource
+from .fsck import FsckReport, check_repository
 from .index_db import IndexDb
-from .filesource import FileSource, FileSourceSpec, parse_file_source
 from .notifications import NotificationLog
-from .records import Records
-from .runs import RunLog
 from .plugins import HostServices, PluginSet, parse_specs
 from .reconcile import Conflicts, Reconciler, ReconcileReport, new_run_id
-from .safefile import create_new
+from .records import Records
 from .remotes import (
-    SOURCE_PREFIX, PullResult, PushResult, Remote, RemoteSource, RemoteSync, add_remote,
-    parse_remotes, remove_remote,
+    SOURCE_PREFIX,
+    PullResult,
+    PushResult,
+    Remote,
+    RemoteSource,
+    RemoteSync,
+    add_remote,
+    parse_remotes,
+    remove_remote,
 )
+from .runs import RunLog
+from .safefile import create_new
 from .sources import SyncSource
-from .agent_tools import builtin_tools
-from .tools import ToolBox
 from .streams import Streams, block_resolver
+from .tools import ToolBox
 
 DEFAULT_AUTHOR = "human:blocksync"
 

@@ -26,7 +26,7 @@ from wasmtime import Engine, WasmtimeError, wat2wasm
 from wasmtime.component import Component
 
 from blocksync.errors import PluginBuildError
-from blocksync.plugins.build import build, guest_sdk_dir, truth_source, wit_dir
+from blocksync.plugins.build import SHIPPED_MODULES, build, guest_sdk_dir, truth_source, wit_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "plugins"
@@ -56,7 +56,9 @@ def cache_key(name: str | Path, **build_kwargs: Any) -> str:
         for path in _files(folder):
             digest.update(f"{label}:{path.relative_to(folder).as_posix()}\0".encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
-    digest.update(b"truth\0" + hashlib.sha256(truth_source().read_bytes()).digest())
+    for module, source in sorted(SHIPPED_MODULES.items()):  # copied into every build
+        shipped = (truth_source().parent / source).read_bytes()
+        digest.update(f"{module}\0".encode() + hashlib.sha256(shipped).digest())
     extra = {"args": build_kwargs, "componentize-py": version("componentize-py")}
     digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
     return digest.hexdigest()

@@ -15,7 +15,8 @@ import pytest
 import blocksync
 from blocksync.base_index import BaseIndex
 from blocksync.bases import BaseEntry, SyncBases, git_blob_id
-from blocksync.filesource import FileSource, FileSourceSpec
+from blocksync.folder_config import FileSourceSpec
+from blocksync.folder_source import FileSource
 from blocksync.gitstore import GitStore
 from blocksync.sources import NoChange, PermissionLevel, PermissionRule, Resolved
 

@@ -1,5 +1,5 @@
 """The conformance suite (blocksync.conformance) run against both file sources: the native
-:class:`~blocksync.filesource.FileSource`, and the ``files`` WASM plugin (fixtures/plugins/files,
+:class:`~blocksync.folder_source.FileSource`, and the ``files`` WASM plugin (fixtures/plugins/files,
 built with componentize-py, configured in blocksync.toml with a granted read-write folder) both
 called directly through its :class:`~blocksync.plugins.WasmDataBlock` bridge and driven as the
 reconciler drives it (:class:`~blocksync.plugins.PluginSource`); and ``check_plugin`` (what
@@ -15,7 +15,8 @@ import blocksync
 from blocksync.bases import SyncBases
 from blocksync.conformance import CASES, OWNER, Case, FolderOutside, Subject, check_plugin
 from blocksync.errors import PluginCallFailed
-from blocksync.filesource import FileSource, FileSourceSpec
+from blocksync.folder_config import FileSourceSpec
+from blocksync.folder_source import FileSource
 from blocksync.gitstore import GitStore
 from blocksync.plugins import WasmDataBlock
 from blocksync.sources import PermissionLevel, PermissionRule, ReconcileResult

@@ -33,12 +33,8 @@ from blocksync.errors import (
     UsageError,
 )
 from blocksync.disk import Folder
-from blocksync.filesource import (
-    FAULT_STEPS,
-    FileSource,
-    FileSourceSpec,
-    parse_file_source,
-)
+from blocksync.folder_config import FileSourceSpec, parse_file_source
+from blocksync.folder_source import FAULT_STEPS, FileSource
 from blocksync.sources import (
     DataBlock,
     Skipped,
@@ -546,7 +542,8 @@ CHILD = """
 import json, os, sys
 from pathlib import Path
 import blocksync
-from blocksync.filesource import FileSource, FileSourceSpec
+from blocksync.folder_config import FileSourceSpec
+from blocksync.folder_source import FileSource
 from blocksync.sources import PermissionLevel, PermissionRule
 store, root, step, paths = json.loads(sys.argv[1])
 def fault(name):

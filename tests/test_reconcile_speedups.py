@@ -22,7 +22,8 @@ from blocksync.bases import BaseEntry, Binding, SyncBases, _folder_id, git_blob_
 from blocksync.blocks import BlockMeta, BlockType
 from blocksync.errors import AlreadyBound, UsageError
 from blocksync.disk import Folder
-from blocksync.filesource import FileSource, FileSourceSpec
+from blocksync.folder_config import FileSourceSpec
+from blocksync.folder_source import FileSource
 from blocksync.gitstore import PACK_THRESHOLD, GitStore, TreeEditor, json_document, tree_of
 from blocksync.sources import NoChange, PermissionLevel, PermissionRule, Resolved
 

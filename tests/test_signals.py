@@ -24,7 +24,7 @@ import pytest
 
 import blocksync
 from blocksync.disk import is_temp_name
-from blocksync.filesource import root_tag
+from blocksync.folder_source import root_tag
 from blocksync.records import Records
 from blocksync.runs import RunLog, Summary
 

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import blocksync
-from blocksync.filesource import root_tag
+from blocksync.folder_source import root_tag
 
 BLOCKSYNC = str(Path(sys.executable).parent / "blocksync")
 ENV = {k: v for k, v in os.environ.items() if k != "BLOCKSYNC_STORE"}

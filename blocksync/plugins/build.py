@@ -49,9 +49,15 @@ APP_MODULE = "app"
 SDK_PACKAGE = "pattern_extension_api"
 #: the name under which every guest can `import` blocksync's truth table (blocksync/truth.py)
 TRUTH_MODULE = "blocksync_truth"
+#: the name under which guests import the protocol that carries its decisions out (apply.py)
+APPLY_MODULE = "blocksync_apply"
 #: pure modules of blocksync (standard library only) every Python guest can import, by the
 #: name it imports them under: one source file serves host and plugins alike
-SHIPPED_MODULES = {TRUTH_MODULE: "truth.py", "blocksync_sigv4": "sigv4.py"}
+SHIPPED_MODULES = {
+    TRUTH_MODULE: "truth.py",
+    APPLY_MODULE: "apply.py",
+    "blocksync_sigv4": "sigv4.py",
+}
 REGISTER = "register_extension"
 FILESYSTEM_FLAG = "needs_filesystem"
 

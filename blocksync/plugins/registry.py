@@ -53,7 +53,7 @@ def parse_specs(tables: Mapping[str, Any], store_root: Path) -> dict[str, Plugin
             if not isinstance(table, dict):
                 raise ConfigError(f"{where} must be a table")
             if table.get("type") == "file":
-                continue  # a native source, not a plugin (blocksync.filesource)
+                continue  # a native source, not a plugin (blocksync.folder_source)
             if table.get("type") != "wasm":
                 what = f"type {table['type']!r} is not supported" if "type" in table else "no type"
                 raise ConfigError(f"{where}: {what}; use \"file\" or \"wasm\"")

@@ -3,9 +3,10 @@
 Subclass it, implement the outside side — `list_paths`, `read`, `write`, `remove` — and register
 the class: the SDK does the rest, the way blocksync's own file source does it. Every path is
 reconciled by blocksync's truth table (`blocksync_truth`, shipped into every Python plugin): its
-base, its outside content and its block go through `decide`; the block is written first, then
-the outside (your `write` / `remove`, which must refuse when the path changed since it was read),
-then the base, last. A conflict is reported to the host with all three sides; a dry run decides
+base, its outside content and its block go through `decide`, and `blocksync_apply` (shipped too:
+the very protocol blockync's own folder source runs) carries the decision out: the block first,
+then the outside (your `write` / `remove`, which must refuse when the path changed since it was
+read), then the base, last. The four methods are `blocksync_apply.Outside`, the outside port. A conflict is reported to the host with all three sides; a dry run decides
 and writes nothing. `load`, `create`, `save`, `delete`, `history`, `rollback` and `diff` come
 with it.
 
@@ -46,13 +47,22 @@ unchanged, any others are decided by the truth table (with the bytes already rea
 from __future__ import annotations
 
 import difflib
-import hashlib
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import ClassVar
 
-from blocksync_truth import Action, decide
+from blocksync_apply import (
+    Change,
+    DeleteRefused,
+    NothingToDelete,
+    Unreadable,
+    apply,
+    delete,
+    sha256,
+    text_of,
+)
+from blocksync_truth import Action, Decision, decide
 from wit_world.imports.types import ReconcileResult_NeedsResolution
 
 from . import host, sync
@@ -82,10 +92,6 @@ LEVELS = {
 _ORDER = ("read-only", "read-write", "admin")
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _merge(base: str, disk: str, agent: str) -> str | None:
     try:
         return sync.merge3(base, disk, agent)
@@ -93,9 +99,37 @@ def _merge(base: str, disk: str, agent: str) -> str | None:
         return None
 
 
-class Unreadable(Exception):
-    """Outside content that cannot be synced as text: raised by `read` for what is no object
-    to sync (a FIFO, a link, an unreadable path), it leaves that path alone, never the rest."""
+class _Inside:
+    """The blocks and the bases as a plugin reaches them (host calls): the Inside port of
+    `blocksync_apply`, one path at a time."""
+
+    def __init__(self, source: SyncedSource) -> None:
+        self._source = source
+
+    def write_blocks(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            owner, label, content = change.owner, change.label, change.decision.content
+            if content is None:
+                host.memory_delete_block(owner, label)
+            elif change.agent is None:
+                description = f"{change.path} in {self._source.source_id()}"
+                host.memory_create_block(owner, label, description, content)
+            elif content != change.agent:
+                host.memory_update_block(owner, label, content)
+
+    def written(self) -> None:
+        pass  # every write of the outside's own is durable when it returns
+
+    def write_bases(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            if change.decision.content is None:
+                sync.forget(change.path)
+            else:
+                block = BlockRef("", change.label, change.owner)
+                sync.set_base(change.path, block, change.decision.content)
+
+    def stopped(self) -> str | None:
+        return None
 
 
 class SyncedSource(DataBlockExtension):
@@ -108,23 +142,19 @@ class SyncedSource(DataBlockExtension):
 
     # -- the outside side: what a subclass implements ------------------------------------
 
-    @abstractmethod
-    def list_paths(self) -> list[str]:
-        """Every path the outside holds now (temporary objects of your writes left out)."""
+    # the four methods of `blocksync_apply.Outside`: its docstrings say what each must do
 
     @abstractmethod
-    def read(self, path: str) -> bytes | None:
-        """The content of `path`, or None when there is none."""
+    def list_paths(self) -> list[str]: ...
 
     @abstractmethod
-    def write(self, path: str, data: bytes, expected: str | None) -> bool:
-        """Store `data` at `path` unless its content's sha256 is no longer `expected` (None:
-        the path must be absent): then write nothing and return False. Make the write atomic
-        (a reader sees the old or the new content, never a mix)."""
+    def read(self, path: str) -> bytes | None: ...
 
     @abstractmethod
-    def remove(self, path: str, expected: str) -> bool:
-        """Delete `path` unless its content's sha256 is no longer `expected` (False then)."""
+    def write(self, path: str, data: bytes, expected: str | None) -> bool: ...
+
+    @abstractmethod
+    def remove(self, path: str, expected: str) -> bool: ...
 
     def digests(self, paths: list[str]) -> Mapping[str, object] | None:
         """Every outside path -> a fingerprint of its content that `unchanged` understands (by
@@ -204,12 +234,7 @@ class SyncedSource(DataBlockExtension):
             data = self.read(path)
         if data is None:
             return None, None
-        try:
-            return data.decode("utf-8"), sha256(data)
-        except UnicodeDecodeError as exc:
-            raise Unreadable(
-                f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-            ) from None
+        return text_of(data), sha256(data)
 
     def _agent(self, owner: str, label: str) -> str | None:
         try:
@@ -278,48 +303,19 @@ class SyncedSource(DataBlockExtension):
             return NoChange(path)
         agent = self._agent(owner, label)
         decision = decide(base, disk, agent, self.permission, _merge)
-        action, content = decision.action, decision.content
-        if action is Action.NO_CHANGE:
+        change = Change(path, owner, label, base, disk, disk_hash, agent, decision)
+        if decision.action is Action.NO_CHANGE:
             return NoChange(path)
-        if action is Action.CONFLICT:
-            return self._conflict(path, owner, label, disk, agent, decision.reason)
-        if dry:
-            return Resolved(path, action.value)
-        # 1. the block
-        if action is Action.DELETE_AGENT:
-            host.memory_delete_block(owner, label)
-        elif action in (Action.TO_AGENT, Action.MERGED) and content not in (None, agent):
-            if agent is None:
-                host.memory_create_block(owner, label, f"{path} in {self.source_id()}", content)
-            else:
-                host.memory_update_block(owner, label, content)
-        # 2. the outside, re-checked by write / remove
-        done = True
-        if action is Action.DELETE_DISK:
-            done = disk_hash is None or self.remove(path, disk_hash)
-        elif action in (Action.TO_DISK, Action.MERGED) and content not in (None, disk):
-            done = self.write(path, content.encode("utf-8"), disk_hash)
-        if not done:
-            try:
-                now, _ = self._text(path)
-            except Unreadable:
-                now = None
-            agent_now = content if action is Action.MERGED else agent
-            return self._conflict(
-                path, owner, label, now, agent_now, "the outside changed while it was being written"
-            )
-        # 3. the base, last
-        if content is None:
-            sync.forget(path)
-        else:
-            sync.set_base(path, BlockRef("", label, owner), content)
-        return Resolved(path, action.value)
-
-    def _conflict(
-        self, path: str, owner: str, label: str, disk: str | None, agent: str | None, reason: str
-    ) -> ReconcileResult:
-        sync.report_conflict(path, BlockRef("", label, owner), disk, reason)
-        return NeedsResolution(path, disk or "", agent or "")
+        if decision.action is not Action.CONFLICT and not dry:
+            apply([change], self, _Inside(self))
+        if change.skipped is not None:
+            host.log(LogLevel.WARN, f"{path}: left for the next run: {change.skipped}")
+            return NoChange(path)
+        if change.needs_resolution:
+            disk, agent = change.sides_now()
+            sync.report_conflict(path, BlockRef("", label, owner), disk, change.reason)
+            return NeedsResolution(path, disk or "", agent or "")
+        return Resolved(path, decision.action.value)
 
     def _settled(self, path: str, data: bytes | None = None, read: bool = False) -> None:
         """Reconcile one path for load/create/save; raise unless it ended in sync."""
@@ -382,16 +378,14 @@ class SyncedSource(DataBlockExtension):
         owner, label, base = self._binding(path)
         disk, disk_hash = self._text(path)
         agent = self._agent(owner, label)
-        if disk is not None and disk != base and disk != agent:
-            raise RuntimeError(f"{path!r} has changes no reconcile has recorded; reconcile it")
-        if base is None and disk is None and agent is None:
-            raise FileNotFoundError(f"no path {path!r}")
-        if agent is not None:
-            host.memory_delete_block(owner, label)
-        if disk_hash is not None and not self.remove(path, disk_hash):
-            raise RuntimeError(f"{path!r} changed while it was being deleted")
-        if base is not None:
-            sync.forget(path)
+        change = Change(path, owner, label, base, disk, disk_hash, agent,
+                        Decision(Action.FORGET, None, "deleted"))
+        try:
+            delete(change, self, _Inside(self))
+        except NothingToDelete:
+            raise FileNotFoundError(f"no path {path!r}") from None
+        except DeleteRefused as exc:
+            raise RuntimeError(f"{path!r}: {exc}") from None
 
     # -- versions (through the host) -----------------------------------------------------
 

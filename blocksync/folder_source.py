@@ -25,8 +25,9 @@ added or reordered. Once synced, a path is bound to its block in the sync bases
 (``refs/sync/<key>``), and the binding, not the label scheme, says which block mirrors it.
 
 **Reconcile.** Each path's base, disk and agent contents go through :func:`blocksync.truth.decide`
-(the one truth table) under the path's permission level, and the decision is applied in this
-order, so that a run killed at any point leaves every path with its old or its new content on
+(the one truth table) under the path's permission level, and :func:`blocksync.apply.apply` (the
+one protocol, over the folder's :class:`~blocksync.folder_disk.RootsOutside`) carries the decision
+out in this order, so that a run killed at any point leaves every path with its old or its new content on
 each side and the next run converges: (1) every block change of the call in ONE block-store
 transaction; (2) each file written atomically (temp file in the same folder, fsync, the file's
 hash re-checked, rename) or removed, then every folder written to fsynced once; (3) the sync
@@ -43,21 +44,21 @@ derived from the bases ref) is unchanged without reading its base or its block.
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
-from . import interrupts, names, permissions
+from . import apply, folder_disk, interrupts, names, permissions
+from .apply import Change, Unreadable
 from .base_index import BaseIndex
-from .bases import BaseEntry, SyncBases, ref_name
+from .bases import BaseEntry, SyncBases
 from .blocks import DEFAULT_SCHEMA, BlockStore
-from .disk import Folder, Listing, is_vcs_path, printable_path, store_overlap
+from .disk import Folder, is_vcs_path, store_overlap
 from .errors import (
     AccessDenied,
     AlreadyExists,
@@ -71,6 +72,8 @@ from .errors import (
     StoreCorrupt,
     UsageError,
 )
+from .folder_config import FileSourceSpec
+from .folder_disk import Roots, RootsOutside, Survey, opened, read_file, why
 from .gitstore import GitStore
 from .merge import merge3
 from .sources import (
@@ -95,13 +98,11 @@ from .truth import Action, Decision, content_hash, decide
 __all__ = [
     "FAULT_STEPS",
     "FileSource",
-    "FileSourceSpec",
     "FileTarget",
-    "parse_file_source",
+    "root_tag",
 ]
 
 LABEL_PREFIX = "file:"
-DEFAULT_RULES = (PermissionRule("**", PermissionLevel.READ_WRITE),)
 #: The write steps a fault hook is called at, in the order they happen.
 FAULT_STEPS = (
     "before-block-commit",
@@ -115,131 +116,6 @@ FAULT_STEPS = (
 Fault = Callable[[str], None]
 
 
-# -- configuration ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FileSourceSpec:
-    """One ``[agents.<agent>.data_sources.<key>]`` table of ``type = "file"``."""
-
-    key: str  # the table key: the source's name (its bases live in refs/sync/<key>)
-    agent: str  # owner of the blocks
-    name: str
-    paths: tuple[Path, ...]  # root folders, absolute
-    recursive: bool = True
-    include_patterns: tuple[str, ...] = ("**",)
-    exclude_patterns: tuple[str, ...] = ()
-    permission_rules: tuple[PermissionRule, ...] = DEFAULT_RULES
-
-
-_FILE_KEYS = {
-    "type", "name", "paths", "recursive", "include_patterns", "exclude_patterns",
-    "permission_rules",
-}
-
-
-def parse_file_source(
-    agent: str, key: str, table: Mapping[str, Any], store_root: Path
-) -> FileSourceSpec:
-    """Check one ``type = "file"`` table; every error names the table and the key at fault."""
-    where = f"[agents.{agent}.data_sources.{key}]"
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{where} must be a table")
-    try:
-        names.validate(agent, "agent")
-        ref_name(key)
-    except UsageError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    unknown = sorted(set(table) - _FILE_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_FILE_KEYS))}"
-        )
-    if table.get("type") != "file":
-        raise ConfigError(f"{where}.type must be \"file\", not {table.get('type')!r}")
-    name = table.get("name", key)
-    if not isinstance(name, str):
-        raise ConfigError(f"{where}.name must be a string")
-    raw_paths = table.get("paths")
-    if (
-        not isinstance(raw_paths, list)
-        or not raw_paths
-        or not all(isinstance(p, str) and p for p in raw_paths)
-    ):
-        raise ConfigError(f"{where}.paths must be a non-empty list of folder paths")
-    roots = tuple(_resolve(store_root, p) for p in raw_paths)
-    for i, root in enumerate(roots):
-        for j, other in enumerate(roots[:i]):
-            if root == other or root.is_relative_to(other) or other.is_relative_to(root):
-                raise ConfigError(
-                    f"{where}.paths: {raw_paths[j]!r} and {raw_paths[i]!r} overlap ({other} and "
-                    f"{root}); a file must belong to one root only"
-                )
-    recursive = table.get("recursive", True)
-    if not isinstance(recursive, bool):
-        raise ConfigError(f"{where}.recursive must be true or false")
-    include = _patterns(table.get("include_patterns", ["**"]), f"{where}.include_patterns")
-    exclude = _patterns(table.get("exclude_patterns", []), f"{where}.exclude_patterns")
-    rules = _rules(table.get("permission_rules"), f"{where}.permission_rules")
-    for raw, root in zip(raw_paths, roots):
-        problem = store_overlap(root, store_root)
-        if problem is not None:
-            raise ConfigError(f"{where}.paths: {raw!r} ({root}) {problem}")
-    return FileSourceSpec(
-        key=key,
-        agent=agent,
-        name=name,
-        paths=roots,
-        recursive=recursive,
-        include_patterns=include,
-        exclude_patterns=exclude,
-        permission_rules=rules,
-    )
-
-
-def _resolve(store_root: Path, path: str) -> Path:
-    p = Path(path).expanduser()
-    return (p if p.is_absolute() else Path(store_root) / p).resolve()
-
-
-def _patterns(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
-        raise ConfigError(f"{where} must be a list of glob patterns (strings)")
-    for pattern in value:
-        try:
-            permissions.matches(pattern, "x")
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
-    return tuple(value)
-
-
-def _rules(value: Any, where: str) -> tuple[PermissionRule, ...]:
-    if value is None:
-        return DEFAULT_RULES
-    if not isinstance(value, list):
-        raise ConfigError(f"{where} must be a list of {{ pattern, permission }} tables")
-    rules = []
-    levels = ", ".join(p.value for p in PermissionLevel)
-    for i, item in enumerate(value):
-        if not isinstance(item, dict) or set(item) != {"pattern", "permission"}:
-            raise ConfigError(f"{where}[{i}] must be {{ pattern = \"…\", permission = \"…\" }}")
-        if not isinstance(item["pattern"], str) or not item["pattern"]:
-            raise ConfigError(f"{where}[{i}].pattern must be a glob pattern (a string)")
-        try:
-            level = PermissionLevel(item["permission"])
-        except ValueError:
-            raise ConfigError(f"{where}[{i}].permission must be one of {levels}") from None
-        try:
-            permissions.matches(item["pattern"], "x")
-        except ConfigError as exc:
-            raise ConfigError(f"{where}[{i}]: {exc}") from exc
-        rules.append(PermissionRule(item["pattern"], level))
-    return tuple(rules)
-
-
-# -- results ----------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class FileTarget:
     """Where a source path lives on disk, and the label the scheme gives its block."""
@@ -251,27 +127,15 @@ class FileTarget:
     label: str  # the block label the scheme gives it (a binding may name another block)
 
 
-@dataclass
-class _Plan:
+@dataclass(kw_only=True)
+class _Plan(Change):
+    """One path's change (see :class:`blocksync.apply.Change`), with where it lives."""
+
     target: FileTarget
-    owner: str
-    label: str
-    base: str | None
-    disk: str | None
-    disk_hash: str | None
-    agent: str | None
-    version: int | None
+    version: int | None  # the block's, as decided on (None: no block)
     level: PermissionLevel
-    decision: Decision
-    result: ReconcileResult | None = None
-    skipped: str | None = None
 
 
-_BLOCK_ACTIONS = (Action.TO_AGENT, Action.MERGED, Action.DELETE_AGENT)
-_FILE_ACTIONS = (Action.TO_DISK, Action.MERGED, Action.DELETE_DISK)
-
-
-_CHANGED_WHILE_WRITING = "the file changed while reconcile was writing it"
 #: a plan's mark: its block moved while this call wrote (decided again once, then BLOCK_MOVED)
 _MOVED = "its block changed while reconcile was writing it"
 _VCS = "it is in a version-control folder (.git, .hg, .svn, .jj, .bzr): never synced"
@@ -288,58 +152,6 @@ class _Snapshot:
     latest: dict[tuple[str, str], tuple[int, str]]  # (owner, label) -> (version, content blob)
 
 
-@dataclass
-class _Survey:
-    """The roots as one listing found them (a run over every path)."""
-
-    listings: dict[int, Listing] = field(default_factory=dict)  # root index -> its listing
-    files: set[str] = field(default_factory=set)  # selected regular files, as source paths
-    present: set[str] = field(default_factory=set)  # every regular file, selected or not
-    skipped: list[Skipped] = field(default_factory=list)  # odd entries (selected) and why
-
-    def unknown(self, index: int, rel: str) -> str | None:
-        """Why nothing can be said of ``rel`` of root ``index`` (None: it was listed)."""
-        return self.listings[index].unknown(rel)
-
-
-class _Disk:
-    """The roots of a source opened for one call (see :mod:`blocksync.disk`): every read and
-    write goes through them, never through a path the kernel resolves again."""
-
-    def __init__(self, source: FileSource) -> None:
-        self._source = source
-        self._open: dict[Path, Folder] = {}
-
-    def __getitem__(self, root: Path) -> Folder:
-        folder = self._open.get(root)
-        if folder is None:
-            try:
-                folder = Folder(root, avoid=self._source._avoid)
-            except OSError as exc:
-                raise NotFound(
-                    f"root folder {root} of file source {self._source.key!r} is missing or "
-                    f"unreadable ({_why(exc)}): refusing to treat its files as deleted"
-                ) from exc
-            self._open[root] = folder
-        return folder
-
-    def sync(self) -> None:
-        for folder in self._open.values():
-            folder.sync()
-
-    def close(self) -> None:
-        for folder in self._open.values():
-            folder.close()
-        self._open.clear()
-
-
-def _why(exc: OSError) -> str:
-    """An OS error as the reason a path is left alone."""
-    if exc.errno == errno.ELOOP:
-        return "a symbolic link is in the way (blocksync never follows one out of the folder)"
-    return exc.strerror or str(exc)
-
-
 def _merge(base: str, disk: str, agent: str) -> str | None:
     return merge3(base, disk, agent).text
 
@@ -348,18 +160,87 @@ def _hash(text: str | None) -> str | None:
     return None if text is None else content_hash(text)
 
 
-def _path_of(item: NoChange | _Plan) -> str:
-    return item.path if isinstance(item, NoChange) else item.target.path
-
-
-def _would(plan: _Plan) -> ReconcileResult:
-    """What applying ``plan`` would report (for a dry run)."""
-    action, path = plan.decision.action, plan.target.path
+def _result(plan: _Plan) -> ReconcileResult:
+    """What became of an applied plan (or would, in a dry run), as reconcile reports it."""
+    action, path = plan.decision.action, plan.path
     if action is Action.NO_CHANGE:
         return NoChange(path)
-    if action is Action.CONFLICT:
-        return NeedsResolution(path, plan.disk or "", plan.agent or "")
+    if plan.needs_resolution:
+        disk, agent = plan.sides_now()
+        return NeedsResolution(path, disk or "", agent or "")
     return Resolved(path, action.value)
+
+
+class _Inside:
+    """The block store and the sync bases of a file source: :class:`blocksync.apply.Inside`.
+    ``message``: the commit message of a single-path change (None: one naming the batch);
+    ``skip_stale``: a block that moved since it was read is marked, not an error."""
+
+    def __init__(
+        self, source: FileSource, roots: Roots, message: str | None = None, skip_stale: bool = True
+    ) -> None:
+        self._source = source
+        self._roots = roots
+        self._message = message
+        self._skip_stale = skip_stale
+
+    def _say(self, plans: Sequence[_Plan], what: str) -> str:
+        if self._message is not None:
+            return self._message
+        shown = ", ".join(p.path for p in plans[:3]) + (", ..." if len(plans) > 3 else "")
+        head = f"reconcile file source {self._source.key}: {len(plans)} {what}"
+        return f"{head} ({shown})".replace("\0", "\\0")
+
+    def stopped(self) -> str | None:
+        return interrupts.reason()
+
+    def written(self) -> None:
+        # each folder written to fsynced once, after all its files were renamed and
+        # before any base advances (ext4 and friends commit the renames together)
+        self._roots.sync()
+
+    def write_blocks(self, plans: Sequence[_Plan]) -> None:
+        if not plans:
+            return
+        source = self._source
+        blocks = source.blocks
+        with blocks.transaction(
+            self._say(plans, "block(s)"), source.author, skip_stale=self._skip_stale
+        ) as tx:
+            for plan in plans:
+                action, content = plan.decision.action, plan.decision.content
+                try:
+                    if action is Action.DELETE_AGENT:
+                        tx.delete(plan.owner, plan.label, expected_version=plan.version)
+                    elif plan.agent is None:
+                        assert content is not None
+                        tx.create(
+                            plan.owner, plan.label, content,
+                            description=f"{plan.target.rel} in {plan.target.root}",
+                        )
+                    else:
+                        assert content is not None
+                        tx.update(plan.owner, plan.label, content, expected_version=plan.version)
+                except InvalidContent as exc:  # e.g. over the block's char_limit
+                    plan.skipped = f"the block cannot hold it: {exc}"
+            source._hook("before-block-commit")
+        for plan in plans:  # an agent wrote these meanwhile: nothing of them was written
+            if (plan.owner, plan.label) in tx.stale:
+                plan.skipped = _MOVED
+        source._hook("after-block-commit")
+
+    def write_bases(self, plans: Sequence[_Plan]) -> None:
+        source = self._source
+        source._hook("before-bases")
+        with source.bases.update(self._say(plans, "base(s)"), source.author) as tx:
+            for plan in plans:
+                content = plan.decision.content
+                if content is None:
+                    tx.forget(plan.path)
+                else:
+                    tx.set_base(plan.path, plan.owner, plan.label, content)
+        source.base_index().record(source.bases, tx)
+        source._hook("after-bases")
 
 
 # -- the source -------------------------------------------------------------------------------
@@ -431,7 +312,7 @@ class FileSource:
     def base_index(self) -> BaseIndex:
         """The index of the bases in the store's ``index.db`` (opened on first use)."""
         if self._base_index is None:
-            self._base_index = BaseIndex(Path(self.blocks._index.path))
+            self._base_index = BaseIndex(self.blocks.index_db)
         return self._base_index
 
     def _snapshot(self) -> _Snapshot:
@@ -528,16 +409,13 @@ class FileSource:
         """The text of ``target`` and the sha256 of its bytes now ((None, None): no file);
         UsageError when it is left alone (no regular file, not UTF-8)."""
         with self._disk() as disk:
-            text, digest, unreadable = self._read_disk(target, disk[target.root])
+            text, digest, unreadable = read_file(disk[target.root], target.rel)
         if unreadable is not None:
             raise UsageError(f"source {self.spec.key!r}: {target.path!r} is left alone: {unreadable}")
         return text, digest
 
     def _label(self, index: int, rel: str) -> str:
         return f"{LABEL_PREFIX}{self.tags[index]}:{rel}"
-
-    def _source_path(self, index: int, rel: str) -> str:
-        return f"{index}:{rel}" if len(self.spec.paths) > 1 else rel
 
     def path_for_label(self, label: str) -> str | None:
         """The source path the label scheme gives ``label``; None if not one of this source's."""
@@ -546,7 +424,7 @@ class FileSource:
         tag, colon, rel = label[len(LABEL_PREFIX):].partition(":")
         if not colon or tag not in self.tags:
             return None
-        path = self._source_path(self.tags.index(tag), rel)
+        path = self.spec.source_path(self.tags.index(tag), rel)
         try:
             self.target(path)
         except UsageError:
@@ -556,74 +434,26 @@ class FileSource:
     def level(self, rel: str) -> PermissionLevel:
         return permissions.level_for(rel, self.spec.permission_rules, self.config_rules)
 
-    def _excluded(self, rel: str) -> bool:
-        """As in .gitignore: a pattern excludes a file it matches, or any folder above it
-        (``build/`` with its trailing slash matches folders only)."""
-        if not self.spec.exclude_patterns:
-            return False
-        parts = rel.split("/")
-        if any(
-            permissions.matches(p, rel) for p in self.spec.exclude_patterns if not p.endswith("/")
-        ):
-            return True
-        return any(self._folder_excluded("/".join(parts[:i])) for i in range(1, len(parts)))
-
-    def _folder_excluded(self, folder: str) -> bool:
-        if not self.spec.exclude_patterns:
-            return False
-        return any(permissions.matches(p.rstrip("/"), folder) for p in self.spec.exclude_patterns)
-
     def selects(self, rel: str) -> bool:
         """Does the configuration select the file ``rel`` (recursive, include, exclude)?"""
-        if not self.spec.recursive and "/" in rel:
-            return False
-        if not any(permissions.matches(p, rel) for p in self.spec.include_patterns):
-            return False
-        return not self._excluded(rel)
+        return self.spec.selects(rel)
 
-    @contextmanager
-    def _disk(self) -> Iterator[_Disk]:
-        disk = _Disk(self)
-        try:
-            yield disk
-        finally:
-            disk.close()
+    def _disk(self) -> contextlib.AbstractContextManager[Roots]:
+        return opened(self.key, self._avoid)
+
+    def _outside(self, disk: Roots) -> RootsOutside:
+        """The :class:`blocksync.apply.Outside` port over ``disk``, the roots opened for a call."""
+
+        def locate(path: str) -> tuple[Path, str]:
+            index, rel = self._locate(path)
+            return self.spec.paths[index], rel
+
+        return RootsOutside(disk, self.spec, locate, self._hook)
 
     def scan(self) -> list[str]:
-        """The selected regular files on disk now, sorted (see :meth:`_survey`)."""
+        """The selected regular files on disk now, sorted (see :func:`folder_disk.survey`)."""
         with self._disk() as disk:
-            return sorted(self._survey(disk).files)
-
-    def _survey(self, disk: _Disk) -> _Survey:
-        """Every root listed (never through a link, never into the store or a version-control
-        folder): the selected files, what is skipped and why, folders that cannot be listed."""
-        survey = _Survey()
-        for index, root in enumerate(self.spec.paths):
-            listing = survey.listings[index] = disk[root].scan(
-                recursive=self.spec.recursive, skip=self._folder_excluded
-            )
-            for folder, reason in listing.unlisted:
-                if not folder:
-                    raise NotFound(
-                        f"source {self.key!r}: folder {root} cannot be listed ({reason}); "
-                        "refusing to reconcile it in this run"
-                    )
-                survey.skipped.append(Skipped(
-                    self._source_path(index, folder + "/"),
-                    f"this folder cannot be listed ({reason}): its files are left as they are",
-                ))
-            for rel, reason in listing.odd:
-                # a name that is not UTF-8 is reported whatever the patterns: the entry may
-                # be a folder, whose files the patterns would select
-                shown = printable_path(rel)
-                if shown != rel or self.selects(rel):
-                    survey.skipped.append(Skipped(self._source_path(index, shown), reason))
-            for rel in listing.files:
-                path = self._source_path(index, rel)
-                survey.present.add(path)
-                if self.selects(rel):
-                    survey.files.add(path)
-        return survey
+            return self._outside(disk).list_paths()
 
     def candidates(self) -> list[str]:
         """Bound paths, selected files on disk, and the agent's blocks whose labels name a path
@@ -633,9 +463,9 @@ class FileSource:
         left out: they stay bound, and untouched, until someone forgets them.
         """
         with self._disk() as disk:
-            return self._candidates(self._snapshot(), self._survey(disk))[0]
+            return self._candidates(self._snapshot(), folder_disk.survey(disk, self.spec))[0]
 
-    def _candidates(self, snap: _Snapshot, survey: _Survey) -> tuple[list[str], list[Skipped]]:
+    def _candidates(self, snap: _Snapshot, survey: Survey) -> tuple[list[str], list[Skipped]]:
         """The candidates, and the agent's blocks that name a path never synced (and why)."""
         paths = set(survey.files)
         skipped: list[Skipped] = []
@@ -652,10 +482,10 @@ class FileSource:
             if owner != self.spec.agent or not label.startswith(LABEL_PREFIX):
                 continue
             tag, _, rel = label[len(LABEL_PREFIX):].partition(":")
-            if tag in tags and self._source_path(tags[tag], rel) in paths:
+            if tag in tags and self.spec.source_path(tags[tag], rel) in paths:
                 continue  # already a candidate (the usual case): no need to parse it again
             if tag in tags and is_vcs_path(rel):
-                path = self._source_path(tags[tag], rel)
+                path = self.spec.source_path(tags[tag], rel)
                 skipped.append(Skipped(path, f"block {owner}/{label} names it, but {_VCS}"))
                 continue
             named = self.path_for_label(label)
@@ -665,7 +495,7 @@ class FileSource:
 
     # -- reconcile --------------------------------------------------------------------------
 
-    def _guard(self, snap: _Snapshot, survey: _Survey) -> None:
+    def _guard(self, snap: _Snapshot, survey: Survey) -> None:
         """Refuse a run over all paths in which most bound files vanished at once, or most of
         their blocks were deleted (see :func:`blocksync.sources.mass_deletion`). Files in
         folders that cannot be listed are unknown, not gone; version-control paths never sync."""
@@ -722,7 +552,7 @@ class FileSource:
             snap = self._snapshot()
             survey = None
             if wanted is None:
-                survey = self._survey(disk)
+                survey = folder_disk.survey(disk, self.spec)
                 if not allow_mass_delete:
                     self._guard(snap, survey)
                 wanted, skipped = self._candidates(snap, survey)
@@ -733,26 +563,23 @@ class FileSource:
             ordered = self._decide(wanted, snap, disk, survey, outcome)
             plans = [item for item in ordered if isinstance(item, _Plan)]
             stopped = interrupts.reason()
-            if dry_run:
-                for plan in plans:
-                    plan.result = _would(plan)
-            elif stopped is not None:  # a signal came while deciding: nothing written at all
+            if stopped is not None and not dry_run:  # a signal came while deciding: no writes
                 for plan in plans:
                     plan.skipped = stopped
-            else:
+            elif not dry_run:
                 self._apply(plans, disk)
-                moved = {plan.target.path for plan in plans if plan.skipped == _MOVED}
+                moved = {plan.path for plan in plans if plan.skipped == _MOVED}
                 if moved:  # decided again once, with the block as it is now
                     again = self._decide(sorted(moved), self._snapshot(), disk, survey, outcome)
                     self._apply([item for item in again if isinstance(item, _Plan)], disk)
-                    redone = {_path_of(item): item for item in again}
+                    redone = {item.path: item for item in again}
                     ordered = [
                         redone[path] if path in redone else item
                         for item in ordered
-                        if (path := _path_of(item)) not in moved or path in redone
+                        if (path := item.path) not in moved or path in redone
                     ]
             for item in ordered:
-                self._report(item, outcome, disk)
+                self._report(item, outcome)
         order = {p: i for i, p in enumerate(wanted)}
         outcome.skipped.sort(key=lambda s: order.get(s.path, -1))
         self.skipped = list(outcome.skipped)
@@ -762,8 +589,8 @@ class FileSource:
         self,
         wanted: list[str],
         snap: _Snapshot,
-        disk: _Disk,
-        survey: _Survey | None,
+        disk: Roots,
+        survey: Survey | None,
         outcome: ReconcileOutcome,
     ) -> list[NoChange | _Plan]:
         """In the order of ``wanted``: each path found unchanged by its hashes alone, or its
@@ -795,14 +622,15 @@ class FileSource:
             try:
                 classified = self._classify(target, snap, folder, read)
             except StoreCorrupt as exc:  # one damaged object fails its path, not the source
-                classified = str(exc)
-            if isinstance(classified, str):
-                outcome.skipped.append(Skipped(target.path, classified))
+                classified = Skipped(path, str(exc))
+            if isinstance(classified, Skipped):
+                outcome.skipped.append(classified)
             else:
                 ordered.append(classified)
         return ordered
 
-    def _report(self, item: NoChange | _Plan, outcome: ReconcileOutcome, disk: _Disk) -> None:
+    @staticmethod
+    def _report(item: NoChange | _Plan, outcome: ReconcileOutcome) -> None:
         if isinstance(item, NoChange):
             outcome.results.append(item)
             outcome.reasons[item.path] = _UNCHANGED
@@ -810,42 +638,16 @@ class FileSource:
         plan = item
         if plan.skipped is not None:
             reason = BLOCK_MOVED if plan.skipped == _MOVED else plan.skipped
-            outcome.skipped.append(Skipped(plan.target.path, reason))
+            outcome.skipped.append(Skipped(plan.path, reason))
             return
-        assert plan.result is not None
-        outcome.results.append(plan.result)
-        outcome.reasons[plan.target.path] = plan.decision.reason
-        if isinstance(plan.result, NeedsResolution):
-            disk_text = plan.disk
-            if plan.decision.reason == _CHANGED_WHILE_WRITING:
-                disk_text, _, _ = self._read_disk(plan.target, disk[plan.target.root])
-            outcome.conflicts[plan.target.path] = Sides(
+        result = _result(plan)
+        outcome.results.append(result)
+        outcome.reasons[plan.path] = plan.reason
+        if isinstance(result, NeedsResolution):
+            disk_text = plan.outside_now if plan.conflict is not None else plan.outside
+            outcome.conflicts[plan.path] = Sides(
                 plan.owner, plan.label, plan.base, disk_text, plan.agent
             )
-
-    @staticmethod
-    def _text_of(data: bytes) -> tuple[str | None, str | None]:
-        """(text, None), or (None, why) when ``data`` is not UTF-8."""
-        try:
-            return data.decode("utf-8"), None
-        except UnicodeDecodeError as exc:
-            return None, (
-                f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
-                "binary files are left alone"
-            )
-
-    def _read_disk(
-        self, target: FileTarget, folder: Folder
-    ) -> tuple[str | None, str | None, str | None]:
-        """(text, sha256 of its bytes, None); (None, None, None) if there is no file; or
-        (None, None, reason) if it cannot be synced as text: then it is left alone."""
-        data, unreadable = folder.read(target.rel)
-        if data is None:
-            return None, None, unreadable
-        text, why = self._text_of(data)
-        if text is None:
-            return None, None, why
-        return text, hashlib.sha256(data).hexdigest(), None
 
     @staticmethod
     def _unchanged(entry: BaseEntry, data: bytes | None, snap: _Snapshot) -> bool:
@@ -857,7 +659,7 @@ class FileSource:
         return (
             latest is not None
             and latest[1] == entry.base_blob
-            and hashlib.sha256(data).hexdigest() == entry.base_sha256
+            and apply.sha256(data) == entry.base_sha256
         )
 
     def _classify(
@@ -866,7 +668,7 @@ class FileSource:
         snap: _Snapshot,
         folder: Folder,
         read: tuple[bytes | None, str | None] | None = None,
-    ) -> _Plan | str:
+    ) -> _Plan | Skipped:
         """The plan for one path, or the reason it is left alone.
 
         Hashes first: a path whose file's sha256 is its base's, and whose block's newest
@@ -876,7 +678,7 @@ class FileSource:
         try:
             target.rel.encode("utf-8")
         except UnicodeEncodeError:
-            return "its name is not UTF-8: it cannot be a block label"
+            return Skipped(target.path, "its name is not UTF-8: it cannot be a block label")
         entry = snap.entries.get(target.path)
         if entry is not None:
             owner, label = entry.owner, entry.label
@@ -885,16 +687,18 @@ class FileSource:
             try:
                 names.validate(label, "label")
             except UsageError as exc:
-                return f"its name cannot be a block label: {exc}"
+                return Skipped(target.path, f"its name cannot be a block label: {exc}")
             other = snap.bound_blocks.get((owner, label))
             if other is not None:
-                return f"its block {owner}/{label} is bound to path {other!r}"
+                return Skipped(target.path, f"its block {owner}/{label} is bound to path {other!r}")
             if not self.selects(target.rel):
-                return "not selected by the source's recursive/include/exclude settings"
+                return Skipped(
+                    target.path, "not selected by the source's recursive/include/exclude settings"
+                )
         data, unreadable = folder.read(target.rel) if read is None else read
         if unreadable is not None:
-            return unreadable
-        disk_hash = None if data is None else hashlib.sha256(data).hexdigest()
+            return Skipped(target.path, unreadable)
+        disk_hash = None if data is None else apply.sha256(data)
         latest = snap.latest.get((owner, label))
         if (
             entry is not None
@@ -906,15 +710,16 @@ class FileSource:
             # the same bytes as the base (UTF-8, as every base is) on both sides
             text = data.decode("utf-8")
             return _Plan(
-                target, owner, label, text, text, disk_hash, text, latest[0],
-                self.level(target.rel), Decision(Action.NO_CHANGE, text, _UNCHANGED),
+                target.path, owner, label, text, text, disk_hash, text,
+                Decision(Action.NO_CHANGE, text, _UNCHANGED),
+                target=target, version=latest[0], level=self.level(target.rel),
             )
         disk: str | None = None
         if data is not None:
-            disk, why = self._text_of(data)
-            if disk is None:
-                assert why is not None
-                return why
+            try:
+                disk = apply.text_of(data)
+            except Unreadable as exc:
+                return Skipped(target.path, str(exc))
         # both sides as of the snapshot (a block that moves since is refused by its expected
         # version when written); a text known to equal another is never read twice: a file
         # hashing to its base's sha256 holds the base, a block whose blob is the base's too
@@ -929,7 +734,7 @@ class FileSource:
             if entry is not None and base_known and blob == entry.base_blob:
                 agent = base
             else:
-                agent = self.blocks._text(blob.encode("ascii"))
+                agent = self.blocks.read_blob(blob)
         if not base_known:
             assert entry is not None
             if latest is not None and latest[1] == entry.base_blob:
@@ -938,106 +743,17 @@ class FileSource:
                 base = self.bases.text(entry.base_blob)
         level = self.level(target.rel)
         decision = decide(base, disk, agent, level.value, _merge)
-        return _Plan(target, owner, label, base, disk, disk_hash, agent, version, level, decision)
+        return _Plan(
+            target.path, owner, label, base, disk, disk_hash, agent, decision,
+            target=target, version=version, level=level,
+        )
 
     def _hook(self, step: str) -> None:
         if self.fault is not None:
             self.fault(step)
 
-    def _apply(self, plans: list[_Plan], disk: _Disk) -> None:
-        for plan in plans:
-            action = plan.decision.action
-            if action is Action.NO_CHANGE:
-                plan.result = NoChange(plan.target.path)
-            elif action is Action.CONFLICT:
-                plan.result = NeedsResolution(plan.target.path, plan.disk or "", plan.agent or "")
-        todo = [p for p in plans if p.result is None]
-        self._write_blocks([p for p in todo if p.decision.action in _BLOCK_ACTIONS])
-        try:
-            for plan in todo:
-                if plan.skipped is None and plan.decision.action in _FILE_ACTIONS:
-                    # a signal stops the writes between two files; the bases of those written
-                    # still advance below, the others stay as they were for the next run
-                    plan.skipped = interrupts.reason()
-                    if plan.skipped is None:
-                        self._write_file(plan, disk[plan.target.root])
-        finally:
-            # each folder written to fsynced once, after all its files were renamed and
-            # before any base advances (ext4 and friends commit the renames together)
-            disk.sync()
-        settle = [p for p in todo if p.skipped is None and p.result is None]
-        if settle:
-            self._hook("before-bases")
-            with self.bases.update(self._message(settle, "base(s)"), self.author) as tx:
-                for plan in settle:
-                    content = plan.decision.content
-                    if content is None:
-                        tx.forget(plan.target.path)
-                    else:
-                        tx.set_base(plan.target.path, plan.owner, plan.label, content)
-            self.base_index().record(self.bases, tx)
-            self._hook("after-bases")
-        for plan in settle:
-            plan.result = Resolved(plan.target.path, plan.decision.action.value)
-
-    def _message(self, plans: list[_Plan], what: str) -> str:
-        shown = ", ".join(p.target.path for p in plans[:3]) + (", ..." if len(plans) > 3 else "")
-        head = f"reconcile file source {self.spec.key}: {len(plans)} {what}"
-        return f"{head} ({shown})".replace("\0", "\\0")
-
-    def _write_blocks(self, plans: list[_Plan]) -> None:
-        if not plans:
-            return
-        message = self._message(plans, "block(s)")
-        with self.blocks.transaction(message, self.author, skip_stale=True) as tx:
-            for plan in plans:
-                action, content = plan.decision.action, plan.decision.content
-                try:
-                    if action is Action.DELETE_AGENT:
-                        tx.delete(plan.owner, plan.label, expected_version=plan.version)
-                    elif plan.agent is None:
-                        assert content is not None
-                        tx.create(
-                            plan.owner, plan.label, content,
-                            description=f"{plan.target.rel} in {plan.target.root}",
-                        )
-                    else:
-                        assert content is not None
-                        tx.update(plan.owner, plan.label, content, expected_version=plan.version)
-                except InvalidContent as exc:  # e.g. over the block's char_limit
-                    plan.skipped = f"the block cannot hold it: {exc}"
-            self._hook("before-block-commit")
-        for plan in plans:  # an agent wrote these meanwhile: nothing of them was written
-            if (plan.owner, plan.label) in tx.stale:
-                plan.skipped = _MOVED
-        self._hook("after-block-commit")
-
-    def _write_file(self, plan: _Plan, folder: Folder) -> None:
-        rel = plan.target.rel
-        content = plan.decision.content
-        self._hook("before-file-write")
-        try:
-            if content is None:  # DELETE_DISK
-                assert plan.disk_hash is not None
-                done = folder.remove(rel, plan.disk_hash)
-            elif content_hash(content) == plan.disk_hash:
-                done = True  # the file holds the result already
-            else:
-                done = folder.write(rel, content.encode("utf-8"), plan.disk_hash)
-        except OSError as exc:
-            plan.skipped = f"cannot write the file: {_why(exc)}"
-            return
-        self._hook("after-file-write")
-        if done:
-            return
-        # changed since it was read: not overwritten; both sides as they are now
-        disk, _, unreadable = self._read_disk(plan.target, folder)
-        if unreadable is not None:
-            plan.skipped = f"the file changed while reconciling: {unreadable}"
-            return
-        agent = plan.agent if plan.decision.action is not Action.MERGED else content
-        plan.result = NeedsResolution(plan.target.path, disk or "", agent or "")
-        plan.decision = Decision(Action.CONFLICT, None, _CHANGED_WHILE_WRITING)
+    def _apply(self, plans: list[_Plan], disk: Roots) -> None:
+        apply.apply(plans, self._outside(disk), _Inside(self, disk))
 
     def _one(self, path: str) -> FileTarget:
         """Reconcile one path for load/save/create; raise if it did not end in sync."""
@@ -1113,7 +829,7 @@ class FileSource:
                 folder.sync()
             except OSError as exc:
                 raise SourceChanged(
-                    self.key, path, f"cannot write its file {target.file}: {_why(exc)}"
+                    self.key, path, f"cannot write its file {target.file}: {why(exc)}"
                 ) from exc
         if not done:
             raise ConcurrentUpdate(f"file {target.file}", 1,
@@ -1218,40 +934,19 @@ class FileSource:
             agent, version = block.content, block.version
         except BlockNotFound:
             agent, version = None, None
-        if text is not None and text != base and text != agent:
-            raise MergeConflict(
-                f"source {self.spec.key!r}: {path!r} has changes no reconcile has recorded; "
-                "reconcile it before deleting it"
-            )
-        if found is None and text is None and agent is None:
-            raise NotFound(f"source {self.spec.key!r} has no path {path!r}")
+        gone = _Plan(
+            path, owner, label, base, text, disk_hash, agent,
+            Decision(Action.FORGET, None, "deleted"),
+            target=target, version=version, level=PermissionLevel.ADMIN,
+        )
         message = f"file source {self.spec.key}: delete {path}"
-        if agent is not None:
-            with self.blocks.transaction(message, self.author) as tx:
-                tx.delete(owner, label, expected_version=version)
-                self._hook("before-block-commit")
-            self._hook("after-block-commit")
-        if disk_hash is not None:
-            self._hook("before-file-write")
-            why = "it changed while it was being deleted"
+        try:
             with self._disk() as disk:
-                folder = disk[target.root]
-                try:
-                    removed = folder.remove(target.rel, disk_hash)
-                    folder.sync()
-                except OSError as exc:
-                    removed, why = False, _why(exc)
-            if not removed:
-                raise MergeConflict(
-                    f"source {self.spec.key!r}: {path!r}: {why}; its block was deleted (its "
-                    "history keeps it), the file was kept"
-                )
-            self._hook("after-file-write")
-        if found is not None:
-            self._hook("before-bases")
-            with self.bases.update(message, self.author) as btx:
-                btx.forget(path)
-            self._hook("after-bases")
+                apply.delete(gone, self._outside(disk), _Inside(self, disk, message, False))
+        except apply.NothingToDelete:
+            raise NotFound(f"source {self.spec.key!r} has no path {path!r}") from None
+        except apply.DeleteRefused as exc:
+            raise MergeConflict(f"source {self.spec.key!r}: {path!r}: {exc}") from None
 
     # -- versions (through the block store) -------------------------------------------------
 
