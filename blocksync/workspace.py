@@ -34,10 +34,8 @@ from .runs import RunLog
 from .plugins import HostServices, PluginSet, parse_specs
 from .reconcile import Conflicts, Reconciler, ReconcileReport, new_run_id
 from .safefile import create_new
-from .remotes import (
-    SOURCE_PREFIX, PullResult, PushResult, Remote, RemoteSource, RemoteSync, add_remote,
-    parse_remotes, remove_remote,
-)
+from .remotes_source import PullResult, PushResult, RemoteSource, RemoteSync
+from .remotes_transport import SOURCE_PREFIX, Remote, add_remote, parse_remotes, remove_remote
 from .sources import SyncSource
 from .agent_tools import builtin_tools
 from .tools import ToolBox
