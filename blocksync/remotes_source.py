@@ -244,8 +244,9 @@ class RemoteSync:
 
     def _deleted_by(self, ours: bytes | None, theirs: bytes) -> list[str]:
         """The blocks of ``ours`` that ``theirs`` lacks."""
-        mine, yours = self.trees.folder_of(ours, BLOCKS_KEY), self.trees.folder_of(theirs, BLOCKS_KEY)
-        return [key_path(k) for k in self.trees.diff(mine, yours) if self.git.lookup(yours, *k) is None]
+        mine, yours = (self.trees.folder_of(c, BLOCKS_KEY) for c in (ours, theirs))
+        gone = (k for k in self.trees.diff(mine, yours) if self.git.lookup(yours, *k) is None)
+        return [key_path(k) for k in gone]
 
     def _guard(
         self, remote: Remote, ours: bytes | None, deleted: list[str], allow_mass_delete: bool

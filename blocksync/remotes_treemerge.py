@@ -85,7 +85,9 @@ class TreeMerge:
 
     def value(self, commit: bytes | None, key: Key) -> Value:
         root = self.git.commit_tree(commit)
-        return Value(self.git.lookup(root, BLOCKS_KEY, *key), self.git.lookup(root, *records.path_of(key)))
+        return Value(
+            self.git.lookup(root, BLOCKS_KEY, *key), self.git.lookup(root, *records.path_of(key))
+        )
 
     def diff(self, old: bytes | None, new: bytes | None) -> Iterator[Key]:
         """(owner, label) path components of every block folder (or record) that differs."""
@@ -94,6 +96,8 @@ class TreeMerge:
                 yield owner, label
 
     def plan(self, ours: bytes, theirs: bytes, bases: list[bytes]) -> Plan:
+        """What merging ``theirs`` into ``ours`` changes, over their merge ``bases``: a block
+        only one side changed takes that side; one both changed is merged."""
         candidates: set[Key] = set()
         for commit in bases:
             for name in (BLOCKS_KEY, records.CONFLICTS_DIR):
