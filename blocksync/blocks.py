@@ -446,6 +446,28 @@ class Transaction:
 
         self._do((owner, label), op)
 
+    def hold(
+        self,
+        owner: str,
+        label: str,
+        content: str | None,
+        *,
+        expected_version: int | None = None,
+        description: str = "",
+    ) -> None:
+        """Make the block hold ``content`` (None: no block) by whichever of create, update or
+        delete gets it there; ``description`` is a created block's. ``expected_version`` is the
+        version the caller read: a block that moved or went since is a :class:`StaleVersion`
+        (never re-created), and an update to the same content makes no version but checks it."""
+        present = self.exists(owner, label) or expected_version is not None
+        if content is None:
+            if present:
+                self.delete(owner, label, expected_version=expected_version)
+        elif present:
+            self.update(owner, label, content, expected_version=expected_version)
+        else:
+            self.create(owner, label, content, description=description)
+
     def rollback(self, owner: str, label: str, version: VersionSpec) -> None:
         """Make the content and metadata of ``version`` the block's next version."""
         names.validate(owner, "owner")

@@ -24,6 +24,7 @@ from . import interrupts
 from .conflicts import Conflict, ConflictIndex, Resolution, changed_sides
 from .errors import BlocksyncError, NotFound, StaleResolution, UsageError
 from .merge import merge3
+from .outcome import Settled, Waiting, record_outcome
 from .sources import NeedsResolution, NoChange, Resolved, Sides, SyncSource
 
 Take = Literal["disk", "agent", "merged"]
@@ -204,20 +205,14 @@ class Reconciler:
                 if isinstance(result, Resolved):
                     report.resolved.append((result.path, result.resolution))
                     if result.path in open_paths:
-                        self.conflicts.close(
-                            key, result.path, status="resolved", resolution=result.resolution,
-                            resolver="reconcile", result_version=None,
-                        )
+                        settled = Settled("resolved", result.resolution, "reconcile")
+                        record_outcome(self.conflicts, key, result.path, settled, run_id)
                 elif isinstance(result, NeedsResolution):
                     if dry_run:
                         report.needs_resolution.append(result.path)
                         continue
-                    sides = outcome.conflicts[result.path]
-                    row, _ = self.conflicts.record(
-                        source=key, path=result.path, owner=sides.owner, label=sides.label,
-                        base=sides.base, disk=sides.disk, agent=sides.agent,
-                        reason=outcome.reasons[result.path], run_id=run_id,
-                    )
+                    waiting = Waiting(outcome.conflicts[result.path], outcome.reasons[result.path])
+                    row, _ = record_outcome(self.conflicts, key, result.path, waiting, run_id)
                     if row.status == "open":
                         report.needs_resolution.append(result.path)
                     else:  # decided before, and the losing side still holds what it lost with
@@ -226,10 +221,8 @@ class Reconciler:
                     assert isinstance(result, NoChange)
                     report.unchanged += 1
                     if result.path in open_paths:
-                        self.conflicts.close(
-                            key, result.path, status="vanished", resolution=None,
-                            resolver="reconcile", result_version=None,
-                        )
+                        vanished = Settled("vanished", None, "reconcile")
+                        record_outcome(self.conflicts, key, result.path, vanished, run_id)
         return report
 
     # -- conflicts ------------------------------------------------------------------------

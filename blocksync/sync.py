@@ -75,7 +75,7 @@ from .reconcile import ReconcileReport, SourceReport, Take, new_run_id
 from .records import Records
 from .runs import RunLog, Summary, timestamp
 from .streams import StreamReport, pull_streams
-from .remotes import PullResult, PushResult
+from .remotes_source import PullResult, PushResult
 from .safefile import check_regular
 from .workspace import DEFAULT_AUTHOR, Workspace
 

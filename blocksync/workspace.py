@@ -40,17 +40,8 @@ from .notifications import NotificationLog
 from .plugins import HostServices, PluginSet, parse_specs
 from .reconcile import Conflicts, Reconciler, ReconcileReport, new_run_id
 from .records import Records
-from .remotes import (
-    SOURCE_PREFIX,
-    PullResult,
-    PushResult,
-    Remote,
-    RemoteSource,
-    RemoteSync,
-    add_remote,
-    parse_remotes,
-    remove_remote,
-)
+from .remotes_source import PullResult, PushResult, RemoteSource, RemoteSync
+from .remotes_transport import SOURCE_PREFIX, Remote, add_remote, parse_remotes, remove_remote
 from .runs import RunLog
 from .safefile import create_new
 from .sources import SyncSource

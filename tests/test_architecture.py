@@ -57,13 +57,16 @@ LAYERS = {
     "reconcile": 5,
     "tools": 5,  # the tool box: plugin tools and agent_tools, schema-checked
     "streams": 5,
-    "remotes": 5,
-    "workspace": 6,
-    "sync": 7,
-    "demo": 7,
-    "conformance": 7,
-    "cli": 8,
-    "__init__": 9,
+    "outcome": 3,  # conflict rows from what a sync found: the reconciler's and remote pulls'
+    "remotes_transport": 4,  # fetch and push of main, the remotes configured
+    "remotes_treemerge": 5,  # two mains' trees merged per block by the truth table
+    "remotes_source": 6,  # the remotes API: pull, push, their results and conflicts
+    "workspace": 7,
+    "sync": 8,
+    "demo": 8,
+    "conformance": 8,
+    "cli": 9,
+    "__init__": 10,
 }
 
 

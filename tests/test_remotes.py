@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 import blocksync
 from blocksync.cli import cli
-from blocksync.remotes import redact
+from blocksync.remotes_transport import redact
 from blocksync.runs import RunLog
 from blocksync.sync import run_sync
 

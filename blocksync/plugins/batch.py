@@ -27,6 +27,7 @@ from typing import Protocol, Self
 
 from ..bases import BaseEntry, BasesTransaction, Binding, SyncBases
 from ..blocks import BlockStore, Transaction
+from ..errors import BlockNotFound
 
 __all__ = ["FAULT_STEPS", "BlockBatch", "ConflictReport", "SyncBatch"]
 
@@ -92,6 +93,19 @@ class BlockBatch:
         key = (owner, label)
         expected = None if key in self._written else self._seen.get(key)
         self.blocks.delete(owner, label, expected_version=expected)
+        self._written.add(key)
+
+    def hold(self, owner: str, label: str, content: str | None, description: str) -> None:
+        """Make the block hold ``content`` (None: no block), staged; nothing if it does."""
+        try:
+            current: str | None = self.read(owner, label)
+        except BlockNotFound:
+            current = None
+        if content == current:
+            return
+        key = (owner, label)
+        expected = None if key in self._written else self._seen.get(key)
+        self.blocks.hold(owner, label, content, expected_version=expected, description=description)
         self._written.add(key)
 
     def commit_blocks(self) -> dict[tuple[str, str], int]:

@@ -265,7 +265,7 @@ class PluginSource:
                 )
             if disk != expected.disk:
                 self._push(path, disk, expected, batch)
-            _stage_block(batch, owner, label, agent, path)
+            batch.hold(owner, label, agent, f"{path} (plugin source)")
             if base is None:
                 batch.bases.forget(path)
             else:
@@ -281,7 +281,7 @@ class PluginSource:
 
     def _push(self, path: str, disk: str | None, expected: Sides, batch: SyncBatch) -> None:
         """Have the plugin make its source hold ``disk`` (see the module docstring)."""
-        _stage_block(batch, expected.owner, expected.label, disk, path)
+        batch.hold(expected.owner, expected.label, disk, f"{path} (plugin source)")
         if expected.disk is None:
             batch.bases.forget(path)
         else:
@@ -302,18 +302,6 @@ def _read(batch: SyncBatch, owner: str, label: str) -> str | None:
         return batch.read(owner, label)
     except BlockNotFound:
         return None
-
-
-def _stage_block(batch: SyncBatch, owner: str, label: str, content: str | None, path: str) -> None:
-    current = _read(batch, owner, label)
-    if content == current:
-        return
-    if content is None:
-        batch.delete(owner, label)
-    elif current is None:
-        batch.create(owner, label, content, f"{path} (plugin source)")
-    else:
-        batch.update(owner, label, content)
 
 
 def _describe(result: ReconcileResult | None) -> str:
