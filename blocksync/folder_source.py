@@ -805,13 +805,11 @@ class FileSource:
             if _hash(current.content if current else None) != _hash(expected.agent):
                 raise ConcurrentUpdate(f"block {expected.owner}/{expected.label}", 1,
                                        "it changed while the conflict was being resolved")
-            if agent is None and current is not None:
-                tx.delete(expected.owner, expected.label, expected_version=current.version)
-            elif agent is not None and current is None:
-                tx.create(expected.owner, expected.label, agent,
-                          description=f"{target.rel} in {target.root}")
-            elif agent is not None and current is not None and agent != current.content:
-                tx.update(expected.owner, expected.label, agent, expected_version=current.version)
+            tx.hold(
+                expected.owner, expected.label, agent,
+                expected_version=None if current is None else current.version,
+                description=f"{target.rel} in {target.root}",
+            )
         if tx.result is not None:
             version = tx.result.versions.get((expected.owner, expected.label))
         if version is None and agent is not None:
