@@ -271,20 +271,23 @@ class PluginSet:
         return PluginSource(plugin, self._bases[key], blocks)
 
     def data_block_keys(self) -> list[str]:
-        """The plugins to reconcile: configured as a block source and exporting data-block.
-        Each is loaded to tell; one that fails to load is listed, so that reconciling it
-        reports why (a source that cannot even load must not pass for a clean run)."""
-        keys = []
-        for key, spec in self.specs.items():
-            if spec.source_kind not in _KINDS["data-block"]:
-                continue
-            try:
-                exports = self.get(key).interfaces
-            except BlocksyncError:
-                exports = ("data-block",)
-            if "data-block" in exports:
-                keys.append(key)
-        return keys
+        """The plugins to reconcile: configured as a block source and exporting data-block
+        (each is loaded to tell, see :meth:`reconciles`)."""
+        return [key for key in self.block_source_keys() if self.reconciles(key)]
+
+    def block_source_keys(self) -> list[str]:
+        """The plugins configured as a block source, none loaded: the candidates of
+        :meth:`data_block_keys`."""
+        return [k for k, spec in self.specs.items() if spec.source_kind in _KINDS["data-block"]]
+
+    def reconciles(self, key: str) -> bool:
+        """Whether the block source ``key`` exports data-block: it is loaded to tell. One that
+        fails to load does, so that reconciling it reports why (a source that cannot even load
+        must not pass for a clean run)."""
+        try:
+            return "data-block" in self.get(key).interfaces
+        except BlocksyncError:
+            return True
 
     def data_stream(self, key: str) -> WasmDataStream:
         return WasmDataStream(self._exporting(key, "data-stream"))
