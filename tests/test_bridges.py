@@ -27,6 +27,7 @@ import blocksync
 from blocksync.blocks import BlockStore
 from blocksync.errors import ConfigError, NotFound, PluginCallFailed, PluginRefused, PluginTrapped
 from blocksync.plugins import HostServices, Limits, WasmDataBlock, WasmDataStream, WasmTool, load
+from blocksync.plugins.hostfuncs import HostContext, NoBases
 from blocksync.sources import (
     BlockRef,
     BlockSchemaSpec,
@@ -151,33 +152,34 @@ def test_a_result_error_names_plugin_version_and_call(ws: blocksync.Workspace) -
     assert sink.name() == "Kitchen sink"  # an err is no trap: the instance lives on
 
 
-class DictBases:
+class DictBases(NoBases):
     """Sync bases in a dict, supplied through ``load(..., sync_bases=...)`` where the reconciler
     of issue 4 will supply them: enough for echo_block to produce every reconcile variant."""
 
     def __init__(self) -> None:
         self.bases: dict[str, tuple[Any, str]] = {}
 
-    def functions(self) -> dict[str, Callable[..., Any]]:
-        def base(path: str) -> Any:
-            found = self.bases.get(path)
-            return None if found is None else (SimpleNamespace(path=path, block=found[0]), found[1])
+    def base(self, path: str) -> Any:
+        found = self.bases.get(path)
+        return None if found is None else (SimpleNamespace(path=path, block=found[0]), found[1])
 
-        def set_base(path: str, block: Any, content: str) -> None:
-            self.bases[path] = (block, content)
+    def bindings(self) -> list[Any]:
+        return [SimpleNamespace(path=p, block=b) for p, (b, _) in self.bases.items()]
 
-        return {
-            "base": base,
-            "bindings": lambda: [SimpleNamespace(path=p, block=b) for p, (b, _) in self.bases.items()],
-            "set-base": set_base,
-            "forget": lambda path: self.bases.pop(path, None) and None,
-        }
+    def set_base(self, path: str, block: Any, content: str) -> None:
+        self.bases[path] = (block, content)
+
+    def forget(self, path: str) -> None:
+        self.bases.pop(path, None)
+
+    def factory(self, host: HostContext, exports: tuple[str, ...]) -> DictBases:
+        return self
 
 
 def test_reconcile_results_are_typed(ws: blocksync.Workspace) -> None:
     bases = DictBases()
     spec = dataclasses.replace(ws.plugins.specs["echo"], config={"files": "same=s;merge=base\n;fight=base\n;twin=t"})
-    plugin = load(spec, HostServices(ws.blocks, ws.notifications), ws.cache_path, bases.functions())
+    plugin = load(spec, HostServices(ws.blocks, ws.notifications), ws.cache_path, bases.factory)
     try:
         echo = WasmDataBlock(plugin)
         plugin.host.plugin_rules = tuple(echo.permission_rules())  # as PluginSet does
