@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 from . import interrupts
@@ -193,25 +194,11 @@ class Reconciler:
             if not run.leaves_out(entry):
                 if progress is not None:
                     progress(key, position, len(plan))
-                entry = self._isolated(key, wanted, dry_run, run.id, allow_mass_delete)
+                entry = _isolated(key, partial(
+                    self._one, key, wanted, dry_run, run.id, allow_mass_delete
+                ))
             reports.append(entry)
         return ReconcileReport(run.id, reports, self.conflicts.open_count(), dry_run)
-
-    def _isolated(
-        self,
-        key: str,
-        paths: Sequence[str] | None,
-        dry_run: bool,
-        run_id: str,
-        allow_mass_delete: bool,
-    ) -> SourceReport:
-        """One source's entry; its failure, whatever it is, is the entry's error, never the run's."""
-        try:
-            return self._one(key, paths, dry_run, run_id, allow_mass_delete)
-        except (BlocksyncError, OSError) as exc:
-            return SourceReport(key, error=str(exc))
-        except Exception as exc:  # noqa: BLE001 -- a bug must not cost the other sources their run
-            return SourceReport(key, error=f"internal error ({type(exc).__name__}): {exc}")
 
     def route(self, keys: Sequence[str], paths: Sequence[str]) -> dict[str, list[str]]:
         """Each of ``keys`` with the ``paths`` that are its own, checked before anything runs.
@@ -388,6 +375,16 @@ class Conflicts:
     ) -> Conflict:
         with self._locked(UNDO_COMMAND, wait, timeout):
             return self._reconciler().undo(conflict_id, resolver)
+
+
+def _isolated(key: str, attempt: Callable[[], SourceReport]) -> SourceReport:
+    """Source ``key``'s entry; its failure, whatever it is, is the entry's error, never the run's."""
+    try:
+        return attempt()
+    except (BlocksyncError, OSError) as exc:
+        return SourceReport(key, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 -- a bug must not cost the other sources their run
+        return SourceReport(key, error=f"internal error ({type(exc).__name__}): {exc}")
 
 
 def _choose(

@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,7 +26,6 @@ import blocksync
 from blocksync.blocks import BlockStore
 from blocksync.errors import ConfigError, NotFound, PluginCallFailed, PluginRefused, PluginTrapped
 from blocksync.plugins import HostServices, Limits, WasmDataBlock, WasmDataStream, WasmTool, load
-from blocksync.plugins.hostfuncs import HostContext, NoBases
 from blocksync.sources import (
     BlockRef,
     BlockSchemaSpec,
@@ -47,6 +45,7 @@ from blocksync.sources import (
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugins, wat_fixture
 from .stores import make_store_for
+from .test_host_functions import DictBases
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ("echo_block", "echo_stream", "echo_tool", "kitchen_sink", "stream_tool", "echo_files")
@@ -150,30 +149,6 @@ def test_a_result_error_names_plugin_version_and_call(ws: blocksync.Workspace) -
     )
     assert version.startswith("sha256:")
     assert sink.name() == "Kitchen sink"  # an err is no trap: the instance lives on
-
-
-class DictBases(NoBases):
-    """Sync bases in a dict, supplied through ``load(..., sync_bases=...)`` where the reconciler
-    of issue 4 will supply them: enough for echo_block to produce every reconcile variant."""
-
-    def __init__(self) -> None:
-        self.bases: dict[str, tuple[Any, str]] = {}
-
-    def base(self, path: str) -> Any:
-        found = self.bases.get(path)
-        return None if found is None else (SimpleNamespace(path=path, block=found[0]), found[1])
-
-    def bindings(self) -> list[Any]:
-        return [SimpleNamespace(path=p, block=b) for p, (b, _) in self.bases.items()]
-
-    def set_base(self, path: str, block: Any, content: str) -> None:
-        self.bases[path] = (block, content)
-
-    def forget(self, path: str) -> None:
-        self.bases.pop(path, None)
-
-    def factory(self, host: HostContext, exports: tuple[str, ...]) -> DictBases:
-        return self
 
 
 def test_reconcile_results_are_typed(ws: blocksync.Workspace) -> None:

@@ -318,6 +318,18 @@ def test_memory_function_errors_reach_the_plugin_as_err(ws: blocksync.Workspace)
     assert ws.blocks.head() == before
 
 
+def answering_bindings(
+    bindings: Callable[[], Any]
+) -> Callable[[HostContext, tuple[str, ...]], NoBases]:
+    """What ``load(..., sync_bases=...)`` takes: no bases, but ``bindings`` answering bindings."""
+
+    class Bases(NoBases):
+        def bindings(self) -> Any:
+            return bindings()
+
+    return lambda host, exports: Bases()
+
+
 class DictBases(NoBases):
     """Sync bases in a dict, supplied through ``load(..., sync_bases=...)``: a stand-in for the
     reconciler of issue 4, so that flows needing a base (delete among them) can run today.
@@ -398,7 +410,7 @@ def test_a_host_value_that_cannot_be_lowered_traps_that_call_only(ws: blocksync.
     reaches wasmtime-py's process-wide slot); the next call gets a fresh instance."""
     spec = dataclasses.replace(ws.plugins.specs["echo"], key="echo-buggy-host")
     plugin = load(spec, HostServices(ws.blocks, ws.notifications), ws.cache_path,
-                  {"bindings": lambda: 42})
+                  answering_bindings(lambda: 42))
     try:
         echo = WasmDataBlock(plugin)
         for _ in range(2):

@@ -21,17 +21,10 @@ from blocksync import runlock
 from blocksync.errors import RunLockHeld
 from blocksync.run import Run
 
+from . import test_run_lock_cli
 from .test_run_lock_cli import Holder, blocksync as cli
-from .test_sync import add_source
 
-
-@pytest.fixture
-def notes(store_path: Path, tmp_path: Path) -> Path:
-    folder = tmp_path / "notes"
-    folder.mkdir()
-    (folder / "a.md").write_text("first line\nsecond line\n", encoding="utf-8")
-    add_source(store_path, "notes", folder)
-    return folder
+notes = test_run_lock_cli.notes  # the fixture: a folder configured as source `notes` of alice
 
 
 @pytest.fixture
@@ -163,27 +156,16 @@ def test_the_thread_holding_the_lock_may_take_it_again(store_path: Path, notes: 
 
 
 def test_sources_the_deadline_leaves_out_are_flagged_not_parsed(
-    store_path: Path, notes: Path, tmp_path: Path
+    store_path: Path, notes: Path
 ) -> None:
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "b.md").write_text("b\n", encoding="utf-8")
-    add_source(store_path, "other", other)
-    clock = [100.0]
-
-    def slow(name: str, position: int, count: int) -> None:
-        clock[0] += 10
-
     with blocksync.open(store_path) as ws:
-        run = Run("run-test", timeout=5, clock=lambda: clock[0])
-        report = ws.reconcile(progress=slow, run=run)
-    first, second = report.sources
-    assert report.run_id == "run-test"
-    assert first.not_reached is None and first.error is None and first.resolved
-    assert second.not_reached == "timeout" and second.error is not None
-    assert "5 s timeout" in second.error
-    assert report.exit_code == 1
-    assert all("not_reached" not in s for s in report.to_json()["sources"])  # JSON unchanged
+        report = ws.reconcile(run=Run("run-test", timeout=0))
+        assert ws.blocks.list("alice") == []  # nothing started
+    (entry,) = report.sources
+    assert report.run_id == "run-test" and report.exit_code == 1
+    assert entry.not_reached == "timeout" and entry.error is not None
+    assert "0 s timeout" in entry.error
+    assert "not_reached" not in report.to_json()["sources"][0]  # its JSON is as it was
 
 
 # -- a folder-only run loads no plugin -----------------------------------------------------------------
