@@ -1,6 +1,16 @@
 """blocksync: versioned memory blocks in git, synced to outside sources through WASM plugins."""
 
-from .blocks import Block, BlockMeta, BlockStore, BlockSummary, BlockType, CommitResult, Diff, Transaction, Version
+from .blocks import (
+    Block,
+    BlockMeta,
+    BlockStore,
+    BlockSummary,
+    BlockType,
+    CommitResult,
+    Diff,
+    Transaction,
+    Version,
+)
 from .conflicts import Conflict
 from .errors import (
     AccessDenied,
@@ -15,7 +25,6 @@ from .errors import (
     CannotUndo,
     ConcurrencyError,
     ConcurrentUpdate,
-    SourceChanged,
     ConfigError,
     ConflictNotFound,
     ConflictNotOpen,
@@ -40,6 +49,7 @@ from .errors import (
     RemoteUnreachable,
     RepositoryCorrupt,
     RunLockHeld,
+    SourceChanged,
     StaleResolution,
     StaleVersion,
     StoreCorrupt,

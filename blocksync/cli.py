@@ -22,20 +22,20 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import click
 
+from . import conformance, interrupts, logs, plugins, workspace
 from . import demo as demo_mod
-from . import conformance, logs, plugins, workspace
 from . import sync as sync_mod
-from .plugins import build as build_mod
-from .plugins import trust
 from .blocks import Block
 from .errors import BlocksyncError, UsageError
 from .notifications import StoredNotification
+from .plugins import build as build_mod
+from .plugins import trust
 from .reconcile import ReconcileReport, Take
 from .streams import StreamReport
 from .text import char_diff, decode_text, printable, render_char_diff
@@ -599,16 +599,25 @@ def reconcile(
 
     Exit 0 clean, 3 open conflicts, 1 a source failed (wins over 3), 75 another run holds the lock.
     """
-    with _progress(as_json) as progress, obj.open() as ws:
-        report = sync_mod.run_reconcile(
-            ws, sources, paths or None, dry_run=dry_run, wait=wait, timeout=timeout,
+    # a dry run writes nothing: no lock, and no signal handling of its own either
+    with _progress(as_json) as progress, obj.open() as ws, _writing(not dry_run):
+        report = ws.reconcile(
+            list(sources), list(paths) or None, dry_run=dry_run, wait=wait, timeout=timeout,
             progress=progress, allow_mass_delete=allow_mass_delete,
         )
+        if not dry_run and (stop := report.interruption()) is not None:
+            raise stop
     if as_json:
         _print_json(report.to_json())
     else:
         click.echo(render_report(report))
     sys.exit(report.exit_code)
+
+
+def _writing(writes: bool = True) -> AbstractContextManager[None]:
+    """A writer command records SIGINT/SIGTERM and stops at its next safe point
+    (:mod:`blocksync.interrupts`); the library itself installs no handler."""
+    return interrupts.handling() if writes else nullcontext()
 
 
 @contextmanager
@@ -716,9 +725,9 @@ def conflicts_resolve(
     if (take is None) == (content_file is None):
         raise UsageError("give exactly one of --take or --content-file")
     content = None if content_file is None else _read_content(None, content_file, False)
-    with obj.open() as ws:
-        c = sync_mod.resolve_conflict(
-            ws, conflict_id, cast("Take | None", take), content, resolver=obj.author, wait=wait,
+    with obj.open() as ws, _writing():
+        c = ws.conflicts.resolve(
+            conflict_id, cast("Take | None", take), content, resolver=obj.author, wait=wait,
             timeout=timeout,
         )
     if as_json:
@@ -738,10 +747,8 @@ def conflicts_undo(obj: _Context, conflict_id: str, wait: bool, timeout: float |
 
     Takes the run lock: exit 75 if another run (a sync, a reconcile) holds it.
     """
-    with obj.open() as ws:
-        c = sync_mod.undo_resolution(
-            ws, conflict_id, resolver=obj.author, wait=wait, timeout=timeout
-        )
+    with obj.open() as ws, _writing():
+        c = ws.conflicts.undo(conflict_id, resolver=obj.author, wait=wait, timeout=timeout)
     click.echo(f"reopened {c.id}")
 
 
@@ -886,7 +893,7 @@ _lifecycle("resume", "Resume stream KEY (paused -> running).")
 @pass_ctx
 def stream_pull(obj: _Context, key: str, limit: int | None, as_json: bool) -> None:
     """Pull stream KEY once, under the run lock; store what it delivers with its new cursor."""
-    with obj.open() as ws, sync_mod.locked(ws, "blocksync stream pull"):
+    with obj.open() as ws, _writing(), ws.locked("blocksync stream pull"):
         result = ws.streams.get(key).pull(limit)
     if as_json:
         _print_json(result.to_json())

@@ -47,8 +47,8 @@ from typing import Any
 import sqlite_utils
 
 from .errors import AccessDenied, ConcurrencyError, IndexCorrupt, NotificationNotFound, PullRefused
-from .sources import BlockRef, Notification
 from .index_db import IndexDb, Migrations, attach, preparer
+from .sources import BlockRef, Notification
 from .sqlitetable import Recorder, RecordKind, Staged, follow, recorded
 
 #: a block reference -> (its canonical reference, its current version), or None: no such block

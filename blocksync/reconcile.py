@@ -3,7 +3,15 @@
 For each source, one ``reconcile`` over its candidate paths (or the paths asked for); then
 ``resolved`` closes any open conflict on that path, ``needs-resolution`` records one (the same
 row when nothing moved, a new one superseding it when a side moved), and ``no-change`` marks an
-open conflict as vanished. A source's failure is recorded and the next source goes on.
+open conflict as vanished.
+
+This is the one reconcile loop (the library's, the command line's and the cron job's): a
+source's failure -- whatever it is, a bug included -- is its entry's error and the next source
+goes on; a :class:`~blocksync.run.Run` says before each source whether it may start (its
+deadline, a signal: an entry marked ``not_reached`` otherwise), and ``progress`` is told
+before each one starts. A source already running is never interrupted (a thread cannot be
+killed safely, and a half-applied source is exactly what the write order guards against);
+plugin calls have their own time limits, so an overrun is bounded by one source.
 
 Resolving a conflict re-checks both sides first: if disk or agent moved since detection the
 resolution is refused as stale. The chosen content becomes a block version whose commit message
@@ -13,18 +21,18 @@ killed resolution converges on the next run). Undo restores the three sides of t
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from functools import partial
 from typing import Any, Literal
 
 from . import interrupts
 from .conflicts import Conflict, ConflictIndex, Resolution, changed_sides
-from .errors import BlocksyncError, NotFound, StaleResolution, UsageError
+from .errors import BlocksyncError, Interrupted, NotFound, StaleResolution, UsageError
 from .merge import merge3
 from .outcome import Settled, Waiting, record_outcome
+from .run import Cause, Run, new_run_id
 from .sources import NeedsResolution, NoChange, Resolved, Sides, SyncSource
 
 Take = Literal["disk", "agent", "merged"]
@@ -41,6 +49,8 @@ class SourceReport:
     #: again while the losing side holds what it lost with (see DESIGN.md, "Conflict index")
     held: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None  # the source failed or was aborted
+    #: not started at all (``error`` says why): the run's timeout passed, or a signal came
+    not_reached: Cause | None = None
 
 
 @dataclass
@@ -62,16 +72,25 @@ class ReconcileReport:
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         for source in doc["sources"]:
+            del source["not_reached"]  # its error says so in words
             source["resolved"] = [{"path": p, "resolution": r} for p, r in source["resolved"]]
             source["skipped"] = [{"path": p, "reason": r} for p, r in source["skipped"]]
             source["held"] = [{"path": p, "conflict": c} for p, c in source["held"]]
         doc["exit_code"] = self.exit_code
         return doc
 
-
-def new_run_id() -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"run-{stamp}-{secrets.token_hex(3)}"
+    def interruption(self) -> Interrupted | None:
+        """The :class:`Interrupted` a signal made of this run, saying how far it got; None: no
+        signal asked it to stop (see :mod:`blocksync.interrupts`)."""
+        signum, why = interrupts.requested(), interrupts.reason()
+        if signum is None:
+            return None
+        reached = [s for s in self.sources if s.not_reached != "signal"]
+        left = sum(reason == why for s in reached for _, reason in s.skipped)
+        detail = f"stopped after {len(reached)} of {len(self.sources)} source(s)"
+        if left:
+            detail += f", leaving {left} path(s) for the next run"
+        return Interrupted(signum, detail)
 
 
 class Reconciler:
@@ -83,11 +102,16 @@ class Reconciler:
         conflicts: ConflictIndex,
         resolver: str,
         resolve_only: Callable[[str], SyncSource | None] | None = None,
+        listed: Callable[[str], bool] | None = None,
     ) -> None:
         """``resolve_only(key)``: a source whose conflicts are resolved and undone here but
-        that no run reconciles (a git remote's, ``remote:<name>``); None if ``key`` is none."""
+        that no run reconciles (a git remote's, ``remote:<name>``); None if ``key`` is none.
+        ``listed(key)``: whether a candidate of ``sources`` is a source at all (a plugin must
+        be loaded to tell): asked only for the keys a run names, or for all when it names none,
+        so a run over a folder source loads no plugin."""
         self._open = sources  # key -> opener: sources are opened only when reconciled
         self._resolve_only = resolve_only
+        self._listed = listed or (lambda key: True)
         self.conflicts = conflicts
         self.resolver = resolver
         self._opened: dict[str, SyncSource] = {}
@@ -95,17 +119,20 @@ class Reconciler:
     @property
     def keys(self) -> list[str]:
         """Every source's table key, in the order a run over all of them takes."""
-        return list(self._open)
+        return [key for key in self._open if self._listed(key)]
+
+    def _known(self, key: str) -> bool:
+        return key in self._open and self._listed(key)
 
     def source(self, key: str, *, resolving: bool = False) -> SyncSource:
         """The source ``key``, opened on first use; ``resolving`` admits the resolve-only ones."""
         if key not in self._opened:
-            if key in self._open:
+            if self._known(key):
                 self._opened[key] = self._open[key]()
             elif resolving and self._resolve_only and (extra := self._resolve_only(key)):
                 self._opened[key] = extra
             else:
-                known = ", ".join(sorted(self._open)) or "none configured"
+                known = ", ".join(sorted(self.keys)) or "none configured"
                 raise NotFound(f"no data source named {key!r} (known: {known})")
         return self._opened[key]
 
@@ -124,30 +151,55 @@ class Reconciler:
         run_id: str | None = None,
         progress: Callable[[str, int, int], None] | None = None,
         allow_mass_delete: bool = False,
+        *,
+        run: Run | None = None,
     ) -> ReconcileReport:
         """``progress(source, position, count)`` is told before each source starts;
         ``allow_mass_delete`` confirms deletions over the threshold (see
-        :func:`blocksync.sources.mass_deletion`). Inside :func:`blocksync.interrupts.handling`
-        a signal stops it between sources: those not started are entries saying so."""
+        :func:`blocksync.sources.mass_deletion`). ``run`` (default: a new one, ``run_id`` its
+        id) says when a source may no longer start: past its deadline, or inside
+        :func:`blocksync.interrupts.handling` once a signal came; those not started are
+        entries saying so. An unknown source or a path no source has is refused here, before
+        any source runs."""
+        plan = self.plan(sources, paths)
+        return self.execute(plan, run or Run(run_id or new_run_id()), dry_run, progress,
+                            allow_mass_delete)
+
+    def plan(
+        self, sources: Sequence[str] | None = None, paths: Sequence[str] | None = None
+    ) -> dict[str, list[str] | None]:
+        """The sources a run takes, in order, each with its own ``paths`` (None: all of its
+        paths); an unknown source (:class:`NotFound`) or a path none of them can have is refused
+        (see :meth:`route`)."""
         keys = self.keys if not sources else list(dict.fromkeys(sources))
         for key in keys:
-            if key not in self._open:
+            if not self._known(key):
                 self.source(key)  # raises NotFound naming the sources there are
-        routed = None if paths is None else self.route(keys, paths)
-        if routed is not None:
-            keys = [key for key in keys if routed[key]]
-        run = run_id or new_run_id()
+        if paths is None:
+            return dict.fromkeys(keys)
+        routed = self.route(keys, paths)
+        return {key: own for key, own in routed.items() if own}
+
+    def execute(
+        self,
+        plan: Mapping[str, list[str] | None],
+        run: Run,
+        dry_run: bool = False,
+        progress: Callable[[str, int, int], None] | None = None,
+        allow_mass_delete: bool = False,
+    ) -> ReconcileReport:
+        """The loop of :meth:`run` over a :meth:`plan`."""
         reports = []
-        for position, key in enumerate(keys, start=1):
-            why = interrupts.reason() if position > 1 else None  # between sources
-            if why is not None:
-                reports.append(SourceReport(key, error=why))
-                continue
-            if progress is not None:
-                progress(key, position, len(keys))
-            wanted = None if routed is None else routed[key]
-            reports.append(self._one(key, wanted, dry_run, run, allow_mass_delete))
-        return ReconcileReport(run, reports, self.conflicts.open_count(), dry_run)
+        for position, (key, wanted) in enumerate(plan.items(), start=1):
+            entry = SourceReport(key)
+            if not run.leaves_out(entry):
+                if progress is not None:
+                    progress(key, position, len(plan))
+                entry = _isolated(key, partial(
+                    self._one, key, wanted, dry_run, run.id, allow_mass_delete
+                ))
+            reports.append(entry)
+        return ReconcileReport(run.id, reports, self.conflicts.open_count(), dry_run)
 
     def route(self, keys: Sequence[str], paths: Sequence[str]) -> dict[str, list[str]]:
         """Each of ``keys`` with the ``paths`` that are its own, checked before anything runs.
@@ -266,13 +318,26 @@ class Reconciler:
         return self.conflicts.mark_undone(conflict.id, resolver=who)
 
 
+#: ``locked(command, wait, timeout)``: the store's run lock held for a ``with`` block
+Locker = Callable[[str, bool, "float | None"], AbstractContextManager[object]]
+
+RESOLVE_COMMAND = "blocksync conflicts resolve"
+UNDO_COMMAND = "blocksync conflicts undo"
+
+
 class Conflicts:
     """``ws.conflicts``: the conflict index as agents use it. Listing and reading need only the
-    index; ``reconciler`` is asked for (and its sources opened) only to resolve or undo."""
+    index; ``reconciler`` is asked for (and its sources opened) only to resolve or undo, which
+    hold the run lock (``locked``): at once, or with ``wait`` until it is free or ``timeout``
+    seconds passed (:class:`~blocksync.errors.RunLockHeld` then). A resolution is one unit:
+    once the lock is held, it completes."""
 
-    def __init__(self, index: ConflictIndex, reconciler: Callable[[], Reconciler]) -> None:
+    def __init__(
+        self, index: ConflictIndex, reconciler: Callable[[], Reconciler], locked: Locker
+    ) -> None:
         self._index = index
         self._reconciler = reconciler
+        self._locked = locked
 
     def list(self, status: str = "open", source: str | None = None) -> list[Conflict]:
         return self._index.list(status, source)
@@ -286,11 +351,33 @@ class Conflicts:
         take: Take | None = None,
         content: str | None = None,
         resolver: str | None = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
     ) -> Conflict:
-        return self._reconciler().resolve(conflict_id, take, content, resolver)
+        with self._locked(RESOLVE_COMMAND, wait, timeout):
+            return self._reconciler().resolve(conflict_id, take, content, resolver)
 
-    def undo(self, conflict_id: str, resolver: str | None = None) -> Conflict:
-        return self._reconciler().undo(conflict_id, resolver)
+    def undo(
+        self,
+        conflict_id: str,
+        resolver: str | None = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> Conflict:
+        with self._locked(UNDO_COMMAND, wait, timeout):
+            return self._reconciler().undo(conflict_id, resolver)
+
+
+def _isolated(key: str, attempt: Callable[[], SourceReport]) -> SourceReport:
+    """Source ``key``'s entry; its failure, whatever it is, is the entry's error, never the run's."""
+    try:
+        return attempt()
+    except (BlocksyncError, OSError) as exc:
+        return SourceReport(key, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 -- a bug must not cost the other sources their run
+        return SourceReport(key, error=f"internal error ({type(exc).__name__}): {exc}")
 
 
 def _choose(

@@ -1,8 +1,10 @@
 """``store/run.lock``: one writer run at a time.
 
-Taken by ``blocksync sync``, ``blocksync reconcile`` (not a dry run: it writes nothing) and
-``blocksync conflicts resolve``/``undo`` -- see :func:`blocksync.sync.locked` -- so a resolution
-or a hand-run reconcile never interleaves with a cron run, nor two of them with each other.
+Taken by every writer of the library API -- ``ws.reconcile()`` (not a dry run: it writes
+nothing), ``ws.conflicts.resolve()``/``undo()`` (and so the built-in resolve tool),
+``ws.pull()``/``ws.push()`` -- through :meth:`blocksync.workspace.Workspace.locked`, and by the
+command line's writers through them, so a resolution or a hand-run reconcile never interleaves
+with a cron run, nor two of them with each other.
 
 The lock is an exclusive ``fcntl.flock`` on the file, not the file's existence: the kernel drops
 it when the holder's last descriptor closes, so a run killed by ``kill -9``, an OOM kill or a
@@ -24,6 +26,13 @@ Decisions:
   (:func:`blocksync.safefile.open_regular`): the lock truncates and writes its note in place, so
   a link planted at ``run.lock`` would otherwise truncate whatever it points to. Such a file is
   :class:`~blocksync.errors.UnsafeFile`, naming it; nothing is written.
+* **Re-entrant per thread, one owner per thread**: :func:`hold` (what the library takes) lets
+  the thread that holds the lock take it again -- ``blocksync sync`` holds it for the whole run
+  and calls ``ws.reconcile()``, ``ws.pull()`` and ``ws.push()``, which take it too -- without a
+  second ``flock`` (which would conflict with the first even in one process and so deadlock a
+  waiting caller). The nested take waits for nothing and writes no note: the outer holder's
+  note stays. Any other thread, in this process or another, is another owner and contends
+  for the lock as usual. :func:`acquire` itself stays exclusive even within one thread.
 * Waiting polls with a short non-blocking retry instead of a blocking ``flock``: a blocking call
   cannot honour a timeout without signals, and signals belong to the application, not a library.
 """
@@ -33,6 +42,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -40,6 +50,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import interrupts
 from .errors import RunLockHeld
 from .safefile import open_regular
 from .text import parse_json
@@ -137,3 +148,57 @@ def acquire(
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)
+
+
+#: (device, inode of the lock file, thread ident) -> the lock that thread holds through hold()
+_held: dict[tuple[int, int, int], RunLock] = {}
+_held_guard = threading.Lock()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def wait_interruptibly(pause: float) -> None:
+    """The pause between attempts while waiting: inside :func:`blocksync.interrupts.handling`
+    a signal ends the wait (nothing was written yet); outside it, a plain sleep."""
+    interrupts.check("stopped while waiting for the run lock, before it wrote anything")
+    time.sleep(pause)
+
+
+@contextmanager
+def hold(
+    path: Path,
+    wait: bool = False,
+    timeout: float | None = None,
+    *,
+    info: Mapping[str, object] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = wait_interruptibly,
+) -> Iterator[RunLock]:
+    """:func:`acquire`, re-entrant for the thread holding it (see "Decisions" above): taken
+    again by that thread, it is the outer hold, with nothing waited and nothing written."""
+    path = Path(path)
+    known = _identity(path)
+    key = None if known is None else (*known, threading.get_ident())
+    with _held_guard:
+        outer = None if key is None else _held.get(key)
+    if outer is not None:
+        yield RunLock(outer.path, outer.holder, 0.0)
+        return
+    with acquire(path, wait, timeout, info=info, clock=clock, sleep=sleep) as lock:
+        known = _identity(path)  # the file exists now; it is never replaced while held
+        key = None if known is None else (*known, threading.get_ident())
+        if key is not None:
+            with _held_guard:
+                _held[key] = lock
+        try:
+            yield lock
+        finally:
+            if key is not None:
+                with _held_guard:
+                    _held.pop(key, None)

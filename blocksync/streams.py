@@ -50,6 +50,7 @@ from .notifications import NotificationLog, StoredNotification, StreamRow
 from .plugins import PluginSet
 from .plugins.batch import BlockBatch
 from .plugins.bridges import WasmDataStream
+from .run import Cause, Run
 from .sources import BlockRef, SourceStatus
 
 STOPPED, RUNNING, PAUSED = SourceStatus.STOPPED.value, SourceStatus.RUNNING.value, SourceStatus.PAUSED.value
@@ -306,28 +307,29 @@ class StreamReport:
     cursor: str | None = None
     skipped: str | None = None  # e.g. paused: not an error
     error: str | None = None
+    #: not started at all (``error`` says why): the run's timeout passed, or a signal came
+    not_reached: Cause | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return dict(vars(self))
+        doc = dict(vars(self))
+        del doc["not_reached"]  # its error says so in words
+        return doc
 
 
 def pull_streams(
     streams: Streams,
     keys: builtins.list[str],
-    keep_going: Callable[[], bool],
-    not_reached: Callable[[], str | None],
+    run: Run,
 ) -> builtins.list[StreamReport]:
     """Pull each stream of ``keys`` until it has nothing new; one report each, whatever fails.
 
-    ``not_reached()`` is asked before each stream starts (a reason: it is reported failed, not
-    pulled); ``keep_going()`` between the pulls of one stream."""
+    ``run`` is asked before each stream starts (past its deadline, or signalled: the stream is
+    reported not reached, not pulled) and between the pulls of one stream."""
     reports = []
     for key in keys:
         entry = StreamReport(key)
         reports.append(entry)
-        reason = not_reached()
-        if reason is not None:
-            entry.error = reason
+        if run.leaves_out(entry):
             continue
         try:
             stream = streams.get(key)
@@ -341,7 +343,7 @@ def pull_streams(
                 entry.pulled += result.returned
                 entry.emitted += len(result.notifications) - result.returned
                 entry.cursor = result.cursor
-                if not result.returned or not keep_going():
+                if not result.returned or run.late() is not None:
                     break
         except BlocksyncError as exc:
             entry.error = str(exc)

@@ -13,6 +13,7 @@ A store folder holds::
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, closing
 from functools import partial
@@ -20,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from . import config as config_mod
-from . import versions
+from . import runlock, versions
 from .agent_tools import builtin_tools
 from .blocks import BlockStore, Transaction
 from .conflicts import ConflictIndex
@@ -42,6 +43,7 @@ from .reconcile import Conflicts, Reconciler, ReconcileReport, new_run_id
 from .records import Records
 from .remotes_source import PullResult, PushResult, RemoteSource, RemoteSync
 from .remotes_transport import SOURCE_PREFIX, Remote, add_remote, parse_remotes, remove_remote
+from .run import Run
 from .runs import RunLog
 from .safefile import create_new
 from .sources import SyncSource
@@ -49,6 +51,10 @@ from .streams import Streams, block_resolver
 from .tools import ToolBox
 
 DEFAULT_AUTHOR = "human:blocksync"
+#: what the library's writers write into the run lock's note as their command
+RECONCILE_COMMAND = "blocksync reconcile"
+PULL_COMMAND = "blocksync pull"
+PUSH_COMMAND = "blocksync push"
 
 
 class Workspace(AbstractContextManager["Workspace"]):
@@ -165,13 +171,35 @@ class Workspace(AbstractContextManager["Workspace"]):
                 key: partial(FileSource, spec, self.blocks)
                 for key, spec in self.file_sources.items()
             }
-            for key in self.plugins.data_block_keys():
+            for key in self.plugins.block_source_keys():  # loaded only when asked about
                 openers[key] = partial(self.plugins.source, key)
             self._reconciler = Reconciler(
                 openers, self.conflict_index, self.blocks.author,
-                resolve_only=self._remote_source,
+                resolve_only=self._remote_source, listed=self._listed,
             )
         return self._reconciler
+
+    def _listed(self, key: str) -> bool:
+        return key not in self.plugins.specs or self.plugins.reconciles(key)
+
+    def locked(
+        self,
+        command: str,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+        run_id: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> AbstractContextManager[runlock.RunLock]:
+        """Hold ``store/run.lock`` for a ``with`` block, as ``command`` (and ``run_id``) in its
+        note. Held by another run: :class:`~blocksync.errors.RunLockHeld` (exit 75) naming it, at
+        once, or with ``wait`` once ``timeout`` seconds (``None``: no limit) passed. The thread
+        holding it may take it again (:func:`blocksync.runlock.hold`): a writer that holds it
+        calls the other writers of this API."""
+        info: dict[str, object] = {"command": command}
+        if run_id is not None:
+            info["run_id"] = run_id
+        return runlock.hold(self.root / runlock.LOCK_FILE, wait, timeout, info=info, clock=clock)
 
     def reconcile(
         self,
@@ -181,15 +209,30 @@ class Workspace(AbstractContextManager["Workspace"]):
         run_id: str | None = None,
         progress: Callable[[str, int, int], None] | None = None,
         allow_mass_delete: bool = False,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+        run: Run | None = None,
     ) -> ReconcileReport:
         """Reconcile every data source (or those named) with its blocks; see ReconcileReport.
         A source whose run would delete more than the mass-deletion threshold of its paths
         (from disk or agent side) fails, nothing of it written, unless ``allow_mass_delete``
-        or ``[store] allow_mass_delete`` confirms it."""
-        return self.reconciler.run(
-            sources, paths, dry_run, run_id, progress,
-            allow_mass_delete=allow_mass_delete or self.config.allow_mass_delete,
-        )
+        or ``[store] allow_mass_delete`` confirms it.
+
+        Holds the run lock (see :meth:`locked`; ``wait``) -- a dry run writes nothing and takes
+        none. ``timeout`` covers the whole call, the wait for the lock included: sources not
+        started by then are failed entries. ``run`` (a :class:`~blocksync.run.Run`) gives the
+        run's id, clock and deadline instead. Unknown sources and paths no source has are
+        refused before the lock is taken."""
+        run = run or Run(run_id or new_run_id(), timeout)
+        plan = self.reconciler.plan(sources, paths)
+        allow = allow_mass_delete or self.config.allow_mass_delete
+        if dry_run:
+            return self.reconciler.execute(plan, run, True, progress, allow)
+        with self.locked(
+            RECONCILE_COMMAND, wait=wait, timeout=timeout, run_id=run.id, clock=run.clock
+        ):
+            return self.reconciler.execute(plan, run, False, progress, allow)
 
     def _remote_source(self, key: str) -> SyncSource | None:
         # any remote:<name>, configured or not: its open conflicts outlive `remote remove`
@@ -228,21 +271,28 @@ class Workspace(AbstractContextManager["Workspace"]):
         return RemoteSync(self.blocks, self.reconciler.conflicts, self.blocks.author)
 
     def pull(
-        self, name: str, run_id: str | None = None, *, allow_mass_delete: bool = False
+        self, name: str, run_id: str | None = None, *, allow_mass_delete: bool = False,
+        wait: bool = False, timeout: float | None = None,
     ) -> PullResult:
-        """Fetch remote ``name``'s main and merge it into main (conflicts into the index). A pull
-        that would delete most blocks is refused (MassDeletionRefused) unless ``allow_mass_delete``
-        or ``[store] allow_mass_delete``."""
+        """Fetch remote ``name``'s main and merge it into main (conflicts into the index), under
+        the run lock (see :meth:`locked`; ``timeout`` bounds the wait for it). A pull that would
+        delete most blocks is refused (MassDeletionRefused) unless ``allow_mass_delete`` or
+        ``[store] allow_mass_delete``."""
+        remote = self.remote(name)
         allow = allow_mass_delete or self.config.allow_mass_delete
-        return self.remote_sync.pull(self.remote(name), run_id or new_run_id(), allow_mass_delete=allow)
+        with self.locked(PULL_COMMAND, wait=wait, timeout=timeout, run_id=run_id):
+            return self.remote_sync.pull(remote, run_id or new_run_id(), allow_mass_delete=allow)
 
     def push(
-        self, name: str, run_id: str | None = None, *, allow_mass_delete: bool = False
+        self, name: str, run_id: str | None = None, *, allow_mass_delete: bool = False,
+        wait: bool = False, timeout: float | None = None,
     ) -> PushResult:
         """Push main to remote ``name`` by compare-and-swap, merging first when it moved on (that
-        merge is a pull: ``allow_mass_delete`` as there)."""
+        merge is a pull: ``allow_mass_delete`` as there), under the run lock like :meth:`pull`."""
+        remote = self.remote(name)
         allow = allow_mass_delete or self.config.allow_mass_delete
-        return self.remote_sync.push(self.remote(name), run_id or new_run_id(), allow_mass_delete=allow)
+        with self.locked(PUSH_COMMAND, wait=wait, timeout=timeout, run_id=run_id):
+            return self.remote_sync.push(remote, run_id or new_run_id(), allow_mass_delete=allow)
 
     @property
     def conflict_index(self) -> ConflictIndex:
@@ -258,8 +308,11 @@ class Workspace(AbstractContextManager["Workspace"]):
     @property
     def conflicts(self) -> Conflicts:
         """The conflict index: ``list``, ``get``, ``resolve``, ``undo`` (only the last two open
-        the data sources, loading their plugins)."""
-        return Conflicts(self.conflict_index, lambda: self.reconciler)
+        the data sources, loading their plugins, and hold the run lock)."""
+        return Conflicts(
+            self.conflict_index, lambda: self.reconciler,
+            lambda command, wait, timeout: self.locked(command, wait=wait, timeout=timeout),
+        )
 
     @property
     def tools(self) -> ToolBox:

@@ -41,6 +41,7 @@ LAYERS = {
     "conflicts": 2,
     "runs": 2,
     "runlock": 2,
+    "run": 2,  # one run of the reconcile loop: id, deadline, clock, why a step was not started
     "interrupts": 1,  # SIGINT/SIGTERM during a locked run: recorded, acted on at safe points
     "blocks": 3,
     "bases": 3,

@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -46,6 +45,7 @@ from blocksync.sources import (
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugins, wat_fixture
 from .stores import make_store_for
+from .test_host_functions import DictBases
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ("echo_block", "echo_stream", "echo_tool", "kitchen_sink", "stream_tool", "echo_files")
@@ -151,33 +151,10 @@ def test_a_result_error_names_plugin_version_and_call(ws: blocksync.Workspace) -
     assert sink.name() == "Kitchen sink"  # an err is no trap: the instance lives on
 
 
-class DictBases:
-    """Sync bases in a dict, supplied through ``load(..., sync_bases=...)`` where the reconciler
-    of issue 4 will supply them: enough for echo_block to produce every reconcile variant."""
-
-    def __init__(self) -> None:
-        self.bases: dict[str, tuple[Any, str]] = {}
-
-    def functions(self) -> dict[str, Callable[..., Any]]:
-        def base(path: str) -> Any:
-            found = self.bases.get(path)
-            return None if found is None else (SimpleNamespace(path=path, block=found[0]), found[1])
-
-        def set_base(path: str, block: Any, content: str) -> None:
-            self.bases[path] = (block, content)
-
-        return {
-            "base": base,
-            "bindings": lambda: [SimpleNamespace(path=p, block=b) for p, (b, _) in self.bases.items()],
-            "set-base": set_base,
-            "forget": lambda path: self.bases.pop(path, None) and None,
-        }
-
-
 def test_reconcile_results_are_typed(ws: blocksync.Workspace) -> None:
     bases = DictBases()
     spec = dataclasses.replace(ws.plugins.specs["echo"], config={"files": "same=s;merge=base\n;fight=base\n;twin=t"})
-    plugin = load(spec, HostServices(ws.blocks, ws.notifications), ws.cache_path, bases.functions())
+    plugin = load(spec, HostServices(ws.blocks, ws.notifications), ws.cache_path, bases.factory)
     try:
         echo = WasmDataBlock(plugin)
         plugin.host.plugin_rules = tuple(echo.permission_rules())  # as PluginSet does

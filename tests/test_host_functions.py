@@ -36,7 +36,7 @@ from blocksync.blocks import BlockStore
 from blocksync.errors import PluginCallFailed, PluginTrapped
 from blocksync.plugins import HostServices, WasmDataBlock, load
 from blocksync.plugins.build import build, guest_sdk_dir, wit_dir
-from blocksync.plugins.hostfuncs import HOST, HTTP, SYNC, HostContext, define
+from blocksync.plugins.hostfuncs import HOST, HTTP, SYNC, HostContext, NoBases, define
 from blocksync.sources import BlockRef, NeedsResolution, NoChange, Resolved, VersionInfo
 
 from .conftest import assert_git_fsck, git
@@ -318,7 +318,19 @@ def test_memory_function_errors_reach_the_plugin_as_err(ws: blocksync.Workspace)
     assert ws.blocks.head() == before
 
 
-class DictBases:
+def answering_bindings(
+    bindings: Callable[[], Any]
+) -> Callable[[HostContext, tuple[str, ...]], NoBases]:
+    """What ``load(..., sync_bases=...)`` takes: no bases, but ``bindings`` answering bindings."""
+
+    class Bases(NoBases):
+        def bindings(self) -> Any:
+            return bindings()
+
+    return lambda host, exports: Bases()
+
+
+class DictBases(NoBases):
     """Sync bases in a dict, supplied through ``load(..., sync_bases=...)``: a stand-in for the
     reconciler of issue 4, so that flows needing a base (delete among them) can run today.
     ``merge3`` is deliberately not supplied: the host's own answers."""
@@ -326,26 +338,25 @@ class DictBases:
     def __init__(self) -> None:
         self.bases: dict[str, tuple[Any, str]] = {}
 
-    def functions(self) -> dict[str, Callable[..., Any]]:
-        def binding(path: str, block: Any) -> SimpleNamespace:
-            return SimpleNamespace(path=path, block=block)
+    @staticmethod
+    def _binding(path: str, block: Any) -> SimpleNamespace:
+        return SimpleNamespace(path=path, block=block)
 
-        def base(path: str) -> Any:
-            found = self.bases.get(path)
-            return None if found is None else (binding(path, found[0]), found[1])
+    def base(self, path: str) -> Any:
+        found = self.bases.get(path)
+        return None if found is None else (self._binding(path, found[0]), found[1])
 
-        def set_base(path: str, block: Any, content: str) -> None:
-            self.bases[path] = (block, content)
+    def bindings(self) -> list[Any]:
+        return [self._binding(p, b) for p, (b, _) in self.bases.items()]
 
-        def forget(path: str) -> None:
-            self.bases.pop(path, None)
+    def set_base(self, path: str, block: Any, content: str) -> None:
+        self.bases[path] = (block, content)
 
-        return {
-            "base": base,
-            "bindings": lambda: [binding(p, b) for p, (b, _) in self.bases.items()],
-            "set-base": set_base,
-            "forget": forget,
-        }
+    def forget(self, path: str) -> None:
+        self.bases.pop(path, None)
+
+    def factory(self, host: HostContext, exports: tuple[str, ...]) -> DictBases:
+        return self
 
 
 def test_memory_delete_and_the_flows_that_need_sync_bases(
@@ -354,7 +365,7 @@ def test_memory_delete_and_the_flows_that_need_sync_bases(
     caplog.set_level(logging.DEBUG, logger="blocksync.plugin.echo-bases")
     bases = DictBases()
     spec = dataclasses.replace(ws.plugins.specs["echo"], key="echo-bases")
-    plugin = load(spec, HostServices(ws.blocks, ws.notifications), ws.cache_path, bases.functions())
+    plugin = load(spec, HostServices(ws.blocks, ws.notifications), ws.cache_path, bases.factory)
     try:
         echo = WasmDataBlock(plugin)
         plugin.host.plugin_rules = tuple(echo.permission_rules())  # as PluginSet does
@@ -399,7 +410,7 @@ def test_a_host_value_that_cannot_be_lowered_traps_that_call_only(ws: blocksync.
     reaches wasmtime-py's process-wide slot); the next call gets a fresh instance."""
     spec = dataclasses.replace(ws.plugins.specs["echo"], key="echo-buggy-host")
     plugin = load(spec, HostServices(ws.blocks, ws.notifications), ws.cache_path,
-                  {"bindings": lambda: 42})
+                  answering_bindings(lambda: 42))
     try:
         echo = WasmDataBlock(plugin)
         for _ in range(2):
@@ -436,7 +447,7 @@ class Recorder:
 def host_functions(ws: blocksync.Workspace, key: str) -> dict[str, dict[str, Callable[..., Any]]]:
     recorder = Recorder()
     ctx = HostContext(ws.plugins.specs[key], HostServices(ws.blocks, ws.notifications))
-    define(recorder, ctx, {})
+    define(recorder, ctx)
     return recorder.instances
 
 

@@ -34,6 +34,7 @@ from blocksync.plugins.fetch import HttpPolicy, request
 from .conftest import ROOT
 from .plugin_builds import built_plugin
 from .stores import make_store
+from .test_host_functions import answering_bindings
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _plugin(ws: blocksync.Workspace, key: str, bindings: Any) -> Any:
     spec = dataclasses.replace(ws.plugins.specs["echo"], key=key)
     return load(spec, HostServices(ws.blocks, ws.notifications), ws.cache_path,
-                {"bindings": bindings})
+                answering_bindings(bindings))
 
 
 def _run(script: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -77,8 +78,12 @@ def test_a_base_exception_in_a_host_function_never_crashes_the_process(
                 raise {raised}
             return []
         spec = dataclasses.replace(ws.plugins.specs["echo"], key="base-exception")
+        from blocksync.plugins.hostfuncs import NoBases
+        class Bases(NoBases):
+            def bindings(self):
+                return bindings()
         plugin = load(spec, HostServices(ws.blocks, ws.notifications), ws.cache_path,
-                      {{"bindings": bindings}})
+                      lambda host, exports: Bases())
         source = WasmDataBlock(plugin)
         try:
             source.reconcile(["a.md"])

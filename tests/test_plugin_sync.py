@@ -20,6 +20,8 @@ import blocksync
 from blocksync.bases import Binding, SyncBases
 from blocksync.errors import PluginCallFailed
 from blocksync.gitstore import GitStore
+from blocksync.plugins.hostfuncs import HostContext, HostServices, bases_functions
+from blocksync.plugins.spec import PluginSpec
 from blocksync.plugins.syncbases import PluginBases
 from blocksync.sources import NeedsResolution, NoChange, Resolved
 
@@ -112,8 +114,9 @@ def test_set_base_errors_reach_the_plugin_as_err(
 def test_the_host_functions_themselves(ws: blocksync.Workspace) -> None:
     git_store = GitStore(ws.repo_path)
     try:
-        plugin_bases = PluginBases(git_store, "direct", {"alice"}, "plugin:direct")
-        fns = plugin_bases.functions()
+        spec = PluginSpec(key="direct", agent="alice", path=Path("direct.wasm"))
+        plugin_bases = PluginBases(HostContext(spec, HostServices()), git_store, enabled=False)
+        fns = bases_functions(plugin_bases)
         block = SimpleNamespace(**{"block-id": "", "label": "x", "agent-id": "alice"})
         # not (yet) known to be a data-block plugin: no bases, none recorded
         assert fns["base"]("x") is None and fns["bindings"]() == []

@@ -1,6 +1,6 @@
 """`store/run.lock` beyond sync: reconcile, conflicts resolve and conflicts undo take it too.
 
-Real processes on both sides: the holder is a real `run_sync` (or `run_reconcile`) in another
+Real processes on both sides: the holder is a real `run_sync` (or `ws.reconcile()`) in another
 process, stopped inside its first source until a line arrives on its standard input; the
 contenders are the installed `blocksync` command. A dry run writes nothing and takes no lock.
 """
@@ -24,16 +24,19 @@ from blocksync import runlock
 
 from .test_sync import BLOCKSYNC, ENV, add_source, runs
 
-#: a real run (`run_sync` or `run_reconcile`) that stops inside its first source until told
+#: a real run (`run_sync` or `ws.reconcile()`) that stops inside its first source until told
 HOLDER = textwrap.dedent(
     """
     import sys
     import blocksync
-    from blocksync.sync import run_reconcile, run_sync
+    from blocksync.sync import run_sync
 
     def hold(name, position, count):
         print("inside", name, flush=True)
         sys.stdin.readline()
+
+    def run_reconcile(ws, progress):
+        return ws.reconcile(progress=progress)
 
     run = run_sync if sys.argv[2] == "sync" else run_reconcile
     with blocksync.open(sys.argv[1], author="test:holder") as ws:

@@ -27,7 +27,9 @@ from typing import Any
 from blocksync import sources
 from blocksync.plugins import bridges, contract
 from blocksync.plugins.build import guest_sdk_dir, wit_dir
-from blocksync.plugins.hostfuncs import HOST, HTTP, SYNC, HostContext, HostServices, define
+from blocksync.plugins.hostfuncs import (
+    HOST, HTTP, SYNC, HostContext, HostServices, NoBases, SyncBaseFunctions, define,
+)
 from blocksync.plugins.spec import PluginSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,10 +95,10 @@ class Recorder:
         yield SimpleNamespace(add_func=functions.__setitem__)
 
 
-def defined(sync_bases: dict[str, Callable[..., Any]] | None = None) -> dict[str, dict[str, Any]]:
+def defined(sync_bases: SyncBaseFunctions | None = None) -> dict[str, dict[str, Any]]:
     recorder = Recorder()
     ctx = HostContext(PluginSpec(key="p", agent="alice", path=Path("p.wasm")), HostServices())
-    define(recorder, ctx, sync_bases or {})
+    define(recorder, ctx, sync_bases)
     return recorder.instances
 
 
@@ -116,7 +118,12 @@ def test_sync_bases_replace_the_stand_ins() -> None:
     """The reconciler's bases go in through ``sync_bases`` (issue 4) and take the stand-ins'
     places, with no function added or lost."""
     sentinel = object()
-    instances = defined({"base": lambda path: sentinel})
+
+    class Bases(NoBases):
+        def base(self, path: str) -> Any:
+            return sentinel
+
+    instances = defined(Bases())
     assert instances[SYNC]["base"](None, "x") is sentinel
     assert defined()[SYNC]["base"](None, "x") is None
     assert sorted(instances[SYNC]) == sorted(defined()[SYNC])

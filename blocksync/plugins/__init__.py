@@ -7,8 +7,8 @@ store's configured plugins; ``build`` turns a Python guest source into a compone
 """
 
 from .bridges import WasmDataBlock, WasmDataStream, WasmTool
-from .hostfuncs import HostServices
 from .discovery import Discovered
+from .hostfuncs import HostServices
 from .registry import PluginEntry, PluginSet, parse_specs
 from .runtime import (
     ComponentInfo,

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from wasmtime import WasmtimeError
 from wasmtime.component import LinkerInstance, Record, Variant
@@ -330,8 +330,63 @@ def _merge3(base: str, disk: str, agent: str) -> str:
     return result.text
 
 
-def _no_bases(*_: Any) -> str:
-    raise AccessDenied("sync bases are kept only for data-block sources during reconcile")
+class SyncBaseFunctions(Protocol):
+    """The ``sync`` functions that keep a plugin's sync bases (the WIT names, snake_cased):
+    :class:`blocksync.plugins.syncbases.PluginBases` for a store's data-block plugins, built
+    with the plugin's :class:`HostContext`; :class:`NoBases` for every other plugin."""
+
+    def base(self, path: str) -> Any: ...  # option<tuple<binding, string>>
+    def bindings(self) -> list[Any]: ...  # list<binding>
+    def states(self, paths: list[str]) -> str: ...
+    def set_base(self, path: str, block: Any, content: str) -> None: ...
+    def forget(self, path: str) -> None: ...
+    def dry_run(self) -> bool: ...
+    def report_conflict(self, path: str, block: Any, disk: str | None, reason: str) -> None: ...
+
+
+#: makes a plugin's sync bases once its host context exists: (that context, the plugin's exports)
+BasesFactory = Callable[[HostContext, tuple[str, ...]], SyncBaseFunctions]
+
+
+_NO_BASES = "sync bases are kept only for data-block sources during reconcile"
+
+
+class NoBases:
+    """What a plugin loaded without a store's sync bases sees: none, and it cannot record any."""
+
+    def base(self, path: str) -> Any:
+        return None
+
+    def bindings(self) -> list[Any]:
+        return []
+
+    def states(self, paths: list[str]) -> str:
+        return "{}"
+
+    def set_base(self, path: str, block: Any, content: str) -> None:
+        raise AccessDenied(_NO_BASES)
+
+    def forget(self, path: str) -> None:
+        raise AccessDenied(_NO_BASES)
+
+    def dry_run(self) -> bool:
+        return False
+
+    def report_conflict(self, path: str, block: Any, disk: str | None, reason: str) -> None:
+        return None
+
+
+def bases_functions(bases: SyncBaseFunctions) -> dict[str, Callable[..., Any]]:
+    """``bases`` as the ``sync`` host functions of those names (results lowered as WIT has them)."""
+    return {
+        "base": bases.base,
+        "bindings": bases.bindings,
+        "states": bases.states,
+        "set-base": as_result(bases.set_base, tagged=False),
+        "forget": as_result(bases.forget, tagged=False),
+        "dry-run": bases.dry_run,
+        "report-conflict": bases.report_conflict,
+    }
 
 
 def _set_cursor(ctx: HostContext, cursor: str) -> None:
@@ -344,13 +399,13 @@ def _set_cursor(ctx: HostContext, cursor: str) -> None:
 def define(
     linker_root: Any,
     ctx: HostContext,
-    sync_bases: dict[str, Callable[..., Any]],
+    bases: SyncBaseFunctions | None = None,
     checks: dict[tuple[str, str], lift.Lower] | None = None,
 ) -> None:
     """Define the ``host``, ``http`` and ``sync`` instances for one plugin on a linker root.
 
-    ``sync_bases`` supplies ``base``, ``bindings``, ``set-base`` and ``forget`` for a source
-    being reconciled; without it a plugin sees no bases and cannot record any. ``checks`` maps
+    ``bases`` are the plugin's sync bases (``base``, ``bindings``, ``set-base``, ``forget``,
+    ...); without them (:class:`NoBases`) a plugin sees no bases and cannot record any. ``checks`` maps
     (interface, function) to the lowering of the result the component expects (see
     :func:`_guard`); functions it does not import need none.
     """
@@ -369,19 +424,12 @@ def define(
         "request": as_result(lambda *a: _response(ctx.http_request(*a)), tagged=False),
     }
     sync: dict[str, Callable[..., Any]] = {
-        "base": lambda path: None,
-        "bindings": list,
-        "states": lambda paths: "{}",
+        **bases_functions(bases or NoBases()),
         "folder-digests": as_result(ctx.folder_digests, tagged=True),
-        "set-base": as_result(_no_bases, tagged=False),
-        "forget": as_result(_no_bases, tagged=False),
-        "dry-run": lambda: False,
-        "report-conflict": lambda path, block, disk, reason: None,
         "merge3": as_result(_merge3, tagged=True),
         "block-history": as_result(ctx.block_history, tagged=False),
         "block-read-at": as_result(ctx.block_read_at, tagged=True),
         "set-cursor": as_result(partial(_set_cursor, ctx), tagged=False),
-        **sync_bases,
     }
     checks = checks or {}
     for interface, functions in ((HOST, host), (HTTP, http), (SYNC, sync)):

@@ -24,7 +24,7 @@ from ..gitstore import GitStore
 from . import contract
 from .bridges import WasmDataBlock, WasmDataStream, WasmTool
 from .discovery import Discovered, discover, parse_manifest, shortfalls
-from .hostfuncs import HostServices
+from .hostfuncs import BasesFactory, HostContext, HostServices
 from .runtime import Plugin, check, compile_component, load, runtime
 from .source import PluginSource
 from .spec import PluginSpec, parse_limits, parse_trust, parse_wasm_source
@@ -184,16 +184,23 @@ class PluginSet:
                 f"[agents.{spec.agent}.data_sources.{spec.key}] grants: " + "; ".join(missing),
             )
 
-    def _new_bases(self, spec: PluginSpec) -> PluginBases | None:
-        """The plugin's sync bases (``refs/sync/<key>``) when a block store is attached."""
+    def _bases_factory(self, made: list[PluginBases]) -> BasesFactory | None:
+        """What makes a plugin's sync bases (``refs/sync/<key>``) when a block store is
+        attached; each one made goes into ``made``."""
         blocks = self._services.blocks
         if blocks is None:
             return None
         if self._git is None:
             self._git = GitStore(blocks.repo_path, durable=blocks.durable)
-        return PluginBases(
-            self._git, spec.key, spec.owners, f"plugin:{spec.key}", blocks.index_db
-        )
+        git = self._git
+
+        def make(host: HostContext, exports: tuple[str, ...]) -> PluginBases:
+            made.append(PluginBases(
+                host, git, enabled="data-block" in exports, index_db=blocks.index_db
+            ))
+            return made[-1]
+
+        return make
 
     def get(self, key: str) -> Plugin:
         plugin = self._loaded.get(key)
@@ -208,23 +215,21 @@ class PluginSet:
                         f"its path, so it is attached to no agent (configured: {known})"
                     )
                 raise NotFound(f"no plugin named {key!r} (known: {known})")
+            made: list[PluginBases] = []
             try:
                 self.check_manifest(spec)
-                bases = self._new_bases(spec)
                 plugin = load(
-                    spec, self._services, self._cache,
-                    None if bases is None else bases.functions(),
+                    spec, self._services, self._cache, self._bases_factory(made),
                     vet=partial(self.check_manifest, spec), hot_reload=self.hot_reload,
                 )
-            except BlocksyncError as exc:
-                self._errors[key] = str(exc)
+            except BaseException as exc:
+                for bases in made:
+                    bases.close()
+                if isinstance(exc, BlocksyncError):
+                    self._errors[key] = str(exc)
                 raise
             self._errors.pop(key, None)
-            if bases is not None:
-                bases.enabled = "data-block" in plugin.interfaces
-                # a reload swaps the plugin's component, never its HostContext (it holds the
-                # reconcile's batch): this stays the live one
-                bases.host = plugin.host
+            for bases in made:  # one: a reload swaps the component, never the host context
                 self._bases[key] = bases
             with self._lock:
                 self._loaded[key] = plugin
@@ -256,20 +261,23 @@ class PluginSet:
         return PluginSource(plugin, self._bases[key], blocks)
 
     def data_block_keys(self) -> list[str]:
-        """The plugins to reconcile: configured as a block source and exporting data-block.
-        Each is loaded to tell; one that fails to load is listed, so that reconciling it
-        reports why (a source that cannot even load must not pass for a clean run)."""
-        keys = []
-        for key, spec in self.specs.items():
-            if spec.source_kind not in _KINDS["data-block"]:
-                continue
-            try:
-                exports = self.get(key).interfaces
-            except BlocksyncError:
-                exports = ("data-block",)
-            if "data-block" in exports:
-                keys.append(key)
-        return keys
+        """The plugins to reconcile: configured as a block source and exporting data-block
+        (each is loaded to tell, see :meth:`reconciles`)."""
+        return [key for key in self.block_source_keys() if self.reconciles(key)]
+
+    def block_source_keys(self) -> list[str]:
+        """The plugins configured as a block source, none loaded: the candidates of
+        :meth:`data_block_keys`."""
+        return [k for k, spec in self.specs.items() if spec.source_kind in _KINDS["data-block"]]
+
+    def reconciles(self, key: str) -> bool:
+        """Whether the block source ``key`` exports data-block: it is loaded to tell. One that
+        fails to load does, so that reconciling it reports why (a source that cannot even load
+        must not pass for a clean run)."""
+        try:
+            return "data-block" in self.get(key).interfaces
+        except BlocksyncError:
+            return True
 
     def data_stream(self, key: str) -> WasmDataStream:
         return WasmDataStream(self._exporting(key, "data-stream"))

@@ -69,7 +69,16 @@ from ..logs import PluginLog
 from ..sources import PermissionLevel, PermissionRule
 from . import contract, lift
 from .cache import CompileCache
-from .hostfuncs import HOST, HTTP, SYNC, HostContext, HostServices, define
+from .hostfuncs import (
+    HOST,
+    HTTP,
+    SYNC,
+    BasesFactory,
+    HostContext,
+    HostServices,
+    SyncBaseFunctions,
+    define,
+)
 from .spec import GUEST_DIR, MiB, PluginSpec
 from .trust import TrustPolicy, enforce, signature_path
 
@@ -406,7 +415,7 @@ class Plugin:
         component: Component,
         info: ComponentInfo,
         services: HostServices,
-        sync_bases: dict[str, Callable[..., Any]] | None = None,
+        sync_bases: BasesFactory | None = None,
         *,
         cache_folder: Path | None = None,
         identity: FileIdentity = None,
@@ -416,7 +425,10 @@ class Plugin:
         self.spec = spec
         #: one host context for the plugin's whole life: swaps keep it (and what points to it)
         self.host = HostContext(spec, services)
-        self._sync_bases = sync_bases or {}
+        #: its sync bases, built once with that context: every version's linker gets them
+        self.sync_bases: SyncBaseFunctions | None = (
+            None if sync_bases is None else sync_bases(self.host, _interfaces(info))
+        )
         self._cache_folder = cache_folder
         self._vet = vet
         self.hot_reload = hot_reload
@@ -442,7 +454,7 @@ class Plugin:
         if info.wasi:
             linker.add_wasip2()
         with linker.root() as root:
-            define(root, self.host, self._sync_bases, _result_lowers(component))
+            define(root, self.host, self.sync_bases, _result_lowers(component))
         return _Version(component, info, linker)
 
     @property
@@ -823,13 +835,15 @@ def load(
     spec: PluginSpec,
     services: HostServices | None = None,
     cache_folder: Path | None = None,
-    sync_bases: dict[str, Callable[..., Any]] | None = None,
+    sync_bases: BasesFactory | None = None,
     *,
     vet: Callable[[], None] | None = None,
     hot_reload: bool = True,
 ) -> Plugin:
     """Load the plugin ``spec`` names; PluginRefused before any of its code runs if unfit.
-    With ``hot_reload`` the plugin follows changes of its file (see the module docstring)."""
+    With ``hot_reload`` the plugin follows changes of its file (see the module docstring).
+    ``sync_bases(host, exports)`` makes the plugin's sync bases once its host context exists
+    (without: it sees none, :class:`~blocksync.plugins.hostfuncs.NoBases`)."""
     identity = file_identity(spec.path)  # before reading: a change while reading is seen later
     component, info = read_component(
         spec.path, spec.key, runtime().cache(cache_folder), spec.sha256, spec.trust

@@ -9,6 +9,11 @@ each ``set-base`` / ``forget`` call is its own small commit on the ref (a compar
 writer racing the plugin never loses an update). Bindings name blocks of the owners the plugin
 is attached to only. Plugins that export no ``data-block`` see no bases and cannot record any.
 
+A :class:`PluginBases` is built with the plugin's :class:`~blocksync.plugins.hostfuncs.HostContext`
+(which holds the batch, and outlives every reload of the plugin's file) and its exports, by
+the factory ``runtime.load(..., sync_bases=...)`` calls once that context exists; the linker
+gets it as a :class:`~blocksync.plugins.hostfuncs.SyncBaseFunctions`.
+
 Values go back to wasmtime-py as ``Record`` instances (records inside an ``option`` or a
 ``list`` lower from any object with the fields, but a Record is what every case accepts).
 """
@@ -16,7 +21,6 @@ Values go back to wasmtime-py as ``Record`` instances (records inside an ``optio
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from wasmtime.component import Record
@@ -28,7 +32,7 @@ from ..errors import AccessDenied, UsageError
 from ..gitstore import GitStore
 from ..index_db import IndexDb
 from .batch import ConflictReport, SyncBatch
-from .hostfuncs import HostContext, as_result, record
+from .hostfuncs import HostContext, record
 
 __all__ = ["PluginBases", "binding_record"]
 
@@ -44,30 +48,31 @@ def binding_record(binding: Binding) -> Record:
 
 
 class PluginBases:
-    """One plugin's sync bases as host functions. ``enabled`` is set once the plugin is known
-    to export ``data-block``; until then every function answers as if there were no bases."""
+    """One plugin's sync bases as host functions, for the plugin whose ``host`` context this
+    is. ``enabled``: the plugin exports ``data-block``; if not, every function answers as if
+    there were no bases."""
 
     def __init__(
         self,
+        host: HostContext,
         git: GitStore,
-        key: str,
-        owners: frozenset[str] | set[str],
-        author: str,
+        *,
+        enabled: bool,
         index_db: IndexDb | None = None,
     ) -> None:
-        self.bases = SyncBases(git, key)
-        self.key = key
-        self.owners = frozenset(owners)
-        self.author = author
-        self.enabled = False
-        self.host: HostContext | None = None  # the plugin's, once loaded: it holds the batch
+        self.host = host
+        self.key = host.spec.key
+        self.bases = SyncBases(git, self.key)
+        self.owners = frozenset(host.spec.owners)
+        self.author = host.author
+        self.enabled = enabled
         self._index_db = index_db  # the workspace's: one connection for every table
         self._index: BaseIndex | None = None
 
     @property
     def batch(self) -> SyncBatch | None:
         """The reconcile batch open on the plugin's host, if any (a pull's has no bases)."""
-        batch = None if self.host is None else self.host.batch
+        batch = self.host.batch
         return batch if isinstance(batch, SyncBatch) else None
 
     def index(self) -> BaseIndex:
@@ -113,7 +118,7 @@ class PluginBases:
         block's newest content blob is its base's, without reading a base or a block."""
         if not self.enabled:
             return "{}"
-        blocks = self.host.services.blocks if self.host is not None else None
+        blocks = self.host.services.blocks
         if blocks is None:
             raise AccessDenied("no block store is attached to this plugin")
         index = self.index()
@@ -174,15 +179,3 @@ class PluginBases:
         if self.batch is not None:
             owner = getattr(block, "agent-id")
             self.batch.conflicts[path] = ConflictReport(owner, block.label, disk, reason)
-
-    def functions(self) -> dict[str, Callable[..., Any]]:
-        """What ``runtime.load(..., sync_bases=...)`` takes."""
-        return {
-            "base": self.base,
-            "bindings": self.bindings,
-            "states": self.states,
-            "set-base": as_result(self.set_base, tagged=False),
-            "forget": as_result(self.forget, tagged=False),
-            "dry-run": self.dry_run,
-            "report-conflict": self.report_conflict,
-        }

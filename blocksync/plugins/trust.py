@@ -60,7 +60,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ..errors import PluginRefused, UsageError
 from ..safefile import write_atomic
 
-
 log = logging.getLogger("blocksync.plugins.trust")
 
 KEY_PREFIX = "ed25519:"
