@@ -1,6 +1,7 @@
 """blocksync: versioned memory blocks in git, synced to outside sources through WASM plugins."""
 
 from .blocks import (
+    KEEP,
     Block,
     BlockMeta,
     BlockStore,
@@ -76,6 +77,7 @@ from .workspace import Workspace, fsck, init, open, rebuild_index
 __version__ = "0.1.0"
 
 __all__ = [
+    "KEEP",
     "AccessDenied",
     "AgentNotAllowed",
     "AlreadyBound",

@@ -90,6 +90,15 @@ class BlockMeta:
         return cls(description, BlockType(doc["block_type"]), schema, limit)
 
 
+class Keep(Enum):
+    """An update argument left out: the block keeps what it has. A sentinel, because ``None``
+    is a value of ``char_limit`` (no limit): ``update(char_limit=None)`` removes a limit."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
 _META_KEYS = frozenset({"block_type", "char_limit", "description", "schema"})
 
 
@@ -411,10 +420,11 @@ class Transaction:
         description: str | None = None,
         block_type: BlockType | str | None = None,
         schema: str | None = None,
-        char_limit: int | None = None,
+        char_limit: int | None | Keep = KEEP,
         expected_version: int | None = None,
     ) -> None:
-        """Change content and/or metadata; arguments left as None keep their current value."""
+        """Change content and/or metadata; arguments left out keep their current value
+        (``char_limit=None`` removes the limit)."""
         names.validate(owner, "owner")
         names.validate(label, "label")
 
@@ -428,7 +438,7 @@ class Transaction:
                 old.description if description is None else description,
                 old.block_type if block_type is None else _block_type(block_type),
                 old.schema if schema is None else schema,
-                old.char_limit if char_limit is None else char_limit,
+                old.char_limit if isinstance(char_limit, Keep) else char_limit,
             )
             _check_meta(meta)
             self._stage(owner, label, current.content if content is None else content, meta)
@@ -755,12 +765,13 @@ class BlockStore:
         description: str | None = None,
         block_type: BlockType | str | None = None,
         schema: str | None = None,
-        char_limit: int | None = None,
+        char_limit: int | None | Keep = KEEP,
         expected_version: int | None = None,
         author: str | None = None,
         message: str | None = None,
     ) -> Block:
-        """Write a new version; unchanged content and metadata write nothing."""
+        """Write a new version; unchanged content and metadata write nothing. Arguments left
+        out keep the block's value (``char_limit=None`` removes its limit)."""
         _check_names(owner, label)
         result = self._single(
             message or f"update {owner}/{label}",

@@ -31,7 +31,7 @@ import click
 from . import conformance, interrupts, logs, plugins, workspace
 from . import demo as demo_mod
 from . import sync as sync_mod
-from .blocks import Block
+from .blocks import KEEP, Block, Keep
 from .errors import BlocksyncError, UsageError
 from .notifications import StoredNotification
 from .plugins import build as build_mod
@@ -278,6 +278,7 @@ def block_read(obj: _Context, owner: str, label: str, version: str | None, as_js
 @click.argument("label")
 @_content_options
 @_meta_options
+@click.option("--no-char-limit", is_flag=True, help="Remove the block's char limit.")
 @click.option("--expected-version", type=int, help="Fail unless the block is at this version.")
 @click.option("--message", "-m", help="Commit message.")
 @json_option
@@ -285,18 +286,23 @@ def block_read(obj: _Context, owner: str, label: str, version: str | None, as_js
 def block_update(
     obj: _Context, owner: str, label: str, content: str | None, content_file: Path | None,
     description: str | None, block_type: str | None, schema: str | None, char_limit: int | None,
-    expected_version: int | None, message: str | None, as_json: bool,
+    no_char_limit: bool, expected_version: int | None, message: str | None, as_json: bool,
 ) -> None:
     """Write a new version. Without --content/--file, content comes from standard input unless
     only metadata options are given."""
-    meta_only = any(v is not None for v in (description, block_type, schema, char_limit))
+    if no_char_limit and char_limit is not None:
+        raise UsageError("give --char-limit or --no-char-limit, not both")
+    limit: int | None | Keep = None if no_char_limit else KEEP if char_limit is None else char_limit
+    meta_only = no_char_limit or any(
+        v is not None for v in (description, block_type, schema, char_limit)
+    )
     text = _read_content(content, content_file, stdin_fallback=not meta_only)
     if text is None and not meta_only:
         raise UsageError("no content: give --content, --file, or pipe it on standard input")
     with obj.open() as ws:
         b = ws.blocks.update(
             owner, label, text, description=description, block_type=block_type, schema=schema,
-            char_limit=char_limit, expected_version=expected_version, message=message,
+            char_limit=limit, expected_version=expected_version, message=message,
         )
     _render_block(b, as_json, "updated")
 

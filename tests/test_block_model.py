@@ -37,7 +37,7 @@ from blocksync import (
     UsageError,
     VersionNotFound,
 )
-from blocksync.blocks import Block, Transaction
+from blocksync.blocks import KEEP, Block, Transaction
 from blocksync.versions import VersionIndex
 
 from .conftest import assert_git_fsck, git
@@ -212,7 +212,7 @@ def plan(
             current.description if description is None else description,
             current.block_type if block_type is None else block_type,
             current.schema if schema is None else schema,
-            current.char_limit if char_limit is None else char_limit,
+            current.char_limit if char_limit is KEEP else char_limit,
         )
     elif kind == "delete":
         if current is None:
@@ -297,7 +297,7 @@ class BlockStoreMachine(RuleBasedStateMachine):
                 data.draw(maybe(descriptions)),
                 data.draw(maybe(block_types)),
                 data.draw(maybe(schemas)),
-                data.draw(maybe(char_limits)),
+                data.draw(st.one_of(st.just(KEEP), char_limits)),  # None removes a limit
                 self.resolve_expected(key, data.draw(expectations, label="expected")),
             )
         if kind == "delete":
@@ -669,3 +669,12 @@ BlockStoreMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 test_block_store_matches_model = BlockStoreMachine.TestCase
+
+
+def test_a_char_limit_can_be_removed_and_is_kept_when_left_out(tmp_path: Path) -> None:
+    """``char_limit=None`` is a value (no limit), not "keep": leaving the argument out keeps it."""
+    with blocksync.init(tmp_path / "store") as ws:
+        ws.blocks.create("alice", "a", "hi", char_limit=5)
+        assert ws.blocks.update("alice", "a", "hey").meta.char_limit == 5
+        assert ws.blocks.update("alice", "a", char_limit=None).meta.char_limit is None
+        assert ws.blocks.update("alice", "a", "a text longer than five").content.startswith("a")

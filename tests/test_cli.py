@@ -93,6 +93,12 @@ def test_metadata_only_update_keeps_content(alice: Path) -> None:
     assert read["content"] == "hello\n" and read["description"] == "d" and read["version"] == 2
 
 
+def test_no_char_limit_removes_the_limit(alice: Path) -> None:
+    assert run(alice, "block", "update", "alice", "notes", "--content", "x" * 21).exit_code == 2
+    assert run(alice, "block", "update", "alice", "notes", "--no-char-limit").exit_code == 0
+    assert run(alice, "block", "update", "alice", "notes", "--content", "x" * 21).exit_code == 0
+
+
 def test_delete_and_rollback_bring_it_back(alice: Path) -> None:
     assert run(alice, "block", "delete", "alice", "notes").exit_code == 0
     assert run(alice, "block", "read", "alice", "notes").exit_code == 4
@@ -115,6 +121,12 @@ def test_delete_and_rollback_bring_it_back(alice: Path) -> None:
             None,
             2,
             "over its char_limit of 20",
+        ),
+        (
+            ["block", "update", "alice", "notes", "--char-limit", "9", "--no-char-limit"],
+            None,
+            2,
+            "--char-limit or --no-char-limit, not both",
         ),
         (
             ["block", "update", "alice", "notes"],
