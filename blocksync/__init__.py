@@ -69,7 +69,8 @@ from .errors import (
 from .fsck import FsckReport, Problem
 from .notifications import StoredNotification
 from .reconcile import ReconcileReport, SourceReport
-from .streams import PullResult, Stream, StreamStatus
+from .remotes_source import RemotePull, RemotePush
+from .streams import Stream, StreamPull, StreamStatus
 from .sync import SyncReport, run_sync
 from .tools import ToolBox, ToolCall, ToolEntry
 from .workspace import Workspace, fsck, init, open, rebuild_index
@@ -119,7 +120,9 @@ __all__ = [
     "PluginRefused",
     "PluginTrapped",
     "PullRefused",
-    "PullResult",
+    "StreamPull",
+    "RemotePull",
+    "RemotePush",
     "Problem",
     "ReconcileReport",
     "RemoteError",

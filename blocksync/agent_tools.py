@@ -23,16 +23,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Collection
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from .blocks import BlockStore
-from .conflicts import STATUSES, Conflict
+from .conflicts import STATUSES, Conflict, Take
 from .errors import AgentNotAllowed
 
 #: every built-in tool's name starts with it; plugin tools may not
 PREFIX = "blocksync_"
 
-Take = Literal["disk", "agent", "merged"]
 JSON = dict[str, Any]
 #: the owners an agent may act for (itself included): ``ws.config.may_act_for``
 Grants = Callable[[str], Collection[str]]

@@ -266,7 +266,7 @@ class SyncBases:
         tx.commit()
 
 
-_Staged = tuple[Binding, str] | None
+_StagedBinding = tuple[Binding, str] | None
 
 
 class BasesTransaction:
@@ -291,7 +291,7 @@ class BasesTransaction:
     def _begin(self, head: bytes | None) -> None:
         self._head = head
         self._tree = self._bases._git.commit_tree(head)
-        self._staged: dict[str, _Staged] = {}
+        self._staged: dict[str, _StagedBinding] = {}
         self._staged_blocks: dict[tuple[str, str], str | None] = {}  # block -> path
 
     # -- reading through the staged changes -----------------------------------------------

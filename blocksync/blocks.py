@@ -283,7 +283,7 @@ def _check_names(owner: str, label: str) -> None:
     names.validate(label, "label")
 
 
-class _Staged:
+class _BlockState:
     """A block's state as a transaction sees it; content is read from git only when needed."""
 
     def __init__(self, meta: BlockMeta, content: str | None = None,
@@ -325,14 +325,14 @@ class Transaction:
         self._head = head
         self._store._catch_up(head)
         self._root = TreeEditor(self._store._git, self._store._git.commit_tree(head))
-        self._staged: dict[tuple[str, str], _Staged | None] = {}
+        self._staged: dict[tuple[str, str], _BlockState | None] = {}
         self._beside: dict[tuple[bytes, ...], bytes | None] = {}
         #: with ``skip_stale``: blocks whose changes were dropped because the block moved
         self.stale: set[tuple[str, str]] = set()
 
     # -- reading through the staged changes -----------------------------------------------
 
-    def _current(self, owner: str, label: str) -> _Staged | None:
+    def _current(self, owner: str, label: str) -> _BlockState | None:
         key = (owner, label)
         if key in self._staged:
             return self._staged[key]
@@ -386,7 +386,7 @@ class Transaction:
 
     def _stage(self, owner: str, label: str, content: str, meta: BlockMeta) -> None:
         check_content(owner, label, content, meta)
-        self._staged[(owner, label)] = _Staged(meta, content)
+        self._staged[(owner, label)] = _BlockState(meta, content)
 
     def create(
         self,
@@ -582,7 +582,7 @@ class BlockStore:
             return None
         return self._git.lookup(root.sha, *layout.block_path(owner, label))
 
-    def _read_dir(self, dir_sha: bytes) -> _Staged:
+    def _read_dir(self, dir_sha: bytes) -> _BlockState:
         folder = self._git.tree(dir_sha)
         try:
             content_sha = folder[layout.CONTENT_FILE][1]
@@ -591,7 +591,7 @@ class BlockStore:
             raise RepositoryCorrupt(
                 str(self.repo_path), f"block folder {dir_sha.decode()} lacks {exc}"
             ) from exc
-        return _Staged(meta, load=lambda: self._text(content_sha))
+        return _BlockState(meta, load=lambda: self._text(content_sha))
 
     def read_blob(self, blob: str) -> str:
         """A block's content by its blob id (hex, as the version index records it)."""
@@ -623,7 +623,7 @@ class BlockStore:
     def _stage_commit(
         self,
         root: TreeEditor,
-        staged: dict[tuple[str, str], _Staged | None],
+        staged: dict[tuple[str, str], _BlockState | None],
         beside: dict[tuple[bytes, ...], bytes | None],
     ) -> tuple[builtins.list[ShaFile] | None, builtins.list[BlockChange]]:
         """Edit ``root`` to hold ``staged`` (and the folders ``beside`` the blocks): the new

@@ -32,11 +32,12 @@ from . import conformance, interrupts, logs, plugins, workspace
 from . import demo as demo_mod
 from . import sync as sync_mod
 from .blocks import KEEP, Block, Keep
+from .conflicts import Take
 from .errors import BlocksyncError, UsageError
 from .notifications import StoredNotification
 from .plugins import build as build_mod
 from .plugins import trust
-from .reconcile import ReconcileReport, Take
+from .reconcile import ReconcileReport
 from .streams import StreamReport
 from .text import char_diff, decode_text, printable, render_char_diff
 from .tools import params_from_json

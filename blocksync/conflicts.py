@@ -52,7 +52,6 @@ import builtins
 import hashlib
 import json
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 import sqlite_utils
@@ -67,12 +66,14 @@ from .errors import (
     StaleResolution,
     UsageError,
 )
-from .index_db import Migrations, create_table, preparer
+from .index_db import Migrations, create_table, preparer, timestamp
 from .sqlitetable import RecordKind, SqliteTable
 
 Status = Literal["open", "resolved", "superseded", "vanished"]
 #: what a resolution through the API took; reconcile closing a row may store its own text
 Resolution = Literal["disk", "agent", "merged", "manual"]
+#: the side a resolution takes (a manual one gives its content instead)
+Take = Literal["disk", "agent", "merged"]
 #: why a row left ``open``: a resolution, reconcile, or a newer row for the same path
 ClosedBy = Literal["resolve", "reconcile", "supersede"]
 
@@ -186,8 +187,10 @@ RECORDS = RecordKind(
 )
 
 
-def content_hash(content: str | None) -> str | None:
-    """SHA-256 hex of the UTF-8 content; ``None`` for an absent side."""
+def side_hash(content: str | None) -> str | None:
+    """SHA-256 hex of a conflict side's UTF-8 content; ``None`` for an absent side. Stricter
+    than :func:`blocksync.truth.content_hash`: a lone surrogate cannot be stored in a row, so
+    it is refused here (``InvalidContent``) rather than hashed."""
     if content is None:
         return None
     try:
@@ -202,9 +205,9 @@ def content_hash(content: str | None) -> str | None:
 def changed_sides(conflict: Conflict, disk: str | None, agent: str | None) -> tuple[str, ...]:
     """The sides (``"disk"``, ``"agent"``) that no longer hold what the conflict recorded."""
     moved = []
-    if content_hash(disk) != conflict.disk_hash:
+    if side_hash(disk) != conflict.disk_hash:
         moved.append("disk")
-    if content_hash(agent) != conflict.agent_hash:
+    if side_hash(agent) != conflict.agent_hash:
         moved.append("agent")
     return tuple(moved)
 
@@ -231,10 +234,6 @@ def conflict_id(
         key.append(attempt)
     digest = hashlib.sha256(json.dumps(key).encode("utf-8")).hexdigest()
     return _ID_PREFIX + digest[:_ID_HEX]
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _row(values: tuple[Any, ...]) -> Conflict:
@@ -343,14 +342,14 @@ class ConflictIndex(SqliteTable):
         (a remote's record of the conflict, which says itself that it is open); else a new open
         row, superseding any open row of the path whose sides differ.
         """
-        hashes = (content_hash(base), content_hash(disk), content_hash(agent))
+        hashes = (side_hash(base), side_hash(disk), side_hash(agent))
         with self._write("cannot record a conflict") as staged:
             current = self._open_row(source, path)
             if current is not None and hashes == (
                 current.base_hash, current.disk_hash, current.agent_hash
             ):
                 return current, False
-            now = _now()
+            now = timestamp()
             decided = self._latest_decision(source, path) if decisions_hold else None
             if decided is not None and hashes[1:] == (decided.disk_hash, decided.agent_hash):
                 if current is not None:
@@ -392,7 +391,7 @@ class ConflictIndex(SqliteTable):
             raise UsageError(f"a conflict is closed as 'resolved' or 'vanished', not {status!r}")
         with self._write("cannot close a conflict") as staged:
             rows = self._select("WHERE source = ? AND path = ? AND status = 'open'", [source, path])
-            now = _now()
+            now = timestamp()
             for row in rows:
                 self._stage(row.id)
                 staged.say(f"conflict {row.id} {status} ({resolver}): {source} {path}")
@@ -422,7 +421,7 @@ class ConflictIndex(SqliteTable):
             self._check_open(row)
             self._stage(row.id)
             staged.say(f"conflict {row.id} resolved ({resolution}) by {resolver}")
-            now = _now()
+            now = timestamp()
             self._conn.execute(
                 "UPDATE conflicts SET status = 'resolved', closed_by = 'resolve', resolution = ?, "
                 "resolved_by = ?, resolved_at = ?, result_version = ?, updated_at = ? WHERE id = ?",
@@ -440,7 +439,7 @@ class ConflictIndex(SqliteTable):
             self._check_undoable(row)
             self._stage(row.id)
             staged.say(f"conflict {row.id} undone by {resolver}")
-            now = _now()
+            now = timestamp()
             self._conn.execute(
                 "UPDATE conflicts SET status = 'open', closed_by = NULL, "
                 "undone_resolution = resolution, undone_result_version = result_version, "

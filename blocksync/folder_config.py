@@ -16,9 +16,8 @@ from .disk import store_overlap
 from .errors import ConfigError, UsageError
 from .sources import PermissionLevel, PermissionRule
 
-__all__ = ["DEFAULT_RULES", "FileSourceSpec", "parse_file_source"]
+__all__ = ["FileSourceSpec", "parse_file_source"]
 
-DEFAULT_RULES = (PermissionRule("**", PermissionLevel.READ_WRITE),)
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class FileSourceSpec:
     recursive: bool = True
     include_patterns: tuple[str, ...] = ("**",)
     exclude_patterns: tuple[str, ...] = ()
-    permission_rules: tuple[PermissionRule, ...] = DEFAULT_RULES
+    permission_rules: tuple[PermissionRule, ...] = permissions.DEFAULT_RULES
 
     def selects(self, rel: str) -> bool:
         """Does the configuration select the file ``rel`` (recursive, include, exclude)?"""
@@ -147,7 +146,7 @@ def _patterns(value: Any, where: str) -> tuple[str, ...]:
 
 def _rules(value: Any, where: str) -> tuple[PermissionRule, ...]:
     if value is None:
-        return DEFAULT_RULES
+        return permissions.DEFAULT_RULES
     if not isinstance(value, list):
         raise ConfigError(f"{where} must be a list of {{ pattern, permission }} tables")
     rules = []

@@ -96,7 +96,7 @@ from .sources import (
 from .truth import Action, Decision, content_hash, decide
 
 __all__ = [
-    "FAULT_STEPS",
+    "FOLDER_FAULT_STEPS",
     "FileSource",
     "FileTarget",
     "root_tag",
@@ -104,7 +104,7 @@ __all__ = [
 
 LABEL_PREFIX = "file:"
 #: The write steps a fault hook is called at, in the order they happen.
-FAULT_STEPS = (
+FOLDER_FAULT_STEPS = (
     "before-block-commit",
     "after-block-commit",
     "before-file-write",
@@ -252,7 +252,7 @@ class FileSource:
     ``blocks`` is the store's block store. ``bases`` defaults to the source's sync bases in the
     same repository (opened, and closed by :meth:`close`, here). ``config_rules`` narrows the
     spec's permission rules (never widens them). ``fault`` is called with each step of
-    :data:`FAULT_STEPS` as reconcile reaches it: tests kill the process there.
+    :data:`FOLDER_FAULT_STEPS` as reconcile reaches it: tests kill the process there.
     """
 
     def __init__(
@@ -755,7 +755,7 @@ class FileSource:
     def _apply(self, plans: list[_Plan], disk: Roots) -> None:
         apply.apply(plans, self._outside(disk), _Inside(self, disk))
 
-    def _one(self, path: str) -> FileTarget:
+    def _reconcile_in_sync(self, path: str) -> FileTarget:
         """Reconcile one path for load/save/create; raise if it did not end in sync."""
         outcome = self.reconcile_outcome([path])
         if outcome.skipped:
@@ -887,7 +887,7 @@ class FileSource:
         target = self.target(path)
         if not self._exists(target):
             raise NotFound(f"source {self.spec.key!r} has no file {path!r} ({target.file})")
-        self._one(path)
+        self._reconcile_in_sync(path)
         return self.block_of(path)
 
     def create(self, path: str, content: str | None, owner: str) -> BlockRef:
@@ -908,7 +908,7 @@ class FileSource:
             owner, target.label, content or "", description=f"{target.rel} in {target.root}",
             author=self.author, message=f"file source {self.spec.key}: create {path}",
         )
-        self._one(path)
+        self._reconcile_in_sync(path)
         return self.block_of(path)
 
     def save(self, block: BlockRef) -> None:
@@ -916,7 +916,7 @@ class FileSource:
         since the last sync is merged, or raised as a :class:`MergeConflict`, never lost)."""
         path = self.path_of(block)
         self._require(self.target(path), PermissionLevel.READ_WRITE, "write")
-        self._one(path)
+        self._reconcile_in_sync(path)
 
     def delete(self, path: str) -> None:
         """Delete the file, its block and its binding (admin only). Refused, touching nothing,

@@ -35,6 +35,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlite_utils
@@ -46,6 +47,11 @@ from .safefile import check_regular
 __all__ = ["BUSY_TIMEOUT", "IndexDb", "Migrations", "check_columns", "attach", "create_table", "open_db", "preparer"]
 
 BUSY_TIMEOUT = 60.0
+
+
+def timestamp() -> str:
+    """Now, as every table (and the run lock's note) writes times: ISO 8601 UTC, microseconds."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class IndexDb:

@@ -39,7 +39,6 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ from typing import Any
 import sqlite_utils
 
 from .errors import AccessDenied, ConcurrencyError, IndexCorrupt, NotificationNotFound, PullRefused
-from .index_db import IndexDb, Migrations, attach, preparer
+from .index_db import IndexDb, Migrations, attach, preparer, timestamp
 from .sources import BlockRef, Notification
 from .sqlitetable import Recorder, RecordKind, Staged, follow, recorded
 
@@ -117,10 +116,6 @@ CURSOR_RECORDS = RecordKind(
     columns=("stream", "seq", "cursor", "notifications", "pulled_at"), key=("stream", "seq"),
     prepare=_prepare,
 )
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -281,7 +276,7 @@ class NotificationLog:
         resolved = self._resolved(notification.blocks)
         with self._write("cannot store a notification", f"notification from {source}") as staged:
             return self._insert(staged, source, notification, "emit",
-                                self._calls.get(source, ""), None, now(), resolved)
+                                self._calls.get(source, ""), None, timestamp(), resolved)
 
     @contextmanager
     def during(self, source: str, call: str) -> Iterator[None]:
@@ -330,7 +325,7 @@ class NotificationLog:
         memo: dict[tuple[str, str], Any] = {}
         emitted = [self._resolved(n.blocks, memo) for n in capture.emitted]
         returned = [self._resolved(n.blocks, memo) for n in pulled]
-        at = now()
+        at = timestamp()
         message = (f"pull {stream}: {len(pulled)} notifications, {len(emitted)} emitted, "
                    f"cursor {cursor if cursor is not None else expected}")
         with self._write("cannot store a pull", message) as staged:
@@ -398,7 +393,7 @@ class NotificationLog:
     def _upsert_stream(self, row: StreamRow) -> None:
         self._conn.execute(
             "INSERT OR IGNORE INTO streams (key, state, updated_at) VALUES (?, ?, ?)",
-            [row.key, row.state, now()],
+            [row.key, row.state, timestamp()],
         )
 
     def set_stream_state(self, key: str, state: str, owner: str | None) -> StreamRow:
@@ -406,7 +401,7 @@ class NotificationLog:
             self._upsert_stream(StreamRow(key))
             self._conn.execute(
                 "UPDATE streams SET state = ?, owner = ?, updated_at = ? WHERE key = ?",
-                [state, owner, now(), key],
+                [state, owner, timestamp(), key],
             )
             staged.add(STREAM_RECORDS, key)
             return self.stream(key)
@@ -415,7 +410,7 @@ class NotificationLog:
         with self._write("cannot store a stream's error", f"stream {key}: pull failed") as staged:
             self._upsert_stream(StreamRow(key))
             self._conn.execute(
-                "UPDATE streams SET last_error = ?, updated_at = ? WHERE key = ?", [error, now(), key]
+                "UPDATE streams SET last_error = ?, updated_at = ? WHERE key = ?", [error, timestamp(), key]
             )
             staged.add(STREAM_RECORDS, key)
 
@@ -460,7 +455,7 @@ class NotificationLog:
                 raise NotificationNotFound(unknown)
             self._conn.execute(
                 f"UPDATE notifications SET acked = 1, acked_at = ? WHERE acked = 0 AND id IN ({marks})",
-                [now(), *wanted],
+                [timestamp(), *wanted],
             )
             for i in wanted:
                 if not fresh[i]:

@@ -15,6 +15,9 @@ from dulwich.wildmatch import MalformedPattern, translate
 from .errors import ConfigError
 from .sources import PermissionLevel, PermissionRule
 
+#: the rules of a source or plugin that names none: read and write everywhere
+DEFAULT_RULES = (PermissionRule("**", PermissionLevel.READ_WRITE),)
+
 
 @lru_cache(maxsize=1024)
 def _compiled(pattern: str) -> re.Pattern[bytes]:

@@ -25,17 +25,15 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 from . import interrupts
-from .conflicts import Conflict, ConflictIndex, Resolution, changed_sides
+from .conflicts import Conflict, ConflictIndex, Resolution, Take, changed_sides
 from .errors import BlocksyncError, Interrupted, NotFound, StaleResolution, UsageError
 from .merge import merge3
 from .outcome import Settled, Waiting, record_outcome
 from .run import Cause, Run, new_run_id
 from .sources import NeedsResolution, NoChange, Resolved, Sides, SyncSource
-
-Take = Literal["disk", "agent", "merged"]
 
 
 @dataclass
@@ -196,7 +194,7 @@ class Reconciler:
                 if progress is not None:
                     progress(key, position, len(plan))
                 entry = _isolated(key, partial(
-                    self._one, key, wanted, dry_run, run.id, allow_mass_delete
+                    self._reconcile_source, key, wanted, dry_run, run.id, allow_mass_delete
                 ))
             reports.append(entry)
         return ReconcileReport(run.id, reports, self.conflicts.open_count(), dry_run)
@@ -230,7 +228,7 @@ class Reconciler:
                                f"base of it in {where}")
         return routed
 
-    def _one(
+    def _reconcile_source(
         self,
         key: str,
         paths: Sequence[str] | None,

@@ -106,7 +106,7 @@ FOLDER_CHECKS = {BLOCKS_KEY: block_problem, records.CONFLICTS_DIR: records.recor
 
 
 @dataclass
-class PullResult:
+class RemotePull:
     remote: str
     action: str  # "up-to-date", "fast-forward", "merged", "empty" (the remote has no main)
     before: str | None
@@ -125,12 +125,12 @@ class PullResult:
 
 
 @dataclass
-class PushResult:
+class RemotePush:
     remote: str
     action: str  # "pushed", "up-to-date", "nothing" (no local main)
     commit: str | None
     attempts: int
-    pulls: list[PullResult] = field(default_factory=list)  # merges a lost race needed
+    pulls: list[RemotePull] = field(default_factory=list)  # merges a lost race needed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -161,7 +161,7 @@ class RemoteSync:
 
     # -- pull -----------------------------------------------------------------------------
 
-    def pull(self, remote: Remote, run_id: str, *, allow_mass_delete: bool = False) -> PullResult:
+    def pull(self, remote: Remote, run_id: str, *, allow_mass_delete: bool = False) -> RemotePull:
         """Fetch, check what came (:class:`MalformedRemote`) and integrate it; only then is the
         fetch noted in ``refs/remotes/<name>/main``."""
         head = self.transport.fetch(remote)
@@ -189,7 +189,7 @@ class RemoteSync:
 
     def integrate(
         self, remote: Remote, theirs: bytes | None, run_id: str, *, allow_mass_delete: bool = False
-    ) -> PullResult:
+    ) -> RemotePull:
         """Make local main contain the fetched ``theirs`` (see the module docstring); then the
         conflict rows of ``remote:<name>`` follow the records of the new main."""
         for _ in range(MAX_MERGE_ATTEMPTS):
@@ -204,21 +204,21 @@ class RemoteSync:
 
     def _move(
         self, remote: Remote, ours: bytes | None, theirs: bytes | None, allow_mass_delete: bool
-    ) -> PullResult | None:
+    ) -> RemotePull | None:
         """Main moved onto (or merged with) ``theirs``; None if a local writer moved it first."""
         before = None if ours is None else ours.decode()
         if theirs is None:
-            return PullResult(remote.name, "empty", before, before, None)
+            return RemotePull(remote.name, "empty", before, before, None)
         shown = theirs.decode()
         bases = [] if ours is None else self.transport.merge_bases(ours, theirs)
         if ours == theirs or theirs in bases:
-            return PullResult(remote.name, "up-to-date", before, before, shown)
+            return RemotePull(remote.name, "up-to-date", before, before, shown)
         if ours is None or (ours in bases and self._on_first_parents(ours, theirs)):
             self._guard(remote, ours, self._deleted_by(ours, theirs), allow_mass_delete)
             if not self.git.swap_ref(MAIN, ours, theirs):
                 return None
             self.store.catch_up_index()
-            return PullResult(remote.name, "fast-forward", before, shown, shown)
+            return RemotePull(remote.name, "fast-forward", before, shown, shown)
         if not bases:
             raise UnrelatedHistories(
                 remote.name,
@@ -230,7 +230,7 @@ class RemoteSync:
         if not plan.edits and ours in bases:
             # local main is in the remote's history, off its first-parent chain, with the
             # same blocks: nothing to bring (a merge commit here would only ping-pong)
-            return PullResult(remote.name, "up-to-date", before, before, shown)
+            return RemotePull(remote.name, "up-to-date", before, before, shown)
         deleted = [key_path(k) for k, edit in plan.edits.items()
                    if edit.folder is None and self.trees.value(ours, k).folder is not None]
         self._guard(remote, ours, deleted, allow_mass_delete)
@@ -238,7 +238,7 @@ class RemoteSync:
         if not self.git.swap_ref(MAIN, ours, commit.id):
             return None  # a local writer moved main: merge again onto its commit
         self.store.catch_up_index()
-        return PullResult(remote.name, "merged", before, commit.id.decode(), shown, plan.merged)
+        return RemotePull(remote.name, "merged", before, commit.id.decode(), shown, plan.merged)
 
     # -- the mass-deletion guard ----------------------------------------------------------
 
@@ -306,20 +306,20 @@ class RemoteSync:
 
     # -- push -----------------------------------------------------------------------------
 
-    def push(self, remote: Remote, run_id: str, *, allow_mass_delete: bool = False) -> PushResult:
+    def push(self, remote: Remote, run_id: str, *, allow_mass_delete: bool = False) -> RemotePush:
         """Push main; a remote that moved on is pulled first (``allow_mass_delete`` as for
         :meth:`pull`)."""
-        pulls: list[PullResult] = []
+        pulls: list[RemotePull] = []
         for attempt in range(1, MAX_PUSH_ATTEMPTS + 1):
             ours = self.git.ref(MAIN)
             if ours is None:
-                return PushResult(remote.name, "nothing", None, attempt, pulls)
+                return RemotePush(remote.name, "nothing", None, attempt, pulls)
             seen: dict[str, Any] = {}
             outcome = self.transport.send(remote, ours, seen)
             if outcome in ("pushed", "up-to-date"):
                 if outcome == "pushed":
                     self.transport.track(remote, ours)
-                return PushResult(remote.name, outcome, ours.decode(), attempt, pulls)
+                return RemotePush(remote.name, outcome, ours.decode(), attempt, pulls)
             # diverged or lost the race: bring the remote's main in, then try again
             if outcome == "rejected" and seen.get("now") == seen.get("old"):
                 raise RemoteRejected(remote.name, f"{remote.shown_url} refused the push of main "
@@ -453,5 +453,5 @@ class RemoteSource:
 
 
 __all__ = [
-    "FOLDER_CHECKS", "PullResult", "PushResult", "RemoteSource", "RemoteSync", "parse_path",
+    "FOLDER_CHECKS", "RemotePull", "RemotePush", "RemoteSource", "RemoteSync", "parse_path",
 ]

@@ -47,11 +47,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from . import interrupts
 from .errors import RunLockHeld
+from .index_db import timestamp
 from .safefile import open_regular
 from .text import parse_json
 
@@ -69,10 +69,6 @@ class RunLock:
     path: Path
     holder: dict[str, object] = field(default_factory=dict)
     waited: float = 0.0
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def read_holder(path: Path) -> dict[str, object]:
@@ -137,7 +133,7 @@ def acquire(
             sleep(pause)
             pause = min(pause * 2, POLL_MAX)
             waited = clock() - started
-        holder: dict[str, object] = {"pid": os.getpid(), "started_at": _now(), **(info or {})}
+        holder: dict[str, object] = {"pid": os.getpid(), "started_at": timestamp(), **(info or {})}
         note = json.dumps(holder, sort_keys=True).encode("utf-8")
         os.ftruncate(fd, 0)
         os.pwrite(fd, note, 0)

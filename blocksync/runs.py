@@ -45,13 +45,12 @@ import os
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlite_utils
 
 from .errors import NotFound, UsageError
-from .index_db import Migrations, create_table, preparer
+from .index_db import Migrations, create_table, preparer, timestamp
 from .sqlitetable import RecordKind, SqliteTable
 
 Status = Literal["running", "finished", "interrupted"]
@@ -159,11 +158,6 @@ def _allow_exit_code_when_interrupted(db: sqlite_utils.Database) -> None:
 RECORDS = RecordKind(
     folder="runs", noun="run", table="runs", columns=_FIELDS, key=("id",), prepare=preparer(MIGRATIONS),
 )
-
-
-def timestamp() -> str:
-    """Now, as the run log writes times: ISO 8601 UTC with microseconds."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _alive(pid: int) -> bool:

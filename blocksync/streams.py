@@ -104,7 +104,7 @@ class StreamStatus:
 
 
 @dataclass(frozen=True)
-class PullResult:
+class StreamPull:
     """One pull: what it stored (emitted ones first) and where the cursor went."""
 
     stream: str
@@ -200,7 +200,7 @@ class Stream:
     def supports_pull(self) -> bool:
         return self.bridge.supports_pull()
 
-    def pull(self, limit: int | None = None) -> PullResult:
+    def pull(self, limit: int | None = None) -> StreamPull:
         """At most ``limit`` (default and cap: the plugin's ``pull_batch`` limit) notifications
         after the stored cursor, stored with the new cursor as one unit (module docstring)."""
         row = self._log.stream(self.key)
@@ -240,11 +240,11 @@ class Stream:
             self._log.set_stream_error(self.key, str(exc))
             raise
         after = self._log.stream(self.key)
-        return PullResult(self.key, row.cursor, after.cursor, stored, len(batch))
+        return StreamPull(self.key, row.cursor, after.cursor, stored, len(batch))
 
     def pull_all(
         self, limit: int | None = None, keep_going: Callable[[], bool] = lambda: True
-    ) -> list[PullResult]:
+    ) -> list[StreamPull]:
         """Pull until a pull returns nothing (or ``keep_going`` says stop between pulls)."""
         results = [self.pull(limit)]
         while results[-1].returned and keep_going():

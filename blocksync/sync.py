@@ -65,11 +65,12 @@ from typing import Any, TypeVar
 
 from . import interrupts, runlock, workspace
 from .errors import BlocksyncError, ConfigError
+from .index_db import timestamp
 from .reconcile import ReconcileReport, SourceReport
 from .records import Records
-from .remotes_source import PullResult, PushResult
+from .remotes_source import RemotePull, RemotePush
 from .run import Run, new_run_id
-from .runs import RunLog, Summary, timestamp
+from .runs import RunLog, Summary
 from .safefile import check_regular
 from .streams import StreamReport, pull_streams
 from .workspace import DEFAULT_AUTHOR, PULL_COMMAND, PUSH_COMMAND, Workspace
@@ -285,7 +286,7 @@ def _remote_names(ws: Workspace, remote: str | None) -> list[str]:
 def run_pull(
     ws: Workspace, remote: str | None = None, *, wait: bool = False, timeout: float | None = None,
     allow_mass_delete: bool = False,
-) -> list[PullResult]:
+) -> list[RemotePull]:
     """``blocksync pull``: fetch and merge ``remote`` (default: every remote), under the lock
     held across them all. A failing remote raises (the ones before it stay pulled)."""
     names = _remote_names(ws, remote)
@@ -299,7 +300,7 @@ def run_pull(
 def run_push(
     ws: Workspace, remote: str | None = None, *, wait: bool = False, timeout: float | None = None,
     allow_mass_delete: bool = False,
-) -> list[PushResult]:
+) -> list[RemotePush]:
     """``blocksync push``: push main to ``remote`` (default: every remote), under the lock;
     a remote that moved on is merged first (compare-and-swap, never a force push)."""
     names = _remote_names(ws, remote)
@@ -325,7 +326,7 @@ def _remote_failure(exc: Exception) -> str:
     return f"internal error ({type(exc).__name__}): {exc}"
 
 
-def _merge_entry(entry: SourceReport, pull: PullResult) -> None:
+def _merge_entry(entry: SourceReport, pull: RemotePull) -> None:
     entry.resolved += [(path, "remote -> local" if how == "remote" else how) for path, how in pull.merged]
     entry.needs_resolution += [path for path, _ in pull.conflicts]
 

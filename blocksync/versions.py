@@ -158,13 +158,13 @@ class VersionIndex:
         with self.index_db.reading() as conn:
             return conn.execute(sql, list(params)).fetchall()
 
-    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def _first_row(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first row of a query, None if none."""
         rows = self._rows(sql, params)
         return rows[0] if rows else None
 
     def _meta(self, key: str) -> str | None:
-        row = self._one("SELECT value FROM index_meta WHERE key = ?", [key])
+        row = self._first_row("SELECT value FROM index_meta WHERE key = ?", [key])
         return None if row is None else str(row[0])
 
     def _set_meta(self, key: str, value: str | None) -> None:
@@ -225,7 +225,7 @@ class VersionIndex:
             raise IndexCorrupt(
                 self.path, f"does not follow the repository (indexed {indexed}, main is {head})"
             )
-        seq = self._one("SELECT COALESCE(MAX(seq), 0) FROM commits")[0]
+        seq = self._first_row("SELECT COALESCE(MAX(seq), 0) FROM commits")[0]
         for offset, info in enumerate(reversed(chain), start=1):
             self._apply(info, seq + offset)
         self._set_meta("indexed_head", head)
@@ -235,13 +235,13 @@ class VersionIndex:
         return self._known(sha)
 
     def _known(self, sha: str) -> bool:
-        return self._one("SELECT 1 FROM commits WHERE sha = ?", [sha]) is not None
+        return self._first_row("SELECT 1 FROM commits WHERE sha = ?", [sha]) is not None
 
     def _apply(self, info: CommitInfo, seq: int) -> None:
         execute = self._db.execute
         execute("INSERT INTO commits VALUES (?, ?, ?)", [info.sha, seq, info.parent])
         for change in info.changes:
-            (last,) = self._one(
+            (last,) = self._first_row(
                 "SELECT COALESCE(MAX(version), 0) FROM versions WHERE owner = ? AND label = ?",
                 [change.owner, change.label],
             )
@@ -281,7 +281,7 @@ class VersionIndex:
         return [_row(r) for r in rows]
 
     def latest(self, owner: str, label: str) -> VersionRow | None:
-        row = self._one(
+        row = self._first_row(
             f"SELECT {_COLUMNS} FROM versions WHERE owner = ? AND label = ? "
             "ORDER BY version DESC LIMIT 1",
             [owner, label],
@@ -289,7 +289,7 @@ class VersionIndex:
         return None if row is None else _row(row)
 
     def get(self, owner: str, label: str, version: int) -> VersionRow | None:
-        row = self._one(
+        row = self._first_row(
             f"SELECT {_COLUMNS} FROM versions WHERE owner = ? AND label = ? AND version = ?",
             [owner, label, version],
         )

@@ -41,7 +41,7 @@ from .notifications import NotificationLog
 from .plugins import HostServices, PluginSet, parse_specs
 from .reconcile import Conflicts, Reconciler, ReconcileReport, new_run_id
 from .records import Records
-from .remotes_source import PullResult, PushResult, RemoteSource, RemoteSync
+from .remotes_source import RemotePull, RemotePush, RemoteSource, RemoteSync
 from .remotes_transport import SOURCE_PREFIX, Remote, add_remote, parse_remotes, remove_remote
 from .run import Run
 from .runs import RunLog
@@ -273,7 +273,7 @@ class Workspace(AbstractContextManager["Workspace"]):
     def pull(
         self, name: str, run_id: str | None = None, *, allow_mass_delete: bool = False,
         wait: bool = False, timeout: float | None = None,
-    ) -> PullResult:
+    ) -> RemotePull:
         """Fetch remote ``name``'s main and merge it into main (conflicts into the index), under
         the run lock (see :meth:`locked`; ``timeout`` bounds the wait for it). A pull that would
         delete most blocks is refused (MassDeletionRefused) unless ``allow_mass_delete`` or
@@ -286,7 +286,7 @@ class Workspace(AbstractContextManager["Workspace"]):
     def push(
         self, name: str, run_id: str | None = None, *, allow_mass_delete: bool = False,
         wait: bool = False, timeout: float | None = None,
-    ) -> PushResult:
+    ) -> RemotePush:
         """Push main to remote ``name`` by compare-and-swap, merging first when it moved on (that
         merge is a pull: ``allow_mass_delete`` as there), under the run lock like :meth:`pull`."""
         remote = self.remote(name)

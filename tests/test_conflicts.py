@@ -21,7 +21,7 @@ from blocksync.conflicts import (
     Conflict,
     ConflictIndex,
     conflict_id,
-    content_hash,
+    side_hash,
     is_current,
     require_current,
 )
@@ -74,7 +74,7 @@ def test_a_new_conflict_is_an_open_row_with_every_column(index: ConflictIndex) -
         "files", "notes/a.md", "agent-1", "file:notes/a.md"
     )
     assert (row.base, row.disk, row.agent) == ("base\n", "disk\n", "agent\n")
-    assert row.disk_hash == content_hash("disk\n")
+    assert row.disk_hash == side_hash("disk\n")
     assert row.status == "open" and row.closed_by is None and row.resolution is None
     assert row.detected_run == "run-1" and row.detected_at == row.updated_at
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", row.detected_at)
@@ -98,7 +98,7 @@ def test_ids_are_stable_across_index_files(tmp_path: Path) -> None:
         with ConflictIndex(tmp_path / name) as idx:
             ids.append(rec(idx)[0].id)
     assert ids[0] == ids[1] == conflict_id(
-        "files", "notes/a.md", content_hash("disk\n"), content_hash("agent\n"), content_hash("base\n")
+        "files", "notes/a.md", side_hash("disk\n"), side_hash("agent\n"), side_hash("base\n")
     )
 
 
@@ -382,7 +382,7 @@ def test_contents_round_trip_exactly(index: ConflictIndex, content: str) -> None
     row, _ = rec(index, base=content, disk=content + "d", agent=None)
     got = index.get(row.id)
     assert (got.base, got.disk, got.agent) == (content, content + "d", None)
-    assert got.base_hash == content_hash(content) and got.agent_hash is None
+    assert got.base_hash == side_hash(content) and got.agent_hash is None
     assert rec(index, base=content, disk=content + "d", agent=None) == (got, False)
 
 
@@ -390,7 +390,7 @@ def test_absent_and_empty_are_different_sides(index: ConflictIndex) -> None:
     absent, _ = rec(index, base=None, disk="d\n", agent=None)
     assert (absent.base, absent.base_hash, absent.agent, absent.agent_hash) == (None, None, None, None)
     empty, new = rec(index, base=None, disk="d\n", agent="")
-    assert new and empty.agent == "" and empty.agent_hash == content_hash("")
+    assert new and empty.agent == "" and empty.agent_hash == side_hash("")
     assert index.get(absent.id).status == "superseded"
 
 
@@ -570,7 +570,7 @@ class ConflictModel(RuleBasedStateMachine):
 
     @rule(path=st.sampled_from(["a", "b"]), base=SIDE, disk=SIDE, agent=SIDE)
     def record(self, path: str, base: str | None, disk: str | None, agent: str | None) -> None:
-        hashes = (content_hash(base), content_hash(disk), content_hash(agent))
+        hashes = (side_hash(base), side_hash(disk), side_hash(agent))
         got, new = rec(self.index, path, base=base, disk=disk, agent=agent)
         current = next((r for r in self._of(path) if r.status == "open"), None)
         if current is not None and current.hashes == hashes:

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import blocksync
+from blocksync.disk import Folder
 from blocksync.errors import (
     AccessDenied,
     AlreadyExists,
@@ -32,18 +33,17 @@ from blocksync.errors import (
     NotFound,
     UsageError,
 )
-from blocksync.disk import Folder
 from blocksync.folder_config import FileSourceSpec, parse_file_source
-from blocksync.folder_source import FAULT_STEPS, FileSource
+from blocksync.folder_source import FOLDER_FAULT_STEPS, FileSource
 from blocksync.sources import (
     DataBlock,
-    Skipped,
     NeedsResolution,
     NoChange,
     PermissionLevel,
     PermissionRule,
     ReconcileResult,
     Resolved,
+    Skipped,
 )
 
 from .conftest import ROOT, assert_git_fsck
@@ -533,7 +533,7 @@ def test_write_steps_happen_in_order(rig: Rig) -> None:
     steps: list[str] = []
     rig.fs.fault = steps.append
     rig.reconcile("merge.md")
-    assert steps == list(FAULT_STEPS)
+    assert steps == list(FOLDER_FAULT_STEPS)
 
 
 # -- kill -9 at every write step --------------------------------------------------------------
@@ -571,7 +571,7 @@ KILL_PLAN: dict[str, tuple[bool, str | None, str | None, str | None]] = {
 KILL_CONFLICT = "conflict.md"
 
 
-@pytest.mark.parametrize("step", FAULT_STEPS)
+@pytest.mark.parametrize("step", FOLDER_FAULT_STEPS)
 def test_kill_9_at_each_write_step_leaves_old_or_new_and_converges(rig: Rig, step: str) -> None:
     old: dict[str, tuple[str | None, str | None]] = {}
     for path, (was_synced, disk, agent, _final) in KILL_PLAN.items():

@@ -22,7 +22,8 @@ from blocksync.errors import RunLockHeld
 from blocksync.run import Run
 
 from . import test_run_lock_cli
-from .test_run_lock_cli import Holder, blocksync as cli
+from .test_run_lock_cli import Holder
+from .test_run_lock_cli import blocksync as cli
 
 notes = test_run_lock_cli.notes  # the fixture: a folder configured as source `notes` of alice
 

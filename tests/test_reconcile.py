@@ -11,7 +11,13 @@ from click.testing import CliRunner
 
 import blocksync
 from blocksync.cli import cli
-from blocksync.errors import AlreadyResolved, CannotUndo, ConflictNotFound, NotFound, StaleResolution
+from blocksync.errors import (
+    AlreadyResolved,
+    CannotUndo,
+    ConflictNotFound,
+    NotFound,
+    StaleResolution,
+)
 
 from .conftest import git
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 import blocksync
 from blocksync.bases import BaseEntry, Binding, SyncBases, _folder_id, git_blob_id
 from blocksync.blocks import BlockMeta, BlockType
-from blocksync.errors import AlreadyBound, UsageError
 from blocksync.disk import Folder
+from blocksync.errors import AlreadyBound, UsageError
 from blocksync.folder_config import FileSourceSpec
 from blocksync.folder_source import FileSource
 from blocksync.gitstore import PACK_THRESHOLD, GitStore, TreeEditor, json_document, tree_of

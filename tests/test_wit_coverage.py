@@ -28,7 +28,14 @@ from blocksync import sources
 from blocksync.plugins import bridges, contract
 from blocksync.plugins.build import guest_sdk_dir, wit_dir
 from blocksync.plugins.hostfuncs import (
-    HOST, HTTP, SYNC, HostContext, HostServices, NoBases, SyncBaseFunctions, define,
+    HOST,
+    HTTP,
+    SYNC,
+    HostContext,
+    HostServices,
+    NoBases,
+    SyncBaseFunctions,
+    define,
 )
 from blocksync.plugins.spec import PluginSpec
 

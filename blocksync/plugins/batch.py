@@ -29,11 +29,13 @@ from ..bases import BaseEntry, BasesTransaction, Binding, SyncBases
 from ..blocks import BlockStore, Transaction
 from ..errors import BlockNotFound
 
-__all__ = ["FAULT_STEPS", "BlockBatch", "ConflictReport", "SyncBatch"]
+__all__ = ["BATCH_FAULT_STEPS", "BlockBatch", "ConflictReport", "SyncBatch"]
 
 #: Where a commit of a batch can be cut short: after the plugin wrote its files (the call
 #: returned) and before any commit; between the block commit and the bases commit.
-FAULT_STEPS = ("before-block-commit", "before-bases")
+#: the steps of a plugin batch a fault hook is called at: the host-side ones of the folder's
+#: (``folder_source.FOLDER_FAULT_STEPS``); the outside write happens inside the guest
+BATCH_FAULT_STEPS = ("before-block-commit", "before-bases")
 
 
 class _Host(Protocol):
@@ -150,7 +152,7 @@ class SyncBatch(BlockBatch):
 
     def commit(self, fault: Callable[[str], None] | None = None) -> dict[tuple[str, str], int]:
         """Blocks first, then bases; the new version of every block written. ``fault`` is
-        told each step of :data:`FAULT_STEPS` as it is reached (tests kill the process there).
+        told each step of :data:`BATCH_FAULT_STEPS` as it is reached (tests kill the process there).
         Paths whose blocks an agent changed meanwhile keep their old bases (:attr:`moved`)."""
         step = fault or (lambda _: None)
         step("before-block-commit")

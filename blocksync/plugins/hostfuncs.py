@@ -49,7 +49,6 @@ SYNC = "pattern:extension/sync@0.1.0"
 
 #: WIT ``log`` levels (0 trace .. 4 error) as Python logging levels.
 LOG_LEVELS = (5, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
-DEFAULT_RULES = (PermissionRule("**", PermissionLevel.READ_WRITE),)
 
 T = TypeVar("T")
 
@@ -76,7 +75,7 @@ class HostContext:
         self.services = services
         self.log = plugin_logger(spec.key, services.log_folder)
         self.author = f"plugin:{spec.key}"
-        self.plugin_rules: Sequence[PermissionRule] = DEFAULT_RULES
+        self.plugin_rules: Sequence[PermissionRule] = permissions.DEFAULT_RULES
         self.http = fetch.HttpPolicy(
             spec.allowed_hosts, spec.limits.http_timeout, spec.limits.http_response_mb * MiB
         )

@@ -65,7 +65,7 @@ class PluginSource:
         self.bases = bases
         self.blocks = blocks
         self.bridge = WasmDataBlock(plugin)
-        #: told each of :data:`blocksync.plugins.batch.FAULT_STEPS` (tests kill the process there)
+        #: told each of :data:`blocksync.plugins.batch.BATCH_FAULT_STEPS` (tests kill the process there)
         self.fault: Callable[[str], None] | None = None
 
     def close(self) -> None:

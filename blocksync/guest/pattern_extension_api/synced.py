@@ -272,7 +272,7 @@ class SyncedSource(DataBlockExtension):
                 continue
             state = states.get(path)
             if state is None or state.agent_changed:
-                results.append(self._one(path, dry))
+                results.append(self._reconcile_path(path, dry))
                 continue
             # the host says the block is its base: unchanged if the outside holds it too
             if digests is not None and path in digests and self.unchanged(path, state, digests[path]):
@@ -287,10 +287,10 @@ class SyncedSource(DataBlockExtension):
             if data is not None and sha256(data) == state.base_sha256:
                 results.append(NoChange(path))
             else:
-                results.append(self._one(path, dry, data, read=True))
+                results.append(self._reconcile_path(path, dry, data, read=True))
         return results
 
-    def _one(
+    def _reconcile_path(
         self, path: str, dry: bool = False, data: bytes | None = None, read: bool = False
     ) -> ReconcileResult:
         """Decide and carry out one path; `data`: its outside content when `read` already."""
@@ -319,7 +319,7 @@ class SyncedSource(DataBlockExtension):
 
     def _settled(self, path: str, data: bytes | None = None, read: bool = False) -> None:
         """Reconcile one path for load/create/save; raise unless it ended in sync."""
-        result = self._one(path, data=data, read=read)
+        result = self._reconcile_path(path, data=data, read=read)
         if isinstance(result, ReconcileResult_NeedsResolution):
             raise RuntimeError(f"{path!r} needs resolution: reconcile it")
 
