@@ -1,10 +1,20 @@
 """Build the fixture plugins once and reuse them: `built_plugin("echo_tool")` -> a .wasm path.
 
-A componentize-py build takes ~10 s, so components are cached in `.test-cache/plugins/`, keyed by
-the sha256 of everything that goes into them: the fixture's files, the guest SDK, the WIT
-package, the build arguments and the componentize-py version. Each build writes a temporary file
-and renames it into place, so two pytest processes racing on one fixture both succeed (the loser
-just did the work twice).
+Everything the suite builds or compiles lives in one cache folder, ``.test-cache/`` (or
+``$BLOCKSYNC_TEST_CACHE``: a CI restores it there), shared by every test, every run and every
+worktree, and keyed by CONTENT only, never by a file's identity, so a copied or restored cache
+is used as it is:
+
+- ``plugins/``: components. A componentize-py build takes ~10 s, so a component is cached
+  under the sha256 of everything that goes into it: the fixture's files, the guest SDK, the WIT
+  package, the build arguments and the componentize-py version. Each build writes a temporary
+  file and renames it into place, so two pytest processes racing on one fixture both succeed
+  (the loser just did the work twice).
+- ``host-compiled/``: compiled components (~6 s to compile an 18 MB one, ~30 ms to load), written
+  by blocksync's own compile cache (blocksync.plugins.cache: keyed by the .wasm's sha256 and the
+  engine, trusted by the artifact's sha256). Test stores' ``cache/`` folders link to it
+  (tests/stores.py ``share_compile_cache``), so in-process loads and ``blocksync`` subprocesses
+  alike compile each component once per suite, not once per test.
 """
 
 from __future__ import annotations
@@ -12,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import tempfile
 import time
 import uuid
@@ -22,15 +31,18 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from wasmtime import Engine, WasmtimeError, wat2wasm
+from wasmtime import Engine, wat2wasm
 from wasmtime.component import Component
 
 from blocksync.errors import PluginBuildError
 from blocksync.plugins.build import build, guest_sdk_dir, truth_source, wit_dir
+from blocksync.plugins.cache import CompileCache
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "plugins"
-CACHE = ROOT / ".test-cache" / "plugins"
+TEST_CACHE = Path(os.environ.get("BLOCKSYNC_TEST_CACHE") or ROOT / ".test-cache")
+CACHE = TEST_CACHE / "plugins"
+HOST_CACHE = TEST_CACHE / "host-compiled"
 
 
 def _files(folder: Path) -> Iterable[Path]:
@@ -151,27 +163,12 @@ def built_plugins(names: Iterable[str], workers: int | None = None) -> dict[str,
         return dict(zip(names, pool.map(built_plugin, names)))
 
 
-def compiled_component(engine: Engine, wasm: Path) -> Component:
-    """`wasm` compiled for `engine` (~6 s), or deserialized from the cache next to it (~30 ms).
-
-    Only artifacts this helper wrote are deserialized (deserializing is trusting native code).
-    """
+def compiled_component(engine: Engine, engine_key: str, wasm: Path) -> Component:
+    """`wasm` compiled for `engine` (~6 s), or read from the suite's compile cache (~30 ms)
+    through blocksync's own CompileCache; `engine_key` names the engine's settings."""
     digest = hashlib.sha256(wasm.read_bytes()).hexdigest()
-    key = hashlib.sha256(
-        f"{digest}:{version('wasmtime')}:{platform.machine()}".encode()
-    ).hexdigest()
-    artifact = CACHE / f"{wasm.stem}.{key[:16]}.cwasm"  # named after its .wasm: pruned with it
-    CACHE.mkdir(parents=True, exist_ok=True)
-    if artifact.is_file():
-        try:
-            return Component.deserialize_file(engine, str(artifact))
-        except WasmtimeError:
-            pass  # written by another wasmtime or engine config: compile again
-    component = Component.from_file(engine, str(wasm))
-    partial = CACHE / f".{key}.{uuid.uuid4().hex}.cwasm.partial"
-    partial.write_bytes(component.serialize())
-    os.replace(partial, artifact)
-    return component
+    cache = CompileCache(HOST_CACHE, f"{engine_key}; wasmtime {version('wasmtime')}")
+    return cache.load(engine, digest, lambda: Component.from_file(engine, str(wasm)))
 
 
 def wat_fixture(name: str, folder: Path) -> Path:

@@ -95,7 +95,7 @@ def components() -> dict[str, Path]:
 
 
 def component(path: Path) -> Component:
-    return compiled_component(ENGINE, path)
+    return compiled_component(ENGINE, "tests: default engine", path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import blocksync
-from blocksync import config as config_mod
 from blocksync.errors import ConfigError, PluginRefused, UsageError
 from blocksync.plugins import PluginSpec, load
 from blocksync.plugins.spec import parse_trust, parse_wasm_source
