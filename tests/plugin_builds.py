@@ -31,12 +31,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from wasmtime import Engine, wat2wasm
+from wasmtime import wat2wasm
 from wasmtime.component import Component
 
 from blocksync.errors import PluginBuildError
 from blocksync.plugins.build import build, guest_sdk_dir, truth_source, wit_dir
-from blocksync.plugins.cache import CompileCache
+from blocksync.plugins.runtime import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "plugins"
@@ -126,12 +126,17 @@ def _forget_older_builds(current: Path, info: dict[str, Any]) -> None:
                 stale.unlink(missing_ok=True)
 
 
+#: what stands for this checkout's folder in a cached build failure
+CHECKOUT = "<checkout>"
+
+
 def build_failure(name: str, **build_kwargs: Any) -> str:
     """The message of the PluginBuildError building a broken fixture raises (cached too: a
-    failing componentize-py run still takes ~8 s)."""
-    record = CACHE / f"{cache_key(name, **build_kwargs)}.failure.txt"
+    failing componentize-py run still takes ~8 s). The message names files of this checkout;
+    the record names them relative to it, so another checkout sharing the cache gets its own."""
+    record = CACHE / f"{cache_key(name, **build_kwargs)}.failed.txt"
     if record.is_file():
-        return record.read_text(encoding="utf-8")
+        return record.read_text(encoding="utf-8").replace(CHECKOUT, str(ROOT))
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -143,7 +148,7 @@ def build_failure(name: str, **build_kwargs: Any) -> str:
         leftovers = list(Path(tmp).iterdir())
     assert leftovers == [], f"a failed build left {leftovers}"
     partial = CACHE / f".{record.name}.{uuid.uuid4().hex}"
-    partial.write_text(message, encoding="utf-8")
+    partial.write_text(message.replace(str(ROOT), CHECKOUT), encoding="utf-8")
     os.replace(partial, record)
     return message
 
@@ -163,12 +168,14 @@ def built_plugins(names: Iterable[str], workers: int | None = None) -> dict[str,
         return dict(zip(names, pool.map(built_plugin, names)))
 
 
-def compiled_component(engine: Engine, engine_key: str, wasm: Path) -> Component:
-    """`wasm` compiled for `engine` (~6 s), or read from the suite's compile cache (~30 ms)
-    through blocksync's own CompileCache; `engine_key` names the engine's settings."""
+def compiled_component(wasm: Path) -> Component:
+    """`wasm` compiled for blocksync's engine (~6 s), or read from the suite's compile cache
+    (~30 ms) through blocksync's own CompileCache: the artifact every test store shares."""
     digest = hashlib.sha256(wasm.read_bytes()).hexdigest()
-    cache = CompileCache(HOST_CACHE, f"{engine_key}; wasmtime {version('wasmtime')}")
-    return cache.load(engine, digest, lambda: Component.from_file(engine, str(wasm)))
+    engine = runtime().engine
+    return runtime().cache(HOST_CACHE).load(
+        engine, digest, lambda: Component.from_file(engine, str(wasm))
+    )
 
 
 def wat_fixture(name: str, folder: Path) -> Path:
