@@ -12,6 +12,7 @@ from hypothesis import settings
 
 import blocksync
 
+from .plugin_builds import WarmUp
 from .stores import share_compile_cache
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +30,21 @@ def examples(count: int) -> int:
     scaled as the loaded profile scales hypothesis' default of 100 (explicit settings would
     otherwise override any profile)."""
     return max(1, count * settings.default.max_examples // 100)
+
+
+#: a run collecting at least this many test files is (most of) the suite: worth warming the
+#: plugin cache in the background for; a run of a few files builds only what they need
+WARM_UP_FROM_FILES = 10
+_warm_up = WarmUp()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if len({item.path for item in session.items}) >= WARM_UP_FROM_FILES:
+        _warm_up.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _warm_up.stop()
 
 
 def git(repo: Path, *args: str) -> str:

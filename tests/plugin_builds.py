@@ -22,10 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
@@ -58,6 +61,19 @@ def source_folder(name: str | Path) -> Path:
     return name if isinstance(name, Path) else FIXTURES / name
 
 
+#: one lock per cache entry, so a test needing a component the warm-up is building waits for it
+_entry_locks: dict[str, threading.Lock] = {}
+_entry_locks_guard = threading.Lock()
+
+
+@contextmanager
+def _entry(target: Path) -> Iterator[None]:
+    with _entry_locks_guard:
+        lock = _entry_locks.setdefault(target.name, threading.Lock())
+    with lock:
+        yield
+
+
 def cache_key(name: str | Path, **build_kwargs: Any) -> str:
     digest = hashlib.sha256()
     for label, folder in (
@@ -78,8 +94,13 @@ def built_plugin(name: str | Path, **build_kwargs: Any) -> Path:
     """The component built from `fixtures/plugins/<name>` (or the folder `name`), from the cache
     when it is there."""
     target = CACHE / f"{cache_key(name, **build_kwargs)}.wasm"
-    if target.is_file():
-        return target
+    with _entry(target):
+        if not target.is_file():
+            _build_into(target, name, build_kwargs)
+    return target
+
+
+def _build_into(target: Path, name: str | Path, build_kwargs: dict[str, Any]) -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     partial = CACHE / f".{target.stem}.{uuid.uuid4().hex}.wasm"
     result = build(source_folder(name), partial, **build_kwargs)
@@ -98,7 +119,6 @@ def built_plugin(name: str | Path, **build_kwargs: Any) -> Path:
     os.replace(info_partial, target.with_suffix(".json"))  # before the .wasm: it marks completion
     os.replace(partial, target)
     _forget_older_builds(target, info)
-    return target
 
 
 #: builds of other sources of a fixture are kept this long: several checkouts (git worktrees,
@@ -237,12 +257,17 @@ def built_js_plugin(name: str) -> Path:
     """The component built from the JavaScript fixture ``fixtures/plugins/<name>`` with
     componentize-js (``npm ci``, then ``npm run build -- --out ...``), cached by source hash
     like :func:`built_plugin` (a cold build takes ~40 s, plus ~15 s for ``npm ci``)."""
+    target = CACHE / f"js-{js_cache_key(name)}.wasm"
+    with _entry(target):
+        if not target.is_file():
+            _build_js_into(target, name)
+    return target
+
+
+def _build_js_into(target: Path, name: str) -> None:
     import subprocess
     import time
 
-    target = CACHE / f"js-{js_cache_key(name)}.wasm"
-    if target.is_file():
-        return target
     folder = FIXTURES / name
     _npm_ci(folder)
     partial = CACHE / f".{target.stem}.{uuid.uuid4().hex}.wasm"
@@ -271,4 +296,69 @@ def built_js_plugin(name: str) -> Path:
     os.replace(info_partial, target.with_suffix(".json"))
     os.replace(partial, target)
     _forget_older_builds(target, info)
-    return target
+
+
+# -- warming a cold cache while the first tests run ----------------------------------------------
+
+#: every component the suite builds from fixtures/plugins, roughly in the order tests first need
+#: them (the broken fixtures are build_failure's, the benchmarks' plugins their own)
+SUITE_BUILDS: tuple[tuple[str, dict[str, Any]], ...] = tuple(
+    (name, {})
+    for name in (
+        "echo_block", "echo_stream", "echo_tool", "kitchen_sink", "stream_tool", "echo_files",
+        "files", "feed", "hostile_block", "hostile_bigresult", "hostile_delete", "hostile_http",
+        "hostile_membomb", "hostile_other_agent", "hostile_paths", "hostile_readonly", "s3",
+        "truth_tool",
+    )
+) + (("hostile_block", {"wasi": True}),)
+
+
+class WarmUp:
+    """Builds and compiles, on one background thread, every fixture component the cache lacks.
+
+    On a cold cache (a clean clone) each component costs ~10 s of componentize-py and ~6 s of
+    compiling; the tests run on one core, so the other builds meanwhile, and a test that needs a
+    component being built waits for it (the per-entry lock) instead of building it twice. On a
+    warm cache it finds nothing to do and starts no thread. A failed build is left for the test
+    that needs it to report."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        todo = [(name, kwargs) for name, kwargs in SUITE_BUILDS if not _warm(name, kwargs)]
+        javascript = bool(shutil.which("npm")) and shutil.which("node") is not None
+        js = javascript and not (CACHE / f"js-{js_cache_key('js_tool')}.wasm").is_file()
+        if todo or js:
+            self._thread = threading.Thread(
+                target=self._run, args=(todo, js), name="plugin-warm-up", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, todo: list[tuple[str, dict[str, Any]]], js: bool) -> None:
+        for name, kwargs in todo:
+            if self._stop.is_set():
+                return
+            try:
+                compiled_component(built_plugin(name, **kwargs))
+            except Exception:  # noqa: BLE001 - the test that needs it reports the failure
+                continue
+        if js and not self._stop.is_set():
+            with suppress(Exception):
+                built_js_plugin("js_tool")
+
+    def stop(self) -> None:
+        """Let the build under way finish (no half-written entry, no orphan process)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _warm(name: str, kwargs: dict[str, Any]) -> bool:
+    """Whether ``name`` is built and compiled for blocksync's engine in the cache."""
+    wasm = CACHE / f"{cache_key(name, **kwargs)}.wasm"
+    if not wasm.is_file():
+        return False
+    key = runtime().cache(HOST_CACHE).key(build_info(wasm)["sha256"])  # what build() hashed
+    return (HOST_CACHE / f"{key}.cwasm").is_file()

@@ -92,6 +92,9 @@ DATA_BLOCK = [name for name, h in HOSTILE.items() if h.kind == "data-block"]
 #: the source a long-lived or threaded process calls for each fixture (a quick timeout, above)
 LOOP_KEY = {**{name: name for name in HOSTILE}, "timeout": "timeout_fast"}
 
+#: every test here runs processes against hostile plugins: minutes in all (CI runs them)
+pytestmark = pytest.mark.slow
+
 DEFAULT_REPEATS = 2
 SLOW_REPEATS = 50
 

@@ -231,6 +231,7 @@ LONG = settings(
 )
 
 
+@pytest.mark.slow
 def test_two_machines_never_lose_escape_or_hang() -> None:
     SHORT(TwoMachines).TestCase().runTest()  # type: ignore[attr-defined]
 
