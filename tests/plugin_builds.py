@@ -1,10 +1,20 @@
 """Build the fixture plugins once and reuse them: `built_plugin("echo_tool")` -> a .wasm path.
 
-A componentize-py build takes ~10 s, so components are cached in `.test-cache/plugins/`, keyed by
-the sha256 of everything that goes into them: the fixture's files, the guest SDK, the WIT
-package, the build arguments and the componentize-py version. Each build writes a temporary file
-and renames it into place, so two pytest processes racing on one fixture both succeed (the loser
-just did the work twice).
+Everything the suite builds or compiles lives in one cache folder, ``.test-cache/`` (or
+``$BLOCKSYNC_TEST_CACHE``: a CI restores it there), shared by every test, every run and every
+worktree, and keyed by CONTENT only, never by a file's identity, so a copied or restored cache
+is used as it is:
+
+- ``plugins/``: components. A componentize-py build takes ~10 s, so a component is cached
+  under the sha256 of everything that goes into it: the fixture's files, the guest SDK, the WIT
+  package, the build arguments and the componentize-py version. Each build writes a temporary
+  file and renames it into place, so two pytest processes racing on one fixture both succeed
+  (the loser just did the work twice).
+- ``host-compiled/``: compiled components (~6 s to compile an 18 MB one, ~30 ms to load), written
+  by blocksync's own compile cache (blocksync.plugins.cache: keyed by the .wasm's sha256 and the
+  engine, trusted by the artifact's sha256). Test stores' ``cache/`` folders link to it
+  (tests/stores.py ``share_compile_cache``), so in-process loads and ``blocksync`` subprocesses
+  alike compile each component once per suite, not once per test.
 """
 
 from __future__ import annotations
@@ -12,25 +22,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
+import shutil
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from wasmtime import Engine, WasmtimeError, wat2wasm
+from wasmtime import wat2wasm
 from wasmtime.component import Component
 
 from blocksync.errors import PluginBuildError
-from blocksync.plugins.build import SHIPPED_MODULES, build, guest_sdk_dir, truth_source, wit_dir
+from blocksync.plugins.build import SHIPPED_MODULES, build, guest_sdk_dir, shipped_path, wit_dir
+from blocksync.plugins.runtime import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "plugins"
-CACHE = ROOT / ".test-cache" / "plugins"
+TEST_CACHE = Path(os.environ.get("BLOCKSYNC_TEST_CACHE") or ROOT / ".test-cache")
+CACHE = TEST_CACHE / "plugins"
+HOST_CACHE = TEST_CACHE / "host-compiled"
 
 
 def _files(folder: Path) -> Iterable[Path]:
@@ -46,6 +61,19 @@ def source_folder(name: str | Path) -> Path:
     return name if isinstance(name, Path) else FIXTURES / name
 
 
+#: one lock per cache entry, so a test needing a component the warm-up is building waits for it
+_entry_locks: dict[str, threading.Lock] = {}
+_entry_locks_guard = threading.Lock()
+
+
+@contextmanager
+def _entry(target: Path) -> Iterator[None]:
+    with _entry_locks_guard:
+        lock = _entry_locks.setdefault(target.name, threading.Lock())
+    with lock:
+        yield
+
+
 def cache_key(name: str | Path, **build_kwargs: Any) -> str:
     digest = hashlib.sha256()
     for label, folder in (
@@ -57,7 +85,7 @@ def cache_key(name: str | Path, **build_kwargs: Any) -> str:
             digest.update(f"{label}:{path.relative_to(folder).as_posix()}\0".encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     for module, source in sorted(SHIPPED_MODULES.items()):  # copied into every build
-        shipped = (truth_source().parent / source).read_bytes()
+        shipped = shipped_path(source).read_bytes()
         digest.update(f"{module}\0".encode() + hashlib.sha256(shipped).digest())
     extra = {"args": build_kwargs, "componentize-py": version("componentize-py")}
     digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
@@ -68,8 +96,13 @@ def built_plugin(name: str | Path, **build_kwargs: Any) -> Path:
     """The component built from `fixtures/plugins/<name>` (or the folder `name`), from the cache
     when it is there."""
     target = CACHE / f"{cache_key(name, **build_kwargs)}.wasm"
-    if target.is_file():
-        return target
+    with _entry(target):
+        if not target.is_file():
+            _build_into(target, name, build_kwargs)
+    return target
+
+
+def _build_into(target: Path, name: str | Path, build_kwargs: dict[str, Any]) -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     partial = CACHE / f".{target.stem}.{uuid.uuid4().hex}.wasm"
     result = build(source_folder(name), partial, **build_kwargs)
@@ -88,7 +121,6 @@ def built_plugin(name: str | Path, **build_kwargs: Any) -> Path:
     os.replace(info_partial, target.with_suffix(".json"))  # before the .wasm: it marks completion
     os.replace(partial, target)
     _forget_older_builds(target, info)
-    return target
 
 
 #: builds of other sources of a fixture are kept this long: several checkouts (git worktrees,
@@ -116,12 +148,17 @@ def _forget_older_builds(current: Path, info: dict[str, Any]) -> None:
                 stale.unlink(missing_ok=True)
 
 
+#: what stands for this checkout's folder in a cached build failure
+CHECKOUT = "<checkout>"
+
+
 def build_failure(name: str, **build_kwargs: Any) -> str:
     """The message of the PluginBuildError building a broken fixture raises (cached too: a
-    failing componentize-py run still takes ~8 s)."""
-    record = CACHE / f"{cache_key(name, **build_kwargs)}.failure.txt"
+    failing componentize-py run still takes ~8 s). The message names files of this checkout;
+    the record names them relative to it, so another checkout sharing the cache gets its own."""
+    record = CACHE / f"{cache_key(name, **build_kwargs)}.failed.txt"
     if record.is_file():
-        return record.read_text(encoding="utf-8")
+        return record.read_text(encoding="utf-8").replace(CHECKOUT, str(ROOT))
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -133,7 +170,7 @@ def build_failure(name: str, **build_kwargs: Any) -> str:
         leftovers = list(Path(tmp).iterdir())
     assert leftovers == [], f"a failed build left {leftovers}"
     partial = CACHE / f".{record.name}.{uuid.uuid4().hex}"
-    partial.write_text(message, encoding="utf-8")
+    partial.write_text(message.replace(str(ROOT), CHECKOUT), encoding="utf-8")
     os.replace(partial, record)
     return message
 
@@ -153,27 +190,14 @@ def built_plugins(names: Iterable[str], workers: int | None = None) -> dict[str,
         return dict(zip(names, pool.map(built_plugin, names)))
 
 
-def compiled_component(engine: Engine, wasm: Path) -> Component:
-    """`wasm` compiled for `engine` (~6 s), or deserialized from the cache next to it (~30 ms).
-
-    Only artifacts this helper wrote are deserialized (deserializing is trusting native code).
-    """
+def compiled_component(wasm: Path) -> Component:
+    """`wasm` compiled for blocksync's engine (~6 s), or read from the suite's compile cache
+    (~30 ms) through blocksync's own CompileCache: the artifact every test store shares."""
     digest = hashlib.sha256(wasm.read_bytes()).hexdigest()
-    key = hashlib.sha256(
-        f"{digest}:{version('wasmtime')}:{platform.machine()}".encode()
-    ).hexdigest()
-    artifact = CACHE / f"{wasm.stem}.{key[:16]}.cwasm"  # named after its .wasm: pruned with it
-    CACHE.mkdir(parents=True, exist_ok=True)
-    if artifact.is_file():
-        try:
-            return Component.deserialize_file(engine, str(artifact))
-        except WasmtimeError:
-            pass  # written by another wasmtime or engine config: compile again
-    component = Component.from_file(engine, str(wasm))
-    partial = CACHE / f".{key}.{uuid.uuid4().hex}.cwasm.partial"
-    partial.write_bytes(component.serialize())
-    os.replace(partial, artifact)
-    return component
+    engine = runtime().engine
+    return runtime().cache(HOST_CACHE).load(
+        engine, digest, lambda: Component.from_file(engine, str(wasm))
+    )
 
 
 def wat_fixture(name: str, folder: Path) -> Path:
@@ -235,12 +259,17 @@ def built_js_plugin(name: str) -> Path:
     """The component built from the JavaScript fixture ``fixtures/plugins/<name>`` with
     componentize-js (``npm ci``, then ``npm run build -- --out ...``), cached by source hash
     like :func:`built_plugin` (a cold build takes ~40 s, plus ~15 s for ``npm ci``)."""
+    target = CACHE / f"js-{js_cache_key(name)}.wasm"
+    with _entry(target):
+        if not target.is_file():
+            _build_js_into(target, name)
+    return target
+
+
+def _build_js_into(target: Path, name: str) -> None:
     import subprocess
     import time
 
-    target = CACHE / f"js-{js_cache_key(name)}.wasm"
-    if target.is_file():
-        return target
     folder = FIXTURES / name
     _npm_ci(folder)
     partial = CACHE / f".{target.stem}.{uuid.uuid4().hex}.wasm"
@@ -269,4 +298,69 @@ def built_js_plugin(name: str) -> Path:
     os.replace(info_partial, target.with_suffix(".json"))
     os.replace(partial, target)
     _forget_older_builds(target, info)
-    return target
+
+
+# -- warming a cold cache while the first tests run ----------------------------------------------
+
+#: every component the suite builds from fixtures/plugins, roughly in the order tests first need
+#: them (the broken fixtures are build_failure's, the benchmarks' plugins their own)
+SUITE_BUILDS: tuple[tuple[str, dict[str, Any]], ...] = tuple(
+    (name, {})
+    for name in (
+        "echo_block", "echo_stream", "echo_tool", "kitchen_sink", "stream_tool", "echo_files",
+        "files", "feed", "hostile_block", "hostile_bigresult", "hostile_delete", "hostile_http",
+        "hostile_membomb", "hostile_other_agent", "hostile_paths", "hostile_readonly", "s3",
+        "truth_tool",
+    )
+) + (("hostile_block", {"wasi": True}),)
+
+
+class WarmUp:
+    """Builds and compiles, on one background thread, every fixture component the cache lacks.
+
+    On a cold cache (a clean clone) each component costs ~10 s of componentize-py and ~6 s of
+    compiling; the tests run on one core, so the other builds meanwhile, and a test that needs a
+    component being built waits for it (the per-entry lock) instead of building it twice. On a
+    warm cache it finds nothing to do and starts no thread. A failed build is left for the test
+    that needs it to report."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        todo = [(name, kwargs) for name, kwargs in SUITE_BUILDS if not _warm(name, kwargs)]
+        javascript = bool(shutil.which("npm")) and shutil.which("node") is not None
+        js = javascript and not (CACHE / f"js-{js_cache_key('js_tool')}.wasm").is_file()
+        if todo or js:
+            self._thread = threading.Thread(
+                target=self._run, args=(todo, js), name="plugin-warm-up", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, todo: list[tuple[str, dict[str, Any]]], js: bool) -> None:
+        for name, kwargs in todo:
+            if self._stop.is_set():
+                return
+            try:
+                compiled_component(built_plugin(name, **kwargs))
+            except Exception:  # noqa: BLE001 - the test that needs it reports the failure
+                continue
+        if js and not self._stop.is_set():
+            with suppress(Exception):
+                built_js_plugin("js_tool")
+
+    def stop(self) -> None:
+        """Let the build under way finish (no half-written entry, no orphan process)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _warm(name: str, kwargs: dict[str, Any]) -> bool:
+    """Whether ``name`` is built and compiled for blocksync's engine in the cache."""
+    wasm = CACHE / f"{cache_key(name, **kwargs)}.wasm"
+    if not wasm.is_file():
+        return False
+    key = runtime().cache(HOST_CACHE).key(build_info(wasm)["sha256"])  # what build() hashed
+    return (HOST_CACHE / f"{key}.cwasm").is_file()

@@ -14,15 +14,19 @@ from blocksync.bases import SyncBases
 from blocksync.config import toml_table
 from blocksync.gitstore import GitStore
 
+from .plugin_builds import HOST_CACHE
+
 ROOT = Path(__file__).resolve().parent.parent
-HOST_CACHE = ROOT / ".test-cache" / "host-compiled"
 
 
-def share_compile_cache(store: Path) -> None:
-    """Point ``store``'s cache/ at the compile cache shared by test runs."""
-    shutil.rmtree(store / "cache")
+def share_compile_cache(store: Path) -> Path:
+    """Point ``store``'s cache/ (made if there is no store yet) at the compile cache shared by
+    the suite: what a test or its ``blocksync`` subprocesses compile, the next one reads."""
+    shutil.rmtree(store / "cache", ignore_errors=True)
+    store.mkdir(parents=True, exist_ok=True)
     HOST_CACHE.mkdir(parents=True, exist_ok=True)
     (store / "cache").symlink_to(HOST_CACHE, target_is_directory=True)
+    return store
 
 
 def make_store_for(

@@ -35,7 +35,7 @@ from blocksync.errors import (
 )
 from blocksync.gitstore import GitStore
 
-from .conftest import assert_git_fsck, git
+from .conftest import assert_git_fsck, examples, git
 
 NASTY_PATHS = [
     "a.md",
@@ -562,6 +562,6 @@ class BasesMachine(RuleBasedStateMachine):
 
 TestBasesMachine = BasesMachine.TestCase
 TestBasesMachine.settings = settings(
-    max_examples=60, stateful_step_count=12, deadline=None,
+    max_examples=examples(60), stateful_step_count=12, deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

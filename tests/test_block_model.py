@@ -40,7 +40,7 @@ from blocksync import (
 from blocksync.blocks import KEEP, Block, Transaction
 from blocksync.versions import VersionIndex
 
-from .conftest import assert_git_fsck, git
+from .conftest import assert_git_fsck, examples, git
 
 OWNERS = ["alice", "agent:bob 😀"]
 LABELS = ["file:3fa2c1d0:src/a.md", "with  spaces ", "ünïcødé ✓ 🐍", "%41", "A", ".hidden", "a/b/c"]
@@ -663,7 +663,7 @@ class BlockStoreMachine(RuleBasedStateMachine):
 
 
 BlockStoreMachine.TestCase.settings = settings(
-    max_examples=40,
+    max_examples=examples(40),
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -40,6 +40,8 @@ from blocksync.errors import (
     UsageError,
 )
 
+from .conftest import examples
+
 
 @pytest.fixture
 def index(tmp_path: Path) -> Iterator[ConflictIndex]:
@@ -648,5 +650,7 @@ class ConflictModel(RuleBasedStateMachine):
         assert self.index.open_count() == sum(r.status == "open" for r in self.rows)
 
 
-ConflictModel.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+ConflictModel.TestCase.settings = settings(
+    max_examples=examples(60), stateful_step_count=30, deadline=None
+)
 test_conflict_state_machine = ConflictModel.TestCase

@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 from blocksync import linediff
 from blocksync.text import unified_diff
 
+from .conftest import examples
+
 FEW = st.sampled_from(["a", "b", "", "x\r", "-", "+", "@@ -1 +1 @@", "\\ x", "é"])
-PROPERTY = settings(max_examples=200, deadline=None)
+PROPERTY = settings(max_examples=examples(200), deadline=None)
 
 
 def git_apply(old: str, diff: str) -> str:

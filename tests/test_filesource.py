@@ -46,7 +46,7 @@ from blocksync.sources import (
     Skipped,
 )
 
-from .conftest import ROOT, assert_git_fsck
+from .conftest import ROOT, assert_git_fsck, examples
 
 AGENT = "alice"
 KEY = "notes"
@@ -302,7 +302,10 @@ sides = st.one_of(st.none(), contents)
 LAW_PATHS = itertools.count()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(60), deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     base=contents,
     disk=sides,

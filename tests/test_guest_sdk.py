@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from wasmtime import Engine, Store, WasiConfig, WasmtimeError
+from wasmtime import Store, WasiConfig, WasmtimeError
 from wasmtime.component import Component, FuncType, Linker, Record, Variant
 
 from blocksync.errors import PluginBuildError, UsageError
+from blocksync.plugins import runtime
+from blocksync.plugins.runtime import UNLIMITED_FUEL
 from blocksync.plugins.build import (
     WORLDS,
     _shipped_modules,
@@ -70,7 +72,8 @@ BUILDABLE = {
     "s3": ("data-block",),
 }
 NEEDS_WASI = {"echo_files", "files"}
-ENGINE = Engine()
+#: blocksync's own engine: the components compiled for it are the suite's shared ones
+ENGINE = runtime().engine
 COMPONENTIZE_PY = str(Path(sys.executable).parent / "componentize-py")
 
 
@@ -94,7 +97,7 @@ def components() -> dict[str, Path]:
 
 
 def component(path: Path) -> Component:
-    return compiled_component(ENGINE, path)
+    return compiled_component(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,6 +498,8 @@ class Guest:
             linker.add_wasip2()  # then the store MUST get a WasiConfig, or the process aborts
         self.host.link(linker)
         self.store = Store(ENGINE)
+        self.store.set_fuel(UNLIMITED_FUEL)  # the engine meters fuel and epochs: give all of both
+        self.store.set_epoch_deadline(10**12)
         if memory is not None:
             self.store.set_limits(memory_size=memory)
         if wasi:

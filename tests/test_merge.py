@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from blocksync.merge import merge3
 
+from .conftest import examples
+
 # no NUL here: git merge-file calls such files binary and refuses them (tested on its own below)
 NASTY = st.sampled_from(
     ["", "x\r", "<<<<<<< ours", "=======", ">>>>>>> theirs", "é", "same", "other", " "]
@@ -56,7 +58,7 @@ def _edit(base: list[str], side: str, data: st.DataObject) -> list[str]:
     return out
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(NASTY, max_size=6), st.data())
 def test_clean_merges_agree_with_git_merge_file(base: list[str], data: st.DataObject) -> None:
     base = [f"{line}~{i}" for i, line in enumerate(base)]  # distinct lines

@@ -15,13 +15,15 @@ from hypothesis import strategies as st
 from blocksync import merge
 from blocksync.merge import MergeResult, merge3
 
+from .conftest import examples
+
 # no NUL: git merge-file calls such files binary and refuses them
 FEW = st.sampled_from(["a", "b", "", "x\r", "=======", "é", "\ud800"])
 NASTY = st.sampled_from(
     ["", "a", "b", "x\r", "<<<<<<< ours", "=======", ">>>>>>> theirs", "é", " ", "\ud800",
      "same", "{", "}"]
 )
-PROPERTY = settings(max_examples=200, deadline=None)
+PROPERTY = settings(max_examples=examples(200), deadline=None)
 
 
 def git_merge_file(base: str, ours: str, theirs: str) -> tuple[int, bytes]:

@@ -15,6 +15,7 @@ import pytest
 import blocksync
 
 from .plugin_builds import built_plugin
+from .stores import share_compile_cache
 
 BLOCKSYNC = str(Path(sys.executable).parent / "blocksync")
 
@@ -28,6 +29,7 @@ def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def here(tmp_path: Path) -> Path:
     blocksync.init(tmp_path / "store").close()
+    share_compile_cache(tmp_path / "store")  # `plugin list` and `check` compile into it
     shutil.copyfile(built_plugin("echo_tool"), tmp_path / "store" / "plugins" / "echo.wasm")
     return tmp_path
 

@@ -25,7 +25,7 @@ Ways of running (each in a fresh process, through the venv's ``blocksync`` scrip
    error of ITS plugin, and the process exits 0.
 
 Issue rule: no test may rely on 134 (SIGABRT) or 139 (SIGSEGV) being rare, so each combination
-runs a few times by default, and 50 times under ``pytest -m slow``; any exit code but the
+runs a few times by default, and 50 times under ``pytest -m stress``; any exit code but the
 documented one fails, naming the combination, the run, the exit code and the output. Long-lived
 and threaded runs use a ``timeout`` source capped at 0.05 s instead of 1 s (200 calls x 1 s would
 be a benchmark of patience, not a different code path).
@@ -92,15 +92,18 @@ DATA_BLOCK = [name for name, h in HOSTILE.items() if h.kind == "data-block"]
 #: the source a long-lived or threaded process calls for each fixture (a quick timeout, above)
 LOOP_KEY = {**{name: name for name in HOSTILE}, "timeout": "timeout_fast"}
 
+#: every test here runs processes against hostile plugins: minutes in all (CI runs them)
+pytestmark = pytest.mark.slow
+
 DEFAULT_REPEATS = 2
 SLOW_REPEATS = 50
 
 
 def repeats(default: int = DEFAULT_REPEATS) -> list[Any]:
-    """The same test twice: a few runs by default, 50 under ``-m slow``."""
+    """The same test twice: a few runs by default, 50 under ``-m stress``."""
     return [
         pytest.param(default, id=f"x{default}"),
-        pytest.param(SLOW_REPEATS, id=f"x{SLOW_REPEATS}", marks=pytest.mark.slow),
+        pytest.param(SLOW_REPEATS, id=f"x{SLOW_REPEATS}", marks=pytest.mark.stress),
     ]
 
 

@@ -32,12 +32,10 @@ from blocksync.plugins import Limits, PluginSpec, load, runtime
 from blocksync.plugins import cache as cache_mod
 
 from .plugin_builds import built_plugin
+from .stores import share_compile_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 WAT = ROOT / "fixtures" / "wat"
-#: compiled artifacts of the componentize-py fixtures, shared by test runs (compiling one takes
-#: ~12 s; loading it from here ~30 ms). Only blocksync's own CompileCache writes into it.
-HOST_CACHE = ROOT / ".test-cache" / "host-compiled"
 
 #: the start function the probe variants get: it logs "about to spin" at instantiation
 ANCHOR = '(import "host" "log" (func $log (param i32 i32 i32)))'
@@ -215,11 +213,7 @@ def echo_tool() -> Path:
 @pytest.fixture
 def cli_store(tmp_path: Path) -> Path:
     """A store folder whose cache/ is the shared compile cache (inspect compiles into it)."""
-    store = tmp_path / "store"
-    store.mkdir()
-    HOST_CACHE.mkdir(parents=True, exist_ok=True)
-    (store / "cache").symlink_to(HOST_CACHE, target_is_directory=True)
-    return store
+    return share_compile_cache(tmp_path / "store")
 
 
 def test_inspect_a_good_component(echo_tool: Path, cli_store: Path) -> None:
@@ -294,12 +288,13 @@ class Entry:
         self.artifact = folder / f"{key}.cwasm"
         self.stamp = folder / f"{key}.stamp"
 
-    def identity(self) -> list[int]:
-        st = self.artifact.stat()
-        return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    def identity(self) -> dict[str, object]:
+        """What an honest stamp says of the artifact as it is now: its sha256 and size."""
+        data = self.artifact.read_bytes()
+        return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
-    def stamped(self) -> list[int]:
-        recorded: list[int] = json.loads(self.stamp.read_text(encoding="utf-8"))
+    def stamped(self) -> dict[str, object]:
+        recorded: dict[str, object] = json.loads(self.stamp.read_text(encoding="utf-8"))
         return recorded
 
     def forge_stamp(self) -> None:
@@ -438,7 +433,7 @@ def test_an_artifact_whose_stamp_does_not_match_is_never_deserialized(
 def test_an_artifact_modified_in_place_with_its_mtime_restored_is_not_trusted(
     wasm: dict[str, Path], tmp_path: Path, deserialized: list[str]
 ) -> None:
-    """Same inode, same size, same mtime: only the ctime (which cannot be set back) moved."""
+    """Same inode, same size, same mtime: only the content moved."""
     folder = tmp_path / "cache"
     entry = Entry(folder, wasm["hostile_tool"])
     load_from(folder, wasm["hostile_tool"])
@@ -456,6 +451,39 @@ def test_an_artifact_modified_in_place_with_its_mtime_restored_is_not_trusted(
     assert load_from(folder, wasm["hostile_tool"]) == "hostile-tool"
     assert deserialized == []
     assert entry.stamped() == entry.identity()
+
+
+def test_a_cache_copied_elsewhere_is_used_as_it_is(
+    wasm: dict[str, Path], tmp_path: Path, deserialized: list[str]
+) -> None:
+    """The stamp names content, not a file identity: a cache restored by copying (new inodes,
+    new ctimes: a CI cache, a backup) is still trusted and read, not recompiled."""
+    load_from(tmp_path / "cache", wasm["hostile_tool"])
+    shutil.copytree(tmp_path / "cache", tmp_path / "restored")
+    restored = Entry(tmp_path / "restored", wasm["hostile_tool"])
+    assert load_from(tmp_path / "restored", wasm["hostile_tool"]) == "hostile-tool"
+    assert deserialized == [str(restored.artifact)]
+
+
+def test_a_changed_wasm_never_reuses_the_artifact_of_its_old_content(
+    wasm: dict[str, Path], tmp_path: Path, deserialized: list[str]
+) -> None:
+    """The key is the .wasm's content: the same path with other bytes (same size, same mtime)
+    is compiled afresh, never served the old file's native code."""
+    folder, plugin = tmp_path / "cache", tmp_path / "plugin.wasm"
+    text = (WAT / "hostile_tool.wat").read_text(encoding="utf-8")
+    assert '"hostile-tool"' in text
+    compile_wat(text, plugin)
+    assert load_from(folder, plugin) == "hostile-tool"
+    before = plugin.stat()
+    compile_wat(text.replace('"hostile-tool"', '"hostile-TOOL"'), plugin)
+    os.utime(plugin, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert plugin.stat().st_size == before.st_size
+
+    assert load_from(folder, plugin) == "hostile-TOOL"
+    assert deserialized == []
+    assert load_from(folder, plugin) == "hostile-TOOL"  # now from its own artifact
+    assert deserialized == [str(Entry(folder, plugin).artifact)]
 
 
 def test_a_missing_or_garbled_stamp_means_recompile(

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -49,6 +51,7 @@ def _run_console(body: str, cwd: Path, env: dict[str, str]) -> None:
         assert _matches(expected, actual), f"$ {command}\nexpected:\n{expected}\ngot:\n{actual}"
 
 
+@pytest.mark.slow  # three componentize-py builds and three compiles: nothing to share
 def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("BLOCKSYNC_STORE", None)

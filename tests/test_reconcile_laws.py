@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 import blocksync
 
+from .conftest import examples
+
 LINES = st.sampled_from(["", "\x00", "x\r", "<<<<<<< ours", "=======", "é ü", "same", "tail"])
 
 
@@ -38,7 +40,7 @@ def _edit(lines: list[str], data: st.DataObject, tag: str) -> list[str]:
     return out
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(LINES, max_size=5), st.data(), st.booleans())
 def test_nothing_is_ever_lost(base_lines: list[str], data: st.DataObject, newline: bool) -> None:
     """After reconcile either both sides hold one text containing both edits, or an open

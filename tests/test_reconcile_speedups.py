@@ -27,7 +27,7 @@ from blocksync.folder_source import FileSource
 from blocksync.gitstore import PACK_THRESHOLD, GitStore, TreeEditor, json_document, tree_of
 from blocksync.sources import NoChange, PermissionLevel, PermissionRule, Resolved
 
-from .conftest import assert_git_fsck, git
+from .conftest import assert_git_fsck, examples, git
 
 AGENT = "alice"
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -37,14 +37,14 @@ def plain_json(doc: dict[str, object]) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(TEXT, st.one_of(TEXT, st.none(), st.integers(), st.booleans(),
                                         st.floats(allow_nan=False)), max_size=5))
 def test_json_document_is_json_dumps_byte_for_byte(doc: dict[str, object]) -> None:
     assert json_document(doc) == plain_json(doc)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(TEXT, TEXT, TEXT, st.one_of(st.none(), st.integers(min_value=1)))
 def test_bindings_and_block_metadata_keep_their_bytes(
     path: str, owner: str, description: str, limit: int | None
@@ -59,7 +59,7 @@ def test_bindings_and_block_metadata_keep_their_bytes(
     })
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.dictionaries(
     st.binary(min_size=1, max_size=6).filter(lambda n: b"/" not in n and b"\0" not in n),
     st.tuples(st.sampled_from([0o040000, 0o100644, 0o100755, 0o120000, 0o160000]),
@@ -148,7 +148,7 @@ def old_rule_refuses(rel: str) -> bool:
     return not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in rel
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.text(st.sampled_from("a./\0"), max_size=8))
 def test_the_canonical_path_check_is_the_old_rule(rel: str) -> None:
     source = FileSource.__new__(FileSource)

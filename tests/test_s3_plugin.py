@@ -424,7 +424,7 @@ def test_an_endpoint_outside_allowed_hosts_is_refused(
         report = ws.reconcile()
         (source,) = report.sources
         assert source.error is not None
-        assert f"is not in the plugin's allowed_hosts (127.0.0.1:1)" in source.error, source.error
+        assert "is not in the plugin's allowed_hosts (127.0.0.1:1)" in source.error, source.error
         assert s3.hostport in source.error and KEY in source.error
         assert refs_of(ws.repo_path) == before and not ws.blocks.exists(OWNER, label("a.md"))
         assert ws.fsck().ok

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,9 @@ from blocksync.errors import (
 from blocksync.tools import TOOL_NAME, compile_schema
 
 from .conftest import assert_git_fsck
-from .plugin_builds import ROOT, built_js_plugin, built_plugin
+from .plugin_builds import built_js_plugin, built_plugin
+from .stores import share_compile_cache
 
-HOST_CACHE = ROOT / ".test-cache" / "host-compiled"  # compiled components, shared by tests
 BUILTINS = [
     "blocksync_conflicts_list",
     "blocksync_conflict_show",
@@ -60,9 +59,7 @@ def notes(tmp_path: Path) -> Path:
 
 def _store(root: Path, tables: str) -> Path:
     blocksync.init(root, author="test:setup").close()
-    shutil.rmtree(root / "cache")
-    HOST_CACHE.mkdir(parents=True, exist_ok=True)
-    (root / "cache").symlink_to(HOST_CACHE, target_is_directory=True)
+    share_compile_cache(root)
     with (root / "blocksync.toml").open("a") as f:
         f.write("\n" + tables)
     return root

@@ -8,7 +8,7 @@ turned into folders, FIFOs, symlinks and remote pushes across two stores sharing
   no "internal error": exit 0, 1 for a refused source, or 3 for open conflicts);
 * `git fsck --strict` and `blocksync fsck` find both repositories clean.
 
-A few short sequences run by default; `pytest -m slow` runs the long version.
+A few short sequences run by default; `pytest -m stress` runs the long version.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import blocksync
 from blocksync.folder_source import root_tag
+
+from .conftest import examples
 
 BLOCKSYNC = str(Path(sys.executable).parent / "blocksync")
 ENV = {k: v for k, v in os.environ.items() if k != "BLOCKSYNC_STORE"}
@@ -220,7 +222,7 @@ class TwoMachines(RuleBasedStateMachine):
 
 
 SHORT = settings(
-    max_examples=3, stateful_step_count=12, deadline=None,
+    max_examples=examples(3), stateful_step_count=12, deadline=None,
     suppress_health_check=list(HealthCheck),
 )
 LONG = settings(
@@ -229,10 +231,11 @@ LONG = settings(
 )
 
 
+@pytest.mark.slow
 def test_two_machines_never_lose_escape_or_hang() -> None:
     SHORT(TwoMachines).TestCase().runTest()  # type: ignore[attr-defined]
 
 
-@pytest.mark.slow
+@pytest.mark.stress
 def test_two_machines_never_lose_escape_or_hang_long() -> None:
     LONG(TwoMachines).TestCase().runTest()  # type: ignore[attr-defined]

@@ -16,6 +16,8 @@ from blocksync import truth
 from blocksync.merge import merge3
 from blocksync.truth import ADMIN, PERMISSIONS, READ_ONLY, READ_WRITE, Action, Decision, decide
 
+from .conftest import examples
+
 TRUTH_PY = Path(truth.__file__)
 
 
@@ -312,7 +314,7 @@ triples = st.one_of(any_triple(), both_edited())
 
 
 PERMISSION = st.sampled_from(PERMISSIONS)
-LAWS = settings(max_examples=400, deadline=None)
+LAWS = settings(max_examples=examples(400), deadline=None)
 
 
 @LAWS

@@ -100,13 +100,18 @@ def truth_source() -> Path:
     return _package_dir() / "truth.py"
 
 
+def shipped_path(source: str) -> Path:
+    """The file of a :data:`SHIPPED_MODULES` source (a path inside the blocksync package)."""
+    return _package_dir() / source
+
+
 @contextmanager
 def _shipped_modules() -> Iterator[Path]:
     """A temporary folder for the guest path holding the :data:`SHIPPED_MODULES`, copies made
     at build time (`blocksync_truth.py` of truth.py, ...): one source file, never copied by hand."""
     with tempfile.TemporaryDirectory(prefix="blocksync-shipped-") as tmp:
         for module, source in SHIPPED_MODULES.items():
-            shutil.copyfile(_package_dir() / source, Path(tmp) / f"{module}.py")
+            shutil.copyfile(shipped_path(source), Path(tmp) / f"{module}.py")
         yield Path(tmp)
 
 
