@@ -29,8 +29,8 @@ from wasmtime.component import Component
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from blocksync.plugins import lift  # noqa: E402
-from blocksync.plugins.runtime import Plugin, load, runtime  # noqa: E402
+from blocksync.plugins.host import lift
+from blocksync.plugins.host.runtime import Plugin, load, runtime  # noqa: E402
 from blocksync.plugins.spec import PluginSpec  # noqa: E402
 from tests.plugin_builds import build_info, built_plugin  # noqa: E402
 from tests.stores import HOST_CACHE  # noqa: E402

@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import blocksync  # noqa: E402
-from blocksync.disk import Folder  # noqa: E402
-from blocksync.folder_config import FileSourceSpec  # noqa: E402
-from blocksync.folder_source import FileSource  # noqa: E402
-from blocksync.plugins import build as plugin_build  # noqa: E402
-from blocksync.sources import NoChange, PermissionLevel, PermissionRule, Resolved  # noqa: E402
+from blocksync.fs.disk import Folder  # noqa: E402
+from blocksync.plugins.tooling import build as plugin_build
+from blocksync.sync.folder.config import FileSourceSpec  # noqa: E402
+from blocksync.sync.folder.source import FileSource  # noqa: E402
+from blocksync.sync.protocol import NoChange, PermissionLevel, PermissionRule, Resolved  # noqa: E402
 from tests.plugin_builds import built_plugin  # noqa: E402
 from tests.stores import share_compile_cache  # noqa: E402
 

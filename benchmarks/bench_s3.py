@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import blocksync  # noqa: E402
-from blocksync.plugins.build import build  # noqa: E402
+from blocksync.plugins.tooling.build import build  # noqa: E402
 from tests.plugin_builds import build_info, built_plugin  # noqa: E402
 from tests.s3server import plugin_config, s3_server  # noqa: E402
 from tests.stores import make_store  # noqa: E402

@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import blocksync  # noqa: E402
-from blocksync.notifications import PullCapture  # noqa: E402
-from blocksync.sources import BlockRef, Notification  # noqa: E402
+from blocksync.index.notifications import PullCapture  # noqa: E402
+from blocksync.sync.protocol import BlockRef, Notification  # noqa: E402
 from tests.feedserver import feed_server, feed_table  # noqa: E402
 from tests.stores import make_store  # noqa: E402
 

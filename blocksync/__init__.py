@@ -1,18 +1,7 @@
 """blocksync: versioned memory blocks in git, synced to outside sources through WASM plugins."""
 
-from .blocks import (
-    KEEP,
-    Block,
-    BlockMeta,
-    BlockStore,
-    BlockSummary,
-    BlockType,
-    CommitResult,
-    Diff,
-    Transaction,
-    Version,
-)
-from .conflicts import Conflict
+from .agents.streams import Stream, StreamPull, StreamStatus
+from .agents.tools import ToolBox, ToolCall, ToolEntry
 from .errors import (
     AccessDenied,
     AgentNotAllowed,
@@ -66,13 +55,24 @@ from .errors import (
     UsageError,
     VersionNotFound,
 )
-from .fsck import FsckReport, Problem
-from .notifications import StoredNotification
-from .reconcile import ReconcileReport, SourceReport
-from .remotes_source import RemotePull, RemotePush
-from .streams import Stream, StreamPull, StreamStatus
-from .sync import SyncReport, run_sync
-from .tools import ToolBox, ToolCall, ToolEntry
+from .index.conflicts import Conflict
+from .index.notifications import StoredNotification
+from .runner import SyncReport, run_sync
+from .store.blocks import (
+    KEEP,
+    Block,
+    BlockMeta,
+    BlockStore,
+    BlockSummary,
+    BlockType,
+    CommitResult,
+    Diff,
+    Transaction,
+    Version,
+)
+from .store.fsck import FsckReport, Problem
+from .sync.reconciler import ReconcileReport, SourceReport
+from .sync.remotes.source import RemotePull, RemotePush
 from .workspace import Workspace, fsck, init, open, rebuild_index
 
 __version__ = "0.1.0"

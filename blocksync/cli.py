@@ -28,19 +28,20 @@ from typing import Any, TypeVar, cast
 
 import click
 
-from . import conformance, interrupts, logs, plugins, workspace
 from . import demo as demo_mod
-from . import sync as sync_mod
-from .blocks import KEEP, Block, Keep
-from .conflicts import Take
+from . import interrupts, logs, plugins, workspace
+from . import runner as sync_mod
+from . import testing as conformance
+from .agents.streams import StreamReport
+from .agents.tools import params_from_json
 from .errors import BlocksyncError, UsageError
-from .notifications import StoredNotification
-from .plugins import build as build_mod
+from .index.conflicts import Take
+from .index.notifications import StoredNotification
 from .plugins import trust
-from .reconcile import ReconcileReport
-from .streams import StreamReport
+from .plugins.tooling import build as build_mod
+from .store.blocks import KEEP, Block, Keep
+from .sync.reconciler import ReconcileReport
 from .text import char_diff, decode_text, printable, render_char_diff
-from .tools import params_from_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -64,7 +64,7 @@ class Config:
     @property
     def allow_mass_delete(self) -> bool:
         """Whether runs may delete more than the mass-deletion threshold of a source's paths
-        without ``--allow-mass-delete`` (see :func:`blocksync.sources.mass_deletion`)."""
+        without ``--allow-mass-delete`` (see :func:`blocksync.sync.protocol.mass_deletion`)."""
         return bool(self.tables.get("store", {}).get("allow_mass_delete", False))
 
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import workspace
-from .reconcile import SourceReport
-from .safefile import write_atomic
+from .fs.safefile import write_atomic
+from .sync.reconciler import SourceReport
 from .text import char_diff, render_char_diff
 
 AGENT = "demo-agent"

@@ -536,7 +536,7 @@ class PullRefused(PluginError):
         self.reason = reason
 
 
-# -- tools (blocksync.tools) ---------------------------------------------------------------------
+# -- tools (blocksync.agents.tools) ---------------------------------------------------------------------
 
 
 def _violations_text(violations: list[dict[str, str]]) -> str:

@@ -6,7 +6,7 @@ UTF-8 form outside ``[A-Za-z0-9_.-]`` becomes ``%XX`` (upper-case hex), and so d
 dot, so ``.``, ``..`` and ``.git`` can never appear. Decoding accepts only the canonical form,
 which makes the mapping a bijection between valid names and path components.
 
-A label may be longer than one component may be: :mod:`blocksync.layout` names such a label's
+A label may be longer than one component may be: :mod:`blocksync.store.layout` names such a label's
 folder by its hash and keeps the whole label beside it.
 """
 
@@ -58,7 +58,7 @@ def encode(name: str) -> str:
 def decode(component: str | bytes) -> str:
     """Invert :func:`encode`; refuses anything :func:`encode` could not have produced (the
     component of a long label is decoded from the label stored beside it: see
-    :func:`blocksync.layout.label_of`)."""
+    :func:`blocksync.store.layout.label_of`)."""
     raw = component.encode("ascii") if isinstance(component, str) else component
     decoded = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
     try:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from diff_match_patch import diff_match_patch
 
 from .errors import InvalidContent
-from .linediff import Budget, Change, histogram
+from .shared.linediff import Budget, Change, histogram
 
 CharOp = Literal["equal", "insert", "delete"]
 _DMP_OPS: dict[int, CharOp] = {0: "equal", 1: "insert", -1: "delete"}
@@ -68,7 +68,7 @@ def check_json_depth(value: Any) -> None:
 def unified_diff(old: str, new: str, old_name: str, new_name: str, context: int = 3) -> str:
     """A unified diff like ``git diff``, marking a missing final newline as git does.
 
-    Lines are aligned by git's histogram diff (``blocksync.linediff``), so a one-line change in
+    Lines are aligned by git's histogram diff (``blocksync.shared.linediff``), so a one-line change in
     a long run of identical lines is one small hunk. Time and memory are bounded: linear in the
     input plus a search budget of ``_DIFF_FLOOR`` + ``_DIFF_PER_LINE`` steps per line; regions
     still unsearched when it runs out are shown as one replacement each (correct, but coarse).

@@ -21,10 +21,9 @@ from pathlib import Path
 from types import TracebackType
 
 from . import config as config_mod
-from . import runlock, versions
-from .agent_tools import builtin_tools
-from .blocks import BlockStore, Transaction
-from .conflicts import ConflictIndex
+from .agents.agent_tools import builtin_tools
+from .agents.streams import Streams, block_resolver
+from .agents.tools import ToolBox
 from .errors import (
     BlocksyncError,
     ConfigError,
@@ -33,22 +32,24 @@ from .errors import (
     StoreExists,
     StoreNotFound,
 )
-from .folder_config import FileSourceSpec, parse_file_source
-from .folder_source import FileSource
-from .fsck import FsckReport, check_repository
-from .index_db import IndexDb
-from .notifications import NotificationLog
+from .fs.safefile import create_new
+from .index import versions
+from .index.conflicts import ConflictIndex
+from .index.db import IndexDb
+from .index.notifications import NotificationLog
+from .index.runs import RunLog
 from .plugins import HostServices, PluginSet, parse_specs
-from .reconcile import Conflicts, Reconciler, ReconcileReport, new_run_id
-from .records import Records
-from .remotes_source import RemotePull, RemotePush, RemoteSource, RemoteSync
-from .remotes_transport import SOURCE_PREFIX, Remote, add_remote, parse_remotes, remove_remote
-from .run import Run
-from .runs import RunLog
-from .safefile import create_new
-from .sources import SyncSource
-from .streams import Streams, block_resolver
-from .tools import ToolBox
+from .store.blocks import BlockStore, Transaction
+from .store.fsck import FsckReport, check_repository
+from .store.records import Records
+from .sync import runlock
+from .sync.folder.config import FileSourceSpec, parse_file_source
+from .sync.folder.source import FileSource
+from .sync.protocol import SyncSource
+from .sync.reconciler import Conflicts, Reconciler, ReconcileReport, new_run_id
+from .sync.remotes.source import RemotePull, RemotePush, RemoteSource, RemoteSync
+from .sync.remotes.transport import SOURCE_PREFIX, Remote, add_remote, parse_remotes, remove_remote
+from .sync.run import Run
 
 DEFAULT_AUTHOR = "human:blocksync"
 #: what the library's writers write into the run lock's note as their command
@@ -194,7 +195,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         """Hold ``store/run.lock`` for a ``with`` block, as ``command`` (and ``run_id``) in its
         note. Held by another run: :class:`~blocksync.errors.RunLockHeld` (exit 75) naming it, at
         once, or with ``wait`` once ``timeout`` seconds (``None``: no limit) passed. The thread
-        holding it may take it again (:func:`blocksync.runlock.hold`): a writer that holds it
+        holding it may take it again (:func:`blocksync.sync.runlock.hold`): a writer that holds it
         calls the other writers of this API."""
         info: dict[str, object] = {"command": command}
         if run_id is not None:
@@ -221,7 +222,7 @@ class Workspace(AbstractContextManager["Workspace"]):
 
         Holds the run lock (see :meth:`locked`; ``wait``) -- a dry run writes nothing and takes
         none. ``timeout`` covers the whole call, the wait for the lock included: sources not
-        started by then are failed entries. ``run`` (a :class:`~blocksync.run.Run`) gives the
+        started by then are failed entries. ``run`` (a :class:`~blocksync.sync.run.Run`) gives the
         run's id, clock and deadline instead. Unknown sources and paths no source has are
         refused before the lock is taken."""
         run = run or Run(run_id or new_run_id(), timeout)
@@ -317,7 +318,7 @@ class Workspace(AbstractContextManager["Workspace"]):
     @property
     def tools(self) -> ToolBox:
         """Every tool an agent can call: the built-in conflict and history tools and the tools
-        of the configured plugins; ``list``, ``call``, ``run`` (see :mod:`blocksync.tools`)."""
+        of the configured plugins; ``list``, ``call``, ``run`` (see :mod:`blocksync.agents.tools`)."""
         if self._tools is None:
             self._tools = ToolBox(
                 self.plugins, builtin_tools(self.conflicts, self.blocks, self.config.may_act_for)

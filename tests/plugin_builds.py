@@ -11,7 +11,7 @@ is used as it is:
   file and renames it into place, so two pytest processes racing on one fixture both succeed
   (the loser just did the work twice).
 - ``host-compiled/``: compiled components (~6 s to compile an 18 MB one, ~30 ms to load), written
-  by blocksync's own compile cache (blocksync.plugins.cache: keyed by the .wasm's sha256 and the
+  by blocksync's own compile cache (blocksync.plugins.host.cache: keyed by the .wasm's sha256 and the
   engine, trusted by the artifact's sha256). Test stores' ``cache/`` folders link to it
   (tests/stores.py ``share_compile_cache``), so in-process loads and ``blocksync`` subprocesses
   alike compile each component once per suite, not once per test.
@@ -28,8 +28,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -38,8 +38,14 @@ from wasmtime import wat2wasm
 from wasmtime.component import Component
 
 from blocksync.errors import PluginBuildError
-from blocksync.plugins.build import SHIPPED_MODULES, build, guest_sdk_dir, shipped_path, wit_dir
-from blocksync.plugins.runtime import runtime
+from blocksync.plugins.host.runtime import runtime
+from blocksync.plugins.tooling.build import (
+    SHIPPED_MODULES,
+    build,
+    guest_sdk_dir,
+    shipped_path,
+    wit_dir,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "plugins"

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import blocksync
-from blocksync.bases import SyncBases
 from blocksync.config import toml_table
-from blocksync.gitstore import GitStore
+from blocksync.store.bases import SyncBases
+from blocksync.store.gitstore import GitStore
 
 from .plugin_builds import HOST_CACHE
 

@@ -1,4 +1,11 @@
-"""Imports point down the layers (DESIGN.md), click stays in the CLI, errors live in errors.py."""
+"""The architecture, stated as rules: packages in layers, each outside library in its one package.
+
+The picture (README "Architecture"): ``shared`` and a few standard-library helpers at the bottom,
+then ``fs``, ``index``, ``store``, ``sync``, ``plugins``, ``agents``, the ``workspace`` that ties
+them together, the jobs and tools above it (``runner``, ``demo``, ``testing``), and the ``cli``.
+A module may import a module of a lower layer, or of its own package; the import graph has no
+cycle, including imports hidden behind ``TYPE_CHECKING``.
+"""
 
 from __future__ import annotations
 
@@ -6,149 +13,194 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import blocksync
 
 PACKAGE = Path(blocksync.__file__).parent
+TESTS = Path(__file__).resolve().parent
 
-#: A module may import only modules of a strictly lower layer (subpackages count as one module).
+#: Layer of each package or top-level module: imports go to strictly lower layers, or stay in
+#: the package (a package's modules are ordered by the no-cycle rule instead).
 LAYERS = {
-    "errors": 0,
+    "errors": 0,  # the one exception tree
+    "shared": 0,  # standard library only; shipped verbatim to Python guests (truth, apply, sigv4)
     "guest": 0,  # the guest SDK runs inside plugins: it imports nothing of blocksync
-    "truth": 0,  # pure: the same module runs inside plugins (guest SDK)
-    "sigv4": 0,  # pure: shipped into plugins too
-    "apply": 1,  # pure: carries truth's decisions out over an Outside port; shipped too
-    "linediff": 0,  # pure: git's line diff algorithms, stdlib only
-    "deadlines": 0,
-    "logs": 0,  # plugins' log files in the store, the terminal on request  # the time left to a plugin call, for waits inside its host functions
-    "names": 1,
-    "text": 1,
-    "merge": 1,
-    "config": 1,
-    "disk": 2,  # I/O confined to one folder (directory descriptors, no links followed)
-    "versions": 2,  # above safefile: index.db is never opened through a link
-    "sources": 1,
-    "gitstore": 2,
-    "layout": 2,  # the one place block and base folders are encoded (names, files, paths)
-    "permissions": 2,
-    "notifications": 2,
-    # fractions: index.db's one handle sits between safefile and the tables that take it, and
-    # the base index between bases and its users (the package move, item 8, renumbers these)
-    "index_db": 1.5,  # the one connection to index.db, atomic(), migrations
-    "sqlitetable": 1.6,
-    "safefile": 1,  # files blocksync writes, opened without following links
-    "conflicts": 2,
-    "runs": 2,
-    "runlock": 2,
-    "run": 2,  # one run of the reconcile loop: id, deadline, clock, why a step was not started
+    "deadlines": 0,  # the time left to a plugin call, for waits inside its host functions
+    "logs": 0,  # plugins' log files in the store, the terminal on request
     "interrupts": 1,  # SIGINT/SIGTERM during a locked run: recorded, acted on at safe points
-    "blocks": 3,
-    "bases": 3,
-    "base_index": 3.5,  # sync bases' hashes in index.db (bases' SQL side)
-    "records": 3,  # refs/blocksync/records: the record tables (conflicts, runs, ...) in git
-    "remote_checks": 3,  # what a pull accepts
-    "fsck": 4,
-    "remote_conflicts": 4,  # conflicts recorded in the tree that travels to other machines
-    "folder_config": 4,  # a file source's configuration and selection
-    "folder_disk": 3,  # a file source's roots, their survey, the Outside port over them
-    "folder_source": 5,  # the file source: plan, apply (through apply), settle, DataBlock
-    "plugins": 4,
-    "agent_tools": 4,  # blocksync's own tools: conflicts, history, rollback
-    "reconcile": 5,
-    "tools": 5,  # the tool box: plugin tools and agent_tools, schema-checked
-    "streams": 5,
-    "outcome": 3,  # conflict rows from what a sync found: the reconciler's and remote pulls'
-    "remotes_transport": 4,  # fetch and push of main, the remotes configured
-    "remotes_treemerge": 5,  # two mains' trees merged per block by the truth table
-    "remotes_source": 6,  # the remotes API: pull, push, their results and conflicts
-    "workspace": 7,
-    "sync": 8,
-    "demo": 8,
-    "conformance": 8,
-    "cli": 9,
-    "__init__": 10,
+    "text": 1,
+    "names": 1,
+    "config": 1,
+    "fs": 2,  # files and folders opened without following links
+    "index": 3,  # index.db
+    "store": 4,  # the git repository
+    "sync": 5,  # reconciling blocks with outside sources
+    "plugins": 6,  # the WebAssembly host and the plugin sources, streams and tools
+    "agents": 7,  # tools and streams as agents use them
+    "workspace": 8,  # one store: everything above, wired together
+    "runner": 9,  # locked runs with a run log: `blocksync sync` and the CLI's writing commands
+    "demo": 9,
+    "testing": 9,  # the data-block conformance suite (`blocksync plugin check`)
+    "cli": 10,
+    "__init__": 11,
+}
+
+#: outside libraries and the only packages (or modules) that may import them
+CONFINED = {
+    "dulwich": {"store", "sync.remotes", "sync.permissions"},
+    "sqlite3": {"index"},
+    "sqlite_utils": {"index"},
+    "wasmtime": {"plugins.host"},
+    "click": {"cli"},
 }
 
 
 def _modules() -> list[Path]:
-    return sorted(PACKAGE.rglob("*.py"))
+    return sorted(p for p in PACKAGE.rglob("*.py") if "guest" not in p.relative_to(PACKAGE).parts)
 
 
-def _top(path: Path) -> str:
-    rel = path.relative_to(PACKAGE).with_suffix("")
-    return rel.parts[0]
+def _dotted(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
 
 
-def _imports(path: Path) -> list[tuple[str, int]]:
-    """(imported top-level blocksync module, line) for each import in a file."""
+def _unit(dotted: str) -> str:
+    """The package or top-level module a module belongs to (the key of LAYERS)."""
+    return dotted.split(".")[0]
+
+
+def _imports(path: Path) -> Iterator[tuple[str, int]]:
+    """(imported module, dotted, relative to blocksync; third-party modules as given, prefixed
+    with ':') for each import in a file, TYPE_CHECKING blocks and function bodies included."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    depth_of_file = len(path.relative_to(PACKAGE).parts) - 1
-    found = []
+    here = _dotted(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against the file's package
-                up = node.level - 1
-                if up > depth_of_file:
-                    continue
-                base = list(path.relative_to(PACKAGE).parts[: depth_of_file - up])
-                parts = base + (node.module.split(".") if node.module else [])
-                names = [parts[0]] if parts else [a.name for a in node.names]
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
             elif node.module and node.module.split(".")[0] == "blocksync":
-                parts = node.module.split(".")[1:]
-                names = [parts[0]] if parts else [a.name for a in node.names]
+                target = node.module.partition(".")[2]
             else:
+                yield ":" + (node.module or ""), node.lineno
                 continue
-            found += [(n, node.lineno) for n in names]
+            for alias in node.names:  # `from . import x` imports the module x
+                sub = f"{target}.{alias.name}" if target else alias.name
+                is_module = (PACKAGE / sub.replace(".", "/")).is_dir() or (
+                    PACKAGE / (sub.replace(".", "/") + ".py")
+                ).exists()
+                yield (sub if is_module else target), node.lineno
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                parts = alias.name.split(".")
-                if parts[0] == "blocksync" and len(parts) > 1:
-                    found.append((parts[1], node.lineno))
-    return found
+                if alias.name.split(".")[0] == "blocksync":
+                    yield alias.name.partition(".")[2], node.lineno
+                else:
+                    yield ":" + alias.name, node.lineno
 
 
-def test_every_module_has_a_layer() -> None:
-    missing = {_top(p) for p in _modules()} - set(LAYERS)
-    assert not missing, f"give these modules a layer in this test and DESIGN's picture: {missing}"
+def test_every_package_and_module_has_a_layer() -> None:
+    missing = {_unit(_dotted(p)) for p in _modules()} - set(LAYERS)
+    assert not missing, f"give these a layer here and in the README's picture: {missing}"
 
 
 def test_imports_point_down() -> None:
     wrong = []
     for path in _modules():
-        here = _top(path)
+        here = _unit(_dotted(path))
         for target, line in _imports(path):
-            if target == here:
-                continue  # inside one subpackage
-            if LAYERS.get(target, 99) >= LAYERS[here]:
+            if target.startswith(":") or not target or _unit(target) == here:
+                continue
+            if LAYERS.get(_unit(target), 99) >= LAYERS[here]:
                 wrong.append(f"{path.relative_to(PACKAGE)}:{line} imports {target}")
     assert not wrong, "imports pointing up or sideways:\n" + "\n".join(wrong)
 
 
-def test_only_the_cli_imports_click() -> None:
+def test_no_import_cycles() -> None:
+    """Between modules, counting imports under TYPE_CHECKING: a cycle hidden there is still
+    two modules that cannot be understood (or moved) one without the other."""
+    graph: dict[str, set[str]] = {}
+    for path in _modules():
+        me = _dotted(path)
+        graph[me] = {t for t, _ in _imports(path) if t and not t.startswith(":") and t != me}
+    # a package's __init__ importing its own modules is how it exports them: not a cycle
+    for name, targets in graph.items():
+        graph[name] = {t for t in targets if t in graph and not name.startswith(t + ".")}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_outside_libraries_stay_in_their_package() -> None:
     offenders = []
     for path in _modules():
-        if _top(path) == "cli":
+        me = _dotted(path)
+        for target, line in _imports(path):
+            library = target[1:].split(".")[0] if target.startswith(":") else None
+            allowed = CONFINED.get(library or "")
+            if allowed is not None and not any(me == a or me.startswith(a + ".") for a in allowed):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{line} imports {library}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_shared_modules_need_only_the_standard_library() -> None:
+    """They run unchanged inside Python guests, where neither blocksync nor its dependencies
+    exist (a shipped module may import another shipped one, under its guest name)."""
+    offenders = []
+    for path in (PACKAGE / "shared").glob("*.py"):
+        for target, line in _imports(path):
+            top = target[1:].split(".")[0]
+            if target.startswith(":") and (top in sys.stdlib_module_names or top == "__future__"):
+                continue
+            if target.startswith(":") and top.startswith("blocksync_"):
+                continue  # a sibling shipped module, as guests import it
+            if not target.startswith(":") and _unit(target) == "shared":
+                continue
+            offenders.append(f"shared/{path.name}:{line} imports {target.lstrip(':')}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_only_cli_tests_import_the_cli() -> None:
+    """The library is tested through its API; the CLI through tests/cli/ (thin over it)."""
+    offenders = []
+    for path in TESTS.rglob("*.py"):
+        if "cli" in path.relative_to(TESTS).parts[:-1]:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            )
-            if any(n.split(".")[0] == "click" for n in names):
-                offenders.append(str(path.relative_to(PACKAGE)))
-    assert not offenders
-
-
-#: modules shipped verbatim into plugins (plugins/build.py): their exceptions are the protocol's,
-#: which the host translates into blocksync.errors at its boundary
-SHIPPED = {"blocksync.apply"}
+            if isinstance(node, ast.ImportFrom) and node.module in ("blocksync.cli", "click.testing"):
+                offenders.append(f"{path.relative_to(TESTS)}:{node.lineno}")
+            elif isinstance(node, ast.ImportFrom) and node.module == "blocksync":
+                if any(a.name == "cli" for a in node.names):
+                    offenders.append(f"{path.relative_to(TESTS)}:{node.lineno}")
+    assert not offenders, "move these CLI tests to tests/cli/:\n" + "\n".join(offenders)
 
 
 def test_only_errors_defines_exceptions() -> None:
     offenders = []
     for info in pkgutil.walk_packages(blocksync.__path__, "blocksync."):
-        if info.name.startswith("blocksync.guest") or info.name in SHIPPED:
-            continue  # runs inside plugins, where blocksync.errors does not exist
+        if info.name.startswith(("blocksync.guest", "blocksync.shared")):
+            continue  # runs inside plugins too, where blocksync.errors does not exist
         module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
             if (
@@ -163,14 +215,19 @@ def test_only_errors_defines_exceptions() -> None:
 
 def test_the_guest_sdk_imports_nothing_of_blocksync() -> None:
     for path in (PACKAGE / "guest").rglob("*.py"):
-        assert not _imports(path) or all(t == "guest" for t, _ in _imports(path)), path
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                assert node.module.split(".")[0] != "blocksync", path
+            elif isinstance(node, ast.ImportFrom) and node.level > 1:
+                raise AssertionError(f"{path} reaches out of the guest SDK")
 
 
 def test_library_does_not_read_the_environment() -> None:
     """Configuration flows in: only the CLI layer may look at os.environ."""
     offenders = []
     for path in _modules():
-        if _top(path) == "cli":
+        if _unit(_dotted(path)) == "cli":
             continue
         text = path.read_text(encoding="utf-8")
         if "os.environ" in text or "getenv(" in text:

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 import blocksync
-from blocksync.base_index import BaseIndex
-from blocksync.bases import BaseEntry, SyncBases, git_blob_id
-from blocksync.folder_config import FileSourceSpec
-from blocksync.folder_source import FileSource
-from blocksync.gitstore import GitStore
-from blocksync.sources import NoChange, PermissionLevel, PermissionRule, Resolved
+from blocksync.index.base_index import BaseEntry, BaseIndex, git_blob_id
+from blocksync.store.bases import SyncBases
+from blocksync.store.gitstore import GitStore
+from blocksync.sync.folder.config import FileSourceSpec
+from blocksync.sync.folder.source import FileSource
+from blocksync.sync.protocol import NoChange, PermissionLevel, PermissionRule, Resolved
 
 AUTHOR = "test:author"
 

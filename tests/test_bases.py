@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import blocksync
-from blocksync.bases import BaseChange, Binding, SyncBases, ref_name
 from blocksync.errors import (
     AlreadyBound,
     ConcurrentUpdate,
@@ -33,7 +32,8 @@ from blocksync.errors import (
     InvalidLabel,
     UsageError,
 )
-from blocksync.gitstore import GitStore
+from blocksync.store.bases import BaseChange, Binding, SyncBases, ref_name
+from blocksync.store.gitstore import GitStore
 
 from .conftest import assert_git_fsck, examples, git
 
@@ -327,7 +327,7 @@ def test_a_replay_rechecks_the_binding_rules(repo: Path, gitstore: GitStore) -> 
 def test_a_stuck_lock_ends_in_concurrent_update(
     repo: Path, gitstore: GitStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("blocksync.gitstore.MAX_ATTEMPTS", 3)
+    monkeypatch.setattr("blocksync.store.gitstore.MAX_ATTEMPTS", 3)
     bases = SyncBases(gitstore, "src")
     lock = repo / "refs" / "sync" / "src.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)

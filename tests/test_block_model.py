@@ -37,8 +37,8 @@ from blocksync import (
     UsageError,
     VersionNotFound,
 )
-from blocksync.blocks import KEEP, Block, Transaction
-from blocksync.versions import VersionIndex
+from blocksync.index.versions import VersionIndex
+from blocksync.store.blocks import KEEP, Block, Transaction
 
 from .conftest import assert_git_fsck, examples, git
 

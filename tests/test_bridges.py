@@ -3,7 +3,7 @@
 Every export of the three interfaces is called through WasmDataBlock / WasmDataStream / WasmTool
 on real components (the SDK fixtures, built with componentize-py), configured in a real store's
 blocksync.toml and obtained through ``ws.plugins``. WIT values come back as the typed values of
-blocksync.sources; a WIT ``result`` error becomes PluginCallFailed naming plugin, version and call.
+blocksync.sync.protocol; a WIT ``result`` error becomes PluginCallFailed naming plugin, version and call.
 Also here: the configuration of plugins, calls from many threads and from asyncio, and a granted
 folder.
 """
@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 import blocksync
-from blocksync.blocks import BlockStore
 from blocksync.errors import ConfigError, NotFound, PluginCallFailed, PluginRefused, PluginTrapped
 from blocksync.plugins import HostServices, Limits, WasmDataBlock, WasmDataStream, WasmTool, load
-from blocksync.sources import (
+from blocksync.store.blocks import BlockStore
+from blocksync.sync.protocol import (
     BlockRef,
     BlockSchemaSpec,
     DataBlock,

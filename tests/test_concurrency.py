@@ -23,7 +23,7 @@ from dulwich.objects import Blob
 
 import blocksync
 from blocksync import BlockStore, ConcurrentUpdate, StaleVersion
-from blocksync.versions import VersionIndex
+from blocksync.index.versions import VersionIndex
 
 from .conftest import ROOT, assert_git_fsck, git
 

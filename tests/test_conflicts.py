@@ -16,15 +16,6 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from blocksync import index_db
-from blocksync.conflicts import (
-    Conflict,
-    ConflictIndex,
-    conflict_id,
-    side_hash,
-    is_current,
-    require_current,
-)
 from blocksync.errors import (
     AlreadyResolved,
     AmbiguousConflictId,
@@ -38,6 +29,15 @@ from blocksync.errors import (
     NotFound,
     StaleResolution,
     UsageError,
+)
+from blocksync.index import db as index_db
+from blocksync.index.conflicts import (
+    Conflict,
+    ConflictIndex,
+    conflict_id,
+    is_current,
+    require_current,
+    side_hash,
 )
 
 from .conftest import examples

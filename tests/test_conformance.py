@@ -1,5 +1,5 @@
-"""The conformance suite (blocksync.conformance) run against both file sources: the native
-:class:`~blocksync.folder_source.FileSource`, and the ``files`` WASM plugin (fixtures/plugins/files,
+"""The conformance suite (blocksync.testing) run against both file sources: the native
+:class:`~blocksync.sync.folder.source.FileSource`, and the ``files`` WASM plugin (fixtures/plugins/files,
 built with componentize-py, configured in blocksync.toml with a granted read-write folder) both
 called directly through its :class:`~blocksync.plugins.WasmDataBlock` bridge and driven as the
 reconciler drives it (:class:`~blocksync.plugins.PluginSource`); and ``check_plugin`` (what
@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 import blocksync
-from blocksync.bases import SyncBases
-from blocksync.conformance import CASES, OWNER, Case, FolderOutside, Subject, check_plugin
 from blocksync.errors import PluginCallFailed
-from blocksync.folder_config import FileSourceSpec
-from blocksync.folder_source import FileSource
-from blocksync.gitstore import GitStore
 from blocksync.plugins import WasmDataBlock
-from blocksync.sources import PermissionLevel, PermissionRule, ReconcileResult
+from blocksync.store.bases import SyncBases
+from blocksync.store.gitstore import GitStore
+from blocksync.sync.folder.config import FileSourceSpec
+from blocksync.sync.folder.source import FileSource
+from blocksync.sync.protocol import PermissionLevel, PermissionRule, ReconcileResult
+from blocksync.testing import CASES, OWNER, Case, FolderOutside, Subject, check_plugin
 
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugin

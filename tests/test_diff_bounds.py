@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blocksync import linediff
+from blocksync.shared import linediff
 from blocksync.text import unified_diff
 
 from .conftest import examples

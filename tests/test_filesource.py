@@ -24,7 +24,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import blocksync
-from blocksync.disk import Folder
 from blocksync.errors import (
     AccessDenied,
     AlreadyExists,
@@ -33,9 +32,10 @@ from blocksync.errors import (
     NotFound,
     UsageError,
 )
-from blocksync.folder_config import FileSourceSpec, parse_file_source
-from blocksync.folder_source import FOLDER_FAULT_STEPS, FileSource
-from blocksync.sources import (
+from blocksync.fs.disk import Folder
+from blocksync.sync.folder.config import FileSourceSpec, parse_file_source
+from blocksync.sync.folder.source import FOLDER_FAULT_STEPS, FileSource
+from blocksync.sync.protocol import (
     DataBlock,
     NeedsResolution,
     NoChange,
@@ -545,9 +545,9 @@ CHILD = """
 import json, os, sys
 from pathlib import Path
 import blocksync
-from blocksync.folder_config import FileSourceSpec
-from blocksync.folder_source import FileSource
-from blocksync.sources import PermissionLevel, PermissionRule
+from blocksync.sync.folder.config import FileSourceSpec
+from blocksync.sync.folder.source import FileSource
+from blocksync.sync.protocol import PermissionLevel, PermissionRule
 store, root, step, paths = json.loads(sys.argv[1])
 def fault(name):
     if name == step:

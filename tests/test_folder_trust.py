@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import blocksync
-from blocksync.folder_source import root_tag
+from blocksync.sync.folder.source import root_tag
 
 from .conftest import assert_git_fsck
 

@@ -1,4 +1,4 @@
-"""The Python guest SDK (`blocksync/guest/pattern_extension_api`) and `blocksync.plugins.build`.
+"""The Python guest SDK (`blocksync/guest/pattern_extension_api`) and `blocksync.plugins.tooling.build`.
 
 Every reference guest in fixtures/plugins/ is built with componentize-py (cached, see
 plugin_builds.py) and checked two ways:
@@ -27,9 +27,9 @@ from wasmtime import Store, WasiConfig, WasmtimeError
 from wasmtime.component import Component, FuncType, Linker, Record, Variant
 
 from blocksync.errors import PluginBuildError, UsageError
-from blocksync.plugins import runtime
-from blocksync.plugins.runtime import UNLIMITED_FUEL
-from blocksync.plugins.build import (
+from blocksync.plugins.host import runtime
+from blocksync.plugins.host.runtime import UNLIMITED_FUEL
+from blocksync.plugins.tooling.build import (
     WORLDS,
     _shipped_modules,
     build,
@@ -171,7 +171,7 @@ def test_sdk_type_checks_against_the_generated_bindings(tmp_path: Path) -> None:
     )
     with _shipped_modules() as shipped:  # as every build ships them
         shutil.copytree(shipped, bindings, dirs_exist_ok=True)
-    # apply.py is checked by the project's own mypy, as blocksync.apply; here, where it is the
+    # apply.py is checked by the project's own mypy, as blocksync.shared.apply; here, where it is the
     # top-level blocksync_apply, only its types matter (its host-side relative import cannot
     # resolve here)
     (tmp_path / "mypy.ini").write_text(

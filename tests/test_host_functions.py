@@ -32,12 +32,12 @@ import pytest
 from wasmtime.component import Variant
 
 import blocksync
-from blocksync.blocks import BlockStore
 from blocksync.errors import PluginCallFailed, PluginTrapped
 from blocksync.plugins import HostServices, WasmDataBlock, load
-from blocksync.plugins.build import build, guest_sdk_dir, wit_dir
-from blocksync.plugins.hostfuncs import HOST, HTTP, SYNC, HostContext, NoBases, define
-from blocksync.sources import BlockRef, NeedsResolution, NoChange, Resolved, VersionInfo
+from blocksync.plugins.host.hostfuncs import HOST, HTTP, SYNC, HostContext, NoBases, define
+from blocksync.plugins.tooling.build import build, guest_sdk_dir, wit_dir
+from blocksync.store.blocks import BlockStore
+from blocksync.sync.protocol import BlockRef, NeedsResolution, NoChange, Resolved, VersionInfo
 
 from .conftest import assert_git_fsck, git
 from .plugin_builds import CACHE, _files, built_plugins
@@ -461,7 +461,7 @@ def test_sync_bases_without_a_source_are_stand_ins(
     assert sync["bindings"](None) == []
     assert sync["set-base"](None, "a.md", ref("a.md"), "x") == NO_BASES  # the err of result<_, string>
     assert sync["forget"](None, "a.md") == NO_BASES
-    # merge3 is real already (blocksync.merge): clean merges, and any overlap is an err
+    # merge3 is real already (blocksync.store.merge): clean merges, and any overlap is an err
     assert sync["merge3"](None, "a\nb\nc\n", "A\nb\nc\n", "a\nb\nC\n") == Variant(
         "ok", "A\nb\nC\n"
     )

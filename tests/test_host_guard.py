@@ -29,7 +29,7 @@ import blocksync
 from blocksync import deadlines
 from blocksync.errors import PluginTrapped, TransportError
 from blocksync.plugins import HostServices, WasmDataBlock, load
-from blocksync.plugins.fetch import HttpPolicy, request
+from blocksync.plugins.host.fetch import HttpPolicy, request
 
 from .conftest import ROOT
 from .plugin_builds import built_plugin
@@ -78,7 +78,7 @@ def test_a_base_exception_in_a_host_function_never_crashes_the_process(
                 raise {raised}
             return []
         spec = dataclasses.replace(ws.plugins.specs["echo"], key="base-exception")
-        from blocksync.plugins.hostfuncs import NoBases
+        from blocksync.plugins.host.hostfuncs import NoBases
         class Bases(NoBases):
             def bindings(self):
                 return bindings()
@@ -254,7 +254,7 @@ def test_plugin_lines_go_to_its_log_file_and_to_the_terminal_only_when_asked(
 def test_an_idle_instance_is_dropped_on_its_thread_and_the_next_call_makes_a_new_one(
     echo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime = sys.modules["blocksync.plugins.runtime"]  # the package exports a function of that name
+    runtime = sys.modules["blocksync.plugins.host.runtime"]  # the package exports a function of that name
     monkeypatch.setattr(runtime, "IDLE_SECONDS", 0.2)
     with blocksync.open(echo) as ws:
         plugin = _plugin(ws, "idle", list)

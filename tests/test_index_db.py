@@ -14,15 +14,15 @@ import pytest
 import sqlite_utils
 
 import blocksync
-from blocksync import conflicts, notifications, runs, versions
-from blocksync.base_index import MIGRATIONS as BASE_MIGRATIONS
-from blocksync.base_index import BaseIndex
-from blocksync.conflicts import ConflictIndex
 from blocksync.errors import IndexCorrupt
-from blocksync.index_db import IndexDb, Migrations
-from blocksync.notifications import NotificationLog
-from blocksync.runs import RunLog, Summary
-from blocksync.versions import VersionIndex
+from blocksync.index import conflicts, notifications, runs, versions
+from blocksync.index.base_index import MIGRATIONS as BASE_MIGRATIONS
+from blocksync.index.base_index import BaseIndex
+from blocksync.index.conflicts import ConflictIndex
+from blocksync.index.db import IndexDb, Migrations
+from blocksync.index.notifications import NotificationLog
+from blocksync.index.runs import RunLog, Summary
+from blocksync.index.versions import VersionIndex
 
 #: every migration set, by the name its rows carry in _sqlite_migrations
 SETS = {
@@ -215,7 +215,7 @@ def test_an_index_db_of_the_code_before_opens_and_upgrades(tmp_path: Path) -> No
             assert ws.index_db.applied(migrations) == [
                 m.name for m in migrations.pending(sqlite_utils.Database(memory=True))
             ], name
-    assert blocksync.fsck(root).ok
+    assert blocksync.store.fsck(root).ok
 
 
 def test_a_foreign_file_is_refused_not_migrated(tmp_path: Path) -> None:

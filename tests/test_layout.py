@@ -1,4 +1,4 @@
-"""blocksync.layout alone encodes where blocks and bases sit in git: round trips, long labels,
+"""blocksync.store.layout alone encodes where blocks and bases sit in git: round trips, long labels,
 base folders, and a check that no other module builds those paths itself."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import blocksync
-from blocksync import layout, names
+from blocksync import names
 from blocksync.errors import InvalidLabel
+from blocksync.store import layout
 
 PACKAGE = Path(blocksync.__file__).parent
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 import blocksync
-from blocksync import runlock
 from blocksync.errors import RunLockHeld
-from blocksync.run import Run
+from blocksync.sync import runlock
+from blocksync.sync.run import Run
 
 from . import test_run_lock_cli
 from .test_run_lock_cli import Holder

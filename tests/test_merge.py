@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blocksync.merge import merge3
+from blocksync.store.merge import merge3
 
 from .conftest import examples
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blocksync import merge
-from blocksync.merge import MergeResult, merge3
+from blocksync.store import merge
+from blocksync.store.merge import MergeResult, merge3
 
 from .conftest import examples
 

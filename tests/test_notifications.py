@@ -3,20 +3,17 @@ through the library and the command line."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 import blocksync
-from blocksync.cli import cli
 from blocksync.errors import AccessDenied, NotificationNotFound
-from blocksync.notifications import NotificationLog, PullCapture
-from blocksync.sources import BlockRef, Notification
+from blocksync.index.notifications import NotificationLog, PullCapture
+from blocksync.sync.protocol import BlockRef, Notification
 
 from .feedserver import FeedServer, feed_server, feed_table
 from .plugin_builds import built_plugin
@@ -35,12 +32,6 @@ def store(tmp_path: Path, server: FeedServer) -> Path:
         "feed": feed_table(server),
         "echo": {"path": built_plugin("echo_stream"), "source_kind": "stream"},
     })
-
-
-def run(store: Path, *args: str) -> Result:
-    result = CliRunner().invoke(cli, ["--store", str(store), *args], catch_exceptions=False)
-    assert "Traceback" not in result.output
-    return result
 
 
 def test_emitted_notifications_are_stored_with_their_call_and_resolved_blocks(store: Path) -> None:
@@ -87,41 +78,6 @@ def test_list_unacked_and_ack(store: Path, server: FeedServer) -> None:
         assert info.value.exit_code == 4
         assert [n.id for n in ws.notifications.list(unacked=True)] == ids[2:]  # none acked
         assert ws.notifications.list(source="echo") == []
-
-
-def test_the_notifications_command(store: Path, server: FeedServer) -> None:
-    server.add(2, refs=["ghost"])
-    with blocksync.open(store) as ws:
-        ws.streams.get("feed").pull()
-    out = run(store, "notifications")
-    assert out.exit_code == 0
-    assert out.output.splitlines() == [
-        "   1  feed  item 1",
-        "      block alice/feed:1 v1",
-        "      MISSING block alice/ghost",
-        "   2  feed  item 2",
-        "      block alice/feed:2 v1",
-        "      MISSING block alice/ghost",
-    ]
-    doc = json.loads(run(store, "notifications", "--json").output)
-    assert [n["id"] for n in doc] == [1, 2]
-    first: dict[str, Any] = doc[0]
-    assert first["blocks"][0] == {
-        "block_id": blocksync.BlockStore.git_path("alice", "feed:1"), "label": "feed:1",
-        "agent_id": "alice", "version": 1}
-    assert first["missing_blocks"] == [{"block_id": "ghost", "label": "ghost", "agent_id": "alice"}]
-    assert (first["origin"], first["cursor"], first["acked"]) == ("pull", "2", False)
-    out = run(store, "notifications", "ack", "1")
-    assert (out.exit_code, out.output) == (0, "acknowledged 1 notification(s)\n")
-    assert [n["id"] for n in json.loads(run(store, "notifications", "--json").output)] == [2]
-    everything = run(store, "notifications", "--all").output
-    assert "   1  feed  item 1  (acked)" in everything
-    out = run(store, "notifications", "ack", "2", "77")
-    assert out.exit_code == 4 and "error: no notification with id 77" in out.output
-    acked = json.loads(run(store, "notifications", "ack", "2", "--json").output)
-    assert acked[0]["acked"] is True
-    assert run(store, "notifications").output == ""
-    assert run(store, "notifications", "ack").exit_code == 2  # ids are required
 
 
 def test_a_pull_is_one_transaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

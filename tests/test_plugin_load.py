@@ -22,14 +22,13 @@ from pathlib import Path
 
 import pytest
 import wasmtime
-from click.testing import CliRunner, Result
 from wasmtime.component import Component
 
 import blocksync
-from blocksync.cli import cli
 from blocksync.errors import PluginRefused
-from blocksync.plugins import Limits, PluginSpec, load, runtime
-from blocksync.plugins import cache as cache_mod
+from blocksync.plugins import Limits, PluginSpec, load
+from blocksync.plugins.host import cache as cache_mod
+from blocksync.plugins.host import runtime
 
 from .plugin_builds import built_plugin
 from .stores import share_compile_cache
@@ -197,14 +196,6 @@ def test_sha256_pin_from_blocksync_toml(wasm: dict[str, Path], tmp_path: Path) -
 # blocksync plugin inspect
 
 
-def inspect(store: Path, path: Path, *extra: str) -> Result:
-    result = CliRunner().invoke(
-        cli, ["--store", str(store), "plugin", "inspect", str(path), *extra], catch_exceptions=False
-    )
-    assert "Traceback" not in result.output
-    return result
-
-
 @pytest.fixture(scope="module")
 def echo_tool() -> Path:
     return built_plugin("echo_tool")
@@ -214,65 +205,6 @@ def echo_tool() -> Path:
 def cli_store(tmp_path: Path) -> Path:
     """A store folder whose cache/ is the shared compile cache (inspect compiles into it)."""
     return share_compile_cache(tmp_path / "store")
-
-
-def test_inspect_a_good_component(echo_tool: Path, cli_store: Path) -> None:
-    sha = hashlib.sha256(echo_tool.read_bytes()).hexdigest()
-    result = inspect(cli_store, echo_tool)
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert lines[0] == f"{echo_tool}: {echo_tool.stat().st_size:,} bytes, sha256 {sha}"
-    assert lines[1] == "exports: tool@0.1.0"
-    assert lines[2].startswith("imports: ") and lines[2].endswith("; no WASI")
-    assert "pattern:extension/host@0.1.0" in lines[2]
-    assert lines[3] == "loadable: yes"
-
-    result = inspect(cli_store, echo_tool, "--json")
-    assert result.exit_code == 0
-    doc = json.loads(result.output)
-    assert doc == {
-        "path": str(echo_tool),
-        "sha256": sha,
-        "size": echo_tool.stat().st_size,
-        "exports": {"tool": "0.1.0"},
-        "imports": doc["imports"],
-        "wasi": False,
-        "loadable": True,
-        "problem": None,
-    }
-    assert {
-        "pattern:extension/host@0.1.0",
-        "pattern:extension/sync@0.1.0",
-        "pattern:extension/http@0.1.0",
-    } <= set(doc["imports"])
-
-
-def test_inspect_a_refused_component_exits_1(wasm: dict[str, Path], tmp_path: Path) -> None:
-    store = tmp_path / "no-store"  # no cache folder: inspect compiles without caching
-    result = inspect(store, wasm["wrong_types"])
-    assert result.exit_code == 1
-    assert "exports: tool@0.1.0" in result.output
-    assert "refused: tool.name has type () -> u32; expected () -> string" in result.output
-    assert not store.exists()
-
-    result = inspect(store, wasm["future_version"], "--json")
-    assert result.exit_code == 1
-    doc = json.loads(result.output)
-    assert doc["loadable"] is False and doc["exports"] == {"tool": "0.2.0"}
-    assert doc["problem"] == "exports tool@0.2.0; this blocksync supports tool@0.1.0"
-    assert doc["imports"] == ["pattern:extension/host@0.1.0"]
-
-    result = inspect(store, wasm["wants_wasi_http"], "--json")
-    assert result.exit_code == 1
-    assert "wasi:http/outgoing-handler@0.2.0" in json.loads(result.output)["problem"]
-
-
-def test_inspect_a_file_that_is_no_component(wasm: dict[str, Path], tmp_path: Path) -> None:
-    for name in ("random", "core_module", "truncated"):
-        result = inspect(tmp_path, wasm[name])
-        assert result.exit_code == 1
-        assert result.output.startswith(f"error: plugin '{name}.wasm' (sha256:")
-        assert REFUSALS[name] in result.output
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,7 +331,7 @@ def test_a_corrupt_artifact_with_a_forged_stamp_is_discarded_and_rebuilt(
 
     assert load_from(folder, wasm["hostile_tool"]) == "hostile-tool"
     assert deserialized == [str(entry.artifact)]  # tried once, refused by wasmtime
-    warnings = [r.getMessage() for r in caplog.records if r.name == "blocksync.plugins.cache"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "blocksync.plugins.host.cache"]
     assert any(w.startswith("discarding unusable compiled plugin") for w in warnings), warnings
     rebuilt = entry.artifact.read_bytes()
     assert rebuilt != bad and rebuilt[:4] == b"\x7fELF"
@@ -425,7 +357,7 @@ def test_an_artifact_whose_stamp_does_not_match_is_never_deserialized(
 
     assert load_from(folder, wasm["hostile_tool"]) == "hostile-tool"
     assert deserialized == []
-    assert not [r for r in caplog.records if r.name == "blocksync.plugins.cache"]
+    assert not [r for r in caplog.records if r.name == "blocksync.plugins.host.cache"]
     assert entry.artifact.read_bytes() != other
     assert entry.stamped() == entry.identity()
 
@@ -518,7 +450,7 @@ def test_loading_works_without_a_usable_cache_folder(
     assert any(
         r.getMessage().startswith("cannot cache compiled plugin")
         for r in caplog.records
-        if r.name == "blocksync.plugins.cache"
+        if r.name == "blocksync.plugins.host.cache"
     )
 
     # a read-only folder (root may still write into it: the load must work either way)

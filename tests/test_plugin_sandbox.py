@@ -27,7 +27,7 @@ import pytest
 import blocksync
 from blocksync.errors import PluginCallFailed, PluginTrapped
 from blocksync.plugins import Limits
-from blocksync.sources import BlockRef
+from blocksync.sync.protocol import BlockRef
 
 from .conftest import assert_git_fsck, git
 from .plugin_builds import built_plugins, wat_fixture

@@ -17,13 +17,13 @@ import pytest
 from wasmtime.component import Record
 
 import blocksync
-from blocksync.bases import Binding, SyncBases
 from blocksync.errors import PluginCallFailed
-from blocksync.gitstore import GitStore
-from blocksync.plugins.hostfuncs import HostContext, HostServices, bases_functions
+from blocksync.plugins.host.hostfuncs import HostContext, HostServices, bases_functions
 from blocksync.plugins.spec import PluginSpec
 from blocksync.plugins.syncbases import PluginBases
-from blocksync.sources import NeedsResolution, NoChange, Resolved
+from blocksync.store.bases import Binding, SyncBases
+from blocksync.store.gitstore import GitStore
+from blocksync.sync.protocol import NeedsResolution, NoChange, Resolved
 
 from .conftest import assert_git_fsck, git
 from .plugin_builds import built_plugins

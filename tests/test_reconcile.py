@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import blocksync
-from blocksync.cli import cli
 from blocksync.errors import (
     AlreadyResolved,
     CannotUndo,
@@ -180,32 +177,6 @@ def test_mass_deletion_guard(ws: blocksync.Workspace, notes: Path) -> None:
     report = ws.reconcile()
     assert report.exit_code == 1 and "refusing" in (report.sources[0].error or "")
     assert len(ws.blocks.list("alice")) == 10
-
-
-def test_cli_reconcile_and_conflicts(store: Path, notes: Path) -> None:
-    run = lambda *a: CliRunner().invoke(cli, ["--store", str(store), *a])  # noqa: E731
-    first = run("reconcile", "--json")
-    assert first.exit_code == 0, first.output
-    doc = json.loads(first.output)
-    assert {"run_id", "sources", "open_conflicts"} <= doc.keys()
-    assert {r["path"] for r in doc["sources"][0]["resolved"]} == {"a.md", "b.md"}
-    with blocksync.open(store) as ws:
-        (notes / "a.md").write_text("x disk\n")
-        ws.blocks.update("alice", label(ws, "a.md"), "x agent\n")
-    result = run("reconcile")
-    assert result.exit_code == 3 and "CONFLICT" in result.output
-    listed = json.loads(run("conflicts", "list", "--json").output)
-    assert {"id", "source", "path", "owner", "label", "status", "reason"} <= listed[0].keys()
-    cid = listed[0]["id"]
-    shown = run("conflicts", "show", cid[:6])
-    assert shown.exit_code == 0 and "x disk" in shown.output and "x agent" in shown.output
-    assert run("conflicts", "resolve", cid).exit_code == 2  # neither --take nor --content-file
-    assert run("conflicts", "resolve", cid, "--take", "agent").exit_code == 0
-    assert (notes / "a.md").read_text() == "x agent\n"
-    assert run("conflicts", "resolve", cid, "--take", "disk").exit_code == 5
-    assert run("conflicts", "show", "c-ffffffffff").exit_code == 4
-    assert run("reconcile", "--source", "nope").exit_code == 4
-    assert run("conflicts", "list", "--status", "all", "--json").exit_code == 0
 
 
 def test_a_missing_folder_fails_the_source_even_before_its_first_sync(

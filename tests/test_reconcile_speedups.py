@@ -18,14 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import blocksync
-from blocksync.bases import BaseEntry, Binding, SyncBases, _folder_id, git_blob_id
-from blocksync.blocks import BlockMeta, BlockType
-from blocksync.disk import Folder
 from blocksync.errors import AlreadyBound, UsageError
-from blocksync.folder_config import FileSourceSpec
-from blocksync.folder_source import FileSource
-from blocksync.gitstore import PACK_THRESHOLD, GitStore, TreeEditor, json_document, tree_of
-from blocksync.sources import NoChange, PermissionLevel, PermissionRule, Resolved
+from blocksync.fs.disk import Folder
+from blocksync.index.base_index import BaseEntry, git_blob_id
+from blocksync.store.bases import Binding, SyncBases, _folder_id
+from blocksync.store.blocks import BlockMeta, BlockType
+from blocksync.store.gitstore import PACK_THRESHOLD, GitStore, TreeEditor, json_document, tree_of
+from blocksync.sync.folder.config import FileSourceSpec
+from blocksync.sync.folder.source import FileSource
+from blocksync.sync.protocol import NoChange, PermissionLevel, PermissionRule, Resolved
 
 from .conftest import assert_git_fsck, examples, git
 
@@ -89,7 +90,7 @@ def test_folder_id_is_the_folder_tree_bases_write() -> None:
 
 def test_a_large_write_is_one_pack_git_and_dulwich_read(tmp_path: Path) -> None:
     repo = tmp_path / "repo.git"
-    GitStore.init_bare(repo, blocksync.blocks.MAIN)
+    GitStore.init_bare(repo, blocksync.store.blocks.MAIN)
     store = GitStore(repo)
     blobs = [Blob.from_string(f"blob {i}\n".encode() * (i % 7)) for i in range(PACK_THRESHOLD * 3)]
     blobs.append(blobs[0])  # a duplicate is written once
@@ -99,7 +100,7 @@ def test_a_large_write_is_one_pack_git_and_dulwich_read(tmp_path: Path) -> None:
         root.child(b"d%d" % (i % 5)).set(b"f%03d" % i, 0o100644, blob.id)
     commit, more = store.commit_objects(root, None, "test", "many objects")
     store.write([*blobs, big, *more])
-    assert store.swap_ref(blocksync.blocks.MAIN, None, commit.id)
+    assert store.swap_ref(blocksync.store.blocks.MAIN, None, commit.id)
     packs = sorted((repo / "objects" / "pack").glob("pack-*.pack"))
     assert len(packs) == 1 and packs[0].with_suffix(".idx").exists()
     assert not list((repo / "objects" / "pack").glob("tmp_*"))

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import blocksync
-from blocksync.runs import RunLog
+from blocksync.index.runs import RunLog
 
 from .conftest import assert_git_fsck, git
 from .feedserver import FeedServer, feed_server, feed_table

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import blocksync
-from blocksync import sigv4
-from blocksync.conformance import CASES, check_plugin
+from blocksync.shared import sigv4
+from blocksync.testing import CASES, check_plugin
 
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugin
@@ -110,7 +110,7 @@ def rig(tmp_path: Path, wasm: Path, s3: S3Server) -> Iterator[Rig]:
     rig.close()
 
 
-# -- SigV4 (blocksync.sigv4: the host's module, shipped into the plugin as blocksync_sigv4) ---
+# -- SigV4 (blocksync.shared.sigv4: the host's module, shipped into the plugin as blocksync_sigv4) ---
 
 
 def test_sigv4_matches_the_aws_documented_example() -> None:

@@ -1,9 +1,9 @@
 """The truth table shipped to Python guests: `blocksync plugin build` puts a copy of
-blocksync/truth.py on the guest path as `blocksync_truth`, so a plugin decides exactly as the
+blocksync/shared/truth.py on the guest path as `blocksync_truth`, so a plugin decides exactly as the
 native file source does (one source file, never copied by hand).
 
 The truth_tool fixture answers `decide()` from inside a real component; every case of the table
-is compared with the host's own :func:`blocksync.truth.decide`.
+is compared with the host's own :func:`blocksync.shared.truth.decide`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,14 @@ from pathlib import Path
 import pytest
 
 import blocksync
-from blocksync import sigv4, truth
-from blocksync.merge import merge3
-from blocksync.plugins.build import SHIPPED_MODULES, TRUTH_MODULE, _shipped_modules, truth_source
+from blocksync.plugins.tooling.build import (
+    SHIPPED_MODULES,
+    TRUTH_MODULE,
+    _shipped_modules,
+    truth_source,
+)
+from blocksync.shared import sigv4, truth
+from blocksync.store.merge import merge3
 
 from .plugin_builds import built_plugin
 from .stores import make_store

@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 
 import blocksync
-from blocksync.disk import is_temp_name
-from blocksync.folder_source import root_tag
-from blocksync.records import Records
-from blocksync.runs import RunLog, Summary
+from blocksync.fs.disk import is_temp_name
+from blocksync.index.runs import RunLog, Summary
+from blocksync.store.records import Records
+from blocksync.sync.folder.source import root_tag
 
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugin

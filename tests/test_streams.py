@@ -14,15 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import blocksync
-from blocksync.cli import cli
 from blocksync.errors import InvalidTransition, PluginTrapped, PullRefused
-from blocksync.notifications import NotificationLog, PullCapture
-from blocksync.runs import RunLog
-from blocksync.sources import BlockRef, Notification
-from blocksync.sync import run_sync
+from blocksync.index.notifications import NotificationLog, PullCapture
+from blocksync.sync.protocol import BlockRef, Notification
 
 from .feedserver import FeedServer, feed_server, feed_table
 from .plugin_builds import built_plugin
@@ -105,29 +101,6 @@ def test_invalid_transitions_are_refused_without_calling_the_guest(
         assert stream.status().state == "paused"
 
 
-def test_state_is_persisted_and_a_new_process_restores_the_guest(
-    store: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    with blocksync.open(store) as ws:
-        ws.streams.get("feed").start()
-        ws.streams.get("feed").pause()
-    caplog.set_level(logging.DEBUG, logger="blocksync.plugin.feed")
-    with blocksync.open(store) as ws:  # a fresh plugin instance, stopped inside
-        stream = ws.streams.get("feed")
-        assert stream.status().state == "paused"
-        with pytest.raises(InvalidTransition):
-            stream.pause()
-        assert guest_calls(caplog) == []
-        assert stream.resume().state == "running"
-        # the guest was brought back to the stored state first, then resumed
-        assert guest_calls(caplog) == ["call status", "call start", "call pause", "call resume"]
-        assert stream.bridge.status().value == "running"
-    done = CliRunner().invoke(cli, ["--store", str(store), "stream", "stop", "feed"])
-    assert done.exit_code == 0 and done.output == "feed: stopped\n"
-    done = CliRunner().invoke(cli, ["--store", str(store), "stream", "stop", "feed"])
-    assert done.exit_code == 2 and "stream 'feed' is stopped: cannot stop it" in done.output
-
-
 # --------------------------------------------------------------------------------------------
 # pull
 
@@ -182,22 +155,6 @@ def test_pull_resumes_in_another_process_and_never_delivers_twice(
         assert [n.text for n in ws.streams.get("feed").pull().notifications] == ["item 6"]
         delivered = texts(ws)
     assert delivered == [f"item {i}" for i in range(1, 7)]  # each exactly once, in order
-
-
-def test_the_text_of_stream_pull(store: Path, server: FeedServer) -> None:
-    server.add(1, refs=["nowhere"])
-    done = CliRunner().invoke(cli, ["--store", str(store), "stream", "pull", "feed"])
-    assert done.exit_code == 0, done.output
-    assert done.output.splitlines() == [
-        "feed: 1 notification(s), cursor None -> 1",
-        "   1  feed  item 1",
-        "      block alice/feed:1 v1",
-        "      MISSING block alice/nowhere",
-    ]
-    listed = CliRunner().invoke(cli, ["--store", str(store), "stream", "list", "--json"])
-    (entry,) = json.loads(listed.output)
-    assert (entry["key"], entry["cursor"], entry["delivered"], entry["state"]) == (
-        "feed", "1", 1, "stopped")
 
 
 def test_a_trap_mid_pull_stores_nothing_and_the_retry_succeeds(
@@ -321,49 +278,3 @@ def test_a_stream_without_set_cursor_counts_what_it_delivered(tmp_path: Path) ->
 # blocksync sync
 
 
-def test_sync_pulls_every_pull_capable_stream(tmp_path: Path, server: FeedServer) -> None:
-    store = make_store(tmp_path / "store", {
-        "feed": feed_table(server, limits={"pull_batch": 2}),
-        "quiet": feed_table(server, config={"pull": "false"}),  # supports-pull false: not pulled
-    })
-    server.add(5)
-    with blocksync.open(store) as ws:
-        report = run_sync(ws)
-    assert report.exit_code == 0
-    (entry,) = report.streams
-    assert (entry.stream, entry.pulled, entry.pulls, entry.cursor, entry.error) == (
-        "feed", 5, 4, "5", None)
-    with RunLog(store / "index.db") as log:
-        row = log.get(report.run_id)
-    assert row.report["streams"] == [entry.to_json()]
-    # the command line: text and JSON; a second run has nothing new
-    done = CliRunner().invoke(cli, ["--store", str(store), "sync"])
-    assert done.exit_code == 0, done.output
-    assert "stream feed: 0 notification(s) in 1 pull(s), cursor 5" in done.output
-    server.add(1)
-    done = CliRunner().invoke(cli, ["--store", str(store), "sync", "--json"])
-    doc = json.loads(done.output)
-    assert doc["streams"][0]["pulled"] == 1 and doc["exit_code"] == 0
-
-
-def test_sync_reports_a_failing_stream_and_exits_1(tmp_path: Path, server: FeedServer) -> None:
-    store = make_store(tmp_path / "store", {
-        "broken": feed_table(server, config={"url": "http://127.0.0.1:9/nothing"},
-                             allowed_hosts=["127.0.0.1:9"]),
-        "feed": feed_table(server),
-        "paused": feed_table(server),
-    })
-    server.add(2)
-    with blocksync.open(store) as ws:
-        ws.streams.get("paused").start()
-        ws.streams.get("paused").pause()
-        report = run_sync(ws)
-    assert report.exit_code == 1
-    by = {s.stream: s for s in report.streams}
-    assert by["broken"].error is not None and "data-stream.pull" in by["broken"].error
-    assert by["feed"].pulled == 2 and by["feed"].error is None  # the others still ran
-    assert by["paused"].skipped == "paused" and by["paused"].error is None
-    done = CliRunner().invoke(cli, ["--store", str(store), "sync"])
-    assert done.exit_code == 1
-    assert "stream broken: FAILED: plugin 'broken'" in done.output
-    assert "stream paused: skipped (paused)" in done.output

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 import blocksync
-from blocksync import runlock
 from blocksync.errors import ConfigError, RunLockHeld
-from blocksync.runs import RunLog, Summary
-from blocksync.sync import run_sync
+from blocksync.index.runs import RunLog, Summary
+from blocksync.runner import run_sync
+from blocksync.sync import runlock
 
 BLOCKSYNC = str(Path(sys.executable).parent / "blocksync")
 ENV = {**os.environ, "BLOCKSYNC_AUTHOR": "human:test"}
@@ -37,7 +37,7 @@ HOLDER = textwrap.dedent(
     """
     import sys
     import blocksync
-    from blocksync.sync import run_sync
+    from blocksync.runner import run_sync
 
     def hold(name, position, count):
         print("inside", name, flush=True)

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 import blocksync
-from blocksync.cli import cli
+from blocksync.agents.tools import TOOL_NAME, compile_schema
 from blocksync.errors import (
     ConflictNotFound,
     PluginCallFailed,
@@ -22,7 +21,6 @@ from blocksync.errors import (
     ToolOutputInvalid,
     ToolSchemaInvalid,
 )
-from blocksync.tools import TOOL_NAME, compile_schema
 
 from .conftest import assert_git_fsck
 from .plugin_builds import built_js_plugin, built_plugin
@@ -309,57 +307,3 @@ def test_builtin_tools_need_no_plugin(store_path: Path) -> None:
 # -- CLI -----------------------------------------------------------------------------------------
 
 
-def run(store: Path, *args: str) -> Any:
-    return CliRunner().invoke(cli, ["--store", str(store), *args], catch_exceptions=False)
-
-
-def test_cli_tool_list(store: Path) -> None:
-    result = run(store, "tool", "list")
-    assert result.exit_code == 0
-    lines = result.stdout.splitlines()
-    assert lines[0].startswith("blocksync_conflicts_list\tbuilt-in\t")
-    assert any(line.startswith("word_count\tplugin:wc\t") for line in lines)
-    assert "warning: plugin 'wc_schema' offers no tool" in result.stderr
-    data = json.loads(run(store, "tool", "list", "--json").stdout)
-    names = [t["name"] for t in data["tools"]]
-    assert names[:5] == BUILTINS and "echo" in names and "word_count" in names
-    assert [p["plugin"] for p in data["problems"]] == ["wc_schema"]
-    wc = data["tools"][names.index("word_count")]
-    assert wc["usage_rule"] and wc["origin"] == "plugin" and wc["parameters_schema"]["type"] == "object"
-
-
-def test_cli_tool_run(store: Path) -> None:
-    result = run(store, "tool", "run", "word_count", "--params", '{"text": "a a b"}',
-                 "--agent", "alice")
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["top"] == [["a", 2], ["b", 1]]
-    result = run(store, "tool", "run", "echo", "--params", '{"text": "hi"}', "--agent", "alice",
-                 "--call-id", "c-9", "--json")
-    data = json.loads(result.stdout)
-    assert (data["tool"], data["call_id"], data["agent"], data["plugin"]) == (
-        "echo", "c-9", "alice", "echo"
-    )
-    assert data["output"]["call"] == "c-9"
-    result = run(store, "tool", "run", "blocksync_conflicts_list")  # params default to {}
-    assert json.loads(result.stdout) == {"conflicts": []}
-
-
-@pytest.mark.parametrize(
-    ("args", "code", "message"),
-    [
-        (["word_count", "--params", '{"text": "a", "top": 0}'], 2,
-         "error: tool 'word_count' (plugin 'wc') call call-"),
-        (["word_count", "--params", '{"text": "a", "top": 0}'], 2,
-         "at /top (minimum): 0 is less than the minimum of 1"),
-        (["word_count", "--params", "{nope"], 2, "error: the params are not JSON"),
-        (["word_count_fail", "--params", '{"text": "a"}'], 1, "word_count was told to fail"),
-        (["word_count_bad_output", "--params", '{"text": "a"}'], 1, "at /words (type)"),
-        (["nope"], 4, "error: no tool named 'nope'"),
-        (["wc_schema", "--params", '{"text": "a"}'], 1, "is not a valid JSON Schema"),
-    ],
-)
-def test_cli_tool_run_errors(store: Path, args: list[str], code: int, message: str) -> None:
-    result = run(store, "tool", "run", *args)
-    assert result.exit_code == code
-    assert message in result.stderr and "Traceback" not in result.output
-    assert result.stdout == ""

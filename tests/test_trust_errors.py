@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 import blocksync
-from blocksync import runlock
+from blocksync.agents.tools import compile_schema
 from blocksync.errors import RepositoryCorrupt, ToolInputInvalid, ToolSchemaInvalid, UnsafeFile
-from blocksync.tools import compile_schema
+from blocksync.sync import runlock
 
 from .conftest import git
 from .plugin_builds import wat_fixture

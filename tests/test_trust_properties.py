@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import blocksync
-from blocksync.folder_source import root_tag
+from blocksync.sync.folder.source import root_tag
 
 from .conftest import examples
 

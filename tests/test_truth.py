@@ -1,4 +1,4 @@
-"""The reconcile truth table (blocksync/truth.py): every row, every permission, and its laws."""
+"""The reconcile truth table (blocksync/shared/truth.py): every row, every permission, and its laws."""
 
 from __future__ import annotations
 
@@ -12,9 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blocksync import truth
-from blocksync.merge import merge3
-from blocksync.truth import ADMIN, PERMISSIONS, READ_ONLY, READ_WRITE, Action, Decision, decide
+from blocksync.shared import truth
+from blocksync.shared.truth import (
+    ADMIN,
+    PERMISSIONS,
+    READ_ONLY,
+    READ_WRITE,
+    Action,
+    Decision,
+    decide,
+)
+from blocksync.store.merge import merge3
 
 from .conftest import examples
 

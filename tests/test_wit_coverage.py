@@ -24,10 +24,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from blocksync import sources
-from blocksync.plugins import bridges, contract
-from blocksync.plugins.build import guest_sdk_dir, wit_dir
-from blocksync.plugins.hostfuncs import (
+from blocksync.plugins import bridges
+from blocksync.plugins.host import contract
+from blocksync.plugins.host.hostfuncs import (
     HOST,
     HTTP,
     SYNC,
@@ -38,6 +37,8 @@ from blocksync.plugins.hostfuncs import (
     define,
 )
 from blocksync.plugins.spec import PluginSpec
+from blocksync.plugins.tooling.build import guest_sdk_dir, wit_dir
+from blocksync.sync import protocol as sources
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent

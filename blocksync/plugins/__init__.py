@@ -1,16 +1,15 @@
 """The WASM host: plugins as sandboxed WebAssembly components (wasmtime component model).
 
 ``runtime`` loads and runs components; ``hostfuncs`` is what plugins may call; ``bridges`` adapt
-plugins to the Protocols of :mod:`blocksync.sources`; ``source`` makes a data-block plugin a
+plugins to the Protocols of :mod:`blocksync.sync.protocol`; ``source`` makes a data-block plugin a
 source the reconciler drives (its writes staged per call by ``batch``); ``registry`` holds a
 store's configured plugins; ``build`` turns a Python guest source into a component.
 """
 
 from .bridges import WasmDataBlock, WasmDataStream, WasmTool
 from .discovery import Discovered
-from .hostfuncs import HostServices
-from .registry import PluginEntry, PluginSet, parse_specs
-from .runtime import (
+from .host.hostfuncs import HostServices
+from .host.runtime import (
     ComponentInfo,
     Inspection,
     Plugin,
@@ -21,6 +20,7 @@ from .runtime import (
     read_component,
     runtime,
 )
+from .registry import PluginEntry, PluginSet, parse_specs
 from .source import PluginSource
 from .spec import Limits, PluginSpec
 

@@ -25,8 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol, Self
 
-from ..bases import BaseEntry, BasesTransaction, Binding, SyncBases
-from ..blocks import BlockStore, Transaction
+from blocksync.index.base_index import BaseEntry
+from blocksync.store.bases import BasesTransaction, Binding, SyncBases
+from blocksync.store.blocks import BlockStore, Transaction
+
 from ..errors import BlockNotFound
 
 __all__ = ["BATCH_FAULT_STEPS", "BlockBatch", "ConflictReport", "SyncBatch"]

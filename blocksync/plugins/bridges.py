@@ -1,6 +1,6 @@
-"""Bridges: a WASM plugin seen through the host-side Protocols of :mod:`blocksync.sources`.
+"""Bridges: a WASM plugin seen through the host-side Protocols of :mod:`blocksync.sync.protocol`.
 
-WIT values arrive lifted by :mod:`blocksync.plugins.lift` (results and variants always tagged) and
+WIT values arrive lifted by :mod:`blocksync.plugins.host.lift` (results and variants always tagged) and
 leave here as the typed values the rest of blocksync uses; a WIT ``result`` error becomes a
 :class:`~blocksync.errors.PluginCallFailed` naming plugin, version and call.
 """
@@ -10,19 +10,17 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from ..sources import (
+from blocksync.shared.wit import (
     BlockRef,
     BlockSchemaSpec,
-    NeedsResolution,
-    NoChange,
     Notification,
     PermissionRule,
-    ReconcileResult,
-    Resolved,
     SourceStatus,
     VersionInfo,
 )
-from .runtime import Plugin, permission_rule
+from blocksync.sync.protocol import NeedsResolution, NoChange, ReconcileResult, Resolved
+
+from .host.runtime import Plugin, permission_rule
 
 
 def block_ref(record: dict[str, Any]) -> BlockRef:
@@ -64,7 +62,7 @@ class _Bridge:
 
 
 class WasmDataBlock(_Bridge):
-    """A ``data-block`` plugin as a :class:`blocksync.sources.DataBlock`."""
+    """A ``data-block`` plugin as a :class:`blocksync.sync.protocol.DataBlock`."""
 
     interface = "data-block"
 
@@ -109,7 +107,7 @@ class WasmDataBlock(_Bridge):
 
 
 class WasmDataStream(_Bridge):
-    """A ``data-stream`` plugin as a :class:`blocksync.sources.DataStream`."""
+    """A ``data-stream`` plugin as a :class:`blocksync.sync.protocol.DataStream`."""
 
     interface = "data-stream"
 
@@ -146,7 +144,7 @@ class WasmDataStream(_Bridge):
 
 
 class WasmTool(_Bridge):
-    """A ``tool`` plugin as a :class:`blocksync.sources.Tool` (JSON strings on both sides)."""
+    """A ``tool`` plugin as a :class:`blocksync.sync.protocol.Tool` (JSON strings on both sides)."""
 
     interface = "tool"
 

@@ -19,13 +19,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from blocksync.store.gitstore import GitStore
+
 from ..errors import BlocksyncError, ConfigError, NotFound, PluginRefused
-from ..gitstore import GitStore
-from . import contract
 from .bridges import WasmDataBlock, WasmDataStream, WasmTool
 from .discovery import Discovered, discover, parse_manifest, shortfalls
-from .hostfuncs import BasesFactory, HostContext, HostServices
-from .runtime import Plugin, check, compile_component, load, runtime
+from .host import contract
+from .host.hostfuncs import BasesFactory, HostContext, HostServices
+from .host.runtime import Plugin, check, compile_component, load, runtime
 from .source import PluginSource
 from .spec import PluginSpec, parse_limits, parse_trust, parse_wasm_source
 from .syncbases import PluginBases
@@ -53,7 +54,7 @@ def parse_specs(tables: Mapping[str, Any], store_root: Path) -> dict[str, Plugin
             if not isinstance(table, dict):
                 raise ConfigError(f"{where} must be a table")
             if table.get("type") == "file":
-                continue  # a native source, not a plugin (blocksync.folder_source)
+                continue  # a native source, not a plugin (blocksync.sync.folder.source)
             if table.get("type") != "wasm":
                 what = f"type {table['type']!r} is not supported" if "type" in table else "no type"
                 raise ConfigError(f"{where}: {what}; use \"file\" or \"wasm\"")

@@ -1,5 +1,5 @@
 """A WASM data-block plugin as the reconciler drives it: :class:`PluginSource`, a
-:class:`blocksync.sources.SyncSource` like the native file source.
+:class:`blocksync.sync.protocol.SyncSource` like the native file source.
 
 **Reconcile.** One ``reconcile`` call per run (the WIT's empty list asks the plugin for every
 path: only it knows which files are new), inside a :class:`~blocksync.plugins.batch.SyncBatch`,
@@ -29,10 +29,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 
-from ..bases import BaseEntry
-from ..blocks import BlockStore
-from ..errors import BlockNotFound, SourceChanged, UsageError
-from ..sources import (
+from blocksync.index.base_index import BaseEntry
+from blocksync.shared.paths import source_path_problem
+from blocksync.shared.truth import Action
+from blocksync.store.blocks import BlockStore
+from blocksync.sync.protocol import (
     BLOCK_MOVED,
     NeedsResolution,
     NoChange,
@@ -42,12 +43,12 @@ from ..sources import (
     Sides,
     Skipped,
     mass_deletion,
-    source_path_problem,
 )
-from ..truth import Action
+
+from ..errors import BlockNotFound, SourceChanged, UsageError
 from .batch import SyncBatch
 from .bridges import WasmDataBlock
-from .runtime import Plugin
+from .host.runtime import Plugin
 from .syncbases import PluginBases
 
 __all__ = ["PluginSource"]

@@ -41,9 +41,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from ..disk import store_overlap
+from blocksync.fs.disk import store_overlap
+from blocksync.shared.wit import PermissionLevel, PermissionRule
+
 from ..errors import ConfigError
-from ..sources import PermissionLevel, PermissionRule
 from .trust import TrustPolicy, parse_public_key
 
 MiB = 1 << 20

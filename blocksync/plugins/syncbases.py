@@ -1,6 +1,6 @@
 """The ``sync`` host functions that keep a data-block plugin's sync bases: ``base``,
 ``bindings``, ``states``, ``set-base``, ``forget``, ``dry-run`` and ``report-conflict``, backed by
-:class:`blocksync.bases.SyncBases` of the plugin's table key (``refs/sync/<key>``), exactly as
+:class:`blocksync.store.bases.SyncBases` of the plugin's table key (``refs/sync/<key>``), exactly as
 the native file source keeps its own.
 
 During a reconcile the host drives (a :class:`~blocksync.plugins.batch.SyncBatch` is open on the
@@ -9,12 +9,12 @@ each ``set-base`` / ``forget`` call is its own small commit on the ref (a compar
 writer racing the plugin never loses an update). Bindings name blocks of the owners the plugin
 is attached to only. Plugins that export no ``data-block`` see no bases and cannot record any.
 
-A :class:`PluginBases` is built with the plugin's :class:`~blocksync.plugins.hostfuncs.HostContext`
+A :class:`PluginBases` is built with the plugin's :class:`~blocksync.plugins.host.hostfuncs.HostContext`
 (which holds the batch, and outlives every reload of the plugin's file) and its exports, by
 the factory ``runtime.load(..., sync_bases=...)`` calls once that context exists; the linker
-gets it as a :class:`~blocksync.plugins.hostfuncs.SyncBaseFunctions`.
+gets it as a :class:`~blocksync.plugins.host.hostfuncs.SyncBaseFunctions`.
 
-Values go back to wasmtime-py as ``Record`` instances (records inside an ``option`` or a
+Values go back to wasmtime-py as ``WitRecord`` instances (records inside an ``option`` or a
 ``list`` lower from any object with the fields, but a Record is what every case accepts).
 """
 
@@ -23,21 +23,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from wasmtime.component import Record
+from blocksync.index.base_index import BaseIndex
+from blocksync.index.db import IndexDb
+from blocksync.store.bases import Binding, SyncBases
+from blocksync.store.blocks import BlockStore
+from blocksync.store.gitstore import GitStore
 
-from ..base_index import BaseIndex
-from ..bases import Binding, SyncBases
-from ..blocks import BlockStore
 from ..errors import AccessDenied, UsageError
-from ..gitstore import GitStore
-from ..index_db import IndexDb
 from .batch import ConflictReport, SyncBatch
-from .hostfuncs import HostContext, record
+from .host.hostfuncs import HostContext, WitRecord, record
 
 __all__ = ["PluginBases", "binding_record"]
 
 
-def binding_record(binding: Binding) -> Record:
+def binding_record(binding: Binding) -> WitRecord:
     """A WIT ``sync.binding`` record (``block`` a ``types.block-ref``)."""
     block = record(**{
         "block-id": BlockStore.git_path(binding.owner, binding.label),
@@ -92,7 +91,7 @@ class PluginBases:
         if not self.enabled:
             raise AccessDenied("sync bases are kept only for data-block sources")
 
-    def base(self, path: str) -> tuple[Record, str] | None:
+    def base(self, path: str) -> tuple[WitRecord, str] | None:
         if not self.enabled:
             return None
         batch = self.batch
@@ -105,7 +104,7 @@ class PluginBases:
         binding, content = found
         return binding_record(binding), content
 
-    def bindings(self) -> list[Record]:
+    def bindings(self) -> list[WitRecord]:
         if not self.enabled:
             return []
         found = self.bases.bindings()

@@ -57,8 +57,9 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from blocksync.fs.safefile import write_atomic
+
 from ..errors import PluginRefused, UsageError
-from ..safefile import write_atomic
 
 log = logging.getLogger("blocksync.plugins.trust")
 

@@ -1,0 +1,1 @@
+"""What agents call: tools (built-in and plugin) and data streams."""

@@ -1,0 +1,1 @@
+"""Files and folders opened without following links: the only module that writes to disk."""

@@ -1,0 +1,359 @@
+"""The version index: one SQLite row per block version, derived entirely from git.
+
+History is a query over ``(owner, label)``, O(versions of that block), instead of a walk of the
+commit graph. The index follows ``refs/heads/main`` by *catching up*: starting from a commit it
+walks first parents back to the newest commit it already knows and replays the ones in between,
+oldest first. Writers prime it with what they just committed, so the usual cost of keeping up is
+one insert; a writer killed after moving the ref but before indexing is caught up by the next
+reader. Rebuilding replays the whole first-parent chain through the same code, which is why a
+rebuilt index is identical to an incrementally kept one.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from blocksync.errors import IndexCorrupt
+
+from .db import IndexDb, Migrations
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BlockChange:
+    """A block whose folder differs between a commit and its first parent."""
+
+    owner: str
+    label: str
+    content_blob: str | None  # None: the block is absent (deleted) after the commit
+    meta_blob: str | None
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """What the index needs to know about one commit."""
+
+    sha: str
+    parent: str | None
+    author: str
+    message: str
+    timestamp: str
+    changes: tuple[BlockChange, ...]
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    owner: str
+    label: str
+    version: int
+    commit: str
+    deleted: bool
+    content_blob: str | None
+    meta_blob: str | None
+    author: str
+    message: str
+    timestamp: str
+
+
+CommitReader = Callable[[str], CommitInfo]
+
+
+#: the schema of the tables this module owns, in order (see :mod:`blocksync.index.db`)
+MIGRATIONS = Migrations("versions")
+
+
+@MIGRATIONS(name="versions_tables")
+def _create_tables(db: sqlite_utils.Database) -> None:
+    """``index_meta``, ``commits`` and ``versions`` (a store made before migrations has them)."""
+    db.table("index_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    db.table("commits").create({"sha": str, "seq": int, "parent": str}, pk="sha", if_not_exists=True)
+    db.table("versions").create(
+        {
+            "owner": str,
+            "label": str,
+            "version": int,
+            "commit": str,
+            "deleted": int,
+            "content_blob": str,
+            "meta_blob": str,
+            "author": str,
+            "message": str,
+            "timestamp": str,
+        },
+        pk=("owner", "label", "version"),
+        not_null={"owner", "label", "version", "commit", "deleted"},
+        if_not_exists=True,
+    )
+    db.table("versions").create_index(["commit"], if_not_exists=True)
+    # MAX(seq) on every catch-up must not scan the whole history
+    db.table("commits").create_index(["seq"], unique=True, if_not_exists=True)
+    db.execute(
+        "INSERT OR IGNORE INTO index_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+    )
+
+
+class VersionIndex:
+    """SQLite tables ``commits`` and ``versions`` (plus ``index_meta``) in ``index.db``."""
+
+    def __init__(self, index_db: IndexDb, *, owned: bool = False) -> None:
+        """Use :meth:`open`. ``owned``: :meth:`close` closes ``index_db`` too."""
+        self.index_db = index_db
+        self._db = index_db.db
+        self.path = str(index_db.path)
+        self._owned = owned
+
+    @classmethod
+    def open(cls, where: Path | IndexDb, *, create: bool = False) -> VersionIndex:
+        """The version index of ``where`` (the workspace's open ``index.db``, or a file opened
+        for this index alone); refuses a missing, foreign or damaged file unless ``create``."""
+        if isinstance(where, IndexDb):
+            index_db, owned = where, False
+        else:
+            index_db, owned = IndexDb.open(where, create=create), True
+        index = cls(index_db, owned=owned)
+        try:
+            if not create:
+                index._check_tables()
+            index_db.migrate(MIGRATIONS)
+            index._check_schema()
+        except sqlite3.DatabaseError as exc:
+            index.close()
+            raise IndexCorrupt(index.path, f"cannot be read ({exc})") from exc
+        except BaseException:
+            index.close()
+            raise
+        return index
+
+    def close(self) -> None:
+        if self._owned:
+            self.index_db.close()
+
+    def _check_tables(self) -> None:
+        with self.index_db.reading():
+            tables = set(self._db.table_names())
+        if not {"index_meta", "commits", "versions"} <= tables:
+            raise IndexCorrupt(self.path, "is not a blocksync index (tables missing)")
+
+    def _check_schema(self) -> None:
+        found = self._meta("schema_version")
+        if found != str(SCHEMA_VERSION):
+            raise IndexCorrupt(self.path, f"has schema version {found}, expected {SCHEMA_VERSION}")
+
+    # -- transactions ---------------------------------------------------------------------
+
+    def write(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One IMMEDIATE transaction: concurrent writers queue instead of failing mid-way."""
+        return self.index_db.atomic()
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of a query (under the database's lock: see :mod:`blocksync.index.db`)."""
+        with self.index_db.reading() as conn:
+            return conn.execute(sql, list(params)).fetchall()
+
+    def _first_row(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row of a query, None if none."""
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    def _meta(self, key: str) -> str | None:
+        row = self._first_row("SELECT value FROM index_meta WHERE key = ?", [key])
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._db.execute("DELETE FROM index_meta WHERE key = ?", [key])
+        else:
+            self._db.execute("INSERT OR REPLACE INTO index_meta VALUES (?, ?)", [key, value])
+
+    # -- following git --------------------------------------------------------------------
+
+    def indexed_head(self) -> str | None:
+        return self._meta("indexed_head")
+
+    def catch_up(
+        self,
+        head: str | None,
+        read_commit: CommitReader,
+        current_main: Callable[[], str | None] | None = None,
+    ) -> None:
+        """Make the index describe exactly the first-parent history ending at ``head``.
+
+        ``current_main`` reads main again. With it, a ``head`` the index has already passed is
+        not an error: another process moved main and indexed it after the caller read the ref,
+        and the index follows main as it is now instead.
+        """
+        try:
+            if head == self.indexed_head():
+                return
+            with self.write():
+                self._catch_up_locked(head, read_commit, current_main)
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(self.path, f"cannot be updated ({exc})") from exc
+
+    def _catch_up_locked(
+        self, head: str | None, read_commit: CommitReader, current_main: Callable[[], str | None] | None
+    ) -> None:
+        indexed = self.indexed_head()  # re-read: another process may have moved it meanwhile
+        if head == indexed:
+            return
+        if (head is None or self._known(head)) and current_main is not None:
+            # Main only moves forward (compare-and-swap onto a child of itself), and whoever
+            # indexed a commit read it from main first, so main read now, under the write
+            # lock, is the indexed head or a descendant -- unless main really went backwards.
+            head = current_main()
+            if head == indexed:
+                return
+        if head is None or self._known(head):
+            raise IndexCorrupt(
+                self.path, f"is ahead of the repository (indexed {indexed}, main is {head})"
+            )
+        chain: list[CommitInfo] = []
+        sha: str | None = head
+        while sha is not None and not self._known(sha):
+            info = read_commit(sha)
+            chain.append(info)
+            sha = info.parent
+        if sha != indexed:
+            raise IndexCorrupt(
+                self.path, f"does not follow the repository (indexed {indexed}, main is {head})"
+            )
+        seq = self._first_row("SELECT COALESCE(MAX(seq), 0) FROM commits")[0]
+        for offset, info in enumerate(reversed(chain), start=1):
+            self._apply(info, seq + offset)
+        self._set_meta("indexed_head", head)
+
+    def knows(self, sha: str) -> bool:
+        """Whether commit ``sha`` is on the indexed first-parent history."""
+        return self._known(sha)
+
+    def _known(self, sha: str) -> bool:
+        return self._first_row("SELECT 1 FROM commits WHERE sha = ?", [sha]) is not None
+
+    def _apply(self, info: CommitInfo, seq: int) -> None:
+        execute = self._db.execute
+        execute("INSERT INTO commits VALUES (?, ?, ?)", [info.sha, seq, info.parent])
+        for change in info.changes:
+            (last,) = self._first_row(
+                "SELECT COALESCE(MAX(version), 0) FROM versions WHERE owner = ? AND label = ?",
+                [change.owner, change.label],
+            )
+            execute(
+                "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    change.owner,
+                    change.label,
+                    last + 1,
+                    info.sha,
+                    int(change.content_blob is None),
+                    change.content_blob,
+                    change.meta_blob,
+                    info.author,
+                    info.message,
+                    info.timestamp,
+                ],
+            )
+
+    def reset(self) -> None:
+        """Forget every indexed commit; the next catch-up replays main from its first commit."""
+        try:
+            with self.write():
+                self._db.execute("DELETE FROM versions")
+                self._db.execute("DELETE FROM commits")
+                self._set_meta("indexed_head", None)
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(self.path, f"cannot be reset ({exc})") from exc
+
+    # -- queries --------------------------------------------------------------------------
+
+    def history(self, owner: str, label: str) -> list[VersionRow]:
+        rows = self._rows(
+            f"SELECT {_COLUMNS} FROM versions WHERE owner = ? AND label = ? ORDER BY version",
+            [owner, label],
+        )
+        return [_row(r) for r in rows]
+
+    def latest(self, owner: str, label: str) -> VersionRow | None:
+        row = self._first_row(
+            f"SELECT {_COLUMNS} FROM versions WHERE owner = ? AND label = ? "
+            "ORDER BY version DESC LIMIT 1",
+            [owner, label],
+        )
+        return None if row is None else _row(row)
+
+    def get(self, owner: str, label: str, version: int) -> VersionRow | None:
+        row = self._first_row(
+            f"SELECT {_COLUMNS} FROM versions WHERE owner = ? AND label = ? AND version = ?",
+            [owner, label, version],
+        )
+        return None if row is None else _row(row)
+
+    def by_commit_prefix(self, owner: str, label: str, prefix: str) -> list[VersionRow]:
+        rows = self._rows(
+            f"SELECT {_COLUMNS} FROM versions WHERE owner = ? AND label = ? "
+            "AND substr(\"commit\", 1, ?) = ? ORDER BY version",
+            [owner, label, len(prefix), prefix],
+        )
+        return [_row(r) for r in rows]
+
+    def latest_versions(self, owner: str | None = None) -> dict[tuple[str, str], int]:
+        """The newest version number of every block that exists now (of one owner, or all)."""
+        where, params = ("WHERE owner = ?", [owner]) if owner is not None else ("", [])
+        rows = self._rows(
+            "SELECT owner, label, MAX(version), deleted FROM versions "
+            f"{where} GROUP BY owner, label",
+            params,
+        )
+        # SQLite returns the bare column `deleted` from the row holding MAX(version)
+        return {(o, lbl): v for o, lbl, v, deleted in rows if not deleted}
+
+    def latest_contents(self, owner: str) -> dict[str, tuple[int, str]]:
+        """Label -> (newest version, its content blob id) of every existing block of ``owner``."""
+        # SQLite takes the bare columns from the row holding MAX(version)
+        rows = self._rows(
+            "SELECT label, MAX(version), deleted, content_blob FROM versions WHERE owner = ? "
+            "GROUP BY label",
+            [owner],
+        )
+        return {label: (version, blob) for label, version, deleted, blob in rows if not deleted}
+
+    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every table, ordered: two indexes are identical iff dumps are equal."""
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        for table, order in (("index_meta", "key"), ("commits", "seq"), ("versions", "1, 2, 3")):
+            rows = self._rows(f"SELECT * FROM {table} ORDER BY {order}")
+            out[table] = [tuple(r) for r in rows]
+        return out
+
+    def integrity_problems(self) -> list[str]:
+        rows = self._rows("PRAGMA integrity_check")
+        return [str(r[0]) for r in rows if r[0] != "ok"]
+
+
+_COLUMNS = (
+    'owner, label, version, "commit", deleted, content_blob, meta_blob, author, message, timestamp'
+)
+
+
+def _row(r: tuple[Any, ...]) -> VersionRow:
+    return VersionRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], r[9])
+
+
+def install(built: Path, path: Path) -> None:
+    """Atomically put a closed, freshly built index file in place of ``path``."""
+    for stale in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        stale.unlink(missing_ok=True)
+    os.replace(built, path)
+
+
+def remove(path: Path) -> None:
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        file.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""The WebAssembly host: wasmtime, the host functions, lifting and lowering."""

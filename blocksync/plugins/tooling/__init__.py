@@ -1,0 +1,1 @@
+"""Building plugins from source (componentize-py, componentize-js)."""

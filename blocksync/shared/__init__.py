@@ -1,0 +1,1 @@
+"""Pure modules (standard library only) that run both in blocksync and inside plugins."""

@@ -1,0 +1,1 @@
+"""The git repository: blocks, bases, records and their history (the only dulwich user)."""

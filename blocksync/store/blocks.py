@@ -1,0 +1,974 @@
+"""BlockStore: memory blocks versioned in a bare git repository (dulwich).
+
+Every block is a folder of main's tree (:mod:`blocksync.store.layout`: ``blocks/<owner>/<label>/``
+holding ``content`` and ``meta.json``), so ``git log -- blocks/<owner>/<label>`` lists exactly
+the block's versions. Every change is a commit on ``refs/heads/main``; the ref only moves by
+compare-and-swap, and a writer that lost the race replays its operations on the new head
+(re-checking every precondition) or fails cleanly.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
+from dulwich.refs import Ref
+
+from blocksync import names
+from blocksync.errors import (
+    BlockExists,
+    BlockNotFound,
+    InvalidContent,
+    InvalidLabel,
+    RepositoryCorrupt,
+    StaleVersion,
+    UsageError,
+    VersionNotFound,
+)
+from blocksync.index.db import IndexDb
+from blocksync.index.versions import BlockChange, CommitInfo, VersionIndex, VersionRow
+from blocksync.text import CharOp, char_diff, parse_json, unified_diff
+
+from . import layout
+from .gitstore import (
+    FILE_MODE,
+    TREE_CACHE,
+    TREE_MODE,
+    Draft,
+    GitStore,
+    TreeEditor,
+    check_commit_text,
+    json_document,
+    utf8,
+)
+
+MAIN = Ref(b"refs/heads/main")
+
+
+class BlockType(str, Enum):
+    CORE = "core"
+    WORKING = "working"
+    ARCHIVAL = "archival"
+    LOG = "log"
+
+
+DEFAULT_SCHEMA = '{"type": "text"}'
+
+
+@dataclass(frozen=True)
+class BlockMeta:
+    description: str = ""
+    block_type: BlockType = BlockType.WORKING
+    schema: str = DEFAULT_SCHEMA
+    char_limit: int | None = None  # None: no limit
+
+    def to_json(self) -> bytes:
+        doc = {
+            "block_type": self.block_type.value,
+            "char_limit": self.char_limit,
+            "description": self.description,
+            "schema": self.schema,
+        }
+        return json_document(doc)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> BlockMeta:
+        """The metadata ``to_json`` wrote; ValueError for anything else (other keys or types)."""
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or set(doc) != _META_KEYS:
+            raise ValueError(f"not an object of exactly {', '.join(sorted(_META_KEYS))}")
+        description, schema, limit = doc["description"], doc["schema"], doc["char_limit"]
+        if not isinstance(description, str) or not isinstance(schema, str):
+            raise ValueError("description and schema must be text")
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise ValueError(f"char_limit must be null or a whole number >= 0, not {limit!r}")
+        return cls(description, BlockType(doc["block_type"]), schema, limit)
+
+
+class Keep(Enum):
+    """An update argument left out: the block keeps what it has. A sentinel, because ``None``
+    is a value of ``char_limit`` (no limit): ``update(char_limit=None)`` removes a limit."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+_META_KEYS = frozenset({"block_type", "char_limit", "description", "schema"})
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block as of one version."""
+
+    owner: str
+    label: str
+    content: str
+    meta: BlockMeta
+    version: int
+    commit: str
+
+    @property
+    def description(self) -> str:
+        return self.meta.description
+
+    @property
+    def block_type(self) -> BlockType:
+        return self.meta.block_type
+
+    @property
+    def schema(self) -> str:
+        return self.meta.schema
+
+    @property
+    def char_limit(self) -> int | None:
+        return self.meta.char_limit
+
+
+@dataclass(frozen=True)
+class BlockSummary:
+    """A block as listed: its metadata and newest version, without the content."""
+
+    owner: str
+    label: str
+    meta: BlockMeta
+    version: int
+
+
+@dataclass(frozen=True)
+class Version:
+    """One entry of a block's history."""
+
+    owner: str
+    label: str
+    version: int
+    commit: str
+    author: str
+    message: str
+    timestamp: str
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class Diff:
+    owner: str
+    label: str
+    from_version: int | None  # None: before the first version (empty text)
+    to_version: int
+    old: str
+    new: str
+
+    @property
+    def unified(self) -> str:
+        old_name = f"{self.owner}/{self.label}@{self.from_version or 0}"
+        return unified_diff(self.old, self.new, old_name, f"{self.owner}/{self.label}@{self.to_version}")
+
+    @property
+    def chars(self) -> list[tuple[CharOp, str]]:
+        return char_diff(self.old, self.new)
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What one transaction wrote: its commit (None if it changed nothing) and new versions."""
+
+    commit: str | None
+    versions: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+VersionSpec = int | str
+
+
+def check_content(owner: str, label: str, content: str, meta: BlockMeta) -> None:
+    utf8(content, f"content for {owner}/{label}", InvalidContent)
+    if meta.char_limit is not None and len(content) > meta.char_limit:
+        raise InvalidContent(
+            f"content for {owner}/{label} is {len(content)} characters, over its char_limit "
+            f"of {meta.char_limit}"
+        )
+
+
+def block_problem(
+    get: Callable[[ObjectID], ShaFile], owner: bytes, label: bytes, mode: int, sha: ObjectID
+) -> str | None:
+    """Why the entry ``label`` (``mode``, ``sha``) of the folder ``owner`` under ``blocks/`` is
+    no block this store could read (None: it is one). ``get`` reads an object by id.
+
+    Strict on purpose: a block is a folder of exactly ``content`` (UTF-8 text, within its
+    char_limit) and ``meta.json`` (as :meth:`BlockMeta.to_json` writes it) -- and ``label`` for
+    a long label -- under a name :func:`name_problem` accepts.
+    """
+    folder = get(sha)
+    if mode != TREE_MODE or not isinstance(folder, Tree):
+        return "is not a folder"
+    problem = name_problem(get, owner, label, folder)
+    if problem is not None:
+        return problem
+    entries = {e.path: e for e in folder.items()}
+    wanted = layout.block_files(label)
+    if set(entries) != wanted:
+        missing = b", ".join(sorted(wanted - set(entries))).decode()
+        extra = b", ".join(sorted(set(entries) - wanted)).decode("utf-8", "backslashreplace")
+        return f"lacks {missing}" if missing else f"holds more than a block's files: {extra!r}"
+    content, meta = (get(entries[n].sha) for n in (layout.CONTENT_FILE, layout.META_FILE))
+    if any(e.mode != FILE_MODE for e in entries.values()) or not (
+        isinstance(content, Blob) and isinstance(meta, Blob)
+    ):
+        return "must hold content and meta.json as plain files"
+    try:
+        parsed = BlockMeta.from_json(meta.as_raw_string())
+        _check_meta(parsed)
+    except (UsageError, ValueError) as exc:
+        return f"has a meta.json that is no block's metadata ({exc})"
+    try:
+        text = content.as_raw_string().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"has content that is not UTF-8 ({exc.reason} at byte {exc.start})"
+    if parsed.char_limit is not None and len(text) > parsed.char_limit:
+        return f"holds {len(text)} characters, over its char_limit of {parsed.char_limit}"
+    return None
+
+
+def name_problem(
+    get: Callable[[ObjectID], ShaFile], owner: bytes, component: bytes, folder: Tree
+) -> str | None:
+    """Why ``<owner>/<component>`` names no block (None: it does): both in canonical form and
+    valid names, and a long label's component the hash of the whole label that ``folder`` (its
+    block folder, or its record of a conflict) keeps in a ``label`` file."""
+    try:
+        names.validate(layout.owner_of((owner,)), "owner")
+        if not layout.is_long(component):
+            names.validate(names.decode(component), "label")
+            return None
+        entry = next((e for e in folder.items() if e.path == layout.LABEL_FILE), None)
+        whole = None if entry is None else get(entry.sha)
+        if entry is None or entry.mode != FILE_MODE or not isinstance(whole, Blob):
+            return "is a long label's name without its label file"
+        layout.check_long_label(component, whole.as_raw_string().decode("utf-8"))
+    except UnicodeDecodeError:
+        return "has a label file that is not UTF-8"
+    except UsageError as exc:
+        return f"has a name blocksync cannot use ({exc})"
+    return None
+
+
+def _block_type(value: BlockType | str) -> BlockType:
+    try:
+        return BlockType(value)
+    except ValueError as exc:
+        known = ", ".join(t.value for t in BlockType)
+        raise UsageError(f"block_type {value!r} is not one of {known}") from exc
+
+
+def _check_meta(meta: BlockMeta) -> None:
+    try:
+        parse_json(meta.schema)
+    except ValueError as exc:
+        raise UsageError(f"schema is not valid JSON: {exc}") from exc
+    if meta.char_limit is not None and meta.char_limit < 0:
+        raise UsageError(f"char_limit must be positive, not {meta.char_limit}")
+    utf8(meta.description, "description")
+    utf8(meta.schema, "schema")
+
+
+def _check_names(owner: str, label: str) -> None:
+    # first, so a bad name is reported as such (and never reaches SQLite, which cannot bind
+    # lone surrogates, nor a default commit message built from it)
+    names.validate(owner, "owner")
+    names.validate(label, "label")
+
+
+class _BlockState:
+    """A block's state as a transaction sees it; content is read from git only when needed."""
+
+    def __init__(self, meta: BlockMeta, content: str | None = None,
+                 load: Callable[[], str] | None = None) -> None:
+        self.meta = meta
+        self._content = content
+        self._load = load
+
+    @property
+    def content(self) -> str:
+        if self._content is None:
+            assert self._load is not None
+            self._content = self._load()
+        return self._content
+
+
+class Transaction:
+    """Changes staged against one head and committed together, all or nothing.
+
+    Operations check their preconditions at once (so errors surface where they are made) and
+    again when replayed on a newer head after a lost compare-and-swap.
+    """
+
+    def __init__(
+        self, store: BlockStore, message: str, author: str, *, skip_stale: bool = False
+    ) -> None:
+        self._store = store
+        self.message = message
+        self.author = author
+        check_commit_text(message, author)  # refused before anything is staged
+        self.skip_stale = skip_stale
+        self._ops: list[tuple[tuple[str, str], Callable[[], None]]] = []
+        self._spent = False  # whether the tree edits went into a commit attempt already
+        self._changes: list[BlockChange] = []
+        self._begin(store._head())
+        self.result: CommitResult | None = None
+
+    def _begin(self, head: bytes | None) -> None:
+        self._head = head
+        self._store._catch_up(head)
+        self._root = TreeEditor(self._store._git, self._store._git.commit_tree(head))
+        self._staged: dict[tuple[str, str], _BlockState | None] = {}
+        self._beside: dict[tuple[bytes, ...], bytes | None] = {}
+        #: with ``skip_stale``: blocks whose changes were dropped because the block moved
+        self.stale: set[tuple[str, str]] = set()
+
+    # -- reading through the staged changes -----------------------------------------------
+
+    def _current(self, owner: str, label: str) -> _BlockState | None:
+        key = (owner, label)
+        if key in self._staged:
+            return self._staged[key]
+        dir_sha = self._store._block_dir(self._root, owner, label)
+        if dir_sha is None:
+            return None
+        return self._store._read_dir(dir_sha)
+
+    def read(self, owner: str, label: str) -> tuple[str, BlockMeta]:
+        """The block as this transaction sees it (its own changes included)."""
+        current = self._current(owner, label)
+        if current is None:
+            raise BlockNotFound(owner, label)
+        return current.content, current.meta
+
+    def exists(self, owner: str, label: str) -> bool:
+        return self._current(owner, label) is not None
+
+    # -- changes --------------------------------------------------------------------------
+
+    def _do(self, key: tuple[str, str], op: Callable[[], None]) -> None:
+        self._run(key, op)
+        self._ops.append((key, op))
+
+    def _run(self, key: tuple[str, str], op: Callable[[], None]) -> None:
+        """Apply ``op``, a change of block ``key`` (again, on a newer head, after a lost race).
+
+        With ``skip_stale``, a change whose block moved since its caller read it (a stale
+        expected version, a block created or deleted meanwhile) is dropped instead of failing
+        the whole transaction, and so is every later change of that block: the caller learns
+        which from :attr:`stale` and decides them again. One busy block then never holds back
+        a batch of thousands."""
+        if key in self.stale:
+            return
+        try:
+            op()
+        except (StaleVersion, BlockExists, BlockNotFound):
+            if not self.skip_stale:
+                raise
+            self.stale.add(key)
+            self._staged.pop(key, None)
+
+    def _check_expected(self, owner: str, label: str, expected: int | None) -> None:
+        if expected is None:
+            return
+        actual = self._store._index.latest(owner, label)
+        if actual is None or actual.deleted or actual.version != expected:
+            raise StaleVersion(
+                owner, label, expected, None if actual is None or actual.deleted else actual.version
+            )
+
+    def _stage(self, owner: str, label: str, content: str, meta: BlockMeta) -> None:
+        check_content(owner, label, content, meta)
+        self._staged[(owner, label)] = _BlockState(meta, content)
+
+    def create(
+        self,
+        owner: str,
+        label: str,
+        content: str = "",
+        *,
+        description: str = "",
+        block_type: BlockType | str = BlockType.WORKING,
+        schema: str = DEFAULT_SCHEMA,
+        char_limit: int | None = None,
+    ) -> None:
+        names.validate(owner, "owner")
+        names.validate(label, "label")
+        meta = BlockMeta(description, _block_type(block_type), schema, char_limit)
+        _check_meta(meta)
+
+        def op() -> None:
+            if self.exists(owner, label):
+                raise BlockExists(owner, label)
+            self._stage(owner, label, content, meta)
+
+        self._do((owner, label), op)
+
+    def update(
+        self,
+        owner: str,
+        label: str,
+        content: str | None = None,
+        *,
+        description: str | None = None,
+        block_type: BlockType | str | None = None,
+        schema: str | None = None,
+        char_limit: int | None | Keep = KEEP,
+        expected_version: int | None = None,
+    ) -> None:
+        """Change content and/or metadata; arguments left out keep their current value
+        (``char_limit=None`` removes the limit)."""
+        names.validate(owner, "owner")
+        names.validate(label, "label")
+
+        def op() -> None:
+            self._check_expected(owner, label, expected_version)
+            current = self._current(owner, label)
+            if current is None:
+                raise BlockNotFound(owner, label)
+            old = current.meta
+            meta = BlockMeta(
+                old.description if description is None else description,
+                old.block_type if block_type is None else _block_type(block_type),
+                old.schema if schema is None else schema,
+                old.char_limit if isinstance(char_limit, Keep) else char_limit,
+            )
+            _check_meta(meta)
+            self._stage(owner, label, current.content if content is None else content, meta)
+
+        self._do((owner, label), op)
+
+    def delete(self, owner: str, label: str, *, expected_version: int | None = None) -> None:
+        names.validate(owner, "owner")
+        names.validate(label, "label")
+
+        def op() -> None:
+            self._check_expected(owner, label, expected_version)
+            self.read(owner, label)  # raises BlockNotFound
+            self._staged[(owner, label)] = None
+
+        self._do((owner, label), op)
+
+    def hold(
+        self,
+        owner: str,
+        label: str,
+        content: str | None,
+        *,
+        expected_version: int | None = None,
+        description: str = "",
+    ) -> None:
+        """Make the block hold ``content`` (None: no block) by whichever of create, update or
+        delete gets it there; ``description`` is a created block's. ``expected_version`` is the
+        version the caller read: a block that moved or went since is a :class:`StaleVersion`
+        (never re-created), and an update to the same content makes no version but checks it."""
+        present = self.exists(owner, label) or expected_version is not None
+        if content is None:
+            if present:
+                self.delete(owner, label, expected_version=expected_version)
+        elif present:
+            self.update(owner, label, content, expected_version=expected_version)
+        else:
+            self.create(owner, label, content, description=description)
+
+    def rollback(self, owner: str, label: str, version: VersionSpec) -> None:
+        """Make the content and metadata of ``version`` the block's next version."""
+        names.validate(owner, "owner")
+        names.validate(label, "label")
+        old = self._store.version(owner, label, version)
+        if old.deleted:
+            raise UsageError(
+                f"version {old.version} of {owner}/{label} is its deletion; "
+                "roll back to a version that holds content"
+            )
+        target = self._store.read(owner, label, old.version)
+
+        def op() -> None:
+            self._stage(owner, label, target.content, target.meta)
+
+        self._do((owner, label), op)
+
+    def edit_record(
+        self, owner: str, label: str, edit: Callable[[bytes | None], bytes | None]
+    ) -> None:
+        """Make the block's folder under ``conflicts/`` (a remote's record of its conflict)
+        ``edit(its tree now)`` (None: absent) in this commit. ``edit`` writes the objects it
+        names, and runs again when the commit is replayed on a newer head (not at all once the
+        block's own change was dropped as stale)."""
+        names.validate(owner, "owner")
+        names.validate(label, "label")
+        path = layout.record_path(owner, label)
+
+        def op() -> None:
+            now = self._beside[path] if path in self._beside else self._store._git.lookup(
+                self._root.sha, *path
+            )
+            self._beside[path] = edit(now)
+
+        self._do((owner, label), op)
+
+    # -- committing -----------------------------------------------------------------------
+
+    def commit(self) -> CommitResult:
+        store = self._store
+        _, commit = store._git.commit_with_retry(MAIN, self._draft, take_turns=True)
+        self.result = (
+            CommitResult(None) if commit is None else store._committed(commit, self._changes)
+        )
+        return self.result
+
+    def _draft(self, head: bytes | None) -> Draft | None:
+        if self._spent or head != self._head:
+            # another writer committed since (or the last attempt's tree edits are spent):
+            # replay every change on the head as it is now
+            self._begin(head)
+            for key, op in self._ops:
+                self._run(key, op)
+        self._spent = True
+        objects, self._changes = self._store._stage_commit(self._root, self._staged, self._beside)
+        return None if objects is None else Draft(self._root, objects, self.author, self.message)
+
+
+class BlockStore:
+    """Blocks in a bare git repository, with a :class:`VersionIndex` beside it."""
+
+    def __init__(
+        self, repo_path: Path, index: VersionIndex, author: str, *, durable: bool = False
+    ) -> None:
+        """``durable``: see :class:`~blocksync.store.gitstore.GitStore`. Writes are ordered objects,
+        then the ref, then the index, so a killed process never leaves a half commit."""
+        self._git = GitStore(repo_path, durable=durable)
+        self.repo_path = repo_path
+        self._index = index
+        self.author = author
+        self.durable = durable
+        self._metas: dict[bytes, BlockMeta] = {}
+        self._pending: dict[str, CommitInfo] = {}
+
+    @property
+    def index_path(self) -> Path:
+        """The SQLite file of the version index (index.db), which other indexes share."""
+        return Path(self._index.path)
+
+    @property
+    def index_db(self) -> IndexDb:
+        """The open index.db the version index lives in: other indexes take this handle."""
+        return self._index.index_db
+
+    @staticmethod
+    def init_repo(repo_path: Path) -> None:
+        GitStore.init_bare(repo_path, MAIN)
+
+    def close(self) -> None:
+        self._git.close()
+
+    @staticmethod
+    def git_path(owner: str, label: str) -> str:
+        """The block's folder in the repository, as ``git log -- <path>`` wants it."""
+        return layout.git_path(owner, label)
+
+    def _head(self) -> bytes | None:
+        return self._git.ref(MAIN)
+
+    def _block_dir(self, root: TreeEditor, owner: str, label: str) -> bytes | None:
+        if root.sha is None:
+            return None
+        return self._git.lookup(root.sha, *layout.block_path(owner, label))
+
+    def _read_dir(self, dir_sha: bytes) -> _BlockState:
+        folder = self._git.tree(dir_sha)
+        try:
+            content_sha = folder[layout.CONTENT_FILE][1]
+            meta = self._meta(folder[layout.META_FILE][1])
+        except KeyError as exc:
+            raise RepositoryCorrupt(
+                str(self.repo_path), f"block folder {dir_sha.decode()} lacks {exc}"
+            ) from exc
+        return _BlockState(meta, load=lambda: self._text(content_sha))
+
+    def read_blob(self, blob: str) -> str:
+        """A block's content by its blob id (hex, as the version index records it)."""
+        return self._text(blob.encode("ascii"))
+
+    def _text(self, blob_sha: bytes) -> str:
+        try:
+            return self._git.blob(blob_sha).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RepositoryCorrupt(
+                str(self.repo_path), f"block content {blob_sha.decode()} is not UTF-8"
+            ) from exc
+
+    def _meta(self, blob_sha: bytes) -> BlockMeta:
+        # metadata blobs are few and shared by many blocks: parse each once
+        meta = self._metas.get(blob_sha)
+        if meta is None:
+            try:
+                meta = BlockMeta.from_json(self._git.blob(blob_sha))
+            except (KeyError, ValueError) as exc:
+                raise RepositoryCorrupt(
+                    str(self.repo_path), f"block metadata {blob_sha.decode()} is malformed ({exc})"
+                ) from exc
+            if len(self._metas) > TREE_CACHE:
+                self._metas.clear()
+            self._metas[blob_sha] = meta
+        return meta
+
+    def _stage_commit(
+        self,
+        root: TreeEditor,
+        staged: dict[tuple[str, str], _BlockState | None],
+        beside: dict[tuple[bytes, ...], bytes | None],
+    ) -> tuple[builtins.list[ShaFile] | None, builtins.list[BlockChange]]:
+        """Edit ``root`` to hold ``staged`` (and the folders ``beside`` the blocks): the new
+        objects that needs (None: nothing changed) and the blocks changed."""
+        objects: list[ShaFile] = []
+        changes: list[BlockChange] = []
+        for (owner, label), state in staged.items():
+            *where, name = layout.block_path(owner, label)
+            parent = root.at(tuple(where))
+            before = parent.get(name)
+            if state is None:
+                if before is not None:
+                    parent.remove(name)
+                    changes.append(BlockChange(owner, label, None, None))
+                continue
+            content = Blob.from_string(state.content.encode("utf-8"))
+            meta = Blob.from_string(state.meta.to_json())
+            whole = Blob.from_string(label.encode("utf-8")) if layout.is_long(name) else None
+            folder = layout.block_folder(content.id, meta.id, None if whole is None else whole.id)
+            if before is not None and before[1] == folder.id:
+                continue  # nothing changed: not a version
+            objects += [content, meta, folder] + ([] if whole is None else [whole])
+            parent.set(name, TREE_MODE, folder.id)
+            changes.append(BlockChange(owner, label, content.id.decode(), meta.id.decode()))
+        # each put must run: not in the test below, which stops at the first true
+        moved = [root.put(path, None if sha is None else (TREE_MODE, sha)) for path, sha in beside.items()]
+        if not changes and not any(moved):
+            return None, changes
+        return objects, changes
+
+    def _committed(self, commit: Commit, changes: builtins.list[BlockChange]) -> CommitResult:
+        """What the commit of ``changes``, main moved to it, wrote: the index follows it."""
+        info = _commit_info(commit, tuple(changes))
+        self._pending[info.sha] = info
+        self._catch_up(commit.id)
+        versions = {}
+        for change in changes:
+            # by commit, not the newest row: another writer may already have built on this
+            # commit, and the index may have followed it there
+            (row,) = self._index.by_commit_prefix(change.owner, change.label, info.sha)
+            versions[(change.owner, change.label)] = row.version
+        return CommitResult(info.sha, versions)
+
+    # -- the version index ----------------------------------------------------------------
+
+    def _catch_up(self, head: bytes | None) -> None:
+        self._index.catch_up(
+            None if head is None else head.decode(), self._read_commit_info, current_main=self.head
+        )
+        self._pending.clear()
+
+    def _read_commit_info(self, sha: str) -> CommitInfo:
+        """What changed in ``sha`` against its first parent, at block-folder granularity."""
+        if sha in self._pending:
+            return self._pending[sha]
+        commit = self._git.commit(sha.encode())
+        parent = commit.parents[0] if commit.parents else None
+        changed = self._changed_blocks(self._git.commit_tree(parent), commit.tree)
+        return _commit_info(commit, tuple(changed))
+
+    def _changed_blocks(self, old_root: bytes | None, new_root: bytes) -> Iterator[BlockChange]:
+        git = self._git
+        old, new = git.lookup(old_root, layout.BLOCKS), git.lookup(new_root, layout.BLOCKS)
+        for key, was, now in git.diff_trees(old, new, layout.KEY_DEPTH):
+            folder = {} if now is None else {e.path: e.sha for e in git.tree(now[1]).items()}
+            content, meta = folder.get(layout.CONTENT_FILE), folder.get(layout.META_FILE)
+            yield BlockChange(
+                layout.owner_of(key),
+                self.label_of(key[-1], (now or was or (0, None))[1]),
+                None if content is None else content.decode(),
+                None if meta is None else meta.decode(),
+            )
+
+    def label_of(self, component: bytes, folder: bytes | None) -> str:
+        """The label a block folder's path component names (a long one: read from the
+        folder's ``label`` file and checked against the component's hash)."""
+
+        def whole() -> str:
+            assert folder is not None
+            return self._git.blob(self._git.tree(folder)[layout.LABEL_FILE][1]).decode("utf-8")
+
+        try:
+            return layout.label_of(component, whole)
+        except (AssertionError, KeyError, UnicodeDecodeError, InvalidLabel) as exc:
+            raise RepositoryCorrupt(
+                str(self.repo_path), f"block folder {component.decode()} has no valid label ({exc})"
+            ) from exc
+
+    # -- public API -----------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(
+        self, message: str, author: str | None = None, *, skip_stale: bool = False
+    ) -> Iterator[Transaction]:
+        """Group changes into one commit, written when the block exits without an error.
+        ``skip_stale``: see :meth:`Transaction._run`."""
+        tx = Transaction(self, message, author or self.author, skip_stale=skip_stale)
+        yield tx
+        tx.commit()
+
+    def _single(
+        self, message: str, author: str | None, act: Callable[[Transaction], None]
+    ) -> tuple[CommitResult, Transaction]:
+        with self.transaction(message, author) as tx:
+            act(tx)
+        assert tx.result is not None
+        return tx.result, tx
+
+    def create(
+        self,
+        owner: str,
+        label: str,
+        content: str = "",
+        *,
+        description: str = "",
+        block_type: BlockType | str = BlockType.WORKING,
+        schema: str = DEFAULT_SCHEMA,
+        char_limit: int | None = None,
+        author: str | None = None,
+        message: str | None = None,
+    ) -> Block:
+        _check_names(owner, label)
+        result = self._single(
+            message or f"create {owner}/{label}",
+            author,
+            lambda tx: tx.create(
+                owner, label, content, description=description, block_type=block_type,
+                schema=schema, char_limit=char_limit,
+            ),
+        )
+        return self._read_result(owner, label, *result)
+
+    def update(
+        self,
+        owner: str,
+        label: str,
+        content: str | None = None,
+        *,
+        description: str | None = None,
+        block_type: BlockType | str | None = None,
+        schema: str | None = None,
+        char_limit: int | None | Keep = KEEP,
+        expected_version: int | None = None,
+        author: str | None = None,
+        message: str | None = None,
+    ) -> Block:
+        """Write a new version; unchanged content and metadata write nothing. Arguments left
+        out keep the block's value (``char_limit=None`` removes its limit)."""
+        _check_names(owner, label)
+        result = self._single(
+            message or f"update {owner}/{label}",
+            author,
+            lambda tx: tx.update(
+                owner, label, content, description=description, block_type=block_type,
+                schema=schema, char_limit=char_limit, expected_version=expected_version,
+            ),
+        )
+        return self._read_result(owner, label, *result)
+
+    def delete(
+        self,
+        owner: str,
+        label: str,
+        *,
+        expected_version: int | None = None,
+        author: str | None = None,
+        message: str | None = None,
+    ) -> Version:
+        _check_names(owner, label)
+        result = self._single(
+            message or f"delete {owner}/{label}",
+            author,
+            lambda tx: tx.delete(owner, label, expected_version=expected_version),
+        )
+        return self.version(owner, label, result[0].versions[(owner, label)])
+
+    def rollback(
+        self,
+        owner: str,
+        label: str,
+        version: VersionSpec,
+        *,
+        author: str | None = None,
+        message: str | None = None,
+    ) -> Block:
+        _check_names(owner, label)
+        old = self.version(owner, label, version)
+        result = self._single(
+            message or f"roll back {owner}/{label} to version {old.version}",
+            author,
+            lambda tx: tx.rollback(owner, label, old.version),
+        )
+        return self._read_result(owner, label, *result)
+
+    def _read_result(self, owner: str, label: str, result: CommitResult, tx: Transaction) -> Block:
+        """The block as the transaction wrote it (or as it is, when nothing changed)."""
+        version = result.versions.get((owner, label))
+        if version is None or result.commit is None:
+            return self.read(owner, label)
+        content, meta = tx.read(owner, label)
+        return Block(owner, label, content, meta, version, result.commit)
+
+    def read(self, owner: str, label: str, version: VersionSpec | None = None) -> Block:
+        """The block now, or as of ``version`` (a number, or a commit id or prefix)."""
+        _check_names(owner, label)
+        if version is None:
+            self._catch_up(self._head())
+            row = self._index.latest(owner, label)
+            if row is None or row.deleted:
+                raise BlockNotFound(owner, label)
+        else:
+            row = self._row(owner, label, version)
+            if row.deleted:
+                raise VersionNotFound(owner, label, f"{row.version} (the block was deleted then)")
+        assert row.content_blob is not None and row.meta_blob is not None
+        return Block(
+            owner,
+            label,
+            self._text(row.content_blob.encode()),
+            self._meta(row.meta_blob.encode()),
+            row.version,
+            row.commit,
+        )
+
+    def exists(self, owner: str, label: str) -> bool:
+        _check_names(owner, label)
+        self._catch_up(self._head())
+        row = self._index.latest(owner, label)
+        return row is not None and not row.deleted
+
+    def list(self, owner: str | None = None) -> list[BlockSummary]:
+        """Every block that exists now (of one owner, or of all), sorted by owner and label."""
+        if owner is not None:
+            names.validate(owner, "owner")
+        head = self._head()
+        self._catch_up(head)
+        latest = self._index.latest_versions(owner)
+        out = []
+        for (o, label), version in sorted(latest.items()):
+            row = self._index.get(o, label, version)
+            assert row is not None and row.meta_blob is not None
+            out.append(BlockSummary(o, label, self._meta(row.meta_blob.encode()), version))
+        return out
+
+    # builtins.list: inside this class `list` names the method above
+    def history(self, owner: str, label: str) -> builtins.list[Version]:
+        """Every version of the block, oldest first, deletions included."""
+        _check_names(owner, label)
+        self._catch_up(self._head())
+        rows = self._index.history(owner, label)
+        if not rows:
+            raise BlockNotFound(owner, label)
+        return [_version(r) for r in rows]
+
+    def version(self, owner: str, label: str, spec: VersionSpec) -> Version:
+        return _version(self._row(owner, label, spec))
+
+    def _row(self, owner: str, label: str, spec: VersionSpec) -> VersionRow:
+        _check_names(owner, label)
+        self._catch_up(self._head())
+        text = str(spec).strip()
+        number = text[1:] if text[:1] in ("v", "V") else text
+        if number.isdigit() and len(number) < 7:
+            row = self._index.get(owner, label, int(number))
+            if row is None:
+                if self._index.latest(owner, label) is None:
+                    raise BlockNotFound(owner, label)
+                raise VersionNotFound(owner, label, text)
+            return row
+        if len(text) < 4 or any(c not in "0123456789abcdef" for c in text.lower()):
+            raise UsageError(
+                f"version {text!r} is neither a version number nor a commit id (4+ hex digits)"
+            )
+        rows = self._index.by_commit_prefix(owner, label, text.lower())
+        if len(rows) != 1:
+            if self._index.latest(owner, label) is None:
+                raise BlockNotFound(owner, label)
+            raise VersionNotFound(owner, label, text if not rows else f"{text} (ambiguous)")
+        return rows[0]
+
+    def diff(
+        self,
+        owner: str,
+        label: str,
+        from_version: VersionSpec | None = None,
+        to_version: VersionSpec | None = None,
+    ) -> Diff:
+        """From ``from_version`` (default: the one before ``to``) to ``to_version`` (default: newest)."""
+        history = self.history(owner, label)
+        to = history[-1] if to_version is None else self.version(owner, label, to_version)
+        if from_version is None:
+            earlier = [v for v in history if v.version < to.version]
+            old = earlier[-1] if earlier else None
+        else:
+            old = self.version(owner, label, from_version)
+        return Diff(
+            owner,
+            label,
+            None if old is None else old.version,
+            to.version,
+            "" if old is None else self._content_at(owner, label, old),
+            self._content_at(owner, label, to),
+        )
+
+    def _content_at(self, owner: str, label: str, version: Version) -> str:
+        return "" if version.deleted else self.read(owner, label, version.version).content
+
+    def head(self) -> str | None:
+        head = self._head()
+        return None if head is None else head.decode()
+
+    def catch_up_index(self) -> None:
+        """Bring the version index up to date with main (other writers may have moved it)."""
+        self._catch_up(self._head())
+
+    def read_commit_info(self, sha: str) -> CommitInfo:
+        return self._read_commit_info(sha)
+
+    @property
+    def git(self) -> GitStore:
+        """The repository's plumbing, for writers beside transactions (remote pulls and pushes)."""
+        return self._git
+
+    def indexed(self, sha: str) -> bool:
+        """Whether commit ``sha`` is on the first-parent history the version index follows."""
+        return self._index.knows(sha)
+
+
+def _commit_info(commit: Commit, changes: tuple[BlockChange, ...]) -> CommitInfo:
+    author = commit.author.decode("utf-8", "replace")
+    name = author.rsplit(" <", 1)[0]
+    stamp = datetime.fromtimestamp(commit.author_time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return CommitInfo(
+        commit.id.decode(),
+        commit.parents[0].decode() if commit.parents else None,
+        name,
+        commit.message.decode("utf-8", "replace").rstrip("\n"),
+        stamp,
+        changes,
+    )
+
+
+def _version(row: VersionRow) -> Version:
+    return Version(
+        row.owner, row.label, row.version, row.commit, row.author, row.message, row.timestamp, row.deleted
+    )

@@ -1,0 +1,1 @@
+"""Reconciling blocks with outside sources: the protocol, the loop, folders and remotes."""

@@ -1,0 +1,1 @@
+"""The folder source: a folder of files mirrored to blocks."""

@@ -1,0 +1,984 @@
+"""The native file source: text files in folders on disk, each mirrored by one memory block.
+
+Configured as Pattern's ``FileSourceConfig``::
+
+    [agents.alice.data_sources.notes]     # "notes": the table key, the source's name for bases
+    type = "file"
+    name = "Alice's notes"
+    paths = ["notes", "/srv/shared"]      # root folders; relative ones are in the store folder
+    recursive = true                      # false: only the files directly in each root
+    include_patterns = ["**"]             # gitignore/wildmatch globs, on the path in its root
+    exclude_patterns = ["*.tmp", "build/"]  # also exclude whole folders
+    permission_rules = [{ pattern = "**", permission = "read-write" }]
+
+**Paths.** A file's source path is its path relative to its root, with ``/`` separators
+(``src/a.md``). With several roots it is prefixed by the root's index in ``paths`` and a colon
+(``1:src/a.md``), so two roots may hold the same relative path. Patterns and permission rules
+always match the path relative to its root (without the prefix). Paths are canonical: no empty,
+``.`` or ``..`` component, no leading ``/``; anything else is refused with a
+:class:`~blocksync.errors.UsageError`, never resolved against the disk.
+
+**Blocks.** The block of a file is owned by the source's agent and labelled
+``file:<root tag>:<relative path>`` (``file:3fa2c1d0:src/a.md``), where the root tag is the first
+8 hex digits of the sha256 of the root's absolute path: a file keeps its label when roots are
+added or reordered. Once synced, a path is bound to its block in the sync bases
+(``refs/sync/<key>``), and the binding, not the label scheme, says which block mirrors it.
+
+**Reconcile.** Each path's base, disk and agent contents go through :func:`blocksync.shared.truth.decide`
+(the one truth table) under the path's permission level, and :func:`blocksync.shared.apply.apply` (the
+one protocol, over the folder's :class:`~blocksync.sync.folder.disk.RootsOutside`) carries the decision
+out in this order, so that a run killed at any point leaves every path with its old or its new content on
+each side and the next run converges: (1) every block change of the call in ONE block-store
+transaction; (2) each file written atomically (temp file in the same folder, fsync, the file's
+hash re-checked, rename) or removed, then every folder written to fsynced once; (3) the sync
+bases advanced in ONE update. Inside :func:`blocksync.interrupts.handling` a signal stops the
+call at the next safe point: while deciding, before (1), nothing is written; between two files
+of (2), the files not written yet are skipped (left for the next run) and (3) advances the bases
+of the rest. A file that changed between classification and its write is not overwritten: that path
+is reported as needing resolution. Files that are not UTF-8 (or not regular files, symlinks,
+names that cannot be labels) are never touched: they are reported in ``skipped`` and left out
+of the results. Contents are compared by content, never by modification time: a path whose file's sha256
+and whose block's content blob id are its base's (the base index in ``index.db`` has both,
+derived from the bases ref) is unchanged without reading its base or its block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from blocksync import interrupts, names
+from blocksync.errors import (
+    AccessDenied,
+    AlreadyExists,
+    BlockNotFound,
+    ConcurrentUpdate,
+    ConfigError,
+    InvalidContent,
+    MergeConflict,
+    NotFound,
+    SourceChanged,
+    StoreCorrupt,
+    UsageError,
+)
+from blocksync.fs.disk import Folder, is_vcs_path, store_overlap
+from blocksync.index.base_index import BaseEntry, BaseIndex
+from blocksync.shared import apply
+from blocksync.shared.apply import Change, Unreadable
+from blocksync.shared.truth import Action, Decision, content_hash, decide
+from blocksync.shared.wit import (
+    BlockRef,
+    BlockSchemaSpec,
+    PermissionLevel,
+    PermissionRule,
+    VersionInfo,
+)
+from blocksync.store.bases import SyncBases
+from blocksync.store.blocks import DEFAULT_SCHEMA, BlockStore
+from blocksync.store.gitstore import GitStore
+from blocksync.store.merge import merge3
+from blocksync.sync import permissions
+from blocksync.sync.protocol import (
+    BLOCK_MOVED,
+    MASS_DELETION_MIN,
+    NeedsResolution,
+    NoChange,
+    ReconcileOutcome,
+    ReconcileResult,
+    Resolved,
+    Sides,
+    Skipped,
+    mass_deletion,
+)
+
+from . import disk as folder_disk
+from .config import FileSourceSpec
+from .disk import Roots, RootsOutside, Survey, opened, read_file, why
+
+__all__ = [
+    "FOLDER_FAULT_STEPS",
+    "FileSource",
+    "FileTarget",
+    "root_tag",
+]
+
+LABEL_PREFIX = "file:"
+#: The write steps a fault hook is called at, in the order they happen.
+FOLDER_FAULT_STEPS = (
+    "before-block-commit",
+    "after-block-commit",
+    "before-file-write",
+    "after-file-write",
+    "before-bases",
+    "after-bases",
+)
+
+Fault = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FileTarget:
+    """Where a source path lives on disk, and the label the scheme gives its block."""
+
+    path: str  # the source path
+    root: Path
+    rel: str  # relative to the root, "/"-separated
+    file: Path
+    label: str  # the block label the scheme gives it (a binding may name another block)
+
+
+@dataclass(kw_only=True)
+class _Plan(Change):
+    """One path's change (see :class:`blocksync.shared.apply.Change`), with where it lives."""
+
+    target: FileTarget
+    version: int | None  # the block's, as decided on (None: no block)
+    level: PermissionLevel
+
+
+#: a plan's mark: its block moved while this call wrote (decided again once, then BLOCK_MOVED)
+_MOVED = "its block changed while reconcile was writing it"
+_VCS = "it is in a version-control folder (.git, .hg, .svn, .jj, .bzr): never synced"
+_UNCHANGED = "neither side changed since the last sync"  # as truth.decide says it
+
+
+@dataclass
+class _Snapshot:
+    """What one reconcile call knows before it reads any path: every bound path with its base's
+    hashes (the base index, caught up with the ref) and the newest content blob of the blocks."""
+
+    entries: dict[str, BaseEntry]
+    bound_blocks: dict[tuple[str, str], str]  # (owner, label) -> path
+    latest: dict[tuple[str, str], tuple[int, str]]  # (owner, label) -> (version, content blob)
+
+
+def _merge(base: str, disk: str, agent: str) -> str | None:
+    return merge3(base, disk, agent).text
+
+
+def _hash(text: str | None) -> str | None:
+    return None if text is None else content_hash(text)
+
+
+def _result(plan: _Plan) -> ReconcileResult:
+    """What became of an applied plan (or would, in a dry run), as reconcile reports it."""
+    action, path = plan.decision.action, plan.path
+    if action is Action.NO_CHANGE:
+        return NoChange(path)
+    if plan.needs_resolution:
+        disk, agent = plan.sides_now()
+        return NeedsResolution(path, disk or "", agent or "")
+    return Resolved(path, action.value)
+
+
+class _Inside:
+    """The block store and the sync bases of a file source: :class:`blocksync.shared.apply.Inside`.
+    ``message``: the commit message of a single-path change (None: one naming the batch);
+    ``skip_stale``: a block that moved since it was read is marked, not an error."""
+
+    def __init__(
+        self, source: FileSource, roots: Roots, message: str | None = None, skip_stale: bool = True
+    ) -> None:
+        self._source = source
+        self._roots = roots
+        self._message = message
+        self._skip_stale = skip_stale
+
+    def _say(self, plans: Sequence[_Plan], what: str) -> str:
+        if self._message is not None:
+            return self._message
+        shown = ", ".join(p.path for p in plans[:3]) + (", ..." if len(plans) > 3 else "")
+        head = f"reconcile file source {self._source.key}: {len(plans)} {what}"
+        return f"{head} ({shown})".replace("\0", "\\0")
+
+    def stopped(self) -> str | None:
+        return interrupts.reason()
+
+    def written(self) -> None:
+        # each folder written to fsynced once, after all its files were renamed and
+        # before any base advances (ext4 and friends commit the renames together)
+        self._roots.sync()
+
+    def write_blocks(self, plans: Sequence[_Plan]) -> None:
+        if not plans:
+            return
+        source = self._source
+        blocks = source.blocks
+        with blocks.transaction(
+            self._say(plans, "block(s)"), source.author, skip_stale=self._skip_stale
+        ) as tx:
+            for plan in plans:
+                action, content = plan.decision.action, plan.decision.content
+                try:
+                    if action is Action.DELETE_AGENT:
+                        tx.delete(plan.owner, plan.label, expected_version=plan.version)
+                    elif plan.agent is None:
+                        assert content is not None
+                        tx.create(
+                            plan.owner, plan.label, content,
+                            description=f"{plan.target.rel} in {plan.target.root}",
+                        )
+                    else:
+                        assert content is not None
+                        tx.update(plan.owner, plan.label, content, expected_version=plan.version)
+                except InvalidContent as exc:  # e.g. over the block's char_limit
+                    plan.skipped = f"the block cannot hold it: {exc}"
+            source._hook("before-block-commit")
+        for plan in plans:  # an agent wrote these meanwhile: nothing of them was written
+            if (plan.owner, plan.label) in tx.stale:
+                plan.skipped = _MOVED
+        source._hook("after-block-commit")
+
+    def write_bases(self, plans: Sequence[_Plan]) -> None:
+        source = self._source
+        source._hook("before-bases")
+        with source.bases.update(self._say(plans, "base(s)"), source.author) as tx:
+            for plan in plans:
+                content = plan.decision.content
+                if content is None:
+                    tx.forget(plan.path)
+                else:
+                    tx.set_base(plan.path, plan.owner, plan.label, content)
+        source.base_index().record(source.bases, tx)
+        source._hook("after-bases")
+
+
+# -- the source -------------------------------------------------------------------------------
+
+
+class FileSource:
+    """A folder-backed data block source; implements :class:`blocksync.sync.protocol.DataBlock`.
+
+    ``blocks`` is the store's block store. ``bases`` defaults to the source's sync bases in the
+    same repository (opened, and closed by :meth:`close`, here). ``config_rules`` narrows the
+    spec's permission rules (never widens them). ``fault`` is called with each step of
+    :data:`FOLDER_FAULT_STEPS` as reconcile reaches it: tests kill the process there.
+    """
+
+    def __init__(
+        self,
+        spec: FileSourceSpec,
+        blocks: BlockStore,
+        bases: SyncBases | None = None,
+        *,
+        config_rules: Sequence[PermissionRule] | None = None,
+        fault: Fault | None = None,
+    ) -> None:
+        if not spec.paths:
+            raise UsageError(f"file source {spec.key!r} has no root folder")
+        for root in spec.paths:
+            if not root.is_absolute():
+                raise UsageError(f"file source {spec.key!r}: root {root} is not absolute")
+        names.validate(spec.agent, "owner")
+        self.spec = spec
+        self.key = spec.key
+        self.blocks = blocks
+        self._git: GitStore | None = None
+        if bases is None:
+            self._git = GitStore(blocks.repo_path, durable=blocks.durable)
+            bases = SyncBases(self._git, spec.key)
+        elif bases.source != spec.key:
+            raise UsageError(f"bases of source {bases.source!r} given to file source {spec.key!r}")
+        self.bases = bases
+        self.config_rules = None if config_rules is None else tuple(config_rules)
+        self.fault = fault
+        self.author = f"source:{spec.key}"
+        self.tags = tuple(root_tag(root) for root in spec.paths)
+        # the store is never synced: refused as a root, and never entered below one (a bind
+        # mount, a folder moved in)
+        store = Path(blocks.repo_path).resolve().parent
+        for root in spec.paths:
+            problem = store_overlap(root, store)
+            if problem is not None:
+                raise ConfigError(f"file source {spec.key!r}: root {root} {problem}")
+        self._avoid: set[tuple[int, int]] = set()
+        for folder in (store, Path(blocks.repo_path)):
+            try:
+                info = os.stat(folder)
+            except OSError:
+                continue
+            self._avoid.add((info.st_dev, info.st_ino))
+        #: paths the last reconcile call left alone, and why
+        self.skipped: list[Skipped] = []
+        self._base_index: BaseIndex | None = None
+
+    def close(self) -> None:
+        if self._base_index is not None:
+            self._base_index.close()
+            self._base_index = None
+        if self._git is not None:
+            self._git.close()
+
+    def base_index(self) -> BaseIndex:
+        """The index of the bases in the store's ``index.db`` (opened on first use)."""
+        if self._base_index is None:
+            self._base_index = BaseIndex(self.blocks.index_db)
+        return self._base_index
+
+    def _snapshot(self) -> _Snapshot:
+        index = self.base_index()
+        entries = index.entries(self.bases)
+        self.bases.expect(entries)  # spares reading the bindings a write checks (verified)
+        self.blocks.catch_up_index()
+        latest: dict[tuple[str, str], tuple[int, str]] = {}
+        for owner in {self.spec.agent} | {e.owner for e in entries.values()}:
+            for label, row in index.latest_contents(owner).items():
+                latest[(owner, label)] = row
+        bound = {(e.owner, e.label): e.path for e in entries.values()}
+        return _Snapshot(entries, bound, latest)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def source_id(self) -> str:
+        return f"file:{self.spec.key}"
+
+    def name(self) -> str:
+        return self.spec.name
+
+    def block_schema(self) -> BlockSchemaSpec:
+        return BlockSchemaSpec("file", "the text of one file (UTF-8)", DEFAULT_SCHEMA)
+
+    def permission_rules(self) -> list[PermissionRule]:
+        return list(self.spec.permission_rules)
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def target(self, path: str) -> FileTarget:
+        """Where ``path`` lives; refuses a path outside the roots or not in canonical form."""
+        index, rel = self._locate(path)
+        root = self.spec.paths[index]
+        return FileTarget(path, root, rel, root.joinpath(*rel.split("/")), self._label(index, rel))
+
+    def _locate(self, path: str) -> tuple[int, str]:
+        """As :meth:`target`: the index of ``path``'s root and its relative path, checked."""
+        if not isinstance(path, str) or not path:
+            raise UsageError(f"source {self.spec.key!r}: a path must be non-empty text, not {path!r}")
+        roots = self.spec.paths
+        index, rel = 0, path
+        if len(roots) > 1:
+            head, colon, rest = path.partition(":")
+            if not colon or not head.isdigit() or str(int(head)) != head or int(head) >= len(roots):
+                raise UsageError(
+                    f"source {self.spec.key!r} has {len(roots)} roots, so its paths are "
+                    f"'<root index 0..{len(roots) - 1}>:<relative path>'; {path!r} is not one"
+                )
+            index, rel = int(head), rest
+        # an empty, "." or ".." part shows as "//", "/./" or "/../" once the path is framed
+        framed = f"/{rel}/"
+        if "//" in framed or "/./" in framed or "/../" in framed or "\0" in rel:
+            raise UsageError(
+                f"source {self.spec.key!r}: path {path!r} is outside its root folders or not "
+                "canonical (no leading '/', no empty, '.' or '..' parts)"
+            )
+        if "/." in framed and is_vcs_path(rel):
+            raise UsageError(f"source {self.spec.key!r}: path {path!r}: {_VCS}")
+        return index, rel
+
+    def path_problem(self, path: str) -> str | None:
+        try:
+            self._locate(path)
+        except UsageError as exc:
+            return str(exc)
+        return None
+
+    def has_path(self, path: str) -> bool:
+        target = self.target(path)
+        if self.bases.get(path) is not None:
+            return True
+        try:
+            if self._exists(target):
+                return True
+        except NotFound:
+            pass  # no root: no file
+        return self.blocks.exists(self.spec.agent, target.label)
+
+    def _exists(self, target: FileTarget) -> bool:
+        """Is there anything at ``target`` now (a file, a link, a FIFO...)?"""
+        with self._disk() as disk:
+            return disk[target.root].exists(target.rel)
+
+    def _read_now(self, target: FileTarget) -> tuple[str | None, str | None]:
+        """The text of ``target`` and the sha256 of its bytes now ((None, None): no file);
+        UsageError when it is left alone (no regular file, not UTF-8)."""
+        with self._disk() as disk:
+            text, digest, unreadable = read_file(disk[target.root], target.rel)
+        if unreadable is not None:
+            raise UsageError(f"source {self.spec.key!r}: {target.path!r} is left alone: {unreadable}")
+        return text, digest
+
+    def _label(self, index: int, rel: str) -> str:
+        return f"{LABEL_PREFIX}{self.tags[index]}:{rel}"
+
+    def path_for_label(self, label: str) -> str | None:
+        """The source path the label scheme gives ``label``; None if not one of this source's."""
+        if not label.startswith(LABEL_PREFIX):
+            return None
+        tag, colon, rel = label[len(LABEL_PREFIX):].partition(":")
+        if not colon or tag not in self.tags:
+            return None
+        path = self.spec.source_path(self.tags.index(tag), rel)
+        try:
+            self.target(path)
+        except UsageError:
+            return None
+        return path
+
+    def level(self, rel: str) -> PermissionLevel:
+        return permissions.level_for(rel, self.spec.permission_rules, self.config_rules)
+
+    def selects(self, rel: str) -> bool:
+        """Does the configuration select the file ``rel`` (recursive, include, exclude)?"""
+        return self.spec.selects(rel)
+
+    def _disk(self) -> contextlib.AbstractContextManager[Roots]:
+        return opened(self.key, self._avoid)
+
+    def _outside(self, disk: Roots) -> RootsOutside:
+        """The :class:`blocksync.shared.apply.Outside` port over ``disk``, the roots opened for a call."""
+
+        def locate(path: str) -> tuple[Path, str]:
+            index, rel = self._locate(path)
+            return self.spec.paths[index], rel
+
+        return RootsOutside(disk, self.spec, locate, self._hook)
+
+    def scan(self) -> list[str]:
+        """The selected regular files on disk now, sorted (see :func:`folder_disk.survey`)."""
+        with self._disk() as disk:
+            return self._outside(disk).list_paths()
+
+    def candidates(self) -> list[str]:
+        """Bound paths, selected files on disk, and the agent's blocks whose labels name a path
+        of this source (a new block becomes a new file); sorted.
+
+        Bound paths that no longer parse (their root was removed from the configuration) are
+        left out: they stay bound, and untouched, until someone forgets them.
+        """
+        with self._disk() as disk:
+            return self._candidates(self._snapshot(), folder_disk.survey(disk, self.spec))[0]
+
+    def _candidates(self, snap: _Snapshot, survey: Survey) -> tuple[list[str], list[Skipped]]:
+        """The candidates, and the agent's blocks that name a path never synced (and why)."""
+        paths = set(survey.files)
+        skipped: list[Skipped] = []
+        for bound in snap.entries:
+            if bound in paths:
+                continue
+            try:
+                self.target(bound)
+            except UsageError:
+                continue
+            paths.add(bound)
+        tags = {tag: index for index, tag in enumerate(self.tags)}
+        for owner, label in snap.latest:
+            if owner != self.spec.agent or not label.startswith(LABEL_PREFIX):
+                continue
+            tag, _, rel = label[len(LABEL_PREFIX):].partition(":")
+            if tag in tags and self.spec.source_path(tags[tag], rel) in paths:
+                continue  # already a candidate (the usual case): no need to parse it again
+            if tag in tags and is_vcs_path(rel):
+                path = self.spec.source_path(tags[tag], rel)
+                skipped.append(Skipped(path, f"block {owner}/{label} names it, but {_VCS}"))
+                continue
+            named = self.path_for_label(label)
+            if named is not None and self.selects(self.target(named).rel):
+                paths.add(named)
+        return sorted(paths), skipped
+
+    # -- reconcile --------------------------------------------------------------------------
+
+    def _guard(self, snap: _Snapshot, survey: Survey) -> None:
+        """Refuse a run over all paths in which most bound files vanished at once, or most of
+        their blocks were deleted (see :func:`blocksync.sync.protocol.mass_deletion`). Files in
+        folders that cannot be listed are unknown, not gone; version-control paths never sync."""
+        bound = 0
+        gone: list[str] = []
+        blocks_gone: list[str] = []
+        for path, entry in snap.entries.items():
+            if path in survey.present:  # listed: a path of a root, no VCS file, known
+                bound += 1
+                if (entry.owner, entry.label) not in snap.latest:
+                    blocks_gone.append(path)
+                continue
+            try:
+                index, rel = self._locate(path)
+            except UsageError:
+                continue  # its root left the configuration, or a VCS path: never synced
+            if survey.unknown(index, rel) is None:
+                bound += 1
+                gone.append(path)
+        if bound <= MASS_DELETION_MIN:
+            return  # too few to tell an accident from deliberate deletions
+        for side, missing in (("disk", gone), ("agent", blocks_gone)):
+            refusal = mass_deletion(self.key, bound, missing, side=side)
+            if refusal is not None:
+                raise refusal
+
+    def reconcile(self, paths: list[str]) -> list[ReconcileResult]:
+        """Reconcile ``paths`` (see the module docstring); skipped ones land in ``skipped``."""
+        outcome = self.reconcile_outcome(paths)
+        return outcome.results
+
+    def reconcile_outcome(
+        self,
+        paths: Iterable[str] | None = None,
+        *,
+        dry_run: bool = False,
+        allow_mass_delete: bool = False,
+    ) -> ReconcileOutcome:
+        """As :meth:`reconcile`, with the skipped paths and reasons; None: every candidate,
+        after the mass-deletion guard (unless ``allow_mass_delete``) and with every entry of
+        the folders that is not synced reported in ``skipped``.
+
+        ``dry_run`` decides every path and writes nothing: the results say what would happen.
+        A path whose block an agent changes while this call writes is decided again once with
+        what it holds then, and otherwise left for the next run (a skip saying so): one busy
+        block never fails the others.
+        """
+        wanted = None if paths is None else list(dict.fromkeys(paths))
+        if wanted is not None:
+            for p in wanted:
+                self.target(p)  # every path checked before anything is read
+        outcome = ReconcileOutcome()
+        with self._disk() as disk:
+            snap = self._snapshot()
+            survey = None
+            if wanted is None:
+                survey = folder_disk.survey(disk, self.spec)
+                if not allow_mass_delete:
+                    self._guard(snap, survey)
+                wanted, skipped = self._candidates(snap, survey)
+                outcome.skipped += survey.skipped + skipped
+            else:  # a missing root fails the call before anything is decided
+                for root in {self.spec.paths[self._locate(p)[0]] for p in wanted}:
+                    disk[root]
+            ordered = self._decide(wanted, snap, disk, survey, outcome)
+            plans = [item for item in ordered if isinstance(item, _Plan)]
+            stopped = interrupts.reason()
+            if stopped is not None and not dry_run:  # a signal came while deciding: no writes
+                for plan in plans:
+                    plan.skipped = stopped
+            elif not dry_run:
+                self._apply(plans, disk)
+                moved = {plan.path for plan in plans if plan.skipped == _MOVED}
+                if moved:  # decided again once, with the block as it is now
+                    again = self._decide(sorted(moved), self._snapshot(), disk, survey, outcome)
+                    self._apply([item for item in again if isinstance(item, _Plan)], disk)
+                    redone = {item.path: item for item in again}
+                    ordered = [
+                        redone[path] if path in redone else item
+                        for item in ordered
+                        if (path := item.path) not in moved or path in redone
+                    ]
+            for item in ordered:
+                self._report(item, outcome)
+        order = {p: i for i, p in enumerate(wanted)}
+        outcome.skipped.sort(key=lambda s: order.get(s.path, -1))
+        self.skipped = list(outcome.skipped)
+        return outcome
+
+    def _decide(
+        self,
+        wanted: list[str],
+        snap: _Snapshot,
+        disk: Roots,
+        survey: Survey | None,
+        outcome: ReconcileOutcome,
+    ) -> list[NoChange | _Plan]:
+        """In the order of ``wanted``: each path found unchanged by its hashes alone, or its
+        plan; paths left alone go to ``outcome.skipped`` with the reason."""
+        roots = self.spec.paths
+        ordered: list[NoChange | _Plan] = []
+        for path in wanted:
+            stopped = interrupts.reason()
+            if stopped is not None:  # a signal: what is not decided yet is left for the next run
+                outcome.skipped.append(Skipped(path, stopped))
+                continue
+            index, rel = self._locate(path)
+            root = roots[index]
+            why = None if survey is None else survey.unknown(index, rel)
+            if why is not None:
+                outcome.skipped.append(Skipped(path, why))
+                continue
+            folder = disk[root]
+            read = None
+            entry = snap.entries.get(path)
+            if entry is not None:  # a bound path's file is read first anyway (see _classify)
+                read = folder.read(rel, listed=survey is not None and path in survey.present)
+                if self._unchanged(entry, read[0], snap):
+                    ordered.append(NoChange(path))
+                    continue
+            target = FileTarget(
+                path, root, rel, root.joinpath(*rel.split("/")), self._label(index, rel)
+            )
+            try:
+                classified = self._classify(target, snap, folder, read)
+            except StoreCorrupt as exc:  # one damaged object fails its path, not the source
+                classified = Skipped(path, str(exc))
+            if isinstance(classified, Skipped):
+                outcome.skipped.append(classified)
+            else:
+                ordered.append(classified)
+        return ordered
+
+    @staticmethod
+    def _report(item: NoChange | _Plan, outcome: ReconcileOutcome) -> None:
+        if isinstance(item, NoChange):
+            outcome.results.append(item)
+            outcome.reasons[item.path] = _UNCHANGED
+            return
+        plan = item
+        if plan.skipped is not None:
+            reason = BLOCK_MOVED if plan.skipped == _MOVED else plan.skipped
+            outcome.skipped.append(Skipped(plan.path, reason))
+            return
+        result = _result(plan)
+        outcome.results.append(result)
+        outcome.reasons[plan.path] = plan.reason
+        if isinstance(result, NeedsResolution):
+            disk_text = plan.outside_now if plan.conflict is not None else plan.outside
+            outcome.conflicts[plan.path] = Sides(
+                plan.owner, plan.label, plan.base, disk_text, plan.agent
+            )
+
+    @staticmethod
+    def _unchanged(entry: BaseEntry, data: bytes | None, snap: _Snapshot) -> bool:
+        """Are the file (its bytes ``data``) and the block of bound path ``entry`` both its
+        base, by their hashes? What :meth:`_classify` finds first, without a target or plan."""
+        if data is None:
+            return False
+        latest = snap.latest.get((entry.owner, entry.label))
+        return (
+            latest is not None
+            and latest[1] == entry.base_blob
+            and apply.sha256(data) == entry.base_sha256
+        )
+
+    def _classify(
+        self,
+        target: FileTarget,
+        snap: _Snapshot,
+        folder: Folder,
+        read: tuple[bytes | None, str | None] | None = None,
+    ) -> _Plan | Skipped:
+        """The plan for one path, or the reason it is left alone.
+
+        Hashes first: a path whose file's sha256 is its base's, and whose block's newest
+        content blob is its base's blob, is unchanged on both sides, and only its file is read
+        (never the base or the block). Any other path reads all three texts for the table.
+        """
+        try:
+            target.rel.encode("utf-8")
+        except UnicodeEncodeError:
+            return Skipped(target.path, "its name is not UTF-8: it cannot be a block label")
+        entry = snap.entries.get(target.path)
+        if entry is not None:
+            owner, label = entry.owner, entry.label
+        else:
+            owner, label = self.spec.agent, target.label
+            try:
+                names.validate(label, "label")
+            except UsageError as exc:
+                return Skipped(target.path, f"its name cannot be a block label: {exc}")
+            other = snap.bound_blocks.get((owner, label))
+            if other is not None:
+                return Skipped(target.path, f"its block {owner}/{label} is bound to path {other!r}")
+            if not self.selects(target.rel):
+                return Skipped(
+                    target.path, "not selected by the source's recursive/include/exclude settings"
+                )
+        data, unreadable = folder.read(target.rel) if read is None else read
+        if unreadable is not None:
+            return Skipped(target.path, unreadable)
+        disk_hash = None if data is None else apply.sha256(data)
+        latest = snap.latest.get((owner, label))
+        if (
+            entry is not None
+            and data is not None
+            and latest is not None
+            and disk_hash == entry.base_sha256
+            and latest[1] == entry.base_blob
+        ):
+            # the same bytes as the base (UTF-8, as every base is) on both sides
+            text = data.decode("utf-8")
+            return _Plan(
+                target.path, owner, label, text, text, disk_hash, text,
+                Decision(Action.NO_CHANGE, text, _UNCHANGED),
+                target=target, version=latest[0], level=self.level(target.rel),
+            )
+        disk: str | None = None
+        if data is not None:
+            try:
+                disk = apply.text_of(data)
+            except Unreadable as exc:
+                return Skipped(target.path, str(exc))
+        # both sides as of the snapshot (a block that moves since is refused by its expected
+        # version when written); a text known to equal another is never read twice: a file
+        # hashing to its base's sha256 holds the base, a block whose blob is the base's too
+        base: str | None = None
+        base_known = entry is None
+        if entry is not None and disk is not None and disk_hash == entry.base_sha256:
+            base, base_known = disk, True
+        agent: str | None = None
+        version: int | None = None
+        if latest is not None:
+            version, blob = latest
+            if entry is not None and base_known and blob == entry.base_blob:
+                agent = base
+            else:
+                agent = self.blocks.read_blob(blob)
+        if not base_known:
+            assert entry is not None
+            if latest is not None and latest[1] == entry.base_blob:
+                base = agent
+            else:
+                base = self.bases.text(entry.base_blob)
+        level = self.level(target.rel)
+        decision = decide(base, disk, agent, level.value, _merge)
+        return _Plan(
+            target.path, owner, label, base, disk, disk_hash, agent, decision,
+            target=target, version=version, level=level,
+        )
+
+    def _hook(self, step: str) -> None:
+        if self.fault is not None:
+            self.fault(step)
+
+    def _apply(self, plans: list[_Plan], disk: Roots) -> None:
+        apply.apply(plans, self._outside(disk), _Inside(self, disk))
+
+    def _reconcile_in_sync(self, path: str) -> FileTarget:
+        """Reconcile one path for load/save/create; raise if it did not end in sync."""
+        outcome = self.reconcile_outcome([path])
+        if outcome.skipped:
+            raise UsageError(
+                f"source {self.spec.key!r}: {path!r} is left alone: {outcome.skipped[0].reason}"
+            )
+        (result,) = outcome.results
+        if isinstance(result, NeedsResolution):
+            raise MergeConflict(
+                f"source {self.spec.key!r}: {path!r} needs resolution: {outcome.reasons[path]}"
+            )
+        return self.target(path)
+
+    # -- conflict resolution -----------------------------------------------------------------
+
+    def sides(self, path: str) -> Sides:
+        """The path's block and its base, disk and agent contents as they are now."""
+        target = self.target(path)
+        found = self.bases.get(path)
+        owner, label = (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
+        text, _ = self._read_now(target)
+        try:
+            agent: str | None = self.blocks.read(owner, label).content
+        except BlockNotFound:
+            agent = None
+        return Sides(owner, label, None if found is None else found[1], text, agent)
+
+    def settle(
+        self,
+        path: str,
+        *,
+        disk: str | None,
+        agent: str | None,
+        base: str | None,
+        expected: Sides,
+        message: str,
+        author: str,
+    ) -> int | None:
+        """Write the block, then the file, then the base of one path, in reconcile's order;
+        ``expected`` is what the caller checked both sides hold (a side that moved since is
+        refused, never overwritten). Returns the block's new version (None: no block)."""
+        target = self.target(path)
+        version: int | None = None
+        with self.blocks.transaction(message, author) as tx:
+            current = self.blocks.read(expected.owner, expected.label) if tx.exists(
+                expected.owner, expected.label) else None
+            if _hash(current.content if current else None) != _hash(expected.agent):
+                raise ConcurrentUpdate(f"block {expected.owner}/{expected.label}", 1,
+                                       "it changed while the conflict was being resolved")
+            tx.hold(
+                expected.owner, expected.label, agent,
+                expected_version=None if current is None else current.version,
+                description=f"{target.rel} in {target.root}",
+            )
+        if tx.result is not None:
+            version = tx.result.versions.get((expected.owner, expected.label))
+        if version is None and agent is not None:
+            version = self.blocks.read(expected.owner, expected.label).version
+        disk_hash = _hash(expected.disk)  # a UTF-8 file's hash is its text's content hash
+        with self._disk() as folders:
+            folder = folders[target.root]
+            try:
+                if disk is None:
+                    done = disk_hash is None or folder.remove(target.rel, disk_hash)
+                elif disk == expected.disk:
+                    done = True
+                else:
+                    done = folder.write(target.rel, disk.encode("utf-8"), disk_hash)
+                folder.sync()
+            except OSError as exc:
+                raise SourceChanged(
+                    self.key, path, f"cannot write its file {target.file}: {why(exc)}"
+                ) from exc
+        if not done:
+            raise ConcurrentUpdate(f"file {target.file}", 1,
+                                   "it changed while the conflict was being resolved")
+        with self.bases.update(message, author) as btx:
+            if base is None:
+                btx.forget(path)
+            else:
+                btx.set_base(path, expected.owner, expected.label, base)
+        return version
+
+    # -- single-block operations ------------------------------------------------------------
+
+    def _check_owner(self, owner: str) -> None:
+        if owner != self.spec.agent:
+            raise AccessDenied(
+                f"file source {self.spec.key!r} keeps blocks of agent {self.spec.agent!r}, "
+                f"not of {owner!r}"
+            )
+
+    def _require(self, target: FileTarget, needed: PermissionLevel, action: str) -> None:
+        level = self.level(target.rel)
+        if level.rank < needed.rank:
+            raise AccessDenied(
+                f"cannot {action} {target.path!r} of source {self.spec.key!r}: the path is "
+                f"{level.value} ({needed.value} needed)"
+            )
+
+    def block_of(self, path: str) -> BlockRef:
+        """The block that mirrors ``path`` (bound, or by the label scheme)."""
+        target = self.target(path)
+        found = self.bases.get(path)
+        owner, label = (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
+        return BlockRef(BlockStore.git_path(owner, label), label, owner)
+
+    def path_of(self, block: BlockRef) -> str:
+        """The path ``block`` mirrors: its binding, else the label scheme."""
+        self._check_owner(block.agent_id)
+        binding = self.bases.binding_for_block(block.agent_id, block.label)
+        if binding is not None:
+            return binding.path
+        path = self.path_for_label(block.label)
+        if path is None:
+            raise NotFound(
+                f"block {block.agent_id}/{block.label} mirrors no path of file source "
+                f"{self.spec.key!r}"
+            )
+        return path
+
+    def load(self, path: str, owner: str) -> BlockRef:
+        """Sync the existing file ``path`` into its block (created if new); the block's ref.
+
+        A reconcile of that one path: a block edit is kept (merged, or a conflict raised as
+        :class:`MergeConflict`), never overwritten.
+        """
+        self._check_owner(owner)
+        target = self.target(path)
+        if not self._exists(target):
+            raise NotFound(f"source {self.spec.key!r} has no file {path!r} ({target.file})")
+        self._reconcile_in_sync(path)
+        return self.block_of(path)
+
+    def create(self, path: str, content: str | None, owner: str) -> BlockRef:
+        """Create a new file ``path`` and its block, holding ``content`` (default empty)."""
+        self._check_owner(owner)
+        target = self.target(path)
+        self._require(target, PermissionLevel.READ_WRITE, "create")
+        if not self.selects(target.rel):
+            raise UsageError(
+                f"source {self.spec.key!r}: {path!r} is not selected by its recursive/include/"
+                "exclude settings"
+            )
+        if self._exists(target):
+            raise AlreadyExists(f"source {self.spec.key!r} already has a file {path!r}")
+        if self.bases.get(path) is not None:
+            raise AlreadyExists(f"source {self.spec.key!r}: {path!r} is bound already")
+        self.blocks.create(
+            owner, target.label, content or "", description=f"{target.rel} in {target.root}",
+            author=self.author, message=f"file source {self.spec.key}: create {path}",
+        )
+        self._reconcile_in_sync(path)
+        return self.block_of(path)
+
+    def save(self, block: BlockRef) -> None:
+        """Carry the block's content to its file (a reconcile of its path: a disk edit made
+        since the last sync is merged, or raised as a :class:`MergeConflict`, never lost)."""
+        path = self.path_of(block)
+        self._require(self.target(path), PermissionLevel.READ_WRITE, "write")
+        self._reconcile_in_sync(path)
+
+    def delete(self, path: str) -> None:
+        """Delete the file, its block and its binding (admin only). Refused, touching nothing,
+        if the file holds text neither its base nor its block has: reconcile it first."""
+        target = self.target(path)
+        self._require(target, PermissionLevel.ADMIN, "delete")
+        found = self.bases.get(path)
+        owner, label = (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
+        base = None if found is None else found[1]
+        text, disk_hash = self._read_now(target)
+        try:
+            block = self.blocks.read(owner, label)
+            agent, version = block.content, block.version
+        except BlockNotFound:
+            agent, version = None, None
+        gone = _Plan(
+            path, owner, label, base, text, disk_hash, agent,
+            Decision(Action.FORGET, None, "deleted"),
+            target=target, version=version, level=PermissionLevel.ADMIN,
+        )
+        message = f"file source {self.spec.key}: delete {path}"
+        try:
+            with self._disk() as disk:
+                apply.delete(gone, self._outside(disk), _Inside(self, disk, message, False))
+        except apply.NothingToDelete:
+            raise NotFound(f"source {self.spec.key!r} has no path {path!r}") from None
+        except apply.DeleteRefused as exc:
+            raise MergeConflict(f"source {self.spec.key!r}: {path!r}: {exc}") from None
+
+    # -- versions (through the block store) -------------------------------------------------
+
+    def history(self, block: BlockRef) -> list[VersionInfo]:
+        """The block's versions, newest first (as the WIT's ``block-history``)."""
+        self._check_owner(block.agent_id)
+        return [
+            VersionInfo(
+                str(v.version),
+                v.timestamp,
+                f"{v.message} ({v.author}{', deleted' if v.deleted else ''})",
+            )
+            for v in reversed(self.blocks.history(block.agent_id, block.label))
+        ]
+
+    def rollback(self, block: BlockRef, version: str) -> None:
+        """Make ``version``'s content the block's newest version; the file follows at the next
+        reconcile (or :meth:`save`), through the truth table like any block edit."""
+        self._check_owner(block.agent_id)
+        self.blocks.rollback(block.agent_id, block.label, version, author=self.author)
+
+    def diff(self, block: BlockRef, from_: str | None, to: str | None) -> str:
+        """Unified diff between two versions of the block (defaults: the newest and the one
+        before it)."""
+        self._check_owner(block.agent_id)
+        return self.blocks.diff(block.agent_id, block.label, from_, to).unified
+
+
+def root_tag(root: Path) -> str:
+    """The 8 hex digits naming a root in labels: of the sha256 of its absolute path's bytes."""
+    return hashlib.sha256(os.fsencode(root)).hexdigest()[:8]

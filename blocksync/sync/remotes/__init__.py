@@ -1,0 +1,1 @@
+"""Remotes: other stores' git repositories, pulled and pushed block by block."""
