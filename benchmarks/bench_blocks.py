@@ -38,7 +38,8 @@ def median_seconds(fn: Callable[[], object], runs: int) -> float:
 def git_log(repo: Path, path: str) -> None:
     subprocess.run(
         ["git", "--git-dir", str(repo), "log", "--format=%H", "--", path],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
 
 
@@ -57,8 +58,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--commits", type=int, default=20_000)
     parser.add_argument("--blocks", type=int, default=1_000)
-    parser.add_argument("--tiny", action="store_true",
-                        help="a smoke run (tests/test_benchmarks.py): 120 commits, 10 blocks")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a smoke run (tests/test_benchmarks.py): 120 commits, 10 blocks",
+    )
     args = parser.parse_args()
     if args.tiny:  # past commit 100, so the tracked block has a second version
         args.commits, args.blocks = 120, 10
@@ -98,8 +102,10 @@ def main() -> None:
             f"(p90 {sorted(tail)[int(len(tail) * 0.9)] * 1e3:.2f} ms, last {len(tail)} updates)"
         )
         history_large = history_figures(ws, f"at {commits} commits")
-        print(f"history flatness: {history_large[0] / history_small[0]:.2f}x time for "
-              f"{commits / small_at:.0f}x commits")
+        print(
+            f"history flatness: {history_large[0] / history_small[0]:.2f}x time for "
+            f"{commits / small_at:.0f}x commits"
+        )
 
         def big_transaction() -> None:
             with ws.transaction("bulk") as tx:
@@ -108,8 +114,10 @@ def main() -> None:
 
         tx_time = median_seconds(big_transaction, 3)
         writes = min(1000, len(labels))
-        print(f"{writes} updates in one transaction: median {tx_time * 1e3:.0f} ms "
-              f"= {writes / tx_time:.0f} block writes/s")
+        print(
+            f"{writes} updates in one transaction: median {tx_time * 1e3:.0f} ms "
+            f"= {writes / tx_time:.0f} block writes/s"
+        )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.plugin_builds import built_plugins  # noqa: E402
-from tests.stores import make_store  # noqa: E402
+from tests.plugin_builds import built_plugins
+from tests.stores import make_store
 
 EXTRA_GOAL_MB = 60
 SEVEN_GOAL_MB = 400
@@ -72,8 +72,12 @@ def seven_sources(folder: Path) -> list[Source]:
         notes.mkdir()
         for name in ("a.md", "b.md"):
             (notes / name).write_text(f"{key} {name}\n", encoding="utf-8")
-        return {"path": wasm["files"], "dir": notes, "dir_mode": "read-write",
-                "config": {"owner": "alice", "tag": key, "permission": "read-write"}}
+        return {
+            "path": wasm["files"],
+            "dir": notes,
+            "dir_mode": "read-write",
+            "config": {"owner": "alice", "tag": key, "permission": "read-write"},
+        }
 
     def echo(key: str) -> dict[str, Any]:
         return {"path": wasm["echo_block"], "config": {"files": f"{key}-a=x;{key}-b=y"}}
@@ -82,8 +86,13 @@ def seven_sources(folder: Path) -> list[Source]:
         return {"path": wasm["hostile_block"], "config": {"mode": "ok"}}
 
     return [
-        ("ok1", ok()), ("echo1", echo("echo1")), ("files1", files("files1")),
-        ("ok2", ok()), ("echo2", echo("echo2")), ("ok3", ok()), ("files2", files("files2")),
+        ("ok1", ok()),
+        ("echo1", echo("echo1")),
+        ("files1", files("files1")),
+        ("ok2", ok()),
+        ("echo2", echo("echo2")),
+        ("ok3", ok()),
+        ("files2", files("files2")),
     ]
 
 
@@ -103,8 +112,12 @@ def chaos_sources() -> list[Source]:
 def peak_kib(store: Path, keys: list[str], failing: set[str]) -> int:
     """The peak RSS of a new process reconciling ``keys`` (each of ``failing`` must fail, and
     no other)."""
-    done = subprocess.run([sys.executable, "-c", CHILD, str(store), *keys],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(store), *keys],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise SystemExit(f"the measuring process exited {done.returncode}:\n{done.stderr}")
     result = json.loads(done.stdout.splitlines()[-1])
@@ -118,8 +131,9 @@ def mb(kib: float) -> float:
     return kib * 1024 / MB
 
 
-def peaks(folder: Path, sources: list[Source], failing: set[str], most: int, runs: int
-          ) -> dict[int, float]:
+def peaks(
+    folder: Path, sources: list[Source], failing: set[str], most: int, runs: int
+) -> dict[int, float]:
     """Median peak RSS (KiB) by number of sources attached (0 .. most), printed as a table."""
     keys = [key for key, _ in sources]
     found: dict[int, float] = {}
@@ -142,27 +156,38 @@ def summary(found: dict[int, float], what: str) -> None:
     extra = statistics.median(mb(found[n] - found[n - 1]) for n in found if n >= 2)
     print(f"{what}: median peak RSS with no plugin {mb(found[0]):.1f} MB")
     print(f"{what}: median RSS of the first plugin {mb(found[1] - found[0]):.1f} MB")
-    print(f"{what}: median extra RSS per plugin beyond the first {extra:.1f} MB "
-          f"({verdict(extra, EXTRA_GOAL_MB)})")
+    print(
+        f"{what}: median extra RSS per plugin beyond the first {extra:.1f} MB "
+        f"({verdict(extra, EXTRA_GOAL_MB)})"
+    )
     if last == 7:
-        print(f"{what}: median peak RSS with seven plugins {mb(found[7]):.1f} MB "
-              f"({verdict(mb(found[7]), SEVEN_GOAL_MB)})")
+        print(
+            f"{what}: median peak RSS with seven plugins {mb(found[7]):.1f} MB "
+            f"({verdict(mb(found[7]), SEVEN_GOAL_MB)})"
+        )
     else:
-        print(f"{what}: median peak RSS with {last} plugins {mb(found[last]):.1f} MB "
-              f"(the seven-plugin goal <= {SEVEN_GOAL_MB} MB is judged by a full run)")
+        print(
+            f"{what}: median peak RSS with {last} plugins {mb(found[last]):.1f} MB "
+            f"(the seven-plugin goal <= {SEVEN_GOAL_MB} MB is judged by a full run)"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true",
-                        help="a smoke run (tests/test_benchmarks.py): 0 to 2 plugins, 1 run")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a smoke run (tests/test_benchmarks.py): 0 to 2 plugins, 1 run",
+    )
     parser.add_argument("--runs", type=int, default=5, help="processes per figure (default 5)")
     args = parser.parse_args()
     runs, most = (1, 2) if args.tiny else (args.runs, 7)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        print(f"peak RSS (VmHWM) of a process reconciling N data-block sources, "
-              f"median of {runs} runs each")
+        print(
+            f"peak RSS (VmHWM) of a process reconciling N data-block sources, "
+            f"median of {runs} runs each"
+        )
         print("\nwell-behaved sources (hostile_block mode ok, echo_block, files)")
         good = peaks(folder / "good", seven_sources(folder), set(), most, runs)
         print("\nfailing sources (hostile_block: trap, 64 MiB memory cap, result too large)")

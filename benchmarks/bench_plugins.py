@@ -30,10 +30,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from blocksync.plugins.host import lift
-from blocksync.plugins.host.runtime import Plugin, load, runtime  # noqa: E402
-from blocksync.plugins.spec import PluginSpec  # noqa: E402
-from tests.plugin_builds import build_info, built_plugin  # noqa: E402
-from tests.stores import HOST_CACHE  # noqa: E402
+from blocksync.plugins.host.runtime import Plugin, load, runtime
+from blocksync.plugins.spec import PluginSpec
+from tests.plugin_builds import build_info, built_plugin
+from tests.stores import HOST_CACHE
 
 SOURCE = HERE / "plugins" / "bench_reconcile"
 
@@ -67,8 +67,10 @@ def load_figures(wasm: Path, cache: Path, tiny: bool) -> Plugin:
     spec = PluginSpec(key="bench", agent="bench", path=wasm)
     load(spec, cache_folder=cache).close()  # fills the cache
     cached = median_seconds(lambda: load(spec, cache_folder=cache).close(), 1 if tiny else 10)
-    print(f"load of a {len(data) / 1e6:.1f} MB plugin: cold compile {cold:.2f} s, cached load "
-          f"{cached * 1e3:.1f} ms ({cold / cached:.0f}x faster)")
+    print(
+        f"load of a {len(data) / 1e6:.1f} MB plugin: cold compile {cold:.2f} s, cached load "
+        f"{cached * 1e3:.1f} ms ({cold / cached:.0f}x faster)"
+    )
     plugin = load(spec, cache_folder=cache)
     plugin.call("data-block", "source-id")
 
@@ -78,8 +80,10 @@ def load_figures(wasm: Path, cache: Path, tiny: bool) -> Plugin:
 
     call = median_seconds(lambda: plugin.call("data-block", "source-id"), 1 if tiny else 50)
     again = median_seconds(reinstantiate, 1 if tiny else 30)
-    print(f"re-instantiation after a trap: {(again - call) * 1e3:.2f} ms "
-          f"(next call {again * 1e3:.2f} ms, a call on a live instance {call * 1e3:.2f} ms)")
+    print(
+        f"re-instantiation after a trap: {(again - call) * 1e3:.2f} ms "
+        f"(next call {again * 1e3:.2f} ms, a call on a live instance {call * 1e3:.2f} ms)"
+    )
     return plugin
 
 
@@ -95,7 +99,7 @@ def marshaling_figures(plugin: Plugin, paths: list[str], rounds_of: int) -> None
     for _ in range(rounds_of):
         timing: dict[str, float] = {}
 
-        def timed_lift(value: Any) -> Any:
+        def timed_lift(value: Any, timing: dict[str, float] = timing) -> Any:
             start = time.perf_counter()
             out = converter(value)
             timing["lift"] = time.perf_counter() - start
@@ -116,15 +120,21 @@ def marshaling_figures(plugin: Plugin, paths: list[str], rounds_of: int) -> None
     med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     host = med["lower"] + med["lift"]
     print(f"reconcile of {n:,} paths -> {n:,} variants: total {med['total'] * 1e3:.0f} ms")
-    print(f"  host per element: {host / n * 1e6:.2f} us "
-          f"(lowering paths {med['lower'] / n * 1e6:.2f} us, lifting variants "
-          f"{med['lift'] / n * 1e6:.2f} us)")
-    print(f"  guest: reconcile body {med['guest'] * 1e3:.1f} ms; guest-side canonical ABI and "
-          f"call overhead {(med['total'] - host - med['guest']) * 1e3:.1f} ms")
+    print(
+        f"  host per element: {host / n * 1e6:.2f} us "
+        f"(lowering paths {med['lower'] / n * 1e6:.2f} us, lifting variants "
+        f"{med['lift'] / n * 1e6:.2f} us)"
+    )
+    print(
+        f"  guest: reconcile body {med['guest'] * 1e3:.1f} ms; guest-side canonical ABI and "
+        f"call overhead {(med['total'] - host - med['guest']) * 1e3:.1f} ms"
+    )
     generic_lift = med["generic_total"] - (med["total"] - med["lift"])
-    print(f"  reference, wasmtime-py generic conversion: total {med['generic_total'] * 1e3:.0f} ms, "
-          f"lifting ~{generic_lift / n * 1e6:.1f} us per variant "
-          f"({generic_lift / med['lift']:.0f}x ours)")
+    print(
+        f"  reference, wasmtime-py generic conversion: total {med['generic_total'] * 1e3:.0f} ms, "
+        f"lifting ~{generic_lift / n * 1e6:.1f} us per variant "
+        f"({generic_lift / med['lift']:.0f}x ours)"
+    )
 
 
 def _lowering_seconds(lower: lift.Lower, store: Any, paths: list[str]) -> float:
@@ -139,14 +149,19 @@ def _lowering_seconds(lower: lift.Lower, store: Any, paths: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true",
-                        help="a smoke run (tests/test_benchmarks.py): 30 paths, one run each, "
-                             "the test runs' compile cache")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a smoke run (tests/test_benchmarks.py): 30 paths, one run each, "
+        "the test runs' compile cache",
+    )
     args = parser.parse_args()
     wasm = built_plugin(SOURCE)  # the test cache: rebuilt when the plugin, SDK or WIT change
     info = build_info(wasm)
-    print(f"plugin {SOURCE.name}: {info['size'] / 1e6:.1f} MB (built in {info['seconds']:.1f} s); "
-          f"medians of {'1 run' if args.tiny else '3 to 50 runs'} per figure")
+    print(
+        f"plugin {SOURCE.name}: {info['size'] / 1e6:.1f} MB (built in {info['seconds']:.1f} s); "
+        f"medians of {'1 run' if args.tiny else '3 to 50 runs'} per figure"
+    )
     paths = [f"notes/{i:05d}.md" for i in range(30 if args.tiny else 10_000)]
     with tempfile.TemporaryDirectory() as tmp:
         # tiny: the compile cache is the one test runs share, so it is filled at most once

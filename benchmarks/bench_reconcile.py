@@ -29,14 +29,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import blocksync  # noqa: E402
-from blocksync.fs.disk import Folder  # noqa: E402
+import blocksync
+from blocksync.fs.disk import Folder
 from blocksync.plugins.tooling import build as plugin_build
-from blocksync.sync.folder.config import FileSourceSpec  # noqa: E402
-from blocksync.sync.folder.source import FileSource  # noqa: E402
-from blocksync.sync.protocol import NoChange, PermissionLevel, PermissionRule, Resolved  # noqa: E402
-from tests.plugin_builds import built_plugin  # noqa: E402
-from tests.stores import share_compile_cache  # noqa: E402
+from blocksync.shared.wit import PermissionLevel, PermissionRule
+from blocksync.sync.folder.config import FileSourceSpec
+from blocksync.sync.folder.source import FileSource
+from blocksync.sync.protocol import NoChange, Resolved
+from tests.plugin_builds import built_plugin
+from tests.stores import share_compile_cache
 
 AGENT = "bench"
 KEY = "files"
@@ -97,9 +98,7 @@ def write_floor(base: Path, files: int, changed: int, runs: int) -> float:
 FILES_PLUGIN = ROOT / "fixtures" / "plugins" / "files"
 
 
-def plugin_runs(
-    base: Path, files: int, changed: int, runs: int, tiny: bool
-) -> tuple[float, float]:
+def plugin_runs(base: Path, files: int, changed: int, runs: int, tiny: bool) -> tuple[float, float]:
     """The same workload through the `files` WASM plugin, as `blocksync reconcile` drives it
     (PluginSource: one reconcile call, its writes committed as one batch). Medians of the
     changed and the unchanged run; the plugin stays loaded between runs, as in a long-lived
@@ -111,8 +110,10 @@ def plugin_runs(
         wasm = base / "files.wasm"
         start = time.perf_counter()
         result = plugin_build.build(FILES_PLUGIN, wasm)
-        print(f"setup: built the files plugin in {time.perf_counter() - start:.1f} s "
-              f"({result.size / 1e6:.1f} MB)")
+        print(
+            f"setup: built the files plugin in {time.perf_counter() - start:.1f} s "
+            f"({result.size / 1e6:.1f} MB)"
+        )
     folder = base / "plugin-folder"
     folder.mkdir()
     build(folder, files)
@@ -133,8 +134,10 @@ def plugin_runs(
         source = ws.reconciler.source(KEY)
         start = time.perf_counter()
         first = source.reconcile_outcome()
-        print(f"setup: first reconcile of {files} files through the plugin: "
-              f"{time.perf_counter() - start:.2f} s (not timed below)")
+        print(
+            f"setup: first reconcile of {files} files through the plugin: "
+            f"{time.perf_counter() - start:.2f} s (not timed below)"
+        )
         assert len(first.results) == files and not first.skipped, first.skipped[:3]
         for run in range(1, runs + 1):
             picked = rng.sample(range(files), 2 * changed)
@@ -162,8 +165,11 @@ def main() -> None:
     parser.add_argument("--changed", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-plugin", action="store_true", help="Skip the files plugin part.")
-    parser.add_argument("--tiny", action="store_true",
-                        help="a smoke run (tests/test_benchmarks.py): 10 files, 2 changed, 1 run")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a smoke run (tests/test_benchmarks.py): 10 files, 2 changed, 1 run",
+    )
     args = parser.parse_args()
     if args.tiny:
         args.files, args.changed, args.runs = 10, 2, 1
@@ -175,7 +181,10 @@ def main() -> None:
         build(folder, args.files)
         ws = blocksync.init(base / "store")
         spec = FileSourceSpec(
-            KEY, AGENT, "bench", (folder,),
+            KEY,
+            AGENT,
+            "bench",
+            (folder,),
             permission_rules=(PermissionRule("**", PermissionLevel.READ_WRITE),),
         )
         start = time.perf_counter()
@@ -188,10 +197,13 @@ def main() -> None:
         changed_times, unchanged_times = [], []
         for run in range(1, args.runs + 1):
             picked = rng.sample(range(args.files), 2 * args.changed)
-            on_disk, on_blocks = picked[: args.changed], picked[args.changed:]
+            on_disk, on_blocks = picked[: args.changed], picked[args.changed :]
             for i in on_disk:
                 (folder / rel(i)).write_text(text(i, run))
-            with FileSource(spec, ws.blocks) as fs, ws.blocks.transaction("agent edits", "agent:bench") as tx:
+            with (
+                FileSource(spec, ws.blocks) as fs,
+                ws.blocks.transaction("agent edits", "agent:bench") as tx,
+            ):
                 for i in on_blocks:
                     tx.update(AGENT, fs.target(rel(i)).label, text(i, run))
             with FileSource(spec, ws.blocks) as fs:  # a fresh source: no warm caches of its own
@@ -199,7 +211,10 @@ def main() -> None:
                 outcome = fs.reconcile_outcome()
                 changed_times.append(time.perf_counter() - start)
             resolved = sum(isinstance(r, Resolved) for r in outcome.results)
-            assert resolved == 2 * args.changed and not outcome.skipped, (resolved, outcome.skipped[:3])
+            assert resolved == 2 * args.changed and not outcome.skipped, (
+                resolved,
+                outcome.skipped[:3],
+            )
             with FileSource(spec, ws.blocks) as fs:
                 start = time.perf_counter()
                 outcome = fs.reconcile_outcome()
@@ -207,27 +222,41 @@ def main() -> None:
             assert all(isinstance(r, NoChange) for r in outcome.results)
             assert len(outcome.results) == args.files
         ws.close()
-        plugin = None if args.no_plugin else plugin_runs(
-            base, args.files, args.changed, args.runs, args.tiny
+        plugin = (
+            None
+            if args.no_plugin
+            else plugin_runs(base, args.files, args.changed, args.runs, args.tiny)
         )
         reference = git_status_reference(base, args.files, args.changed, args.runs)
         floor = write_floor(base, args.files, args.changed, args.runs)
         changed, unchanged = statistics.median(changed_times), statistics.median(unchanged_times)
-        print(f"reconcile, {args.changed} files + {args.changed} blocks changed of {args.files}: "
-              f"median {changed:.3f} s over {args.runs} runs (goal <= 0.5 s) "
-              f"= {changed / reference:.1f}x git status")
-        print(f"reconcile, nothing changed: median {unchanged:.3f} s "
-              f"= {unchanged / reference:.1f}x git status")
+        print(
+            f"reconcile, {args.changed} files + {args.changed} blocks changed of {args.files}: "
+            f"median {changed:.3f} s over {args.runs} runs (goal <= 0.5 s) "
+            f"= {changed / reference:.1f}x git status"
+        )
+        print(
+            f"reconcile, nothing changed: median {unchanged:.3f} s "
+            f"= {unchanged / reference:.1f}x git status"
+        )
         if plugin is not None:
             p_changed, p_unchanged = plugin
-            print(f"files plugin, the same changed run: median {p_changed:.3f} s "
-                  f"= {p_changed / changed:.1f}x native (goal <= 3x)")
-            print(f"files plugin, nothing changed: median {p_unchanged:.3f} s "
-                  f"= {p_unchanged / unchanged:.1f}x native")
-        print(f"reference: git status --porcelain, {args.changed} of {args.files} modified: "
-              f"median {reference:.3f} s")
-        print(f"floor: {args.changed} durable atomic file writes alone (2 fsyncs each): median "
-              f"{floor:.3f} s; the changed run less that: {changed - floor:.3f} s")
+            print(
+                f"files plugin, the same changed run: median {p_changed:.3f} s "
+                f"= {p_changed / changed:.1f}x native (goal <= 3x)"
+            )
+            print(
+                f"files plugin, nothing changed: median {p_unchanged:.3f} s "
+                f"= {p_unchanged / unchanged:.1f}x native"
+            )
+        print(
+            f"reference: git status --porcelain, {args.changed} of {args.files} modified: "
+            f"median {reference:.3f} s"
+        )
+        print(
+            f"floor: {args.changed} durable atomic file writes alone (2 fsyncs each): median "
+            f"{floor:.3f} s; the changed run less that: {changed - floor:.3f} s"
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -41,8 +41,10 @@ def rel(i: int) -> str:
 
 def timed(label: str, times: list[float], per: int) -> None:
     median = statistics.median(times)
-    print(f"{label}: median {median * 1e3:.1f} ms ({median / per * 1e6:.0f} us each of {per:,}; "
-          f"runs: {', '.join(f'{t * 1e3:.0f}' for t in times)} ms)")
+    print(
+        f"{label}: median {median * 1e3:.1f} ms ({median / per * 1e6:.0f} us each of {per:,}; "
+        f"runs: {', '.join(f'{t * 1e3:.0f}' for t in times)} ms)"
+    )
 
 
 def main() -> None:
@@ -50,9 +52,11 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--conflicts", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tiny", action="store_true",
-                        help="a smoke run (tests/test_benchmarks.py): 30 files, 21 conflicts, "
-                             "1 run")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a smoke run (tests/test_benchmarks.py): 30 files, 21 conflicts, 1 run",
+    )
     args = parser.parse_args()
     if args.tiny:  # more conflicts than the 20 resolved one by one: some are left to close
         args.files, args.conflicts, args.runs = 30, 21, 1
@@ -66,8 +70,10 @@ def main() -> None:
         store = base / "store"
         blocksync.init(store, author="bench").close()
         with (store / "blocksync.toml").open("a") as f:
-            f.write(f'\n[agents.{AGENT}.data_sources.{KEY}]\ntype = "file"\npaths = ["{folder}"]\n'
-                    'permission_rules = [{ pattern = "**", permission = "admin" }]\n')
+            f.write(
+                f'\n[agents.{AGENT}.data_sources.{KEY}]\ntype = "file"\npaths = ["{folder}"]\n'
+                'permission_rules = [{ pattern = "**", permission = "admin" }]\n'
+            )
         detect, again, close, resolve = [], [], [], []
         with blocksync.open(store, author="bench") as ws:
             ws.reconcile()
@@ -98,8 +104,9 @@ def main() -> None:
                 report = ws.reconcile()
                 close.append(time.perf_counter() - start)
                 assert not ws.conflicts.list(), report.sources[0].needs_resolution[:3]
-        timed(f"detect: reconcile of {args.files:,} files recording conflicts", detect,
-              args.conflicts)
+        timed(
+            f"detect: reconcile of {args.files:,} files recording conflicts", detect, args.conflicts
+        )
         timed("again: the same reconcile, nothing changed", again, args.conflicts)
         timed("close: reconcile closing every conflict", close, args.conflicts - 20)
         timed("resolve: conflicts.resolve, one call each", resolve, 20)

@@ -47,7 +47,14 @@ def _round(root: Path, blocks: int) -> dict[str, float]:
     head = a.blocks.head()
     assert head is not None
     t = time.perf_counter()
-    _git("--git-dir", str(root / "a" / "repo"), "push", "-q", str(snapshot), f"{head}:refs/heads/main")
+    _git(
+        "--git-dir",
+        str(root / "a" / "repo"),
+        "push",
+        "-q",
+        str(snapshot),
+        f"{head}:refs/heads/main",
+    )
     out["git push (same commits)"] = time.perf_counter() - t
 
     # pull + merge of 1,000 changed blocks: b changed the third line of each meanwhile
@@ -73,8 +80,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--blocks", type=int, default=1000)
-    parser.add_argument("--tiny", action="store_true",
-                        help="a smoke run (tests/test_benchmarks.py): 1 round of 10 blocks")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a smoke run (tests/test_benchmarks.py): 1 round of 10 blocks",
+    )
     args = parser.parse_args()
     if args.tiny:  # 10: the round reads block b7 back
         args.rounds, args.blocks = 1, 10

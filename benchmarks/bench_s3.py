@@ -23,11 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import blocksync  # noqa: E402
-from blocksync.plugins.tooling.build import build  # noqa: E402
-from tests.plugin_builds import build_info, built_plugin  # noqa: E402
-from tests.s3server import plugin_config, s3_server  # noqa: E402
-from tests.stores import make_store  # noqa: E402
+import blocksync
+from blocksync.plugins.tooling.build import build
+from tests.plugin_builds import build_info, built_plugin
+from tests.s3server import plugin_config, s3_server
+from tests.stores import make_store
 
 KEY = "docs"
 OWNER = "alice"
@@ -48,7 +48,11 @@ def built(tmp: Path, tiny: bool) -> Path:
     else:
         result = build(ROOT / "fixtures" / "plugins" / "s3", tmp / "s3.wasm")
         wasm, seconds, size, world, wasi = (
-            result.path, result.seconds, result.size, result.world, result.wasi
+            result.path,
+            result.seconds,
+            result.size,
+            result.world,
+            result.wasi,
         )
     print(f"build: {seconds:.1f} s, {size / 2**20:.1f} MiB (world {world}, wasi={wasi})")
     return wasm
@@ -59,8 +63,11 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--changed", type=int, default=10)
-    parser.add_argument("--tiny", action="store_true",
-                        help="a smoke run (tests/test_benchmarks.py): 4 objects, 1 changed, 1 run")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a smoke run (tests/test_benchmarks.py): 4 objects, 1 changed, 1 run",
+    )
     args = parser.parse_args()
     if args.tiny:
         args.objects, args.changed, args.runs = 4, 1, 1
@@ -76,12 +83,18 @@ def main() -> None:
                 names = [f"dir{i % 10}/note-{i:05d}.md" for i in range(args.objects)]
                 for i, name in enumerate(names):
                     s3.put(bucket, name, f"# note {i}\n\nline one\nline two\n")
-                store = make_store(tmp / f"store{run}", {KEY: {
-                    "path": wasm, "allowed_hosts": [s3.hostport],
-                    # one call syncs the whole bucket: more than the default 10 s per call
-                    "limits": {"timeout": 120},
-                    "config": plugin_config(s3, bucket, tag=KEY),
-                }})
+                store = make_store(
+                    tmp / f"store{run}",
+                    {
+                        KEY: {
+                            "path": wasm,
+                            "allowed_hosts": [s3.hostport],
+                            # one call syncs the whole bucket: more than the default 10 s per call
+                            "limits": {"timeout": 120},
+                            "config": plugin_config(s3, bucket, tag=KEY),
+                        }
+                    },
+                )
                 with blocksync.open(store, author="human:bench") as ws:
                     seconds, report = timed(ws.reconcile)
                     assert len(report.sources[0].resolved) == args.objects, report.sources[0]
@@ -92,19 +105,26 @@ def main() -> None:
                     for name in names[: args.changed]:
                         s3.put(bucket, name, "edited in the bucket\n")
                     with ws.transaction("agent edits"):
-                        for name in names[args.changed: 2 * args.changed]:
+                        for name in names[args.changed : 2 * args.changed]:
                             ws.blocks.update(OWNER, f"s3:{KEY}:{name}", "edited by the agent\n")
                     seconds, report = timed(ws.reconcile)
                     assert len(report.sources[0].resolved) == 2 * args.changed, report.sources[0]
                     changed.append(seconds)
-                print(f"run {run + 1}: first {first[-1]:.2f} s, unchanged {unchanged[-1]:.3f} s, "
-                      f"{args.changed}+{args.changed} changed {changed[-1]:.3f} s", flush=True)
+                print(
+                    f"run {run + 1}: first {first[-1]:.2f} s, unchanged {unchanged[-1]:.3f} s, "
+                    f"{args.changed}+{args.changed} changed {changed[-1]:.3f} s",
+                    flush=True,
+                )
     n = args.objects
-    print(f"first reconcile ({n} objects -> blocks): median {statistics.median(first):.2f} s "
-          f"({statistics.median(first) / n * 1000:.2f} ms/object)")
+    print(
+        f"first reconcile ({n} objects -> blocks): median {statistics.median(first):.2f} s "
+        f"({statistics.median(first) / n * 1000:.2f} ms/object)"
+    )
     print(f"unchanged reconcile ({n} objects): median {statistics.median(unchanged):.3f} s")
-    print(f"{args.changed} changed in the bucket + {args.changed} by the agent: "
-          f"median {statistics.median(changed):.3f} s")
+    print(
+        f"{args.changed} changed in the bucket + {args.changed} by the agent: "
+        f"median {statistics.median(changed):.3f} s"
+    )
 
 
 if __name__ == "__main__":

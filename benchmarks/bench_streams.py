@@ -24,18 +24,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import blocksync  # noqa: E402
-from blocksync.index.notifications import PullCapture  # noqa: E402
-from blocksync.sync.protocol import BlockRef, Notification  # noqa: E402
-from tests.feedserver import feed_server, feed_table  # noqa: E402
-from tests.stores import make_store  # noqa: E402
+import blocksync
+from blocksync.index.notifications import PullCapture
+from blocksync.shared.wit import BlockRef, Notification
+from tests.feedserver import feed_server, feed_table
+from tests.stores import make_store
 
 
 def report(label: str, batch: int, times: list[float]) -> float:
     median = statistics.median(times)
     rate = batch / median
-    print(f"{label}: median {median * 1e3:.1f} ms per batch of {batch:,} "
-          f"-> {rate:,.0f} notifications/s (runs: {', '.join(f'{t * 1e3:.0f}' for t in times)} ms)")
+    print(
+        f"{label}: median {median * 1e3:.1f} ms per batch of {batch:,} "
+        f"-> {rate:,.0f} notifications/s (runs: {', '.join(f'{t * 1e3:.0f}' for t in times)} ms)"
+    )
     return rate
 
 
@@ -47,8 +49,10 @@ def storing_alone(root: Path, pulls: int, batch: int, distinct: bool) -> float:
         times = []
         cursor: str | None = None
         for n in range(pulls):
-            items = [Notification(f"item {n}-{i}", (BlockRef("", f"b{i if distinct else 0}", "alice"),))
-                     for i in range(batch)]
+            items = [
+                Notification(f"item {n}-{i}", (BlockRef("", f"b{i if distinct else 0}", "alice"),))
+                for i in range(batch)
+            ]
             start = time.perf_counter()
             ws.notifications.record_pull(
                 "bench", "v", PullCapture("bench", "data-stream.pull"), items, cursor, str(n + 1)
@@ -62,8 +66,11 @@ def storing_alone(root: Path, pulls: int, batch: int, distinct: bool) -> float:
 
 def end_to_end(root: Path, pulls: int, batch: int, blocks: bool) -> float:
     with feed_server() as server:
-        table = feed_table(server, limits={"timeout": 120.0, "pull_batch": batch},
-                           config={"blocks": "true" if blocks else "false"})
+        table = feed_table(
+            server,
+            limits={"timeout": 120.0, "pull_batch": batch},
+            config={"blocks": "true" if blocks else "false"},
+        )
         store = make_store(root / ("with-blocks" if blocks else "no-blocks"), {"feed": table})
         with blocksync.open(store, author="bench") as ws:
             ws.blocks.create("alice", "shared", "a block every notification names\n")
@@ -86,8 +93,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pulls", type=int, default=5)
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--tiny", action="store_true",
-                        help="a smoke run (tests/test_benchmarks.py): 1 pull of 3")
+    parser.add_argument(
+        "--tiny", action="store_true", help="a smoke run (tests/test_benchmarks.py): 1 pull of 3"
+    )
     args = parser.parse_args()
     if args.tiny:  # 3: the warm-up pulls 1, then batch - 1
         args.pulls, args.batch = 1, 3

@@ -25,9 +25,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import blocksync  # noqa: E402
-from tests.plugin_builds import built_js_plugin, built_plugin  # noqa: E402
-from tests.stores import share_compile_cache  # noqa: E402
+import blocksync
+from tests.plugin_builds import built_js_plugin, built_plugin
+from tests.stores import share_compile_cache
 
 
 def median_us(fn: Callable[[], Any], rounds: int, warm_up: int) -> float:
@@ -43,8 +43,11 @@ def median_us(fn: Callable[[], Any], rounds: int, warm_up: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true",
-                        help="a smoke run (tests/test_benchmarks.py): 3 calls, 1 to warm up")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a smoke run (tests/test_benchmarks.py): 3 calls, 1 to warm up",
+    )
     args = parser.parse_args()
     rounds, warm_up = (3, 1) if args.tiny else (2000, 50)
     js, py = built_js_plugin("js_tool"), built_plugin("echo_tool")
@@ -58,17 +61,27 @@ def main() -> None:
         with blocksync.open(root) as ws:
             ws.blocks.create("alice", "persona", "hello\n")
             cases = [
-                ("JavaScript tool (word_count)", "word_count", "wc",
-                 {"text": "the quick brown fox jumps over the lazy dog the end", "top": 3}),
+                (
+                    "JavaScript tool (word_count)",
+                    "word_count",
+                    "wc",
+                    {"text": "the quick brown fox jumps over the lazy dog the end", "top": 3},
+                ),
                 ("Python tool (echo)", "echo", "echo", {"text": "hello", "times": 3}),
-                ("built-in (blocksync_block_history)", "blocksync_block_history", None,
-                 {"owner": "alice", "label": "persona"}),
+                (
+                    "built-in (blocksync_block_history)",
+                    "blocksync_block_history",
+                    None,
+                    {"owner": "alice", "label": "persona"},
+                ),
             ]
             print(f"tool call round trip, median of {rounds} calls (µs)")
             print(f"{'tool':40} {'validated call':>15} {'execute alone':>15}")
             for title, name, key, params in cases:
                 full = median_us(
-                    lambda: ws.tools.call(name, params, agent="alice"), rounds, warm_up
+                    lambda name=name, params=params: ws.tools.call(name, params, agent="alice"),
+                    rounds,
+                    warm_up,
                 )
                 if key is None:
                     alone = float("nan")
@@ -76,7 +89,11 @@ def main() -> None:
                     tool = ws.plugins.tool(key)
                     meta = json.dumps({"agent_id": "alice", "call_id": "c", "tool": name})
                     text = json.dumps(params)
-                    alone = median_us(lambda: tool.execute(text, meta), rounds, warm_up)
+                    alone = median_us(
+                        lambda tool=tool, text=text, meta=meta: tool.execute(text, meta),
+                        rounds,
+                        warm_up,
+                    )
                 print(f"{title:40} {full:15.1f} {alone:15.1f}")
 
 

@@ -117,7 +117,9 @@ def _default_author() -> str:
     help="Who the commits name as their author.",
 )
 @click.option(
-    "-v", "--verbose", is_flag=True,
+    "-v",
+    "--verbose",
+    is_flag=True,
     help="Show blocksync's log and every plugin's log lines and output on standard error "
     "(also: BLOCKSYNC_LOG=debug|info|warning|error). Plugins' lines are always kept in "
     "STORE/logs/plugins/NAME.log.",
@@ -160,17 +162,22 @@ wait_option = click.option(
 )
 #: sync and reconcile: the timeout bounds the whole run, the wait for the lock included
 run_timeout_option = click.option(
-    "--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+    "--timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
     help="Sources not started within SECONDS (lock wait included) are reported failed.",
 )
 allow_mass_delete_option = click.option(
-    "--allow-mass-delete", is_flag=True,
+    "--allow-mass-delete",
+    is_flag=True,
     help="Confirm deletions of more than half of a source's synced paths at once (from the "
     "disk, the agent or a remote side); without it such a source is refused (exit 1).",
 )
 #: conflicts resolve/undo: there are no sources, so it bounds the wait for the lock only
 lock_timeout_option = click.option(
-    "--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+    "--timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
     help="With --wait: give up (exit 75) after waiting SECONDS for the run lock.",
 )
 
@@ -197,7 +204,9 @@ def _meta_options(f: F) -> F:
     return click.option("--description", help="What the block is for.")(f)
 
 
-def _read_content(content: str | None, content_file: Path | None, stdin_fallback: bool) -> str | None:
+def _read_content(
+    content: str | None, content_file: Path | None, stdin_fallback: bool
+) -> str | None:
     """--content, else --file, else standard input when it is not a terminal (and allowed)."""
     if content is not None and content_file is not None:
         raise UsageError("give the content with --content or --file, not both")
@@ -245,16 +254,30 @@ def _render_block(b: Block, as_json: bool, verb: str) -> None:
 @json_option
 @pass_ctx
 def block_create(
-    obj: _Context, owner: str, label: str, content: str | None, content_file: Path | None,
-    description: str | None, block_type: str | None, schema: str | None, char_limit: int | None,
-    message: str | None, as_json: bool,
+    obj: _Context,
+    owner: str,
+    label: str,
+    content: str | None,
+    content_file: Path | None,
+    description: str | None,
+    block_type: str | None,
+    schema: str | None,
+    char_limit: int | None,
+    message: str | None,
+    as_json: bool,
 ) -> None:
     """Create block LABEL of OWNER (content: --content, --file or standard input)."""
     text = _read_content(content, content_file, stdin_fallback=True) or ""
     with obj.open() as ws:
         b = ws.blocks.create(
-            owner, label, text, description=description or "", block_type=block_type or "working",
-            schema=schema or '{"type": "text"}', char_limit=char_limit, message=message,
+            owner,
+            label,
+            text,
+            description=description or "",
+            block_type=block_type or "working",
+            schema=schema or '{"type": "text"}',
+            char_limit=char_limit,
+            message=message,
         )
     _render_block(b, as_json, "created")
 
@@ -286,9 +309,19 @@ def block_read(obj: _Context, owner: str, label: str, version: str | None, as_js
 @json_option
 @pass_ctx
 def block_update(
-    obj: _Context, owner: str, label: str, content: str | None, content_file: Path | None,
-    description: str | None, block_type: str | None, schema: str | None, char_limit: int | None,
-    no_char_limit: bool, expected_version: int | None, message: str | None, as_json: bool,
+    obj: _Context,
+    owner: str,
+    label: str,
+    content: str | None,
+    content_file: Path | None,
+    description: str | None,
+    block_type: str | None,
+    schema: str | None,
+    char_limit: int | None,
+    no_char_limit: bool,
+    expected_version: int | None,
+    message: str | None,
+    as_json: bool,
 ) -> None:
     """Write a new version. Without --content/--file, content comes from standard input unless
     only metadata options are given."""
@@ -303,8 +336,15 @@ def block_update(
         raise UsageError("no content: give --content, --file, or pipe it on standard input")
     with obj.open() as ws:
         b = ws.blocks.update(
-            owner, label, text, description=description, block_type=block_type, schema=schema,
-            char_limit=limit, expected_version=expected_version, message=message,
+            owner,
+            label,
+            text,
+            description=description,
+            block_type=block_type,
+            schema=schema,
+            char_limit=limit,
+            expected_version=expected_version,
+            message=message,
         )
     _render_block(b, as_json, "updated")
 
@@ -317,7 +357,11 @@ def block_update(
 @json_option
 @pass_ctx
 def block_delete(
-    obj: _Context, owner: str, label: str, expected_version: int | None, message: str | None,
+    obj: _Context,
+    owner: str,
+    label: str,
+    expected_version: int | None,
+    message: str | None,
     as_json: bool,
 ) -> None:
     """Delete a block (its history stays; rollback brings it back)."""
@@ -342,8 +386,10 @@ def block_list(obj: _Context, owner: str | None, as_json: bool) -> None:
         return
     for b in blocks:
         desc = f"  {printable(b.meta.description)}" if b.meta.description else ""
-        click.echo(f"{printable(b.owner)}\t{printable(b.label)}\tv{b.version}\t"
-                   f"{b.meta.block_type.value}{desc}")
+        click.echo(
+            f"{printable(b.owner)}\t{printable(b.label)}\tv{b.version}\t"
+            f"{b.meta.block_type.value}{desc}"
+        )
 
 
 @block.command("history")
@@ -360,8 +406,10 @@ def block_history(obj: _Context, owner: str, label: str, as_json: bool) -> None:
         return
     for v in history:
         mark = " (deleted)" if v.deleted else ""
-        click.echo(f"v{v.version}\t{v.commit[:12]}\t{v.timestamp}\t{printable(v.author)}\t"
-                   f"{printable(v.message)}{mark}")
+        click.echo(
+            f"v{v.version}\t{v.commit[:12]}\t{v.timestamp}\t{printable(v.author)}\t"
+            f"{printable(v.message)}{mark}"
+        )
 
 
 @block.command("diff")
@@ -373,15 +421,23 @@ def block_history(obj: _Context, owner: str, label: str, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def block_diff(
-    obj: _Context, owner: str, label: str, from_version: str | None, to_version: str | None,
-    chars: bool, as_json: bool,
+    obj: _Context,
+    owner: str,
+    label: str,
+    from_version: str | None,
+    to_version: str | None,
+    chars: bool,
+    as_json: bool,
 ) -> None:
     """Show what changed between two versions of a block."""
     with obj.open() as ws:
         d = ws.blocks.diff(owner, label, from_version, to_version)
     if as_json:
         doc: dict[str, object] = {
-            "owner": owner, "label": label, "from": d.from_version, "to": d.to_version
+            "owner": owner,
+            "label": label,
+            "from": d.from_version,
+            "to": d.to_version,
         }
         doc.update({"chars": d.chars} if chars else {"unified": d.unified})
         _print_json(doc)
@@ -432,8 +488,10 @@ def fsck(obj: _Context, as_json: bool) -> None:
         for p in report.problems:
             click.echo(f"{p.area}: {printable(p.message)}")
         state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
-        click.echo(f"{state}: {report.commits} commits, {report.objects_checked} objects, "
-                   f"{report.blocks} blocks checked")
+        click.echo(
+            f"{state}: {report.commits} commits, {report.objects_checked} objects, "
+            f"{report.blocks} blocks checked"
+        )
     if not report.ok:
         sys.exit(1)
 
@@ -445,11 +503,19 @@ def plugin() -> None:
 
 @plugin.command("build")
 @click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The .wasm file to write.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The .wasm file to write.",
+)
 @click.option("--world", help="WIT world (default: from what the source implements).")
-@click.option("--wasi/--no-wasi", default=None,
-              help="Force WASI imports on or off (default: only if the plugin needs files).")
+@click.option(
+    "--wasi/--no-wasi",
+    default=None,
+    help="Force WASI imports on or off (default: only if the plugin needs files).",
+)
 @json_option
 def plugin_build(
     source: Path, output: Path, world: str | None, wasi: bool | None, as_json: bool
@@ -478,20 +544,31 @@ def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
     found = plugins.inspect_file(path, cache)
     info = found.info
     if as_json:
-        _print_json({
-            "path": str(info.path), "sha256": info.sha256, "size": info.size,
-            "exports": info.exports, "imports": list(info.imports), "wasi": info.wasi,
-            "loadable": found.problem is None, "problem": found.problem,
-        })
+        _print_json(
+            {
+                "path": str(info.path),
+                "sha256": info.sha256,
+                "size": info.size,
+                "exports": info.exports,
+                "imports": list(info.imports),
+                "wasi": info.wasi,
+                "loadable": found.problem is None,
+                "problem": found.problem,
+            }
+        )
     else:
         click.echo(f"{info.path}: {info.size:,} bytes, sha256 {info.sha256}")
         exports = ", ".join(f"{i}@{v}" for i, v in info.exports.items()) or "none"
         click.echo(f"exports: {printable(exports)}")
         wasi = [i for i in info.imports if i.startswith("wasi:")]
         other = [i for i in info.imports if not i.startswith("wasi:")]
-        click.echo(f"imports: {printable(', '.join(other)) or 'none'}"
-                   + (f"; {len(wasi)} WASI interfaces" if wasi else "; no WASI"))
-        click.echo("loadable: yes" if found.problem is None else f"refused: {printable(found.problem)}")
+        click.echo(
+            f"imports: {printable(', '.join(other)) or 'none'}"
+            + (f"; {len(wasi)} WASI interfaces" if wasi else "; no WASI")
+        )
+        click.echo(
+            "loadable: yes" if found.problem is None else f"refused: {printable(found.problem)}"
+        )
     if found.problem is not None:
         sys.exit(1)
 
@@ -509,13 +586,19 @@ def plugin_list(obj: _Context, as_json: bool) -> None:
         return
     for e in entries:
         where = f"attached to {e.agent}" if e.agent else "not attached"
-        how = " + ".join(w for w, on in (("configured", e.configured), ("discovered", e.discovered)) if on)
+        how = " + ".join(
+            w for w, on in (("configured", e.configured), ("discovered", e.discovered)) if on
+        )
         click.echo(f"{printable(e.key)}: {printable(str(e.path))} ({how}, {printable(where)})")
-        click.echo(f"  exports {printable(', '.join(e.interfaces)) or 'unknown'}; "
-                   f"version {printable(str(e.version))}; "
-                   f"sha256 {e.sha256 or '-'}")
-        click.echo(f"  trust: {printable(e.trust)}"
-                   + (f"\n  last error: {printable(e.last_error)}" if e.last_error else ""))
+        click.echo(
+            f"  exports {printable(', '.join(e.interfaces)) or 'unknown'}; "
+            f"version {printable(str(e.version))}; "
+            f"sha256 {e.sha256 or '-'}"
+        )
+        click.echo(
+            f"  trust: {printable(e.trust)}"
+            + (f"\n  last error: {printable(e.last_error)}" if e.last_error else "")
+        )
 
 
 @plugin.command("keygen")
@@ -530,9 +613,13 @@ def plugin_keygen(path: Path) -> None:
 
 @plugin.command("sign")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--key", "key_path", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The private key file (from plugin keygen).")
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The private key file (from plugin keygen).",
+)
 def plugin_sign(path: Path, key_path: Path) -> None:
     """Sign the plugin PATH: a detached signature in PATH.sig."""
     sig = trust.sign(path, key_path)
@@ -542,9 +629,13 @@ def plugin_sign(path: Path, key_path: Path) -> None:
 
 @plugin.command("verify")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--key", "keys", multiple=True,
-              help="A trusted public key (ed25519:... or a .pub file; repeatable). Without one: "
-                   "checked against the key the signature names.")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    help="A trusted public key (ed25519:... or a .pub file; repeatable). Without one: "
+    "checked against the key the signature names.",
+)
 @json_option
 def plugin_verify(path: Path, keys: tuple[str, ...], as_json: bool) -> None:
     """Check the plugin PATH against its signature PATH.sig (exit 1 unless it is good)."""
@@ -560,9 +651,13 @@ def plugin_verify(path: Path, keys: tuple[str, ...], as_json: bool) -> None:
 
 @plugin.command("check")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A TOML file with the plugin's data-source table (config, allowed_hosts, "
-                   "limits...; default: config = { owner = \"alice\", permission = \"admin\" }).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A TOML file with the plugin's data-source table (config, allowed_hosts, "
+    'limits...; default: config = { owner = "alice", permission = "admin" }).',
+)
 @json_option
 @pass_ctx
 def plugin_check(obj: _Context, path: Path, config_file: Path | None, as_json: bool) -> None:
@@ -575,16 +670,20 @@ def plugin_check(obj: _Context, path: Path, config_file: Path | None, as_json: b
     def progress(result: conformance.CaseResult) -> None:
         if not as_json:
             mark = "pass" if result.passed else "FAIL"
-            click.echo(f"{mark}  {result.name:40} {result.seconds:6.2f} s"
-                       + (f"\n      {printable(result.detail)}" if result.detail else ""))
+            click.echo(
+                f"{mark}  {result.name:40} {result.seconds:6.2f} s"
+                + (f"\n      {printable(result.detail)}" if result.detail else "")
+            )
 
     report = conformance.check_plugin(path, table, cache_folder=cache, progress=progress)
     if as_json:
         _print_json(report.to_json())
     else:
         failed = sum(not r.passed for r in report.results)
-        click.echo(f"{len(report.results) - failed} of {len(report.results)} cases passed "
-                   f"({report.outside})")
+        click.echo(
+            f"{len(report.results) - failed} of {len(report.results)} cases passed "
+            f"({report.outside})"
+        )
     if not report.ok:
         sys.exit(1)
 
@@ -592,16 +691,25 @@ def plugin_check(obj: _Context, path: Path, config_file: Path | None, as_json: b
 @cli.command()
 @click.argument("paths", nargs=-1)
 @click.option("--source", "sources", multiple=True, help="Reconcile only this source (repeatable).")
-@click.option("--dry-run", is_flag=True,
-              help="Decide every path, write nothing; takes no run lock, so it runs beside a sync.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Decide every path, write nothing; takes no run lock, so it runs beside a sync.",
+)
 @wait_option
 @run_timeout_option
 @allow_mass_delete_option
 @json_option
 @pass_ctx
 def reconcile(
-    obj: _Context, paths: tuple[str, ...], sources: tuple[str, ...], dry_run: bool, wait: bool,
-    timeout: float | None, allow_mass_delete: bool, as_json: bool,
+    obj: _Context,
+    paths: tuple[str, ...],
+    sources: tuple[str, ...],
+    dry_run: bool,
+    wait: bool,
+    timeout: float | None,
+    allow_mass_delete: bool,
+    as_json: bool,
 ) -> None:
     """Reconcile the data sources with their blocks, under the run lock like sync.
 
@@ -610,8 +718,13 @@ def reconcile(
     # a dry run writes nothing: no lock, and no signal handling of its own either
     with _progress(as_json) as progress, obj.open() as ws, _writing(not dry_run):
         report = ws.reconcile(
-            list(sources), list(paths) or None, dry_run=dry_run, wait=wait, timeout=timeout,
-            progress=progress, allow_mass_delete=allow_mass_delete,
+            list(sources),
+            list(paths) or None,
+            dry_run=dry_run,
+            wait=wait,
+            timeout=timeout,
+            progress=progress,
+            allow_mass_delete=allow_mass_delete,
         )
         if not dry_run and (stop := report.interruption()) is not None:
             raise stop
@@ -636,8 +749,9 @@ def _progress(as_json: bool) -> Iterator[Callable[[str, int, int], None] | None]
         return
 
     def show(source: str, position: int, count: int) -> None:
-        click.echo(f"\r\x1b[Kreconciling {printable(source)} ({position}/{count})...", nl=False,
-                   err=True)
+        click.echo(
+            f"\r\x1b[Kreconciling {printable(source)} ({position}/{count})...", nl=False, err=True
+        )
 
     try:
         yield show
@@ -658,10 +772,13 @@ def render_report(report: ReconcileReport) -> str:
         )
         lines += [f"  {printable(how):12} {printable(path)}" for path, how in s.resolved]
         lines += [f"  {'CONFLICT':12} {printable(path)}" for path in s.needs_resolution]
-        lines += [f"  {'skipped':12} {printable(path)}: {printable(reason)}"
-                  for path, reason in s.skipped]
-        lines += [f"  {'decided':12} {printable(path)}: as conflict {printable(cid)} (still differs)"
-                  for path, cid in s.held]
+        lines += [
+            f"  {'skipped':12} {printable(path)}: {printable(reason)}" for path, reason in s.skipped
+        ]
+        lines += [
+            f"  {'decided':12} {printable(path)}: as conflict {printable(cid)} (still differs)"
+            for path, cid in s.held
+        ]
     lines.append(f"open conflicts: {report.open_conflicts}")
     return "\n".join(lines)
 
@@ -672,8 +789,12 @@ def conflicts() -> None:
 
 
 @conflicts.command("list")
-@click.option("--status", type=click.Choice(["open", "resolved", "superseded", "vanished", "all"]),
-              default="open", show_default=True)
+@click.option(
+    "--status",
+    type=click.Choice(["open", "resolved", "superseded", "vanished", "all"]),
+    default="open",
+    show_default=True,
+)
 @click.option("--source", help="Only this source's conflicts.")
 @json_option
 @pass_ctx
@@ -700,8 +821,10 @@ def conflicts_show(obj: _Context, conflict_id: str, as_json: bool) -> None:
     if as_json:
         _print_json(c)
         return
-    click.echo(f"{printable(c.id)} ({c.status}) {printable(c.source)}:{printable(c.path)} <-> "
-               f"{_block_name(c.owner, c.label)}")
+    click.echo(
+        f"{printable(c.id)} ({c.status}) {printable(c.source)}:{printable(c.path)} <-> "
+        f"{_block_name(c.owner, c.label)}"
+    )
     click.echo(f"reason: {printable(c.reason)}")
     color = sys.stdout.isatty()
     for side, text in (("base", c.base), ("disk", c.disk), ("agent", c.agent)):
@@ -714,17 +837,28 @@ def conflicts_show(obj: _Context, conflict_id: str, as_json: bool) -> None:
 
 @conflicts.command("resolve")
 @click.argument("conflict_id")
-@click.option("--take", type=click.Choice(["disk", "agent", "merged"]),
-              help="Keep one side, or their clean three-way merge.")
-@click.option("--content-file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-              help="Resolve with this file's content ('-': standard input).")
+@click.option(
+    "--take",
+    type=click.Choice(["disk", "agent", "merged"]),
+    help="Keep one side, or their clean three-way merge.",
+)
+@click.option(
+    "--content-file",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Resolve with this file's content ('-': standard input).",
+)
 @wait_option
 @lock_timeout_option
 @json_option
 @pass_ctx
 def conflicts_resolve(
-    obj: _Context, conflict_id: str, take: str | None, content_file: Path | None, wait: bool,
-    timeout: float | None, as_json: bool,
+    obj: _Context,
+    conflict_id: str,
+    take: str | None,
+    content_file: Path | None,
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
 ) -> None:
     """Resolve a conflict: the choice becomes a block version, the file and the base follow.
 
@@ -735,14 +869,20 @@ def conflicts_resolve(
     content = None if content_file is None else _read_content(None, content_file, False)
     with obj.open() as ws, _writing():
         c = ws.conflicts.resolve(
-            conflict_id, cast("Take | None", take), content, resolver=obj.author, wait=wait,
+            conflict_id,
+            cast("Take | None", take),
+            content,
+            resolver=obj.author,
+            wait=wait,
             timeout=timeout,
         )
     if as_json:
         _print_json(c)
     else:
-        click.echo(f"resolved {printable(c.id)} ({c.resolution}): {_block_name(c.owner, c.label)} "
-                   f"version {c.result_version}")
+        click.echo(
+            f"resolved {printable(c.id)} ({c.resolution}): {_block_name(c.owner, c.label)} "
+            f"version {c.result_version}"
+        )
 
 
 @conflicts.command("undo")
@@ -782,14 +922,20 @@ def sync_command(
     """
     with _progress(as_json) as progress:
         report = sync_mod.sync_store(
-            obj.store, author=obj.author, wait=wait, timeout=timeout, progress=progress,
+            obj.store,
+            author=obj.author,
+            wait=wait,
+            timeout=timeout,
+            progress=progress,
             allow_mass_delete=allow_mass_delete,
         )
     if as_json:
         _print_json(report.to_json())
     else:
-        click.echo(f"sync: {len(report.sources)} source(s) in {report.seconds:.1f} s"
-                   + (f", after waiting {report.lock_waited:.1f} s for the run lock" if wait else ""))
+        click.echo(
+            f"sync: {len(report.sources)} source(s) in {report.seconds:.1f} s"
+            + (f", after waiting {report.lock_waited:.1f} s for the run lock" if wait else "")
+        )
         click.echo(render_report(report.reconcile))
         for s in report.streams:
             click.echo(render_stream(s))
@@ -803,8 +949,10 @@ def render_stream(s: StreamReport) -> str:
     if s.skipped is not None:
         return f"stream {stream}: skipped ({printable(s.skipped)})"
     emitted = f" (+{s.emitted} emitted)" if s.emitted else ""
-    return (f"stream {stream}: {s.pulled} notification(s){emitted} in {s.pulls} pull(s), "
-            f"cursor {printable(str(s.cursor))}")
+    return (
+        f"stream {stream}: {s.pulled} notification(s){emitted} in {s.pulls} pull(s), "
+        f"cursor {printable(str(s.cursor))}"
+    )
 
 
 def render_notification(n: StoredNotification) -> str:
@@ -870,8 +1018,10 @@ def stream_list(obj: _Context, as_json: bool) -> None:
         return
     for s in found:
         error = f"  last error: {printable(s.last_error)}" if s.last_error else ""
-        click.echo(f"{printable(s.key)}\t{s.state}\tcursor {printable(str(s.cursor))}\t{s.delivered} delivered "
-                   f"in {s.pulls} pull(s){error}")
+        click.echo(
+            f"{printable(s.key)}\t{s.state}\tcursor {printable(str(s.cursor))}\t{s.delivered} delivered "
+            f"in {s.pulls} pull(s){error}"
+        )
 
 
 def _lifecycle(action: str, helptext: str) -> None:
@@ -906,11 +1056,12 @@ def stream_pull(obj: _Context, key: str, limit: int | None, as_json: bool) -> No
     if as_json:
         _print_json(result.to_json())
         return
-    click.echo(f"{printable(result.stream)}: {result.returned} notification(s), cursor "
-               f"{result.previous_cursor} -> {result.cursor}")
+    click.echo(
+        f"{printable(result.stream)}: {result.returned} notification(s), cursor "
+        f"{result.previous_cursor} -> {result.cursor}"
+    )
     for n in result.notifications:
         click.echo(render_notification(n))
-
 
 
 @cli.group()
@@ -961,7 +1112,11 @@ def remote_remove(obj: _Context, name: str) -> None:
 @json_option
 @pass_ctx
 def pull(
-    obj: _Context, name: str | None, wait: bool, timeout: float | None, allow_mass_delete: bool,
+    obj: _Context,
+    name: str | None,
+    wait: bool,
+    timeout: float | None,
+    allow_mass_delete: bool,
     as_json: bool,
 ) -> None:
     """Fetch main from remote NAME (default: every remote) and merge it, block by block.
@@ -977,10 +1132,15 @@ def pull(
         _print_json({"pulls": [r.to_json() for r in results], "open_conflicts": still_open})
     else:
         for r in results:
-            click.echo(f"{r.remote}: {r.action}" + (f" -> {r.after[:12]}" if r.after else "")
-                       + f", {len(r.merged)} block(s) from the remote, {len(r.conflicts)} conflict(s)")
-            click.echo("".join(f"  CONFLICT {printable(path)} ({cid})\n" for path, cid in r.conflicts),
-                       nl=False)
+            click.echo(
+                f"{r.remote}: {r.action}"
+                + (f" -> {r.after[:12]}" if r.after else "")
+                + f", {len(r.merged)} block(s) from the remote, {len(r.conflicts)} conflict(s)"
+            )
+            click.echo(
+                "".join(f"  CONFLICT {printable(path)} ({cid})\n" for path, cid in r.conflicts),
+                nl=False,
+            )
     sys.exit(3 if any(r.conflicts for r in results) else 0)
 
 
@@ -992,7 +1152,11 @@ def pull(
 @json_option
 @pass_ctx
 def push(
-    obj: _Context, name: str | None, wait: bool, timeout: float | None, allow_mass_delete: bool,
+    obj: _Context,
+    name: str | None,
+    wait: bool,
+    timeout: float | None,
+    allow_mass_delete: bool,
     as_json: bool,
 ) -> None:
     """Push main to remote NAME (default: every remote) by compare-and-swap, never forced;
@@ -1005,8 +1169,11 @@ def push(
         _print_json([r.to_json() for r in results])
     else:
         for r in results:
-            click.echo(f"{r.remote}: {r.action}" + (f" {r.commit[:12]}" if r.commit else "")
-                       + (f" after {len(r.pulls)} merge(s)" if r.pulls else ""))
+            click.echo(
+                f"{r.remote}: {r.action}"
+                + (f" {r.commit[:12]}" if r.commit else "")
+                + (f" after {len(r.pulls)} merge(s)" if r.pulls else "")
+            )
 
 
 @cli.group()
@@ -1035,14 +1202,23 @@ def tool_list(obj: _Context, as_json: bool) -> None:
 
 @tool.command("run")
 @click.argument("name")
-@click.option("--params", "params_text", default="{}", show_default=True,
-              help="The params, a JSON object ('-': read it from standard input).")
+@click.option(
+    "--params",
+    "params_text",
+    default="{}",
+    show_default=True,
+    help="The params, a JSON object ('-': read it from standard input).",
+)
 @click.option("--agent", help="The calling agent (agent_id in the call's meta).")
 @click.option("--call-id", help="The call's id (default: a new one).")
 @json_option
 @pass_ctx
 def tool_run(
-    obj: _Context, name: str, params_text: str, agent: str | None, call_id: str | None,
+    obj: _Context,
+    name: str,
+    params_text: str,
+    agent: str | None,
+    call_id: str | None,
     as_json: bool,
 ) -> None:
     """Call a tool: params checked against its schema (exit 2 naming the field), its output

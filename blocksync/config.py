@@ -170,7 +170,7 @@ def _check_agent(path: Path, agent: str, table: Any) -> None:
         isinstance(o, str) and o and o.isprintable() for o in owners
     ):
         raise ConfigError(
-            f"{path}: {where} may_act_for must be a list of agent ids (e.g. [\"bob\"]), "
+            f'{path}: {where} may_act_for must be a list of agent ids (e.g. ["bob"]), '
             f"not {_shown(owners)}"
         )
 

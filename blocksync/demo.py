@@ -50,11 +50,15 @@ def run(store: Path, author: str, say: Callable[[str], None]) -> None:
     made it before), else in a temporary store that leaves ``store`` untouched."""
     if not (store / "repo").exists():
         _create(store, author)
-        say(f"created a store in {store}, with the demo's folder {_folder(store)} attached to "
-            f"agent {AGENT} in {store / 'blocksync.toml'}")
+        say(
+            f"created a store in {store}, with the demo's folder {_folder(store)} attached to "
+            f"agent {AGENT} in {store / 'blocksync.toml'}"
+        )
     elif _config(store) not in _read(store / "blocksync.toml"):
-        say(f"{store} is a store of yours: the demo runs in a temporary store and leaves "
-            "yours untouched")
+        say(
+            f"{store} is a store of yours: the demo runs in a temporary store and leaves "
+            "yours untouched"
+        )
         with tempfile.TemporaryDirectory(prefix="blocksync-demo-") as tmp:
             temporary = Path(tmp) / "store"
             _create(temporary, author)
@@ -89,14 +93,20 @@ def _walk_through(store: Path, author: str, say: Callable[[str], None], keep: bo
         say(f"1. reconcile: {_summary(report.sources[0])}")
         persona, todo = (_label(ws, "persona.md"), _label(ws, "todo.md"))
 
-        say("2. the agent adds a task at the end of its block; someone adds one at the top of the file")
-        ws.blocks.update(AGENT, todo, TODO + "- water the plants\n", message="demo: agent adds a task")
+        say(
+            "2. the agent adds a task at the end of its block; someone adds one at the top of the file"
+        )
+        ws.blocks.update(
+            AGENT, todo, TODO + "- water the plants\n", message="demo: agent adds a task"
+        )
         (folder / "todo.md").write_text("- buy tea\n" + TODO, encoding="utf-8")
         say("3. both change the same line of persona.md")
         # numbered, so that each demo run makes a new conflict rather than one decided before
         stamp = f"edit {ws.blocks.read(AGENT, persona).version}"
         ws.blocks.update(
-            AGENT, persona, PERSONA.replace("helpful", f"cheerful ({stamp})"),
+            AGENT,
+            persona,
+            PERSONA.replace("helpful", f"cheerful ({stamp})"),
             message="demo: agent edits",
         )
         (folder / "persona.md").write_text(
@@ -109,17 +119,24 @@ def _walk_through(store: Path, author: str, say: Callable[[str], None], keep: bo
         say(_indent((folder / "todo.md").read_text(encoding="utf-8")))
         (conflict,) = ws.conflicts.list(source=SOURCE)
         say(f"   conflict {conflict.id} on {conflict.path}: {conflict.reason}")
-        say("   disk -> agent: " + render_char_diff(
-            char_diff(conflict.disk or "", conflict.agent or ""), color=False
-        ).split("\n")[0])
+        say(
+            "   disk -> agent: "
+            + render_char_diff(
+                char_diff(conflict.disk or "", conflict.agent or ""), color=False
+            ).split("\n")[0]
+        )
 
         resolved = ws.conflicts.resolve(conflict.id, take="agent", resolver=author)
-        say(f"5. resolved {resolved.id} by taking the agent's side: block version "
-            f"{resolved.result_version}, and the file now reads:")
+        say(
+            f"5. resolved {resolved.id} by taking the agent's side: block version "
+            f"{resolved.result_version}, and the file now reads:"
+        )
         say(_indent((folder / "persona.md").read_text(encoding="utf-8")))
         report = ws.reconcile([SOURCE])
-        say(f"6. reconcile again: {_summary(report.sources[0])}; open conflicts: "
-            f"{report.open_conflicts}")
+        say(
+            f"6. reconcile again: {_summary(report.sources[0])}; open conflicts: "
+            f"{report.open_conflicts}"
+        )
         say(f"   history of {AGENT}/{persona}:")
         for v in ws.blocks.history(AGENT, persona)[-4:]:
             say(f"     v{v.version}  {v.commit[:10]}  {v.author}  {v.message}")

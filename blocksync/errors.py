@@ -179,8 +179,14 @@ class AlreadyBound(AlreadyExists):
     """
 
     def __init__(
-        self, source: str, path: str, owner: str, label: str, bound_path: str,
-        bound_owner: str, bound_label: str,
+        self,
+        source: str,
+        path: str,
+        owner: str,
+        label: str,
+        bound_path: str,
+        bound_owner: str,
+        bound_label: str,
     ) -> None:
         if bound_path == path:
             what = f"path {path!r} is bound to block {bound_owner}/{bound_label}"
@@ -274,7 +280,11 @@ class AlreadyResolved(ConflictNotOpen):
     """A resolution of a conflict that was resolved already."""
 
     def __init__(
-        self, conflict_id: str, resolution: str | None, resolved_by: str | None, resolved_at: str | None
+        self,
+        conflict_id: str,
+        resolution: str | None,
+        resolved_by: str | None,
+        resolved_at: str | None,
     ) -> None:
         by = f" by {resolved_by}" if resolved_by else ""
         super().__init__(
@@ -511,9 +521,7 @@ class InvalidTransition(UsageError):
     """A stream lifecycle call its current state does not allow; the plugin was not called."""
 
     def __init__(self, stream: str, action: str, state: str, allowed: str) -> None:
-        super().__init__(
-            f"stream {stream!r} is {state}: cannot {action} it ({allowed})"
-        )
+        super().__init__(f"stream {stream!r} is {state}: cannot {action} it ({allowed})")
         self.stream = stream
         self.action = action
         self.state = state
@@ -541,9 +549,7 @@ class PullRefused(PluginError):
 
 def _violations_text(violations: list[dict[str, str]]) -> str:
     """``at /times (minimum): 0 is less than the minimum of 1; ...`` (at most three)."""
-    shown = [
-        f"at {v['pointer'] or '/'} ({v['keyword']}): {v['message']}" for v in violations[:3]
-    ]
+    shown = [f"at {v['pointer'] or '/'} ({v['keyword']}): {v['message']}" for v in violations[:3]]
     more = len(violations) - len(shown)
     return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
 
@@ -592,12 +598,20 @@ class ToolSchemaInvalid(PluginError):
     ``pointer`` and ``keyword`` locate the fault inside the schema."""
 
     def __init__(
-        self, plugin: str, version: str, tool: str, schema: str, pointer: str, keyword: str,
+        self,
+        plugin: str,
+        version: str,
+        tool: str,
+        schema: str,
+        pointer: str,
+        keyword: str,
         detail: str,
     ) -> None:
         where = f" at {pointer or '/'}" + (f" ({keyword})" if keyword else "")
         super().__init__(
-            plugin, version, f"tool.{schema}-schema",
+            plugin,
+            version,
+            f"tool.{schema}-schema",
             f"tool {tool!r}: its {schema} schema is not a valid JSON Schema{where}: {detail}",
         )
         self.tool = tool
@@ -611,11 +625,17 @@ class ToolOutputInvalid(PluginError):
     withheld). ``violations`` as for :class:`ToolInputInvalid`, pointing into the output."""
 
     def __init__(
-        self, plugin: str, version: str, tool: str, call_id: str,
+        self,
+        plugin: str,
+        version: str,
+        tool: str,
+        call_id: str,
         violations: list[dict[str, str]],
     ) -> None:
         super().__init__(
-            plugin, version, "tool.execute",
+            plugin,
+            version,
+            "tool.execute",
             f"tool {tool!r} call {call_id}: its output does not match its output schema: "
             f"{_violations_text(violations)}",
         )

@@ -24,8 +24,12 @@ from typing import Any
 PLUGIN_LOGGER = "blocksync.plugin"
 MAX_BYTES = 1 << 20
 BACKUPS = 3
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 logging.getLogger("blocksync").addHandler(logging.NullHandler())
 
@@ -36,7 +40,8 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
     def _open(self) -> Any:
         fd = os.open(
             self.baseFilename,
-            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o644,
         )
         return os.fdopen(fd, "a", encoding="utf-8", errors="replace")
 
@@ -84,7 +89,13 @@ class PluginLog(logging.LoggerAdapter):  # type: ignore[type-arg]
             elif exc_info is True:
                 exc_info = sys.exc_info()
             record = self.logger.makeRecord(
-                self.logger.name, level, "(plugin)", 0, msg, args, exc_info or None,
+                self.logger.name,
+                level,
+                "(plugin)",
+                0,
+                msg,
+                args,
+                exc_info or None,
                 extra=self.extra,
             )
             _files.emit(self.log_file, record)

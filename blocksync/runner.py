@@ -180,15 +180,19 @@ def run_sync(
             _finish_failed(log, run.id, exc)
             raise
         remote_entries = list(remotes.values())
-        not_reached = [  # sources, streams, then remotes: the order the report lists them in
-            e.source for e in reconciled.sources if e.not_reached == "timeout"
-        ] + [s.stream for s in streams if s.not_reached == "timeout"] + [
-            e.source for e in remote_entries if e.not_reached == "timeout"
-        ]
+        not_reached = (
+            [  # sources, streams, then remotes: the order the report lists them in
+                e.source for e in reconciled.sources if e.not_reached == "timeout"
+            ]
+            + [s.stream for s in streams if s.not_reached == "timeout"]
+            + [e.source for e in remote_entries if e.not_reached == "timeout"]
+        )
         if remote_entries:
             reconciled = ReconcileReport(
-                run.id, reconciled.sources + remote_entries,
-                ws.reconciler.conflicts.open_count(), reconciled.dry_run,
+                run.id,
+                reconciled.sources + remote_entries,
+                ws.reconciler.conflicts.open_count(),
+                reconciled.dry_run,
             )
         report = SyncReport(
             run_id=run.id,
@@ -207,8 +211,11 @@ def run_sync(
             log.interrupt(run.id, exit_code=stop.exit_code, summary=report.summary(), report=doc)
             raise stop
         log.finish(
-            run.id, exit_code=report.exit_code, summary=report.summary(),
-            report=report.to_json(), finished_at=report.finished_at,
+            run.id,
+            exit_code=report.exit_code,
+            summary=report.summary(),
+            report=report.to_json(),
+            finished_at=report.finished_at,
         )
         return report
 
@@ -259,7 +266,9 @@ def _finish_failed(log: RunLog, run_id: str, exc: Exception) -> None:
     """Complete the row of a run that ended in ``exc``: its exit code and message stand in it."""
     code = exc.exit_code if isinstance(exc, BlocksyncError) else 1
     log.finish(
-        run_id, exit_code=code, summary=Summary(),
+        run_id,
+        exit_code=code,
+        summary=Summary(),
         report={"run_id": run_id, "command": COMMAND, "error": str(exc), "exit_code": code},
     )
 
@@ -285,7 +294,11 @@ def _remote_names(ws: Workspace, remote: str | None) -> list[str]:
 
 
 def run_pull(
-    ws: Workspace, remote: str | None = None, *, wait: bool = False, timeout: float | None = None,
+    ws: Workspace,
+    remote: str | None = None,
+    *,
+    wait: bool = False,
+    timeout: float | None = None,
     allow_mass_delete: bool = False,
 ) -> list[RemotePull]:
     """``blocksync pull``: fetch and merge ``remote`` (default: every remote), under the lock
@@ -299,7 +312,11 @@ def run_pull(
 
 
 def run_push(
-    ws: Workspace, remote: str | None = None, *, wait: bool = False, timeout: float | None = None,
+    ws: Workspace,
+    remote: str | None = None,
+    *,
+    wait: bool = False,
+    timeout: float | None = None,
     allow_mass_delete: bool = False,
 ) -> list[RemotePush]:
     """``blocksync push``: push main to ``remote`` (default: every remote), under the lock;
@@ -328,7 +345,9 @@ def _remote_failure(exc: Exception) -> str:
 
 
 def _merge_entry(entry: SourceReport, pull: RemotePull) -> None:
-    entry.resolved += [(path, "remote -> local" if how == "remote" else how) for path, how in pull.merged]
+    entry.resolved += [
+        (path, "remote -> local" if how == "remote" else how) for path, how in pull.merged
+    ]
     entry.needs_resolution += [path for path, _ in pull.conflicts]
 
 

@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from xml.etree import ElementTree
@@ -127,9 +127,17 @@ class S3Outside:
         headers: list[tuple[str, str]] = []
         access, secret = self.keys
         if access and secret:
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            headers = sigv4.sign(method, url, [], body, region=self.region,
-                                 access_key=str(access), secret_key=str(secret), amz_date=stamp)
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            headers = sigv4.sign(
+                method,
+                url,
+                [],
+                body,
+                region=self.region,
+                access_key=str(access),
+                secret_key=str(secret),
+                amz_date=stamp,
+            )
         # an explicit type: urllib's default for a body (a form) gets it parsed away by servers
         headers.append(("Content-Type", "application/octet-stream"))
         request = urllib.request.Request(url, data=body, method=method, headers=dict(headers))
@@ -151,8 +159,10 @@ class S3Outside:
     def list_paths(self) -> list[str]:
         query = urllib.parse.urlencode({"list-type": "2", "prefix": self.prefix})
         listing = self._request("GET", f"{self.base}?{query}") or b"<none/>"
-        keys = (e.text or "" for e in ElementTree.fromstring(listing).iter() if e.tag.endswith("Key"))
-        return sorted(key[len(self.prefix):] for key in keys)
+        keys = (
+            e.text or "" for e in ElementTree.fromstring(listing).iter() if e.tag.endswith("Key")
+        )
+        return sorted(key[len(self.prefix) :] for key in keys)
 
     def read(self, path: str) -> bytes | None:
         return self._request("GET", self._url(path))
@@ -310,8 +320,11 @@ def new_file_becomes_a_block(s: Subject) -> None:
     """A new outside path becomes a block and a base."""
     s.put("a.md", "one\n")
     s.put("sub/b.md", "two\n")
-    _expect(_sorted(s.reconcile(None)),
-            [Resolved("a.md", "disk->agent"), Resolved("sub/b.md", "disk->agent")], "results")
+    _expect(
+        _sorted(s.reconcile(None)),
+        [Resolved("a.md", "disk->agent"), Resolved("sub/b.md", "disk->agent")],
+        "results",
+    )
     _expect((s.block("a.md"), s.block("sub/b.md")), ("one\n", "two\n"), "blocks")
     _expect((s.base("a.md"), s.base("sub/b.md")), ("one\n", "two\n"), "bases")
 
@@ -355,8 +368,11 @@ def overlapping_edits_need_resolution(s: Subject) -> None:
     head = s.blocks.head()
     conflict = [NeedsResolution("a.md", "X\nb\nc\n", "Y\nb\nc\n")]
     _expect(s.reconcile(["a.md"]), conflict, "results")
-    _expect((s.text("a.md"), s.block("a.md"), s.base("a.md")),
-            ("X\nb\nc\n", "Y\nb\nc\n", "a\nb\nc\n"), "outside, block and base")
+    _expect(
+        (s.text("a.md"), s.block("a.md"), s.base("a.md")),
+        ("X\nb\nc\n", "Y\nb\nc\n", "a\nb\nc\n"),
+        "outside, block and base",
+    )
     _expect(s.blocks.head(), head, "block commits")
     _expect(s.reconcile(["a.md"]), conflict, "results of a second run")
 
@@ -422,8 +438,11 @@ def a_second_run_reports_only_no_change(s: Subject) -> None:
     first = s.reconcile(None)
     _expect([r for r in first if isinstance(r, NoChange)], [], "no-change results of the run")
     head = s.blocks.head()
-    _expect(_sorted(s.reconcile(None)),
-            [NoChange("a.md"), NoChange("b.md"), NoChange("c.md")], "the second run")
+    _expect(
+        _sorted(s.reconcile(None)),
+        [NoChange("a.md"), NoChange("b.md"), NoChange("c.md")],
+        "the second run",
+    )
     _expect(s.blocks.head(), head, "block commits")
 
 

@@ -177,8 +177,7 @@ def render_char_diff(ops: list[tuple[CharOp, str]], color: bool) -> str:
 #: Unicode line separators, bidirectional controls (they reorder what is shown: one name can
 #: pass for another), and lone surrogates (bytes of a file name that were not UTF-8)
 _UNPRINTABLE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-    "\ud800-\udfff]"
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 )
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 

@@ -161,7 +161,9 @@ class Workspace(AbstractContextManager["Workspace"]):
             for key, source in sources.items():
                 if isinstance(source, dict) and source.get("type") == "file":
                     if key in specs or key in self.plugins.specs:
-                        raise ConfigError(f"data source {key!r} is configured twice: keys name sources")
+                        raise ConfigError(
+                            f"data source {key!r} is configured twice: keys name sources"
+                        )
                     specs[key] = parse_file_source(agent, key, source, self.root)
         return specs
 
@@ -175,8 +177,11 @@ class Workspace(AbstractContextManager["Workspace"]):
             for key in self.plugins.block_source_keys():  # loaded only when asked about
                 openers[key] = partial(self.plugins.source, key)
             self._reconciler = Reconciler(
-                openers, self.conflict_index, self.blocks.author,
-                resolve_only=self._remote_source, listed=self._listed,
+                openers,
+                self.conflict_index,
+                self.blocks.author,
+                resolve_only=self._remote_source,
+                listed=self._listed,
             )
         return self._reconciler
 
@@ -272,8 +277,13 @@ class Workspace(AbstractContextManager["Workspace"]):
         return RemoteSync(self.blocks, self.reconciler.conflicts, self.blocks.author)
 
     def pull(
-        self, name: str, run_id: str | None = None, *, allow_mass_delete: bool = False,
-        wait: bool = False, timeout: float | None = None,
+        self,
+        name: str,
+        run_id: str | None = None,
+        *,
+        allow_mass_delete: bool = False,
+        wait: bool = False,
+        timeout: float | None = None,
     ) -> RemotePull:
         """Fetch remote ``name``'s main and merge it into main (conflicts into the index), under
         the run lock (see :meth:`locked`; ``timeout`` bounds the wait for it). A pull that would
@@ -285,8 +295,13 @@ class Workspace(AbstractContextManager["Workspace"]):
             return self.remote_sync.pull(remote, run_id or new_run_id(), allow_mass_delete=allow)
 
     def push(
-        self, name: str, run_id: str | None = None, *, allow_mass_delete: bool = False,
-        wait: bool = False, timeout: float | None = None,
+        self,
+        name: str,
+        run_id: str | None = None,
+        *,
+        allow_mass_delete: bool = False,
+        wait: bool = False,
+        timeout: float | None = None,
     ) -> RemotePush:
         """Push main to remote ``name`` by compare-and-swap, merging first when it moved on (that
         merge is a pull: ``allow_mass_delete`` as there), under the run lock like :meth:`pull`."""
@@ -311,7 +326,8 @@ class Workspace(AbstractContextManager["Workspace"]):
         """The conflict index: ``list``, ``get``, ``resolve``, ``undo`` (only the last two open
         the data sources, loading their plugins, and hold the run lock)."""
         return Conflicts(
-            self.conflict_index, lambda: self.reconciler,
+            self.conflict_index,
+            lambda: self.reconciler,
             lambda command, wait, timeout: self.locked(command, wait=wait, timeout=timeout),
         )
 
@@ -349,7 +365,9 @@ class Workspace(AbstractContextManager["Workspace"]):
 
     # -- operations across the store ------------------------------------------------------
 
-    def transaction(self, message: str, author: str | None = None) -> AbstractContextManager[Transaction]:
+    def transaction(
+        self, message: str, author: str | None = None
+    ) -> AbstractContextManager[Transaction]:
         """``with ws.transaction("msg") as tx: tx.update(...)`` writes one commit."""
         return self.blocks.transaction(message, author)
 
@@ -357,7 +375,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         return fsck(self.root)
 
 
-def open(path: str | Path, *, author: str = DEFAULT_AUTHOR) -> Workspace:  # noqa: A001
+def open(path: str | Path, *, author: str = DEFAULT_AUTHOR) -> Workspace:
     """Open the store at ``path``."""
     return Workspace(Path(path), author=author)
 

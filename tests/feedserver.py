@@ -39,8 +39,10 @@ class FeedServer(ThreadingHTTPServer):
     def add(self, count: int, **flags: Any) -> list[dict[str, Any]]:
         """``count`` new items (ids after the last), each with ``flags``."""
         first = self.items[-1]["id"] + 1 if self.items else 1
-        new = [{"id": i, "title": f"item {i}", "body": f"body of item {i}\n", **flags}
-               for i in range(first, first + count)]
+        new = [
+            {"id": i, "title": f"item {i}", "body": f"body of item {i}\n", **flags}
+            for i in range(first, first + count)
+        ]
         self.items += new
         return new
 
@@ -48,7 +50,7 @@ class FeedServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: FeedServer
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.server.requests.append(self.path)
         query = parse_qs(urlparse(self.path).query)
         after = int(query.get("after", ["0"])[0])
@@ -77,10 +79,6 @@ def feed_server() -> Iterator[FeedServer]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-
-
 
 
 def feed_table(server: FeedServer, **extra: Any) -> dict[str, Any]:

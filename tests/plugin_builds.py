@@ -201,8 +201,10 @@ def compiled_component(wasm: Path) -> Component:
     (~30 ms) through blocksync's own CompileCache: the artifact every test store shares."""
     digest = hashlib.sha256(wasm.read_bytes()).hexdigest()
     engine = runtime().engine
-    return runtime().cache(HOST_CACHE).load(
-        engine, digest, lambda: Component.from_file(engine, str(wasm))
+    return (
+        runtime()
+        .cache(HOST_CACHE)
+        .load(engine, digest, lambda: Component.from_file(engine, str(wasm)))
     )
 
 
@@ -254,7 +256,10 @@ def _npm_ci(folder: Path) -> None:
             return
         done = subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=folder, capture_output=True, text=True,
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0:
             raise RuntimeError(f"npm ci in {folder} failed:\n{done.stdout}\n{done.stderr}")
@@ -282,7 +287,10 @@ def _build_js_into(target: Path, name: str) -> None:
     started = time.monotonic()
     done = subprocess.run(
         ["npm", "run", "--silent", "build", "--", "--out", str(partial)],
-        cwd=folder, capture_output=True, text=True,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
@@ -313,9 +321,23 @@ def _build_js_into(target: Path, name: str) -> None:
 SUITE_BUILDS: tuple[tuple[str, dict[str, Any]], ...] = tuple(
     (name, {})
     for name in (
-        "echo_block", "echo_stream", "echo_tool", "kitchen_sink", "stream_tool", "echo_files",
-        "files", "feed", "hostile_block", "hostile_bigresult", "hostile_delete", "hostile_http",
-        "hostile_membomb", "hostile_other_agent", "hostile_paths", "hostile_readonly", "s3",
+        "echo_block",
+        "echo_stream",
+        "echo_tool",
+        "kitchen_sink",
+        "stream_tool",
+        "echo_files",
+        "files",
+        "feed",
+        "hostile_block",
+        "hostile_bigresult",
+        "hostile_delete",
+        "hostile_http",
+        "hostile_membomb",
+        "hostile_other_agent",
+        "hostile_paths",
+        "hostile_readonly",
+        "s3",
         "truth_tool",
     )
 ) + (("hostile_block", {"wasi": True}),)
@@ -350,7 +372,7 @@ class WarmUp:
                 return
             try:
                 compiled_component(built_plugin(name, **kwargs))
-            except Exception:  # noqa: BLE001 - the test that needs it reports the failure
+            except Exception:  # noqa: BLE001, S112 - the test that needs it reports the failure
                 continue
         if js and not self._stop.is_set():
             with suppress(Exception):

@@ -79,8 +79,11 @@ def s3_server() -> Iterator[S3Server]:
     try:
         host, port = server.get_host_and_port()
         client = boto3.client(
-            "s3", endpoint_url=f"http://{host}:{port}", region_name=REGION,
-            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+            "s3",
+            endpoint_url=f"http://{host}:{port}",
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
             config=Config(s3={"addressing_style": "path"}),
         )
         yield S3Server(server, host, port, client)
@@ -91,8 +94,13 @@ def s3_server() -> Iterator[S3Server]:
 def plugin_config(s3: S3Server, bucket: str, **extra: Any) -> dict[str, Any]:
     """The plugin's `config` table for `bucket` on `s3` (owner alice, read-write, signed)."""
     config = {
-        "bucket": bucket, "region": REGION, "endpoint": s3.endpoint, "owner": "alice",
-        "permission": "read-write", "access_key": ACCESS_KEY, "secret_key": SECRET_KEY,
+        "bucket": bucket,
+        "region": REGION,
+        "endpoint": s3.endpoint,
+        "owner": "alice",
+        "permission": "read-write",
+        "access_key": ACCESS_KEY,
+        "secret_key": SECRET_KEY,
     }
     config.update(extra)
     return config
@@ -160,8 +168,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(200, b"")  # the bucket: where the plugin learns the time
             return
         if server.mode == "500":
-            self._answer(500, b"<Error><Code>InternalError</Code><Message>We encountered an "
-                         b"internal error. Please try again.</Message></Error>")
+            self._answer(
+                500,
+                b"<Error><Code>InternalError</Code><Message>We encountered an "
+                b"internal error. Please try again.</Message></Error>",
+            )
         elif server.mode == "slow":
             time.sleep(server.delay)
             self._answer(200, EMPTY_LISTING)

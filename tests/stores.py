@@ -44,7 +44,9 @@ def make_store_for(
         parts.append(toml_table(("limits",), caps))
     for agent, sources in agents.items():
         for key, table in sources.items():
-            parts.append(toml_table(("agents", agent, "data_sources", key), {"type": "wasm", **table}))
+            parts.append(
+                toml_table(("agents", agent, "data_sources", key), {"type": "wasm", **table})
+            )
     (root / "blocksync.toml").write_text("\n".join(parts), encoding="utf-8")
     return root
 
@@ -72,6 +74,6 @@ def base_of(ws: blocksync.Workspace, source: str, path: str) -> str | None:
 def refs_of(repo: Path) -> dict[str, str]:
     """Every ref of ``repo`` and its commit, as the real git lists them (none: {})."""
     out = subprocess.run(
-        ["git", "-C", str(repo), "show-ref"], capture_output=True, text=True
+        ["git", "-C", str(repo), "show-ref"], capture_output=True, text=True, check=False
     ).stdout  # exit status 1 when there is no ref yet
     return {name: sha for sha, name in (line.split() for line in out.splitlines())}

@@ -26,15 +26,27 @@ ENV["BLOCKSYNC_AUTHOR"] = "human:test"
 
 def cli(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [BLOCKSYNC, "--store", str(store), *args], capture_output=True, text=True, env=ENV,
-        timeout=120, check=False,
+        [BLOCKSYNC, "--store", str(store), *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+        check=False,
     )
 
 
-def tool(store: Path, name: str, params: dict[str, object], agent: str | None = None
-         ) -> subprocess.CompletedProcess[str]:
-    return cli(store, "tool", "run", name, "--params", json.dumps(params),
-               *(("--agent", agent) if agent else ()))
+def tool(
+    store: Path, name: str, params: dict[str, object], agent: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return cli(
+        store,
+        "tool",
+        "run",
+        name,
+        "--params",
+        json.dumps(params),
+        *(("--agent", agent) if agent else ()),
+    )
 
 
 def configure(store: Path, notes: Path, extra: str = "") -> None:
@@ -65,24 +77,31 @@ def bobs(store_path: Path, tmp_path: Path) -> tuple[Path, str, str]:
 
 def test_an_agent_cannot_roll_back_anothers_block(bobs: tuple[Path, str, str]) -> None:
     store, label, _ = bobs
-    done = tool(store, "blocksync_block_rollback", {"owner": "bob", "label": label, "version": 1},
-                agent="mallory")
+    done = tool(
+        store,
+        "blocksync_block_rollback",
+        {"owner": "bob", "label": label, "version": 1},
+        agent="mallory",
+    )
     assert done.returncode == 1, done.stderr
     (line,) = done.stderr.splitlines()
     assert line.startswith("error: agent 'mallory' may not roll back block")
     assert "of 'bob'" in line and "may_act_for" in line and "[agents.mallory]" in line
     with blocksync.open(store) as ws:
         assert ws.blocks.read("bob", label).version == 2  # nothing was rolled back
-    own = tool(store, "blocksync_block_rollback", {"owner": "bob", "label": label, "version": 1},
-               agent="bob")
+    own = tool(
+        store,
+        "blocksync_block_rollback",
+        {"owner": "bob", "label": label, "version": 1},
+        agent="bob",
+    )
     assert own.returncode == 0, own.stderr
     assert json.loads(own.stdout)["version"] == 3
 
 
 def test_an_agent_cannot_resolve_anothers_conflict(bobs: tuple[Path, str, str]) -> None:
     store, label, cid = bobs
-    done = tool(store, "blocksync_conflict_resolve", {"id": cid, "take": "agent"},
-                agent="mallory")
+    done = tool(store, "blocksync_conflict_resolve", {"id": cid, "take": "agent"}, agent="mallory")
     assert done.returncode == 1, done.stderr
     (line,) = done.stderr.splitlines()
     assert f"agent 'mallory' may not resolve conflict {cid} of 'bob'" in line
@@ -102,8 +121,9 @@ def test_reading_tools_follow_the_same_rule(bobs: tuple[Path, str, str]) -> None
     assert [c["id"] for c in json.loads(listed.stdout)["conflicts"]] == [cid]
     shown = tool(store, "blocksync_conflict_show", {"id": cid}, agent="mallory")
     assert shown.returncode == 1 and f"may not read conflict {cid} of 'bob'" in shown.stderr
-    history = tool(store, "blocksync_block_history", {"owner": "bob", "label": label},
-                   agent="mallory")
+    history = tool(
+        store, "blocksync_block_history", {"owner": "bob", "label": label}, agent="mallory"
+    )
     assert history.returncode == 1 and "may not read the history of block" in history.stderr
 
 
@@ -116,7 +136,7 @@ def test_a_call_without_an_agent_acts_as_before(bobs: tuple[Path, str, str]) -> 
 
 
 def test_may_act_for_grants_another_owner(bobs: tuple[Path, str, str]) -> None:
-    store, label, cid = bobs
+    store, _label, cid = bobs
     with open(store / "blocksync.toml", "a", encoding="utf-8") as f:
         f.write('\n[agents.mallory]\nmay_act_for = ["bob"]\n')
     listed = tool(store, "blocksync_conflicts_list", {}, agent="mallory")
@@ -128,23 +148,25 @@ def test_may_act_for_grants_another_owner(bobs: tuple[Path, str, str]) -> None:
     with blocksync.open(store) as ws:
         ws.blocks.create("mallory", "secret", "mine\n")
         with pytest.raises(AgentNotAllowed):
-            ws.tools.call("blocksync_block_history", {"owner": "mallory", "label": "secret"},
-                          agent="bob")
+            ws.tools.call(
+                "blocksync_block_history", {"owner": "mallory", "label": "secret"}, agent="bob"
+            )
 
 
 def test_the_library_raises_access_denied_with_its_data(bobs: tuple[Path, str, str]) -> None:
     store, label, _ = bobs
     with blocksync.open(store) as ws, pytest.raises(AccessDenied) as info:
-        ws.tools.call("blocksync_block_rollback", {"owner": "bob", "label": label, "version": 1},
-                      agent="mallory")
+        ws.tools.call(
+            "blocksync_block_rollback",
+            {"owner": "bob", "label": label, "version": 1},
+            agent="mallory",
+        )
     err = info.value
     assert isinstance(err, AgentNotAllowed) and err.exit_code == 1
     assert (err.agent, err.owner) == ("mallory", "bob")
 
 
-@pytest.mark.parametrize(
-    "value", ['"bob"', "3", "[3]", '[""]', '["bob", ["x"]]', '{ bob = true }']
-)
+@pytest.mark.parametrize("value", ['"bob"', "3", "[3]", '[""]', '["bob", ["x"]]', "{ bob = true }"])
 def test_may_act_for_must_be_a_list_of_agent_ids(store_path: Path, value: str) -> None:
     with open(store_path / "blocksync.toml", "a", encoding="utf-8") as f:
         f.write(f"\n[agents.mallory]\nmay_act_for = {value}\n")

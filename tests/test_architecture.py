@@ -188,11 +188,16 @@ def test_only_cli_tests_import_the_cli() -> None:
         if "cli" in path.relative_to(TESTS).parts[:-1]:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module in ("blocksync.cli", "click.testing"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module in ("blocksync.cli", "click.testing")
+                or (
+                    isinstance(node, ast.ImportFrom)
+                    and node.module == "blocksync"
+                    and any(a.name == "cli" for a in node.names)
+                )
+            ):
                 offenders.append(f"{path.relative_to(TESTS)}:{node.lineno}")
-            elif isinstance(node, ast.ImportFrom) and node.module == "blocksync":
-                if any(a.name == "cli" for a in node.names):
-                    offenders.append(f"{path.relative_to(TESTS)}:{node.lineno}")
     assert not offenders, "move these CLI tests to tests/cli/:\n" + "\n".join(offenders)
 
 

@@ -14,11 +14,12 @@ import pytest
 
 import blocksync
 from blocksync.index.base_index import BaseEntry, BaseIndex, git_blob_id
+from blocksync.shared.wit import PermissionLevel, PermissionRule
 from blocksync.store.bases import SyncBases
 from blocksync.store.gitstore import GitStore
 from blocksync.sync.folder.config import FileSourceSpec
 from blocksync.sync.folder.source import FileSource
-from blocksync.sync.protocol import NoChange, PermissionLevel, PermissionRule, Resolved
+from blocksync.sync.protocol import NoChange, Resolved
 
 AUTHOR = "test:author"
 
@@ -45,7 +46,10 @@ def expected(bases: SyncBases) -> dict[str, BaseEntry]:
         assert found is not None
         data = found[1].encode("utf-8")
         out[binding.path] = BaseEntry(
-            binding.path, binding.owner, binding.label, git_blob_id(data),
+            binding.path,
+            binding.owner,
+            binding.label,
+            git_blob_id(data),
             hashlib.sha256(data).hexdigest(),
         )
     return out
@@ -63,8 +67,11 @@ def test_the_index_follows_every_update_of_the_ref(gitstore: GitStore, index: Ba
         tx.forget("p2.md")
         tx.set_base("new/ünï.md", "alice", "new", "")
     got = index.entries(bases)
-    assert got == expected(bases) and "p2.md" not in got and got["new/ünï.md"].base_blob == (
-        git_blob_id(b""))
+    assert (
+        got == expected(bases)
+        and "p2.md" not in got
+        and got["new/ünï.md"].base_blob == (git_blob_id(b""))
+    )
     with bases.update("all gone", AUTHOR) as tx:
         for path in list(got):
             tx.forget(path)
@@ -114,7 +121,10 @@ def source(ws: blocksync.Workspace, tmp_path: Path) -> Iterator[FileSource]:
     root = (tmp_path / "files").resolve()
     root.mkdir()
     spec = FileSourceSpec(
-        "notes", "alice", "n", (root,),
+        "notes",
+        "alice",
+        "n",
+        (root,),
         permission_rules=(PermissionRule("**", PermissionLevel.READ_WRITE),),
     )
     with FileSource(spec, ws.blocks) as fs:
@@ -128,8 +138,7 @@ def test_reconcile_keeps_the_index_at_the_ref_it_wrote(source: FileSource) -> No
     assert all(isinstance(r, Resolved) for r in source.reconcile_outcome().results)
     index = source.base_index()
     conn = sqlite3.connect(index.path)
-    (head,) = conn.execute(
-        "SELECT head FROM sync_bases_heads WHERE source = 'notes'").fetchone()
+    (head,) = conn.execute("SELECT head FROM sync_bases_heads WHERE source = 'notes'").fetchone()
     conn.close()
     head_now = source.bases.head()
     assert head_now is not None and head == head_now.decode(), "recorded without a catch-up"

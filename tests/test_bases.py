@@ -161,7 +161,9 @@ def test_one_commit_per_update_with_a_linear_history(repo: Path, gitstore: GitSt
     roots = git(repo, "rev-list", "--max-parents=0", "refs/sync/src").split()
     assert roots == [commits(repo, "src")[-1]]  # only the first commit has no parent
     assert git(repo, "log", "--format=%an|%s", "refs/sync/src").splitlines() == [
-        "run-2|sync 2", "run-1|sync 1", "run-0|sync 0"
+        "run-2|sync 2",
+        "run-1|sync 1",
+        "run-0|sync 0",
     ]
     # the history of one base, through plain git
     shared = f"bases/{key('shared')[:2]}/{key('shared')}/base"
@@ -236,7 +238,9 @@ def test_changes_lists_what_moved_since_a_commit(repo: Path, gitstore: GitStore)
 
     def blob(content: str) -> str:
         done = subprocess.run(
-            ["git", "hash-object", "--stdin"], input=content.encode(), capture_output=True,
+            ["git", "hash-object", "--stdin"],
+            input=content.encode(),
+            capture_output=True,
             check=True,
         )
         return done.stdout.decode().strip()
@@ -309,7 +313,8 @@ def test_a_lost_race_replays_and_keeps_both_writes(repo: Path, gitstore: GitStor
             fast.set_base("fast", "o", "fast", "f")
     assert bases.get("slow") is not None and bases.get("fast") is not None
     assert git(repo, "log", "--format=%s", "refs/sync/src").splitlines() == [
-        "slow writer", "fast writer"
+        "slow writer",
+        "fast writer",
     ]
 
 
@@ -343,8 +348,8 @@ def test_a_stuck_lock_ends_in_concurrent_update(
 
 
 @pytest.mark.parametrize(
-    "source", ["", "a..b", "x.lock", "end.", "../up", "a/./b", "new\nline", "nul\x00", "\udc80",
-               "x" * 300]
+    "source",
+    ["", "a..b", "x.lock", "end.", "../up", "a/./b", "new\nline", "nul\x00", "\udc80", "x" * 300],
 )
 def test_unsafe_source_names_are_refused(gitstore: GitStore, source: str) -> None:
     with pytest.raises(InvalidLabel):
@@ -435,10 +440,12 @@ def test_processes_updating_one_source_lose_nothing(repo: Path, gitstore: GitSto
     for w in range(workers):
         for i in range(count):
             assert bases.get(f"w{w}/p{i}") == (
-                Binding(f"w{w}/p{i}", f"agent{w}", f"l{i}"), f"content {w} {i}\n"
+                Binding(f"w{w}/p{i}", f"agent{w}", f"l{i}"),
+                f"content {w} {i}\n",
             )
         assert bases.get(f"latest-{w}") == (
-            Binding(f"latest-{w}", f"agent{w}", "latest"), f"{count - 1}"
+            Binding(f"latest-{w}", f"agent{w}", "latest"),
+            f"{count - 1}",
         )
     assert len(bases.bindings()) == workers * (count + 1)
     assert len(commits(repo, "shared")) == workers * count  # one commit per update, none lost
@@ -460,6 +467,7 @@ OPS = st.lists(
     ),
     max_size=4,
 )
+
 
 class BasesMachine(RuleBasedStateMachine):
     """SyncBases must behave like a dict path -> (owner, label, content), one-to-one on blocks,
@@ -510,7 +518,9 @@ class BasesMachine(RuleBasedStateMachine):
         changed = after != self.model
         assert (tx.commit_id is not None) == changed
         want = [
-            BaseChange(p, None, None) if p not in after else BaseChange(
+            BaseChange(p, None, None)
+            if p not in after
+            else BaseChange(
                 p, Binding(p, *after[p][:2]), Blob.from_string(after[p][2].encode()).id.decode()
             )
             for p in sorted(self.model.keys() | after.keys())
@@ -562,6 +572,8 @@ class BasesMachine(RuleBasedStateMachine):
 
 TestBasesMachine = BasesMachine.TestCase
 TestBasesMachine.settings = settings(
-    max_examples=examples(60), stateful_step_count=12, deadline=None,
+    max_examples=examples(60),
+    stateful_step_count=12,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -40,13 +40,18 @@ def test_benchmark_runs_in_tiny_mode(script: Path, tmp_path: Path) -> None:
     before = _contents(BENCHMARKS)
     done = subprocess.run(
         [sys.executable, str(script), "--tiny"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
     )
     assert done.returncode == 0, (
         f"{script.name} --tiny exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     )
     figures = [
-        line for line in done.stdout.splitlines()
+        line
+        for line in done.stdout.splitlines()
         if "median" in line.lower() and any(c.isdigit() for c in line)
     ]
     assert figures, f"{script.name} --tiny printed no median:\n{done.stdout}"

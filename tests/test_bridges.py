@@ -25,22 +25,17 @@ import pytest
 import blocksync
 from blocksync.errors import ConfigError, NotFound, PluginCallFailed, PluginRefused, PluginTrapped
 from blocksync.plugins import HostServices, Limits, WasmDataBlock, WasmDataStream, WasmTool, load
-from blocksync.store.blocks import BlockStore
-from blocksync.sync.protocol import (
+from blocksync.shared.wit import (
     BlockRef,
     BlockSchemaSpec,
-    DataBlock,
-    DataStream,
-    NeedsResolution,
-    NoChange,
     Notification,
     PermissionLevel,
     PermissionRule,
-    Resolved,
     SourceStatus,
-    Tool,
     VersionInfo,
 )
+from blocksync.store.blocks import BlockStore
+from blocksync.sync.protocol import DataBlock, DataStream, NeedsResolution, NoChange, Resolved, Tool
 
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugins, wat_fixture
@@ -49,10 +44,6 @@ from .test_host_functions import DictBases
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ("echo_block", "echo_stream", "echo_tool", "kitchen_sink", "stream_tool", "echo_files")
-
-
-
-
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +73,9 @@ def store(tmp_path: Path, built: dict[str, Path], hostile_wasm: Path) -> Iterato
                 "ticks": {"path": built["stream_tool"], "source_kind": "both"},
                 "files_ro": {"path": built["echo_files"], "dir": tmp_path / "ro"},
                 "files_rw": {
-                    "path": built["echo_files"], "dir": tmp_path / "rw", "dir_mode": "read-write",
+                    "path": built["echo_files"],
+                    "dir": tmp_path / "rw",
+                    "dir_mode": "read-write",
                 },
                 "files_none": {"path": built["echo_files"]},  # no folder granted
                 "wat": {"path": hostile_wasm, "limits": {"timeout": 0.5}},
@@ -153,7 +146,9 @@ def test_a_result_error_names_plugin_version_and_call(ws: blocksync.Workspace) -
 
 def test_reconcile_results_are_typed(ws: blocksync.Workspace) -> None:
     bases = DictBases()
-    spec = dataclasses.replace(ws.plugins.specs["echo"], config={"files": "same=s;merge=base\n;fight=base\n;twin=t"})
+    spec = dataclasses.replace(
+        ws.plugins.specs["echo"], config={"files": "same=s;merge=base\n;fight=base\n;twin=t"}
+    )
     plugin = load(spec, HostServices(ws.blocks, ws.notifications), ws.cache_path, bases.factory)
     try:
         echo = WasmDataBlock(plugin)
@@ -175,7 +170,11 @@ def test_reconcile_results_are_typed(ws: blocksync.Workspace) -> None:
             NoChange("unbound"),
         ]
         assert [type(r) for r in results] == [
-            NoChange, Resolved, NeedsResolution, Resolved, NoChange,
+            NoChange,
+            Resolved,
+            NeedsResolution,
+            Resolved,
+            NoChange,
         ]
     finally:
         plugin.close()
@@ -211,7 +210,9 @@ def test_every_data_stream_export(ws: blocksync.Workspace) -> None:
     assert stream.pull(10, "2") == [Notification(f"event {n}", ()) for n in (2, 3, 4)]
     assert stream.pull(10, "5") == []
     error = failed(stream.pull, 10, "x")
-    assert error.call == "data-stream.pull" and error.detail.startswith("ValueError: invalid literal")
+    assert error.call == "data-stream.pull" and error.detail.startswith(
+        "ValueError: invalid literal"
+    )
     stream.stop()
     assert stream.status() is SourceStatus.STOPPED
     # resume has no err channel: the guest's RuntimeError traps, and the instance is replaced
@@ -254,7 +255,10 @@ def test_every_tool_export(ws: blocksync.Workspace) -> None:
     assert tool.usage_rule() == "Use it to test that tools work; never for real answers."
     out = tool.execute('{"text": "hi", "times": 3}', '{"agent_id": "alice", "call_id": "c1"}')
     assert json.loads(out) == {
-        "echo": "hihihi", "agent": "alice", "call": "c1", "meta_keys": ["agent_id", "call_id"],
+        "echo": "hihihi",
+        "agent": "alice",
+        "call": "c1",
+        "meta_keys": ["agent_id", "call_id"],
     }
     error = failed(tool.execute, "{}", "{}")
     assert (error.plugin, error.version, error.call) == ("tool", version, "tool.execute")
@@ -270,15 +274,24 @@ def test_plugins_by_key(ws: blocksync.Workspace) -> None:
     with pytest.raises(NotFound, match=r"no plugin named 'nope' \(known: echo, files_none, "):
         ws.plugins.tool("nope")
     assert ws.plugins.get("echo") is ws.plugins.get("echo")  # loaded once
-    with pytest.raises(PluginRefused, match=r"plugin 'tool' .*: does not export data-block "
-                       r"\(it exports tool\)"):
+    with pytest.raises(
+        PluginRefused,
+        match=r"plugin 'tool' .*: does not export data-block "
+        r"\(it exports tool\)",
+    ):
         ws.plugins.data_block("tool")
-    with pytest.raises(PluginRefused, match="does not export data-block "
-                       r"\(it exports data-stream\)"):
+    with pytest.raises(
+        PluginRefused,
+        match="does not export data-block "
+        r"\(it exports data-stream\)",
+    ):
         ws.plugins.data_block("stream")
     # kitchen_sink exports all three; configured as a stream it is not a data-block source
-    with pytest.raises(PluginRefused, match=r"plugin 'sink_stream' \(sha256:\w+\): is configured "
-                       "with source_kind = 'stream', not as a data-block"):
+    with pytest.raises(
+        PluginRefused,
+        match=r"plugin 'sink_stream' \(sha256:\w+\): is configured "
+        "with source_kind = 'stream', not as a data-block",
+    ):
         ws.plugins.data_block("sink_stream")
     assert ws.plugins.data_stream("sink_stream").name() == "Kitchen sink"
     assert ws.plugins.tool("sink_stream").name() == "Kitchen sink"  # tools go with any kind
@@ -289,14 +302,18 @@ def test_plugins_by_key(ws: blocksync.Workspace) -> None:
 
 BAD_TABLES: dict[str, tuple[dict[str, Any], str]] = {
     "no path": ({}, "`path` (the .wasm file) is required"),
-    "type": ({"type": "ftp", "path": "x.wasm"}, "type 'ftp' is not supported; use \"file\" or \"wasm\""),
+    "type": (
+        {"type": "ftp", "path": "x.wasm"},
+        'type \'ftp\' is not supported; use "file" or "wasm"',
+    ),
     "source_kind": ({"path": "x.wasm", "source_kind": "sideways"}, ".source_kind must be"),
     "dir_mode": ({"path": "x.wasm", "dir_mode": "rw"}, ".dir_mode must be"),
     "config": ({"path": "x.wasm", "config": "x"}, ".config must be a table"),
     "allowed_hosts": ({"path": "x.wasm", "allowed_hosts": "h"}, ".allowed_hosts must be a list"),
     "sha256": ({"path": "x.wasm", "sha256": "abc"}, ".sha256 must be 64 hex digits"),
     "limit value": (
-        {"path": "x.wasm", "limits": {"timeout": -1}}, ".limits.timeout must be a positive number"
+        {"path": "x.wasm", "limits": {"timeout": -1}},
+        ".limits.timeout must be a positive number",
     ),
     "limit name": ({"path": "x.wasm", "limits": {"cpu": 1}}, ".limits: unknown limit 'cpu'"),
     "rule shape": (
@@ -326,9 +343,12 @@ def test_config_errors_across_tables(tmp_path: Path, built: dict[str, Path]) -> 
         tmp_path / "twice",
         {"alice": {"x": {"path": built["echo_tool"]}}, "bob": {"x": {"path": built["echo_tool"]}}},
     )
-    with blocksync.open(twice) as ws, pytest.raises(ConfigError, match=(
-        "data source 'x' is configured for agents 'alice' and 'bob'"
-    )):
+    with (
+        blocksync.open(twice) as ws,
+        pytest.raises(
+            ConfigError, match=("data source 'x' is configured for agents 'alice' and 'bob'")
+        ),
+    ):
         ws.plugins  # noqa: B018
     caps = make_store_for(tmp_path / "caps", {}, extra="[limits]\nwall = 3\n")
     with blocksync.open(caps) as ws, pytest.raises(ConfigError, match=r"\[limits\]: unknown limit"):
@@ -338,8 +358,14 @@ def test_config_errors_across_tables(tmp_path: Path, built: dict[str, Path]) -> 
 def test_user_caps_bound_what_a_plugin_asks(tmp_path: Path, built: dict[str, Path]) -> None:
     store = make_store_for(
         tmp_path / "store",
-        {"alice": {"t": {"path": built["echo_tool"],
-                         "limits": {"timeout": 30.0, "memory_mb": 32, "fuel": 10**12}}}},
+        {
+            "alice": {
+                "t": {
+                    "path": built["echo_tool"],
+                    "limits": {"timeout": 30.0, "memory_mb": 32, "fuel": 10**12},
+                }
+            }
+        },
         extra="[limits]\ntimeout = 2.0\nmemory_mb = 128\nfuel = 1_000_000_000_000_000\n",
     )
     with blocksync.open(store) as ws:
@@ -412,7 +438,8 @@ def test_a_granted_folder_is_readable_and_read_only_by_default(
     files = ws.plugins.data_block("files_ro")
     assert ws.plugins.get("files_ro").spec.dir_mode == "read-only"
     assert files.reconcile(["note.md", "gone.md"]) == [
-        NoChange("note.md"), Resolved("gone.md", "deleted"),
+        NoChange("note.md"),
+        Resolved("gone.md", "deleted"),
     ]
     assert failed(files.load, "nope.md", "alice").detail.startswith("FileNotFoundError:")
     error = failed(files.create, "new.md", "written by the plugin\n", "alice")

@@ -60,8 +60,15 @@ def rec(
     run: str = "run-1",
 ) -> tuple[Conflict, bool]:
     return index.record(
-        source=source, path=path, owner="agent-1", label=f"file:{path}", base=base, disk=disk,
-        agent=agent, reason="both sides changed the same lines", run_id=run,
+        source=source,
+        path=path,
+        owner="agent-1",
+        label=f"file:{path}",
+        base=base,
+        disk=disk,
+        agent=agent,
+        reason="both sides changed the same lines",
+        run_id=run,
     )
 
 
@@ -73,7 +80,10 @@ def test_a_new_conflict_is_an_open_row_with_every_column(index: ConflictIndex) -
     assert new
     assert re.fullmatch(r"c-[0-9a-f]{10}", row.id)
     assert (row.source, row.path, row.owner, row.label) == (
-        "files", "notes/a.md", "agent-1", "file:notes/a.md"
+        "files",
+        "notes/a.md",
+        "agent-1",
+        "file:notes/a.md",
     )
     assert (row.base, row.disk, row.agent) == ("base\n", "disk\n", "agent\n")
     assert row.disk_hash == side_hash("disk\n")
@@ -99,8 +109,12 @@ def test_ids_are_stable_across_index_files(tmp_path: Path) -> None:
     for name in ("one.db", "two.db"):
         with ConflictIndex(tmp_path / name) as idx:
             ids.append(rec(idx)[0].id)
-    assert ids[0] == ids[1] == conflict_id(
-        "files", "notes/a.md", side_hash("disk\n"), side_hash("agent\n"), side_hash("base\n")
+    assert (
+        ids[0]
+        == ids[1]
+        == conflict_id(
+            "files", "notes/a.md", side_hash("disk\n"), side_hash("agent\n"), side_hash("base\n")
+        )
     )
 
 
@@ -143,24 +157,46 @@ def test_each_path_and_source_has_its_own_open_row(index: ConflictIndex) -> None
 def test_close_as_resolved_records_reconciles_account(index: ConflictIndex) -> None:
     row, _ = rec(index)
     closed = index.close(
-        "files", "notes/a.md", status="resolved", resolution="merged", resolver="reconcile",
+        "files",
+        "notes/a.md",
+        status="resolved",
+        resolution="merged",
+        resolver="reconcile",
         result_version=7,
     )
     assert [c.id for c in closed] == [row.id]
     (done,) = closed
     assert (done.status, done.closed_by, done.resolution, done.resolved_by) == (
-        "resolved", "reconcile", "merged", "reconcile"
+        "resolved",
+        "reconcile",
+        "merged",
+        "reconcile",
     )
     assert done.result_version == 7 and done.resolved_at is not None
     assert index.open_count() == 0
-    assert index.close("files", "notes/a.md", status="resolved", resolution="merged",
-                       resolver="reconcile", result_version=7) == []
+    assert (
+        index.close(
+            "files",
+            "notes/a.md",
+            status="resolved",
+            resolution="merged",
+            resolver="reconcile",
+            result_version=7,
+        )
+        == []
+    )
 
 
 def test_close_as_vanished(index: ConflictIndex) -> None:
     row, _ = rec(index)
-    (gone,) = index.close("files", "notes/a.md", status="vanished", resolution=None, resolver=None,
-                          result_version=None)
+    (gone,) = index.close(
+        "files",
+        "notes/a.md",
+        status="vanished",
+        resolution=None,
+        resolver=None,
+        result_version=None,
+    )
     assert gone.id == row.id and gone.status == "vanished" and gone.resolution is None
     assert index.list() == [] and [c.id for c in index.list("vanished")] == [row.id]
 
@@ -168,15 +204,22 @@ def test_close_as_vanished(index: ConflictIndex) -> None:
 def test_close_only_touches_its_own_path(index: ConflictIndex) -> None:
     rec(index, "a.md")
     rec(index, "b.md")
-    index.close("files", "a.md", status="vanished", resolution=None, resolver=None,
-                result_version=None)
+    index.close(
+        "files", "a.md", status="vanished", resolution=None, resolver=None, result_version=None
+    )
     assert [c.path for c in index.list()] == ["b.md"]
 
 
 def test_close_refuses_other_statuses(index: ConflictIndex) -> None:
     with pytest.raises(UsageError):
-        index.close("files", "a.md", status="superseded",  # type: ignore[arg-type]
-                    resolution=None, resolver=None, result_version=None)
+        index.close(
+            "files",
+            "a.md",
+            status="superseded",  # type: ignore[arg-type]
+            resolution=None,
+            resolver=None,
+            result_version=None,
+        )
 
 
 # -- resolution and "not raised again" ----------------------------------------------------
@@ -187,9 +230,13 @@ def test_a_resolved_conflict_is_not_raised_again_while_the_sides_hold_what_they_
 ) -> None:
     row, _ = rec(index)
     done = index.mark_resolved(row.id, resolution="agent", resolver="agent-1", result_version=4)
-    assert (done.status, done.closed_by, done.resolution, done.resolved_by, done.result_version) == (
-        "resolved", "resolve", "agent", "agent-1", 4
-    )
+    assert (
+        done.status,
+        done.closed_by,
+        done.resolution,
+        done.resolved_by,
+        done.result_version,
+    ) == ("resolved", "resolve", "agent", "agent-1", 4)
     again, new = rec(index, run="run-2")
     assert not new and again == done
     assert index.open_count() == 0 and len(index.list("all")) == 1
@@ -224,8 +271,14 @@ def test_only_the_newest_decision_of_a_path_counts(index: ConflictIndex) -> None
 
 def test_rows_reconcile_closed_itself_are_not_decisions(index: ConflictIndex) -> None:
     row, _ = rec(index)
-    index.close("files", "notes/a.md", status="resolved", resolution="identical",
-                resolver="reconcile", result_version=None)
+    index.close(
+        "files",
+        "notes/a.md",
+        status="resolved",
+        resolution="identical",
+        resolver="reconcile",
+        result_version=None,
+    )
     again, new = rec(index)
     assert new and again.id != row.id and again.status == "open"
 
@@ -252,8 +305,14 @@ def test_resolving_a_superseded_conflict_names_its_successor(index: ConflictInde
 
 def test_resolving_a_vanished_conflict_is_refused(index: ConflictIndex) -> None:
     row, _ = rec(index)
-    index.close("files", "notes/a.md", status="vanished", resolution=None, resolver=None,
-                result_version=None)
+    index.close(
+        "files",
+        "notes/a.md",
+        status="vanished",
+        resolution=None,
+        resolver=None,
+        result_version=None,
+    )
     with pytest.raises(ConflictNotOpen, match="vanished"):
         index.mark_resolved(row.id, resolution="agent", resolver="a", result_version=None)
 
@@ -261,8 +320,12 @@ def test_resolving_a_vanished_conflict_is_refused(index: ConflictIndex) -> None:
 def test_an_unknown_resolution_is_a_usage_error(index: ConflictIndex) -> None:
     row, _ = rec(index)
     with pytest.raises(UsageError, match="disk, agent, merged, manual"):
-        index.mark_resolved(row.id, resolution="ours",  # type: ignore[arg-type]
-                            resolver="a", result_version=None)
+        index.mark_resolved(
+            row.id,
+            resolution="ours",  # type: ignore[arg-type]
+            resolver="a",
+            result_version=None,
+        )
     assert index.get(row.id).status == "open"
 
 
@@ -275,10 +338,15 @@ def test_undo_reopens_the_same_row_and_keeps_what_was_undone(index: ConflictInde
     undone = index.mark_undone(row.id, resolver="human")
     assert undone.id == row.id and undone.status == "open" and undone.closed_by is None
     assert (undone.resolution, undone.resolved_by, undone.resolved_at, undone.result_version) == (
-        None, None, None, None
+        None,
+        None,
+        None,
+        None,
     )
     assert (undone.undone_resolution, undone.undone_result_version, undone.undone_by) == (
-        "disk", 5, "human"
+        "disk",
+        5,
+        "human",
     )
     assert undone.undone_at is not None
     # the reconcile layer restores both sides; the next run finds the very same conflict
@@ -296,8 +364,14 @@ def test_undo_of_an_open_conflict_is_refused(index: ConflictIndex) -> None:
 
 def test_undo_of_what_reconcile_closed_is_refused(index: ConflictIndex) -> None:
     row, _ = rec(index)
-    index.close("files", "notes/a.md", status="resolved", resolution="merged",
-                resolver="reconcile", result_version=2)
+    index.close(
+        "files",
+        "notes/a.md",
+        status="resolved",
+        resolution="merged",
+        resolver="reconcile",
+        result_version=2,
+    )
     with pytest.raises(CannotUndo, match="reconcile closed it"):
         index.mark_undone(row.id)
 
@@ -390,7 +464,12 @@ def test_contents_round_trip_exactly(index: ConflictIndex, content: str) -> None
 
 def test_absent_and_empty_are_different_sides(index: ConflictIndex) -> None:
     absent, _ = rec(index, base=None, disk="d\n", agent=None)
-    assert (absent.base, absent.base_hash, absent.agent, absent.agent_hash) == (None, None, None, None)
+    assert (absent.base, absent.base_hash, absent.agent, absent.agent_hash) == (
+        None,
+        None,
+        None,
+        None,
+    )
     empty, new = rec(index, base=None, disk="d\n", agent="")
     assert new and empty.agent == "" and empty.agent_hash == side_hash("")
     assert index.get(absent.id).status == "superseded"
@@ -578,7 +657,9 @@ class ConflictModel(RuleBasedStateMachine):
         if current is not None and current.hashes == hashes:
             assert (got.id, new) == (current.id, False)
             return
-        decisions = [r for r in self._of(path) if r.status == "resolved" and r.closed_by == "resolve"]
+        decisions = [
+            r for r in self._of(path) if r.status == "resolved" and r.closed_by == "resolve"
+        ]
         if decisions and decisions[-1].hashes[1:] == hashes[1:]:
             assert (got.id, new) == (decisions[-1].id, False)
             successor = decisions[-1].id
@@ -588,33 +669,51 @@ class ConflictModel(RuleBasedStateMachine):
             self.rows.append(ModelRow(got.id, path, hashes))
         if current is not None:
             current.status, current.closed_by, current.superseded_by = (
-                "superseded", "supersede", successor
+                "superseded",
+                "supersede",
+                successor,
             )
 
     @rule(path=st.sampled_from(["a", "b"]), status=st.sampled_from(["resolved", "vanished"]))
     def close(self, path: str, status: str) -> None:
-        closed = self.index.close("files", path, status=status,  # type: ignore[arg-type]
-                                  resolution="auto", resolver="reconcile", result_version=None)
+        closed = self.index.close(
+            "files",
+            path,
+            status=status,  # type: ignore[arg-type]
+            resolution="auto",
+            resolver="reconcile",
+            result_version=None,
+        )
         expected = [r for r in self._of(path) if r.status == "open"]
         assert [c.id for c in closed] == [r.id for r in expected]
         for r in expected:
             r.status, r.closed_by, r.resolution = status, "reconcile", "auto"
 
-    @rule(pick=st.integers(0, 30), resolution=st.sampled_from(["disk", "agent", "merged", "manual"]))
+    @rule(
+        pick=st.integers(0, 30), resolution=st.sampled_from(["disk", "agent", "merged", "manual"])
+    )
     def resolve(self, pick: int, resolution: str) -> None:
         if not self.rows:
             return
         row = self.rows[pick % len(self.rows)]
         if row.status == "open":
-            got = self.index.mark_resolved(row.id, resolution=resolution,  # type: ignore[arg-type]
-                                           resolver="m", result_version=1)
+            got = self.index.mark_resolved(
+                row.id,
+                resolution=resolution,  # type: ignore[arg-type]
+                resolver="m",
+                result_version=1,
+            )
             assert got.status == "resolved"
             row.status, row.closed_by, row.resolution = "resolved", "resolve", resolution
         else:
             expected = AlreadyResolved if row.status == "resolved" else ConflictNotOpen
             with pytest.raises(expected):
-                self.index.mark_resolved(row.id, resolution=resolution,  # type: ignore[arg-type]
-                                         resolver="m", result_version=1)
+                self.index.mark_resolved(
+                    row.id,
+                    resolution=resolution,  # type: ignore[arg-type]
+                    resolver="m",
+                    result_version=1,
+                )
 
     @rule(path=st.sampled_from(["a", "b"]), resolution=st.sampled_from(["disk", "merged"]))
     def resolve_open(self, path: str, resolution: str) -> None:
@@ -642,7 +741,10 @@ class ConflictModel(RuleBasedStateMachine):
         assert [c.id for c in stored] == [r.id for r in reversed(self.rows)]
         for c, r in zip(stored, reversed(self.rows)):
             assert (c.status, c.closed_by, c.superseded_by, c.resolution) == (
-                r.status, r.closed_by, r.superseded_by, r.resolution
+                r.status,
+                r.closed_by,
+                r.superseded_by,
+                r.resolution,
             )
             assert (c.base_hash, c.disk_hash, c.agent_hash) == r.hashes
         for path in ("a", "b"):

@@ -14,11 +14,12 @@ import pytest
 import blocksync
 from blocksync.errors import PluginCallFailed
 from blocksync.plugins import WasmDataBlock
+from blocksync.shared.wit import PermissionLevel, PermissionRule
 from blocksync.store.bases import SyncBases
 from blocksync.store.gitstore import GitStore
 from blocksync.sync.folder.config import FileSourceSpec
 from blocksync.sync.folder.source import FileSource
-from blocksync.sync.protocol import PermissionLevel, PermissionRule, ReconcileResult
+from blocksync.sync.protocol import ReconcileResult
 from blocksync.testing import CASES, OWNER, Case, FolderOutside, Subject, check_plugin
 
 from .conftest import assert_git_fsck
@@ -33,7 +34,10 @@ class NativeSubject(Subject):
         self.outside = FolderOutside(root)
         self.blocks = ws.blocks
         spec = FileSourceSpec(
-            key=KEY, agent=OWNER, name="notes", paths=(root,),
+            key=KEY,
+            agent=OWNER,
+            name="notes",
+            paths=(root,),
             permission_rules=(PermissionRule("**", PermissionLevel.ADMIN),),
         )
         self.source = FileSource(spec, ws.blocks)
@@ -95,12 +99,17 @@ def files_wasm() -> Path:
 def plugin_store(tmp_path: Path, files_wasm: Path) -> tuple[Path, Path]:
     root = tmp_path / "notes"
     root.mkdir()
-    store = make_store(tmp_path / "store", {
-        KEY: {
-            "path": files_wasm, "dir": root, "dir_mode": "read-write",
-            "config": {"owner": OWNER, "tag": KEY, "permission": "admin"},
+    store = make_store(
+        tmp_path / "store",
+        {
+            KEY: {
+                "path": files_wasm,
+                "dir": root,
+                "dir_mode": "read-write",
+                "config": {"owner": OWNER, "tag": KEY, "permission": "admin"},
+            },
         },
-    })
+    )
     return store, root
 
 
@@ -157,12 +166,17 @@ def test_files_plugin_single_block_functions(tmp_path: Path, files_wasm: Path) -
     root = tmp_path / "notes"
     root.mkdir()
     (root / "a.md").write_text("one\n", encoding="utf-8")
-    store = make_store(tmp_path / "store", {
-        KEY: {
-            "path": files_wasm, "dir": root, "dir_mode": "read-write",
-            "config": {"owner": OWNER, "tag": KEY, "permission": "admin"},
+    store = make_store(
+        tmp_path / "store",
+        {
+            KEY: {
+                "path": files_wasm,
+                "dir": root,
+                "dir_mode": "read-write",
+                "config": {"owner": OWNER, "tag": KEY, "permission": "admin"},
+            },
         },
-    })
+    )
     with blocksync.open(store, author="human:test") as ws:
         files = ws.plugins.data_block(KEY)
         assert files.source_id() == f"files:{KEY}"
@@ -204,9 +218,12 @@ def test_files_plugin_single_block_functions(tmp_path: Path, files_wasm: Path) -
 def test_files_plugin_without_its_folder_refuses_to_reconcile(
     tmp_path: Path, files_wasm: Path
 ) -> None:
-    store = make_store(tmp_path / "store", {
-        KEY: {"path": files_wasm, "config": {"owner": OWNER, "permission": "admin"}},
-    })
+    store = make_store(
+        tmp_path / "store",
+        {
+            KEY: {"path": files_wasm, "config": {"owner": OWNER, "permission": "admin"}},
+        },
+    )
     with blocksync.open(store, author="human:test") as ws:
         ws.blocks.create(OWNER, "file:wasm:a.md", "kept\n")
         files = ws.plugins.data_block(KEY)

@@ -28,7 +28,10 @@ def git_apply(old: str, diff: str) -> str:
         (folder / "f").write_bytes(old.encode())
         (folder / "d.patch").write_bytes(diff.encode())
         git = subprocess.run(
-            ["git", "apply", "-p1", "d.patch"], cwd=folder, capture_output=True, check=False,
+            ["git", "apply", "-p1", "d.patch"],
+            cwd=folder,
+            capture_output=True,
+            check=False,
             env={"PATH": "/usr/bin:/bin", "HOME": tmp, "GIT_CONFIG_NOSYSTEM": "1"},
         )
         assert git.returncode == 0, (git.stderr, diff)
@@ -49,8 +52,8 @@ def apply_script(old: list[str], new: list[str], script: list[linediff.Change]) 
     i = 0
     for c in script:
         assert c.chg1 or c.chg2
-        assert old[i:c.i1] == new[len(out):len(out) + c.i1 - i]
-        out += old[i:c.i1] + new[c.i2:c.i2 + c.chg2]
+        assert old[i : c.i1] == new[len(out) : len(out) + c.i1 - i]
+        out += old[i : c.i1] + new[c.i2 : c.i2 + c.chg2]
         i = c.i1 + c.chg1
     return out + old[i:]
 
@@ -58,7 +61,8 @@ def apply_script(old: list[str], new: list[str], script: list[linediff.Change]) 
 def versions(lines: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     return st.builds(
         lambda body, newline: "\n".join(body) + ("\n" if body and newline else ""),
-        st.lists(lines, max_size=40), st.booleans(),
+        st.lists(lines, max_size=40),
+        st.booleans(),
     )
 
 
@@ -75,7 +79,9 @@ def test_a_one_line_change_among_500000_identical_lines_is_one_small_hunk() -> N
     new = "same\n" * 250_000 + "changed\n" + "same\n" * 249_999
     assert unified_diff(old, new, "a", "b") == (
         "--- a\n+++ b\n@@ -249998,7 +249998,7 @@\n"
-        + " same\n" * 3 + "-same\n+changed\n" + " same\n" * 3
+        + " same\n" * 3
+        + "-same\n+changed\n"
+        + " same\n" * 3
     )
 
 
@@ -95,8 +101,10 @@ def test_the_format_is_difflib_format() -> None:
 
 
 @PROPERTY
-@given(st.lists(st.text(alphabet="abcdefgh", min_size=1, max_size=6), unique=True, max_size=30),
-       st.data())
+@given(
+    st.lists(st.text(alphabet="abcdefgh", min_size=1, max_size=6), unique=True, max_size=30),
+    st.data(),
+)
 def test_one_edited_region_reads_as_difflib_prints_it(
     lines: list[str], data: st.DataObject
 ) -> None:
@@ -107,8 +115,11 @@ def test_one_edited_region_reads_as_difflib_prints_it(
     new = lines[:i] + data.draw(st.lists(st.sampled_from(["X", "Y", "Z"]), unique=True)) + lines[j:]
     context = data.draw(st.integers(0, 4))
     old_text, new_text = ("".join(line + "\n" for line in v) for v in (lines, new))
-    want = "".join(difflib.unified_diff(old_text.splitlines(True), new_text.splitlines(True),
-                                        "o", "n", n=context))
+    want = "".join(
+        difflib.unified_diff(
+            old_text.splitlines(True), new_text.splitlines(True), "o", "n", n=context
+        )
+    )
     assert unified_diff(old_text, new_text, "o", "n", context) == want
 
 
@@ -125,20 +136,29 @@ def test_diffs_of_few_distinct_lines_apply_with_git_apply(old: str, new: str) ->
 
 
 @PROPERTY
-@given(versions(st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\n\x00"),
-                        max_size=5)),
-       st.data())
+@given(
+    versions(
+        st.text(
+            st.characters(blacklist_categories=["Cs"], blacklist_characters="\n\x00"), max_size=5
+        )
+    ),
+    st.data(),
+)
 def test_diffs_of_random_edits_apply_with_git_apply(old: str, data: st.DataObject) -> None:
     lines = old.split("\n")
     i = data.draw(st.integers(0, len(lines)))
     new = data.draw(st.lists(st.sampled_from(["new", "", "\r"])))
-    lines[i:i + data.draw(st.integers(0, 3))] = new
+    lines[i : i + data.draw(st.integers(0, 3))] = new
     assert_round_trip(old, "\n".join(lines))
 
 
 @PROPERTY
-@given(st.lists(FEW, max_size=60), st.lists(FEW, max_size=60), st.integers(0, 200),
-       st.sampled_from([linediff.myers, linediff.histogram]))
+@given(
+    st.lists(FEW, max_size=60),
+    st.lists(FEW, max_size=60),
+    st.integers(0, 200),
+    st.sampled_from([linediff.myers, linediff.histogram]),
+)
 def test_any_budget_gives_a_correct_edit_script(
     old: list[str], new: list[str], steps: int, algorithm: object
 ) -> None:

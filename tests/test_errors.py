@@ -16,7 +16,9 @@ from blocksync.text import decode_text
 
 
 def test_every_error_is_a_blocksync_error_with_an_exit_code() -> None:
-    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__]
+    classes = [
+        c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__
+    ]
     assert len(classes) > 10
     for cls in classes:
         assert issubclass(cls, errors.BlocksyncError)

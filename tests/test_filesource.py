@@ -33,14 +33,13 @@ from blocksync.errors import (
     UsageError,
 )
 from blocksync.fs.disk import Folder
+from blocksync.shared.wit import PermissionLevel, PermissionRule
 from blocksync.sync.folder.config import FileSourceSpec, parse_file_source
 from blocksync.sync.folder.source import FOLDER_FAULT_STEPS, FileSource
 from blocksync.sync.protocol import (
     DataBlock,
     NeedsResolution,
     NoChange,
-    PermissionLevel,
-    PermissionRule,
     ReconcileResult,
     Resolved,
     Skipped,
@@ -117,7 +116,8 @@ class Rig:
         """Everything a reconcile could write: main, the bases ref, every file's bytes."""
         files = {
             str(p.relative_to(self.root)): p.read_bytes()
-            for p in sorted(self.root.rglob("*")) if p.is_file()
+            for p in sorted(self.root.rglob("*"))
+            if p.is_file()
         }
         return self.ws.blocks.head(), self.fs.bases.head(), files
 
@@ -162,46 +162,126 @@ N: None = None  # absent: no file, no block, no base
 #: scenario -> (synced first?, the file before reconcile, the block before reconcile, Expect
 #: by level). The spec is DESIGN.md's table; these are its rows as files and blocks.
 SCENARIOS: dict[str, tuple[bool, str | None, str | None, dict[str, Expect]]] = {
-    "new file -> new block": (False, "new\n", N, {
-        lvl: ("resolved", "disk->agent", "new\n", "new\n", "new\n") for lvl in LEVELS}),
-    "disk edit -> block updated": (True, DISK_EDIT, BASE, {
-        lvl: ("resolved", "disk->agent", DISK_EDIT, DISK_EDIT, DISK_EDIT) for lvl in LEVELS}),
-    "block edit -> file written": (True, BASE, AGENT_EDIT, {
-        "read-only": ("conflict", N, BASE, AGENT_EDIT, BASE),
-        "read-write": ("resolved", "agent->disk", AGENT_EDIT, AGENT_EDIT, AGENT_EDIT),
-        "admin": ("resolved", "agent->disk", AGENT_EDIT, AGENT_EDIT, AGENT_EDIT)}),
-    "disjoint edits -> merged into both": (True, DISK_EDIT, AGENT_EDIT, {
-        "read-only": ("resolved", "disk->agent", DISK_EDIT, DISK_EDIT, DISK_EDIT),
-        "read-write": ("resolved", "merged", MERGED, MERGED, MERGED),
-        "admin": ("resolved", "merged", MERGED, MERGED, MERGED)}),
-    "overlapping edits -> conflict": (True, DISK_EDIT, OVERLAP, {
-        "read-only": ("resolved", "disk->agent", DISK_EDIT, DISK_EDIT, DISK_EDIT),
-        "read-write": ("conflict", N, DISK_EDIT, OVERLAP, BASE),
-        "admin": ("conflict", N, DISK_EDIT, OVERLAP, BASE)}),
-    "identical edits": (True, DISK_EDIT, DISK_EDIT, {
-        lvl: ("resolved", "identical", DISK_EDIT, DISK_EDIT, DISK_EDIT) for lvl in LEVELS}),
-    "file deleted": (True, N, BASE, {
-        "read-only": ("conflict", N, N, BASE, BASE),
-        "read-write": ("conflict", N, N, BASE, BASE),
-        "admin": ("resolved", "delete-block", N, N, N)}),
-    "block deleted": (True, BASE, N, {
-        "read-only": ("conflict", N, BASE, N, BASE),
-        "read-write": ("conflict", N, BASE, N, BASE),
-        "admin": ("resolved", "delete-source", N, N, N)}),
-    "file deleted, block changed": (True, N, AGENT_EDIT, {
-        lvl: ("conflict", N, N, AGENT_EDIT, BASE) for lvl in LEVELS}),
-    "block deleted, file changed": (True, DISK_EDIT, N, {
-        lvl: ("conflict", N, DISK_EDIT, N, BASE) for lvl in LEVELS}),
-    "both deleted -> binding dropped": (True, N, N, {
-        lvl: ("resolved", "both-deleted", N, N, N) for lvl in LEVELS}),
-    "new block -> new file": (False, N, "from the agent\n", {
-        "read-only": ("conflict", N, N, "from the agent\n", N),
-        "read-write": ("resolved", "agent->disk", "from the agent\n", "from the agent\n", "from the agent\n"),
-        "admin": ("resolved", "agent->disk", "from the agent\n", "from the agent\n", "from the agent\n")}),
-    "no base, both differ -> conflict": (False, "disk side\n", "agent side\n", {
-        lvl: ("conflict", N, "disk side\n", "agent side\n", N) for lvl in LEVELS}),
-    "no base, both the same": (False, "same\n", "same\n", {
-        lvl: ("resolved", "identical", "same\n", "same\n", "same\n") for lvl in LEVELS}),
+    "new file -> new block": (
+        False,
+        "new\n",
+        N,
+        {lvl: ("resolved", "disk->agent", "new\n", "new\n", "new\n") for lvl in LEVELS},
+    ),
+    "disk edit -> block updated": (
+        True,
+        DISK_EDIT,
+        BASE,
+        {lvl: ("resolved", "disk->agent", DISK_EDIT, DISK_EDIT, DISK_EDIT) for lvl in LEVELS},
+    ),
+    "block edit -> file written": (
+        True,
+        BASE,
+        AGENT_EDIT,
+        {
+            "read-only": ("conflict", N, BASE, AGENT_EDIT, BASE),
+            "read-write": ("resolved", "agent->disk", AGENT_EDIT, AGENT_EDIT, AGENT_EDIT),
+            "admin": ("resolved", "agent->disk", AGENT_EDIT, AGENT_EDIT, AGENT_EDIT),
+        },
+    ),
+    "disjoint edits -> merged into both": (
+        True,
+        DISK_EDIT,
+        AGENT_EDIT,
+        {
+            "read-only": ("resolved", "disk->agent", DISK_EDIT, DISK_EDIT, DISK_EDIT),
+            "read-write": ("resolved", "merged", MERGED, MERGED, MERGED),
+            "admin": ("resolved", "merged", MERGED, MERGED, MERGED),
+        },
+    ),
+    "overlapping edits -> conflict": (
+        True,
+        DISK_EDIT,
+        OVERLAP,
+        {
+            "read-only": ("resolved", "disk->agent", DISK_EDIT, DISK_EDIT, DISK_EDIT),
+            "read-write": ("conflict", N, DISK_EDIT, OVERLAP, BASE),
+            "admin": ("conflict", N, DISK_EDIT, OVERLAP, BASE),
+        },
+    ),
+    "identical edits": (
+        True,
+        DISK_EDIT,
+        DISK_EDIT,
+        {lvl: ("resolved", "identical", DISK_EDIT, DISK_EDIT, DISK_EDIT) for lvl in LEVELS},
+    ),
+    "file deleted": (
+        True,
+        N,
+        BASE,
+        {
+            "read-only": ("conflict", N, N, BASE, BASE),
+            "read-write": ("conflict", N, N, BASE, BASE),
+            "admin": ("resolved", "delete-block", N, N, N),
+        },
+    ),
+    "block deleted": (
+        True,
+        BASE,
+        N,
+        {
+            "read-only": ("conflict", N, BASE, N, BASE),
+            "read-write": ("conflict", N, BASE, N, BASE),
+            "admin": ("resolved", "delete-source", N, N, N),
+        },
+    ),
+    "file deleted, block changed": (
+        True,
+        N,
+        AGENT_EDIT,
+        {lvl: ("conflict", N, N, AGENT_EDIT, BASE) for lvl in LEVELS},
+    ),
+    "block deleted, file changed": (
+        True,
+        DISK_EDIT,
+        N,
+        {lvl: ("conflict", N, DISK_EDIT, N, BASE) for lvl in LEVELS},
+    ),
+    "both deleted -> binding dropped": (
+        True,
+        N,
+        N,
+        {lvl: ("resolved", "both-deleted", N, N, N) for lvl in LEVELS},
+    ),
+    "new block -> new file": (
+        False,
+        N,
+        "from the agent\n",
+        {
+            "read-only": ("conflict", N, N, "from the agent\n", N),
+            "read-write": (
+                "resolved",
+                "agent->disk",
+                "from the agent\n",
+                "from the agent\n",
+                "from the agent\n",
+            ),
+            "admin": (
+                "resolved",
+                "agent->disk",
+                "from the agent\n",
+                "from the agent\n",
+                "from the agent\n",
+            ),
+        },
+    ),
+    "no base, both differ -> conflict": (
+        False,
+        "disk side\n",
+        "agent side\n",
+        {lvl: ("conflict", N, "disk side\n", "agent side\n", N) for lvl in LEVELS},
+    ),
+    "no base, both the same": (
+        False,
+        "same\n",
+        "same\n",
+        {lvl: ("resolved", "identical", "same\n", "same\n", "same\n") for lvl in LEVELS},
+    ),
 }
 
 
@@ -229,7 +309,11 @@ def test_truth_table_on_real_files(
         assert result == NeedsResolution(path, disk or "", agent or "")
         assert rig.snapshot() == before, "a conflict writes nothing"
         assert rig.fs.skipped == []
-    assert (rig.disk(path), rig.agent(path), rig.base(path)) == (disk_after, agent_after, base_after)
+    assert (rig.disk(path), rig.agent(path), rig.base(path)) == (
+        disk_after,
+        agent_after,
+        base_after,
+    )
 
     # the next reconcile with nothing changed: no-change once resolved, the same conflict else
     after = rig.snapshot()
@@ -244,8 +328,10 @@ def test_read_only_block_edit_stays_in_history(rig_factory: Callable[..., Rig]) 
     rig.set_agent("a.md", AGENT_EDIT)
     rig.set_disk("a.md", DISK_EDIT)
     assert rig.reconcile("a.md") == [Resolved("a.md", "disk->agent")]
-    contents = [rig.ws.blocks.read(AGENT, rig.label("a.md"), v.version).content
-                for v in rig.ws.blocks.history(AGENT, rig.label("a.md"))]
+    contents = [
+        rig.ws.blocks.read(AGENT, rig.label("a.md"), v.version).content
+        for v in rig.ws.blocks.history(AGENT, rig.label("a.md"))
+    ]
     assert contents == [BASE, AGENT_EDIT, DISK_EDIT]
 
 
@@ -262,7 +348,9 @@ def test_one_commit_per_side_per_call_with_source_author(rig: Rig) -> None:
     assert "notes" in history[0].message
     log = subprocess.run(
         ["git", "--git-dir", str(rig.ws.repo_path), "log", "--format=%an|%s", "refs/sync/notes"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
     assert len(log) == 1 and log[0].startswith("source:notes|")
     for name in ("a.md", "b.md", "c.md"):
@@ -278,8 +366,9 @@ def test_clean_merge_is_the_same_as_git_merge_file(rig: Rig, tmp_path: Path) -> 
     for name, text in (("ours", DISK_EDIT), ("base", BASE), ("theirs", AGENT_EDIT)):
         (tmp_path / name).write_text(text)
         files.append(str(tmp_path / name))
-    done = subprocess.run(["git", "merge-file", "-p", *files], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        ["git", "merge-file", "-p", *files], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0 and done.stdout == rig.disk("a.md") == rig.agent("a.md")
 
 
@@ -303,7 +392,8 @@ LAW_PATHS = itertools.count()
 
 
 @settings(
-    max_examples=examples(60), deadline=None,
+    max_examples=examples(60),
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
@@ -357,8 +447,16 @@ def test_law_second_reconcile_reports_only_no_change(
 
 
 def _tree(root: Path) -> None:
-    for rel in ("a.md", "b.txt", "sub/c.md", "build/d.md", "sub/build/e.md", "sub/deep/f.md",
-                "skip.md", ".blocksync-0123.tmp"):
+    for rel in (
+        "a.md",
+        "b.txt",
+        "sub/c.md",
+        "build/d.md",
+        "sub/build/e.md",
+        "sub/deep/f.md",
+        "skip.md",
+        ".blocksync-0123.tmp",
+    ):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(rel + "\n")
 
@@ -412,7 +510,9 @@ def test_label_scheme_and_block_owner(rig: Rig) -> None:
     assert binding is not None and (binding.owner, binding.label) == (AGENT, ref.label)
 
 
-def test_several_roots_prefix_paths_with_their_index(ws: blocksync.Workspace, tmp_path: Path) -> None:
+def test_several_roots_prefix_paths_with_their_index(
+    ws: blocksync.Workspace, tmp_path: Path
+) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     for root in (one, two):
         root.mkdir()
@@ -421,7 +521,9 @@ def test_several_roots_prefix_paths_with_their_index(ws: blocksync.Workspace, tm
     with FileSource(spec, ws.blocks) as fs:
         assert fs.candidates() == ["0:a.md", "1:a.md"]
         assert fs.reconcile(["0:a.md", "1:a.md"]) == [
-            Resolved("0:a.md", "disk->agent"), Resolved("1:a.md", "disk->agent")]
+            Resolved("0:a.md", "disk->agent"),
+            Resolved("1:a.md", "disk->agent"),
+        ]
         assert fs.block_of("0:a.md").label != fs.block_of("1:a.md").label
         assert ws.blocks.read(AGENT, fs.block_of("1:a.md").label).content == "two\n"
         for bad in ("a.md", "2:a.md", "01:a.md", "x:a.md", "0:../a.md"):
@@ -430,7 +532,8 @@ def test_several_roots_prefix_paths_with_their_index(ws: blocksync.Workspace, tm
 
 
 @pytest.mark.parametrize(
-    "bad", ["../escape.md", "/etc/passwd", "a/../../b", "a//b", "./a.md", "a/./b", "", "a/", "x\x00y"]
+    "bad",
+    ["../escape.md", "/etc/passwd", "a/../../b", "a//b", "./a.md", "a/./b", "", "a/", "x\x00y"],
 )
 def test_paths_outside_the_roots_are_refused(rig: Rig, bad: str) -> None:
     rig.write("a.md", "a\n")
@@ -590,14 +693,22 @@ def test_kill_9_at_each_write_step_leaves_old_or_new_and_converges(rig: Rig, ste
     rig.set_disk(KILL_CONFLICT, DISK_EDIT)
     rig.set_agent(KILL_CONFLICT, OVERLAP)
     for path in KILL_PLAN:
-        old[path] = (old[path][0] if KILL_PLAN[path][0] else None,
-                     old[path][1] if KILL_PLAN[path][0] else None)
+        old[path] = (
+            old[path][0] if KILL_PLAN[path][0] else None,
+            old[path][1] if KILL_PLAN[path][0] else None,
+        )
     paths = sorted([*KILL_PLAN, KILL_CONFLICT])
 
     arg = json.dumps([str(rig.ws.root), str(rig.root), step, paths])
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True,
-                          env=env, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, arg],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 9, done.stdout + done.stderr
 
     # every file and block holds its old content or its new one, never anything else
@@ -617,8 +728,10 @@ def test_kill_9_at_each_write_step_leaves_old_or_new_and_converges(rig: Rig, ste
         assert rig.disk(path) == rig.agent(path) == rig.base(path) == final, path
     # ... and the one after it has nothing left to do
     third = rig.reconcile(*paths)
-    assert third == [NeedsResolution(KILL_CONFLICT, DISK_EDIT, OVERLAP) if p == KILL_CONFLICT
-                     else NoChange(p) for p in paths]
+    assert third == [
+        NeedsResolution(KILL_CONFLICT, DISK_EDIT, OVERLAP) if p == KILL_CONFLICT else NoChange(p)
+        for p in paths
+    ]
 
 
 # -- the DataBlock functions ------------------------------------------------------------------
@@ -705,14 +818,20 @@ def test_permissions_guard_single_operations(rig_factory: Callable[..., Rig]) ->
 def test_config_rules_narrow_never_widen(ws: blocksync.Workspace, tmp_path: Path) -> None:
     root = (tmp_path / "f").resolve()
     root.mkdir()
-    spec = replace(make_spec(root, "read-write"),
-                   permission_rules=(PermissionRule("secret/**", PermissionLevel.READ_ONLY),
-                                     PermissionRule("**", PermissionLevel.READ_WRITE)))
+    spec = replace(
+        make_spec(root, "read-write"),
+        permission_rules=(
+            PermissionRule("secret/**", PermissionLevel.READ_ONLY),
+            PermissionRule("**", PermissionLevel.READ_WRITE),
+        ),
+    )
     narrow = [PermissionRule("**", PermissionLevel.ADMIN)]  # asks for more: ignored
     with FileSource(spec, ws.blocks, config_rules=narrow) as fs:
         assert fs.level("a.md") is PermissionLevel.READ_WRITE
         assert fs.level("secret/a.md") is PermissionLevel.READ_ONLY
-    with FileSource(spec, ws.blocks, config_rules=[PermissionRule("**", PermissionLevel.READ_ONLY)]) as fs:
+    with FileSource(
+        spec, ws.blocks, config_rules=[PermissionRule("**", PermissionLevel.READ_ONLY)]
+    ) as fs:
         assert fs.level("a.md") is PermissionLevel.READ_ONLY
 
 
@@ -722,23 +841,38 @@ WHERE = r"\[agents\.alice\.data_sources\.notes\]"
 
 
 def test_parse_file_source(tmp_path: Path) -> None:
-    spec = parse_file_source(AGENT, KEY, {
-        "type": "file",
-        "name": "Notes",
-        "paths": ["../rel", str(tmp_path / "abs")],
-        "recursive": False,
-        "include_patterns": ["*.md"],
-        "exclude_patterns": ["build/"],
-        "permission_rules": [{"pattern": "**", "permission": "admin"}],
-    }, tmp_path / "store")
+    spec = parse_file_source(
+        AGENT,
+        KEY,
+        {
+            "type": "file",
+            "name": "Notes",
+            "paths": ["../rel", str(tmp_path / "abs")],
+            "recursive": False,
+            "include_patterns": ["*.md"],
+            "exclude_patterns": ["build/"],
+            "permission_rules": [{"pattern": "**", "permission": "admin"}],
+        },
+        tmp_path / "store",
+    )
     assert spec == FileSourceSpec(
-        KEY, AGENT, "Notes", ((tmp_path / "rel").resolve(), (tmp_path / "abs").resolve()),
-        False, ("*.md",), ("build/",), (PermissionRule("**", PermissionLevel.ADMIN),),
+        KEY,
+        AGENT,
+        "Notes",
+        ((tmp_path / "rel").resolve(), (tmp_path / "abs").resolve()),
+        False,
+        ("*.md",),
+        ("build/",),
+        (PermissionRule("**", PermissionLevel.ADMIN),),
     )
     default = parse_file_source(AGENT, KEY, {"type": "file", "paths": ["../x"]}, tmp_path / "store")
-    assert (default.name, default.recursive, default.include_patterns, default.exclude_patterns,
-            default.permission_rules) == (
-        KEY, True, ("**",), (), (PermissionRule("**", PermissionLevel.READ_WRITE),))
+    assert (
+        default.name,
+        default.recursive,
+        default.include_patterns,
+        default.exclude_patterns,
+        default.permission_rules,
+    ) == (KEY, True, ("**",), (), (PermissionRule("**", PermissionLevel.READ_WRITE),))
 
 
 @pytest.mark.parametrize(
@@ -755,10 +889,18 @@ def test_parse_file_source(tmp_path: Path) -> None:
         ({"type": "file", "paths": ["x"], "name": 3}, "name"),
         ({"type": "file", "paths": ["x"], "include_patterns": "*.md"}, "include_patterns"),
         ({"type": "file", "paths": ["x"], "exclude_patterns": ["[oops"]}, "exclude_patterns"),
-        ({"type": "file", "paths": ["x"], "permission_rules": [{"pattern": "**"}]},
-         "permission_rules"),
-        ({"type": "file", "paths": ["x"],
-          "permission_rules": [{"pattern": "**", "permission": "root"}]}, "permission_rules"),
+        (
+            {"type": "file", "paths": ["x"], "permission_rules": [{"pattern": "**"}]},
+            "permission_rules",
+        ),
+        (
+            {
+                "type": "file",
+                "paths": ["x"],
+                "permission_rules": [{"pattern": "**", "permission": "root"}],
+            },
+            "permission_rules",
+        ),
     ],
 )
 def test_parse_file_source_errors_name_table_and_key(

@@ -36,7 +36,9 @@ def run(store: Path, *args: str, user: str | None = None) -> subprocess.Complete
     cmd = [BLOCKSYNC, "--store", str(store), *args]
     if user is not None:  # as another user, so that permissions hold (root ignores them)
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=TIMEOUT)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env=ENV, timeout=TIMEOUT, check=False
+    )
 
 
 def run_json(store: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -55,7 +57,11 @@ def skipped(doc: dict[str, Any], key: str = "notes") -> dict[str, str]:
 
 
 def add_source(store: Path, folder: Path, key: str = "notes", **extra: str) -> None:
-    lines = [f"\n[agents.bob.data_sources.{key}]", 'type = "file"', f"paths = [{json.dumps(str(folder))}]"]
+    lines = [
+        f"\n[agents.bob.data_sources.{key}]",
+        'type = "file"',
+        f"paths = [{json.dumps(str(folder))}]",
+    ]
     lines += [f"{k} = {v}" for k, v in extra.items()]
     with open(store / "blocksync.toml", "a", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
@@ -86,7 +92,8 @@ def label(folder: Path, rel: str) -> str:
 def tree(folder: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(folder)): p.read_bytes()
-        for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
     }
 
 
@@ -152,7 +159,8 @@ def test_a_racing_process_swapping_the_folder_for_a_symlink_gets_nothing_outside
             tx.create("bob", label(notes, f"sub/f{i:05d}.md"), f"note {i}\n")
     racer = subprocess.Popen(
         [sys.executable, "-c", RACER, str(notes), str(outside), str(tmp_path / "away")],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     done = run(store_path, "sync", "--json")
     out, _ = racer.communicate(timeout=TIMEOUT)
@@ -210,8 +218,13 @@ def test_a_resolution_racing_a_swapped_folder_writes_nothing_outside(
         _swap_for_link(notes, tmp_path, outside)
         with pytest.raises(blocksync.SourceChanged, match="symbolic link"):
             source.settle(
-                "sub/fight.md", disk="agent\n", agent="agent\n", base="agent\n",
-                expected=sides, message="resolve", author="human:test",
+                "sub/fight.md",
+                disk="agent\n",
+                agent="agent\n",
+                base="agent\n",
+                expected=sides,
+                message="resolve",
+                author="human:test",
             )
     assert (outside / "fight.md").read_text() == "disk\n"
 
@@ -287,14 +300,18 @@ def test_vcs_metadata_is_never_synced_nor_written(store_path: Path, notes: Path)
     with blocksync.open(store_path) as ws:
         assert [b.label.rsplit(":", 1)[1] for b in ws.blocks.list("bob")] == ["readme.md"]
         # an agent's block naming .git/config is never written to it
-        ws.blocks.create("bob", label(notes, ".git/config"), '[core]\n\tfsmonitor = "touch pwned"\n')
+        ws.blocks.create(
+            "bob", label(notes, ".git/config"), '[core]\n\tfsmonitor = "touch pwned"\n'
+        )
         ws.blocks.create("bob", label(notes, ".Git/hooks/pre-commit"), "#!/bin/sh\ntouch pwned\n")
     code, doc = run_json(store_path, "sync")
     assert code == 0, doc
     assert (notes / ".git" / "config").read_bytes() == config
     assert not (notes / ".Git").exists() or not (notes / ".Git" / "hooks" / "pre-commit").exists()
     assert {".git/config", ".Git/hooks/pre-commit"} <= set(skipped(doc))
-    assert all("version-control" in skipped(doc)[p] for p in (".git/config", ".Git/hooks/pre-commit"))
+    assert all(
+        "version-control" in skipped(doc)[p] for p in (".git/config", ".Git/hooks/pre-commit")
+    )
     done = run(store_path, "reconcile", ".git/config")
     assert done.returncode == 2 and "version-control" in done.stderr, done.stderr
     subprocess.run(["git", "-C", str(notes), "status"], check=True, capture_output=True)
@@ -460,7 +477,9 @@ def test_a_busy_agent_never_fails_a_sync_of_thousands_of_changed_files(
         (notes / f"f{i:05d}.md").write_text(f"disk edit {i}\nline {i}\n")
     stop = tmp_path / "stop"
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(store_path), str(stop)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER, str(store_path), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert writer.stdout is not None and writer.stdout.readline().startswith("writing")
@@ -537,12 +556,18 @@ def test_the_config_may_allow_mass_deletions(store_path: Path, notes: Path) -> N
 def test_leftover_temp_files_are_removed_by_the_next_run(store_path: Path, notes: Path) -> None:
     (notes / "sub").mkdir()
     (notes / "sub" / "a.md").write_text("a\n")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        leftovers = [notes / f".blocksync-{dead}-0123456789abcdef.tmp",
-                     notes / "sub" / ".blocksync-0123456789abcdef.tmp"]  # an older name
+        leftovers = [
+            notes / f".blocksync-{dead}-0123456789abcdef.tmp",
+            notes / "sub" / ".blocksync-0123456789abcdef.tmp",
+        ]  # an older name
         for path in leftovers:
             path.write_text("half a write")
         old = time.time() - 2 * 3600
@@ -584,12 +609,19 @@ def test_names_longer_than_one_path_component_sync_and_keep_their_history(
         assert len(path.rsplit("/", 1)[1].encode()) <= 255
     assert run(store_path, "sync").returncode == 0
     assert (notes / long_name).read_text() == "two\n"
-    log = subprocess.run(["git", "--git-dir", str(store_path / "repo"), "log", "--format=%s", "--", path],
-                         capture_output=True, text=True, check=True).stdout.splitlines()
+    log = subprocess.run(
+        ["git", "--git-dir", str(store_path / "repo"), "log", "--format=%s", "--", path],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     assert len(log) == 2
     blocksync.rebuild_index(store_path)
     with blocksync.open(store_path) as ws:
-        assert {b.label for b in ws.blocks.list("bob")} == {label(notes, long_name), label(notes, deep)}
+        assert {b.label for b in ws.blocks.list("bob")} == {
+            label(notes, long_name),
+            label(notes, deep),
+        }
         assert [v.version for v in ws.blocks.history("bob", label(notes, long_name))] == [1, 2]
         assert ws.fsck().ok
 
@@ -597,8 +629,12 @@ def test_names_longer_than_one_path_component_sync_and_keep_their_history(
 # -- 15/17. clear errors and exit codes for what a user types ------------------------------------
 
 
-@pytest.mark.parametrize("path", ["../../etc/passwd", "/etc/passwd", "a//b", "./a.md", ".git/config"])
-def test_a_path_no_source_can_have_is_a_usage_error(store_path: Path, notes: Path, path: str) -> None:
+@pytest.mark.parametrize(
+    "path", ["../../etc/passwd", "/etc/passwd", "a//b", "./a.md", ".git/config"]
+)
+def test_a_path_no_source_can_have_is_a_usage_error(
+    store_path: Path, notes: Path, path: str
+) -> None:
     (notes / "a.md").write_text("a\n")
     done = run(store_path, "reconcile", path)
     assert done.returncode == 2, done.stdout + done.stderr
@@ -624,9 +660,16 @@ def test_a_damaged_object_fails_its_path_not_the_source(store_path: Path, notes:
         ws.blocks.update("bob", label(notes, "a.md"), "a, by the agent\n")
         blob = ws.blocks.read("bob", label(notes, "a.md"))
     sha = subprocess.run(
-        ["git", "--git-dir", str(store_path / "repo"), "rev-parse",
-         f"main:{ws.blocks.git_path('bob', label(notes, 'a.md'))}/content"],
-        capture_output=True, text=True, check=True,
+        [
+            "git",
+            "--git-dir",
+            str(store_path / "repo"),
+            "rev-parse",
+            f"main:{ws.blocks.git_path('bob', label(notes, 'a.md'))}/content",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     loose = store_path / "repo" / "objects" / sha[:2] / sha[2:]
     loose.chmod(0o644)

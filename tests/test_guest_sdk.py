@@ -27,7 +27,7 @@ from wasmtime import Store, WasiConfig, WasmtimeError
 from wasmtime.component import Component, FuncType, Linker, Record, Variant
 
 from blocksync.errors import PluginBuildError, UsageError
-from blocksync.plugins.host import runtime
+from blocksync.plugins import runtime
 from blocksync.plugins.host.runtime import UNLIMITED_FUEL
 from blocksync.plugins.tooling.build import (
     WORLDS,

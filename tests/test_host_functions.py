@@ -36,8 +36,9 @@ from blocksync.errors import PluginCallFailed, PluginTrapped
 from blocksync.plugins import HostServices, WasmDataBlock, load
 from blocksync.plugins.host.hostfuncs import HOST, HTTP, SYNC, HostContext, NoBases, define
 from blocksync.plugins.tooling.build import build, guest_sdk_dir, wit_dir
+from blocksync.shared.wit import BlockRef, VersionInfo
 from blocksync.store.blocks import BlockStore
-from blocksync.sync.protocol import BlockRef, NeedsResolution, NoChange, Resolved, VersionInfo
+from blocksync.sync.protocol import NeedsResolution, NoChange, Resolved
 
 from .conftest import assert_git_fsck, git
 from .plugin_builds import CACHE, _files, built_plugins
@@ -53,7 +54,7 @@ NO_BASES = "sync bases are kept only for data-block sources during reconcile"
 
 #: A WASI guest writing to its real stdout/stderr (fd 1 and 2), which the SDK's print() redirect
 #: never touches: the host must capture those bytes as log lines too.
-RAW_STDIO_APP = '''\
+RAW_STDIO_APP = """\
 import os
 
 from pattern_extension_api import ToolExtension, register_extension
@@ -83,7 +84,7 @@ class RawStdio(ToolExtension):
 
 
 register_extension(RawStdio)
-'''
+"""
 
 
 def raw_stdio_plugin(tmp: Path) -> Path:
@@ -192,10 +193,6 @@ def server() -> Iterator[Server]:
     srv.server_close()
 
 
-
-
-
-
 @pytest.fixture
 def store(tmp_path: Path, built: dict[str, Path], server: Server) -> Iterator[Path]:
     (tmp_path / "granted").mkdir()
@@ -206,8 +203,11 @@ def store(tmp_path: Path, built: dict[str, Path], server: Server) -> Iterator[Pa
                 "path": built["echo_block"],
                 "config": {"files": "a.md=disk text\n;b.md=b", "name": "main"},
             },
-            "stream": {"path": built["echo_stream"], "source_kind": "stream",
-                       "config": {"count": 3}},
+            "stream": {
+                "path": built["echo_stream"],
+                "source_kind": "stream",
+                "config": {"count": 3},
+            },
             "sink": {
                 "path": built["kitchen_sink"],
                 "source_kind": "both",
@@ -238,8 +238,14 @@ def ws(store: Path) -> Iterator[blocksync.Workspace]:
 
 def authors(ws: blocksync.Workspace, owner: str, label: str) -> list[str]:
     """Authors of the commits touching the block, newest first, as real git reports them."""
-    out = git(ws.repo_path, "log", "--format=%an", "refs/heads/main", "--",
-              BlockStore.git_path(owner, label))
+    out = git(
+        ws.repo_path,
+        "log",
+        "--format=%an",
+        "refs/heads/main",
+        "--",
+        BlockStore.git_path(owner, label),
+    )
     return out.split()
 
 
@@ -319,7 +325,7 @@ def test_memory_function_errors_reach_the_plugin_as_err(ws: blocksync.Workspace)
 
 
 def answering_bindings(
-    bindings: Callable[[], Any]
+    bindings: Callable[[], Any],
 ) -> Callable[[HostContext, tuple[str, ...]], NoBases]:
     """What ``load(..., sync_bases=...)`` takes: no bases, but ``bindings`` answering bindings."""
 
@@ -396,7 +402,10 @@ def test_memory_delete_and_the_flows_that_need_sync_bases(
         assert bases.bases == {}
         # (the clean merge equalled the agent's text: updating to it wrote no commit)
         assert authors(ws, "alice", "a.md") == [
-            "plugin:echo-bases", "human:test", "human:test", "plugin:echo-bases",
+            "plugin:echo-bases",
+            "human:test",
+            "human:test",
+            "plugin:echo-bases",
         ]
         message = git(ws.repo_path, "log", "-1", "--format=%s", "refs/heads/main")
         assert message.strip() == "delete alice/a.md"
@@ -409,8 +418,12 @@ def test_a_host_value_that_cannot_be_lowered_traps_that_call_only(ws: blocksync.
     plugin, call and host function (the guard lowers the value itself, so the error never
     reaches wasmtime-py's process-wide slot); the next call gets a fresh instance."""
     spec = dataclasses.replace(ws.plugins.specs["echo"], key="echo-buggy-host")
-    plugin = load(spec, HostServices(ws.blocks, ws.notifications), ws.cache_path,
-                  answering_bindings(lambda: 42))
+    plugin = load(
+        spec,
+        HostServices(ws.blocks, ws.notifications),
+        ws.cache_path,
+        answering_bindings(lambda: 42),
+    )
     try:
         echo = WasmDataBlock(plugin)
         for _ in range(2):
@@ -459,12 +472,12 @@ def test_sync_bases_without_a_source_are_stand_ins(
     # define() without sync_bases: a plugin sees no bases and cannot record any
     assert sync["base"](None, "a.md") is None
     assert sync["bindings"](None) == []
-    assert sync["set-base"](None, "a.md", ref("a.md"), "x") == NO_BASES  # the err of result<_, string>
+    assert (
+        sync["set-base"](None, "a.md", ref("a.md"), "x") == NO_BASES
+    )  # the err of result<_, string>
     assert sync["forget"](None, "a.md") == NO_BASES
     # merge3 is real already (blocksync.store.merge): clean merges, and any overlap is an err
-    assert sync["merge3"](None, "a\nb\nc\n", "A\nb\nc\n", "a\nb\nC\n") == Variant(
-        "ok", "A\nb\nC\n"
-    )
+    assert sync["merge3"](None, "a\nb\nc\n", "A\nb\nc\n", "a\nb\nC\n") == Variant("ok", "A\nb\nC\n")
     assert sync["merge3"](None, "a\n", "disk\n", "agent\n") == Variant(
         "err", "conflict: 1 region(s) changed differently on both sides"
     )
@@ -559,8 +572,12 @@ def test_emitted_notifications_are_stored_durably(store: Path) -> None:
         ws.plugins.data_stream("stream").start("alice")
         stored = ws.notifications.list()
     assert [(n.source, n.text, n.blocks, n.acked) for n in stored] == [
-        ("stream", "echo stream started for alice",
-         (BlockRef("stream-block", "echo-stream", "alice"),), False),
+        (
+            "stream",
+            "echo stream started for alice",
+            (BlockRef("stream-block", "echo-stream", "alice"),),
+            False,
+        ),
         ("stream", "second notification", (), False),
     ]
     with blocksync.open(store) as ws:  # after closing and reopening the store
@@ -582,8 +599,10 @@ def test_allowlisted_requests_succeed(ws: blocksync.Workspace, server: Server) -
     assert sink_call(ws, op="post", url=f"{server.url}/ok", body="b") == {"body": "hello:b"}
     put = sink_call(ws, op="request", method="put", url=f"{server.url}/ok", body="!")
     assert put == {"status": 200, "ok": True, "text": "hello:!", "type": "text/plain"}
-    sent = [(method, path, headers.get("Accept"), headers.get("X-Kind"), headers.get("X-A"), body)
-            for method, path, headers, body in server.requests]
+    sent = [
+        (method, path, headers.get("Accept"), headers.get("X-Kind"), headers.get("X-A"), body)
+        for method, path, headers, body in server.requests
+    ]
     assert sent == [
         ("GET", "/ok", "text/plain", None, None, b""),
         ("POST", "/ok", None, "post", None, b"b"),
@@ -613,8 +632,11 @@ def test_an_http_error_status(ws: blocksync.Workspace, server: Server) -> None:
     request = sink_call(ws, op="request", url=f"{server.url}/500")
     assert request == {"status": 500, "ok": False, "text": "boom", "type": "text/plain"}
     for op in ("get", "post"):
-        error = failed(ws.plugins.tool("sink").execute, json.dumps(
-            {"op": op, "url": f"{server.url}/500", "body": ""}), "{}")
+        error = failed(
+            ws.plugins.tool("sink").execute,
+            json.dumps({"op": op, "url": f"{server.url}/500", "body": ""}),
+            "{}",
+        )
         method = op.upper()
         assert error.detail == f"HostError: {method} {server.url}/500 answered HTTP 500"
 

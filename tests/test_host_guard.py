@@ -42,21 +42,31 @@ def echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with the echo_block plugin as source ``echo`` of alice."""
     return make_store(
         tmp_path_factory.mktemp("guard") / "store",
-        {"echo": {"path": built_plugin("echo_block"), "config": {"files": "a.md=x"},
-                  "limits": {"timeout": 2}}},
+        {
+            "echo": {
+                "path": built_plugin("echo_block"),
+                "config": {"files": "a.md=x"},
+                "limits": {"timeout": 2},
+            }
+        },
     )
 
 
 def _plugin(ws: blocksync.Workspace, key: str, bindings: Any) -> Any:
     spec = dataclasses.replace(ws.plugins.specs["echo"], key=key)
-    return load(spec, HostServices(ws.blocks, ws.notifications), ws.cache_path,
-                answering_bindings(bindings))
+    return load(
+        spec, HostServices(ws.blocks, ws.notifications), ws.cache_path, answering_bindings(bindings)
+    )
 
 
 def _run(script: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
-        timeout=timeout, cwd=ROOT, check=False,
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
     )
 
 
@@ -104,17 +114,17 @@ def test_host_errors_stay_on_their_own_thread(echo: Path) -> None:
     thread's error, never another's, never a bare "python exception"."""
     calls = 150
     with blocksync.open(echo) as ws:
+
         def raising(i: int) -> Any:
             def bindings() -> Any:
                 raise ValueError(f"error of thread {i}")
+
             return bindings
 
         def unlowerable(i: int) -> Any:
             return lambda: 40 + i  # not a list
 
-        plugins = [
-            _plugin(ws, f"t{i}", (raising if i % 2 else unlowerable)(i)) for i in range(4)
-        ]
+        plugins = [_plugin(ws, f"t{i}", (raising if i % 2 else unlowerable)(i)) for i in range(4)]
         seen: dict[int, Counter[str]] = {i: Counter() for i in range(4)}
 
         def work(i: int) -> None:
@@ -135,7 +145,8 @@ def test_host_errors_stay_on_their_own_thread(echo: Path) -> None:
             plugin.close()
     for i in range(4):
         own = (
-            f"host function bindings failed: ValueError: error of thread {i}" if i % 2
+            f"host function bindings failed: ValueError: error of thread {i}"
+            if i % 2
             else "host function bindings failed: TypeError: expected list value"
         )
         assert seen[i] == Counter({own: calls}), (i, seen[i])
@@ -143,6 +154,7 @@ def test_host_errors_stay_on_their_own_thread(echo: Path) -> None:
 
 def test_a_host_function_past_the_time_limit_fails_the_call_as_a_timeout(echo: Path) -> None:
     with blocksync.open(echo) as ws:
+
         def slow() -> list[Any]:
             time.sleep(3)  # past the 2 s limit
             return []
@@ -191,12 +203,20 @@ def test_a_guest_stuck_in_a_wasi_call_fails_as_a_timeout_and_the_process_exits(
     granted.mkdir()
     os.mkfifo(granted / "fifo")
     wasm = built_plugin("hostile_block", wasi=True)
-    store = make_store(tmp_path / "store", {
-        "stuck": {"path": wasm, "dir": str(granted), "config": {"mode": "fifo"},
-                  "limits": {"timeout": 1}},
-        "fine": {"path": wasm, "config": {"mode": "ok"}},
-    })
-    done = _run(f"""
+    store = make_store(
+        tmp_path / "store",
+        {
+            "stuck": {
+                "path": wasm,
+                "dir": str(granted),
+                "config": {"mode": "fifo"},
+                "limits": {"timeout": 1},
+            },
+            "fine": {"path": wasm, "config": {"mode": "ok"}},
+        },
+    )
+    done = _run(
+        f"""
         import json, threading, time, blocksync
         ws = blocksync.open({str(store)!r})
         plugin = ws.plugins.get("stuck")
@@ -210,7 +230,9 @@ def test_a_guest_stuck_in_a_wasi_call_fails_as_a_timeout_and_the_process_exits(
         thread.join()
         fine = ws.reconcile(sources=["fine"]).sources[0].error
         print(json.dumps([first, fine, queued]))
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
     stuck, fine, queued = json.loads(done.stdout.strip().splitlines()[-1])
     assert "data-block.reconcile" in stuck and "time limit of 1 s" in stuck, stuck
@@ -223,13 +245,21 @@ def test_plugin_lines_go_to_its_log_file_and_to_the_terminal_only_when_asked(
     tmp_path: Path,
 ) -> None:
     wasm = built_plugin("hostile_block", wasi=True)
-    store = make_store(tmp_path / "store", {
-        "loud": {"path": wasm, "config": {"mode": "print"}},
-        "dies": {"path": wasm, "config": {"mode": "raise"}},
-    })
+    store = make_store(
+        tmp_path / "store",
+        {
+            "loud": {"path": wasm, "config": {"mode": "print"}},
+            "dies": {"path": wasm, "config": {"mode": "raise"}},
+        },
+    )
     blocksync_cli = str(Path(sys.executable).with_name("blocksync"))
-    quiet = subprocess.run([blocksync_cli, "--store", str(store), "sync"],
-                           capture_output=True, text=True, timeout=300, check=False)
+    quiet = subprocess.run(
+        [blocksync_cli, "--store", str(store), "sync"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert quiet.returncode == 1, quiet.stderr
     assert "raw stdout line" not in quiet.stdout + quiet.stderr
     assert "raised on purpose" not in quiet.stdout + quiet.stderr
@@ -241,20 +271,33 @@ def test_plugin_lines_go_to_its_log_file_and_to_the_terminal_only_when_asked(
     assert "WARNING raw stderr line" in (logs / "loud.log").read_text()
 
     for verbose in (["sync", "-v"], ["-v", "sync"]):
-        loud = subprocess.run([blocksync_cli, "--store", str(store), *verbose],
-                              capture_output=True, text=True, timeout=300, check=False)
+        loud = subprocess.run(
+            [blocksync_cli, "--store", str(store), *verbose],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert "plugin loud: raw stdout line" in loud.stderr, loud.stderr
         assert "plugin loud: warning: raw stderr line" in loud.stderr
     env = {**os.environ, "BLOCKSYNC_LOG": "debug"}
-    debug = subprocess.run([blocksync_cli, "--store", str(store), "sync"],
-                           capture_output=True, text=True, timeout=300, env=env, check=False)
+    debug = subprocess.run(
+        [blocksync_cli, "--store", str(store), "sync"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
     assert "plugin loud: raw stdout line" in debug.stderr, debug.stderr
 
 
 def test_an_idle_instance_is_dropped_on_its_thread_and_the_next_call_makes_a_new_one(
     echo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime = sys.modules["blocksync.plugins.host.runtime"]  # the package exports a function of that name
+    runtime = sys.modules[
+        "blocksync.plugins.host.runtime"
+    ]  # the package exports a function of that name
     monkeypatch.setattr(runtime, "IDLE_SECONDS", 0.2)
     with blocksync.open(echo) as ws:
         plugin = _plugin(ws, "idle", list)

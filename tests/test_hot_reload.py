@@ -32,8 +32,10 @@ def built() -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def wat(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("wat")
-    return {name: wat_fixture(name, folder)
-            for name in ("hostile_tool", "core_module", "no_interfaces", "wrong_types")}
+    return {
+        name: wat_fixture(name, folder)
+        for name in ("hostile_tool", "core_module", "no_interfaces", "wrong_types")
+    }
 
 
 def replace(target: Path, data: bytes) -> None:
@@ -58,8 +60,11 @@ def entry(ws: blocksync.Workspace, key: str) -> PluginEntry:
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == "blocksync.plugins" and r.levelno == logging.WARNING]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "blocksync.plugins" and r.levelno == logging.WARNING
+    ]
 
 
 @pytest.fixture
@@ -131,7 +136,9 @@ def test_a_broken_new_file_leaves_the_old_version_serving_until_fixed(
 
 
 def test_a_pinned_plugin_refuses_a_changed_file(
-    tmp_path: Path, built: dict[str, Path], wat: dict[str, Path],
+    tmp_path: Path,
+    built: dict[str, Path],
+    wat: dict[str, Path],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="blocksync.plugins")
@@ -160,9 +167,7 @@ def test_a_new_manifest_asking_more_refuses_the_new_file(
     assert "needs host evil.example.com" in (ws.plugins.get(KEY).last_error or "")
 
 
-def test_the_watcher_swaps_without_a_call(
-    ws: blocksync.Workspace, wat: dict[str, Path]
-) -> None:
+def test_the_watcher_swaps_without_a_call(ws: blocksync.Workspace, wat: dict[str, Path]) -> None:
     tool = ws.plugins.tool(KEY)
     plugin = ws.plugins.get(KEY)
     assert tool.name() == "echo"
@@ -174,8 +179,7 @@ def test_the_watcher_swaps_without_a_call(
         while plugin.reloads == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert plugin.reloads == 1  # no call was made
-        assert entry(ws, KEY).sha256 == hashlib.sha256(
-            wat["hostile_tool"].read_bytes()).hexdigest()
+        assert entry(ws, KEY).sha256 == hashlib.sha256(wat["hostile_tool"].read_bytes()).hexdigest()
         assert tool.name() == "hostile-tool"
     finally:
         ws.plugins.stop_watching()
@@ -194,10 +198,17 @@ def test_a_swapped_data_block_plugin_keeps_reconciling(
 ) -> None:
     notes = tmp_path / "notes"
     notes.mkdir()
-    root = make_store(tmp_path / "store", {"notes": {
-        "path": "plugins/files.wasm", "dir": notes, "dir_mode": "read-write",
-        "config": {"owner": "alice", "tag": "notes", "permission": "admin"},
-    }})
+    root = make_store(
+        tmp_path / "store",
+        {
+            "notes": {
+                "path": "plugins/files.wasm",
+                "dir": notes,
+                "dir_mode": "read-write",
+                "config": {"owner": "alice", "tag": "notes", "permission": "admin"},
+            }
+        },
+    )
     (root / "plugins").mkdir(exist_ok=True)
     wasm = root / "plugins" / "files.wasm"
     shutil.copyfile(built["files"], wasm)

@@ -42,8 +42,13 @@ def ws(tmp_path: Path) -> Iterator[blocksync.Workspace]:
 
 def _every_table(ws: blocksync.Workspace) -> list[object]:
     """Every table module's object a workspace hands out (the base index as plugins get it)."""
-    return [ws.blocks, ws.conflict_index, ws.run_log(), ws.notifications,
-            BaseIndex(ws.blocks.index_db)]
+    return [
+        ws.blocks,
+        ws.conflict_index,
+        ws.run_log(),
+        ws.notifications,
+        BaseIndex(ws.blocks.index_db),
+    ]
 
 
 def _open_files(path: Path) -> int:
@@ -72,9 +77,14 @@ def test_synchronous_normal_and_wal_on_every_tables_connection(
     ws: blocksync.Workspace, tmp_path: Path
 ) -> None:
     alone = tmp_path / "alone.db"
-    handles = [ws.index_db] + [
-        t.db for t in (ConflictIndex(alone), RunLog(alone), NotificationLog(alone), BaseIndex(alone))
-    ] + [VersionIndex.open(alone, create=True).index_db]
+    handles = (
+        [ws.index_db]
+        + [
+            t.db
+            for t in (ConflictIndex(alone), RunLog(alone), NotificationLog(alone), BaseIndex(alone))
+        ]
+        + [VersionIndex.open(alone, create=True).index_db]
+    )
     for handle in handles:
         assert handle.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
         assert handle.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -89,8 +99,9 @@ def test_migrations_are_applied_once_and_recorded(ws: blocksync.Workspace) -> No
     names = [(r["migration_set"], r["name"]) for r in rows]
     assert len(names) == len(set(names))
     for name, migrations in SETS.items():
-        assert [n for s, n in names if s == name] == [m.name for m in migrations.pending(
-            sqlite_utils.Database(memory=True))]
+        assert [n for s, n in names if s == name] == [
+            m.name for m in migrations.pending(sqlite_utils.Database(memory=True))
+        ]
     ws.close()
     with blocksync.open(ws.root) as again:  # reopened: nothing applied a second time
         _every_table(again)
@@ -143,10 +154,12 @@ def test_a_failing_migration_leaves_nothing_and_stays_pending(tmp_path: Path) ->
 OLD_SCHEMA = [
     "CREATE TABLE [index_meta] ([key] TEXT PRIMARY KEY, [value] TEXT)",
     "CREATE TABLE [commits] ([sha] TEXT PRIMARY KEY, [seq] INTEGER, [parent] TEXT)",
-    "CREATE TABLE [versions] ([owner] TEXT NOT NULL, [label] TEXT NOT NULL,"
-    " [version] INTEGER NOT NULL, [commit] TEXT NOT NULL, [deleted] INTEGER NOT NULL,"
-    " [content_blob] TEXT, [meta_blob] TEXT, [author] TEXT, [message] TEXT, [timestamp] TEXT,"
-    " PRIMARY KEY ([owner], [label], [version]))",
+    (
+        "CREATE TABLE [versions] ([owner] TEXT NOT NULL, [label] TEXT NOT NULL,"
+        " [version] INTEGER NOT NULL, [commit] TEXT NOT NULL, [deleted] INTEGER NOT NULL,"
+        " [content_blob] TEXT, [meta_blob] TEXT, [author] TEXT, [message] TEXT, [timestamp] TEXT,"
+        " PRIMARY KEY ([owner], [label], [version]))"
+    ),
     "CREATE INDEX [idx_versions_commit] ON [versions] ([commit])",
     "CREATE UNIQUE INDEX [idx_commits_seq] ON [commits] ([seq])",
     "INSERT INTO index_meta VALUES ('schema_version', '1')",
@@ -157,18 +170,26 @@ OLD_SCHEMA = [
         runs._OLD_CHECK,
     ),
     runs._SCHEMA[1],
-    "CREATE TABLE notifications (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL,"
-    " text TEXT NOT NULL, blocks TEXT NOT NULL, created_at TEXT NOT NULL,"
-    " acked INTEGER NOT NULL DEFAULT 0)",
+    (
+        "CREATE TABLE notifications (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL,"
+        " text TEXT NOT NULL, blocks TEXT NOT NULL, created_at TEXT NOT NULL,"
+        " acked INTEGER NOT NULL DEFAULT 0)"
+    ),
     *notifications._SCHEMA[1:],
-    "CREATE TABLE sync_bases (source TEXT NOT NULL, path TEXT NOT NULL, owner TEXT NOT NULL,"
-    " label TEXT NOT NULL, base_blob TEXT NOT NULL, base_sha256 TEXT NOT NULL,"
-    " PRIMARY KEY (source, path))",
+    (
+        "CREATE TABLE sync_bases (source TEXT NOT NULL, path TEXT NOT NULL, owner TEXT NOT NULL,"
+        " label TEXT NOT NULL, base_blob TEXT NOT NULL, base_sha256 TEXT NOT NULL,"
+        " PRIMARY KEY (source, path))"
+    ),
     "CREATE TABLE sync_bases_heads (source TEXT PRIMARY KEY, head TEXT NOT NULL)",
-    "INSERT INTO runs (id, command, status, pid, started_at, finished_at, exit_code)"
-    " VALUES ('run-old', 'sync', 'finished', 1, 't0', 't1', 0)",
-    "INSERT INTO notifications (source, text, blocks, created_at)"
-    " VALUES ('feed', 'old news', '[]', 't0')",
+    (
+        "INSERT INTO runs (id, command, status, pid, started_at, finished_at, exit_code)"
+        " VALUES ('run-old', 'sync', 'finished', 1, 't0', 't1', 0)"
+    ),
+    (
+        "INSERT INTO notifications (source, text, blocks, created_at)"
+        " VALUES ('feed', 'old news', '[]', 't0')"
+    ),
 ]
 
 
@@ -185,8 +206,10 @@ def test_the_old_schema_really_is_old(tmp_path: Path) -> None:
     _old_index(tmp_path / "index.db")
     conn = sqlite3.connect(tmp_path / "index.db")
     with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO runs (id, command, status, pid, started_at, exit_code)"
-                     " VALUES ('r', 'sync', 'interrupted', 1, 't', 130)")
+        conn.execute(
+            "INSERT INTO runs (id, command, status, pid, started_at, exit_code)"
+            " VALUES ('r', 'sync', 'interrupted', 1, 't', 130)"
+        )
     conn.close()
 
 

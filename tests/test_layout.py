@@ -20,9 +20,11 @@ from blocksync.store import layout
 PACKAGE = Path(blocksync.__file__).parent
 
 owners = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40).filter(
-    lambda o: _valid(o, "owner"))
+    lambda o: _valid(o, "owner")
+)
 labels = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=400).filter(
-    lambda label: _valid(label, "label"))
+    lambda label: _valid(label, "label")
+)
 
 
 def _valid(name: str, what: str) -> bool:
@@ -57,7 +59,10 @@ def test_long_labels_are_named_by_their_hash_and_read_from_beside() -> None:
     assert layout.is_long(component) and layout.is_long(component.encode())
     assert component.endswith(layout.HASHED + hashlib.sha256(label.encode()).hexdigest()[:40])
     assert layout.block_files(component.encode()) == {
-        layout.CONTENT_FILE, layout.META_FILE, layout.LABEL_FILE}
+        layout.CONTENT_FILE,
+        layout.META_FILE,
+        layout.LABEL_FILE,
+    }
     assert layout.beside(component.encode()) == {layout.LABEL_FILE}
     # the whole label kept beside is checked against the hash: a forged one is refused
     assert layout.label_of(component.encode(), lambda: label) == label
@@ -66,7 +71,9 @@ def test_long_labels_are_named_by_their_hash_and_read_from_beside() -> None:
     # a short label is spelled out: nothing is read from beside
     short = layout.label_component("notes")
     assert not layout.is_long(short) and layout.block_files(short.encode()) == {
-        layout.CONTENT_FILE, layout.META_FILE}
+        layout.CONTENT_FILE,
+        layout.META_FILE,
+    }
     assert layout.label_of(short.encode(), lambda: pytest.fail("read beside")) == "notes"
 
 
@@ -81,9 +88,14 @@ def test_block_folder_is_what_block_files_names() -> None:
     content, meta, whole = (Blob.from_string(t).id for t in (b"text", b"{}", b"long"))
     folder = layout.block_folder(content, meta, whole)
     assert {e.path for e in folder.items()} == {
-        layout.CONTENT_FILE, layout.META_FILE, layout.LABEL_FILE}
+        layout.CONTENT_FILE,
+        layout.META_FILE,
+        layout.LABEL_FILE,
+    }
     assert {e.path for e in layout.block_folder(content, meta, None).items()} == {
-        layout.CONTENT_FILE, layout.META_FILE}
+        layout.CONTENT_FILE,
+        layout.META_FILE,
+    }
 
 
 def test_base_folders_are_keyed_by_the_paths_hash() -> None:
@@ -101,13 +113,26 @@ def test_base_folders_are_keyed_by_the_paths_hash() -> None:
 
 #: What only layout.py may spell: the names of its folders and files.
 LAYOUT_NAMES = {
-    layout.BLOCKS, layout.CONFLICTS, layout.BASES, layout.CONTENT_FILE, layout.META_FILE,
-    layout.LABEL_FILE, layout.BINDING_FILE,
+    layout.BLOCKS,
+    layout.CONFLICTS,
+    layout.BASES,
+    layout.CONTENT_FILE,
+    layout.META_FILE,
+    layout.LABEL_FILE,
+    layout.BINDING_FILE,
 }
 #: Constants layout.py defines that no other module may define again (under any old name).
 OLD_CONSTANTS = {
-    "BLOCKS_DIR", "BASES_DIR", "CONTENT_FILE", "META_FILE", "LABEL_FILE", "BASE_FILE",
-    "BINDING_FILE", "KEY_DEPTH", "BASE_DEPTH", "HASHED",
+    "BLOCKS_DIR",
+    "BASES_DIR",
+    "CONTENT_FILE",
+    "META_FILE",
+    "LABEL_FILE",
+    "BASE_FILE",
+    "BINDING_FILE",
+    "KEY_DEPTH",
+    "BASE_DEPTH",
+    "HASHED",
 }
 
 
@@ -118,20 +143,28 @@ def _offences(path: Path, root: Path = PACKAGE) -> list[str]:
     found = []
     for node in ast.walk(tree):
         where = f"{path.relative_to(root)}:{getattr(node, 'lineno', '?')}"
-        if isinstance(node, ast.Constant) and isinstance(node.value, bytes) and (
-            node.value in LAYOUT_NAMES or node.value.startswith(b"blocks/")
-        ):
-            found.append(f"{where} spells {node.value!r}")
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and (
-            node.value in {"meta.json", "binding.json"} or node.value.startswith("blocks/")
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, bytes)
+            and (node.value in LAYOUT_NAMES or node.value.startswith(b"blocks/"))
+            or isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and (node.value in {"meta.json", "binding.json"} or node.value.startswith("blocks/"))
         ):
             found.append(f"{where} spells {node.value!r}")
         elif isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            found += [f"{where} defines {t.id}" for t in targets
-                      if isinstance(t, ast.Name) and t.id in OLD_CONSTANTS]
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and (
-            node.value.id == "names" and node.attr in {"component", "is_hashed", "check_hashed"}
+            found += [
+                f"{where} defines {t.id}"
+                for t in targets
+                if isinstance(t, ast.Name) and t.id in OLD_CONSTANTS
+            ]
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and (
+                node.value.id == "names" and node.attr in {"component", "is_hashed", "check_hashed"}
+            )
         ):
             found.append(f"{where} uses names.{node.attr}: the long-label scheme is layout's")
     return found

@@ -4,7 +4,7 @@ take ``store/run.lock`` themselves -- a dry run takes none -- with the CLI's err
 run holds it; the thread holding it may take it again; one reconcile loop reports sources the
 deadline left out with a typed flag; a run over a folder source loads no plugin.
 
-The other holder is a real process (the `Holder` of tests/test_run_lock_cli.py: a real sync
+The other holder is a real process (the `Holder` of tests/cli/test_run_lock_cli.py: a real sync
 stopped inside its first source), or a thread of this one, which the lock tells apart too.
 """
 
@@ -21,9 +21,9 @@ from blocksync.errors import RunLockHeld
 from blocksync.sync import runlock
 from blocksync.sync.run import Run
 
-from . import test_run_lock_cli
-from .test_run_lock_cli import Holder
-from .test_run_lock_cli import blocksync as cli
+from .cli import test_run_lock_cli
+from .cli.test_run_lock_cli import Holder
+from .cli.test_run_lock_cli import blocksync as cli
 
 notes = test_run_lock_cli.notes  # the fixture: a folder configured as source `notes` of alice
 
@@ -192,5 +192,6 @@ def test_a_folder_source_run_loads_no_plugin(store_path: Path, notes: Path, plug
         # the plugin is really unusable: a run over every source reports it failed
         everything = ws.reconcile()
     assert [(s.source, s.error is not None) for s in everything.sources] == [
-        ("notes", False), ("bad", True)
+        ("notes", False),
+        ("bad", True),
     ]

@@ -20,8 +20,21 @@ from .conftest import examples
 # no NUL: git merge-file calls such files binary and refuses them
 FEW = st.sampled_from(["a", "b", "", "x\r", "=======", "é", "\ud800"])
 NASTY = st.sampled_from(
-    ["", "a", "b", "x\r", "<<<<<<< ours", "=======", ">>>>>>> theirs", "é", " ", "\ud800",
-     "same", "{", "}"]
+    [
+        "",
+        "a",
+        "b",
+        "x\r",
+        "<<<<<<< ours",
+        "=======",
+        ">>>>>>> theirs",
+        "é",
+        " ",
+        "\ud800",
+        "same",
+        "{",
+        "}",
+    ]
 )
 PROPERTY = settings(max_examples=examples(200), deadline=None)
 
@@ -34,7 +47,9 @@ def git_merge_file(base: str, ours: str, theirs: str) -> tuple[int, bytes]:
             (folder / name).write_bytes(text.encode("utf-8", "surrogatepass"))
         git = subprocess.run(
             ["git", "merge-file", "-p", "ours", "base", "theirs"],
-            cwd=folder, capture_output=True, check=False,
+            cwd=folder,
+            capture_output=True,
+            check=False,
             env={"PATH": "/usr/bin:/bin", "HOME": tmp, "GIT_CONFIG_NOSYSTEM": "1"},
         )
     assert git.returncode >= 0, git.stderr
@@ -79,13 +94,14 @@ def edited(draw: st.DrawFn, base: list[str], lines: st.SearchStrategy[str]) -> l
         else:
             i = min(i, len(out) - 1)
             span = draw(st.integers(1, 3))
-            out[i:i + span] = new if kind == "replace" else []
+            out[i : i + span] = new if kind == "replace" else []
     return out
 
 
 @st.composite
-def triples(draw: st.DrawFn, base_lines: st.SearchStrategy[list[str]],
-            lines: st.SearchStrategy[str]) -> tuple[str, str, str]:
+def triples(
+    draw: st.DrawFn, base_lines: st.SearchStrategy[list[str]], lines: st.SearchStrategy[str]
+) -> tuple[str, str, str]:
     base = draw(base_lines)
     ours, theirs = draw(edited(base, lines)), draw(edited(base, lines))
     return (
@@ -116,8 +132,12 @@ def test_random_text_merges_as_git_merges_it(t: tuple[str, str, str]) -> None:
 
 
 @PROPERTY
-@given(st.lists(FEW, max_size=30), st.lists(FEW, max_size=30), st.lists(FEW, max_size=30),
-       st.booleans())
+@given(
+    st.lists(FEW, max_size=30),
+    st.lists(FEW, max_size=30),
+    st.lists(FEW, max_size=30),
+    st.booleans(),
+)
 def test_unrelated_texts_merge_as_git_merges_them(
     base: list[str], ours: list[str], theirs: list[str], newline: bool
 ) -> None:

@@ -13,7 +13,7 @@ import pytest
 import blocksync
 from blocksync.errors import AccessDenied, NotificationNotFound
 from blocksync.index.notifications import NotificationLog, PullCapture
-from blocksync.sync.protocol import BlockRef, Notification
+from blocksync.shared.wit import BlockRef, Notification
 
 from .feedserver import FeedServer, feed_server, feed_table
 from .plugin_builds import built_plugin
@@ -28,10 +28,13 @@ def server() -> Iterator[FeedServer]:
 
 @pytest.fixture
 def store(tmp_path: Path, server: FeedServer) -> Path:
-    return make_store(tmp_path / "store", {
-        "feed": feed_table(server),
-        "echo": {"path": built_plugin("echo_stream"), "source_kind": "stream"},
-    })
+    return make_store(
+        tmp_path / "store",
+        {
+            "feed": feed_table(server),
+            "echo": {"path": built_plugin("echo_stream"), "source_kind": "stream"},
+        },
+    )
 
 
 def test_emitted_notifications_are_stored_with_their_call_and_resolved_blocks(store: Path) -> None:
@@ -98,8 +101,14 @@ def test_a_pull_is_one_transaction(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
         monkeypatch.setattr(log, "_insert", failing)
         with pytest.raises(blocksync.IndexCorrupt):
-            log.record_pull("s", "v1", PullCapture("s", "data-stream.pull"),
-                            [Notification("b", ()), Notification("c", ())], "1", "3")
+            log.record_pull(
+                "s",
+                "v1",
+                PullCapture("s", "data-stream.pull"),
+                [Notification("b", ()), Notification("c", ())],
+                "1",
+                "3",
+            )
         assert [n.text for n in log.list()] == ["emitted", "a"]
         assert log.stream("s").cursor == "1" and log.cursors("s") == ["1"]
     finally:
@@ -130,14 +139,20 @@ def test_a_store_made_before_streams_keeps_its_notifications(tmp_path: Path) -> 
         " text TEXT NOT NULL, blocks TEXT NOT NULL, created_at TEXT NOT NULL,"
         " acked INTEGER NOT NULL DEFAULT 0)"
     )
-    conn.execute("INSERT INTO notifications (source, text, blocks, created_at) VALUES"
-                 " ('p', 'old', '[[\"b\", \"l\", \"alice\"]]', '2026-01-01T00:00:00Z')")
+    conn.execute(
+        "INSERT INTO notifications (source, text, blocks, created_at) VALUES"
+        " ('p', 'old', '[[\"b\", \"l\", \"alice\"]]', '2026-01-01T00:00:00Z')"
+    )
     conn.commit()
     conn.close()
     log = NotificationLog(path)
     try:
         (old,) = log.list()
         assert (old.text, old.blocks, old.origin, old.block_versions) == (
-            "old", (BlockRef("b", "l", "alice"),), "emit", (None,))
+            "old",
+            (BlockRef("b", "l", "alice"),),
+            "emit",
+            (None,),
+        )
     finally:
         log.close()

@@ -24,7 +24,7 @@ from blocksync.plugins.spec import PluginSpec
 from .plugin_builds import built_plugin, wat_fixture
 from .stores import make_store
 
-GOOD_MANIFEST = '''
+GOOD_MANIFEST = """
 name = "Echo"
 description = "Repeats the given text."
 version = "1.2.0"
@@ -32,7 +32,7 @@ agent = "alice"
 
 [needs]
 limits = { timeout = 5 }
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,9 @@ def echo_tool() -> Path:
     return built_plugin("echo_tool")
 
 
-def open_store(tmp: Path, sources: dict[str, dict[str, Any]], files: dict[str, Path | bytes | str]
-               ) -> blocksync.Workspace:
+def open_store(
+    tmp: Path, sources: dict[str, dict[str, Any]], files: dict[str, Path | bytes | str]
+) -> blocksync.Workspace:
     """A store whose plugins/ folder holds ``files`` (a .wasm copied or bytes; a .toml text)."""
     root = make_store(tmp / "store", sources)
     folder = root / "plugins"
@@ -64,8 +65,9 @@ def wat(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def ws(tmp_path: Path, echo_tool: Path, wat: Path) -> Iterator[blocksync.Workspace]:
-    ws = open_store(tmp_path, {}, {"echo.wasm": echo_tool, "echo.toml": GOOD_MANIFEST,
-                                   "wat.wasm": wat})
+    ws = open_store(
+        tmp_path, {}, {"echo.wasm": echo_tool, "echo.toml": GOOD_MANIFEST, "wat.wasm": wat}
+    )
     yield ws
     ws.close()
 
@@ -114,8 +116,11 @@ def test_configured_and_discovered_make_one_entry(tmp_path: Path, wat: Path) -> 
     ws = open_store(
         tmp_path,
         {"mytool": {"path": "plugins/wat.wasm", "name": "My tool", "source_kind": "both"}},
-        {"wat.wasm": wat, "wat.toml": 'description = "hostile"\n[needs]\nlimits = { timeout = 1 }\n',
-         "other.wasm": wat},
+        {
+            "wat.wasm": wat,
+            "wat.toml": 'description = "hostile"\n[needs]\nlimits = { timeout = 1 }\n',
+            "other.wasm": wat,
+        },
     )
     try:
         entries = by_key(ws.plugins.list())
@@ -132,13 +137,13 @@ def test_configured_and_discovered_make_one_entry(tmp_path: Path, wat: Path) -> 
         ws.close()
 
 
-NEEDY = '''
+NEEDY = """
 [needs]
 dir = true
 dir_mode = "read-write"
 hosts = ["api.example.com", "s3.example.com:9000", "ok.example.com"]
 limits = { timeout = 60, memory_mb = 64 }
-'''
+"""
 
 
 def test_a_manifest_asking_more_than_granted_is_refused_naming_each_difference(
@@ -146,7 +151,12 @@ def test_a_manifest_asking_more_than_granted_is_refused_naming_each_difference(
 ) -> None:
     ws = open_store(
         tmp_path,
-        {"needy": {"path": "plugins/needy.wasm", "allowed_hosts": ["ok.example.com", "s3.example.com"]}},
+        {
+            "needy": {
+                "path": "plugins/needy.wasm",
+                "allowed_hosts": ["ok.example.com", "s3.example.com"],
+            }
+        },
         {"needy.wasm": wat, "needy.toml": NEEDY},
     )
     try:
@@ -174,10 +184,15 @@ def test_a_manifest_within_the_grants_loads(tmp_path: Path, wat: Path) -> None:
     grants.mkdir()
     ws = open_store(
         tmp_path,
-        {"needy": {
-            "path": "plugins/needy.wasm", "dir": grants, "dir_mode": "read-write",
-            "allowed_hosts": ["api.example.com", "*.example.com"], "limits": {"timeout": 60},
-        }},
+        {
+            "needy": {
+                "path": "plugins/needy.wasm",
+                "dir": grants,
+                "dir_mode": "read-write",
+                "allowed_hosts": ["api.example.com", "*.example.com"],
+                "limits": {"timeout": 60},
+            }
+        },
         {"needy.wasm": wat, "needy.toml": NEEDY},
     )
     try:
@@ -200,9 +215,9 @@ def test_shortfalls_compare_with_effective_limits(tmp_path: Path) -> None:
     [
         ('name = "x"\n\n[needs\ndir = true\n', "is not valid TOML: .*line 3"),
         ("needz = 1\n", "unknown key\\(s\\) needz"),
-        ("[needs]\ndir = \"yes\"\n", "\\[needs\\].dir must be true or false"),
+        ('[needs]\ndir = "yes"\n', "\\[needs\\].dir must be true or false"),
         ("[needs]\nlimits = { speed = 3 }\n", "unknown limit 'speed'"),
-        ("[needs]\nhosts = \"a.com\"\n", "\\[needs\\].hosts must be a list"),
+        ('[needs]\nhosts = "a.com"\n', "\\[needs\\].hosts must be a list"),
     ],
 )
 def test_a_malformed_manifest_is_listed_as_the_plugins_error_and_others_are_fine(
@@ -211,8 +226,13 @@ def test_a_malformed_manifest_is_listed_as_the_plugins_error_and_others_are_fine
     ws = open_store(
         tmp_path,
         {"bad": {"path": "plugins/bad.wasm"}},
-        {"bad.wasm": wat, "bad.toml": text, "good.wasm": wat, "good.toml": GOOD_MANIFEST,
-         "garbage.wasm": b"not wasm at all"},
+        {
+            "bad.wasm": wat,
+            "bad.toml": text,
+            "good.wasm": wat,
+            "good.toml": GOOD_MANIFEST,
+            "garbage.wasm": b"not wasm at all",
+        },
     )
     try:
         entries = by_key(ws.plugins.list())

@@ -56,7 +56,8 @@ from .stores import make_store
 
 BLOCKSYNC = str(Path(sys.executable).parent / "blocksync")
 ENV = {
-    k: v for k, v in os.environ.items()
+    k: v
+    for k, v in os.environ.items()
     if k not in ("BLOCKSYNC_STORE", "BLOCKSYNC_TRACEBACK", "BLOCKSYNC_LOG", "RUST_BACKTRACE")
 }
 ENV["BLOCKSYNC_AUTHOR"] = "human:test"
@@ -154,8 +155,11 @@ def plugins(tmp_path_factory: pytest.TempPathFactory) -> Plugins:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory, plugins: Plugins) -> Path:
     """One store with every hostile source: shared by the runs that reconcile one source each."""
-    return make_store(tmp_path_factory.mktemp("hostile") / "store", hostile_sources(plugins),
-                      caps={"timeout": 1.0})
+    return make_store(
+        tmp_path_factory.mktemp("hostile") / "store",
+        hostile_sources(plugins),
+        caps={"timeout": 1.0},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +175,12 @@ def sync_stores(tmp_path_factory: pytest.TempPathFactory, plugins: Plugins) -> d
         (notes / "seed.md").write_text("seed\n", encoding="utf-8")
         store = make_store(root / "store", {name: tables[name]}, caps={"timeout": 1.0})
         with open(store / "blocksync.toml", "a", encoding="utf-8") as f:
-            f.write("\n" + toml_table(
-                ("agents", "alice", "data_sources", "notes"), {"type": "file", "paths": [notes]}
-            ))
+            f.write(
+                "\n"
+                + toml_table(
+                    ("agents", "alice", "data_sources", "notes"), {"type": "file", "paths": [notes]}
+                )
+            )
         made[name] = store
     return made
 
@@ -183,8 +190,9 @@ def sync_stores(tmp_path_factory: pytest.TempPathFactory, plugins: Plugins) -> d
 
 def run(args: list[str], timeout: float = PROCESS_TIMEOUT) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=timeout,
-                              check=False)
+        return subprocess.run(
+            args, capture_output=True, text=True, env=ENV, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
         err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
@@ -199,8 +207,9 @@ def python(script: str, *args: str) -> subprocess.CompletedProcess[str]:
     return run([sys.executable, "-c", textwrap.dedent(script), *args])
 
 
-def described(combination: str, number: int, done: subprocess.CompletedProcess[str],
-              problem: str) -> str:
+def described(
+    combination: str, number: int, done: subprocess.CompletedProcess[str], problem: str
+) -> str:
     return (
         f"{combination}, run {number}: {problem} (exit {done.returncode})\n"
         f"--- stdout\n{done.stdout[-3000:]}--- stderr\n{done.stderr[-3000:]}"
@@ -217,8 +226,9 @@ REPORT_LINES = (
 )
 
 
-def output_problems(done: subprocess.CompletedProcess[str], hostile: Hostile,
-                    plugins: Plugins) -> list[str]:
+def output_problems(
+    done: subprocess.CompletedProcess[str], hostile: Hostile, plugins: Plugins
+) -> list[str]:
     """What is wrong with what a CLI run showed its user (empty: nothing)."""
     problems = [f"{marker!r} on stderr" for marker in INTERNALS if marker in done.stderr]
     shown = done.stdout + done.stderr

@@ -26,9 +26,8 @@ from wasmtime.component import Component
 
 import blocksync
 from blocksync.errors import PluginRefused
-from blocksync.plugins import Limits, PluginSpec, load
+from blocksync.plugins import Limits, PluginSpec, load, runtime
 from blocksync.plugins.host import cache as cache_mod
-from blocksync.plugins.host import runtime
 
 from .plugin_builds import built_plugin
 from .stores import share_compile_cache
@@ -38,8 +37,10 @@ WAT = ROOT / "fixtures" / "wat"
 
 #: the start function the probe variants get: it logs "about to spin" at instantiation
 ANCHOR = '(import "host" "log" (func $log (param i32 i32 i32)))'
-PROBE = ANCHOR + "\n    (func $boot (call $log (i32.const 2) (i32.const 32) (i32.const 13)))" + (
-    "\n    (start $boot)"
+PROBE = (
+    ANCHOR
+    + "\n    (func $boot (call $log (i32.const 2) (i32.const 32) (i32.const 13)))"
+    + ("\n    (start $boot)")
 )
 
 
@@ -151,7 +152,9 @@ def test_a_missing_granted_folder_is_refused(wasm: dict[str, Path], tmp_path: Pa
         load(spec("nodir", wasm["hostile_tool"], dir=tmp_path / "missing"))
 
 
-def test_sha256_pin(wasm: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_sha256_pin(
+    wasm: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     path = tmp_path / "pinned.wasm"
     shutil.copyfile(wasm["hostile_tool"], path)
@@ -267,7 +270,9 @@ def test_sources_of_one_file_share_its_compiled_component(
     deserialized.clear()
     cache_mod._loaded.clear()
     plugins = [
-        load(spec(f"copy{i}", wasm["hostile_tool"], limits=Limits(timeout=2.0)), cache_folder=folder)
+        load(
+            spec(f"copy{i}", wasm["hostile_tool"], limits=Limits(timeout=2.0)), cache_folder=folder
+        )
         for i in range(3)
     ]
     try:
@@ -377,7 +382,9 @@ def test_an_artifact_modified_in_place_with_its_mtime_restored_is_not_trusted(
     os.utime(entry.artifact, ns=(before.st_atime_ns, before.st_mtime_ns))
     after = entry.artifact.stat()
     assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
-        before.st_ino, before.st_size, before.st_mtime_ns,
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
     )
 
     assert load_from(folder, wasm["hostile_tool"]) == "hostile-tool"

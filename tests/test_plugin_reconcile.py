@@ -17,7 +17,7 @@ import pytest
 
 import blocksync
 from blocksync.errors import AccessDenied, ConfigError, PluginCallFailed, StaleResolution
-from blocksync.plugins.batch import FAULT_STEPS, SyncBatch
+from blocksync.plugins.batch import BATCH_FAULT_STEPS, SyncBatch
 
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugins
@@ -41,12 +41,17 @@ class Rig:
     def __init__(self, tmp: Path, wasm: Path, permission: str = "admin") -> None:
         self.root = tmp / "notes"
         self.root.mkdir()
-        self.store = make_store(tmp / "store", {
-            KEY: {
-                "path": wasm, "dir": self.root, "dir_mode": "read-write",
-                "config": {"owner": OWNER, "tag": KEY, "permission": permission},
+        self.store = make_store(
+            tmp / "store",
+            {
+                KEY: {
+                    "path": wasm,
+                    "dir": self.root,
+                    "dir_mode": "read-write",
+                    "config": {"owner": OWNER, "tag": KEY, "permission": permission},
+                },
             },
-        })
+        )
         self.ws = blocksync.open(self.store, author="human:test")
 
     def write(self, path: str, text: str) -> None:
@@ -73,7 +78,9 @@ class Rig:
         """How many commits ``ref`` has (0: no such ref yet)."""
         out = subprocess.run(
             ["git", "-C", str(self.ws.repo_path), "rev-list", "--count", ref, "--"],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         return int(out.stdout) if out.returncode == 0 else 0
 
@@ -122,7 +129,9 @@ def test_plugin_conflicts_reach_the_index_with_three_sides(rig: Rig) -> None:
     edit, gone = rows["edit.md"], rows["gone.md"]
     assert (edit.source, edit.owner, edit.label) == (KEY, OWNER, label("edit.md"))
     assert (edit.base, edit.disk, edit.agent) == (
-        BASE, "one\nTWO on disk\nthree\n", "one\nTWO by agent\nthree\n"
+        BASE,
+        "one\nTWO on disk\nthree\n",
+        "one\nTWO by agent\nthree\n",
     )
     assert edit.reason == "both sides changed the same lines"
     assert gone.disk is None and gone.agent == "changed while deleted on disk\n"
@@ -142,7 +151,9 @@ def test_resolving_a_plugin_conflict_writes_both_sides_and_the_base(rig: Rig, ta
     (conflict,) = (rig.ws.reconcile(), rig.ws.conflicts.list())[1]
     if take == "merged":
         chosen = "settled by hand\n"
-        done = rig.ws.conflicts.resolve(conflict.id, take="merged", content=chosen, resolver="human:me")
+        done = rig.ws.conflicts.resolve(
+            conflict.id, take="merged", content=chosen, resolver="human:me"
+        )
     else:
         chosen = conflict.disk if take == "disk" else conflict.agent
         done = rig.ws.conflicts.resolve(conflict.id, take=take, resolver="human:me")  # type: ignore[arg-type]
@@ -152,7 +163,9 @@ def test_resolving_a_plugin_conflict_writes_both_sides_and_the_base(rig: Rig, ta
     if take != "agent":  # the agent's side was already a version
         log = subprocess.run(
             ["git", "-C", str(rig.ws.repo_path), "log", "-1", "--format=%s%n%an", "main"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         assert conflict.id in log and "human:me" in log
     after = rig.ws.reconcile()
@@ -195,7 +208,9 @@ def test_a_dry_run_through_a_plugin_writes_nothing(rig: Rig) -> None:
     before = rig.refs()
     report = rig.ws.reconcile(dry_run=True)
     assert sorted(report.sources[0].resolved) == [
-        ("a.md", "disk->agent"), ("b.md", "agent->disk"), ("new.md", "disk->agent")
+        ("a.md", "disk->agent"),
+        ("b.md", "agent->disk"),
+        ("new.md", "disk->agent"),
     ]
     assert rig.refs() == before
     assert (rig.read("b.md"), rig.block("a.md"), rig.block("new.md")) == (BASE, BASE, None)
@@ -240,7 +255,10 @@ def test_an_agent_edit_during_the_call_is_never_overwritten(rig: Rig) -> None:
     batch.commit()
     assert batch.moved == {"a.md", "b.md"}
     assert (rig.block("a.md"), rig.block("b.md"), rig.block("c.md")) == (
-        "the agent, first\n", "the agent, meanwhile\n", "from disk\n")
+        "the agent, first\n",
+        "the agent, meanwhile\n",
+        "from disk\n",
+    )
     assert (rig.base("a.md"), rig.base("b.md"), rig.base("c.md")) == (BASE, BASE, "from disk\n")
 
 
@@ -276,7 +294,7 @@ print("finished without reaching", step)
 """
 
 
-@pytest.mark.parametrize("step", FAULT_STEPS)
+@pytest.mark.parametrize("step", BATCH_FAULT_STEPS)
 def test_kill_9_between_the_call_and_its_commits_converges(rig: Rig, step: str) -> None:
     rig.synced("to-agent.md", "to-disk.md", "merged.md", "deleted.md")
     rig.write("to-agent.md", "disk edit\n")
@@ -287,13 +305,18 @@ def test_kill_9_between_the_call_and_its_commits_converges(rig: Rig, step: str) 
     rig.write("new.md", "brand new\n")
     child = subprocess.run(
         [sys.executable, "-c", KILL_CHILD, json.dumps([str(rig.store), step])],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert child.returncode == 9, child.stdout + child.stderr
     assert_git_fsck(rig.store / "repo")
     expected = {
-        "to-agent.md": "disk edit\n", "to-disk.md": "agent edit\n",
-        "merged.md": "ONE\ntwo\nTHREE\n", "deleted.md": None, "new.md": "brand new\n",
+        "to-agent.md": "disk edit\n",
+        "to-disk.md": "agent edit\n",
+        "merged.md": "ONE\ntwo\nTHREE\n",
+        "deleted.md": None,
+        "new.md": "brand new\n",
     }
     for path, new in expected.items():  # each side holds its old or its new content
         assert rig.read(path) in (new, BASE if path != "new.md" else None), path
@@ -319,13 +342,20 @@ def test_a_read_only_plugin_source_carries_disk_to_agent_only(
         rig.write("c.md", "disk wins\n")
         rig.ws.blocks.update(OWNER, label("c.md"), "agent loses\n")
         report = rig.ws.reconcile()
-        assert sorted(report.sources[0].resolved) == [("a.md", "disk->agent"), ("c.md", "disk->agent")]
+        assert sorted(report.sources[0].resolved) == [
+            ("a.md", "disk->agent"),
+            ("c.md", "disk->agent"),
+        ]
         assert report.sources[0].needs_resolution == ["b.md"]
         assert (rig.block("a.md"), rig.read("b.md"), rig.block("c.md")) == (
-            "disk edit\n", BASE, "disk wins\n"
+            "disk edit\n",
+            BASE,
+            "disk wins\n",
         )
         history = rig.ws.blocks.history(OWNER, label("c.md"))
-        assert rig.ws.blocks.read(OWNER, label("c.md"), history[-2].version).content == "agent loses\n"
+        assert (
+            rig.ws.blocks.read(OWNER, label("c.md"), history[-2].version).content == "agent loses\n"
+        )
         # outside a reconcile the plugin may not write a read-only block on its own
         files = rig.ws.plugins.data_block(KEY)
         with pytest.raises(PluginCallFailed, match="read-only"):
@@ -340,8 +370,16 @@ def test_cron_sync_reconciles_plugin_sources_too(rig: Rig) -> None:
     rig.ws.blocks.update(OWNER, label("a.md"), "agent\n")
     rig.write("b.md", "new\n")
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "blocksync"), "--store", str(rig.store), "sync", "--json"],
-        capture_output=True, text=True,
+        [
+            str(Path(sys.executable).parent / "blocksync"),
+            "--store",
+            str(rig.store),
+            "sync",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert out.returncode == 3, out.stderr
     report = json.loads(out.stdout)
@@ -369,9 +407,8 @@ def test_folder_digests_list_the_granted_folder_without_following_links(rig: Rig
 
 def test_folder_digests_without_a_grant_is_an_error(tmp_path: Path, built: dict[str, Path]) -> None:
     store = make_store(tmp_path / "store", {"bad": {"path": built["hostile_paths"]}})
-    with blocksync.open(store) as ws:
-        with pytest.raises(AccessDenied, match="no folder is granted"):
-            ws.plugins.get("bad").host.folder_digests()
+    with blocksync.open(store) as ws, pytest.raises(AccessDenied, match="no folder is granted"):
+        ws.plugins.get("bad").host.folder_digests()
 
 
 def test_reading_conflicts_loads_no_plugin(rig: Rig) -> None:
@@ -402,8 +439,17 @@ def test_fifos_links_and_odd_names_in_the_plugins_folder_are_skipped_not_fatal(r
     subprocess.run(["git", "init", "-q", str(rig.root)], check=True)
     rig.write("a.md", "edited\n")
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "blocksync"), "--store", str(rig.store), "sync", "--json"],
-        capture_output=True, text=True, timeout=120,
+        [
+            str(Path(sys.executable).parent / "blocksync"),
+            "--store",
+            str(rig.store),
+            "sync",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     (entry,) = json.loads(done.stdout)["sources"]
@@ -415,11 +461,20 @@ def test_fifos_links_and_odd_names_in_the_plugins_folder_are_skipped_not_fatal(r
     assert not any(".git" in b.label for b in rig.ws.blocks.list(OWNER))
 
 
-def test_a_plugin_folder_containing_the_store_is_refused(tmp_path: Path, built: dict[str, Path]) -> None:
-    store = make_store(tmp_path / "store", {
-        KEY: {"path": built["files"], "dir": "..", "dir_mode": "read-write",
-              "config": {"owner": OWNER, "tag": KEY}},
-    })
+def test_a_plugin_folder_containing_the_store_is_refused(
+    tmp_path: Path, built: dict[str, Path]
+) -> None:
+    store = make_store(
+        tmp_path / "store",
+        {
+            KEY: {
+                "path": built["files"],
+                "dir": "..",
+                "dir_mode": "read-write",
+                "config": {"owner": OWNER, "tag": KEY},
+            },
+        },
+    )
     with blocksync.open(store) as ws, pytest.raises(ConfigError, match=r"\.dir: '\.\.'.*store"):
         ws.reconcile()
 
@@ -438,7 +493,9 @@ def test_a_busy_agent_leaves_its_paths_for_the_next_run_not_the_whole_call(rig: 
 
     source.fault = agent_writes  # type: ignore[attr-defined]
     outcome = source.reconcile_outcome()
-    assert [s.path for s in outcome.skipped] == ["a.md"] and "left for the next run" in outcome.skipped[0].reason
+    assert [s.path for s in outcome.skipped] == [
+        "a.md"
+    ] and "left for the next run" in outcome.skipped[0].reason
     assert [r.path for r in outcome.results] == ["b.md"]
     source.fault = None  # type: ignore[attr-defined]
     assert rig.ws.reconcile().exit_code == 0

@@ -27,7 +27,7 @@ import pytest
 import blocksync
 from blocksync.errors import PluginCallFailed, PluginTrapped
 from blocksync.plugins import Limits
-from blocksync.sync.protocol import BlockRef
+from blocksync.shared.wit import BlockRef
 
 from .conftest import assert_git_fsck, git
 from .plugin_builds import built_plugins, wat_fixture
@@ -49,10 +49,6 @@ SDK_FIXTURES = (
 
 # --------------------------------------------------------------------------------------------
 # A store with plugins configured in blocksync.toml
-
-
-
-
 
 
 def head(store: Path) -> str:
@@ -80,7 +76,9 @@ def hostile_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def wat_ws(tmp_path: Path, hostile_wasm: Path, built: dict[str, Path]) -> Iterator[blocksync.Workspace]:
+def wat_ws(
+    tmp_path: Path, hostile_wasm: Path, built: dict[str, Path]
+) -> Iterator[blocksync.Workspace]:
     store = make_store(
         tmp_path / "store",
         {
@@ -288,7 +286,9 @@ def sdk_ws(tmp_path: Path, built: dict[str, Path]) -> Iterator[blocksync.Workspa
         assert ws.blocks.read("alice", "notes").content == "alice's notes\n"
         assert ws.blocks.read("alice", "readonly/locked").content == "do not touch\n"
         assert [(b.owner, b.label) for b in ws.blocks.list()] == [
-            ("alice", "notes"), ("alice", "readonly/locked"), ("bob", "diary"),
+            ("alice", "notes"),
+            ("alice", "readonly/locked"),
+            ("bob", "diary"),
         ]
         good = ws.plugins.tool("good")
         assert json.loads(good.execute('{"text": "still ok"}', "{}"))["echo"] == "still ok"
@@ -309,18 +309,27 @@ def test_writing_another_agents_block_is_refused(sdk_ws: blocksync.Workspace) ->
         "load": (source.load, ("diary", "alice"), f"cannot create a block of 'bob': {bob}"),
         "create": (source.create, ("new", "x", "alice"), f"cannot create a block of 'bob': {bob}"),
         "save": (
-            source.save, (BlockRef("", "diary", "alice"),), f"cannot update a block of 'bob': {bob}"
+            source.save,
+            (BlockRef("", "diary", "alice"),),
+            f"cannot update a block of 'bob': {bob}",
         ),
         "delete": (source.delete, ("diary",), f"cannot delete a block of 'bob': {bob}"),
         "diff": (
-            source.diff, (BlockRef("", "diary", "alice"), None, None),
+            source.diff,
+            (BlockRef("", "diary", "alice"), None, None),
             f"cannot read a block of 'bob': {bob}",
         ),
     }
     for function, (call, args, reason) in cases.items():
         error = refused(call, *args)
-        assert (error.plugin, error.version, error.call) == ("other", version, f"data-block.{function}")
-        assert str(error) == f"plugin 'other' ({version}) data-block.{function}: HostError: {reason}"
+        assert (error.plugin, error.version, error.call) == (
+            "other",
+            version,
+            f"data-block.{function}",
+        )
+        assert (
+            str(error) == f"plugin 'other' ({version}) data-block.{function}: HostError: {reason}"
+        )
 
 
 def test_writing_a_read_only_label_is_refused(sdk_ws: blocksync.Workspace) -> None:

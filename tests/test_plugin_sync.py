@@ -95,9 +95,7 @@ def test_set_base_base_and_bindings_through_a_plugin(
     assert len(log) == 5  # load, merge, the test's own, save, forget: one commit each
 
 
-def test_set_base_errors_reach_the_plugin_as_err(
-    ws: blocksync.Workspace, bases: SyncBases
-) -> None:
+def test_set_base_errors_reach_the_plugin_as_err(ws: blocksync.Workspace, bases: SyncBases) -> None:
     echo = ws.plugins.data_block("echo")
     echo.load("a.md", "alice")
     # b.md's block is a.md's: a binding is one-to-one, AlreadyBound is the err set-base answers
@@ -127,7 +125,9 @@ def test_the_host_functions_themselves(ws: blocksync.Workspace) -> None:
         assert isinstance(found[0], Record) and isinstance(found[0].block, Record)
         assert found[0].path == "x" and found[1] == "t"
         assert found[0].block.__dict__ == {
-            "block-id": "blocks/alice/x", "label": "x", "agent-id": "alice"
+            "block-id": "blocks/alice/x",
+            "label": "x",
+            "agent-id": "alice",
         }
         assert [b.path for b in fns["bindings"]()] == ["x"]
         bob = SimpleNamespace(**{"block-id": "", "label": "x", "agent-id": "bob"})

@@ -20,7 +20,7 @@ from .conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 BIN = Path(sys.executable).parent
-FENCE = re.compile(r"^```(\w*)([^\n]*)\n(.*?)^```", flags=re.S | re.M)
+FENCE = re.compile(r"^```(\w*)([^\n]*)\n(.*?)^```", flags=re.DOTALL | re.MULTILINE)
 
 
 def _blocks() -> list[tuple[str, str, str]]:
@@ -46,7 +46,9 @@ def _run_console(body: str, cwd: Path, env: dict[str, str]) -> None:
         else:
             steps[-1][1].append(line)
     for command, expected in steps:
-        done = subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, check=False
+        )
         actual = (done.stdout + done.stderr).splitlines()
         assert _matches(expected, actual), f"$ {command}\nexpected:\n{expected}\ngot:\n{actual}"
 
@@ -87,8 +89,12 @@ def test_main_job_runs_on_the_default_store(tmp_path: Path) -> None:
     """The first command's last step, as run from a fresh checkout (store folder ./store)."""
     for _ in range(2):  # and again: the demo is safe to repeat on the same store
         done = subprocess.run(
-            [BIN / "blocksync", "demo"], cwd=tmp_path, capture_output=True, text=True,
+            [BIN / "blocksync", "demo"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
             env={k: v for k, v in os.environ.items() if k != "BLOCKSYNC_STORE"},
+            check=False,
         )
         assert done.returncode == 0, done.stderr
         assert "fsck: ok" in done.stdout

@@ -87,13 +87,17 @@ def test_disjoint_edits_merge_into_both_sides(ws: blocksync.Workspace, notes: Pa
     assert ws.blocks.read("alice", label(ws, "a.md")).content == merged
 
 
-def test_conflict_recorded_once_then_resolved_and_undone(ws: blocksync.Workspace, notes: Path) -> None:
+def test_conflict_recorded_once_then_resolved_and_undone(
+    ws: blocksync.Workspace, notes: Path
+) -> None:
     cid = conflict_on_a(ws, notes)
     assert ws.reconcile().exit_code == 3
     assert [c.id for c in ws.conflicts.list()] == [cid]  # a re-run finds the same row
     c = ws.conflicts.get(cid)
     assert (c.base, c.disk, c.agent) == (
-        "line1\nline2\nline3\n", "line1 disk\nline2\nline3\n", "line1 agent\nline2\nline3\n"
+        "line1\nline2\nline3\n",
+        "line1 disk\nline2\nline3\n",
+        "line1 agent\nline2\nline3\n",
     )
     done = ws.conflicts.resolve(cid, take="disk", resolver="agent:alice")
     assert done.status == "resolved" and done.resolution == "disk"
@@ -136,7 +140,9 @@ def test_a_decided_conflict_recurring_as_it_was_is_held_not_raised(
     assert ws.reconcile().sources[0].needs_resolution == ["a.md"]
 
 
-def test_stale_resolution_is_refused_and_changes_nothing(ws: blocksync.Workspace, notes: Path) -> None:
+def test_stale_resolution_is_refused_and_changes_nothing(
+    ws: blocksync.Workspace, notes: Path
+) -> None:
     cid = conflict_on_a(ws, notes)
     (notes / "a.md").write_text("moved again\n")
     head = ws.blocks.head()

@@ -21,12 +21,13 @@ import blocksync
 from blocksync.errors import AlreadyBound, UsageError
 from blocksync.fs.disk import Folder
 from blocksync.index.base_index import BaseEntry, git_blob_id
+from blocksync.shared.wit import PermissionLevel, PermissionRule
 from blocksync.store.bases import Binding, SyncBases, _folder_id
 from blocksync.store.blocks import BlockMeta, BlockType
 from blocksync.store.gitstore import PACK_THRESHOLD, GitStore, TreeEditor, json_document, tree_of
 from blocksync.sync.folder.config import FileSourceSpec
 from blocksync.sync.folder.source import FileSource
-from blocksync.sync.protocol import NoChange, PermissionLevel, PermissionRule, Resolved
+from blocksync.sync.protocol import NoChange, Resolved
 
 from .conftest import assert_git_fsck, examples, git
 
@@ -39,8 +40,13 @@ def plain_json(doc: dict[str, object]) -> bytes:
 
 
 @settings(max_examples=examples(300), deadline=None)
-@given(st.dictionaries(TEXT, st.one_of(TEXT, st.none(), st.integers(), st.booleans(),
-                                        st.floats(allow_nan=False)), max_size=5))
+@given(
+    st.dictionaries(
+        TEXT,
+        st.one_of(TEXT, st.none(), st.integers(), st.booleans(), st.floats(allow_nan=False)),
+        max_size=5,
+    )
+)
 def test_json_document_is_json_dumps_byte_for_byte(doc: dict[str, object]) -> None:
     assert json_document(doc) == plain_json(doc)
 
@@ -51,22 +57,30 @@ def test_bindings_and_block_metadata_keep_their_bytes(
     path: str, owner: str, description: str, limit: int | None
 ) -> None:
     binding = Binding(path, owner, description)
-    assert binding.to_json() == plain_json(
-        {"label": description, "owner": owner, "path": path})
+    assert binding.to_json() == plain_json({"label": description, "owner": owner, "path": path})
     meta = BlockMeta(description, BlockType.CORE, '{"type": "text"}', limit)
-    assert meta.to_json() == plain_json({
-        "block_type": "core", "char_limit": limit, "description": description,
-        "schema": '{"type": "text"}',
-    })
+    assert meta.to_json() == plain_json(
+        {
+            "block_type": "core",
+            "char_limit": limit,
+            "description": description,
+            "schema": '{"type": "text"}',
+        }
+    )
 
 
 @settings(max_examples=examples(200), deadline=None)
-@given(st.dictionaries(
-    st.binary(min_size=1, max_size=6).filter(lambda n: b"/" not in n and b"\0" not in n),
-    st.tuples(st.sampled_from([0o040000, 0o100644, 0o100755, 0o120000, 0o160000]),
-              st.binary(min_size=20, max_size=20)),
-    min_size=1, max_size=30,
-))
+@given(
+    st.dictionaries(
+        st.binary(min_size=1, max_size=6).filter(lambda n: b"/" not in n and b"\0" not in n),
+        st.tuples(
+            st.sampled_from([0o040000, 0o100644, 0o100755, 0o120000, 0o160000]),
+            st.binary(min_size=20, max_size=20),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_tree_of_is_dulwich_tree(entries: dict[bytes, tuple[int, bytes]]) -> None:
     hexed = {name: (mode, sha.hex().encode()) for name, (mode, sha) in entries.items()}
     tree = Tree()
@@ -167,7 +181,10 @@ def source(tmp_path: Path) -> FileSource:
     folder.mkdir()
     ws = blocksync.init(tmp_path / "store", author="test:setup")
     spec = FileSourceSpec(
-        "notes", AGENT, "notes", (folder,),
+        "notes",
+        AGENT,
+        "notes",
+        (folder,),
         permission_rules=(PermissionRule("**", PermissionLevel.READ_WRITE),),
     )
     return FileSource(spec, ws.blocks)
@@ -201,7 +218,8 @@ def test_unchanged_paths_and_changed_ones_in_one_run(source: FileSource, tmp_pat
     assert all(isinstance(got[p], Resolved) for p in ("f03.md", "f07.md", "new.md"))
     assert sum(isinstance(r, NoChange) for r in outcome.results) == 18
     assert source.blocks.read(AGENT, source.target("f03.md").label).content == (
-        "file 3, edited on disk\n")
+        "file 3, edited on disk\n"
+    )
     assert (folder / "f07.md").read_text() == "file 7, edited by the agent\n"
     again = source.reconcile_outcome()
     assert all(isinstance(r, NoChange) for r in again.results) and len(again.results) == 21

@@ -32,7 +32,10 @@ REF = "refs/blocksync/records"
 def cli(store: Path, *args: str, code: int = 0) -> str:
     done = subprocess.run(
         [BLOCKSYNC, "--store", str(store), "--author", "human:test", *args],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == code, (args, done.returncode, done.stdout, done.stderr)
     return done.stdout + done.stderr
@@ -107,7 +110,9 @@ def test_rebuild_restores_open_and_resolved_conflicts_and_undo_still_works(
         label = ws.conflicts.get(ids["a.md"]).label
         assert ws.blocks.read("bob", label).content == "a.md agent\nline2\n"
         assert {c.id: c.status for c in ws.conflicts.list("all")} == {
-            ids["a.md"]: "open", ids["b.md"]: "open"}
+            ids["a.md"]: "open",
+            ids["b.md"]: "open",
+        }
     assert cli(store, "fsck").startswith("ok")
     assert_git_fsck(store / "repo")
 
@@ -124,14 +129,16 @@ def test_records_are_commits_on_their_own_ref_one_per_reconcile(store: Path, not
     for path, conflict_id in ids.items():
         folder = folders[path] = next(f.rsplit("/", 1)[0] for f in files if f"/{conflict_id}/" in f)
         assert sorted(f for f in files if f.startswith(folder + "/")) == [
-            f"{folder}/{side}" for side in ("agent", "base", "disk", "row.json")]
+            f"{folder}/{side}" for side in ("agent", "base", "disk", "row.json")
+        ]
     folder = folders["c.md"]
     row = json.loads(git(store / "repo", "show", f"{REF}:{folder}/row.json"))
     assert row["id"] == ids["c.md"] and row["status"] == "open"
     assert git(store / "repo", "show", f"{REF}:{folder}/disk") == "c.md disk\nline2\n"
     # the ref stays on this machine: it is no branch, and main's history does not contain it
     assert git(store / "repo", "for-each-ref", "--format=%(refname)", "refs/heads").split() == [
-        "refs/heads/main"]
+        "refs/heads/main"
+    ]
     assert_git_fsck(store / "repo")
 
 
@@ -140,13 +147,33 @@ def test_a_record_touches_a_few_small_trees_however_many_there_are(store_path: P
         index = ws.conflict_index
         with index.batch("many"):
             for i in range(600):
-                index.record(source="s", path=f"p{i}", owner="o", label=f"l{i}", base="b",
-                             disk=f"d{i}", agent=f"a{i}", reason="r", run_id="run-1")
-        index.record(source="s", path="one more", owner="o", label="x", base=None,
-                     disk="d", agent="a", reason="r", run_id="run-2")
+                index.record(
+                    source="s",
+                    path=f"p{i}",
+                    owner="o",
+                    label=f"l{i}",
+                    base="b",
+                    disk=f"d{i}",
+                    agent=f"a{i}",
+                    reason="r",
+                    run_id="run-1",
+                )
+        index.record(
+            source="s",
+            path="one more",
+            owner="o",
+            label="x",
+            base=None,
+            disk="d",
+            agent="a",
+            reason="r",
+            run_id="run-2",
+        )
     changed = git(store_path / "repo", "diff-tree", "-r", "-t", "--name-only", REF + "~1", REF)
     # conflicts/<h>/<h>/<id>/ and its files: the same few trees at 600 records as at one
-    trees = [p for p in changed.split() if not p.rsplit("/", 1)[-1] in ("row.json", "disk", "agent")]
+    trees = [
+        p for p in changed.split() if not p.rsplit("/", 1)[-1] in ("row.json", "disk", "agent")
+    ]
     assert len(trees) == 4, changed
 
 
@@ -165,8 +192,10 @@ def test_rebuild_restores_runs_as_the_run_log_lists_them(store: Path, notes: Pat
     with RunLog(store / "index.db") as log:  # as the run log lists them, rebuilt
         assert [run.to_json() for run in log.list()] == before
     assert [s for s in record_log(store) if s.startswith("run ")] == [
-        f"run {before[0]['id']} finished: exit 0", f"run {before[0]['id']} started: blocksync sync",
-        f"run {before[1]['id']} finished: exit 0", f"run {before[1]['id']} started: blocksync sync",
+        f"run {before[0]['id']} finished: exit 0",
+        f"run {before[0]['id']} started: blocksync sync",
+        f"run {before[1]['id']} finished: exit 0",
+        f"run {before[1]['id']} started: blocksync sync",
     ]
     assert cli(store, "fsck").startswith("ok")
 
@@ -230,8 +259,10 @@ def test_fsck_names_an_altered_index_row_and_rebuild_puts_back_what_git_holds(
     db.close()
 
     out = cli(store, "fsck", code=1)
-    assert f"conflict {ids['a.md']} differs from {REF}: resolved_by is 'mallory' in index.db, " \
-           "'human:test' in git" in out
+    assert (
+        f"conflict {ids['a.md']} differs from {REF}: resolved_by is 'mallory' in index.db, "
+        "'human:test' in git" in out
+    )
     assert "index rebuild" in out
 
     cli(store, "index", "rebuild")
@@ -244,9 +275,11 @@ def test_fsck_names_rows_missing_on_either_side(store: Path, notes: Path) -> Non
     db = sqlite3.connect(store / "index.db")
     with db:
         db.execute("DELETE FROM conflicts")
-        db.execute("INSERT INTO conflicts (id, source, path, owner, label, reason, detected_run,"
-                   " detected_at, updated_at, status) VALUES ('c-forged', 'notes', 'x.md', 'bob',"
-                   " 'x', 'r', 'run-x', 'now', 'now', 'open')")
+        db.execute(
+            "INSERT INTO conflicts (id, source, path, owner, label, reason, detected_run,"
+            " detected_at, updated_at, status) VALUES ('c-forged', 'notes', 'x.md', 'bob',"
+            " 'x', 'r', 'run-x', 'now', 'now', 'open')"
+        )
     db.close()
     out = cli(store, "fsck", code=1)
     assert f"conflict {ids['a.md']} is in {REF}, not in index.db" in out
@@ -278,8 +311,13 @@ HOOK = textwrap.dedent("""
 
 
 def killed(store: Path, where: str, code: str) -> None:
-    done = subprocess.run([sys.executable, "-c", HOOK, str(store), where, code], timeout=120,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", HOOK, str(store), where, code],
+        timeout=120,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == -9, done.stderr
 
 
@@ -288,7 +326,11 @@ def test_killed_after_git_before_index_db_git_wins(store: Path, notes: Path) -> 
     killed(store, "after-git", f"ws.conflicts.resolve({ids['a.md']!r}, take='disk')")
     # index.db never committed the resolution; git did: the next reader catches index.db up
     (row,) = all_conflicts(store)
-    assert (row["status"], row["resolution"], row["resolved_by"]) == ("resolved", "disk", "human:test")
+    assert (row["status"], row["resolution"], row["resolved_by"]) == (
+        "resolved",
+        "disk",
+        "human:test",
+    )
     assert cli(store, "fsck").startswith("ok")
     cli(store, "conflicts", "undo", ids["a.md"])
     assert (notes / "a.md").read_text() == "a.md disk\nline2\n"
@@ -309,8 +351,12 @@ def test_killed_mid_reconcile_after_git_keeps_every_conflict(store: Path, notes:
 def test_killed_before_the_ref_moves_leaves_both_as_they_were(store: Path, notes: Path) -> None:
     ids = conflicts_on(store, notes, "a.md")
     head = git(store / "repo", "rev-parse", REF)
-    killed(store, "before-ref", f"ws.conflict_index.mark_resolved({ids['a.md']!r}, "
-                                "resolution='disk', resolver='x', result_version=None)")
+    killed(
+        store,
+        "before-ref",
+        f"ws.conflict_index.mark_resolved({ids['a.md']!r}, "
+        "resolution='disk', resolver='x', result_version=None)",
+    )
     assert git(store / "repo", "rev-parse", REF) == head
     assert [c["status"] for c in all_conflicts(store)] == ["open"]
     assert cli(store, "fsck").startswith("ok")
@@ -324,7 +370,9 @@ def test_index_db_is_the_only_copy_when_the_ref_is_gone(store: Path, notes: Path
     before = all_conflicts(store)
     git(store / "repo", "update-ref", "-d", REF)
     assert cli(store, "conflicts", "list").startswith(ids["a.md"])  # reading puts them back
-    assert git(store / "repo", "log", "--format=%s", REF).split("\n")[0] == "records kept by index.db"
+    assert (
+        git(store / "repo", "log", "--format=%s", REF).split("\n")[0] == "records kept by index.db"
+    )
     lose_index(store)
     cli(store, "index", "rebuild")
     assert all_conflicts(store) == before

@@ -37,8 +37,15 @@ def _bare(path: Path) -> Path:
 
 def _cli(store: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BLOCKSYNC_AUTHOR": f"human:{store.name}"}
-    return subprocess.run([str(BIN), "--store", str(store), *args], input=stdin, text=True,
-                          capture_output=True, env=env, timeout=120, check=False)
+    return subprocess.run(
+        [str(BIN), "--store", str(store), *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 def _open_ids(ws: blocksync.Workspace) -> list[str]:
@@ -51,8 +58,9 @@ def _hub_paths(hub: Path, folder: str) -> list[str]:
 
 
 def _blob(text: str) -> str:
-    return subprocess.run(["git", "hash-object", "--stdin"], input=text, text=True,
-                          capture_output=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "hash-object", "--stdin"], input=text, text=True, capture_output=True, check=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -77,8 +85,9 @@ def machines(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
 def _bread_and_rice(laptop: Path, server: Path) -> None:
     """The README's walk-through: both edit the first line, laptop syncs, then server."""
     for store, food in ((laptop, "bread"), (server, "rice")):
-        done = _cli(store, "block", "update", "alice", "plan",
-                    stdin=f"buy {food}\nwalk the dog\ncall mum\n")
+        done = _cli(
+            store, "block", "update", "alice", "plan", stdin=f"buy {food}\nwalk the dog\ncall mum\n"
+        )
         assert done.returncode == 0, done.stderr
     assert _cli(laptop, "sync").returncode == 0
     done = _cli(server, "sync")
@@ -101,7 +110,9 @@ MILK = "buy milk\nwalk the dog\ncall mum\n"
 # -- item 11: an open conflict travels ---------------------------------------------------------
 
 
-def test_an_open_remote_conflict_reaches_the_other_machine(machines: tuple[Path, Path, Path]) -> None:
+def test_an_open_remote_conflict_reaches_the_other_machine(
+    machines: tuple[Path, Path, Path],
+) -> None:
     laptop, server, hub = machines
     _bread_and_rice(laptop, server)
     done = _cli(laptop, "sync", "--json")
@@ -121,7 +132,9 @@ def test_an_open_remote_conflict_reaches_the_other_machine(machines: tuple[Path,
         assert [b.label for b in lws.blocks.list()] == ["plan"]
     # the conflict is in the pushed tree: base and the waiting side, as blob ids
     assert _hub_paths(hub, "conflicts") == [
-        "conflicts/alice/plan/1/base", "conflicts/alice/plan/1/other", "conflicts/alice/plan/1/reason",
+        "conflicts/alice/plan/1/base",
+        "conflicts/alice/plan/1/other",
+        "conflicts/alice/plan/1/reason",
     ]
     listing = git(hub, "ls-tree", "-r", "main", "conflicts/alice/plan/1")
     assert _blob(MILK) in listing and _blob(BREAD) in listing
@@ -143,13 +156,17 @@ def test_an_open_remote_conflict_reaches_the_other_machine(machines: tuple[Path,
 def test_a_resolution_writes_the_block_and_removes_the_record_in_one_commit(
     in_conflict: tuple[Path, Path, Path],
 ) -> None:
-    laptop, server, hub = in_conflict
+    laptop, server, _hub = in_conflict
     with blocksync.open(laptop, author="human:laptop") as ws:
         (c,) = ws.conflicts.list()
         ws.conflicts.resolve(c.id, take="disk")  # the laptop's own side, bread
         changed = git(ws.repo_path, "show", "--name-only", "--format=", "main").split()
-        assert changed == ["blocks/alice/plan/content", "conflicts/alice/plan/1/base",
-                           "conflicts/alice/plan/1/other", "conflicts/alice/plan/1/reason"]
+        assert changed == [
+            "blocks/alice/plan/content",
+            "conflicts/alice/plan/1/base",
+            "conflicts/alice/plan/1/other",
+            "conflicts/alice/plan/1/reason",
+        ]
         ws.conflicts.undo(c.id)  # the record comes back with the block, in one commit
         changed = git(ws.repo_path, "show", "--name-only", "--format=", "main").split()
         assert changed[0] == "blocks/alice/plan/content" and len(changed) == 4
@@ -268,14 +285,18 @@ def test_three_machines_in_conflict_keep_every_side(tmp_path: Path) -> None:
         assert_git_fsck(repo)
 
 
-def test_the_conflicts_folder_is_no_block(machines: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_the_conflicts_folder_is_no_block(
+    machines: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     laptop, server, _ = machines
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "a.md").write_text("from disk\n")
     with open(laptop / "blocksync.toml", "a", encoding="utf-8") as f:
-        f.write(f'\n[agents.alice.data_sources.notes]\ntype = "file"\npaths = ["{notes}"]\n'
-                'permission_rules = [{ pattern = "**", permission = "read-write" }]\n')
+        f.write(
+            f'\n[agents.alice.data_sources.notes]\ntype = "file"\npaths = ["{notes}"]\n'
+            'permission_rules = [{ pattern = "**", permission = "read-write" }]\n'
+        )
     _bread_and_rice(laptop, server)
     done = _cli(laptop, "sync", "--json")
     assert done.returncode == 3, done.stderr
@@ -396,49 +417,83 @@ def _hub_commit(hub: Path, entries: dict[str, bytes | None], *, parent: bool = T
             run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
     tree = run("write-tree")
     index.unlink()
-    args = ["commit-tree", tree, "-m", "hostile"] + (["-p", run("rev-parse", "main")] if parent else [])
+    args = ["commit-tree", tree, "-m", "hostile"] + (
+        ["-p", run("rev-parse", "main")] if parent else []
+    )
     commit = run(*args)
     run("update-ref", "refs/heads/main", commit)
     return commit
 
 
-META = (b'{\n  "block_type": "working",\n  "char_limit": null,\n  "description": "",\n'
-        b'  "schema": "{\\"type\\": \\"text\\"}"\n}\n')
+META = (
+    b'{\n  "block_type": "working",\n  "char_limit": null,\n  "description": "",\n'
+    b'  "schema": "{\\"type\\": \\"text\\"}"\n}\n'
+)
 
 LONG = layout.label_component("x" * 300)  # a long label's component: the label is kept beside it
 MALFORMED = {
-    "content not UTF-8": ({"blocks/alice/bad/content": b"caf\xe9\n",
-                           "blocks/alice/bad/meta.json": META}, "blocks/alice/bad"),
-    "meta.json not JSON": ({"blocks/alice/bad/content": b"x\n",
-                            "blocks/alice/bad/meta.json": b"{nope"}, "blocks/alice/bad"),
-    "meta.json not a block meta": ({"blocks/alice/bad/content": b"x\n",
-                                    "blocks/alice/bad/meta.json": b'{"description": 5}'},
-                                   "blocks/alice/bad"),
-    "over its char_limit": ({"blocks/alice/bad/content": b"much too long\n",
-                             "blocks/alice/bad/meta.json": META.replace(b"null", b"3")},
-                            "blocks/alice/bad"),
-    "name decodes to ..": ({"blocks/alice/%2E%2E/content": b"x\n",
-                            "blocks/alice/%2E%2E/meta.json": META}, "blocks/alice/%2E%2E"),
-    "name not canonical": ({"blocks/alice/%61b/content": b"x\n",
-                            "blocks/alice/%61b/meta.json": META}, "blocks/alice/%61b"),
-    "control character": ({"blocks/alice/a%0Ab/content": b"x\n",
-                           "blocks/alice/a%0Ab/meta.json": META}, "blocks/alice/a%0Ab"),
+    "content not UTF-8": (
+        {"blocks/alice/bad/content": b"caf\xe9\n", "blocks/alice/bad/meta.json": META},
+        "blocks/alice/bad",
+    ),
+    "meta.json not JSON": (
+        {"blocks/alice/bad/content": b"x\n", "blocks/alice/bad/meta.json": b"{nope"},
+        "blocks/alice/bad",
+    ),
+    "meta.json not a block meta": (
+        {"blocks/alice/bad/content": b"x\n", "blocks/alice/bad/meta.json": b'{"description": 5}'},
+        "blocks/alice/bad",
+    ),
+    "over its char_limit": (
+        {
+            "blocks/alice/bad/content": b"much too long\n",
+            "blocks/alice/bad/meta.json": META.replace(b"null", b"3"),
+        },
+        "blocks/alice/bad",
+    ),
+    "name decodes to ..": (
+        {"blocks/alice/%2E%2E/content": b"x\n", "blocks/alice/%2E%2E/meta.json": META},
+        "blocks/alice/%2E%2E",
+    ),
+    "name not canonical": (
+        {"blocks/alice/%61b/content": b"x\n", "blocks/alice/%61b/meta.json": META},
+        "blocks/alice/%61b",
+    ),
+    "control character": (
+        {"blocks/alice/a%0Ab/content": b"x\n", "blocks/alice/a%0Ab/meta.json": META},
+        "blocks/alice/a%0Ab",
+    ),
     "lacks content": ({"blocks/alice/bad/meta.json": META}, "blocks/alice/bad"),
     "lacks meta.json": ({"blocks/alice/bad/content": b"x\n"}, "blocks/alice/bad"),
-    "junk in a block folder": ({"blocks/alice/bad/content": b"x\n", "blocks/alice/bad/meta.json": META,
-                                "blocks/alice/bad/extra": b"?"}, "blocks/alice/bad"),
+    "junk in a block folder": (
+        {
+            "blocks/alice/bad/content": b"x\n",
+            "blocks/alice/bad/meta.json": META,
+            "blocks/alice/bad/extra": b"?",
+        },
+        "blocks/alice/bad",
+    ),
     "a file for a block": ({"blocks/alice/bad": b"x\n"}, "blocks/alice/bad"),
     "junk at the root": ({"README.md": b"# hi\n"}, "README.md"),
-    "a long label's file naming another": ({f"blocks/alice/{LONG}/content": b"x\n",
-                                            f"blocks/alice/{LONG}/meta.json": META,
-                                            f"blocks/alice/{LONG}/label": b"forged"},
-                                           f"blocks/alice/{LONG}"),
-    "malformed conflict record": ({"conflicts/alice/good/1/other": b"\xff"}, "conflicts/alice/good"),
+    "a long label's file naming another": (
+        {
+            f"blocks/alice/{LONG}/content": b"x\n",
+            f"blocks/alice/{LONG}/meta.json": META,
+            f"blocks/alice/{LONG}/label": b"forged",
+        },
+        f"blocks/alice/{LONG}",
+    ),
+    "malformed conflict record": (
+        {"conflicts/alice/good/1/other": b"\xff"},
+        "conflicts/alice/good",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(MALFORMED))
-def test_a_pull_of_malformed_blocks_is_refused_and_applies_nothing(tmp_path: Path, case: str) -> None:
+def test_a_pull_of_malformed_blocks_is_refused_and_applies_nothing(
+    tmp_path: Path, case: str
+) -> None:
     entries, named = MALFORMED[case]
     hub = _bare(tmp_path / "hub.git")
     there = blocksync.init(tmp_path / "there")
@@ -457,7 +512,9 @@ def test_a_pull_of_malformed_blocks_is_refused_and_applies_nothing(tmp_path: Pat
     assert done.returncode == 1, done.stdout + done.stderr
     assert named in done.stderr and "nothing" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-    assert git(here / "repo", "rev-parse", "main") == head and git(here / "repo", "show-ref") == refs
+    assert (
+        git(here / "repo", "rev-parse", "main") == head and git(here / "repo", "show-ref") == refs
+    )
     listed = _cli(here, "block", "list", "--json")
     assert listed.returncode == 0 and [b["label"] for b in json.loads(listed.stdout)] == ["good"]
     with blocksync.open(here) as ws:
@@ -490,10 +547,26 @@ def test_a_repository_that_is_no_store_is_refused_into_an_empty_store(tmp_path: 
 def test_a_push_into_a_checked_out_main_is_refused(tmp_path: Path) -> None:
     work = tmp_path / "work"
     subprocess.run(["git", "init", "-q", "--initial-branch=main", str(work)], check=True)
-    subprocess.run(["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t",
-                    "commit", "-q", "--allow-empty", "-m", "start"], check=True)
-    before = subprocess.run(["git", "-C", str(work), "rev-parse", "main"], capture_output=True,
-                            text=True, check=True).stdout
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(work),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "start",
+        ],
+        check=True,
+    )
+    before = subprocess.run(
+        ["git", "-C", str(work), "rev-parse", "main"], capture_output=True, text=True, check=True
+    ).stdout
     store = tmp_path / "store"
     ws = blocksync.init(store)
     ws.add_remote("work", str(work))
@@ -502,8 +575,15 @@ def test_a_push_into_a_checked_out_main_is_refused(tmp_path: Path) -> None:
     done = _cli(store, "push")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "checked out" in done.stderr and "bare" in done.stderr and "Traceback" not in done.stderr
-    assert subprocess.run(["git", "-C", str(work), "rev-parse", "main"], capture_output=True,
-                          text=True, check=True).stdout == before
+    assert (
+        subprocess.run(
+            ["git", "-C", str(work), "rev-parse", "main"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        == before
+    )
     # another branch checked out: main is not under anyone's feet, the push goes ahead
     subprocess.run(["git", "-C", str(work), "checkout", "-q", "-b", "other"], check=True)
     subprocess.run(["git", "-C", str(work), "branch", "-q", "-D", "main"], check=True)
@@ -511,10 +591,20 @@ def test_a_push_into_a_checked_out_main_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     with blocksync.open(store) as ws:
         head = ws.blocks.head()
-    assert subprocess.run(["git", "-C", str(work), "rev-parse", "main"], capture_output=True,
-                          text=True, check=True).stdout.strip() == head
-    subprocess.run(["git", "-C", str(work), "fsck", "--strict", "--no-progress"], check=True,
-                   capture_output=True)
+    assert (
+        subprocess.run(
+            ["git", "-C", str(work), "rev-parse", "main"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        == head
+    )
+    subprocess.run(
+        ["git", "-C", str(work), "fsck", "--strict", "--no-progress"],
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_metadata_changed_on_both_sides_merges_field_by_field(tmp_path: Path) -> None:

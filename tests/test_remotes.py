@@ -48,9 +48,19 @@ def daemon(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     hub = _bare(base / "hub.git")
     port = _free_port()
     proc = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", f"--base-path={base}", "--export-all",
-         "--enable=receive-pack", "--listen=127.0.0.1", f"--port={port}", str(base)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            f"--base-path={base}",
+            "--export-all",
+            "--enable=receive-pack",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(base),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait_port(port)
@@ -82,14 +92,19 @@ def pair(tmp_path: Path) -> Iterator[tuple[blocksync.Workspace, blocksync.Worksp
 
 
 def test_redact_hides_user_and_password_of_any_url() -> None:
-    assert redact("see https://u:p4ss@h/x and git://t0k@h2/y") == "see https://***@h/x and git://***@h2/y"
+    assert (
+        redact("see https://u:p4ss@h/x and git://t0k@h2/y")
+        == "see https://***@h/x and git://***@h2/y"
+    )
     assert redact("/plain/path") == "/plain/path"
 
 
 # -- push and pull ---------------------------------------------------------------------------
 
 
-def test_push_then_pull_fast_forwards_with_history(pair: tuple[blocksync.Workspace, blocksync.Workspace, Path]) -> None:
+def test_push_then_pull_fast_forwards_with_history(
+    pair: tuple[blocksync.Workspace, blocksync.Workspace, Path],
+) -> None:
     a, b, hub = pair
     a.blocks.create("alice", "notes", "one\n")
     a.blocks.update("alice", "notes", "two\n")
@@ -97,12 +112,16 @@ def test_push_then_pull_fast_forwards_with_history(pair: tuple[blocksync.Workspa
     assert git(hub, "rev-parse", "main").strip() == a.blocks.head()
     pulled = b.pull("hub")
     assert pulled.action == "fast-forward"
-    assert [v.content for v in [b.blocks.read("alice", "notes", 1), b.blocks.read("alice", "notes")]] == ["one\n", "two\n"]
+    assert [
+        v.content for v in [b.blocks.read("alice", "notes", 1), b.blocks.read("alice", "notes")]
+    ] == ["one\n", "two\n"]
     assert b.push("hub").action == "up-to-date"
     assert b.pull("hub").action == "up-to-date"
 
 
-def test_both_changed_merge_per_block_in_a_merge_commit(pair: tuple[blocksync.Workspace, blocksync.Workspace, Path]) -> None:
+def test_both_changed_merge_per_block_in_a_merge_commit(
+    pair: tuple[blocksync.Workspace, blocksync.Workspace, Path],
+) -> None:
     a, b, hub = pair
     a.blocks.create("alice", "notes", "one\ntwo\nthree\n")
     a.blocks.create("alice", "other", "x\n")
@@ -116,7 +135,9 @@ def test_both_changed_merge_per_block_in_a_merge_commit(pair: tuple[blocksync.Wo
     result = b.push("hub")
     assert result.action == "pushed" and result.attempts == 2
     (pull,) = result.pulls
-    assert pull.action == "merged" and ("alice/notes", "merged") in pull.merged and not pull.conflicts
+    assert (
+        pull.action == "merged" and ("alice/notes", "merged") in pull.merged and not pull.conflicts
+    )
     head = b.blocks.head()
     assert head is not None
     parents = git(hub, "rev-list", "--parents", "-n", "1", "main").split()
@@ -132,7 +153,9 @@ def test_both_changed_merge_per_block_in_a_merge_commit(pair: tuple[blocksync.Wo
         assert blocksync.store.fsck(ws.root).ok
 
 
-def test_overlap_is_a_conflict_resolvable_with_the_same_api(pair: tuple[blocksync.Workspace, blocksync.Workspace, Path]) -> None:
+def test_overlap_is_a_conflict_resolvable_with_the_same_api(
+    pair: tuple[blocksync.Workspace, blocksync.Workspace, Path],
+) -> None:
     a, b, _ = pair
     a.blocks.create("alice", "notes", "base\n")
     a.push("hub")
@@ -143,7 +166,12 @@ def test_overlap_is_a_conflict_resolvable_with_the_same_api(pair: tuple[blocksyn
     pull = b.pull("hub")
     (conflict,) = b.conflicts.list()
     assert pull.conflicts == [("alice/notes", conflict.id)]
-    assert (conflict.source, conflict.path, conflict.owner, conflict.label) == ("remote:hub", "alice/notes", "alice", "notes")
+    assert (conflict.source, conflict.path, conflict.owner, conflict.label) == (
+        "remote:hub",
+        "alice/notes",
+        "alice",
+        "notes",
+    )
     assert (conflict.base, conflict.disk, conflict.agent) == ("base\n", "from a\n", "from b\n")
     assert b.blocks.read("alice", "notes").content == "from b\n"  # local side kept until resolved
     assert "remote:hub" not in b.reconciler.keys  # never part of a reconcile run
@@ -160,7 +188,9 @@ def test_overlap_is_a_conflict_resolvable_with_the_same_api(pair: tuple[blocksyn
     assert not a.conflicts.list()
 
 
-def test_delete_against_change_is_a_conflict(pair: tuple[blocksync.Workspace, blocksync.Workspace, Path]) -> None:
+def test_delete_against_change_is_a_conflict(
+    pair: tuple[blocksync.Workspace, blocksync.Workspace, Path],
+) -> None:
     a, b, _ = pair
     a.blocks.create("alice", "notes", "base\n")
     a.push("hub")
@@ -179,7 +209,9 @@ def test_delete_against_change_is_a_conflict(pair: tuple[blocksync.Workspace, bl
 # -- faults ----------------------------------------------------------------------------------
 
 
-def test_unrelated_history_is_refused_and_nothing_changes(pair: tuple[blocksync.Workspace, blocksync.Workspace, Path]) -> None:
+def test_unrelated_history_is_refused_and_nothing_changes(
+    pair: tuple[blocksync.Workspace, blocksync.Workspace, Path],
+) -> None:
     a, b, _ = pair
     a.blocks.create("alice", "notes", "a\n")
     a.push("hub")
@@ -202,8 +234,14 @@ def test_a_rejected_push_is_a_clear_error(daemon: tuple[str, Path], tmp_path: Pa
     ws.blocks.create("alice", "notes", "x\n")
     with pytest.raises(blocksync.RemoteRejected, match="refused"):
         ws.push("hub")
-    assert subprocess.run(["git", "--git-dir", str(hub), "rev-parse", "--verify", "-q", "main"],
-                          capture_output=True, check=False).returncode != 0
+    assert (
+        subprocess.run(
+            ["git", "--git-dir", str(hub), "rev-parse", "--verify", "-q", "main"],
+            capture_output=True,
+            check=False,
+        ).returncode
+        != 0
+    )
     ws.close()
 
 
@@ -319,8 +357,12 @@ def _converge(urls: list[str], hub: Path, tmp_path: Path) -> None:
     for _ in range(3):  # quiet rounds
         for ws in stores:
             assert run_sync(ws, wait=True).exit_code in (0, 3)
+
     def snapshot(ws: blocksync.Workspace) -> dict[tuple[str, str], str]:
-        return {(b.owner, b.label): ws.blocks.read(b.owner, b.label).content for b in ws.blocks.list()}
+        return {
+            (b.owner, b.label): ws.blocks.read(b.owner, b.label).content for b in ws.blocks.list()
+        }
+
     first = snapshot(stores[0])
     for ws in stores[1:]:
         assert snapshot(ws) == first
@@ -329,8 +371,9 @@ def _converge(urls: list[str], hub: Path, tmp_path: Path) -> None:
     # every edit survives in history (nothing lost on the hub) or in an open conflict
     objects = git(hub, "rev-list", "--objects", "main")
     for own in edits:
-        blob = subprocess.run(["git", "hash-object", "--stdin"], input=own, text=True,
-                              capture_output=True, check=True).stdout.strip()
+        blob = subprocess.run(
+            ["git", "hash-object", "--stdin"], input=own, text=True, capture_output=True, check=True
+        ).stdout.strip()
         assert blob in objects
     for ws in stores:
         for c in ws.conflicts.list():
@@ -370,17 +413,22 @@ def test_two_processes_sync_concurrently(tmp_path: Path) -> None:
         "    assert all('kept moving' in e for e in errors), errors\n"
     )
     import sys
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / f"p{i}"), f"o{i}"])
-             for i in range(2)]
+
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path / f"p{i}"), f"o{i}"])
+        for i in range(2)
+    ]
     assert all(p.wait(120) == 0 for p in procs)
     stores = [blocksync.open(tmp_path / f"p{i}") for i in range(2)]
     for ws in stores:
         run_sync(ws)
     for ws in stores:
         run_sync(ws)
-    assert {(b.owner, b.label) for b in stores[0].blocks.list()} == {("seed", "x")} | {
-        (f"o{i}", f"b{r}") for i in range(2) for r in range(5)
-    } == {(b.owner, b.label) for b in stores[1].blocks.list()}
+    assert (
+        {(b.owner, b.label) for b in stores[0].blocks.list()}
+        == {("seed", "x")} | {(f"o{i}", f"b{r}") for i in range(2) for r in range(5)}
+        == {(b.owner, b.label) for b in stores[1].blocks.list()}
+    )
     for ws in stores:
         ws.close()
     assert_git_fsck(hub)

@@ -7,7 +7,7 @@ big) are tiny `http.server`s (tests/s3server.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +60,16 @@ class Rig:
         self.prefix = config.get("prefix", "")
         config.setdefault("tag", KEY)
         config.setdefault("permission", "admin")
-        self.store = make_store(tmp / "store", {
-            KEY: {
-                "path": wasm,
-                "allowed_hosts": [s3.hostport],
-                "config": plugin_config(s3, self.bucket, **config),
+        self.store = make_store(
+            tmp / "store",
+            {
+                KEY: {
+                    "path": wasm,
+                    "allowed_hosts": [s3.hostport],
+                    "config": plugin_config(s3, self.bucket, **config),
+                },
             },
-        })
+        )
         self.ws = blocksync.open(self.store, author="human:test")
 
     def put(self, path: str, data: str | bytes) -> str:
@@ -116,9 +119,14 @@ def rig(tmp_path: Path, wasm: Path, s3: S3Server) -> Iterator[Rig]:
 def test_sigv4_matches_the_aws_documented_example() -> None:
     """AWS's "GET Object" example (S3 API reference, Signature Version 4 examples)."""
     headers = sigv4.sign(
-        "GET", "https://examplebucket.s3.amazonaws.com/test.txt", [("Range", "bytes=0-9")], None,
-        region="us-east-1", access_key="AKIAIOSFODNN7EXAMPLE",
-        secret_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", amz_date="20130524T000000Z",
+        "GET",
+        "https://examplebucket.s3.amazonaws.com/test.txt",
+        [("Range", "bytes=0-9")],
+        None,
+        region="us-east-1",
+        access_key="AKIAIOSFODNN7EXAMPLE",
+        secret_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        amz_date="20130524T000000Z",
     )
     assert dict(headers)["Authorization"] == (
         "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
@@ -133,14 +141,21 @@ def botocore_authorization(method: str, url: str, headers: dict[str, str], body:
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    stamp = datetime.strptime(headers["x-amz-date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-    request = AWSRequest(method=method, url=url, data=body, headers={
-        k: v for k, v in headers.items() if k.lower() not in ("authorization", "x-amz-date")
-    })
+    stamp = datetime.strptime(headers["x-amz-date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    request = AWSRequest(
+        method=method,
+        url=url,
+        data=body,
+        headers={
+            k: v for k, v in headers.items() if k.lower() not in ("authorization", "x-amz-date")
+        },
+    )
     original = botocore.auth.get_current_datetime
     botocore.auth.get_current_datetime = lambda *a, **k: stamp.replace(tzinfo=None)
     try:
-        botocore.auth.S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(request)
+        botocore.auth.S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(
+            request
+        )
     finally:
         botocore.auth.get_current_datetime = original
     return str(request.headers["Authorization"])
@@ -151,22 +166,42 @@ def test_sigv4_agrees_with_botocore(key: str) -> None:
     module = sigv4
     url = "http://127.0.0.1:9000/bucket/" + module.quote_path(key)
     url += "?" + module.canonical_query([("prefix", "a b/"), ("list-type", "2"), ("x", "")])
-    body = "hello\n".encode()
-    signed = dict(module.sign(
-        "PUT", url, [("Content-Type", "text/plain"), ("x-amz-meta-sha256", "ab")], body,
-        region=REGION, access_key=ACCESS_KEY, secret_key=SECRET_KEY, amz_date="20260102T030405Z",
-    ))
+    body = b"hello\n"
+    signed = dict(
+        module.sign(
+            "PUT",
+            url,
+            [("Content-Type", "text/plain"), ("x-amz-meta-sha256", "ab")],
+            body,
+            region=REGION,
+            access_key=ACCESS_KEY,
+            secret_key=SECRET_KEY,
+            amz_date="20260102T030405Z",
+        )
+    )
     assert signed["Authorization"] == botocore_authorization("PUT", url, signed, body)
 
 
 def test_the_plugin_signs_every_request_with_the_servers_time(tmp_path: Path, wasm: Path) -> None:
     with fault_server("record") as server:
-        store = make_store(tmp_path / "store", {KEY: {
-            "path": wasm, "allowed_hosts": [server.hostport],
-            "config": {"bucket": "b", "region": REGION, "endpoint": server.endpoint,
-                       "owner": OWNER, "prefix": "notes", "access_key": ACCESS_KEY,
-                       "secret_key": SECRET_KEY},
-        }})
+        store = make_store(
+            tmp_path / "store",
+            {
+                KEY: {
+                    "path": wasm,
+                    "allowed_hosts": [server.hostport],
+                    "config": {
+                        "bucket": "b",
+                        "region": REGION,
+                        "endpoint": server.endpoint,
+                        "owner": OWNER,
+                        "prefix": "notes",
+                        "access_key": ACCESS_KEY,
+                        "secret_key": SECRET_KEY,
+                    },
+                }
+            },
+        )
         with blocksync.open(store, author="human:test") as ws:
             report = ws.reconcile()
             assert report.sources[0].error is None and report.sources[0].unchanged == 0
@@ -213,7 +248,9 @@ def test_objects_become_blocks_and_edits_flow_both_ways(
         rig.remove("d0/f2.md")
         report = rig.ws.reconcile()
         assert sorted(report.sources[0].resolved) == [
-            ("d0/f0.md", "agent->disk"), ("d0/f2.md", "delete-block"), ("d1/f1.md", "disk->agent")
+            ("d0/f0.md", "agent->disk"),
+            ("d0/f2.md", "delete-block"),
+            ("d1/f1.md", "disk->agent"),
         ]
         assert rig.read("d0/f0.md") == "edited by the agent\n"
         meta = s3.head(rig.bucket, "notes/d0/f0.md")["Metadata"]
@@ -226,7 +263,10 @@ def test_objects_become_blocks_and_edits_flow_both_ways(
         assert report.sources[0].resolved == [("d0/f4.md", "delete-source")]
         assert rig.read("d0/f4.md") is None
         assert s3.keys(rig.bucket) == [
-            "notes/d0/f0.md", "notes/d1/f1.md", "notes/d1/f3.md", "notes/empty.md",
+            "notes/d0/f0.md",
+            "notes/d1/f1.md",
+            "notes/d1/f3.md",
+            "notes/empty.md",
             "outside/prefix.md",
         ]
         final = rig.ws.reconcile()
@@ -235,7 +275,9 @@ def test_objects_become_blocks_and_edits_flow_both_ways(
         rig.close()
 
 
-def test_listing_pages_through_continuation_tokens(tmp_path: Path, wasm: Path, s3: S3Server) -> None:
+def test_listing_pages_through_continuation_tokens(
+    tmp_path: Path, wasm: Path, s3: S3Server
+) -> None:
     rig = Rig(tmp_path, wasm, s3, page_size=2)
     try:
         paths = [f"p{i}.md" for i in range(7)]
@@ -274,7 +316,9 @@ def test_a_dry_run_writes_nothing(rig: Rig) -> None:
     before = rig.refs()
     report = rig.ws.reconcile(dry_run=True)
     assert sorted(report.sources[0].resolved) == [
-        ("a.md", "disk->agent"), ("b.md", "agent->disk"), ("new.md", "disk->agent")
+        ("a.md", "disk->agent"),
+        ("b.md", "agent->disk"),
+        ("new.md", "disk->agent"),
     ]
     assert rig.refs() == before
     assert (rig.read("b.md"), rig.block("a.md"), rig.block("new.md")) == (BASE, BASE, None)
@@ -303,7 +347,9 @@ def test_a_conflict_reaches_the_index_and_is_resolved(rig: Rig, take: str) -> No
     (conflict,) = rig.ws.conflicts.list()
     assert (conflict.source, conflict.owner, conflict.label) == (KEY, OWNER, label("a.md"))
     assert (conflict.base, conflict.disk, conflict.agent) == (
-        BASE, "one\nTWO in the bucket\nthree\n", "one\nTWO by the agent\nthree\n"
+        BASE,
+        "one\nTWO in the bucket\nthree\n",
+        "one\nTWO by the agent\nthree\n",
     )
     assert conflict.reason == "both sides changed the same lines"
     # a re-run finds the same row
@@ -328,7 +374,9 @@ def test_delete_versus_modify_is_a_conflict_both_ways(rig: Rig) -> None:
     rows = {c.path: c for c in rig.ws.conflicts.list()}
     in_bucket, as_block = rows["gone-in-bucket.md"], rows["gone-as-block.md"]
     assert (in_bucket.base, in_bucket.disk, in_bucket.agent) == (
-        BASE, None, "changed while deleted in S3\n"
+        BASE,
+        None,
+        "changed while deleted in S3\n",
     )
     assert (as_block.base, as_block.disk, as_block.agent) == (BASE, "changed in S3\n", None)
     assert "deleted" in in_bucket.reason and "deleted" in as_block.reason
@@ -369,12 +417,24 @@ def test_a_failing_server_fails_the_source_and_commits_nothing(
     tmp_path: Path, wasm: Path, mode: str, expected: str
 ) -> None:
     with fault_server(mode, delay=2.0, size=2 << 20) as server:
-        store = make_store(tmp_path / "store", {KEY: {
-            "path": wasm, "allowed_hosts": [server.hostport],
-            "limits": {"http_timeout": 0.5, "http_response_mb": 1},
-            "config": {"bucket": "b", "region": REGION, "endpoint": server.endpoint,
-                       "owner": OWNER, "access_key": ACCESS_KEY, "secret_key": SECRET_KEY},
-        }})
+        store = make_store(
+            tmp_path / "store",
+            {
+                KEY: {
+                    "path": wasm,
+                    "allowed_hosts": [server.hostport],
+                    "limits": {"http_timeout": 0.5, "http_response_mb": 1},
+                    "config": {
+                        "bucket": "b",
+                        "region": REGION,
+                        "endpoint": server.endpoint,
+                        "owner": OWNER,
+                        "access_key": ACCESS_KEY,
+                        "secret_key": SECRET_KEY,
+                    },
+                }
+            },
+        )
         with blocksync.open(store, author="human:test") as ws:
             ws.blocks.create(OWNER, label("a.md"), "a block\n")
             before = refs_of(ws.repo_path)
@@ -414,10 +474,16 @@ def test_an_endpoint_outside_allowed_hosts_is_refused(
     tmp_path: Path, wasm: Path, s3: S3Server
 ) -> None:
     bucket = s3.new_bucket()
-    store = make_store(tmp_path / "store", {KEY: {
-        "path": wasm, "allowed_hosts": ["127.0.0.1:1"],
-        "config": plugin_config(s3, bucket),
-    }})
+    store = make_store(
+        tmp_path / "store",
+        {
+            KEY: {
+                "path": wasm,
+                "allowed_hosts": ["127.0.0.1:1"],
+                "config": plugin_config(s3, bucket),
+            }
+        },
+    )
     s3.put(bucket, "a.md", "never read\n")
     with blocksync.open(store, author="human:test") as ws:
         before = refs_of(ws.repo_path)

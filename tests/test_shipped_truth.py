@@ -50,7 +50,8 @@ def ws(tmp_path: Path) -> Iterator[blocksync.Workspace]:
 def test_a_guest_decides_as_the_host(ws: blocksync.Workspace) -> None:
     tool = ws.plugins.tool("truth")
     assert json.loads(tool.execute(json.dumps({"module": True}), "{}")) == {
-        "module": "blocksync_truth", "all": sorted(truth.__all__),
+        "module": "blocksync_truth",
+        "all": sorted(truth.__all__),
     }
     texts = [None, "a\nb\nc\n", "A\nb\nc\n", "a\nb\nC\n", "X\nb\nc\n"]
     checked = 0
@@ -60,7 +61,9 @@ def test_a_guest_decides_as_the_host(ws: blocksync.Workspace) -> None:
             got = json.loads(tool.execute(json.dumps(params), "{}"))
             want = truth.decide(base, disk, agent, permission, lambda b, d, a: merge3(b, d, a).text)
             assert got == {
-                "action": want.action.value, "content": want.content, "reason": want.reason
+                "action": want.action.value,
+                "content": want.content,
+                "reason": want.reason,
             }, params
             checked += 1
     assert checked == 5**3 * 3

@@ -45,11 +45,18 @@ def hostile_store(tmp_path: Path) -> tuple[Path, Path]:
     folder.mkdir()
     for i in range(20):
         (folder / f"n{i:02}.md").write_text(f"note {i}\n", encoding="utf-8")
-    store = make_store_for(tmp_path / "store", {"alice": {"hostile": {
-        "path": str(built_plugin("hostile_block")),
-        "config": {"mode": "timeout"},
-        "limits": {"timeout": LIMIT},
-    }}})
+    store = make_store_for(
+        tmp_path / "store",
+        {
+            "alice": {
+                "hostile": {
+                    "path": str(built_plugin("hostile_block")),
+                    "config": {"mode": "timeout"},
+                    "limits": {"timeout": LIMIT},
+                }
+            }
+        },
+    )
     add_source(store, "notes", folder)
     return store, folder
 
@@ -62,7 +69,10 @@ class Terminal:
         try:
             self.proc = subprocess.Popen(
                 [BLOCKSYNC, "--store", str(store), *args],
-                stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=ENV,
+                stdin=subprocess.DEVNULL,
+                stdout=slave,
+                stderr=slave,
+                env=ENV,
             )
         finally:
             os.close(slave)
@@ -103,8 +113,12 @@ def terminals() -> Iterator[list[Terminal]]:
 
 def cli(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [BLOCKSYNC, "--store", str(store), *args], capture_output=True, text=True, env=ENV,
-        timeout=120, check=False,
+        [BLOCKSYNC, "--store", str(store), *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+        check=False,
     )
     assert "Traceback" not in done.stderr, done.stderr
     return done
@@ -181,7 +195,10 @@ def test_a_second_sigint_exits_at_once(tmp_path: Path, terminals: list[Terminal]
     assert_files_match_blocks(store, folder, {f"n{i:02}.md": f"note {i}\n" for i in range(20)})
     again = cli(store, "sync")
     assert again.returncode == 1, again.stderr
-    assert [(r.status, r.exit_code) for r in runs(store)] == [("finished", 1), ("interrupted", None)]
+    assert [(r.status, r.exit_code) for r in runs(store)] == [
+        ("finished", 1),
+        ("interrupted", None),
+    ]
 
 
 def many_blocks(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
@@ -222,7 +239,10 @@ def test_a_signal_during_a_folder_write(
     store, folder, expected = many_blocks(tmp_path)
     proc = subprocess.Popen(
         [BLOCKSYNC, "--store", str(store), command, "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
     try:
         _first_file(folder, proc)
@@ -238,7 +258,9 @@ def test_a_signal_during_a_folder_write(
     if command == "sync":
         (row,) = runs(store)
         assert (row.status, row.exit_code, row.report and row.report["signal"]) == (
-            "interrupted", code, sig.name,
+            "interrupted",
+            code,
+            sig.name,
         )
     assert_store_sound(store)
     assert_files_match_blocks(store, folder, expected)
@@ -269,7 +291,10 @@ def test_a_signal_while_waiting_for_the_lock(tmp_path: Path) -> None:
     try:
         waiter = subprocess.Popen(
             [BLOCKSYNC, "--store", str(store), "reconcile", "--wait"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
         )
         while not _has_open(waiter.pid, store / "run.lock"):  # it is trying for the lock
             assert waiter.poll() is None, waiter.communicate()
@@ -332,5 +357,6 @@ def test_an_older_runs_table_takes_an_interrupted_row(store_path: Path) -> None:
 
     blocksync.rebuild_index(store_path)
     assert [(r.id, r.status, r.exit_code) for r in runs(store_path)] == [
-        ("run-new", "interrupted", 143), ("run-old", "finished", 0),
+        ("run-new", "interrupted", 143),
+        ("run-old", "finished", 0),
     ]

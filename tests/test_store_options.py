@@ -29,7 +29,7 @@ def test_durable_store_commits_and_git_reads_it(store_path: Path) -> None:
         ("[store]\nfast = true\n", "[store] has unknown key(s) fast"),
         ("[nonsense]\n", "unknown top-level key(s) nonsense"),
         # a table nothing reads is a typo, not silently ignored
-        ("[plugins]\ndir = \"x\"\n", "unknown top-level key(s) plugins"),
+        ('[plugins]\ndir = "x"\n', "unknown top-level key(s) plugins"),
         ("agents = 3\n", "[agents] must be a table"),
     ],
 )

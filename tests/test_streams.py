@@ -18,7 +18,7 @@ import pytest
 import blocksync
 from blocksync.errors import InvalidTransition, PluginTrapped, PullRefused
 from blocksync.index.notifications import NotificationLog, PullCapture
-from blocksync.sync.protocol import BlockRef, Notification
+from blocksync.shared.wit import BlockRef, Notification
 
 from .feedserver import FeedServer, feed_server, feed_table
 from .plugin_builds import built_plugin
@@ -40,8 +40,11 @@ def store(tmp_path: Path, server: FeedServer) -> Path:
 
 def guest_calls(caplog: pytest.LogCaptureFixture) -> list[str]:
     """The calls the feed guest logged (it logs `call <name>` first thing in each)."""
-    return [r.getMessage() for r in caplog.records
-            if r.name == "blocksync.plugin.feed" and r.getMessage().startswith("call ")]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "blocksync.plugin.feed" and r.getMessage().startswith("call ")
+    ]
 
 
 def texts(ws: blocksync.Workspace) -> list[str]:
@@ -52,7 +55,9 @@ def texts(ws: blocksync.Workspace) -> list[str]:
 # lifecycle
 
 
-def test_valid_transitions_follow_the_state_machine(store: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_valid_transitions_follow_the_state_machine(
+    store: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="blocksync.plugin.feed")
     with blocksync.open(store) as ws:
         stream = ws.streams.get("feed")
@@ -67,8 +72,15 @@ def test_valid_transitions_follow_the_state_machine(store: Path, caplog: pytest.
         assert [s.state for s in ws.streams.list()] == ["running"]
     # each valid call reached the guest (after a status check that it is where the host thinks)
     assert guest_calls(caplog) == [
-        "call start", "call status", "call pause", "call status", "call status", "call resume",
-        "call status", "call stop", "call start",
+        "call start",
+        "call status",
+        "call pause",
+        "call status",
+        "call status",
+        "call resume",
+        "call status",
+        "call stop",
+        "call start",
     ]
 
 
@@ -131,7 +143,10 @@ def test_pull_stores_notifications_with_resolved_blocks_and_advances_the_cursor(
         assert ws.notifications.cursors("feed") == ["3", "5"]
     # the plugin was asked for what comes after each stored cursor
     assert [p.split("?")[1] for p in server.requests] == [
-        "after=0&limit=1000", "after=3&limit=1000", "after=3&limit=1000"]
+        "after=0&limit=1000",
+        "after=3&limit=1000",
+        "after=3&limit=1000",
+    ]
 
 
 def test_pull_resumes_in_another_process_and_never_delivers_twice(
@@ -140,12 +155,26 @@ def test_pull_resumes_in_another_process_and_never_delivers_twice(
     server.add(5)
     with blocksync.open(store) as ws:
         assert [n.text for n in ws.streams.get("feed").pull(limit=2).notifications] == [
-            "item 1", "item 2"]
+            "item 1",
+            "item 2",
+        ]
     # a cron run in another process, through the command line
     for expected in (["item 3", "item 4"], ["item 5"], []):
         done = subprocess.run(
-            [BIN / "blocksync", "--store", str(store), "stream", "pull", "feed", "--limit", "2",
-             "--json"], capture_output=True, text=True,
+            [
+                BIN / "blocksync",
+                "--store",
+                str(store),
+                "stream",
+                "pull",
+                "feed",
+                "--limit",
+                "2",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert done.returncode == 0, done.stderr
         doc = json.loads(done.stdout)
@@ -211,9 +240,16 @@ def test_cursor_history_refuses_an_opaque_cursor_used_before(tmp_path: Path) -> 
     returning notifications without moving the cursor."""
     log = NotificationLog(tmp_path / "index.db")
     try:
+
         def pull(expected: str | None, cursor: str | None, *texts: str) -> None:
-            log.record_pull("s", "v1", PullCapture("s", "data-stream.pull"),
-                            [Notification(t, ()) for t in texts], expected, cursor)
+            log.record_pull(
+                "s",
+                "v1",
+                PullCapture("s", "data-stream.pull"),
+                [Notification(t, ()) for t in texts],
+                expected,
+                cursor,
+            )
 
         pull(None, "tok-a", "one")
         pull("tok-a", "tok-b", "two")
@@ -258,23 +294,32 @@ def test_an_unknown_block_reference_is_kept_and_reported(store: Path, server: Fe
         assert n.block_versions == (1, 1, None)
         assert n.missing_blocks == (BlockRef("ghost", "ghost", "alice"),)
         assert n.to_json()["missing_blocks"] == [
-            {"block_id": "ghost", "label": "ghost", "agent_id": "alice"}]
+            {"block_id": "ghost", "label": "ghost", "agent_id": "alice"}
+        ]
 
 
 def test_a_stream_without_set_cursor_counts_what_it_delivered(tmp_path: Path) -> None:
     """The echo stream never calls sync.set-cursor: its cursor is the count delivered so far."""
-    store = make_store(tmp_path / "store", {
-        "echo": {"path": built_plugin("echo_stream"), "source_kind": "stream",
-                 "config": {"count": 5}},
-    })
+    store = make_store(
+        tmp_path / "store",
+        {
+            "echo": {
+                "path": built_plugin("echo_stream"),
+                "source_kind": "stream",
+                "config": {"count": 5},
+            },
+        },
+    )
     with blocksync.open(store) as ws:
         stream = ws.streams.get("echo")
         got = [(r.cursor, [n.text for n in r.notifications]) for r in stream.pull_all(limit=2)]
-        assert got == [("2", ["event 0", "event 1"]), ("4", ["event 2", "event 3"]),
-                       ("5", ["event 4"]), ("5", [])]
+        assert got == [
+            ("2", ["event 0", "event 1"]),
+            ("4", ["event 2", "event 3"]),
+            ("5", ["event 4"]),
+            ("5", []),
+        ]
 
 
 # --------------------------------------------------------------------------------------------
 # blocksync sync
-
-

@@ -58,7 +58,11 @@ def add_source(store: Path, key: str, folder: Path, agent: str = "alice") -> Non
 def sync(store: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [BLOCKSYNC, "--store", str(store), "sync", *args],
-        capture_output=True, text=True, env=ENV, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -70,7 +74,10 @@ def sync_json(store: Path, *args: str) -> tuple[int, dict[str, Any]]:
 
 def cli(store: Path, *args: str) -> str:
     done = subprocess.run(
-        [BLOCKSYNC, "--store", str(store), *args], capture_output=True, text=True, env=ENV,
+        [BLOCKSYNC, "--store", str(store), *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -98,11 +105,16 @@ class Holder:
     def __init__(self, store: Path) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", HOLDER, str(store)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env=ENV,
         )
         line = self._line(30)
-        assert line.startswith("inside"), line + (self.proc.stderr.read() if self.proc.stderr else "")
+        assert line.startswith("inside"), line + (
+            self.proc.stderr.read() if self.proc.stderr else ""
+        )
 
     def _line(self, timeout: float) -> str:
         assert self.proc.stdout is not None
@@ -158,7 +170,10 @@ def test_a_second_run_exits_75_at_once_naming_the_holder(store_path: Path, holde
 def test_wait_waits_for_the_holder_then_runs(store_path: Path, holder: Holder) -> None:
     waiting = subprocess.Popen(
         [BLOCKSYNC, "--store", str(store_path), "sync", "--wait", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
     try:
         time.sleep(1.5)
@@ -221,10 +236,21 @@ def test_exit_codes_0_3_1_and_the_runs_they_leave(
 
     # 3: both sides change the same line
     (notes / "a.md").write_text("first line, disk\nsecond line\n", encoding="utf-8")
-    cli(store_path, "block", "update", "alice", label, "--content", "first line, agent\nsecond line\n")
+    cli(
+        store_path,
+        "block",
+        "update",
+        "alice",
+        label,
+        "--content",
+        "first line, agent\nsecond line\n",
+    )
     code, second = sync_json(store_path)
     assert code == 3 and second["open_conflicts"] == 1
-    assert second["sources"][0]["needs_resolution"] == ["a.md"] and second["sources"][0]["error"] is None
+    assert (
+        second["sources"][0]["needs_resolution"] == ["a.md"]
+        and second["sources"][0]["error"] is None
+    )
     (conflict,) = json.loads(cli(store_path, "conflicts", "list", "--json"))
     assert conflict["path"] == "a.md"
 
@@ -241,12 +267,19 @@ def test_exit_codes_0_3_1_and_the_runs_they_leave(
     assert code == 1 and fourth["exit_code"] == 1
     by_source = {s["source"]: s for s in fourth["sources"]}
     assert by_source["work"]["error"] and "missing" in by_source["work"]["error"]
-    assert by_source["notes"]["error"] is None and by_source["notes"]["needs_resolution"] == ["a.md"]
+    assert by_source["notes"]["error"] is None and by_source["notes"]["needs_resolution"] == [
+        "a.md"
+    ]
     assert fourth["open_conflicts"] == 1
 
     rows = runs(store_path)
     assert [r.exit_code for r in rows] == [1, 3, 3, 0]
-    assert [r.id for r in rows] == [fourth["run_id"], third["run_id"], second["run_id"], first["run_id"]]
+    assert [r.id for r in rows] == [
+        fourth["run_id"],
+        third["run_id"],
+        second["run_id"],
+        first["run_id"],
+    ]
     assert all(r.status == "finished" and r.command == "blocksync sync" for r in rows)
     assert (rows[0].sources, rows[0].failed_sources, rows[0].needs_resolution) == (2, 1, 1)
     assert rows[0].open_conflicts == 1 and rows[3].resolved == 1
@@ -259,13 +292,30 @@ def test_json_shape(store_path: Path, notes: Path) -> None:
     code, report = sync_json(store_path)
     assert code == 0
     assert set(report) == {
-        "run_id", "command", "started_at", "finished_at", "seconds", "lock_waited", "timeout",
-        "timed_out", "not_reached", "sources", "streams", "summary", "open_conflicts",
+        "run_id",
+        "command",
+        "started_at",
+        "finished_at",
+        "seconds",
+        "lock_waited",
+        "timeout",
+        "timed_out",
+        "not_reached",
+        "sources",
+        "streams",
+        "summary",
+        "open_conflicts",
         "exit_code",
     }
     (entry,) = report["sources"]
     assert set(entry) == {
-        "source", "resolved", "needs_resolution", "unchanged", "skipped", "held", "error"
+        "source",
+        "resolved",
+        "needs_resolution",
+        "unchanged",
+        "skipped",
+        "held",
+        "error",
     }
     assert set(report["summary"]) == set(vars(Summary()))
     assert report["summary"]["sources"] == 1 and report["summary"]["resolved"] == 1
@@ -288,7 +338,10 @@ def test_progress_on_a_terminal_only(store_path: Path, notes: Path) -> None:
     try:
         proc = subprocess.Popen(
             [BLOCKSYNC, "--store", str(store_path), "sync"],
-            stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=ENV,
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=slave,
+            env=ENV,
         )
         os.close(slave)
         out = b""
@@ -384,7 +437,10 @@ def test_waiting_for_the_lock_honours_its_timeout(tmp_path: Path) -> None:
         runlock.acquire(path),
         pytest.raises(RunLockHeld) as info,
         runlock.acquire(
-            path, wait=True, timeout=2.0, clock=lambda: clock[0],
+            path,
+            wait=True,
+            timeout=2.0,
+            clock=lambda: clock[0],
             sleep=lambda s: clock.__setitem__(0, clock[0] + s),
         ),
     ):
@@ -401,25 +457,36 @@ def test_config_errors_are_not_swallowed_by_the_library(store_path: Path) -> Non
 
 def test_interrupted_rows(tmp_path: Path) -> None:
     """Rows of runs that can no longer finish are marked interrupted when the next run starts."""
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     db = tmp_path / "index.db"
     with RunLog(db) as log:
         log.start("run-dead", "x", pid=int(dead.stdout))
         log.start("run-alive", "x")  # this process: alive
         log.start("run-3", "x")
         assert {r.id: r.status for r in log.list()} == {
-            "run-3": "running", "run-alive": "running", "run-dead": "interrupted"
+            "run-3": "running",
+            "run-alive": "running",
+            "run-dead": "interrupted",
         }
         # holding the run lock, every other running row is a dead run, whatever its pid
         log.start("run-4", "x", exclusive=True)
         assert [(r.id, r.status) for r in log.list()] == [
-            ("run-4", "running"), ("run-3", "interrupted"), ("run-alive", "interrupted"),
+            ("run-4", "running"),
+            ("run-3", "interrupted"),
+            ("run-alive", "interrupted"),
             ("run-dead", "interrupted"),
         ]
         done = log.finish("run-4", exit_code=3, summary=Summary(open_conflicts=2), report={"a": 1})
         assert (done.status, done.exit_code, done.open_conflicts, done.report) == (
-            "finished", 3, 2, {"a": 1}
+            "finished",
+            3,
+            2,
+            {"a": 1},
         )
         assert [r.id for r in log.list(limit=2)] == ["run-4", "run-3"]
         with pytest.raises(blocksync.UsageError):

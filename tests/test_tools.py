@@ -70,10 +70,14 @@ def store(tmp_path: Path, components: dict[str, Path], notes: Path) -> Iterator[
         tmp_path / "store",
         f'[agents.alice.data_sources.notes]\ntype = "file"\npaths = ["{notes}"]\n'
         'permission_rules = [{ pattern = "**", permission = "admin" }]\n\n'
-        + _plugin("echo", components["echo_tool"]) + "\n"
-        + _plugin("wc", js) + "\n"
-        + _plugin("wc_bad", js, {"mode": "bad-output", "name": "word_count_bad_output"}) + "\n"
-        + _plugin("wc_fail", js, {"mode": "fail", "name": "word_count_fail"}) + "\n"
+        + _plugin("echo", components["echo_tool"])
+        + "\n"
+        + _plugin("wc", js)
+        + "\n"
+        + _plugin("wc_bad", js, {"mode": "bad-output", "name": "word_count_bad_output"})
+        + "\n"
+        + _plugin("wc_fail", js, {"mode": "fail", "name": "word_count_fail"})
+        + "\n"
         + _plugin("wc_schema", js, {"mode": "bad-schema", "name": "word_count_bad_schema"}),
     )
     yield root
@@ -119,7 +123,11 @@ def test_schema_that_is_not_json_schema_refuses_the_tool_naming_plugin_and_call(
     with pytest.raises(ToolSchemaInvalid) as info:
         ws.tools.call("wc_schema", {"text": "a"})
     err = info.value
-    assert (err.plugin, err.call, err.schema) == ("wc_schema", "tool.parameters-schema", "parameters")
+    assert (err.plugin, err.call, err.schema) == (
+        "wc_schema",
+        "tool.parameters-schema",
+        "parameters",
+    )
     assert err.pointer == "/properties/text/type" and err.keyword in ("anyOf", "enum")
     assert err.exit_code == 1
 
@@ -144,7 +152,10 @@ def test_compile_schema_points_into_a_broken_schema(text: str, pointer: str, key
 
 def test_remote_refs_are_never_fetched() -> None:
     _, validator = compile_schema(
-        '{"$ref": "http://127.0.0.1:9/never.json"}', plugin="p", version="v", tool="t",
+        '{"$ref": "http://127.0.0.1:9/never.json"}',
+        plugin="p",
+        version="v",
+        tool="t",
         which="parameters",
     )
     with pytest.raises(Exception, match="never.json|Unresolvable"):
@@ -163,7 +174,9 @@ def test_meta_carries_agent_and_call_id_through_python_and_js_tools(
     assert call.call_id == "call-42" and call.agent == "alice" and call.origin == "plugin"
     if name == "echo":
         assert call.output == {
-            "echo": "to be or not to be", "agent": "alice", "call": "call-42",
+            "echo": "to be or not to be",
+            "agent": "alice",
+            "call": "call-42",
             "meta_keys": ["agent_id", "call_id", "tool"],
         }
     else:
@@ -217,7 +230,10 @@ def test_output_failing_its_schema_is_withheld_naming_plugin_call_and_field(
         ws.tools.call("word_count_bad_output", {"text": "a b"}, call_id="c-7")
     err = info.value
     assert (err.plugin, err.call, err.tool, err.call_id) == (
-        "wc_bad", "tool.execute", "word_count_bad_output", "c-7"
+        "wc_bad",
+        "tool.execute",
+        "word_count_bad_output",
+        "c-7",
     )
     assert (err.pointer, err.keyword) == ("/words", "type") and err.exit_code == 1
     assert "'2' is not of type 'integer'" in str(err)
@@ -256,17 +272,22 @@ def test_conflict_tools_list_show_and_resolve_as_the_calling_agent(
     assert "disk" not in listed[0]  # the listing leaves the contents out
     shown = ws.tools.call("blocksync_conflict_show", {"id": cid[:8]}, agent="alice")
     assert (shown["disk"], shown["agent"], shown["base"]) == (
-        "line1 disk\nline2\nline3\n", "line1 agent\nline2\nline3\n", "line1\nline2\nline3\n"
+        "line1 disk\nline2\nline3\n",
+        "line1 agent\nline2\nline3\n",
+        "line1\nline2\nline3\n",
     )
     with pytest.raises(ToolInputInvalid) as info:  # neither take nor content
         ws.tools.call("blocksync_conflict_resolve", {"id": cid}, agent="alice")
     assert info.value.keyword == "anyOf"
     done = ws.tools.call(
-        "blocksync_conflict_resolve", {"id": cid, "content": "line1 both\nline2\nline3\n"},
+        "blocksync_conflict_resolve",
+        {"id": cid, "content": "line1 both\nline2\nline3\n"},
         agent="alice",
     )
     assert (done["status"], done["resolution"], done["resolved_by"]) == (
-        "resolved", "manual", "agent:alice"
+        "resolved",
+        "manual",
+        "agent:alice",
     )
     assert (notes / "a.md").read_text() == "line1 both\nline2\nline3\n"
     assert ws.blocks.read("alice", label).content == "line1 both\nline2\nline3\n"
@@ -283,7 +304,8 @@ def test_history_and_rollback_tools(ws: blocksync.Workspace) -> None:
     history = ws.tools.call("blocksync_block_history", {"owner": "alice", "label": "persona"})
     assert [v["version"] for v in history["versions"]] == [1, 2]
     rolled = ws.tools.call(
-        "blocksync_block_rollback", {"owner": "alice", "label": "persona", "version": 1},
+        "blocksync_block_rollback",
+        {"owner": "alice", "label": "persona", "version": 1},
         agent="alice",  # an agent rolls back its own blocks (tests/test_agent_tool_owners.py)
     )
     assert (rolled["version"], rolled["content"]) == (3, "v1\n")
@@ -300,10 +322,9 @@ def test_builtin_tools_need_no_plugin(store_path: Path) -> None:
         assert ws.tools.problems() == []
         for entry in ws.tools.list():
             for schema in (entry.parameters_schema, entry.output_schema):
-                compile_schema(json.dumps(schema), plugin="b", version="v", tool="t",
-                               which="parameters")
+                compile_schema(
+                    json.dumps(schema), plugin="b", version="v", tool="t", which="parameters"
+                )
 
 
 # -- CLI -----------------------------------------------------------------------------------------
-
-

@@ -42,8 +42,10 @@ from .plugin_builds import built_plugin
 
 ROOT = Path(__file__).resolve().parent.parent
 ANCHOR = '(import "host" "log" (func $log (param i32 i32 i32)))'
-PROBE = ANCHOR + "\n    (func $boot (call $log (i32.const 2) (i32.const 32) (i32.const 13)))" + (
-    "\n    (start $boot)"
+PROBE = (
+    ANCHOR
+    + "\n    (func $boot (call $log (i32.const 2) (i32.const 32) (i32.const 13)))"
+    + ("\n    (start $boot)")
 )
 
 
@@ -113,8 +115,10 @@ def test_keygen_writes_a_private_key_0600_and_a_pastable_public_key(tmp_path: Pa
     assert load_public_key(public) == public
     assert load_public_key(tmp_path / "signing.pub") == public
     # the same key as openssl would write its public half
-    pem = load_private_key(private).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    pem = (
+        load_private_key(private)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     (tmp_path / "openssl.pem").write_bytes(pem)
     assert load_public_key(tmp_path / "openssl.pem") == public
@@ -204,7 +208,9 @@ def test_sign_and_verify_round_trip_on_a_real_component(
         "signature": doc["signature"],
     }
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "echo_tool.wasm", "echo_tool.wasm.sig", "keys",
+        "echo_tool.wasm",
+        "echo_tool.wasm.sig",
+        "keys",
     ], "no temporary files left behind"
 
     anyone = verify(wasm, None)
@@ -231,7 +237,10 @@ def test_an_altered_sig_does_not_verify(tmp_path: Path, keys: dict[str, tuple[Pa
     sig.write_text(text.replace(keys["alice"][1], keys["mallory"][1]), encoding="utf-8")
     verdict = verify(wasm, [keys["mallory"][1]])
     assert verdict.state == "bad-signature"
-    assert verdict.detail == f"the signature in {sig} does not verify: the .sig was altered after signing"
+    assert (
+        verdict.detail
+        == f"the signature in {sig} does not verify: the .sig was altered after signing"
+    )
     sig.write_text("format = 'something else'\n", encoding="utf-8")
     assert "is not a valid signature: its format is 'something else'" in verify(wasm).detail
     sig.write_bytes(b"\xff\xfe garbage")
@@ -328,8 +337,15 @@ def test_the_pin_and_the_signature_are_both_checked(
     )
     load(both).close()
     with pytest.raises(PluginRefused, match="but the config pins"):
-        load(PluginSpec(key="both", agent="alice", path=wasm, sha256="0" * 64,
-                        trust=required(keys["alice"][1])))
+        load(
+            PluginSpec(
+                key="both",
+                agent="alice",
+                path=wasm,
+                sha256="0" * 64,
+                trust=required(keys["alice"][1]),
+            )
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,8 +36,13 @@ VICTIM = "precious: do not truncate\n"
 
 def cli(store: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [BLOCKSYNC, "--store", str(store), *args], capture_output=True, text=True, env=ENV,
-        timeout=120, check=False, cwd=cwd,
+        [BLOCKSYNC, "--store", str(store), *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+        check=False,
+        cwd=cwd,
     )
 
 
@@ -72,9 +77,8 @@ def test_a_symlink_at_run_lock_is_refused_and_its_target_untouched(
         line = one_line(done)
         assert str(store_path / "run.lock") in line and "symbolic link" in line
         assert victim.read_text() == VICTIM
-    with pytest.raises(UnsafeFile) as info:  # and through the library
-        with runlock.acquire(store_path / "run.lock"):
-            pass
+    with pytest.raises(UnsafeFile) as info, runlock.acquire(store_path / "run.lock"):
+        pass  # and through the library
     assert info.value.kind == "a symbolic link" and victim.read_text() == VICTIM
 
 
@@ -184,11 +188,14 @@ BAD_CONFIGS = {
     "no type": ('[agents.bob.data_sources.n]\npaths = ["x"]\n', "no type"),
     "unknown type": ('[agents.bob.data_sources.n]\ntype = "ftp"\n', "type 'ftp' is not supported"),
     "a plugin name": (
-        '[agents.bob.data_sources.p]\ntype = "wasm"\npath = "x.wasm"\nname = 3\n', ".name"
+        '[agents.bob.data_sources.p]\ntype = "wasm"\npath = "x.wasm"\nname = 3\n',
+        ".name",
     ),
     "a rule pattern": (
-        '[agents.bob.data_sources.p]\ntype = "wasm"\npath = "x.wasm"\n'
-        'permission_rules = [{ pattern = 3, permission = "admin" }]\n',
+        (
+            '[agents.bob.data_sources.p]\ntype = "wasm"\npath = "x.wasm"\n'
+            'permission_rules = [{ pattern = 3, permission = "admin" }]\n'
+        ),
         "permission_rules[0].pattern",
     ),
     "deep TOML": ("[store]\nx = " + "[" * 600 + "]" * 600 + "\n", "nest too deeply"),
@@ -202,11 +209,14 @@ for limit, values in {
 }.items():
     for value in values:
         BAD_CONFIGS[f"[limits] {limit} = {value}"] = (
-            f"[limits]\n{limit} = {value}\n", f"[limits].{limit} must be a positive"
+            f"[limits]\n{limit} = {value}\n",
+            f"[limits].{limit} must be a positive",
         )
         BAD_CONFIGS[f"plugin {limit} = {value}"] = (
-            f'[agents.bob.data_sources.p]\ntype = "wasm"\npath = "x.wasm"\n'
-            f"limits = {{ {limit} = {value} }}\n",
+            (
+                f'[agents.bob.data_sources.p]\ntype = "wasm"\npath = "x.wasm"\n'
+                f"limits = {{ {limit} = {value} }}\n"
+            ),
             f"[agents.bob.data_sources.p].limits.{limit} must be a positive",
         )
 
@@ -262,8 +272,12 @@ def _says_damaged(line: str, store: Path, sha: str) -> None:
 
 def test_a_corrupt_object_is_named_with_how_to_recover(damaged: tuple[Path, str]) -> None:
     store, sha = damaged
-    real = subprocess.run(["git", "--git-dir", str(store / "repo"), "fsck"],
-                          capture_output=True, text=True)
+    real = subprocess.run(
+        ["git", "--git-dir", str(store / "repo"), "fsck"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert real.returncode != 0 and sha in real.stdout + real.stderr  # git agrees it is damaged
     for command in (["block", "read", "bob", "plan"], ["block", "diff", "bob", "plan"]):
         done = cli(store, *command)
@@ -296,9 +310,16 @@ def test_the_recovery_the_error_gives_works(damaged: tuple[Path, str], tmp_path:
     # another copy of the repository holding the object, as a remote or a backup does
     backup = tmp_path / "backup.git"
     subprocess.run(["git", "init", "--quiet", "--bare", str(backup)], check=True)
-    blob = subprocess.run(["git", "--git-dir", str(backup), "hash-object", "-w", "--stdin"],
-                          input=b"buy milk\nbuy bread\n", capture_output=True,
-                          check=True).stdout.decode().strip()
+    blob = (
+        subprocess.run(
+            ["git", "--git-dir", str(backup), "hash-object", "-w", "--stdin"],
+            input=b"buy milk\nbuy bread\n",
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
     assert blob == sha
     line = one_line(cli(store, "block", "read", "bob", "plan"))
     damaged_file = re.search(r"move the damaged file (\S+) away", line)
@@ -307,7 +328,9 @@ def test_the_recovery_the_error_gives_works(damaged: tuple[Path, str], tmp_path:
     subprocess.run(
         f"echo {sha} | git --git-dir {backup} pack-objects --stdout "
         f"| git --git-dir {store / 'repo'} unpack-objects",
-        shell=True, check=True, capture_output=True,
+        shell=True,
+        check=True,
+        capture_output=True,
     )
     assert cli(store, "block", "read", "bob", "plan").stdout == "buy milk\nbuy bread\n"
     assert cli(store, "fsck").returncode == 0
@@ -333,8 +356,8 @@ def _conflict(store: Path, notes: Path) -> str:
 def _readme_exit_code(meaning: str) -> int:
     """The code of the README's "Exit codes" row that mentions ``meaning``."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("## Exit codes"):]
-    for code, text in re.findall(r"^\| (\d+) \| (.*) \|$", table, re.M):
+    table = readme[readme.index("## Exit codes") :]
+    for code, text in re.findall(r"^\| (\d+) \| (.*) \|$", table, re.MULTILINE):
         if meaning in text:
             return int(code)
     raise AssertionError(f"no exit code row mentions {meaning!r}")

@@ -43,7 +43,11 @@ TEXTS = st.lists(st.sampled_from(LINES), min_size=0, max_size=4).map("".join)
 def cli(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [BLOCKSYNC, "--store", str(store), *args],
-        capture_output=True, text=True, env=ENV, timeout=TIMEOUT,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=TIMEOUT,
+        check=False,
     )
 
 
@@ -64,8 +68,7 @@ def blobs(repo: Path) -> set[bytes]:
     with Repo(str(repo)) as git:
         store = git.object_store
         return {
-            obj.as_raw_string() for obj in (store[sha] for sha in store)
-            if obj.type_name == b"blob"
+            obj.as_raw_string() for obj in (store[sha] for sha in store) if obj.type_name == b"blob"
         }
 
 
@@ -76,7 +79,9 @@ class TwoMachines(RuleBasedStateMachine):
     def setup(self) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="blocksync-prop-"))
         hub = self.base / "hub.git"
-        subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(hub)], check=True)
+        subprocess.run(
+            ["git", "init", "-q", "--bare", "--initial-branch=main", str(hub)], check=True
+        )
         self.outside = self.base / "outside"
         (self.outside / "dir").mkdir(parents=True)
         (self.outside / "secret.md").write_text("outside\n")
@@ -214,7 +219,10 @@ class TwoMachines(RuleBasedStateMachine):
         for store in self.stores:
             fsck = subprocess.run(
                 ["git", "--git-dir", str(store / "repo"), "fsck", "--strict", "--no-progress"],
-                capture_output=True, text=True, timeout=TIMEOUT,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                check=False,
             )
             assert fsck.returncode == 0, fsck.stderr
             done = cli(store, "fsck")
@@ -222,11 +230,15 @@ class TwoMachines(RuleBasedStateMachine):
 
 
 SHORT = settings(
-    max_examples=examples(3), stateful_step_count=12, deadline=None,
+    max_examples=examples(3),
+    stateful_step_count=12,
+    deadline=None,
     suppress_health_check=list(HealthCheck),
 )
 LONG = settings(
-    max_examples=40, stateful_step_count=30, deadline=None,
+    max_examples=40,
+    stateful_step_count=30,
+    deadline=None,
     suppress_health_check=list(HealthCheck),
 )
 

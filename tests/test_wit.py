@@ -246,6 +246,7 @@ def _componentize_py() -> list[str]:
     if exe:
         return [exe]
     import componentize_py  # noqa: F401  (a test dependency: missing is a failure, not a skip)
+
     # The package has no __main__; call the console-script entry point directly.
     return [
         sys.executable,

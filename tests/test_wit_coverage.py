@@ -117,8 +117,12 @@ def test_every_import_has_a_host_function() -> None:
     problems = []
     for interface, name in IMPORTS.items():
         registered = instances[name]
-        problems += [f"{interface}.{f} is not defined" for f in wit[interface] if f not in registered]
-        problems += [f"{interface}.{f} is not in the WIT" for f in registered if f not in wit[interface]]
+        problems += [
+            f"{interface}.{f} is not defined" for f in wit[interface] if f not in registered
+        ]
+        problems += [
+            f"{interface}.{f} is not in the WIT" for f in registered if f not in wit[interface]
+        ]
     assert not problems, "; ".join(problems)
 
 
@@ -141,7 +145,9 @@ def _sources() -> tuple[str, str]:
     """(the test sources but this file, the app.py of every fixture guest a test names, with the
     SDK's SyncedSource when one of them derives from it: its calls run inside those guests)."""
     tests = [
-        p.read_text(encoding="utf-8") for p in sorted(TESTS.glob("*.py")) if p.name != Path(__file__).name
+        p.read_text(encoding="utf-8")
+        for p in sorted(TESTS.glob("*.py"))
+        if p.name != Path(__file__).name
     ]
     joined = "\n".join(tests)
     guests = [

@@ -278,9 +278,7 @@ def block_tools(blocks: BlockStore, grants: Grants = own_only) -> list[BuiltinTo
         return {
             "owner": params["owner"],
             "label": params["label"],
-            "versions": [
-                {f: getattr(v, f) for f in _VERSION["properties"]} for v in versions
-            ],
+            "versions": [{f: getattr(v, f) for f in _VERSION["properties"]} for v in versions],
         }
 
     def rollback(params: JSON, meta: JSON) -> JSON:
@@ -314,8 +312,11 @@ def block_tools(blocks: BlockStore, grants: Grants = own_only) -> list[BuiltinTo
                 ["owner", "label"],
             ),
             _object(
-                {"owner": {"type": "string"}, "label": {"type": "string"},
-                 "versions": {"type": "array", "items": _VERSION}},
+                {
+                    "owner": {"type": "string"},
+                    "label": {"type": "string"},
+                    "versions": {"type": "array", "items": _VERSION},
+                },
                 ["owner", "label", "versions"],
             ),
             None,

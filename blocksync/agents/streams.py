@@ -53,7 +53,11 @@ from blocksync.shared.wit import BlockRef, SourceStatus
 from blocksync.store.blocks import BlockStore
 from blocksync.sync.run import Cause, Run
 
-STOPPED, RUNNING, PAUSED = SourceStatus.STOPPED.value, SourceStatus.RUNNING.value, SourceStatus.PAUSED.value
+STOPPED, RUNNING, PAUSED = (
+    SourceStatus.STOPPED.value,
+    SourceStatus.RUNNING.value,
+    SourceStatus.PAUSED.value,
+)
 
 #: action -> (states it is allowed from, the state it leads to)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -76,7 +80,9 @@ def block_resolver(blocks: BlockStore) -> Callable[[BlockRef], tuple[BlockRef, i
             return None
         if newest.deleted:
             return None
-        return BlockRef(BlockStore.git_path(ref.agent_id, ref.label), ref.label, ref.agent_id), newest.version
+        return BlockRef(
+            BlockStore.git_path(ref.agent_id, ref.label), ref.label, ref.agent_id
+        ), newest.version
 
     return resolve
 
@@ -96,8 +102,16 @@ class StreamStatus:
 
     @classmethod
     def of(cls, row: StreamRow) -> StreamStatus:
-        return cls(row.key, row.state, row.owner, row.cursor, row.delivered, row.pulls,
-                   row.updated_at, row.last_error)
+        return cls(
+            row.key,
+            row.state,
+            row.owner,
+            row.cursor,
+            row.delivered,
+            row.pulls,
+            row.updated_at,
+            row.last_error,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -151,7 +165,9 @@ class Stream:
         allowed, _ = TRANSITIONS[action]
         if row.state not in allowed:
             raise InvalidTransition(
-                self.key, action, row.state,
+                self.key,
+                action,
+                row.state,
                 f"{action} is allowed only when {' or '.join(sorted(allowed))}",
             )
         return row
@@ -183,7 +199,9 @@ class Stream:
         self._restore(row)
         with self._log.during(self.key, f"data-stream.{action}"):
             call()
-        return StreamStatus.of(self._log.set_stream_state(self.key, TRANSITIONS[action][1], row.owner))
+        return StreamStatus.of(
+            self._log.set_stream_state(self.key, TRANSITIONS[action][1], row.owner)
+        )
 
     def stop(self) -> StreamStatus:
         """running or paused -> stopped."""
@@ -212,18 +230,26 @@ class Stream:
             raise UsageError(f"a pull limit must be at least 1, not {limit}")
         asked = cap if limit is None else min(limit, cap)
         if not self.bridge.supports_pull():
-            raise UsageError(f"stream {self.key!r} does not support pull (its supports-pull is false)")
+            raise UsageError(
+                f"stream {self.key!r} does not support pull (its supports-pull is false)"
+            )
         call = "data-stream.pull"
         blocks = plugin.host.services.blocks
-        staged = None if blocks is None else BlockBatch(blocks, f"pull {self.key}", f"plugin:{self.key}")
+        staged = (
+            None if blocks is None else BlockBatch(blocks, f"pull {self.key}", f"plugin:{self.key}")
+        )
         try:
-            with self._log.capture(self.key, call) as capture, (
-                staged.attached(plugin.host) if staged is not None else nullcontext()
+            with (
+                self._log.capture(self.key, call) as capture,
+                staged.attached(plugin.host) if staged is not None else nullcontext(),
             ):
                 batch = self.bridge.pull(asked, row.cursor)
             if len(batch) > asked:
                 raise PullRefused(
-                    plugin.name, plugin.version, call, "batch-too-large",
+                    plugin.name,
+                    plugin.version,
+                    call,
+                    "batch-too-large",
                     f"returned {len(batch)} notifications, over the limit of {asked} it was "
                     f"given (pull_batch cap {cap}): nothing of this pull was stored, the cursor "
                     f"stays {row.cursor!r}",

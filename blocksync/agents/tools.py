@@ -79,8 +79,11 @@ class ToolEntry:
             text = f"{text}\n\nUsage: {self.usage_rule}"
         return {
             "type": "function",
-            "function": {"name": self.name, "description": text,
-                         "parameters": self.parameters_schema},
+            "function": {
+                "name": self.name,
+                "description": text,
+                "parameters": self.parameters_schema,
+            },
         }
 
 
@@ -165,14 +168,17 @@ def compile_schema(
     except ValueError as exc:  # nested too deeply
         raise invalid("", "", str(exc)) from exc
     if not isinstance(schema, (dict, bool)):
-        raise invalid("", "type", f"a schema is an object or a boolean, not {type(schema).__name__}")
+        raise invalid(
+            "", "type", f"a schema is an object or a boolean, not {type(schema).__name__}"
+        )
     cls = validator_for(schema, default=None)
     if cls is None:
         if isinstance(schema, dict) and "$schema" in schema:
             raise invalid("/$schema", "$schema", f"unknown meta-schema {schema['$schema']!r}")
         cls = Draft202012Validator  # no $schema: the current draft
-    error = next(iter(sorted(cls(cls.META_SCHEMA).iter_errors(schema), key=relevance,
-                             reverse=True)), None)
+    error = next(
+        iter(sorted(cls(cls.META_SCHEMA).iter_errors(schema), key=relevance, reverse=True)), None
+    )
     if error is not None:
         v = _violation(error)
         raise invalid(v["pointer"], v["keyword"], v["message"])
@@ -225,8 +231,14 @@ class ToolBox:
             tool.output_schema(), plugin=who, version=version, tool=name, which="output"
         )
         entry = ToolEntry(
-            name, tool.description(), params_schema, output_schema, tool.usage_rule(), origin,
-            key, None if key is None else version,
+            name,
+            tool.description(),
+            params_schema,
+            output_schema,
+            tool.usage_rule(),
+            origin,
+            key,
+            None if key is None else version,
         )
         return _Loaded(entry, tool, params, output)
 
@@ -250,7 +262,9 @@ class ToolBox:
         name = loaded.entry.name
         if not TOOL_NAME.fullmatch(name) or name.startswith(PREFIX):
             raise PluginError(
-                key, version, "tool.name",
+                key,
+                version,
+                "tool.name",
                 f"tool name {name!r} is not offered: it must match {TOOL_NAME.pattern} and not "
                 f"start with {PREFIX!r}",
             )
@@ -275,7 +289,9 @@ class ToolBox:
                 other = found[name].entry.plugin
                 taker = "a built-in tool" if other is None else f"plugin {other!r}"
                 problems[key] = PluginError(
-                    key, loaded.entry.version or "", "tool.name",
+                    key,
+                    loaded.entry.version or "",
+                    "tool.name",
                     f"tool name {name!r} is taken by {taker}; not offered",
                 )
                 continue
@@ -344,7 +360,9 @@ class ToolBox:
             params_json = json.dumps(params, ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ToolInputInvalid(
-                entry.name, origin, call_id,
+                entry.name,
+                origin,
+                call_id,
                 [{"pointer": "", "keyword": "json", "schema_path": "", "message": str(exc)}],
             ) from exc
         found = violations(loaded.params, params)
@@ -360,9 +378,18 @@ class ToolBox:
         except ValueError as exc:
             what = "is not JSON" if isinstance(exc, json.JSONDecodeError) else "is refused"
             raise ToolOutputInvalid(
-                plugin, version, entry.name, call_id,
-                [{"pointer": "", "keyword": "json", "schema_path": "",
-                  "message": f"the output {what}: {exc}"}],
+                plugin,
+                version,
+                entry.name,
+                call_id,
+                [
+                    {
+                        "pointer": "",
+                        "keyword": "json",
+                        "schema_path": "",
+                        "message": f"the output {what}: {exc}",
+                    }
+                ],
             ) from exc
         found = violations(loaded.output, output)
         if found:

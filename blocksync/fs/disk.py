@@ -39,7 +39,15 @@ from typing import Self
 
 from .safefile import kind_of
 
-__all__ = ["NOT_A_FILE", "VCS_FOLDERS", "Folder", "Listing", "is_vcs_path", "printable_path", "store_overlap"]
+__all__ = [
+    "NOT_A_FILE",
+    "VCS_FOLDERS",
+    "Folder",
+    "Listing",
+    "is_vcs_path",
+    "printable_path",
+    "store_overlap",
+]
 
 #: Folders of version-control systems: never synced, whatever the patterns say.
 VCS_FOLDERS = frozenset({".git", ".hg", ".svn", ".jj", ".bzr"})
@@ -375,7 +383,7 @@ class Folder:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 try:
                     old = os.stat(name, dir_fd=parent, follow_symlinks=False)
                     if stat.S_ISREG(old.st_mode):

@@ -78,7 +78,9 @@ def create_new(path: Path, data: bytes, mode: int = 0o644) -> bool:
     """Write ``data`` into a new file ``path`` (``O_CREAT | O_EXCL``: never a link's target);
     False, and nothing written, when something is at ``path`` already."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode
+        )
     except FileExistsError:
         return False
     try:

@@ -137,7 +137,9 @@ class BaseIndex:
             raise IndexCorrupt(self.path, f"cannot update the base index ({exc})") from exc
 
     def _head(self, conn: sqlite3.Connection, source: str) -> str | None:
-        row = conn.execute("SELECT head FROM sync_bases_heads WHERE source = ?", [source]).fetchone()
+        row = conn.execute(
+            "SELECT head FROM sync_bases_heads WHERE source = ?", [source]
+        ).fetchone()
         return None if row is None else str(row[0])
 
     def _set_head(self, conn: sqlite3.Connection, source: str, head: str | None) -> None:
@@ -148,8 +150,12 @@ class BaseIndex:
 
     @staticmethod
     def _put(
-        conn: sqlite3.Connection, source: str, path: str, binding: Bound | None,
-        blob: str | None, sha256: str | None,
+        conn: sqlite3.Connection,
+        source: str,
+        path: str,
+        binding: Bound | None,
+        blob: str | None,
+        sha256: str | None,
     ) -> None:
         if binding is None:
             conn.execute("DELETE FROM sync_bases WHERE source = ? AND path = ?", [source, path])
@@ -213,7 +219,10 @@ class BaseIndex:
                 for path, binding, content in tx.written():
                     data = None if content is None else content.encode("utf-8")
                     self._put(
-                        conn, bases.source, path, binding,
+                        conn,
+                        bases.source,
+                        path,
+                        binding,
                         None if data is None else git_blob_id(data),
                         None if data is None else hashlib.sha256(data).hexdigest(),
                     )

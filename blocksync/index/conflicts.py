@@ -183,8 +183,13 @@ def _create_table(db: sqlite_utils.Database) -> None:
 #: how rows are kept in git: ``conflicts/<h[:2]>/<h[2:4]>/<id>/`` holding ``row.json`` and one
 #: file per side present (``base``, ``disk``, ``agent``)
 RECORDS = RecordKind(
-    folder="conflicts", noun="conflict", table="conflicts", columns=_FIELDS, key=("id",),
-    prepare=preparer(MIGRATIONS), files=("base", "disk", "agent"),
+    folder="conflicts",
+    noun="conflict",
+    table="conflicts",
+    columns=_FIELDS,
+    key=("id",),
+    prepare=preparer(MIGRATIONS),
+    files=("base", "disk", "agent"),
 )
 
 
@@ -226,7 +231,11 @@ def require_current(conflict: Conflict, disk: str | None, agent: str | None) -> 
 
 
 def conflict_id(
-    source: str, path: str, disk_hash: str | None, agent_hash: str | None, base_hash: str | None,
+    source: str,
+    path: str,
+    disk_hash: str | None,
+    agent_hash: str | None,
+    base_hash: str | None,
     attempt: int = 0,
 ) -> str:
     """The id of a conflict; ``attempt`` > 0 picks another when the first is taken."""
@@ -302,7 +311,9 @@ class ConflictIndex(SqliteTable):
         attempt = 0
         while True:
             candidate = conflict_id(source, path, disk_hash, agent_hash, base_hash, attempt)
-            if not self._conn.execute("SELECT 1 FROM conflicts WHERE id = ?", [candidate]).fetchone():
+            if not self._conn.execute(
+                "SELECT 1 FROM conflicts WHERE id = ?", [candidate]
+            ).fetchone():
                 return candidate
             attempt += 1
 
@@ -347,7 +358,9 @@ class ConflictIndex(SqliteTable):
         with self._write("cannot record a conflict") as staged:
             current = self._open_row(source, path)
             if current is not None and hashes == (
-                current.base_hash, current.disk_hash, current.agent_hash
+                current.base_hash,
+                current.disk_hash,
+                current.agent_hash,
             ):
                 return current, False
             now = timestamp()
@@ -365,8 +378,21 @@ class ConflictIndex(SqliteTable):
                 "disk_hash, agent, agent_hash, reason, detected_run, detected_at, updated_at, "
                 "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')",
                 [
-                    new_id, source, path, owner, label, base, hashes[0], disk, hashes[1], agent,
-                    hashes[2], reason, run_id, now, now,
+                    new_id,
+                    source,
+                    path,
+                    owner,
+                    label,
+                    base,
+                    hashes[0],
+                    disk,
+                    hashes[1],
+                    agent,
+                    hashes[2],
+                    reason,
+                    run_id,
+                    now,
+                    now,
                 ],
             )
             self._stage(new_id)

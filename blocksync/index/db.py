@@ -48,9 +48,16 @@ __all__ = [
     "BUSY_TIMEOUT",
     "Connection",
     "DatabaseError",
-    "OperationalError",
     "IndexDb",
-    "timestamp", "Migrations", "check_columns", "attach", "create_table", "open_db", "preparer"]
+    "Migrations",
+    "OperationalError",
+    "attach",
+    "check_columns",
+    "create_table",
+    "open_db",
+    "preparer",
+    "timestamp",
+]
 
 BUSY_TIMEOUT = 60.0
 #: what the index hands the modules that mirror its tables elsewhere (store.records): its
@@ -207,6 +214,5 @@ def check_columns(db: sqlite_utils.Database, table: str, columns: Iterable[str])
         path = db.execute("PRAGMA database_list").fetchone()[2]
         raise IndexCorrupt(
             path,
-            f"has a {table} table of another shape (columns "
-            f"{sorted(found ^ set(columns))} differ)",
+            f"has a {table} table of another shape (columns {sorted(found ^ set(columns))} differ)",
         )

@@ -61,17 +61,23 @@ from .sqlitetable import Recorder, RecordKind, Staged, follow, recorded
 Resolver = Callable[[BlockRef], "tuple[BlockRef, int] | None"]
 
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS notifications ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, text TEXT NOT NULL,"
-    " blocks TEXT NOT NULL, created_at TEXT NOT NULL, acked INTEGER NOT NULL DEFAULT 0)",
-    "CREATE TABLE IF NOT EXISTS streams ("
-    " key TEXT PRIMARY KEY, state TEXT NOT NULL DEFAULT 'stopped', owner TEXT,"
-    " cursor TEXT, delivered INTEGER NOT NULL DEFAULT 0, pulls INTEGER NOT NULL DEFAULT 0,"
-    " updated_at TEXT NOT NULL, last_error TEXT)",
-    "CREATE TABLE IF NOT EXISTS stream_cursors ("
-    " stream TEXT NOT NULL, seq INTEGER NOT NULL, cursor TEXT NOT NULL,"
-    " notifications INTEGER NOT NULL, pulled_at TEXT NOT NULL,"
-    " PRIMARY KEY (stream, seq), UNIQUE (stream, cursor))",
+    (
+        "CREATE TABLE IF NOT EXISTS notifications ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, text TEXT NOT NULL,"
+        " blocks TEXT NOT NULL, created_at TEXT NOT NULL, acked INTEGER NOT NULL DEFAULT 0)"
+    ),
+    (
+        "CREATE TABLE IF NOT EXISTS streams ("
+        " key TEXT PRIMARY KEY, state TEXT NOT NULL DEFAULT 'stopped', owner TEXT,"
+        " cursor TEXT, delivered INTEGER NOT NULL DEFAULT 0, pulls INTEGER NOT NULL DEFAULT 0,"
+        " updated_at TEXT NOT NULL, last_error TEXT)"
+    ),
+    (
+        "CREATE TABLE IF NOT EXISTS stream_cursors ("
+        " stream TEXT NOT NULL, seq INTEGER NOT NULL, cursor TEXT NOT NULL,"
+        " notifications INTEGER NOT NULL, pulled_at TEXT NOT NULL,"
+        " PRIMARY KEY (stream, seq), UNIQUE (stream, cursor))"
+    ),
 )
 #: columns added to ``notifications`` after its first version (stores made before get them)
 _ADDED = {
@@ -108,19 +114,30 @@ _prepare = preparer(MIGRATIONS)
 #: how rows are kept in git: ``notifications/<id >> 16>/<id >> 8 & 255>/<id>.json`` (one pull's
 #: notifications share a folder or two)
 NOTIFICATION_RECORDS = RecordKind(
-    folder="notifications", noun="notification", table="notifications",
-    columns=tuple(_COLUMNS.split(", ")), key=("id",), prepare=_prepare, numbered=True,
+    folder="notifications",
+    noun="notification",
+    table="notifications",
+    columns=tuple(_COLUMNS.split(", ")),
+    key=("id",),
+    prepare=_prepare,
+    numbered=True,
 )
 #: ``streams/<h[:2]>/<h[2:4]>/<key>.json``
 STREAM_RECORDS = RecordKind(
-    folder="streams", noun="stream", table="streams",
+    folder="streams",
+    noun="stream",
+    table="streams",
     columns=("key", "state", "owner", "cursor", "delivered", "pulls", "updated_at", "last_error"),
-    key=("key",), prepare=_prepare,
+    key=("key",),
+    prepare=_prepare,
 )
 #: ``stream-cursors/<h[:2]>/<h[2:4]>/<stream>+<seq>.json``
 CURSOR_RECORDS = RecordKind(
-    folder="stream-cursors", noun="stream cursor", table="stream_cursors",
-    columns=("stream", "seq", "cursor", "notifications", "pulled_at"), key=("stream", "seq"),
+    folder="stream-cursors",
+    noun="stream cursor",
+    table="stream_cursors",
+    columns=("stream", "seq", "cursor", "notifications", "pulled_at"),
+    key=("stream", "seq"),
     prepare=_prepare,
 )
 
@@ -151,8 +168,10 @@ class StoredNotification:
             "id": self.id,
             "source": self.source,
             "text": self.text,
-            "blocks": [ref(b, v) for b, v in zip(self.blocks, self.block_versions or
-                                                    (None,) * len(self.blocks))],
+            "blocks": [
+                ref(b, v)
+                for b, v in zip(self.blocks, self.block_versions or (None,) * len(self.blocks))
+            ],
             "missing_blocks": [ref(b) for b in self.missing_blocks],
             "origin": self.origin,
             "call": self.call,
@@ -193,7 +212,10 @@ def _is_number(text: str | None) -> bool:
 
 class NotificationLog:
     def __init__(
-        self, where: Path | IndexDb, resolve: Resolver | None = None, *,
+        self,
+        where: Path | IndexDb,
+        resolve: Resolver | None = None,
+        *,
         records: Recorder | None = None,
     ) -> None:
         """``where``: the workspace's open ``index.db`` (a path: a handle of the log's own).
@@ -257,8 +279,15 @@ class NotificationLog:
         return json.dumps(rows, ensure_ascii=False), json.dumps(missing)
 
     def _insert(
-        self, staged: Staged, source: str, n: Notification, origin: str, call: str,
-        cursor: str | None, at: str, resolved: tuple[str, str] | None = None,
+        self,
+        staged: Staged,
+        source: str,
+        n: Notification,
+        origin: str,
+        call: str,
+        cursor: str | None,
+        at: str,
+        resolved: tuple[str, str] | None = None,
     ) -> int:
         blocks, missing = self._resolved(n.blocks) if resolved is None else resolved
         cur = self._conn.execute(
@@ -282,8 +311,16 @@ class NotificationLog:
         notification = Notification(text, tuple(blocks))
         resolved = self._resolved(notification.blocks)
         with self._write("cannot store a notification", f"notification from {source}") as staged:
-            return self._insert(staged, source, notification, "emit",
-                                self._calls.get(source, ""), None, timestamp(), resolved)
+            return self._insert(
+                staged,
+                source,
+                notification,
+                "emit",
+                self._calls.get(source, ""),
+                None,
+                timestamp(),
+                resolved,
+            )
 
     @contextmanager
     def during(self, source: str, call: str) -> Iterator[None]:
@@ -333,8 +370,10 @@ class NotificationLog:
         emitted = [self._resolved(n.blocks, memo) for n in capture.emitted]
         returned = [self._resolved(n.blocks, memo) for n in pulled]
         at = timestamp()
-        message = (f"pull {stream}: {len(pulled)} notifications, {len(emitted)} emitted, "
-                   f"cursor {cursor if cursor is not None else expected}")
+        message = (
+            f"pull {stream}: {len(pulled)} notifications, {len(emitted)} emitted, "
+            f"cursor {cursor if cursor is not None else expected}"
+        )
         with self._write("cannot store a pull", message) as staged:
             row = self.stream(stream)
             if row.cursor != expected:
@@ -345,10 +384,14 @@ class NotificationLog:
                 )
             if cursor is not None and cursor != expected or cursor == expected and pulled:
                 self._check_forward(stream, version, capture.call, row, cursor)
-            ids = [self._insert(staged, stream, n, "emit", capture.call, None, at, r)
-                   for n, r in zip(capture.emitted, emitted)]
-            ids += [self._insert(staged, stream, n, "pull", capture.call, cursor, at, r)
-                    for n, r in zip(pulled, returned)]
+            ids = [
+                self._insert(staged, stream, n, "emit", capture.call, None, at, r)
+                for n, r in zip(capture.emitted, emitted)
+            ]
+            ids += [
+                self._insert(staged, stream, n, "pull", capture.call, cursor, at, r)
+                for n, r in zip(pulled, returned)
+            ]
             self._upsert_stream(row)
             if cursor is not None and cursor != expected:
                 seq = self._conn.execute(
@@ -373,9 +416,13 @@ class NotificationLog:
         self, stream: str, version: str, call: str, row: StreamRow, cursor: str | None
     ) -> None:
         def refuse(detail: str) -> PullRefused:
-            return PullRefused(stream, version, call, "cursor-backwards",
-                               detail + ": nothing of this pull was stored, the cursor stays "
-                               f"{row.cursor!r}")
+            return PullRefused(
+                stream,
+                version,
+                call,
+                "cursor-backwards",
+                detail + f": nothing of this pull was stored, the cursor stays {row.cursor!r}",
+            )
 
         if cursor is None or cursor == row.cursor:
             raise refuse(f"returned notifications without moving its cursor from {row.cursor!r}")
@@ -393,7 +440,8 @@ class NotificationLog:
         """The stored state of stream ``key`` (a stopped stream with no cursor if none)."""
         found = self._rows(
             "SELECT key, state, owner, cursor, delivered, pulls, updated_at, last_error"
-            " FROM streams WHERE key = ?", [key],
+            " FROM streams WHERE key = ?",
+            [key],
         )
         return StreamRow(key) if not found else StreamRow(*found[0])
 
@@ -417,15 +465,14 @@ class NotificationLog:
         with self._write("cannot store a stream's error", f"stream {key}: pull failed") as staged:
             self._upsert_stream(StreamRow(key))
             self._conn.execute(
-                "UPDATE streams SET last_error = ?, updated_at = ? WHERE key = ?", [error, timestamp(), key]
+                "UPDATE streams SET last_error = ?, updated_at = ? WHERE key = ?",
+                [error, timestamp(), key],
             )
             staged.add(STREAM_RECORDS, key)
 
     def cursors(self, key: str) -> list[str]:
         """Every cursor stream ``key``'s pulls advanced to, oldest first."""
-        rows = self._rows(
-            "SELECT cursor FROM stream_cursors WHERE stream = ? ORDER BY seq", [key]
-        )
+        rows = self._rows("SELECT cursor FROM stream_cursors WHERE stream = ? ORDER BY seq", [key])
         return [r[0] for r in rows]
 
     # -- reading and acknowledging ---------------------------------------------------------
@@ -448,15 +495,20 @@ class NotificationLog:
     def ack(self, ids: Iterable[int]) -> builtins.list[StoredNotification]:
         """Acknowledge the notifications ``ids`` (again: no change); NotificationNotFound, and
         nothing acknowledged, if any id is unknown. Returns them."""
-        wanted = sorted(set(int(i) for i in ids))
+        wanted = sorted({int(i) for i in ids})
         if not wanted:
             return []
         marks = ",".join("?" * len(wanted))
         message = f"notifications acknowledged: {', '.join(map(str, wanted[:10]))}" + (
-            f" and {len(wanted) - 10} more" if len(wanted) > 10 else "")
+            f" and {len(wanted) - 10} more" if len(wanted) > 10 else ""
+        )
         with self._write("cannot acknowledge notifications", message) as staged:
-            fresh = {r[0]: r[1] for r in self._conn.execute(
-                f"SELECT id, acked FROM notifications WHERE id IN ({marks})", wanted)}
+            fresh = {
+                r[0]: r[1]
+                for r in self._conn.execute(
+                    f"SELECT id, acked FROM notifications WHERE id IN ({marks})", wanted
+                )
+            }
             unknown = [i for i in wanted if i not in fresh]
             if unknown:
                 raise NotificationNotFound(unknown)
@@ -476,7 +528,16 @@ def _stored(r: Sequence[Any]) -> StoredNotification:
     blocks = tuple(BlockRef(b[0], b[1], b[2]) for b in refs)
     versions = tuple(b[3] if len(b) > 3 else None for b in refs)
     return StoredNotification(
-        id=r[0], source=r[1], text=r[2], blocks=blocks, created_at=r[4], acked=bool(r[5]),
+        id=r[0],
+        source=r[1],
+        text=r[2],
+        blocks=blocks,
+        created_at=r[4],
+        acked=bool(r[5]),
         missing_blocks=tuple(b for i, b in enumerate(blocks) if i in missing),
-        block_versions=versions, origin=r[7], call=r[8], cursor=r[9], acked_at=r[10],
+        block_versions=versions,
+        origin=r[7],
+        call=r[8],
+        cursor=r[9],
+        acked_at=r[10],
     )

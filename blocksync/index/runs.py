@@ -57,7 +57,6 @@ from .sqlitetable import RecordKind, SqliteTable
 Status = Literal["running", "finished", "interrupted"]
 
 
-
 @dataclass(frozen=True)
 class Summary:
     """The counts a finished run is summed up by (over every source it ran)."""
@@ -157,7 +156,12 @@ def _allow_exit_code_when_interrupted(db: sqlite_utils.Database) -> None:
 
 #: how rows are kept in git: ``runs/<h[:2]>/<h[2:4]>/<run id>.json``
 RECORDS = RecordKind(
-    folder="runs", noun="run", table="runs", columns=_FIELDS, key=("id",), prepare=preparer(MIGRATIONS),
+    folder="runs",
+    noun="run",
+    table="runs",
+    columns=_FIELDS,
+    key=("id",),
+    prepare=preparer(MIGRATIONS),
 )
 
 
@@ -230,20 +234,32 @@ class RunLog(SqliteTable):
             return self._fetch(run_id)
 
     def finish(
-        self, run_id: str, *, exit_code: int, summary: Summary, report: Mapping[str, Any],
+        self,
+        run_id: str,
+        *,
+        exit_code: int,
+        summary: Summary,
+        report: Mapping[str, Any],
         finished_at: str | None = None,
     ) -> Run:
         """Complete the row of ``run_id`` with its outcome (``finished_at`` default: now)."""
         return self._end(run_id, "finished", exit_code, summary, report, finished_at)
 
     def _end(
-        self, run_id: str, status: Status, exit_code: int, summary: Summary,
-        report: Mapping[str, Any], finished_at: str | None,
+        self,
+        run_id: str,
+        status: Status,
+        exit_code: int,
+        summary: Summary,
+        report: Mapping[str, Any],
+        finished_at: str | None,
     ) -> Run:
         doc = json.dumps(report, ensure_ascii=False, sort_keys=True)
         counts = [getattr(summary, name) for name in _SUMMARY]
         assignments = ", ".join(f"{name} = ?" for name in _SUMMARY)
-        with self._write("cannot record a run", f"run {run_id} {status}: exit {exit_code}") as staged:
+        with self._write(
+            "cannot record a run", f"run {run_id} {status}: exit {exit_code}"
+        ) as staged:
             self._fetch(run_id)
             staged.add(RECORDS, run_id)
             self._conn.execute(

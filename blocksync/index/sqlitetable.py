@@ -147,7 +147,8 @@ class SqliteTable:
             text = str(exc).lower()
             if "locked" in text or "busy" in text:
                 raise ConcurrentUpdate(
-                    f"{self.path} ({self.TABLE})", 1,
+                    f"{self.path} ({self.TABLE})",
+                    1,
                     f"another writer held it over {index_db.BUSY_TIMEOUT:g} s",
                 ) from exc
             raise IndexCorrupt(str(self.path), f"{doing} ({exc})") from exc

@@ -75,7 +75,9 @@ MIGRATIONS = Migrations("versions")
 def _create_tables(db: sqlite_utils.Database) -> None:
     """``index_meta``, ``commits`` and ``versions`` (a store made before migrations has them)."""
     db.table("index_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
-    db.table("commits").create({"sha": str, "seq": int, "parent": str}, pk="sha", if_not_exists=True)
+    db.table("commits").create(
+        {"sha": str, "seq": int, "parent": str}, pk="sha", if_not_exists=True
+    )
     db.table("versions").create(
         {
             "owner": str,
@@ -200,7 +202,10 @@ class VersionIndex:
             raise IndexCorrupt(self.path, f"cannot be updated ({exc})") from exc
 
     def _catch_up_locked(
-        self, head: str | None, read_commit: CommitReader, current_main: Callable[[], str | None] | None
+        self,
+        head: str | None,
+        read_commit: CommitReader,
+        current_main: Callable[[], str | None] | None,
     ) -> None:
         indexed = self.indexed_head()  # re-read: another process may have moved it meanwhile
         if head == indexed:
@@ -299,7 +304,7 @@ class VersionIndex:
     def by_commit_prefix(self, owner: str, label: str, prefix: str) -> list[VersionRow]:
         rows = self._rows(
             f"SELECT {_COLUMNS} FROM versions WHERE owner = ? AND label = ? "
-            "AND substr(\"commit\", 1, ?) = ? ORDER BY version",
+            'AND substr("commit", 1, ?) = ? ORDER BY version',
             [owner, label, len(prefix), prefix],
         )
         return [_row(r) for r in rows]

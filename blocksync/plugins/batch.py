@@ -116,6 +116,7 @@ class BlockBatch:
         """The staged blocks as one commit; the new version of every block written."""
         return dict(self.blocks.commit().versions)
 
+
 class SyncBatch(BlockBatch):
     """The staged block and base writes of one reconcile call, and the conflicts the plugin
     reported during it."""
@@ -141,7 +142,6 @@ class SyncBatch(BlockBatch):
         #: after :meth:`commit`: paths whose blocks moved during the call (nothing of them kept)
         self.moved: set[str] = set()
 
-
     # -- bases ----------------------------------------------------------------------------
 
     def bindings(self, committed: list[Binding]) -> list[Binding]:
@@ -162,7 +162,8 @@ class SyncBatch(BlockBatch):
         stale = self.blocks.stale
         if stale:
             self.moved = {
-                path for path, binding, _ in self.bases.written()
+                path
+                for path, binding, _ in self.bases.written()
                 if binding is not None and (binding.owner, binding.label) in stale
             } | {path for path, e in (self.bound or {}).items() if (e.owner, e.label) in stale}
             self.bases.drop(self.moved)

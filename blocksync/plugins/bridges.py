@@ -28,7 +28,9 @@ def block_ref(record: dict[str, Any]) -> BlockRef:
 
 
 def block_ref_arg(ref: BlockRef) -> SimpleNamespace:
-    return SimpleNamespace(**{"block-id": ref.block_id, "label": ref.label, "agent-id": ref.agent_id})
+    return SimpleNamespace(
+        **{"block-id": ref.block_id, "label": ref.label, "agent-id": ref.agent_id}
+    )
 
 
 def _schema(record: dict[str, Any]) -> BlockSchemaSpec:

@@ -121,7 +121,7 @@ def _parse_needs(table: Mapping[str, Any], where: str) -> Needs:
         raise ConfigError(f"{where}.dir must be true or false, not {wants_dir!r}")
     dir_mode = table.get("dir_mode", "read-only")
     if dir_mode not in ("read-only", "read-write"):
-        raise ConfigError(f"{where}.dir_mode must be \"read-only\" or \"read-write\", not {dir_mode!r}")
+        raise ConfigError(f'{where}.dir_mode must be "read-only" or "read-write", not {dir_mode!r}')
     hosts = table.get("hosts", [])
     if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
         raise ConfigError(f"{where}.hosts must be a list of host or host:port strings")
@@ -181,7 +181,7 @@ def shortfalls(needs: Needs, spec: PluginSpec) -> list[str]:
     if needs.dir_mode == "read-write" and spec.dir_mode != "read-write":
         out.append(
             "it needs its folder read-write (needs.dir_mode), but the config grants "
-            f"{'no folder' if spec.dir is None else 'it read-only'} (dir_mode = \"{spec.dir_mode}\")"
+            f'{"no folder" if spec.dir is None else "it read-only"} (dir_mode = "{spec.dir_mode}")'
         )
     for host in needs.hosts:
         if not host_covered(host, spec.allowed_hosts):

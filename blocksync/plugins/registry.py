@@ -35,7 +35,11 @@ from .trust import trust_state
 log = logging.getLogger("blocksync.plugins")
 
 #: source_kind values that allow each interface to be used
-_KINDS = {"data-block": ("block", "both"), "data-stream": ("stream", "both"), "tool": ("block", "stream", "both")}
+_KINDS = {
+    "data-block": ("block", "both"),
+    "data-stream": ("stream", "both"),
+    "tool": ("block", "stream", "both"),
+}
 
 
 def parse_specs(tables: Mapping[str, Any], store_root: Path) -> dict[str, PluginSpec]:
@@ -57,7 +61,7 @@ def parse_specs(tables: Mapping[str, Any], store_root: Path) -> dict[str, Plugin
                 continue  # a native source, not a plugin (blocksync.sync.folder.source)
             if table.get("type") != "wasm":
                 what = f"type {table['type']!r} is not supported" if "type" in table else "no type"
-                raise ConfigError(f"{where}: {what}; use \"file\" or \"wasm\"")
+                raise ConfigError(f'{where}: {what}; use "file" or "wasm"')
             if key in specs:
                 raise ConfigError(
                     f"data source {key!r} is configured for agents {specs[key].agent!r} and "
@@ -180,7 +184,9 @@ class PluginSet:
         if missing:
             sha, _, _ = _file_facts(spec.path)
             raise PluginRefused(
-                spec.key, "unknown" if sha is None else f"sha256:{sha[:12]}", "load",
+                spec.key,
+                "unknown" if sha is None else f"sha256:{sha[:12]}",
+                "load",
                 f"its manifest {found} asks for more than "
                 f"[agents.{spec.agent}.data_sources.{spec.key}] grants: " + "; ".join(missing),
             )
@@ -196,9 +202,9 @@ class PluginSet:
         git = self._git
 
         def make(host: HostContext, exports: tuple[str, ...]) -> PluginBases:
-            made.append(PluginBases(
-                host, git, enabled="data-block" in exports, index_db=blocks.index_db
-            ))
+            made.append(
+                PluginBases(host, git, enabled="data-block" in exports, index_db=blocks.index_db)
+            )
             return made[-1]
 
         return make
@@ -212,7 +218,7 @@ class PluginSet:
                 if key in self.discovered():
                     raise NotFound(
                         f"plugin {key!r} was discovered in {self.plugins_folder} but no "
-                        "[agents.<agent>.data_sources.<key>] table with type = \"wasm\" names "
+                        '[agents.<agent>.data_sources.<key>] table with type = "wasm" names '
                         f"its path, so it is attached to no agent (configured: {known})"
                     )
                 raise NotFound(f"no plugin named {key!r} (known: {known})")
@@ -220,8 +226,12 @@ class PluginSet:
             try:
                 self.check_manifest(spec)
                 plugin = load(
-                    spec, self._services, self._cache, self._bases_factory(made),
-                    vet=partial(self.check_manifest, spec), hot_reload=self.hot_reload,
+                    spec,
+                    self._services,
+                    self._cache,
+                    self._bases_factory(made),
+                    vet=partial(self.check_manifest, spec),
+                    hot_reload=self.hot_reload,
                 )
             except BaseException as exc:
                 for bases in made:
@@ -240,12 +250,16 @@ class PluginSet:
         plugin = self.get(key)
         if interface not in plugin.interfaces:
             raise PluginRefused(
-                plugin.name, plugin.version, "", f"does not export {interface} "
-                f"(it exports {', '.join(plugin.interfaces)})"
+                plugin.name,
+                plugin.version,
+                "",
+                f"does not export {interface} (it exports {', '.join(plugin.interfaces)})",
             )
         if plugin.spec.source_kind not in _KINDS[interface]:
             raise PluginRefused(
-                plugin.name, plugin.version, "",
+                plugin.name,
+                plugin.version,
+                "",
                 f"is configured with source_kind = {plugin.spec.source_kind!r}, not as a {interface}",
             )
         return plugin
@@ -370,8 +384,18 @@ class PluginSet:
             return self._entry(key, spec, disc, configured)
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not break the list
             return PluginEntry(
-                key, spec.name or key, spec.path, configured, disc is not None,
-                spec.agent if configured else None, None, (), None, None, None, "unknown",
+                key,
+                spec.name or key,
+                spec.path,
+                configured,
+                disc is not None,
+                spec.agent if configured else None,
+                None,
+                (),
+                None,
+                None,
+                None,
+                "unknown",
                 key in self._loaded if configured else False,
                 f"cannot describe it: {type(exc).__name__}: {exc}",
                 None if disc is None else disc.manifest_path,
@@ -421,11 +445,15 @@ class PluginSet:
         except Exception as exc:  # noqa: BLE001 - a broken trust module: named in the entry
             trust = "unknown"
             errors.append(f"trust: {exc}")
-        version = manifest.version if manifest is not None and manifest.version else (
-            None if sha is None else f"sha256:{sha[:12]}"
+        version = (
+            manifest.version
+            if manifest is not None and manifest.version
+            else (None if sha is None else f"sha256:{sha[:12]}")
         )
-        name = spec.name if configured and spec.name else (
-            manifest.name if manifest is not None and manifest.name else key
+        name = (
+            spec.name
+            if configured and spec.name
+            else (manifest.name if manifest is not None and manifest.name else key)
         )
         return PluginEntry(
             key=key,
@@ -442,6 +470,7 @@ class PluginSet:
             trust=trust,
             loaded=plugin is not None,
             last_error="; ".join(dict.fromkeys(errors)) or None,
-            manifest=None if disc is None or manifest is None and disc.manifest_error is None
+            manifest=None
+            if disc is None or manifest is None and disc.manifest_error is None
             else disc.manifest_path,
         )

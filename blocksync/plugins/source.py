@@ -157,7 +157,9 @@ class PluginSource:
             if problem is None and path in outcome.reasons:
                 problem = "was answered twice"
             if problem is not None:
-                outcome.skipped.append(Skipped(path, f"the plugin answered for a path that {problem}"))
+                outcome.skipped.append(
+                    Skipped(path, f"the plugin answered for a path that {problem}")
+                )
                 continue
             if isinstance(result, NeedsResolution):
                 sides, reason = self._conflict(result, batch, bound)
@@ -200,9 +202,7 @@ class PluginSource:
             agent = None
         return Sides(owner, label, None if found is None else found[1], disk, agent), reason
 
-    def _gone(
-        self, outcome: ReconcileOutcome, bound: dict[str, BaseEntry]
-    ) -> dict[str, list[str]]:
+    def _gone(self, outcome: ReconcileOutcome, bound: dict[str, BaseEntry]) -> dict[str, list[str]]:
         """Bound paths the call found missing, by side: from the source (``disk``), or whose
         blocks are gone (``agent``)."""
         gone: dict[str, list[str]] = {"disk": [], "agent": []}
@@ -231,7 +231,8 @@ class PluginSource:
         (result,) = outcome.results
         if not isinstance(result, NoChange):
             raise SourceChanged(
-                self.key, path,
+                self.key,
+                path,
                 f"the plugin would now reconcile it ({_describe(result)}): run reconcile first",
             )
         found = self.bases.bases.get(path)
@@ -292,7 +293,8 @@ class PluginSource:
         want = Action.TO_DISK.value if disk is not None else Action.DELETE_DISK.value
         if not isinstance(result, Resolved) or result.path != path or result.resolution != want:
             raise SourceChanged(
-                self.key, path,
+                self.key,
+                path,
                 f"the plugin would not write its source ({want} expected, it answered "
                 f"{_describe(result)}): its permission or the source changed",
             )

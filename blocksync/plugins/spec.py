@@ -136,7 +136,9 @@ def parse_limits(table: Any, where: str) -> dict[str, Any]:
             number = False
         if not number or not 0 < value <= top:  # also false for nan
             what = "number of seconds" if kind is float else "whole number"
-            raise ConfigError(f"{where}.{key} must be a positive {what} up to {top:,}, not {value!r}")
+            raise ConfigError(
+                f"{where}.{key} must be a positive {what} up to {top:,}, not {value!r}"
+            )
         out[key] = kind(value)
     return out
 
@@ -147,7 +149,7 @@ def parse_rules(value: Any, where: str) -> tuple[PermissionRule, ...]:
     rules = []
     for i, item in enumerate(value):
         if not isinstance(item, dict) or set(item) != {"pattern", "permission"}:
-            raise ConfigError(f"{where}[{i}] must be {{ pattern = \"…\", permission = \"…\" }}")
+            raise ConfigError(f'{where}[{i}] must be {{ pattern = "…", permission = "…" }}')
         if not isinstance(item["pattern"], str):
             raise ConfigError(f"{where}[{i}].pattern must be a glob pattern (a string)")
         try:
@@ -162,11 +164,11 @@ def parse_rules(value: Any, where: str) -> tuple[PermissionRule, ...]:
 def parse_keys(value: Any, where: str) -> tuple[str, ...]:
     """A list of Ed25519 public keys (``ed25519:<base64>``), normalised, without repeats."""
     if not isinstance(value, list):
-        raise ConfigError(f"{where} must be a list of \"ed25519:<base64>\" public keys")
+        raise ConfigError(f'{where} must be a list of "ed25519:<base64>" public keys')
     keys: list[str] = []
     for i, item in enumerate(value):
         if not isinstance(item, str):
-            raise ConfigError(f"{where}[{i}] must be a \"ed25519:<base64>\" string, not {item!r}")
+            raise ConfigError(f'{where}[{i}] must be a "ed25519:<base64>" string, not {item!r}')
         try:
             key = parse_public_key(item)
         except ValueError as exc:
@@ -216,8 +218,19 @@ def _plugin_trust(table: Mapping[str, Any], where: str, default: TrustPolicy) ->
 
 
 _WASM_KEYS = {
-    "type", "name", "path", "source_kind", "config", "limits", "allowed_hosts", "dir", "dir_mode",
-    "sha256", "permission_rules", "require_signature", "trusted_keys",
+    "type",
+    "name",
+    "path",
+    "source_kind",
+    "config",
+    "limits",
+    "allowed_hosts",
+    "dir",
+    "dir_mode",
+    "sha256",
+    "permission_rules",
+    "require_signature",
+    "trusted_keys",
 }
 
 
@@ -242,10 +255,10 @@ def parse_wasm_source(
             raise ConfigError(f"{where}.{text} must be a string, not {table[text]!r}")
     kind = table.get("source_kind", "block")
     if kind not in ("block", "stream", "both"):
-        raise ConfigError(f"{where}.source_kind must be \"block\", \"stream\" or \"both\"")
+        raise ConfigError(f'{where}.source_kind must be "block", "stream" or "both"')
     dir_mode = table.get("dir_mode", "read-only")
     if dir_mode not in ("read-only", "read-write"):
-        raise ConfigError(f"{where}.dir_mode must be \"read-only\" or \"read-write\"")
+        raise ConfigError(f'{where}.dir_mode must be "read-only" or "read-write"')
     config = table.get("config", {})
     if not isinstance(config, dict):
         raise ConfigError(f"{where}.config must be a table")

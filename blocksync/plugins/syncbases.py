@@ -38,11 +38,13 @@ __all__ = ["PluginBases", "binding_record"]
 
 def binding_record(binding: Binding) -> WitRecord:
     """A WIT ``sync.binding`` record (``block`` a ``types.block-ref``)."""
-    block = record(**{
-        "block-id": BlockStore.git_path(binding.owner, binding.label),
-        "label": binding.label,
-        "agent-id": binding.owner,
-    })
+    block = record(
+        **{
+            "block-id": BlockStore.git_path(binding.owner, binding.label),
+            "label": binding.label,
+            "agent-id": binding.owner,
+        }
+    )
     return record(path=binding.path, block=block)
 
 
@@ -123,8 +125,10 @@ class PluginBases:
         index = self.index()
         batch = self.batch
         # the reconcile driving this call read the index already; else read it now
-        entries = dict(batch.bound) if batch is not None and batch.bound is not None else (
-            index.entries(self.bases)
+        entries = (
+            dict(batch.bound)
+            if batch is not None and batch.bound is not None
+            else (index.entries(self.bases))
         )
         if batch is not None:  # this call's own base writes come first
             for path, _, _ in batch.bases.written():
@@ -132,8 +136,7 @@ class PluginBases:
         wanted = entries.keys() if not paths else [p for p in dict.fromkeys(paths) if p in entries]
         blocks.catch_up_index()
         latest = {
-            owner: index.latest_contents(owner)
-            for owner in {entries[p].owner for p in wanted}
+            owner: index.latest_contents(owner) for owner in {entries[p].owner for p in wanted}
         }
         states = {}
         for path in wanted:

@@ -124,9 +124,9 @@ def parse_public_key(text: str) -> str:
             raise ValueError("it is a private key, not a public key (give its .pub)")
         raise ValueError(f"a public key is written {KEY_PREFIX}<base64 of 32 bytes>")
     try:
-        raw = base64.b64decode(text[len(KEY_PREFIX):], validate=True)
+        raw = base64.b64decode(text[len(KEY_PREFIX) :], validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError(f"{text[len(KEY_PREFIX):]!r} is not base64") from None
+        raise ValueError(f"{text[len(KEY_PREFIX) :]!r} is not base64") from None
     if len(raw) != 32:
         raise ValueError(f"an Ed25519 public key has 32 bytes, this one {len(raw)}")
     return format_public_key(Ed25519PublicKey.from_public_bytes(raw))
@@ -138,7 +138,7 @@ def short_key(key: str) -> str:
 
 
 def _public(key: str) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(base64.b64decode(key[len(KEY_PREFIX):]))
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(key[len(KEY_PREFIX) :]))
 
 
 def public_key_path(private_path: Path) -> Path:
@@ -192,7 +192,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         raise UsageError(encrypted) from exc
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise UsageError(
-            f"{path} is not a private key (expected PEM \"BEGIN PRIVATE KEY\", as "
+            f'{path} is not a private key (expected PEM "BEGIN PRIVATE KEY", as '
             "`blocksync plugin keygen` writes)"
         ) from exc
     if not isinstance(key, Ed25519PrivateKey):
@@ -343,7 +343,10 @@ def verify_data(path: Path, sha256: str, size: int, trusted: Sequence[str] | Non
     sig_path = signature_path(path)
 
     def verdict(
-        state: State, detail: str, key: str | None = None, signed_sha256: str | None = None,
+        state: State,
+        detail: str,
+        key: str | None = None,
+        signed_sha256: str | None = None,
         trusted: bool | None = None,
     ) -> Verdict:
         return Verdict(state, key, detail, path, sha256, signed_sha256, trusted)
@@ -363,7 +366,8 @@ def verify_data(path: Path, sha256: str, size: int, trusted: Sequence[str] | Non
         return verdict(
             "bad-signature",
             f"the signature in {sig_path} does not verify: the .sig was altered after signing",
-            key=sig.key, signed_sha256=sig.sha256,
+            key=sig.key,
+            signed_sha256=sig.sha256,
         )
     if (sig.sha256, sig.size) != (sha256, size):
         if sig.file == path.name:
@@ -371,29 +375,38 @@ def verify_data(path: Path, sha256: str, size: int, trusted: Sequence[str] | Non
                 "bad-signature",
                 f"{path} was changed after it was signed (tampered): it has sha256 {sha256}, "
                 f"the signature in {sig_path.name} is for sha256 {sig.sha256}",
-                key=sig.key, signed_sha256=sig.sha256,
+                key=sig.key,
+                signed_sha256=sig.sha256,
             )
         return verdict(
             "other-file",
             f"{sig_path} is the signature of another file ({sig.file!r}, sha256 {sig.sha256}), "
             f"not of {path} (sha256 {sha256})",
-            key=sig.key, signed_sha256=sig.sha256,
+            key=sig.key,
+            signed_sha256=sig.sha256,
         )
     if trusted is None:
         return verdict(
-            "signed", f"{path} is signed by {sig.key} (not in any trusted list)",
-            key=sig.key, signed_sha256=sig.sha256,
+            "signed",
+            f"{path} is signed by {sig.key} (not in any trusted list)",
+            key=sig.key,
+            signed_sha256=sig.sha256,
         )
     if sig.key not in trusted:
         known = ", ".join(short_key(k) for k in trusted) or "none"
         return verdict(
             "untrusted-key",
             f"{path} is signed by {sig.key}, which is not a trusted key (trusted: {known})",
-            key=sig.key, signed_sha256=sig.sha256, trusted=False,
+            key=sig.key,
+            signed_sha256=sig.sha256,
+            trusted=False,
         )
     return verdict(
-        "signed", f"{path} is signed by {sig.key} (trusted)",
-        key=sig.key, signed_sha256=sig.sha256, trusted=True,
+        "signed",
+        f"{path} is signed by {sig.key} (trusted)",
+        key=sig.key,
+        signed_sha256=sig.sha256,
+        trusted=True,
     )
 
 

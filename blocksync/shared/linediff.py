@@ -199,8 +199,12 @@ def _clean_mmatch(dis: bytearray, i: int, s: int, e: int) -> bool:
 
 
 def _recs_cmp(
-    ha1: list[int], index1: list[int], rchg1: bytearray,
-    ha2: list[int], index2: list[int], rchg2: bytearray,
+    ha1: list[int],
+    index1: list[int],
+    rchg1: bytearray,
+    ha2: list[int],
+    index2: list[int],
+    rchg2: bytearray,
     budget: Budget,
 ) -> None:
     """xdl_recs_cmp over the kept lines, with a stack instead of recursion."""
@@ -221,8 +225,9 @@ def _recs_cmp(
             lim2 -= 1
         split = None
         if off1 != lim1 and off2 != lim2 and not budget.spent:
-            split = _split(ha1, off1, lim1, ha2, off2, lim2, kvdf, kvdb, koff, need_min, mxcost,
-                           budget)
+            split = _split(
+                ha1, off1, lim1, ha2, off2, lim2, kvdf, kvdb, koff, need_min, mxcost, budget
+            )
         if split is None:  # one side empty, or out of budget: the box is one replace
             for k in range(off1, lim1):
                 rchg1[index1[k]] = 1
@@ -235,8 +240,18 @@ def _recs_cmp(
 
 
 def _split(
-    ha1: list[int], off1: int, lim1: int, ha2: list[int], off2: int, lim2: int,
-    kvdf: list[int], kvdb: list[int], koff: int, need_min: bool, mxcost: int, budget: Budget,
+    ha1: list[int],
+    off1: int,
+    lim1: int,
+    ha2: list[int],
+    off2: int,
+    lim2: int,
+    kvdf: list[int],
+    kvdb: list[int],
+    koff: int,
+    need_min: bool,
+    mxcost: int,
+    budget: Budget,
 ) -> tuple[int, int, bool, bool] | None:
     """xdl_split: where to cut the box (i1, i2, and whether each half must be minimal), found by
     searching forward from the top-left and backward from the bottom-right corner at once; past
@@ -309,8 +324,24 @@ def _split(
         if need_min:
             continue
         if got_snake and ec > _HEUR_MIN_COST:
-            found = _good_snake(ha1, off1, lim1, ha2, off2, lim2, kvdf, kvdb, koff,
-                                fmin, fmax, fmid, bmin, bmax, bmid, ec)
+            found = _good_snake(
+                ha1,
+                off1,
+                lim1,
+                ha2,
+                off2,
+                lim2,
+                kvdf,
+                kvdb,
+                koff,
+                fmin,
+                fmax,
+                fmid,
+                bmin,
+                bmax,
+                bmid,
+                ec,
+            )
             if found is not None:
                 return found
         if ec >= mxcost:
@@ -318,9 +349,22 @@ def _split(
 
 
 def _good_snake(
-    ha1: list[int], off1: int, lim1: int, ha2: list[int], off2: int, lim2: int,
-    kvdf: list[int], kvdb: list[int], koff: int,
-    fmin: int, fmax: int, fmid: int, bmin: int, bmax: int, bmid: int, ec: int,
+    ha1: list[int],
+    off1: int,
+    lim1: int,
+    ha2: list[int],
+    off2: int,
+    lim2: int,
+    kvdf: list[int],
+    kvdb: list[int],
+    koff: int,
+    fmin: int,
+    fmax: int,
+    fmid: int,
+    bmin: int,
+    bmax: int,
+    bmid: int,
+    ec: int,
 ) -> tuple[int, int, bool, bool] | None:
     """xdl_split's heuristic: a path far from its corner that ends in a long snake."""
     best, spl = 0, (0, 0)
@@ -328,9 +372,12 @@ def _good_snake(
         i1 = kvdf[d + koff]
         i2 = i1 - d
         v = (i1 - off1) + (i2 - off2) - abs(d - fmid)
-        if (v > max(best, _K_HEUR * ec) and off1 + _SNAKE_CNT <= i1 < lim1
-                and off2 + _SNAKE_CNT <= i2 < lim2
-                and ha1[i1 - _SNAKE_CNT:i1] == ha2[i2 - _SNAKE_CNT:i2]):
+        if (
+            v > max(best, _K_HEUR * ec)
+            and off1 + _SNAKE_CNT <= i1 < lim1
+            and off2 + _SNAKE_CNT <= i2 < lim2
+            and ha1[i1 - _SNAKE_CNT : i1] == ha2[i2 - _SNAKE_CNT : i2]
+        ):
             best, spl = v, (i1, i2)
     if best > 0:
         return spl[0], spl[1], True, False
@@ -338,9 +385,12 @@ def _good_snake(
         i1 = kvdb[d + koff]
         i2 = i1 - d
         v = (lim1 - i1) + (lim2 - i2) - abs(d - bmid)
-        if (v > max(best, _K_HEUR * ec) and off1 < i1 <= lim1 - _SNAKE_CNT
-                and off2 < i2 <= lim2 - _SNAKE_CNT
-                and ha1[i1:i1 + _SNAKE_CNT] == ha2[i2:i2 + _SNAKE_CNT]):
+        if (
+            v > max(best, _K_HEUR * ec)
+            and off1 < i1 <= lim1 - _SNAKE_CNT
+            and off2 < i2 <= lim2 - _SNAKE_CNT
+            and ha1[i1 : i1 + _SNAKE_CNT] == ha2[i2 : i2 + _SNAKE_CNT]
+        ):
             best, spl = v, (i1, i2)
     if best > 0:
         return spl[0], spl[1], False, True
@@ -348,8 +398,17 @@ def _good_snake(
 
 
 def _furthest(
-    off1: int, lim1: int, off2: int, lim2: int, kvdf: list[int], kvdb: list[int], koff: int,
-    fmin: int, fmax: int, bmin: int, bmax: int,
+    off1: int,
+    lim1: int,
+    off2: int,
+    lim2: int,
+    kvdf: list[int],
+    kvdb: list[int],
+    koff: int,
+    fmin: int,
+    fmax: int,
+    bmin: int,
+    bmax: int,
 ) -> tuple[int, int, bool, bool]:
     """xdl_split past the cost cap: the furthest-reaching forward or backward point."""
     fbest = fbest1 = -1
@@ -377,8 +436,15 @@ def _furthest(
 
 
 def _histogram(
-    ha1: list[int], ha2: list[int], rchg1: bytearray, rchg2: bytearray,
-    line1: int, count1: int, line2: int, count2: int, budget: Budget,
+    ha1: list[int],
+    ha2: list[int],
+    rchg1: bytearray,
+    rchg2: bytearray,
+    line1: int,
+    count1: int,
+    line2: int,
+    count2: int,
+    budget: Budget,
 ) -> None:
     """histogram_diff over ``ha1[line1:line1+count1]`` and the like (0-based here)."""
     regions = [(line1, count1, line2, count2)]
@@ -387,20 +453,21 @@ def _histogram(
         while count1 > 0 or count2 > 0:
             budget.left -= count1 + count2
             if not count1 or not count2 or budget.spent:
-                rchg1[line1:line1 + count1] = b"\x01" * count1
-                rchg2[line2:line2 + count2] = b"\x01" * count2
+                rchg1[line1 : line1 + count1] = b"\x01" * count1
+                rchg2[line2 : line2 + count2] = b"\x01" * count2
                 break
             lcs = _find_lcs(ha1, line1, count1, ha2, line2, count2, budget)
             if lcs is None:  # every common line is too common to anchor on: Myers decides
-                sub1, sub2 = _myers_flags(ha1[line1:line1 + count1], ha2[line2:line2 + count2],
-                                          budget)
-                rchg1[line1:line1 + count1] = sub1[:count1]
-                rchg2[line2:line2 + count2] = sub2[:count2]
+                sub1, sub2 = _myers_flags(
+                    ha1[line1 : line1 + count1], ha2[line2 : line2 + count2], budget
+                )
+                rchg1[line1 : line1 + count1] = sub1[:count1]
+                rchg2[line2 : line2 + count2] = sub2[:count2]
                 break
             begin1, end1, begin2, end2 = lcs
             if begin1 == end1:  # nothing in common
-                rchg1[line1:line1 + count1] = b"\x01" * count1
-                rchg2[line2:line2 + count2] = b"\x01" * count2
+                rchg1[line1 : line1 + count1] = b"\x01" * count1
+                rchg2[line2 : line2 + count2] = b"\x01" * count2
                 break
             regions.append((line1, begin1 - line1, line2, begin2 - line2))
             count1, line1 = line1 + count1 - end1, end1
@@ -408,7 +475,12 @@ def _histogram(
 
 
 def _find_lcs(
-    ha1: list[int], line1: int, count1: int, ha2: list[int], line2: int, count2: int,
+    ha1: list[int],
+    line1: int,
+    count1: int,
+    ha2: list[int],
+    line2: int,
+    count2: int,
     budget: Budget,
 ) -> tuple[int, int, int, int] | None:
     """find_lcs: the longest common run around the rarest common line, as (begin1, end1,
@@ -471,7 +543,7 @@ def _find_lcs(
 class _Group:
     """xdlgroup: changed lines [start, end) of one side; ``end`` is the unchanged line after."""
 
-    __slots__ = ("start", "end")
+    __slots__ = ("end", "start")
 
     def __init__(self, rchg: bytearray) -> None:
         self.start = 0

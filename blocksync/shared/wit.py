@@ -16,12 +16,10 @@ class BlockRef:
     agent_id: str
 
 
-
 @dataclass(frozen=True)
 class Notification:
     text: str
     blocks: tuple[BlockRef, ...]
-
 
 
 class PermissionLevel(str, Enum):
@@ -37,12 +35,10 @@ class PermissionLevel(str, Enum):
 _RANKS = {PermissionLevel.READ_ONLY: 0, PermissionLevel.READ_WRITE: 1, PermissionLevel.ADMIN: 2}
 
 
-
 @dataclass(frozen=True)
 class PermissionRule:
     pattern: str  # gitignore/wildmatch glob; the first matching rule wins
     permission: PermissionLevel
-
 
 
 class SourceStatus(str, Enum):
@@ -51,13 +47,11 @@ class SourceStatus(str, Enum):
     PAUSED = "paused"
 
 
-
 @dataclass(frozen=True)
 class BlockSchemaSpec:
     name: str
     description: str
     schema_json: str
-
 
 
 @dataclass(frozen=True)

@@ -416,8 +416,11 @@ class BasesTransaction:
             folder = layout.base_folder(base_blob.id, binding_blob.id)
             if root.put(base_path(path), (TREE_MODE, folder.id)):
                 # an unchanged binding's blob is in the repository already
-                objects += [base_blob, folder] if had.get(path) == binding else [
-                    binding_blob, base_blob, folder]
+                objects += (
+                    [base_blob, folder]
+                    if had.get(path) == binding
+                    else [binding_blob, base_blob, folder]
+                )
             root.put(layout.block_path(binding.owner, binding.label), (FILE_MODE, binding_blob.id))
         new_tree = root.write(objects)
         if (new_tree or _EMPTY_TREE) == (self._tree or _EMPTY_TREE):

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
@@ -86,7 +86,8 @@ class BlockMeta:
             raise ValueError(f"not an object of exactly {', '.join(sorted(_META_KEYS))}")
         description, schema, limit = doc["description"], doc["schema"], doc["char_limit"]
         if not isinstance(description, str) or not isinstance(schema, str):
-            raise ValueError("description and schema must be text")
+            # a stored document, not an argument: callers report a ValueError as damage
+            raise ValueError("description and schema must be text")  # noqa: TRY004
         if limit is not None and (type(limit) is not int or limit < 0):
             raise ValueError(f"char_limit must be null or a whole number >= 0, not {limit!r}")
         return cls(description, BlockType(doc["block_type"]), schema, limit)
@@ -168,7 +169,9 @@ class Diff:
     @property
     def unified(self) -> str:
         old_name = f"{self.owner}/{self.label}@{self.from_version or 0}"
-        return unified_diff(self.old, self.new, old_name, f"{self.owner}/{self.label}@{self.to_version}")
+        return unified_diff(
+            self.old, self.new, old_name, f"{self.owner}/{self.label}@{self.to_version}"
+        )
 
     @property
     def chars(self) -> list[tuple[CharOp, str]]:
@@ -288,8 +291,9 @@ def _check_names(owner: str, label: str) -> None:
 class _BlockState:
     """A block's state as a transaction sees it; content is read from git only when needed."""
 
-    def __init__(self, meta: BlockMeta, content: str | None = None,
-                 load: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self, meta: BlockMeta, content: str | None = None, load: Callable[[], str] | None = None
+    ) -> None:
         self.meta = meta
         self._content = content
         self._load = load
@@ -509,8 +513,10 @@ class Transaction:
         path = layout.record_path(owner, label)
 
         def op() -> None:
-            now = self._beside[path] if path in self._beside else self._store._git.lookup(
-                self._root.sha, *path
+            now = (
+                self._beside[path]
+                if path in self._beside
+                else self._store._git.lookup(self._root.sha, *path)
             )
             self._beside[path] = edit(now)
 
@@ -651,7 +657,10 @@ class BlockStore:
             parent.set(name, TREE_MODE, folder.id)
             changes.append(BlockChange(owner, label, content.id.decode(), meta.id.decode()))
         # each put must run: not in the test below, which stops at the first true
-        moved = [root.put(path, None if sha is None else (TREE_MODE, sha)) for path, sha in beside.items()]
+        moved = [
+            root.put(path, None if sha is None else (TREE_MODE, sha))
+            for path, sha in beside.items()
+        ]
         if not changes and not any(moved):
             return None, changes
         return objects, changes
@@ -752,8 +761,13 @@ class BlockStore:
             message or f"create {owner}/{label}",
             author,
             lambda tx: tx.create(
-                owner, label, content, description=description, block_type=block_type,
-                schema=schema, char_limit=char_limit,
+                owner,
+                label,
+                content,
+                description=description,
+                block_type=block_type,
+                schema=schema,
+                char_limit=char_limit,
             ),
         )
         return self._read_result(owner, label, *result)
@@ -779,8 +793,14 @@ class BlockStore:
             message or f"update {owner}/{label}",
             author,
             lambda tx: tx.update(
-                owner, label, content, description=description, block_type=block_type,
-                schema=schema, char_limit=char_limit, expected_version=expected_version,
+                owner,
+                label,
+                content,
+                description=description,
+                block_type=block_type,
+                schema=schema,
+                char_limit=char_limit,
+                expected_version=expected_version,
             ),
         )
         return self._read_result(owner, label, *result)
@@ -957,7 +977,7 @@ class BlockStore:
 def _commit_info(commit: Commit, changes: tuple[BlockChange, ...]) -> CommitInfo:
     author = commit.author.decode("utf-8", "replace")
     name = author.rsplit(" <", 1)[0]
-    stamp = datetime.fromtimestamp(commit.author_time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = datetime.fromtimestamp(commit.author_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return CommitInfo(
         commit.id.decode(),
         commit.parents[0].decode() if commit.parents else None,
@@ -970,5 +990,12 @@ def _commit_info(commit: Commit, changes: tuple[BlockChange, ...]) -> CommitInfo
 
 def _version(row: VersionRow) -> Version:
     return Version(
-        row.owner, row.label, row.version, row.commit, row.author, row.message, row.timestamp, row.deleted
+        row.owner,
+        row.label,
+        row.version,
+        row.commit,
+        row.author,
+        row.message,
+        row.timestamp,
+        row.deleted,
     )

@@ -39,7 +39,7 @@ def check_repository(repo_path: Path, report: FsckReport) -> None:
     """Walk every object reachable from every ref, then check the blocks main holds."""
     try:
         repo = Repo(str(repo_path))
-    except Exception as exc:  # dulwich raises several unrelated types for a broken repo
+    except Exception as exc:  # noqa: BLE001 - dulwich raises several unrelated types for a broken repo
         report.add("repository", f"cannot open {repo_path}: {exc}")
         return
     with repo:
@@ -62,7 +62,7 @@ def check_repository(repo_path: Path, report: FsckReport) -> None:
             try:
                 obj: ShaFile = repo.object_store[sha]
                 obj.check()
-            except Exception as exc:  # missing object, bad zlib, malformed tree: all "damage"
+            except Exception as exc:  # noqa: BLE001 - missing object, bad zlib, malformed tree: all damage
                 what = "is missing" if isinstance(exc, KeyError) else f"is damaged ({exc})"
                 report.add("repository", damaged(repo_path, sha.decode(), what).detail)
                 continue

@@ -106,7 +106,7 @@ def identity(author: str) -> bytes:
         )
     slug = "".join(c if c.isalnum() or c in "._-" else "-" for c in author)
     try:
-        return f"{author} <{slug}@blocksync.invalid>".encode("utf-8")
+        return f"{author} <{slug}@blocksync.invalid>".encode()
     except UnicodeEncodeError as exc:
         raise UsageError(f"author {author!r} is not valid text") from exc
 
@@ -374,7 +374,8 @@ class GitStore:
         hint = (
             f"{lock} stays locked: another writer hangs, or a killed one left it behind; "
             "remove it if no blocksync process is running"
-            if lock.exists() else ""
+            if lock.exists()
+            else ""
         )
         return ConcurrentUpdate(name.decode(), attempts, hint)
 
@@ -482,7 +483,7 @@ class GitStore:
             try:
                 data = memoryview(chunks[0] if len(chunks) == 1 else b"".join(chunks))
                 while data:
-                    data = data[os.write(fd, data):]
+                    data = data[os.write(fd, data) :]
                 if self.durable:
                     os.fsync(fd)
             finally:
@@ -622,14 +623,17 @@ def tree_of(entries: dict[bytes, tuple[int, bytes]]) -> Tree:
     """The tree of ``entries`` (name -> (mode, hex sha)), exactly as dulwich serializes it
     (git's order: a folder sorts as if its name ended in "/"), built from its bytes at once
     instead of entry by entry (a folder of ten thousand blocks is rewritten by every commit)."""
+
     def order(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
         return item[0] + b"/" if item[1][0] & 0o170000 == TREE_MODE else item[0]
 
     unhex = binascii.a2b_hex
-    raw = b"".join([
-        b"%04o %s\0%s" % (mode, name, unhex(sha))
-        for name, (mode, sha) in sorted(entries.items(), key=order)
-    ])
+    raw = b"".join(
+        [
+            b"%04o %s\0%s" % (mode, name, unhex(sha))
+            for name, (mode, sha) in sorted(entries.items(), key=order)
+        ]
+    )
     tree = Tree.from_raw_string(Tree.type_num, raw)
     assert isinstance(tree, Tree)
     return tree

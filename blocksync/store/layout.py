@@ -189,7 +189,15 @@ def base_folder(base_blob: bytes, binding_blob: bytes) -> Tree:
 def base_folder_raw(base_blob: bytes, binding_blob: bytes) -> bytes:
     """The raw git tree of a base folder holding those two blobs (hex ids): ``base`` sorts
     before ``binding.json``."""
-    return b"".join([
-        b"100644 ", BASE_FILE, b"\0", bytes.fromhex(base_blob.decode("ascii")),
-        b"100644 ", BINDING_FILE, b"\0", bytes.fromhex(binding_blob.decode("ascii")),
-    ])
+    return b"".join(
+        [
+            b"100644 ",
+            BASE_FILE,
+            b"\0",
+            bytes.fromhex(base_blob.decode("ascii")),
+            b"100644 ",
+            BINDING_FILE,
+            b"\0",
+            bytes.fromhex(binding_blob.decode("ascii")),
+        ]
+    )

@@ -96,8 +96,9 @@ class _Region:
     chg2: int
 
 
-def _append(regions: list[_Region], mode: int, i0: int, chg0: int, i1: int, chg1: int,
-            i2: int, chg2: int) -> None:
+def _append(
+    regions: list[_Region], mode: int, i0: int, chg0: int, i1: int, chg1: int, i2: int, chg2: int
+) -> None:
     """xdl_append_merge: a change touching or overlapping the previous one joins it; if their
     modes differ, the joined region is a conflict."""
     last = regions[-1] if regions else None
@@ -111,25 +112,30 @@ def _append(regions: list[_Region], mode: int, i0: int, chg0: int, i1: int, chg1
         regions.append(_Region(mode, i0, chg0, i1, chg1, i2, chg2))
 
 
-def _regions(xscr1: list[Change], xscr2: list[Change], side1: list[bytes], side2: list[bytes],
-             n0: int) -> list[_Region]:
+def _regions(
+    xscr1: list[Change], xscr2: list[Change], side1: list[bytes], side2: list[bytes], n0: int
+) -> list[_Region]:
     """xdl_do_merge's walk over both scripts (base coordinates in ``i1``, side in ``i2``)."""
     regions: list[_Region] = []
     a = b = 0
     while a < len(xscr1) and b < len(xscr2):
         x1, x2 = xscr1[a], xscr2[b]
         if x1.i1 + x1.chg1 < x2.i1:
-            _append(regions, _OURS, x1.i1, x1.chg1, x1.i2, x1.chg2,
-                    x2.i2 - x2.i1 + x1.i1, x1.chg1)
+            _append(regions, _OURS, x1.i1, x1.chg1, x1.i2, x1.chg2, x2.i2 - x2.i1 + x1.i1, x1.chg1)
             a += 1
             continue
         if x2.i1 + x2.chg1 < x1.i1:
-            _append(regions, _THEIRS, x2.i1, x2.chg1, x1.i2 - x1.i1 + x2.i1, x2.chg1,
-                    x2.i2, x2.chg2)
+            _append(
+                regions, _THEIRS, x2.i1, x2.chg1, x1.i2 - x1.i1 + x2.i1, x2.chg1, x2.i2, x2.chg2
+            )
             b += 1
             continue
-        if (x1.i1 != x2.i1 or x1.chg1 != x2.chg1 or x1.chg2 != x2.chg2
-                or side1[x1.i2:x1.i2 + x1.chg2] != side2[x2.i2:x2.i2 + x2.chg2]):
+        if (
+            x1.i1 != x2.i1
+            or x1.chg1 != x2.chg1
+            or x1.chg2 != x2.chg2
+            or side1[x1.i2 : x1.i2 + x1.chg2] != side2[x2.i2 : x2.i2 + x2.chg2]
+        ):
             _append_conflict(regions, x1, x2)
         end1 = x1.i1 + x1.chg1
         end2 = x2.i1 + x2.chg1
@@ -138,11 +144,9 @@ def _regions(xscr1: list[Change], xscr2: list[Change], side1: list[bytes], side2
         if end2 >= end1:
             a += 1
     for x1 in xscr1[a:]:
-        _append(regions, _OURS, x1.i1, x1.chg1, x1.i2, x1.chg2,
-                x1.i1 + len(side2) - n0, x1.chg1)
+        _append(regions, _OURS, x1.i1, x1.chg1, x1.i2, x1.chg2, x1.i1 + len(side2) - n0, x1.chg1)
     for x2 in xscr2[b:]:
-        _append(regions, _THEIRS, x2.i1, x2.chg1, x2.i1 + len(side1) - n0, x2.chg1,
-                x2.i2, x2.chg2)
+        _append(regions, _THEIRS, x2.i1, x2.chg1, x2.i1 + len(side1) - n0, x2.chg1, x2.i2, x2.chg2)
     return regions
 
 
@@ -167,8 +171,9 @@ def _append_conflict(regions: list[_Region], x1: Change, x2: Change) -> None:
     _append(regions, _CONFLICT, i0, chg0, i1, chg1, i2, chg2)
 
 
-def _refine(regions: list[_Region], side1: list[bytes], side2: list[bytes],
-            budget: Budget) -> list[_Region]:
+def _refine(
+    regions: list[_Region], side1: list[bytes], side2: list[bytes], budget: Budget
+) -> list[_Region]:
     """xdl_refine_conflicts: diff the two sides of each conflict; only the lines that differ
     stay conflicts (each hunk its own), and sides that turn out equal are no conflict at all."""
     refined: list[_Region] = []
@@ -176,7 +181,7 @@ def _refine(regions: list[_Region], side1: list[bytes], side2: list[bytes],
         if m.mode != _CONFLICT or m.chg1 == 0 or m.chg2 == 0:
             refined.append(m)
             continue
-        script = myers(side1[m.i1:m.i1 + m.chg1], side2[m.i2:m.i2 + m.chg2], budget)
+        script = myers(side1[m.i1 : m.i1 + m.chg1], side2[m.i2 : m.i2 + m.chg2], budget)
         if not script:
             m.mode = _SAME
             refined.append(m)
@@ -197,7 +202,7 @@ def _simplified_count(regions: list[_Region], side1: list[bytes]) -> int:
         if m.mode == _CONFLICT:
             joins = False
             if previous is not None and previous.mode == _CONFLICT:
-                gap = side1[previous.i1 + previous.chg1:m.i1]
+                gap = side1[previous.i1 + previous.chg1 : m.i1]
                 joins = len(gap) <= 3 or not any(_ALNUM.search(line) for line in gap)
             count += not joins
         previous = m
@@ -211,8 +216,8 @@ def _fill(regions: list[_Region], side1: list[bytes], side2: list[bytes]) -> byt
     for m in regions:
         if m.mode == _SAME:
             continue  # both sides made it: side 1's copy is output with the unchanged lines
-        out += side1[i:m.i1]
-        out += side1[m.i1:m.i1 + m.chg1] if m.mode == _OURS else side2[m.i2:m.i2 + m.chg2]
+        out += side1[i : m.i1]
+        out += side1[m.i1 : m.i1 + m.chg1] if m.mode == _OURS else side2[m.i2 : m.i2 + m.chg2]
         i = m.i1 + m.chg1
     out += side1[i:]
     return b"".join(out)

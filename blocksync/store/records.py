@@ -68,7 +68,11 @@ NAME_BYTES = 200
 REPORTED = 20
 #: every kind of record, in the order a rebuild restores them
 KINDS: tuple[RecordKind, ...] = (
-    CONFLICT_RECORDS, RUN_RECORDS, NOTIFICATION_RECORDS, STREAM_RECORDS, CURSOR_RECORDS,
+    CONFLICT_RECORDS,
+    RUN_RECORDS,
+    NOTIFICATION_RECORDS,
+    STREAM_RECORDS,
+    CURSOR_RECORDS,
 )
 
 #: rows of a numbered kind one record holds (a range of 2**BUCKET_BITS numbers)
@@ -286,8 +290,11 @@ class Records:
             raise self._corrupt(path, "is a folder, not a record")
         data = self.git.blob(sha)
         try:
-            docs = [json.loads(line) for line in data.splitlines()] if kind.numbered else [
-                json.loads(data)]
+            docs = (
+                [json.loads(line) for line in data.splitlines()]
+                if kind.numbered
+                else [json.loads(data)]
+            )
         except ValueError as exc:
             raise self._corrupt(path, f"is not JSON ({exc})") from exc
         return [self._row(kind, path, doc) for doc in docs]
@@ -295,7 +302,10 @@ class Records:
     def _decode_folder(self, kind: RecordKind, path: RecordPath, entry: Entry) -> Row:
         if entry[0] != TREE_MODE:
             raise self._corrupt(path, "is a file, not a record folder")
-        files = {item.path.decode("utf-8", "replace"): item.sha for item in self.git.tree(entry[1]).items()}
+        files = {
+            item.path.decode("utf-8", "replace"): item.sha
+            for item in self.git.tree(entry[1]).items()
+        }
         row_blob = files.pop(ROW_FILE.decode(), None)
         if row_blob is None or not set(files) <= set(kind.files):
             raise self._corrupt(path, f"holds {sorted(files)}, not row.json and sides")
@@ -326,8 +336,11 @@ class Records:
     # -- writing --------------------------------------------------------------------------
 
     def _write(
-        self, conn: Connection, records: dict[RecordPath, Encoded | None],
-        parent: bytes | None, message: str,
+        self,
+        conn: Connection,
+        records: dict[RecordPath, Encoded | None],
+        parent: bytes | None,
+        message: str,
     ) -> bytes | None:
         """One commit of ``records`` (None: removed) on ``parent``, the ref moved to it by
         compare-and-swap; the ref's commit after it (``parent`` when nothing changed)."""
@@ -479,9 +492,12 @@ def _key(kind: RecordKind, row: Row) -> Key:
 
 
 def _has_table(conn: Connection, table: str) -> bool:
-    return conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [table]
-    ).fetchone() is not None
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [table]
+        ).fetchone()
+        is not None
+    )
 
 
 def _select(conn: Connection, kind: RecordKind, keys: Sequence[Key] | None) -> list[Row]:
@@ -494,7 +510,7 @@ def _select(conn: Connection, kind: RecordKind, keys: Sequence[Key] | None) -> l
     elif len(kind.key) == 1:
         found = []
         for start in range(0, len(keys), 500):
-            chunk = [key[0] for key in keys[start:start + 500]]
+            chunk = [key[0] for key in keys[start : start + 500]]
             marks = ", ".join("?" * len(chunk))
             found += conn.execute(f'{query} WHERE "{kind.key[0]}" IN ({marks})', chunk).fetchall()
     else:
@@ -509,7 +525,9 @@ def _rows(conn: Connection, kind: RecordKind, keys: list[Key]) -> list[Row]:
     if not kind.numbered:
         return _select(conn, kind, keys)
     column, span = kind.key[0], 1 << BUCKET_BITS
-    query = f'SELECT {_quoted(kind.columns)} FROM {kind.table} WHERE "{column}" >= ? AND "{column}" < ?'
+    query = (
+        f'SELECT {_quoted(kind.columns)} FROM {kind.table} WHERE "{column}" >= ? AND "{column}" < ?'
+    )
     found = []
     for low in sorted({int(n) >> BUCKET_BITS << BUCKET_BITS for (n,) in keys}):
         found += conn.execute(query, [low, low + span]).fetchall()

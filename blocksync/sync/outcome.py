@@ -50,14 +50,25 @@ def record_outcome(
     one, None."""
     if isinstance(found, Settled):
         conflicts.close(
-            source, path, status=found.status, resolution=found.resolution,
-            resolver=found.resolver, result_version=None,
+            source,
+            path,
+            status=found.status,
+            resolution=found.resolution,
+            resolver=found.resolver,
+            result_version=None,
         )
         return None
     sides = found.sides
     return conflicts.record(
-        source=source, path=path, owner=sides.owner, label=sides.label, base=sides.base,
-        disk=sides.disk, agent=sides.agent, reason=found.reason, run_id=run_id,
+        source=source,
+        path=path,
+        owner=sides.owner,
+        label=sides.label,
+        base=sides.base,
+        disk=sides.disk,
+        agent=sides.agent,
+        reason=found.reason,
+        run_id=run_id,
         decisions_hold=found.decisions_hold,
     )
 

@@ -22,8 +22,10 @@ DEFAULT_RULES = (PermissionRule("**", PermissionLevel.READ_WRITE),)
 @lru_cache(maxsize=1024)
 def _compiled(pattern: str) -> re.Pattern[bytes]:
     # as in .gitignore: a pattern without a slash matches at any depth; a leading slash anchors
-    glob = pattern[1:] if pattern.startswith("/") else (
-        pattern if "/" in pattern.rstrip("/") else f"**/{pattern}"
+    glob = (
+        pattern[1:]
+        if pattern.startswith("/")
+        else (pattern if "/" in pattern.rstrip("/") else f"**/{pattern}")
     )
     try:
         # DOTALL: a wildcard matches any byte but "/", a newline too (as git's wildmatch);

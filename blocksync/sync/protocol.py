@@ -110,10 +110,14 @@ def mass_deletion(
     what = _DELETED_ON[side]
     hint = (
         "Check that its folders are mounted; reconcile named paths to apply deletions"
-        if side == "disk" else "Check what deleted them (block history keeps every version)"
+        if side == "disk"
+        else "Check what deleted them (block history keeps every version)"
     )
     return MassDeletionRefused(
-        key, side, len(missing), bound,
+        key,
+        side,
+        len(missing),
+        bound,
         f"source {key!r}: {len(missing)} of its {bound} synced paths {what} (e.g. "
         f"{missing[0]!r}); refusing to reconcile it in this run. {hint}, or confirm with "
         "--allow-mass-delete (or [store] allow_mass_delete = true).",

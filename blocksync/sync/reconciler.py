@@ -161,8 +161,9 @@ class Reconciler:
         entries saying so. An unknown source or a path no source has is refused here, before
         any source runs."""
         plan = self.plan(sources, paths)
-        return self.execute(plan, run or Run(run_id or new_run_id()), dry_run, progress,
-                            allow_mass_delete)
+        return self.execute(
+            plan, run or Run(run_id or new_run_id()), dry_run, progress, allow_mass_delete
+        )
 
     def plan(
         self, sources: Sequence[str] | None = None, paths: Sequence[str] | None = None
@@ -194,9 +195,12 @@ class Reconciler:
             if not run.leaves_out(entry):
                 if progress is not None:
                     progress(key, position, len(plan))
-                entry = _isolated(key, partial(
-                    self._reconcile_source, key, wanted, dry_run, run.id, allow_mass_delete
-                ))
+                entry = _isolated(
+                    key,
+                    partial(
+                        self._reconcile_source, key, wanted, dry_run, run.id, allow_mass_delete
+                    ),
+                )
             reports.append(entry)
         return ReconcileReport(run.id, reports, self.conflicts.open_count(), dry_run)
 
@@ -221,12 +225,15 @@ class Reconciler:
                 if source.has_path(path) is not False:
                     known.append(key)
             if len(problems) == len(keys):
-                raise UsageError(f"{path!r} is no path of the data sources reconciled: "
-                                 + "; ".join(problems))
+                raise UsageError(
+                    f"{path!r} is no path of the data sources reconciled: " + "; ".join(problems)
+                )
             if not known:
                 where = ", ".join(key for key in keys if path in routed[key])
-                raise NotFound(f"no data source has a path {path!r}: no file, block or sync "
-                               f"base of it in {where}")
+                raise NotFound(
+                    f"no data source has a path {path!r}: no file, block or sync "
+                    f"base of it in {where}"
+                )
         return routed
 
     def _reconcile_source(
@@ -250,7 +257,9 @@ class Reconciler:
         # only paths with an open row can close one: one query, not one per unchanged path
         open_paths = set() if dry_run else {c.path for c in self.conflicts.list("open", key)}
         # one transaction, and one commit of records in git, for all of the source's conflicts
-        recording = nullcontext() if dry_run else self.conflicts.batch(f"reconcile {key} ({run_id})")
+        recording = (
+            nullcontext() if dry_run else self.conflicts.batch(f"reconcile {key} ({run_id})")
+        )
         with recording:
             for result in outcome.results:
                 if isinstance(result, Resolved):
@@ -295,7 +304,11 @@ class Reconciler:
         chosen, resolution = _choose(conflict, take, content)
         who = resolver or self.resolver
         version = source.settle(
-            conflict.path, disk=chosen, agent=chosen, base=chosen, expected=now,
+            conflict.path,
+            disk=chosen,
+            agent=chosen,
+            base=chosen,
+            expected=now,
             message=f"resolve conflict {conflict.id} ({resolution}) on {conflict.path}",
             author=who,
         )
@@ -310,8 +323,12 @@ class Reconciler:
         now = source.sides(conflict.path)
         who = resolver or self.resolver
         source.settle(
-            conflict.path, disk=conflict.disk, agent=conflict.agent, base=conflict.base,
-            expected=now, message=f"undo resolution of conflict {conflict.id} on {conflict.path}",
+            conflict.path,
+            disk=conflict.disk,
+            agent=conflict.agent,
+            base=conflict.base,
+            expected=now,
+            message=f"undo resolution of conflict {conflict.id} on {conflict.path}",
             author=who,
         )
         return self.conflicts.mark_undone(conflict.id, resolver=who)

@@ -13,19 +13,19 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from blocksync import interrupts
 
-__all__ = ["Entry", "NotReached", "Run", "Cause", "new_run_id"]
+__all__ = ["Cause", "Entry", "NotReached", "Run", "new_run_id"]
 
 #: why a step was not started: the run's timeout passed, or a signal asked the run to stop
 Cause = Literal["timeout", "signal"]
 
 
 def new_run_id() -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"run-{stamp}-{secrets.token_hex(3)}"
 
 
@@ -74,7 +74,8 @@ class Run:
         deadline = self.deadline
         if deadline is not None and self.clock() >= deadline:
             return NotReached(
-                "timeout", f"not reached: the run's {self.timeout:g} s timeout passed before it started"
+                "timeout",
+                f"not reached: the run's {self.timeout:g} s timeout passed before it started",
             )
         return None
 

@@ -80,7 +80,7 @@ def test_round_trip_with_json(alice: Path) -> None:
 
 def test_content_from_file_and_stdin(alice: Path, tmp_path: Path) -> None:
     f = tmp_path / "c.txt"
-    f.write_bytes("from a file\r\n".encode())
+    f.write_bytes(b"from a file\r\n")
     assert run(alice, "block", "update", "alice", "notes", "--file", str(f)).exit_code == 0
     assert run(alice, "block", "read", "alice", "notes").stdout_bytes == b"from a file\r\n"
     assert run(alice, "block", "update", "alice", "notes", input=b"piped\n").exit_code == 0
@@ -313,7 +313,9 @@ def test_init_takes_a_path(tmp_path: Path) -> None:
     assert result.exit_code == 0 and (tmp_path / "elsewhere" / "repo").is_dir()
 
 
-def test_a_bug_is_an_internal_error_not_a_traceback(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bug_is_an_internal_error_not_a_traceback(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("something impossible")
 
@@ -330,8 +332,15 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(store_path: Path) -> N
         for i in range(5000):
             tx.create("alice", f"note-{i:05d}-with-a-longer-label", "x")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "blocksync"), "--store", str(store_path), "block", "list"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            str(Path(sys.executable).parent / "blocksync"),
+            "--store",
+            str(store_path),
+            "block",
+            "list",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stderr is not None
     assert proc.stdout.read(10)

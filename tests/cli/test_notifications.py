@@ -43,8 +43,11 @@ def test_the_notifications_command(store: Path, server: FeedServer) -> None:
     assert [n["id"] for n in doc] == [1, 2]
     first: dict[str, Any] = doc[0]
     assert first["blocks"][0] == {
-        "block_id": blocksync.BlockStore.git_path("alice", "feed:1"), "label": "feed:1",
-        "agent_id": "alice", "version": 1}
+        "block_id": blocksync.BlockStore.git_path("alice", "feed:1"),
+        "label": "feed:1",
+        "agent_id": "alice",
+        "version": 1,
+    }
     assert first["missing_blocks"] == [{"block_id": "ghost", "label": "ghost", "agent_id": "alice"}]
     assert (first["origin"], first["cursor"], first["acked"]) == ("pull", "2", False)
     out = run(store, "notifications", "ack", "1")

@@ -19,7 +19,7 @@ ws = base.ws
 
 
 def test_cli_reconcile_and_conflicts(store: Path, notes: Path) -> None:
-    run = lambda *a: CliRunner().invoke(cli, ["--store", str(store), *a])  # noqa: E731
+    run = lambda *a: CliRunner().invoke(cli, ["--store", str(store), *a])
     first = run("reconcile", "--json")
     assert first.exit_code == 0, first.output
     doc = json.loads(first.output)

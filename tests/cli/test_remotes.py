@@ -44,7 +44,9 @@ def test_remote_add_list_remove_keeps_the_rest_of_the_file(tmp_path: Path) -> No
     ws.close()
 
 
-def test_cli_push_pull_and_conflict_exit_codes(pair: tuple[blocksync.Workspace, blocksync.Workspace, Path]) -> None:
+def test_cli_push_pull_and_conflict_exit_codes(
+    pair: tuple[blocksync.Workspace, blocksync.Workspace, Path],
+) -> None:
     a, b, _ = pair
     runner = CliRunner()
     a.blocks.create("alice", "notes", "base\n")
@@ -67,12 +69,15 @@ def test_unreachable_remote_fails_its_entry_only_and_hides_credentials(tmp_path:
     notes.mkdir()
     (notes / "a.md").write_text("hello\n")
     toml = tmp_path / "s" / "blocksync.toml"
-    toml.write_text(toml.read_text() + f"""
+    toml.write_text(
+        toml.read_text()
+        + f"""
 [agents.alice.data_sources.notes]
 type = "file"
 paths = ["{notes}"]
 permission_rules = [{{ pattern = "**", permission = "read-write" }}]
-""")
+"""
+    )
     ws.close()
     ws = blocksync.open(tmp_path / "s")
     port = _free_port()  # nothing listens there
@@ -89,7 +94,9 @@ permission_rules = [{{ pattern = "**", permission = "read-write" }}]
     done = CliRunner().invoke(cli, ["--store", str(ws.root), "sync", "--json"])
     assert done.exit_code == 1 and "hunter2pass" not in done.output
     done = CliRunner().invoke(cli, ["--store", str(ws.root), "pull"])
-    assert done.exit_code == 1 and "hunter2pass" not in done.output and "***@127.0.0.1" in done.output
+    assert (
+        done.exit_code == 1 and "hunter2pass" not in done.output and "***@127.0.0.1" in done.output
+    )
     with pytest.raises(blocksync.RemoteUnreachable):
         ws.pull("hub")
     ws.close()

@@ -52,7 +52,10 @@ class Holder:
     def __init__(self, store: Path, run: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", HOLDER, str(store), run],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env=ENV,
         )
         line = self._line(30)
@@ -108,7 +111,11 @@ def hold(store_path: Path) -> Iterator[Any]:
 def blocksync(store: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [BLOCKSYNC, "--store", str(store), *args],
-        capture_output=True, text=True, env=ENV, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+        check=False,
     )
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr, done.stderr
     return done
@@ -117,7 +124,10 @@ def blocksync(store: Path, *args: str, timeout: float = 60) -> subprocess.Comple
 def popen(store: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [BLOCKSYNC, "--store", str(store), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
 
 
@@ -245,7 +255,12 @@ def _open_conflict(store: Path, notes: Path) -> str:
     (block,) = blocks(store)
     (notes / "a.md").write_text("first line, disk\nsecond line\n", encoding="utf-8")
     updated = blocksync(
-        store, "block", "update", "alice", block["label"], "--content",
+        store,
+        "block",
+        "update",
+        "alice",
+        block["label"],
+        "--content",
         "first line, agent\nsecond line\n",
     )
     assert updated.returncode == 0, updated.stderr
@@ -265,8 +280,9 @@ def test_resolve_and_undo_take_the_lock(store_path: Path, notes: Path, hold: Any
     assert still["id"] == conflict and still["status"] == "open"
 
     # --wait: resolved once the cron run is over
-    waiting = popen(store_path, "conflicts", "resolve", conflict, "--take", "agent", "--wait",
-                    "--json")
+    waiting = popen(
+        store_path, "conflicts", "resolve", conflict, "--take", "agent", "--wait", "--json"
+    )
     try:
         time.sleep(1.5)
         assert waiting.poll() is None, "it should still be waiting for the lock"
@@ -281,8 +297,9 @@ def test_resolve_and_undo_take_the_lock(store_path: Path, notes: Path, hold: Any
     holder = hold("sync")
     refused = blocksync(store_path, "conflicts", "undo", conflict, timeout=30)
     assert_held_by(refused, holder, "blocksync sync")
-    gave_up = blocksync(store_path, "conflicts", "undo", conflict, "--wait", "--timeout", "1",
-                        timeout=30)
+    gave_up = blocksync(
+        store_path, "conflicts", "undo", conflict, "--wait", "--timeout", "1", timeout=30
+    )
     assert gave_up.returncode == 75 and "waited 1." in gave_up.stderr, gave_up.stderr
     assert (notes / "a.md").read_text(encoding="utf-8") == "first line, agent\nsecond line\n"
     assert holder.release() == 0

@@ -61,21 +61,35 @@ def test_the_text_of_stream_pull(store: Path, server: FeedServer) -> None:
     listed = CliRunner().invoke(cli, ["--store", str(store), "stream", "list", "--json"])
     (entry,) = json.loads(listed.output)
     assert (entry["key"], entry["cursor"], entry["delivered"], entry["state"]) == (
-        "feed", "1", 1, "stopped")
+        "feed",
+        "1",
+        1,
+        "stopped",
+    )
 
 
 def test_sync_pulls_every_pull_capable_stream(tmp_path: Path, server: FeedServer) -> None:
-    store = make_store(tmp_path / "store", {
-        "feed": feed_table(server, limits={"pull_batch": 2}),
-        "quiet": feed_table(server, config={"pull": "false"}),  # supports-pull false: not pulled
-    })
+    store = make_store(
+        tmp_path / "store",
+        {
+            "feed": feed_table(server, limits={"pull_batch": 2}),
+            "quiet": feed_table(
+                server, config={"pull": "false"}
+            ),  # supports-pull false: not pulled
+        },
+    )
     server.add(5)
     with blocksync.open(store) as ws:
         report = run_sync(ws)
     assert report.exit_code == 0
     (entry,) = report.streams
     assert (entry.stream, entry.pulled, entry.pulls, entry.cursor, entry.error) == (
-        "feed", 5, 4, "5", None)
+        "feed",
+        5,
+        4,
+        "5",
+        None,
+    )
     with RunLog(store / "index.db") as log:
         row = log.get(report.run_id)
     assert row.report["streams"] == [entry.to_json()]
@@ -90,12 +104,16 @@ def test_sync_pulls_every_pull_capable_stream(tmp_path: Path, server: FeedServer
 
 
 def test_sync_reports_a_failing_stream_and_exits_1(tmp_path: Path, server: FeedServer) -> None:
-    store = make_store(tmp_path / "store", {
-        "broken": feed_table(server, config={"url": "http://127.0.0.1:9/nothing"},
-                             allowed_hosts=["127.0.0.1:9"]),
-        "feed": feed_table(server),
-        "paused": feed_table(server),
-    })
+    store = make_store(
+        tmp_path / "store",
+        {
+            "broken": feed_table(
+                server, config={"url": "http://127.0.0.1:9/nothing"}, allowed_hosts=["127.0.0.1:9"]
+            ),
+            "feed": feed_table(server),
+            "paused": feed_table(server),
+        },
+    )
     server.add(2)
     with blocksync.open(store) as ws:
         ws.streams.get("paused").start()

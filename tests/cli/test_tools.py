@@ -36,19 +36,38 @@ def test_cli_tool_list(store: Path) -> None:
     assert names[:5] == BUILTINS and "echo" in names and "word_count" in names
     assert [p["plugin"] for p in data["problems"]] == ["wc_schema"]
     wc = data["tools"][names.index("word_count")]
-    assert wc["usage_rule"] and wc["origin"] == "plugin" and wc["parameters_schema"]["type"] == "object"
+    assert (
+        wc["usage_rule"]
+        and wc["origin"] == "plugin"
+        and wc["parameters_schema"]["type"] == "object"
+    )
 
 
 def test_cli_tool_run(store: Path) -> None:
-    result = run(store, "tool", "run", "word_count", "--params", '{"text": "a a b"}',
-                 "--agent", "alice")
+    result = run(
+        store, "tool", "run", "word_count", "--params", '{"text": "a a b"}', "--agent", "alice"
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["top"] == [["a", 2], ["b", 1]]
-    result = run(store, "tool", "run", "echo", "--params", '{"text": "hi"}', "--agent", "alice",
-                 "--call-id", "c-9", "--json")
+    result = run(
+        store,
+        "tool",
+        "run",
+        "echo",
+        "--params",
+        '{"text": "hi"}',
+        "--agent",
+        "alice",
+        "--call-id",
+        "c-9",
+        "--json",
+    )
     data = json.loads(result.stdout)
     assert (data["tool"], data["call_id"], data["agent"], data["plugin"]) == (
-        "echo", "c-9", "alice", "echo"
+        "echo",
+        "c-9",
+        "alice",
+        "echo",
     )
     assert data["output"]["call"] == "c-9"
     result = run(store, "tool", "run", "blocksync_conflicts_list")  # params default to {}
@@ -58,10 +77,16 @@ def test_cli_tool_run(store: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["word_count", "--params", '{"text": "a", "top": 0}'], 2,
-         "error: tool 'word_count' (plugin 'wc') call call-"),
-        (["word_count", "--params", '{"text": "a", "top": 0}'], 2,
-         "at /top (minimum): 0 is less than the minimum of 1"),
+        (
+            ["word_count", "--params", '{"text": "a", "top": 0}'],
+            2,
+            "error: tool 'word_count' (plugin 'wc') call call-",
+        ),
+        (
+            ["word_count", "--params", '{"text": "a", "top": 0}'],
+            2,
+            "at /top (minimum): 0 is less than the minimum of 1",
+        ),
         (["word_count", "--params", "{nope"], 2, "error: the params are not JSON"),
         (["word_count_fail", "--params", '{"text": "a"}'], 1, "word_count was told to fail"),
         (["word_count_bad_output", "--params", '{"text": "a"}'], 1, "at /words (type)"),

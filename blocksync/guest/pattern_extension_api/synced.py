@@ -201,7 +201,9 @@ class SyncedSource(DataBlockExtension):
         return host.get_config("name") or type(self).__name__
 
     def block_schema(self) -> BlockSchemaSpec:
-        return BlockSchemaSpec("text", "the text of one outside object (UTF-8)", '{"type": "string"}')
+        return BlockSchemaSpec(
+            "text", "the text of one outside object (UTF-8)", '{"type": "string"}'
+        )
 
     def permission_rules(self) -> list[PermissionRule]:
         return [PermissionRule("**", LEVELS[self.permission])]
@@ -209,8 +211,11 @@ class SyncedSource(DataBlockExtension):
     # -- paths and labels ----------------------------------------------------------------
 
     def check_path(self, path: str) -> None:
-        if not path or path.startswith("/") or "\0" in path or any(
-            part in ("", ".", "..") for part in path.split("/")
+        if (
+            not path
+            or path.startswith("/")
+            or "\0" in path
+            or any(part in ("", ".", "..") for part in path.split("/"))
         ):
             raise ValueError(
                 f"path {path!r} is not canonical (no leading '/', no empty, '.' or '..' parts)"
@@ -221,7 +226,7 @@ class SyncedSource(DataBlockExtension):
 
     def path_for_label(self, label: str) -> str | None:
         prefix = f"{self.label_prefix}:{self.tag}:"
-        return label[len(prefix):] if label.startswith(prefix) else None
+        return label[len(prefix) :] if label.startswith(prefix) else None
 
     # -- the three sides -----------------------------------------------------------------
 
@@ -275,7 +280,11 @@ class SyncedSource(DataBlockExtension):
                 results.append(self._reconcile_path(path, dry))
                 continue
             # the host says the block is its base: unchanged if the outside holds it too
-            if digests is not None and path in digests and self.unchanged(path, state, digests[path]):
+            if (
+                digests is not None
+                and path in digests
+                and self.unchanged(path, state, digests[path])
+            ):
                 results.append(NoChange(path))
                 continue
             try:
@@ -321,7 +330,7 @@ class SyncedSource(DataBlockExtension):
         """Reconcile one path for load/create/save; raise unless it ended in sync."""
         result = self._reconcile_path(path, data=data, read=read)
         if isinstance(result, ReconcileResult_NeedsResolution):
-            raise RuntimeError(f"{path!r} needs resolution: reconcile it")
+            raise RuntimeError(f"{path!r} needs resolution: reconcile it")  # noqa: TRY004 - a state, not a type error
 
     # -- single-block operations ---------------------------------------------------------
 
@@ -363,7 +372,9 @@ class SyncedSource(DataBlockExtension):
         self._require("read-write", "create", path)
         if self.read(path) is not None or sync.base(path) is not None:
             raise FileExistsError(f"{path!r} exists already")
-        host.memory_create_block(owner, self.label(path), f"{path} in {self.source_id()}", content or "")
+        host.memory_create_block(
+            owner, self.label(path), f"{path} in {self.source_id()}", content or ""
+        )
         self._settled(path)
         return self._ref(path)
 
@@ -378,8 +389,16 @@ class SyncedSource(DataBlockExtension):
         owner, label, base = self._binding(path)
         disk, disk_hash = self._text(path)
         agent = self._agent(owner, label)
-        change = Change(path, owner, label, base, disk, disk_hash, agent,
-                        Decision(Action.FORGET, None, "deleted"))
+        change = Change(
+            path,
+            owner,
+            label,
+            base,
+            disk,
+            disk_hash,
+            agent,
+            Decision(Action.FORGET, None, "deleted"),
+        )
         try:
             delete(change, self, _Inside(self))
         except NothingToDelete:
@@ -402,6 +421,8 @@ class SyncedSource(DataBlockExtension):
             from_ = versions[1] if len(versions) > 1 and to == versions[0] else to
         before = sync.block_read_at(block, from_)
         after = sync.block_read_at(block, to)
-        return "".join(difflib.unified_diff(
-            before.splitlines(keepends=True), after.splitlines(keepends=True), from_, to
-        ))
+        return "".join(
+            difflib.unified_diff(
+                before.splitlines(keepends=True), after.splitlines(keepends=True), from_, to
+            )
+        )

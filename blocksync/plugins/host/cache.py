@@ -73,7 +73,9 @@ class CompileCache:
             component = _loaded[key] = self._load(engine, wasm_sha256, compile)
         return component
 
-    def _load(self, engine: Engine, wasm_sha256: str, compile: Callable[[], Component]) -> Component:
+    def _load(
+        self, engine: Engine, wasm_sha256: str, compile: Callable[[], Component]
+    ) -> Component:
         if self.folder is None:
             return compile()
         artifact = self.folder / f"{self.key(wasm_sha256)}.cwasm"

@@ -35,12 +35,16 @@ class HttpPolicy:
         except ValueError as exc:
             raise AccessDenied(f"malformed URL {url!r}: {exc}") from exc
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise AccessDenied(f"only http:// and https:// URLs with a host are allowed, not {url!r}")
+            raise AccessDenied(
+                f"only http:// and https:// URLs with a host are allowed, not {url!r}"
+            )
         host = parts.hostname.lower()
         port = port or (443 if parts.scheme == "https" else 80)
         if not any(_host_matches(entry, host, port) for entry in self.allowed_hosts):
             allowed = ", ".join(self.allowed_hosts) or "none"
-            raise AccessDenied(f"host {host}:{port} is not in the plugin's allowed_hosts ({allowed})")
+            raise AccessDenied(
+                f"host {host}:{port} is not in the plugin's allowed_hosts ({allowed})"
+            )
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return parts.scheme, host, port, target
 
@@ -115,7 +119,7 @@ def request(
         if expired.is_set():  # a shut-down socket reads as EOF: the body may be cut short
             raise TransportError(timed_out)
         return HttpResponse(resp.status, [(k, v) for k, v in resp.getheaders()], b"".join(chunks))
-    except (socket.timeout, TimeoutError) as exc:  # the socket's own timeout, or the deadline's
+    except TimeoutError as exc:  # the socket's own timeout, or the deadline's
         raise TransportError(timed_out) from exc
     except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
         if expired.is_set():

@@ -172,7 +172,9 @@ class HostContext:
             raise AccessDenied(f"headers-json is not JSON: {exc}") from exc
         if not isinstance(headers, dict):
             raise AccessDenied("headers-json must be a JSON object of header names to values")
-        resp = fetch.request(self.http, method, url, [(str(k), str(v)) for k, v in headers.items()], body)
+        resp = fetch.request(
+            self.http, method, url, [(str(k), str(v)) for k, v in headers.items()], body
+        )
         if not 200 <= resp.status < 300:
             raise TransportError(f"{method} {url} answered HTTP {resp.status}")
         try:
@@ -236,11 +238,13 @@ class HostContext:
         """Newest first, as the WIT documents it."""
         store, owner, label = self._block(ref)
         return [
-            record(**{
-                "version-id": str(v.version),
-                "timestamp": v.timestamp,
-                "description": f"{v.message} ({v.author}{', deleted' if v.deleted else ''})",
-            })
+            record(
+                **{
+                    "version-id": str(v.version),
+                    "timestamp": v.timestamp,
+                    "description": f"{v.message} ({v.author}{', deleted' if v.deleted else ''})",
+                }
+            )
             for v in reversed(store.history(owner, label))
         ]
 

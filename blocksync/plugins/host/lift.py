@@ -50,8 +50,16 @@ from wasmtime.component._enter import enter_wasm
 Lift = Callable[[Any], Any]
 
 _NUMBERS: tuple[tuple[type[ValType], str], ...] = (
-    (U8, "u8"), (U16, "u16"), (U32, "u32"), (U64, "u64"), (S8, "s8"), (S16, "s16"),
-    (S32, "s32"), (S64, "s64"), (F32, "f32"), (F64, "f64"),
+    (U8, "u8"),
+    (U16, "u16"),
+    (U32, "u32"),
+    (U64, "u64"),
+    (S8, "s8"),
+    (S16, "s16"),
+    (S32, "s32"),
+    (S64, "s64"),
+    (F32, "f32"),
+    (F64, "f64"),
 )
 
 
@@ -178,7 +186,11 @@ def _lower_strings(store: Storelike, values: Any, slot: Any) -> None:
 
 
 def call(
-    func: Func, store: Storelike, lift: Lift, has_result: bool, *params: Any,
+    func: Func,
+    store: Storelike,
+    lift: Lift,
+    has_result: bool,
+    *params: Any,
     lowers: list[Lower] | None = None,
 ) -> Any:
     """Call ``func`` like ``Func.__call__`` does, converting the result with ``lift`` (and the
@@ -196,8 +208,12 @@ def call(
         result = ffi.wasmtime_component_val_t()
         enter_wasm(
             lambda: ffi.wasmtime_component_func_call(
-                byref(func._func), store._context(), lowered, n,
-                byref(result) if has_result else None, 1 if has_result else 0,
+                byref(func._func),
+                store._context(),
+                lowered,
+                n,
+                byref(result) if has_result else None,
+                1 if has_result else 0,
             )
         )
         if not has_result:

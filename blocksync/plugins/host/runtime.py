@@ -159,7 +159,10 @@ def _refuse(name: str, version: str, detail: str) -> PluginRefused:
 
 
 def read_component(
-    path: Path, name: str, cache: CompileCache, pin: str | None = None,
+    path: Path,
+    name: str,
+    cache: CompileCache,
+    pin: str | None = None,
     trust: TrustPolicy | None = None,
 ) -> tuple[Component, ComponentInfo]:
     """Read, pin-check, compile (cached) and inspect a component; PluginRefused if unfit."""
@@ -169,7 +172,10 @@ def read_component(
 
 
 def compile_component(
-    path: Path, name: str, cache: CompileCache, pin: str | None = None,
+    path: Path,
+    name: str,
+    cache: CompileCache,
+    pin: str | None = None,
     trust: TrustPolicy | None = None,
 ) -> tuple[Component, ComponentInfo]:
     """Read, pin-check, compile (cached) and inspect a component, without judging its exports."""
@@ -193,7 +199,9 @@ def compile_component(
         try:
             return Component(engine, data)
         except WasmtimeError as exc:
-            raise _refuse(name, version, f"{path} is not a valid component: {_last_line(exc)}") from exc
+            raise _refuse(
+                name, version, f"{path} is not a valid component: {_last_line(exc)}"
+            ) from exc
 
     component = cache.load(engine, sha, compile)
     return component, inspect(component, path, sha, len(data))
@@ -244,7 +252,8 @@ def check(info: ComponentInfo, name: str) -> None:
             if actual != expected:
                 raise refuse(f"{interface}.{fname} has type {actual}; expected {expected}")
     unknown = [
-        i for i in info.imports
+        i
+        for i in info.imports
         if i not in PROVIDED and not (i.startswith("wasi:") and not i.startswith("wasi:http/"))
     ]
     if unknown:
@@ -555,7 +564,10 @@ class Plugin:
             )
             log.warning(
                 "plugin %r: keeping version %s: the changed file %s is not used: %s",
-                self.name, self.version, self.spec.path, exc,
+                self.name,
+                self.version,
+                self.spec.path,
+                exc,
             )
             return False
 
@@ -575,7 +587,8 @@ class Plugin:
             return False
         if _interfaces(info) != _interfaces(old.info):
             raise _refuse(
-                name, info.version,
+                name,
+                info.version,
                 f"exports {', '.join(_interfaces(info))}, but the version serving exports "
                 f"{', '.join(_interfaces(old.info))}: a new version must keep the same "
                 "interfaces (restart the host to change them)",
@@ -594,8 +607,13 @@ class Plugin:
         self._identity = identity
         self.last_error = None
         self.reloads += 1
-        log.info("plugin %r: now %s (was %s), from %s", name, info.version, old.info.version,
-                 self.spec.path)
+        log.info(
+            "plugin %r: now %s (was %s), from %s",
+            name,
+            info.version,
+            old.info.version,
+            self.spec.path,
+        )
         return True
 
     # -- calling --------------------------------------------------------------------------
@@ -603,8 +621,9 @@ class Plugin:
     def call(self, interface: str, function: str, *args: Any) -> Any:
         """Call an export on the plugin's worker thread; the lifted result (see ``lift``)."""
         # no local for the future: see _wait
-        return self._wait(self._worker.submit(self._call, interface, function, args),
-                          f"{interface}.{function}")
+        return self._wait(
+            self._worker.submit(self._call, interface, function, args), f"{interface}.{function}"
+        )
 
     async def acall(self, interface: str, function: str, *args: Any) -> Any:
         """``call`` for asyncio code: the event loop keeps running while the plugin works."""
@@ -622,7 +641,10 @@ class Plugin:
                     if started is not None and time.monotonic() - started > limit:
                         self._abandon_worker()
                         raise PluginTrapped(
-                            self.name, self.version, where, "timeout",
+                            self.name,
+                            self.version,
+                            where,
+                            "timeout",
                             f"stopped after its time limit of {self.spec.limits.timeout:g} s: "
                             f"stuck in {self.host.host_call or 'a WASI call (file, clock or stdio)'}"
                             ", which the limit cannot interrupt; its thread was abandoned",
@@ -641,8 +663,10 @@ class Plugin:
         stuck.hand_over(self._worker)  # calls queued behind the stuck one run on the new thread
         self._finalizer.detach()
         self._finalizer = self._finish_with_worker()
-        log.warning("plugin %r: a call is stuck outside the guest's code; its thread is "
-                    "abandoned", self.name)
+        log.warning(
+            "plugin %r: a call is stuck outside the guest's code; its thread is abandoned",
+            self.name,
+        )
 
     def call_result(self, interface: str, function: str, *args: Any) -> Any:
         """Call a function returning a WIT ``result``: its ok value, or PluginCallFailed."""
@@ -656,15 +680,13 @@ class Plugin:
             self._check_file()
         return self._call_on(self._version, interface, function, args)
 
-    def _call_on(
-        self, v: _Version, interface: str, function: str, args: tuple[Any, ...]
-    ) -> Any:
+    def _call_on(self, v: _Version, interface: str, function: str, args: tuple[Any, ...]) -> Any:
         where = f"{interface}.{function}"
         version = v.info.version
         limits = self.spec.limits
         live = self._instance(v, where)
-        func, lifted, has_result, lowers = (
-            live.funcs.get((interface, function)) or self._func(v, live, interface, function)
+        func, lifted, has_result, lowers = live.funcs.get((interface, function)) or self._func(
+            v, live, interface, function
         )
         live.store.set_epoch_deadline(max(1, round(limits.timeout / TICK_SECONDS)))
         live.store.set_fuel(limits.fuel or UNLIMITED_FUEL)
@@ -682,7 +704,11 @@ class Plugin:
             # which would trap "cannot enter component instance" on every later call.
             v.live = None
             raise PluginTrapped(
-                self.name, version, where, "trap", f"host-side error: {type(exc).__name__}: {exc}",
+                self.name,
+                version,
+                where,
+                "trap",
+                f"host-side error: {type(exc).__name__}: {exc}",
             ) from exc
         finally:
             self._call_started = self.host.deadline = None
@@ -693,7 +719,10 @@ class Plugin:
             v.live = None
             del value  # not kept by the error's traceback (see _wait)
             raise PluginTrapped(
-                self.name, version, where, "result-size",
+                self.name,
+                version,
+                where,
+                "result-size",
                 f"result of {size} bytes is over the cap of {limits.result_mb} MiB",
             )
         return value
@@ -710,13 +739,19 @@ class Plugin:
                 raise error
             if isinstance(error, TimeoutError) and deadlines.expired_at(self.host.deadline):
                 return PluginTrapped(
-                    self.name, version, where, "timeout",
+                    self.name,
+                    version,
+                    where,
+                    "timeout",
                     f"stopped after its time limit of {limits.timeout:g} s, in host function "
                     f"{function}",
                 )
             self.host.log.error("host function %s failed", function, exc_info=error)
             trapped = PluginTrapped(
-                self.name, version, where, "trap",
+                self.name,
+                version,
+                where,
+                "trap",
                 f"host function {function} failed: {type(error).__name__}: {error}",
             )
             trapped.__cause__ = error
@@ -738,11 +773,16 @@ class Plugin:
         self, v: _Version, live: _Live, interface: str, function: str
     ) -> tuple[Any, lift.Lift, bool, list[lift.Lower]]:
         export = live.instance.get_export_index(live.store, contract.export_name(interface))
-        index = None if export is None else live.instance.get_export_index(live.store, function, export)
+        index = (
+            None if export is None else live.instance.get_export_index(live.store, function, export)
+        )
         func = None if index is None else live.instance.get_func(live.store, index)
         if func is None:
             raise PluginCallFailed(
-                self.name, v.info.version, f"{interface}.{function}", "the plugin does not export it"
+                self.name,
+                v.info.version,
+                f"{interface}.{function}",
+                "the plugin does not export it",
             )
         key = (interface, function)
         if key not in v.lifts:  # converters outlive instances: a version's types never change
@@ -770,7 +810,10 @@ class Plugin:
             instance = v.linker.instantiate(store, v.component)
         except WasmtimeError as exc:
             raise PluginTrapped(
-                self.name, v.info.version, where, _trap_reason(exc),
+                self.name,
+                v.info.version,
+                where,
+                _trap_reason(exc),
                 f"cannot instantiate: {_last_line(exc)}",
             ) from exc
         v.live = _Live(store, instance, {})
@@ -852,8 +895,15 @@ def load(
     if spec.dir is not None and not spec.dir.is_dir():
         raise _refuse(spec.key, info.version, f"granted folder {spec.dir} does not exist")
     plugin = Plugin(
-        spec, component, info, services or HostServices(), sync_bases,
-        cache_folder=cache_folder, identity=identity, vet=vet, hot_reload=hot_reload,
+        spec,
+        component,
+        info,
+        services or HostServices(),
+        sync_bases,
+        cache_folder=cache_folder,
+        identity=identity,
+        vet=vet,
+        hot_reload=hot_reload,
     )
     if "data-block" in plugin.interfaces:
         # its own rules bound what its host calls may do (the user's config narrows them)

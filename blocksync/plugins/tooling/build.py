@@ -190,7 +190,9 @@ def _sdk_bases() -> dict[str, _SdkBase]:
                     for f in functions
                     if any(_name_of(d) == "abstractmethod" for d in f.decorator_list)
                 }
-                bases[node.name] = _SdkBase(frozenset(abstract), frozenset(f.name for f in functions))
+                bases[node.name] = _SdkBase(
+                    frozenset(abstract), frozenset(f.name for f in functions)
+                )
     if set(bases) != set(BASE_INTERFACES):
         raise RuntimeError(f"the SDK no longer defines {sorted(set(BASE_INTERFACES) - set(bases))}")
     return bases

@@ -20,7 +20,6 @@ from blocksync.sync import permissions
 __all__ = ["FileSourceSpec", "parse_file_source"]
 
 
-
 @dataclass(frozen=True)
 class FileSourceSpec:
     """One ``[agents.<agent>.data_sources.<key>]`` table of ``type = "file"``."""
@@ -65,7 +64,12 @@ class FileSourceSpec:
 
 
 _FILE_KEYS = {
-    "type", "name", "paths", "recursive", "include_patterns", "exclude_patterns",
+    "type",
+    "name",
+    "paths",
+    "recursive",
+    "include_patterns",
+    "exclude_patterns",
     "permission_rules",
 }
 
@@ -88,7 +92,7 @@ def parse_file_source(
             f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_FILE_KEYS))}"
         )
     if table.get("type") != "file":
-        raise ConfigError(f"{where}.type must be \"file\", not {table.get('type')!r}")
+        raise ConfigError(f'{where}.type must be "file", not {table.get("type")!r}')
     name = table.get("name", key)
     if not isinstance(name, str):
         raise ConfigError(f"{where}.name must be a string")
@@ -154,7 +158,7 @@ def _rules(value: Any, where: str) -> tuple[PermissionRule, ...]:
     levels = ", ".join(p.value for p in PermissionLevel)
     for i, item in enumerate(value):
         if not isinstance(item, dict) or set(item) != {"pattern", "permission"}:
-            raise ConfigError(f"{where}[{i}] must be {{ pattern = \"…\", permission = \"…\" }}")
+            raise ConfigError(f'{where}[{i}] must be {{ pattern = "…", permission = "…" }}')
         if not isinstance(item["pattern"], str) or not item["pattern"]:
             raise ConfigError(f"{where}[{i}].pattern must be a glob pattern (a string)")
         try:
@@ -167,4 +171,3 @@ def _rules(value: Any, where: str) -> tuple[PermissionRule, ...]:
             raise ConfigError(f"{where}[{i}]: {exc}") from exc
         rules.append(PermissionRule(item["pattern"], level))
     return tuple(rules)
-

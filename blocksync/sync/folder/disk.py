@@ -123,10 +123,12 @@ def survey(roots: Roots, spec: Selection) -> Survey:
                     f"source {spec.key!r}: folder {root} cannot be listed ({reason}); "
                     "refusing to reconcile it in this run"
                 )
-            found.skipped.append(Skipped(
-                spec.source_path(index, folder + "/"),
-                f"this folder cannot be listed ({reason}): its files are left as they are",
-            ))
+            found.skipped.append(
+                Skipped(
+                    spec.source_path(index, folder + "/"),
+                    f"this folder cannot be listed ({reason}): its files are left as they are",
+                )
+            )
         for rel, reason in listing.odd:
             # a name that is not UTF-8 is reported whatever the patterns: the entry may
             # be a folder, whose files the patterns would select

@@ -221,7 +221,9 @@ class _Inside:
                     elif plan.agent is None:
                         assert content is not None
                         tx.create(
-                            plan.owner, plan.label, content,
+                            plan.owner,
+                            plan.label,
+                            content,
                             description=f"{plan.target.rel} in {plan.target.root}",
                         )
                     else:
@@ -366,7 +368,9 @@ class FileSource:
     def _locate(self, path: str) -> tuple[int, str]:
         """As :meth:`target`: the index of ``path``'s root and its relative path, checked."""
         if not isinstance(path, str) or not path:
-            raise UsageError(f"source {self.spec.key!r}: a path must be non-empty text, not {path!r}")
+            raise UsageError(
+                f"source {self.spec.key!r}: a path must be non-empty text, not {path!r}"
+            )
         roots = self.spec.paths
         index, rel = 0, path
         if len(roots) > 1:
@@ -417,7 +421,9 @@ class FileSource:
         with self._disk() as disk:
             text, digest, unreadable = read_file(disk[target.root], target.rel)
         if unreadable is not None:
-            raise UsageError(f"source {self.spec.key!r}: {target.path!r} is left alone: {unreadable}")
+            raise UsageError(
+                f"source {self.spec.key!r}: {target.path!r} is left alone: {unreadable}"
+            )
         return text, digest
 
     def _label(self, index: int, rel: str) -> str:
@@ -427,7 +433,7 @@ class FileSource:
         """The source path the label scheme gives ``label``; None if not one of this source's."""
         if not label.startswith(LABEL_PREFIX):
             return None
-        tag, colon, rel = label[len(LABEL_PREFIX):].partition(":")
+        tag, colon, rel = label[len(LABEL_PREFIX) :].partition(":")
         if not colon or tag not in self.tags:
             return None
         path = self.spec.source_path(self.tags.index(tag), rel)
@@ -487,7 +493,7 @@ class FileSource:
         for owner, label in snap.latest:
             if owner != self.spec.agent or not label.startswith(LABEL_PREFIX):
                 continue
-            tag, _, rel = label[len(LABEL_PREFIX):].partition(":")
+            tag, _, rel = label[len(LABEL_PREFIX) :].partition(":")
             if tag in tags and self.spec.source_path(tags[tag], rel) in paths:
                 continue  # already a candidate (the usual case): no need to parse it again
             if tag in tags and is_vcs_path(rel):
@@ -580,7 +586,7 @@ class FileSource:
                     self._apply([item for item in again if isinstance(item, _Plan)], disk)
                     redone = {item.path: item for item in again}
                     ordered = [
-                        redone[path] if path in redone else item
+                        redone.get(path, item)
                         for item in ordered
                         if (path := item.path) not in moved or path in redone
                     ]
@@ -716,9 +722,17 @@ class FileSource:
             # the same bytes as the base (UTF-8, as every base is) on both sides
             text = data.decode("utf-8")
             return _Plan(
-                target.path, owner, label, text, text, disk_hash, text,
+                target.path,
+                owner,
+                label,
+                text,
+                text,
+                disk_hash,
+                text,
                 Decision(Action.NO_CHANGE, text, _UNCHANGED),
-                target=target, version=latest[0], level=self.level(target.rel),
+                target=target,
+                version=latest[0],
+                level=self.level(target.rel),
             )
         disk: str | None = None
         if data is not None:
@@ -750,8 +764,17 @@ class FileSource:
         level = self.level(target.rel)
         decision = decide(base, disk, agent, level.value, _merge)
         return _Plan(
-            target.path, owner, label, base, disk, disk_hash, agent, decision,
-            target=target, version=version, level=level,
+            target.path,
+            owner,
+            label,
+            base,
+            disk,
+            disk_hash,
+            agent,
+            decision,
+            target=target,
+            version=version,
+            level=level,
         )
 
     def _hook(self, step: str) -> None:
@@ -781,7 +804,9 @@ class FileSource:
         """The path's block and its base, disk and agent contents as they are now."""
         target = self.target(path)
         found = self.bases.get(path)
-        owner, label = (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
+        owner, label = (
+            (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
+        )
         text, _ = self._read_now(target)
         try:
             agent: str | None = self.blocks.read(owner, label).content
@@ -806,13 +831,21 @@ class FileSource:
         target = self.target(path)
         version: int | None = None
         with self.blocks.transaction(message, author) as tx:
-            current = self.blocks.read(expected.owner, expected.label) if tx.exists(
-                expected.owner, expected.label) else None
+            current = (
+                self.blocks.read(expected.owner, expected.label)
+                if tx.exists(expected.owner, expected.label)
+                else None
+            )
             if _hash(current.content if current else None) != _hash(expected.agent):
-                raise ConcurrentUpdate(f"block {expected.owner}/{expected.label}", 1,
-                                       "it changed while the conflict was being resolved")
+                raise ConcurrentUpdate(
+                    f"block {expected.owner}/{expected.label}",
+                    1,
+                    "it changed while the conflict was being resolved",
+                )
             tx.hold(
-                expected.owner, expected.label, agent,
+                expected.owner,
+                expected.label,
+                agent,
                 expected_version=None if current is None else current.version,
                 description=f"{target.rel} in {target.root}",
             )
@@ -836,8 +869,9 @@ class FileSource:
                     self.key, path, f"cannot write its file {target.file}: {why(exc)}"
                 ) from exc
         if not done:
-            raise ConcurrentUpdate(f"file {target.file}", 1,
-                                   "it changed while the conflict was being resolved")
+            raise ConcurrentUpdate(
+                f"file {target.file}", 1, "it changed while the conflict was being resolved"
+            )
         with self.bases.update(message, author) as btx:
             if base is None:
                 btx.forget(path)
@@ -866,7 +900,9 @@ class FileSource:
         """The block that mirrors ``path`` (bound, or by the label scheme)."""
         target = self.target(path)
         found = self.bases.get(path)
-        owner, label = (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
+        owner, label = (
+            (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
+        )
         return BlockRef(BlockStore.git_path(owner, label), label, owner)
 
     def path_of(self, block: BlockRef) -> str:
@@ -911,8 +947,12 @@ class FileSource:
         if self.bases.get(path) is not None:
             raise AlreadyExists(f"source {self.spec.key!r}: {path!r} is bound already")
         self.blocks.create(
-            owner, target.label, content or "", description=f"{target.rel} in {target.root}",
-            author=self.author, message=f"file source {self.spec.key}: create {path}",
+            owner,
+            target.label,
+            content or "",
+            description=f"{target.rel} in {target.root}",
+            author=self.author,
+            message=f"file source {self.spec.key}: create {path}",
         )
         self._reconcile_in_sync(path)
         return self.block_of(path)
@@ -930,7 +970,9 @@ class FileSource:
         target = self.target(path)
         self._require(target, PermissionLevel.ADMIN, "delete")
         found = self.bases.get(path)
-        owner, label = (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
+        owner, label = (
+            (found[0].owner, found[0].label) if found else (self.spec.agent, target.label)
+        )
         base = None if found is None else found[1]
         text, disk_hash = self._read_now(target)
         try:
@@ -939,9 +981,17 @@ class FileSource:
         except BlockNotFound:
             agent, version = None, None
         gone = _Plan(
-            path, owner, label, base, text, disk_hash, agent,
+            path,
+            owner,
+            label,
+            base,
+            text,
+            disk_hash,
+            agent,
             Decision(Action.FORGET, None, "deleted"),
-            target=target, version=version, level=PermissionLevel.ADMIN,
+            target=target,
+            version=version,
+            level=PermissionLevel.ADMIN,
         )
         message = f"file source {self.spec.key}: delete {path}"
         try:

@@ -56,7 +56,10 @@ def fetched_problems(
 
 
 def _commit_problems(
-    git: GitStore, old: bytes | None, new: bytes, folders: Mapping[bytes, Check],
+    git: GitStore,
+    old: bytes | None,
+    new: bytes,
+    folders: Mapping[bytes, Check],
     checked: set[tuple[bytes, bytes]],
 ) -> Iterator[tuple[str, str]]:
     before = _entries(git, old)
@@ -72,7 +75,11 @@ def _commit_problems(
 
 
 def _folder_problems(
-    git: GitStore, kind: bytes, check: Check, old: bytes | None, new: bytes,
+    git: GitStore,
+    kind: bytes,
+    check: Check,
+    old: bytes | None,
+    new: bytes,
     checked: set[tuple[bytes, bytes]],
 ) -> Iterator[tuple[str, str]]:
     before = _entries(git, old)

@@ -100,11 +100,12 @@ def all_records(git: GitStore, root: bytes | None) -> dict[Key, bytes]:
     }
 
 
-def merge(base: list[Layer], ours: list[Layer], theirs: list[Layer]) -> tuple[list[Layer], list[Layer]]:
+def merge(
+    base: list[Layer], ours: list[Layer], theirs: list[Layer]
+) -> tuple[list[Layer], list[Layer]]:
     """(the layers still waiting, the base layers both sides resolved) of a three-way merge."""
     waiting = [
-        layer for layer in ours + theirs
-        if layer not in base or (layer in ours and layer in theirs)
+        layer for layer in ours + theirs if layer not in base or (layer in ours and layer in theirs)
     ]
     settled = [layer for layer in base if layer not in ours and layer not in theirs]
     return waiting, settled

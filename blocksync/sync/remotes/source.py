@@ -119,8 +119,11 @@ class RemotePull:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "remote": self.remote, "action": self.action, "before": self.before,
-            "after": self.after, "remote_head": self.remote_head,
+            "remote": self.remote,
+            "action": self.action,
+            "before": self.before,
+            "after": self.after,
+            "remote_head": self.remote_head,
             "merged": [{"path": p, "how": h} for p, h in self.merged],
             "conflicts": [{"path": p, "conflict": c} for p, c in self.conflicts],
         }
@@ -136,8 +139,11 @@ class RemotePush:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "remote": self.remote, "action": self.action, "commit": self.commit,
-            "attempts": self.attempts, "pulls": [p.to_json() for p in self.pulls],
+            "remote": self.remote,
+            "action": self.action,
+            "commit": self.commit,
+            "attempts": self.attempts,
+            "pulls": [p.to_json() for p in self.pulls],
         }
 
 
@@ -202,7 +208,9 @@ class RemoteSync:
                 after = None if result.after is None else result.after.encode()
                 result.conflicts = self._follow_records(remote, ours, after, run_id)
                 return result
-        raise ConcurrentUpdate("refs/heads/main", MAX_MERGE_ATTEMPTS, f"merging remote {remote.name!r}")
+        raise ConcurrentUpdate(
+            "refs/heads/main", MAX_MERGE_ATTEMPTS, f"merging remote {remote.name!r}"
+        )
 
     def _move(
         self, remote: Remote, ours: bytes | None, theirs: bytes | None, allow_mass_delete: bool
@@ -233,8 +241,11 @@ class RemoteSync:
             # local main is in the remote's history, off its first-parent chain, with the
             # same blocks: nothing to bring (a merge commit here would only ping-pong)
             return RemotePull(remote.name, "up-to-date", before, before, shown)
-        deleted = [key_path(k) for k, edit in plan.edits.items()
-                   if edit.folder is None and self.trees.value(ours, k).folder is not None]
+        deleted = [
+            key_path(k)
+            for k, edit in plan.edits.items()
+            if edit.folder is None and self.trees.value(ours, k).folder is not None
+        ]
         self._guard(remote, ours, deleted, allow_mass_delete)
         commit = self.trees.commit(remote.name, ours, theirs, plan)
         if not self.git.swap_ref(MAIN, ours, commit.id):
@@ -283,15 +294,19 @@ class RemoteSync:
         Returns (path, conflict id) of the rows this pull opened or moved."""
         old = records.all_records(self.git, self.git.commit_tree(before))
         new = records.all_records(self.git, self.git.commit_tree(after))
-        rows = {c.path: c for c in self.conflicts.list("open") if c.source.startswith(SOURCE_PREFIX)}
+        rows = {
+            c.path: c for c in self.conflicts.list("open") if c.source.startswith(SOURCE_PREFIX)
+        }
         opened: list[tuple[str, str]] = []
         for key, record in sorted(new.items()):
             path = key_path(key)
             top = records.read(self.git, record)[0]
             block = self.trees.value(after, key).folder
             sides = Sides(
-                layout.owner_of(key), self.store.label_of(key[1], record),
-                base=self.trees.maybe_text(top.base), disk=self.trees.maybe_text(top.other),
+                layout.owner_of(key),
+                self.store.label_of(key[1], record),
+                base=self.trees.maybe_text(top.base),
+                disk=self.trees.maybe_text(top.other),
                 agent=self.trees.maybe_text(self.trees.content(block)),
             )
             source = rows[path].source if path in rows else remote.source
@@ -324,13 +339,20 @@ class RemoteSync:
                 return RemotePush(remote.name, outcome, ours.decode(), attempt, pulls)
             # diverged or lost the race: bring the remote's main in, then try again
             if outcome == "rejected" and seen.get("now") == seen.get("old"):
-                raise RemoteRejected(remote.name, f"{remote.shown_url} refused the push of main "
-                                     f"({seen.get('message', b'').decode('utf-8', 'replace')})")
+                raise RemoteRejected(
+                    remote.name,
+                    f"{remote.shown_url} refused the push of main "
+                    f"({seen.get('message', b'').decode('utf-8', 'replace')})",
+                )
             pulls.append(self.pull(remote, run_id, allow_mass_delete=allow_mass_delete))
             if attempt > 1:  # several pushers in step: spread them out
                 time.sleep(PUSH_BACKOFF * attempt * (0.5 + random.random()))
-        raise ConcurrentUpdate(f"main at remote {remote.name!r}", MAX_PUSH_ATTEMPTS,
-                               "other machines kept pushing; run sync again")
+        raise ConcurrentUpdate(
+            f"main at remote {remote.name!r}",
+            MAX_PUSH_ATTEMPTS,
+            "other machines kept pushing; run sync again",
+        )
+
 
 def parse_path(path: str) -> tuple[str, str]:
     """(owner, label) of a conflict path ``<owner>/<label>`` (components encoded as in git)."""
@@ -381,7 +403,9 @@ class RemoteSource:
         return block.content, block.version
 
     def _text(self, blob: bytes | None) -> str | None:
-        return None if blob is None else self._store.git.blob(blob).decode("utf-8", "surrogateescape")
+        return (
+            None if blob is None else self._store.git.blob(blob).decode("utf-8", "surrogateescape")
+        )
 
     def _names(self, path: str) -> tuple[str, str]:
         """The owner and label of a conflict's path (a long label's from the conflict's row:
@@ -396,15 +420,24 @@ class RemoteSource:
         record = git.lookup(git.commit_tree(git.ref(MAIN)), *layout.record_path(owner, label))
         layers = records.read(git, record)
         if layers:
-            return Sides(owner, label, self._text(layers[0].base), self._text(layers[0].other), agent)
+            return Sides(
+                owner, label, self._text(layers[0].base), self._text(layers[0].other), agent
+            )
         rows = [c for c in self._conflicts.list("open", self.key) if c.path == path]
         disk = rows[0].disk if rows else agent  # a row from before conflicts were recorded
         base = rows[0].base if rows else None
         return Sides(owner, label, base, disk, agent)
 
     def settle(
-        self, path: str, *, disk: str | None, agent: str | None, base: str | None,
-        expected: Sides, message: str, author: str,
+        self,
+        path: str,
+        *,
+        disk: str | None,
+        agent: str | None,
+        base: str | None,
+        expected: Sides,
+        message: str,
+        author: str,
     ) -> int | None:
         """The block becomes ``agent``; when ``disk`` is the same (a resolution) the record's
         first waiting side goes, else (an undo) ``disk`` over ``base`` waits again, first."""
@@ -417,7 +450,7 @@ class RemoteSource:
 
         def edit(record: bytes | None) -> bytes | None:
             # a resolution settles the first waiting side; an undo puts it back
-            rest = records.read(git, record)[0 if first else 1:]
+            rest = records.read(git, record)[0 if first else 1 :]
             new, objects = records.write(first + rest, label_blob)
             git.write(objects)
             return new
@@ -429,7 +462,9 @@ class RemoteSource:
                 tx.hold(owner, label, agent, expected_version=version)
                 tx.edit_record(owner, label, edit)
         except StaleVersion as exc:
-            raise SourceChanged(self.key, path, "the block changed meanwhile: nothing was written") from exc
+            raise SourceChanged(
+                self.key, path, "the block changed meanwhile: nothing was written"
+            ) from exc
         assert tx.result is not None
         return tx.result.versions.get((owner, label), version)
 
@@ -448,12 +483,19 @@ class RemoteSource:
     def _layer(self, path: str, base: str | None, disk: str | None) -> records.Layer:
         """The waiting side an undo puts back: ``disk`` over ``base``, with its row's reason."""
         rows = [c for c in self._conflicts.list("all", self.key) if c.path == path]
-        return records.Layer(self._blob(base), self._blob(disk), rows[0].reason if rows else "restored")
+        return records.Layer(
+            self._blob(base), self._blob(disk), rows[0].reason if rows else "restored"
+        )
 
     def close(self) -> None:
         return None
 
 
 __all__ = [
-    "FOLDER_CHECKS", "RemotePull", "RemotePush", "RemoteSource", "RemoteSync", "parse_path",
+    "FOLDER_CHECKS",
+    "RemotePull",
+    "RemotePush",
+    "RemoteSource",
+    "RemoteSync",
+    "parse_path",
 ]

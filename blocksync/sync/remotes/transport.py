@@ -165,7 +165,9 @@ def remove_remote(path: Path, name: str) -> Remote:
     lines = text.splitlines(keepends=True)
     start = next((i for i, line in enumerate(lines) if header.match(line.rstrip("\r\n"))), None)
     if start is None:
-        raise ConfigError(f"{path}: cannot find the [remotes.{name}] table to remove: edit the file")
+        raise ConfigError(
+            f"{path}: cannot find the [remotes.{name}] table to remove: edit the file"
+        )
     end = start + 1
     while end < len(lines) and not re.match(r"^[ \t]*\[", lines[end]):
         end += 1
@@ -198,13 +200,13 @@ def _check_edit(
     try:
         got = json.loads(json.dumps(tomllib.loads(new), default=str))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: cannot edit the remotes automatically ({exc}): edit the file") from exc
+        raise ConfigError(
+            f"{path}: cannot edit the remotes automatically ({exc}): edit the file"
+        ) from exc
     if got.get("remotes") == {}:
         got.pop("remotes")
     if got != expected:
         raise ConfigError(f"{path}: cannot edit [remotes.{name}] automatically: edit the file")
-
-
 
 
 # -- the other repository ------------------------------------------------------------------
@@ -213,7 +215,9 @@ def _check_edit(
 class Transport:
     """Fetches from and pushes to remotes, for one git store."""
 
-    def __init__(self, git: GitStore, client: Callable[[str], tuple[Any, str]] | None = None) -> None:
+    def __init__(
+        self, git: GitStore, client: Callable[[str], tuple[Any, str]] | None = None
+    ) -> None:
         self.git = git
         self._client = client or (lambda url: get_transport_and_path(url))
 
@@ -221,11 +225,14 @@ class Transport:
         try:
             return self._client(remote.url)
         except Exception as exc:  # noqa: BLE001 -- dulwich raises anything on a bad URL
-            raise RemoteError(remote.name, f"cannot use URL {remote.shown_url}: "
-                              f"{scrub(str(exc), remote.url)}") from None
+            raise RemoteError(
+                remote.name, f"cannot use URL {remote.shown_url}: {scrub(str(exc), remote.url)}"
+            ) from None
 
     def _failed(self, remote: Remote, what: str, exc: BaseException) -> RemoteError:
-        detail = scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, remote.url)
+        detail = scrub(
+            f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, remote.url
+        )
         return RemoteUnreachable(remote.name, f"{what} {remote.shown_url} failed ({detail})")
 
     def fetch(self, remote: Remote) -> bytes | None:
@@ -252,8 +259,11 @@ class Transport:
         if head is None or head == ZERO_SHA:
             return None
         if ObjectID(head) not in store:
-            raise RemoteUnreachable(remote.name, f"fetch from {remote.shown_url} did not bring "
-                                    f"main's commit {head.decode()}: nothing was applied")
+            raise RemoteUnreachable(
+                remote.name,
+                f"fetch from {remote.shown_url} did not bring "
+                f"main's commit {head.decode()}: nothing was applied",
+            )
         return bytes(head)
 
     def track(self, remote: Remote, head: bytes) -> None:
@@ -316,10 +326,12 @@ class Transport:
         if isinstance(client, LocalGitClient) and _checked_out_main(path):
             # git's receive.denyCurrentBranch, which dulwich's local transport does not apply
             raise RemoteRejected(
-                remote.name, f"{remote.shown_url} has main checked out in a work tree: pushing "
+                remote.name,
+                f"{remote.shown_url} has main checked out in a work tree: pushing "
                 "there would change the branch under that work tree, so git refuses it, and so "
                 "does blocksync. Push to a bare repository (git init --bare), or check out "
-                "another branch there.")
+                "another branch there.",
+            )
         repo = self.git.repo
         state = {"outcome": "pushed"}
 
@@ -329,7 +341,7 @@ class Transport:
             if theirs == ours:
                 state["outcome"] = "up-to-date"
                 return {}
-            if theirs is not None and theirs != ZERO_SHA:
+            if theirs is not None and theirs != ZERO_SHA:  # noqa: SIM102 - narrows theirs for mypy
                 if theirs not in repo.object_store or not self.contains(ours, theirs):
                     if theirs in repo.object_store and self.contains(theirs, ours):
                         state["outcome"] = "up-to-date"  # the remote has all of ours already
@@ -343,8 +355,9 @@ class Transport:
         except FileLocked:
             return "raced"  # a file remote's main is mid-update by another pusher
         except SendPackError as exc:
-            raise RemoteRejected(remote.name, f"{remote.shown_url} refused the push "
-                                 f"({scrub(str(exc), remote.url)})") from None
+            raise RemoteRejected(
+                remote.name, f"{remote.shown_url} refused the push ({scrub(str(exc), remote.url)})"
+            ) from None
         except (HangupException, Exception) as exc:
             if isinstance(exc, BlocksyncError):
                 raise
@@ -381,6 +394,15 @@ def _checked_out_main(path: str) -> bool:
 
 
 __all__ = [
-    "MAX_MERGE_ATTEMPTS", "SOURCE_PREFIX", "Remote", "Transport", "add_remote", "parse_remotes",
-    "redact", "remove_remote", "scrub", "tracking_ref", "validate_name",
+    "MAX_MERGE_ATTEMPTS",
+    "SOURCE_PREFIX",
+    "Remote",
+    "Transport",
+    "add_remote",
+    "parse_remotes",
+    "redact",
+    "remove_remote",
+    "scrub",
+    "tracking_ref",
+    "validate_name",
 ]

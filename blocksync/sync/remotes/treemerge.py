@@ -99,7 +99,9 @@ class TreeMerge:
         candidates: set[Key] = set()
         for commit in bases:
             for name in (BLOCKS_KEY, records.CONFLICTS_DIR):
-                candidates.update(self.diff(self.folder_of(commit, name), self.folder_of(theirs, name)))
+                candidates.update(
+                    self.diff(self.folder_of(commit, name), self.folder_of(theirs, name))
+                )
         plan = Plan()
         for key in sorted(candidates):
             mine, yours = self.value(ours, key), self.value(theirs, key)
@@ -139,7 +141,11 @@ class TreeMerge:
             plan.merged.append((key_path(key), "merged"))
 
     def _merge_block(
-        self, base: bytes | None, mine: bytes | None, yours: bytes | None, plan: Plan,
+        self,
+        base: bytes | None,
+        mine: bytes | None,
+        yours: bytes | None,
+        plan: Plan,
     ) -> tuple[bytes | None, bytes | None, records.Layer | None]:
         """The block folder a merge keeps, its content blob, and the conflict it found (None: a
         clean merge). A conflict keeps the local side; the remote's waits in the record.
@@ -156,8 +162,11 @@ class TreeMerge:
         if (sides.mine is None) != (sides.yours is None):
             # both sides changed the path (block or record), one by deleting the block: even
             # with no block in the base (the table's creation) that is delete against change
-            return conflict("deleted here, changed on the remote" if sides.mine is None
-                            else "deleted on the remote, changed here")
+            return conflict(
+                "deleted here, changed on the remote"
+                if sides.mine is None
+                else "deleted on the remote, changed here"
+            )
         overlaps: list[int] = []
 
         def merge(base_id: str, yours_id: str, mine_id: str) -> str | None:
@@ -171,9 +180,11 @@ class TreeMerge:
 
         decision = decide(_id(sides.base), _id(sides.yours), _id(sides.mine), READ_WRITE, merge)
         if decision.action is Action.CONFLICT:
-            return conflict("created here and on the remote with different content"
-                            if sides.base is None else
-                            f"both changed, {overlaps[0]} overlapping region(s)")
+            return conflict(
+                "created here and on the remote with different content"
+                if sides.base is None
+                else f"both changed, {overlaps[0]} overlapping region(s)"
+            )
         if decision.content is None or sides.mine is None or sides.yours is None:
             return None, None, None  # deleted on both sides
         content = decision.content.encode()
