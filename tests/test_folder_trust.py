@@ -23,6 +23,7 @@ import pytest
 
 import blocksync
 from blocksync.sync.folder.source import root_tag
+from blocksync.sync.protocol import Settlement
 
 from .conftest import assert_git_fsck
 
@@ -217,14 +218,9 @@ def test_a_resolution_racing_a_swapped_folder_writes_nothing_outside(
         (outside / "fight.md").write_text("disk\n")
         _swap_for_link(notes, tmp_path, outside)
         with pytest.raises(blocksync.SourceChanged, match="symbolic link"):
+            chosen = "agent\n"
             source.settle(
-                "sub/fight.md",
-                disk="agent\n",
-                agent="agent\n",
-                base="agent\n",
-                expected=sides,
-                message="resolve",
-                author="human:test",
+                Settlement("sub/fight.md", chosen, chosen, chosen, sides, "resolve", "human:test")
             )
     assert (outside / "fight.md").read_text() == "disk\n"
 

@@ -40,6 +40,7 @@ from blocksync.sync.protocol import (
     ReconcileOutcome,
     ReconcileResult,
     Resolved,
+    Settlement,
     Sides,
     Skipped,
     mass_deletion,
@@ -245,17 +246,8 @@ class PluginSource:
             agent = None
         return Sides(binding.owner, binding.label, base, base, agent)
 
-    def settle(
-        self,
-        path: str,
-        *,
-        disk: str | None,
-        agent: str | None,
-        base: str | None,
-        expected: Sides,
-        message: str,
-        author: str,
-    ) -> int | None:
+    def settle(self, settlement: Settlement) -> int | None:
+        path, disk, agent, base, expected, message, author = settlement
         owner, label = expected.owner, expected.label
         if disk != expected.disk:
             with self._batch(message, author, dry_run=True) as batch:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from blocksync.errors import MassDeletionRefused
 from blocksync.shared.wit import (
@@ -76,6 +76,20 @@ class Sides:
     base: str | None
     disk: str | None
     agent: str | None
+
+
+class Settlement(NamedTuple):
+    """What a resolution or an undo makes one path hold: the block ``agent``, the source
+    ``disk`` and the base ``base`` (None: absent), refusing a side that moved from ``expected``
+    (what the caller checked both sides hold); committed with ``message`` by ``author``."""
+
+    path: str
+    disk: str | None
+    agent: str | None
+    base: str | None
+    expected: Sides
+    message: str
+    author: str
 
 
 #: A full run is refused when more than this share of a source's bound paths went missing ...
@@ -157,19 +171,9 @@ class SyncSource(Protocol):
         """The path's block and its base, disk and agent contents as they are now."""
         ...
 
-    def settle(
-        self,
-        path: str,
-        *,
-        disk: str | None,
-        agent: str | None,
-        base: str | None,
-        expected: Sides,
-        message: str,
-        author: str,
-    ) -> int | None:
-        """Make the block ``agent``, the source ``disk`` and the base ``base`` (None: absent),
-        refusing a side that moved from ``expected``; the block's new version (None: none)."""
+    def settle(self, settlement: Settlement) -> int | None:
+        """Make the path hold what ``settlement`` says (block, then source, then base); the
+        block's new version (None: none)."""
         ...
 
     def close(self) -> None: ...

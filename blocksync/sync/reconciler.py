@@ -33,7 +33,7 @@ from blocksync.index.conflicts import Conflict, ConflictIndex, Resolution, Take,
 from blocksync.store.merge import merge3
 
 from .outcome import Settled, Waiting, record_outcome
-from .protocol import NeedsResolution, NoChange, Resolved, Sides, SyncSource
+from .protocol import NeedsResolution, NoChange, Resolved, Settlement, Sides, SyncSource
 from .run import Cause, Run, new_run_id
 
 
@@ -303,14 +303,9 @@ class Reconciler:
             raise StaleResolution(conflict.id, moved)
         chosen, resolution = _choose(conflict, take, content)
         who = resolver or self.resolver
+        message = f"resolve conflict {conflict.id} ({resolution}) on {conflict.path}"
         version = source.settle(
-            conflict.path,
-            disk=chosen,
-            agent=chosen,
-            base=chosen,
-            expected=now,
-            message=f"resolve conflict {conflict.id} ({resolution}) on {conflict.path}",
-            author=who,
+            Settlement(conflict.path, chosen, chosen, chosen, now, message, who)
         )
         return self.conflicts.mark_resolved(
             conflict.id, resolution=resolution, resolver=who, result_version=version
@@ -322,15 +317,9 @@ class Reconciler:
         source = self.source(conflict.source, resolving=True)
         now = source.sides(conflict.path)
         who = resolver or self.resolver
-        source.settle(
-            conflict.path,
-            disk=conflict.disk,
-            agent=conflict.agent,
-            base=conflict.base,
-            expected=now,
-            message=f"undo resolution of conflict {conflict.id} on {conflict.path}",
-            author=who,
-        )
+        message = f"undo resolution of conflict {conflict.id} on {conflict.path}"
+        c = conflict
+        source.settle(Settlement(c.path, c.disk, c.agent, c.base, now, message, who))
         return self.conflicts.mark_undone(conflict.id, resolver=who)
 
 

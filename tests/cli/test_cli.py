@@ -303,7 +303,7 @@ def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[str
 
 
 def test_every_command_is_in_the_readme() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     missing = [c for c in _command_paths(cli) if f"`blocksync {c}" not in readme]
     assert not missing, f"document these commands in the README's table: {missing}"
 

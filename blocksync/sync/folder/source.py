@@ -92,6 +92,7 @@ from blocksync.sync.protocol import (
     ReconcileOutcome,
     ReconcileResult,
     Resolved,
+    Settlement,
     Sides,
     Skipped,
     mass_deletion,
@@ -814,20 +815,11 @@ class FileSource:
             agent = None
         return Sides(owner, label, None if found is None else found[1], text, agent)
 
-    def settle(
-        self,
-        path: str,
-        *,
-        disk: str | None,
-        agent: str | None,
-        base: str | None,
-        expected: Sides,
-        message: str,
-        author: str,
-    ) -> int | None:
+    def settle(self, settlement: Settlement) -> int | None:
         """Write the block, then the file, then the base of one path, in reconcile's order;
         ``expected`` is what the caller checked both sides hold (a side that moved since is
         refused, never overwritten). Returns the block's new version (None: no block)."""
+        path, disk, agent, base, expected, message, author = settlement
         target = self.target(path)
         version: int | None = None
         with self.blocks.transaction(message, author) as tx:

@@ -89,7 +89,7 @@ from blocksync.store import layout
 from blocksync.store.blocks import MAIN, BlockStore, block_problem
 from blocksync.store.gitstore import GitStore
 from blocksync.sync.outcome import Settled, Waiting, record_outcome
-from blocksync.sync.protocol import ReconcileOutcome, Sides, mass_deletion
+from blocksync.sync.protocol import ReconcileOutcome, Settlement, Sides, mass_deletion
 
 from . import conflicts as records
 from .checks import fetched_problems
@@ -428,19 +428,10 @@ class RemoteSource:
         base = rows[0].base if rows else None
         return Sides(owner, label, base, disk, agent)
 
-    def settle(
-        self,
-        path: str,
-        *,
-        disk: str | None,
-        agent: str | None,
-        base: str | None,
-        expected: Sides,
-        message: str,
-        author: str,
-    ) -> int | None:
+    def settle(self, settlement: Settlement) -> int | None:
         """The block becomes ``agent``; when ``disk`` is the same (a resolution) the record's
         first waiting side goes, else (an undo) ``disk`` over ``base`` waits again, first."""
+        path, disk, agent, base, expected, message, author = settlement
         owner, label = self._names(path)
         current, version = self._agent(owner, label)
         if current != expected.agent:
