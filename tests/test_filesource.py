@@ -650,7 +650,7 @@ from pathlib import Path
 import blocksync
 from blocksync.sync.folder.config import FileSourceSpec
 from blocksync.sync.folder.source import FileSource
-from blocksync.sync.protocol import PermissionLevel, PermissionRule
+from blocksync.shared.wit import PermissionLevel, PermissionRule
 store, root, step, paths = json.loads(sys.argv[1])
 def fault(name):
     if name == step:

@@ -238,7 +238,7 @@ def test_an_index_db_of_the_code_before_opens_and_upgrades(tmp_path: Path) -> No
             assert ws.index_db.applied(migrations) == [
                 m.name for m in migrations.pending(sqlite_utils.Database(memory=True))
             ], name
-    assert blocksync.store.fsck(root).ok
+    assert blocksync.fsck(root).ok
 
 
 def test_a_foreign_file_is_refused_not_migrated(tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ def machines(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
     for repo in (hub, tmp_path / "laptop" / "repo", tmp_path / "server" / "repo"):
         assert_git_fsck(repo)
     for store in (tmp_path / "laptop", tmp_path / "server"):
-        assert blocksync.store.fsck(store).ok
+        assert blocksync.fsck(store).ok
 
 
 def _bread_and_rice(laptop: Path, server: Path) -> None:
@@ -666,7 +666,7 @@ def test_long_labels_travel_merge_and_conflict(tmp_path: Path) -> None:
     assert not b.conflicts.list()
     assert a.blocks.read("alice", label).content == b.blocks.read("alice", label).content
     for ws in (a, b):
-        assert blocksync.store.fsck(ws.root).ok
+        assert blocksync.fsck(ws.root).ok
         ws.close()
     for repo in (hub, tmp_path / "a" / "repo", tmp_path / "b" / "repo"):
         assert_git_fsck(repo)

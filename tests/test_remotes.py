@@ -150,7 +150,7 @@ def test_both_changed_merge_per_block_in_a_merge_commit(
     assert a.blocks.read("alice", "notes").content == "ONE\ntwo\nTHREE\n"
     assert a.blocks.read("bob", "new").content == "hi\n"
     for ws in (a, b):
-        assert blocksync.store.fsck(ws.root).ok
+        assert blocksync.fsck(ws.root).ok
 
 
 def test_overlap_is_a_conflict_resolvable_with_the_same_api(
@@ -378,7 +378,7 @@ def _converge(urls: list[str], hub: Path, tmp_path: Path) -> None:
     for ws in stores:
         for c in ws.conflicts.list():
             assert c.source == "remote:hub"
-        assert blocksync.store.fsck(ws.root).ok
+        assert blocksync.fsck(ws.root).ok
         ws.close()
     assert_git_fsck(hub)
     for i in range(len(stores)):

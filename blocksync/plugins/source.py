@@ -35,8 +35,10 @@ from blocksync.shared.truth import Action
 from blocksync.store.blocks import BlockStore
 from blocksync.sync.protocol import (
     BLOCK_MOVED,
+    WRITE,
     NeedsResolution,
     NoChange,
+    ReconcileMode,
     ReconcileOutcome,
     ReconcileResult,
     Resolved,
@@ -89,12 +91,9 @@ class PluginSource:
         return batch.attached(self.plugin.host)
 
     def reconcile_outcome(
-        self,
-        paths: Iterable[str] | None = None,
-        *,
-        dry_run: bool = False,
-        allow_mass_delete: bool = False,
+        self, paths: Iterable[str] | None = None, mode: ReconcileMode = WRITE
     ) -> ReconcileOutcome:
+        dry_run, allow_mass_delete = mode
         wanted = None if paths is None else list(dict.fromkeys(paths))
         if wanted == []:
             return ReconcileOutcome()  # no paths asked (the WIT's empty list would mean all)
@@ -224,7 +223,7 @@ class PluginSource:
     # -- conflicts ------------------------------------------------------------------------
 
     def sides(self, path: str) -> Sides:
-        outcome = self.reconcile_outcome([path], dry_run=True)
+        outcome = self.reconcile_outcome([path], ReconcileMode(dry_run=True))
         if path in outcome.conflicts:
             return outcome.conflicts[path]
         if outcome.skipped:

@@ -78,6 +78,18 @@ class Sides:
     agent: str | None
 
 
+class ReconcileMode(NamedTuple):
+    """How a source reconciles: ``dry_run`` writes nothing; ``allow_mass_delete`` lets a run
+    delete more than the mass-deletion threshold of the source's paths."""
+
+    dry_run: bool = False
+    allow_mass_delete: bool = False
+
+
+#: a real run, with the mass-deletion guard on
+WRITE = ReconcileMode()
+
+
 class Settlement(NamedTuple):
     """What a resolution or an undo makes one path hold: the block ``agent``, the source
     ``disk`` and the base ``base`` (None: absent), refusing a side that moved from ``expected``
@@ -146,16 +158,12 @@ class SyncSource(Protocol):
     key: str  # the table key: the source's name in reports, conflict rows and refs/sync/<key>
 
     def reconcile_outcome(
-        self,
-        paths: Iterable[str] | None = None,
-        *,
-        dry_run: bool = False,
-        allow_mass_delete: bool = False,
+        self, paths: Iterable[str] | None = None, mode: ReconcileMode = WRITE
     ) -> ReconcileOutcome:
-        """Reconcile ``paths`` (None: every candidate); ``dry_run`` writes nothing. A run over
-        every candidate raises :class:`~blocksync.errors.MassDeletionRefused` (nothing written)
+        """Reconcile ``paths`` (None: every candidate) in ``mode``. A run over every candidate
+        raises :class:`~blocksync.errors.MassDeletionRefused` (nothing written)
         when it would delete more than the threshold of the source's paths from any side,
-        unless ``allow_mass_delete``; a missing root raises NotFound."""
+        unless ``mode.allow_mass_delete``; a missing root raises NotFound."""
         ...
 
     def path_problem(self, path: str) -> str | None:

@@ -33,7 +33,15 @@ from blocksync.index.conflicts import Conflict, ConflictIndex, Resolution, Take,
 from blocksync.store.merge import merge3
 
 from .outcome import Settled, Waiting, record_outcome
-from .protocol import NeedsResolution, NoChange, Resolved, Settlement, Sides, SyncSource
+from .protocol import (
+    NeedsResolution,
+    NoChange,
+    ReconcileMode,
+    Resolved,
+    Settlement,
+    Sides,
+    SyncSource,
+)
 from .run import Cause, Run, new_run_id
 
 
@@ -247,9 +255,7 @@ class Reconciler:
         report = SourceReport(key)
         try:
             source = self.source(key)
-            outcome = source.reconcile_outcome(
-                paths, dry_run=dry_run, allow_mass_delete=allow_mass_delete
-            )
+            outcome = source.reconcile_outcome(paths, ReconcileMode(dry_run, allow_mass_delete))
         except (BlocksyncError, OSError) as exc:
             report.error = str(exc)
             return report

@@ -87,8 +87,10 @@ from blocksync.sync import permissions
 from blocksync.sync.protocol import (
     BLOCK_MOVED,
     MASS_DELETION_MIN,
+    WRITE,
     NeedsResolution,
     NoChange,
+    ReconcileMode,
     ReconcileOutcome,
     ReconcileResult,
     Resolved,
@@ -541,11 +543,7 @@ class FileSource:
         return outcome.results
 
     def reconcile_outcome(
-        self,
-        paths: Iterable[str] | None = None,
-        *,
-        dry_run: bool = False,
-        allow_mass_delete: bool = False,
+        self, paths: Iterable[str] | None = None, mode: ReconcileMode = WRITE
     ) -> ReconcileOutcome:
         """As :meth:`reconcile`, with the skipped paths and reasons; None: every candidate,
         after the mass-deletion guard (unless ``allow_mass_delete``) and with every entry of
@@ -556,6 +554,7 @@ class FileSource:
         what it holds then, and otherwise left for the next run (a skip saying so): one busy
         block never fails the others.
         """
+        dry_run, allow_mass_delete = mode
         wanted = None if paths is None else list(dict.fromkeys(paths))
         if wanted is not None:
             for p in wanted:

@@ -89,7 +89,14 @@ from blocksync.store import layout
 from blocksync.store.blocks import MAIN, BlockStore, block_problem
 from blocksync.store.gitstore import GitStore
 from blocksync.sync.outcome import Settled, Waiting, record_outcome
-from blocksync.sync.protocol import ReconcileOutcome, Settlement, Sides, mass_deletion
+from blocksync.sync.protocol import (
+    WRITE,
+    ReconcileMode,
+    ReconcileOutcome,
+    Settlement,
+    Sides,
+    mass_deletion,
+)
 
 from . import conflicts as records
 from .checks import fetched_problems
@@ -381,11 +388,7 @@ class RemoteSource:
         self._conflicts = conflicts
 
     def reconcile_outcome(
-        self,
-        paths: Iterable[str] | None = None,
-        *,
-        dry_run: bool = False,
-        allow_mass_delete: bool = False,
+        self, paths: Iterable[str] | None = None, mode: ReconcileMode = WRITE
     ) -> ReconcileOutcome:
         return ReconcileOutcome()
 
