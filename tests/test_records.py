@@ -289,7 +289,7 @@ def test_fsck_names_rows_missing_on_either_side(store: Path, notes: Path) -> Non
 HOOK = textwrap.dedent("""
     import os, signal, sys
     import blocksync
-    from blocksync import gitstore, records
+    from blocksync.store import gitstore, records
 
     where = sys.argv[2]
     if where == "after-git":  # git has the records commit, index.db has not committed yet
