@@ -1,1 +1,2 @@
-"""Files and folders opened without following links: the only module that writes to disk."""
+"""Files and folders opened relative to directory descriptors, never through a link: a folder
+source's files (``disk``) and the files blocksync keeps in its store (``safefile``)."""

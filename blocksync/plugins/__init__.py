@@ -1,9 +1,10 @@
-"""The WASM host: plugins as sandboxed WebAssembly components (wasmtime component model).
+"""Plugins: sandboxed WebAssembly components (wasmtime component model) as blocksync sources.
 
-``runtime`` loads and runs components; ``hostfuncs`` is what plugins may call; ``bridges`` adapt
-plugins to the Protocols of :mod:`blocksync.sync.protocol`; ``source`` makes a data-block plugin a
-source the reconciler drives (its writes staged per call by ``batch``); ``registry`` holds a
-store's configured plugins; ``build`` turns a Python guest source into a component.
+``host`` runs them (``host.runtime`` loads and calls components; ``host.hostfuncs`` is what
+plugins may call); ``bridges`` adapt plugins to the Protocols of :mod:`blocksync.sync.protocol`;
+``source`` makes a data-block plugin a source the reconciler drives (its writes staged per call
+by ``batch``, its sync bases kept by ``syncbases``); ``registry`` holds a store's configured
+plugins; ``tooling.build`` turns a guest source into a component.
 """
 
 from .bridges import WasmDataBlock, WasmDataStream, WasmTool

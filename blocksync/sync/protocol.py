@@ -1,7 +1,9 @@
 """What the rest of blocksync sees of a data source, stream or tool: typed values and Protocols.
 
-The WIT types of ``wit/pattern.wit`` as plain Python values, and the host-side Protocols
-``DataBlock``, ``DataStream`` and ``Tool``. WASM plugins are adapted to these by the bridges in
+The results of a reconcile, the values a reconcile or a resolution is asked with
+(:class:`ReconcileMode`, :class:`Settlement`), and the host-side Protocols ``SyncSource``,
+``DataBlock``, ``DataStream`` and ``Tool`` (the WIT record types they carry are
+:mod:`blocksync.shared.wit`). WASM plugins are adapted to these by the bridges in
 :mod:`blocksync.plugins`; native sources implement them directly. Nothing here knows wasmtime.
 """
 
