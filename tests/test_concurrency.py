@@ -289,7 +289,6 @@ def test_transaction_replayed_on_a_moved_head_rechecks_expected_version(store_pa
     assert_store_sound(store_path)
 
 
-@pytest.mark.slow  # b's update waits out a's lock on the index (~60 s)
 def test_reader_with_a_stale_view_of_main_does_not_call_the_index_corrupt(store_path: Path) -> None:
     """Another process may move main and index it between our reading main and our catch-up."""
     with (
