@@ -74,9 +74,16 @@ _entry_locks_guard = threading.Lock()
 
 @contextmanager
 def _entry(target: Path) -> Iterator[None]:
+    """Hold ``target``'s cache entry: against this process's other threads (the warm-up), and
+    through a lock file against other processes (pytest-xdist workers) building it too."""
+    import fcntl
+
     with _entry_locks_guard:
         lock = _entry_locks.setdefault(target.name, threading.Lock())
-    with lock:
+    locks = target.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with lock, open(locks / f"{target.name}.lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
         yield
 
 
