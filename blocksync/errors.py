@@ -42,6 +42,8 @@ so the original stays attached. Each class carries the data a caller needs to ac
     │   ├── IndexCorrupt                   index.db missing, unreadable or out of sync
     │   └── UnsafeFile                     a file blocksync writes is a symbolic link (or
     │                                      not a regular file): refused, never followed
+    ├── StoreFormatError                1  the store's layout is newer than this blocksync (or
+    │                                      an old one reached a writer): names the upgrade
     ├── MergeConflict                   1  a three-way merge found overlapping changes
     ├── Interrupted               130, 143  SIGINT, SIGTERM stopped a run at a safe point
     │                                      (128 + the signal's number; blocksync.interrupts)
@@ -56,6 +58,8 @@ so the original stays attached. Each class carries the data a caller needs to ac
     │   ├── RemoteRejected                 the remote refused the push (or would have to:
     │   │                                  its main is checked out in a work tree)
     │   ├── UnrelatedHistories             the remote's main shares no history with ours
+    │   ├── RemoteFormatError              the remote's main is of another store format
+    │   │                                  (an old blocksync pushed it, or a newer one)
     │   └── MalformedRemote                the remote's main brings what is no block of a
     │                                      blocksync store: the pull is refused, nothing applied
     └── PluginError                     1  a plugin failed; names plugin, version and call
@@ -361,6 +365,21 @@ class IndexCorrupt(StoreCorrupt):
         self.detail = detail
 
 
+class StoreFormatError(BlocksyncError):
+    """The store (``path``; ``ref``, the ref whose tree says so) is of store format ``found``,
+    which this blocksync cannot use as it is: a newer one (upgrade blocksync), or format 1
+    reaching a writer that did not open the store through :func:`blocksync.open` (which
+    upgrades it in place). Nothing was written."""
+
+    def __init__(self, path: str, ref: str, found: int, supported: int, detail: str) -> None:
+        super().__init__(f"store {path} ({ref}) is store format {found}: {detail}")
+        self.path = path
+        self.ref = ref
+        self.found = found
+        self.supported = supported
+        self.detail = detail
+
+
 class PluginBuildError(UsageError):
     """A plugin source folder cannot be built into a WebAssembly component."""
 
@@ -474,6 +493,17 @@ class RemoteRejected(RemoteError):
 
 class UnrelatedHistories(RemoteError):
     """The remote's main and the local main share no commit: refused, nothing changed."""
+
+
+class RemoteFormatError(RemoteError):
+    """The remote's main is of store format ``found``, not the one this blocksync writes
+    (``supported``): format 1 was pushed by a machine running an older blocksync, a newer one by
+    a newer blocksync. Refused before anything was applied; the message names the upgrade."""
+
+    def __init__(self, remote: str, detail: str, found: int, supported: int) -> None:
+        super().__init__(remote, detail)
+        self.found = found
+        self.supported = supported
 
 
 class MalformedRemote(RemoteError):

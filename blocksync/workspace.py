@@ -76,6 +76,12 @@ class Workspace(AbstractContextManager["Workspace"]):
         except BaseException:
             self.index_db.close()
             raise
+        try:
+            self.blocks.upgrade()  # a store of an older format: in place, once
+        except BaseException:
+            self.blocks.close()
+            self.index_db.close()
+            raise
         self._records: Records | None = None
         self._notifications: NotificationLog | None = None
         self._plugins: PluginSet | None = None

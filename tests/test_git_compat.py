@@ -5,6 +5,8 @@ Like dulwich's ``tests/compat``, these run the real git CLI against the store's 
 
 from __future__ import annotations
 
+import hashlib
+
 import itertools
 import json
 import subprocess
@@ -194,13 +196,19 @@ def test_git_tree_holds_exactly_the_blocks_under_encoded_names(
     repo = busy_ws.repo_path
     busy_ws.blocks.delete(OWNERS[1], LABELS[2])
     files = git(repo, "ls-tree", "-r", "--name-only", "-z", "main").split("\0")
-    folders = sorted({f.rsplit("/", 1)[0] for f in files if f})
-    assert all(f.endswith(("/content", "/meta.json")) for f in files if f)
+    assert git(repo, "show", "main:format") == "2\n"
+    files = [f for f in files if f and f != "format"]
+    folders = sorted({f.rsplit("/", 1)[0] for f in files})
+    assert all(f.endswith(("/content", "/meta.json")) for f in files)
+    # blocks/<owner>/<f1>/<f2>/<label>: f1, f2 the first hex digits of the label's sha256
+    assert all(f.count("/") == 4 and f.startswith("blocks/") for f in folders)
+    for folder in folders:
+        fan = hashlib.sha256(folder.rsplit("/", 1)[1].encode()).hexdigest()
+        assert folder.split("/")[2:4] == [fan[:2], fan[2:4]], folder
     decoded = sorted(
-        (names.decode(owner), names.decode(label))
-        for owner, label in (f.split("/")[1:] for f in folders)
+        (names.decode(parts[1]), names.decode(parts[4]))
+        for parts in (f.split("/") for f in folders)
     )
-    assert all(f.count("/") == 2 and f.startswith("blocks/") for f in folders)
     assert decoded == sorted((s.owner, s.label) for s in busy_ws.blocks.list())
     assert (OWNERS[1], LABELS[2]) not in decoded
     # a label past one component's length is kept whole beside a hashed component; a label

@@ -52,6 +52,28 @@ def test_block_path_round_trips(owner: str, label: str) -> None:
     assert all(0 < len(name) <= names.MAX_COMPONENT_BYTES for name in path)
 
 
+@given(owners, labels)
+def test_block_folders_fan_out_by_the_hash_of_their_label_component(owner: str, label: str) -> None:
+    """Format 2: blocks/<owner>/<f1>/<f2>/<label>/, f1 f2 the first 2+2 hex digits of the
+    sha256 of the label's component, so one update rewrites two trees of <= 256 entries."""
+    key = layout.block_key(owner, label)
+    digest = hashlib.sha256(key[-1]).hexdigest().encode()
+    assert key == (names.encode(owner).encode(), digest[:2], digest[2:4], key[-1])
+    assert layout.key_problem(key) is None
+    assert layout.upgrade_key((key[0], key[-1])) == key  # a format-1 key, fanned out
+    misplaced = (key[0], b"00", b"00", key[-1])
+    assert (layout.key_problem(misplaced) is None) == (digest[:4] == b"0000")
+
+
+def test_format_file_round_trips_and_refuses_what_is_no_number() -> None:
+    assert layout.format_text() == b"2\n" and layout.FORMAT == 2
+    assert layout.parse_format(layout.format_text(7)) == 7
+    for bad in (b"", b"2", b"two\n", b"-1\n", b"2\n\n", b"\xff\n"):
+        assert layout.parse_format(bad) is None, bad
+    assert layout.key_depth(1) == layout.V1_KEY_DEPTH == 2
+    assert layout.key_depth(2) == layout.KEY_DEPTH == 4
+
+
 def test_long_labels_are_named_by_their_hash_and_read_from_beside() -> None:
     label = "file:3fa2c1d0:" + "日本語" * 40  # 33+ such characters: over 255 encoded bytes
     component = layout.label_component(label)
@@ -120,6 +142,7 @@ LAYOUT_NAMES = {
     layout.META_FILE,
     layout.LABEL_FILE,
     layout.BINDING_FILE,
+    layout.FORMAT_FILE,
 }
 #: Constants layout.py defines that no other module may define again (under any old name).
 OLD_CONSTANTS = {
@@ -131,7 +154,9 @@ OLD_CONSTANTS = {
     "BASE_FILE",
     "BINDING_FILE",
     "KEY_DEPTH",
+    "V1_KEY_DEPTH",
     "BASE_DEPTH",
+    "FORMAT",
     "HASHED",
 }
 

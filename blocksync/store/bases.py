@@ -5,8 +5,8 @@ Kept in git, not in ``index.db``, so losing the index loses no base. One ref per
 commit on it, so ``git log refs/sync/<source>`` is the history of that source's bases. Each
 commit's tree holds (:mod:`blocksync.store.layout`) a folder per path, ``bases/<h[:2]>/<h>/`` (h:
 sha256 of the path, hex) of the base text verbatim (``base``) and the binding (``binding.json``:
-label, owner, path, sorted keys), and ``blocks/<owner>/<label>``: the same binding blob, which
-path the block mirrors.
+label, owner, path, sorted keys), and ``blocks/<owner>/<f1>/<f2>/<label>`` (the block's key, fanned
+out as in main): the same binding blob, which path the block mirrors; and the ``format`` file.
 
 Paths are free text (slashes, any Unicode), so the tree is keyed by their hash: names stay
 safe and fixed-length, every lookup is a fixed number of tree reads, and ``binding.json``
@@ -40,7 +40,7 @@ from blocksync.errors import (
 )
 from blocksync.index.base_index import BaseEntry, git_blob_id
 
-from . import layout
+from . import layout, upgrade
 from .gitstore import (
     FILE_MODE,
     TREE_MODE,
@@ -393,6 +393,7 @@ class BasesTransaction:
         if not self._staged:
             return None
         bases, git = self._bases, self._bases._git
+        upgrade.check_writable(git, self._tree, bases.ref.decode())
         root = TreeEditor(git, self._tree)
         objects: list[ShaFile] = []
         had: dict[str, Binding] = {}  # path -> its binding in the tree the changes build on
@@ -425,6 +426,7 @@ class BasesTransaction:
         new_tree = root.write(objects)
         if (new_tree or _EMPTY_TREE) == (self._tree or _EMPTY_TREE):
             return None  # e.g. the same base again, or forgetting what was never there
+        upgrade.format_entry(root, objects)  # the ref's first commit says its format
         return Draft(root, objects, self.author, self.message)
 
     def written(self) -> list[tuple[str, Binding | None, str | None]]:

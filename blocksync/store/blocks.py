@@ -36,7 +36,7 @@ from blocksync.index.db import IndexDb
 from blocksync.index.versions import BlockChange, CommitInfo, VersionIndex, VersionRow
 from blocksync.text import CharOp, char_diff, parse_json, unified_diff
 
-from . import layout
+from . import layout, upgrade
 from .gitstore import (
     FILE_MODE,
     TREE_CACHE,
@@ -50,6 +50,8 @@ from .gitstore import (
 )
 
 MAIN = Ref(b"refs/heads/main")
+#: where the sync bases of sources live (:mod:`blocksync.store.bases`), upgraded with main
+BASES_PREFIX = b"refs/sync/"
 
 
 class BlockType(str, Enum):
@@ -540,6 +542,7 @@ class Transaction:
             for key, op in self._ops:
                 self._run(key, op)
         self._spent = True
+        upgrade.check_writable(self._store._git, self._root.sha, MAIN.decode())
         objects, self._changes = self._store._stage_commit(self._root, self._staged, self._beside)
         return None if objects is None else Draft(self._root, objects, self.author, self.message)
 
@@ -576,6 +579,20 @@ class BlockStore:
 
     def close(self) -> None:
         self._git.close()
+
+    def upgrade(self, fault: upgrade.Fault | None = None) -> builtins.list[str]:
+        """Upgrade main and every source's bases (``refs/sync/*``) written in an older store
+        format to the current one, one commit per ref (:mod:`blocksync.store.upgrade`); refused with
+        :class:`StoreFormatError` before anything is written if one is newer than this code.
+        The version index then follows main: the upgrade commit changes no block. Returns the
+        refs upgraded. ``fault``: called at each step (tests kill the process there)."""
+        bases = upgrade.refs_under(self._git, BASES_PREFIX)
+        done = upgrade.upgrade_refs(self._git, [MAIN, *bases], fault)
+        if MAIN in done:
+            self._catch_up(self._head())
+            if fault is not None:
+                fault("index-updated")
+        return [ref.decode() for ref in done]
 
     @staticmethod
     def git_path(owner: str, label: str) -> str:
@@ -663,6 +680,7 @@ class BlockStore:
         ]
         if not changes and not any(moved):
             return None, changes
+        upgrade.format_entry(root, objects)
         return objects, changes
 
     def _committed(self, commit: Commit, changes: builtins.list[BlockChange]) -> CommitResult:
@@ -697,8 +715,7 @@ class BlockStore:
 
     def _changed_blocks(self, old_root: bytes | None, new_root: bytes) -> Iterator[BlockChange]:
         git = self._git
-        old, new = git.lookup(old_root, layout.BLOCKS), git.lookup(new_root, layout.BLOCKS)
-        for key, was, now in git.diff_trees(old, new, layout.KEY_DEPTH):
+        for key, was, now in upgrade.diff_keys(git, old_root, new_root, layout.BLOCKS):
             folder = {} if now is None else {e.path: e.sha for e in git.tree(now[1]).items()}
             content, meta = folder.get(layout.CONTENT_FILE), folder.get(layout.META_FILE)
             yield BlockChange(

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dulwich.objects import Commit, ObjectID, ShaFile, Tree
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
 from dulwich.repo import Repo
 
 from . import layout
@@ -84,26 +84,49 @@ def _check_blocks(repo: Repo, head: ObjectID, report: FsckReport) -> None:
     assert isinstance(commit, Commit)
     root = get(commit.tree)
     assert isinstance(root, Tree)
-    if layout.BLOCKS not in root:
+    format_ = _format(get, root, report)
+    if layout.BLOCKS not in root or format_ is None:
         return
-    _check_folder(get, root[layout.BLOCKS][1], (layout.BLOCKS,), report)
+    _check_folder(get, root[layout.BLOCKS][1], (layout.BLOCKS,), format_, report)
+
+
+def _format(get: Callable[[ObjectID], ShaFile], root: Tree, report: FsckReport) -> int | None:
+    """The store format main's tree says it has (None: one this code cannot check)."""
+    if layout.FORMAT_FILE not in root:
+        return layout.OLDEST_FORMAT
+    blob = get(root[layout.FORMAT_FILE][1])
+    found = layout.parse_format(blob.as_raw_string()) if isinstance(blob, Blob) else None
+    if found is None or not layout.OLDEST_FORMAT < found <= layout.FORMAT:
+        report.add(
+            "blocks",
+            f"main's {layout.FORMAT_FILE.decode()} file names no format "
+            f"this blocksync reads (up to {layout.FORMAT})",
+        )
+        return None
+    return found
 
 
 def _check_folder(
-    get: Callable[[ObjectID], ShaFile], sha: ObjectID, path: tuple[bytes, ...], report: FsckReport
+    get: Callable[[ObjectID], ShaFile],
+    sha: ObjectID,
+    path: tuple[bytes, ...],
+    format_: int,
+    report: FsckReport,
 ) -> None:
-    """Check the folders of blocks below ``path`` (the tree ``sha``), down to their depth."""
+    """Check the folders of blocks below ``path`` (the tree ``sha``), down to their depth (of
+    store format ``format_``), each in the fan-out folder its name belongs in."""
     tree = get(sha)
     if not isinstance(tree, Tree):
         report.add("blocks", f"{layout.shown(path)} is not a folder")
         return
     for entry in tree.items():
         where = (*path, entry.path)
-        if len(where) < 1 + layout.KEY_DEPTH:
-            _check_folder(get, entry.sha, where, report)
+        if len(where) < 1 + layout.key_depth(format_):
+            _check_folder(get, entry.sha, where, format_, report)
             continue
         key = where[1:]  # the block folder's names below blocks/
-        problem = block_problem(get, key[0], key[-1], entry.mode, entry.sha)
+        problem = None if format_ == 1 else layout.key_problem(key)
+        problem = problem or block_problem(get, key[0], key[-1], entry.mode, entry.sha)
         if problem is not None:
             report.add("blocks", f"{layout.shown(where)} {problem}")
             continue

@@ -1,20 +1,28 @@
 """Where blocks and sync bases sit in a commit's tree: the one module that encodes their folders.
 
-The block store (``refs/heads/main``)::
+The block store (``refs/heads/main``), store format 2::
 
-    blocks/<owner>/<label>/content      the block's text
-    blocks/<owner>/<label>/meta.json    description, block_type, schema, char_limit
-    blocks/<owner>/<label>/label        the whole label, when it is too long for a component
-    conflicts/<owner>/<label>/          a remote's record of the block's open conflict
+    format                                  "2\n": the layout this tree is written in
+    blocks/<owner>/<f1>/<f2>/<label>/content   the block's text
+    blocks/<owner>/<f1>/<f2>/<label>/meta.json description, block_type, schema, char_limit
+    blocks/<owner>/<f1>/<f2>/<label>/label     the whole label, when too long for a component
+    conflicts/<owner>/<f1>/<f2>/<label>/       a remote's record of the block's open conflict
+
+``<f1>/<f2>`` fan the blocks of an owner out (:func:`fanout`): the first two and the next two
+hex digits of the sha256 of the ``<label>`` component. Without them every commit rewrote (and
+every reader re-read) a tree with one entry per block of the owner -- ~0.5 MB per update at
+20,000 blocks; with two levels of at most 256 entries a single update rewrites a handful of
+small trees (~13 KiB at 100,000 blocks), whatever the owner's size.
 
 The sync bases of one source (``refs/sync/<source>``)::
 
-    bases/<h[:2]>/<h>/base              the base text, verbatim (h: sha256 of the path, hex)
-    bases/<h[:2]>/<h>/binding.json      {"label": ..., "owner": ..., "path": ...}
-    blocks/<owner>/<label>              the same binding.json blob: which path the block mirrors
+    format                                  as in main
+    bases/<h[:2]>/<h>/base                  the base text, verbatim (h: sha256 of the path, hex)
+    bases/<h[:2]>/<h>/binding.json          {"label": ..., "owner": ..., "path": ...}
+    blocks/<owner>/<f1>/<f2>/<label>        the same binding.json blob: which path the block mirrors
 
 ``<owner>`` and ``<label>`` are encoded by :mod:`blocksync.names`, so ``git log --
-blocks/<owner>/<label>`` lists exactly a block's versions. A label may be as long as a file's
+<git_path(owner, label)>`` lists exactly a block's versions. A label may be as long as a file's
 path in a folder (:data:`~blocksync.names.MAX_LABEL_BYTES`), far longer than one component may
 be (255 bytes on most file systems; 33 Japanese characters encode to 297). Such a label's
 component (:func:`label_component`) is a readable head of its encoding, ``~`` (never part of an
@@ -22,8 +30,13 @@ encoding) and 40 hex digits of the label's sha256; the whole label is kept besid
 folder's ``label`` file, a binding's ``binding.json``), which keeps the mapping reversible, and
 is checked against the hash when read (:func:`check_long_label`).
 
-Every other module asks this one for paths and names: a change of layout (issue 14 fans block
-folders out by a hash prefix) is a change of this module only.
+Format 1 (no ``format`` file at the root) had no fan-out: ``blocks/<owner>/<label>/``, the same
+for ``conflicts/`` and a bases ref's ``blocks/``. Every commit says its own format, so history
+written before an upgrade is read in its own layout (:func:`upgrade_key` maps its keys);
+:mod:`blocksync.store.upgrade` turns a format-1 tree into a format-2 one.
+
+Every other module asks this one for paths and names: a change of layout is a change of this
+module (and of the upgrade that goes with it) only.
 """
 
 from __future__ import annotations
@@ -54,10 +67,22 @@ LABEL_FILE = b"label"
 BASE_FILE = b"base"
 BINDING_FILE = b"binding.json"
 
-#: The names of one block's folder below ``blocks/`` (or its record's below ``conflicts/``).
-Key = tuple[bytes, bytes]
+#: The file at the root of a tree that names its layout (absent: format 1).
+FORMAT_FILE = b"format"
+#: The store format this code writes (and the newest it reads).
+FORMAT = 2
+#: The formats this code reads (and upgrades from).
+OLDEST_FORMAT = 1
+
+#: The names of one block's folder below ``blocks/`` (or its record's below ``conflicts/``):
+#: ``(owner, f1, f2, label)``; ``key[0]`` is the owner's, ``key[-1]`` the label's component.
+Key = tuple[bytes, ...]
 #: How many names a :data:`Key` has: the depth of a block folder below ``blocks/``.
-KEY_DEPTH = 2
+KEY_DEPTH = 4
+#: The depth of a block folder below ``blocks/`` in a format-1 tree: ``(owner, label)``.
+V1_KEY_DEPTH = 2
+#: hex digits of each fan-out level (two levels of at most 16**2 = 256 entries)
+_FANOUT = ((0, 2), (2, 4))
 #: How many names a base folder sits below ``bases/``.
 BASE_DEPTH = 2
 
@@ -100,9 +125,41 @@ def check_long_label(found: str | bytes, label: str) -> str:
     return label
 
 
+def fanout(component: bytes) -> tuple[bytes, ...]:
+    """The fan-out folders of a block whose label component is ``component``: hex digits of
+    its sha256 (a component, not the label, so a folder's own name says where it belongs)."""
+    digest = hashlib.sha256(component).hexdigest().encode("ascii")
+    return tuple(digest[start:end] for start, end in _FANOUT)
+
+
 def block_key(owner: str, label: str) -> Key:
     """The names of block (owner, label)'s folder below ``blocks/``."""
-    return names.encode(owner).encode(), label_component(label).encode()
+    component = label_component(label).encode()
+    return names.encode(owner).encode(), *fanout(component), component
+
+
+def upgrade_key(key: Key) -> Key:
+    """The format-2 key of a format-1 key ``(owner, label)``."""
+    owner, component = key
+    return owner, *fanout(component), component
+
+
+def key_depth(format_: int) -> int:
+    """How many names a block folder sits below ``blocks/`` in a tree of format ``format_``."""
+    return V1_KEY_DEPTH if format_ == 1 else KEY_DEPTH
+
+
+def format_text(format_: int = FORMAT) -> bytes:
+    """The content of the root ``format`` file of a tree of that format."""
+    return b"%d\n" % format_
+
+
+def parse_format(data: bytes) -> int | None:
+    """The format a root ``format`` file's content names (None: no format number)."""
+    text = data.decode("ascii", "replace")
+    if not text.endswith("\n") or not text[:-1].isdigit() or len(text) > 8:
+        return None
+    return int(text[:-1])
 
 
 def block_path(owner: str, label: str) -> tuple[bytes, ...]:
@@ -134,6 +191,14 @@ def shown(path: tuple[bytes, ...]) -> str:
 def owner_of(key: tuple[bytes, ...]) -> str:
     """The owner a block folder's key (its names below ``blocks/``) names."""
     return names.decode(key[0])
+
+
+def key_problem(key: Key) -> str | None:
+    """Why ``key`` (names below ``blocks/`` or ``conflicts/`` of a format-2 tree) is not where
+    its label component belongs (None: it is)."""
+    if len(key) != KEY_DEPTH or tuple(key[1:-1]) != fanout(key[-1]):
+        return f"is not in its fan-out folder {b'/'.join(fanout(key[-1])).decode()}"
+    return None
 
 
 def label_of(component: bytes, whole: Callable[[], str]) -> str:
