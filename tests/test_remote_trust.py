@@ -12,6 +12,8 @@ library API, malformed commits built with the git CLI, and ``git fsck --strict``
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import os
 import subprocess
@@ -55,6 +57,16 @@ def _open_ids(ws: blocksync.Workspace) -> list[str]:
 def _hub_paths(hub: Path, folder: str) -> list[str]:
     out = git(hub, "ls-tree", "-r", "--name-only", "main", "--", folder)
     return out.split()
+
+
+def _v2(path: str) -> str:
+    """``blocks/<owner>/<label>/...`` (or ``conflicts/...``) as store format 2 places it:
+    below two fan-out folders, the first 2 + 2 hex digits of the sha256 of the label."""
+    parts = path.split("/")
+    if parts[0] not in ("blocks", "conflicts") or len(parts) < 3:
+        return path
+    fan = hashlib.sha256(parts[2].encode()).hexdigest()
+    return "/".join([*parts[:2], fan[:2], fan[2:4], *parts[2:]])
 
 
 def _blob(text: str) -> str:
@@ -132,13 +144,13 @@ def test_an_open_remote_conflict_reaches_the_other_machine(
         assert [b.label for b in lws.blocks.list()] == ["plan"]
     # the conflict is in the pushed tree: base and the waiting side, as blob ids
     assert _hub_paths(hub, "conflicts") == [
-        "conflicts/alice/plan/1/base",
-        "conflicts/alice/plan/1/other",
-        "conflicts/alice/plan/1/reason",
+        _v2("conflicts/alice/plan/1/base"),
+        _v2("conflicts/alice/plan/1/other"),
+        _v2("conflicts/alice/plan/1/reason"),
     ]
-    listing = git(hub, "ls-tree", "-r", "main", "conflicts/alice/plan/1")
+    listing = git(hub, "ls-tree", "-r", "main", _v2("conflicts/alice/plan/1"))
     assert _blob(MILK) in listing and _blob(BREAD) in listing
-    assert "overlapping" in git(hub, "show", "main:conflicts/alice/plan/1/reason")
+    assert "overlapping" in git(hub, "show", "main:" + _v2("conflicts/alice/plan/1/reason"))
 
     # the server resolves: the resolution travels, the laptop's row closes as resolved remotely
     done = _cli(server, "conflicts", "resolve", here.id, "--take", "disk")
@@ -162,14 +174,14 @@ def test_a_resolution_writes_the_block_and_removes_the_record_in_one_commit(
         ws.conflicts.resolve(c.id, take="disk")  # the laptop's own side, bread
         changed = git(ws.repo_path, "show", "--name-only", "--format=", "main").split()
         assert changed == [
-            "blocks/alice/plan/content",
-            "conflicts/alice/plan/1/base",
-            "conflicts/alice/plan/1/other",
-            "conflicts/alice/plan/1/reason",
+            _v2("blocks/alice/plan/content"),
+            _v2("conflicts/alice/plan/1/base"),
+            _v2("conflicts/alice/plan/1/other"),
+            _v2("conflicts/alice/plan/1/reason"),
         ]
         ws.conflicts.undo(c.id)  # the record comes back with the block, in one commit
         changed = git(ws.repo_path, "show", "--name-only", "--format=", "main").split()
-        assert changed[0] == "blocks/alice/plan/content" and len(changed) == 4
+        assert changed[0] == _v2("blocks/alice/plan/content") and len(changed) == 4
         assert ws.blocks.read("alice", "plan").content == RICE
         assert _open_ids(ws) == [c.id]
         ws.conflicts.resolve(c.id, take="disk")
@@ -431,7 +443,7 @@ META = (
 )
 
 LONG = layout.label_component("x" * 300)  # a long label's component: the label is kept beside it
-MALFORMED = {
+MALFORMED_V1_PATHS = {
     "content not UTF-8": (
         {"blocks/alice/bad/content": b"caf\xe9\n", "blocks/alice/bad/meta.json": META},
         "blocks/alice/bad",
@@ -488,6 +500,21 @@ MALFORMED = {
         "conflicts/alice/good",
     ),
 }
+#: the cases above as a format-2 store holds them (fan-out folders), and format 2's own
+MALFORMED = {
+    case: ({_v2(path): data for path, data in entries.items()}, _v2(named))
+    for case, (entries, named) in MALFORMED_V1_PATHS.items()
+} | {
+    "a block outside its fan-out folder": (
+        {"blocks/alice/00/00/bad/content": b"x\n", "blocks/alice/00/00/bad/meta.json": META},
+        "blocks/alice/00/00/bad",
+    ),
+    "a block at format 1's depth": (
+        {"blocks/alice/bad/content": b"x\n", "blocks/alice/bad/meta.json": META},
+        "blocks/alice/bad",
+    ),
+    "a format file naming no format": ({"format": b"two\n"}, "format"),
+}
 
 
 @pytest.mark.parametrize("case", sorted(MALFORMED))
@@ -505,7 +532,8 @@ def test_a_pull_of_malformed_blocks_is_refused_and_applies_nothing(
         ws.add_remote("hub", str(hub))
     assert _cli(here, "pull").returncode == 0
     _hub_commit(hub, entries)
-    _hub_commit(hub, {"blocks/alice/later/content": b"ok\n", "blocks/alice/later/meta.json": META})
+    later = {_v2("blocks/alice/later/content"): b"ok\n", _v2("blocks/alice/later/meta.json"): META}
+    _hub_commit(hub, later)
     head = git(here / "repo", "rev-parse", "main")
     refs = git(here / "repo", "show-ref")
     done = _cli(here, "pull")

@@ -105,7 +105,9 @@ def upgrade_tree(git: GitStore, root: bytes | None) -> tuple[bytes, list[ShaFile
     if root is not None and format_of(git, root) == layout.FORMAT:
         return root, []
     objects: list[ShaFile] = [format_blob()]
-    entries = {} if root is None else {e.path: (e.mode, e.sha) for e in git.tree(root).items()}
+    entries: dict[bytes, Entry] = {}
+    if root is not None:
+        entries = {e.path: (e.mode, bytes(e.sha)) for e in git.tree(root).items()}
     entries[layout.FORMAT_FILE] = (FILE_MODE, objects[0].id)
     for top in KEYED:
         if top in entries:
@@ -177,7 +179,7 @@ def upgrade_refs(git: GitStore, refs: list[Ref], fault: Fault | None = None) -> 
 
 def refs_under(git: GitStore, prefix: bytes) -> list[Ref]:
     """The refs whose names start with ``prefix`` (e.g. ``refs/sync/``), sorted."""
-    return sorted(Ref(prefix + name) for name in git.repo.refs.keys(base=prefix.rstrip(b"/")))
+    return sorted(Ref(prefix + name) for name in git.repo.refs.keys(base=Ref(prefix.rstrip(b"/"))))
 
 
 AUTHOR = "blocksync"
@@ -214,9 +216,13 @@ def diff_keys(
         for key, was, now in git.diff_trees(old, new, layout.key_depth(same)):
             yield (upgrade(key) if upgrade else key), was, now
         return
-    if old_format == 1 and new is not None and old is not None:
-        if _fan_out(git, top, old, []) == new:
-            return
+    if (
+        old_format == 1
+        and new is not None
+        and old is not None
+        and _fan_out(git, top, old, []) == new
+    ):
+        return
     before, after = all_keys(git, old_root, top), all_keys(git, new_root, top)
     for key in sorted(before.keys() | after.keys()):
         if before.get(key) != after.get(key):

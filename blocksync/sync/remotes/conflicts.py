@@ -5,15 +5,16 @@ machine that pulls that commit sees it open too, and none takes the side the blo
 settled (jj keeps conflicts inside commits the same way). A record is a stack of *layers*,
 each one side still waiting to be chosen against what the block holds::
 
-    conflicts/<owner>/<label>/1/base     the content both sides came from (absent: none)
-    conflicts/<owner>/<label>/1/other    the side the block does not hold (absent: deleted)
-    conflicts/<owner>/<label>/1/reason   why it is a conflict, one line of text
-    conflicts/<owner>/<label>/2/...      a further waiting side, raised once 1 is resolved
+    conflicts/<owner>/<f1>/<f2>/<label>/1/base     the content both sides came from (absent: none)
+    conflicts/<owner>/<f1>/<f2>/<label>/1/other    the side the block does not hold (absent: deleted)
+    conflicts/<owner>/<f1>/<f2>/<label>/1/reason   why it is a conflict, one line of text
+    conflicts/<owner>/<f1>/<f2>/<label>/2/...      a further waiting side, raised once 1 is resolved
 
 ``base`` and ``other`` are the blobs of block contents already in history: nothing is copied.
 The side the block holds is the block folder of the same commit, and is not stored again: a
 copy would go stale as soon as someone edits the block while it is in conflict. Names are the
-block's own path components (:func:`blocksync.store.layout.record_path`), so a record sits where its
+block's own path components, fan-out folders included (:func:`blocksync.store.layout.record_path`),
+so a record sits where its
 block does; the record of a long label keeps the whole label beside its layers (``label``), as
 the block folder does, since the block may be absent on the side that holds it.
 
@@ -31,12 +32,13 @@ from dulwich.objects import Blob, ObjectID, ShaFile, Tree
 
 from blocksync.store import blocks, layout
 from blocksync.store.gitstore import FILE_MODE, TREE_MODE, GitStore
+from blocksync.store.upgrade import all_keys
 
 CONFLICTS_DIR = layout.CONFLICTS
 BASE_FILE, OTHER_FILE, REASON_FILE = b"base", b"other", b"reason"
 _LAYER_FILES = frozenset({BASE_FILE, OTHER_FILE, REASON_FILE})
 
-Key = tuple[bytes, bytes]  # the encoded (owner, label) path components of a block
+Key = layout.Key  # a block's names below conflicts/ (and blocks/): owner, fan-out, label
 
 
 @dataclass(frozen=True)
@@ -90,14 +92,7 @@ def write(layers: Iterable[Layer], label: bytes | None) -> tuple[bytes | None, l
 
 def all_records(git: GitStore, root: bytes | None) -> dict[Key, bytes]:
     """Every record in the commit tree ``root``, by block key."""
-    folder = git.lookup(root, CONFLICTS_DIR)
-    if folder is None:
-        return {}
-    return {
-        (path[0], path[-1]): entry[1]
-        for path, _, entry in git.diff_trees(None, folder, layout.KEY_DEPTH)
-        if entry is not None
-    }
+    return {key: entry[1] for key, entry in all_keys(git, root, CONFLICTS_DIR).items()}
 
 
 def merge(

@@ -15,8 +15,12 @@ Pull
     Fetch the remote's main into the object store (nothing else is touched: a transfer cut
     off half-way leaves at most unreferenced objects); check every commit the fetch brought
     (:mod:`blocksync.sync.remotes.checks`: a malformed block or a tree that is no store's refuses the
-    pull, :class:`MalformedRemote`); then move the local main by compare-and-swap, retried on
-    a lost race, and only then note the fetch in ``refs/remotes/<name>/main``:
+    pull, :class:`MalformedRemote`; a main of another store format than this code writes is
+    refused too, :class:`RemoteFormatError`, naming the upgrade); then move the local main by
+    compare-and-swap, retried on a lost race, and only then note the fetch in
+    ``refs/remotes/<name>/main``. History from before an upgrade travels as it is: a merge base
+    of format 1 (two machines in sync before each upgraded) is read in its own layout
+    (:func:`blocksync.store.upgrade.diff_keys`, the upgrade's own key mapping):
 
     * remote already in local history, or no remote main: nothing to do;
     * local main on the remote's *first-parent* chain (or no local main): fast-forward;
@@ -40,7 +44,7 @@ Conflicts travel
     A conflict kept only in one machine's index would be pushed as if the kept side were
     settled: the next machine would take it as the remote's edit and the other side would
     survive only in history. So an open conflict is recorded in the tree itself, beside the
-    blocks (``conflicts/<owner>/<label>/``, :mod:`blocksync.sync.remotes.conflicts`: the base and the
+    blocks (``conflicts/<owner>/<f1>/<f2>/<label>/``, :mod:`blocksync.sync.remotes.conflicts`: the base and the
     waiting side as blob ids, and the reason), as jj keeps conflicts inside commits. Every
     machine then holds the same thing meanwhile: the block holds the side the merging machine
     kept, the record the other. After each pull the conflict rows of remotes follow the
@@ -78,9 +82,12 @@ from blocksync.errors import (
     BlockNotFound,
     ConcurrentUpdate,
     MalformedRemote,
+    RemoteFormatError,
     RemoteRejected,
+    RepositoryCorrupt,
     SourceChanged,
     StaleVersion,
+    StoreFormatError,
     UnrelatedHistories,
     UsageError,
 )
@@ -88,6 +95,7 @@ from blocksync.index.conflicts import ConflictIndex
 from blocksync.store import layout
 from blocksync.store.blocks import MAIN, BlockStore, block_problem
 from blocksync.store.gitstore import GitStore
+from blocksync.store.upgrade import all_keys, check_readable
 from blocksync.sync.outcome import Settled, Waiting, record_outcome
 from blocksync.sync.protocol import (
     WRITE,
@@ -191,6 +199,9 @@ class RemoteSync:
         ours = self.git.ref(MAIN)
         if head == ours or self.store.indexed(head.decode()):
             return  # nothing new: the usual sync of an idle remote
+        found = self._format(head)
+        if found > layout.FORMAT:  # before its trees are read in a layout they do not have
+            raise self._format_refused(remote, head, found)
         known = set() if ours is None else self.transport.ancestors(ours)
         problems = fetched_problems(self.git, head, known, FOLDER_CHECKS)
         if problems:
@@ -201,6 +212,39 @@ class RemoteSync:
                 "applied (main, the index and refs/remotes are as they were).",
                 problems,
             )
+        if found != layout.FORMAT:
+            raise self._format_refused(remote, head, found)
+
+    def _format(self, head: bytes) -> int:
+        """The store format of the remote main ``head`` (0: its format file names none, which
+        the checks of what it brings report)."""
+        try:
+            return check_readable(self.git, self.git.commit_tree(head), "remote main")
+        except StoreFormatError as exc:
+            return exc.found
+        except RepositoryCorrupt:
+            return 0
+
+    def _format_refused(self, remote: Remote, head: bytes, found: int) -> RemoteFormatError:
+        """The refusal of a remote main, new to this store, of another store format than this
+        code writes: format 1 was pushed by a machine still running an older blocksync
+        (merging its new commits would mix two layouts), a newer one by a newer blocksync."""
+        shown = f"main at {remote.shown_url} ({head.decode()[:12]})"
+        if found < layout.FORMAT:
+            how = (
+                "run a blocksync that writes store format "
+                f"{layout.FORMAT} (this one) on the machine that pushed it -- opening its store "
+                "upgrades it in place -- and push from there again"
+            )
+        else:
+            how = "upgrade blocksync on this machine (`pip install -U blocksync`) to pull it"
+        return RemoteFormatError(
+            remote.name,
+            f"{shown} holds a format-{found} store, this blocksync writes format "
+            f"{layout.FORMAT}: {how}. Refusing to pull: nothing was applied.",
+            found,
+            layout.FORMAT,
+        )
 
     def integrate(
         self, remote: Remote, theirs: bytes | None, run_id: str, *, allow_mass_delete: bool = False
@@ -264,8 +308,9 @@ class RemoteSync:
 
     def _deleted_by(self, ours: bytes | None, theirs: bytes) -> list[str]:
         """The blocks of ``ours`` that ``theirs`` lacks."""
-        mine, yours = (self.trees.folder_of(c, BLOCKS_KEY) for c in (ours, theirs))
-        gone = (k for k in self.trees.diff(mine, yours) if self.git.lookup(yours, *k) is None)
+        gone = (
+            k for k in self.trees.diff(ours, theirs) if self.trees.value(theirs, k).folder is None
+        )
         return [key_path(k) for k in gone]
 
     def _guard(
@@ -273,8 +318,7 @@ class RemoteSync:
     ) -> None:
         if allow_mass_delete or not deleted:
             return
-        folder = self.trees.folder_of(ours, BLOCKS_KEY)
-        total = sum(1 for _ in self.git.diff_trees(None, folder, layout.KEY_DEPTH))
+        total = len(all_keys(self.git, self.git.commit_tree(ours), BLOCKS_KEY))
         refused = mass_deletion(remote.source, total, sorted(deleted), side="remote")
         if refused is not None:
             raise refused
@@ -311,7 +355,7 @@ class RemoteSync:
             block = self.trees.value(after, key).folder
             sides = Sides(
                 layout.owner_of(key),
-                self.store.label_of(key[1], record),
+                self.store.label_of(key[-1], record),
                 base=self.trees.maybe_text(top.base),
                 disk=self.trees.maybe_text(top.other),
                 agent=self.trees.maybe_text(self.trees.content(block)),

@@ -24,9 +24,11 @@ from blocksync.store import layout
 from blocksync.store.blocks import BlockMeta
 from blocksync.store.gitstore import TREE_MODE, GitStore, TreeEditor
 from blocksync.store.merge import merge3
+from blocksync.store.upgrade import check_readable, diff_keys
 
 from . import conflicts as records
-from .conflicts import Key
+
+Key = layout.Key
 
 BLOCKS_KEY = layout.BLOCKS
 
@@ -80,18 +82,22 @@ class TreeMerge:
         self.git = git
         self.author = author
 
-    def folder_of(self, commit: bytes | None, name: bytes) -> bytes | None:
-        return self.git.lookup(self.git.commit_tree(commit), name)
-
     def value(self, commit: bytes | None, key: Key) -> Value:
+        """The block ``key`` (format 2) in ``commit``, which may be of format 1 (a merge base
+        from before both sides upgraded): read in its own layout."""
         root = self.git.commit_tree(commit)
+        if root is not None and check_readable(self.git, root, "merge base") == 1:
+            key = (key[0], key[-1])
         block = self.git.lookup(root, *layout.key_path(BLOCKS_KEY, key))
         return Value(block, self.git.lookup(root, *records.path_of(key)))
 
-    def diff(self, old: bytes | None, new: bytes | None) -> Iterator[Key]:
-        """(owner, label) path components of every block folder (or record) that differs."""
-        for path, _, _ in self.git.diff_trees(old, new, layout.KEY_DEPTH):
-            yield path[0], path[-1]
+    def diff(self, old: bytes | None, new: bytes | None, top: bytes = BLOCKS_KEY) -> Iterator[Key]:
+        """The keys (format 2) of every block folder (or record, ``top``: conflicts/) that
+        differs between commits ``old`` and ``new`` (either of either format: a merge base
+        from before an upgrade is compared as the upgrade would have it)."""
+        git = self.git
+        for key, _, _ in diff_keys(git, git.commit_tree(old), git.commit_tree(new), top):
+            yield key
 
     def plan(self, ours: bytes, theirs: bytes, bases: list[bytes]) -> Plan:
         """What merging ``theirs`` into ``ours`` changes, over their merge ``bases``: a block
@@ -99,9 +105,7 @@ class TreeMerge:
         candidates: set[Key] = set()
         for commit in bases:
             for name in (BLOCKS_KEY, records.CONFLICTS_DIR):
-                candidates.update(
-                    self.diff(self.folder_of(commit, name), self.folder_of(theirs, name))
-                )
+                candidates.update(self.diff(commit, theirs, name))
         plan = Plan()
         for key in sorted(candidates):
             mine, yours = self.value(ours, key), self.value(theirs, key)
@@ -230,7 +234,7 @@ class TreeMerge:
     def _label_blob(self, key: Key, values: Iterable[Value]) -> bytes | None:
         """The blob of a long label's whole text (None: the label is not long), from a block
         folder or record that keeps it beside."""
-        if not layout.is_long(key[1]):
+        if not layout.is_long(key[-1]):
             return None
         for sha in (sha for value in values for sha in value if sha is not None):
             if layout.LABEL_FILE in (tree := self.git.tree(sha)):
@@ -275,8 +279,10 @@ def _pick_base(candidates: list[V], mine: V, yours: V) -> V:
     return candidates[0]
 
 
-def key_path(key: tuple[bytes, bytes]) -> str:
-    return f"{key[0].decode()}/{key[1].decode()}"
+def key_path(key: Key) -> str:
+    """A block as conflict rows name it: ``<owner>/<label>`` (components encoded as in git,
+    without the fan-out folders)."""
+    return f"{key[0].decode()}/{key[-1].decode()}"
 
 
 __all__ = ["BLOCKS_KEY", "BlockSides", "Folder", "Plan", "TreeMerge", "Value", "key_path"]
