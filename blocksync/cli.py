@@ -392,6 +392,21 @@ def block_list(obj: _Context, owner: str | None, as_json: bool) -> None:
         )
 
 
+@block.command("path")
+@click.argument("owner")
+@click.argument("label")
+@json_option
+@pass_ctx
+def block_path(obj: _Context, owner: str, label: str, as_json: bool) -> None:
+    """Print the block's folder in the store's git repository (for `git log -- PATH`)."""
+    with obj.open() as ws:
+        path = ws.blocks.git_path(owner, label)
+    if as_json:
+        _print_json({"owner": owner, "label": label, "path": path})
+    else:
+        click.echo(path)
+
+
 @block.command("history")
 @click.argument("owner")
 @click.argument("label")

@@ -596,7 +596,9 @@ class BlockStore:
 
     @staticmethod
     def git_path(owner: str, label: str) -> str:
-        """The block's folder in the repository, as ``git log -- <path>`` wants it."""
+        """The block's folder in the repository, as ``git log -- <path>`` wants it (versions
+        from before a store was upgraded from format 1 sit at ``blocks/<owner>/<label>``)."""
+        _check_names(owner, label)
         return layout.git_path(owner, label)
 
     def _head(self) -> bytes | None:
