@@ -6,7 +6,6 @@ Like dulwich's ``tests/compat``, these run the real git CLI against the store's 
 from __future__ import annotations
 
 import hashlib
-
 import itertools
 import json
 import subprocess

@@ -13,7 +13,6 @@ library API, malformed commits built with the git CLI, and ``git fsck --strict``
 from __future__ import annotations
 
 import hashlib
-
 import json
 import os
 import subprocess
