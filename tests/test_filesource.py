@@ -505,7 +505,9 @@ def test_label_scheme_and_block_owner(rig: Rig) -> None:
     ref = rig.fs.block_of("src/a.md")
     assert ref.label == f"file:{tag}:src/a.md"
     assert ref.agent_id == AGENT
-    assert ref.block_id == f"blocks/{AGENT}/file%3A{tag}%3Asrc%2Fa.md"
+    component = f"file%3A{tag}%3Asrc%2Fa.md"
+    fan = hashlib.sha256(component.encode()).hexdigest()
+    assert ref.block_id == f"blocks/{AGENT}/{fan[:2]}/{fan[2:4]}/{component}"
     binding, _ = rig.fs.bases.get("src/a.md") or (None, None)
     assert binding is not None and (binding.owner, binding.label) == (AGENT, ref.label)
 

@@ -125,7 +125,7 @@ def test_the_host_functions_themselves(ws: blocksync.Workspace) -> None:
         assert isinstance(found[0], Record) and isinstance(found[0].block, Record)
         assert found[0].path == "x" and found[1] == "t"
         assert found[0].block.__dict__ == {
-            "block-id": "blocks/alice/x",
+            "block-id": blocksync.BlockStore.git_path("alice", "x"),
             "label": "x",
             "agent-id": "alice",
         }

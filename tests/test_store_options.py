@@ -19,7 +19,10 @@ def test_durable_store_commits_and_git_reads_it(store_path: Path) -> None:
         assert ws.blocks.durable
         ws.blocks.create("a", "b", "durable\n")
         ws.blocks.update("a", "b", "still durable\n")
-    assert git(store_path / "repo", "show", "main:blocks/a/b/content") == "still durable\n"
+    assert (
+        git(store_path / "repo", "show", f"main:{blocksync.BlockStore.git_path('a', 'b')}/content")
+        == "still durable\n"
+    )
 
 
 @pytest.mark.parametrize(

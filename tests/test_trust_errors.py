@@ -258,7 +258,11 @@ def damaged(tmp_path: Path) -> tuple[Path, str]:
         ws.blocks.create("bob", "plan", "buy milk\n")
         ws.blocks.update("bob", "plan", "buy milk\nbuy bread\n")
         ws.blocks.create("bob", "other", "fine\n")
-    sha = git(store_path / "repo", "rev-parse", "main:blocks/bob/plan/content").strip()
+    sha = git(
+        store_path / "repo",
+        "rev-parse",
+        f"main:{blocksync.BlockStore.git_path('bob', 'plan')}/content",
+    ).strip()
     loose = store_path / "repo" / "objects" / sha[:2] / sha[2:]
     loose.chmod(0o644)
     loose.write_bytes(b"garbage, not a zlib stream\n")
@@ -296,7 +300,11 @@ def test_a_corrupt_meta_object_fails_block_list_clearly(tmp_path: Path) -> None:
     store_path = tmp_path / "store"
     with blocksync.init(store_path) as ws:
         ws.blocks.create("bob", "plan", "x\n", description="a one-off description")
-    sha = git(store_path / "repo", "rev-parse", "main:blocks/bob/plan/meta.json").strip()
+    sha = git(
+        store_path / "repo",
+        "rev-parse",
+        f"main:{blocksync.BlockStore.git_path('bob', 'plan')}/meta.json",
+    ).strip()
     loose = store_path / "repo" / "objects" / sha[:2] / sha[2:]
     loose.chmod(0o644)
     loose.write_bytes(zlib.compress(b"blob 3\x00abc"))  # well formed, but not what it is named

@@ -242,7 +242,11 @@ def test_tampered_index_rows_are_found(alice: Path) -> None:
 
 
 def test_missing_object_is_repository_damage(alice: Path) -> None:
-    blob = git(alice / "repo", "rev-parse", "main:blocks/alice/notes/content").strip()
+    blob = git(
+        alice / "repo",
+        "rev-parse",
+        f"main:{blocksync.BlockStore.git_path('alice', 'notes')}/content",
+    ).strip()
     (alice / "repo" / "objects" / blob[:2] / blob[2:]).unlink()
     result = run(alice, "fsck")
     assert result.exit_code == 1 and f"object {blob}" in result.output
