@@ -499,19 +499,20 @@ MALFORMED_V1_PATHS = {
         "conflicts/alice/good",
     ),
 }
+
+
+def _sound_block_at(folder: str) -> tuple[dict[str, bytes], str]:
+    """A block sound in itself, in ``folder``: (its files, the folder)."""
+    return {f"{folder}/content": b"x\n", f"{folder}/meta.json": META}, folder
+
+
 #: the cases above as a format-2 store holds them (fan-out folders), and format 2's own
 MALFORMED = {
     case: ({_v2(path): data for path, data in entries.items()}, _v2(named))
     for case, (entries, named) in MALFORMED_V1_PATHS.items()
 } | {
-    "a block outside its fan-out folder": (
-        {"blocks/alice/00/00/bad/content": b"x\n", "blocks/alice/00/00/bad/meta.json": META},
-        "blocks/alice/00/00/bad",
-    ),
-    "a block at format 1's depth": (
-        {"blocks/alice/bad/content": b"x\n", "blocks/alice/bad/meta.json": META},
-        "blocks/alice/bad",
-    ),
+    "a block outside its fan-out folder": _sound_block_at("blocks/alice/00/00/bad"),
+    "a block at format 1's depth": _sound_block_at("blocks/alice/bad"),
     "a format file naming no format": ({"format": b"two\n"}, "format"),
 }
 

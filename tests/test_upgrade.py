@@ -211,6 +211,22 @@ def test_a_store_of_a_newer_format_is_refused_and_nothing_is_written(tmp_path: P
     assert _rev(v1.repo, "main") == v1.commits[-1][0]
 
 
+def test_fsck_finds_a_block_outside_its_fan_out_folder(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with blocksync.init(root) as ws:
+        ws.blocks.create("alice", "notes", "hi\n")
+        meta = git(root / "repo", "show", f"main:{ws.blocks.git_path('alice', 'notes')}/meta.json")
+    misplaced = "blocks/alice/00/00/bad"  # sha256 of "bad" starts 2f05
+    files = {f"{misplaced}/content": b"x\n", f"{misplaced}/meta.json": meta.encode()}
+    commit_files(root / "repo", "refs/heads/main", files, "by hand", "x")
+    with blocksync.open(root) as ws:
+        report = ws.fsck()
+    assert [p.message for p in report.problems] == [
+        f"{misplaced} is not in its fan-out folder 2f/05"
+    ]
+    assert _cli(root, "fsck").returncode == 1
+
+
 # -- kill -9 at each step of the upgrade --------------------------------------------------------
 
 CHILD = """
