@@ -53,13 +53,12 @@ def objects_gone(repo: Path) -> Iterator[None]:
 def test_list_reads_no_git_object(store_path: Path) -> None:
     with blocksync.open(store_path) as ws:
         expected = _fill(ws)
-    with blocksync.open(store_path) as ws:
-        with objects_gone(ws.repo_path):
-            assert ws.blocks.list() == expected
-            assert ws.blocks.list("alice") == expected[:2]
-            assert ws.blocks.list("nobody") == []
-            with pytest.raises(RepositoryCorrupt):  # the proof that git is out of reach
-                ws.blocks.read("alice", "notes")
+    with blocksync.open(store_path) as ws, objects_gone(ws.repo_path):
+        assert ws.blocks.list() == expected
+        assert ws.blocks.list("alice") == expected[:2]
+        assert ws.blocks.list("nobody") == []
+        with pytest.raises(RepositoryCorrupt):  # the proof that git is out of reach
+            ws.blocks.read("alice", "notes")
 
 
 def test_list_follows_other_writers(store_path: Path) -> None:
@@ -113,9 +112,8 @@ def test_an_index_missing_metadata_rows_says_rebuild(store_path: Path) -> None:
     conn.execute("DELETE FROM metas")
     conn.commit()
     conn.close()
-    with blocksync.open(store_path) as ws:
-        with pytest.raises(IndexCorrupt, match="index rebuild"):
-            ws.blocks.list()
+    with blocksync.open(store_path) as ws, pytest.raises(IndexCorrupt, match="index rebuild"):
+        ws.blocks.list()
     blocksync.rebuild_index(store_path)
     with blocksync.open(store_path) as ws:
         assert len(ws.blocks.list()) == 3

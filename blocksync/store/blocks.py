@@ -537,9 +537,8 @@ class Transaction:
     def commit(self) -> CommitResult:
         store = self._store
         _, commit = store._git.commit_with_retry(MAIN, self._draft, take_turns=True)
-        self.result = (
-            CommitResult(None) if commit is None else store._committed(commit, self._changes)
-        )
+        changes = [self._with_meta(change) for change in self._changes]
+        self.result = CommitResult(None) if commit is None else store._committed(commit, changes)
         return self.result
 
     def _draft(self, head: bytes | None) -> Draft | None:
@@ -550,8 +549,7 @@ class Transaction:
             for key, op in self._ops:
                 self._run(key, op)
         self._spent = True
-        objects, changes = self._store._stage_commit(self._root, self._staged, self._beside)
-        self._changes = [self._with_meta(change) for change in changes]
+        objects, self._changes = self._store._stage_commit(self._root, self._staged, self._beside)
         return None if objects is None else Draft(self._root, objects, self.author, self.message)
 
     def _with_meta(self, change: BlockChange) -> BlockChange:
