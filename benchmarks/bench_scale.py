@@ -43,6 +43,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_blocks import median_seconds
+from bench_reconcile import build as make_files
+from bench_reconcile import rel, text
 
 import blocksync
 from tests.plugin_builds import built_plugin
@@ -53,15 +58,6 @@ TRACKED = "tracked"
 SOURCE = "files"
 BIN = Path(sys.executable).parent
 SECTIONS = ("update", "list", "history", "gitlog", "folder", "bigfolder", "startup")
-
-
-def median_seconds(fn: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def ms(seconds: float) -> str:
@@ -205,21 +201,6 @@ def gitlog_section(base: Path, commits: int, runs: int) -> None:
 
 
 # -- folder sources --------------------------------------------------------------------------
-
-
-def text(i: int, round_: int = 0) -> str:
-    return "".join(f"file {i} line {n} round {round_ if n == 3 else 0}\n" for n in range(8))
-
-
-def rel(i: int) -> str:
-    return f"d{i % 100:02d}/f{i:06d}.md"
-
-
-def make_files(folder: Path, files: int) -> None:
-    for i in range(files):
-        path = folder / rel(i)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text(i))
 
 
 def source_store(path: Path, folder: Path, wasm: Path | None, limits: str = "") -> Path:

@@ -351,14 +351,6 @@ class VersionIndex:
         )
         return [_row(r) for r in rows]
 
-    def latest_versions(self, owner: str | None = None) -> dict[tuple[str, str], int]:
-        """The newest version number of every block that exists now (of one owner, or all)."""
-        where, params = ("AND owner = ?", [owner]) if owner is not None else ("", [])
-        rows = self._rows(
-            f"SELECT owner, label, version FROM heads WHERE deleted = 0 {where}", params
-        )
-        return {(o, lbl): v for o, lbl, v in rows}
-
     def latest_contents(self, owner: str) -> dict[str, tuple[int, str]]:
         """Label -> (newest version, its content blob id) of every existing block of ``owner``."""
         rows = self._rows(
