@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from enum import Enum
 from itertools import repeat
 from pathlib import Path
-from typing import NamedTuple
 
 from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
 from dulwich.refs import Ref
@@ -143,9 +142,9 @@ class Block:
         return self.meta.char_limit
 
 
-class BlockSummary(NamedTuple):
-    """A block as listed: its metadata and newest version, without the content (a named
-    tuple: immutable like the other records, and the fastest to build 100,000 of at once)."""
+@dataclass(frozen=True, slots=True)  # slots: a listing builds 100,000 of them at once
+class BlockSummary:
+    """A block as listed: its metadata and newest version, without the content."""
 
     owner: str
     label: str
