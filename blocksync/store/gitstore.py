@@ -179,6 +179,7 @@ class GitStore:
         except NotGitRepository as exc:
             raise RepositoryCorrupt(str(path), "not a git repository") from exc
         self.path = path
+        self._root = str(path)  # str, not Path: joined for every object and ref written
         self.durable = durable
         self.repo.object_store.fsync_object_files = durable
         # close the repository's pack files before interpreter shutdown even when the caller
@@ -186,7 +187,6 @@ class GitStore:
         weakref.finalize(self, self.repo.close)
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
         self._commit_trees: dict[bytes, bytes] = {}
-        self._root = str(path)  # str, not Path: joined for every object and ref written
 
     @staticmethod
     def init_bare(path: Path, head: Ref) -> None:
