@@ -296,7 +296,9 @@ def test_a_corrupt_object_is_named_with_how_to_recover(damaged: tuple[Path, str]
     assert info.value.object_id == sha and info.value.exit_code == 1
 
 
-def test_a_corrupt_meta_object_fails_block_list_clearly(tmp_path: Path) -> None:
+def test_a_corrupt_meta_object_fails_block_read_clearly(tmp_path: Path) -> None:
+    """``block list`` reads index.db alone (issue 14), so it lists on; reading the block
+    reads the damaged object and says so."""
     store_path = tmp_path / "store"
     with blocksync.init(store_path) as ws:
         ws.blocks.create("bob", "plan", "x\n", description="a one-off description")
@@ -308,7 +310,9 @@ def test_a_corrupt_meta_object_fails_block_list_clearly(tmp_path: Path) -> None:
     loose = store_path / "repo" / "objects" / sha[:2] / sha[2:]
     loose.chmod(0o644)
     loose.write_bytes(zlib.compress(b"blob 3\x00abc"))  # well formed, but not what it is named
-    done = cli(store_path, "block", "list")
+    listed = cli(store_path, "block", "list")
+    assert listed.returncode == 0 and "a one-off description" in listed.stdout
+    done = cli(store_path, "block", "read", "bob", "plan")
     assert done.returncode == 1
     _says_damaged(one_line(done), store_path, sha)
 

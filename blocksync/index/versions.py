@@ -27,6 +27,12 @@ from .db import IndexDb, Migrations
 
 SCHEMA_VERSION = 1
 
+#: a block's metadata as the index keeps it: description, block_type, schema, char_limit
+MetaFields = tuple[str, str, str, int | None]
+#: ``index_meta`` key set while some metadata blob of ``versions`` has no ``metas`` row (an
+#: index.db from before ``metas``): the block store reads them from git once, then clears it
+METAS_MISSING = "metas_missing"
+
 
 @dataclass(frozen=True)
 class BlockChange:
@@ -36,6 +42,8 @@ class BlockChange:
     label: str
     content_blob: str | None  # None: the block is absent (deleted) after the commit
     meta_blob: str | None
+    #: the parsed ``meta_blob`` (None: not known to the reader; the store fills it in later)
+    meta: MetaFields | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,41 @@ def _create_tables(db: sqlite_utils.Database) -> None:
     db.execute(
         "INSERT OR IGNORE INTO index_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
     )
+
+
+#: ``heads``: every block's newest version (deletions included, so numbering goes on after a
+#: re-create), kept by the catch-up beside ``versions``; ``metas``: each metadata blob parsed.
+#: Together they list blocks without reading git (issue 14: 100,000 blocks in < 100 ms). A
+#: listing joins them for the small ``id`` of a metadata blob (an int per row costs less to
+#: fetch than 40 hex digits); ids depend on the order blobs were met, so dumps leave them out.
+_HEADS_SCHEMA = (
+    (
+        "CREATE TABLE IF NOT EXISTS heads (owner TEXT NOT NULL, label TEXT NOT NULL,"
+        " version INTEGER NOT NULL, deleted INTEGER NOT NULL, content_blob TEXT,"
+        " meta_blob TEXT, PRIMARY KEY (owner, label)) WITHOUT ROWID"
+    ),
+    (
+        "CREATE TABLE IF NOT EXISTS metas (id INTEGER PRIMARY KEY, blob TEXT NOT NULL UNIQUE,"
+        " description TEXT NOT NULL, block_type TEXT NOT NULL, schema TEXT NOT NULL,"
+        " char_limit INTEGER)"
+    ),
+)
+
+
+@MIGRATIONS(name="versions_heads_and_metas")
+def _add_heads(db: sqlite_utils.Database) -> None:
+    """``heads`` from ``versions`` (SQL alone); ``metas`` needs git, so it is left to the
+    block store (:data:`METAS_MISSING`)."""
+    for statement in _HEADS_SCHEMA:
+        db.execute(statement)
+    db.execute(
+        "INSERT OR REPLACE INTO heads SELECT v.owner, v.label, v.version, v.deleted,"
+        " v.content_blob, v.meta_blob FROM versions v JOIN (SELECT owner, label,"
+        " MAX(version) AS version FROM versions GROUP BY owner, label) USING"
+        " (owner, label, version)"
+    )
+    if db.execute("SELECT 1 FROM versions WHERE meta_blob IS NOT NULL LIMIT 1").fetchone():
+        db.execute("INSERT OR REPLACE INTO index_meta VALUES (?, '1')", [METAS_MISSING])
 
 
 class VersionIndex:
@@ -247,32 +290,31 @@ class VersionIndex:
         execute = self._db.execute
         execute("INSERT INTO commits VALUES (?, ?, ?)", [info.sha, seq, info.parent])
         for change in info.changes:
-            (last,) = self._first_row(
-                "SELECT COALESCE(MAX(version), 0) FROM versions WHERE owner = ? AND label = ?",
+            last = self._first_row(
+                "SELECT version FROM heads WHERE owner = ? AND label = ?",
                 [change.owner, change.label],
             )
+            block = [change.owner, change.label, 1 if last is None else last[0] + 1]
+            blobs = [int(change.content_blob is None), change.content_blob, change.meta_blob]
             execute(
                 "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    change.owner,
-                    change.label,
-                    last + 1,
-                    info.sha,
-                    int(change.content_blob is None),
-                    change.content_blob,
-                    change.meta_blob,
-                    info.author,
-                    info.message,
-                    info.timestamp,
-                ],
+                [*block, info.sha, *blobs, info.author, info.message, info.timestamp],
             )
+            execute("INSERT OR REPLACE INTO heads VALUES (?, ?, ?, ?, ?, ?)", block + blobs)
+            if change.meta_blob is None:
+                continue
+            if change.meta is None:
+                self._set_meta(METAS_MISSING, "1")
+            else:
+                execute(_ADD_META, [change.meta_blob, *change.meta])
 
     def reset(self) -> None:
         """Forget every indexed commit; the next catch-up replays main from its first commit."""
         try:
             with self.write():
-                self._db.execute("DELETE FROM versions")
-                self._db.execute("DELETE FROM commits")
+                for table in ("versions", "commits", "heads", "metas"):
+                    self._db.execute(f"DELETE FROM {table}")
+                self._set_meta(METAS_MISSING, None)
                 self._set_meta("indexed_head", None)
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(self.path, f"cannot be reset ({exc})") from exc
@@ -309,32 +351,64 @@ class VersionIndex:
         )
         return [_row(r) for r in rows]
 
-    def latest_versions(self, owner: str | None = None) -> dict[tuple[str, str], int]:
-        """The newest version number of every block that exists now (of one owner, or all)."""
-        where, params = ("WHERE owner = ?", [owner]) if owner is not None else ("", [])
-        rows = self._rows(
-            "SELECT owner, label, MAX(version), deleted FROM versions "
-            f"{where} GROUP BY owner, label",
-            params,
-        )
-        # SQLite returns the bare column `deleted` from the row holding MAX(version)
-        return {(o, lbl): v for o, lbl, v, deleted in rows if not deleted}
-
     def latest_contents(self, owner: str) -> dict[str, tuple[int, str]]:
         """Label -> (newest version, its content blob id) of every existing block of ``owner``."""
-        # SQLite takes the bare columns from the row holding MAX(version)
         rows = self._rows(
-            "SELECT label, MAX(version), deleted, content_blob FROM versions WHERE owner = ? "
-            "GROUP BY label",
+            "SELECT label, version, content_blob FROM heads WHERE owner = ? AND deleted = 0",
             [owner],
         )
-        return {label: (version, blob) for label, version, deleted, blob in rows if not deleted}
+        return {label: (version, blob) for label, version, blob in rows}
+
+    def listing(self, owner: str | None = None) -> list[tuple[str, list[Listed]]]:
+        """Every block that exists now (of one owner, or all), by owner: (label, newest
+        version, its ``metas`` id), sorted by owner and label (the primary key's order)."""
+        with self.index_db.reading() as conn:
+            if owner is None:
+                owners = [r[0] for r in conn.execute("SELECT DISTINCT owner FROM heads")]
+            else:
+                owners = [owner]
+            return [(o, conn.execute(_LISTING, [o]).fetchall()) for o in owners]
+
+    def metas(self) -> dict[int, tuple[str, MetaFields]]:
+        """Every metadata blob indexed, by ``metas`` id: (blob, parsed); few, blocks share them."""
+        rows = self._rows("SELECT id, blob, description, block_type, schema, char_limit FROM metas")
+        return {r[0]: (r[1], (r[2], r[3], r[4], r[5])) for r in rows}
+
+    def missing_metas(self) -> list[str] | None:
+        """The metadata blobs of ``versions`` without a ``metas`` row; None (no query) unless
+        :data:`METAS_MISSING` says there may be some."""
+        if self._meta(METAS_MISSING) is None:
+            return None
+        rows = self._rows(
+            "SELECT DISTINCT meta_blob FROM versions WHERE meta_blob IS NOT NULL"
+            " AND meta_blob NOT IN (SELECT blob FROM metas)"
+        )
+        return [r[0] for r in rows]
+
+    def add_metas(self, metas: dict[str, MetaFields]) -> None:
+        """Record parsed metadata blobs (read from git by the store), and that none is missing."""
+        try:
+            with self.write():
+                self._db.conn.executemany(
+                    _ADD_META, [(blob, *fields) for blob, fields in metas.items()]
+                )
+                self._set_meta(METAS_MISSING, None)
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(self.path, f"cannot be updated ({exc})") from exc
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every table, ordered: two indexes are identical iff dumps are equal."""
         out: dict[str, list[tuple[Any, ...]]] = {}
-        for table, order in (("index_meta", "key"), ("commits", "seq"), ("versions", "1, 2, 3")):
-            rows = self._rows(f"SELECT * FROM {table} ORDER BY {order}")
+        tables = (
+            ("index_meta", "key"),
+            ("commits", "seq"),
+            ("versions", "1, 2, 3"),
+            ("heads", "1, 2"),
+            ("metas", "blob"),
+        )
+        for table, order in tables:
+            columns = _META_COLUMNS if table == "metas" else "*"
+            rows = self._rows(f"SELECT {columns} FROM {table} ORDER BY {order}")
             out[table] = [tuple(r) for r in rows]
         return out
 
@@ -346,6 +420,17 @@ class VersionIndex:
 _COLUMNS = (
     'owner, label, version, "commit", deleted, content_blob, meta_blob, author, message, timestamp'
 )
+
+
+_META_COLUMNS = "blob, description, block_type, schema, char_limit"
+_ADD_META = f"INSERT OR IGNORE INTO metas ({_META_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+_LISTING = (
+    "SELECT h.label, h.version, m.id FROM heads h LEFT JOIN metas m ON m.blob = h.meta_blob"
+    " WHERE h.owner = ? AND h.deleted = 0 ORDER BY h.label"
+)
+#: a block as :meth:`VersionIndex.listing` gives it: label, newest version, ``metas`` id
+#: (None: its metadata blob is not parsed yet)
+Listed = tuple[str, int, int | None]
 
 
 def _row(r: tuple[Any, ...]) -> VersionRow:

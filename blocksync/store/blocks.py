@@ -10,12 +10,14 @@ compare-and-swap, and a writer that lost the race replays its operations on the 
 from __future__ import annotations
 
 import builtins
+import gc
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
+from itertools import repeat
 from pathlib import Path
 
 from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
@@ -25,6 +27,7 @@ from blocksync import names
 from blocksync.errors import (
     BlockExists,
     BlockNotFound,
+    IndexCorrupt,
     InvalidContent,
     InvalidLabel,
     RepositoryCorrupt,
@@ -33,7 +36,13 @@ from blocksync.errors import (
     VersionNotFound,
 )
 from blocksync.index.db import IndexDb
-from blocksync.index.versions import BlockChange, CommitInfo, VersionIndex, VersionRow
+from blocksync.index.versions import (
+    BlockChange,
+    CommitInfo,
+    MetaFields,
+    VersionIndex,
+    VersionRow,
+)
 from blocksync.text import CharOp, char_diff, parse_json, unified_diff
 
 from . import layout, upgrade
@@ -135,7 +144,7 @@ class Block:
         return self.meta.char_limit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a listing builds 100,000 of them at once
 class BlockSummary:
     """A block as listed: its metadata and newest version, without the content."""
 
@@ -529,9 +538,8 @@ class Transaction:
     def commit(self) -> CommitResult:
         store = self._store
         _, commit = store._git.commit_with_retry(MAIN, self._draft, take_turns=True)
-        self.result = (
-            CommitResult(None) if commit is None else store._committed(commit, self._changes)
-        )
+        changes = [self._with_meta(change) for change in self._changes]
+        self.result = CommitResult(None) if commit is None else store._committed(commit, changes)
         return self.result
 
     def _draft(self, head: bytes | None) -> Draft | None:
@@ -545,6 +553,14 @@ class Transaction:
         upgrade.check_writable(self._store._git, self._root.sha, MAIN.decode())
         objects, self._changes = self._store._stage_commit(self._root, self._staged, self._beside)
         return None if objects is None else Draft(self._root, objects, self.author, self.message)
+
+    def _with_meta(self, change: BlockChange) -> BlockChange:
+        """``change`` carrying its staged metadata: the index records it without a git read."""
+        state = self._staged.get((change.owner, change.label))
+        if state is None or change.meta_blob is None:
+            return change
+        self._store._remember_meta(change.meta_blob.encode(), state.meta)
+        return replace(change, meta=_fields(state.meta))
 
 
 class BlockStore:
@@ -562,6 +578,14 @@ class BlockStore:
         self.durable = durable
         self._metas: dict[bytes, BlockMeta] = {}
         self._pending: dict[str, CommitInfo] = {}
+        self._fill_metas()
+
+    def _fill_metas(self) -> None:
+        """Parse into the index the metadata blobs it lacks (an index.db from before it kept
+        them: read from git once, here, so listing never reads git)."""
+        missing = self._index.missing_metas()
+        if missing is not None:
+            self._index.add_metas({blob: _fields(self._meta(blob.encode())) for blob in missing})
 
     @property
     def index_path(self) -> Path:
@@ -642,10 +666,13 @@ class BlockStore:
                 raise RepositoryCorrupt(
                     str(self.repo_path), f"block metadata {blob_sha.decode()} is malformed ({exc})"
                 ) from exc
-            if len(self._metas) > TREE_CACHE:
-                self._metas.clear()
-            self._metas[blob_sha] = meta
+            self._remember_meta(blob_sha, meta)
         return meta
+
+    def _remember_meta(self, blob_sha: bytes, meta: BlockMeta) -> None:
+        if len(self._metas) > TREE_CACHE:
+            self._metas.clear()
+        self._metas[blob_sha] = meta
 
     def _stage_commit(
         self,
@@ -713,7 +740,13 @@ class BlockStore:
         commit = self._git.commit(sha.encode())
         parent = commit.parents[0] if commit.parents else None
         changed = self._changed_blocks(self._git.commit_tree(parent), commit.tree)
-        return _commit_info(commit, tuple(changed))
+        return _commit_info(commit, tuple(self._parsed_meta(c) for c in changed))
+
+    def _parsed_meta(self, change: BlockChange) -> BlockChange:
+        """``change`` carrying its metadata, parsed from git (cached: blocks share it)."""
+        if change.meta_blob is None or change.meta is not None:
+            return change
+        return replace(change, meta=_fields(self._meta(change.meta_blob.encode())))
 
     def _changed_blocks(self, old_root: bytes | None, new_root: bytes) -> Iterator[BlockChange]:
         git = self._git
@@ -899,15 +932,32 @@ class BlockStore:
         """Every block that exists now (of one owner, or of all), sorted by owner and label."""
         if owner is not None:
             names.validate(owner, "owner")
-        head = self._head()
-        self._catch_up(head)
-        latest = self._index.latest_versions(owner)
-        out = []
-        for (o, label), version in sorted(latest.items()):
-            row = self._index.get(o, label, version)
-            assert row is not None and row.meta_blob is not None
-            out.append(BlockSummary(o, label, self._meta(row.meta_blob.encode()), version))
+        self._catch_up(self._head())
+        self._fill_metas()
+        metas = {key: _meta_of(fields) for key, (_, fields) in self._index.metas().items()}
+        out: builtins.list[BlockSummary] = []
+        with _collector_paused():
+            for o, rows in self._index.listing(owner):
+                self._list_owner(out, o, rows, metas)
         return out
+
+    def _list_owner(
+        self,
+        out: builtins.list[BlockSummary],
+        o: str,
+        rows: builtins.list[tuple[str, int, int | None]],
+        metas: dict[int, BlockMeta],
+    ) -> None:
+        if not rows:
+            return
+        labels, versions, keys = zip(*rows, strict=True)  # transposed in C: no loop here
+        try:
+            out += map(BlockSummary, repeat(o), labels, map(metas.__getitem__, keys), versions)
+        except KeyError:  # a metadata blob the index lacks (_fill_metas ran: damage)
+            raise IndexCorrupt(
+                str(self.index_path),
+                f"lacks the metadata of blocks of {o}: run `blocksync index rebuild`",
+            ) from None
 
     # builtins.list: inside this class `list` names the method above
     def history(self, owner: str, label: str) -> builtins.list[Version]:
@@ -1005,6 +1055,30 @@ def _commit_info(commit: Commit, changes: tuple[BlockChange, ...]) -> CommitInfo
         stamp,
         changes,
     )
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a listing builds 100,000 objects that all live on:
+    each pass would scan them (a third of the time) and find nothing to free. Left alone if
+    the program turned it off itself."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _fields(meta: BlockMeta) -> MetaFields:
+    return (meta.description, meta.block_type.value, meta.schema, meta.char_limit)
+
+
+def _meta_of(fields: MetaFields) -> BlockMeta:
+    description, block_type, schema, char_limit = fields
+    return BlockMeta(description, BlockType(block_type), schema, char_limit)
 
 
 def _version(row: VersionRow) -> Version:

@@ -1,0 +1,119 @@
+"""Listing blocks reads index.db alone (issue 14): every block's newest version and metadata
+are kept there by the version index's catch-up, so ``ws.blocks.list`` reads no git object,
+and an index.db from before that upgrades in place to the rows a rebuild from git makes."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import blocksync
+from blocksync import BlockMeta, BlockSummary, BlockType
+from blocksync.errors import IndexCorrupt, RepositoryCorrupt
+from blocksync.index import versions
+
+from .conftest import assert_git_fsck
+
+
+def _fill(ws: blocksync.Workspace) -> list[BlockSummary]:
+    """Blocks with every kind of metadata, a deleted one, a re-created one, two owners; and
+    the listing they must give."""
+    with ws.transaction("seed") as tx:
+        tx.create("alice", "notes", "n\n", description="my notes", char_limit=100)
+        tx.create("alice", "gone", "g\n")
+        tx.create("alice", "again", "a\n", block_type="core", schema='{"type": "object"}')
+        tx.create("bob", "x", "x\n", block_type=BlockType.LOG)
+    ws.blocks.update("alice", "notes", "n2\n", description="changed")
+    ws.blocks.delete("alice", "gone")
+    ws.blocks.delete("alice", "again")
+    ws.blocks.create("alice", "again", "back\n", description="re-created")
+    return [
+        BlockSummary("alice", "again", BlockMeta("re-created"), 3),
+        BlockSummary("alice", "notes", BlockMeta("changed", BlockType.WORKING, char_limit=100), 2),
+        BlockSummary("bob", "x", BlockMeta(block_type=BlockType.LOG), 1),
+    ]
+
+
+@contextmanager
+def objects_gone(repo: Path) -> Iterator[None]:
+    """Every git object of ``repo`` out of reach (its objects folder moved away) meanwhile."""
+    objects, away = repo / "objects", repo / "objects.away"
+    os.rename(objects, away)
+    try:
+        yield
+    finally:
+        os.rename(away, objects)
+
+
+def test_list_reads_no_git_object(store_path: Path) -> None:
+    with blocksync.open(store_path) as ws:
+        expected = _fill(ws)
+    with blocksync.open(store_path) as ws, objects_gone(ws.repo_path):
+        assert ws.blocks.list() == expected
+        assert ws.blocks.list("alice") == expected[:2]
+        assert ws.blocks.list("nobody") == []
+        with pytest.raises(RepositoryCorrupt):  # the proof that git is out of reach
+            ws.blocks.read("alice", "notes")
+
+
+def test_list_follows_other_writers(store_path: Path) -> None:
+    """Another workspace's commits are listed with their new metadata."""
+    with blocksync.open(store_path) as reader, blocksync.open(store_path) as writer:
+        expected = _fill(writer)
+        assert reader.blocks.list() == expected
+        writer.blocks.update("bob", "x", description="by the other one")
+        (bob,) = reader.blocks.list("bob")
+        assert (bob.meta.description, bob.version) == ("by the other one", 2)
+
+
+def _downgrade(index_db: Path) -> None:
+    """Make ``index_db`` what the code before the listing tables left."""
+    conn = sqlite3.connect(index_db)
+    conn.execute("DROP TABLE heads")
+    conn.execute("DROP TABLE metas")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'versions_heads_and_metas'")
+    conn.commit()
+    conn.close()
+
+
+def test_an_old_index_db_upgrades_to_the_rows_a_rebuild_makes(store_path: Path) -> None:
+    with blocksync.open(store_path) as ws:
+        expected = _fill(ws)
+    _downgrade(store_path / "index.db")
+
+    with blocksync.open(store_path) as ws:
+        assert ws.blocks.list() == expected
+        ws.blocks.update("alice", "notes", "n3\n")  # numbering goes on from the old rows
+        assert ws.blocks.list("alice")[1].version == 3
+    with blocksync.open(store_path) as ws, objects_gone(ws.repo_path):
+        assert ws.blocks.list("bob") == expected[2:]
+    report = blocksync.fsck(store_path)  # compares every table with a rebuild from git
+    assert report.ok, report.problems
+    upgraded = versions.VersionIndex.open(store_path / "index.db")
+    before = upgraded.dump()
+    upgraded.close()
+    blocksync.rebuild_index(store_path)
+    rebuilt = versions.VersionIndex.open(store_path / "index.db")
+    assert rebuilt.dump() == before
+    assert {"heads", "metas"} <= set(before)
+    rebuilt.close()
+    assert_git_fsck(store_path / "repo")
+
+
+def test_an_index_missing_metadata_rows_says_rebuild(store_path: Path) -> None:
+    with blocksync.open(store_path) as ws:
+        _fill(ws)
+    conn = sqlite3.connect(store_path / "index.db")
+    conn.execute("DELETE FROM metas")
+    conn.commit()
+    conn.close()
+    with blocksync.open(store_path) as ws, pytest.raises(IndexCorrupt, match="index rebuild"):
+        ws.blocks.list()
+    blocksync.rebuild_index(store_path)
+    with blocksync.open(store_path) as ws:
+        assert len(ws.blocks.list()) == 3
