@@ -361,7 +361,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         self.index_db.close()
         # git's `gc --auto` after a command: one directory listing unless the store is past
         # its loose-object limit (store.pack; `git config gc.auto 0` in repo/ turns it off)
-        pack.auto_pack(self.repo_path, durable=self.config.durable)
+        pack.after_write(self.repo_path, self.config.durable)
 
     def __exit__(
         self,

@@ -429,7 +429,7 @@ class GitStore:
         if self._loose_written < AUTO_CHECK_EVERY:
             return
         self._loose_written = 0
-        if pack.auto_pack(self.path, durable=self.durable) is not None:
+        if pack.after_write(self.path, self.durable) is not None:
             with suppress(AttributeError):
                 self.repo.object_store._update_pack_cache()
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import random
 import shutil
@@ -56,7 +57,9 @@ from dulwich.objects import ObjectID, object_header, parse_tree
 from dulwich.pack import UnpackedObject, load_pack_index, write_pack_data, write_pack_index
 from dulwich.repo import Repo
 
-from blocksync.errors import RepositoryCorrupt
+from blocksync.errors import BlocksyncError, RepositoryCorrupt
+
+log = logging.getLogger(__name__)
 
 #: git's ``gc.auto``: past about this many loose objects a run packs them.
 AUTO_LIMIT = 6700
@@ -83,6 +86,7 @@ Engine = Literal["git", "dulwich"]
 Fault = Callable[[str], None]
 _GIT_LINK = 0o160000
 _TREE = 0o040000
+_LINKS = (b"tree ", b"parent ")
 
 
 @dataclass(frozen=True)
@@ -184,8 +188,15 @@ def auto_pack(
         before = _inventory(repo)
         fold = len(before.packs) > AUTO_PACK_LIMIT
         if chosen == "git":
-            _git(repo, durable, "repack", "-d", "-l", "-q", *(["-A"] if fold else []))
-            _git(repo, durable, "commit-graph", "write", "--reachable")
+            if fold:
+                _git(repo, durable, "repack", "-A", "-d", "-l", "-q")
+            else:
+                # the loose objects as they are, no walk of the history (`repack -d` walks it
+                # all: quadratic over a store's life); deltas among them
+                ids = "".join(f"{sha}\n" for sha in before.loose)
+                _git(repo, durable, "pack-objects", "-q", str(repo / "objects/pack/pack"), feed=ids)
+                _git(repo, durable, "prune-packed", "-q")
+            _git(repo, durable, "commit-graph", "write", "--reachable", "--split")
         else:
             repacker = _Repacker(repo, durable, None)
             try:
@@ -196,6 +207,17 @@ def auto_pack(
         # objects now in packs that were not before (a fold rewrites every one)
         packed = after.packed if fold else max(0, after.packed - before.packed)
         return _result(chosen, before, after, packed, pruned=0, kept=0)
+
+
+def after_write(repo: Path, durable: bool = False) -> GcResult | None:
+    """:func:`auto_pack` as a writer runs it once its work is done: a failure to pack is
+    logged (``blocksync.store.pack``), never raised -- the write it follows succeeded, and the
+    objects stay loose and readable until the next run or ``blocksync gc``."""
+    try:
+        return auto_pack(repo, durable=durable)
+    except (BlocksyncError, OSError) as exc:
+        log.warning("automatic packing of %s failed: %s", repo, exc)
+        return None
 
 
 def collect(
@@ -219,7 +241,7 @@ def collect(
             _tell(fault, "repacked")
             _git(repo, durable, "prune", f"--expire={expire}")
             _tell(fault, "pruned")
-            _git(repo, durable, "commit-graph", "write", "--reachable")
+            _git(repo, durable, "commit-graph", "write", "--reachable", "--split=replace")
             after = _inventory(repo)
             gone = len(before.ids - after.ids)
             return _result(chosen, before, after, after.packed, gone, len(after.loose))
@@ -319,7 +341,7 @@ def _tell(fault: Fault | None, step: str) -> None:
 # -- git ----------------------------------------------------------------------------------
 
 
-def _git(repo: Path, durable: bool, *args: str) -> None:
+def _git(repo: Path, durable: bool, *args: str, feed: str | None = None) -> None:
     # gc.auto=0: the repack must not start a gc of its own; core.fsync: a durable store's packs
     # reach the disk before the objects they replace are deleted (git >= 2.36; older gits
     # ignore the key and fsync object files by core.fsyncObjectFiles)
@@ -330,10 +352,10 @@ def _git(repo: Path, durable: bool, *args: str) -> None:
         options += ["-c", "core.fsync=all", "-c", "core.fsyncObjectFiles=true"]
     done = subprocess.run(
         ["git", *options, "--git-dir", str(repo), *args],
+        input=feed or "",
         capture_output=True,
         text=True,
         check=False,
-        stdin=subprocess.DEVNULL,
     )
     if done.returncode != 0:
         raise RepositoryCorrupt(
@@ -512,37 +534,37 @@ class _Repacker:
 
 def _walk(repo: Repo, tips: set[str], path: Path) -> set[str]:
     """Every object reachable from ``tips``: commits, trees, blobs (tags followed)."""
-    store = repo.object_store
-    seen: set[str] = set()
+    reached: set[str] = set()
     todo = list(tips)
     while todo:
         sha = todo.pop()
-        if sha in seen:
-            continue
-        seen.add(sha)
-        try:
-            type_num, raw = store.get_raw(ObjectID(sha.encode()))
-        except KeyError as exc:
-            raise RepositoryCorrupt(
-                str(path), f"object {sha} is missing: gc refuses to run"
-            ) from exc
-        if type_num == 1:  # commit: its tree and parents
-            head = raw.split(b"\n\n", 1)[0]
-            for line in head.split(b"\n"):
-                if line.startswith((b"tree ", b"parent ")):
-                    todo.append(line.split(b" ", 1)[1].decode())
-        elif type_num == 2:  # tree
-            for _name, mode, child in parse_tree(raw, 20):
-                if mode == _GIT_LINK:
-                    continue
-                hexsha = child.decode()
-                if mode == _TREE:
-                    todo.append(hexsha)
-                else:
-                    seen.add(hexsha)  # a blob: nothing below it to read
-        elif type_num == 4:  # tag
-            todo.append(raw.split(b"\n", 1)[0].split(b" ", 1)[1].decode())
-    return seen
+        if sha not in reached:
+            reached.add(sha)
+            below, blobs = _links(repo, sha, path)
+            todo.extend(below)
+            reached.update(blobs)  # nothing below a blob: not read
+    return reached
+
+
+def _links(repo: Repo, sha: str, path: Path) -> tuple[list[str], list[str]]:
+    """The objects object ``sha`` names: (those to read in turn, blobs)."""
+    try:
+        type_num, raw = repo.object_store.get_raw(ObjectID(sha.encode()))
+    except KeyError as exc:
+        raise RepositoryCorrupt(str(path), f"object {sha} is missing: gc refuses to run") from exc
+    if type_num == 1:  # commit: its tree and parents
+        head = raw.split(b"\n\n", 1)[0].split(b"\n")
+        return [line.split(b" ", 1)[1].decode() for line in head if line.startswith(_LINKS)], []
+    if type_num == 4:  # tag
+        return [raw.split(b"\n", 1)[0].split(b" ", 1)[1].decode()], []
+    if type_num != 2:
+        return [], []
+    trees: list[str] = []
+    blobs: list[str] = []
+    for _name, mode, child in parse_tree(raw, 20):
+        if mode != _GIT_LINK:
+            (trees if mode == _TREE else blobs).append(child.decode())
+    return trees, blobs
 
 
 def _reflog_ids(logs: Path) -> Iterator[str]:
