@@ -230,8 +230,9 @@ def test_gc_prunes_old_unreferenced_keeps_young_and_every_referenced(
     assert counts(repo)["count"] == 0
 
 
-def test_gc_prunes_an_old_unreferenced_object_from_a_pack(store: Path) -> None:
-    """dulwich: an unreferenced object in a pack ages with its pack (git's way)."""
+@pytest.mark.parametrize("engine", ENGINES)
+def test_gc_prunes_an_old_unreferenced_object_from_a_pack(store: Path, engine: pack.Engine) -> None:
+    """An unreferenced object in a pack ages with its pack (git's way)."""
     repo = store / "repo"
     with blocksync.open(store) as ws:
         write(ws, 6)
@@ -245,9 +246,9 @@ def test_gc_prunes_an_old_unreferenced_object_from_a_pack(store: Path) -> None:
     )
     git(repo, "prune-packed")
     assert has(repo, stray) and not (repo / "objects" / stray[:2] / stray[2:]).exists()
-    pack.collect(repo, grace=GRACE, use="dulwich")
+    pack.collect(repo, grace=GRACE, use=engine)
     assert (repo / "objects" / stray[:2] / stray[2:]).exists(), "young: written back loose"
-    result = pack.collect(repo, grace=GRACE, use="dulwich", now=time.time() + 2 * GRACE)
+    result = pack.collect(repo, grace=GRACE, use=engine, now=time.time() + 2 * GRACE)
     assert not has(repo, stray) and result.pruned == 1
 
 
@@ -318,3 +319,16 @@ def test_kill_9_at_each_gc_step_loses_nothing_and_converges(
     assert not any(has(repo, sha) for sha in old) and has(repo, young)
     assert (counts(repo)["packs"], counts(repo)["count"]) == (1, 1), "converged"
     assert_git_fsck(repo)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_gc_on_a_durable_store(store: Path, engine: pack.Engine) -> None:
+    """A durable store's packs are fsynced (folder too) before what they replace goes."""
+    config = store / "blocksync.toml"
+    config.write_text(config.read_text().replace("durable = false", "durable = true"))
+    with blocksync.open(store) as ws:
+        write(ws, 9)
+        history = everything(store)
+        result = ws.gc(grace=GRACE, engine=engine)
+    assert (result.packs_after, result.loose_after) == (1, 0)
+    assert everything(store) == history
