@@ -174,20 +174,39 @@ def test_auto_pack_limit_zero_never_packs(store: Path) -> None:
 # -- gc: pack everything, prune what no ref reaches --------------------------------------------
 
 
+def commit_of(repo: Path, text: str, mtime: float | None = None) -> list[str]:
+    """A commit of one blob holding ``text``: [commit, tree, blob], loose."""
+    blob = loose_object(repo, text, mtime)
+    tree = subprocess.run(
+        ["git", "--git-dir", str(repo), "mktree"],
+        input=f"100644 blob {blob}\tbase\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    commit = git(repo, "commit-tree", tree, "-m", text).strip()
+    if mtime is not None:
+        for sha in (tree, commit):
+            os.utime(repo / "objects" / sha[:2] / sha[2:], (mtime, mtime))
+    return [commit, tree, blob]
+
+
+def abandoned(repo: Path) -> list[str]:
+    """An old commit a ref named once (so the commit-graph lists it) and none names now, as a
+    removed source's refs/sync/<key> leaves it: pruning must not leave a graph naming it."""
+    objects = commit_of(repo, "an abandoned source's bases\n", OLD)
+    git(repo, "update-ref", "refs/sync/gone", objects[0])
+    git(repo, "commit-graph", "write", "--reachable")
+    git(repo, "update-ref", "-d", "refs/sync/gone")
+    return objects
+
+
 def other_refs(repo: Path) -> dict[str, str]:
     """A commit under each kind of ref the store has besides main, each holding an old blob
     nothing else reaches: gc must keep all of them."""
     refs = {}
     for ref in ("refs/sync/notes", "refs/blocksync/extra", "refs/remotes/origin/main"):
-        blob = loose_object(repo, f"only {ref} reaches this\n", OLD)
-        tree = subprocess.run(
-            ["git", "--git-dir", str(repo), "mktree"],
-            input=f"100644 blob {blob}\tbase\n",
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        commit = git(repo, "commit-tree", tree, "-m", ref).strip()
+        commit, _tree, blob = commit_of(repo, f"only {ref} reaches this\n", OLD)
         git(repo, "update-ref", ref, commit)
         refs[ref] = blob
     return refs
@@ -299,7 +318,7 @@ def test_kill_9_at_each_gc_step_loses_nothing_and_converges(
         git(repo, "repack", "-d", "-q")
     with blocksync.open(store) as ws:  # ... and loose history
         write(ws, 6, 12)
-    old = [loose_object(repo, f"lost race {i}\n", OLD) for i in range(3)]
+    old = [loose_object(repo, f"lost race {i}\n", OLD) for i in range(3)] + abandoned(repo)
     young = loose_object(repo, "written, ref not moved yet\n")
     history = everything(store)
 

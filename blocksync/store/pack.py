@@ -81,7 +81,7 @@ DULWICH_FAULT_STEPS = (
     "pruning",
 )
 #: The steps of :func:`collect` with git (a kill inside git is git's own crash safety).
-GIT_FAULT_STEPS = ("repacked", "pruned")
+GIT_FAULT_STEPS = ("repacked", "graph-written")
 Engine = Literal["git", "dulwich"]
 Fault = Callable[[str], None]
 _GIT_LINK = 0o160000
@@ -239,9 +239,11 @@ def collect(
             expire = f"@{int(stamp - grace)}"
             _git(repo, durable, "repack", "-a", "-d", "-l", "-q", f"--unpack-unreachable={expire}")
             _tell(fault, "repacked")
-            _git(repo, durable, "prune", f"--expire={expire}")
-            _tell(fault, "pruned")
+            # the commit-graph is a cache git trusts: rewritten of the reachable commits
+            # before prune, it never names a commit prune deleted
             _git(repo, durable, "commit-graph", "write", "--reachable", "--split=replace")
+            _tell(fault, "graph-written")
+            _git(repo, durable, "prune", f"--expire={expire}")
             after = _inventory(repo)
             gone = len(before.ids - after.ids)
             return _result(chosen, before, after, after.packed, gone, len(after.loose))
@@ -412,6 +414,8 @@ class _Repacker:
         new = self._write(sorted(wanted)) if wanted else None
         old_packs = [p for p in before.packs if p != new] if fold else []
         young = self._keep_young(before, old_packs, keep, cutoff)
+        if keep is not None:
+            self._drop_commit_graph()
         self._delete_packs(old_packs)
         self._delete_loose(before, wanted, "loose-deleting")
         if keep is None:
@@ -478,6 +482,16 @@ class _Repacker:
                 written += 1
         return young_loose, written
 
+    def _drop_commit_graph(self) -> None:
+        """A commit-graph (git's cache of the history, written by git) must not name commits
+        a prune deletes: git trusts it, and `git fsck` fails on one that does. Dropped before
+        anything is (git rebuilds it; blocksync does not read it)."""
+        info = self.path / "objects" / "info"
+        # the chain first: without it the split graph's files are not read, so never half-read
+        for single in ("commit-graphs/commit-graph-chain", "commit-graph"):
+            (info / single).unlink(missing_ok=True)
+        shutil.rmtree(info / "commit-graphs", ignore_errors=True)
+
     def _delete_packs(self, packs: Iterable[Path]) -> None:
         for number, pack in enumerate(packs):
             if number == 1:
@@ -501,13 +515,6 @@ class _Repacker:
     def _prune(self, before: _Inventory, keep: set[str], cutoff: float) -> int:
         """Delete the unreachable loose objects older than ``cutoff`` (their age re-read
         right before: a writer that wrote the same object since has refreshed it)."""
-        # a commit-graph is a cache git trusts: it must not name commits about to go
-        for graph in ("info/commit-graph", "info/commit-graphs"):
-            target = self.path / "objects" / graph
-            if target.is_dir():
-                shutil.rmtree(target, ignore_errors=True)
-            else:
-                target.unlink(missing_ok=True)
         old: list[str] = []
         for hexsha in before.loose:
             if hexsha in keep:
