@@ -512,6 +512,36 @@ def fsck(obj: _Context, as_json: bool) -> None:
         sys.exit(1)
 
 
+@cli.command()
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=workspace.GC_GRACE / 60,
+    show_default=True,
+    metavar="MINUTES",
+    help="Keep unreferenced objects younger than this (a writer may not have moved its ref yet).",
+)
+@wait_option
+@lock_timeout_option
+@json_option
+@pass_ctx
+def gc(obj: _Context, grace: float, wait: bool, timeout: float | None, as_json: bool) -> None:
+    """Pack the repository into one pack and prune what no ref references (never history).
+
+    Takes the run lock: exit 75 if another run (a sync, a reconcile) holds it.
+    """
+    with obj.open() as ws, _writing():
+        result = ws.gc(grace=grace * 60, wait=wait, timeout=timeout)
+    if as_json:
+        _print_json(result.to_json())
+    else:
+        click.echo(
+            f"gc ({result.engine}): {result.packed} objects packed, {result.pruned} pruned, "
+            f"{result.kept_young} unreferenced kept (younger than {grace:g} min); "
+            f"{result.bytes_before} -> {result.bytes_after} bytes"
+        )
+
+
 @cli.group()
 def plugin() -> None:
     """Build, inspect, check, sign and list WebAssembly component plugins."""

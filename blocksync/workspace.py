@@ -39,6 +39,7 @@ from .index.db import IndexDb
 from .index.notifications import NotificationLog
 from .index.runs import RunLog
 from .plugins import HostServices, PluginSet, parse_specs
+from .store import pack
 from .store.blocks import BlockStore, Transaction
 from .store.fsck import FsckReport, check_repository
 from .store.records import Records
@@ -56,6 +57,10 @@ DEFAULT_AUTHOR = "human:blocksync"
 RECONCILE_COMMAND = "blocksync reconcile"
 PULL_COMMAND = "blocksync pull"
 PUSH_COMMAND = "blocksync push"
+GC_COMMAND = "blocksync gc"
+#: seconds an object no ref reaches is kept by :meth:`Workspace.gc` (a writer may not have
+#: moved its ref yet)
+GC_GRACE = pack.PRUNE_GRACE
 
 
 class Workspace(AbstractContextManager["Workspace"]):
@@ -360,6 +365,9 @@ class Workspace(AbstractContextManager["Workspace"]):
             self._records.close()
         self.blocks.close()
         self.index_db.close()
+        # git's `gc --auto` after a command: one directory listing unless the store is past
+        # its loose-object limit (store.pack; `git config gc.auto 0` in repo/ turns it off)
+        pack.after_write(self.repo_path, self.config.durable)
 
     def __exit__(
         self,
@@ -379,6 +387,24 @@ class Workspace(AbstractContextManager["Workspace"]):
 
     def fsck(self) -> FsckReport:
         return fsck(self.root)
+
+    def gc(
+        self,
+        *,
+        grace: float = GC_GRACE,
+        wait: bool = False,
+        timeout: float | None = None,
+        engine: pack.Engine | None = None,
+    ) -> pack.GcResult:
+        """Pack every object a ref reaches into one pack and delete the objects no ref reaches
+        that are older than ``grace`` seconds (a younger one may belong to a writer that has not
+        moved its ref yet); never a version in history. With ``git`` on PATH it runs git's
+        repack/prune/commit-graph (deltas: far smaller, faster ``git log``), else dulwich's
+        (``engine`` forces one). Under the run lock (see :meth:`locked`: ``wait``, ``timeout``)."""
+        with self.locked(GC_COMMAND, wait=wait, timeout=timeout):
+            return pack.collect(
+                self.repo_path, grace=grace, durable=self.config.durable, use=engine
+            )
 
 
 def open(path: str | Path, *, author: str = DEFAULT_AUTHOR) -> Workspace:

@@ -40,11 +40,14 @@ from dulwich.repo import Repo
 
 from blocksync import deadlines
 from blocksync.errors import ConcurrentUpdate, RepositoryCorrupt, StoreNotFound, UsageError
+from blocksync.store import pack
 
 TREE_MODE = 0o040000
 FILE_MODE = 0o100644
 #: Above this many new objects a commit is written as one pack instead of loose objects.
 PACK_THRESHOLD = 64
+#: After this many loose objects written by one handle, see whether the store needs packing.
+AUTO_CHECK_EVERY = 256
 #: Trees kept parsed in memory (immutable by id, so never stale).
 TREE_CACHE = 4096
 #: zlib level of the objects blocksync writes: the fastest (git's own for loose objects; for
@@ -187,6 +190,7 @@ class GitStore:
         weakref.finalize(self, self.repo.close)
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
         self._commit_trees: dict[bytes, bytes] = {}
+        self._loose_written = 0
 
     @staticmethod
     def init_bare(path: Path, head: Ref) -> None:
@@ -219,7 +223,14 @@ class GitStore:
 
     def object(self, sha: bytes) -> ShaFile:
         try:
-            return self.repo.object_store[ObjectID(sha)]
+            try:
+                return self.repo.object_store[ObjectID(sha)]
+            except KeyError:
+                # a packer (blocksync's, git's) may have packed the loose object between our
+                # look at the packs and at the loose file: look again, as git does
+                with suppress(AttributeError):
+                    self.repo.object_store._update_pack_cache()
+                return self.repo.object_store[ObjectID(sha)]
         except KeyError as exc:
             raise damaged(self.path, sha.decode(), "is missing") from exc
         except UNREADABLE as exc:
@@ -306,6 +317,7 @@ class GitStore:
         else:
             for obj in objects:
                 self._write_loose(obj)
+            self._loose_written += len(objects)
         for obj in objects:
             if isinstance(obj, Tree):
                 self.remember(obj)
@@ -424,8 +436,22 @@ class GitStore:
                 commit, more = self.commit_objects(draft.root, head, draft.author, draft.message)
                 self.write(draft.objects + more)
                 if self.swap_ref(ref, head, commit.id):
-                    return head, commit
-        raise AssertionError("unreachable: attempts() raises when they run out")
+                    break
+            else:
+                raise AssertionError("unreachable: attempts() raises when they run out")
+        self._maybe_pack()
+        return head, commit
+
+    def _maybe_pack(self) -> None:
+        """Every :data:`AUTO_CHECK_EVERY` loose objects this handle wrote (a process that
+        writes for hours and never closes its workspace), pack them if the store is over its
+        limit (:func:`blocksync.store.pack.auto_pack`; a directory listing when it is not)."""
+        if self._loose_written < AUTO_CHECK_EVERY:
+            return
+        self._loose_written = 0
+        if pack.after_write(self.path, self.durable) is not None:
+            with suppress(AttributeError):
+                self.repo.object_store._update_pack_cache()
 
     def diff_trees(
         self, old: bytes | None, new: bytes | None, depth: int = 1, under: tuple[bytes, ...] = ()

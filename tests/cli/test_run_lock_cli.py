@@ -306,3 +306,17 @@ def test_resolve_and_undo_take_the_lock(store_path: Path, notes: Path, hold: Any
     undone = blocksync(store_path, "conflicts", "undo", conflict)
     assert undone.returncode == 0 and undone.stdout == f"reopened {conflict}\n", undone.stderr
     assert (notes / "a.md").read_text(encoding="utf-8") == "first line, disk\nsecond line\n"
+
+
+def test_gc_takes_the_run_lock_and_reports_json(store_path: Path, notes: Path, hold: Any) -> None:
+    holder = hold("sync")
+    done = blocksync(store_path, "gc", timeout=30)
+    assert done.returncode == 75 and f"pid {holder.proc.pid}" in done.stderr, done.stderr
+    holder.close()
+    done = blocksync(store_path, "gc", "--json", "--grace", "0", timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["packs_after"] == 1 and result["loose_after"] == 0
+    assert result["packed"] > 0 and result["bytes_after"] > 0
+    text = blocksync(store_path, "gc", timeout=60)
+    assert text.returncode == 0 and "objects packed" in text.stdout, text.stderr
