@@ -484,8 +484,19 @@ class Folder:
                 listing.unlisted.append((prefix.rstrip("/"), exc.strerror or str(exc)))
                 os.close(fd)
                 continue
+            files, kept = listing.files, listing.stats
             try:
                 for entry in entries:
+                    name = entry.name
+                    if (  # the common case first, without a call: a plain regular file
+                        entry.is_file(follow_symlinks=False)
+                        and not name.startswith(TEMP_PREFIX)
+                        and name.casefold() not in VCS_FOLDERS
+                        and _utf8(name)
+                    ):
+                        if kept is None or self._stat_into(kept, entry, prefix + name):
+                            files.append(prefix + name)
+                        continue
                     self._scan_entry(
                         entry, parts, prefix, fd, recursive, skip, clean_temps, listing, stack
                     )
@@ -493,6 +504,18 @@ class Folder:
                 os.close(fd)
         listing.files.sort()
         return listing
+
+    @staticmethod
+    def _stat_into(stats: dict[str, FileStat], entry: os.DirEntry[str], rel: str) -> bool:
+        """Keep the listed file's stat; False if it is gone (or no regular file) meanwhile."""
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            return False
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        stats[rel] = file_stat(info)
+        return True
 
     def _scan_entry(
         self,
@@ -536,14 +559,8 @@ class Folder:
                 return
             if name.casefold() in VCS_FOLDERS:
                 return  # a `.git` file: a worktree's pointer to its repository
-            listing.files.append(rel)
-            if listing.stats is not None:
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except OSError:
-                    return  # gone meanwhile: reading it will tell
-                if stat.S_ISREG(info.st_mode):
-                    listing.stats[rel] = file_stat(info)
+            if listing.stats is None or self._stat_into(listing.stats, entry, rel):
+                listing.files.append(rel)
         else:
             try:
                 mode = entry.stat(follow_symlinks=False).st_mode

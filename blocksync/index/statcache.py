@@ -89,14 +89,18 @@ class StatCache:
         except sqlite3.DatabaseError:
             return {}
         self._paths = {row[0] for row in rows}
-        found: dict[str, tuple[FileStat, str]] = {}
-        for path, size, mtime, ctime, inode, sha, cached in rows:
-            if not all(type(v) is int for v in (size, mtime, ctime, inode, cached)):
-                continue  # not a row this module wrote
-            if cached > now or max(mtime, ctime) >= cached - RACY_NS:
-                continue
-            found[path] = ((size, mtime, ctime, inode), sha)
-        return found
+        return {
+            path: ((size, mtime, ctime, inode), sha)
+            for path, size, mtime, ctime, inode, sha, cached in rows
+            # only rows this module wrote (integers), neither racy nor from the future
+            if type(cached) is int
+            and cached <= now
+            and type(mtime) is int
+            and type(ctime) is int
+            and max(mtime, ctime) < cached - RACY_NS
+            and type(size) is int
+            and type(inode) is int
+        }
 
     def update(
         self,

@@ -138,14 +138,22 @@ def survey(roots: Roots, spec: Selection, *, stats: bool = False) -> Survey:
             shown = printable_path(rel)
             if shown != rel or spec.selects(rel):
                 found.skipped.append(Skipped(spec.source_path(index, shown), reason))
-        listed = listing.stats or {}
+        listed = listing.stats
+        selected = [rel for rel in listing.files if spec.selects(rel)]
+        if len(spec.paths) == 1:  # source paths are the relative ones: taken in bulk
+            found.present.update(listing.files)
+            found.files.update(selected)
+            if listed is not None:
+                whole = len(selected) == len(listing.files)
+                found.stats.update(listed if whole else {r: listed[r] for r in selected})
+            continue
         for rel in listing.files:
+            found.present.add(spec.source_path(index, rel))
+        for rel in selected:
             path = spec.source_path(index, rel)
-            found.present.add(path)
-            if spec.selects(rel):
-                found.files.add(path)
-                if rel in listed:
-                    found.stats[path] = listed[rel]
+            found.files.add(path)
+            if listed is not None:
+                found.stats[path] = listed[rel]
     return found
 
 
