@@ -39,7 +39,11 @@ is reported as needing resolution. Files that are not UTF-8 (or not regular file
 names that cannot be labels) are never touched: they are reported in ``skipped`` and left out
 of the results. Contents are compared by content, never by modification time: a path whose file's sha256
 and whose block's content blob id are its base's (the base index in ``index.db`` has both,
-derived from the bases ref) is unchanged without reading its base or its block.
+derived from the bases ref) is unchanged without reading its base or its block. A run over all
+paths does not even read the file when the stat cache (:mod:`blocksync.index.statcache`, git's
+index idea) holds a row for it with the very stat the survey found and no racy timestamp: that
+row's sha256 is taken as the file's. Any other case reads the file (in
+:mod:`~blocksync.sync.folder.hashing`, the one place files are read and hashed) and records it.
 """
 
 from __future__ import annotations
