@@ -15,7 +15,7 @@ import sqlite_utils
 
 import blocksync
 from blocksync.errors import IndexCorrupt
-from blocksync.index import conflicts, notifications, runs, versions
+from blocksync.index import conflicts, notifications, runs, statcache, versions
 from blocksync.index.base_index import MIGRATIONS as BASE_MIGRATIONS
 from blocksync.index.base_index import BaseIndex
 from blocksync.index.conflicts import ConflictIndex
@@ -31,6 +31,7 @@ SETS = {
     "runs": runs.MIGRATIONS,
     "notifications": notifications.MIGRATIONS,
     "base_index": BASE_MIGRATIONS,
+    "statcache": statcache.MIGRATIONS,
 }
 
 
@@ -48,6 +49,7 @@ def _every_table(ws: blocksync.Workspace) -> list[object]:
         ws.run_log(),
         ws.notifications,
         BaseIndex(ws.blocks.index_db),
+        statcache.StatCache(ws.blocks.index_db, "notes"),
     ]
 
 
@@ -234,6 +236,7 @@ def test_an_index_db_of_the_code_before_opens_and_upgrades(tmp_path: Path) -> No
         assert (old.text, old.origin, old.missing_blocks) == ("old news", "emit", ())
         ws.conflicts.list("all")
         BaseIndex(ws.index_db)
+        statcache.StatCache(ws.index_db, "notes")
         for name, migrations in SETS.items():
             assert ws.index_db.applied(migrations) == [
                 m.name for m in migrations.pending(sqlite_utils.Database(memory=True))

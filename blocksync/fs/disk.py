@@ -42,8 +42,10 @@ from .safefile import kind_of
 __all__ = [
     "NOT_A_FILE",
     "VCS_FOLDERS",
+    "FileStat",
     "Folder",
     "Listing",
+    "file_stat",
     "is_vcs_path",
     "printable_path",
     "store_overlap",
@@ -103,6 +105,16 @@ def skip_reason(mode: int) -> str:
     return f"{kind_of(mode) or 'not a regular file'}: only regular files are synced"
 
 
+#: what a stat cache compares of a file: (size, mtime_ns, ctime_ns, inode)
+FileStat = tuple[int, int, int, int]
+
+
+def file_stat(info: os.stat_result) -> FileStat:
+    """The part of a stat result that changes whenever a file's bytes do (see
+    :mod:`blocksync.index.statcache` for when it may be trusted)."""
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+
+
 @dataclass
 class Listing:
     """What a scan of a folder found below its root."""
@@ -112,6 +124,8 @@ class Listing:
     odd: list[tuple[str, str]] = field(default_factory=list)
     #: folders that could not be listed, and why: what lies below them is unknown, not gone
     unlisted: list[tuple[str, str]] = field(default_factory=list)
+    #: the :func:`file_stat` of each regular file as listed (None: a scan not asked for them)
+    stats: dict[str, FileStat] | None = None
 
     def unknown(self, rel: str) -> str | None:
         """Why nothing can be said of ``rel`` (it lies in a folder that could not be listed)."""
@@ -304,14 +318,22 @@ class Folder:
         """(the file's bytes, None); (None, None) if there is no file; (None, reason) if it
         cannot be synced (not a regular file, a folder on the way is a link, unreadable).
         ``listed``: a scan of this call saw a regular file at ``rel``."""
+        data, reason, _ = self.read_stat(rel, listed=listed)
+        return data, reason
+
+    def read_stat(
+        self, rel: str, *, listed: bool = False
+    ) -> tuple[bytes | None, str | None, os.stat_result | None]:
+        """As :meth:`read`, with the ``fstat`` of the file taken before its bytes were read
+        (so a change made while reading shows as a newer stat, never as an older one)."""
         try:
             parent, name = self._parent(rel)
         except OSError as exc:
-            return None, self._why_not(exc, rel)
+            return None, self._why_not(exc, rel), None
         fd, found = self._open_regular(parent, name, listed)
         if fd is None:
             assert not isinstance(found, os.stat_result)
-            return None, found
+            return None, found, None
         assert isinstance(found, os.stat_result)
         try:
             # sized to the file (a small file's read is not a megabyte's allocation), then on
@@ -321,10 +343,20 @@ class Folder:
                 while chunk := os.read(fd, _READ_CHUNK):
                     chunks.append(chunk)
         except OSError as exc:
-            return None, f"cannot read it: {exc.strerror or exc}"
+            return None, f"cannot read it: {exc.strerror or exc}", None
         finally:
             os.close(fd)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks), None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks), None, found
+
+    def stat(self, rel: str) -> os.stat_result | None:
+        """The ``lstat`` of ``rel`` if it is a regular file (None: anything else, or nothing;
+        reading it tells why)."""
+        try:
+            parent, name = self._parent(rel)
+            info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except OSError:
+            return None
+        return info if stat.S_ISREG(info.st_mode) else None
 
     def _digest_at(self, parent: int, name: str) -> str | None:
         fd, reason = self._open_regular(parent, name)
@@ -434,12 +466,14 @@ class Folder:
         recursive: bool = True,
         skip: Callable[[str], bool] | None = None,
         clean_temps: bool = True,
+        stats: bool = False,
     ) -> Listing:
         """Every entry below the root: regular files, odd entries with the reason, folders
         that cannot be listed. ``skip(folder)`` leaves a folder out (exclude patterns);
         version-control folders, the store and temp files are always left out, and temp
-        files of writers that are gone are removed (unless not ``clean_temps``)."""
-        listing = Listing()
+        files of writers that are gone are removed (unless not ``clean_temps``). ``stats``:
+        each file's :func:`file_stat` too (its ``lstat``, from the folder's descriptor)."""
+        listing = Listing(stats={} if stats else None)
         stack: list[tuple[tuple[str, ...], int]] = [((), os.dup(self._fd))]
         while stack:
             parts, fd = stack.pop()
@@ -450,8 +484,19 @@ class Folder:
                 listing.unlisted.append((prefix.rstrip("/"), exc.strerror or str(exc)))
                 os.close(fd)
                 continue
+            files, kept = listing.files, listing.stats
             try:
                 for entry in entries:
+                    name = entry.name
+                    if (  # the common case first, without a call: a plain regular file
+                        entry.is_file(follow_symlinks=False)
+                        and not name.startswith(TEMP_PREFIX)
+                        and name.casefold() not in VCS_FOLDERS
+                        and _utf8(name)
+                    ):
+                        if kept is None or self._stat_into(kept, entry, prefix + name):
+                            files.append(prefix + name)
+                        continue
                     self._scan_entry(
                         entry, parts, prefix, fd, recursive, skip, clean_temps, listing, stack
                     )
@@ -459,6 +504,18 @@ class Folder:
                 os.close(fd)
         listing.files.sort()
         return listing
+
+    @staticmethod
+    def _stat_into(stats: dict[str, FileStat], entry: os.DirEntry[str], rel: str) -> bool:
+        """Keep the listed file's stat; False if it is gone (or no regular file) meanwhile."""
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            return False
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        stats[rel] = file_stat(info)
+        return True
 
     def _scan_entry(
         self,
@@ -502,7 +559,8 @@ class Folder:
                 return
             if name.casefold() in VCS_FOLDERS:
                 return  # a `.git` file: a worktree's pointer to its repository
-            listing.files.append(rel)
+            if listing.stats is None or self._stat_into(listing.stats, entry, rel):
+                listing.files.append(rel)
         else:
             try:
                 mode = entry.stat(follow_symlinks=False).st_mode

@@ -17,9 +17,8 @@ import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import sqlite_utils
 
@@ -34,9 +33,10 @@ __all__ = ["MIGRATIONS", "BaseEntry", "BaseIndex", "git_blob_id"]
 MIGRATIONS = Migrations("base_index")
 
 
-@dataclass(frozen=True)
-class BaseEntry:
-    """One bound path as the base index holds it: its block and its base's hashes."""
+class BaseEntry(NamedTuple):
+    """One bound path as the base index holds it: its block and its base's hashes (a named
+    tuple: a run over 100,000 paths makes one of each, and a tuple is made three times faster
+    than a frozen dataclass)."""
 
     path: str
     owner: str

@@ -37,6 +37,8 @@ class FileSourceSpec:
         """Does the configuration select the file ``rel`` (recursive, include, exclude)?"""
         if not self.recursive and "/" in rel:
             return False
+        if self.include_patterns == ("**",) and not self.exclude_patterns:
+            return True  # the default: "**" matches every path (spares a regex per file)
         if not any(permissions.matches(p, rel) for p in self.include_patterns):
             return False
         return not self._excluded(rel)

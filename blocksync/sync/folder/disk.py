@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from blocksync.errors import NotFound
-from blocksync.fs.disk import Folder, Listing, printable_path
+from blocksync.fs.disk import FileStat, Folder, Listing, printable_path
 from blocksync.shared.apply import Unreadable, Unwritable, sha256, text_of
 from blocksync.sync.protocol import Skipped
 
@@ -103,19 +103,22 @@ class Survey:
     files: set[str] = field(default_factory=set)  # selected regular files, as source paths
     present: set[str] = field(default_factory=set)  # every regular file, selected or not
     skipped: list[Skipped] = field(default_factory=list)  # odd entries (selected) and why
+    #: the stat of each selected file as listed, by source path (a survey asked for them)
+    stats: dict[str, FileStat] = field(default_factory=dict)
 
     def unknown(self, index: int, rel: str) -> str | None:
         """Why nothing can be said of ``rel`` of root ``index`` (None: it was listed)."""
         return self.listings[index].unknown(rel)
 
 
-def survey(roots: Roots, spec: Selection) -> Survey:
+def survey(roots: Roots, spec: Selection, *, stats: bool = False) -> Survey:
     """Every root listed (never through a link, never into the store or a version-control
-    folder): the selected files, what is skipped and why, folders that cannot be listed."""
+    folder): the selected files, what is skipped and why, folders that cannot be listed;
+    ``stats``: each selected file's stat too (what the stat cache compares)."""
     found = Survey()
     for index, root in enumerate(spec.paths):
         listing = found.listings[index] = roots[root].scan(
-            recursive=spec.recursive, skip=spec.folder_excluded
+            recursive=spec.recursive, skip=spec.folder_excluded, stats=stats
         )
         for folder, reason in listing.unlisted:
             if not folder:
@@ -135,11 +138,22 @@ def survey(roots: Roots, spec: Selection) -> Survey:
             shown = printable_path(rel)
             if shown != rel or spec.selects(rel):
                 found.skipped.append(Skipped(spec.source_path(index, shown), reason))
+        listed = listing.stats
+        selected = [rel for rel in listing.files if spec.selects(rel)]
+        if len(spec.paths) == 1:  # source paths are the relative ones: taken in bulk
+            found.present.update(listing.files)
+            found.files.update(selected)
+            if listed is not None:
+                whole = len(selected) == len(listing.files)
+                found.stats.update(listed if whole else {r: listed[r] for r in selected})
+            continue
         for rel in listing.files:
+            found.present.add(spec.source_path(index, rel))
+        for rel in selected:
             path = spec.source_path(index, rel)
-            found.present.add(path)
-            if spec.selects(rel):
-                found.files.add(path)
+            found.files.add(path)
+            if listed is not None:
+                found.stats[path] = listed[rel]
     return found
 
 

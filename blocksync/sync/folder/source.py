@@ -39,7 +39,11 @@ is reported as needing resolution. Files that are not UTF-8 (or not regular file
 names that cannot be labels) are never touched: they are reported in ``skipped`` and left out
 of the results. Contents are compared by content, never by modification time: a path whose file's sha256
 and whose block's content blob id are its base's (the base index in ``index.db`` has both,
-derived from the bases ref) is unchanged without reading its base or its block.
+derived from the bases ref) is unchanged without reading its base or its block. A run over all
+paths does not even read the file when the stat cache (:mod:`blocksync.index.statcache`, git's
+index idea) holds a row for it with the very stat the survey found and no racy timestamp: that
+row's sha256 is taken as the file's. Any other case reads the file (in
+:mod:`~blocksync.sync.folder.hashing`, the one place files are read and hashed) and records it.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ from blocksync.errors import (
 )
 from blocksync.fs.disk import Folder, is_vcs_path, store_overlap
 from blocksync.index.base_index import BaseEntry, BaseIndex
+from blocksync.index.statcache import StatCache
 from blocksync.shared import apply
 from blocksync.shared.apply import Change, Unreadable
 from blocksync.shared.truth import Action, Decision, content_hash, decide
@@ -103,6 +108,7 @@ from blocksync.sync.protocol import (
 from . import disk as folder_disk
 from .config import FileSourceSpec
 from .disk import Roots, RootsOutside, Survey, opened, read_file, why
+from .hashing import Hashing, Read
 
 __all__ = [
     "FOLDER_FAULT_STEPS",
@@ -159,6 +165,12 @@ class _Snapshot:
     entries: dict[str, BaseEntry]
     bound_blocks: dict[tuple[str, str], str]  # (owner, label) -> path
     latest: dict[tuple[str, str], tuple[int, str]]  # (owner, label) -> (version, content blob)
+
+
+def _rewrites(decision: Decision) -> bool:
+    """Does carrying ``decision`` out write or remove the file, or forget the path's base?
+    (What the stat cache must then forget of it.)"""
+    return decision.action in apply.OUTSIDE_ACTIONS or decision.content is None
 
 
 def _merge(base: str, disk: str, agent: str) -> str | None:
@@ -312,6 +324,7 @@ class FileSource:
         #: paths the last reconcile call left alone, and why
         self.skipped: list[Skipped] = []
         self._base_index: BaseIndex | None = None
+        self._stat_cache: StatCache | None = None
 
     def close(self) -> None:
         if self._base_index is not None:
@@ -325,6 +338,12 @@ class FileSource:
         if self._base_index is None:
             self._base_index = BaseIndex(self.blocks.index_db)
         return self._base_index
+
+    def stat_cache(self) -> StatCache:
+        """The source's rows of the stat cache in ``index.db`` (opened on first use)."""
+        if self._stat_cache is None:
+            self._stat_cache = StatCache(self.blocks.index_db, self.key)
+        return self._stat_cache
 
     def _snapshot(self) -> _Snapshot:
         index = self.base_index()
@@ -564,7 +583,7 @@ class FileSource:
             snap = self._snapshot()
             survey = None
             if wanted is None:
-                survey = folder_disk.survey(disk, self.spec)
+                survey = folder_disk.survey(disk, self.spec, stats=True)
                 if not allow_mass_delete:
                     self._guard(snap, survey)
                 wanted, skipped = self._candidates(snap, survey)
@@ -572,7 +591,8 @@ class FileSource:
             else:  # a missing root fails the call before anything is decided
                 for root in {self.spec.paths[self._locate(p)[0]] for p in wanted}:
                     disk[root]
-            ordered = self._decide(wanted, snap, disk, survey, outcome)
+            hashing = Hashing(self.stat_cache(), None if survey is None else survey.stats)
+            ordered = self._decide(wanted, snap, disk, survey, outcome, hashing)
             plans = [item for item in ordered if isinstance(item, _Plan)]
             stopped = interrupts.reason()
             if stopped is not None and not dry_run:  # a signal came while deciding: no writes
@@ -582,18 +602,28 @@ class FileSource:
                 self._apply(plans, disk)
                 moved = {plan.path for plan in plans if plan.skipped == _MOVED}
                 if moved:  # decided again once, with the block as it is now
-                    again = self._decide(sorted(moved), self._snapshot(), disk, survey, outcome)
-                    self._apply([item for item in again if isinstance(item, _Plan)], disk)
+                    again = self._decide(
+                        sorted(moved), self._snapshot(), disk, survey, outcome, hashing
+                    )
+                    redone_plans = [item for item in again if isinstance(item, _Plan)]
+                    self._apply(redone_plans, disk)
+                    plans += redone_plans
                     redone = {item.path: item for item in again}
                     ordered = [
                         redone.get(path, item)
                         for item in ordered
                         if (path := item.path) not in moved or path in redone
                     ]
+            if not dry_run:
+                hashing.record(
+                    (p.path for p in plans if _rewrites(p.decision)),
+                    keep_only=None if survey is None else set(wanted),
+                )
             for item in ordered:
                 self._report(item, outcome)
-        order = {p: i for i, p in enumerate(wanted)}
-        outcome.skipped.sort(key=lambda s: order.get(s.path, -1))
+        if outcome.skipped:
+            order = {p: i for i, p in enumerate(wanted)}
+            outcome.skipped.sort(key=lambda s: order.get(s.path, -1))
         self.skipped = list(outcome.skipped)
         return outcome
 
@@ -604,15 +634,22 @@ class FileSource:
         disk: Roots,
         survey: Survey | None,
         outcome: ReconcileOutcome,
+        hashing: Hashing,
     ) -> list[NoChange | _Plan]:
-        """In the order of ``wanted``: each path found unchanged by its hashes alone, or its
-        plan; paths left alone go to ``outcome.skipped`` with the reason."""
+        """In the order of ``wanted``: each path found unchanged by its hashes alone (the file's
+        from the stat cache when it vouches for it), or its plan; paths left alone go to
+        ``outcome.skipped`` with the reason."""
         roots = self.spec.paths
+        entries = snap.entries
         ordered: list[NoChange | _Plan] = []
         for path in wanted:
             stopped = interrupts.reason()
             if stopped is not None:  # a signal: what is not decided yet is left for the next run
                 outcome.skipped.append(Skipped(path, stopped))
+                continue
+            entry = entries.get(path)
+            if entry is not None and self._unchanged(entry, hashing.known(path), snap):
+                ordered.append(NoChange(path))  # listed with the stat its hash was cached with
                 continue
             index, rel = self._locate(path)
             root = roots[index]
@@ -622,17 +659,17 @@ class FileSource:
                 continue
             folder = disk[root]
             read = None
-            entry = snap.entries.get(path)
             if entry is not None:  # a bound path's file is read first anyway (see _classify)
-                read = folder.read(rel, listed=survey is not None and path in survey.present)
-                if self._unchanged(entry, read[0], snap):
+                listed = survey is not None and path in survey.present
+                read = hashing.read(path, folder, rel, listed=listed)
+                if self._unchanged(entry, read.sha256, snap):
                     ordered.append(NoChange(path))
                     continue
             target = FileTarget(
                 path, root, rel, root.joinpath(*rel.split("/")), self._label(index, rel)
             )
             try:
-                classified = self._classify(target, snap, folder, read)
+                classified = self._classify(target, snap, folder, hashing, read)
             except StoreCorrupt as exc:  # one damaged object fails its path, not the source
                 classified = Skipped(path, str(exc))
             if isinstance(classified, Skipped):
@@ -662,24 +699,21 @@ class FileSource:
             )
 
     @staticmethod
-    def _unchanged(entry: BaseEntry, data: bytes | None, snap: _Snapshot) -> bool:
-        """Are the file (its bytes ``data``) and the block of bound path ``entry`` both its
-        base, by their hashes? What :meth:`_classify` finds first, without a target or plan."""
-        if data is None:
+    def _unchanged(entry: BaseEntry, disk_hash: str | None, snap: _Snapshot) -> bool:
+        """Are the file (its bytes' sha256 ``disk_hash``) and the block of bound path
+        ``entry`` both its base? What :meth:`_classify` finds first, without a target or plan."""
+        if disk_hash is None or disk_hash != entry.base_sha256:
             return False
         latest = snap.latest.get((entry.owner, entry.label))
-        return (
-            latest is not None
-            and latest[1] == entry.base_blob
-            and apply.sha256(data) == entry.base_sha256
-        )
+        return latest is not None and latest[1] == entry.base_blob
 
     def _classify(
         self,
         target: FileTarget,
         snap: _Snapshot,
         folder: Folder,
-        read: tuple[bytes | None, str | None] | None = None,
+        hashing: Hashing,
+        read: Read | None = None,
     ) -> _Plan | Skipped:
         """The plan for one path, or the reason it is left alone.
 
@@ -707,10 +741,11 @@ class FileSource:
                 return Skipped(
                     target.path, "not selected by the source's recursive/include/exclude settings"
                 )
-        data, unreadable = folder.read(target.rel) if read is None else read
+        if read is None:
+            read = hashing.read(target.path, folder, target.rel)
+        data, unreadable, disk_hash = read
         if unreadable is not None:
             return Skipped(target.path, unreadable)
-        disk_hash = None if data is None else apply.sha256(data)
         latest = snap.latest.get((owner, label))
         if (
             entry is not None

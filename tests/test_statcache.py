@@ -1,0 +1,273 @@
+"""The stat cache of folder sources (issue 14, item 4): an unchanged run stats its files instead
+of reading them, and a cache that is wrong never hides a change.
+
+Each scenario below fools a naive cache that trusts a file's size and mtime (or, for a touched
+file, one that takes any new stat as a new content): the file changed within the timestamp
+granularity of the read, its mtime put back (the clock moved back), a file replaced by another of
+the same size, a file touched but unchanged, a row of a path that is gone, a damaged table.
+Whether a file was read is observed for real: every ``open`` of the process raises a Python
+audit event (``sys.addaudithook``), counted here by file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import blocksync
+from blocksync.fs.disk import file_stat
+from blocksync.index.statcache import RACY_NS, TABLE, Seen, StatCache
+from blocksync.shared.wit import PermissionLevel, PermissionRule
+from blocksync.sync.folder.config import FileSourceSpec
+from blocksync.sync.folder.source import FileSource
+from blocksync.sync.protocol import WRITE, NeedsResolution, NoChange, ReconcileMode, Resolved
+
+AGENT = "alice"
+KEY = "notes"
+NAMES = [f"n{i}.md" for i in range(5)]
+
+#: file names opened while a test records (None: not recording)
+_opened: list[str] | None = None
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if event == "open" and _opened is not None and isinstance(args[0], (str, bytes)):
+        _opened.append(os.path.basename(os.fsdecode(args[0])))
+
+
+sys.addaudithook(_audit)
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, level: str = "read-write") -> None:
+        self.root = tmp_path / "folder"
+        self.root.mkdir()
+        self.ws = blocksync.init(tmp_path / "store")
+        self.spec = FileSourceSpec(
+            KEY,
+            AGENT,
+            "notes",
+            (self.root,),
+            permission_rules=(PermissionRule("**", PermissionLevel(level)),),
+        )
+
+    def run(self, mode: ReconcileMode = WRITE) -> tuple[dict[str, str], list[str]]:
+        """One reconcile over every path: path -> result kind, and the files it opened."""
+        global _opened
+        with FileSource(self.spec, self.ws.blocks) as fs:
+            _opened = []
+            try:
+                outcome = fs.reconcile_outcome(None, mode)
+            finally:
+                opened, _opened = _opened, None
+        assert not outcome.skipped, outcome.skipped
+        kinds = {r.path: type(r).__name__ for r in outcome.results}
+        return kinds, sorted(set(opened) & set(NAMES + ["ghost.md"]))
+
+    def block(self, name: str) -> str:
+        with FileSource(self.spec, self.ws.blocks) as fs:
+            ref = fs.block_of(name)
+        return self.ws.blocks.read(AGENT, ref.label).content
+
+    def rows(self) -> dict[str, tuple[object, ...]]:
+        conn = self.ws.index_db.conn
+        rows = conn.execute(f"SELECT * FROM {TABLE} WHERE source = ?", [KEY]).fetchall()
+        return {r[1]: tuple(r[2:]) for r in rows}
+
+    def cache(self) -> StatCache:
+        return StatCache(self.ws.index_db, KEY)
+
+
+def _settle() -> None:
+    """Wait until every file written so far is older than the racy window of a run starting
+    now (the cache trusts no row of a file that changed less than RACY_NS before it was read)."""
+    time.sleep(RACY_NS / 1e9 + 0.1)
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    made = Rig(tmp_path)
+    for i, name in enumerate(NAMES):
+        (made.root / name).write_text(f"note {i}\n")
+    kinds, _ = made.run()  # the first sync binds every file
+    assert set(kinds.values()) == {"Resolved"}
+    _settle()
+    kinds, _ = made.run()  # rows of files that were racy at the first sync are re-stamped
+    assert set(kinds.values()) == {"NoChange"}
+    yield made
+    made.ws.close()
+
+
+def _same_size(path: Path, text: str) -> None:
+    """Rewrite ``path`` in place (same inode) with ``text`` of its own size."""
+    assert len(text.encode()) == path.stat().st_size
+    with open(path, "r+b") as f:
+        f.write(text.encode())
+
+
+def test_an_unchanged_run_opens_no_file(rig: Rig) -> None:
+    kinds, opened = rig.run()
+    assert set(kinds.values()) == {"NoChange"} and len(kinds) == len(NAMES)
+    assert opened == []
+    assert set(rig.rows()) == set(NAMES)
+
+
+def test_a_run_without_the_cache_reads_every_file(rig: Rig) -> None:
+    # what the test above would see without the cache: the audit hook does see reads
+    rig.ws.index_db.conn.execute(f"DELETE FROM {TABLE}")
+    kinds, opened = rig.run()
+    assert set(kinds.values()) == {"NoChange"}
+    assert opened == NAMES
+
+
+def test_a_change_within_the_timestamp_granularity_is_seen(rig: Rig) -> None:
+    # A run read "note 0" and stat-ed the file; the file changed again in the same clock tick,
+    # so its stat now is exactly the one the run recorded with the old hash. A row stamped
+    # that close to its file's timestamps is racy: never trusted.
+    f = rig.root / "n0.md"
+    old = hashlib.sha256(f.read_bytes()).hexdigest()
+    _same_size(f, "NOTE 0\n")
+    rig.cache().update({"n0.md": Seen(file_stat(os.stat(f)), old)}, StatCache.now())
+    kinds, opened = rig.run()
+    assert kinds["n0.md"] == "Resolved" and opened == ["n0.md"]
+    assert rig.block("n0.md") == "NOTE 0\n"
+
+
+def test_a_change_with_its_mtime_put_back_is_seen(rig: Rig) -> None:
+    # the clock moved back, or a tool restored the old mtime: same size, same mtime, same inode
+    f = rig.root / "n1.md"
+    before = os.stat(f)
+    _same_size(f, "note X\n")
+    os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
+    now = os.stat(f)
+    assert (now.st_size, now.st_mtime_ns, now.st_ino) == (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ino,
+    )
+    kinds, _ = rig.run()
+    assert kinds["n1.md"] == "Resolved"
+    assert rig.block("n1.md") == "note X\n"
+
+
+def test_a_row_stamped_in_the_future_is_not_trusted(rig: Rig) -> None:
+    # written before the clock moved back: the stamp says nothing about what came after
+    f = rig.root / "n2.md"
+    old = hashlib.sha256(f.read_bytes()).hexdigest()
+    _same_size(f, "note Y\n")
+    future = StatCache.now() + 3600 * 10**9
+    rig.cache().update({"n2.md": Seen(file_stat(os.stat(f)), old)}, future)
+    kinds, _ = rig.run()
+    assert kinds["n2.md"] == "Resolved"
+    assert rig.block("n2.md") == "note Y\n"
+
+
+def test_a_file_replaced_by_one_of_the_same_size_is_seen(rig: Rig) -> None:
+    f = rig.root / "n3.md"
+    before = os.stat(f)
+    other = rig.root / "other.tmp"
+    other.write_text("note Z\n")
+    os.utime(other, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(other, f)
+    assert (os.stat(f).st_size, os.stat(f).st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    kinds, _ = rig.run()
+    assert kinds["n3.md"] == "Resolved"
+    assert rig.block("n3.md") == "note Z\n"
+
+
+def test_a_touched_file_is_read_and_found_unchanged(rig: Rig) -> None:
+    f = rig.root / "n4.md"
+    with FileSource(rig.spec, rig.ws.blocks) as fs:
+        label = fs.block_of("n4.md").label
+    version = rig.ws.blocks.read(AGENT, label).version
+    os.utime(f)
+    kinds, opened = rig.run()
+    assert set(kinds.values()) == {"NoChange"}  # no spurious change
+    assert opened == ["n4.md"]  # its new stat was a miss: read, and the row re-recorded
+    assert rig.rows()["n4.md"][:4] == file_stat(os.stat(f))
+    assert rig.ws.blocks.read(AGENT, label).version == version
+
+
+def test_rows_of_paths_that_are_gone_go_away(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "admin")
+    for name in NAMES:
+        (rig.root / name).write_text("x\n")
+    rig.run()
+    (rig.root / "n0.md").unlink()
+    # a row for a file that never was, as a cache trusting its rows would report it
+    rig.cache().update({"ghost.md": Seen((2, 1, 1, 1), hashlib.sha256(b"x\n").hexdigest())}, 10)
+    kinds, _ = rig.run()
+    assert kinds["n0.md"] == "Resolved"  # deleted on disk: the block goes (admin)
+    assert "ghost.md" not in kinds
+    assert set(rig.rows()) == set(NAMES) - {"n0.md"}
+    # the same name again, of the same size: a new file, not the cached one
+    (rig.root / "n0.md").write_text("y\n")
+    kinds, _ = rig.run()
+    assert kinds["n0.md"] == "Resolved"
+    assert rig.block("n0.md") == "y\n"
+    rig.ws.close()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        f"DROP TABLE {TABLE}",
+        f"UPDATE {TABLE} SET size = 'big', mtime_ns = 1.5",
+        f"DROP TABLE {TABLE}; CREATE TABLE {TABLE} (x TEXT)",
+    ],
+)
+def test_a_damaged_or_missing_table_falls_back_to_hashing(rig: Rig, damage: str) -> None:
+    rig.ws.index_db.conn.executescript(damage)
+    _same_size(rig.root / "n0.md", "NOTE 0\n")
+    kinds, opened = rig.run()
+    assert kinds["n0.md"] == "Resolved" and opened == NAMES  # every file hashed
+    assert set(kinds.values()) == {"Resolved", "NoChange"}
+    assert set(rig.rows()) == set(NAMES)  # made again, with the rows of what was read
+
+
+def test_a_dry_run_uses_the_cache_and_is_not_wrong(rig: Rig) -> None:
+    rows = rig.rows()
+    f = rig.root / "n1.md"
+    before = os.stat(f)
+    _same_size(f, "note Q\n")
+    os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
+    kinds, opened = rig.run(ReconcileMode(dry_run=True))
+    assert kinds["n1.md"] == "Resolved" and opened == ["n1.md"]
+    assert rig.rows() == rows  # a dry run writes nothing, the cache included
+    assert rig.block("n1.md") == "note 1\n"
+
+
+def test_a_conflict_stays_a_conflict_with_the_cache(rig: Rig) -> None:
+    f = rig.root / "n2.md"
+    with FileSource(rig.spec, rig.ws.blocks) as fs:
+        label = fs.block_of("n2.md").label
+    rig.ws.blocks.update(AGENT, label, "agent\n")
+    f.write_text("disk\n")
+    for _ in range(2):
+        kinds, _ = rig.run()
+        assert kinds["n2.md"] == NeedsResolution.__name__
+    assert kinds["n0.md"] == NoChange.__name__
+    assert Resolved.__name__ not in kinds.values()
+
+
+def test_racy_and_future_rows_are_not_trusted(tmp_path: Path) -> None:
+    with blocksync.init(tmp_path / "store") as ws:
+        cache = StatCache(ws.index_db, KEY)
+        now = StatCache.now()
+        old = now - 10 * RACY_NS
+        cache.update(
+            {
+                "still.md": Seen((1, old, old, 7), "a"),
+                "racy-mtime.md": Seen((1, now - RACY_NS // 2, old, 8), "b"),
+                "racy-ctime.md": Seen((1, old, now - RACY_NS // 2, 9), "c"),
+            },
+            now,
+        )
+        cache.update({"future.md": Seen((1, old, old, 10), "d")}, now + RACY_NS)
+        assert cache.trusted(now + 1) == {"still.md": ((1, old, old, 7), "a")}
