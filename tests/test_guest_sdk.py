@@ -108,7 +108,10 @@ def component(path: Path) -> Component:
 def test_exports_are_the_wit_interfaces(name: str, components: dict[str, Path]) -> None:
     exports = component(components[name]).type.exports(ENGINE)
     ours = {key for key in exports if key.startswith(PACKAGE)}
-    assert ours == {iface(i) for i in BUILDABLE[name]}
+    # the worlds with `data-block` export `paging` beside it (a generated world of two does not)
+    paged = BUILDABLE[name] in (("data-block",), ("data-block", "data-stream", "tool"))
+    paging = {iface("paging")} if paged else set()
+    assert ours == {iface(i) for i in BUILDABLE[name]} | paging
     wit = wit_functions()
     for interface in BUILDABLE[name]:
         members = exports[iface(interface)].ty.exports(ENGINE)
@@ -395,6 +398,12 @@ class FakeHost:
     def folder_digests(self) -> Variant:
         return Variant("err", "no folder is granted to this plugin")
 
+    def folder_files(self) -> Variant:
+        return Variant("err", "no folder is granted to this plugin")
+
+    def file_digests(self, paths: list[str]) -> Variant:
+        return Variant("err", "no folder is granted to this plugin")
+
     def dry_run(self) -> bool:
         return False
 
@@ -450,6 +459,8 @@ class FakeHost:
             "set-base",
             "forget",
             "folder-digests",
+            "folder-files",
+            "file-digests",
             "dry-run",
             "report-conflict",
             "merge3",

@@ -23,7 +23,9 @@ __all__ = [
     "block_history",
     "block_read_at",
     "dry_run",
+    "file_digests",
     "folder_digests",
+    "folder_files",
     "forget",
     "merge3",
     "report_conflict",
@@ -72,6 +74,20 @@ def folder_digests() -> dict[str, str | None]:
     """Every file under the folder granted to this plugin (/data), recursively: path -> sha256
     of its bytes (None: unreadable), in one host call. Raises HostError without a grant."""
     found: dict[str, str | None] = json.loads(call_host(_sync.folder_digests))
+    return found
+
+
+def folder_files() -> list[str]:
+    """The paths `folder_digests` lists, without hashing a file: one quick host call for a
+    paged source's listing. Raises HostError without a grant."""
+    found: list[str] = json.loads(call_host(_sync.folder_files))
+    return found
+
+
+def file_digests(paths: list[str]) -> dict[str, str | None]:
+    """`folder_digests` of `paths` only (one page's): path -> sha256 (None: not a readable
+    regular file); paths without a file are left out. Raises HostError without a grant."""
+    found: dict[str, str | None] = json.loads(call_host(_sync.file_digests, list(paths)))
     return found
 
 

@@ -40,6 +40,13 @@ the base; two optional hooks let a source say so without reading the path:
   sha256 digests); S3 compares the ETag (an MD5) and size with the MD5 and length of the base
   text (`sync.base`). Return False when in doubt: it only ever costs a read.
 
+**Pages.** A `SyncedSource` is `paged`: the host lists its paths first (`list_page`, from
+`list_paths`, in pages) and then calls `reconcile` on a page of paths at a time, each page one
+call committed on its own, so a source of 100,000 paths never needs one long call. `digests`
+is then asked for the fingerprints of one page's bound, unchanged-block paths only (a folder:
+`sync.file_digests`). Set `paged = False` for a source whose whole listing gives every
+fingerprint at once and reading a path costs a request (S3): it is reconciled in one call.
+
 A path that is not proven unchanged is read once: bytes hashing to the base's sha256 are
 unchanged, any others are decided by the truth table (with the bytes already read).
 """
@@ -48,6 +55,7 @@ from __future__ import annotations
 
 import difflib
 from abc import abstractmethod
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import ClassVar
@@ -139,6 +147,12 @@ class SyncedSource(DataBlockExtension):
     label_prefix: ClassVar[str] = "item"
     #: the tag when the config names none
     default_tag: ClassVar[str] = "default"
+    #: reconciled in pages (see the module docstring); False: in one call, as the seed has it
+    paged: ClassVar[bool] = True
+    #: paths per `list_page` page: a listing of 100,000 paths crosses in a few calls
+    list_page_size: ClassVar[int] = 20_000
+    #: `list_paths`, sorted, from the first page of a listing to its last
+    _listing: list[str] | None = None
 
     # -- the outside side: what a subclass implements ------------------------------------
 
@@ -161,8 +175,8 @@ class SyncedSource(DataBlockExtension):
         default the sha256 hex of its bytes, None: unreadable), when the outside offers them
         cheaper than reading each path (a folder: `sync.folder_digests`, one host call; S3: one
         listing); None (the default) when it does not, and `list_paths` / `read` are used.
-        `paths` are the paths reconciled ([]: every path): return None when listing the whole
-        outside would cost more than reading those few."""
+        `paths` are the paths whose fingerprints are wanted ([]: every path): return None
+        when listing the whole outside would cost more than reading those few."""
         return None
 
     def unchanged(self, path: str, state: sync.PathState, fingerprint: object) -> bool:
@@ -259,13 +273,30 @@ class SyncedSource(DataBlockExtension):
 
     # -- reconcile -----------------------------------------------------------------------
 
+    def list_page(self, cursor: str | None) -> tuple[list[str], str | None]:
+        """`list_paths` a page at a time: listed once, when the first page is asked for (or
+        again by an instance that never saw the first: the cursor is a path, not a position)."""
+        if cursor is None or self._listing is None:
+            self.check_available()
+            self._listing = sorted(set(self.list_paths()))
+        listing = self._listing
+        start = 0 if cursor is None else bisect_right(listing, cursor)
+        page = listing[start : start + self.list_page_size]
+        if start + len(page) >= len(listing):
+            self._listing = None
+            return page, None
+        return page, page[-1]
+
     def reconcile(self, paths: list[str]) -> list[ReconcileResult]:
         self.check_available()
         states = sync.states(paths)
-        digests = self.digests(paths)
         if not paths:
+            digests = self.digests([])
             listed = digests.keys() if digests is not None else self.list_paths()
             paths = sorted(set(states) | set(listed))
+        else:  # a page: only bound paths whose block is its base can be proven unchanged
+            quiet = [p for p in dict.fromkeys(paths) if p in states and not states[p].agent_changed]
+            digests = self.digests(quiet) if quiet else None
         dry = sync.dry_run()
         results: list[ReconcileResult] = []
         for path in dict.fromkeys(paths):
@@ -276,7 +307,10 @@ class SyncedSource(DataBlockExtension):
                 results.append(NoChange(path))
                 continue
             state = states.get(path)
-            if state is None or state.agent_changed:
+            if state is None:  # never synced: no base to ask the host for
+                results.append(self._reconcile_path(path, dry, unbound=True))
+                continue
+            if state.agent_changed:
                 results.append(self._reconcile_path(path, dry))
                 continue
             # the host says the block is its base: unchanged if the outside holds it too
@@ -300,11 +334,19 @@ class SyncedSource(DataBlockExtension):
         return results
 
     def _reconcile_path(
-        self, path: str, dry: bool = False, data: bytes | None = None, read: bool = False
+        self,
+        path: str,
+        dry: bool = False,
+        data: bytes | None = None,
+        read: bool = False,
+        unbound: bool = False,
     ) -> ReconcileResult:
-        """Decide and carry out one path; `data`: its outside content when `read` already."""
+        """Decide and carry out one path; `data`: its outside content when `read` already;
+        `unbound`: `sync.states` said it has no base."""
         self.check_path(path)
-        owner, label, base = self._binding(path)
+        owner, label, base = (
+            (self.owner, self.label(path), None) if unbound else self._binding(path)
+        )
         try:
             disk, disk_hash = self._text(path, data, read)
         except Unreadable as exc:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,11 +34,12 @@ from wasmtime.component import LinkerInstance, Record, Variant
 
 from blocksync import deadlines
 from blocksync.errors import AccessDenied, BlocksyncError, MergeConflict, TransportError
-from blocksync.fs.disk import NOT_A_FILE, Folder, printable_path
+from blocksync.fs.disk import NOT_A_FILE, Folder, is_vcs_path, printable_path
 from blocksync.index.notifications import NotificationLog
 from blocksync.logs import plugin_logger
 from blocksync.plugins.batch import BlockBatch, SyncBatch
 from blocksync.plugins.spec import MiB, PluginSpec
+from blocksync.shared.paths import source_path_problem
 from blocksync.shared.wit import BlockRef, PermissionLevel, PermissionRule
 from blocksync.store import merge
 from blocksync.store.blocks import BlockStore
@@ -204,20 +206,48 @@ class HostContext:
         that cannot be listed) are told to the batch, which reports them as skipped; files in
         a folder that cannot be listed are unknown, not gone (digest None: the plugin reads
         them, fails, and leaves them as they are)."""
+        with self._granted() as folder:
+            files = self._listed(folder)
+            digests = {rel: None if rel in files.unknown else _digest(folder, rel) for rel in files}
+        return json.dumps(digests, ensure_ascii=False)
+
+    def folder_files(self) -> str:
+        """See ``sync.folder-files`` in the WIT: ``folder_digests``' paths, nothing hashed."""
+        with self._granted() as folder:
+            files = self._listed(folder)
+        return json.dumps(list(files), ensure_ascii=False)
+
+    def file_digests(self, paths: list[str]) -> str:
+        """See ``sync.file-digests`` in the WIT: the hashes of ``paths`` only (a page's)."""
+        digests: dict[str, str | None] = {}
+        with self._granted() as folder:
+            for rel in dict.fromkeys(paths):
+                if source_path_problem(rel) is not None or is_vcs_path(rel):
+                    continue  # outside the folder, or never synced: no listing has it
+                try:
+                    found = folder.digest(rel)
+                except (OSError, ValueError):
+                    digests[rel] = None  # a folder on the way that cannot be entered
+                    continue
+                if found is not None:
+                    digests[rel] = None if found in NOT_A_FILE else found
+        return json.dumps(digests, ensure_ascii=False)
+
+    @contextmanager
+    def _granted(self) -> Iterator[Folder]:
         if self.spec.dir is None:
             raise AccessDenied("no folder is granted to this plugin (config `dir`)")
-        digests: dict[str, str | None] = {}
         try:
             with Folder(self.spec.dir) as folder:
-                listing = folder.scan(clean_temps=self.spec.dir_mode == "read-write")
-                for rel in listing.files:
-                    try:
-                        found = folder.digest(rel)
-                    except OSError:
-                        found = None
-                    digests[rel] = None if found in NOT_A_FILE else found  # swapped meanwhile
+                yield folder
         except OSError as exc:
             raise AccessDenied(f"cannot list the granted folder {self.spec.dir}: {exc.strerror}")
+
+    def _listed(self, folder: Folder) -> _Files:
+        """The folder's regular files, sorted, with the bound paths below folders that cannot
+        be listed (``unknown``); during a reconcile, what cannot be synced is told to the batch."""
+        listing = folder.scan(clean_temps=self.spec.dir_mode == "read-write")
+        files = _Files(listing.files)
         if isinstance(self.batch, SyncBatch):
             for rel, reason in listing.odd:
                 self.batch.skipped[printable_path(rel)] = reason
@@ -227,8 +257,9 @@ class HostContext:
                 )
             for path in self.batch.bound or ():
                 if listing.unknown(path) is not None:
-                    digests[path] = None
-        return json.dumps(digests, ensure_ascii=False)
+                    files.unknown.add(path)
+            files += sorted(files.unknown.difference(files))
+        return files
 
     def _block(self, ref: Any) -> tuple[BlockStore, str, str]:
         owner, label = getattr(ref, "agent-id"), ref.label
@@ -258,6 +289,24 @@ class HostContext:
         self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None
     ) -> fetch.HttpResponse:
         return fetch.request(self.http, method, url, headers, body)
+
+
+class _Files(list[str]):
+    """A folder's listed files, and which of them are unknown (below a folder that cannot be
+    listed: neither read nor gone)."""
+
+    def __init__(self, files: list[str]) -> None:
+        super().__init__(files)
+        self.unknown: set[str] = set()
+
+
+def _digest(folder: Folder, rel: str) -> str | None:
+    """sha256 hex of a listed file; None when it is no longer a readable regular file."""
+    try:
+        found = folder.digest(rel)
+    except OSError:
+        return None
+    return None if found in NOT_A_FILE else found  # swapped meanwhile
 
 
 def _guard(
@@ -436,6 +485,8 @@ def define(
     sync: dict[str, Callable[..., Any]] = {
         **bases_functions(bases or NoBases()),
         "folder-digests": as_result(ctx.folder_digests, tagged=True),
+        "folder-files": as_result(ctx.folder_files, tagged=True),
+        "file-digests": as_result(ctx.file_digests, tagged=True),
         "merge3": as_result(_merge3, tagged=True),
         "block-history": as_result(ctx.block_history, tagged=False),
         "block-read-at": as_result(ctx.block_read_at, tagged=True),
