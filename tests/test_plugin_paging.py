@@ -1,0 +1,321 @@
+"""A paged data-block plugin (the WIT's ``paging``: blocksync.plugins.PluginSource): the host lists
+the ``files`` plugin's paths, then reconciles them page by page, each page one ``reconcile`` call
+and one committed batch. Pages are made small here (``page_size``) so that a few dozen files
+make several. Plugins without ``paging`` (``hostile_paths``: a plain DataBlockExtension; ``s3``:
+``paged = False``) keep the one call of the seed. Real git (checked with the git CLI), real
+SQLite, real wasmtime."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import blocksync
+from blocksync.plugins.batch import BATCH_FAULT_STEPS
+from blocksync.plugins.source import PAGE_FAULT_STEPS, PluginSource
+
+from .conftest import assert_git_fsck
+from .plugin_builds import built_plugins
+from .stores import base_of, make_store, refs_of
+
+KEY = "notes"
+OWNER = "alice"
+PAGE = 10
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, Path]:
+    return built_plugins(["files", "hostile_paths"])
+
+
+def label(path: str) -> str:
+    return f"file:{KEY}:{path}"
+
+
+class Rig:
+    def __init__(self, tmp: Path, wasm: Path, **table: Any) -> None:
+        self.root = tmp / "notes"
+        self.root.mkdir()
+        self.store = make_store(
+            tmp / "store",
+            {
+                KEY: {
+                    "path": wasm,
+                    "dir": self.root,
+                    "dir_mode": "read-write",
+                    "config": {"owner": OWNER, "tag": KEY, "permission": "admin"},
+                    **table,
+                },
+            },
+            caps={"fuel": 10**12},
+        )
+        self.ws = blocksync.open(self.store, author="human:test")
+        self.source.page_size = PAGE
+
+    @property
+    def source(self) -> PluginSource:
+        source = self.ws.reconciler.source(KEY)
+        assert isinstance(source, PluginSource)
+        return source
+
+    def write(self, path: str, text: str) -> None:
+        file = self.root / path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(text, encoding="utf-8")
+
+    def read(self, path: str) -> str | None:
+        file = self.root / path
+        return file.read_text(encoding="utf-8") if file.exists() else None
+
+    def block(self, path: str) -> str | None:
+        if not self.ws.blocks.exists(OWNER, label(path)):
+            return None
+        return self.ws.blocks.read(OWNER, label(path)).content
+
+    def base(self, path: str) -> str | None:
+        return base_of(self.ws, KEY, path)
+
+    def files(self, count: int, text: str = "file {i}\n") -> list[str]:
+        paths = [f"d{i % 3}/f{i:03}.md" for i in range(count)]
+        for i, path in enumerate(paths):
+            self.write(path, text.format(i=i))
+        return paths
+
+    def subjects(self, ref: str) -> list[str]:
+        """The subjects of ``ref``'s commits, oldest first (git log)."""
+        out = subprocess.run(
+            ["git", "-C", str(self.ws.repo_path), "log", "--reverse", "--format=%s", ref, "--"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return out.stdout.splitlines() if out.returncode == 0 else []
+
+
+@pytest.fixture
+def rig(tmp_path: Path, built: dict[str, Path]) -> Iterator[Rig]:
+    rig = Rig(tmp_path, built["files"])
+    yield rig
+    assert rig.ws.fsck().ok
+    rig.ws.close()
+    assert_git_fsck(rig.store / "repo")
+
+
+def calls_of(source: PluginSource) -> list[list[str]]:
+    """The path lists ``source``'s plugin will be asked to reconcile (a spy on its bridge)."""
+    calls: list[list[str]] = []
+    reconcile = source.bridge.reconcile
+
+    def spy(paths: list[str]) -> Any:
+        calls.append(list(paths))
+        return reconcile(paths)
+
+    source.bridge.reconcile = spy  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_first_sync_goes_in_pages_each_one_commit_per_side(rig: Rig) -> None:
+    paths = sorted(rig.files(25))
+    calls = calls_of(rig.source)
+    report = rig.ws.reconcile()
+    (source,) = report.sources
+    assert source.error is None and sorted(source.resolved) == [(p, "disk->agent") for p in paths]
+    assert calls == [paths[:10], paths[10:20], paths[20:]]
+    pages = ["(10 of 25 paths)", "(20 of 25 paths)", "(25 of 25 paths)"]
+    # three reconcile calls, each committed on its own: blocks, then bases
+    assert rig.subjects("main")[-3:] == [f"reconcile {KEY} {p}" for p in pages]
+    assert rig.subjects(f"refs/sync/{KEY}") == [f"reconcile {KEY} {p}" for p in pages]
+    assert all(rig.block(p) == rig.base(p) == rig.read(p) for p in paths)
+    again = rig.ws.reconcile()
+    assert again.sources[0].unchanged == 25 and not again.sources[0].resolved
+    assert len(rig.subjects(f"refs/sync/{KEY}")) == 3  # nothing changed: nothing committed
+
+
+def test_pages_mix_listed_and_bound_paths_and_every_direction(rig: Rig) -> None:
+    paths = rig.files(25)
+    rig.ws.reconcile()
+    rig.write(paths[0], "disk edit\n")  # first page
+    rig.ws.blocks.update(OWNER, label(paths[12]), "agent edit\n")  # second page
+    (rig.root / paths[24]).unlink()  # last page: gone from the listing, still bound
+    rig.write("zz/new.md", "new\n")  # listed only
+    report = rig.ws.reconcile()
+    assert sorted(report.sources[0].resolved) == sorted(
+        [
+            (paths[0], "disk->agent"),
+            (paths[12], "agent->disk"),
+            (paths[24], "delete-block"),
+            ("zz/new.md", "disk->agent"),
+        ]
+    )
+    assert rig.block(paths[0]) == "disk edit\n" and rig.read(paths[12]) == "agent edit\n"
+    assert rig.block(paths[24]) is None and rig.base(paths[24]) is None
+    assert rig.block("zz/new.md") == "new\n" and report.sources[0].unchanged == 22
+
+
+def test_pages_keep_every_call_within_a_limit_one_call_would_exceed(
+    tmp_path: Path, built: dict[str, Path]
+) -> None:
+    """The per-call limit, as fuel (deterministic, unlike time): 100 new files in one call run
+    out of it; in pages of 10 every call stays within it, and all 100 are synced."""
+    rig = Rig(tmp_path, built["files"], limits={"fuel": 10_000_000})
+    paths = rig.files(100)
+    rig.source.page_size = 1000  # one call, as before pages
+    one = rig.ws.reconcile().sources[0]
+    assert one.error is not None and "ran out of fuel" in one.error
+    assert rig.block(paths[0]) is None
+    rig.source.page_size = PAGE
+    paged = rig.ws.reconcile().sources[0]
+    assert paged.error is None and len(paged.resolved) == 100
+    assert all(rig.block(p) == rig.read(p) for p in paths)
+    rig.ws.close()
+
+
+def test_a_failing_page_keeps_the_pages_before_it(rig: Rig) -> None:
+    paths = rig.files(25)
+    committed: list[str] = []
+
+    def fail_after_two_pages(step: str) -> None:
+        committed.append(step)
+        if committed.count("page-committed") == 2:
+            raise RuntimeError("the third page fails")
+
+    rig.source.fault = fail_after_two_pages
+    failed = rig.ws.reconcile().sources[0]
+    assert failed.error is not None and "the third page fails" in failed.error
+    rig.source.fault = None
+    kept = [p for p in sorted(paths) if rig.block(p) is not None]
+    assert kept == sorted(paths)[:20]  # two pages committed, blocks and bases
+    assert all(rig.base(p) == rig.read(p) for p in kept)
+    report = rig.ws.reconcile()
+    assert sorted(p for p, _ in report.sources[0].resolved) == sorted(paths)[20:]
+    assert report.sources[0].unchanged == 20
+
+
+def test_a_dry_run_decides_every_page_and_writes_nothing(rig: Rig) -> None:
+    paths = rig.files(25)
+    rig.ws.reconcile()
+    rig.write(paths[1], "disk edit\n")
+    rig.ws.blocks.update(OWNER, label(paths[21]), "agent edit\n")
+    rig.write("new.md", "new\n")
+    before = refs_of(rig.ws.repo_path)
+    report = rig.ws.reconcile(dry_run=True)
+    assert sorted(report.sources[0].resolved) == sorted(
+        [(paths[1], "disk->agent"), (paths[21], "agent->disk"), ("new.md", "disk->agent")]
+    )
+    assert refs_of(rig.ws.repo_path) == before
+    assert rig.read(paths[21]) == "file 21\n" and rig.block("new.md") is None
+
+
+def test_conflicts_in_different_pages_all_reach_the_index(rig: Rig) -> None:
+    paths = rig.files(25, text="one\ntwo {i}\nthree\n")
+    rig.ws.reconcile()
+    for path in (paths[2], paths[13], paths[23]):
+        rig.write(path, "one\nTWO on disk\nthree\n")
+        rig.ws.blocks.update(OWNER, label(path), "one\nTWO by agent\nthree\n")
+    report = rig.ws.reconcile()
+    assert sorted(report.sources[0].needs_resolution) == sorted([paths[2], paths[13], paths[23]])
+    rows = {c.path: c for c in rig.ws.conflicts.list()}
+    assert rows[paths[13]].disk == "one\nTWO on disk\nthree\n"
+    assert rows[paths[13]].agent == "one\nTWO by agent\nthree\n"
+    assert rig.ws.reconcile().open_conflicts == 3  # the same rows, found again
+
+
+def test_a_mass_deletion_is_refused_before_any_page_runs(rig: Rig) -> None:
+    paths = rig.files(30)
+    rig.ws.reconcile()
+    for path in paths[:20]:  # two of every three pages' worth, spread over all pages
+        (rig.root / path).unlink()
+    rig.write(paths[25], "an edit in the last page\n")
+    before = refs_of(rig.ws.repo_path)
+    source = rig.ws.reconcile().sources[0]
+    assert source.error is not None and "20 of its 30 synced paths" in source.error
+    assert refs_of(rig.ws.repo_path) == before  # not a single page committed
+    assert all(rig.block(p) is not None for p in paths)
+    confirmed = rig.ws.reconcile(allow_mass_delete=True).sources[0]
+    assert confirmed.error is None
+    assert sorted(p for p, r in confirmed.resolved if r == "delete-block") == sorted(paths[:20])
+    assert all(rig.block(p) is None for p in paths[:20])
+
+
+def test_blocks_deleted_en_masse_are_refused_before_any_page_runs(rig: Rig) -> None:
+    paths = rig.files(30)
+    rig.ws.reconcile()
+    for path in paths[5:25]:
+        rig.ws.blocks.delete(OWNER, label(path))
+    before = refs_of(rig.ws.repo_path)
+    source = rig.ws.reconcile().sources[0]
+    assert source.error is not None and "20 of its 30" in source.error
+    assert refs_of(rig.ws.repo_path) == before
+    assert all(rig.read(p) is not None for p in paths)
+
+
+def test_a_plugin_without_paging_is_reconciled_in_one_call(
+    tmp_path: Path, built: dict[str, Path]
+) -> None:
+    """hostile_paths is a plain DataBlockExtension: it exports `paging` (the SDK does) but says
+    it is not paged, so the host makes the seed's one reconcile([]) call, page size or not."""
+    rig = Rig(tmp_path, built["hostile_paths"])
+    rig.source.page_size = 1
+    assert not rig.source.bridge.paged()
+    calls = calls_of(rig.source)
+    assert rig.ws.reconcile().sources[0].error is None
+    assert calls == [[]]  # the WIT's empty list: every path, found by the plugin
+    rig.ws.close()
+
+
+KILL_CHILD = """
+import json, os, sys
+import blocksync
+store, step, page = json.loads(sys.argv[1])
+seen = []
+def fault(name):
+    seen.append(name)
+    if name == step and seen.count("page-committed") >= 1:  # past the first page
+        os._exit(9)
+with blocksync.open(store) as ws:
+    source = ws.reconciler.source("notes")
+    source.page_size = page
+    source.fault = fault
+    ws.reconcile()
+print("finished without reaching", step)
+"""
+
+
+@pytest.mark.parametrize("step", PAGE_FAULT_STEPS + BATCH_FAULT_STEPS)
+def test_kill_9_during_a_paged_reconcile_converges(rig: Rig, step: str) -> None:
+    """Killed after a page, or inside the next page's commits: the store opens, git fsck is
+    clean, committed pages stay, and the next run finishes the rest."""
+    paths = rig.files(12)
+    rig.ws.reconcile()
+    edits = {
+        paths[0]: "disk edit\n",  # first page
+        paths[11]: "disk edit too\n",  # second page
+    }
+    for path, text in edits.items():
+        rig.write(path, text)
+    rig.ws.blocks.update(OWNER, label(paths[10]), "agent edit\n")  # second page
+    rig.write("zz/new.md", "new\n")  # second page (sorted last)
+    rig.ws.close()
+    child = subprocess.run(
+        [sys.executable, "-c", KILL_CHILD, json.dumps([str(rig.store), step, PAGE])],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert child.returncode == 9, child.stdout + child.stderr
+    assert_git_fsck(rig.store / "repo")
+    rig.ws = blocksync.open(rig.store, author="human:test")
+    rig.source.page_size = PAGE
+    assert rig.block(paths[0]) == "disk edit\n"  # the first page was committed
+    report = rig.ws.reconcile()
+    assert report.sources[0].error is None and report.open_conflicts == 0
+    expected = {**edits, paths[10]: "agent edit\n", "zz/new.md": "new\n"}
+    for path, text in expected.items():
+        assert rig.read(path) == text and rig.block(path) == text and rig.base(path) == text
+    assert rig.ws.reconcile().sources[0].unchanged == 13
