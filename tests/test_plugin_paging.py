@@ -120,7 +120,7 @@ def calls_of(source: PluginSource) -> list[list[str]]:
     return calls
 
 
-def test_a_first_sync_goes_in_pages_each_one_commit_per_side(rig: Rig) -> None:
+def test_a_first_sync_goes_in_pages_each_committed_blocks_then_bases(rig: Rig) -> None:
     paths = sorted(rig.files(25))
     calls = calls_of(rig.source)
     report = rig.ws.reconcile()
@@ -144,7 +144,10 @@ def test_pages_mix_listed_and_bound_paths_and_every_direction(rig: Rig) -> None:
     rig.ws.blocks.update(OWNER, label(paths[12]), "agent edit\n")  # second page
     (rig.root / paths[24]).unlink()  # last page: gone from the listing, still bound
     rig.write("zz/new.md", "new\n")  # listed only
+    bases = len(rig.subjects(f"refs/sync/{KEY}"))
     report = rig.ws.reconcile()
+    # three pages writing four paths: committed together, as a page's worth
+    assert rig.subjects(f"refs/sync/{KEY}")[bases:] == [f"reconcile {KEY} (26 of 26 paths)"]
     assert sorted(report.sources[0].resolved) == sorted(
         [
             (paths[0], "disk->agent"),
@@ -276,7 +279,7 @@ store, step, page = json.loads(sys.argv[1])
 seen = []
 def fault(name):
     seen.append(name)
-    if name == step and seen.count("page-committed") >= 1:  # past the first page
+    if name == step and seen.count("page-committed") >= 1:  # past the first commit
         os._exit(9)
 with blocksync.open(store) as ws:
     source = ws.reconciler.source("notes")
@@ -289,18 +292,17 @@ print("finished without reaching", step)
 
 @pytest.mark.parametrize("step", PAGE_FAULT_STEPS + BATCH_FAULT_STEPS)
 def test_kill_9_during_a_paged_reconcile_converges(rig: Rig, step: str) -> None:
-    """Killed after a page, or inside the next page's commits: the store opens, git fsck is
+    """Killed after a commit of pages, or inside the next one: the store opens, git fsck is
     clean, committed pages stay, and the next run finishes the rest."""
-    paths = rig.files(12)
+    synced = [f"a/{i}.md" for i in range(5)]
+    for path in synced:
+        rig.write(path, "old\n")
     rig.ws.reconcile()
-    edits = {
-        paths[0]: "disk edit\n",  # first page
-        paths[11]: "disk edit too\n",  # second page
-    }
-    for path, text in edits.items():
-        rig.write(path, text)
-    rig.ws.blocks.update(OWNER, label(paths[10]), "agent edit\n")  # second page
-    rig.write("zz/new.md", "new\n")  # second page (sorted last)
+    rig.write(synced[0], "disk edit\n")
+    rig.ws.blocks.update(OWNER, label(synced[1]), "agent edit\n")
+    new = [f"b/{i:02}.md" for i in range(25)]
+    for path in new:
+        rig.write(path, f"new {path}\n")
     rig.ws.close()
     child = subprocess.run(
         [sys.executable, "-c", KILL_CHILD, json.dumps([str(rig.store), step, PAGE])],
@@ -312,10 +314,12 @@ def test_kill_9_during_a_paged_reconcile_converges(rig: Rig, step: str) -> None:
     assert_git_fsck(rig.store / "repo")
     rig.ws = blocksync.open(rig.store, author="human:test")
     rig.source.page_size = PAGE
-    assert rig.block(paths[0]) == "disk edit\n"  # the first page was committed
+    # the first two pages (7 and 10 paths written) were committed together
+    assert rig.block(synced[0]) == "disk edit\n" and rig.block(new[14]) == f"new {new[14]}\n"
     report = rig.ws.reconcile()
     assert report.sources[0].error is None and report.open_conflicts == 0
-    expected = {**edits, paths[10]: "agent edit\n", "zz/new.md": "new\n"}
+    expected = {synced[0]: "disk edit\n", synced[1]: "agent edit\n"}
+    expected |= {path: f"new {path}\n" for path in new}
     for path, text in expected.items():
         assert rig.read(path) == text and rig.block(path) == text and rig.base(path) == text
-    assert rig.ws.reconcile().sources[0].unchanged == 13
+    assert rig.ws.reconcile().sources[0].unchanged == 30

@@ -163,8 +163,8 @@ class PluginSource:
     # -- paged ----------------------------------------------------------------------------
 
     def _paged(self, bound: dict[str, BaseEntry], mode: ReconcileMode) -> ReconcileOutcome:
-        """Every path, :attr:`page_size` per ``reconcile`` call, each page committed before
-        the next (see the module docstring)."""
+        """Every path, :attr:`page_size` per ``reconcile`` call, the writes committed once a
+        page's worth is staged (see the module docstring)."""
         dry_run, allow_mass_delete = mode
         outcome = ReconcileOutcome()
         listed = self._listing(bound, outcome)
@@ -177,23 +177,18 @@ class PluginSource:
             self._guard(gone, len(bound))
         counted: dict[str, list[str]] = {"disk": [], "agent": []}
         paths = sorted(listed.union(bound).difference(odd))
+        pending = _Pending(self, dry_run)
         for start in range(0, len(paths), self.page_size):
             page = paths[start : start + self.page_size]
             page_bound = {p: bound[p] for p in page if p in bound}
-            message = f"reconcile {self.key} ({start + len(page)} of {len(paths)} paths)"
-            with self._batch(message, self.author, dry_run=dry_run, bound=page_bound) as batch:
-                part = self._outcome(self.bridge.reconcile(page), page, batch, page_bound)
+            part = pending.reconcile(page, page_bound)
             if not allow_mass_delete:
                 for side, found in self._gone(part, page_bound).items():
                     counted[side] += found
-                self._guard(counted, len(bound))  # before this page commits
-            if not dry_run:
-                self._commit_outcome(batch, part)
-                self._step("page-committed")
-            outcome.results += part.results
-            outcome.skipped += part.skipped
-            outcome.reasons.update(part.reasons)
-            outcome.conflicts.update(part.conflicts)
+                self._guard(counted, len(bound))  # before this page's writes commit
+            done = start + len(page)
+            if done == len(paths) or pending.staged >= self.page_size:
+                pending.commit(f"reconcile {self.key} ({done} of {len(paths)} paths)", outcome)
         return outcome
 
     def _listing(self, bound: dict[str, BaseEntry], outcome: ReconcileOutcome) -> set[str]:
@@ -261,9 +256,12 @@ class PluginSource:
             path = result.path
             if path in batch.skipped:
                 continue  # reported above: the plugin could not have read it either
-            problem = source_path_problem(path)
-            if problem is None and asked is not None and path not in asked:
-                problem = "was not asked about"
+            if asked is not None and path in asked:
+                problem = None  # checked when it was asked for
+            else:
+                problem = source_path_problem(path)
+                if problem is None and asked is not None:
+                    problem = "was not asked about"
             if problem is None and path in outcome.reasons:
                 problem = "was answered twice"
             if problem is not None:
@@ -399,6 +397,60 @@ class PluginSource:
                 f"the plugin would not write its source ({want} expected, it answered "
                 f"{_describe(result)}): its permission or the source changed",
             )
+
+
+class _Pending:
+    """The pages of a paged reconcile not committed yet: their writes staged in one batch,
+    their outcome kept. Committed once a page's worth of paths is written (each page of a
+    first sync; a run that changes little commits once, as an unpaged one would), and at the
+    end: a commit costs a rewrite of the trees it touches, whatever it holds."""
+
+    def __init__(self, source: PluginSource, dry_run: bool) -> None:
+        self.source = source
+        self.dry_run = dry_run
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self.bound: dict[str, BaseEntry] = {}
+        self.batch = SyncBatch(
+            self.source.blocks,
+            self.source.bases.bases,
+            f"reconcile {self.source.key}",
+            self.source.author,
+            dry_run=self.dry_run,
+            bound=self.bound,
+        )
+        self.outcome = ReconcileOutcome()
+
+    @property
+    def staged(self) -> int:
+        """Paths whose bases this batch writes (a path written is a path worth keeping)."""
+        return len(self.batch.bases.written())
+
+    def reconcile(self, page: list[str], bound: dict[str, BaseEntry]) -> ReconcileOutcome:
+        """One ``reconcile`` call on ``page``, its writes staged; its own outcome."""
+        self.bound.update(bound)
+        with self.batch.attached(self.source.plugin.host):
+            results = self.source.bridge.reconcile(page)
+        part = self.source._outcome(results, page, self.batch, bound)
+        _extend(self.outcome, part)
+        return part
+
+    def commit(self, message: str, into: ReconcileOutcome) -> None:
+        """Commit the staged writes (nothing in a dry run) and add their outcome to ``into``."""
+        if not self.dry_run:
+            self.batch.blocks.message = self.batch.bases.message = message
+            self.source._commit_outcome(self.batch, self.outcome)
+            self.source._step("page-committed")
+        _extend(into, self.outcome)
+        self._fresh()
+
+
+def _extend(outcome: ReconcileOutcome, more: ReconcileOutcome) -> None:
+    outcome.results += more.results
+    outcome.skipped += more.skipped
+    outcome.reasons.update(more.reasons)
+    outcome.conflicts.update(more.conflicts)
 
 
 def _read(batch: SyncBatch, owner: str, label: str) -> str | None:

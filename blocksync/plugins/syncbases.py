@@ -147,9 +147,16 @@ class PluginBases:
                     }
         wanted = entries.keys() if not paths else [p for p in dict.fromkeys(paths) if p in entries]
         blocks.catch_up_index()
-        latest = {
-            owner: index.latest_contents(owner) for owner in {entries[p].owner for p in wanted}
-        }
+        owners = {entries[p].owner for p in wanted}
+        if paths:  # a page: its own blocks only, each found by its key
+            latest = {
+                owner: index.latest_contents_of(
+                    owner, (entries[p].label for p in wanted if entries[p].owner == owner)
+                )
+                for owner in owners
+            }
+        else:
+            latest = {owner: index.latest_contents(owner) for owner in owners}
         states = {}
         for path in wanted:
             entry = entries[path]
