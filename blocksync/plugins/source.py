@@ -4,11 +4,14 @@
 **Reconcile.** A plugin exporting ``paging`` (the SDK's ``SyncedSource`` does) is reconciled
 in pages. The host first asks for every path of its source (``paging.list-paths``, page by page:
 each a call of its own), unions them with the paths it holds bases for, and calls ``reconcile``
-on :data:`PAGE_SIZE` of them at a time, deduplicated and sorted. Each page's writes are one
-:class:`~blocksync.plugins.batch.SyncBatch`, committed (blocks, then bases) before the next
-page is asked for: every call stays far under the per-call time limit, whatever the source's
-size, and a page that fails, or a process killed, keeps the pages committed before it (the next
-run decides the rest from their old bases). A plugin without ``paging`` (or whose ``paged`` says
+on :data:`PAGE_SIZE` of them at a time, deduplicated and sorted: every call stays far under the
+per-call time limit, whatever the source's size. Pages' writes are staged in a
+:class:`~blocksync.plugins.batch.SyncBatch` and committed (blocks, then bases) as soon as a
+page's worth of paths is written, before the next page is asked for: each page of a first sync
+is its own commit, while a run that changes a few paths here and there commits once, as an
+unpaged run does (a commit rewrites the trees it touches, however little it holds). A page that
+fails, or a process killed, keeps what was committed before it; the next run decides the rest
+from their old bases. A plugin without ``paging`` (or whose ``paged`` says
 no) gets one ``reconcile`` call per run, as the seed has it: the WIT's empty list asks it for
 every path, since only it knows which are new. Answers are checked before anything is
 committed: a path it was not asked about, a malformed or repeated path, or a conflict on a path
@@ -71,11 +74,12 @@ __all__ = ["PAGE_FAULT_STEPS", "PAGE_SIZE", "PluginSource"]
 #: sync (each path read, a block created, a base recorded: four host calls and a WASI read),
 #: measured ~1 ms a path on a loaded 2-core machine (9-16 s for 10,000 in one call), so a page
 #: takes about 1 s: a tenth of the default 10 s limit, leaving room for a slower machine or a
-#: slower source. Larger pages would save little: each page costs two commits and a base-index
-#: write (a few ms), against about a second of plugin work.
+#: slower source. Larger pages would save little: a page of unchanged paths costs the host one
+#: ``states`` and one ``file-digests`` call (milliseconds), and pages that write little share
+#: their commits.
 PAGE_SIZE = 1000
-#: where a paged reconcile tells its fault hook it stands, besides each page's
-#: ``BATCH_FAULT_STEPS``: after a page's commits, before the next page's call
+#: where a paged reconcile tells its fault hook it stands, besides each commit's
+#: ``BATCH_FAULT_STEPS``: after a commit of pages, before the next page's call
 PAGE_FAULT_STEPS = ("page-committed",)
 
 #: resolutions by which a source's side of a bound path went missing
