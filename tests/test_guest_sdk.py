@@ -14,6 +14,7 @@ plugin_builds.py) and checked two ways:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -392,6 +393,26 @@ class FakeHost:
     def forget(self, path: str) -> None:
         self.bases.pop(path, None)
 
+    def set_bases(self, bases: str) -> None:
+        for item in json.loads(bases):
+            if item["content"] is None:
+                self.bases.pop(item["path"], None)
+            else:
+                block = rec(**{"block-id": "", "label": item["label"], "agent-id": item["owner"]})
+                self.bases[item["path"]] = (block, item["content"])
+
+    def read_blocks(self, owner: str, labels: list[str]) -> Variant:
+        return Variant("ok", json.dumps({lb: self.blocks.get((owner, lb)) for lb in labels}))
+
+    def write_blocks(self, writes: str) -> str | None:
+        for item in json.loads(writes):
+            key, content = (item["owner"], item["label"]), item["content"]
+            if content is None:
+                self.blocks.pop(key, None)
+            else:
+                self.blocks[key] = content
+        return None
+
     def states(self, paths: list[str]) -> str:
         return "{}"  # no hashes: every path takes the full way through base and block
 
@@ -458,9 +479,12 @@ class FakeHost:
             "states",
             "set-base",
             "forget",
+            "set-bases",
             "folder-digests",
             "folder-files",
             "file-digests",
+            "read-blocks",
+            "write-blocks",
             "dry-run",
             "report-conflict",
             "merge3",

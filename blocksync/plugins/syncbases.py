@@ -32,7 +32,7 @@ from blocksync.store.gitstore import GitStore
 
 from ..errors import AccessDenied, UsageError
 from .batch import ConflictReport, SyncBatch
-from .host.hostfuncs import HostContext, WitRecord, record
+from .host.hostfuncs import HostContext, WitRecord, json_items, record
 
 __all__ = ["PluginBases", "binding_record"]
 
@@ -185,8 +185,19 @@ class PluginBases:
         return sorted(path for path, e in entries.items() if e.label not in latest[e.owner])
 
     def set_base(self, path: str, block: Any, content: str) -> None:
+        self._set_base(path, getattr(block, "agent-id"), block.label, content)
+
+    def set_bases(self, bases: str) -> None:
+        """See ``sync.set-bases`` in the WIT."""
         self._refuse_unless_enabled()
-        owner, label = getattr(block, "agent-id"), block.label
+        for item in json_items(bases, "set-bases", {"path", "owner", "label", "content"}):
+            if item["content"] is None:
+                self.forget(item["path"])
+            else:
+                self._set_base(item["path"], item["owner"], item["label"], item["content"])
+
+    def _set_base(self, path: str, owner: str, label: str, content: str) -> None:
+        self._refuse_unless_enabled()
         if owner not in self.owners:
             attached = ", ".join(sorted(self.owners))
             raise AccessDenied(

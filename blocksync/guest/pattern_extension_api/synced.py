@@ -98,6 +98,8 @@ LEVELS = {
     "admin": PermissionLevel.ADMIN,
 }
 _ORDER = ("read-only", "read-write", "admin")
+#: "not read yet" (None means "no block")
+_UNREAD = object()
 
 
 def _merge(base: str, disk: str, agent: str) -> str | None:
@@ -109,32 +111,39 @@ def _merge(base: str, disk: str, agent: str) -> str | None:
 
 class _Inside:
     """The blocks and the bases as a plugin reaches them (host calls): the Inside port of
-    `blocksync_apply`, one path at a time."""
+    `blocksync_apply`, each side's writes of a batch of changes in one host call."""
 
     def __init__(self, source: SyncedSource) -> None:
         self._source = source
 
     def write_blocks(self, changes: Sequence[Change]) -> None:
+        writes: list[dict[str, object]] = []
         for change in changes:
             owner, label, content = change.owner, change.label, change.decision.content
             if content is None:
-                host.memory_delete_block(owner, label)
+                writes.append({"owner": owner, "label": label, "content": None})
             elif change.agent is None:
                 description = f"{change.path} in {self._source.source_id()}"
-                host.memory_create_block(owner, label, description, content)
+                writes.append(
+                    {
+                        "owner": owner,
+                        "label": label,
+                        "content": content,
+                        "create": True,
+                        "description": description,
+                    }
+                )
             elif content != change.agent:
-                host.memory_update_block(owner, label, content)
+                writes.append({"owner": owner, "label": label, "content": content})
+        if writes:
+            sync.write_blocks(writes)
 
     def written(self) -> None:
         pass  # every write of the outside's own is durable when it returns
 
     def write_bases(self, changes: Sequence[Change]) -> None:
-        for change in changes:
-            if change.decision.content is None:
-                sync.forget(change.path)
-            else:
-                block = BlockRef("", change.label, change.owner)
-                sync.set_base(change.path, block, change.decision.content)
+        if changes:
+            sync.set_bases([(c.path, c.owner, c.label, c.decision.content) for c in changes])
 
     def stopped(self) -> str | None:
         return None
@@ -298,20 +307,21 @@ class SyncedSource(DataBlockExtension):
             quiet = [p for p in dict.fromkeys(paths) if p in states and not states[p].agent_changed]
             digests = self.digests(quiet) if quiet else None
         dry = sync.dry_run()
-        results: list[ReconcileResult] = []
+        decided: list[ReconcileResult | Change] = []
+        unbound: list[str] = []
         for path in dict.fromkeys(paths):
             try:
                 self.check_path(path)
             except ValueError as exc:  # a path this source refuses: left alone, not the rest
                 host.log(LogLevel.WARN, f"{path}: left alone: {exc}")
-                results.append(NoChange(path))
+                decided.append(NoChange(path))
                 continue
             state = states.get(path)
-            if state is None:  # never synced: no base to ask the host for
-                results.append(self._reconcile_path(path, dry, unbound=True))
+            if state is None:  # never synced: decided below, its blocks read at once
+                unbound.append(path)
                 continue
             if state.agent_changed:
-                results.append(self._reconcile_path(path, dry))
+                decided.append(self._decide(path))
                 continue
             # the host says the block is its base: unchanged if the outside holds it too
             if (
@@ -319,54 +329,84 @@ class SyncedSource(DataBlockExtension):
                 and path in digests
                 and self.unchanged(path, state, digests[path])
             ):
-                results.append(NoChange(path))
+                decided.append(NoChange(path))
                 continue
             try:
                 data = self.read(path)
             except Unreadable as exc:  # one odd path never fails the others
                 host.log(LogLevel.WARN, f"{path}: left alone: {exc}")
-                results.append(NoChange(path))
+                decided.append(NoChange(path))
                 continue
             if data is not None and sha256(data) == state.base_sha256:
-                results.append(NoChange(path))
+                decided.append(NoChange(path))
             else:
-                results.append(self._reconcile_path(path, dry, data, read=True))
-        return results
+                decided.append(self._decide(path, data, read=True))
+        decided += self._decide_unbound(unbound)
+        changes = [c for c in decided if isinstance(c, Change)]
+        if changes and not dry:
+            apply(changes, self, _Inside(self))  # blocks, then the outside, then bases
+        return [self._result(c) if isinstance(c, Change) else c for c in decided]
 
-    def _reconcile_path(
+    def _decide_unbound(self, paths: list[str]) -> list[ReconcileResult | Change]:
+        """Decide paths without a base (a first sync: each a new block), their blocks read in
+        one host call."""
+        labels = {path: self.label(path) for path in paths}
+        agents = sync.read_blocks(self.owner, list(labels.values())) if paths else {}
+        return [
+            self._decide(path, binding=(self.owner, labels[path], None), agent=agents[labels[path]])
+            for path in paths
+        ]
+
+    def _decide(
         self,
         path: str,
-        dry: bool = False,
         data: bytes | None = None,
         read: bool = False,
-        unbound: bool = False,
-    ) -> ReconcileResult:
-        """Decide and carry out one path; `data`: its outside content when `read` already;
-        `unbound`: `sync.states` said it has no base."""
+        binding: tuple[str, str, str | None] | None = None,
+        agent: str | None | object = _UNREAD,
+    ) -> ReconcileResult | Change:
+        """The path's decision as a Change to carry out (NoChange when there is nothing to
+        do); `data`: its outside content when `read` already; `binding` and `agent` when
+        known (else asked of the host)."""
         self.check_path(path)
-        owner, label, base = (
-            (self.owner, self.label(path), None) if unbound else self._binding(path)
-        )
+        owner, label, base = binding or self._binding(path)
         try:
             disk, disk_hash = self._text(path, data, read)
         except Unreadable as exc:
             host.log(LogLevel.WARN, f"{path}: left alone: {exc}")
             return NoChange(path)
-        agent = self._agent(owner, label)
+        if agent is _UNREAD:
+            agent = self._agent(owner, label)
+        assert agent is None or isinstance(agent, str)
         decision = decide(base, disk, agent, self.permission, _merge)
-        change = Change(path, owner, label, base, disk, disk_hash, agent, decision)
         if decision.action is Action.NO_CHANGE:
             return NoChange(path)
-        if decision.action is not Action.CONFLICT and not dry:
-            apply([change], self, _Inside(self))
+        return Change(path, owner, label, base, disk, disk_hash, agent, decision)
+
+    def _result(self, change: Change) -> ReconcileResult:
+        """What became of a Change (carried out, or not in a dry run or a conflict)."""
+        path = change.path
         if change.skipped is not None:
             host.log(LogLevel.WARN, f"{path}: left for the next run: {change.skipped}")
             return NoChange(path)
         if change.needs_resolution:
             disk, agent = change.sides_now()
-            sync.report_conflict(path, BlockRef("", label, owner), disk, change.reason)
+            sync.report_conflict(
+                path, BlockRef("", change.label, change.owner), disk, change.reason
+            )
             return NeedsResolution(path, disk or "", agent or "")
-        return Resolved(path, decision.action.value)
+        return Resolved(path, change.decision.action.value)
+
+    def _reconcile_path(
+        self, path: str, dry: bool = False, data: bytes | None = None, read: bool = False
+    ) -> ReconcileResult:
+        """Decide and carry out one path; `data`: its outside content when `read` already."""
+        change = self._decide(path, data, read)
+        if not isinstance(change, Change):
+            return change
+        if not dry:
+            apply([change], self, _Inside(self))
+        return self._result(change)
 
     def _settled(self, path: str, data: bytes | None = None, read: bool = False) -> None:
         """Reconcile one path for load/create/save; raise unless it ended in sync."""

@@ -33,7 +33,13 @@ from wasmtime import WasmtimeError
 from wasmtime.component import LinkerInstance, Record, Variant
 
 from blocksync import deadlines
-from blocksync.errors import AccessDenied, BlocksyncError, MergeConflict, TransportError
+from blocksync.errors import (
+    AccessDenied,
+    BlockNotFound,
+    BlocksyncError,
+    MergeConflict,
+    TransportError,
+)
 from blocksync.fs.disk import NOT_A_FILE, Folder, is_vcs_path, printable_path
 from blocksync.index.notifications import NotificationLog
 from blocksync.logs import plugin_logger
@@ -157,6 +163,27 @@ class HostContext:
             self.batch.delete(owner, label)
         else:
             store.delete(owner, label, author=self.author)
+
+    def read_blocks(self, owner: str, labels: list[str]) -> str:
+        """See ``sync.read-blocks`` in the WIT."""
+        found: dict[str, str | None] = {}
+        for label in labels:
+            try:
+                found[label] = self.memory_read_block(owner, label)
+            except BlockNotFound:
+                found[label] = None
+        return json.dumps(found, ensure_ascii=False)
+
+    def write_blocks(self, writes: str) -> None:
+        """See ``sync.write-blocks`` in the WIT."""
+        for item in json_items(writes, "write-blocks", {"owner", "label", "content"}):
+            owner, label, content = item["owner"], item["label"], item["content"]
+            if content is None:
+                self.memory_delete_block(owner, label)
+            elif item.get("create"):
+                self.memory_create_block(owner, label, str(item.get("description", "")), content)
+            else:
+                self.memory_update_block(owner, label, content)
 
     def log_message(self, level: int, message: str) -> None:
         self.log.log(LOG_LEVELS[min(level, len(LOG_LEVELS) - 1)], "%s", message)
@@ -291,6 +318,23 @@ class HostContext:
         return fetch.request(self.http, method, url, headers, body)
 
 
+def json_items(text: str, function: str, keys: set[str]) -> list[dict[str, Any]]:
+    """A JSON list of objects with ``keys`` (text values, ``content`` text or null) as a host
+    function of many writes takes it; AccessDenied (the call's err) when it is not one."""
+    try:
+        items = parse_json(text)
+    except ValueError as exc:
+        raise AccessDenied(f"{function}: not JSON: {exc}") from exc
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise AccessDenied(f"{function}: expected a JSON list of objects")
+    for item in items:
+        for key in keys:
+            value = item.get(key, ...)
+            if not isinstance(value, str) and not (key == "content" and value is None):
+                raise AccessDenied(f"{function}: {key!r} must be text in every item")
+    return items
+
+
 class _Files(list[str]):
     """A folder's listed files, and which of them are unknown (below a folder that cannot be
     listed: neither read nor gone)."""
@@ -399,6 +443,7 @@ class SyncBaseFunctions(Protocol):
     def states(self, paths: list[str]) -> str: ...
     def set_base(self, path: str, block: Any, content: str) -> None: ...
     def forget(self, path: str) -> None: ...
+    def set_bases(self, bases: str) -> None: ...
     def dry_run(self) -> bool: ...
     def report_conflict(self, path: str, block: Any, disk: str | None, reason: str) -> None: ...
 
@@ -428,6 +473,9 @@ class NoBases:
     def forget(self, path: str) -> None:
         raise AccessDenied(_NO_BASES)
 
+    def set_bases(self, bases: str) -> None:
+        raise AccessDenied(_NO_BASES)
+
     def dry_run(self) -> bool:
         return False
 
@@ -443,6 +491,7 @@ def bases_functions(bases: SyncBaseFunctions) -> dict[str, Callable[..., Any]]:
         "states": bases.states,
         "set-base": as_result(bases.set_base, tagged=False),
         "forget": as_result(bases.forget, tagged=False),
+        "set-bases": as_result(bases.set_bases, tagged=False),
         "dry-run": bases.dry_run,
         "report-conflict": bases.report_conflict,
     }
@@ -487,6 +536,8 @@ def define(
         "folder-digests": as_result(ctx.folder_digests, tagged=True),
         "folder-files": as_result(ctx.folder_files, tagged=True),
         "file-digests": as_result(ctx.file_digests, tagged=True),
+        "read-blocks": as_result(ctx.read_blocks, tagged=True),
+        "write-blocks": as_result(ctx.write_blocks, tagged=False),
         "merge3": as_result(_merge3, tagged=True),
         "block-history": as_result(ctx.block_history, tagged=False),
         "block-read-at": as_result(ctx.block_read_at, tagged=True),
