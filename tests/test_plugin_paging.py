@@ -7,6 +7,7 @@ SQLite, real wasmtime."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 import blocksync
+from blocksync.errors import AccessDenied
 from blocksync.plugins.batch import BATCH_FAULT_STEPS
 from blocksync.plugins.source import PAGE_FAULT_STEPS, PluginSource
 
@@ -323,3 +325,55 @@ def test_kill_9_during_a_paged_reconcile_converges(rig: Rig, step: str) -> None:
     for path, text in expected.items():
         assert rig.read(path) == text and rig.block(path) == text and rig.base(path) == text
     assert rig.ws.reconcile().sources[0].unchanged == 30
+
+
+# -- the host functions a paged page uses -----------------------------------------------------
+
+
+def test_folder_files_and_file_digests_split_folder_digests(rig: Rig) -> None:
+    """sync.folder-files lists what folder-digests lists, hashing nothing; sync.file-digests
+    hashes the paths asked for only, leaving out those without a file and those outside."""
+    rig.write("a.md", "one\n")
+    rig.write("sub/b.md", "two\n")
+    (rig.root / "link.md").symlink_to(rig.root / "a.md")
+    (rig.root / ".git").mkdir()
+    (rig.root / ".git" / "config").write_text("x\n")
+    host = rig.ws.plugins.get(KEY).host
+    assert sorted(json.loads(host.folder_files())) == sorted(json.loads(host.folder_digests()))
+    assert sorted(json.loads(host.folder_files())) == ["a.md", "sub/b.md"]
+    asked = ["sub/b.md", "gone.md", "link.md", "../store/blocksync.toml", ".git/config"]
+    assert json.loads(host.file_digests(asked)) == {
+        "sub/b.md": hashlib.sha256(b"two\n").hexdigest(),
+        "link.md": None,  # there, but no regular file
+    }
+
+
+def test_block_and_base_writes_in_one_call_keep_their_checks(rig: Rig) -> None:
+    """sync.write-blocks / set-bases / read-blocks: many writes in one host call, each with the
+    permission and owner checks of its one-at-a-time counterpart; bad JSON is an error."""
+    host = rig.ws.plugins.get(KEY).host
+    bases = rig.ws.plugins.get(KEY).sync_bases
+    assert bases is not None
+    host.write_blocks(
+        json.dumps(
+            [
+                {"owner": OWNER, "label": "x", "content": "one\n", "create": True},
+                {"owner": OWNER, "label": "y", "content": "two\n", "create": True},
+                {"owner": OWNER, "label": "x", "content": "ONE\n"},
+                {"owner": OWNER, "label": "y", "content": None},
+            ]
+        )
+    )
+    assert json.loads(host.read_blocks(OWNER, ["x", "y"])) == {"x": "ONE\n", "y": None}
+    with pytest.raises(AccessDenied, match="attached only to"):
+        host.write_blocks(json.dumps([{"owner": "bob", "label": "z", "content": "z\n"}]))
+    with pytest.raises(AccessDenied, match="JSON"):
+        host.write_blocks("[{")
+    with pytest.raises(AccessDenied, match="'label' must be text"):
+        host.write_blocks(json.dumps([{"owner": OWNER, "content": "z\n"}]))
+    bases.set_bases(json.dumps([{"path": "x.md", "owner": OWNER, "label": "x", "content": "b\n"}]))
+    assert rig.base("x.md") == "b\n"
+    with pytest.raises(AccessDenied, match="attached only to"):
+        bases.set_bases(json.dumps([{"path": "z.md", "owner": "bob", "label": "z", "content": ""}]))
+    bases.set_bases(json.dumps([{"path": "x.md", "owner": OWNER, "label": "x", "content": None}]))
+    assert rig.base("x.md") is None
