@@ -22,9 +22,10 @@ from blocksync.errors import AccessDenied
 from blocksync.plugins.batch import BATCH_FAULT_STEPS
 from blocksync.plugins.source import PAGE_FAULT_STEPS, PluginSource
 
+from . import test_plugin_reconcile as reconcile_tests
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugins
-from .stores import base_of, make_store, refs_of
+from .stores import refs_of
 
 KEY = "notes"
 OWNER = "alice"
@@ -40,24 +41,11 @@ def label(path: str) -> str:
     return f"file:{KEY}:{path}"
 
 
-class Rig:
+class Rig(reconcile_tests.Rig):
+    """test_plugin_reconcile's rig (the same store, folder and helpers) with a small page."""
+
     def __init__(self, tmp: Path, wasm: Path, **table: Any) -> None:
-        self.root = tmp / "notes"
-        self.root.mkdir()
-        self.store = make_store(
-            tmp / "store",
-            {
-                KEY: {
-                    "path": wasm,
-                    "dir": self.root,
-                    "dir_mode": "read-write",
-                    "config": {"owner": OWNER, "tag": KEY, "permission": "admin"},
-                    **table,
-                },
-            },
-            caps={"fuel": 10**12},
-        )
-        self.ws = blocksync.open(self.store, author="human:test")
+        super().__init__(tmp, wasm, caps={"fuel": 10**12}, **table)
         self.source.page_size = PAGE
 
     @property
@@ -65,23 +53,6 @@ class Rig:
         source = self.ws.reconciler.source(KEY)
         assert isinstance(source, PluginSource)
         return source
-
-    def write(self, path: str, text: str) -> None:
-        file = self.root / path
-        file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(text, encoding="utf-8")
-
-    def read(self, path: str) -> str | None:
-        file = self.root / path
-        return file.read_text(encoding="utf-8") if file.exists() else None
-
-    def block(self, path: str) -> str | None:
-        if not self.ws.blocks.exists(OWNER, label(path)):
-            return None
-        return self.ws.blocks.read(OWNER, label(path)).content
-
-    def base(self, path: str) -> str | None:
-        return base_of(self.ws, KEY, path)
 
     def files(self, count: int, text: str = "file {i}\n") -> list[str]:
         paths = [f"d{i % 3}/f{i:03}.md" for i in range(count)]
@@ -102,11 +73,7 @@ class Rig:
 
 @pytest.fixture
 def rig(tmp_path: Path, built: dict[str, Path]) -> Iterator[Rig]:
-    rig = Rig(tmp_path, built["files"])
-    yield rig
-    assert rig.ws.fsck().ok
-    rig.ws.close()
-    assert_git_fsck(rig.store / "repo")
+    yield from reconcile_tests.checked(Rig(tmp_path, built["files"]))
 
 
 def calls_of(source: PluginSource) -> list[list[str]]:
