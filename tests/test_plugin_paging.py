@@ -344,3 +344,12 @@ def test_block_and_base_writes_in_one_call_keep_their_checks(rig: Rig) -> None:
         bases.set_bases(json.dumps([{"path": "z.md", "owner": "bob", "label": "z", "content": ""}]))
     bases.set_bases(json.dumps([{"path": "x.md", "owner": OWNER, "label": "x", "content": None}]))
     assert rig.base("x.md") is None
+
+
+def test_a_listing_carries_on_after_a_cursor_an_instance_never_gave(rig: Rig) -> None:
+    """A cursor is a path, not a position: an instance that never listed (a fresh one after a
+    trap) lists again and continues after it."""
+    paths = sorted(rig.files(12))
+    assert rig.source.bridge.paged()
+    assert rig.source.bridge.list_paths(paths[4]) == (paths[5:], None)
+    assert rig.source.bridge.list_paths(None) == (paths, None)
