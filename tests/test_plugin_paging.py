@@ -34,7 +34,7 @@ PAGE = 10
 
 @pytest.fixture(scope="module")
 def built() -> dict[str, Path]:
-    return built_plugins(["files", "hostile_paths"])
+    return built_plugins(["files", "hostile_paths", "seed_files"])
 
 
 def label(path: str) -> str:
@@ -238,6 +238,22 @@ def test_a_plugin_without_paging_is_reconciled_in_one_call(
     calls = calls_of(rig.source)
     assert rig.ws.reconcile().sources[0].error is None
     assert calls == [[]]  # the WIT's empty list: every path, found by the plugin
+    rig.ws.close()
+
+
+def test_a_plugin_built_without_paging_is_reconciled_in_one_call(
+    tmp_path: Path, built: dict[str, Path]
+) -> None:
+    """seed_files exports `data-block` and `tool` only (no `paging` at all), as a plugin built
+    before paging existed: it loads, and is reconciled in the seed's one call."""
+    rig = Rig(tmp_path, built["seed_files"])
+    assert "paging" not in rig.source.plugin.info.exports and not rig.source.bridge.paged()
+    rig.source.page_size = 1
+    paths = rig.files(5)
+    calls = calls_of(rig.source)
+    report = rig.ws.reconcile().sources[0]
+    assert report.error is None and len(report.resolved) == 5 and calls == [[]]
+    assert all(rig.block(p) == rig.read(p) for p in paths)
     rig.ws.close()
 
 
