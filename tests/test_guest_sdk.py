@@ -14,6 +14,7 @@ plugin_builds.py) and checked two ways:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -108,7 +109,10 @@ def component(path: Path) -> Component:
 def test_exports_are_the_wit_interfaces(name: str, components: dict[str, Path]) -> None:
     exports = component(components[name]).type.exports(ENGINE)
     ours = {key for key in exports if key.startswith(PACKAGE)}
-    assert ours == {iface(i) for i in BUILDABLE[name]}
+    # the worlds with `data-block` export `paging` beside it (a generated world of two does not)
+    paged = BUILDABLE[name] in (("data-block",), ("data-block", "data-stream", "tool"))
+    paging = {iface("paging")} if paged else set()
+    assert ours == {iface(i) for i in BUILDABLE[name]} | paging
     wit = wit_functions()
     for interface in BUILDABLE[name]:
         members = exports[iface(interface)].ty.exports(ENGINE)
@@ -389,10 +393,36 @@ class FakeHost:
     def forget(self, path: str) -> None:
         self.bases.pop(path, None)
 
+    def set_bases(self, bases: str) -> None:
+        for item in json.loads(bases):
+            if item["content"] is None:
+                self.bases.pop(item["path"], None)
+            else:
+                block = rec(**{"block-id": "", "label": item["label"], "agent-id": item["owner"]})
+                self.bases[item["path"]] = (block, item["content"])
+
+    def read_blocks(self, owner: str, labels: list[str]) -> Variant:
+        return Variant("ok", json.dumps({lb: self.blocks.get((owner, lb)) for lb in labels}))
+
+    def write_blocks(self, writes: str) -> str | None:
+        for item in json.loads(writes):
+            key, content = (item["owner"], item["label"]), item["content"]
+            if content is None:
+                self.blocks.pop(key, None)
+            else:
+                self.blocks[key] = content
+        return None
+
     def states(self, paths: list[str]) -> str:
         return "{}"  # no hashes: every path takes the full way through base and block
 
     def folder_digests(self) -> Variant:
+        return Variant("err", "no folder is granted to this plugin")
+
+    def folder_files(self) -> Variant:
+        return Variant("err", "no folder is granted to this plugin")
+
+    def file_digests(self, paths: list[str]) -> Variant:
         return Variant("err", "no folder is granted to this plugin")
 
     def dry_run(self) -> bool:
@@ -449,7 +479,12 @@ class FakeHost:
             "states",
             "set-base",
             "forget",
+            "set-bases",
             "folder-digests",
+            "folder-files",
+            "file-digests",
+            "read-blocks",
+            "write-blocks",
             "dry-run",
             "report-conflict",
             "merge3",

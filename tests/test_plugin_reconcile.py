@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -38,7 +39,15 @@ def label(path: str) -> str:
 
 
 class Rig:
-    def __init__(self, tmp: Path, wasm: Path, permission: str = "admin") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        wasm: Path,
+        permission: str = "admin",
+        caps: dict[str, Any] | None = None,
+        **table: Any,
+    ) -> None:
+        """``table``: more of the source's table (limits, ...); ``caps``: [limits]."""
         self.root = tmp / "notes"
         self.root.mkdir()
         self.store = make_store(
@@ -49,8 +58,10 @@ class Rig:
                     "dir": self.root,
                     "dir_mode": "read-write",
                     "config": {"owner": OWNER, "tag": KEY, "permission": permission},
+                    **table,
                 },
             },
+            caps=caps,
         )
         self.ws = blocksync.open(self.store, author="human:test")
 
@@ -91,13 +102,20 @@ class Rig:
         assert report.sources[0].error is None
 
 
-@pytest.fixture
-def rig(tmp_path: Path, built: dict[str, Path]) -> Iterator[Rig]:
-    rig = Rig(tmp_path, built["files"])
+R = TypeVar("R", bound=Rig)
+
+
+def checked(rig: R) -> Iterator[R]:
+    """Yield ``rig``; then its store must pass both fscks (ours and git's)."""
     yield rig
     assert rig.ws.fsck().ok
     rig.ws.close()
     assert_git_fsck(rig.store / "repo")
+
+
+@pytest.fixture
+def rig(tmp_path: Path, built: dict[str, Path]) -> Iterator[Rig]:
+    yield from checked(Rig(tmp_path, built["files"]))
 
 
 def test_a_plugin_source_is_reconciled_in_one_commit_per_side(rig: Rig) -> None:

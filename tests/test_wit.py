@@ -109,12 +109,23 @@ SEED_TYPES: dict[str, tuple[str, str]] = {
     ),
 }
 
-# world -> exported seed interfaces; every world imports host, sync and http.
+# world -> exported interfaces (the seed's, and `paging` beside `data-block`); every world
+# imports host, sync and http.
 WORLDS: dict[str, list[str]] = {
-    "data-block-plugin": ["data-block"],
+    "data-block-plugin": ["data-block", "paging"],
     "data-stream-plugin": ["data-stream"],
     "tool-plugin": ["tool"],
-    "pattern-extension": ["data-block", "data-stream", "tool"],
+    "pattern-extension": ["data-block", "paging", "data-stream", "tool"],
+}
+#: functions of the exported interfaces the seed lacks
+ADDED_FUNCS: dict[str, list[str]] = {
+    "paging": [
+        "paged: func() -> bool;",
+        (
+            "list-paths: func(cursor: option<string>) -> "
+            "result<tuple<list<string>, option<string>>, string>;"
+        ),
+    ],
 }
 WORLD_IMPORTS = ["host", "sync", "http"]
 
@@ -295,7 +306,8 @@ def test_world_generates_python_bindings(world: str, tmp_path: Path) -> None:
         assert cls is not None, f"no protocol class {_pascal(iface)} for {iface}"
         assert any(ast.unparse(b) == "Protocol" for b in cls.bases)
         methods = [n.name for n in cls.body if isinstance(n, ast.FunctionDef)]
-        assert methods == [_snake(n) for n in _funcs(" ".join(SEED_FUNCS[iface]))]
+        funcs = SEED_FUNCS.get(iface) or ADDED_FUNCS[iface]
+        assert methods == [_snake(n) for n in _funcs(" ".join(funcs))]
 
     # The host functions the seed defines are importable, snake_case, in seed order.
     host = ast.parse((pkg / "imports" / "host.py").read_text(encoding="utf-8"))

@@ -49,6 +49,8 @@ EXPORTS = {
     "data-stream": (bridges.WasmDataStream, sources.DataStream),
     "tool": (bridges.WasmTool, sources.Tool),
 }
+#: exports a plugin may add beside one of those, and the bridge calling them
+OPTIONAL_EXPORTS = {"paging": bridges.WasmDataBlock}
 IMPORTS = {"host": HOST, "http": HTTP, "sync": SYNC}
 #: the sync bases a plugin keeps through the host (blocksync.plugins.syncbases)
 SYNC_BASES = {"base", "bindings", "set-base", "forget"}
@@ -69,9 +71,10 @@ def snake(name: str) -> str:
 
 def test_the_wit_has_the_interfaces_expected() -> None:
     wit = wit_functions()
-    assert set(EXPORTS) | set(IMPORTS) | {"types"} == set(wit)
+    assert set(EXPORTS) | set(OPTIONAL_EXPORTS) | set(IMPORTS) | {"types"} == set(wit)
     assert wit["types"] == []
-    assert all(wit[i] for i in (*EXPORTS, *IMPORTS))
+    assert all(wit[i] for i in (*EXPORTS, *OPTIONAL_EXPORTS, *IMPORTS))
+    assert set(OPTIONAL_EXPORTS) == set(contract.OPTIONAL_INTERFACES)
     assert SYNC_BASES <= set(wit["sync"])
 
 
@@ -85,6 +88,12 @@ def test_every_export_has_a_bridge_method_and_a_checked_signature() -> None:
                 missing.append(f"{bridge.__name__}.{snake(function)} ({interface}.{function})")
             if not callable(getattr(protocol, snake(function), None)):
                 missing.append(f"{protocol.__name__}.{snake(function)} (Protocol)")
+        assert sorted(contract.SIGNATURES[interface]) == sorted(wit[interface]), interface
+    for interface, bridge in OPTIONAL_EXPORTS.items():
+        for function in wit[interface]:
+            method = getattr(bridge, snake(function), None)
+            if not callable(method) or method.__module__ != bridges.__name__:
+                missing.append(f"{bridge.__name__}.{snake(function)} ({interface}.{function})")
         assert sorted(contract.SIGNATURES[interface]) == sorted(wit[interface]), interface
     assert not missing, "WIT functions without a bridge method: " + ", ".join(missing)
 

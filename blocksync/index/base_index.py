@@ -207,6 +207,10 @@ class BaseIndex:
         as the version index in the same file holds them (catch it up first)."""
         return VersionIndex(self.db).latest_contents(owner)
 
+    def latest_contents_of(self, owner: str, labels: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """``latest_contents`` of ``labels`` only."""
+        return VersionIndex(self.db).latest_contents_of(owner, labels)
+
     def record(self, bases: BasesLog, tx: Committed) -> None:
         """Index what ``tx`` just committed, if the index was at the commit it built on (else
         the next :meth:`catch_up` reads it from git)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,8 @@ from blocksync.errors import IndexCorrupt
 from .db import IndexDb, Migrations
 
 SCHEMA_VERSION = 1
+#: labels per `IN (...)` query (SQLite allows 32,766 parameters since 3.32; older ones 999)
+_IN_CHUNK = 900
 
 #: a block's metadata as the index keeps it: description, block_type, schema, char_limit
 MetaFields = tuple[str, str, str, int | None]
@@ -395,6 +397,21 @@ class VersionIndex:
                 self._set_meta(METAS_MISSING, None)
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(self.path, f"cannot be updated ({exc})") from exc
+
+    def latest_contents_of(self, owner: str, labels: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """``latest_contents`` of ``labels`` only (a page of a plugin reconcile): lookups by
+        the primary key, not a pass over every version of the owner."""
+        found: dict[str, tuple[int, str]] = {}
+        wanted = list(dict.fromkeys(labels))
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            rows = self._rows(
+                "SELECT label, MAX(version), deleted, content_blob FROM versions WHERE owner = ? "
+                f"AND label IN ({', '.join('?' * len(chunk))}) GROUP BY label",
+                [owner, *chunk],
+            )
+            found.update((label, (v, blob)) for label, v, deleted, blob in rows if not deleted)
+        return found
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every table, ordered: two indexes are identical iff dumps are equal."""

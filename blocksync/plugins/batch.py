@@ -1,4 +1,5 @@
-"""One reconcile call of a data-block plugin as one unit of writes.
+"""One reconcile call of a data-block plugin (the whole run, or one page of a paged run) as one
+unit of writes.
 
 While the host drives a plugin's ``reconcile`` (see :class:`blocksync.plugins.PluginSource`), the
 plugin's block writes (``memory-*-block``) and base writes (``sync.set-base`` / ``forget``) are

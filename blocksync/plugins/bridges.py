@@ -22,6 +22,9 @@ from blocksync.sync.protocol import NeedsResolution, NoChange, ReconcileResult, 
 
 from .host.runtime import Plugin, permission_rule
 
+#: the optional interface a data-block plugin lists its paths with (``wit/pattern.wit``)
+PAGING = "paging"
+
 
 def block_ref(record: dict[str, Any]) -> BlockRef:
     return BlockRef(record["block-id"], record["label"], record["agent-id"])
@@ -106,6 +109,19 @@ class WasmDataBlock(_Bridge):
 
     def reconcile(self, paths: list[str]) -> list[ReconcileResult]:
         return [_reconcile_result(case) for case in self._result("reconcile", paths)]
+
+    # -- the optional ``paging`` interface ------------------------------------------------
+
+    def paged(self) -> bool:
+        """Does the plugin list its paths (``paging.paged``)? False when it lacks ``paging``."""
+        if PAGING not in self.plugin.info.exports:
+            return False
+        return bool(self.plugin.call(PAGING, "paged"))
+
+    def list_paths(self, cursor: str | None) -> tuple[list[str], str | None]:
+        """One page of the plugin's paths and the cursor of the next (None: the last)."""
+        paths, after = self.plugin.call_result(PAGING, "list-paths", cursor)
+        return list(paths), after
 
 
 class WasmDataStream(_Bridge):

@@ -20,10 +20,11 @@ Values go back to wasmtime-py as ``WitRecord`` instances (records inside an ``op
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
-from blocksync.index.base_index import BaseIndex
+from blocksync.index.base_index import BaseEntry, BaseIndex
 from blocksync.index.db import IndexDb
 from blocksync.store.bases import Binding, SyncBases
 from blocksync.store.blocks import BlockStore
@@ -31,7 +32,7 @@ from blocksync.store.gitstore import GitStore
 
 from ..errors import AccessDenied, UsageError
 from .batch import ConflictReport, SyncBatch
-from .host.hostfuncs import HostContext, WitRecord, record
+from .host.hostfuncs import HostContext, WitRecord, json_items, record
 
 __all__ = ["PluginBases", "binding_record"]
 
@@ -130,14 +131,32 @@ class PluginBases:
             if batch is not None and batch.bound is not None
             else (index.entries(self.bases))
         )
+        staged: dict[str, dict[str, object]] = {}
         if batch is not None:  # this call's own base writes come first
-            for path, _, _ in batch.bases.written():
+            for path, binding, content in batch.bases.written():
                 entries.pop(path, None)
+                if binding is not None and content is not None:
+                    # the plugin is told to look closer (agent-changed), never left to think
+                    # that a path with a staged base has none
+                    digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
+                    staged[path] = {
+                        "owner": binding.owner,
+                        "label": binding.label,
+                        "base-sha256": digest,
+                        "agent-changed": True,
+                    }
         wanted = entries.keys() if not paths else [p for p in dict.fromkeys(paths) if p in entries]
         blocks.catch_up_index()
-        latest = {
-            owner: index.latest_contents(owner) for owner in {entries[p].owner for p in wanted}
-        }
+        owners = {entries[p].owner for p in wanted}
+        if paths:  # a page: its own blocks only, each found by its key
+            latest = {
+                owner: index.latest_contents_of(
+                    owner, (entries[p].label for p in wanted if entries[p].owner == owner)
+                )
+                for owner in owners
+            }
+        else:
+            latest = {owner: index.latest_contents(owner) for owner in owners}
         states = {}
         for path in wanted:
             entry = entries[path]
@@ -148,11 +167,37 @@ class PluginBases:
                 "base-sha256": entry.base_sha256,
                 "agent-changed": newest is None or newest[1] != entry.base_blob,
             }
+        for path, state in staged.items():
+            if not paths or path in paths:
+                states[path] = state
         return json.dumps(states, ensure_ascii=False)
 
+    def blockless(self, entries: dict[str, BaseEntry]) -> list[str]:
+        """The bound paths of ``entries`` whose blocks are gone (from the version index)."""
+        blocks = self.host.services.blocks
+        if blocks is None or not entries:
+            return []
+        blocks.catch_up_index()
+        index = self.index()
+        latest = {
+            owner: index.latest_contents(owner) for owner in {e.owner for e in entries.values()}
+        }
+        return sorted(path for path, e in entries.items() if e.label not in latest[e.owner])
+
     def set_base(self, path: str, block: Any, content: str) -> None:
+        self._set_base(path, getattr(block, "agent-id"), block.label, content)
+
+    def set_bases(self, bases: str) -> None:
+        """See ``sync.set-bases`` in the WIT."""
         self._refuse_unless_enabled()
-        owner, label = getattr(block, "agent-id"), block.label
+        for item in json_items(bases, "set-bases", {"path", "owner", "label", "content"}):
+            if item["content"] is None:
+                self.forget(item["path"])
+            else:
+                self._set_base(item["path"], item["owner"], item["label"], item["content"])
+
+    def _set_base(self, path: str, owner: str, label: str, content: str) -> None:
+        self._refuse_unless_enabled()
         if owner not in self.owners:
             attached = ", ".join(sorted(self.owners))
             raise AccessDenied(

@@ -85,6 +85,18 @@ class DataBlockExtension(_Extension):
     def diff(self, block: BlockRef, from_: str | None, to: str | None) -> str:
         """Unified diff between two versions; None means the oldest (`from_`) / current (`to`)."""
 
+    #: The source lists its paths (`list_page`), so the host reconciles it in pages of paths,
+    #: each page a call of its own (WIT interface `paging`). False: the host calls
+    #: `reconcile([])` once per run and the source finds every path itself.
+    paged: ClassVar[bool] = False
+
+    def list_page(self, cursor: str | None) -> tuple[list[str], str | None]:
+        """For a `paged` source: the paths the source holds now, in sorted order, after
+        `cursor` (None: from the first), a page at a time, and the cursor of the next page
+        (None: that was the last); the cursor is best the page's last path, so that a fresh
+        instance can carry on. `SyncedSource` implements it from `list_paths`."""
+        raise NotImplementedError(f"{type(self).__name__} does not list its paths in pages")
+
     @abstractmethod
     def reconcile(self, paths: list[str]) -> list[ReconcileResult]:
         """Exactly one `Resolved` / `NeedsResolution` / `NoChange` per path, in any order."""

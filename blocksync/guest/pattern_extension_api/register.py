@@ -196,6 +196,25 @@ class _DataBlockExport(_Export):
         return _fallible(self.extension_class, lambda e: _reconcile_results(e.reconcile(paths)))
 
 
+class _PagingExport(_Export):
+    """The `paging` interface of a data-block plugin (see `DataBlockExtension.paged`)."""
+
+    extension_class: ClassVar[type[DataBlockExtension]]
+
+    def paged(self) -> bool:
+        return bool(self.extension_class.paged)
+
+    def list_paths(self, cursor: str | None) -> tuple[list[str], str | None]:
+        return _fallible(self.extension_class, lambda e: _page(e.list_page(cursor)))
+
+
+def _page(value: object) -> tuple[list[str], str | None]:
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise TypeError("list_page() must return (paths, next cursor or None)")
+    paths, after = value
+    return _list(paths, str, "list_page()"), _optional_str(after, "list_page() (the cursor)")
+
+
 class _DataStreamExport(_Export):
     extension_class: ClassVar[type[DataStreamExtension]]
 
@@ -266,6 +285,8 @@ class _ToolExport(_Export):
 #: (export class name componentize-py looks for, SDK base class, adapter)
 INTERFACES: tuple[tuple[str, type, type[_Export]], ...] = (
     ("DataBlock", DataBlockExtension, _DataBlockExport),
+    # exported beside `data-block` (a world without `paging` ignores the class)
+    ("Paging", DataBlockExtension, _PagingExport),
     ("DataStream", DataStreamExtension, _DataStreamExport),
     ("Tool", ToolExtension, _ToolExport),
 )

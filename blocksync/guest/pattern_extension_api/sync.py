@@ -23,13 +23,18 @@ __all__ = [
     "block_history",
     "block_read_at",
     "dry_run",
+    "file_digests",
     "folder_digests",
+    "folder_files",
     "forget",
     "merge3",
+    "read_blocks",
     "report_conflict",
     "set_base",
+    "set_bases",
     "set_cursor",
     "states",
+    "write_blocks",
 ]
 
 
@@ -73,6 +78,39 @@ def folder_digests() -> dict[str, str | None]:
     of its bytes (None: unreadable), in one host call. Raises HostError without a grant."""
     found: dict[str, str | None] = json.loads(call_host(_sync.folder_digests))
     return found
+
+
+def folder_files() -> list[str]:
+    """The paths `folder_digests` lists, without hashing a file: one quick host call for a
+    paged source's listing. Raises HostError without a grant."""
+    found: list[str] = json.loads(call_host(_sync.folder_files))
+    return found
+
+
+def file_digests(paths: list[str]) -> dict[str, str | None]:
+    """`folder_digests` of `paths` only (one page's): path -> sha256 (None: not a readable
+    regular file); paths without a file are left out. Raises HostError without a grant."""
+    found: dict[str, str | None] = json.loads(call_host(_sync.file_digests, list(paths)))
+    return found
+
+
+def set_bases(bases: list[tuple[str, str, str, str | None]]) -> None:
+    """`set_base` (content None: `forget`) of many (path, owner, label, content) in one host
+    call, in order. Record bases last, after both sides hold their content."""
+    items = [{"path": p, "owner": o, "label": lb, "content": c} for p, o, lb, c in bases]
+    call_host(_sync.set_bases, json.dumps(items))
+
+
+def read_blocks(owner: str, labels: list[str]) -> dict[str, str | None]:
+    """The content of many blocks of `owner` (None: no such block) in one host call."""
+    found: dict[str, str | None] = json.loads(call_host(_sync.read_blocks, owner, list(labels)))
+    return found
+
+
+def write_blocks(writes: list[dict[str, object]]) -> None:
+    """Block writes in one host call, in order: each `{"owner", "label", "content"}` (content
+    None: delete), with `"create": True` and a `"description"` for a new block."""
+    call_host(_sync.write_blocks, json.dumps(writes))
 
 
 def dry_run() -> bool:

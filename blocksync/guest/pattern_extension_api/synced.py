@@ -40,6 +40,13 @@ the base; two optional hooks let a source say so without reading the path:
   sha256 digests); S3 compares the ETag (an MD5) and size with the MD5 and length of the base
   text (`sync.base`). Return False when in doubt: it only ever costs a read.
 
+**Pages.** A `SyncedSource` is `paged`: the host lists its paths first (`list_page`, from
+`list_paths`, in pages) and then calls `reconcile` on a page of paths at a time, each page one
+call committed on its own, so a source of 100,000 paths never needs one long call. `digests`
+is then asked for the fingerprints of one page's bound, unchanged-block paths only (a folder:
+`sync.file_digests`). Set `paged = False` for a source whose whole listing gives every
+fingerprint at once and reading a path costs a request (S3): it is reconciled in one call.
+
 A path that is not proven unchanged is read once: bytes hashing to the base's sha256 are
 unchanged, any others are decided by the truth table (with the bytes already read).
 """
@@ -48,6 +55,7 @@ from __future__ import annotations
 
 import difflib
 from abc import abstractmethod
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import ClassVar
@@ -90,6 +98,8 @@ LEVELS = {
     "admin": PermissionLevel.ADMIN,
 }
 _ORDER = ("read-only", "read-write", "admin")
+#: "not read yet" (None means "no block")
+_UNREAD = object()
 
 
 def _merge(base: str, disk: str, agent: str) -> str | None:
@@ -101,32 +111,39 @@ def _merge(base: str, disk: str, agent: str) -> str | None:
 
 class _Inside:
     """The blocks and the bases as a plugin reaches them (host calls): the Inside port of
-    `blocksync_apply`, one path at a time."""
+    `blocksync_apply`, each side's writes of a batch of changes in one host call."""
 
     def __init__(self, source: SyncedSource) -> None:
         self._source = source
 
     def write_blocks(self, changes: Sequence[Change]) -> None:
+        writes: list[dict[str, object]] = []
         for change in changes:
             owner, label, content = change.owner, change.label, change.decision.content
             if content is None:
-                host.memory_delete_block(owner, label)
+                writes.append({"owner": owner, "label": label, "content": None})
             elif change.agent is None:
                 description = f"{change.path} in {self._source.source_id()}"
-                host.memory_create_block(owner, label, description, content)
+                writes.append(
+                    {
+                        "owner": owner,
+                        "label": label,
+                        "content": content,
+                        "create": True,
+                        "description": description,
+                    }
+                )
             elif content != change.agent:
-                host.memory_update_block(owner, label, content)
+                writes.append({"owner": owner, "label": label, "content": content})
+        if writes:
+            sync.write_blocks(writes)
 
     def written(self) -> None:
         pass  # every write of the outside's own is durable when it returns
 
     def write_bases(self, changes: Sequence[Change]) -> None:
-        for change in changes:
-            if change.decision.content is None:
-                sync.forget(change.path)
-            else:
-                block = BlockRef("", change.label, change.owner)
-                sync.set_base(change.path, block, change.decision.content)
+        if changes:
+            sync.set_bases([(c.path, c.owner, c.label, c.decision.content) for c in changes])
 
     def stopped(self) -> str | None:
         return None
@@ -139,6 +156,12 @@ class SyncedSource(DataBlockExtension):
     label_prefix: ClassVar[str] = "item"
     #: the tag when the config names none
     default_tag: ClassVar[str] = "default"
+    #: reconciled in pages (see the module docstring); False: in one call, as the seed has it
+    paged: ClassVar[bool] = True
+    #: paths per `list_page` page: a listing of 100,000 paths crosses in a few calls
+    list_page_size: ClassVar[int] = 20_000
+    #: `list_paths`, sorted, from the first page of a listing to its last
+    _listing: list[str] | None = None
 
     # -- the outside side: what a subclass implements ------------------------------------
 
@@ -161,8 +184,8 @@ class SyncedSource(DataBlockExtension):
         default the sha256 hex of its bytes, None: unreadable), when the outside offers them
         cheaper than reading each path (a folder: `sync.folder_digests`, one host call; S3: one
         listing); None (the default) when it does not, and `list_paths` / `read` are used.
-        `paths` are the paths reconciled ([]: every path): return None when listing the whole
-        outside would cost more than reading those few."""
+        `paths` are the paths whose fingerprints are wanted ([]: every path): return None
+        when listing the whole outside would cost more than reading those few."""
         return None
 
     def unchanged(self, path: str, state: sync.PathState, fingerprint: object) -> bool:
@@ -259,25 +282,46 @@ class SyncedSource(DataBlockExtension):
 
     # -- reconcile -----------------------------------------------------------------------
 
+    def list_page(self, cursor: str | None) -> tuple[list[str], str | None]:
+        """`list_paths` a page at a time: listed once, when the first page is asked for (or
+        again by an instance that never saw the first: the cursor is a path, not a position)."""
+        if cursor is None or self._listing is None:
+            self.check_available()
+            self._listing = sorted(set(self.list_paths()))
+        listing = self._listing
+        start = 0 if cursor is None else bisect_right(listing, cursor)
+        page = listing[start : start + self.list_page_size]
+        if start + len(page) >= len(listing):
+            self._listing = None
+            return page, None
+        return page, page[-1]
+
     def reconcile(self, paths: list[str]) -> list[ReconcileResult]:
         self.check_available()
         states = sync.states(paths)
-        digests = self.digests(paths)
         if not paths:
+            digests = self.digests([])
             listed = digests.keys() if digests is not None else self.list_paths()
             paths = sorted(set(states) | set(listed))
+        else:  # a page: only bound paths whose block is its base can be proven unchanged
+            quiet = [p for p in dict.fromkeys(paths) if p in states and not states[p].agent_changed]
+            digests = self.digests(quiet) if quiet else None
         dry = sync.dry_run()
-        results: list[ReconcileResult] = []
+        decided: list[ReconcileResult | Change] = []
+        unbound: list[str] = []
         for path in dict.fromkeys(paths):
             try:
                 self.check_path(path)
             except ValueError as exc:  # a path this source refuses: left alone, not the rest
                 host.log(LogLevel.WARN, f"{path}: left alone: {exc}")
-                results.append(NoChange(path))
+                decided.append(NoChange(path))
                 continue
             state = states.get(path)
-            if state is None or state.agent_changed:
-                results.append(self._reconcile_path(path, dry))
+            if state is None:  # never synced: decided below, its blocks read at once
+                unbound.append(path)
+                continue
+            if state.agent_changed:
+                decided.append(self._decide(path))
                 continue
             # the host says the block is its base: unchanged if the outside holds it too
             if (
@@ -285,46 +329,84 @@ class SyncedSource(DataBlockExtension):
                 and path in digests
                 and self.unchanged(path, state, digests[path])
             ):
-                results.append(NoChange(path))
+                decided.append(NoChange(path))
                 continue
             try:
                 data = self.read(path)
             except Unreadable as exc:  # one odd path never fails the others
                 host.log(LogLevel.WARN, f"{path}: left alone: {exc}")
-                results.append(NoChange(path))
+                decided.append(NoChange(path))
                 continue
             if data is not None and sha256(data) == state.base_sha256:
-                results.append(NoChange(path))
+                decided.append(NoChange(path))
             else:
-                results.append(self._reconcile_path(path, dry, data, read=True))
-        return results
+                decided.append(self._decide(path, data, read=True))
+        decided += self._decide_unbound(unbound)
+        changes = [c for c in decided if isinstance(c, Change)]
+        if changes and not dry:
+            apply(changes, self, _Inside(self))  # blocks, then the outside, then bases
+        return [self._result(c) if isinstance(c, Change) else c for c in decided]
 
-    def _reconcile_path(
-        self, path: str, dry: bool = False, data: bytes | None = None, read: bool = False
-    ) -> ReconcileResult:
-        """Decide and carry out one path; `data`: its outside content when `read` already."""
+    def _decide_unbound(self, paths: list[str]) -> list[ReconcileResult | Change]:
+        """Decide paths without a base (a first sync: each a new block), their blocks read in
+        one host call."""
+        labels = {path: self.label(path) for path in paths}
+        agents = sync.read_blocks(self.owner, list(labels.values())) if paths else {}
+        return [
+            self._decide(path, binding=(self.owner, labels[path], None), agent=agents[labels[path]])
+            for path in paths
+        ]
+
+    def _decide(
+        self,
+        path: str,
+        data: bytes | None = None,
+        read: bool = False,
+        binding: tuple[str, str, str | None] | None = None,
+        agent: str | None | object = _UNREAD,
+    ) -> ReconcileResult | Change:
+        """The path's decision as a Change to carry out (NoChange when there is nothing to
+        do); `data`: its outside content when `read` already; `binding` and `agent` when
+        known (else asked of the host)."""
         self.check_path(path)
-        owner, label, base = self._binding(path)
+        owner, label, base = binding or self._binding(path)
         try:
             disk, disk_hash = self._text(path, data, read)
         except Unreadable as exc:
             host.log(LogLevel.WARN, f"{path}: left alone: {exc}")
             return NoChange(path)
-        agent = self._agent(owner, label)
+        if agent is _UNREAD:
+            agent = self._agent(owner, label)
+        assert agent is None or isinstance(agent, str)
         decision = decide(base, disk, agent, self.permission, _merge)
-        change = Change(path, owner, label, base, disk, disk_hash, agent, decision)
         if decision.action is Action.NO_CHANGE:
             return NoChange(path)
-        if decision.action is not Action.CONFLICT and not dry:
-            apply([change], self, _Inside(self))
+        return Change(path, owner, label, base, disk, disk_hash, agent, decision)
+
+    def _result(self, change: Change) -> ReconcileResult:
+        """What became of a Change (carried out, or not in a dry run or a conflict)."""
+        path = change.path
         if change.skipped is not None:
             host.log(LogLevel.WARN, f"{path}: left for the next run: {change.skipped}")
             return NoChange(path)
         if change.needs_resolution:
             disk, agent = change.sides_now()
-            sync.report_conflict(path, BlockRef("", label, owner), disk, change.reason)
+            sync.report_conflict(
+                path, BlockRef("", change.label, change.owner), disk, change.reason
+            )
             return NeedsResolution(path, disk or "", agent or "")
-        return Resolved(path, decision.action.value)
+        return Resolved(path, change.decision.action.value)
+
+    def _reconcile_path(
+        self, path: str, dry: bool = False, data: bytes | None = None, read: bool = False
+    ) -> ReconcileResult:
+        """Decide and carry out one path; `data`: its outside content when `read` already."""
+        change = self._decide(path, data, read)
+        if not isinstance(change, Change):
+            return change
+        if not dry:
+            apply([change], self, _Inside(self))
+        return self._result(change)
 
     def _settled(self, path: str, data: bytes | None = None, read: bool = False) -> None:
         """Reconcile one path for load/create/save; raise unless it ended in sync."""

@@ -25,6 +25,9 @@ PACKAGE = "pattern:extension"
 #: Interface versions this host implements; a plugin exporting another is refused.
 SUPPORTED_VERSIONS = ("0.1.0",)
 INTERFACES = ("data-block", "data-stream", "tool")
+#: Interfaces a plugin may export beside those, each serving one of them (``paging``: listing a
+#: data-block source's paths, so the host reconciles it in pages)
+OPTIONAL_INTERFACES = ("paging",)
 
 _BLOCK_REF = "record{block-id: string, label: string, agent-id: string}"
 _NOTIFICATION = f"record{{text: string, blocks: list<{_BLOCK_REF}>}}"
@@ -63,6 +66,12 @@ SIGNATURES: dict[str, dict[str, str]] = {
         "status": f"() -> {_STATUS}",
         "supports-pull": "() -> bool",
         "pull": f"(limit: u32, cursor: option<string>) -> result<list<{_NOTIFICATION}>, string>",
+    },
+    "paging": {
+        "paged": "() -> bool",
+        "list-paths": (
+            "(cursor: option<string>) -> result<tuple<list<string>, option<string>>, string>"
+        ),
     },
     "tool": {
         "name": "() -> string",

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -32,12 +33,19 @@ from wasmtime import WasmtimeError
 from wasmtime.component import LinkerInstance, Record, Variant
 
 from blocksync import deadlines
-from blocksync.errors import AccessDenied, BlocksyncError, MergeConflict, TransportError
-from blocksync.fs.disk import NOT_A_FILE, Folder, printable_path
+from blocksync.errors import (
+    AccessDenied,
+    BlockNotFound,
+    BlocksyncError,
+    MergeConflict,
+    TransportError,
+)
+from blocksync.fs.disk import NOT_A_FILE, Folder, is_vcs_path, printable_path
 from blocksync.index.notifications import NotificationLog
 from blocksync.logs import plugin_logger
 from blocksync.plugins.batch import BlockBatch, SyncBatch
 from blocksync.plugins.spec import MiB, PluginSpec
+from blocksync.shared.paths import source_path_problem
 from blocksync.shared.wit import BlockRef, PermissionLevel, PermissionRule
 from blocksync.store import merge
 from blocksync.store.blocks import BlockStore
@@ -156,6 +164,27 @@ class HostContext:
         else:
             store.delete(owner, label, author=self.author)
 
+    def read_blocks(self, owner: str, labels: list[str]) -> str:
+        """See ``sync.read-blocks`` in the WIT."""
+        found: dict[str, str | None] = {}
+        for label in labels:
+            try:
+                found[label] = self.memory_read_block(owner, label)
+            except BlockNotFound:
+                found[label] = None
+        return json.dumps(found, ensure_ascii=False)
+
+    def write_blocks(self, writes: str) -> None:
+        """See ``sync.write-blocks`` in the WIT."""
+        for item in json_items(writes, "write-blocks", {"owner", "label", "content"}):
+            owner, label, content = item["owner"], item["label"], item["content"]
+            if content is None:
+                self.memory_delete_block(owner, label)
+            elif item.get("create"):
+                self.memory_create_block(owner, label, str(item.get("description", "")), content)
+            else:
+                self.memory_update_block(owner, label, content)
+
     def log_message(self, level: int, message: str) -> None:
         self.log.log(LOG_LEVELS[min(level, len(LOG_LEVELS) - 1)], "%s", message)
 
@@ -204,20 +233,48 @@ class HostContext:
         that cannot be listed) are told to the batch, which reports them as skipped; files in
         a folder that cannot be listed are unknown, not gone (digest None: the plugin reads
         them, fails, and leaves them as they are)."""
+        with self._granted() as folder:
+            files = self._listed(folder)
+            digests = {rel: None if rel in files.unknown else _digest(folder, rel) for rel in files}
+        return json.dumps(digests, ensure_ascii=False)
+
+    def folder_files(self) -> str:
+        """See ``sync.folder-files`` in the WIT: ``folder_digests``' paths, nothing hashed."""
+        with self._granted() as folder:
+            files = self._listed(folder)
+        return json.dumps(list(files), ensure_ascii=False)
+
+    def file_digests(self, paths: list[str]) -> str:
+        """See ``sync.file-digests`` in the WIT: the hashes of ``paths`` only (a page's)."""
+        digests: dict[str, str | None] = {}
+        with self._granted() as folder:
+            for rel in dict.fromkeys(paths):
+                if source_path_problem(rel) is not None or is_vcs_path(rel):
+                    continue  # outside the folder, or never synced: no listing has it
+                try:
+                    found = folder.digest(rel)
+                except (OSError, ValueError):
+                    digests[rel] = None  # a folder on the way that cannot be entered
+                    continue
+                if found is not None:
+                    digests[rel] = None if found in NOT_A_FILE else found
+        return json.dumps(digests, ensure_ascii=False)
+
+    @contextmanager
+    def _granted(self) -> Iterator[Folder]:
         if self.spec.dir is None:
             raise AccessDenied("no folder is granted to this plugin (config `dir`)")
-        digests: dict[str, str | None] = {}
         try:
             with Folder(self.spec.dir) as folder:
-                listing = folder.scan(clean_temps=self.spec.dir_mode == "read-write")
-                for rel in listing.files:
-                    try:
-                        found = folder.digest(rel)
-                    except OSError:
-                        found = None
-                    digests[rel] = None if found in NOT_A_FILE else found  # swapped meanwhile
+                yield folder
         except OSError as exc:
             raise AccessDenied(f"cannot list the granted folder {self.spec.dir}: {exc.strerror}")
+
+    def _listed(self, folder: Folder) -> _Files:
+        """The folder's regular files, sorted, with the bound paths below folders that cannot
+        be listed (``unknown``); during a reconcile, what cannot be synced is told to the batch."""
+        listing = folder.scan(clean_temps=self.spec.dir_mode == "read-write")
+        files = _Files(listing.files)
         if isinstance(self.batch, SyncBatch):
             for rel, reason in listing.odd:
                 self.batch.skipped[printable_path(rel)] = reason
@@ -227,8 +284,9 @@ class HostContext:
                 )
             for path in self.batch.bound or ():
                 if listing.unknown(path) is not None:
-                    digests[path] = None
-        return json.dumps(digests, ensure_ascii=False)
+                    files.unknown.add(path)
+            files += sorted(files.unknown.difference(files))
+        return files
 
     def _block(self, ref: Any) -> tuple[BlockStore, str, str]:
         owner, label = getattr(ref, "agent-id"), ref.label
@@ -258,6 +316,41 @@ class HostContext:
         self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None
     ) -> fetch.HttpResponse:
         return fetch.request(self.http, method, url, headers, body)
+
+
+def json_items(text: str, function: str, keys: set[str]) -> list[dict[str, Any]]:
+    """A JSON list of objects with ``keys`` (text values, ``content`` text or null) as a host
+    function of many writes takes it; AccessDenied (the call's err) when it is not one."""
+    try:
+        items = parse_json(text)
+    except ValueError as exc:
+        raise AccessDenied(f"{function}: not JSON: {exc}") from exc
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise AccessDenied(f"{function}: expected a JSON list of objects")
+    for item in items:
+        for key in keys:
+            value = item.get(key, ...)
+            if not isinstance(value, str) and not (key == "content" and value is None):
+                raise AccessDenied(f"{function}: {key!r} must be text in every item")
+    return items
+
+
+class _Files(list[str]):
+    """A folder's listed files, and which of them are unknown (below a folder that cannot be
+    listed: neither read nor gone)."""
+
+    def __init__(self, files: list[str]) -> None:
+        super().__init__(files)
+        self.unknown: set[str] = set()
+
+
+def _digest(folder: Folder, rel: str) -> str | None:
+    """sha256 hex of a listed file; None when it is no longer a readable regular file."""
+    try:
+        found = folder.digest(rel)
+    except OSError:
+        return None
+    return None if found in NOT_A_FILE else found  # swapped meanwhile
 
 
 def _guard(
@@ -350,6 +443,7 @@ class SyncBaseFunctions(Protocol):
     def states(self, paths: list[str]) -> str: ...
     def set_base(self, path: str, block: Any, content: str) -> None: ...
     def forget(self, path: str) -> None: ...
+    def set_bases(self, bases: str) -> None: ...
     def dry_run(self) -> bool: ...
     def report_conflict(self, path: str, block: Any, disk: str | None, reason: str) -> None: ...
 
@@ -379,6 +473,9 @@ class NoBases:
     def forget(self, path: str) -> None:
         raise AccessDenied(_NO_BASES)
 
+    def set_bases(self, bases: str) -> None:
+        raise AccessDenied(_NO_BASES)
+
     def dry_run(self) -> bool:
         return False
 
@@ -394,6 +491,7 @@ def bases_functions(bases: SyncBaseFunctions) -> dict[str, Callable[..., Any]]:
         "states": bases.states,
         "set-base": as_result(bases.set_base, tagged=False),
         "forget": as_result(bases.forget, tagged=False),
+        "set-bases": as_result(bases.set_bases, tagged=False),
         "dry-run": bases.dry_run,
         "report-conflict": bases.report_conflict,
     }
@@ -436,6 +534,10 @@ def define(
     sync: dict[str, Callable[..., Any]] = {
         **bases_functions(bases or NoBases()),
         "folder-digests": as_result(ctx.folder_digests, tagged=True),
+        "folder-files": as_result(ctx.folder_files, tagged=True),
+        "file-digests": as_result(ctx.file_digests, tagged=True),
+        "read-blocks": as_result(ctx.read_blocks, tagged=True),
+        "write-blocks": as_result(ctx.write_blocks, tagged=False),
         "merge3": as_result(_merge3, tagged=True),
         "block-history": as_result(ctx.block_history, tagged=False),
         "block-read-at": as_result(ctx.block_read_at, tagged=True),

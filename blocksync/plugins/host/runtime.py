@@ -238,7 +238,8 @@ def check(info: ComponentInfo, name: str) -> None:
             "exports none of the pattern:extension interfaces "
             f"({', '.join(contract.INTERFACES)}); found {', '.join(info.exports) or 'none'}"
         )
-    for interface, version in ours.items():
+    optional = {i: v for i, v in info.exports.items() if i in contract.OPTIONAL_INTERFACES}
+    for interface, version in (ours | optional).items():
         if version not in contract.SUPPORTED_VERSIONS:
             raise refuse(
                 f"exports {interface}@{version or '(unversioned)'}; this blocksync supports "
