@@ -18,30 +18,57 @@ from __future__ import annotations
 import dataclasses
 import enum
 import getpass
+import importlib
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
-from . import demo as demo_mod
-from . import interrupts, logs, plugins, workspace
-from . import runner as sync_mod
-from . import testing as conformance
-from .agents.streams import StreamReport
-from .agents.tools import params_from_json
+from . import interrupts, logs
 from .errors import BlocksyncError, UsageError
-from .index.conflicts import Take
-from .index.notifications import StoredNotification
-from .plugins import trust
-from .plugins.tooling import build as build_mod
-from .store.blocks import KEEP, Block, Keep
-from .sync.reconciler import ReconcileReport
 from .text import char_diff, decode_text, printable, render_char_diff
+
+if TYPE_CHECKING:
+    from . import demo as demo_mod
+    from . import plugins, workspace
+    from . import runner as sync_mod
+    from . import testing as conformance
+    from .agents import tools as tools_mod
+    from .agents.streams import StreamReport
+    from .index.conflicts import Take
+    from .index.notifications import StoredNotification
+    from .plugins import trust
+    from .plugins.tooling import build as build_mod
+    from .store import blocks as blocks_mod
+    from .store.blocks import Block, Keep
+    from .sync.reconciler import ReconcileReport
+else:
+
+    class _OnFirstUse(ModuleType):
+        """A module imported when a command first reads an attribute of it: each command pays
+        only for what it uses (wasmtime, jsonschema, cryptography, dulwich...), so `--version`,
+        `--help` and `block read` start fast."""
+
+        def __getattr__(self, name: str) -> Any:
+            module = importlib.import_module(self.__name__)
+            self.__dict__.update(vars(module))
+            return getattr(module, name)
+
+    demo_mod = _OnFirstUse("blocksync.demo")
+    plugins = _OnFirstUse("blocksync.plugins")
+    workspace = _OnFirstUse("blocksync.workspace")
+    sync_mod = _OnFirstUse("blocksync.runner")
+    conformance = _OnFirstUse("blocksync.testing")
+    tools_mod = _OnFirstUse("blocksync.agents.tools")
+    trust = _OnFirstUse("blocksync.plugins.trust")
+    build_mod = _OnFirstUse("blocksync.plugins.tooling.build")
+    blocks_mod = _OnFirstUse("blocksync.store.blocks")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -327,7 +354,9 @@ def block_update(
     only metadata options are given."""
     if no_char_limit and char_limit is not None:
         raise UsageError("give --char-limit or --no-char-limit, not both")
-    limit: int | None | Keep = None if no_char_limit else KEEP if char_limit is None else char_limit
+    limit: int | None | Keep = (
+        None if no_char_limit else blocks_mod.KEEP if char_limit is None else char_limit
+    )
     meta_only = no_char_limit or any(
         v is not None for v in (description, block_type, schema, char_limit)
     )
@@ -1225,7 +1254,7 @@ def tool_run(
     printed as JSON (--json: with the call's id, agent and origin). A failing tool exits 1."""
     if params_text == "-":
         params_text = decode_text(sys.stdin.buffer.read(), "standard input")
-    params = params_from_json(params_text)
+    params = tools_mod.params_from_json(params_text)
     with obj.open() as ws:
         call = ws.tools.run(name, params, agent=agent, call_id=call_id)
     if as_json:

@@ -1,0 +1,63 @@
+"""Start-up benchmark (issue 14): what a whole `blocksync` process costs before and around its
+work, the way an agent calling the CLI pays it on every call. Prints medians, each as a ratio
+against `sqlite-utils --version` measured in the same run (goal <= 1.5x for `block read` and
+`--help`).
+
+    .venv/bin/python benchmarks/bench_startup.py [--runs 15] [--tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def median_seconds(argv: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--tiny", action="store_true", help="one run of each")
+    args = parser.parse_args()
+    runs = 1 if args.tiny else args.runs
+    blocksync = str(BIN / "blocksync")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = str(Path(tmp) / "store")
+        subprocess.run([blocksync, "init", store], check=True, capture_output=True)
+        create = ["block", "create", "agent", "notes", "--content", "hello"]
+        subprocess.run([blocksync, "--store", store, *create], check=True, capture_output=True)
+        commands = {
+            "blocksync --version": [blocksync, "--version"],
+            "blocksync --help": [blocksync, "--help"],
+            "blocksync block read": [blocksync, "--store", store, "block", "read", "agent", "notes"],
+        }
+        # interleaved rounds: a machine that gets busier mid-run weighs on every command alike
+        reference: list[float] = []
+        ours: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(runs):
+            reference.append(median_seconds([str(BIN / "sqlite-utils"), "--version"], 1))
+            for name, argv in commands.items():
+                ours[name].append(median_seconds(argv, 1))
+    base = statistics.median(reference)
+    print(f"sqlite-utils --version (reference): median {base * 1000:.0f} ms over {runs} runs")
+    for name, times in ours.items():
+        median = statistics.median(times)
+        print(f"{name}: median {median * 1000:.0f} ms = {median / base:.2f}x the reference")
+
+
+if __name__ == "__main__":
+    main()
