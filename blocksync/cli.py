@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
-from . import interrupts, logs
+from . import cli_progress, interrupts, logs
 from .errors import BlocksyncError, UsageError
+from .shared import progress
 from .text import char_diff, decode_text, printable, render_char_diff
 
 if TYPE_CHECKING:
@@ -74,19 +75,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Group(click.Group):
-    """Turns every blocksync error into a one-line message and its documented exit code."""
+    """Turns every blocksync error into a one-line message and its documented exit code, and
+    shows long operations' progress on a terminal (:mod:`blocksync.cli_progress`)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # -v / --verbose is accepted after the subcommand too: moved in front of it
         end = args.index("--") if "--" in args else len(args)
+        # --json output gets nothing extra, not even on standard error
+        ctx.meta["blocksync.json"] = "--json" in args[:end]
         verbose = [a for a in args[:end] if a in ("-v", "--verbose")]
         if verbose:
             args = ["--verbose"] + [a for a in args[:end] if a not in verbose] + args[end:]
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        shown = cli_progress.for_command(ctx.meta.get("blocksync.json", False), os.environ)
         try:
-            return super().invoke(ctx)
+            with progress.reporting(shown):
+                return super().invoke(ctx)
         except BlocksyncError as exc:
             click.echo(f"error: {printable(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
@@ -546,11 +552,14 @@ def plugin() -> None:
     help="Force WASI imports on or off (default: only if the plugin needs files).",
 )
 @json_option
+@pass_ctx
 def plugin_build(
-    source: Path, output: Path, world: str | None, wasi: bool | None, as_json: bool
+    obj: _Context, source: Path, output: Path, world: str | None, wasi: bool | None, as_json: bool
 ) -> None:
-    """Build the Python plugin in folder SOURCE (its app.py) into a component."""
-    result = build_mod.build(source, output, world=world, wasi=wasi)
+    """Build the Python plugin in folder SOURCE (its app.py) into a component; inside a store
+    (--store), also compile it into the store's cache, so its first use there starts at once."""
+    cache = obj.store / "cache" if (obj.store / "repo").is_dir() else None
+    result = build_mod.build(source, output, world=world, wasi=wasi, cache_folder=cache)
     if as_json:
         _print_json({k: v for k, v in _plain(result).items() if k != "log"})
         return
@@ -745,14 +754,13 @@ def reconcile(
     Exit 0 clean, 3 open conflicts, 1 a source failed (wins over 3), 75 another run holds the lock.
     """
     # a dry run writes nothing: no lock, and no signal handling of its own either
-    with _progress(as_json) as progress, obj.open() as ws, _writing(not dry_run):
+    with obj.open() as ws, _writing(not dry_run):
         report = ws.reconcile(
             list(sources),
             list(paths) or None,
             dry_run=dry_run,
             wait=wait,
             timeout=timeout,
-            progress=progress,
             allow_mass_delete=allow_mass_delete,
         )
         if not dry_run and (stop := report.interruption()) is not None:
@@ -768,24 +776,6 @@ def _writing(writes: bool = True) -> AbstractContextManager[None]:
     """A writer command records SIGINT/SIGTERM and stops at its next safe point
     (:mod:`blocksync.interrupts`); the library itself installs no handler."""
     return interrupts.handling() if writes else nullcontext()
-
-
-@contextmanager
-def _progress(as_json: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A one-line progress display on a terminal (never with --json or when piped)."""
-    if as_json or not (sys.stdout.isatty() and sys.stderr.isatty()):
-        yield None
-        return
-
-    def show(source: str, position: int, count: int) -> None:
-        click.echo(
-            f"\r\x1b[Kreconciling {printable(source)} ({position}/{count})...", nl=False, err=True
-        )
-
-    try:
-        yield show
-    finally:  # erase the line, also before an error message
-        click.echo("\r\x1b[K", nl=False, err=True)
 
 
 def render_report(report: ReconcileReport) -> str:
@@ -949,15 +939,13 @@ def sync_command(
 
     Exit 0 clean, 3 open conflicts, 1 a source failed (wins over 3), 75 another run holds the lock.
     """
-    with _progress(as_json) as progress:
-        report = sync_mod.sync_store(
-            obj.store,
-            author=obj.author,
-            wait=wait,
-            timeout=timeout,
-            progress=progress,
-            allow_mass_delete=allow_mass_delete,
-        )
+    report = sync_mod.sync_store(
+        obj.store,
+        author=obj.author,
+        wait=wait,
+        timeout=timeout,
+        allow_mass_delete=allow_mass_delete,
+    )
     if as_json:
         _print_json(report.to_json())
     else:

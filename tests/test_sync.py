@@ -360,7 +360,7 @@ def test_progress_on_a_terminal_only(store_path: Path, notes: Path) -> None:
     finally:
         os.close(master)
     text = out.decode()
-    assert "reconciling notes (1/1)..." in text and "open conflicts: 0" in text
+    assert "reconciling notes (1/1)" in text and "open conflicts: 0" in text
     assert "reconciling" not in sync(store_path, "--json").stdout
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from blocksync import interrupts
 from blocksync.errors import BlocksyncError, Interrupted, NotFound, StaleResolution, UsageError
 from blocksync.index.conflicts import Conflict, ConflictIndex, Resolution, Take, changed_sides
+from blocksync.shared.progress import current as current_progress
 from blocksync.store.merge import merge3
 
 from .outcome import Settled, Waiting, record_outcome
@@ -203,12 +204,11 @@ class Reconciler:
             if not run.leaves_out(entry):
                 if progress is not None:
                     progress(key, position, len(plan))
-                entry = _isolated(
-                    key,
-                    partial(
-                        self._reconcile_source, key, wanted, dry_run, run.id, allow_mass_delete
-                    ),
+                work = partial(
+                    self._reconcile_source, key, wanted, dry_run, run.id, allow_mass_delete
                 )
+                with current_progress().task(f"reconciling {key} ({position}/{len(plan)})"):
+                    entry = _isolated(key, work)
             reports.append(entry)
         return ReconcileReport(run.id, reports, self.conflicts.open_count(), dry_run)
 
