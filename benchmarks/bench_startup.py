@@ -40,10 +40,11 @@ def main() -> None:
         subprocess.run([blocksync, "init", store], check=True, capture_output=True)
         create = ["block", "create", "agent", "notes", "--content", "hello"]
         subprocess.run([blocksync, "--store", store, *create], check=True, capture_output=True)
+        read = ["--store", store, "block", "read", "agent", "notes"]
         commands = {
             "blocksync --version": [blocksync, "--version"],
             "blocksync --help": [blocksync, "--help"],
-            "blocksync block read": [blocksync, "--store", store, "block", "read", "agent", "notes"],
+            "blocksync block read": [blocksync, *read],
         }
         # interleaved rounds: a machine that gets busier mid-run weighs on every command alike
         reference: list[float] = []

@@ -21,10 +21,12 @@ Standard library only (``shared``): it costs nothing to import, and has no depen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Task(Protocol):
@@ -69,6 +71,15 @@ def reporting(progress: Progress) -> Iterator[Progress]:
         yield progress
     finally:
         _current.reset(token)
+
+
+def counted(items: Sequence[T], description: str) -> Iterator[T]:
+    """``items``, one by one, as a task of ``len(items)`` steps: a loop's progress in its
+    ``for`` line (``for path in counted(paths, "hashing notes"):``)."""
+    with current().task(description, total=len(items)) as task:
+        for item in items:
+            yield item
+            task.advance()
 
 
 def size_text(size: int) -> str:

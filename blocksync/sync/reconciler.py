@@ -30,6 +30,7 @@ from typing import Any
 from blocksync import interrupts
 from blocksync.errors import BlocksyncError, Interrupted, NotFound, StaleResolution, UsageError
 from blocksync.index.conflicts import Conflict, ConflictIndex, Resolution, Take, changed_sides
+from blocksync.shared.progress import counted
 from blocksync.shared.progress import current as current_progress
 from blocksync.store.merge import merge3
 
@@ -267,7 +268,7 @@ class Reconciler:
             nullcontext() if dry_run else self.conflicts.batch(f"reconcile {key} ({run_id})")
         )
         with recording:
-            for result in outcome.results:
+            for result in counted(outcome.results, f"recording {key}"):
                 if isinstance(result, Resolved):
                     report.resolved.append((result.path, result.resolution))
                     if result.path in open_paths:
