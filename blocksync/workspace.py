@@ -32,6 +32,7 @@ from .errors import (
 from .fs.safefile import create_new
 from .index import versions
 from .index.db import IndexDb
+from .shared import progress
 from .store.blocks import BlockStore, Transaction
 from .sync import runlock
 from .sync.run import Run
@@ -432,12 +433,17 @@ def _follow(repo_path: Path, index: versions.VersionIndex, head: str | None = No
     """Catch ``index`` up with main (or with commit ``head``) of the repository."""
     store = BlockStore(repo_path, index, DEFAULT_AUTHOR)
     try:
-        if head is None:
-            store.catch_up_index()
-        else:
-            index.catch_up(head, store.read_commit_info)
+        with progress.current().task("indexing the history of main"):
+            _catch_up(store, index, head)
     finally:
         store.close()
+
+
+def _catch_up(store: BlockStore, index: versions.VersionIndex, head: str | None) -> None:
+    if head is None:
+        store.catch_up_index()
+    else:
+        index.catch_up(head, store.read_commit_info)
 
 
 def rebuild_index(path: str | Path) -> None:
@@ -491,7 +497,8 @@ def fsck(path: str | Path) -> FsckReport:
 
     root = _existing_store(path)
     report = FsckReport()
-    check_repository(root / "repo", report)
+    with progress.current().task(f"checking {root / 'repo'}"):
+        check_repository(root / "repo", report)
     if not report.ok:
         return report
     try:
