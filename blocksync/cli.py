@@ -57,9 +57,8 @@ else:
         `--help` and `block read` start fast."""
 
         def __getattr__(self, name: str) -> Any:
-            module = importlib.import_module(self.__name__)
-            self.__dict__.update(vars(module))
-            return getattr(module, name)
+            # read through on every use, never copied: the module stays the one truth
+            return getattr(importlib.import_module(self.__name__), name)
 
     demo_mod = _OnFirstUse("blocksync.demo")
     plugins = _OnFirstUse("blocksync.plugins")
@@ -89,7 +88,8 @@ class _Group(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
-        shown = cli_progress.for_command(ctx.meta.get("blocksync.json", False), os.environ)
+        json_output = ctx.meta.get("blocksync.json", False)
+        shown = cli_progress.for_command(json_output, os.environ, sys.stdout, sys.stderr)
         try:
             with progress.reporting(shown):
                 return super().invoke(ctx)

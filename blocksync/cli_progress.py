@@ -8,7 +8,6 @@ The only module that imports rich, and only once a task starts: a command that s
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,24 +19,26 @@ from .text import printable
 if TYPE_CHECKING:
     import rich.progress
 
-#: BLOCKSYNC_PROGRESS: ``auto`` (default: when standard error is a terminal), ``always`` (also
+#: BLOCKSYNC_PROGRESS: ``auto`` (default: when the output is a terminal), ``always`` (also
 #: into a pipe, as a terminal would get it: for tests and recordings) or ``never``
 ENV = "BLOCKSYNC_PROGRESS"
 CHOICES = ("auto", "always", "never")
 
 
-def for_command(as_json: bool, env: Mapping[str, str], stderr: IO[str] | None = None) -> Progress:
-    """What a command reports its progress to: a display on ``stderr`` when it is a terminal
-    (or ``BLOCKSYNC_PROGRESS=always``), nothing for ``--json`` or ``never``."""
-    stream = stderr if stderr is not None else sys.stderr
+def for_command(
+    as_json: bool, env: Mapping[str, str], stdout: IO[str], stderr: IO[str]
+) -> Progress:
+    """What a command reports its progress to: a display on ``stderr`` when the command's
+    output, ``stdout`` and ``stderr``, goes to a terminal (or ``BLOCKSYNC_PROGRESS=always``);
+    nothing for ``--json``, for output redirected, or with ``never``."""
     mode = env.get(ENV, "auto").strip().lower() or "auto"
     if mode not in CHOICES:
         mode = "auto"  # an unknown value is no reason to fail a command
     if as_json or mode == "never":
         return SILENT
-    if mode == "auto" and not stream.isatty():
+    if mode == "auto" and not (stdout.isatty() and stderr.isatty()):
         return SILENT
-    return TerminalProgress(stream, force_terminal=mode == "always")
+    return TerminalProgress(stderr, force_terminal=mode == "always")
 
 
 class _RichTask:
