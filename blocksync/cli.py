@@ -18,48 +18,81 @@ from __future__ import annotations
 import dataclasses
 import enum
 import getpass
+import importlib
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
-from . import demo as demo_mod
-from . import interrupts, logs, plugins, workspace
-from . import runner as sync_mod
-from . import testing as conformance
-from .agents.streams import StreamReport
-from .agents.tools import params_from_json
+from . import cli_progress, interrupts, logs
 from .errors import BlocksyncError, UsageError
-from .index.conflicts import Take
-from .index.notifications import StoredNotification
-from .plugins import trust
-from .plugins.tooling import build as build_mod
-from .store.blocks import KEEP, Block, Keep
-from .sync.reconciler import ReconcileReport
+from .shared import progress
 from .text import char_diff, decode_text, printable, render_char_diff
+
+if TYPE_CHECKING:
+    from . import demo as demo_mod
+    from . import plugins, workspace
+    from . import runner as sync_mod
+    from . import testing as conformance
+    from .agents import tools as tools_mod
+    from .agents.streams import StreamReport
+    from .index.conflicts import Take
+    from .index.notifications import StoredNotification
+    from .plugins import trust
+    from .plugins.tooling import build as build_mod
+    from .store import blocks as blocks_mod
+    from .store.blocks import Block, Keep
+    from .sync.reconciler import ReconcileReport
+else:
+
+    class _OnFirstUse(ModuleType):
+        """A module imported when a command first reads an attribute of it: each command pays
+        only for what it uses (wasmtime, jsonschema, cryptography, dulwich...), so `--version`,
+        `--help` and `block read` start fast."""
+
+        def __getattr__(self, name: str) -> Any:
+            # read through on every use, never copied: the module stays the one truth
+            return getattr(importlib.import_module(self.__name__), name)
+
+    demo_mod = _OnFirstUse("blocksync.demo")
+    plugins = _OnFirstUse("blocksync.plugins")
+    workspace = _OnFirstUse("blocksync.workspace")
+    sync_mod = _OnFirstUse("blocksync.runner")
+    conformance = _OnFirstUse("blocksync.testing")
+    tools_mod = _OnFirstUse("blocksync.agents.tools")
+    trust = _OnFirstUse("blocksync.plugins.trust")
+    build_mod = _OnFirstUse("blocksync.plugins.tooling.build")
+    blocks_mod = _OnFirstUse("blocksync.store.blocks")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Group(click.Group):
-    """Turns every blocksync error into a one-line message and its documented exit code."""
+    """Turns every blocksync error into a one-line message and its documented exit code, and
+    shows long operations' progress on a terminal (:mod:`blocksync.cli_progress`)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # -v / --verbose is accepted after the subcommand too: moved in front of it
         end = args.index("--") if "--" in args else len(args)
+        # --json output gets nothing extra, not even on standard error
+        ctx.meta["blocksync.json"] = "--json" in args[:end]
         verbose = [a for a in args[:end] if a in ("-v", "--verbose")]
         if verbose:
             args = ["--verbose"] + [a for a in args[:end] if a not in verbose] + args[end:]
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        json_output = ctx.meta.get("blocksync.json", False)
+        shown = cli_progress.for_command(json_output, os.environ, sys.stdout, sys.stderr)
         try:
-            return super().invoke(ctx)
+            with progress.reporting(shown):
+                return super().invoke(ctx)
         except BlocksyncError as exc:
             click.echo(f"error: {printable(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
@@ -327,7 +360,9 @@ def block_update(
     only metadata options are given."""
     if no_char_limit and char_limit is not None:
         raise UsageError("give --char-limit or --no-char-limit, not both")
-    limit: int | None | Keep = None if no_char_limit else KEEP if char_limit is None else char_limit
+    limit: int | None | Keep = (
+        None if no_char_limit else blocks_mod.KEEP if char_limit is None else char_limit
+    )
     meta_only = no_char_limit or any(
         v is not None for v in (description, block_type, schema, char_limit)
     )
@@ -563,11 +598,14 @@ def plugin() -> None:
     help="Force WASI imports on or off (default: only if the plugin needs files).",
 )
 @json_option
+@pass_ctx
 def plugin_build(
-    source: Path, output: Path, world: str | None, wasi: bool | None, as_json: bool
+    obj: _Context, source: Path, output: Path, world: str | None, wasi: bool | None, as_json: bool
 ) -> None:
-    """Build the Python plugin in folder SOURCE (its app.py) into a component."""
-    result = build_mod.build(source, output, world=world, wasi=wasi)
+    """Build the Python plugin in folder SOURCE (its app.py) into a component; inside a store
+    (--store), also compile it into the store's cache, so its first use there starts at once."""
+    cache = obj.store / "cache" if (obj.store / "repo").is_dir() else None
+    result = build_mod.build(source, output, world=world, wasi=wasi, cache_folder=cache)
     if as_json:
         _print_json({k: v for k, v in _plain(result).items() if k != "log"})
         return
@@ -762,14 +800,13 @@ def reconcile(
     Exit 0 clean, 3 open conflicts, 1 a source failed (wins over 3), 75 another run holds the lock.
     """
     # a dry run writes nothing: no lock, and no signal handling of its own either
-    with _progress(as_json) as progress, obj.open() as ws, _writing(not dry_run):
+    with obj.open() as ws, _writing(not dry_run):
         report = ws.reconcile(
             list(sources),
             list(paths) or None,
             dry_run=dry_run,
             wait=wait,
             timeout=timeout,
-            progress=progress,
             allow_mass_delete=allow_mass_delete,
         )
         if not dry_run and (stop := report.interruption()) is not None:
@@ -785,24 +822,6 @@ def _writing(writes: bool = True) -> AbstractContextManager[None]:
     """A writer command records SIGINT/SIGTERM and stops at its next safe point
     (:mod:`blocksync.interrupts`); the library itself installs no handler."""
     return interrupts.handling() if writes else nullcontext()
-
-
-@contextmanager
-def _progress(as_json: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A one-line progress display on a terminal (never with --json or when piped)."""
-    if as_json or not (sys.stdout.isatty() and sys.stderr.isatty()):
-        yield None
-        return
-
-    def show(source: str, position: int, count: int) -> None:
-        click.echo(
-            f"\r\x1b[Kreconciling {printable(source)} ({position}/{count})...", nl=False, err=True
-        )
-
-    try:
-        yield show
-    finally:  # erase the line, also before an error message
-        click.echo("\r\x1b[K", nl=False, err=True)
 
 
 def render_report(report: ReconcileReport) -> str:
@@ -966,15 +985,13 @@ def sync_command(
 
     Exit 0 clean, 3 open conflicts, 1 a source failed (wins over 3), 75 another run holds the lock.
     """
-    with _progress(as_json) as progress:
-        report = sync_mod.sync_store(
-            obj.store,
-            author=obj.author,
-            wait=wait,
-            timeout=timeout,
-            progress=progress,
-            allow_mass_delete=allow_mass_delete,
-        )
+    report = sync_mod.sync_store(
+        obj.store,
+        author=obj.author,
+        wait=wait,
+        timeout=timeout,
+        allow_mass_delete=allow_mass_delete,
+    )
     if as_json:
         _print_json(report.to_json())
     else:
@@ -1271,7 +1288,7 @@ def tool_run(
     printed as JSON (--json: with the call's id, agent and origin). A failing tool exits 1."""
     if params_text == "-":
         params_text = decode_text(sys.stdin.buffer.read(), "standard input")
-    params = params_from_json(params_text)
+    params = tools_mod.params_from_json(params_text)
     with obj.open() as ws:
         call = ws.tools.run(name, params, agent=agent, call_id=call_id)
     if as_json:

@@ -13,13 +13,16 @@ libraries): an application that wants the log configures logging as usual.
 
 from __future__ import annotations
 
+import functools
 import logging
-import logging.handlers
 import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from logging.handlers import RotatingFileHandler
 
 PLUGIN_LOGGER = "blocksync.plugin"
 MAX_BYTES = 1 << 20
@@ -34,23 +37,29 @@ LEVELS = {
 logging.getLogger("blocksync").addHandler(logging.NullHandler())
 
 
-class _RotatingFile(logging.handlers.RotatingFileHandler):
-    """A RotatingFileHandler that never writes through a link planted at its path."""
+@functools.cache
+def _rotating_file() -> type[RotatingFileHandler]:
+    """A RotatingFileHandler that never writes through a link planted at its path (made when a
+    plugin first logs: logging.handlers is not paid by commands that load no plugin)."""
+    from logging.handlers import RotatingFileHandler
 
-    def _open(self) -> Any:
-        fd = os.open(
-            self.baseFilename,
-            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o644,
-        )
-        return os.fdopen(fd, "a", encoding="utf-8", errors="replace")
+    class _RotatingFile(RotatingFileHandler):
+        def _open(self) -> Any:
+            fd = os.open(
+                self.baseFilename,
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o644,
+            )
+            return os.fdopen(fd, "a", encoding="utf-8", errors="replace")
+
+    return _RotatingFile
 
 
 class _PluginLogFiles:
     """The open log files of plugins, by path (one rotating handler each, shared by threads)."""
 
     def __init__(self) -> None:
-        self._files: dict[Path, _RotatingFile] = {}
+        self._files: dict[Path, RotatingFileHandler] = {}
         self._lock = threading.Lock()
         self._format = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
 
@@ -60,7 +69,7 @@ class _PluginLogFiles:
                 handler = self._files.get(path)
                 if handler is None:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    handler = self._files[path] = _RotatingFile(
+                    handler = self._files[path] = _rotating_file()(
                         path, maxBytes=MAX_BYTES, backupCount=BACKUPS, delay=True
                     )
                     handler.setFormatter(self._format)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from diff_match_patch import diff_match_patch
 
 from .errors import InvalidContent
-from .shared.linediff import Budget, Change, histogram
+
+if TYPE_CHECKING:
+    from .shared.linediff import Change
 
 CharOp = Literal["equal", "insert", "delete"]
 _DMP_OPS: dict[int, CharOp] = {0: "equal", 1: "insert", -1: "delete"}
@@ -74,6 +76,8 @@ def unified_diff(old: str, new: str, old_name: str, new_name: str, context: int 
     still unsearched when it runs out are shown as one replacement each (correct, but coarse).
     The format is difflib's: no hunk for equal texts, ranges and context as ``difflib`` gives.
     """
+    from .shared.linediff import Budget, histogram  # not paid by commands that show no diff
+
     a = _diff_lines(old)
     b = _diff_lines(new)
     changes = histogram(a, b, Budget(_DIFF_FLOOR + _DIFF_PER_LINE * (len(a) + len(b))))

@@ -12,18 +12,15 @@ A store folder holds::
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, closing
 from functools import partial
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from . import config as config_mod
-from .agents.agent_tools import builtin_tools
-from .agents.streams import Streams, block_resolver
-from .agents.tools import ToolBox
 from .errors import (
     BlocksyncError,
     ConfigError,
@@ -34,23 +31,30 @@ from .errors import (
 )
 from .fs.safefile import create_new
 from .index import versions
-from .index.conflicts import ConflictIndex
 from .index.db import IndexDb
-from .index.notifications import NotificationLog
-from .index.runs import RunLog
-from .plugins import HostServices, PluginSet, parse_specs
+from .shared import progress
 from .store import pack
 from .store.blocks import BlockStore, Transaction
-from .store.fsck import FsckReport, check_repository
-from .store.records import Records
 from .sync import runlock
-from .sync.folder.config import FileSourceSpec, parse_file_source
-from .sync.folder.source import FileSource
-from .sync.protocol import SyncSource
-from .sync.reconciler import Conflicts, Reconciler, ReconcileReport, new_run_id
-from .sync.remotes.source import RemotePull, RemotePush, RemoteSource, RemoteSync
-from .sync.remotes.transport import SOURCE_PREFIX, Remote, add_remote, parse_remotes, remove_remote
 from .sync.run import Run
+
+# What only some commands use is imported where it is first used (plugins: wasmtime,
+# cryptography; tools: jsonschema; remotes: dulwich's client): opening a workspace to read a
+# block pays for none of it.
+if TYPE_CHECKING:
+    from .agents.streams import Streams
+    from .agents.tools import ToolBox
+    from .index.conflicts import ConflictIndex
+    from .index.notifications import NotificationLog
+    from .index.runs import RunLog
+    from .plugins import PluginSet
+    from .store.fsck import FsckReport
+    from .store.records import Records
+    from .sync.folder.config import FileSourceSpec
+    from .sync.protocol import SyncSource
+    from .sync.reconciler import Conflicts, Reconciler, ReconcileReport
+    from .sync.remotes.source import RemotePull, RemotePush, RemoteSync
+    from .sync.remotes.transport import Remote
 
 DEFAULT_AUTHOR = "human:blocksync"
 #: what the library's writers write into the run lock's note as their command
@@ -135,6 +139,8 @@ class Workspace(AbstractContextManager["Workspace"]):
         """``refs/blocksync/records``: the conflicts, runs, notifications and stream state of
         index.db, kept in git too (the record tables of this workspace are opened with it)."""
         if self._records is None:
+            from .store.records import Records
+
             self._records = Records(self.repo_path, durable=self.config.durable)
         return self._records
 
@@ -142,6 +148,9 @@ class Workspace(AbstractContextManager["Workspace"]):
     def notifications(self) -> NotificationLog:
         """Notifications plugins emitted, stored in index.db (and as records in git)."""
         if self._notifications is None:
+            from .agents.streams import block_resolver
+            from .index.notifications import NotificationLog
+
             self._notifications = NotificationLog(
                 self.index_db, block_resolver(self.blocks), records=self.records
             )
@@ -151,6 +160,8 @@ class Workspace(AbstractContextManager["Workspace"]):
     def streams(self) -> Streams:
         """The data streams (``source_kind`` stream or both): lifecycle, pulls, cursors."""
         if self._streams is None:
+            from .agents.streams import Streams
+
             self._streams = Streams(self.plugins, self.notifications)
         return self._streams
 
@@ -158,6 +169,8 @@ class Workspace(AbstractContextManager["Workspace"]):
     def plugins(self) -> PluginSet:
         """The plugins blocksync.toml attaches to agents (its tables are checked on first use)."""
         if self._plugins is None:
+            from .plugins import HostServices, PluginSet, parse_specs
+
             specs = parse_specs(self.config.tables, self.root)
             services = HostServices(self.blocks, self.notifications, self.root / "logs" / "plugins")
             self._plugins = PluginSet(specs, services, self.cache_path, self.plugins_path)
@@ -166,6 +179,8 @@ class Workspace(AbstractContextManager["Workspace"]):
     @property
     def file_sources(self) -> dict[str, FileSourceSpec]:
         """The ``type = "file"`` data sources of blocksync.toml, by table key."""
+        from .sync.folder.config import parse_file_source
+
         specs: dict[str, FileSourceSpec] = {}
         for agent, table in self.config.agents.items():
             sources = table.get("data_sources", {}) if isinstance(table, dict) else {}
@@ -181,6 +196,9 @@ class Workspace(AbstractContextManager["Workspace"]):
     @property
     def reconciler(self) -> Reconciler:
         if self._reconciler is None:
+            from .sync.folder.source import FileSource
+            from .sync.reconciler import Reconciler
+
             openers: dict[str, Callable[[], SyncSource]] = {
                 key: partial(FileSource, spec, self.blocks)
                 for key, spec in self.file_sources.items()
@@ -241,6 +259,8 @@ class Workspace(AbstractContextManager["Workspace"]):
         started by then are failed entries. ``run`` (a :class:`~blocksync.sync.run.Run`) gives the
         run's id, clock and deadline instead. Unknown sources and paths no source has are
         refused before the lock is taken."""
+        from .sync.reconciler import new_run_id
+
         run = run or Run(run_id or new_run_id(), timeout)
         plan = self.reconciler.plan(sources, paths)
         allow = allow_mass_delete or self.config.allow_mass_delete
@@ -253,6 +273,9 @@ class Workspace(AbstractContextManager["Workspace"]):
 
     def _remote_source(self, key: str) -> SyncSource | None:
         # any remote:<name>, configured or not: its open conflicts outlive `remote remove`
+        from .sync.remotes.source import RemoteSource
+        from .sync.remotes.transport import SOURCE_PREFIX
+
         if not key.startswith(SOURCE_PREFIX):
             return None
         return RemoteSource(key, self.blocks, self.reconciler.conflicts)
@@ -262,6 +285,8 @@ class Workspace(AbstractContextManager["Workspace"]):
     @property
     def remotes(self) -> dict[str, Remote]:
         """The ``[remotes.<name>]`` of blocksync.toml, in file order."""
+        from .sync.remotes.transport import parse_remotes
+
         return parse_remotes(self.config.tables, str(self.config.path))
 
     def remote(self, name: str) -> Remote:
@@ -273,18 +298,24 @@ class Workspace(AbstractContextManager["Workspace"]):
 
     def add_remote(self, name: str, url: str) -> Remote:
         """Append ``[remotes.<name>] url = ...`` to blocksync.toml (the rest kept byte for byte)."""
+        from .sync.remotes.transport import add_remote
+
         remote = add_remote(self.root / config_mod.CONFIG_FILE, name, url)
         self.config = config_mod.load(self.root / config_mod.CONFIG_FILE)
         return remote
 
     def remove_remote(self, name: str) -> Remote:
         """Remove ``[remotes.<name>]`` from blocksync.toml; its open conflicts stay resolvable."""
+        from .sync.remotes.transport import remove_remote
+
         remote = remove_remote(self.root / config_mod.CONFIG_FILE, name)
         self.config = config_mod.load(self.root / config_mod.CONFIG_FILE)
         return remote
 
     @property
     def remote_sync(self) -> RemoteSync:
+        from .sync.remotes.source import RemoteSync
+
         return RemoteSync(self.blocks, self.reconciler.conflicts, self.blocks.author)
 
     def pull(
@@ -300,6 +331,8 @@ class Workspace(AbstractContextManager["Workspace"]):
         the run lock (see :meth:`locked`; ``timeout`` bounds the wait for it). A pull that would
         delete most blocks is refused (MassDeletionRefused) unless ``allow_mass_delete`` or
         ``[store] allow_mass_delete``."""
+        from .sync.reconciler import new_run_id
+
         remote = self.remote(name)
         allow = allow_mass_delete or self.config.allow_mass_delete
         with self.locked(PULL_COMMAND, wait=wait, timeout=timeout, run_id=run_id):
@@ -316,6 +349,8 @@ class Workspace(AbstractContextManager["Workspace"]):
     ) -> RemotePush:
         """Push main to remote ``name`` by compare-and-swap, merging first when it moved on (that
         merge is a pull: ``allow_mass_delete`` as there), under the run lock like :meth:`pull`."""
+        from .sync.reconciler import new_run_id
+
         remote = self.remote(name)
         allow = allow_mass_delete or self.config.allow_mass_delete
         with self.locked(PUSH_COMMAND, wait=wait, timeout=timeout, run_id=run_id):
@@ -325,17 +360,23 @@ class Workspace(AbstractContextManager["Workspace"]):
     def conflict_index(self) -> ConflictIndex:
         """The ``conflicts`` table of index.db (opened on first use)."""
         if self._conflict_index is None:
+            from .index.conflicts import ConflictIndex
+
             self._conflict_index = ConflictIndex(self.index_db, records=self.records)
         return self._conflict_index
 
     def run_log(self) -> RunLog:
         """The ``runs`` table of index.db, its rows kept as records in git too (close it)."""
+        from .index.runs import RunLog
+
         return RunLog(self.index_db, records=self.records)
 
     @property
     def conflicts(self) -> Conflicts:
         """The conflict index: ``list``, ``get``, ``resolve``, ``undo`` (only the last two open
         the data sources, loading their plugins, and hold the run lock)."""
+        from .sync.reconciler import Conflicts
+
         return Conflicts(
             self.conflict_index,
             lambda: self.reconciler,
@@ -347,6 +388,9 @@ class Workspace(AbstractContextManager["Workspace"]):
         """Every tool an agent can call: the built-in conflict and history tools and the tools
         of the configured plugins; ``list``, ``call``, ``run`` (see :mod:`blocksync.agents.tools`)."""
         if self._tools is None:
+            from .agents.agent_tools import builtin_tools
+            from .agents.tools import ToolBox
+
             self._tools = ToolBox(
                 self.plugins, builtin_tools(self.conflicts, self.blocks, self.config.may_act_for)
             )
@@ -421,12 +465,17 @@ def _follow(repo_path: Path, index: versions.VersionIndex, head: str | None = No
     """Catch ``index`` up with main (or with commit ``head``) of the repository."""
     store = BlockStore(repo_path, index, DEFAULT_AUTHOR)
     try:
-        if head is None:
-            store.catch_up_index()
-        else:
-            index.catch_up(head, store.read_commit_info)
+        with progress.current().task("indexing the history of main"):
+            _catch_up(store, index, head)
     finally:
         store.close()
+
+
+def _catch_up(store: BlockStore, index: versions.VersionIndex, head: str | None) -> None:
+    if head is None:
+        store.catch_up_index()
+    else:
+        index.catch_up(head, store.read_commit_info)
 
 
 def rebuild_index(path: str | Path) -> None:
@@ -438,6 +487,8 @@ def rebuild_index(path: str | Path) -> None:
     or damaged one is replaced by a new one built beside it. With no records ref (a store from
     before records) the rows index.db has are kept, and written to git.
     """
+    from .store.records import Records
+
     root = _existing_store(path)
     index_path = root / "index.db"
     records = Records(root / "repo")
@@ -474,9 +525,12 @@ def fsck(path: str | Path) -> FsckReport:
 
     Works on a store whose index is missing or damaged: that is one of the things it reports.
     """
+    from .store.fsck import FsckReport, check_repository
+
     root = _existing_store(path)
     report = FsckReport()
-    check_repository(root / "repo", report)
+    with progress.current().task(f"checking {root / 'repo'}"):
+        check_repository(root / "repo", report)
     if not report.ok:
         return report
     try:
@@ -495,6 +549,8 @@ def fsck(path: str | Path) -> FsckReport:
         return report
     finally:
         index.close()
+    import tempfile
+
     with tempfile.TemporaryDirectory() as tmp:
         fresh = versions.VersionIndex.open(Path(tmp) / "index.db", create=True)
         try:
@@ -515,6 +571,8 @@ def fsck(path: str | Path) -> FsckReport:
 
 def _check_records(root: Path, report: FsckReport) -> None:
     """Each record table row against its record in git (git is the truth: rebuild)."""
+    from .store.records import Records
+
     records = Records(root / "repo")
     try:
         with closing(IndexDb.open(root / "index.db", create=False)) as db:

@@ -44,6 +44,7 @@ LAYERS = {
     "runner": 9,  # locked runs with a run log: `blocksync sync` and the CLI's writing commands
     "demo": 9,
     "testing": 9,  # the data-block conformance suite (`blocksync plugin check`)
+    "cli_progress": 9,  # the CLI's progress display (rich) of shared.progress
     "cli": 10,
     "__init__": 11,
 }
@@ -55,6 +56,7 @@ CONFINED = {
     "sqlite_utils": {"index"},
     "wasmtime": {"plugins.host"},
     "click": {"cli"},
+    "rich": {"cli_progress"},
 }
 
 

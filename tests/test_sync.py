@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import select
 import signal
 import subprocess
@@ -27,6 +26,8 @@ from blocksync.errors import ConfigError, RunLockHeld
 from blocksync.index.runs import RunLog, Summary
 from blocksync.runner import run_sync
 from blocksync.sync import runlock
+
+from .terminal import run_on_terminal
 
 BLOCKSYNC = str(Path(sys.executable).parent / "blocksync")
 ENV = {**os.environ, "BLOCKSYNC_AUTHOR": "human:test"}
@@ -334,33 +335,8 @@ def test_text_report(store_path: Path, notes: Path) -> None:
 
 
 def test_progress_on_a_terminal_only(store_path: Path, notes: Path) -> None:
-    master, slave = pty.openpty()
-    try:
-        proc = subprocess.Popen(
-            [BLOCKSYNC, "--store", str(store_path), "sync"],
-            stdin=subprocess.DEVNULL,
-            stdout=slave,
-            stderr=slave,
-            env=ENV,
-        )
-        os.close(slave)
-        out = b""
-        while True:
-            ready, _, _ = select.select([master], [], [], 30)
-            if not ready:
-                break
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the other end is closed
-                break
-            if not chunk:
-                break
-            out += chunk
-        assert proc.wait(30) == 0
-    finally:
-        os.close(master)
-    text = out.decode()
-    assert "reconciling notes (1/1)..." in text and "open conflicts: 0" in text
+    text = run_on_terminal([BLOCKSYNC, "--store", str(store_path), "sync"], ENV, 30)
+    assert "reconciling notes (1/1)" in text and "open conflicts: 0" in text
     assert "reconciling" not in sync(store_path, "--json").stdout
 
 

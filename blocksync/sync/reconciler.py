@@ -30,6 +30,8 @@ from typing import Any
 from blocksync import interrupts
 from blocksync.errors import BlocksyncError, Interrupted, NotFound, StaleResolution, UsageError
 from blocksync.index.conflicts import Conflict, ConflictIndex, Resolution, Take, changed_sides
+from blocksync.shared.progress import counted
+from blocksync.shared.progress import current as current_progress
 from blocksync.store.merge import merge3
 
 from .outcome import Settled, Waiting, record_outcome
@@ -203,12 +205,11 @@ class Reconciler:
             if not run.leaves_out(entry):
                 if progress is not None:
                     progress(key, position, len(plan))
-                entry = _isolated(
-                    key,
-                    partial(
-                        self._reconcile_source, key, wanted, dry_run, run.id, allow_mass_delete
-                    ),
+                work = partial(
+                    self._reconcile_source, key, wanted, dry_run, run.id, allow_mass_delete
                 )
+                with current_progress().task(f"reconciling {key} ({position}/{len(plan)})"):
+                    entry = _isolated(key, work)
             reports.append(entry)
         return ReconcileReport(run.id, reports, self.conflicts.open_count(), dry_run)
 
@@ -267,7 +268,7 @@ class Reconciler:
             nullcontext() if dry_run else self.conflicts.batch(f"reconcile {key} ({run_id})")
         )
         with recording:
-            for result in outcome.results:
+            for result in counted(outcome.results, f"recording {key}"):
                 if isinstance(result, Resolved):
                     report.resolved.append((result.path, result.resolution))
                     if result.path in open_paths:

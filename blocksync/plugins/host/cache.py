@@ -30,6 +30,7 @@ from wasmtime.component import Component
 
 from blocksync.errors import UnsafeFile
 from blocksync.fs.safefile import write_atomic
+from blocksync.shared import progress
 
 log = logging.getLogger("blocksync.plugins.host.cache")
 
@@ -64,20 +65,28 @@ class CompileCache:
             f"{wasm_sha256}\0{self._engine_key}\0{STAMP_FORMAT}".encode()
         ).hexdigest()
 
-    def load(self, engine: Engine, wasm_sha256: str, compile: Callable[[], Component]) -> Component:
+    def load(
+        self,
+        engine: Engine,
+        wasm_sha256: str,
+        compile: Callable[[], Component],
+        what: str = "a plugin",
+    ) -> Component:
         """The component already loaded in this process, else the cached one, else
-        ``compile()``'s, which is then cached."""
+        ``compile()``'s, which is then cached. Compiling takes seconds to a minute: it is
+        reported as a task (:mod:`blocksync.shared.progress`) naming ``what`` is compiled."""
         key = (self._engine_key, wasm_sha256)
         component = _loaded.get(key)
         if component is None:
-            component = _loaded[key] = self._load(engine, wasm_sha256, compile)
+            component = _loaded[key] = self._load(engine, wasm_sha256, compile, what)
         return component
 
     def _load(
-        self, engine: Engine, wasm_sha256: str, compile: Callable[[], Component]
+        self, engine: Engine, wasm_sha256: str, compile: Callable[[], Component], what: str
     ) -> Component:
         if self.folder is None:
-            return compile()
+            with progress.current().task(f"compiling {what}"):
+                return compile()
         artifact = self.folder / f"{self.key(wasm_sha256)}.cwasm"
         stamp = artifact.with_suffix(".stamp")
         cached = self._trusted(artifact, stamp)
@@ -86,8 +95,9 @@ class CompileCache:
                 return Component.deserialize_file(engine, str(artifact))
             except WasmtimeError as exc:
                 log.warning("discarding unusable compiled plugin %s: %s", artifact, exc)
-        component = compile()
-        self._store(component, artifact, stamp)
+        with progress.current().task(f"compiling {what}, first use only"):
+            component = compile()
+            self._store(component, artifact, stamp)
         return component
 
     @staticmethod

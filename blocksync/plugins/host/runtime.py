@@ -68,6 +68,7 @@ from blocksync.errors import BlocksyncError, PluginCallFailed, PluginRefused, Pl
 from blocksync.logs import PluginLog
 from blocksync.plugins.spec import GUEST_DIR, MiB, PluginSpec
 from blocksync.plugins.trust import TrustPolicy, enforce, signature_path
+from blocksync.shared.progress import size_text
 from blocksync.shared.wit import PermissionLevel, PermissionRule
 
 from . import contract, lift
@@ -203,7 +204,7 @@ def compile_component(
                 name, version, f"{path} is not a valid component: {_last_line(exc)}"
             ) from exc
 
-    component = cache.load(engine, sha, compile)
+    component = cache.load(engine, sha, compile, f"{path.name} ({size_text(len(data))})")
     return component, inspect(component, path, sha, len(data))
 
 

@@ -31,7 +31,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from blocksync.errors import PluginBuildError
+from blocksync.errors import BlocksyncError, PluginBuildError
+from blocksync.plugins.host.runtime import compile_component, runtime
+from blocksync.shared import progress
 
 __all__ = [
     "WORLDS",
@@ -530,6 +532,7 @@ def build(
     world: str | None = None,
     wasi: bool | None = None,
     componentize_py: str | None = None,
+    cache_folder: Path | None = None,
 ) -> BuildResult:
     """Build the plugin in folder `source` (its `app.py`) into the component file `output`.
 
@@ -537,6 +540,9 @@ def build(
     (False) whatever the source's `needs_filesystem` says; `componentize_py` is the executable
     to run (default: the one installed beside this Python, else on PATH). The output is written
     atomically. Raises `PluginBuildError` with componentize-py's message when it fails.
+
+    With `cache_folder` (a store's `cache/`) the new component is also compiled into it, so its
+    first use in that store loads it instead of compiling for seconds to a minute.
     """
     source = Path(source).resolve()
     output = Path(output)
@@ -555,9 +561,14 @@ def build(
         command += [] if use_wasi else ["--stub-wasi"]
         command.append(APP_MODULE)
         try:
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_SECONDS, check=False
-            )
+            with progress.current().task(f"building {output.name} with componentize-py"):
+                done = subprocess.run(
+                    command,
+                    capture_output=True,
+                    text=True,
+                    timeout=BUILD_TIMEOUT_SECONDS,
+                    check=False,
+                )
         except OSError as exc:
             raise PluginBuildError(label, f"cannot run componentize-py ({exe}): {exc}") from exc
         except subprocess.TimeoutExpired as exc:
@@ -574,6 +585,8 @@ def build(
     data = partial.read_bytes()
     os.replace(partial, output)
     warnings = () if use_wasi else _late_import_warnings(info)
+    if cache_folder is not None:
+        warnings += _compile_into(output, cache_folder)
     return BuildResult(
         path=output,
         world=world_name,
@@ -585,6 +598,16 @@ def build(
         log=log,
         warnings=warnings,
     )
+
+
+def _compile_into(component: Path, cache_folder: Path) -> tuple[str, ...]:
+    """Compile ``component`` into ``cache_folder``; a warning, not a failure, if it cannot be:
+    the build itself succeeded."""
+    try:
+        compile_component(component, component.name, runtime().cache(cache_folder))
+    except BlocksyncError as exc:
+        return (f"built, but not compiled into {cache_folder}: {exc}",)
+    return ()
 
 
 def _late_import_warnings(info: SourceInfo) -> tuple[str, ...]:

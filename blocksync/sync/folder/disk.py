@@ -14,6 +14,7 @@ from typing import Protocol
 
 from blocksync.errors import NotFound
 from blocksync.fs.disk import FileStat, Folder, Listing, printable_path
+from blocksync.shared import progress
 from blocksync.shared.apply import Unreadable, Unwritable, sha256, text_of
 from blocksync.sync.protocol import Skipped
 
@@ -112,6 +113,12 @@ class Survey:
 
 
 def survey(roots: Roots, spec: Selection, *, stats: bool = False) -> Survey:
+    """Every root listed (see :func:`_survey`), shown as a task while it runs."""
+    with progress.current().task(f"listing {spec.key}"):
+        return _survey(roots, spec, stats=stats)
+
+
+def _survey(roots: Roots, spec: Selection, *, stats: bool) -> Survey:
     """Every root listed (never through a link, never into the store or a version-control
     folder): the selected files, what is skipped and why, folders that cannot be listed;
     ``stats``: each selected file's stat too (what the stat cache compares)."""

@@ -74,7 +74,7 @@ from blocksync.errors import (
 from blocksync.fs.disk import Folder, is_vcs_path, store_overlap
 from blocksync.index.base_index import BaseEntry, BaseIndex
 from blocksync.index.statcache import StatCache
-from blocksync.shared import apply
+from blocksync.shared import apply, progress
 from blocksync.shared.apply import Change, Unreadable
 from blocksync.shared.truth import Action, Decision, content_hash, decide
 from blocksync.shared.wit import (
@@ -642,7 +642,7 @@ class FileSource:
         roots = self.spec.paths
         entries = snap.entries
         ordered: list[NoChange | _Plan] = []
-        for path in wanted:
+        for path in progress.counted(wanted, f"hashing {self.spec.key}"):
             stopped = interrupts.reason()
             if stopped is not None:  # a signal: what is not decided yet is left for the next run
                 outcome.skipped.append(Skipped(path, stopped))
@@ -817,7 +817,8 @@ class FileSource:
             self.fault(step)
 
     def _apply(self, plans: list[_Plan], disk: Roots) -> None:
-        apply.apply(plans, self._outside(disk), _Inside(self, disk))
+        with progress.current().task(f"writing {len(plans)} changes of {self.spec.key}"):
+            apply.apply(plans, self._outside(disk), _Inside(self, disk))
 
     def _reconcile_in_sync(self, path: str) -> FileTarget:
         """Reconcile one path for load/save/create; raise if it did not end in sync."""

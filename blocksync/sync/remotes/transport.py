@@ -35,6 +35,7 @@ from blocksync.errors import (
     UsageError,
 )
 from blocksync.fs.safefile import write_atomic
+from blocksync.shared import progress
 from blocksync.store.blocks import MAIN
 from blocksync.store.gitstore import GitStore
 
@@ -250,7 +251,8 @@ class Transport:
             return [sha]
 
         try:
-            result = client.fetch(path, self.git.repo, determine_wants=wants)
+            with progress.current().task(f"fetching from {remote.name}"):
+                result = client.fetch(path, self.git.repo, determine_wants=wants)
         except BlocksyncError:
             raise
         except Exception as exc:  # noqa: BLE001 -- socket, protocol, missing repository
@@ -351,7 +353,8 @@ class Transport:
             return {MAIN: ObjectID(ours)}
 
         try:
-            result = client.send_pack(path, update_refs, repo.generate_pack_data)
+            with progress.current().task(f"pushing to {remote.name}"):
+                result = client.send_pack(path, update_refs, repo.generate_pack_data)
         except FileLocked:
             return "raced"  # a file remote's main is mid-update by another pusher
         except SendPackError as exc:
