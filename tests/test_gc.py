@@ -275,7 +275,9 @@ def test_gc_refuses_a_repository_missing_a_referenced_object(store: Path) -> Non
     repo = store / "repo"
     with blocksync.open(store) as ws:
         write(ws, 3)
-    blob = git(repo, "rev-parse", "main:" + "blocks/alice/notes/content").strip()
+    blob = git(
+        repo, "rev-parse", f"main:{blocksync.BlockStore.git_path('alice', 'notes')}/content"
+    ).strip()
     stray = loose_object(repo, "old stray\n", OLD)
     path = repo / "objects" / blob[:2] / blob[2:]
     saved = path.read_bytes()
