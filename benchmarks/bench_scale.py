@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_blocks import median_seconds
 from bench_reconcile import build as make_files
 from bench_reconcile import rel, text
+from bench_startup import against_reference, as_installed
 
 import blocksync
 from tests.plugin_builds import built_plugin
@@ -387,21 +388,21 @@ def bigfolder_section(base: Path, files: int, plugin: bool) -> None:
 
 
 def startup_section(stores: Stores, size: int, runs: int) -> None:
-    store = stores.get(size)
-    reference = median_seconds(lambda: run(BIN / "sqlite-utils", "--version"), runs)
-    read = median_seconds(
-        lambda: run(BIN / "blocksync", "--store", store, "block", "read", OWNER, TRACKED), runs
-    )
-    help_ = median_seconds(lambda: run(BIN / "blocksync", "--help"), runs)
+    """As bench_startup.py measures it (bytecode kept, interleaved rounds), on this store."""
+    store = str(stores.get(size))
+    blocksync = str(BIN / "blocksync")
+    commands = {
+        "blocksync block read": [blocksync, "--store", store, "block", "read", OWNER, TRACKED],
+        "blocksync --help": [blocksync, "--help"],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        reference, medians = against_reference(commands, runs, as_installed(Path(tmp)))
     print(f"reference: sqlite-utils --version process median {ms(reference)}")
-    print(
-        f"blocksync block read process: median {ms(read)} = {read / reference:.2f}x "
-        "sqlite-utils --version (goal <= 1.5x)"
-    )
-    print(
-        f"blocksync --help process: median {ms(help_)} = {help_ / reference:.2f}x "
-        "sqlite-utils --version (goal <= 1.5x)"
-    )
+    for name, median in medians.items():
+        print(
+            f"{name} process: median {ms(median)} = {median / reference:.2f}x "
+            "sqlite-utils --version (goal <= 1.5x)"
+        )
 
 
 def numbers(text: str) -> list[int]:

@@ -30,6 +30,32 @@ def seconds(argv: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
+def as_installed(tmp: Path) -> dict[str, str]:
+    """The environment of a process that runs as installed: bytecode kept (under ``tmp``)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+    env.pop("BLOCKSYNC_STORE", None)
+    return env
+
+
+def against_reference(
+    commands: dict[str, list[str]], runs: int, env: dict[str, str]
+) -> tuple[float, dict[str, float]]:
+    """The median seconds of ``sqlite-utils --version`` and of each command, in interleaved
+    rounds (a machine that gets busier mid-run weighs on every command alike), after one
+    warm-up run of each that writes its bytecode."""
+    sqlite_utils = [str(BIN / "sqlite-utils"), "--version"]
+    for argv in [sqlite_utils, *commands.values()]:
+        seconds(argv, env)
+    reference: list[float] = []
+    ours: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        reference.append(seconds(sqlite_utils, env))
+        for name, argv in commands.items():
+            ours[name].append(seconds(argv, env))
+    return statistics.median(reference), {n: statistics.median(t) for n, t in ours.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
@@ -38,33 +64,27 @@ def main() -> None:
     runs = 1 if args.tiny else args.runs
     blocksync = str(BIN / "blocksync")
     with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
-        env.pop("BLOCKSYNC_STORE", None)
+        env = as_installed(Path(tmp))
         store = str(Path(tmp) / "store")
         seconds([blocksync, "init", store], env)
         create = ["block", "create", "agent", "notes", "--content", "hello"]
         seconds([blocksync, "--store", store, *create], env)
-        sqlite_utils = [str(BIN / "sqlite-utils"), "--version"]
-        read = ["--store", store, "block", "read", "agent", "notes"]
         commands = {
             "blocksync --version": [blocksync, "--version"],
             "blocksync --help": [blocksync, "--help"],
-            "blocksync block read": [blocksync, *read],
+            "blocksync block read": [
+                blocksync,
+                "--store",
+                store,
+                "block",
+                "read",
+                "agent",
+                "notes",
+            ],
         }
-        for argv in [sqlite_utils, *commands.values()]:
-            seconds(argv, env)  # writes the bytecode
-        # interleaved rounds: a machine that gets busier mid-run weighs on every command alike
-        reference: list[float] = []
-        ours: dict[str, list[float]] = {name: [] for name in commands}
-        for _ in range(runs):
-            reference.append(seconds(sqlite_utils, env))
-            for name, argv in commands.items():
-                ours[name].append(seconds(argv, env))
-    base = statistics.median(reference)
+        base, medians = against_reference(commands, runs, env)
     print(f"sqlite-utils --version (reference): median {base * 1000:.0f} ms over {runs} runs")
-    for name, times in ours.items():
-        median = statistics.median(times)
+    for name, median in medians.items():
         print(f"{name}: median {median * 1000:.0f} ms = {median / base:.2f}x the reference")
 
 
