@@ -348,16 +348,6 @@ class Folder:
             os.close(fd)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks), None, found
 
-    def stat(self, rel: str) -> os.stat_result | None:
-        """The ``lstat`` of ``rel`` if it is a regular file (None: anything else, or nothing;
-        reading it tells why)."""
-        try:
-            parent, name = self._parent(rel)
-            info = os.stat(name, dir_fd=parent, follow_symlinks=False)
-        except OSError:
-            return None
-        return info if stat.S_ISREG(info.st_mode) else None
-
     def _digest_at(self, parent: int, name: str) -> str | None:
         fd, reason = self._open_regular(parent, name)
         if fd is None:

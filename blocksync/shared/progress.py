@@ -76,7 +76,14 @@ def reporting(progress: Progress) -> Iterator[Progress]:
 def counted(items: Sequence[T], description: str) -> Iterator[T]:
     """``items``, one by one, as a task of ``len(items)`` steps: a loop's progress in its
     ``for`` line (``for path in counted(paths, "hashing notes"):``)."""
-    with current().task(description, total=len(items)) as task:
+    reporter = current()
+    if reporter is SILENT:  # the library's usual case: a per-path loop pays nothing per path
+        return iter(items)
+    return _counted(reporter, items, description)
+
+
+def _counted(reporter: Progress, items: Sequence[T], description: str) -> Iterator[T]:
+    with reporter.task(description, total=len(items)) as task:
         for item in items:
             yield item
             task.advance()

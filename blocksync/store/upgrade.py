@@ -172,9 +172,10 @@ def upgrade_ref(git: GitStore, ref: Ref, fault: Fault | None = None) -> bool:
 def upgrade_refs(git: GitStore, refs: list[Ref], fault: Fault | None = None) -> list[Ref]:
     """:func:`upgrade_ref` each of ``refs`` (in order), after checking that none is newer than
     this code (then nothing is written at all); the refs this call upgraded."""
-    for ref in refs:
-        check_readable(git, git.commit_tree(git.ref(ref)), ref.decode())
-    return [ref for ref in refs if upgrade_ref(git, ref, fault)]
+    formats = [check_readable(git, git.commit_tree(git.ref(ref)), ref.decode()) for ref in refs]
+    # every open comes here: a current ref is read once and its writer lock left alone
+    older = [ref for ref, found in zip(refs, formats, strict=True) if found < layout.FORMAT]
+    return [ref for ref in older if upgrade_ref(git, ref, fault)]
 
 
 def refs_under(git: GitStore, prefix: bytes) -> list[Ref]:
