@@ -169,8 +169,10 @@ pass_ctx = click.make_pass_decorator(_Context)
 
 
 def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    record = dataclasses.is_dataclass(value) and not isinstance(value, type)
+    if record or (isinstance(value, tuple) and hasattr(value, "_fields")):  # or a named tuple
+        names = [f.name for f in dataclasses.fields(value)] if record else value._fields
+        out = {name: _plain(getattr(value, name)) for name in names}
         if "meta" in out:  # flatten metadata for readers of the JSON
             out.update(out.pop("meta"))
         return out

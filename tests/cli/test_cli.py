@@ -72,6 +72,7 @@ def test_round_trip_with_json(alice: Path) -> None:
         assert entry["author"] == "human:tester"
     listed = json.loads(run(alice, "block", "list", "alice", "--json").output)
     assert [b["label"] for b in listed] == ["notes"]
+    assert listed[0]["owner"] == "alice" and listed[0]["char_limit"] == 20  # meta flattened
     diff = json.loads(run(alice, "block", "diff", "alice", "notes", "--json").output)
     assert "-hello\n+bye\n" in diff["unified"]
     chars = json.loads(run(alice, "block", "diff", "alice", "notes", "--chars", "--json").output)
