@@ -37,6 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from . import flush
 from .safefile import kind_of
 
 __all__ = [
@@ -61,6 +62,8 @@ _TEMP = re.compile(r"^\.blocksync-(?:(\d+)-)?[0-9a-f]{16}\.tmp$")
 STALE_TEMP_SECONDS = 3600
 #: directory descriptors kept open per folder (each reconcile call opens one Folder)
 DIR_CACHE = 64
+#: folders one :meth:`Folder.stage` call writes temp files into (a descriptor kept for each)
+STAGE_FOLDERS = 256
 _READ_CHUNK = 1 << 20
 
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
@@ -103,6 +106,15 @@ def skip_reason(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a folder, not a file"
     return f"{kind_of(mode) or 'not a regular file'}: only regular files are synced"
+
+
+@dataclass
+class _Staged:
+    """A temp file :meth:`Folder.stage` wrote ahead of a write."""
+
+    tmp: str  # its name, in the folder
+    data: bytes
+    folder: tuple[int, int]  # (st_dev, st_ino) of the folder it is in
 
 
 #: what a stat cache compares of a file: (size, mtime_ns, ctime_ns, inode)
@@ -200,13 +212,30 @@ class Folder:
         self._fd = os.open(self.root, _DIR_FLAGS)  # the root itself: no link either
         self._dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
         self._written: set[tuple[str, ...]] = set()
+        self._staged: dict[str, _Staged] = {}  # rel -> its temp file, written ahead
+        #: the folders holding staged temp files, by (st_dev, st_ino): each one's descriptor,
+        #: so a temp file no write took is removed even from a folder moved away meanwhile
+        self._stage_dirs: dict[tuple[int, int], int] = {}
+        #: a descriptor per filesystem written to, for syncfs (see :mod:`blocksync.fs.flush`)
+        self._devices: dict[int, int] = {}
+        #: filesystems holding written folders closed without an fsync: syncfs'd by sync()
+        self._unsynced: set[int] = set()
 
     def close(self) -> None:
-        for parts in list(self._dirs):
-            self._close_dir(parts)
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        try:
+            self.discard()
+            for parts in list(self._dirs):
+                self._close_dir(parts)
+            for device in sorted(self._unsynced):
+                flush.syncfs(self._devices[device])
+            self._unsynced.clear()
+        finally:
+            for fd in self._devices.values():
+                os.close(fd)
+            self._devices.clear()
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     def __enter__(self) -> Self:
         return self
@@ -267,9 +296,19 @@ class Folder:
         try:
             if parts in self._written:
                 self._written.discard(parts)
-                os.fsync(fd)
+                if flush.available():  # left to one syncfs by sync(), with the others
+                    self._unsynced.add(self._device_of(fd))
+                else:
+                    os.fsync(fd)
         finally:
             os.close(fd)
+
+    def _device_of(self, fd: int) -> int:
+        """The filesystem of ``fd``, kept open (a duplicate) for a later syncfs."""
+        device = os.fstat(fd).st_dev
+        if device not in self._devices:
+            self._devices[device] = os.dup(fd)
+        return device
 
     def _parent(self, rel: str, create: bool = False, verify: bool = False) -> tuple[int, str]:
         *folders, name = rel.split("/")
@@ -391,14 +430,35 @@ class Folder:
         """Replace ``rel`` with ``data`` if it still holds what ``expected`` says (its sha256
         hex; None: it must not exist); False, writing nothing, if it changed.
 
-        A temp file in the same folder is written and fsynced, the file's hash re-checked,
-        then renamed over it (readers and a killed writer see the old content or the new). The
-        check and the rename are not one atomic step: a writer slipping in between loses, as
-        with any rename-based editor. An existing file keeps its permission bits; a new one
-        gets 0o666 less the umask. Missing folders are made (never through a link). The
-        folder is fsynced by :meth:`sync`, once for all files written to it.
+        A temp file in the same folder is written and fsynced (or was, by :meth:`stage`), the
+        file's hash re-checked, then renamed over it (readers and a killed writer see the old
+        content or the new). The check and the rename are not one atomic step: a writer
+        slipping in between loses, as with any rename-based editor. An existing file keeps its
+        permission bits; a new one gets 0o666 less the umask. Missing folders are made (never
+        through a link). The folder is fsynced by :meth:`sync`, once for all files written to
+        it.
         """
         parent, name = self._parent(rel, create=True, verify=True)
+        tmp = self._take_staged(rel, parent, data)
+        if tmp is None:
+            tmp = self._temp(parent, name, data, durable=True)
+        try:
+            if self._digest_at(parent, name) != expected:
+                os.unlink(tmp, dir_fd=parent)
+                return False
+            os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=parent)
+            except OSError:
+                pass
+            raise
+        self._written.add(tuple(rel.split("/")[:-1]))
+        return True
+
+    def _temp(self, parent: int, name: str, data: bytes, *, durable: bool) -> str:
+        """A new temp file in folder ``parent`` holding ``data``, with the permission bits of
+        the file ``name`` it is to replace; fsynced if ``durable``. Its name."""
         tmp = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}{TEMP_SUFFIX}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666, dir_fd=parent)
         try:
@@ -412,21 +472,83 @@ class Folder:
                         os.fchmod(fd, stat.S_IMODE(old.st_mode))
                 except FileNotFoundError:
                     pass
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
-            if self._digest_at(parent, name) != expected:
-                os.unlink(tmp, dir_fd=parent)
-                return False
-            os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
         except BaseException:
             try:
                 os.unlink(tmp, dir_fd=parent)
             except OSError:
                 pass
             raise
-        self._written.add(tuple(rel.split("/")[:-1]))
-        return True
+        return tmp
+
+    def stage(self, writes: Iterable[tuple[str, bytes]]) -> None:
+        """Write ahead the temp files of the :meth:`write` calls to come, (rel, data) each, and
+        make them durable together: past :data:`blocksync.fs.flush.BATCH` files, one syncfs
+        per filesystem instead of an fsync per file (see :mod:`blocksync.fs.flush`).
+
+        Nothing is replaced here: each :meth:`write` of the same rel and data still re-checks
+        the file's hash right before renaming its temp file over it. A path that cannot be
+        staged (its folder cannot be made, the disk is full; past :data:`STAGE_FOLDERS`
+        folders) is left to its write, which meets and reports the problem; temp files no
+        write took are removed by :meth:`sync`.
+        """
+        batch = list(writes)
+        batched = flush.available() and len(batch) >= flush.BATCH
+        devices: set[int] = set()
+        for rel, data in batch:
+            try:
+                parent, name = self._parent(rel, create=True, verify=True)
+                info = os.fstat(parent)
+                folder = (info.st_dev, info.st_ino)
+                if folder not in self._stage_dirs:
+                    if len(self._stage_dirs) >= STAGE_FOLDERS:
+                        continue
+                    self._stage_dirs[folder] = os.dup(parent)
+                tmp = self._temp(parent, name, data, durable=not batched)
+            except OSError:
+                continue
+            self._staged[rel] = _Staged(tmp, data, folder)
+            if batched:
+                devices.add(self._device_of(parent))
+        try:
+            for device in sorted(devices):
+                flush.syncfs(self._devices[device])
+        except OSError:
+            self.discard()  # not known to be durable: the writes make their own, and fsync
+
+    def _take_staged(self, rel: str, parent: int, data: bytes) -> str | None:
+        """The temp file :meth:`stage` wrote for ``rel``, if it holds ``data`` and sits in
+        folder ``parent`` (the one at ``rel`` now: not moved meanwhile); else None (and that
+        temp file is removed)."""
+        staged = self._staged.pop(rel, None)
+        if staged is None:
+            return None
+        info = os.fstat(parent)
+        if staged.folder == (info.st_dev, info.st_ino) and (
+            staged.data is data or staged.data == data
+        ):
+            return staged.tmp
+        self._drop(staged)
+        return None
+
+    def _drop(self, staged: _Staged) -> None:
+        try:
+            os.unlink(staged.tmp, dir_fd=self._stage_dirs[staged.folder])
+        except OSError:
+            pass  # a later scan removes it
+
+    def discard(self) -> None:
+        """Remove the temp files :meth:`stage` wrote that no :meth:`write` took (a write left
+        for the next run: a signal came, a file changed meanwhile, its folder moved away)."""
+        staged, self._staged = self._staged, {}
+        for item in staged.values():
+            self._drop(item)
+        folders, self._stage_dirs = self._stage_dirs, {}
+        for fd in folders.values():
+            os.close(fd)
 
     def remove(self, rel: str, expected: str) -> bool:
         """Delete ``rel`` if it still holds what ``expected`` says; False if it changed."""
@@ -442,11 +564,25 @@ class Folder:
 
     def sync(self) -> None:
         """fsync every folder written to since the last call, once: after all renames into
-        it, before anything relies on them being durable (a base advancing)."""
+        it, before anything relies on them being durable (a base advancing). Past
+        :data:`blocksync.fs.flush.BATCH` folders of one filesystem, one syncfs instead."""
+        self.discard()
         written, self._written = sorted(self._written), set()
+        by_device: dict[int, list[int]] = {}
         for parts in written:
-            # kept open since the write (closing one fsyncs it and drops it from the set)
-            os.fsync(self._fd if not parts else self._dirs[parts])
+            # kept open since the write (closing one syncs it, or leaves it to a syncfs)
+            fd = self._fd if not parts else self._dirs[parts]
+            by_device.setdefault(os.fstat(fd).st_dev, []).append(fd)
+        unsynced, self._unsynced = self._unsynced, set()
+        for device in sorted(by_device.keys() | unsynced):
+            folders = by_device.get(device, [])
+            if device in unsynced or (len(folders) >= flush.BATCH and flush.available()):
+                if folders:
+                    self._device_of(folders[0])
+                flush.syncfs(self._devices[device])
+            else:
+                for fd in folders:
+                    os.fsync(fd)
 
     # -- listing --------------------------------------------------------------------------
 

@@ -1,0 +1,102 @@
+"""The write path of a changed reconcile (issue 14): temp files written ahead and flushed
+together, and what a batch of writes may never lose doing so (a file changed meanwhile, a
+signal, a folder moved away)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from blocksync.fs import flush
+from blocksync.fs.disk import Folder, is_temp_name
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def temps(root: Path) -> list[str]:
+    return [str(p.relative_to(root)) for p in root.rglob("*") if is_temp_name(p.name)]
+
+
+@pytest.fixture(params=[3, 40], ids=["few", "batch"])
+def files(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, bytes]:
+    """Files in several folders: ``few`` stays under flush.BATCH (fsync each), ``batch`` over it
+    (one syncfs where available)."""
+    out = {}
+    for i in range(request.param):
+        rel = f"d{i % 5}/f{i}.md"
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_bytes(b"old %d\n" % i)
+        out[rel] = b"old %d\n" % i
+    return out
+
+
+def test_staged_writes_replace_each_file_and_leave_no_temp(
+    tmp_path: Path, files: dict[str, bytes]
+) -> None:
+    (tmp_path / "d0/f0.md").chmod(0o600)
+    new = {rel: b"new " + data for rel, data in files.items()}
+    new["d9/brand-new.md"] = b"made\n"
+    with Folder(tmp_path) as folder:
+        folder.stage(new.items())
+        assert all(p.read_bytes() == files[str(p.relative_to(tmp_path))] for p in _files(tmp_path))
+        for rel, data in new.items():
+            assert folder.write(rel, data, sha(files[rel]) if rel in files else None)
+        folder.sync()
+        assert temps(tmp_path) == []
+    assert {str(p.relative_to(tmp_path)): p.read_bytes() for p in _files(tmp_path)} == new
+    assert stat.S_IMODE((tmp_path / "d0/f0.md").stat().st_mode) == 0o600
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and not is_temp_name(p.name)]
+
+
+def test_a_file_changed_after_staging_is_not_overwritten(
+    tmp_path: Path, files: dict[str, bytes]
+) -> None:
+    """Staging writes nothing in place: the write still compares the file with what it
+    expects, right before its rename, and the staged temp file goes."""
+    with Folder(tmp_path) as folder:
+        folder.stage((rel, b"agent\n") for rel in files)
+        (tmp_path / "d0/f0.md").write_bytes(b"edited meanwhile\n")
+        results = {rel: folder.write(rel, b"agent\n", sha(data)) for rel, data in files.items()}
+        folder.sync()
+        assert temps(tmp_path) == []
+    assert results.pop("d0/f0.md") is False
+    assert all(results.values())
+    assert (tmp_path / "d0/f0.md").read_bytes() == b"edited meanwhile\n"
+
+
+def test_staged_files_no_write_took_are_removed(tmp_path: Path, files: dict[str, bytes]) -> None:
+    """A run stopped between two writes (a signal), or a write of other bytes than staged:
+    nothing of the staged temp files stays."""
+    rels = sorted(files)
+    with Folder(tmp_path) as folder:
+        folder.stage((rel, b"staged\n") for rel in rels)
+        assert len(temps(tmp_path)) == len(rels)
+        assert folder.write(rels[0], b"other bytes\n", sha(files[rels[0]]))
+        folder.sync()
+        assert temps(tmp_path) == []
+        folder.stage((rel, b"again\n") for rel in rels)
+    assert temps(tmp_path) == [], "closing the folder drops them too"
+    assert (tmp_path / rels[0]).read_bytes() == b"other bytes\n"
+    assert all((tmp_path / rel).read_bytes() == files[rel] for rel in rels[1:])
+
+
+def test_syncfs_is_trusted_only_where_it_reports_errors() -> None:
+    release = tuple(int(p) for p in os.uname().release.split("-")[0].split(".")[:2])
+    assert flush.available() == (os.uname().sysname == "Linux" and release >= (5, 8))
+    if flush.available():
+        fd = os.open(".", os.O_RDONLY)
+        try:
+            flush.syncfs(fd)
+        finally:
+            os.close(fd)
+        with pytest.raises(OSError):
+            flush.syncfs(-1)
