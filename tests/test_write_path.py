@@ -31,8 +31,8 @@ def temps(root: Path) -> list[str]:
 
 @pytest.fixture(params=[3, 40], ids=["few", "batch"])
 def files(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, bytes]:
-    """Files in several folders: ``few`` stays under flush.BATCH (fsync each), ``batch`` over it
-    (one syncfs where available)."""
+    """Files in several folders: ``few`` stays under flush.BATCH (fsynced one by one), ``batch``
+    over it (together)."""
     out = {}
     for i in range(request.param):
         rel = f"d{i % 5}/f{i}.md"
@@ -95,17 +95,19 @@ def test_staged_files_no_write_took_are_removed(tmp_path: Path, files: dict[str,
     assert all((tmp_path / rel).read_bytes() == files[rel] for rel in rels[1:])
 
 
-def test_syncfs_is_trusted_only_where_it_reports_errors() -> None:
-    release = tuple(int(p) for p in os.uname().release.split("-")[0].split(".")[:2])
-    assert flush.available() == (os.uname().sysname == "Linux" and release >= (5, 8))
-    if flush.available():
-        fd = os.open(".", os.O_RDONLY)
-        try:
-            flush.syncfs(fd)
-        finally:
+def test_fsyncs_issued_together_each_reach_their_file_and_report_errors(tmp_path: Path) -> None:
+    fds = [os.open(tmp_path / f"f{i}", os.O_WRONLY | os.O_CREAT) for i in range(40)]
+    try:
+        flush.fsync_all(fds)  # together
+        flush.fsync_all(fds[:2])  # one by one
+        closed = os.open(tmp_path / "gone", os.O_WRONLY | os.O_CREAT)
+        os.close(closed)
+        for some in (fds + [closed], [closed]):
+            with pytest.raises(OSError):
+                flush.fsync_all(some)
+    finally:
+        for fd in fds:
             os.close(fd)
-        with pytest.raises(OSError):
-            flush.syncfs(-1)
 
 
 # -- packs written as a stream ------------------------------------------------------------

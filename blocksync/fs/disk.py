@@ -64,6 +64,8 @@ STALE_TEMP_SECONDS = 3600
 DIR_CACHE = 64
 #: folders one :meth:`Folder.stage` call writes temp files into (a descriptor kept for each)
 STAGE_FOLDERS = 256
+#: temp files (or folders) fsynced together, their descriptors open meanwhile
+STAGE_CHUNK = 256
 _READ_CHUNK = 1 << 20
 
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
@@ -216,23 +218,16 @@ class Folder:
         #: the folders holding staged temp files, by (st_dev, st_ino): each one's descriptor,
         #: so a temp file no write took is removed even from a folder moved away meanwhile
         self._stage_dirs: dict[tuple[int, int], int] = {}
-        #: a descriptor per filesystem written to, for syncfs (see :mod:`blocksync.fs.flush`)
-        self._devices: dict[int, int] = {}
-        #: filesystems holding written folders closed without an fsync: syncfs'd by sync()
-        self._unsynced: set[int] = set()
+        #: descriptors of written folders dropped from the cache, kept for sync() to fsync
+        self._evicted: list[int] = []
 
     def close(self) -> None:
         try:
             self.discard()
             for parts in list(self._dirs):
                 self._close_dir(parts)
-            for device in sorted(self._unsynced):
-                flush.syncfs(self._devices[device])
-            self._unsynced.clear()
+            self._sync_evicted()
         finally:
-            for fd in self._devices.values():
-                os.close(fd)
-            self._devices.clear()
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
@@ -293,22 +288,22 @@ class Folder:
         """Close a kept descriptor; a folder written to is fsynced first (it may have moved:
         its descriptor is the only way to what was written)."""
         fd = self._dirs.pop(parts)
-        try:
-            if parts in self._written:
-                self._written.discard(parts)
-                if flush.available():  # left to one syncfs by sync(), with the others
-                    self._unsynced.add(self._device_of(fd))
-                else:
-                    os.fsync(fd)
-        finally:
+        if parts not in self._written:
             os.close(fd)
+            return
+        # still to fsync: with the other folders, by sync() (a batch: now)
+        self._written.discard(parts)
+        self._evicted.append(fd)
+        if len(self._evicted) >= STAGE_CHUNK:
+            self._sync_evicted()
 
-    def _device_of(self, fd: int) -> int:
-        """The filesystem of ``fd``, kept open (a duplicate) for a later syncfs."""
-        device = os.fstat(fd).st_dev
-        if device not in self._devices:
-            self._devices[device] = os.dup(fd)
-        return device
+    def _sync_evicted(self) -> None:
+        evicted, self._evicted = self._evicted, []
+        try:
+            flush.fsync_all(evicted)
+        finally:
+            for fd in evicted:
+                os.close(fd)
 
     def _parent(self, rel: str, create: bool = False, verify: bool = False) -> tuple[int, str]:
         *folders, name = rel.split("/")
@@ -441,7 +436,14 @@ class Folder:
         parent, name = self._parent(rel, create=True, verify=True)
         tmp = self._take_staged(rel, parent, data)
         if tmp is None:
-            tmp = self._temp(parent, name, data, durable=True)
+            tmp, fd = self._temp(parent, name, data)
+            try:
+                os.fsync(fd)
+            except BaseException:
+                os.unlink(tmp, dir_fd=parent)
+                raise
+            finally:
+                os.close(fd)
         try:
             if self._digest_at(parent, name) != expected:
                 os.unlink(tmp, dir_fd=parent)
@@ -456,38 +458,34 @@ class Folder:
         self._written.add(tuple(rel.split("/")[:-1]))
         return True
 
-    def _temp(self, parent: int, name: str, data: bytes, *, durable: bool) -> str:
+    def _temp(self, parent: int, name: str, data: bytes) -> tuple[str, int]:
         """A new temp file in folder ``parent`` holding ``data``, with the permission bits of
-        the file ``name`` it is to replace; fsynced if ``durable``. Its name."""
+        the file ``name`` it is to replace: its name and its descriptor, open (not fsynced)."""
         tmp = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}{TEMP_SUFFIX}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666, dir_fd=parent)
         try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                try:
-                    old = os.stat(name, dir_fd=parent, follow_symlinks=False)
-                    if stat.S_ISREG(old.st_mode):
-                        os.fchmod(fd, stat.S_IMODE(old.st_mode))
-                except FileNotFoundError:
-                    pass
-                if durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+                old = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                if stat.S_ISREG(old.st_mode):
+                    os.fchmod(fd, stat.S_IMODE(old.st_mode))
+            except FileNotFoundError:
+                pass
         except BaseException:
+            os.close(fd)
             try:
                 os.unlink(tmp, dir_fd=parent)
             except OSError:
                 pass
             raise
-        return tmp
+        return tmp, fd
 
     def stage(self, writes: Iterable[tuple[str, bytes]]) -> None:
         """Write ahead the temp files of the :meth:`write` calls to come, (rel, data) each, and
-        make them durable together: past :data:`blocksync.fs.flush.BATCH` files, one syncfs
-        per filesystem instead of an fsync per file (see :mod:`blocksync.fs.flush`).
+        fsync them together (:func:`blocksync.fs.flush.fsync_all`: a few journal commits for
+        all, not one each), :data:`STAGE_CHUNK` at a time.
 
         Nothing is replaced here: each :meth:`write` of the same rel and data still re-checks
         the file's hash right before renaming its temp file over it. A path that cannot be
@@ -495,10 +493,8 @@ class Folder:
         folders) is left to its write, which meets and reports the problem; temp files no
         write took are removed by :meth:`sync`.
         """
-        batch = list(writes)
-        batched = flush.available() and len(batch) >= flush.BATCH
-        devices: set[int] = set()
-        for rel, data in batch:
+        chunk: list[tuple[str, _Staged, int]] = []
+        for rel, data in writes:
             try:
                 parent, name = self._parent(rel, create=True, verify=True)
                 info = os.fstat(parent)
@@ -507,17 +503,29 @@ class Folder:
                     if len(self._stage_dirs) >= STAGE_FOLDERS:
                         continue
                     self._stage_dirs[folder] = os.dup(parent)
-                tmp = self._temp(parent, name, data, durable=not batched)
+                tmp, fd = self._temp(parent, name, data)
             except OSError:
                 continue
-            self._staged[rel] = _Staged(tmp, data, folder)
-            if batched:
-                devices.add(self._device_of(parent))
+            staged = self._staged[rel] = _Staged(tmp, data, folder)
+            chunk.append((rel, staged, fd))
+            if len(chunk) >= STAGE_CHUNK:
+                self._flush_staged(chunk)
+                chunk = []
+        self._flush_staged(chunk)
+
+    def _flush_staged(self, chunk: list[tuple[str, _Staged, int]]) -> None:
+        """fsync (together) and close the temp files of ``chunk``; any error unstages them all
+        (their writes then write and fsync their own)."""
+        fds = [fd for _, _, fd in chunk]
         try:
-            for device in sorted(devices):
-                flush.syncfs(self._devices[device])
+            flush.fsync_all(fds)
         except OSError:
-            self.discard()  # not known to be durable: the writes make their own, and fsync
+            for rel, staged, _ in chunk:
+                del self._staged[rel]
+                self._drop(staged)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def _take_staged(self, rel: str, parent: int, data: bytes) -> str | None:
         """The temp file :meth:`stage` wrote for ``rel``, if it holds ``data`` and sits in
@@ -564,25 +572,13 @@ class Folder:
 
     def sync(self) -> None:
         """fsync every folder written to since the last call, once: after all renames into
-        it, before anything relies on them being durable (a base advancing). Past
-        :data:`blocksync.fs.flush.BATCH` folders of one filesystem, one syncfs instead."""
+        it, before anything relies on them being durable (a base advancing); together
+        (:func:`blocksync.fs.flush.fsync_all`)."""
         self.discard()
         written, self._written = sorted(self._written), set()
-        by_device: dict[int, list[int]] = {}
-        for parts in written:
-            # kept open since the write (closing one syncs it, or leaves it to a syncfs)
-            fd = self._fd if not parts else self._dirs[parts]
-            by_device.setdefault(os.fstat(fd).st_dev, []).append(fd)
-        unsynced, self._unsynced = self._unsynced, set()
-        for device in sorted(by_device.keys() | unsynced):
-            folders = by_device.get(device, [])
-            if device in unsynced or (len(folders) >= flush.BATCH and flush.available()):
-                if folders:
-                    self._device_of(folders[0])
-                flush.syncfs(self._devices[device])
-            else:
-                for fd in folders:
-                    os.fsync(fd)
+        # kept open since the write (or among the evicted ones, closed once fsynced)
+        flush.fsync_all([self._fd if not parts else self._dirs[parts] for parts in written])
+        self._sync_evicted()
 
     # -- listing --------------------------------------------------------------------------
 
