@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import stat
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from dulwich.objects import Blob, ShaFile
 from dulwich.refs import Ref
 
+import blocksync
 from blocksync.fs import flush
 from blocksync.fs.disk import Folder, is_temp_name
 from blocksync.store.gitstore import FILE_MODE, PACK_THRESHOLD, GitStore, TreeEditor
@@ -144,3 +146,47 @@ def test_a_batch_pack_is_read_back_by_git_and_dulwich(tmp_path: Path) -> None:
     fresh = GitStore(repo)
     for blob in blobs:
         assert fresh.blob(blob.id) == blob.as_raw_string()
+
+
+# -- a transaction reads what a block holds from the index, and only what git confirms -------
+
+
+def _forge(store: Path, sql: str, params: list[str]) -> None:
+    with sqlite3.connect(store / "index.db") as db:
+        assert db.execute(sql, params).rowcount == 1
+
+
+def test_a_wrong_index_row_never_becomes_a_blocks_content(tmp_path: Path) -> None:
+    """A transaction takes a block's content and metadata from the index's ``heads`` and
+    ``metas`` rows instead of reading its folder, but only when the folder those rows make is
+    the one main holds, and the metadata fields hash to their blob: an index row that is wrong
+    (damaged, forged, or behind) is read past, from git. Each update below keeps what the
+    index lies about; trusting it would write the lie as a new version."""
+    store = tmp_path / "store"
+    with blocksync.init(store) as ws:
+        ws.blocks.create("agent", "a", "the real a\n", description="about a")
+        ws.blocks.create("agent", "b", "the real b\n", description="about b")
+    _forge(
+        store,
+        "UPDATE heads SET content_blob = (SELECT content_blob FROM heads WHERE label = 'b')"
+        " WHERE owner = 'agent' AND label = 'a'",
+        [],
+    )
+    with blocksync.open(store) as ws:
+        ws.blocks.update("agent", "a", description="about a, again")  # content kept
+        assert ws.blocks.read("agent", "a").content == "the real a\n"
+        ws.blocks.create("agent", "c", "c\n")
+    _forge(store, "UPDATE metas SET description = 'forged' WHERE blob = ?", [_meta(store, "a")])
+    with blocksync.open(store) as ws:
+        ws.blocks.update("agent", "a", "new a\n")  # metadata kept
+        block = ws.blocks.read("agent", "a")
+        assert (block.content, block.description) == ("new a\n", "about a, again")
+    assert_git_fsck(store / "repo")
+
+
+def _meta(store: Path, label: str) -> str:
+    with sqlite3.connect(store / "index.db") as db:
+        (blob,) = db.execute(
+            "SELECT meta_blob FROM heads WHERE owner = 'agent' AND label = ?", [label]
+        ).fetchone()
+    return str(blob)
