@@ -373,6 +373,12 @@ class VersionIndex:
         meta = None if row[4] is None else (row[4], row[5], row[6], row[7])
         return Head(row[0], bool(row[1]), row[2], row[3], meta)
 
+    def versions_of_commit(self, sha: str) -> dict[tuple[str, str], int]:
+        """(owner, label) -> the version commit ``sha`` made of each block it changed (one
+        query, by the ``commit`` index)."""
+        rows = self._rows('SELECT owner, label, version FROM versions WHERE "commit" = ?', [sha])
+        return {(owner, label): version for owner, label, version in rows}
+
     def latest_contents(self, owner: str) -> dict[str, tuple[int, str]]:
         """Label -> (newest version, its content blob id) of every existing block of ``owner``."""
         rows = self._rows(

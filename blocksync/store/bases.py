@@ -388,6 +388,7 @@ class BasesTransaction:
         self.commit_id = None if commit is None else commit.id.decode("ascii")
         if commit is not None:
             self.parent_id = None if head is None else head.decode("ascii")
+        self._ops.clear()  # they hold this transaction: a cycle, and nothing replays them now
         return self.commit_id
 
     def _draft(self, head: bytes | None) -> Draft | None:

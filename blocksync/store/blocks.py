@@ -10,7 +10,6 @@ compare-and-swap, and a writer that lost the race replays its operations on the 
 from __future__ import annotations
 
 import builtins
-import gc
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +44,7 @@ from blocksync.index.versions import (
     VersionIndex,
     VersionRow,
 )
+from blocksync.shared import collector
 from blocksync.text import CharOp, char_diff, parse_json, unified_diff
 
 from . import layout, upgrade
@@ -547,6 +547,9 @@ class Transaction:
         _, commit = store._git.commit_with_retry(MAIN, self._draft, take_turns=True)
         changes = [self._with_meta(change) for change in self._changes]
         self.result = CommitResult(None) if commit is None else store._committed(commit, changes)
+        # its operations hold this transaction (and all it staged): a reference cycle only a
+        # collector pass would free, and nothing replays them any more
+        self._ops.clear()
         return self.result
 
     def _draft(self, head: bytes | None) -> Draft | None:
@@ -757,12 +760,10 @@ class BlockStore:
         info = _commit_info(commit, tuple(changes))
         self._pending[info.sha] = info
         self._catch_up(commit.id)
-        versions = {}
-        for change in changes:
-            # by commit, not the newest row: another writer may already have built on this
-            # commit, and the index may have followed it there
-            (row,) = self._index.by_commit_prefix(change.owner, change.label, info.sha)
-            versions[(change.owner, change.label)] = row.version
+        # by commit, not the newest rows: another writer may already have built on this
+        # commit, and the index may have followed it there
+        made = self._index.versions_of_commit(info.sha)
+        versions = {(c.owner, c.label): made[(c.owner, c.label)] for c in changes}
         return CommitResult(info.sha, versions)
 
     # -- the version index ----------------------------------------------------------------
@@ -976,7 +977,8 @@ class BlockStore:
         self._fill_metas()
         metas = {key: _meta_of(fields) for key, (_, fields) in self._index.metas().items()}
         out: builtins.list[BlockSummary] = []
-        with _collector_paused():
+        # no collector pass over 100,000 objects that all live on
+        with collector.paused():
             for o, rows in self._index.listing(owner):
                 self._list_owner(out, o, rows, metas)
         return out
@@ -1095,21 +1097,6 @@ def _commit_info(commit: Commit, changes: tuple[BlockChange, ...]) -> CommitInfo
         stamp,
         changes,
     )
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a listing builds 100,000 objects that all live on:
-    each pass would scan them (a third of the time) and find nothing to free. Left alone if
-    the program turned it off itself."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _fields(meta: BlockMeta) -> MetaFields:

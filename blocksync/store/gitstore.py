@@ -640,7 +640,8 @@ class TreeEditor:
             self._entries = {}
             if self.sha is not None:
                 tree = self._git.tree(self.sha)  # by name, unsorted: sorting is write()'s job
-                self._entries = {name: tree[name] for name in tree}
+                # copied in one call (an entry at a time was a tenth of a commit's cost)
+                self._entries = dict(tree._entries)
         return self._entries
 
     def get(self, name: bytes) -> tuple[int, bytes] | None:
