@@ -10,7 +10,6 @@ compare-and-swap, and a writer that lost the race replays its operations on the 
 from __future__ import annotations
 
 import builtins
-import gc
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,14 +36,17 @@ from blocksync.errors import (
     UsageError,
     VersionNotFound,
 )
+from blocksync.index.base_index import git_blob_id
 from blocksync.index.db import IndexDb
 from blocksync.index.versions import (
     BlockChange,
     CommitInfo,
+    Head,
     MetaFields,
     VersionIndex,
     VersionRow,
 )
+from blocksync.shared import collector
 from blocksync.text import CharOp, char_diff, parse_json, unified_diff
 
 from . import layout, upgrade
@@ -354,6 +356,7 @@ class Transaction:
         self._root = TreeEditor(self._store._git, self._store._git.commit_tree(head))
         self._staged: dict[tuple[str, str], _BlockState | None] = {}
         self._beside: dict[tuple[bytes, ...], bytes | None] = {}
+        self._heads: dict[tuple[str, str], Head | None] = {}  # the index's rows, read once
         #: with ``skip_stale``: blocks whose changes were dropped because the block moved
         self.stale: set[tuple[str, str]] = set()
 
@@ -363,10 +366,14 @@ class Transaction:
         key = (owner, label)
         if key in self._staged:
             return self._staged[key]
-        dir_sha = self._store._block_dir(self._root, owner, label)
-        if dir_sha is None:
-            return None
-        return self._store._read_dir(dir_sha)
+        return self._store._state_in(self._root, owner, label, self._head_row(owner, label))
+
+    def _head_row(self, owner: str, label: str) -> Head | None:
+        """The block's row of the index (caught up with this transaction's head)."""
+        key = (owner, label)
+        if key not in self._heads:
+            self._heads[key] = self._store._index.head(owner, label)
+        return self._heads[key]
 
     def read(self, owner: str, label: str) -> tuple[str, BlockMeta]:
         """The block as this transaction sees it (its own changes included)."""
@@ -405,7 +412,7 @@ class Transaction:
     def _check_expected(self, owner: str, label: str, expected: int | None) -> None:
         if expected is None:
             return
-        actual = self._store._index.latest(owner, label)
+        actual = self._head_row(owner, label)
         if actual is None or actual.deleted or actual.version != expected:
             raise StaleVersion(
                 owner, label, expected, None if actual is None or actual.deleted else actual.version
@@ -550,6 +557,9 @@ class Transaction:
         _, commit = store._git.commit_with_retry(MAIN, self._draft, take_turns=True)
         changes = [self._with_meta(change) for change in self._changes]
         self.result = CommitResult(None) if commit is None else store._committed(commit, changes)
+        # its operations hold this transaction (and all it staged): a reference cycle only a
+        # collector pass would free, and nothing replays them any more
+        self._ops.clear()
         return self.result
 
     def _draft(self, head: bytes | None) -> Draft | None:
@@ -638,10 +648,43 @@ class BlockStore:
     def _head(self) -> bytes | None:
         return self._git.ref(MAIN)
 
-    def _block_dir(self, root: TreeEditor, owner: str, label: str) -> bytes | None:
-        if root.sha is None:
+    def _state_in(
+        self, root: TreeEditor, owner: str, label: str, head: Head | None
+    ) -> _BlockState | None:
+        """The block as tree ``root`` holds it (None: absent). Its folder is not read when the
+        index's row ``head`` describes it exactly: the folder that row's blobs make is the one
+        ``root`` holds (same id), and its parsed metadata is what the metadata blob holds (its
+        bytes hash to that blob's id). Anything else (an index behind, ahead or wrong) is read
+        from git. ``root`` reads the folders above the block: a commit rewrites them anyway."""
+        *where, name = layout.block_path(owner, label)
+        entry = root.at(tuple(where)).get(name)
+        if entry is None:
             return None
-        return self._git.lookup(root.sha, *layout.block_path(owner, label))
+        known = None if head is None else self._known_state(head, name, label, entry[1])
+        return self._read_dir(entry[1]) if known is None else known
+
+    def _known_state(
+        self, head: Head, component: bytes, label: str, folder: bytes
+    ) -> _BlockState | None:
+        """The state ``head`` describes if it is the block folder ``folder``; else None."""
+        if head.deleted or head.content_blob is None or head.meta_blob is None:
+            return None
+        meta_sha = head.meta_blob.encode("ascii")
+        meta = self._metas.get(meta_sha)
+        if meta is None and head.meta is not None:
+            try:
+                parsed = _meta_of(head.meta)
+                if git_blob_id(parsed.to_json()) == head.meta_blob:
+                    meta = parsed
+            except (ValueError, UnicodeError):
+                pass  # not what git holds: read from it below
+        if meta is None:
+            return None
+        whole = git_blob_id(label.encode("utf-8")).encode() if layout.is_long(component) else None
+        content_sha = head.content_blob.encode("ascii")
+        if layout.block_folder(content_sha, meta_sha, whole).id != folder:
+            return None
+        return _BlockState(meta, load=lambda: self._text(content_sha))
 
     def _read_dir(self, dir_sha: bytes) -> _BlockState:
         folder = self._git.tree(dir_sha)
@@ -727,12 +770,10 @@ class BlockStore:
         info = _commit_info(commit, tuple(changes))
         self._pending[info.sha] = info
         self._catch_up(commit.id)
-        versions = {}
-        for change in changes:
-            # by commit, not the newest row: another writer may already have built on this
-            # commit, and the index may have followed it there
-            (row,) = self._index.by_commit_prefix(change.owner, change.label, info.sha)
-            versions[(change.owner, change.label)] = row.version
+        # by commit, not the newest rows: another writer may already have built on this
+        # commit, and the index may have followed it there
+        made = self._index.versions_of_commit(info.sha)
+        versions = {(c.owner, c.label): made[(c.owner, c.label)] for c in changes}
         return CommitResult(info.sha, versions)
 
     # -- the version index ----------------------------------------------------------------
@@ -946,7 +987,8 @@ class BlockStore:
         self._fill_metas()
         metas = {key: _meta_of(fields) for key, (_, fields) in self._index.metas().items()}
         out: builtins.list[BlockSummary] = []
-        with _collector_paused():
+        # no collector pass over 100,000 objects that all live on
+        with collector.paused():
             for o, rows in self._index.listing(owner):
                 self._list_owner(out, o, rows, metas)
         return out
@@ -1065,21 +1107,6 @@ def _commit_info(commit: Commit, changes: tuple[BlockChange, ...]) -> CommitInfo
         stamp,
         changes,
     )
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a listing builds 100,000 objects that all live on:
-    each pass would scan them (a third of the time) and find nothing to free. Left alone if
-    the program turned it off itself."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _fields(meta: BlockMeta) -> MetaFields:

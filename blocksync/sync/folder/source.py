@@ -74,7 +74,7 @@ from blocksync.errors import (
 from blocksync.fs.disk import Folder, is_vcs_path, store_overlap
 from blocksync.index.base_index import BaseEntry, BaseIndex
 from blocksync.index.statcache import StatCache
-from blocksync.shared import apply, progress
+from blocksync.shared import apply, collector, progress
 from blocksync.shared.apply import Change, Unreadable
 from blocksync.shared.truth import Action, Decision, content_hash, decide
 from blocksync.shared.wit import (
@@ -579,7 +579,7 @@ class FileSource:
             for p in wanted:
                 self.target(p)  # every path checked before anything is read
         outcome = ReconcileOutcome()
-        with self._disk() as disk:
+        with collector.paused(), self._disk() as disk:
             snap = self._snapshot()
             survey = None
             if wanted is None:
