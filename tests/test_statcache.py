@@ -22,7 +22,7 @@ import pytest
 
 import blocksync
 from blocksync.fs.disk import file_stat
-from blocksync.index.statcache import RACY_NS, TABLE, Seen, StatCache
+from blocksync.index.statcache import CLEAN_TABLE, RACY_NS, TABLE, Seen, StatCache
 from blocksync.shared.wit import PermissionLevel, PermissionRule
 from blocksync.sync.folder.config import FileSourceSpec
 from blocksync.sync.folder.source import FileSource
@@ -121,6 +121,7 @@ def test_an_unchanged_run_opens_no_file(rig: Rig) -> None:
 def test_a_run_without_the_cache_reads_every_file(rig: Rig) -> None:
     # what the test above would see without the cache: the audit hook does see reads
     rig.ws.index_db.conn.execute(f"DELETE FROM {TABLE}")
+    rig.ws.index_db.conn.execute(f"DELETE FROM {CLEAN_TABLE}")  # and its clean paths
     kinds, opened = rig.run()
     assert set(kinds.values()) == {"NoChange"}
     assert opened == NAMES
@@ -223,7 +224,11 @@ def test_rows_of_paths_that_are_gone_go_away(tmp_path: Path) -> None:
     ],
 )
 def test_a_damaged_or_missing_table_falls_back_to_hashing(rig: Rig, damage: str) -> None:
-    rig.ws.index_db.conn.executescript(damage)
+    # the clean paths (one blob per source) damaged alike
+    clean = damage.replace(TABLE, CLEAN_TABLE).replace(
+        "size = 'big', mtime_ns = 1.5", "stats = 'x'"
+    )
+    rig.ws.index_db.conn.executescript(f"{damage}; {clean}")
     _same_size(rig.root / "n0.md", "NOTE 0\n")
     kinds, opened = rig.run()
     assert kinds["n0.md"] == "Resolved" and opened == NAMES  # every file hashed

@@ -29,6 +29,7 @@ from .versions import VersionIndex
 
 __all__ = ["MIGRATIONS", "BaseEntry", "BaseIndex", "git_blob_id"]
 
+_IN_CHUNK = 900  # bound parameters per query (SQLite's default limit is 999)
 #: the schema of the tables this module owns, in order (see :mod:`blocksync.index.db`)
 MIGRATIONS = Migrations("base_index")
 
@@ -201,6 +202,44 @@ class BaseIndex:
                 [bases.source],
             ).fetchall()
         return {r[0]: BaseEntry(*r) for r in rows}
+
+    def entries_of(self, source: str, paths: Iterable[str]) -> dict[str, BaseEntry]:
+        """``entries`` of ``paths`` only (caught up by the caller): lookups by the primary key."""
+        wanted = list(paths)
+        found: dict[str, BaseEntry] = {}
+        with self.db.reading() as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                rows = conn.execute(
+                    "SELECT path, owner, label, base_blob, base_sha256 FROM sync_bases WHERE "
+                    f"source = ? AND path IN ({', '.join('?' * len(chunk))})",
+                    [source, *chunk],
+                ).fetchall()
+                found.update((r[0], BaseEntry(*r)) for r in rows)
+        return found
+
+    def paths_of_blocks(self, source: str, owner: str, labels: Iterable[str]) -> dict[str, str]:
+        """Label -> the path of ``source`` bound to block (``owner``, label), of ``labels``."""
+        wanted = list(labels)
+        found: dict[str, str] = {}
+        with self.db.reading() as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                rows = conn.execute(
+                    "SELECT label, path FROM sync_bases WHERE source = ? AND owner = ? AND "
+                    f"label IN ({', '.join('?' * len(chunk))})",
+                    [source, owner, *chunk],
+                ).fetchall()
+                found.update(rows)
+        return found
+
+    def blocks_head(self) -> str | None:
+        """The commit of main the version index describes."""
+        return VersionIndex(self.db).indexed_head()
+
+    def blocks_changed_since(self, sha: str) -> list[tuple[str, str]] | None:
+        """(owner, label) of the blocks changed on main since ``sha`` (None: cannot tell)."""
+        return VersionIndex(self.db).changed_since(sha)
 
     def latest_contents(self, owner: str) -> dict[str, tuple[int, str]]:
         """Label -> (newest version, its content blob id) of every existing block of ``owner``,

@@ -413,6 +413,19 @@ class VersionIndex:
             found.update((label, (v, blob)) for label, v, deleted, blob in rows if not deleted)
         return found
 
+    def changed_since(self, sha: str) -> list[tuple[str, str]] | None:
+        """(owner, label) of every block a commit indexed after ``sha`` changed; None when
+        ``sha`` is not on the indexed history (then nothing can be said)."""
+        row = self._first_row("SELECT seq FROM commits WHERE sha = ?", [sha])
+        if row is None:
+            return None
+        rows = self._rows(
+            'SELECT DISTINCT owner, label FROM versions WHERE "commit" IN '
+            "(SELECT sha FROM commits WHERE seq > ?)",
+            [row[0]],
+        )
+        return [(owner, label) for owner, label in rows]
+
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every table, ordered: two indexes are identical iff dumps are equal."""
         out: dict[str, list[tuple[Any, ...]]] = {}
