@@ -84,6 +84,7 @@ class Clean:
     bound: dict[str, FileStat] = field(default_factory=dict)
     named: set[str] = field(default_factory=set)
     dirty: bool = True  # changed since it was saved (or never saved)
+    rebound: bool = True  # made, or bindings changed since it was saved (not kept)
 
     def still(self, path: str, stat: FileStat | None) -> None:
         """``path`` is bound, clean with ``stat`` (None: not known to be clean)."""
@@ -162,6 +163,17 @@ class StatCache:
             return {}
         return found
 
+    def count(self) -> int | None:
+        """How many rows the source has (None: the table cannot be read)."""
+        try:
+            with self.db.reading() as conn:
+                row = conn.execute(
+                    f"SELECT count(*) FROM {TABLE} WHERE source = ?", [self.source]
+                ).fetchone()
+        except sqlite3.DatabaseError:
+            return None
+        return int(row[0])
+
     def known_paths(self) -> None:
         """Learn the path of every row (what :meth:`update`'s ``keep_only`` drops from)."""
         try:
@@ -190,7 +202,7 @@ class StatCache:
             bound = dict(zip(paths.split("\0") if paths else [], zip(ints, ints, ints, ints)))
             if len(numbers) != 4 * len(bound) or type(stamp) is not int:
                 return None
-            return Clean(json.loads(key), stamp, bound, set(json.loads(named)), dirty=False)
+            return Clean(json.loads(key), stamp, bound, set(json.loads(named)), False, False)
         except (sqlite3.DatabaseError, ValueError, TypeError):
             return None
 
@@ -234,7 +246,7 @@ class StatCache:
         ]
         gone = set(drop)
         if keep_only is not None:
-            gone.update(path for path in self._paths if path not in keep_only)
+            gone |= self._paths.difference(keep_only)
         if not rows and not gone:
             return
         for attempt in (1, 2):

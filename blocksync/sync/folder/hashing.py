@@ -40,7 +40,9 @@ class Hashing:
         listed: Mapping[str, FileStat] | None,
         only: Collection[str] | None = None,
     ) -> None:
-        """``only``: the paths hints may be asked for (None: every path)."""
+        """``only``: the paths hints may be asked for (None: every path; otherwise
+        :meth:`record`'s ``keep_only`` knows only rows of these, unless the cache is told of
+        the others with :meth:`StatCache.known_paths`)."""
         self._cache = cache
         self.stamp = cache.now()  # before any file recorded below is stat-ed
         self._listed: Mapping[str, FileStat] = listed or {}
@@ -50,7 +52,6 @@ class Hashing:
             self._trusted = cache.trusted(self.stamp)
         else:
             self._trusted = cache.trusted_of(only, self.stamp)
-            cache.known_paths()  # rows of every path, for record's keep_only
         self._seen: dict[str, Seen] = {}
 
     def settled(self, path: str) -> FileStat | None:

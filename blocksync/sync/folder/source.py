@@ -641,6 +641,7 @@ class FileSource:
                 changes = self.bases.changes(since_bases)
             except BlocksyncError:
                 return False
+            clean.rebound = bool(changes)
             for change in changes:
                 if change.binding is None:
                     clean.forget(change.path)
@@ -775,6 +776,8 @@ class FileSource:
                         if (path := item.path) not in moved or path in redone
                     ]
             if not dry_run:
+                if clean is not None and self._orphans_possible(clean, every):
+                    self.stat_cache().known_paths()
                 hashing.record(
                     (p.path for p in plans if _rewrites(p.decision)),
                     keep_only=None if survey is None else every,
@@ -790,6 +793,16 @@ class FileSource:
             outcome.skipped.sort(key=lambda s: order.get(s.path, -1))
         self.skipped = list(outcome.skipped)
         return outcome
+
+    def _orphans_possible(self, clean: Clean, every: set[str]) -> bool:
+        """May the stat cache hold rows of paths that are no candidate (to drop)? Rows are
+        written for candidates only: when bindings changed, or when there are more rows
+        than candidates, some may be left over (a row of a path never bound and gone is
+        left for then: only a hint, and of a stat that no longer exists)."""
+        if clean.rebound:
+            return True
+        rows = self.stat_cache().count()
+        return rows is not None and rows > len(every)
 
     def _keep_clean(self, clean: Clean, ordered: list[NoChange | _Plan], hashing: Hashing) -> None:
         """Save ``clean`` with what this run found of the paths it decided one by one (still
