@@ -237,6 +237,10 @@ class BaseIndex:
         """The commit of main the version index describes."""
         return VersionIndex(self.db).indexed_head()
 
+    def blocks_parent(self, sha: str) -> str | None:
+        """The parent of commit ``sha`` of main, as indexed (None: unknown)."""
+        return VersionIndex(self.db).parent_of(sha)
+
     def blocks_changed_since(self, sha: str) -> list[tuple[str, str]] | None:
         """(owner, label) of the blocks changed on main since ``sha`` (None: cannot tell)."""
         return VersionIndex(self.db).changed_since(sha)

@@ -405,13 +405,18 @@ class VersionIndex:
         wanted = list(dict.fromkeys(labels))
         for start in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[start : start + _IN_CHUNK]
-            rows = self._rows(
-                "SELECT label, MAX(version), deleted, content_blob FROM versions WHERE owner = ? "
-                f"AND label IN ({', '.join('?' * len(chunk))}) GROUP BY label",
+            rows = self._rows(  # heads: one row per block, its newest version
+                "SELECT label, version, deleted, content_blob FROM heads WHERE owner = ? "
+                f"AND label IN ({', '.join('?' * len(chunk))})",
                 [owner, *chunk],
             )
             found.update((label, (v, blob)) for label, v, deleted, blob in rows if not deleted)
         return found
+
+    def parent_of(self, sha: str) -> str | None:
+        """The first parent of indexed commit ``sha`` (None: none, or not indexed)."""
+        row = self._first_row("SELECT parent FROM commits WHERE sha = ?", [sha])
+        return None if row is None or row[0] is None else str(row[0])
 
     def changed_since(self, sha: str) -> list[tuple[str, str]] | None:
         """(owner, label) of every block a commit indexed after ``sha`` changed; None when

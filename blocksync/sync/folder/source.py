@@ -85,7 +85,7 @@ from blocksync.shared.wit import (
     PermissionRule,
     VersionInfo,
 )
-from blocksync.store.bases import SyncBases
+from blocksync.store.bases import Binding, SyncBases
 from blocksync.store.blocks import DEFAULT_SCHEMA, BlockStore
 from blocksync.store.gitstore import GitStore
 from blocksync.store.merge import merge3
@@ -252,6 +252,8 @@ class _Inside:
         for plan in plans:  # an agent wrote these meanwhile: nothing of them was written
             if (plan.owner, plan.label) in tx.stale:
                 plan.skipped = _MOVED
+        if tx.result is not None and tx.result.commit is not None:
+            source._blocks_written.append(tx.result.commit)
         source._hook("after-block-commit")
 
     def write_bases(self, plans: Sequence[_Plan]) -> None:
@@ -265,6 +267,8 @@ class _Inside:
                 else:
                     tx.set_base(plan.path, plan.owner, plan.label, content)
         source.base_index().record(source.bases, tx)
+        if tx.commit_id is not None:
+            source._bases_written.append((tx.parent_id, tx.commit_id, tx.written()))
         source._hook("after-bases")
 
 
@@ -327,6 +331,11 @@ class FileSource:
         self.skipped: list[Skipped] = []
         self._base_index: BaseIndex | None = None
         self._stat_cache: StatCache | None = None
+        #: the bases commits of this reconcile call: (parent, commit, what it set)
+        self._blocks_written: list[str] = []  # the commits of main of this call
+        self._bases_written: list[
+            tuple[str | None, str, list[tuple[str, Binding | None, str | None]]]
+        ] = []
 
     def close(self) -> None:
         if self._base_index is not None:
@@ -634,25 +643,46 @@ class FileSource:
                 if owner == self.spec.agent and label.startswith(LABEL_PREFIX):
                     clean.name(label)
             for owner, labels in by_owner.items():
-                for path in index.paths_of_blocks(self.key, owner, labels).values():
+                for path in self._bound_paths(owner, labels):
                     clean.still(path, None)
         if since_bases != key[1]:
             try:
                 changes = self.bases.changes(since_bases)
             except BlocksyncError:
                 return False
-            clean.rebound = bool(changes)
-            for change in changes:
-                if change.binding is None:
-                    clean.forget(change.path)
-                else:
-                    clean.still(change.path, None)
-                named = self._scheme_label(change.path)
-                if named is not None:
-                    clean.name(named)
+            self._rebind(clean, [(c.path, c.binding) for c in changes])
         if clean.key != key:
             clean.key, clean.dirty = key, True
         return True
+
+    def _bound_paths(self, owner: str, labels: list[str]) -> list[str]:
+        """The paths bound to blocks ``labels`` of ``owner``: looked up at the paths their
+        labels name first (the usual binding), the others by a pass over the bindings."""
+        index = self.base_index()
+        scheme = {}
+        if owner == self.spec.agent:
+            scheme = {path: label for label in labels if (path := self._scheme_path(label))}
+        found = index.entries_of(self.key, scheme)
+        paths = [
+            path
+            for path, entry in found.items()
+            if (entry.owner, entry.label) == (owner, scheme[path])
+        ]
+        others = set(labels).difference(scheme[path] for path in paths)
+        return paths + list(index.paths_of_blocks(self.key, owner, others).values())
+
+    def _rebind(self, clean: Clean, changes: Iterable[tuple[str, object | None]]) -> None:
+        """Paths whose binding or base changed (binding None: forgotten) are not clean; the
+        blocks their labels name may name them now."""
+        for path, binding in changes:
+            if binding is None:
+                clean.forget(path)
+                clean.rebound = True  # a stat row may be left over
+            else:
+                clean.still(path, None)
+            named = self._scheme_label(path)
+            if named is not None:
+                clean.name(named)
 
     def _partial(self, clean: Clean, rest: Iterable[str]) -> _Snapshot:
         """The snapshot of the ``rest`` of the paths (and of the named blocks) only."""
@@ -737,6 +767,7 @@ class FileSource:
             for p in wanted:
                 self.target(p)  # every path checked before anything is read
         outcome = ReconcileOutcome()
+        self._bases_written, self._blocks_written = [], []
         with self._disk() as disk:
             survey = None
             clean: Clean | None = None
@@ -804,6 +835,16 @@ class FileSource:
         rows = self.stat_cache().count()
         return rows is not None and rows > len(every)
 
+    def _advance_blocks(self, clean: Clean) -> None:
+        """Move ``clean``'s main commit over this call's own commits, when nobody else's came
+        between (the blocks they changed are of paths this call decided: not clean)."""
+        index = self.base_index()
+        for commit in self._blocks_written:
+            if clean.key[0] is None or index.blocks_parent(commit) != clean.key[0]:
+                return  # the next run reads what changed since from the version index
+            clean.key = [commit, clean.key[1], clean.key[2]]
+            clean.dirty = True
+
     def _keep_clean(self, clean: Clean, ordered: list[NoChange | _Plan], hashing: Hashing) -> None:
         """Save ``clean`` with what this run found of the paths it decided one by one (still
         valid for its key: what the run wrote shows as changes since it, at the next run)."""
@@ -811,6 +852,13 @@ class FileSource:
             if item.path in clean.bound:
                 unchanged = isinstance(item, NoChange)
                 clean.still(item.path, hashing.settled(item.path) if unchanged else None)
+        self._advance_blocks(clean)
+        for parent, commit, written in self._bases_written:
+            if parent != clean.key[1]:
+                break  # another writer came between: the next run reads the changes from git
+            self._rebind(clean, [(path, binding) for path, binding, _ in written])
+            clean.key = [clean.key[0], commit, clean.key[2]]
+            clean.dirty = True
         if clean.dirty:
             clean.stamp = max(clean.stamp, hashing.stamp)
             self.stat_cache().save_clean(clean)
@@ -869,7 +917,7 @@ class FileSource:
     @staticmethod
     def _report(item: NoChange | _Plan, outcome: ReconcileOutcome) -> None:
         if isinstance(item, NoChange):
-            outcome.results.append(item)
+            outcome.decided.append(item)
             outcome.reasons[item.path] = _UNCHANGED
             return
         plan = item
@@ -878,7 +926,7 @@ class FileSource:
             outcome.skipped.append(Skipped(plan.path, reason))
             return
         result = _result(plan)
-        outcome.results.append(result)
+        outcome.decided.append(result)
         outcome.reasons[plan.path] = plan.reason
         if isinstance(result, NeedsResolution):
             disk_text = plan.outside_now if plan.conflict is not None else plan.outside
