@@ -157,6 +157,8 @@ class _Plan(Change):
 _MOVED = "its block changed while reconcile was writing it"
 _VCS = "it is in a version-control folder (.git, .hg, .svn, .jj, .bzr): never synced"
 _UNCHANGED = UNCHANGED
+#: a run with more paths than this to decide one by one loads the whole snapshot at once
+_PARTIAL_MOST = 2000
 
 
 @dataclass
@@ -548,23 +550,14 @@ class FileSource:
 
     # -- reconcile --------------------------------------------------------------------------
 
-    def _guard(self, snap: _Snapshot, survey: Survey) -> None:
-        """Refuse a run over all paths in which most bound files vanished at once, or most of
-        their blocks were deleted (see :func:`blocksync.sync.protocol.mass_deletion`). Files in
-        folders that cannot be listed are unknown, not gone; version-control paths never sync."""
-        present = snap.entries.keys() & survey.present
-        blocks_gone = [
-            path
-            for path in present
-            if (snap.entries[path].owner, snap.entries[path].label) not in snap.latest
-        ]
-        self._refuse(len(present), snap.entries.keys() - present, blocks_gone, survey)
-
     def _refuse(
         self, present: int, absent: Iterable[str], blocks_gone: list[str], survey: Survey
     ) -> None:
-        """The guard's verdict: ``present`` bound paths listed, the ``absent`` ones not listed,
-        and the listed ones whose blocks are gone."""
+        """Refuse a run over all paths in which most bound files vanished at once, or most of
+        their blocks were deleted (see :func:`blocksync.sync.protocol.mass_deletion`): of the
+        bound paths, ``present`` were listed, the ``absent`` ones not, and the listed ones of
+        ``blocks_gone`` lost their blocks. Files in folders that cannot be listed are unknown,
+        not gone; version-control paths never sync."""
         bound = present
         gone: list[str] = []
         for path in sorted(absent):
@@ -730,7 +723,9 @@ class FileSource:
             named = [block for block in named if block[1] in alive]
         wanted, skipped = self._candidates_of(bound.keys() - files, named, survey)
         rest = sorted(wanted - quick)
-        if snap is None:
+        if snap is None and len(rest) > _PARTIAL_MOST:
+            snap = self._snapshot()  # most paths to decide: one pass beats lookups by path
+        elif snap is None:
             snap = self._partial(clean, rest)
         if not allow_mass_delete:
             present = bound.keys() & survey.present
@@ -775,7 +770,8 @@ class FileSource:
             if wanted is None:
                 survey = folder_disk.survey(disk, self.spec, stats=True)
                 clean, snap, every, rest = self._plan_all(survey, outcome, allow_mass_delete)
-                hashing = Hashing(self.stat_cache(), survey.stats, rest)
+                only = rest if len(rest) <= _PARTIAL_MOST else None
+                hashing = Hashing(self.stat_cache(), survey.stats, only)
                 ordered: list[NoChange | _Plan] = self._decide(
                     rest, snap, disk, survey, outcome, hashing
                 )
