@@ -383,3 +383,20 @@ def test_racy_files_are_not_clean_until_they_have_been_still(rig: Rig) -> None:
     assert opened == ["n4.md"] and _clean(rig)["n4.md"] == file_stat(os.stat(f))
     kinds, opened = rig.run()
     assert set(kinds.values()) == {"NoChange"} and opened == []
+
+
+def test_files_a_first_sync_took_in_are_clean_at_once(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    for i, name in enumerate(NAMES):
+        (rig.root / name).write_text(f"note {i}\n")
+    _settle()  # still for long enough before the first sync reads them
+    kinds, _ = rig.run()
+    assert set(kinds.values()) == {"Resolved"}
+    assert _clean(rig) == {n: file_stat(os.stat(rig.root / n)) for n in NAMES}
+    kinds, opened = rig.run()
+    assert set(kinds.values()) == {"NoChange"} and opened == []
+    # and a file edited since is still seen
+    _same_size(rig.root / "n1.md", "NOTE 1\n")
+    kinds, _ = rig.run()
+    assert kinds["n1.md"] == "Resolved" and rig.block("n1.md") == "NOTE 1\n"
+    rig.ws.close()

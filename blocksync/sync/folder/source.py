@@ -177,6 +177,20 @@ def _rewrites(decision: Decision) -> bool:
     return decision.action in apply.OUTSIDE_ACTIONS or decision.content is None
 
 
+def _settles(plan: _Plan, based: dict[str, str | None]) -> bool:
+    """Did carrying ``plan`` out leave its file as read, and its block and base holding the
+    very text of it (so the file's stat, if not racy, is clean)?"""
+    content = plan.decision.content
+    return (
+        plan.skipped is None
+        and not plan.needs_resolution
+        and plan.decision.action in (Action.TO_AGENT, Action.IDENTICAL)
+        and content is not None
+        and based.get(plan.path) == content
+        and plan.outside_hash == content_hash(content)
+    )
+
+
 def _merge(base: str, disk: str, agent: str) -> str | None:
     return merge3(base, disk, agent).text
 
@@ -849,12 +863,17 @@ class FileSource:
                 unchanged = isinstance(item, NoChange)
                 clean.still(item.path, hashing.settled(item.path) if unchanged else None)
         self._advance_blocks(clean)
+        based: dict[str, str | None] = {}  # path -> the base this call's commits gave it
         for parent, commit, written in self._bases_written:
             if parent != clean.key[1]:
                 break  # another writer came between: the next run reads the changes from git
             self._rebind(clean, [(path, binding) for path, binding, _ in written])
+            based.update((path, text) for path, _, text in written)
             clean.key = [clean.key[0], commit, clean.key[2]]
             clean.dirty = True
+        for item in ordered:  # a file this call left as it was, now in its block and base too
+            if isinstance(item, _Plan) and item.path in based and _settles(item, based):
+                clean.still(item.path, hashing.settled(item.path))
         if clean.dirty:
             clean.stamp = max(clean.stamp, hashing.stamp)
             self.stat_cache().save_clean(clean)
