@@ -98,6 +98,12 @@ class Clean:
         if self.bound.pop(path, None) is not None:
             self.dirty = True
 
+    def unname(self, label: str) -> None:
+        """Block ``label`` names no path but its own (bound to it)."""
+        if label in self.named:
+            self.named.discard(label)
+            self.dirty = True
+
     def name(self, label: str) -> None:
         """Block ``label`` may name a path not bound to it."""
         if label not in self.named:

@@ -691,6 +691,15 @@ class FileSource:
             if named is not None:
                 clean.name(named)
 
+    def _unname(self, clean: Clean) -> None:
+        """Drop the named labels bound at the very path they name (the usual end of a block
+        changed since: it is a candidate as that path's block), so they stay few."""
+        at = {path: label for label in clean.named if (path := self._scheme_path(label))}
+        agent = self.spec.agent
+        for path, entry in self.base_index().entries_of(self.key, at).items():
+            if (entry.owner, entry.label) == (agent, at[path]):
+                clean.unname(at[path])
+
     def _partial(self, clean: Clean, rest: Iterable[str]) -> _Snapshot:
         """The snapshot of the ``rest`` of the paths (and of the named blocks) only."""
         index = self.base_index()
@@ -731,6 +740,8 @@ class FileSource:
         missed = {path for path, stat in stats.items() if bound.get(path) != stat}
         quick = stats.keys() - missed
         files = survey.files
+        if snap is None:
+            self._unname(clean)
         named = [(self.spec.agent, label) for label in clean.named]
         if snap is None:  # only blocks that exist name a path
             alive = self.base_index().latest_contents_of(self.spec.agent, clean.named)
