@@ -393,6 +393,16 @@ def test_files_a_first_sync_took_in_are_clean_at_once(tmp_path: Path) -> None:
     kinds, _ = rig.run()
     assert set(kinds.values()) == {"Resolved"}
     assert _clean(rig) == {n: file_stat(os.stat(rig.root / n)) for n in NAMES}
+    # valid for main and the bases as the sync left them (moved over its own commits), so
+    # the next run has no change since to read
+    clean = rig.cache().clean()
+    main = rig.ws.index_db.conn.execute(
+        "SELECT value FROM index_meta WHERE key = 'indexed_head'"
+    ).fetchone()[0]
+    with FileSource(rig.spec, rig.ws.blocks) as fs:
+        bases = fs.bases.head()
+    assert clean is not None and bases is not None
+    assert clean.key[:2] == [main, bases.decode()]
     kinds, opened = rig.run()
     assert set(kinds.values()) == {"NoChange"} and opened == []
     # and a file edited since is still seen

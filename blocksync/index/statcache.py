@@ -36,6 +36,7 @@ import sqlite3
 import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlite_utils
 
@@ -171,25 +172,23 @@ class StatCache:
 
     def count(self) -> int | None:
         """How many rows the source has (None: the table cannot be read)."""
-        try:
-            with self.db.reading() as conn:
-                row = conn.execute(
-                    f"SELECT count(*) FROM {TABLE} WHERE source = ?", [self.source]
-                ).fetchone()
-        except sqlite3.DatabaseError:
-            return None
-        return int(row[0])
+        rows = self._column("count(*)")
+        return None if rows is None else int(rows[0])
 
     def known_paths(self) -> None:
         """Learn the path of every row (what :meth:`update`'s ``keep_only`` drops from)."""
+        rows = self._column("path")
+        if rows is not None:
+            self._paths = set(rows)
+
+    def _column(self, what: str) -> list[Any] | None:
+        """``what`` of the source's rows (None: the table cannot be read)."""
         try:
             with self.db.reading() as conn:
-                rows = conn.execute(
-                    f"SELECT path FROM {TABLE} WHERE source = ?", [self.source]
-                ).fetchall()
+                sql = f"SELECT {what} FROM {TABLE} WHERE source = ?"
+                return [row[0] for row in conn.execute(sql, [self.source])]
         except sqlite3.DatabaseError:
-            return
-        self._paths = {row[0] for row in rows}
+            return None
 
     def clean(self) -> Clean | None:
         """The source's clean paths as last saved; None if there are none (or damaged)."""

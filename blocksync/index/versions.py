@@ -413,15 +413,17 @@ class VersionIndex:
             found.update((label, (v, blob)) for label, v, deleted, blob in rows if not deleted)
         return found
 
-    def parent_of(self, sha: str) -> str | None:
-        """The first parent of indexed commit ``sha`` (None: none, or not indexed)."""
+    def parent_of(self, sha: str) -> tuple[bool, str | None]:
+        """Is ``sha`` indexed, and its first parent (None: it is the first commit)."""
         row = self._first_row("SELECT parent FROM commits WHERE sha = ?", [sha])
-        return None if row is None or row[0] is None else str(row[0])
+        return row is not None, None if row is None or row[0] is None else str(row[0])
 
-    def changed_since(self, sha: str) -> list[tuple[str, str]] | None:
-        """(owner, label) of every block a commit indexed after ``sha`` changed; None when
-        ``sha`` is not on the indexed history (then nothing can be said)."""
-        row = self._first_row("SELECT seq FROM commits WHERE sha = ?", [sha])
+    def changed_since(self, sha: str | None) -> list[tuple[str, str]] | None:
+        """(owner, label) of every block a commit indexed after ``sha`` (None: before the
+        first) changed; None when ``sha`` is not on the indexed history (nothing can be said)."""
+        row = (
+            (0,) if sha is None else self._first_row("SELECT seq FROM commits WHERE sha = ?", [sha])
+        )
         if row is None:
             return None
         rows = self._rows(

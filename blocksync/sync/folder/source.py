@@ -480,12 +480,9 @@ class FileSource:
 
     def path_for_label(self, label: str) -> str | None:
         """The source path the label scheme gives ``label``; None if not one of this source's."""
-        if not label.startswith(LABEL_PREFIX):
+        path = self._scheme_path(label)
+        if path is None:
             return None
-        tag, colon, rel = label[len(LABEL_PREFIX) :].partition(":")
-        if not colon or tag not in self.tags:
-            return None
-        path = self.spec.source_path(self.tags.index(tag), rel)
         try:
             self.target(path)
         except UsageError:
@@ -641,7 +638,7 @@ class FileSource:
         index = self.base_index()
         since_blocks, since_bases = clean.key[0], clean.key[1]
         if since_blocks != key[0]:
-            changed = None if since_blocks is None else index.blocks_changed_since(since_blocks)
+            changed = index.blocks_changed_since(since_blocks)
             if changed is None:
                 return False
             by_owner: dict[str, list[str]] = {}
@@ -861,7 +858,7 @@ class FileSource:
         between (the blocks they changed are of paths this call decided: not clean)."""
         index = self.base_index()
         for commit in self._blocks_written:
-            if clean.key[0] is None or index.blocks_parent(commit) != clean.key[0]:
+            if index.blocks_parent(commit) != (True, clean.key[0]):
                 return  # the next run reads what changed since from the version index
             clean.key = [commit, clean.key[1], clean.key[2]]
             clean.dirty = True
