@@ -73,7 +73,7 @@ from blocksync.errors import (
     UsageError,
 )
 from blocksync.fs.disk import Folder, is_vcs_path, store_overlap
-from blocksync.index.base_index import BaseEntry, BaseIndex
+from blocksync.index.base_index import BaseEntry, BaseIndex, Bound
 from blocksync.index.statcache import Clean, StatCache
 from blocksync.shared import apply, progress
 from blocksync.shared.apply import Change, Unreadable
@@ -675,9 +675,9 @@ class FileSource:
         others = set(labels).difference(scheme[path] for path in paths)
         return paths + list(index.paths_of_blocks(self.key, owner, others).values())
 
-    def _rebind(self, clean: Clean, changes: Iterable[tuple[str, object | None]]) -> None:
+    def _rebind(self, clean: Clean, changes: Iterable[tuple[str, Bound | None]]) -> None:
         """Paths whose binding or base changed (binding None: forgotten) are not clean; the
-        blocks their labels name may name them now."""
+        blocks their labels name may name them now (unless bound there: the usual case)."""
         for path, binding in changes:
             if binding is None:
                 clean.forget(path)
@@ -685,7 +685,11 @@ class FileSource:
             else:
                 clean.still(path, None)
             named = self._scheme_label(path)
-            if named is not None:
+            ours = binding is not None and (binding.owner, binding.label) == (
+                self.spec.agent,
+                named,
+            )
+            if named is not None and not ours:
                 clean.name(named)
 
     def _unname(self, clean: Clean) -> None:
