@@ -22,7 +22,7 @@ import pytest
 
 import blocksync
 from blocksync.fs.disk import file_stat
-from blocksync.index.statcache import RACY_NS, TABLE, Seen, StatCache
+from blocksync.index.statcache import CLEAN_TABLE, RACY_NS, TABLE, Seen, StatCache
 from blocksync.shared.wit import PermissionLevel, PermissionRule
 from blocksync.sync.folder.config import FileSourceSpec
 from blocksync.sync.folder.source import FileSource
@@ -121,6 +121,7 @@ def test_an_unchanged_run_opens_no_file(rig: Rig) -> None:
 def test_a_run_without_the_cache_reads_every_file(rig: Rig) -> None:
     # what the test above would see without the cache: the audit hook does see reads
     rig.ws.index_db.conn.execute(f"DELETE FROM {TABLE}")
+    rig.ws.index_db.conn.execute(f"DELETE FROM {CLEAN_TABLE}")  # and its clean paths
     kinds, opened = rig.run()
     assert set(kinds.values()) == {"NoChange"}
     assert opened == NAMES
@@ -223,7 +224,11 @@ def test_rows_of_paths_that_are_gone_go_away(tmp_path: Path) -> None:
     ],
 )
 def test_a_damaged_or_missing_table_falls_back_to_hashing(rig: Rig, damage: str) -> None:
-    rig.ws.index_db.conn.executescript(damage)
+    # the clean paths (one blob per source) damaged alike
+    clean = damage.replace(TABLE, CLEAN_TABLE).replace(
+        "size = 'big', mtime_ns = 1.5", "stats = 'x'"
+    )
+    rig.ws.index_db.conn.executescript(f"{damage}; {clean}")
     _same_size(rig.root / "n0.md", "NOTE 0\n")
     kinds, opened = rig.run()
     assert kinds["n0.md"] == "Resolved" and opened == NAMES  # every file hashed
@@ -271,3 +276,137 @@ def test_racy_and_future_rows_are_not_trusted(tmp_path: Path) -> None:
         )
         cache.update({"future.md": Seen((1, old, old, 10), "d")}, now + RACY_NS)
         assert cache.trusted(now + 1) == {"still.md": ((1, old, old, 7), "a")}
+
+
+# -- the clean paths: one row per source that calls most paths unchanged by their stat ---------
+
+
+def _clean(rig: Rig) -> dict[str, tuple[int, ...]]:
+    found = rig.cache().clean()
+    assert found is not None
+    return found.bound
+
+
+def test_clean_paths_are_kept_and_an_unchanged_run_reads_no_row_per_path(rig: Rig) -> None:
+    assert set(_clean(rig)) == set(NAMES)
+    assert all(stat == file_stat(os.stat(rig.root / n)) for n, stat in _clean(rig).items())
+    rows = rig.rows()
+    rig.ws.index_db.conn.execute(f"DELETE FROM {TABLE}")  # the rows are not what it reads
+    kinds, opened = rig.run()
+    assert set(kinds.values()) == {"NoChange"} and opened == []
+    assert rig.rows() == {}  # nothing re-read, nothing re-recorded
+    assert rows
+
+
+def test_a_block_edited_since_is_seen_though_its_file_is_clean(rig: Rig) -> None:
+    with FileSource(rig.spec, rig.ws.blocks) as fs:
+        label = fs.block_of("n1.md").label
+    rig.ws.blocks.update(AGENT, label, "agent wrote\n")  # main moves on; the file does not
+    kinds, _ = rig.run()
+    assert kinds["n1.md"] == "Resolved"
+    assert (rig.root / "n1.md").read_text() == "agent wrote\n"
+    assert {kind for name, kind in kinds.items() if name != "n1.md"} == {"NoChange"}
+
+
+def test_a_base_changed_since_is_seen_though_its_file_is_clean(rig: Rig) -> None:
+    # another writer of the bases (a resolution, another machine's pull): both sides now
+    # differ from the base, and agree, so the base advances; a stale clean row would say
+    # "unchanged" and leave the base behind
+    with FileSource(rig.spec, rig.ws.blocks) as fs:
+        label = fs.block_of("n2.md").label
+        with fs.bases.update("elsewhere", "test") as tx:
+            tx.set_base("n2.md", AGENT, label, "an older base\n")
+    kinds, opened = rig.run()
+    assert kinds["n2.md"] == "Resolved" and opened == ["n2.md"]
+    with FileSource(rig.spec, rig.ws.blocks) as fs:
+        found = fs.bases.get("n2.md")
+    assert found is not None and found[1] == "note 2\n"
+
+
+def test_a_new_block_named_for_a_new_path_becomes_its_file(rig: Rig) -> None:
+    with FileSource(rig.spec, rig.ws.blocks) as fs:
+        label = fs.target("new.md").label
+    rig.ws.blocks.create(AGENT, label, "from the agent\n")
+    kinds, _ = rig.run()
+    assert kinds["new.md"] == "Resolved"
+    assert (rig.root / "new.md").read_text() == "from the agent\n"
+
+
+def test_a_file_deleted_while_clean_is_seen(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "admin")
+    for i, name in enumerate(NAMES):
+        (rig.root / name).write_text(f"note {i}\n")
+    rig.run()
+    _settle()
+    rig.run()
+    assert set(_clean(rig)) == set(NAMES)
+    (rig.root / "n3.md").unlink()
+    kinds, _ = rig.run()
+    assert kinds["n3.md"] == "Resolved"
+    assert not rig.ws.blocks.exists(AGENT, _label(rig, "n3.md"))
+    assert "n3.md" not in _clean(rig)  # its binding went: so did its clean row
+    kinds, _ = rig.run()
+    assert "n3.md" not in kinds and set(kinds.values()) == {"NoChange"}
+    rig.ws.close()
+
+
+def _label(rig: Rig, name: str) -> str:
+    with FileSource(rig.spec, rig.ws.blocks) as fs:
+        return fs.target(name).label
+
+
+def test_clean_paths_stamped_in_the_future_are_not_trusted(rig: Rig) -> None:
+    # a file changed in place and its clean stat claimed by a row written "later" (the clock
+    # moved back since): the row is not trusted, the file is read
+    f = rig.root / "n0.md"
+    _same_size(f, "NOTE 0\n")
+    clean = rig.cache().clean()
+    assert clean is not None
+    clean.bound["n0.md"] = file_stat(os.stat(f))
+    clean.stamp = StatCache.now() + 3600 * 10**9
+    rig.cache().save_clean(clean)
+    kinds, _ = rig.run()
+    assert kinds["n0.md"] == "Resolved"
+    assert rig.block("n0.md") == "NOTE 0\n"
+
+
+def test_racy_files_are_not_clean_until_they_have_been_still(rig: Rig) -> None:
+    f = rig.root / "n4.md"
+    f.write_text("note four\n")
+    kinds, _ = rig.run()
+    assert kinds["n4.md"] == "Resolved"
+    kinds, opened = rig.run()  # written a moment ago: racy, so read again
+    assert kinds["n4.md"] == "NoChange" and opened == ["n4.md"]
+    assert _clean(rig)["n4.md"][0] == -1
+    _settle()
+    kinds, opened = rig.run()  # still for long enough: read once more, now clean
+    assert opened == ["n4.md"] and _clean(rig)["n4.md"] == file_stat(os.stat(f))
+    kinds, opened = rig.run()
+    assert set(kinds.values()) == {"NoChange"} and opened == []
+
+
+def test_files_a_first_sync_took_in_are_clean_at_once(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    for i, name in enumerate(NAMES):
+        (rig.root / name).write_text(f"note {i}\n")
+    _settle()  # still for long enough before the first sync reads them
+    kinds, _ = rig.run()
+    assert set(kinds.values()) == {"Resolved"}
+    assert _clean(rig) == {n: file_stat(os.stat(rig.root / n)) for n in NAMES}
+    # valid for main and the bases as the sync left them (moved over its own commits), so
+    # the next run has no change since to read
+    clean = rig.cache().clean()
+    main = rig.ws.index_db.conn.execute(
+        "SELECT value FROM index_meta WHERE key = 'indexed_head'"
+    ).fetchone()[0]
+    with FileSource(rig.spec, rig.ws.blocks) as fs:
+        bases = fs.bases.head()
+    assert clean is not None and bases is not None
+    assert clean.key[:2] == [main, bases.decode()]
+    kinds, opened = rig.run()
+    assert set(kinds.values()) == {"NoChange"} and opened == []
+    # and a file edited since is still seen
+    _same_size(rig.root / "n1.md", "NOTE 1\n")
+    kinds, _ = rig.run()
+    assert kinds["n1.md"] == "Resolved" and rig.block("n1.md") == "NOTE 1\n"
+    rig.ws.close()

@@ -34,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from types import TracebackType
 from typing import Self
 
@@ -610,14 +611,28 @@ class Folder:
             try:
                 for entry in entries:
                     name = entry.name
-                    if (  # the common case first, without a call: a plain regular file
+                    if (  # the common case first, without a call: a plain regular file (no
+                        # dot file: temp files and version-control entries all start with one)
                         entry.is_file(follow_symlinks=False)
-                        and not name.startswith(TEMP_PREFIX)
-                        and name.casefold() not in VCS_FOLDERS
-                        and _utf8(name)
+                        and name[0] != "."
+                        and (name.isascii() or _utf8(name))
                     ):
-                        if kept is None or self._stat_into(kept, entry, prefix + name):
-                            files.append(prefix + name)
+                        rel = prefix + name
+                        if kept is None:
+                            files.append(rel)
+                            continue
+                        try:
+                            info = entry.stat(follow_symlinks=False)
+                        except OSError:
+                            continue  # gone meanwhile
+                        if S_ISREG(info.st_mode):  # not swapped for something else meanwhile
+                            kept[rel] = (
+                                info.st_size,
+                                info.st_mtime_ns,
+                                info.st_ctime_ns,
+                                info.st_ino,
+                            )
+                            files.append(rel)
                         continue
                     self._scan_entry(
                         entry, parts, prefix, fd, recursive, skip, clean_temps, listing, stack
@@ -629,7 +644,8 @@ class Folder:
 
     @staticmethod
     def _stat_into(stats: dict[str, FileStat], entry: os.DirEntry[str], rel: str) -> bool:
-        """Keep the listed file's stat; False if it is gone (or no regular file) meanwhile."""
+        """Keep the listed file's stat; False if it is gone (or no regular file) meanwhile
+        (:meth:`scan` does the same inline for plain files: a call per file costs)."""
         try:
             info = entry.stat(follow_symlinks=False)
         except OSError:

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import sqlite_utils
 
@@ -29,6 +29,7 @@ from .versions import VersionIndex
 
 __all__ = ["MIGRATIONS", "BaseEntry", "BaseIndex", "git_blob_id"]
 
+_IN_CHUNK = 900  # bound parameters per query (SQLite's default limit is 999)
 #: the schema of the tables this module owns, in order (see :mod:`blocksync.index.db`)
 MIGRATIONS = Migrations("base_index")
 
@@ -201,6 +202,41 @@ class BaseIndex:
                 [bases.source],
             ).fetchall()
         return {r[0]: BaseEntry(*r) for r in rows}
+
+    def entries_of(self, source: str, paths: Iterable[str]) -> dict[str, BaseEntry]:
+        """``entries`` of ``paths`` only (caught up by the caller): lookups by the primary key."""
+        head = "SELECT path, owner, label, base_blob, base_sha256 FROM sync_bases WHERE "
+        rows = self._rows_in(f"{head}source = ? AND path IN", [source], paths)
+        return {r[0]: BaseEntry(*r) for r in rows}
+
+    def paths_of_blocks(self, source: str, owner: str, labels: Iterable[str]) -> dict[str, str]:
+        """Label -> the path of ``source`` bound to block (``owner``, label), of ``labels``."""
+        query = "SELECT label, path FROM sync_bases WHERE source = ? AND owner = ? AND label IN"
+        return dict(self._rows_in(query, [source, owner], labels))
+
+    def _rows_in(self, query: str, params: list[str], values: Iterable[str]) -> list[Any]:
+        """The rows of ``query`` (ending in ``IN``) with ``params`` and the list ``values``,
+        asked in chunks of bound parameters SQLite takes."""
+        wanted = list(values)
+        rows: list[Any] = []
+        with self.db.reading() as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                sql = f"{query} ({', '.join('?' * len(chunk))})"
+                rows += conn.execute(sql, [*params, *chunk]).fetchall()
+        return rows
+
+    def blocks_head(self) -> str | None:
+        """The commit of main the version index describes."""
+        return VersionIndex(self.db).indexed_head()
+
+    def blocks_parent(self, sha: str) -> tuple[bool, str | None]:
+        """Is commit ``sha`` of main indexed, and its parent (None: the first commit)."""
+        return VersionIndex(self.db).parent_of(sha)
+
+    def blocks_changed_since(self, sha: str | None) -> list[tuple[str, str]] | None:
+        """(owner, label) of the blocks changed on main since ``sha`` (None: cannot tell)."""
+        return VersionIndex(self.db).changed_since(sha)
 
     def latest_contents(self, owner: str) -> dict[str, tuple[int, str]]:
         """Label -> (newest version, its content blob id) of every existing block of ``owner``,

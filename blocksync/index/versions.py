@@ -431,13 +431,33 @@ class VersionIndex:
         wanted = list(dict.fromkeys(labels))
         for start in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[start : start + _IN_CHUNK]
-            rows = self._rows(
-                "SELECT label, MAX(version), deleted, content_blob FROM versions WHERE owner = ? "
-                f"AND label IN ({', '.join('?' * len(chunk))}) GROUP BY label",
+            rows = self._rows(  # heads: one row per block, its newest version
+                "SELECT label, version, deleted, content_blob FROM heads WHERE owner = ? "
+                f"AND label IN ({', '.join('?' * len(chunk))})",
                 [owner, *chunk],
             )
             found.update((label, (v, blob)) for label, v, deleted, blob in rows if not deleted)
         return found
+
+    def parent_of(self, sha: str) -> tuple[bool, str | None]:
+        """Is ``sha`` indexed, and its first parent (None: it is the first commit)."""
+        row = self._first_row("SELECT parent FROM commits WHERE sha = ?", [sha])
+        return row is not None, None if row is None or row[0] is None else str(row[0])
+
+    def changed_since(self, sha: str | None) -> list[tuple[str, str]] | None:
+        """(owner, label) of every block a commit indexed after ``sha`` (None: before the
+        first) changed; None when ``sha`` is not on the indexed history (nothing can be said)."""
+        row = (
+            (0,) if sha is None else self._first_row("SELECT seq FROM commits WHERE sha = ?", [sha])
+        )
+        if row is None:
+            return None
+        rows = self._rows(
+            'SELECT DISTINCT owner, label FROM versions WHERE "commit" IN '
+            "(SELECT sha FROM commits WHERE seq > ?)",
+            [row[0]],
+        )
+        return [(owner, label) for owner, label in rows]
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every table, ordered: two indexes are identical iff dumps are equal."""

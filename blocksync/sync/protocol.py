@@ -57,16 +57,43 @@ class Skipped:
     reason: str
 
 
+#: the reason of a path neither side changed (as :func:`blocksync.shared.truth.decide` says it)
+UNCHANGED = "neither side changed since the last sync"
+
+
 @dataclass
 class ReconcileOutcome:
     """What one reconcile call did: a result per path it decided, the paths it left alone, and
-    the truth table's reason for every decided path (what a conflict row records)."""
+    the truth table's reason for every decided path (what a conflict row records).
 
-    results: list[ReconcileResult] = field(default_factory=list)
+    Most paths of a run over every path are unchanged: a source may list those in
+    ``unchanged`` instead of making a :class:`NoChange` (and a reason) for each. ``results``
+    makes them when first read (in path order among the others: a source listing paths there
+    decides in path order); a caller that only counts them reads ``decided`` and
+    ``unchanged`` instead."""
+
+    decided: list[ReconcileResult] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)
     #: every path needing resolution, with all three sides: what a conflict row records
     conflicts: dict[str, Sides] = field(default_factory=dict)
+    #: paths found unchanged on both sides, not (yet) in ``decided``
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def results(self) -> list[ReconcileResult]:
+        """Every result, a NoChange for each path of ``unchanged`` included (moved here)."""
+        if self.unchanged:
+            merged = self.decided + [NoChange(path) for path in self.unchanged]
+            merged.sort(key=lambda result: result.path)
+            for path in self.unchanged:
+                self.reasons[path] = UNCHANGED
+            self.decided, self.unchanged = merged, []
+        return self.decided
+
+    @results.setter
+    def results(self, value: list[ReconcileResult]) -> None:
+        self.decided = value
 
 
 @dataclass(frozen=True)

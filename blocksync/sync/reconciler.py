@@ -268,7 +268,11 @@ class Reconciler:
             nullcontext() if dry_run else self.conflicts.batch(f"reconcile {key} ({run_id})")
         )
         with recording:
-            for result in counted(outcome.results, f"recording {key}"):
+            for path in open_paths.intersection(outcome.unchanged):
+                vanished = Settled("vanished", None, "reconcile")
+                record_outcome(self.conflicts, key, path, vanished, run_id)
+            report.unchanged += len(outcome.unchanged)
+            for result in counted(outcome.decided, f"recording {key}"):
                 if isinstance(result, Resolved):
                     report.resolved.append((result.path, result.resolution))
                     if result.path in open_paths:

@@ -33,6 +33,11 @@ class FileSourceSpec:
     exclude_patterns: tuple[str, ...] = ()
     permission_rules: tuple[PermissionRule, ...] = permissions.DEFAULT_RULES
 
+    @property
+    def selects_all(self) -> bool:
+        """Does the configuration select every file (so no path need be asked)?"""
+        return self.recursive and self.include_patterns == ("**",) and not self.exclude_patterns
+
     def selects(self, rel: str) -> bool:
         """Does the configuration select the file ``rel`` (recursive, include, exclude)?"""
         if not self.recursive and "/" in rel:

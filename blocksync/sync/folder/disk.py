@@ -30,6 +30,8 @@ class Selection(Protocol):
     def paths(self) -> tuple[Path, ...]: ...
     @property
     def recursive(self) -> bool: ...
+    @property
+    def selects_all(self) -> bool: ...
     def selects(self, rel: str) -> bool: ...
     def folder_excluded(self, folder: str) -> bool: ...
     def source_path(self, index: int, rel: str) -> str: ...
@@ -146,7 +148,10 @@ def _survey(roots: Roots, spec: Selection, *, stats: bool) -> Survey:
             if shown != rel or spec.selects(rel):
                 found.skipped.append(Skipped(spec.source_path(index, shown), reason))
         listed = listing.stats
-        selected = [rel for rel in listing.files if spec.selects(rel)]
+        if spec.selects_all:
+            selected = listing.files
+        else:
+            selected = [rel for rel in listing.files if spec.selects(rel)]
         if len(spec.paths) == 1:  # source paths are the relative ones: taken in bulk
             found.present.update(listing.files)
             found.files.update(selected)

@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import NamedTuple
 
 from blocksync.fs.disk import FileStat, Folder, file_stat
-from blocksync.index.statcache import Seen, StatCache
+from blocksync.index.statcache import Seen, StatCache, settled
 from blocksync.shared.apply import sha256
 
 __all__ = ["Hashing", "Read"]
@@ -34,12 +34,33 @@ class Hashing:
     """One reconcile call's hashing. ``listed``: the survey's stat of each file (None: no
     survey, so no hints); ``cache``: the source's stat cache."""
 
-    def __init__(self, cache: StatCache, listed: Mapping[str, FileStat] | None) -> None:
+    def __init__(
+        self,
+        cache: StatCache,
+        listed: Mapping[str, FileStat] | None,
+        only: Collection[str] | None = None,
+    ) -> None:
+        """``only``: the paths hints may be asked for (None: every path; otherwise
+        :meth:`record`'s ``keep_only`` knows only rows of these, unless the cache is told of
+        the others with :meth:`StatCache.known_paths`)."""
         self._cache = cache
-        self._stamp = cache.now()  # before any file recorded below is stat-ed
+        self.stamp = cache.now()  # before any file recorded below is stat-ed
         self._listed: Mapping[str, FileStat] = listed or {}
-        self._trusted = {} if listed is None else cache.trusted(self._stamp)
+        if listed is None:
+            self._trusted = {}
+        elif only is None:
+            self._trusted = cache.trusted(self.stamp)
+        else:
+            self._trusted = cache.trusted_of(only, self.stamp)
         self._seen: dict[str, Seen] = {}
+
+    def settled(self, path: str) -> FileStat | None:
+        """The stat of ``path``'s file as this call found it, if its bytes are known for that
+        stat and it is not racy (so a later call may trust it); None otherwise."""
+        seen = self._seen.get(path)
+        if seen is not None:
+            return seen.stat if settled(seen.stat, self.stamp) else None
+        return self._listed.get(path) if self.known(path) is not None else None
 
     def known(self, path: str) -> str | None:
         """The sha256 of ``path``'s file as its cache row vouches for it (None: read it)."""
@@ -64,4 +85,4 @@ class Hashing:
         the run considered (a run over all paths): rows of any other path are dropped too."""
         drop = set(written)
         seen = {path: s for path, s in self._seen.items() if path not in drop}
-        self._cache.update(seen, self._stamp, drop, keep_only=keep_only)
+        self._cache.update(seen, self.stamp, drop, keep_only=keep_only)

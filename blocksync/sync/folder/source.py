@@ -62,6 +62,7 @@ from blocksync.errors import (
     AccessDenied,
     AlreadyExists,
     BlockNotFound,
+    BlocksyncError,
     ConcurrentUpdate,
     ConfigError,
     InvalidContent,
@@ -72,8 +73,8 @@ from blocksync.errors import (
     UsageError,
 )
 from blocksync.fs.disk import Folder, is_vcs_path, store_overlap
-from blocksync.index.base_index import BaseEntry, BaseIndex
-from blocksync.index.statcache import StatCache
+from blocksync.index.base_index import BaseEntry, BaseIndex, Bound
+from blocksync.index.statcache import Clean, StatCache
 from blocksync.shared import apply, collector, progress
 from blocksync.shared.apply import Change, Unreadable
 from blocksync.shared.truth import Action, Decision, content_hash, decide
@@ -84,7 +85,7 @@ from blocksync.shared.wit import (
     PermissionRule,
     VersionInfo,
 )
-from blocksync.store.bases import SyncBases
+from blocksync.store.bases import Binding, SyncBases
 from blocksync.store.blocks import DEFAULT_SCHEMA, BlockStore
 from blocksync.store.gitstore import GitStore
 from blocksync.store.merge import merge3
@@ -92,6 +93,7 @@ from blocksync.sync import permissions
 from blocksync.sync.protocol import (
     BLOCK_MOVED,
     MASS_DELETION_MIN,
+    UNCHANGED,
     WRITE,
     NeedsResolution,
     NoChange,
@@ -154,7 +156,9 @@ class _Plan(Change):
 #: a plan's mark: its block moved while this call wrote (decided again once, then BLOCK_MOVED)
 _MOVED = "its block changed while reconcile was writing it"
 _VCS = "it is in a version-control folder (.git, .hg, .svn, .jj, .bzr): never synced"
-_UNCHANGED = "neither side changed since the last sync"  # as truth.decide says it
+_UNCHANGED = UNCHANGED
+#: a run with more paths than this to decide one by one loads the whole snapshot at once
+_PARTIAL_MOST = 2000
 
 
 @dataclass
@@ -171,6 +175,20 @@ def _rewrites(decision: Decision) -> bool:
     """Does carrying ``decision`` out write or remove the file, or forget the path's base?
     (What the stat cache must then forget of it.)"""
     return decision.action in apply.OUTSIDE_ACTIONS or decision.content is None
+
+
+def _settles(plan: _Plan, based: dict[str, str | None]) -> bool:
+    """Did carrying ``plan`` out leave its file as read, and its block and base holding the
+    very text of it (so the file's stat, if not racy, is clean)?"""
+    content = plan.decision.content
+    return (
+        plan.skipped is None
+        and not plan.needs_resolution
+        and plan.decision.action in (Action.TO_AGENT, Action.IDENTICAL)
+        and content is not None
+        and based.get(plan.path) == content
+        and plan.outside_hash == content_hash(content)
+    )
 
 
 def _merge(base: str, disk: str, agent: str) -> str | None:
@@ -250,6 +268,8 @@ class _Inside:
         for plan in plans:  # an agent wrote these meanwhile: nothing of them was written
             if (plan.owner, plan.label) in tx.stale:
                 plan.skipped = _MOVED
+        if tx.result is not None and tx.result.commit is not None:
+            source._blocks_written.append(tx.result.commit)
         source._hook("after-block-commit")
 
     def write_bases(self, plans: Sequence[_Plan]) -> None:
@@ -263,6 +283,8 @@ class _Inside:
                 else:
                     tx.set_base(plan.path, plan.owner, plan.label, content)
         source.base_index().record(source.bases, tx)
+        if tx.commit_id is not None:
+            source._bases_written.append((tx.parent_id, tx.commit_id, tx.written()))
         source._hook("after-bases")
 
 
@@ -325,6 +347,11 @@ class FileSource:
         self.skipped: list[Skipped] = []
         self._base_index: BaseIndex | None = None
         self._stat_cache: StatCache | None = None
+        #: the bases commits of this reconcile call: (parent, commit, what it set)
+        self._blocks_written: list[str] = []  # the commits of main of this call
+        self._bases_written: list[
+            tuple[str | None, str, list[tuple[str, Binding | None, str | None]]]
+        ] = []
 
     def close(self) -> None:
         if self._base_index is not None:
@@ -453,12 +480,9 @@ class FileSource:
 
     def path_for_label(self, label: str) -> str | None:
         """The source path the label scheme gives ``label``; None if not one of this source's."""
-        if not label.startswith(LABEL_PREFIX):
+        path = self._scheme_path(label)
+        if path is None:
             return None
-        tag, colon, rel = label[len(LABEL_PREFIX) :].partition(":")
-        if not colon or tag not in self.tags:
-            return None
-        path = self.spec.source_path(self.tags.index(tag), rel)
         try:
             self.target(path)
         except UsageError:
@@ -501,18 +525,26 @@ class FileSource:
 
     def _candidates(self, snap: _Snapshot, survey: Survey) -> tuple[list[str], list[Skipped]]:
         """The candidates, and the agent's blocks that name a path never synced (and why)."""
+        paths, skipped = self._candidates_of(
+            snap.entries.keys() - survey.files, snap.latest, survey
+        )
+        return sorted(paths), skipped
+
+    def _candidates_of(
+        self, bound: Iterable[str], blocks: Iterable[tuple[str, str]], survey: Survey
+    ) -> tuple[set[str], list[Skipped]]:
+        """As :meth:`_candidates` (unsorted): ``bound`` holds every bound path not among the survey's
+        files, ``blocks`` every existing block whose label may name a path."""
         paths = set(survey.files)
         skipped: list[Skipped] = []
-        for bound in snap.entries:
-            if bound in paths:
-                continue
+        for bound_path in bound:
             try:
-                self.target(bound)
+                self.target(bound_path)
             except UsageError:
                 continue
-            paths.add(bound)
+            paths.add(bound_path)
         tags = {tag: index for index, tag in enumerate(self.tags)}
-        for owner, label in snap.latest:
+        for owner, label in blocks:
             if owner != self.spec.agent or not label.startswith(LABEL_PREFIX):
                 continue
             tag, _, rel = label[len(LABEL_PREFIX) :].partition(":")
@@ -525,23 +557,21 @@ class FileSource:
             named = self.path_for_label(label)
             if named is not None and self.selects(self.target(named).rel):
                 paths.add(named)
-        return sorted(paths), skipped
+        return paths, skipped
 
     # -- reconcile --------------------------------------------------------------------------
 
-    def _guard(self, snap: _Snapshot, survey: Survey) -> None:
+    def _refuse(
+        self, present: int, absent: Iterable[str], blocks_gone: list[str], survey: Survey
+    ) -> None:
         """Refuse a run over all paths in which most bound files vanished at once, or most of
-        their blocks were deleted (see :func:`blocksync.sync.protocol.mass_deletion`). Files in
-        folders that cannot be listed are unknown, not gone; version-control paths never sync."""
-        bound = 0
+        their blocks were deleted (see :func:`blocksync.sync.protocol.mass_deletion`): of the
+        bound paths, ``present`` were listed, the ``absent`` ones not, and the listed ones of
+        ``blocks_gone`` lost their blocks. Files in folders that cannot be listed are unknown,
+        not gone; version-control paths never sync."""
+        bound = present
         gone: list[str] = []
-        blocks_gone: list[str] = []
-        for path, entry in snap.entries.items():
-            if path in survey.present:  # listed: a path of a root, no VCS file, known
-                bound += 1
-                if (entry.owner, entry.label) not in snap.latest:
-                    blocks_gone.append(path)
-                continue
+        for path in sorted(absent):
             try:
                 index, rel = self._locate(path)
             except UsageError:
@@ -551,15 +581,194 @@ class FileSource:
                 gone.append(path)
         if bound <= MASS_DELETION_MIN:
             return  # too few to tell an accident from deliberate deletions
-        for side, missing in (("disk", gone), ("agent", blocks_gone)):
+        for side, missing in (("disk", gone), ("agent", sorted(blocks_gone))):
             refusal = mass_deletion(self.key, bound, missing, side=side)
             if refusal is not None:
                 raise refusal
 
+    # -- clean paths (see :mod:`blocksync.index.statcache`) ----------------------------------
+
+    def _scheme_path(self, label: str) -> str | None:
+        """The path the label scheme gives ``label`` (unchecked); None if not of this source."""
+        if not label.startswith(LABEL_PREFIX):
+            return None
+        tag, colon, rel = label[len(LABEL_PREFIX) :].partition(":")
+        if not colon or tag not in self.tags:
+            return None
+        return self.spec.source_path(self.tags.index(tag), rel)
+
+    def _scheme_label(self, path: str) -> str | None:
+        try:
+            index, rel = self._locate(path)
+        except UsageError:
+            return None
+        return self._label(index, rel)
+
+    def _clean(self) -> tuple[Clean, _Snapshot | None]:
+        """The clean paths, valid for main and the bases as they are now: the saved ones
+        patched forward, else made from a full snapshot (returned too)."""
+        index = self.base_index()
+        bases_head = index.catch_up(self.bases)
+        self.blocks.catch_up_index()
+        key = [index.blocks_head(), bases_head, "\0".join([self.spec.agent, *self.tags])]
+        cache = self.stat_cache()
+        found = cache.clean()
+        if found is not None and found.stamp <= cache.now() and self._patch(found, key):
+            return found, None
+        snap = self._snapshot()
+        stamp = cache.now()
+        trusted = cache.trusted(stamp)
+        clean = Clean(key, stamp)
+        for path, entry in snap.entries.items():
+            row = trusted.get(path)
+            ok = row is not None and self._unchanged(entry, row[1], snap)
+            clean.still(path, row[0] if ok and row is not None else None)
+        for owner, label in snap.latest:
+            if owner == self.spec.agent and label.startswith(LABEL_PREFIX):
+                scheme = self._scheme_path(label)
+                if scheme is None or snap.bound_blocks.get((owner, label)) != scheme:
+                    clean.name(label)
+        return clean, snap
+
+    def _patch(self, clean: Clean, key: list[str | None]) -> bool:
+        """Bring ``clean`` forward to ``key``: paths whose block or base changed since are no
+        longer clean, labels of changed blocks may name new paths. False: it cannot be."""
+        if len(clean.key) != 3 or clean.key[2] != key[2]:
+            return False
+        index = self.base_index()
+        since_blocks, since_bases = clean.key[0], clean.key[1]
+        if since_blocks != key[0]:
+            changed = index.blocks_changed_since(since_blocks)
+            if changed is None:
+                return False
+            by_owner: dict[str, list[str]] = {}
+            for owner, label in changed:
+                by_owner.setdefault(owner, []).append(label)
+                if owner == self.spec.agent and label.startswith(LABEL_PREFIX):
+                    clean.name(label)
+            for owner, labels in by_owner.items():
+                for path in self._bound_paths(owner, labels):
+                    clean.still(path, None)
+        if since_bases != key[1]:
+            try:
+                changes = self.bases.changes(since_bases)
+            except BlocksyncError:
+                return False
+            self._rebind(clean, [(c.path, c.binding) for c in changes])
+        if clean.key != key:
+            clean.key, clean.dirty = key, True
+        return True
+
+    def _bound_paths(self, owner: str, labels: list[str]) -> list[str]:
+        """The paths bound to blocks ``labels`` of ``owner``: looked up at the paths their
+        labels name first (the usual binding), the others by a pass over the bindings."""
+        index = self.base_index()
+        scheme = {}
+        if owner == self.spec.agent:
+            scheme = {path: label for label in labels if (path := self._scheme_path(label))}
+        found = index.entries_of(self.key, scheme)
+        paths = [
+            path
+            for path, entry in found.items()
+            if (entry.owner, entry.label) == (owner, scheme[path])
+        ]
+        others = set(labels).difference(scheme[path] for path in paths)
+        return paths + list(index.paths_of_blocks(self.key, owner, others).values())
+
+    def _rebind(self, clean: Clean, changes: Iterable[tuple[str, Bound | None]]) -> None:
+        """Paths whose binding or base changed (binding None: forgotten) are not clean; the
+        blocks their labels name may name them now (unless bound there: the usual case)."""
+        for path, binding in changes:
+            if binding is None:
+                clean.forget(path)
+                clean.rebound = True  # a stat row may be left over
+            else:
+                clean.still(path, None)
+            named = self._scheme_label(path)
+            ours = binding is not None and (binding.owner, binding.label) == (
+                self.spec.agent,
+                named,
+            )
+            if named is not None and not ours:
+                clean.name(named)
+
+    def _unname(self, clean: Clean) -> None:
+        """Drop the named labels bound at the very path they name (the usual end of a block
+        changed since: it is a candidate as that path's block), so they stay few."""
+        at = {path: label for label in clean.named if (path := self._scheme_path(label))}
+        agent = self.spec.agent
+        for path, entry in self.base_index().entries_of(self.key, at).items():
+            if (entry.owner, entry.label) == (agent, at[path]):
+                clean.unname(at[path])
+
+    def _partial(self, clean: Clean, rest: Iterable[str]) -> _Snapshot:
+        """The snapshot of the ``rest`` of the paths (and of the named blocks) only."""
+        index = self.base_index()
+        agent = self.spec.agent
+        entries = index.entries_of(self.key, [p for p in rest if p in clean.bound])
+        labels: dict[str, set[str]] = {agent: set()}
+        new = {}
+        for path in rest:
+            if path in entries:
+                entry = entries[path]
+                labels.setdefault(entry.owner, set()).add(entry.label)
+            else:
+                label = self._scheme_label(path)
+                if label is not None:
+                    new[label] = path
+        labels[agent] |= new.keys()
+        latest = {
+            (owner, label): row
+            for owner, wanted in labels.items()
+            for label, row in index.latest_contents_of(owner, wanted).items()
+        }
+        bound = {
+            (agent, label): path
+            for label, path in index.paths_of_blocks(self.key, agent, new).items()
+        }
+        self.bases.expect(entries)
+        return _Snapshot(entries, bound, latest)
+
+    def _plan_all(
+        self, survey: Survey, outcome: ReconcileOutcome, allow_mass_delete: bool
+    ) -> tuple[Clean, _Snapshot, set[str], list[str]]:
+        """A run over all paths: the clean paths, the snapshot of the rest, every candidate,
+        and the rest: those not found unchanged by their stat alone (listed as unchanged in
+        ``outcome``)."""
+        clean, snap = self._clean()
+        bound = clean.bound
+        stats = survey.stats
+        missed = {path for path, stat in stats.items() if bound.get(path) != stat}
+        quick = stats.keys() - missed
+        files = survey.files
+        if snap is None:
+            self._unname(clean)
+        named = [(self.spec.agent, label) for label in clean.named]
+        if snap is None:  # only blocks that exist name a path
+            alive = self.base_index().latest_contents_of(self.spec.agent, clean.named)
+            named = [block for block in named if block[1] in alive]
+        wanted, skipped = self._candidates_of(bound.keys() - files, named, survey)
+        rest = sorted(wanted - quick)
+        if snap is None and len(rest) > _PARTIAL_MOST:
+            snap = self._snapshot()  # most paths to decide: one pass beats lookups by path
+        elif snap is None:
+            snap = self._partial(clean, rest)
+        if not allow_mass_delete:
+            present = bound.keys() & survey.present
+            blocks_gone = [
+                path
+                for path in present.intersection(rest)
+                if (entry := snap.entries.get(path)) is not None
+                and (entry.owner, entry.label) not in snap.latest
+            ]
+            self._refuse(len(present), bound.keys() - present, blocks_gone, survey)
+        outcome.skipped += survey.skipped + skipped
+        outcome.unchanged = list(quick)
+        return clean, snap, wanted, rest
+
     def reconcile(self, paths: list[str]) -> list[ReconcileResult]:
         """Reconcile ``paths`` (see the module docstring); skipped ones land in ``skipped``."""
-        outcome = self.reconcile_outcome(paths)
-        return outcome.results
+        return self.reconcile_outcome(paths).results
 
     def reconcile_outcome(
         self, paths: Iterable[str] | None = None, mode: ReconcileMode = WRITE
@@ -579,20 +788,25 @@ class FileSource:
             for p in wanted:
                 self.target(p)  # every path checked before anything is read
         outcome = ReconcileOutcome()
+        self._bases_written, self._blocks_written = [], []
         with collector.paused(), self._disk() as disk:
-            snap = self._snapshot()
             survey = None
+            clean: Clean | None = None
+            every: set[str] = set()
             if wanted is None:
                 survey = folder_disk.survey(disk, self.spec, stats=True)
-                if not allow_mass_delete:
-                    self._guard(snap, survey)
-                wanted, skipped = self._candidates(snap, survey)
-                outcome.skipped += survey.skipped + skipped
+                clean, snap, every, rest = self._plan_all(survey, outcome, allow_mass_delete)
+                only = rest if len(rest) <= _PARTIAL_MOST else None
+                hashing = Hashing(self.stat_cache(), survey.stats, only)
+                ordered: list[NoChange | _Plan] = self._decide(
+                    rest, snap, disk, survey, outcome, hashing
+                )
             else:  # a missing root fails the call before anything is decided
+                snap = self._snapshot()
                 for root in {self.spec.paths[self._locate(p)[0]] for p in wanted}:
                     disk[root]
-            hashing = Hashing(self.stat_cache(), None if survey is None else survey.stats)
-            ordered = self._decide(wanted, snap, disk, survey, outcome, hashing)
+                hashing = Hashing(self.stat_cache(), None)
+                ordered = self._decide(wanted, snap, disk, survey, outcome, hashing)
             plans = [item for item in ordered if isinstance(item, _Plan)]
             stopped = interrupts.reason()
             if stopped is not None and not dry_run:  # a signal came while deciding: no writes
@@ -615,17 +829,66 @@ class FileSource:
                         if (path := item.path) not in moved or path in redone
                     ]
             if not dry_run:
+                if clean is not None and self._orphans_possible(clean, every):
+                    self.stat_cache().known_paths()
                 hashing.record(
                     (p.path for p in plans if _rewrites(p.decision)),
-                    keep_only=None if survey is None else set(wanted),
+                    keep_only=None if survey is None else every,
                 )
+                if clean is not None:
+                    self._keep_clean(clean, ordered, hashing)
             for item in ordered:
                 self._report(item, outcome)
-        if outcome.skipped:
+        if outcome.skipped and wanted is None:  # the paths of a run over all: sorted
+            outcome.skipped.sort(key=lambda s: (s.path in every, s.path if s.path in every else ""))
+        elif outcome.skipped and wanted is not None:
             order = {p: i for i, p in enumerate(wanted)}
             outcome.skipped.sort(key=lambda s: order.get(s.path, -1))
         self.skipped = list(outcome.skipped)
         return outcome
+
+    def _orphans_possible(self, clean: Clean, every: set[str]) -> bool:
+        """May the stat cache hold rows of paths that are no candidate (to drop)? Rows are
+        written for candidates only: when bindings changed, or when there are more rows
+        than candidates, some may be left over (a row of a path never bound and gone is
+        left for then: only a hint, and of a stat that no longer exists)."""
+        if clean.rebound:
+            return True
+        rows = self.stat_cache().count()
+        return rows is not None and rows > len(every)
+
+    def _advance_blocks(self, clean: Clean) -> None:
+        """Move ``clean``'s main commit over this call's own commits, when nobody else's came
+        between (the blocks they changed are of paths this call decided: not clean)."""
+        index = self.base_index()
+        for commit in self._blocks_written:
+            if index.blocks_parent(commit) != (True, clean.key[0]):
+                return  # the next run reads what changed since from the version index
+            clean.key = [commit, clean.key[1], clean.key[2]]
+            clean.dirty = True
+
+    def _keep_clean(self, clean: Clean, ordered: list[NoChange | _Plan], hashing: Hashing) -> None:
+        """Save ``clean`` with what this run found of the paths it decided one by one (still
+        valid for its key: what the run wrote shows as changes since it, at the next run)."""
+        for item in ordered:
+            if item.path in clean.bound:
+                unchanged = isinstance(item, NoChange)
+                clean.still(item.path, hashing.settled(item.path) if unchanged else None)
+        self._advance_blocks(clean)
+        based: dict[str, str | None] = {}  # path -> the base this call's commits gave it
+        for parent, commit, written in self._bases_written:
+            if parent != clean.key[1]:
+                break  # another writer came between: the next run reads the changes from git
+            self._rebind(clean, [(path, binding) for path, binding, _ in written])
+            based.update((path, text) for path, _, text in written)
+            clean.key = [clean.key[0], commit, clean.key[2]]
+            clean.dirty = True
+        for item in ordered:  # a file this call left as it was, now in its block and base too
+            if isinstance(item, _Plan) and item.path in based and _settles(item, based):
+                clean.still(item.path, hashing.settled(item.path))
+        if clean.dirty:
+            clean.stamp = max(clean.stamp, hashing.stamp)
+            self.stat_cache().save_clean(clean)
 
     def _decide(
         self,
@@ -681,7 +944,7 @@ class FileSource:
     @staticmethod
     def _report(item: NoChange | _Plan, outcome: ReconcileOutcome) -> None:
         if isinstance(item, NoChange):
-            outcome.results.append(item)
+            outcome.decided.append(item)
             outcome.reasons[item.path] = _UNCHANGED
             return
         plan = item
@@ -690,7 +953,7 @@ class FileSource:
             outcome.skipped.append(Skipped(plan.path, reason))
             return
         result = _result(plan)
-        outcome.results.append(result)
+        outcome.decided.append(result)
         outcome.reasons[plan.path] = plan.reason
         if isinstance(result, NeedsResolution):
             disk_text = plan.outside_now if plan.conflict is not None else plan.outside
