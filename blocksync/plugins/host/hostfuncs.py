@@ -40,7 +40,7 @@ from blocksync.errors import (
     MergeConflict,
     TransportError,
 )
-from blocksync.fs.disk import NOT_A_FILE, Folder, is_vcs_path, printable_path
+from blocksync.fs.disk import NOT_A_FILE, FileStat, Folder, is_vcs_path, printable_path
 from blocksync.index.notifications import NotificationLog
 from blocksync.logs import plugin_logger
 from blocksync.plugins.batch import BlockBatch, SyncBatch
@@ -50,6 +50,7 @@ from blocksync.shared.wit import BlockRef, PermissionLevel, PermissionRule
 from blocksync.store import merge
 from blocksync.store.blocks import BlockStore
 from blocksync.sync import permissions
+from blocksync.sync.folder.hashing import Hashing
 from blocksync.text import parse_json
 
 from . import fetch, lift
@@ -99,6 +100,9 @@ class HostContext:
         self.fault: tuple[BaseException, str] | None = None
         #: the host function running now (named when a call is stuck)
         self.host_call: str | None = None
+        #: while the host reconciles a plugin mirroring its folder: that run's hashing, whose
+        #: stat cache ``file-digests`` consults (see ``paging.mirrors-folder`` in the WIT)
+        self.hashing: Hashing | None = None
 
     def take_fault(self) -> tuple[BaseException, str] | None:
         fault, self.fault = self.fault, None
@@ -233,24 +237,36 @@ class HostContext:
         that cannot be listed) are told to the batch, which reports them as skipped; files in
         a folder that cannot be listed are unknown, not gone (digest None: the plugin reads
         them, fails, and leaves them as they are)."""
-        with self._granted() as folder:
-            files = self._listed(folder)
+        with self.granted() as folder:
+            files = self.listed(folder)
             digests = {rel: None if rel in files.unknown else _digest(folder, rel) for rel in files}
         return json.dumps(digests, ensure_ascii=False)
 
     def folder_files(self) -> str:
         """See ``sync.folder-files`` in the WIT: ``folder_digests``' paths, nothing hashed."""
-        with self._granted() as folder:
-            files = self._listed(folder)
+        with self.granted() as folder:
+            files = self.listed(folder)
         return json.dumps(list(files), ensure_ascii=False)
 
     def file_digests(self, paths: list[str]) -> str:
-        """See ``sync.file-digests`` in the WIT: the hashes of ``paths`` only (a page's)."""
+        """See ``sync.file-digests`` in the WIT: the hashes of ``paths`` only (a page's);
+        during a run with :attr:`hashing`, a file whose listed stat its stat cache vouches for
+        is not read, and what is read is recorded for the next run."""
         digests: dict[str, str | None] = {}
-        with self._granted() as folder:
+        hashing = self.hashing
+        with self.granted() as folder:
             for rel in dict.fromkeys(paths):
                 if source_path_problem(rel) is not None or is_vcs_path(rel):
                     continue  # outside the folder, or never synced: no listing has it
+                if hashing is not None:
+                    known = hashing.known(rel)
+                    if known is None:
+                        read = hashing.read(rel, folder, rel)
+                        if read.data is None and read.unreadable is None:
+                            continue  # no file
+                        known = read.sha256
+                    digests[rel] = known
+                    continue
                 try:
                     found = folder.digest(rel)
                 except (OSError, ValueError):
@@ -261,7 +277,8 @@ class HostContext:
         return json.dumps(digests, ensure_ascii=False)
 
     @contextmanager
-    def _granted(self) -> Iterator[Folder]:
+    def granted(self) -> Iterator[Folder]:
+        """The folder granted to the plugin, opened (AccessDenied: none, or it cannot be)."""
         if self.spec.dir is None:
             raise AccessDenied("no folder is granted to this plugin (config `dir`)")
         try:
@@ -270,11 +287,12 @@ class HostContext:
         except OSError as exc:
             raise AccessDenied(f"cannot list the granted folder {self.spec.dir}: {exc.strerror}")
 
-    def _listed(self, folder: Folder) -> _Files:
+    def listed(self, folder: Folder, *, stats: bool = False) -> Files:
         """The folder's regular files, sorted, with the bound paths below folders that cannot
-        be listed (``unknown``); during a reconcile, what cannot be synced is told to the batch."""
-        listing = folder.scan(clean_temps=self.spec.dir_mode == "read-write")
-        files = _Files(listing.files)
+        be listed (``unknown``); during a reconcile, what cannot be synced is told to the batch.
+        ``stats``: each listed file's stat too (what the stat cache compares)."""
+        listing = folder.scan(clean_temps=self.spec.dir_mode == "read-write", stats=stats)
+        files = Files(listing.files, listing.stats or {})
         if isinstance(self.batch, SyncBatch):
             for rel, reason in listing.odd:
                 self.batch.skipped[printable_path(rel)] = reason
@@ -335,13 +353,14 @@ def json_items(text: str, function: str, keys: set[str]) -> list[dict[str, Any]]
     return items
 
 
-class _Files(list[str]):
-    """A folder's listed files, and which of them are unknown (below a folder that cannot be
-    listed: neither read nor gone)."""
+class Files(list[str]):
+    """A folder's listed files, which of them are unknown (below a folder that cannot be
+    listed: neither read nor gone), and the stat of each file as listed (when asked for)."""
 
-    def __init__(self, files: list[str]) -> None:
+    def __init__(self, files: list[str], stats: dict[str, FileStat]) -> None:
         super().__init__(files)
         self.unknown: set[str] = set()
+        self.stats = stats
 
 
 def _digest(folder: Folder, rel: str) -> str | None:
