@@ -37,6 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from . import flush
 from .safefile import kind_of
 
 __all__ = [
@@ -61,6 +62,10 @@ _TEMP = re.compile(r"^\.blocksync-(?:(\d+)-)?[0-9a-f]{16}\.tmp$")
 STALE_TEMP_SECONDS = 3600
 #: directory descriptors kept open per folder (each reconcile call opens one Folder)
 DIR_CACHE = 64
+#: folders one :meth:`Folder.stage` call writes temp files into (a descriptor kept for each)
+STAGE_FOLDERS = 256
+#: temp files (or folders) fsynced together, their descriptors open meanwhile
+STAGE_CHUNK = 256
 _READ_CHUNK = 1 << 20
 
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
@@ -103,6 +108,15 @@ def skip_reason(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a folder, not a file"
     return f"{kind_of(mode) or 'not a regular file'}: only regular files are synced"
+
+
+@dataclass
+class _Staged:
+    """A temp file :meth:`Folder.stage` wrote ahead of a write."""
+
+    tmp: str  # its name, in the folder
+    data: bytes
+    folder: tuple[int, int]  # (st_dev, st_ino) of the folder it is in
 
 
 #: what a stat cache compares of a file: (size, mtime_ns, ctime_ns, inode)
@@ -200,13 +214,23 @@ class Folder:
         self._fd = os.open(self.root, _DIR_FLAGS)  # the root itself: no link either
         self._dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
         self._written: set[tuple[str, ...]] = set()
+        self._staged: dict[str, _Staged] = {}  # rel -> its temp file, written ahead
+        #: the folders holding staged temp files, by (st_dev, st_ino): each one's descriptor,
+        #: so a temp file no write took is removed even from a folder moved away meanwhile
+        self._stage_dirs: dict[tuple[int, int], int] = {}
+        #: descriptors of written folders dropped from the cache, kept for sync() to fsync
+        self._evicted: list[int] = []
 
     def close(self) -> None:
-        for parts in list(self._dirs):
-            self._close_dir(parts)
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        try:
+            self.discard()
+            for parts in list(self._dirs):
+                self._close_dir(parts)
+            self._sync_evicted()
+        finally:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     def __enter__(self) -> Self:
         return self
@@ -264,12 +288,22 @@ class Folder:
         """Close a kept descriptor; a folder written to is fsynced first (it may have moved:
         its descriptor is the only way to what was written)."""
         fd = self._dirs.pop(parts)
-        try:
-            if parts in self._written:
-                self._written.discard(parts)
-                os.fsync(fd)
-        finally:
+        if parts not in self._written:
             os.close(fd)
+            return
+        # still to fsync: with the other folders, by sync() (a batch: now)
+        self._written.discard(parts)
+        self._evicted.append(fd)
+        if len(self._evicted) >= STAGE_CHUNK:
+            self._sync_evicted()
+
+    def _sync_evicted(self) -> None:
+        evicted, self._evicted = self._evicted, []
+        try:
+            flush.fsync_all(evicted)
+        finally:
+            for fd in evicted:
+                os.close(fd)
 
     def _parent(self, rel: str, create: bool = False, verify: bool = False) -> tuple[int, str]:
         *folders, name = rel.split("/")
@@ -391,30 +425,26 @@ class Folder:
         """Replace ``rel`` with ``data`` if it still holds what ``expected`` says (its sha256
         hex; None: it must not exist); False, writing nothing, if it changed.
 
-        A temp file in the same folder is written and fsynced, the file's hash re-checked,
-        then renamed over it (readers and a killed writer see the old content or the new). The
-        check and the rename are not one atomic step: a writer slipping in between loses, as
-        with any rename-based editor. An existing file keeps its permission bits; a new one
-        gets 0o666 less the umask. Missing folders are made (never through a link). The
-        folder is fsynced by :meth:`sync`, once for all files written to it.
+        A temp file in the same folder is written and fsynced (or was, by :meth:`stage`), the
+        file's hash re-checked, then renamed over it (readers and a killed writer see the old
+        content or the new). The check and the rename are not one atomic step: a writer
+        slipping in between loses, as with any rename-based editor. An existing file keeps its
+        permission bits; a new one gets 0o666 less the umask. Missing folders are made (never
+        through a link). The folder is fsynced by :meth:`sync`, once for all files written to
+        it.
         """
         parent, name = self._parent(rel, create=True, verify=True)
-        tmp = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}{TEMP_SUFFIX}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666, dir_fd=parent)
-        try:
+        tmp = self._take_staged(rel, parent, data)
+        if tmp is None:
+            tmp, fd = self._temp(parent, name, data)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                try:
-                    old = os.stat(name, dir_fd=parent, follow_symlinks=False)
-                    if stat.S_ISREG(old.st_mode):
-                        os.fchmod(fd, stat.S_IMODE(old.st_mode))
-                except FileNotFoundError:
-                    pass
                 os.fsync(fd)
+            except BaseException:
+                os.unlink(tmp, dir_fd=parent)
+                raise
             finally:
                 os.close(fd)
+        try:
             if self._digest_at(parent, name) != expected:
                 os.unlink(tmp, dir_fd=parent)
                 return False
@@ -427,6 +457,106 @@ class Folder:
             raise
         self._written.add(tuple(rel.split("/")[:-1]))
         return True
+
+    def _temp(self, parent: int, name: str, data: bytes) -> tuple[str, int]:
+        """A new temp file in folder ``parent`` holding ``data``, with the permission bits of
+        the file ``name`` it is to replace: its name and its descriptor, open (not fsynced)."""
+        tmp = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666, dir_fd=parent)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            try:
+                old = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                if stat.S_ISREG(old.st_mode):
+                    os.fchmod(fd, stat.S_IMODE(old.st_mode))
+            except FileNotFoundError:
+                pass
+        except BaseException:
+            os.close(fd)
+            try:
+                os.unlink(tmp, dir_fd=parent)
+            except OSError:
+                pass
+            raise
+        return tmp, fd
+
+    def stage(self, writes: Iterable[tuple[str, bytes]]) -> None:
+        """Write ahead the temp files of the :meth:`write` calls to come, (rel, data) each, and
+        fsync them together (:func:`blocksync.fs.flush.fsync_all`: a few journal commits for
+        all, not one each), :data:`STAGE_CHUNK` at a time.
+
+        Nothing is replaced here: each :meth:`write` of the same rel and data still re-checks
+        the file's hash right before renaming its temp file over it. A path that cannot be
+        staged (its folder cannot be made, the disk is full; past :data:`STAGE_FOLDERS`
+        folders) is left to its write, which meets and reports the problem; temp files no
+        write took are removed by :meth:`sync`.
+        """
+        chunk: list[tuple[str, _Staged, int]] = []
+        for rel, data in writes:
+            try:
+                parent, name = self._parent(rel, create=True, verify=True)
+                info = os.fstat(parent)
+                folder = (info.st_dev, info.st_ino)
+                if folder not in self._stage_dirs:
+                    if len(self._stage_dirs) >= STAGE_FOLDERS:
+                        continue
+                    self._stage_dirs[folder] = os.dup(parent)
+                tmp, fd = self._temp(parent, name, data)
+            except OSError:
+                continue
+            staged = self._staged[rel] = _Staged(tmp, data, folder)
+            chunk.append((rel, staged, fd))
+            if len(chunk) >= STAGE_CHUNK:
+                self._flush_staged(chunk)
+                chunk = []
+        self._flush_staged(chunk)
+
+    def _flush_staged(self, chunk: list[tuple[str, _Staged, int]]) -> None:
+        """fsync (together) and close the temp files of ``chunk``; any error unstages them all
+        (their writes then write and fsync their own)."""
+        fds = [fd for _, _, fd in chunk]
+        try:
+            flush.fsync_all(fds)
+        except OSError:
+            for rel, staged, _ in chunk:
+                del self._staged[rel]
+                self._drop(staged)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _take_staged(self, rel: str, parent: int, data: bytes) -> str | None:
+        """The temp file :meth:`stage` wrote for ``rel``, if it holds ``data`` and sits in
+        folder ``parent`` (the one at ``rel`` now: not moved meanwhile); else None (and that
+        temp file is removed)."""
+        staged = self._staged.pop(rel, None)
+        if staged is None:
+            return None
+        info = os.fstat(parent)
+        if staged.folder == (info.st_dev, info.st_ino) and (
+            staged.data is data or staged.data == data
+        ):
+            return staged.tmp
+        self._drop(staged)
+        return None
+
+    def _drop(self, staged: _Staged) -> None:
+        try:
+            os.unlink(staged.tmp, dir_fd=self._stage_dirs[staged.folder])
+        except OSError:
+            pass  # a later scan removes it
+
+    def discard(self) -> None:
+        """Remove the temp files :meth:`stage` wrote that no :meth:`write` took (a write left
+        for the next run: a signal came, a file changed meanwhile, its folder moved away)."""
+        staged, self._staged = self._staged, {}
+        for item in staged.values():
+            self._drop(item)
+        folders, self._stage_dirs = self._stage_dirs, {}
+        for fd in folders.values():
+            os.close(fd)
 
     def remove(self, rel: str, expected: str) -> bool:
         """Delete ``rel`` if it still holds what ``expected`` says; False if it changed."""
@@ -442,11 +572,13 @@ class Folder:
 
     def sync(self) -> None:
         """fsync every folder written to since the last call, once: after all renames into
-        it, before anything relies on them being durable (a base advancing)."""
+        it, before anything relies on them being durable (a base advancing); together
+        (:func:`blocksync.fs.flush.fsync_all`)."""
+        self.discard()
         written, self._written = sorted(self._written), set()
-        for parts in written:
-            # kept open since the write (closing one fsyncs it and drops it from the set)
-            os.fsync(self._fd if not parts else self._dirs[parts])
+        # kept open since the write (or among the evicted ones, closed once fsynced)
+        flush.fsync_all([self._fd if not parts else self._dirs[parts] for parts in written])
+        self._sync_evicted()
 
     # -- listing --------------------------------------------------------------------------
 

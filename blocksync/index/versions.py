@@ -61,6 +61,17 @@ class CommitInfo:
 
 
 @dataclass(frozen=True)
+class Head:
+    """A block's newest version as the index's ``heads`` row has it."""
+
+    version: int
+    deleted: bool
+    content_blob: str | None
+    meta_blob: str | None
+    meta: MetaFields | None  # parsed ``meta_blob`` (None: not in ``metas``)
+
+
+@dataclass(frozen=True)
 class VersionRow:
     owner: str
     label: str
@@ -353,6 +364,15 @@ class VersionIndex:
         )
         return [_row(r) for r in rows]
 
+    def head(self, owner: str, label: str) -> Head | None:
+        """The block's newest version as ``heads`` has it, with its parsed metadata when
+        ``metas`` has that (one lookup by primary key: what a transaction checks per block)."""
+        row = self._first_row(_HEAD, [owner, label])
+        if row is None:
+            return None
+        meta = None if row[4] is None else (row[4], row[5], row[6], row[7])
+        return Head(row[0], bool(row[1]), row[2], row[3], meta)
+
     def latest_contents(self, owner: str) -> dict[str, tuple[int, str]]:
         """Label -> (newest version, its content blob id) of every existing block of ``owner``."""
         rows = self._rows(
@@ -440,6 +460,11 @@ _COLUMNS = (
 
 
 _META_COLUMNS = "blob, description, block_type, schema, char_limit"
+_HEAD = (
+    "SELECT h.version, h.deleted, h.content_blob, h.meta_blob, m.description, m.block_type,"
+    " m.schema, m.char_limit FROM heads h LEFT JOIN metas m ON m.blob = h.meta_blob"
+    " WHERE h.owner = ? AND h.label = ?"
+)
 _ADD_META = f"INSERT OR IGNORE INTO metas ({_META_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
 _LISTING = (
     "SELECT h.label, h.version, m.id FROM heads h LEFT JOIN metas m ON m.blob = h.meta_blob"

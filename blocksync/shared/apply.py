@@ -11,7 +11,10 @@ A source brings two adapters:
 * an :class:`Inside` (the block store and the sync bases, as the source reaches them).
 
 The order is the protocol: (1) the blocks, (2) the outside, each path re-checked by its expected
-hash, (3) the bases, last. A run killed at any point leaves each path with its old or its new
+hash, (3) the bases, last. An outside may also offer ``prepare(writes)``, called with every
+(path, bytes) of (2) before the first of them: a folder writes its temp files ahead there and
+makes them durable at once (one flush instead of one per file); each write still re-checks its
+path's hash right before it replaces anything, and ``written`` drops what no write took. A run killed at any point leaves each path with its old or its new
 content on each side, and the next run converges. An outside path that changed between the read
 and the write is not overwritten: the path becomes a conflict (:data:`CHANGED_WHILE_WRITING`).
 
@@ -198,6 +201,7 @@ def apply(changes: Sequence[C], outside: Outside, inside: Inside[C]) -> list[C]:
     todo = [c for c in changes if c.decision.action not in (Action.NO_CHANGE, Action.CONFLICT)]
     inside.write_blocks([c for c in todo if c.decision.action in BLOCK_ACTIONS])
     try:
+        _prepare(outside, inside, todo)
         for change in todo:
             if change.skipped is None and change.decision.action in OUTSIDE_ACTIONS:
                 # a signal stops the writes between two paths; the bases of those written
@@ -211,6 +215,23 @@ def apply(changes: Sequence[C], outside: Outside, inside: Inside[C]) -> list[C]:
     if settle:
         inside.write_bases(settle)
     return settle
+
+
+def _prepare(outside: Outside, inside: Inside[C], todo: Sequence[C]) -> None:
+    """Hand the writes to come to an outside that prepares them (see the module docstring)."""
+    prepare = getattr(outside, "prepare", None)
+    if prepare is None or inside.stopped() is not None:
+        return
+    prepare(
+        [
+            (change.path, content.encode("utf-8"))
+            for change in todo
+            if change.skipped is None
+            and change.decision.action in OUTSIDE_ACTIONS
+            and (content := change.decision.content) is not None
+            and content != change.outside
+        ]
+    )
 
 
 def _write_outside(change: Change, outside: Outside) -> None:

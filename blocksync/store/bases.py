@@ -162,6 +162,8 @@ class SyncBases:
 
     def binding_for_block(self, owner: str, label: str) -> Binding | None:
         """The binding of the path that block (owner, label) mirrors, if any."""
+        names.validate(owner, "owner")
+        names.validate(label, "label")
         return self._block_binding(self._git.commit_tree(self.head()), owner, label)
 
     def changes(self, since: str | None) -> list[BaseChange]:
@@ -226,8 +228,7 @@ class SyncBases:
         return self._binding(binding_sha), base_sha
 
     def _block_binding(self, tree: bytes | None, owner: str, label: str) -> Binding | None:
-        names.validate(owner, "owner")
-        names.validate(label, "label")
+        """(owner, label): names validated by the caller."""
         blob = self._git.lookup(tree, *layout.block_path(owner, label))
         if blob is None:
             return None
@@ -296,6 +297,8 @@ class BasesTransaction:
         self._tree = self._bases._git.commit_tree(head)
         self._staged: dict[str, _StagedBinding] = {}
         self._staged_blocks: dict[tuple[str, str], str | None] = {}  # block -> path
+        #: each path's binding and base blob in ``_tree``, looked up once (checks and commit)
+        self._found: dict[str, tuple[Binding, bytes] | None] = {}
 
     # -- reading through the staged changes -----------------------------------------------
 
@@ -309,8 +312,13 @@ class BasesTransaction:
         if path in self._staged:
             staged = self._staged[path]
             return None if staged is None else staged[0]
-        found = self._bases._lookup(self._tree, path)
+        found = self._lookup(path)
         return None if found is None else found[0]
+
+    def _lookup(self, path: str) -> tuple[Binding, bytes] | None:
+        if path not in self._found:
+            self._found[path] = self._bases._lookup(self._tree, path)
+        return self._found[path]
 
     def _block_path(self, owner: str, label: str) -> str | None:
         if (owner, label) in self._staged_blocks:
@@ -400,7 +408,7 @@ class BasesTransaction:
         # every binding that goes away first: a block may move to a path staged before the one
         # it leaves, and its index entry must end up pointing to the new one
         for path, state in self._staged.items():
-            found = bases._lookup(self._tree, path)
+            found = self._lookup(path)
             if found is None:
                 continue
             was = had[path] = found[0]

@@ -35,10 +35,12 @@ from blocksync.errors import (
     UsageError,
     VersionNotFound,
 )
+from blocksync.index.base_index import git_blob_id
 from blocksync.index.db import IndexDb
 from blocksync.index.versions import (
     BlockChange,
     CommitInfo,
+    Head,
     MetaFields,
     VersionIndex,
     VersionRow,
@@ -344,6 +346,7 @@ class Transaction:
         self._root = TreeEditor(self._store._git, self._store._git.commit_tree(head))
         self._staged: dict[tuple[str, str], _BlockState | None] = {}
         self._beside: dict[tuple[bytes, ...], bytes | None] = {}
+        self._heads: dict[tuple[str, str], Head | None] = {}  # the index's rows, read once
         #: with ``skip_stale``: blocks whose changes were dropped because the block moved
         self.stale: set[tuple[str, str]] = set()
 
@@ -353,10 +356,14 @@ class Transaction:
         key = (owner, label)
         if key in self._staged:
             return self._staged[key]
-        dir_sha = self._store._block_dir(self._root, owner, label)
-        if dir_sha is None:
-            return None
-        return self._store._read_dir(dir_sha)
+        return self._store._state_in(self._root, owner, label, self._head_row(owner, label))
+
+    def _head_row(self, owner: str, label: str) -> Head | None:
+        """The block's row of the index (caught up with this transaction's head)."""
+        key = (owner, label)
+        if key not in self._heads:
+            self._heads[key] = self._store._index.head(owner, label)
+        return self._heads[key]
 
     def read(self, owner: str, label: str) -> tuple[str, BlockMeta]:
         """The block as this transaction sees it (its own changes included)."""
@@ -395,7 +402,7 @@ class Transaction:
     def _check_expected(self, owner: str, label: str, expected: int | None) -> None:
         if expected is None:
             return
-        actual = self._store._index.latest(owner, label)
+        actual = self._head_row(owner, label)
         if actual is None or actual.deleted or actual.version != expected:
             raise StaleVersion(
                 owner, label, expected, None if actual is None or actual.deleted else actual.version
@@ -628,10 +635,43 @@ class BlockStore:
     def _head(self) -> bytes | None:
         return self._git.ref(MAIN)
 
-    def _block_dir(self, root: TreeEditor, owner: str, label: str) -> bytes | None:
-        if root.sha is None:
+    def _state_in(
+        self, root: TreeEditor, owner: str, label: str, head: Head | None
+    ) -> _BlockState | None:
+        """The block as tree ``root`` holds it (None: absent). Its folder is not read when the
+        index's row ``head`` describes it exactly: the folder that row's blobs make is the one
+        ``root`` holds (same id), and its parsed metadata is what the metadata blob holds (its
+        bytes hash to that blob's id). Anything else (an index behind, ahead or wrong) is read
+        from git. ``root`` reads the folders above the block: a commit rewrites them anyway."""
+        *where, name = layout.block_path(owner, label)
+        entry = root.at(tuple(where)).get(name)
+        if entry is None:
             return None
-        return self._git.lookup(root.sha, *layout.block_path(owner, label))
+        known = None if head is None else self._known_state(head, name, label, entry[1])
+        return self._read_dir(entry[1]) if known is None else known
+
+    def _known_state(
+        self, head: Head, component: bytes, label: str, folder: bytes
+    ) -> _BlockState | None:
+        """The state ``head`` describes if it is the block folder ``folder``; else None."""
+        if head.deleted or head.content_blob is None or head.meta_blob is None:
+            return None
+        meta_sha = head.meta_blob.encode("ascii")
+        meta = self._metas.get(meta_sha)
+        if meta is None and head.meta is not None:
+            try:
+                parsed = _meta_of(head.meta)
+                if git_blob_id(parsed.to_json()) == head.meta_blob:
+                    meta = parsed
+            except (ValueError, UnicodeError):
+                pass  # not what git holds: read from it below
+        if meta is None:
+            return None
+        whole = git_blob_id(label.encode("utf-8")).encode() if layout.is_long(component) else None
+        content_sha = head.content_blob.encode("ascii")
+        if layout.block_folder(content_sha, meta_sha, whole).id != folder:
+            return None
+        return _BlockState(meta, load=lambda: self._text(content_sha))
 
     def _read_dir(self, dir_sha: bytes) -> _BlockState:
         folder = self._git.tree(dir_sha)

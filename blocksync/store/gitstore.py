@@ -11,6 +11,7 @@ import binascii
 import errno
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import random
@@ -34,7 +35,7 @@ from dulwich.errors import (
     NotGitRepository,
 )
 from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree, object_header
-from dulwich.pack import write_pack_index, write_pack_objects
+from dulwich.pack import write_pack_index
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
@@ -488,29 +489,34 @@ class GitStore:
         return entry[1]
 
     def _write_pack(self, objects: list[ShaFile]) -> None:
-        """Write ``objects`` as one pack (no deltas) with its index, by dulwich's own writers,
-        as ``git index-pack`` would place them: the pack, then the index under the same name,
-        each written to a temp file and renamed; a reader sees a pack only once its index is
-        there.
+        """Write ``objects`` as one pack (no deltas) with its index, as ``git index-pack``
+        would place them: the pack, then the index under the same name, each written to a temp
+        file and renamed; a reader sees a pack only once its index is there.
 
-        Done here rather than with dulwich's ``add_objects``, which writes the pack and then
-        reads every object back to index it: most of the cost of a large commit.
+        Each object is compressed and written to the temp file as it comes, so the pack is
+        never held in memory (a first sync of 100,000 files writes a pack of ~70 MB): what is
+        kept is its index entries. Done here rather than with dulwich's ``add_objects``, which
+        writes the pack and then reads every object back to index it, or its
+        ``write_pack_objects``, which returns the whole pack as chunks.
         """
         unique = list({obj.id: obj for obj in objects}.values())
-        chunks: list[bytes] = []
-        found, pack_sha = write_pack_objects(
-            chunks.append, unique, self.repo.object_format, compression_level=COMPRESSION
-        )
-        idx = BytesIO()
-        entries = sorted((sha, offset, crc) for sha, (offset, crc) in found.items())
-        write_pack_index(idx, entries, pack_sha)
         folder = self.path / "objects" / "pack"
         folder.mkdir(parents=True, exist_ok=True)
-        base = folder / f"pack-{pack_sha.hex()}"
-        pack_path, idx_path = base.with_suffix(".pack"), base.with_suffix(".idx")
-        if idx_path.exists() and pack_path.exists():
-            return  # the very same objects were written before (the name is their checksum)
-        self._write_file(pack_path, chunks)
+        tmp = folder / f"tmp_pack_{os.getpid()}_{random.getrandbits(48):012x}"
+        try:
+            entries, pack_sha = self._stream_pack(tmp, unique)
+            base = folder / f"pack-{pack_sha.hex()}"
+            pack_path, idx_path = base.with_suffix(".pack"), base.with_suffix(".idx")
+            if idx_path.exists() and pack_path.exists():
+                tmp.unlink()  # the very same objects were written before (named by checksum)
+                return
+            os.replace(tmp, pack_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        idx = BytesIO()
+        entries.sort()
+        write_pack_index(idx, entries, pack_sha)
         self._write_file(idx_path, [idx.getvalue()])
         if self.durable:
             fd = os.open(folder, os.O_RDONLY)
@@ -520,6 +526,34 @@ class GitStore:
                 os.close(fd)
         with suppress(AttributeError):  # let dulwich see it now, not on its first miss
             self.repo.object_store._update_pack_cache()
+
+    def _stream_pack(
+        self, path: Path, objects: list[ShaFile]
+    ) -> tuple[list[tuple[bytes, int, int]], bytes]:
+        """Write ``objects`` (no two alike) to ``path`` as a pack of whole objects (git's pack
+        format, version 2); its index entries (binary id, offset, crc32) and its checksum."""
+        digest = hashlib.sha1()
+        entries: list[tuple[bytes, int, int]] = []
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+            head = b"PACK" + struct.pack(">LL", 2, len(objects))
+            digest.update(head)
+            out.write(head)
+            offset = len(head)
+            unhex = binascii.a2b_hex
+            for obj in objects:
+                raw = obj.as_raw_string()
+                record = _pack_header(obj.type_num, len(raw)) + deflate(raw)
+                entries.append((unhex(obj.id), offset, zlib.crc32(record)))
+                digest.update(record)
+                out.write(record)
+                offset += len(record)
+            checksum = digest.digest()
+            out.write(checksum)
+            out.flush()
+            if self.durable:
+                os.fsync(out.fileno())
+        return entries, checksum
 
     def _write_file(self, path: Path, chunks: list[bytes]) -> None:
         """Write a read-only file whole: to a unique temp file in its folder, then renamed."""
@@ -575,6 +609,20 @@ class GitStore:
             with suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+
+def _pack_header(type_num: int, size: int) -> bytes:
+    """The header of a whole object in a pack: its type and size, 7 bits a byte after the first
+    4, low bits first (git's pack format)."""
+    out = bytearray()
+    byte = (type_num << 4) | (size & 0x0F)
+    size >>= 4
+    while size:
+        out.append(byte | 0x80)
+        byte = size & 0x7F
+        size >>= 7
+    out.append(byte)
+    return bytes(out)
 
 
 class TreeEditor:

@@ -41,6 +41,7 @@ module (and of the upgrade that goes with it) only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 
@@ -132,6 +133,7 @@ def fanout(component: bytes) -> tuple[bytes, ...]:
     return tuple(digest[start:end] for start, end in _FANOUT)
 
 
+@functools.lru_cache(maxsize=4096)  # a batch computes each block's key several times
 def block_key(owner: str, label: str) -> Key:
     """The names of block (owner, label)'s folder below ``blocks/``."""
     component = label_component(label).encode()

@@ -195,6 +195,19 @@ class RootsOutside:
             raise Unreadable(unreadable)
         return data
 
+    def prepare(self, writes: list[tuple[str, bytes]]) -> None:
+        """The temp files of the writes to come, written ahead and flushed together
+        (:meth:`blocksync.fs.disk.Folder.stage`); see :func:`blocksync.shared.apply.apply`."""
+        batches: dict[Folder, list[tuple[str, bytes]]] = {}
+        for path, data in writes:
+            try:
+                folder, rel = self._folder(path)
+            except NotFound:
+                continue  # its write meets it
+            batches.setdefault(folder, []).append((rel, data))
+        for folder, batch in batches.items():
+            folder.stage(batch)
+
     def write(self, path: str, data: bytes, expected: str | None) -> bool:
         folder, rel = self._folder(path)
         return self._change(lambda: folder.write(rel, data, expected))

@@ -1,0 +1,192 @@
+"""The write path of a changed reconcile (issue 14): temp files written ahead and flushed
+together, and what a batch of writes may never lose doing so (a file changed meanwhile, a
+signal, a folder moved away)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from dulwich.objects import Blob, ShaFile
+from dulwich.refs import Ref
+
+import blocksync
+from blocksync.fs import flush
+from blocksync.fs.disk import Folder, is_temp_name
+from blocksync.store.gitstore import FILE_MODE, PACK_THRESHOLD, GitStore, TreeEditor
+
+from .conftest import assert_git_fsck
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def temps(root: Path) -> list[str]:
+    return [str(p.relative_to(root)) for p in root.rglob("*") if is_temp_name(p.name)]
+
+
+@pytest.fixture(params=[3, 40], ids=["few", "batch"])
+def files(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, bytes]:
+    """Files in several folders: ``few`` stays under flush.BATCH (fsynced one by one), ``batch``
+    over it (together)."""
+    out = {}
+    for i in range(request.param):
+        rel = f"d{i % 5}/f{i}.md"
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_bytes(b"old %d\n" % i)
+        out[rel] = b"old %d\n" % i
+    return out
+
+
+def test_staged_writes_replace_each_file_and_leave_no_temp(
+    tmp_path: Path, files: dict[str, bytes]
+) -> None:
+    (tmp_path / "d0/f0.md").chmod(0o600)
+    new = {rel: b"new " + data for rel, data in files.items()}
+    new["d9/brand-new.md"] = b"made\n"
+    with Folder(tmp_path) as folder:
+        folder.stage(new.items())
+        assert all(p.read_bytes() == files[str(p.relative_to(tmp_path))] for p in _files(tmp_path))
+        for rel, data in new.items():
+            assert folder.write(rel, data, sha(files[rel]) if rel in files else None)
+        folder.sync()
+        assert temps(tmp_path) == []
+    assert {str(p.relative_to(tmp_path)): p.read_bytes() for p in _files(tmp_path)} == new
+    assert stat.S_IMODE((tmp_path / "d0/f0.md").stat().st_mode) == 0o600
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and not is_temp_name(p.name)]
+
+
+def test_a_file_changed_after_staging_is_not_overwritten(
+    tmp_path: Path, files: dict[str, bytes]
+) -> None:
+    """Staging writes nothing in place: the write still compares the file with what it
+    expects, right before its rename, and the staged temp file goes."""
+    with Folder(tmp_path) as folder:
+        folder.stage((rel, b"agent\n") for rel in files)
+        (tmp_path / "d0/f0.md").write_bytes(b"edited meanwhile\n")
+        results = {rel: folder.write(rel, b"agent\n", sha(data)) for rel, data in files.items()}
+        folder.sync()
+        assert temps(tmp_path) == []
+    assert results.pop("d0/f0.md") is False
+    assert all(results.values())
+    assert (tmp_path / "d0/f0.md").read_bytes() == b"edited meanwhile\n"
+
+
+def test_staged_files_no_write_took_are_removed(tmp_path: Path, files: dict[str, bytes]) -> None:
+    """A run stopped between two writes (a signal), or a write of other bytes than staged:
+    nothing of the staged temp files stays."""
+    rels = sorted(files)
+    with Folder(tmp_path) as folder:
+        folder.stage((rel, b"staged\n") for rel in rels)
+        assert len(temps(tmp_path)) == len(rels)
+        assert folder.write(rels[0], b"other bytes\n", sha(files[rels[0]]))
+        folder.sync()
+        assert temps(tmp_path) == []
+        folder.stage((rel, b"again\n") for rel in rels)
+    assert temps(tmp_path) == [], "closing the folder drops them too"
+    assert (tmp_path / rels[0]).read_bytes() == b"other bytes\n"
+    assert all((tmp_path / rel).read_bytes() == files[rel] for rel in rels[1:])
+
+
+def test_fsyncs_issued_together_each_reach_their_file_and_report_errors(tmp_path: Path) -> None:
+    fds = [os.open(tmp_path / f"f{i}", os.O_WRONLY | os.O_CREAT) for i in range(40)]
+    try:
+        flush.fsync_all(fds)  # together
+        flush.fsync_all(fds[:2])  # one by one
+        closed = os.open(tmp_path / "gone", os.O_WRONLY | os.O_CREAT)
+        os.close(closed)
+        for some in (fds + [closed], [closed]):
+            with pytest.raises(OSError):
+                flush.fsync_all(some)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+# -- packs written as a stream ------------------------------------------------------------
+
+
+def test_a_batch_pack_is_read_back_by_git_and_dulwich(tmp_path: Path) -> None:
+    """The pack a large commit writes (streamed object by object, never held whole): every
+    size of object header (one byte to several), an empty blob, trees and the commit; real git
+    verifies it, and the store reads each object back."""
+    repo = tmp_path / "repo"
+    GitStore.init_bare(repo, Ref(b"refs/heads/main"))
+    git = GitStore(repo)
+    sizes = [0, 1, 15, 16, 127, 128, 2047, 2048, 1 << 16, (1 << 20) + 3]
+    blobs = [Blob.from_string(bytes(range(256)) * (n // 256) + b"x" * (n % 256)) for n in sizes]
+    blobs += [Blob.from_string(b"note %d\n" % i) for i in range(100)]
+    root = TreeEditor(git, None)
+    for i, blob in enumerate(blobs):
+        root.put((b"d%d" % (i % 7), b"f%d" % i), (FILE_MODE, blob.id))
+    commit, more = git.commit_objects(root, None, "test:pack", "many objects")
+    objects: list[ShaFile] = [*blobs, blobs[0], *more]  # one twice: written once
+    assert len(objects) > PACK_THRESHOLD
+    git.write(objects)
+    assert git.swap_ref(Ref(b"refs/heads/main"), None, commit.id)
+    assert not list((repo / "objects").glob("??/*")), "one pack, no loose objects"
+    (pack,) = (repo / "objects" / "pack").glob("*.pack")
+    verified = subprocess.run(
+        ["git", "verify-pack", "-v", str(pack.with_suffix(".idx"))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert verified.count(" blob ") == len({b.id for b in blobs})
+    assert_git_fsck(repo)
+    fresh = GitStore(repo)
+    for blob in blobs:
+        assert fresh.blob(blob.id) == blob.as_raw_string()
+
+
+# -- a transaction reads what a block holds from the index, and only what git confirms -------
+
+
+def _forge(store: Path, sql: str, params: list[str]) -> None:
+    with sqlite3.connect(store / "index.db") as db:
+        assert db.execute(sql, params).rowcount == 1
+
+
+def test_a_wrong_index_row_never_becomes_a_blocks_content(tmp_path: Path) -> None:
+    """A transaction takes a block's content and metadata from the index's ``heads`` and
+    ``metas`` rows instead of reading its folder, but only when the folder those rows make is
+    the one main holds, and the metadata fields hash to their blob: an index row that is wrong
+    (damaged, forged, or behind) is read past, from git. Each update below keeps what the
+    index lies about; trusting it would write the lie as a new version."""
+    store = tmp_path / "store"
+    with blocksync.init(store) as ws:
+        ws.blocks.create("agent", "a", "the real a\n", description="about a")
+        ws.blocks.create("agent", "b", "the real b\n", description="about b")
+    _forge(
+        store,
+        "UPDATE heads SET content_blob = (SELECT content_blob FROM heads WHERE label = 'b')"
+        " WHERE owner = 'agent' AND label = 'a'",
+        [],
+    )
+    with blocksync.open(store) as ws:
+        ws.blocks.update("agent", "a", description="about a, again")  # content kept
+        assert ws.blocks.read("agent", "a").content == "the real a\n"
+        ws.blocks.create("agent", "c", "c\n")
+    _forge(store, "UPDATE metas SET description = 'forged' WHERE blob = ?", [_meta(store, "a")])
+    with blocksync.open(store) as ws:
+        ws.blocks.update("agent", "a", "new a\n")  # metadata kept
+        block = ws.blocks.read("agent", "a")
+        assert (block.content, block.description) == ("new a\n", "about a, again")
+    assert_git_fsck(store / "repo")
+
+
+def _meta(store: Path, label: str) -> str:
+    with sqlite3.connect(store / "index.db") as db:
+        (blob,) = db.execute(
+            "SELECT meta_blob FROM heads WHERE owner = 'agent' AND label = ?", [label]
+        ).fetchone()
+    return str(blob)
