@@ -11,9 +11,11 @@ a trusted row (git's racy rule applies), else read. Sound because "neither side 
 the base" is a no-change for any plugin whose declaration is true; anything else (an unbound
 path, a file gone, a block changed or gone, a file that cannot be read) is the plugin's to decide.
 
-While a run lasts, its :class:`Hashing` is the host context's, so ``sync.file-digests`` takes
-a file's sha256 from the stat cache too; what was read is recorded once the run is done, less
-the paths the plugin decided something for (it may have written their files).
+While a run lasts, its :class:`Hashing` and its open folder are the host context's, so
+``sync.file-digests`` takes a file's sha256 from the stat cache too, and the plugin's
+``sync.prepare-files`` stages temp files that its ``write-file`` calls then take; what was read
+is recorded once the run is done, less the paths the plugin decided something for (it may have
+written their files).
 """
 
 from __future__ import annotations
@@ -53,10 +55,11 @@ class Mirror:
         """The plugin's granted folder opened for one run; the run's hashing leaves the host
         context with it (a later ``file-digests`` must not trust this run's listed stats)."""
         with host.granted() as folder:
+            host.folder = folder  # the plugin's file writes of the run go through it
             try:
                 yield cls(host, cache, folder)
             finally:
-                host.hashing = None
+                host.hashing = host.folder = None
 
     def list(self) -> Files:
         """The folder's files as ``sync.folder-files`` lists them, with their stats."""

@@ -65,6 +65,7 @@ from blocksync_apply import (
     DeleteRefused,
     NothingToDelete,
     Unreadable,
+    Unwritable,
     apply,
     delete,
     sha256,
@@ -90,7 +91,7 @@ from .model import (
     VersionInfo,
 )
 
-__all__ = ["SyncedSource", "Unreadable", "sha256"]
+__all__ = ["SyncedSource", "Unreadable", "Unwritable", "sha256"]
 
 LEVELS = {
     "read-only": PermissionLevel.READ_ONLY,
@@ -139,7 +140,7 @@ class _Inside:
             sync.write_blocks(writes)
 
     def written(self) -> None:
-        pass  # every write of the outside's own is durable when it returns
+        self._source.written()
 
     def write_bases(self, changes: Sequence[Change]) -> None:
         if changes:
@@ -178,6 +179,10 @@ class SyncedSource(DataBlockExtension):
 
     @abstractmethod
     def remove(self, path: str, expected: str) -> bool: ...
+
+    def written(self) -> None:
+        """Called once the outside writes of a reconcile call are done, before any base is
+        recorded: make them durable here if `write` / `remove` did not (the default: they did)."""
 
     def digests(self, paths: list[str]) -> Mapping[str, object] | None:
         """Every outside path -> a fingerprint of its content that `unchanged` understands (by

@@ -103,6 +103,9 @@ class HostContext:
         #: while the host reconciles a plugin mirroring its folder: that run's hashing, whose
         #: stat cache ``file-digests`` consults (see ``paging.mirrors-folder`` in the WIT)
         self.hashing: Hashing | None = None
+        #: while the host reconciles a plugin mirroring its folder: that folder, kept open for
+        #: the run, so ``prepare-files`` stages what the ``write-file`` calls then take
+        self.folder: Folder | None = None
 
     def take_fault(self) -> tuple[BaseException, str] | None:
         fault, self.fault = self.fault, None
@@ -275,6 +278,69 @@ class HostContext:
                 if found is not None:
                     digests[rel] = None if found in NOT_A_FILE else found
         return json.dumps(digests, ensure_ascii=False)
+
+    def write_file(self, path: str, content: str, expected: str | None) -> bool:
+        """See ``sync.write-file`` in the WIT (the native source's write: Folder.write)."""
+        with self._writable() as folder:
+            return folder.write(self._writable_path(path), content.encode("utf-8"), expected)
+
+    def remove_file(self, path: str, expected: str) -> bool:
+        """See ``sync.remove-file`` in the WIT."""
+        with self._writable() as folder:
+            return folder.remove(self._writable_path(path), expected)
+
+    def prepare_files(self, writes: str) -> None:
+        """See ``sync.prepare-files`` in the WIT: the temp files staged (Folder.stage) in the
+        run's folder; outside a run there is no folder to keep them in, and nothing to do."""
+        try:
+            items = parse_json(writes)
+        except ValueError as exc:
+            raise AccessDenied(f"prepare-files: not JSON: {exc}") from exc
+        if not isinstance(items, list) or not all(
+            isinstance(i, list) and len(i) == 2 and all(isinstance(v, str) for v in i)
+            for i in items
+        ):
+            raise AccessDenied("prepare-files: expected a JSON list of [path, content] pairs")
+        staged = [(self._writable_path(path), content.encode("utf-8")) for path, content in items]
+        if self.folder is not None:
+            with self._writable() as folder:
+                folder.stage(staged)
+
+    def flush_files(self) -> None:
+        """See ``sync.flush-files`` in the WIT: the run's folder synced (outside a run each
+        write was made durable by its own call)."""
+        if self.folder is not None:
+            with self._writable() as folder:
+                folder.sync()
+
+    def _writable_path(self, path: str) -> str:
+        problem = source_path_problem(path)
+        if problem is None and is_vcs_path(path):
+            problem = "is in a version-control folder: never synced"
+        if problem is not None:
+            raise AccessDenied(f"cannot write {path!r} in the granted folder: it {problem}")
+        return path
+
+    @contextmanager
+    def _writable(self) -> Iterator[Folder]:
+        """The granted folder to write in: the run's, or one opened (and made durable, then
+        closed) for this call. AccessDenied unless it is granted read-write."""
+        if self.spec.dir_mode != "read-write":
+            raise AccessDenied(
+                f"the folder {self.spec.dir} is granted read-only (config dir_mode): "
+                "nothing is written in it"
+            )
+        if self.spec.dir is None:
+            raise AccessDenied("no folder is granted to this plugin (config `dir`)")
+        try:
+            if self.folder is not None:
+                yield self.folder
+                return
+            with Folder(self.spec.dir) as folder:
+                yield folder
+                folder.sync()
+        except OSError as exc:
+            raise AccessDenied(f"cannot write in the granted folder: {exc.strerror or exc}")
 
     @contextmanager
     def granted(self) -> Iterator[Folder]:
@@ -555,6 +621,10 @@ def define(
         "folder-digests": as_result(ctx.folder_digests, tagged=True),
         "folder-files": as_result(ctx.folder_files, tagged=True),
         "file-digests": as_result(ctx.file_digests, tagged=True),
+        "write-file": as_result(ctx.write_file, tagged=False),
+        "remove-file": as_result(ctx.remove_file, tagged=False),
+        "prepare-files": as_result(ctx.prepare_files, tagged=False),
+        "flush-files": as_result(ctx.flush_files, tagged=False),
         "read-blocks": as_result(ctx.read_blocks, tagged=True),
         "write-blocks": as_result(ctx.write_blocks, tagged=False),
         "merge3": as_result(_merge3, tagged=True),
