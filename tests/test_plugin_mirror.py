@@ -195,3 +195,25 @@ def test_a_component_without_the_function_is_accepted(rig: paging.Rig) -> None:
     broken = dataclasses.replace(info, signatures={**info.signatures, "paging": wrong})
     with pytest.raises(PluginRefused, match="paging.mirrors-folder has type"):
         runtime.check(broken, "files")
+
+
+def test_the_host_writes_the_plugins_files_and_a_read_only_grant_writes_none(
+    tmp_path: Path, built: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The files plugin's writes go through the host (sync.write-file): with the folder granted
+    read-only, a file's change still reaches its block, and a block's change is left for the
+    next run (the plugin logs why), the file untouched: not a failed call."""
+    rig = paging.Rig(tmp_path, built["files"], dir_mode="read-only")
+    try:
+        paths = sorted(rig.files(3))
+        assert rig.ws.reconcile().sources[0].error is None
+        rig.write(paths[0], "disk edit\n")
+        rig.ws.blocks.update(OWNER, label(paths[1]), "agent edit\n")
+        report = rig.ws.reconcile().sources[0]
+        assert report.error is None and report.resolved == [(paths[0], "disk->agent")]
+        assert f"{paths[1]}: left for the next run" in caplog.text and "read-only" in caplog.text
+        assert rig.block(paths[0]) == "disk edit\n" and rig.read(paths[1]) == "file 1\n"
+        assert rig.block(paths[1]) == "agent edit\n" and rig.base(paths[1]) == "file 1\n"
+        assert not [p for p in rig.root.rglob("*") if p.name.startswith(".blocksync-")]
+    finally:
+        rig.ws.close()

@@ -19,6 +19,12 @@ it named no block for is left out of the results and reported as skipped. A conf
 sides come from the host (base and block, through the batch) and from the plugin's
 ``sync.report-conflict`` (the source's side, absent or text).
 
+**Mirroring.** A paged plugin that declares it mirrors its granted folder one to one
+(``paging.mirrors-folder``: the ``files`` plugin) is not asked for its listing: the host lists
+the folder itself and finds the paths neither side changed since their base as its own folder
+source does (:mod:`blocksync.plugins.mirror`); only the other paths go to ``reconcile``, in
+pages, and a run where nothing changed makes no ``reconcile`` call at all.
+
 **Guard.** Paged, the host knows every path before any page runs, so the mass-deletion rule is
 checked first, as for a folder: the bound paths the listing lacks (gone from the source) and
 those whose blocks are gone; past the limit nothing at all is reconciled. Each page's answers
@@ -195,9 +201,9 @@ class PluginSource:
         counted: dict[str, list[str]] = {"disk": [], "agent": []}
         considered = paths = sorted(listed.union(bound).difference(odd))
         if mirror is not None:
-            quiet = mirror.unchanged(paths, bound, latest)
-            paths = [p for p in paths if p not in quiet]
-            for path in sorted(quiet):
+            clean = mirror.unchanged(paths, bound, latest)
+            paths = [p for p in paths if p not in clean]
+            for path in sorted(clean):
                 outcome.results.append(NoChange(path))
                 outcome.reasons[path] = _NO_CHANGE
         pending = _Pending(self, dry_run)

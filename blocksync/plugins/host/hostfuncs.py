@@ -309,9 +309,12 @@ class HostContext:
     def flush_files(self) -> None:
         """See ``sync.flush-files`` in the WIT: the run's folder synced (outside a run each
         write was made durable by its own call)."""
-        if self.folder is not None:
-            with self._writable() as folder:
-                folder.sync()
+        if self.folder is None:
+            return
+        try:  # nothing written (a read-only grant, a run writing no file): nothing to do
+            self.folder.sync()
+        except OSError as exc:
+            raise AccessDenied(f"cannot sync the granted folder: {exc.strerror or exc}")
 
     def _writable_path(self, path: str) -> str:
         problem = source_path_problem(path)
