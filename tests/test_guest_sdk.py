@@ -425,6 +425,18 @@ class FakeHost:
     def file_digests(self, paths: list[str]) -> Variant:
         return Variant("err", "no folder is granted to this plugin")
 
+    def write_file(self, path: str, content: str, expected: str | None) -> str:
+        return "no folder is granted to this plugin"  # result<bool, string>: err untagged
+
+    def remove_file(self, path: str, expected: str) -> str:
+        return "no folder is granted to this plugin"
+
+    def prepare_files(self, writes: str) -> str:
+        return "no folder is granted to this plugin"
+
+    def flush_files(self) -> None:
+        return None
+
     def dry_run(self) -> bool:
         return False
 
@@ -483,6 +495,10 @@ class FakeHost:
             "folder-digests",
             "folder-files",
             "file-digests",
+            "write-file",
+            "remove-file",
+            "prepare-files",
+            "flush-files",
             "read-blocks",
             "write-blocks",
             "dry-run",

@@ -125,6 +125,7 @@ ADDED_FUNCS: dict[str, list[str]] = {
             "list-paths: func(cursor: option<string>) -> "
             "result<tuple<list<string>, option<string>>, string>;"
         ),
+        "mirrors-folder: func() -> bool;",
     ],
 }
 WORLD_IMPORTS = ["host", "sync", "http"]

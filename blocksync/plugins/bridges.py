@@ -118,6 +118,13 @@ class WasmDataBlock(_Bridge):
             return False
         return bool(self.plugin.call(PAGING, "paged"))
 
+    def mirrors_folder(self) -> bool:
+        """Does the plugin declare that it mirrors its granted folder one to one
+        (``paging.mirrors-folder``)? False when it lacks the function (built before it)."""
+        if "mirrors-folder" not in self.plugin.info.signatures.get(PAGING, {}):
+            return False
+        return bool(self.plugin.call(PAGING, "mirrors-folder"))
+
     def list_paths(self, cursor: str | None) -> tuple[list[str], str | None]:
         """One page of the plugin's paths and the cursor of the next (None: the last)."""
         paths, after = self.plugin.call_result(PAGING, "list-paths", cursor)

@@ -19,6 +19,12 @@ it named no block for is left out of the results and reported as skipped. A conf
 sides come from the host (base and block, through the batch) and from the plugin's
 ``sync.report-conflict`` (the source's side, absent or text).
 
+**Mirroring.** A paged plugin that declares it mirrors its granted folder one to one
+(``paging.mirrors-folder``: the ``files`` plugin) is not asked for its listing: the host lists
+the folder itself and finds the paths neither side changed since their base as its own folder
+source does (:mod:`blocksync.plugins.mirror`); only the other paths go to ``reconcile``, in
+pages, and a run where nothing changed makes no ``reconcile`` call at all.
+
 **Guard.** Paged, the host knows every path before any page runs, so the mass-deletion rule is
 checked first, as for a folder: the bound paths the listing lacks (gone from the source) and
 those whose blocks are gone; past the limit nothing at all is reconciled. Each page's answers
@@ -40,7 +46,7 @@ the same call first makes sure it will; otherwise nothing is written at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 
 from blocksync.index.base_index import BaseEntry
@@ -66,6 +72,7 @@ from ..errors import BlockNotFound, PluginCallFailed, SourceChanged, UsageError
 from .batch import SyncBatch
 from .bridges import WasmDataBlock
 from .host.runtime import Plugin
+from .mirror import Mirror
 from .syncbases import PluginBases
 
 __all__ = ["PAGE_FAULT_STEPS", "PAGE_SIZE", "PluginSource"]
@@ -82,6 +89,8 @@ PAGE_SIZE = 1000
 #: ``BATCH_FAULT_STEPS``: after a commit of pages, before the next page's call
 PAGE_FAULT_STEPS = ("page-committed",)
 
+#: the reason of a path reconciled to no change
+_NO_CHANGE = "no change"
 #: resolutions by which a source's side of a bound path went missing
 _GONE = (Action.DELETE_AGENT.value, Action.FORGET.value)
 
@@ -168,19 +177,35 @@ class PluginSource:
 
     def _paged(self, bound: dict[str, BaseEntry], mode: ReconcileMode) -> ReconcileOutcome:
         """Every path, :attr:`page_size` per ``reconcile`` call, the writes committed once a
-        page's worth is staged (see the module docstring)."""
+        page's worth is staged (see the module docstring); a plugin mirroring its folder gets
+        only the paths the host cannot tell unchanged itself."""
+        if not self.bridge.mirrors_folder():
+            return self._pages(bound, mode, None)
+        with Mirror.opened(self.plugin.host, self.bases.stat_cache()) as mirror:
+            return self._pages(bound, mode, mirror)
+
+    def _pages(
+        self, bound: dict[str, BaseEntry], mode: ReconcileMode, mirror: Mirror | None
+    ) -> ReconcileOutcome:
         dry_run, allow_mass_delete = mode
         outcome = ReconcileOutcome()
-        listed = self._listing(bound, outcome)
+        listed = self._listing(bound, outcome, mirror)
         odd = {s.path for s in outcome.skipped}  # left as they are: neither reconciled nor gone
+        latest = self.bases.latest(bound) if mirror or not allow_mass_delete else {}
         if not allow_mass_delete:
             gone = {
                 "disk": [p for p in bound if p not in listed and p not in odd],
-                "agent": self.bases.blockless(bound),
+                "agent": self.bases.blockless(bound, latest),
             }
             self._guard(gone, len(bound))
         counted: dict[str, list[str]] = {"disk": [], "agent": []}
-        paths = sorted(listed.union(bound).difference(odd))
+        considered = paths = sorted(listed.union(bound).difference(odd))
+        if mirror is not None:
+            clean = mirror.unchanged(paths, bound, latest)
+            paths = [p for p in paths if p not in clean]
+            for path in sorted(clean):
+                outcome.results.append(NoChange(path))
+                outcome.reasons[path] = _NO_CHANGE
         pending = _Pending(self, dry_run)
         for start in range(0, len(paths), self.page_size):
             page = paths[start : start + self.page_size]
@@ -192,30 +217,22 @@ class PluginSource:
                 self._guard(counted, len(bound))  # before this page's writes commit
             done = start + len(page)
             if done == len(paths) or pending.staged >= self.page_size:
-                pending.commit(f"reconcile {self.key} ({done} of {len(paths)} paths)", outcome)
+                # counting the paths found unchanged before the pages as done
+                done, total = done + len(considered) - len(paths), len(considered)
+                pending.commit(f"reconcile {self.key} ({done} of {total} paths)", outcome)
+        if mirror is not None and not dry_run:
+            unchanged = {r.path for r in outcome.results if isinstance(r, NoChange)}
+            mirror.record((p for p in paths if p not in unchanged), considered)
         return outcome
 
-    def _listing(self, bound: dict[str, BaseEntry], outcome: ReconcileOutcome) -> set[str]:
-        """Every path the plugin lists (``paging.list-paths``, a call per page); what the host
-        saw it cannot sync meanwhile, and listed paths that are no source paths, go to
-        ``outcome.skipped``."""
-        listed: set[str] = set()
-        cursors: set[str] = set()
-        cursor: str | None = None
+    def _listing(
+        self, bound: dict[str, BaseEntry], outcome: ReconcileOutcome, mirror: Mirror | None
+    ) -> set[str]:
+        """Every path the plugin lists (``paging.list-paths``, a call per page), or the files
+        of the folder it ``mirror``s, as the host lists them; what the host saw it cannot sync
+        meanwhile, and listed paths that are no source paths, go to ``outcome.skipped``."""
         with self._batch(f"list {self.key}", self.author, dry_run=True, bound=bound) as batch:
-            while True:
-                page, cursor = self.bridge.list_paths(cursor)
-                listed.update(page)
-                if cursor is None:
-                    break
-                if cursor in cursors:
-                    raise PluginCallFailed(
-                        self.plugin.name,
-                        self.plugin.version,
-                        "paging.list-paths",
-                        f"it gave the cursor {cursor!r} twice: its listing would never end",
-                    )
-                cursors.add(cursor)
+            listed = set(mirror.list() if mirror is not None else self._list_pages())
         for path, reason in batch.skipped.items():
             outcome.skipped.append(Skipped(path, reason))
             listed.discard(path)
@@ -225,6 +242,24 @@ class PluginSource:
                 outcome.skipped.append(Skipped(path, f"the plugin listed a path that {problem}"))
                 listed.discard(path)
         return listed
+
+    def _list_pages(self) -> Iterator[str]:
+        """The plugin's paths, ``paging.list-paths`` page by page."""
+        cursors: set[str] = set()
+        cursor: str | None = None
+        while True:
+            page, cursor = self.bridge.list_paths(cursor)
+            yield from page
+            if cursor is None:
+                return
+            if cursor in cursors:
+                raise PluginCallFailed(
+                    self.plugin.name,
+                    self.plugin.version,
+                    "paging.list-paths",
+                    f"it gave the cursor {cursor!r} twice: its listing would never end",
+                )
+            cursors.add(cursor)
 
     def _step(self, step: str) -> None:
         if self.fault is not None:
@@ -280,7 +315,7 @@ class PluginSource:
                     continue
                 outcome.conflicts[path] = sides
             else:
-                reason = result.resolution if isinstance(result, Resolved) else "no change"
+                reason = result.resolution if isinstance(result, Resolved) else _NO_CHANGE
             outcome.results.append(result)
             outcome.reasons[path] = reason
         for path in wanted or ():

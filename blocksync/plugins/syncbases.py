@@ -26,6 +26,7 @@ from typing import Any
 
 from blocksync.index.base_index import BaseEntry, BaseIndex
 from blocksync.index.db import IndexDb
+from blocksync.index.statcache import StatCache
 from blocksync.store.bases import Binding, SyncBases
 from blocksync.store.blocks import BlockStore
 from blocksync.store.gitstore import GitStore
@@ -172,17 +173,37 @@ class PluginBases:
                 states[path] = state
         return json.dumps(states, ensure_ascii=False)
 
-    def blockless(self, entries: dict[str, BaseEntry]) -> list[str]:
-        """The bound paths of ``entries`` whose blocks are gone (from the version index)."""
+    def latest(self, entries: dict[str, BaseEntry]) -> dict[str, dict[str, tuple[int, str]]]:
+        """Owner -> label -> (newest version, its content blob) of every existing block of
+        the owners ``entries`` bind (the version index, caught up first)."""
         blocks = self.host.services.blocks
         if blocks is None or not entries:
-            return []
+            return {}
         blocks.catch_up_index()
         index = self.index()
-        latest = {
+        return {
             owner: index.latest_contents(owner) for owner in {e.owner for e in entries.values()}
         }
-        return sorted(path for path, e in entries.items() if e.label not in latest[e.owner])
+
+    def blockless(
+        self,
+        entries: dict[str, BaseEntry],
+        latest: dict[str, dict[str, tuple[int, str]]] | None = None,
+    ) -> list[str]:
+        """The bound paths of ``entries`` whose blocks are gone (from the version index, or
+        ``latest`` when :meth:`latest` was read already)."""
+        if self.host.services.blocks is None:
+            return []  # no store: no blocks to tell gone
+        if latest is None:
+            latest = self.latest(entries)
+        return sorted(path for path, e in entries.items() if e.label not in latest.get(e.owner, {}))
+
+    def stat_cache(self) -> StatCache:
+        """The plugin's rows of the stat cache (a plugin mirroring its folder; see
+        :mod:`blocksync.plugins.mirror`)."""
+        if self._index_db is None:
+            raise AccessDenied("no block store is attached to this plugin")
+        return StatCache(self._index_db, self.key)
 
     def set_base(self, path: str, block: Any, content: str) -> None:
         self._set_base(path, getattr(block, "agent-id"), block.label, content)

@@ -89,6 +89,12 @@ class DataBlockExtension(_Extension):
     #: each page a call of its own (WIT interface `paging`). False: the host calls
     #: `reconcile([])` once per run and the source finds every path itself.
     paged: ClassVar[bool] = False
+    #: A `paged` source declaring that it mirrors its granted folder (/data) one to one: its
+    #: paths are the files `sync.folder_files` lists, a path's outside side is that file's
+    #: bytes, and a path whose file and block still hold its base is a no-change (WIT
+    #: `paging.mirrors-folder`). The host then finds those paths itself and passes only the
+    #: others to `reconcile`. Declare it only when all of that is true.
+    mirrors_folder: ClassVar[bool] = False
 
     def list_page(self, cursor: str | None) -> tuple[list[str], str | None]:
         """For a `paged` source: the paths the source holds now, in sorted order, after

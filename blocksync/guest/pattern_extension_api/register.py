@@ -207,6 +207,9 @@ class _PagingExport(_Export):
     def list_paths(self, cursor: str | None) -> tuple[list[str], str | None]:
         return _fallible(self.extension_class, lambda e: _page(e.list_page(cursor)))
 
+    def mirrors_folder(self) -> bool:
+        return bool(self.extension_class.mirrors_folder)
+
 
 def _page(value: object) -> tuple[list[str], str | None]:
     if not isinstance(value, tuple) or len(value) != 2:

@@ -24,17 +24,21 @@ __all__ = [
     "block_read_at",
     "dry_run",
     "file_digests",
+    "flush_files",
     "folder_digests",
     "folder_files",
     "forget",
     "merge3",
+    "prepare_files",
     "read_blocks",
+    "remove_file",
     "report_conflict",
     "set_base",
     "set_bases",
     "set_cursor",
     "states",
     "write_blocks",
+    "write_file",
 ]
 
 
@@ -92,6 +96,29 @@ def file_digests(paths: list[str]) -> dict[str, str | None]:
     regular file); paths without a file are left out. Raises HostError without a grant."""
     found: dict[str, str | None] = json.loads(call_host(_sync.file_digests, list(paths)))
     return found
+
+
+def write_file(path: str, content: str, expected: str | None) -> bool:
+    """Write `content` to `path` of the granted folder (/data) atomically and durably, unless
+    its file's sha256 is no longer `expected` (None: no file may be there): False then, nothing
+    written. Raises HostError when the folder is not granted read-write or the write fails."""
+    return bool(call_host(_sync.write_file, path, content, expected))
+
+
+def remove_file(path: str, expected: str) -> bool:
+    """Delete `path` of the granted folder unless its sha256 is no longer `expected` (False)."""
+    return bool(call_host(_sync.remove_file, path, expected))
+
+
+def prepare_files(writes: list[tuple[str, str]]) -> None:
+    """The (path, content) of the `write_file` calls to come: their temp files are written
+    ahead and made durable together (during a reconcile the host drives)."""
+    call_host(_sync.prepare_files, json.dumps([list(w) for w in writes]))
+
+
+def flush_files() -> None:
+    """Make the `write_file` / `remove_file` calls so far durable; before recording bases."""
+    call_host(_sync.flush_files)
 
 
 def set_bases(bases: list[tuple[str, str, str, str | None]]) -> None:

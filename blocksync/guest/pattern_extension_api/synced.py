@@ -65,6 +65,7 @@ from blocksync_apply import (
     DeleteRefused,
     NothingToDelete,
     Unreadable,
+    Unwritable,
     apply,
     delete,
     sha256,
@@ -90,7 +91,7 @@ from .model import (
     VersionInfo,
 )
 
-__all__ = ["SyncedSource", "Unreadable", "sha256"]
+__all__ = ["SyncedSource", "Unreadable", "Unwritable", "sha256"]
 
 LEVELS = {
     "read-only": PermissionLevel.READ_ONLY,
@@ -139,7 +140,7 @@ class _Inside:
             sync.write_blocks(writes)
 
     def written(self) -> None:
-        pass  # every write of the outside's own is durable when it returns
+        self._source.written()
 
     def write_bases(self, changes: Sequence[Change]) -> None:
         if changes:
@@ -178,6 +179,10 @@ class SyncedSource(DataBlockExtension):
 
     @abstractmethod
     def remove(self, path: str, expected: str) -> bool: ...
+
+    def written(self) -> None:
+        """Called once the outside writes of a reconcile call are done, before any base is
+        recorded: make them durable here if `write` / `remove` did not (the default: they did)."""
 
     def digests(self, paths: list[str]) -> Mapping[str, object] | None:
         """Every outside path -> a fingerprint of its content that `unchanged` understands (by
@@ -309,6 +314,7 @@ class SyncedSource(DataBlockExtension):
         dry = sync.dry_run()
         decided: list[ReconcileResult | Change] = []
         unbound: list[str] = []
+        changed: list[tuple[str, sync.PathState, bytes | None]] = []
         for path in dict.fromkeys(paths):
             try:
                 self.check_path(path)
@@ -320,12 +326,10 @@ class SyncedSource(DataBlockExtension):
             if state is None:  # never synced: decided below, its blocks read at once
                 unbound.append(path)
                 continue
-            if state.agent_changed:
-                decided.append(self._decide(path))
-                continue
             # the host says the block is its base: unchanged if the outside holds it too
             if (
-                digests is not None
+                not state.agent_changed
+                and digests is not None
                 and path in digests
                 and self.unchanged(path, state, digests[path])
             ):
@@ -337,15 +341,44 @@ class SyncedSource(DataBlockExtension):
                 host.log(LogLevel.WARN, f"{path}: left alone: {exc}")
                 decided.append(NoChange(path))
                 continue
-            if data is not None and sha256(data) == state.base_sha256:
+            if not state.agent_changed and data is not None and sha256(data) == state.base_sha256:
                 decided.append(NoChange(path))
-            else:
-                decided.append(self._decide(path, data, read=True))
+            else:  # decided below, its blocks read at once
+                changed.append((path, state, data))
+        decided += self._decide_bound(changed)
         decided += self._decide_unbound(unbound)
         changes = [c for c in decided if isinstance(c, Change)]
         if changes and not dry:
             apply(changes, self, _Inside(self))  # blocks, then the outside, then bases
         return [self._result(c) if isinstance(c, Change) else c for c in decided]
+
+    def _decide_bound(
+        self, changed: list[tuple[str, sync.PathState, bytes | None]]
+    ) -> list[ReconcileResult | Change]:
+        """Decide bound paths (each with its state and outside content, read), their blocks
+        read in one host call per owner. A base is read only when neither side hashes to it
+        (what blocksync's own folder source spares too): by its hash, not by what `states`
+        said, so a block an agent writes meanwhile is never taken for the base."""
+        labels: dict[str, list[str]] = {}
+        for _, state, _ in changed:
+            labels.setdefault(state.owner, []).append(state.label)
+        agents = {
+            (owner, label): text
+            for owner, wanted in labels.items()
+            for label, text in sync.read_blocks(owner, wanted).items()
+        }
+        decided: list[ReconcileResult | Change] = []
+        for path, state, data in changed:
+            agent = agents.get((state.owner, state.label))
+            if data is not None and sha256(data) == state.base_sha256:
+                base: str | None = data.decode("utf-8")  # every base is UTF-8 text
+            elif agent is not None and sha256(agent.encode("utf-8")) == state.base_sha256:
+                base = agent
+            else:
+                base = self._binding(path)[2]
+            binding = (state.owner, state.label, base)
+            decided.append(self._decide(path, data, read=True, binding=binding, agent=agent))
+        return decided
 
     def _decide_unbound(self, paths: list[str]) -> list[ReconcileResult | Change]:
         """Decide paths without a base (a first sync: each a new block), their blocks read in

@@ -28,6 +28,9 @@ INTERFACES = ("data-block", "data-stream", "tool")
 #: Interfaces a plugin may export beside those, each serving one of them (``paging``: listing a
 #: data-block source's paths, so the host reconciles it in pages)
 OPTIONAL_INTERFACES = ("paging",)
+#: Functions an exported interface may lack (added after components exporting it were built):
+#: checked when present, treated by the host as answering "no" when absent
+OPTIONAL_FUNCTIONS = {("paging", "mirrors-folder")}
 
 _BLOCK_REF = "record{block-id: string, label: string, agent-id: string}"
 _NOTIFICATION = f"record{{text: string, blocks: list<{_BLOCK_REF}>}}"
@@ -72,6 +75,7 @@ SIGNATURES: dict[str, dict[str, str]] = {
         "list-paths": (
             "(cursor: option<string>) -> result<tuple<list<string>, option<string>>, string>"
         ),
+        "mirrors-folder": "() -> bool",
     },
     "tool": {
         "name": "() -> string",

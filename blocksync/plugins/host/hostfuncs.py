@@ -40,7 +40,7 @@ from blocksync.errors import (
     MergeConflict,
     TransportError,
 )
-from blocksync.fs.disk import NOT_A_FILE, Folder, is_vcs_path, printable_path
+from blocksync.fs.disk import NOT_A_FILE, FileStat, Folder, is_vcs_path, printable_path
 from blocksync.index.notifications import NotificationLog
 from blocksync.logs import plugin_logger
 from blocksync.plugins.batch import BlockBatch, SyncBatch
@@ -50,6 +50,7 @@ from blocksync.shared.wit import BlockRef, PermissionLevel, PermissionRule
 from blocksync.store import merge
 from blocksync.store.blocks import BlockStore
 from blocksync.sync import permissions
+from blocksync.sync.folder.hashing import Hashing
 from blocksync.text import parse_json
 
 from . import fetch, lift
@@ -99,6 +100,12 @@ class HostContext:
         self.fault: tuple[BaseException, str] | None = None
         #: the host function running now (named when a call is stuck)
         self.host_call: str | None = None
+        #: while the host reconciles a plugin mirroring its folder: that run's hashing, whose
+        #: stat cache ``file-digests`` consults (see ``paging.mirrors-folder`` in the WIT)
+        self.hashing: Hashing | None = None
+        #: while the host reconciles a plugin mirroring its folder: that folder, kept open for
+        #: the run, so ``prepare-files`` stages what the ``write-file`` calls then take
+        self.folder: Folder | None = None
 
     def take_fault(self) -> tuple[BaseException, str] | None:
         fault, self.fault = self.fault, None
@@ -233,24 +240,36 @@ class HostContext:
         that cannot be listed) are told to the batch, which reports them as skipped; files in
         a folder that cannot be listed are unknown, not gone (digest None: the plugin reads
         them, fails, and leaves them as they are)."""
-        with self._granted() as folder:
-            files = self._listed(folder)
+        with self.granted() as folder:
+            files = self.listed(folder)
             digests = {rel: None if rel in files.unknown else _digest(folder, rel) for rel in files}
         return json.dumps(digests, ensure_ascii=False)
 
     def folder_files(self) -> str:
         """See ``sync.folder-files`` in the WIT: ``folder_digests``' paths, nothing hashed."""
-        with self._granted() as folder:
-            files = self._listed(folder)
+        with self.granted() as folder:
+            files = self.listed(folder)
         return json.dumps(list(files), ensure_ascii=False)
 
     def file_digests(self, paths: list[str]) -> str:
-        """See ``sync.file-digests`` in the WIT: the hashes of ``paths`` only (a page's)."""
+        """See ``sync.file-digests`` in the WIT: the hashes of ``paths`` only (a page's);
+        during a run with :attr:`hashing`, a file whose listed stat its stat cache vouches for
+        is not read, and what is read is recorded for the next run."""
         digests: dict[str, str | None] = {}
-        with self._granted() as folder:
+        hashing = self.hashing
+        with self.granted() as folder:
             for rel in dict.fromkeys(paths):
                 if source_path_problem(rel) is not None or is_vcs_path(rel):
                     continue  # outside the folder, or never synced: no listing has it
+                if hashing is not None:
+                    known = hashing.known(rel)
+                    if known is None:
+                        read = hashing.read(rel, folder, rel)
+                        if read.data is None and read.unreadable is None:
+                            continue  # no file
+                        known = read.sha256
+                    digests[rel] = known
+                    continue
                 try:
                     found = folder.digest(rel)
                 except (OSError, ValueError):
@@ -260,8 +279,75 @@ class HostContext:
                     digests[rel] = None if found in NOT_A_FILE else found
         return json.dumps(digests, ensure_ascii=False)
 
+    def write_file(self, path: str, content: str, expected: str | None) -> bool:
+        """See ``sync.write-file`` in the WIT (the native source's write: Folder.write)."""
+        with self._writable() as folder:
+            return folder.write(self._writable_path(path), content.encode("utf-8"), expected)
+
+    def remove_file(self, path: str, expected: str) -> bool:
+        """See ``sync.remove-file`` in the WIT."""
+        with self._writable() as folder:
+            return folder.remove(self._writable_path(path), expected)
+
+    def prepare_files(self, writes: str) -> None:
+        """See ``sync.prepare-files`` in the WIT: the temp files staged (Folder.stage) in the
+        run's folder; outside a run there is no folder to keep them in, and nothing to do."""
+        try:
+            items = parse_json(writes)
+        except ValueError as exc:
+            raise AccessDenied(f"prepare-files: not JSON: {exc}") from exc
+        if not isinstance(items, list) or not all(
+            isinstance(i, list) and len(i) == 2 and all(isinstance(v, str) for v in i)
+            for i in items
+        ):
+            raise AccessDenied("prepare-files: expected a JSON list of [path, content] pairs")
+        staged = [(self._writable_path(path), content.encode("utf-8")) for path, content in items]
+        if self.folder is not None:
+            with self._writable() as folder:
+                folder.stage(staged)
+
+    def flush_files(self) -> None:
+        """See ``sync.flush-files`` in the WIT: the run's folder synced (outside a run each
+        write was made durable by its own call)."""
+        if self.folder is None:
+            return
+        try:  # nothing written (a read-only grant, a run writing no file): nothing to do
+            self.folder.sync()
+        except OSError as exc:
+            raise AccessDenied(f"cannot sync the granted folder: {exc.strerror or exc}")
+
+    def _writable_path(self, path: str) -> str:
+        problem = source_path_problem(path)
+        if problem is None and is_vcs_path(path):
+            problem = "is in a version-control folder: never synced"
+        if problem is not None:
+            raise AccessDenied(f"cannot write {path!r} in the granted folder: it {problem}")
+        return path
+
     @contextmanager
-    def _granted(self) -> Iterator[Folder]:
+    def _writable(self) -> Iterator[Folder]:
+        """The granted folder to write in: the run's, or one opened (and made durable, then
+        closed) for this call. AccessDenied unless it is granted read-write."""
+        if self.spec.dir_mode != "read-write":
+            raise AccessDenied(
+                f"the folder {self.spec.dir} is granted read-only (config dir_mode): "
+                "nothing is written in it"
+            )
+        if self.spec.dir is None:
+            raise AccessDenied("no folder is granted to this plugin (config `dir`)")
+        try:
+            if self.folder is not None:
+                yield self.folder
+                return
+            with Folder(self.spec.dir) as folder:
+                yield folder
+                folder.sync()
+        except OSError as exc:
+            raise AccessDenied(f"cannot write in the granted folder: {exc.strerror or exc}")
+
+    @contextmanager
+    def granted(self) -> Iterator[Folder]:
+        """The folder granted to the plugin, opened (AccessDenied: none, or it cannot be)."""
         if self.spec.dir is None:
             raise AccessDenied("no folder is granted to this plugin (config `dir`)")
         try:
@@ -270,11 +356,12 @@ class HostContext:
         except OSError as exc:
             raise AccessDenied(f"cannot list the granted folder {self.spec.dir}: {exc.strerror}")
 
-    def _listed(self, folder: Folder) -> _Files:
+    def listed(self, folder: Folder, *, stats: bool = False) -> Files:
         """The folder's regular files, sorted, with the bound paths below folders that cannot
-        be listed (``unknown``); during a reconcile, what cannot be synced is told to the batch."""
-        listing = folder.scan(clean_temps=self.spec.dir_mode == "read-write")
-        files = _Files(listing.files)
+        be listed (``unknown``); during a reconcile, what cannot be synced is told to the batch.
+        ``stats``: each listed file's stat too (what the stat cache compares)."""
+        listing = folder.scan(clean_temps=self.spec.dir_mode == "read-write", stats=stats)
+        files = Files(listing.files, listing.stats or {})
         if isinstance(self.batch, SyncBatch):
             for rel, reason in listing.odd:
                 self.batch.skipped[printable_path(rel)] = reason
@@ -335,13 +422,14 @@ def json_items(text: str, function: str, keys: set[str]) -> list[dict[str, Any]]
     return items
 
 
-class _Files(list[str]):
-    """A folder's listed files, and which of them are unknown (below a folder that cannot be
-    listed: neither read nor gone)."""
+class Files(list[str]):
+    """A folder's listed files, which of them are unknown (below a folder that cannot be
+    listed: neither read nor gone), and the stat of each file as listed (when asked for)."""
 
-    def __init__(self, files: list[str]) -> None:
+    def __init__(self, files: list[str], stats: dict[str, FileStat]) -> None:
         super().__init__(files)
         self.unknown: set[str] = set()
+        self.stats = stats
 
 
 def _digest(folder: Folder, rel: str) -> str | None:
@@ -536,6 +624,10 @@ def define(
         "folder-digests": as_result(ctx.folder_digests, tagged=True),
         "folder-files": as_result(ctx.folder_files, tagged=True),
         "file-digests": as_result(ctx.file_digests, tagged=True),
+        "write-file": as_result(ctx.write_file, tagged=False),
+        "remove-file": as_result(ctx.remove_file, tagged=False),
+        "prepare-files": as_result(ctx.prepare_files, tagged=False),
+        "flush-files": as_result(ctx.flush_files, tagged=False),
         "read-blocks": as_result(ctx.read_blocks, tagged=True),
         "write-blocks": as_result(ctx.write_blocks, tagged=False),
         "merge3": as_result(_merge3, tagged=True),

@@ -249,6 +249,8 @@ def check(info: ComponentInfo, name: str) -> None:
         found = info.signatures[interface]
         for fname, expected in contract.SIGNATURES[interface].items():
             actual = found.get(fname)
+            if actual is None and (interface, fname) in contract.OPTIONAL_FUNCTIONS:
+                continue
             if actual is None:
                 raise refuse(f"{interface} does not export function {fname!r}")
             if actual != expected:

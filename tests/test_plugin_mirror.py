@@ -1,0 +1,219 @@
+"""A plugin that declares it mirrors its granted folder one to one (WIT ``paging.mirrors-folder``,
+blocksync.plugins.mirror): the ``files`` plugin. The host lists the folder and finds the paths
+neither side changed since their base itself (the stat cache, the file's sha256, the block's
+newest content), and the plugin's ``reconcile`` gets only the others; a change on either side
+of any path still reaches it. A plugin that does not declare it (the same plugin built with
+``mirrors_folder = False``) is reconciled as before: every path. Real wasmtime, real builds."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from blocksync.errors import PluginRefused
+from blocksync.fs.disk import file_stat
+from blocksync.index.statcache import RACY_NS, Seen, StatCache
+from blocksync.plugins.host import runtime
+from blocksync.plugins.mirror import Mirror
+
+from . import test_plugin_paging as paging
+from .plugin_builds import FIXTURES, built_plugin, built_plugins
+
+KEY, OWNER, label, calls_of = paging.KEY, paging.OWNER, paging.label, paging.calls_of
+
+#: host-side opens of files while a test records (None: not recording); the guest's WASI
+#: reads happen inside wasmtime and are not seen here
+_opened: list[str] | None = None
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if event == "open" and _opened is not None and isinstance(args[0], (str, bytes)):
+        _opened.append(os.path.basename(os.fsdecode(args[0])))
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The ``files`` plugin, and the same plugin declaring nothing (``not_mirroring``)."""
+    found = built_plugins(["files"])
+    plain = tmp_path_factory.mktemp("not_mirroring") / "files"
+    shutil.copytree(FIXTURES / "files", plain, ignore=shutil.ignore_patterns("__pycache__"))
+    app = plain / "app.py"
+    source = app.read_text(encoding="utf-8")
+    assert "    mirrors_folder = True\n" in source
+    app.write_text(source.replace("    mirrors_folder = True\n", ""), encoding="utf-8")
+    found["not_mirroring"] = built_plugin(plain)
+    return found
+
+
+@pytest.fixture
+def rig(tmp_path: Path, built: dict[str, Path]) -> Iterator[paging.Rig]:
+    yield from paging.reconcile_tests.checked(paging.Rig(tmp_path, built["files"]))
+
+
+def _settle() -> None:
+    """Wait until the files written so far are older than the stat cache's racy window."""
+    time.sleep(RACY_NS / 1e9 + 0.1)
+
+
+def _opened_by(run: object) -> list[str]:
+    global _opened
+    _opened = []
+    try:
+        assert callable(run)
+        run()
+    finally:
+        opened, _opened = _opened, None
+    return sorted(name for name in opened if name.endswith(".md"))
+
+
+def test_unchanged_paths_never_reach_reconcile_and_changes_on_either_side_do(
+    rig: paging.Rig,
+) -> None:
+    assert rig.source.bridge.mirrors_folder()
+    paths = sorted(rig.files(25))
+    rig.ws.reconcile()
+    calls = calls_of(rig.source)
+    again = rig.ws.reconcile().sources[0]
+    assert again.error is None and again.unchanged == 25 and not again.resolved
+    assert calls == []  # nothing changed: no reconcile call at all
+    rig.write(paths[0], "disk edit\n")
+    rig.ws.blocks.update(OWNER, label(paths[12]), "agent edit\n")
+    (rig.root / paths[24]).unlink()
+    rig.write("zz/new.md", "new\n")
+    report = rig.ws.reconcile().sources[0]
+    assert report.error is None and report.unchanged == 22
+    assert calls == [sorted([paths[0], paths[12], paths[24], "zz/new.md"])]
+    assert sorted(report.resolved) == sorted(
+        [
+            (paths[0], "disk->agent"),
+            (paths[12], "agent->disk"),
+            (paths[24], "delete-block"),
+            ("zz/new.md", "disk->agent"),
+        ]
+    )
+    assert rig.block(paths[0]) == rig.read(paths[0]) == "disk edit\n"
+    assert rig.block(paths[12]) == rig.read(paths[12]) == "agent edit\n"
+    assert rig.block(paths[24]) is None and rig.block("zz/new.md") == "new\n"
+    calls.clear()
+    assert rig.ws.reconcile().sources[0].unchanged == 25 and calls == []
+
+
+def test_a_same_size_edit_within_the_racy_window_reaches_reconcile(rig: paging.Rig) -> None:
+    # the stat cache holds a row with the file's very stat and its old hash, stamped now: the
+    # file changed within the timestamp granularity of that read, so the row is never trusted
+    paths = rig.files(5)
+    rig.ws.reconcile()
+    rig.ws.reconcile()  # the host reads every file once and records it
+    file = rig.root / paths[2]
+    old = hashlib.sha256(file.read_bytes()).hexdigest()
+    text = file.read_text(encoding="utf-8").upper()
+    with open(file, "r+b") as out:  # in place: the same inode, the same size
+        out.write(text.encode())
+    cache = StatCache(rig.ws.index_db, KEY)
+    cache.update({paths[2]: Seen(file_stat(os.stat(file)), old)}, StatCache.now())
+    calls = calls_of(rig.source)
+    report = rig.ws.reconcile().sources[0]
+    assert calls == [[paths[2]]] and report.resolved == [(paths[2], "disk->agent")]
+    assert rig.block(paths[2]) == text
+
+
+def test_a_trusted_row_spares_the_hosts_read_and_a_missing_one_costs_it(
+    rig: paging.Rig,
+) -> None:
+    paths = rig.files(5)
+    rig.ws.reconcile()
+    _settle()
+    rig.ws.reconcile()  # rows stamped past the files' racy window
+    calls = calls_of(rig.source)
+    assert _opened_by(rig.ws.reconcile) == []  # every file vouched for by its row
+    rig.ws.index_db.conn.execute("DELETE FROM folder_stats")
+    assert _opened_by(rig.ws.reconcile) == sorted(p.rsplit("/", 1)[1] for p in paths)
+    assert calls == []  # read, found unchanged: still no reconcile call
+
+
+def test_file_digests_take_a_trusted_rows_hash_during_a_mirrored_run(rig: paging.Rig) -> None:
+    paths = rig.files(3)
+    rig.ws.reconcile()
+    _settle()
+    rig.ws.reconcile()
+    host = rig.source.plugin.host
+    with Mirror.opened(host, rig.source.bases.stat_cache()) as mirror:
+        mirror.list()
+        digests = {}
+        opened = _opened_by(lambda: digests.update(json.loads(host.file_digests(paths))))
+    assert opened == [] and host.hashing is None
+    assert digests == {p: hashlib.sha256(rig.read(p).encode()).hexdigest() for p in paths}  # type: ignore[union-attr]
+    assert _opened_by(lambda: host.file_digests(paths[:1])) == [paths[0].rsplit("/", 1)[1]]
+
+
+def test_a_plugin_that_does_not_declare_it_gets_every_path(
+    tmp_path: Path, built: dict[str, Path]
+) -> None:
+    rig = paging.Rig(tmp_path, built["not_mirroring"])
+    try:
+        assert rig.source.bridge.paged() and not rig.source.bridge.mirrors_folder()
+        paths = sorted(rig.files(12))
+        rig.ws.reconcile()
+        calls = calls_of(rig.source)
+        rig.write(paths[3], "disk edit\n")
+        report = rig.ws.reconcile().sources[0]
+        assert report.error is None and report.resolved == [(paths[3], "disk->agent")]
+        assert calls == [paths[:10], paths[10:]]  # every path, in pages, as before
+        for path in paths[:9]:
+            (rig.root / path).unlink()
+        refused = rig.ws.reconcile().sources[0]
+        assert refused.error is not None and "9 of its 12 synced paths" in refused.error
+    finally:
+        rig.ws.close()
+
+
+def test_a_component_without_the_function_is_accepted(rig: paging.Rig) -> None:
+    """A plugin built before ``mirrors-folder`` existed exports ``paging`` without it: the host
+    loads it (the function is optional: not declared); a wrong signature is still refused."""
+    info = rig.source.plugin.info
+    older = dataclasses.replace(
+        info,
+        signatures={
+            **info.signatures,
+            "paging": {k: v for k, v in info.signatures["paging"].items() if k != "mirrors-folder"},
+        },
+    )
+    runtime.check(older, "files")
+    wrong = {**info.signatures["paging"], "mirrors-folder": "() -> string"}
+    broken = dataclasses.replace(info, signatures={**info.signatures, "paging": wrong})
+    with pytest.raises(PluginRefused, match="paging.mirrors-folder has type"):
+        runtime.check(broken, "files")
+
+
+def test_the_host_writes_the_plugins_files_and_a_read_only_grant_writes_none(
+    tmp_path: Path, built: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The files plugin's writes go through the host (sync.write-file): with the folder granted
+    read-only, a file's change still reaches its block, and a block's change is left for the
+    next run (the plugin logs why), the file untouched: not a failed call."""
+    rig = paging.Rig(tmp_path, built["files"], dir_mode="read-only")
+    try:
+        paths = sorted(rig.files(3))
+        assert rig.ws.reconcile().sources[0].error is None
+        rig.write(paths[0], "disk edit\n")
+        rig.ws.blocks.update(OWNER, label(paths[1]), "agent edit\n")
+        report = rig.ws.reconcile().sources[0]
+        assert report.error is None and report.resolved == [(paths[0], "disk->agent")]
+        assert f"{paths[1]}: left for the next run" in caplog.text and "read-only" in caplog.text
+        assert rig.block(paths[0]) == "disk edit\n" and rig.read(paths[1]) == "file 1\n"
+        assert rig.block(paths[1]) == "agent edit\n" and rig.base(paths[1]) == "file 1\n"
+        assert not [p for p in rig.root.rglob("*") if p.name.startswith(".blocksync-")]
+    finally:
+        rig.ws.close()
