@@ -16,8 +16,10 @@ from dulwich.objects import Blob, ShaFile
 from dulwich.refs import Ref
 
 import blocksync
+from blocksync.errors import RepositoryCorrupt
 from blocksync.fs import flush
 from blocksync.fs.disk import Folder, is_temp_name
+from blocksync.store import pack
 from blocksync.store.gitstore import FILE_MODE, PACK_THRESHOLD, GitStore, TreeEditor
 
 from .conftest import assert_git_fsck
@@ -190,3 +192,106 @@ def _meta(store: Path, label: str) -> str:
             "SELECT meta_blob FROM heads WHERE owner = 'agent' AND label = ?", [label]
         ).fetchone()
     return str(blob)
+
+
+# -- packs looked in most recently used first --------------------------------------------------
+
+
+def _packed_commit(git: GitStore, parent: bytes | None, tag: int) -> tuple[bytes, list[Blob]]:
+    """A commit of PACK_THRESHOLD + 1 new blobs, written as one pack, on ``parent``."""
+    blobs = [Blob.from_string(b"pack %d note %d\n" % (tag, i)) for i in range(PACK_THRESHOLD + 1)]
+    root = TreeEditor(git, git.commit_tree(parent))
+    for i, blob in enumerate(blobs):
+        root.put((b"p%d" % tag, b"f%d" % i), (FILE_MODE, blob.id))
+    commit, more = git.commit_objects(root, parent, "test:pack", f"pack {tag}")
+    git.write([*blobs, *more])
+    assert git.swap_ref(Ref(b"refs/heads/main"), parent, commit.id)
+    return commit.id, blobs
+
+
+@pytest.mark.parametrize("engine", ["git", "dulwich"])
+def test_objects_of_every_pack_are_found_in_any_order_and_after_a_gc(
+    tmp_path: Path, engine: pack.Engine
+) -> None:
+    """Lookups try the pack of the last hit first (as git does): an object of any older pack
+    is still found after each reordering, a loose object after every pack, and a handle
+    opened before a gc folded its packs away (and pruned nothing it reads) still reads each
+    object, from the new pack."""
+    repo = tmp_path / "repo"
+    GitStore.init_bare(repo, Ref(b"refs/heads/main"))
+    git = GitStore(repo)
+    head: bytes | None = None
+    packs: list[list[Blob]] = []
+    for tag in range(5):
+        head, blobs = _packed_commit(git, head, tag)
+        packs.append(blobs)
+    loose = Blob.from_string(b"a loose one\n")
+    git.write([loose])
+    assert len(list((repo / "objects" / "pack").glob("*.pack"))) == 5
+    reader = GitStore(repo)
+    for order in ([0, 4, 1, 3, 2, 0], [4, 4, 0, 2, 1]):
+        for index in order:
+            for blob in packs[index][:: 1 + index]:
+                assert reader.blob(blob.id) == blob.as_raw_string()
+        assert reader.blob(loose.id) == loose.as_raw_string()
+    with pytest.raises(RepositoryCorrupt, match="is missing"):
+        reader.blob(b"0" * 40)
+    keep = GitStore(repo)
+    root = TreeEditor(keep, keep.commit_tree(head))
+    root.put((b"loose",), (FILE_MODE, loose.id))
+    commit, more = keep.commit_objects(root, head, "test:pack", "loose one kept")
+    keep.write(more)
+    assert keep.swap_ref(Ref(b"refs/heads/main"), head, commit.id)
+    pack.collect(repo, use=engine)
+    assert len(list((repo / "objects" / "pack").glob("*.pack"))) == 1, "folded into one"
+    for blobs in reversed(packs):
+        for blob in blobs:
+            assert reader.blob(blob.id) == blob.as_raw_string()
+    assert reader.blob(loose.id) == loose.as_raw_string()
+    assert_git_fsck(repo)
+
+
+# -- temp files staged while other work goes on ------------------------------------------------
+
+
+def test_staging_without_waiting_is_flushed_before_its_writes_and_cleaned_up(
+    tmp_path: Path, files: dict[str, bytes]
+) -> None:
+    """Temp files staged without waiting for their fsyncs: each write takes its own (waited
+    for first), a path staged again with the same data keeps its temp file, with other data
+    gets a new one, and whatever no write took is removed by sync and by close."""
+    new = {rel: b"new " + data for rel, data in files.items()}
+    with Folder(tmp_path) as folder:
+        folder.stage(new.items(), wait=False)
+        staged = set(temps(tmp_path))
+        assert len(staged) == len(new)
+        folder.stage(new.items(), wait=False)  # the same again: nothing new staged
+        assert set(temps(tmp_path)) == staged
+        first = next(iter(new))
+        new[first] = b"other data\n"
+        folder.stage([(first, new[first])], wait=False)
+        assert len(temps(tmp_path)) == len(new), "the old temp file of a restaged path goes"
+        for rel, data in list(new.items())[:-1]:
+            assert folder.write(rel, data, sha(files[rel]))
+        folder.sync()
+        assert temps(tmp_path) == [], "the last one, never written, is removed"
+        last = list(new)[-1]
+        folder.stage([(last, new[last])], wait=False)
+    assert temps(tmp_path) == [], "close removes what was staged and never written"
+    got = {str(p.relative_to(tmp_path)): p.read_bytes() for p in _files(tmp_path)}
+    assert got == {**new, last: files[last]}
+
+
+def test_fsyncs_started_report_their_errors_when_waited_for(tmp_path: Path) -> None:
+    fds = [os.open(tmp_path / f"f{i}", os.O_WRONLY | os.O_CREAT) for i in range(40)]
+    try:
+        flush.start(fds).wait()
+        closed = os.open(tmp_path / "gone", os.O_WRONLY | os.O_CREAT)
+        os.close(closed)
+        for some in (fds + [closed], [closed]):
+            pending = flush.start(some)
+            with pytest.raises(OSError):
+                pending.wait()
+    finally:
+        for fd in fds:
+            os.close(fd)

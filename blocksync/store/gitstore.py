@@ -223,19 +223,22 @@ class GitStore:
             return None
 
     def object(self, sha: bytes) -> ShaFile:
+        store = self.repo.object_store
         try:
             try:
-                return self.repo.object_store[ObjectID(sha)]
+                obj = store[ObjectID(sha)]
             except KeyError:
                 # a packer (blocksync's, git's) may have packed the loose object between our
                 # look at the packs and at the loose file: look again, as git does
                 with suppress(AttributeError):
-                    self.repo.object_store._update_pack_cache()
-                return self.repo.object_store[ObjectID(sha)]
+                    store._update_pack_cache()
+                obj = store[ObjectID(sha)]
         except KeyError as exc:
             raise damaged(self.path, sha.decode(), "is missing") from exc
         except UNREADABLE as exc:
             raise damaged(self.path, sha.decode(), f"cannot be read ({exc})") from exc
+        _used_first(store)
+        return obj
 
     def tree(self, sha: bytes) -> Tree:
         # trees are immutable by id: a small cache saves re-reading the folders that every
@@ -526,6 +529,7 @@ class GitStore:
                 os.close(fd)
         with suppress(AttributeError):  # let dulwich see it now, not on its first miss
             self.repo.object_store._update_pack_cache()
+        _used_first(self.repo.object_store)  # the newest pack: the likeliest to be read next
 
     def _stream_pack(
         self, path: Path, objects: list[ShaFile]
@@ -609,6 +613,30 @@ class GitStore:
             with suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+
+def _used_first(store: object) -> None:
+    """Make the pack dulwich last found an object in (or opened) the first it looks in next.
+
+    dulwich tries its packs in the order it opened them, and loose objects only once every
+    pack missed: with the packs of many reconcile runs, each read of an object probed most of
+    them. git keeps its packs most recently used first (``find_pack_entry``); this does the
+    same with dulwich's own order, so its lookup (its rescans, its handling of a pack removed
+    meanwhile) stays as it is. Private attributes of dulwich: when they are not there (another
+    version), lookups keep dulwich's order.
+    """
+    cache = getattr(store, "_pack_cache", None)
+    used = getattr(store, "_pack_access_order", None)
+    if not isinstance(cache, dict) or not isinstance(used, list) or not used:
+        return
+    name = used[-1]
+    first = next(iter(cache), None)
+    if first is None or first == name or name not in cache:
+        return
+    reordered = {name: cache[name]}
+    reordered.update(cache)
+    # one new dict, assigned at once: a lookup under way iterates a snapshot of the old one
+    store._pack_cache = reordered  # type: ignore[attr-defined]
 
 
 def _pack_header(type_num: int, size: int) -> bytes:

@@ -1080,8 +1080,10 @@ class FileSource:
             self.fault(step)
 
     def _apply(self, plans: list[_Plan], disk: Roots) -> None:
+        outside = self._outside(disk)
         with progress.current().task(f"writing {len(plans)} changes of {self.spec.key}"):
-            apply.apply(plans, self._outside(disk), _Inside(self, disk))
+            outside.prepare_ahead(plans)  # their fsyncs run while the blocks are committed
+            apply.apply(plans, outside, _Inside(self, disk))
 
     def _reconcile_in_sync(self, path: str) -> FileTarget:
         """Reconcile one path for load/save/create; raise if it did not end in sync."""
