@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import sqlite3
 import stat
 import subprocess
+from io import BytesIO
 from pathlib import Path
 
 import pytest
-from dulwich.objects import Blob, ShaFile
+from dulwich.objects import Blob, ShaFile, Tree
+from dulwich.pack import write_pack_index
 from dulwich.refs import Ref
 
 import blocksync
@@ -20,7 +23,15 @@ from blocksync.errors import RepositoryCorrupt
 from blocksync.fs import flush
 from blocksync.fs.disk import Folder, is_temp_name
 from blocksync.store import pack
-from blocksync.store.gitstore import FILE_MODE, PACK_THRESHOLD, GitStore, TreeEditor
+from blocksync.store.gitstore import (
+    FILE_MODE,
+    PACK_THRESHOLD,
+    TREE_MODE,
+    GitStore,
+    TreeEditor,
+    pack_index,
+    tree_of,
+)
 
 from .conftest import assert_git_fsck
 
@@ -295,3 +306,52 @@ def test_fsyncs_started_report_their_errors_when_waited_for(tmp_path: Path) -> N
     finally:
         for fd in fds:
             os.close(fd)
+
+
+# -- trees and pack indexes written without dulwich's per-entry paths --------------------------
+
+
+def test_a_tree_built_from_its_entries_is_the_one_dulwich_parses() -> None:
+    """tree_of does not parse back the tree it serialized: the object it hands out must be
+    the one dulwich makes of those bytes (id, bytes, entries, git's order of a folder named
+    like the head of a file's name)."""
+    blob = Blob.from_string(b"x\n").id
+    entries = {
+        name: (mode, blob)
+        for name, mode in [
+            (b"x", TREE_MODE),
+            (b"x-y", FILE_MODE),
+            (b"x.txt", FILE_MODE),
+            (b"x0", TREE_MODE),
+            (b"a", FILE_MODE),
+            ("ü".encode(), FILE_MODE),
+        ]
+    }
+    built = tree_of(entries)
+    parsed = Tree.from_raw_string(Tree.type_num, built.as_raw_string())
+    assert isinstance(parsed, Tree)
+    parsed.check()
+    assert built.id == parsed.id
+    assert list(built.items()) == list(parsed.items())
+    assert [e.path for e in built.items()] == [b"a", b"x-y", b"x.txt", b"x", b"x0", "ü".encode()]
+    assert built[b"x"] == (TREE_MODE, blob)
+    built.add(b"b", FILE_MODE, blob)  # an edit serializes it again
+    parsed.add(b"b", FILE_MODE, blob)
+    assert built.id == parsed.id
+
+
+@pytest.mark.parametrize("count", [0, 1, 300])
+def test_a_pack_index_is_the_one_dulwich_writes(count: int) -> None:
+    rng = random.Random(count)
+    entries = sorted(
+        (
+            rng.randbytes(20),
+            rng.randrange(1 << 31) if i % 3 else (1 << 31) + rng.randrange(1 << 40),
+            rng.randrange(1 << 32),
+        )
+        for i in range(count)
+    )
+    pack_sha = rng.randbytes(20)
+    theirs = BytesIO()
+    write_pack_index(theirs, entries, pack_sha)
+    assert pack_index(entries, pack_sha) == theirs.getvalue()

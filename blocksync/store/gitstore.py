@@ -12,6 +12,7 @@ import errno
 import fcntl
 import functools
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -24,9 +25,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dulwich.errors import (
     ApplyDeltaError,
@@ -35,7 +35,6 @@ from dulwich.errors import (
     NotGitRepository,
 )
 from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree, object_header
-from dulwich.pack import write_pack_index
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
@@ -517,10 +516,8 @@ class GitStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        idx = BytesIO()
         entries.sort()
-        write_pack_index(idx, entries, pack_sha)
-        self._write_file(idx_path, [idx.getvalue()])
+        self._write_file(idx_path, [pack_index(entries, pack_sha)])
         if self.durable:
             fd = os.open(folder, os.O_RDONLY)
             try:
@@ -613,6 +610,33 @@ class GitStore:
             with suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+
+def pack_index(entries: list[tuple[bytes, int, int]], pack_sha: bytes) -> bytes:
+    """The version 2 index of a pack (git's ``.idx``) of ``entries`` (binary id, offset, crc32;
+    sorted by id) whose checksum is ``pack_sha``: the bytes dulwich's ``write_pack_index``
+    writes, each table in one call instead of a write per entry."""
+    counts = [0] * 256
+    for name, _, _ in entries:
+        counts[name[0]] += 1
+    fanout = list(itertools.accumulate(counts))
+    # an offset past 2 GiB is in a table of 8-byte ones, pointed to from the 4-byte one
+    large = [offset for _, offset, _ in entries if offset >= 1 << 31]
+    at = itertools.count(1 << 31)
+    small = [offset if offset < 1 << 31 else next(at) for _, offset, _ in entries]
+    n = len(entries)
+    body = b"".join(
+        [
+            b"\377tOc" + struct.pack(">L", 2),
+            struct.pack(">256L", *fanout),
+            b"".join([name for name, _, _ in entries]),
+            struct.pack(f">{n}L", *[crc for _, _, crc in entries]),
+            struct.pack(f">{n}L", *small),
+            struct.pack(f">{len(large)}Q", *large),
+            pack_sha,
+        ]
+    )
+    return body + hashlib.sha1(body).digest()
 
 
 def _used_first(store: object) -> None:
@@ -759,6 +783,21 @@ def tree_of(entries: dict[bytes, tuple[int, bytes]]) -> Tree:
             for name, (mode, sha) in sorted(entries.items(), key=order)
         ]
     )
-    tree = Tree.from_raw_string(Tree.type_num, raw)
-    assert isinstance(tree, Tree)
-    return tree
+    if _TREE_SLOTS:
+        # the tree as parsing ``raw`` would make it, without parsing back what was just
+        # written (a third of a commit's tree writing): dulwich's own fields, set as its
+        # deserializer sets them (a dulwich without them parses, below)
+        tree = Tree()
+        tree._entries = cast(dict[bytes, tuple[int, ObjectID]], dict(entries))  # hex ids
+        tree._chunked_text = [raw]
+        tree._needs_serialization = False
+        return tree
+    parsed = Tree.from_raw_string(Tree.type_num, raw)
+    assert isinstance(parsed, Tree)
+    return parsed
+
+
+#: does dulwich's Tree keep its entries, serialized text and state in these fields?
+_TREE_SLOTS = all(
+    hasattr(Tree(), field) for field in ("_entries", "_chunked_text", "_needs_serialization")
+)

@@ -246,6 +246,7 @@ class _Inside:
         with blocks.transaction(
             self._say(plans, "block(s)"), source.author, skip_stale=self._skip_stale
         ) as tx:
+            tx.preload((plan.owner, plan.label) for plan in plans)
             for plan in plans:
                 action, content = plan.decision.action, plan.decision.content
                 try:
