@@ -19,7 +19,7 @@ from dulwich.pack import write_pack_index
 from dulwich.refs import Ref
 
 import blocksync
-from blocksync.errors import RepositoryCorrupt
+from blocksync.errors import RepositoryCorrupt, StaleVersion
 from blocksync.fs import flush
 from blocksync.fs.disk import Folder, is_temp_name
 from blocksync.store import pack
@@ -355,3 +355,32 @@ def test_a_pack_index_is_the_one_dulwich_writes(count: int) -> None:
     theirs = BytesIO()
     write_pack_index(theirs, entries, pack_sha)
     assert pack_index(entries, pack_sha) == theirs.getvalue()
+
+
+def test_heads_preloaded_for_a_batch_still_check_every_change(tmp_path: Path) -> None:
+    """A transaction that reads the index rows of its blocks in one query: a stale expected
+    version is still refused, a block that does not exist yet is still created, and a block
+    another writer changed after the rows were read is decided on as it is then (the commit
+    replays on the new head, reading the rows again)."""
+    store = tmp_path / "store"
+    with blocksync.init(store) as ws:
+        for label in ("a", "b", "c"):
+            ws.blocks.create("agent", label, f"{label} 1\n")
+    with blocksync.open(store) as ws, blocksync.open(store) as other:
+        with pytest.raises(StaleVersion), ws.blocks.transaction("batch", "test:batch") as tx:
+            tx.preload([("agent", "a"), ("agent", "b"), ("agent", "new")])
+            tx.update("agent", "a", "a 2\n", expected_version=1)
+            tx.update("agent", "b", "b 2\n", expected_version=7)
+        with ws.blocks.transaction("batch", "test:batch", skip_stale=True) as tx:
+            tx.preload([("agent", "a"), ("agent", "c"), ("agent", "new")])
+            tx.create("agent", "new", "new 1\n")
+            tx.update("agent", "a", "a 2\n", expected_version=1)
+            other.blocks.update("agent", "c", "c by another writer\n")
+            tx.update("agent", "c", "c 2\n", expected_version=1)
+        assert tx.stale == {("agent", "c")}
+        assert [ws.blocks.read("agent", x).content for x in ("a", "c", "new")] == [
+            "a 2\n",
+            "c by another writer\n",
+            "new 1\n",
+        ]
+    assert_git_fsck(store / "repo")
