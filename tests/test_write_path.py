@@ -21,8 +21,9 @@ from dulwich.refs import Ref
 import blocksync
 from blocksync.errors import RepositoryCorrupt, StaleVersion
 from blocksync.fs import flush
-from blocksync.fs.disk import Folder, is_temp_name
+from blocksync.fs.disk import DIR_CACHE, Folder, is_temp_name
 from blocksync.store import pack
+from blocksync.store.bases import Binding, SyncBases
 from blocksync.store.gitstore import (
     FILE_MODE,
     PACK_THRESHOLD,
@@ -384,3 +385,53 @@ def test_heads_preloaded_for_a_batch_still_check_every_change(tmp_path: Path) ->
             "new 1\n",
         ]
     assert_git_fsck(store / "repo")
+
+
+# -- the folders' fsyncs run while the bases commit is built -----------------------------------
+
+
+def test_a_bases_commit_moves_its_ref_only_once_ready_returned(tmp_path: Path) -> None:
+    """``ready`` (the folders' fsyncs of a reconcile) is waited for after the commit's objects
+    are written and before its ref moves: when it fails, the bases stay where they were."""
+    blocksync.init(tmp_path / "store").close()
+    git = GitStore(tmp_path / "store" / "repo")
+    bases = SyncBases(git, "src")
+    seen: list[bytes | None] = []
+
+    def ready() -> None:
+        seen.append(bases.head())
+
+    with bases.update("first", "test:bases", ready=ready) as tx:
+        tx.set_base("a.md", "agent", "a", "A\n")
+    assert seen == [None] and bases.head() is not None
+    head = bases.head()
+
+    def failing() -> None:
+        raise OSError(5, "the folder could not be made durable")
+
+    with pytest.raises(OSError), bases.update("second", "test:bases", ready=failing) as tx:
+        tx.set_base("a.md", "agent", "a", "A2\n")
+    assert bases.head() == head
+    assert bases.get("a.md") == (Binding("a.md", "agent", "a"), "A\n")
+    assert_git_fsck(tmp_path / "store" / "repo")
+
+
+def test_folder_fsyncs_started_survive_evictions_and_are_waited_for(tmp_path: Path) -> None:
+    """Folder fsyncs started without waiting use descriptors of their own: the folder's
+    cached ones may be closed meanwhile (more folders than DIR_CACHE); waiting, or closing,
+    ends them."""
+    data = {f"d{i}/f.md": b"%d\n" % i for i in range(DIR_CACHE + 8)}
+    with Folder(tmp_path) as folder:
+        for rel, body in data.items():
+            assert folder.write(rel, body, None)
+        folder.sync(wait=False)
+        for i in range(DIR_CACHE + 8):  # every kept descriptor replaced meanwhile
+            folder.exists(f"e{i}/x")
+            (tmp_path / f"e{i}").mkdir()
+            folder.exists(f"e{i}/x")
+        folder.synced()
+        folder.synced()  # nothing left to wait for
+        assert folder.write("d0/g.md", b"g\n", None)
+        folder.sync(wait=False)
+    assert {rel: (tmp_path / rel).read_bytes() for rel in data} == data
+    assert (tmp_path / "d0/g.md").read_bytes() == b"g\n"

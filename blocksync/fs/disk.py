@@ -221,6 +221,8 @@ class Folder:
         self._stage_dirs: dict[tuple[int, int], int] = {}
         #: staged temp files whose fsyncs are under way (:meth:`stage` without ``wait``)
         self._flushing: list[tuple[flush.Flushing, list[tuple[str, _Staged, int]]]] = []
+        #: folder fsyncs under way (:meth:`sync` without ``wait``), on descriptors of their own
+        self._syncing: list[tuple[flush.Flushing, list[int]]] = []
         #: descriptors of written folders dropped from the cache, kept for sync() to fsync
         self._evicted: list[int] = []
 
@@ -231,9 +233,12 @@ class Folder:
                 self._close_dir(parts)
             self._sync_evicted()
         finally:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            try:
+                self.synced()  # folder fsyncs started and not waited for (their own fds)
+            finally:
+                if self._fd >= 0:
+                    os.close(self._fd)
+                    self._fd = -1
 
     def __enter__(self) -> Self:
         return self
@@ -594,15 +599,41 @@ class Folder:
         self._written.add(tuple(rel.split("/")[:-1]))
         return True
 
-    def sync(self) -> None:
+    def sync(self, *, wait: bool = True) -> None:
         """fsync every folder written to since the last call, once: after all renames into
         it, before anything relies on them being durable (a base advancing); together
-        (:func:`blocksync.fs.flush.fsync_all`)."""
+        (:func:`blocksync.fs.flush.fsync_all`). Not ``wait``: the fsyncs are started, and
+        :meth:`synced` waits for them (so the caller may prepare what relies on them)."""
         self.discard()
         written, self._written = sorted(self._written), set()
-        # kept open since the write (or among the evicted ones, closed once fsynced)
-        flush.fsync_all([self._fd if not parts else self._dirs[parts] for parts in written])
+        # descriptors of their own: a kept one may be closed (evicted) while they run
+        fds: list[int] = []
+        try:
+            for parts in written:
+                fds.append(os.dup(self._fd if not parts else self._dirs[parts]))
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        self._syncing.append((flush.start(fds), fds))
         self._sync_evicted()
+        if wait:
+            self.synced()
+
+    def synced(self) -> None:
+        """Wait for the folder fsyncs :meth:`sync` started; the first error, once all are done."""
+        pending, self._syncing = self._syncing, []
+        errors: list[OSError] = []
+        for flushing, fds in pending:
+            try:
+                flushing.wait()
+            except OSError as exc:
+                errors.append(exc)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+        if errors:
+            raise errors[0]
 
     # -- listing --------------------------------------------------------------------------
 

@@ -270,15 +270,18 @@ class SyncBases:
     # -- writing --------------------------------------------------------------------------
 
     @contextmanager
-    def update(self, message: str, author: str) -> Iterator[BasesTransaction]:
+    def update(
+        self, message: str, author: str, *, ready: Callable[[], None] | None = None
+    ) -> Iterator[BasesTransaction]:
         """Stage changes; on a normal exit they become ONE commit (none if nothing changed).
 
         An exception inside the ``with`` block writes nothing. ``tx.commit_id`` tells what
-        was written.
+        was written. ``ready`` is waited for before the ref moves (see
+        :meth:`~blocksync.store.gitstore.GitStore.commit_with_retry`).
         """
         tx = BasesTransaction(self, message, author)
         yield tx
-        tx.commit()
+        tx.commit(ready)
 
 
 _StagedBinding = tuple[Binding, str] | None
@@ -392,10 +395,11 @@ class BasesTransaction:
 
     # -- committing -----------------------------------------------------------------------
 
-    def commit(self) -> str | None:
-        """Write the staged changes as one commit; None if they change nothing."""
+    def commit(self, ready: Callable[[], None] | None = None) -> str | None:
+        """Write the staged changes as one commit; None if they change nothing. ``ready``:
+        waited for before the ref moves."""
         bases = self._bases
-        head, commit = bases._git.commit_with_retry(bases.ref, self._draft)
+        head, commit = bases._git.commit_with_retry(bases.ref, self._draft, ready=ready)
         self.commit_id = None if commit is None else commit.id.decode("ascii")
         if commit is not None:
             self.parent_id = None if head is None else head.decode("ascii")

@@ -420,6 +420,7 @@ class GitStore:
         build: Callable[[bytes | None], Draft | None],
         *,
         take_turns: bool = False,
+        ready: Callable[[], None] | None = None,
     ) -> tuple[bytes | None, Commit | None]:
         """Move ``ref`` to a commit of what ``build(head)`` makes of it, by compare-and-swap.
 
@@ -429,6 +430,8 @@ class GitStore:
         Returns (the commit built on, the new commit; None when nothing changed). After
         :data:`MAX_ATTEMPTS` lost races, :class:`~blocksync.errors.ConcurrentUpdate`.
         ``take_turns``: writers of ``ref`` wait for each other first (:meth:`writer_lock`).
+        ``ready``: called once before the ref first moves, to wait for what the new commit
+        relies on (its objects are written meanwhile); an error from it moves nothing.
         """
         with self.writer_lock(ref) if take_turns else nullcontext():
             for _ in self.attempts(ref):
@@ -438,6 +441,9 @@ class GitStore:
                     return head, None
                 commit, more = self.commit_objects(draft.root, head, draft.author, draft.message)
                 self.write(draft.objects + more)
+                if ready is not None:
+                    ready()
+                    ready = None
                 if self.swap_ref(ref, head, commit.id):
                     break
             else:

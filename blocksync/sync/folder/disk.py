@@ -67,9 +67,22 @@ class Roots:
             self._open[root] = folder
         return folder
 
-    def sync(self) -> None:
+    def sync(self, *, wait: bool = True) -> None:
+        """:meth:`~blocksync.fs.disk.Folder.sync` every folder (not ``wait``: started,
+        :meth:`synced` waits)."""
         for folder in self._open.values():
-            folder.sync()
+            folder.sync(wait=wait)
+
+    def synced(self) -> None:
+        """Wait for the fsyncs :meth:`sync` started; the first error, once all are done."""
+        errors: list[OSError] = []
+        for folder in self._open.values():
+            try:
+                folder.synced()
+            except OSError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def close(self) -> None:
         for folder in self._open.values():
