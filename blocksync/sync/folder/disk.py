@@ -6,7 +6,7 @@ of what they hold, and the :class:`blocksync.shared.apply.Outside` port over the
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Protocol
 from blocksync.errors import NotFound
 from blocksync.fs.disk import FileStat, Folder, Listing, printable_path
 from blocksync.shared import progress
-from blocksync.shared.apply import OUTSIDE_ACTIONS, Change, Unreadable, Unwritable, sha256, text_of
+from blocksync.shared.apply import Unreadable, Unwritable, sha256, text_of
 from blocksync.sync.protocol import Skipped
 
 __all__ = ["Roots", "RootsOutside", "Selection", "Survey", "opened", "read_file", "survey", "why"]
@@ -193,11 +193,14 @@ class RootsOutside:
         spec: Selection,
         locate: Callable[[str], tuple[Path, str]],
         hook: Callable[[str], None],
+        *,
+        wait: bool = True,
     ) -> None:
         self._roots = roots
         self._spec = spec
         self._locate = locate
         self._hook = hook
+        self._wait = wait
 
     def _folder(self, path: str) -> tuple[Folder, str]:
         root, rel = self._locate(path)
@@ -213,10 +216,10 @@ class RootsOutside:
             raise Unreadable(unreadable)
         return data
 
-    def prepare(self, writes: list[tuple[str, bytes]], *, wait: bool = True) -> None:
+    def prepare(self, writes: list[tuple[str, bytes]]) -> None:
         """The temp files of the writes to come, written ahead and flushed together
         (:meth:`blocksync.fs.disk.Folder.stage`); see :func:`blocksync.shared.apply.apply`.
-        Not ``wait``: their fsyncs are under way when it returns (each write waits for them)."""
+        A port made by :meth:`ahead` returns with their fsyncs under way."""
         batches: dict[Folder, list[tuple[str, bytes]]] = {}
         for path, data in writes:
             try:
@@ -225,24 +228,13 @@ class RootsOutside:
                 continue  # its write meets it
             batches.setdefault(folder, []).append((rel, data))
         for folder, batch in batches.items():
-            folder.stage(batch, wait=wait)
+            folder.stage(batch, wait=self._wait)
 
-    def prepare_ahead(self, changes: Sequence[Change]) -> None:
-        """Stage the outside writes of ``changes`` before :func:`~blocksync.shared.apply.apply`
-        commits their blocks, their fsyncs running meanwhile: the block commit's work hides
-        their wait. apply's own ``prepare`` then finds them staged; the temp file of a change
-        whose block could not be written is removed unused (:meth:`Roots.sync`)."""
-        self.prepare(
-            [
-                (change.path, content.encode("utf-8"))
-                for change in changes
-                if change.skipped is None
-                and change.decision.action in OUTSIDE_ACTIONS
-                and (content := change.decision.content) is not None
-                and content != change.outside
-            ],
-            wait=False,
-        )
+    def ahead(self) -> RootsOutside:
+        """This port, but its ``prepare`` does not wait for the fsyncs of the temp files it
+        writes (each write waits for its own): for staging the writes of a call before its
+        blocks are committed, so that commit's work hides their wait."""
+        return RootsOutside(self._roots, self._spec, self._locate, self._hook, wait=False)
 
     def write(self, path: str, data: bytes, expected: str | None) -> bool:
         folder, rel = self._folder(path)

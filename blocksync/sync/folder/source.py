@@ -1083,10 +1083,10 @@ class FileSource:
             self.fault(step)
 
     def _apply(self, plans: list[_Plan], disk: Roots) -> None:
-        outside = self._outside(disk)
+        outside, inside = self._outside(disk), _Inside(self, disk)
         with progress.current().task(f"writing {len(plans)} changes of {self.spec.key}"):
-            outside.prepare_ahead(plans)  # their fsyncs run while the blocks are committed
-            apply.apply(plans, outside, _Inside(self, disk))
+            apply._prepare(outside.ahead(), inside, plans)  # fsyncing while blocks commit
+            apply.apply(plans, outside, inside)
             disk.synced()  # the folders' fsyncs, when no base waited for them
 
     def _reconcile_in_sync(self, path: str) -> FileTarget:
