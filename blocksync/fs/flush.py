@@ -23,7 +23,10 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported by the first batch: a command that writes none never pays for it
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["BATCH", "WORKERS", "Flushing", "fsync_all", "start"]
 
@@ -78,6 +81,8 @@ def fsync_all(fds: Sequence[int]) -> None:
 
 def _executor() -> ThreadPoolExecutor:
     global _pool
+    from concurrent.futures import ThreadPoolExecutor
+
     with _pool_lock:
         if _pool is None or _pool[0] != os.getpid():  # a fork's child has none of the threads
             _pool = (
