@@ -6,19 +6,33 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import sqlite3
 import stat
 import subprocess
+from io import BytesIO
 from pathlib import Path
 
 import pytest
-from dulwich.objects import Blob, ShaFile
+from dulwich.objects import Blob, ShaFile, Tree
+from dulwich.pack import write_pack_index
 from dulwich.refs import Ref
 
 import blocksync
+from blocksync.errors import RepositoryCorrupt, StaleVersion
 from blocksync.fs import flush
-from blocksync.fs.disk import Folder, is_temp_name
-from blocksync.store.gitstore import FILE_MODE, PACK_THRESHOLD, GitStore, TreeEditor
+from blocksync.fs.disk import DIR_CACHE, Folder, is_temp_name
+from blocksync.store import pack
+from blocksync.store.bases import Binding, SyncBases
+from blocksync.store.gitstore import (
+    FILE_MODE,
+    PACK_THRESHOLD,
+    TREE_MODE,
+    GitStore,
+    TreeEditor,
+    pack_index,
+    tree_of,
+)
 
 from .conftest import assert_git_fsck
 
@@ -190,3 +204,234 @@ def _meta(store: Path, label: str) -> str:
             "SELECT meta_blob FROM heads WHERE owner = 'agent' AND label = ?", [label]
         ).fetchone()
     return str(blob)
+
+
+# -- packs looked in most recently used first --------------------------------------------------
+
+
+def _packed_commit(git: GitStore, parent: bytes | None, tag: int) -> tuple[bytes, list[Blob]]:
+    """A commit of PACK_THRESHOLD + 1 new blobs, written as one pack, on ``parent``."""
+    blobs = [Blob.from_string(b"pack %d note %d\n" % (tag, i)) for i in range(PACK_THRESHOLD + 1)]
+    root = TreeEditor(git, git.commit_tree(parent))
+    for i, blob in enumerate(blobs):
+        root.put((b"p%d" % tag, b"f%d" % i), (FILE_MODE, blob.id))
+    commit, more = git.commit_objects(root, parent, "test:pack", f"pack {tag}")
+    git.write([*blobs, *more])
+    assert git.swap_ref(Ref(b"refs/heads/main"), parent, commit.id)
+    return commit.id, blobs
+
+
+@pytest.mark.parametrize("engine", ["git", "dulwich"])
+def test_objects_of_every_pack_are_found_in_any_order_and_after_a_gc(
+    tmp_path: Path, engine: pack.Engine
+) -> None:
+    """Lookups try the pack of the last hit first (as git does): an object of any older pack
+    is still found after each reordering, a loose object after every pack, and a handle
+    opened before a gc folded its packs away (and pruned nothing it reads) still reads each
+    object, from the new pack."""
+    repo = tmp_path / "repo"
+    GitStore.init_bare(repo, Ref(b"refs/heads/main"))
+    git = GitStore(repo)
+    head: bytes | None = None
+    packs: list[list[Blob]] = []
+    for tag in range(5):
+        head, blobs = _packed_commit(git, head, tag)
+        packs.append(blobs)
+    loose = Blob.from_string(b"a loose one\n")
+    git.write([loose])
+    assert len(list((repo / "objects" / "pack").glob("*.pack"))) == 5
+    reader = GitStore(repo)
+    for order in ([0, 4, 1, 3, 2, 0], [4, 4, 0, 2, 1]):
+        for index in order:
+            for blob in packs[index][:: 1 + index]:
+                assert reader.blob(blob.id) == blob.as_raw_string()
+        assert reader.blob(loose.id) == loose.as_raw_string()
+    with pytest.raises(RepositoryCorrupt, match="is missing"):
+        reader.blob(b"0" * 40)
+    keep = GitStore(repo)
+    root = TreeEditor(keep, keep.commit_tree(head))
+    root.put((b"loose",), (FILE_MODE, loose.id))
+    commit, more = keep.commit_objects(root, head, "test:pack", "loose one kept")
+    keep.write(more)
+    assert keep.swap_ref(Ref(b"refs/heads/main"), head, commit.id)
+    pack.collect(repo, use=engine)
+    assert len(list((repo / "objects" / "pack").glob("*.pack"))) == 1, "folded into one"
+    for blobs in reversed(packs):
+        for blob in blobs:
+            assert reader.blob(blob.id) == blob.as_raw_string()
+    assert reader.blob(loose.id) == loose.as_raw_string()
+    assert_git_fsck(repo)
+
+
+# -- temp files staged while other work goes on ------------------------------------------------
+
+
+def test_staging_without_waiting_is_flushed_before_its_writes_and_cleaned_up(
+    tmp_path: Path, files: dict[str, bytes]
+) -> None:
+    """Temp files staged without waiting for their fsyncs: each write takes its own (waited
+    for first), a path staged again with the same data keeps its temp file, with other data
+    gets a new one, and whatever no write took is removed by sync and by close."""
+    new = {rel: b"new " + data for rel, data in files.items()}
+    with Folder(tmp_path) as folder:
+        folder.stage(new.items(), wait=False)
+        staged = set(temps(tmp_path))
+        assert len(staged) == len(new)
+        folder.stage(new.items(), wait=False)  # the same again: nothing new staged
+        assert set(temps(tmp_path)) == staged
+        first = next(iter(new))
+        new[first] = b"other data\n"
+        folder.stage([(first, new[first])], wait=False)
+        assert len(temps(tmp_path)) == len(new), "the old temp file of a restaged path goes"
+        for rel, data in list(new.items())[:-1]:
+            assert folder.write(rel, data, sha(files[rel]))
+        folder.sync()
+        assert temps(tmp_path) == [], "the last one, never written, is removed"
+        last = list(new)[-1]
+        folder.stage([(last, new[last])], wait=False)
+    assert temps(tmp_path) == [], "close removes what was staged and never written"
+    got = {str(p.relative_to(tmp_path)): p.read_bytes() for p in _files(tmp_path)}
+    assert got == {**new, last: files[last]}
+
+
+def test_fsyncs_started_report_their_errors_when_waited_for(tmp_path: Path) -> None:
+    fds = [os.open(tmp_path / f"f{i}", os.O_WRONLY | os.O_CREAT) for i in range(40)]
+    try:
+        flush.start(fds).wait()
+        closed = os.open(tmp_path / "gone", os.O_WRONLY | os.O_CREAT)
+        os.close(closed)
+        for some in (fds + [closed], [closed]):
+            pending = flush.start(some)
+            with pytest.raises(OSError):
+                pending.wait()
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+# -- trees and pack indexes written without dulwich's per-entry paths --------------------------
+
+
+def test_a_tree_built_from_its_entries_is_the_one_dulwich_parses() -> None:
+    """tree_of does not parse back the tree it serialized: the object it hands out must be
+    the one dulwich makes of those bytes (id, bytes, entries, git's order of a folder named
+    like the head of a file's name)."""
+    blob = Blob.from_string(b"x\n").id
+    entries = {
+        name: (mode, blob)
+        for name, mode in [
+            (b"x", TREE_MODE),
+            (b"x-y", FILE_MODE),
+            (b"x.txt", FILE_MODE),
+            (b"x0", TREE_MODE),
+            (b"a", FILE_MODE),
+            ("ü".encode(), FILE_MODE),
+        ]
+    }
+    built = tree_of(entries)
+    parsed = Tree.from_raw_string(Tree.type_num, built.as_raw_string())
+    assert isinstance(parsed, Tree)
+    parsed.check()
+    assert built.id == parsed.id
+    assert list(built.items()) == list(parsed.items())
+    assert [e.path for e in built.items()] == [b"a", b"x-y", b"x.txt", b"x", b"x0", "ü".encode()]
+    assert built[b"x"] == (TREE_MODE, blob)
+    built.add(b"b", FILE_MODE, blob)  # an edit serializes it again
+    parsed.add(b"b", FILE_MODE, blob)
+    assert built.id == parsed.id
+
+
+@pytest.mark.parametrize("count", [0, 1, 300])
+def test_a_pack_index_is_the_one_dulwich_writes(count: int) -> None:
+    rng = random.Random(count)
+    entries = sorted(
+        (
+            rng.randbytes(20),
+            rng.randrange(1 << 31) if i % 3 else (1 << 31) + rng.randrange(1 << 40),
+            rng.randrange(1 << 32),
+        )
+        for i in range(count)
+    )
+    pack_sha = rng.randbytes(20)
+    theirs = BytesIO()
+    write_pack_index(theirs, entries, pack_sha)
+    assert pack_index(entries, pack_sha) == theirs.getvalue()
+
+
+def test_heads_preloaded_for_a_batch_still_check_every_change(tmp_path: Path) -> None:
+    """A transaction that reads the index rows of its blocks in one query: a stale expected
+    version is still refused, a block that does not exist yet is still created, and a block
+    another writer changed after the rows were read is decided on as it is then (the commit
+    replays on the new head, reading the rows again)."""
+    store = tmp_path / "store"
+    with blocksync.init(store) as ws:
+        for label in ("a", "b", "c"):
+            ws.blocks.create("agent", label, f"{label} 1\n")
+    with blocksync.open(store) as ws, blocksync.open(store) as other:
+        with pytest.raises(StaleVersion), ws.blocks.transaction("batch", "test:batch") as tx:
+            tx.preload([("agent", "a"), ("agent", "b"), ("agent", "new")])
+            tx.update("agent", "a", "a 2\n", expected_version=1)
+            tx.update("agent", "b", "b 2\n", expected_version=7)
+        with ws.blocks.transaction("batch", "test:batch", skip_stale=True) as tx:
+            tx.preload([("agent", "a"), ("agent", "c"), ("agent", "new")])
+            tx.create("agent", "new", "new 1\n")
+            tx.update("agent", "a", "a 2\n", expected_version=1)
+            other.blocks.update("agent", "c", "c by another writer\n")
+            tx.update("agent", "c", "c 2\n", expected_version=1)
+        assert tx.stale == {("agent", "c")}
+        assert [ws.blocks.read("agent", x).content for x in ("a", "c", "new")] == [
+            "a 2\n",
+            "c by another writer\n",
+            "new 1\n",
+        ]
+    assert_git_fsck(store / "repo")
+
+
+# -- the folders' fsyncs run while the bases commit is built -----------------------------------
+
+
+def test_a_bases_commit_moves_its_ref_only_once_ready_returned(tmp_path: Path) -> None:
+    """``ready`` (the folders' fsyncs of a reconcile) is waited for after the commit's objects
+    are written and before its ref moves: when it fails, the bases stay where they were."""
+    blocksync.init(tmp_path / "store").close()
+    git = GitStore(tmp_path / "store" / "repo")
+    bases = SyncBases(git, "src")
+    seen: list[bytes | None] = []
+
+    def ready() -> None:
+        seen.append(bases.head())
+
+    with bases.update("first", "test:bases", ready=ready) as tx:
+        tx.set_base("a.md", "agent", "a", "A\n")
+    assert seen == [None] and bases.head() is not None
+    head = bases.head()
+
+    def failing() -> None:
+        raise OSError(5, "the folder could not be made durable")
+
+    with pytest.raises(OSError), bases.update("second", "test:bases", ready=failing) as tx:
+        tx.set_base("a.md", "agent", "a", "A2\n")
+    assert bases.head() == head
+    assert bases.get("a.md") == (Binding("a.md", "agent", "a"), "A\n")
+    assert_git_fsck(tmp_path / "store" / "repo")
+
+
+def test_folder_fsyncs_started_survive_evictions_and_are_waited_for(tmp_path: Path) -> None:
+    """Folder fsyncs started without waiting use descriptors of their own: the folder's
+    cached ones may be closed meanwhile (more folders than DIR_CACHE); waiting, or closing,
+    ends them."""
+    data = {f"d{i}/f.md": b"%d\n" % i for i in range(DIR_CACHE + 8)}
+    with Folder(tmp_path) as folder:
+        for rel, body in data.items():
+            assert folder.write(rel, body, None)
+        folder.sync(wait=False)
+        for i in range(DIR_CACHE + 8):  # every kept descriptor replaced meanwhile
+            folder.exists(f"e{i}/x")
+            (tmp_path / f"e{i}").mkdir()
+            folder.exists(f"e{i}/x")
+        folder.synced()
+        folder.synced()  # nothing left to wait for
+        assert folder.write("d0/g.md", b"g\n", None)
+        folder.sync(wait=False)
+    assert {rel: (tmp_path / rel).read_bytes() for rel in data} == data
+    assert (tmp_path / "d0/g.md").read_bytes() == b"g\n"

@@ -219,6 +219,10 @@ class Folder:
         #: the folders holding staged temp files, by (st_dev, st_ino): each one's descriptor,
         #: so a temp file no write took is removed even from a folder moved away meanwhile
         self._stage_dirs: dict[tuple[int, int], int] = {}
+        #: staged temp files whose fsyncs are under way (:meth:`stage` without ``wait``)
+        self._flushing: list[tuple[flush.Flushing, list[tuple[str, _Staged, int]]]] = []
+        #: folder fsyncs under way (:meth:`sync` without ``wait``), on descriptors of their own
+        self._syncing: list[tuple[flush.Flushing, list[int]]] = []
         #: descriptors of written folders dropped from the cache, kept for sync() to fsync
         self._evicted: list[int] = []
 
@@ -229,9 +233,12 @@ class Folder:
                 self._close_dir(parts)
             self._sync_evicted()
         finally:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            try:
+                self.synced()  # folder fsyncs started and not waited for (their own fds)
+            finally:
+                if self._fd >= 0:
+                    os.close(self._fd)
+                    self._fd = -1
 
     def __enter__(self) -> Self:
         return self
@@ -483,19 +490,25 @@ class Folder:
             raise
         return tmp, fd
 
-    def stage(self, writes: Iterable[tuple[str, bytes]]) -> None:
+    def stage(self, writes: Iterable[tuple[str, bytes]], *, wait: bool = True) -> None:
         """Write ahead the temp files of the :meth:`write` calls to come, (rel, data) each, and
         fsync them together (:func:`blocksync.fs.flush.fsync_all`: a few journal commits for
-        all, not one each), :data:`STAGE_CHUNK` at a time.
+        all, not one each), :data:`STAGE_CHUNK` at a time. Not ``wait``: the fsyncs are only
+        started; whatever uses a staged file next (its :meth:`write`, :meth:`sync`,
+        :meth:`discard`) waits for them first, so the caller may do other work meanwhile.
 
         Nothing is replaced here: each :meth:`write` of the same rel and data still re-checks
         the file's hash right before renaming its temp file over it. A path that cannot be
         staged (its folder cannot be made, the disk is full; past :data:`STAGE_FOLDERS`
         folders) is left to its write, which meets and reports the problem; temp files no
-        write took are removed by :meth:`sync`.
+        write took are removed by :meth:`sync`. A path staged already with the same data is
+        left as it is.
         """
         chunk: list[tuple[str, _Staged, int]] = []
         for rel, data in writes:
+            known = self._staged.get(rel)
+            if known is not None and (known.data is data or known.data == data):
+                continue
             try:
                 parent, name = self._parent(rel, create=True, verify=True)
                 info = os.fstat(parent)
@@ -507,31 +520,45 @@ class Folder:
                 tmp, fd = self._temp(parent, name, data)
             except OSError:
                 continue
+            if known is not None:  # staged with other data: that temp file goes
+                self._drop(self._staged.pop(rel))
             staged = self._staged[rel] = _Staged(tmp, data, folder)
             chunk.append((rel, staged, fd))
             if len(chunk) >= STAGE_CHUNK:
-                self._flush_staged(chunk)
+                self._flush_staged(chunk, wait)
                 chunk = []
-        self._flush_staged(chunk)
+        self._flush_staged(chunk, wait)
 
-    def _flush_staged(self, chunk: list[tuple[str, _Staged, int]]) -> None:
-        """fsync (together) and close the temp files of ``chunk``; any error unstages them all
-        (their writes then write and fsync their own)."""
-        fds = [fd for _, _, fd in chunk]
-        try:
-            flush.fsync_all(fds)
-        except OSError:
-            for rel, staged, _ in chunk:
-                del self._staged[rel]
-                self._drop(staged)
-        finally:
-            for fd in fds:
-                os.close(fd)
+    def _flush_staged(self, chunk: list[tuple[str, _Staged, int]], wait: bool = True) -> None:
+        """fsync (together) and close the temp files of ``chunk`` (not ``wait``: start their
+        fsyncs; :meth:`_settle` finishes)."""
+        if not chunk:
+            return
+        self._flushing.append((flush.start([fd for _, _, fd in chunk]), chunk))
+        if wait:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Wait for the fsyncs :meth:`stage` started and close their temp files; an error
+        unstages its whole chunk (their writes then write and fsync their own)."""
+        pending, self._flushing = self._flushing, []
+        for flushing, chunk in pending:
+            try:
+                flushing.wait()
+            except OSError:
+                for rel, staged, _ in chunk:
+                    if self._staged.get(rel) is staged:
+                        del self._staged[rel]
+                    self._drop(staged)
+            finally:
+                for _, _, fd in chunk:
+                    os.close(fd)
 
     def _take_staged(self, rel: str, parent: int, data: bytes) -> str | None:
         """The temp file :meth:`stage` wrote for ``rel``, if it holds ``data`` and sits in
         folder ``parent`` (the one at ``rel`` now: not moved meanwhile); else None (and that
-        temp file is removed)."""
+        temp file is removed). Its fsync is done (waited for) before it is handed out."""
+        self._settle()
         staged = self._staged.pop(rel, None)
         if staged is None:
             return None
@@ -552,6 +579,7 @@ class Folder:
     def discard(self) -> None:
         """Remove the temp files :meth:`stage` wrote that no :meth:`write` took (a write left
         for the next run: a signal came, a file changed meanwhile, its folder moved away)."""
+        self._settle()
         staged, self._staged = self._staged, {}
         for item in staged.values():
             self._drop(item)
@@ -571,15 +599,41 @@ class Folder:
         self._written.add(tuple(rel.split("/")[:-1]))
         return True
 
-    def sync(self) -> None:
+    def sync(self, *, wait: bool = True) -> None:
         """fsync every folder written to since the last call, once: after all renames into
         it, before anything relies on them being durable (a base advancing); together
-        (:func:`blocksync.fs.flush.fsync_all`)."""
+        (:func:`blocksync.fs.flush.fsync_all`). Not ``wait``: the fsyncs are started, and
+        :meth:`synced` waits for them (so the caller may prepare what relies on them)."""
         self.discard()
         written, self._written = sorted(self._written), set()
-        # kept open since the write (or among the evicted ones, closed once fsynced)
-        flush.fsync_all([self._fd if not parts else self._dirs[parts] for parts in written])
+        # descriptors of their own: a kept one may be closed (evicted) while they run
+        fds: list[int] = []
+        try:
+            for parts in written:
+                fds.append(os.dup(self._fd if not parts else self._dirs[parts]))
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        self._syncing.append((flush.start(fds), fds))
         self._sync_evicted()
+        if wait:
+            self.synced()
+
+    def synced(self) -> None:
+        """Wait for the folder fsyncs :meth:`sync` started; the first error, once all are done."""
+        pending, self._syncing = self._syncing, []
+        errors: list[OSError] = []
+        for flushing, fds in pending:
+            try:
+                flushing.wait()
+            except OSError as exc:
+                errors.append(exc)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+        if errors:
+            raise errors[0]
 
     # -- listing --------------------------------------------------------------------------
 

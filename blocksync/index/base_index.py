@@ -30,6 +30,8 @@ from .versions import VersionIndex
 __all__ = ["MIGRATIONS", "BaseEntry", "BaseIndex", "git_blob_id"]
 
 _IN_CHUNK = 900  # bound parameters per query (SQLite's default limit is 999)
+_DELETE = "DELETE FROM sync_bases WHERE source = ? AND path = ?"
+_REPLACE = "INSERT OR REPLACE INTO sync_bases VALUES (?, ?, ?, ?, ?, ?)"
 #: the schema of the tables this module owns, in order (see :mod:`blocksync.index.db`)
 MIGRATIONS = Migrations("base_index")
 
@@ -159,12 +161,9 @@ class BaseIndex:
         sha256: str | None,
     ) -> None:
         if binding is None:
-            conn.execute("DELETE FROM sync_bases WHERE source = ? AND path = ?", [source, path])
+            conn.execute(_DELETE, [source, path])
         else:
-            conn.execute(
-                "INSERT OR REPLACE INTO sync_bases VALUES (?, ?, ?, ?, ?, ?)",
-                [source, path, binding.owner, binding.label, blob, sha256],
-            )
+            conn.execute(_REPLACE, [source, path, binding.owner, binding.label, blob, sha256])
 
     def catch_up(self, bases: BasesLog) -> str | None:
         """Make the rows of ``bases.source`` describe its ref as it is now; that commit."""
@@ -256,16 +255,17 @@ class BaseIndex:
             with self._write() as conn:
                 if self._head(conn, bases.source) != tx.parent_id:
                     return
+                source = bases.source
+                gone, put = [], []
                 for path, binding, content in tx.written():
-                    data = None if content is None else content.encode("utf-8")
-                    self._put(
-                        conn,
-                        bases.source,
-                        path,
-                        binding,
-                        None if data is None else git_blob_id(data),
-                        None if data is None else hashlib.sha256(data).hexdigest(),
-                    )
-                self._set_head(conn, bases.source, tx.commit_id)
+                    if binding is None:
+                        gone.append([source, path])
+                        continue
+                    data = b"" if content is None else content.encode("utf-8")
+                    blob, sha256 = git_blob_id(data), hashlib.sha256(data).hexdigest()
+                    put.append([source, path, binding.owner, binding.label, blob, sha256])
+                conn.executemany(_DELETE, gone)  # in one statement each, not one per path
+                conn.executemany(_REPLACE, put)
+                self._set_head(conn, source, tx.commit_id)
         except IndexCorrupt:
             pass  # the index is derived: the next catch-up repairs it from git

@@ -300,26 +300,45 @@ class VersionIndex:
         return self._first_row("SELECT 1 FROM commits WHERE sha = ?", [sha]) is not None
 
     def _apply(self, info: CommitInfo, seq: int) -> None:
+        # a commit changes each block once: its rows written in one statement per table
         execute = self._db.execute
         execute("INSERT INTO commits VALUES (?, ?, ?)", [info.sha, seq, info.parent])
+        last = self._versions([(change.owner, change.label) for change in info.changes])
+        versions, heads, metas = [], [], []
         for change in info.changes:
-            last = self._first_row(
-                "SELECT version FROM heads WHERE owner = ? AND label = ?",
-                [change.owner, change.label],
-            )
-            block = [change.owner, change.label, 1 if last is None else last[0] + 1]
+            key = (change.owner, change.label)
+            block = [*key, last.get(key, 0) + 1]
             blobs = [int(change.content_blob is None), change.content_blob, change.meta_blob]
-            execute(
-                "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [*block, info.sha, *blobs, info.author, info.message, info.timestamp],
-            )
-            execute("INSERT OR REPLACE INTO heads VALUES (?, ?, ?, ?, ?, ?)", block + blobs)
+            versions.append([*block, info.sha, *blobs, info.author, info.message, info.timestamp])
+            heads.append(block + blobs)
             if change.meta_blob is None:
                 continue
             if change.meta is None:
                 self._set_meta(METAS_MISSING, "1")
             else:
-                execute(_ADD_META, [change.meta_blob, *change.meta])
+                metas.append([change.meta_blob, *change.meta])
+        conn = self._db.conn
+        conn.executemany("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", versions)
+        conn.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?, ?, ?, ?)", heads)
+        conn.executemany(_ADD_META, metas)
+
+    def _versions(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """(owner, label) -> its newest version in ``heads``, of ``keys`` that have one."""
+        query = "SELECT owner, label, version FROM heads WHERE (owner, label) IN"
+        return {(owner, label): v for owner, label, v in self._rows_of_keys(query, keys)}
+
+    def _rows_of_keys(self, query: str, keys: Sequence[tuple[str, str]]) -> list[Any]:
+        """The rows of ``query`` (ending in ``(owner, label) IN``) for ``keys``, asked in
+        chunks of bound parameters SQLite takes."""
+        rows: list[Any] = []
+        pairs = _IN_CHUNK // 2
+        for start in range(0, len(keys), pairs):
+            chunk = keys[start : start + pairs]
+            rows += self._rows(
+                f"{query} (VALUES {', '.join(['(?, ?)'] * len(chunk))})",
+                [name for key in chunk for name in key],
+            )
+        return rows
 
     def reset(self) -> None:
         """Forget every indexed commit; the next catch-up replays main from its first commit."""
@@ -372,6 +391,15 @@ class VersionIndex:
             return None
         meta = None if row[4] is None else (row[4], row[5], row[6], row[7])
         return Head(row[0], bool(row[1]), row[2], row[3], meta)
+
+    def heads_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Head]:
+        """:meth:`head` of each (owner, label) of ``keys`` that has a row, in a query per
+        :data:`_IN_CHUNK` parameters (what a transaction of many blocks checks)."""
+        found: dict[tuple[str, str], Head] = {}
+        for row in self._rows_of_keys(_HEADS_OF, list(dict.fromkeys(keys))):
+            meta = None if row[6] is None else (row[6], row[7], row[8], row[9])
+            found[(row[0], row[1])] = Head(row[2], bool(row[3]), row[4], row[5], meta)
+        return found
 
     def versions_of_commit(self, sha: str) -> dict[tuple[str, str], int]:
         """(owner, label) -> the version commit ``sha`` made of each block it changed (one
@@ -490,6 +518,11 @@ _HEAD = (
     "SELECT h.version, h.deleted, h.content_blob, h.meta_blob, m.description, m.block_type,"
     " m.schema, m.char_limit FROM heads h LEFT JOIN metas m ON m.blob = h.meta_blob"
     " WHERE h.owner = ? AND h.label = ?"
+)
+_HEADS_OF = (
+    "SELECT h.owner, h.label, h.version, h.deleted, h.content_blob, h.meta_blob, m.description,"
+    " m.block_type, m.schema, m.char_limit FROM heads h LEFT JOIN metas m ON m.blob = h.meta_blob"
+    " WHERE (h.owner, h.label) IN"
 )
 _ADD_META = f"INSERT OR IGNORE INTO metas ({_META_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
 _LISTING = (

@@ -119,6 +119,7 @@ class SyncBases:
         self.source = source
         self._git = git
         self._bindings: dict[bytes, Binding] = {}  # binding.json blob -> parsed (immutable)
+        self._binding_ids: dict[Binding, bytes] = {}  # the other way: its blob's id
         self._expected: Mapping[str, BaseEntry] = {}
 
     def expect(self, entries: Mapping[str, BaseEntry]) -> None:
@@ -207,7 +208,7 @@ class SyncBases:
         if entry is not None and _HEX40.fullmatch(entry.base_blob):
             binding = Binding(path, entry.owner, entry.label)
             try:
-                binding_id = git_blob_id(binding.to_json()).encode("ascii")
+                binding_id = self.binding_id(binding)
             except UnicodeError:
                 binding_id = b""  # not text git could hold: not what the tree holds
             base_id = entry.base_blob.encode("ascii")
@@ -218,6 +219,16 @@ class SyncBases:
         if binding.path != path:
             raise self._corrupt(f"the base filed for {path!r} names {binding.path!r}")
         return binding, base_sha
+
+    def binding_id(self, binding: Binding) -> bytes:
+        """The id of ``binding``'s ``binding.json`` blob (hex), computed once."""
+        found = self._binding_ids.get(binding)
+        if found is None:
+            found = git_blob_id(binding.to_json()).encode("ascii")
+            if len(self._binding_ids) > BINDING_CACHE:
+                self._binding_ids.clear()
+            self._binding_ids[binding] = found
+        return found
 
     def _folder(self, folder_sha: bytes) -> tuple[Binding, bytes]:
         folder = self._git.tree(folder_sha)
@@ -259,15 +270,18 @@ class SyncBases:
     # -- writing --------------------------------------------------------------------------
 
     @contextmanager
-    def update(self, message: str, author: str) -> Iterator[BasesTransaction]:
+    def update(
+        self, message: str, author: str, *, ready: Callable[[], None] | None = None
+    ) -> Iterator[BasesTransaction]:
         """Stage changes; on a normal exit they become ONE commit (none if nothing changed).
 
         An exception inside the ``with`` block writes nothing. ``tx.commit_id`` tells what
-        was written.
+        was written. ``ready`` is waited for before the ref moves (see
+        :meth:`~blocksync.store.gitstore.GitStore.commit_with_retry`).
         """
         tx = BasesTransaction(self, message, author)
         yield tx
-        tx.commit()
+        tx.commit(ready)
 
 
 _StagedBinding = tuple[Binding, str] | None
@@ -381,10 +395,11 @@ class BasesTransaction:
 
     # -- committing -----------------------------------------------------------------------
 
-    def commit(self) -> str | None:
-        """Write the staged changes as one commit; None if they change nothing."""
+    def commit(self, ready: Callable[[], None] | None = None) -> str | None:
+        """Write the staged changes as one commit; None if they change nothing. ``ready``:
+        waited for before the ref moves."""
         bases = self._bases
-        head, commit = bases._git.commit_with_retry(bases.ref, self._draft)
+        head, commit = bases._git.commit_with_retry(bases.ref, self._draft, ready=ready)
         self.commit_id = None if commit is None else commit.id.decode("ascii")
         if commit is not None:
             self.parent_id = None if head is None else head.decode("ascii")
@@ -421,17 +436,17 @@ class BasesTransaction:
             if state is None:
                 continue
             binding, content = state
-            binding_blob = Blob.from_string(binding.to_json())
+            binding_id = bases.binding_id(binding)
             base_blob = Blob.from_string(content.encode("utf-8"))
-            folder = layout.base_folder(base_blob.id, binding_blob.id)
+            folder = layout.base_folder(base_blob.id, binding_id)
             if root.put(base_path(path), (TREE_MODE, folder.id)):
                 # an unchanged binding's blob is in the repository already
                 objects += (
                     [base_blob, folder]
                     if had.get(path) == binding
-                    else [binding_blob, base_blob, folder]
+                    else [Blob.from_string(binding.to_json()), base_blob, folder]
                 )
-            root.put(layout.block_path(binding.owner, binding.label), (FILE_MODE, binding_blob.id))
+            root.put(layout.block_path(binding.owner, binding.label), (FILE_MODE, binding_id))
         new_tree = root.write(objects)
         if (new_tree or _EMPTY_TREE) == (self._tree or _EMPTY_TREE):
             return None  # e.g. the same base again, or forgetting what was never there

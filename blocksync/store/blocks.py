@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -374,6 +374,14 @@ class Transaction:
         if key not in self._heads:
             self._heads[key] = self._store._index.head(owner, label)
         return self._heads[key]
+
+    def preload(self, blocks: Iterable[tuple[str, str]]) -> None:
+        """Read the index rows of ``blocks`` (owner, label) about to be changed in one query,
+        not one per change (a reconcile's batch of hundreds)."""
+        wanted = [key for key in blocks if key not in self._heads]
+        if wanted:
+            found = self._store._index.heads_of(wanted)
+            self._heads.update((key, found.get(key)) for key in wanted)
 
     def read(self, owner: str, label: str) -> tuple[str, BlockMeta]:
         """The block as this transaction sees it (its own changes included)."""

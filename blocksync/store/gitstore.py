@@ -12,6 +12,7 @@ import errno
 import fcntl
 import functools
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -24,9 +25,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dulwich.errors import (
     ApplyDeltaError,
@@ -35,7 +35,6 @@ from dulwich.errors import (
     NotGitRepository,
 )
 from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree, object_header
-from dulwich.pack import write_pack_index
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
@@ -223,19 +222,22 @@ class GitStore:
             return None
 
     def object(self, sha: bytes) -> ShaFile:
+        store = self.repo.object_store
         try:
             try:
-                return self.repo.object_store[ObjectID(sha)]
+                obj = store[ObjectID(sha)]
             except KeyError:
                 # a packer (blocksync's, git's) may have packed the loose object between our
                 # look at the packs and at the loose file: look again, as git does
                 with suppress(AttributeError):
-                    self.repo.object_store._update_pack_cache()
-                return self.repo.object_store[ObjectID(sha)]
+                    store._update_pack_cache()
+                obj = store[ObjectID(sha)]
         except KeyError as exc:
             raise damaged(self.path, sha.decode(), "is missing") from exc
         except UNREADABLE as exc:
             raise damaged(self.path, sha.decode(), f"cannot be read ({exc})") from exc
+        _used_first(store)
+        return obj
 
     def tree(self, sha: bytes) -> Tree:
         # trees are immutable by id: a small cache saves re-reading the folders that every
@@ -418,6 +420,7 @@ class GitStore:
         build: Callable[[bytes | None], Draft | None],
         *,
         take_turns: bool = False,
+        ready: Callable[[], None] | None = None,
     ) -> tuple[bytes | None, Commit | None]:
         """Move ``ref`` to a commit of what ``build(head)`` makes of it, by compare-and-swap.
 
@@ -427,6 +430,8 @@ class GitStore:
         Returns (the commit built on, the new commit; None when nothing changed). After
         :data:`MAX_ATTEMPTS` lost races, :class:`~blocksync.errors.ConcurrentUpdate`.
         ``take_turns``: writers of ``ref`` wait for each other first (:meth:`writer_lock`).
+        ``ready``: called once before the ref first moves, to wait for what the new commit
+        relies on (its objects are written meanwhile); an error from it moves nothing.
         """
         with self.writer_lock(ref) if take_turns else nullcontext():
             for _ in self.attempts(ref):
@@ -436,6 +441,9 @@ class GitStore:
                     return head, None
                 commit, more = self.commit_objects(draft.root, head, draft.author, draft.message)
                 self.write(draft.objects + more)
+                if ready is not None:
+                    ready()
+                    ready = None
                 if self.swap_ref(ref, head, commit.id):
                     break
             else:
@@ -514,10 +522,8 @@ class GitStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        idx = BytesIO()
         entries.sort()
-        write_pack_index(idx, entries, pack_sha)
-        self._write_file(idx_path, [idx.getvalue()])
+        self._write_file(idx_path, [pack_index(entries, pack_sha)])
         if self.durable:
             fd = os.open(folder, os.O_RDONLY)
             try:
@@ -526,6 +532,7 @@ class GitStore:
                 os.close(fd)
         with suppress(AttributeError):  # let dulwich see it now, not on its first miss
             self.repo.object_store._update_pack_cache()
+        _used_first(self.repo.object_store)  # the newest pack: the likeliest to be read next
 
     def _stream_pack(
         self, path: Path, objects: list[ShaFile]
@@ -609,6 +616,57 @@ class GitStore:
             with suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+
+def pack_index(entries: list[tuple[bytes, int, int]], pack_sha: bytes) -> bytes:
+    """The version 2 index of a pack (git's ``.idx``) of ``entries`` (binary id, offset, crc32;
+    sorted by id) whose checksum is ``pack_sha``: the bytes dulwich's ``write_pack_index``
+    writes, each table in one call instead of a write per entry."""
+    counts = [0] * 256
+    for name, _, _ in entries:
+        counts[name[0]] += 1
+    fanout = list(itertools.accumulate(counts))
+    # an offset past 2 GiB is in a table of 8-byte ones, pointed to from the 4-byte one
+    large = [offset for _, offset, _ in entries if offset >= 1 << 31]
+    at = itertools.count(1 << 31)
+    small = [offset if offset < 1 << 31 else next(at) for _, offset, _ in entries]
+    n = len(entries)
+    body = b"".join(
+        [
+            b"\377tOc" + struct.pack(">L", 2),
+            struct.pack(">256L", *fanout),
+            b"".join([name for name, _, _ in entries]),
+            struct.pack(f">{n}L", *[crc for _, _, crc in entries]),
+            struct.pack(f">{n}L", *small),
+            struct.pack(f">{len(large)}Q", *large),
+            pack_sha,
+        ]
+    )
+    return body + hashlib.sha1(body).digest()
+
+
+def _used_first(store: object) -> None:
+    """Make the pack dulwich last found an object in (or opened) the first it looks in next.
+
+    dulwich tries its packs in the order it opened them, and loose objects only once every
+    pack missed: with the packs of many reconcile runs, each read of an object probed most of
+    them. git keeps its packs most recently used first (``find_pack_entry``); this does the
+    same with dulwich's own order, so its lookup (its rescans, its handling of a pack removed
+    meanwhile) stays as it is. Private attributes of dulwich: when they are not there (another
+    version), lookups keep dulwich's order.
+    """
+    cache = getattr(store, "_pack_cache", None)
+    used = getattr(store, "_pack_access_order", None)
+    if not isinstance(cache, dict) or not isinstance(used, list) or not used:
+        return
+    name = used[-1]
+    first = next(iter(cache), None)
+    if first is None or first == name or name not in cache:
+        return
+    reordered = {name: cache[name]}
+    reordered.update(cache)
+    # one new dict, assigned at once: a lookup under way iterates a snapshot of the old one
+    store._pack_cache = reordered  # type: ignore[attr-defined]
 
 
 def _pack_header(type_num: int, size: int) -> bytes:
@@ -731,6 +789,21 @@ def tree_of(entries: dict[bytes, tuple[int, bytes]]) -> Tree:
             for name, (mode, sha) in sorted(entries.items(), key=order)
         ]
     )
-    tree = Tree.from_raw_string(Tree.type_num, raw)
-    assert isinstance(tree, Tree)
-    return tree
+    if _TREE_SLOTS:
+        # the tree as parsing ``raw`` would make it, without parsing back what was just
+        # written (a third of a commit's tree writing): dulwich's own fields, set as its
+        # deserializer sets them (a dulwich without them parses, below)
+        tree = Tree()
+        tree._entries = cast(dict[bytes, tuple[int, ObjectID]], dict(entries))  # hex ids
+        tree._chunked_text = [raw]
+        tree._needs_serialization = False
+        return tree
+    parsed = Tree.from_raw_string(Tree.type_num, raw)
+    assert isinstance(parsed, Tree)
+    return parsed
+
+
+#: does dulwich's Tree keep its entries, serialized text and state in these fields?
+_TREE_SLOTS = all(
+    hasattr(Tree(), field) for field in ("_entries", "_chunked_text", "_needs_serialization")
+)

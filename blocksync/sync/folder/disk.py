@@ -67,9 +67,22 @@ class Roots:
             self._open[root] = folder
         return folder
 
-    def sync(self) -> None:
+    def sync(self, *, wait: bool = True) -> None:
+        """:meth:`~blocksync.fs.disk.Folder.sync` every folder (not ``wait``: started,
+        :meth:`synced` waits)."""
         for folder in self._open.values():
-            folder.sync()
+            folder.sync(wait=wait)
+
+    def synced(self) -> None:
+        """Wait for the fsyncs :meth:`sync` started; the first error, once all are done."""
+        errors: list[OSError] = []
+        for folder in self._open.values():
+            try:
+                folder.synced()
+            except OSError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def close(self) -> None:
         for folder in self._open.values():
@@ -180,11 +193,14 @@ class RootsOutside:
         spec: Selection,
         locate: Callable[[str], tuple[Path, str]],
         hook: Callable[[str], None],
+        *,
+        wait: bool = True,
     ) -> None:
         self._roots = roots
         self._spec = spec
         self._locate = locate
         self._hook = hook
+        self._wait = wait
 
     def _folder(self, path: str) -> tuple[Folder, str]:
         root, rel = self._locate(path)
@@ -202,7 +218,8 @@ class RootsOutside:
 
     def prepare(self, writes: list[tuple[str, bytes]]) -> None:
         """The temp files of the writes to come, written ahead and flushed together
-        (:meth:`blocksync.fs.disk.Folder.stage`); see :func:`blocksync.shared.apply.apply`."""
+        (:meth:`blocksync.fs.disk.Folder.stage`); see :func:`blocksync.shared.apply.apply`.
+        A port made by :meth:`ahead` returns with their fsyncs under way."""
         batches: dict[Folder, list[tuple[str, bytes]]] = {}
         for path, data in writes:
             try:
@@ -211,7 +228,13 @@ class RootsOutside:
                 continue  # its write meets it
             batches.setdefault(folder, []).append((rel, data))
         for folder, batch in batches.items():
-            folder.stage(batch)
+            folder.stage(batch, wait=self._wait)
+
+    def ahead(self) -> RootsOutside:
+        """This port, but its ``prepare`` does not wait for the fsyncs of the temp files it
+        writes (each write waits for its own): for staging the writes of a call before its
+        blocks are committed, so that commit's work hides their wait."""
+        return RootsOutside(self._roots, self._spec, self._locate, self._hook, wait=False)
 
     def write(self, path: str, data: bytes, expected: str | None) -> bool:
         folder, rel = self._folder(path)

@@ -235,8 +235,9 @@ class _Inside:
 
     def written(self) -> None:
         # each folder written to fsynced once, after all its files were renamed and
-        # before any base advances (ext4 and friends commit the renames together)
-        self._roots.sync()
+        # before any base advances (ext4 and friends commit the renames together): started
+        # here, waited for by the bases commit right before its ref moves
+        self._roots.sync(wait=False)
 
     def write_blocks(self, plans: Sequence[_Plan]) -> None:
         if not plans:
@@ -246,6 +247,7 @@ class _Inside:
         with blocks.transaction(
             self._say(plans, "block(s)"), source.author, skip_stale=self._skip_stale
         ) as tx:
+            tx.preload((plan.owner, plan.label) for plan in plans)
             for plan in plans:
                 action, content = plan.decision.action, plan.decision.content
                 try:
@@ -275,7 +277,8 @@ class _Inside:
     def write_bases(self, plans: Sequence[_Plan]) -> None:
         source = self._source
         source._hook("before-bases")
-        with source.bases.update(self._say(plans, "base(s)"), source.author) as tx:
+        say = self._say(plans, "base(s)")
+        with source.bases.update(say, source.author, ready=self._roots.synced) as tx:
             for plan in plans:
                 content = plan.decision.content
                 if content is None:
@@ -1082,8 +1085,11 @@ class FileSource:
             self.fault(step)
 
     def _apply(self, plans: list[_Plan], disk: Roots) -> None:
+        outside, inside = self._outside(disk), _Inside(self, disk)
         with progress.current().task(f"writing {len(plans)} changes of {self.spec.key}"):
-            apply.apply(plans, self._outside(disk), _Inside(self, disk))
+            apply._prepare(outside.ahead(), inside, plans)  # fsyncing while blocks commit
+            apply.apply(plans, outside, inside)
+            disk.synced()  # the folders' fsyncs, when no base waited for them
 
     def _reconcile_in_sync(self, path: str) -> FileTarget:
         """Reconcile one path for load/save/create; raise if it did not end in sync."""
