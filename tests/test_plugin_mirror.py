@@ -139,6 +139,7 @@ def test_a_trusted_row_spares_the_hosts_read_and_a_missing_one_costs_it(
     calls = calls_of(rig.source)
     assert _opened_by(rig.ws.reconcile) == []  # every file vouched for by its row
     rig.ws.index_db.conn.execute("DELETE FROM folder_stats")
+    rig.ws.index_db.conn.execute("DELETE FROM folder_clean")  # and its clean paths
     assert _opened_by(rig.ws.reconcile) == sorted(p.rsplit("/", 1)[1] for p in paths)
     assert calls == []  # read, found unchanged: still no reconcile call
 
@@ -149,8 +150,10 @@ def test_file_digests_take_a_trusted_rows_hash_during_a_mirrored_run(rig: paging
     _settle()
     rig.ws.reconcile()
     host = rig.source.plugin.host
-    with Mirror.opened(host, rig.source.bases.stat_cache()) as mirror:
+    with Mirror.opened(host, rig.source.bases, rig.ws.blocks) as mirror:
+        mirror.load()
         mirror.list()
+        mirror.hashing(None)
         digests = {}
         opened = _opened_by(lambda: digests.update(json.loads(host.file_digests(paths))))
     assert opened == [] and host.hashing is None
