@@ -231,6 +231,7 @@ class PluginSource:
         considered = sorted(listed.union(clean.bound).difference(odd))
         rest = [p for p in considered if p not in quick]
         bound = mirror.entries(rest)
+        self.bases.bases.expect(bound)  # spares reading the bindings a base write checks
         latest = mirror.latest(bound)
         if not mode.allow_mass_delete:
             gone = {
