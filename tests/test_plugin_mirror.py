@@ -22,6 +22,7 @@ import pytest
 from blocksync.errors import PluginRefused
 from blocksync.fs.disk import file_stat
 from blocksync.index.statcache import NOT_CLEAN, RACY_NS, Seen, StatCache
+from blocksync.plugins.batch import SyncBatch
 from blocksync.plugins.host import runtime
 from blocksync.plugins.mirror import Mirror
 
@@ -354,3 +355,29 @@ def test_a_file_replaced_by_a_rename_is_seen(clean_rig: tuple[paging.Rig, list[s
     os.replace(other, file)
     report = rig.ws.reconcile().sources[0]
     assert report.resolved == [(paths[1], "disk->agent")] and rig.block(paths[1]) == "FILE 1\n"
+
+
+def test_a_block_read_by_its_known_blob_never_overwrites_a_newer_version(
+    rig: paging.Rig,
+) -> None:
+    """A mirrored run's batch reads the blocks the host looked up already by their content
+    blob (as of the run's start); a write over a version an agent made since is dropped."""
+    paths = rig.files(2)
+    rig.ws.reconcile()
+    source = rig.source
+    rig.ws.blocks.catch_up_index()
+    labels = [label(p) for p in paths]
+    latest = source.bases.index().latest_contents_of(OWNER, labels)
+    known = {(OWNER, name): row for name, row in latest.items()}
+    rig.ws.blocks.update(OWNER, labels[0], "the agent, meanwhile\n")
+    batch = SyncBatch(
+        rig.ws.blocks, source.bases.bases, "reconcile", "plugin:x", dry_run=False, known=known
+    )
+    for i, path in enumerate(paths):
+        assert batch.read(OWNER, labels[i]) == f"file {i}\n"  # as of the run's start
+        batch.update(OWNER, labels[i], "from disk\n")
+        batch.bases.set_base(path, OWNER, labels[i], "from disk\n")
+    batch.commit()
+    assert batch.moved == {paths[0]}
+    assert rig.block(paths[0]) == "the agent, meanwhile\n" and rig.base(paths[0]) == "file 0\n"
+    assert rig.block(paths[1]) == rig.base(paths[1]) == "from disk\n"

@@ -74,7 +74,7 @@ from ..errors import AccessDenied, BlockNotFound, PluginCallFailed, SourceChange
 from .batch import SyncBatch
 from .bridges import WasmDataBlock
 from .host.runtime import Plugin
-from .mirror import Mirror
+from .mirror import Latest, Mirror
 from .syncbases import PluginBases
 
 __all__ = ["PAGE_FAULT_STEPS", "PAGE_SIZE", "PluginSource"]
@@ -243,7 +243,7 @@ class PluginSource:
         found = mirror.unchanged(rest, bound, latest)
         outcome.unchanged = [*quick, *found]
         asked = [p for p in rest if p not in found]
-        return outcome, _Plan(bound, len(clean.bound), considered, asked, found)
+        return outcome, _Plan(bound, len(clean.bound), considered, asked, found, latest)
 
     def _pages(
         self, outcome: ReconcileOutcome, plan: _Plan, mode: ReconcileMode
@@ -252,7 +252,7 @@ class PluginSource:
         dry_run, allow_mass_delete = mode
         counted: dict[str, list[str]] = {"disk": [], "agent": []}
         paths, bound = plan.asked, plan.bound
-        pending = _Pending(self, dry_run)
+        pending = _Pending(self, dry_run, plan.latest)
         for start in range(0, len(paths), self.page_size):
             page = paths[start : start + self.page_size]
             page_bound = {p: bound[p] for p in page if p in bound}
@@ -504,6 +504,8 @@ class _Plan:
     considered: list[str]
     asked: list[str]
     found: set[str] = field(default_factory=set)
+    #: the newest version and content blob of blocks the host read already (see SyncBatch)
+    latest: Latest = field(default_factory=dict)
 
 
 class _Pending:
@@ -512,9 +514,10 @@ class _Pending:
     first sync; a run that changes little commits once, as an unpaged one would), and at the
     end: a commit costs a rewrite of the trees it touches, whatever it holds."""
 
-    def __init__(self, source: PluginSource, dry_run: bool) -> None:
+    def __init__(self, source: PluginSource, dry_run: bool, known: Latest) -> None:
         self.source = source
         self.dry_run = dry_run
+        self.known = known
         self._fresh()
 
     def _fresh(self) -> None:
@@ -526,6 +529,7 @@ class _Pending:
             self.source.author,
             dry_run=self.dry_run,
             bound=self.bound,
+            known=self.known,
         )
         self.outcome = ReconcileOutcome()
 
