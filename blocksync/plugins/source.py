@@ -22,8 +22,11 @@ sides come from the host (base and block, through the batch) and from the plugin
 **Mirroring.** A paged plugin that declares it mirrors its granted folder one to one
 (``paging.mirrors-folder``: the ``files`` plugin) is not asked for its listing: the host lists
 the folder itself and finds the paths neither side changed since their base as its own folder
-source does (:mod:`blocksync.plugins.mirror`); only the other paths go to ``reconcile``, in
-pages, and a run where nothing changed makes no ``reconcile`` call at all.
+source does (:mod:`blocksync.plugins.mirror`, with the folder source's clean row: a file
+listed with the stat it had when last found clean is unchanged without a lookup of its own);
+only the other paths go to ``reconcile``, in pages, and a run where nothing changed makes no
+``reconcile`` call at all. The paths found unchanged are listed in the outcome's ``unchanged``,
+not as a result each. Those paths' blocks, looked up already, are read by their content blob.
 
 **Guard.** Paged, the host knows every path before any page runs, so the mass-deletion rule is
 checked first, as for a folder: the bound paths the listing lacks (gone from the source) and
@@ -46,7 +49,7 @@ the same call first makes sure it will; otherwise nothing is written at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -228,14 +231,14 @@ class PluginSource:
         clean = mirror.load()
         listed, quick = self._listing(outcome, mirror)
         odd = {s.path for s in outcome.skipped}
-        considered = sorted(listed.union(clean.bound).difference(odd))
-        rest = [p for p in considered if p not in quick]
+        considered = listed.union(clean.bound).difference(odd)
+        rest = sorted(considered.difference(quick))
         bound = mirror.entries(rest)
         self.bases.bases.expect(bound)  # spares reading the bindings a base write checks
         latest = mirror.latest(bound)
         if not mode.allow_mass_delete:
             gone = {
-                "disk": [p for p in clean.bound if p not in listed and p not in odd],
+                "disk": sorted(clean.bound.keys() - listed - odd),
                 "agent": sorted(p for p, e in bound.items() if (e.owner, e.label) not in latest),
             }
             self._guard(gone, len(clean.bound))
@@ -501,7 +504,7 @@ class _Plan:
 
     bound: dict[str, BaseEntry]
     bound_count: int
-    considered: list[str]
+    considered: Collection[str]
     asked: list[str]
     found: set[str] = field(default_factory=set)
     #: the newest version and content blob of blocks the host read already (see SyncBatch)
