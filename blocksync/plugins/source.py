@@ -149,6 +149,7 @@ class PluginSource:
             problem = source_path_problem(path)
             if problem is not None:
                 raise UsageError(f"source {self.key!r}: path {path!r} {problem}")
+        self._written_blocks, self._written_bases = [], []
         if wanted is None and self.bridge.paged():
             return self._paged(mode)
         bound = self.bases.index().entries(self.bases.bases)
@@ -189,7 +190,6 @@ class PluginSource:
         """Every path, :attr:`page_size` per ``reconcile`` call, the writes committed once a
         page's worth is staged (see the module docstring); a plugin mirroring its folder gets
         only the paths the host cannot tell unchanged itself."""
-        self._written_blocks, self._written_bases = [], []
         if not self.bridge.mirrors_folder():
             return self._pages(*self._plan(mode), mode)
         blocks = self.plugin.host.services.blocks
