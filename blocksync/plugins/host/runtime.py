@@ -701,16 +701,12 @@ class Plugin:
             value = lift.call(func, live.store, lifted, has_result, *args, lowers=lowers)
         except WasmtimeError as exc:
             v.live = None
-            del live  # see _drop_frames
-            _drop_frames(exc)
             raise self._trapped(where, version, exc) from exc
         except Exception as exc:
             # wasmtime-py re-raised an exception bare (its process-wide slot; host functions
             # never put one there, see hostfuncs): the call was abandoned inside the instance,
             # which would trap "cannot enter component instance" on every later call.
             v.live = None
-            del live
-            _drop_frames(exc)
             raise PluginTrapped(
                 self.name,
                 version,
@@ -870,13 +866,6 @@ def _close_open_plugins() -> None:
 
 def _interfaces(info: ComponentInfo) -> tuple[str, ...]:
     return tuple(i for i in contract.INTERFACES if i in info.exports)
-
-
-def _drop_frames(exc: BaseException) -> None:
-    """Forget the frames of ``exc``'s failed call, which hold its store: an error is often
-    kept a while (in a cycle of tracebacks only the collector frees) and must not keep the
-    discarded instance's memory (tens of MB) with it. 200 failing calls held 150 MB."""
-    exc.with_traceback(None)
 
 
 def _size(value: Any) -> int:
