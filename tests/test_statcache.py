@@ -22,7 +22,14 @@ import pytest
 
 import blocksync
 from blocksync.fs.disk import file_stat
-from blocksync.index.statcache import CLEAN_TABLE, RACY_NS, TABLE, Seen, StatCache
+from blocksync.index.statcache import (
+    CLEAN_TABLE,
+    FINE_RACY_NS,
+    RACY_NS,
+    TABLE,
+    Seen,
+    StatCache,
+)
 from blocksync.shared.wit import PermissionLevel, PermissionRule
 from blocksync.sync.folder.config import FileSourceSpec
 from blocksync.sync.folder.source import FileSource
@@ -261,21 +268,69 @@ def test_a_conflict_stays_a_conflict_with_the_cache(rig: Rig) -> None:
     assert Resolved.__name__ not in kinds.values()
 
 
+SECOND = 10**9
+
+
+def _fine(ns: int) -> int:
+    """``ns``, or next to it: never a whole second (a file system keeping finer timestamps)."""
+    return ns + 1 if ns % SECOND == 0 else ns
+
+
 def test_racy_and_future_rows_are_not_trusted(tmp_path: Path) -> None:
     with blocksync.init(tmp_path / "store") as ws:
         cache = StatCache(ws.index_db, KEY)
         now = StatCache.now()
-        old = now - 10 * RACY_NS
+        old = _fine(now - 10 * RACY_NS)
+        recent = _fine(now - FINE_RACY_NS // 2)
         cache.update(
             {
                 "still.md": Seen((1, old, old, 7), "a"),
-                "racy-mtime.md": Seen((1, now - RACY_NS // 2, old, 8), "b"),
-                "racy-ctime.md": Seen((1, old, now - RACY_NS // 2, 9), "c"),
+                "racy-mtime.md": Seen((1, recent, old, 8), "b"),
+                "racy-ctime.md": Seen((1, old, recent, 9), "c"),
             },
             now,
         )
         cache.update({"future.md": Seen((1, old, old, 10), "d")}, now + RACY_NS)
         assert cache.trusted(now + 1) == {"still.md": ((1, old, old, 7), "a")}
+
+
+def test_the_racy_window_follows_the_file_systems_granularity(tmp_path: Path) -> None:
+    # A sub-second mtime comes from a file system keeping fine timestamps: a file still for
+    # a few ticks is trusted. A whole-second one may be of a file system keeping seconds (or
+    # FAT's two): the same file then stays racy for RACY_NS.
+    with blocksync.init(tmp_path / "store") as ws:
+        cache = StatCache(ws.index_db, KEY)
+        now = StatCache.now()
+        old = _fine(now - 10 * RACY_NS)
+        fine = _fine(now - 3 * FINE_RACY_NS)
+        whole = (now - 3 * FINE_RACY_NS) // SECOND * SECOND  # under a second older still
+        cache.update(
+            {
+                "fine.md": Seen((1, fine, old, 7), "a"),
+                "whole-second.md": Seen((1, whole, old, 8), "b"),
+                "whole-second-old.md": Seen((1, whole - RACY_NS, old, 9), "c"),
+            },
+            now,
+        )
+        assert set(cache.trusted(now)) == {"fine.md", "whole-second-old.md"}
+
+
+def test_a_file_still_for_a_few_ticks_is_clean_and_a_whole_second_one_is_not(rig: Rig) -> None:
+    fine, whole = rig.root / "n4.md", rig.root / "n3.md"
+    fine.write_text("note four\n")
+    whole.write_text("note three\n")
+    os.utime(whole, ns=(0, (StatCache.now() - FINE_RACY_NS) // SECOND * SECOND))
+    if os.stat(fine).st_mtime_ns % SECOND == 0:
+        pytest.skip("this file system keeps whole-second timestamps")
+    kinds, _ = rig.run()
+    assert kinds["n4.md"] == kinds["n3.md"] == "Resolved"
+    time.sleep(3 * FINE_RACY_NS / 1e9)  # still for a few ticks (both ctimes too)
+    kinds, opened = rig.run()  # read again: they were racy when the run above read them
+    assert opened == ["n3.md", "n4.md"]
+    assert _clean(rig)["n4.md"] == file_stat(os.stat(fine))  # trusted from now on
+    assert _clean(rig)["n3.md"][0] == -1  # its mtime could be a second's: not yet
+    kinds, opened = rig.run()
+    assert set(kinds.values()) == {"NoChange"} and opened == ["n3.md"]
 
 
 # -- the clean paths: one row per source that calls most paths unchanged by their stat ---------

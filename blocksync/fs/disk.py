@@ -590,12 +590,14 @@ class Folder:
         skip: Callable[[str], bool] | None = None,
         clean_temps: bool = True,
         stats: bool = False,
+        ordered: bool = True,
     ) -> Listing:
         """Every entry below the root: regular files, odd entries with the reason, folders
         that cannot be listed. ``skip(folder)`` leaves a folder out (exclude patterns);
         version-control folders, the store and temp files are always left out, and temp
         files of writers that are gone are removed (unless not ``clean_temps``). ``stats``:
-        each file's :func:`file_stat` too (its ``lstat``, from the folder's descriptor)."""
+        each file's :func:`file_stat` too (its ``lstat``, from the folder's descriptor).
+        ``ordered``: the files sorted (not: in the order found, for a caller making a set)."""
         listing = Listing(stats={} if stats else None)
         stack: list[tuple[tuple[str, ...], int]] = [((), os.dup(self._fd))]
         while stack:
@@ -639,7 +641,8 @@ class Folder:
                     )
             finally:
                 os.close(fd)
-        listing.files.sort()
+        if ordered:
+            listing.files.sort()
         return listing
 
     @staticmethod

@@ -8,12 +8,19 @@ stat, or any doubt, reads the file. The row is a hint, never the truth: content 
 **Racy timestamps** (git's ``Documentation/technical/racy-git.txt``): a file changed again
 within the timestamp granularity of the read keeps the stat the row holds, with other bytes.
 So each row carries ``cached_ns``, a moment no later than the ``fstat`` it records, and a row
-whose file's mtime or ctime is not older than ``cached_ns - RACY_NS`` is never trusted: the file
-is re-hashed (and the row re-stamped) until it has been still for that long. ``RACY_NS`` is two
-seconds: the coarsest mtime a common file system keeps (FAT), over the second of ext3 and the
-kernel's coarse clock ticks. A row stamped in the future (the clock moved back since) is not
-trusted either. ctime, which no program can set, makes ``touch -d`` and ``os.utime`` to an old
-time a miss; the inode makes a file replaced by a rename (``os.replace``) one.
+whose file's mtime or ctime is not older than ``cached_ns`` less the racy window is never
+trusted: the file is re-hashed (and the row re-stamped) until it has been still for that long.
+The window follows the file system's granularity, read off the file's own mtime (git compares
+with its index file's mtime, a timestamp of the same clock: we have no file of ours beside
+every folder). A whole-second mtime is a file system that keeps seconds (ext3, HFS+) or two
+(FAT), or a time set by hand: :data:`RACY_NS`, two seconds. A finer one comes from the
+kernel's coarse clock, at most a tick (1-10 ms) behind the clock ``cached_ns`` is read from:
+:data:`FINE_RACY_NS`, ten ticks, leaves room for that and for a file server's clock a little
+behind ours. (A run right after an edit, as ``watch`` makes, re-hashes only what changed in
+the last moment, not in the last two seconds.) A row stamped in the future (the clock moved
+back since) is not trusted either. ctime, which no program can set, makes ``touch -d`` and
+``os.utime`` to an old time a miss; the inode makes a file replaced by a rename
+(``os.replace``) one.
 
 The table is derived and disposable: a damaged or missing one costs a run its shortcut, never
 its answer (reads fall back to hashing, writes re-create the table or are dropped).
@@ -44,13 +51,16 @@ from blocksync.fs.disk import FileStat
 
 from .db import IndexDb, Migrations
 
-__all__ = ["MIGRATIONS", "NOT_CLEAN", "RACY_NS", "Clean", "Seen", "StatCache"]
+__all__ = ["FINE_RACY_NS", "MIGRATIONS", "NOT_CLEAN", "RACY_NS", "Clean", "Seen", "StatCache"]
 
 #: the schema of the table this module owns (see :mod:`blocksync.index.db`)
 MIGRATIONS = Migrations("statcache")
 TABLE = "folder_stats"
-#: how long a file must have been still before its row is trusted (see the module docstring)
+#: how long a file with a whole-second mtime must have been still before its row is trusted
+#: (see the module docstring)
 RACY_NS = 2_000_000_000
+#: the same for a file whose mtime has a fraction of a second (a file system keeping finer ones)
+FINE_RACY_NS = 100_000_000
 CLEAN_TABLE = "folder_clean"
 #: the stat of a bound path not known to be clean: no file has a negative size
 NOT_CLEAN: FileStat = (-1, -1, -1, -1)
@@ -293,12 +303,18 @@ def _trusted(rows: Iterable[tuple[object, ...]], now: int) -> dict[str, tuple[Fi
         and cached <= now
         and type(mtime) is int
         and type(ctime) is int
-        and max(mtime, ctime) < cached - RACY_NS
+        and max(mtime, ctime) < cached - racy_ns(mtime)
         and type(size) is int
         and type(inode) is int
     }
 
 
+def racy_ns(mtime_ns: int) -> int:
+    """The racy window of a file with this mtime: :data:`RACY_NS` if it is whole seconds (its
+    file system may keep no finer), else :data:`FINE_RACY_NS`."""
+    return FINE_RACY_NS if mtime_ns % 1_000_000_000 else RACY_NS
+
+
 def settled(stat: FileStat, stamp: int) -> bool:
     """May ``stat``, taken no earlier than ``stamp``, be trusted once it is recorded (not racy)?"""
-    return max(stat[1], stat[2]) < stamp - RACY_NS
+    return max(stat[1], stat[2]) < stamp - racy_ns(stat[1])

@@ -415,6 +415,14 @@ class _Version:
     )
     live: _Live | None = None
 
+    def drop_live(self) -> None:
+        """Forget the instance and free its store now, the guest's memory with it (up to its
+        cap): a trapped call's traceback holds the instance in a reference cycle, which would
+        keep that memory until a collection comes."""
+        live, self.live = self.live, None
+        if live is not None:
+            live.store.close()
+
 
 class Plugin:
     """A loaded plugin: its component, grants, and (lazily) one live instance. Its file is
@@ -531,7 +539,7 @@ class Plugin:
             self._wait(self._worker.submit(self._drop_instance), "release")
 
     def _drop_instance(self) -> None:
-        self._version.live = None
+        self._version.drop_live()
 
     # -- hot reload -----------------------------------------------------------------------
 
@@ -700,13 +708,13 @@ class Plugin:
         try:
             value = lift.call(func, live.store, lifted, has_result, *args, lowers=lowers)
         except WasmtimeError as exc:
-            v.live = None
+            v.drop_live()
             raise self._trapped(where, version, exc) from exc
         except Exception as exc:
             # wasmtime-py re-raised an exception bare (its process-wide slot; host functions
             # never put one there, see hostfuncs): the call was abandoned inside the instance,
             # which would trap "cannot enter component instance" on every later call.
-            v.live = None
+            v.drop_live()
             raise PluginTrapped(
                 self.name,
                 version,
@@ -720,7 +728,7 @@ class Plugin:
             self._stderr.drain()
         size = _size(value)
         if size > limits.result_mb * MiB:
-            v.live = None
+            v.drop_live()
             del value  # not kept by the error's traceback (see _wait)
             raise PluginTrapped(
                 self.name,

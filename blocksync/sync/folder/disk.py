@@ -127,7 +127,7 @@ def _survey(roots: Roots, spec: Selection, *, stats: bool) -> Survey:
     found = Survey()
     for index, root in enumerate(spec.paths):
         listing = found.listings[index] = roots[root].scan(
-            recursive=spec.recursive, skip=spec.folder_excluded, stats=stats
+            recursive=spec.recursive, skip=spec.folder_excluded, stats=stats, ordered=False
         )
         for folder, reason in listing.unlisted:
             if not folder:
@@ -152,12 +152,12 @@ def _survey(roots: Roots, spec: Selection, *, stats: bool) -> Survey:
             selected = listing.files
         else:
             selected = [rel for rel in listing.files if spec.selects(rel)]
-        if len(spec.paths) == 1:  # source paths are the relative ones: taken in bulk
-            found.present.update(listing.files)
-            found.files.update(selected)
+        if len(spec.paths) == 1:  # source paths are the relative ones: taken as they are
+            found.present = set(listing.files)
+            whole = len(selected) == len(listing.files)
+            found.files = found.present.copy() if whole else set(selected)
             if listed is not None:
-                whole = len(selected) == len(listing.files)
-                found.stats.update(listed if whole else {r: listed[r] for r in selected})
+                found.stats = listed if whole else {r: listed[r] for r in selected}
             continue
         for rel in listing.files:
             found.present.add(spec.source_path(index, rel))

@@ -654,14 +654,16 @@ class FileSource:
         elif snap is None:
             snap = self._partial(clean, rest)
         if not allow_mass_delete:
-            present = bound.keys() & survey.present
+            absent = bound.keys() - survey.present
             blocks_gone = [
                 path
-                for path in present.intersection(rest)
-                if (entry := snap.entries.get(path)) is not None
+                for path in rest
+                if path in bound
+                and path in survey.present
+                and (entry := snap.entries.get(path)) is not None
                 and (entry.owner, entry.label) not in snap.latest
             ]
-            self._refuse(len(present), bound.keys() - present, blocks_gone, survey)
+            self._refuse(len(bound) - len(absent), absent, blocks_gone, survey)
         outcome.skipped += survey.skipped + skipped
         outcome.unchanged = list(quick)
         return clean, snap, wanted, rest
