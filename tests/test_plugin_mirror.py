@@ -21,7 +21,8 @@ import pytest
 
 from blocksync.errors import PluginRefused
 from blocksync.fs.disk import file_stat
-from blocksync.index.statcache import RACY_NS, Seen, StatCache
+from blocksync.index.statcache import NOT_CLEAN, RACY_NS, Seen, StatCache
+from blocksync.plugins.batch import SyncBatch
 from blocksync.plugins.host import runtime
 from blocksync.plugins.mirror import Mirror
 
@@ -139,6 +140,7 @@ def test_a_trusted_row_spares_the_hosts_read_and_a_missing_one_costs_it(
     calls = calls_of(rig.source)
     assert _opened_by(rig.ws.reconcile) == []  # every file vouched for by its row
     rig.ws.index_db.conn.execute("DELETE FROM folder_stats")
+    rig.ws.index_db.conn.execute("DELETE FROM folder_clean")  # and its clean paths
     assert _opened_by(rig.ws.reconcile) == sorted(p.rsplit("/", 1)[1] for p in paths)
     assert calls == []  # read, found unchanged: still no reconcile call
 
@@ -149,8 +151,10 @@ def test_file_digests_take_a_trusted_rows_hash_during_a_mirrored_run(rig: paging
     _settle()
     rig.ws.reconcile()
     host = rig.source.plugin.host
-    with Mirror.opened(host, rig.source.bases.stat_cache()) as mirror:
+    with Mirror.opened(host, rig.source.bases, rig.ws.blocks) as mirror:
+        mirror.load()
         mirror.list()
+        mirror.hashing(None)
         digests = {}
         opened = _opened_by(lambda: digests.update(json.loads(host.file_digests(paths))))
     assert opened == [] and host.hashing is None
@@ -217,3 +221,163 @@ def test_the_host_writes_the_plugins_files_and_a_read_only_grant_writes_none(
         assert not [p for p in rig.root.rglob("*") if p.name.startswith(".blocksync-")]
     finally:
         rig.ws.close()
+
+
+# -- the clean row: a nothing-changed run is a stat walk and one row, and hides no change ------
+
+
+def _clean_row(rig: paging.Rig) -> dict[str, tuple[int, ...]]:
+    found = rig.source.bases.stat_cache().clean()
+    assert found is not None
+    return found.bound
+
+
+@pytest.fixture
+def clean_rig(tmp_path: Path, built: dict[str, Path]) -> Iterator[tuple[paging.Rig, list[str]]]:
+    """Five synced files, all clean in the plugin's clean row with their very stats."""
+    rig = paging.Rig(tmp_path, built["files"])
+    try:
+        paths = sorted(rig.files(5))
+        assert rig.ws.reconcile().sources[0].error is None
+        assert set(_clean_row(rig).values()) == {NOT_CLEAN}  # what the plugin read is its own
+        _settle()  # still for long enough: the host's own read of each finds it clean
+        assert rig.ws.reconcile().sources[0].error is None
+        assert _clean_row(rig) == {p: file_stat(os.stat(rig.root / p)) for p in paths}
+        yield rig, paths
+    finally:
+        rig.ws.close()
+
+
+def _quiet(rig: paging.Rig) -> None:
+    """A run that finds nothing changed: no file opened, no reconcile call."""
+    calls = calls_of(rig.source)
+    report = rig.ws.reconcile().sources[0]
+    assert report.error is None and not report.resolved and calls == []
+
+
+def test_a_clean_row_spares_every_row_per_path(clean_rig: tuple[paging.Rig, list[str]]) -> None:
+    rig, paths = clean_rig
+    rig.ws.index_db.conn.execute("DELETE FROM folder_stats")  # the rows are not what it reads
+    calls = calls_of(rig.source)
+    outcome = rig.source.reconcile_outcome()
+    assert sorted(outcome.unchanged) == paths and outcome.decided == [] and calls == []
+    assert _opened_by(rig.ws.reconcile) == []
+    assert rig.ws.index_db.conn.execute("SELECT count(*) FROM folder_stats").fetchone()[0] == 0
+
+
+def test_a_racy_file_is_not_clean_and_a_same_size_edit_of_it_is_seen(
+    clean_rig: tuple[paging.Rig, list[str]],
+) -> None:
+    # written a moment before the runs that read it: on a file system with coarse
+    # timestamps an edit within the same tick keeps its stat, so that stat is never clean
+    rig, paths = clean_rig
+    rig.write(paths[1], "FILE 1\n")
+    rig.ws.reconcile()
+    rig.ws.reconcile()
+    assert _clean_row(rig)[paths[1]][0] == -1  # not clean: racy when it was read
+    with open(rig.root / paths[1], "r+b") as out:  # in place: the same inode, the same size
+        out.write(b"file 1\n")
+    calls = calls_of(rig.source)
+    report = rig.ws.reconcile().sources[0]
+    assert calls == [[paths[1]]] and report.resolved == [(paths[1], "disk->agent")]
+    assert rig.block(paths[1]) == "file 1\n"
+
+
+def test_a_clean_stat_from_the_future_is_not_trusted(
+    clean_rig: tuple[paging.Rig, list[str]],
+) -> None:
+    # the file changed in place and a row claims its new stat clean, written "later" (the
+    # clock moved back since): the row is not trusted, the file reaches the plugin
+    rig, paths = clean_rig
+    with open(rig.root / paths[2], "r+b") as out:
+        out.write(b"FILE 2\n")
+    cache = rig.source.bases.stat_cache()
+    clean = cache.clean()
+    assert clean is not None
+    clean.bound[paths[2]] = file_stat(os.stat(rig.root / paths[2]))
+    clean.stamp = StatCache.now() + 3600 * 10**9
+    cache.save_clean(clean)
+    report = rig.ws.reconcile().sources[0]
+    assert report.resolved == [(paths[2], "disk->agent")] and rig.block(paths[2]) == "FILE 2\n"
+
+
+def test_an_agent_edit_of_a_clean_paths_block_is_seen(
+    clean_rig: tuple[paging.Rig, list[str]],
+) -> None:
+    rig, paths = clean_rig
+    rig.ws.blocks.update(OWNER, label(paths[3]), "agent edit\n")  # main moves; the file does not
+    calls = calls_of(rig.source)
+    report = rig.ws.reconcile().sources[0]
+    assert calls == [[paths[3]]] and report.resolved == [(paths[3], "agent->disk")]
+    assert rig.read(paths[3]) == "agent edit\n" and report.unchanged == 4
+    assert _clean_row(rig)[paths[3]][0] == -1  # written by the plugin: not clean yet
+    _quiet(rig)
+
+
+def test_a_base_changed_by_another_writer_is_seen(
+    clean_rig: tuple[paging.Rig, list[str]],
+) -> None:
+    # another writer of the bases: both sides now differ from the base and agree, so the
+    # base advances; a stale clean row would say "unchanged" and leave it behind
+    rig, paths = clean_rig
+    with rig.source.bases.bases.update("elsewhere", "test") as tx:
+        tx.set_base(paths[0], OWNER, label(paths[0]), "an older base\n")
+    calls = calls_of(rig.source)
+    report = rig.ws.reconcile().sources[0]
+    assert calls == [[paths[0]]] and report.resolved == [(paths[0], "identical")]
+    assert rig.base(paths[0]) == "file 0\n"
+    _quiet(rig)
+
+
+def test_a_deleted_and_a_new_file_are_seen(clean_rig: tuple[paging.Rig, list[str]]) -> None:
+    rig, paths = clean_rig
+    (rig.root / paths[4]).unlink()
+    rig.write("new.md", "new\n")
+    calls = calls_of(rig.source)
+    report = rig.ws.reconcile().sources[0]
+    assert calls == [sorted(["new.md", paths[4]])]
+    assert sorted(report.resolved) == sorted(
+        [("new.md", "disk->agent"), (paths[4], "delete-block")]
+    )
+    assert rig.block(paths[4]) is None and rig.block("new.md") == "new\n"
+    assert paths[4] not in _clean_row(rig) and "new.md" in _clean_row(rig)
+    _quiet(rig)
+
+
+def test_a_file_replaced_by_a_rename_is_seen(clean_rig: tuple[paging.Rig, list[str]]) -> None:
+    # another inode with the old size and mtime: not the stat the row holds
+    rig, paths = clean_rig
+    file = rig.root / paths[1]
+    before = os.stat(file)
+    other = file.with_name("other.tmp")
+    other.write_bytes(b"FILE 1\n")
+    os.utime(other, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(other, file)
+    report = rig.ws.reconcile().sources[0]
+    assert report.resolved == [(paths[1], "disk->agent")] and rig.block(paths[1]) == "FILE 1\n"
+
+
+def test_a_block_read_by_its_known_blob_never_overwrites_a_newer_version(
+    rig: paging.Rig,
+) -> None:
+    """A mirrored run's batch reads the blocks the host looked up already by their content
+    blob (as of the run's start); a write over a version an agent made since is dropped."""
+    paths = rig.files(2)
+    rig.ws.reconcile()
+    source = rig.source
+    rig.ws.blocks.catch_up_index()
+    labels = [label(p) for p in paths]
+    latest = source.bases.index().latest_contents_of(OWNER, labels)
+    known = {(OWNER, name): row for name, row in latest.items()}
+    rig.ws.blocks.update(OWNER, labels[0], "the agent, meanwhile\n")
+    batch = SyncBatch(
+        rig.ws.blocks, source.bases.bases, "reconcile", "plugin:x", dry_run=False, known=known
+    )
+    for i, path in enumerate(paths):
+        assert batch.read(OWNER, labels[i]) == f"file {i}\n"  # as of the run's start
+        batch.update(OWNER, labels[i], "from disk\n")
+        batch.bases.set_base(path, OWNER, labels[i], "from disk\n")
+    batch.commit()
+    assert batch.moved == {paths[0]}
+    assert rig.block(paths[0]) == "the agent, meanwhile\n" and rig.base(paths[0]) == "file 0\n"
+    assert rig.block(paths[1]) == rig.base(paths[1]) == "from disk\n"

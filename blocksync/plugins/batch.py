@@ -59,11 +59,20 @@ class BlockBatch:
     """The block writes of one call, staged and committed together after it (a stream's
     pull: all of them or, when the pull fails, none)."""
 
-    def __init__(self, blocks: BlockStore, message: str, author: str) -> None:
+    def __init__(
+        self,
+        blocks: BlockStore,
+        message: str,
+        author: str,
+        known: Mapping[tuple[str, str], tuple[int, str]] | None = None,
+    ) -> None:
+        """``known``: (owner, label) -> (newest version, its content blob) of blocks the
+        caller read from the version index already: read by their blob, not looked up."""
         self._store = blocks
         self.blocks = Transaction(blocks, message, author, skip_stale=True)
         self._seen: dict[tuple[str, str], int] = {}  # block -> the version the plugin read
         self._written: set[tuple[str, str]] = set()
+        self._known = known or {}
 
     @contextmanager
     def attached(self, host: _Host) -> Iterator[Self]:
@@ -80,6 +89,10 @@ class BlockBatch:
         key = (owner, label)
         if key in self._written:
             return self.blocks.read(owner, label)[0]
+        known = self._known.get(key)
+        if known is not None and self._seen.setdefault(key, known[0]) == known[0]:
+            # as of the run's start: a write over a version newer than it is refused at commit
+            return self._store.read_blob(known[1])
         block = self._store.read(owner, label)  # the newest version (BlockNotFound if none)
         self._seen.setdefault(key, block.version)
         return block.content
@@ -131,8 +144,9 @@ class SyncBatch(BlockBatch):
         *,
         dry_run: bool,
         bound: Mapping[str, BaseEntry] | None = None,
+        known: Mapping[tuple[str, str], tuple[int, str]] | None = None,
     ) -> None:
-        super().__init__(blocks, message, author)
+        super().__init__(blocks, message, author, known)
         self.bases = BasesTransaction(bases, message, author)
         self.dry_run = dry_run
         #: the base index's entries as the call began, when the caller read them already

@@ -22,8 +22,11 @@ sides come from the host (base and block, through the batch) and from the plugin
 **Mirroring.** A paged plugin that declares it mirrors its granted folder one to one
 (``paging.mirrors-folder``: the ``files`` plugin) is not asked for its listing: the host lists
 the folder itself and finds the paths neither side changed since their base as its own folder
-source does (:mod:`blocksync.plugins.mirror`); only the other paths go to ``reconcile``, in
-pages, and a run where nothing changed makes no ``reconcile`` call at all.
+source does (:mod:`blocksync.plugins.mirror`, with the folder source's clean row: a file
+listed with the stat it had when last found clean is unchanged without a lookup of its own);
+only the other paths go to ``reconcile``, in pages, and a run where nothing changed makes no
+``reconcile`` call at all. The paths found unchanged are listed in the outcome's ``unchanged``,
+not as a result each. Those paths' blocks, looked up already, are read by their content blob.
 
 **Guard.** Paged, the host knows every path before any page runs, so the mass-deletion rule is
 checked first, as for a folder: the bound paths the listing lacks (gone from the source) and
@@ -46,13 +49,15 @@ the same call first makes sure it will; otherwise nothing is written at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 
 from blocksync.index.base_index import BaseEntry
 from blocksync.shared.paths import source_path_problem
 from blocksync.shared.truth import Action
 from blocksync.store.blocks import BlockStore
+from blocksync.sync.folder.clean import BasesWritten
 from blocksync.sync.protocol import (
     BLOCK_MOVED,
     WRITE,
@@ -68,11 +73,11 @@ from blocksync.sync.protocol import (
     mass_deletion,
 )
 
-from ..errors import BlockNotFound, PluginCallFailed, SourceChanged, UsageError
+from ..errors import AccessDenied, BlockNotFound, PluginCallFailed, SourceChanged, UsageError
 from .batch import SyncBatch
 from .bridges import WasmDataBlock
 from .host.runtime import Plugin
-from .mirror import Mirror
+from .mirror import Latest, Mirror
 from .syncbases import PluginBases
 
 __all__ = ["PAGE_FAULT_STEPS", "PAGE_SIZE", "PluginSource"]
@@ -88,6 +93,8 @@ PAGE_SIZE = 1000
 #: where a paged reconcile tells its fault hook it stands, besides each commit's
 #: ``BATCH_FAULT_STEPS``: after a commit of pages, before the next page's call
 PAGE_FAULT_STEPS = ("page-committed",)
+#: a mirrored run with more paths than this to hash reads all the plugin's stat rows at once
+_HINTS_BY_PATH = 2000
 
 #: the reason of a path reconciled to no change
 _NO_CHANGE = "no change"
@@ -109,6 +116,9 @@ class PluginSource:
         self.fault: Callable[[str], None] | None = None
         #: paths per ``reconcile`` call of a paged plugin (tests make it small)
         self.page_size = PAGE_SIZE
+        #: the commits of the current run: of main, and of the bases (see :data:`BasesWritten`)
+        self._written_blocks: list[str] = []
+        self._written_bases: list[BasesWritten] = []
 
     def close(self) -> None:
         """Nothing of its own: the plugin set owns the plugin."""
@@ -139,9 +149,10 @@ class PluginSource:
             problem = source_path_problem(path)
             if problem is not None:
                 raise UsageError(f"source {self.key!r}: path {path!r} {problem}")
-        bound = self.bases.index().entries(self.bases.bases)
+        self._written_blocks, self._written_bases = [], []
         if wanted is None and self.bridge.paged():
-            return self._paged(bound, mode)
+            return self._paged(mode)
+        bound = self.bases.index().entries(self.bases.bases)
         with self._batch(
             f"reconcile {self.key}", self.author, dry_run=dry_run, bound=bound
         ) as batch:
@@ -175,38 +186,76 @@ class PluginSource:
 
     # -- paged ----------------------------------------------------------------------------
 
-    def _paged(self, bound: dict[str, BaseEntry], mode: ReconcileMode) -> ReconcileOutcome:
+    def _paged(self, mode: ReconcileMode) -> ReconcileOutcome:
         """Every path, :attr:`page_size` per ``reconcile`` call, the writes committed once a
         page's worth is staged (see the module docstring); a plugin mirroring its folder gets
         only the paths the host cannot tell unchanged itself."""
         if not self.bridge.mirrors_folder():
-            return self._pages(bound, mode, None)
-        with Mirror.opened(self.plugin.host, self.bases.stat_cache()) as mirror:
-            return self._pages(bound, mode, mirror)
+            return self._pages(*self._plan(mode), mode)
+        blocks = self.plugin.host.services.blocks
+        if blocks is None:
+            raise AccessDenied("no block store is attached to this plugin")
+        with Mirror.opened(self.plugin.host, self.bases, blocks) as mirror:
+            outcome, plan = self._plan_mirrored(mode, mirror)
+            self._pages(outcome, plan, mode)
+            if not mode.dry_run:
+                mirror.done(
+                    plan.asked,
+                    [p for p in plan.asked if outcome.reasons.get(p) != _NO_CHANGE],
+                    plan.considered,
+                    plan.found,
+                    (self._written_blocks, self._written_bases),
+                )
+            return outcome
 
-    def _pages(
-        self, bound: dict[str, BaseEntry], mode: ReconcileMode, mirror: Mirror | None
-    ) -> ReconcileOutcome:
-        dry_run, allow_mass_delete = mode
+    def _plan(self, mode: ReconcileMode) -> tuple[ReconcileOutcome, _Plan]:
+        """Every path the plugin lists or the host holds a base of, after the guard."""
         outcome = ReconcileOutcome()
-        listed = self._listing(bound, outcome, mirror)
+        bound = self.bases.index().entries(self.bases.bases)
+        listed, _ = self._listing(outcome, None, bound)
         odd = {s.path for s in outcome.skipped}  # left as they are: neither reconciled nor gone
-        latest = self.bases.latest(bound) if mirror or not allow_mass_delete else {}
-        if not allow_mass_delete:
+        if not mode.allow_mass_delete:
             gone = {
                 "disk": [p for p in bound if p not in listed and p not in odd],
-                "agent": self.bases.blockless(bound, latest),
+                "agent": self.bases.blockless(bound),
             }
             self._guard(gone, len(bound))
+        considered = sorted(listed.union(bound).difference(odd))
+        return outcome, _Plan(bound, len(bound), considered, considered)
+
+    def _plan_mirrored(self, mode: ReconcileMode, mirror: Mirror) -> tuple[ReconcileOutcome, _Plan]:
+        """As :meth:`_plan`, for a plugin mirroring its folder: the paths the clean row finds
+        unchanged by their stat alone, and the others by their hashes, are no page's (listed
+        as unchanged in the outcome); only the rest are looked up in the index."""
+        outcome = ReconcileOutcome()
+        clean = mirror.load()
+        listed, quick = self._listing(outcome, mirror)
+        odd = {s.path for s in outcome.skipped}
+        considered = listed.union(clean.bound).difference(odd)
+        rest = sorted(considered.difference(quick))
+        bound = mirror.entries(rest)
+        self.bases.bases.expect(bound)  # spares reading the bindings a base write checks
+        latest = mirror.latest(bound)
+        if not mode.allow_mass_delete:
+            gone = {
+                "disk": sorted(clean.bound.keys() - listed - odd),
+                "agent": sorted(p for p, e in bound.items() if (e.owner, e.label) not in latest),
+            }
+            self._guard(gone, len(clean.bound))
+        mirror.hashing(rest if len(rest) <= _HINTS_BY_PATH else None)
+        found = mirror.unchanged(rest, bound, latest)
+        outcome.unchanged = [*quick, *found]
+        asked = [p for p in rest if p not in found]
+        return outcome, _Plan(bound, len(clean.bound), considered, asked, found, latest)
+
+    def _pages(
+        self, outcome: ReconcileOutcome, plan: _Plan, mode: ReconcileMode
+    ) -> ReconcileOutcome:
+        """Reconcile ``plan.asked`` page by page into ``outcome``."""
+        dry_run, allow_mass_delete = mode
         counted: dict[str, list[str]] = {"disk": [], "agent": []}
-        considered = paths = sorted(listed.union(bound).difference(odd))
-        if mirror is not None:
-            clean = mirror.unchanged(paths, bound, latest)
-            paths = [p for p in paths if p not in clean]
-            for path in sorted(clean):
-                outcome.results.append(NoChange(path))
-                outcome.reasons[path] = _NO_CHANGE
-        pending = _Pending(self, dry_run)
+        paths, bound = plan.asked, plan.bound
+        pending = _Pending(self, dry_run, plan.latest)
         for start in range(0, len(paths), self.page_size):
             page = paths[start : start + self.page_size]
             page_bound = {p: bound[p] for p in page if p in bound}
@@ -214,34 +263,37 @@ class PluginSource:
             if not allow_mass_delete:
                 for side, found in self._gone(part, page_bound).items():
                     counted[side] += found
-                self._guard(counted, len(bound))  # before this page's writes commit
+                self._guard(counted, plan.bound_count)  # before this page's writes commit
             done = start + len(page)
             if done == len(paths) or pending.staged >= self.page_size:
                 # counting the paths found unchanged before the pages as done
-                done, total = done + len(considered) - len(paths), len(considered)
+                done, total = done + len(plan.considered) - len(paths), len(plan.considered)
                 pending.commit(f"reconcile {self.key} ({done} of {total} paths)", outcome)
-        if mirror is not None and not dry_run:
-            unchanged = {r.path for r in outcome.results if isinstance(r, NoChange)}
-            mirror.record((p for p in paths if p not in unchanged), considered)
         return outcome
 
     def _listing(
-        self, bound: dict[str, BaseEntry], outcome: ReconcileOutcome, mirror: Mirror | None
-    ) -> set[str]:
+        self,
+        outcome: ReconcileOutcome,
+        mirror: Mirror | None,
+        bound: dict[str, BaseEntry] | None = None,
+    ) -> tuple[set[str], set[str]]:
         """Every path the plugin lists (``paging.list-paths``, a call per page), or the files
         of the folder it ``mirror``s, as the host lists them; what the host saw it cannot sync
-        meanwhile, and listed paths that are no source paths, go to ``outcome.skipped``."""
+        meanwhile, and listed paths that are no source paths, go to ``outcome.skipped``. And
+        the listed paths the mirror's clean row finds unchanged by their stat (checked as
+        source paths when they were found clean)."""
         with self._batch(f"list {self.key}", self.author, dry_run=True, bound=bound) as batch:
             listed = set(mirror.list() if mirror is not None else self._list_pages())
         for path, reason in batch.skipped.items():
             outcome.skipped.append(Skipped(path, reason))
             listed.discard(path)
-        for path in sorted(listed):
+        quick = set() if mirror is None else mirror.quick(listed)
+        for path in sorted(listed.difference(quick)):
             problem = source_path_problem(path)
             if problem is not None:
                 outcome.skipped.append(Skipped(path, f"the plugin listed a path that {problem}"))
                 listed.discard(path)
-        return listed
+        return listed, quick
 
     def _list_pages(self) -> Iterator[str]:
         """The plugin's paths, ``paging.list-paths`` page by page."""
@@ -277,6 +329,11 @@ class PluginSource:
     def _commit(self, batch: SyncBatch) -> dict[tuple[str, str], int]:
         versions = batch.commit(self.fault)
         self.bases.index().record(self.bases.bases, batch.bases)  # no git read-back next run
+        result, bases = batch.blocks.result, batch.bases
+        if result is not None and result.commit is not None:
+            self._written_blocks.append(result.commit)
+        if bases.commit_id is not None:
+            self._written_bases.append((bases.parent_id, bases.commit_id, bases.written()))
         return versions
 
     def _outcome(
@@ -438,15 +495,32 @@ class PluginSource:
             )
 
 
+@dataclass
+class _Plan:
+    """The paths of a paged run: ``bound``, the entries of the bound ones among ``asked``
+    (all of them, unmirrored); ``bound_count``: how many paths are bound; ``considered``:
+    every path of the run; ``asked``: those the plugin reconciles, in pages; ``found``:
+    those the host found unchanged by their hashes."""
+
+    bound: dict[str, BaseEntry]
+    bound_count: int
+    considered: Collection[str]
+    asked: list[str]
+    found: set[str] = field(default_factory=set)
+    #: the newest version and content blob of blocks the host read already (see SyncBatch)
+    latest: Latest = field(default_factory=dict)
+
+
 class _Pending:
     """The pages of a paged reconcile not committed yet: their writes staged in one batch,
     their outcome kept. Committed once a page's worth of paths is written (each page of a
     first sync; a run that changes little commits once, as an unpaged one would), and at the
     end: a commit costs a rewrite of the trees it touches, whatever it holds."""
 
-    def __init__(self, source: PluginSource, dry_run: bool) -> None:
+    def __init__(self, source: PluginSource, dry_run: bool, known: Latest) -> None:
         self.source = source
         self.dry_run = dry_run
+        self.known = known
         self._fresh()
 
     def _fresh(self) -> None:
@@ -458,6 +532,7 @@ class _Pending:
             self.source.author,
             dry_run=self.dry_run,
             bound=self.bound,
+            known=self.known,
         )
         self.outcome = ReconcileOutcome()
 
@@ -486,7 +561,7 @@ class _Pending:
 
 
 def _extend(outcome: ReconcileOutcome, more: ReconcileOutcome) -> None:
-    outcome.results += more.results
+    outcome.decided += more.results
     outcome.skipped += more.skipped
     outcome.reasons.update(more.reasons)
     outcome.conflicts.update(more.conflicts)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -356,10 +356,13 @@ class HostContext:
         except OSError as exc:
             raise AccessDenied(f"cannot list the granted folder {self.spec.dir}: {exc.strerror}")
 
-    def listed(self, folder: Folder, *, stats: bool = False) -> Files:
+    def listed(
+        self, folder: Folder, *, stats: bool = False, bound: Iterable[str] | None = None
+    ) -> Files:
         """The folder's regular files, sorted, with the bound paths below folders that cannot
         be listed (``unknown``); during a reconcile, what cannot be synced is told to the batch.
-        ``stats``: each listed file's stat too (what the stat cache compares)."""
+        ``stats``: each listed file's stat too (what the stat cache compares); ``bound``: the
+        bound paths (default: the batch's)."""
         listing = folder.scan(clean_temps=self.spec.dir_mode == "read-write", stats=stats)
         files = Files(listing.files, listing.stats or {})
         if isinstance(self.batch, SyncBatch):
@@ -369,7 +372,7 @@ class HostContext:
                 self.batch.skipped[rel + "/"] = (
                     f"this folder cannot be listed ({reason}): its files are left as they are"
                 )
-            for path in self.batch.bound or ():
+            for path in (self.batch.bound if bound is None else bound) or ():
                 if listing.unknown(path) is not None:
                     files.unknown.add(path)
             files += sorted(files.unknown.difference(files))

@@ -62,7 +62,6 @@ from blocksync.errors import (
     AccessDenied,
     AlreadyExists,
     BlockNotFound,
-    BlocksyncError,
     ConcurrentUpdate,
     ConfigError,
     InvalidContent,
@@ -73,7 +72,7 @@ from blocksync.errors import (
     UsageError,
 )
 from blocksync.fs.disk import Folder, is_vcs_path, store_overlap
-from blocksync.index.base_index import BaseEntry, BaseIndex, Bound
+from blocksync.index.base_index import BaseIndex, Bound
 from blocksync.index.statcache import Clean, StatCache
 from blocksync.shared import apply, collector, progress
 from blocksync.shared.apply import Change, Unreadable
@@ -108,6 +107,7 @@ from blocksync.sync.protocol import (
 )
 
 from . import disk as folder_disk
+from .clean import CleanRows, Snapshot, unchanged
 from .config import FileSourceSpec
 from .disk import Roots, RootsOutside, Survey, opened, read_file, why
 from .hashing import Hashing, Read
@@ -159,16 +159,6 @@ _VCS = "it is in a version-control folder (.git, .hg, .svn, .jj, .bzr): never sy
 _UNCHANGED = UNCHANGED
 #: a run with more paths than this to decide one by one loads the whole snapshot at once
 _PARTIAL_MOST = 2000
-
-
-@dataclass
-class _Snapshot:
-    """What one reconcile call knows before it reads any path: every bound path with its base's
-    hashes (the base index, caught up with the ref) and the newest content blob of the blocks."""
-
-    entries: dict[str, BaseEntry]
-    bound_blocks: dict[tuple[str, str], str]  # (owner, label) -> path
-    latest: dict[tuple[str, str], tuple[int, str]]  # (owner, label) -> (version, content blob)
 
 
 def _rewrites(decision: Decision) -> bool:
@@ -350,6 +340,7 @@ class FileSource:
         self.skipped: list[Skipped] = []
         self._base_index: BaseIndex | None = None
         self._stat_cache: StatCache | None = None
+        self._rows: _NamedRows | None = None
         #: the bases commits of this reconcile call: (parent, commit, what it set)
         self._blocks_written: list[str] = []  # the commits of main of this call
         self._bases_written: list[
@@ -375,17 +366,14 @@ class FileSource:
             self._stat_cache = StatCache(self.blocks.index_db, self.key)
         return self._stat_cache
 
-    def _snapshot(self) -> _Snapshot:
-        index = self.base_index()
-        entries = index.entries(self.bases)
-        self.bases.expect(entries)  # spares reading the bindings a write checks (verified)
-        self.blocks.catch_up_index()
-        latest: dict[tuple[str, str], tuple[int, str]] = {}
-        for owner in {self.spec.agent} | {e.owner for e in entries.values()}:
-            for label, row in index.latest_contents(owner).items():
-                latest[(owner, label)] = row
-        bound = {(e.owner, e.label): e.path for e in entries.values()}
-        return _Snapshot(entries, bound, latest)
+    def _snapshot(self) -> Snapshot:
+        return self._clean_rows().snapshot()
+
+    def _clean_rows(self) -> _NamedRows:
+        """The source's clean row, kept (see :mod:`blocksync.sync.folder.clean`)."""
+        if self._rows is None:
+            self._rows = _NamedRows(self)
+        return self._rows
 
     def __enter__(self) -> Self:
         return self
@@ -526,7 +514,7 @@ class FileSource:
         with self._disk() as disk:
             return self._candidates(self._snapshot(), folder_disk.survey(disk, self.spec))[0]
 
-    def _candidates(self, snap: _Snapshot, survey: Survey) -> tuple[list[str], list[Skipped]]:
+    def _candidates(self, snap: Snapshot, survey: Survey) -> tuple[list[str], list[Skipped]]:
         """The candidates, and the agent's blocks that name a path never synced (and why)."""
         paths, skipped = self._candidates_of(
             snap.entries.keys() - survey.files, snap.latest, survey
@@ -607,94 +595,6 @@ class FileSource:
             return None
         return self._label(index, rel)
 
-    def _clean(self) -> tuple[Clean, _Snapshot | None]:
-        """The clean paths, valid for main and the bases as they are now: the saved ones
-        patched forward, else made from a full snapshot (returned too)."""
-        index = self.base_index()
-        bases_head = index.catch_up(self.bases)
-        self.blocks.catch_up_index()
-        key = [index.blocks_head(), bases_head, "\0".join([self.spec.agent, *self.tags])]
-        cache = self.stat_cache()
-        found = cache.clean()
-        if found is not None and found.stamp <= cache.now() and self._patch(found, key):
-            return found, None
-        snap = self._snapshot()
-        stamp = cache.now()
-        trusted = cache.trusted(stamp)
-        clean = Clean(key, stamp)
-        for path, entry in snap.entries.items():
-            row = trusted.get(path)
-            ok = row is not None and self._unchanged(entry, row[1], snap)
-            clean.still(path, row[0] if ok and row is not None else None)
-        for owner, label in snap.latest:
-            if owner == self.spec.agent and label.startswith(LABEL_PREFIX):
-                scheme = self._scheme_path(label)
-                if scheme is None or snap.bound_blocks.get((owner, label)) != scheme:
-                    clean.name(label)
-        return clean, snap
-
-    def _patch(self, clean: Clean, key: list[str | None]) -> bool:
-        """Bring ``clean`` forward to ``key``: paths whose block or base changed since are no
-        longer clean, labels of changed blocks may name new paths. False: it cannot be."""
-        if len(clean.key) != 3 or clean.key[2] != key[2]:
-            return False
-        index = self.base_index()
-        since_blocks, since_bases = clean.key[0], clean.key[1]
-        if since_blocks != key[0]:
-            changed = index.blocks_changed_since(since_blocks)
-            if changed is None:
-                return False
-            by_owner: dict[str, list[str]] = {}
-            for owner, label in changed:
-                by_owner.setdefault(owner, []).append(label)
-                if owner == self.spec.agent and label.startswith(LABEL_PREFIX):
-                    clean.name(label)
-            for owner, labels in by_owner.items():
-                for path in self._bound_paths(owner, labels):
-                    clean.still(path, None)
-        if since_bases != key[1]:
-            try:
-                changes = self.bases.changes(since_bases)
-            except BlocksyncError:
-                return False
-            self._rebind(clean, [(c.path, c.binding) for c in changes])
-        if clean.key != key:
-            clean.key, clean.dirty = key, True
-        return True
-
-    def _bound_paths(self, owner: str, labels: list[str]) -> list[str]:
-        """The paths bound to blocks ``labels`` of ``owner``: looked up at the paths their
-        labels name first (the usual binding), the others by a pass over the bindings."""
-        index = self.base_index()
-        scheme = {}
-        if owner == self.spec.agent:
-            scheme = {path: label for label in labels if (path := self._scheme_path(label))}
-        found = index.entries_of(self.key, scheme)
-        paths = [
-            path
-            for path, entry in found.items()
-            if (entry.owner, entry.label) == (owner, scheme[path])
-        ]
-        others = set(labels).difference(scheme[path] for path in paths)
-        return paths + list(index.paths_of_blocks(self.key, owner, others).values())
-
-    def _rebind(self, clean: Clean, changes: Iterable[tuple[str, Bound | None]]) -> None:
-        """Paths whose binding or base changed (binding None: forgotten) are not clean; the
-        blocks their labels name may name them now (unless bound there: the usual case)."""
-        for path, binding in changes:
-            if binding is None:
-                clean.forget(path)
-                clean.rebound = True  # a stat row may be left over
-            else:
-                clean.still(path, None)
-            named = self._scheme_label(path)
-            ours = binding is not None and (binding.owner, binding.label) == (
-                self.spec.agent,
-                named,
-            )
-            if named is not None and not ours:
-                clean.name(named)
-
     def _unname(self, clean: Clean) -> None:
         """Drop the named labels bound at the very path they name (the usual end of a block
         changed since: it is a candidate as that path's block), so they stay few."""
@@ -704,7 +604,7 @@ class FileSource:
             if (entry.owner, entry.label) == (agent, at[path]):
                 clean.unname(at[path])
 
-    def _partial(self, clean: Clean, rest: Iterable[str]) -> _Snapshot:
+    def _partial(self, clean: Clean, rest: Iterable[str]) -> Snapshot:
         """The snapshot of the ``rest`` of the paths (and of the named blocks) only."""
         index = self.base_index()
         agent = self.spec.agent
@@ -730,15 +630,15 @@ class FileSource:
             for label, path in index.paths_of_blocks(self.key, agent, new).items()
         }
         self.bases.expect(entries)
-        return _Snapshot(entries, bound, latest)
+        return Snapshot(entries, bound, latest)
 
     def _plan_all(
         self, survey: Survey, outcome: ReconcileOutcome, allow_mass_delete: bool
-    ) -> tuple[Clean, _Snapshot, set[str], list[str]]:
+    ) -> tuple[Clean, Snapshot, set[str], list[str]]:
         """A run over all paths: the clean paths, the snapshot of the rest, every candidate,
         and the rest: those not found unchanged by their stat alone (listed as unchanged in
         ``outcome``)."""
-        clean, snap = self._clean()
+        clean, snap = self._clean_rows().load()
         bound = clean.bound
         stats = survey.stats
         missed = {path for path, stat in stats.items() if bound.get(path) != stat}
@@ -834,7 +734,7 @@ class FileSource:
                         if (path := item.path) not in moved or path in redone
                     ]
             if not dry_run:
-                if clean is not None and self._orphans_possible(clean, every):
+                if clean is not None and self._clean_rows().orphans_possible(clean, every):
                     self.stat_cache().known_paths()
                 hashing.record(
                     (p.path for p in plans if _rewrites(p.decision)),
@@ -852,53 +752,27 @@ class FileSource:
         self.skipped = list(outcome.skipped)
         return outcome
 
-    def _orphans_possible(self, clean: Clean, every: set[str]) -> bool:
-        """May the stat cache hold rows of paths that are no candidate (to drop)? Rows are
-        written for candidates only: when bindings changed, or when there are more rows
-        than candidates, some may be left over (a row of a path never bound and gone is
-        left for then: only a hint, and of a stat that no longer exists)."""
-        if clean.rebound:
-            return True
-        rows = self.stat_cache().count()
-        return rows is not None and rows > len(every)
-
-    def _advance_blocks(self, clean: Clean) -> None:
-        """Move ``clean``'s main commit over this call's own commits, when nobody else's came
-        between (the blocks they changed are of paths this call decided: not clean)."""
-        index = self.base_index()
-        for commit in self._blocks_written:
-            if index.blocks_parent(commit) != (True, clean.key[0]):
-                return  # the next run reads what changed since from the version index
-            clean.key = [commit, clean.key[1], clean.key[2]]
-            clean.dirty = True
-
     def _keep_clean(self, clean: Clean, ordered: list[NoChange | _Plan], hashing: Hashing) -> None:
         """Save ``clean`` with what this run found of the paths it decided one by one (still
         valid for its key: what the run wrote shows as changes since it, at the next run)."""
-        for item in ordered:
-            if item.path in clean.bound:
-                unchanged = isinstance(item, NoChange)
-                clean.still(item.path, hashing.settled(item.path) if unchanged else None)
-        self._advance_blocks(clean)
-        based: dict[str, str | None] = {}  # path -> the base this call's commits gave it
-        for parent, commit, written in self._bases_written:
-            if parent != clean.key[1]:
-                break  # another writer came between: the next run reads the changes from git
-            self._rebind(clean, [(path, binding) for path, binding, _ in written])
-            based.update((path, text) for path, _, text in written)
-            clean.key = [clean.key[0], commit, clean.key[2]]
-            clean.dirty = True
+        rows = self._clean_rows()
+        rows.found(
+            clean,
+            {
+                item.path: hashing.settled(item.path) if isinstance(item, NoChange) else None
+                for item in ordered
+            },
+        )
+        based = rows.advance(clean, self._blocks_written, self._bases_written)
         for item in ordered:  # a file this call left as it was, now in its block and base too
             if isinstance(item, _Plan) and item.path in based and _settles(item, based):
                 clean.still(item.path, hashing.settled(item.path))
-        if clean.dirty:
-            clean.stamp = max(clean.stamp, hashing.stamp)
-            self.stat_cache().save_clean(clean)
+        rows.save(clean, hashing.stamp)
 
     def _decide(
         self,
         wanted: list[str],
-        snap: _Snapshot,
+        snap: Snapshot,
         disk: Roots,
         survey: Survey | None,
         outcome: ReconcileOutcome,
@@ -916,7 +790,7 @@ class FileSource:
                 outcome.skipped.append(Skipped(path, stopped))
                 continue
             entry = entries.get(path)
-            if entry is not None and self._unchanged(entry, hashing.known(path), snap):
+            if entry is not None and unchanged(entry, hashing.known(path), snap.latest):
                 ordered.append(NoChange(path))  # listed with the stat its hash was cached with
                 continue
             index, rel = self._locate(path)
@@ -930,7 +804,7 @@ class FileSource:
             if entry is not None:  # a bound path's file is read first anyway (see _classify)
                 listed = survey is not None and path in survey.present
                 read = hashing.read(path, folder, rel, listed=listed)
-                if self._unchanged(entry, read.sha256, snap):
+                if unchanged(entry, read.sha256, snap.latest):
                     ordered.append(NoChange(path))
                     continue
             target = FileTarget(
@@ -966,19 +840,10 @@ class FileSource:
                 plan.owner, plan.label, plan.base, disk_text, plan.agent
             )
 
-    @staticmethod
-    def _unchanged(entry: BaseEntry, disk_hash: str | None, snap: _Snapshot) -> bool:
-        """Are the file (its bytes' sha256 ``disk_hash``) and the block of bound path
-        ``entry`` both its base? What :meth:`_classify` finds first, without a target or plan."""
-        if disk_hash is None or disk_hash != entry.base_sha256:
-            return False
-        latest = snap.latest.get((entry.owner, entry.label))
-        return latest is not None and latest[1] == entry.base_blob
-
     def _classify(
         self,
         target: FileTarget,
-        snap: _Snapshot,
+        snap: Snapshot,
         folder: Folder,
         hashing: Hashing,
         read: Read | None = None,
@@ -1325,6 +1190,50 @@ class FileSource:
         before it)."""
         self._check_owner(block.agent_id)
         return self.blocks.diff(block.agent_id, block.label, from_, to).unified
+
+
+class _NamedRows(CleanRows):
+    """The clean row of a folder source, with its label scheme: the labels of blocks that
+    may name a path not bound to them (``Clean.named``), and bound blocks looked up at the
+    paths their labels name first."""
+
+    def __init__(self, source: FileSource) -> None:
+        super().__init__(
+            source.stat_cache(),
+            source.base_index(),
+            source.bases,
+            source.blocks,
+            "\0".join([source.spec.agent, *source.tags]),
+        )
+        self.source = source
+        self.agent = source.spec.agent
+
+    def owners(self) -> set[str]:
+        return {self.agent}
+
+    def made(self, clean: Clean, snap: Snapshot) -> None:
+        for owner, label in snap.latest:
+            if owner == self.agent and label.startswith(LABEL_PREFIX):
+                scheme = self.source._scheme_path(label)
+                if scheme is None or snap.bound_blocks.get((owner, label)) != scheme:
+                    clean.name(label)
+
+    def block_changed(self, clean: Clean, owner: str, label: str) -> None:
+        if owner == self.agent and label.startswith(LABEL_PREFIX):
+            clean.name(label)  # it may name a new path
+
+    def named_paths(self, owner: str, labels: Iterable[str]) -> dict[str, str]:
+        if owner != self.agent:
+            return {}
+        scheme = self.source._scheme_path
+        return {path: label for label in labels if (path := scheme(label))}
+
+    def rebound(self, clean: Clean, path: str, binding: Bound | None) -> None:
+        # the block its label names may name it now (unless bound there: the usual case)
+        named = self.source._scheme_label(path)
+        ours = binding is not None and (binding.owner, binding.label) == (self.agent, named)
+        if named is not None and not ours:
+            clean.name(named)
 
 
 def root_tag(root: Path) -> str:
