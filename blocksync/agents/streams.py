@@ -51,6 +51,7 @@ from blocksync.plugins.batch import BlockBatch
 from blocksync.plugins.bridges import WasmDataStream
 from blocksync.shared.wit import BlockRef, SourceStatus
 from blocksync.store.blocks import BlockStore
+from blocksync.sync.reconciler import Locker
 from blocksync.sync.run import Cause, Run
 
 STOPPED, RUNNING, PAUSED = (
@@ -278,13 +279,39 @@ class Stream:
         return results
 
 
-class Streams:
-    """The data streams blocksync.toml configures (``source_kind`` stream or both)."""
+#: what ``blocksync stream pull`` writes into the run lock's note
+PULL_COMMAND = "blocksync stream pull"
 
-    def __init__(self, plugins: PluginSet, log: NotificationLog) -> None:
+
+class Streams:
+    """The data streams blocksync.toml configures (``source_kind`` stream or both).
+
+    ``locked(command, wait, timeout)`` holds the store's run lock (the workspace's): what
+    :meth:`pull` takes, so that a pull does not run beside a sync pulling the same stream."""
+
+    def __init__(
+        self, plugins: PluginSet, log: NotificationLog, locked: Locker | None = None
+    ) -> None:
         self._plugins = plugins
         self._log = log
+        self._locked = locked
         self._open: dict[str, Stream] = {}
+
+    def pull(
+        self,
+        key: str,
+        limit: int | None = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> StreamPull:
+        """Pull stream ``key`` once (:meth:`Stream.pull`) under the run lock: held by another
+        run, :class:`~blocksync.errors.RunLockHeld` at once, or with ``wait`` once ``timeout``
+        seconds (None: no limit) passed."""
+        stream = self.get(key)  # an unknown key is refused before the lock is taken
+        held = nullcontext() if self._locked is None else self._locked(PULL_COMMAND, wait, timeout)
+        with held:
+            return stream.pull(limit)
 
     def keys(self) -> list[str]:
         """Every plugin configured as a stream, in configuration order."""
