@@ -24,8 +24,8 @@ from blocksync.sync import runlock
 
 from ..plugin_builds import built_plugin
 from ..stores import make_store
-from .test_run_lock_cli import blocksync, finish, popen
 from ..test_sync import ENV
+from .test_run_lock_cli import blocksync, finish, popen
 
 #: a process holding the run lock until told
 HOLDER = textwrap.dedent(
@@ -179,3 +179,12 @@ def test_the_library_pull_takes_the_lock_too(store: Path, holder: Holder) -> Non
         assert ws.streams.get("echo").status().cursor is None  # nothing pulled
         holder.release()
         assert ws.streams.pull("echo", wait=True, timeout=30).cursor == "5"
+
+
+def test_the_readme_shows_them_on_each_and_says_what_they_mean_once() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `blocksync ")]
+    for path in LOCKING:
+        (row,) = [r for r in rows if r.startswith(f"| `blocksync {path} ")]
+        assert "[--wait] [--timeout S]" in row, row
+    assert readme.count("mean the same on every command that takes the run lock") == 1
