@@ -11,8 +11,11 @@ a later process knows it, and so does a rebuilt index::
 Any other call is :class:`~blocksync.errors.InvalidTransition`, raised before the plugin is
 called. A plugin's answer decides a valid call: if ``start``/``stop`` return an error or any call
 traps, the state stays. A new process has a fresh plugin instance: before a transition, if the
-plugin says ``stopped`` while the host's state is running or paused, the host first brings it
-back there (``start(owner)``, then ``pause``).
+plugin says ``stopped`` while the host's state is running or paused, the host first restores it
+(``start(owner)``, then ``pause``) -- as a restore, not a new start: the plugin's
+``sync.restoring()`` is true meanwhile (so it can skip what a start does beyond its own state),
+and a notification it emits then that the stream stored already (same text and blocks) is
+dropped, so a start that notifies notifies once, however many processes move the stream.
 
 **Pull** (``pull(limit)``): the host passes the stream's stored cursor to ``pull(limit,
 cursor)``. The WIT's ``pull`` returns notifications only, so the plugin names its new cursor with
@@ -174,13 +177,15 @@ class Stream:
         return row
 
     def _restore(self, row: StreamRow) -> None:
-        """Bring a fresh plugin instance to the state the host stored (another process set it)."""
+        """Bring a fresh plugin instance to the state the host stored (another process set it),
+        as a restore: the plugin's ``sync.restoring`` says so, and what it emits again is not
+        stored twice (:meth:`NotificationLog.restoring`)."""
         if row.state == STOPPED or self.bridge.status() is not SourceStatus.STOPPED:
             return
-        with self._log.during(self.key, "data-stream.start"):
+        with self._log.restoring(self.key), self._log.during(self.key, "data-stream.start"):
             self.bridge.start(row.owner or self._plugins.specs[self.key].agent)
-        if row.state == PAUSED:
-            self.bridge.pause()
+            if row.state == PAUSED:
+                self.bridge.pause()
 
     def start(self, owner: str | None = None) -> StreamStatus:
         """stopped -> running: the plugin's ``start(owner)`` (owner: the agent it is attached to)."""
