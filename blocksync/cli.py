@@ -1283,6 +1283,7 @@ def tool_list(obj: _Context, as_json: bool) -> None:
 )
 @click.option("--agent", help="The calling agent (agent_id in the call's meta).")
 @click.option("--call-id", help="The call's id (default: a new one).")
+@lock_options()
 @json_option
 @pass_ctx
 def tool_run(
@@ -1291,15 +1292,18 @@ def tool_run(
     params_text: str,
     agent: str | None,
     call_id: str | None,
+    wait: bool,
+    timeout: float | None,
     as_json: bool,
 ) -> None:
     """Call a tool: params checked against its schema (exit 2 naming the field), its output
-    printed as JSON (--json: with the call's id, agent and origin). A failing tool exits 1."""
+    printed as JSON (--json: with the call's id, agent and origin). A failing tool exits 1.
+    blocksync_conflict_resolve takes the run lock (exit 75; --wait: the call holds it)."""
     if params_text == "-":
         params_text = decode_text(sys.stdin.buffer.read(), "standard input")
     params = tools_mod.params_from_json(params_text)
     with obj.open() as ws:
-        call = ws.tools.run(name, params, agent=agent, call_id=call_id)
+        call = ws.tools.run(name, params, agent=agent, call_id=call_id, wait=wait, timeout=timeout)
     if as_json:
         _print_json(call)
     else:

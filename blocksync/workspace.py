@@ -402,7 +402,9 @@ class Workspace(AbstractContextManager["Workspace"]):
             from .agents.tools import ToolBox
 
             self._tools = ToolBox(
-                self.plugins, builtin_tools(self.conflicts, self.blocks, self.config.may_act_for)
+                self.plugins,
+                builtin_tools(self.conflicts, self.blocks, self.config.may_act_for),
+                self._locker,
             )
         return self._tools
 

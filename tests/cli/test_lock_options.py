@@ -24,8 +24,8 @@ from blocksync.sync import runlock
 
 from ..plugin_builds import built_plugin
 from ..stores import make_store
-from ..test_sync import ENV
-from .test_run_lock_cli import blocksync, finish, popen
+from ..test_sync import ENV, add_source
+from .test_run_lock_cli import _open_conflict, blocksync, finish, popen
 
 #: a process holding the run lock until told
 HOLDER = textwrap.dedent(
@@ -50,7 +50,10 @@ LOCKING = {
     "pull": [],
     "push": [],
     "stream pull": ["echo"],
+    "tool run": ["blocksync_conflict_resolve", "--params", '{"id": "c-nonesuch", "take": "disk"}'],
 }
+#: takes the lock only for a tool that does, on a conflict that exists (see its own test)
+AT_ONCE = [path for path in LOCKING if path != "tool run"]
 
 
 def _command(path: str) -> click.Command:
@@ -140,7 +143,7 @@ def test_no_other_command_takes_them() -> None:
     assert with_wait == set(LOCKING)
 
 
-@pytest.mark.parametrize("path", list(LOCKING))
+@pytest.mark.parametrize("path", AT_ONCE)
 def test_a_held_lock_without_wait_fails_at_once_naming_wait(
     store: Path, holder: Holder, path: str
 ) -> None:
@@ -188,3 +191,29 @@ def test_the_readme_shows_them_on_each_and_says_what_they_mean_once() -> None:
         (row,) = [r for r in rows if r.startswith(f"| `blocksync {path} ")]
         assert "[--wait] [--timeout S]" in row, row
     assert readme.count("mean the same on every command that takes the run lock") == 1
+
+
+def test_tool_run_of_the_resolve_tool_fails_at_once_or_waits(store: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("first line\nsecond line\n", encoding="utf-8")
+    add_source(store, "notes", notes)
+    conflict = _open_conflict(store, notes)
+    args = ["tool", "run", "blocksync_conflict_resolve", "--params"]
+    params = json.dumps({"id": conflict, "take": "disk"})
+    holder = Holder(store)
+    try:
+        done = blocksync(store, *args, params)
+        assert done.returncode == 75, (done.stdout, done.stderr)
+        assert "test holder" in done.stderr and "pass --wait" in done.stderr
+        waiting = popen(store, *args, params, "--wait", "--json")
+        try:
+            time.sleep(1.0)
+            assert waiting.poll() is None, "it should still be waiting for the lock"
+            holder.release()
+        finally:
+            out, err = finish(waiting)
+    finally:
+        holder.close()
+    assert waiting.returncode == 0, err
+    assert json.loads(out)["output"]["status"] == "resolved"
