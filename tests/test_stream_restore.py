@@ -10,8 +10,6 @@ stored again. Real components (``echo_stream`` notifies on every start, unaware 
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,42 +18,12 @@ import blocksync
 from blocksync.index.notifications import NotificationLog
 from blocksync.shared.wit import BlockRef
 
-from .feedserver import FeedServer, feed_server, feed_table
-from .plugin_builds import built_plugin
-from .stores import make_store
-from .test_sync import BLOCKSYNC, ENV
+from . import test_notifications as base
+from .test_sync import cli as run
 
+server = base.server
+store = base.store  # the echo and feed streams of alice
 ECHO_START = ["echo stream started for alice", "second notification"]
-
-
-@pytest.fixture
-def server() -> Iterator[FeedServer]:
-    with feed_server() as srv:
-        yield srv
-
-
-@pytest.fixture
-def store(tmp_path: Path, server: FeedServer) -> Path:
-    return make_store(
-        tmp_path / "store",
-        {
-            "echo": {"path": built_plugin("echo_stream"), "source_kind": "stream"},
-            "feed": feed_table(server),
-        },
-    )
-
-
-def run(store: Path, *args: str) -> str:
-    done = subprocess.run(
-        [BLOCKSYNC, "--store", str(store), *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        check=False,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def texts(store: Path, source: str, unacked: bool = False) -> list[str]:

@@ -15,6 +15,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -160,8 +161,9 @@ def test_wait_with_a_timeout_gives_up_with_75(store: Path, holder: Holder, path:
     assert "another run holds the run lock" in done.stderr and "(waited " in done.stderr
 
 
-def test_stream_pull_waits_and_proceeds_once_released(store: Path, holder: Holder) -> None:
-    waiting = popen(store, "stream", "pull", "echo", "--wait", "--timeout", "120", "--json")
+def waits_for(holder: Holder, store: Path, *args: str) -> Any:
+    """Run ``blocksync ARGS --wait --json``, see it wait, release the lock: its JSON output."""
+    waiting = popen(store, *args, "--wait", "--json")
     try:
         time.sleep(1.0)
         assert waiting.poll() is None, "it should still be waiting for the lock"
@@ -169,7 +171,11 @@ def test_stream_pull_waits_and_proceeds_once_released(store: Path, holder: Holde
     finally:
         out, err = finish(waiting)
     assert waiting.returncode == 0, err
-    result = json.loads(out)
+    return json.loads(out)
+
+
+def test_stream_pull_waits_and_proceeds_once_released(store: Path, holder: Holder) -> None:
+    result = waits_for(holder, store, "stream", "pull", "echo", "--timeout", "120")
     assert result["stream"] == "echo" and result["returned"] == 5 and result["cursor"] == "5"
 
 
@@ -206,14 +212,6 @@ def test_tool_run_of_the_resolve_tool_fails_at_once_or_waits(store: Path, tmp_pa
         done = blocksync(store, *args, params)
         assert done.returncode == 75, (done.stdout, done.stderr)
         assert "test holder" in done.stderr and "pass --wait" in done.stderr
-        waiting = popen(store, *args, params, "--wait", "--json")
-        try:
-            time.sleep(1.0)
-            assert waiting.poll() is None, "it should still be waiting for the lock"
-            holder.release()
-        finally:
-            out, err = finish(waiting)
+        assert waits_for(holder, store, *args, params)["output"]["status"] == "resolved"
     finally:
         holder.close()
-    assert waiting.returncode == 0, err
-    assert json.loads(out)["output"]["status"] == "resolved"
