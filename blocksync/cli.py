@@ -192,28 +192,39 @@ def _print_json(value: Any) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-wait_option = click.option(
-    "--wait", is_flag=True, help="Wait for a run holding the run lock instead of exiting 75."
-)
-#: sync and reconcile: the timeout bounds the whole run, the wait for the lock included
-run_timeout_option = click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="Sources not started within SECONDS (lock wait included) are reported failed.",
-)
+
+
+def lock_options(bounds_run: bool = False) -> Callable[[F], F]:
+    """``--wait`` and ``--timeout`` of every command that takes the run lock, with one
+    meaning: wait for the lock (up to SECONDS) instead of exiting 75 at once. ``bounds_run``:
+    sync and reconcile, whose SECONDS also bound the run (sources not started by then fail)."""
+    also = (
+        " The same SECONDS bound the whole run: sources not started by then are reported failed."
+        if bounds_run
+        else ""
+    )
+
+    def decorate(f: F) -> F:
+        f = click.option(
+            "--timeout",
+            type=click.FloatRange(min=0),
+            metavar="SECONDS",
+            help="With --wait: give up (exit 75) after waiting SECONDS for the run lock." + also,
+        )(f)
+        return click.option(
+            "--wait",
+            is_flag=True,
+            help="Wait for the run lock while another run holds it, instead of exiting 75.",
+        )(f)
+
+    return decorate
+
+
 allow_mass_delete_option = click.option(
     "--allow-mass-delete",
     is_flag=True,
     help="Confirm deletions of more than half of a source's synced paths at once (from the "
     "disk, the agent or a remote side); without it such a source is refused (exit 1).",
-)
-#: conflicts resolve/undo: there are no sources, so it bounds the wait for the lock only
-lock_timeout_option = click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="With --wait: give up (exit 75) after waiting SECONDS for the run lock.",
 )
 
 
@@ -558,8 +569,7 @@ def fsck(obj: _Context, as_json: bool) -> None:
     metavar="MINUTES",
     help="Keep unreferenced objects younger than this (a writer may not have moved its ref yet).",
 )
-@wait_option
-@lock_timeout_option
+@lock_options()
 @json_option
 @pass_ctx
 def gc(obj: _Context, grace: float, wait: bool, timeout: float | None, as_json: bool) -> None:
@@ -782,8 +792,7 @@ def plugin_check(obj: _Context, path: Path, config_file: Path | None, as_json: b
     is_flag=True,
     help="Decide every path, write nothing; takes no run lock, so it runs beside a sync.",
 )
-@wait_option
-@run_timeout_option
+@lock_options(bounds_run=True)
 @allow_mass_delete_option
 @json_option
 @pass_ctx
@@ -914,8 +923,7 @@ def conflicts_show(obj: _Context, conflict_id: str, as_json: bool) -> None:
     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
     help="Resolve with this file's content ('-': standard input).",
 )
-@wait_option
-@lock_timeout_option
+@lock_options()
 @json_option
 @pass_ctx
 def conflicts_resolve(
@@ -954,8 +962,7 @@ def conflicts_resolve(
 
 @conflicts.command("undo")
 @click.argument("conflict_id")
-@wait_option
-@lock_timeout_option
+@lock_options()
 @pass_ctx
 def conflicts_undo(obj: _Context, conflict_id: str, wait: bool, timeout: float | None) -> None:
     """Undo a resolution: both sides and the base go back to what they were, the conflict reopens.
@@ -975,8 +982,7 @@ def demo(obj: _Context) -> None:
 
 
 @cli.command("sync")
-@wait_option
-@run_timeout_option
+@lock_options(bounds_run=True)
 @allow_mass_delete_option
 @json_option
 @pass_ctx
@@ -1112,12 +1118,15 @@ _lifecycle("resume", "Resume stream KEY (paused -> running).")
 @stream.command("pull")
 @click.argument("key")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many (default: the cap).")
+@lock_options()
 @json_option
 @pass_ctx
-def stream_pull(obj: _Context, key: str, limit: int | None, as_json: bool) -> None:
+def stream_pull(
+    obj: _Context, key: str, limit: int | None, wait: bool, timeout: float | None, as_json: bool
+) -> None:
     """Pull stream KEY once, under the run lock; store what it delivers with its new cursor."""
-    with obj.open() as ws, _writing(), ws.locked("blocksync stream pull"):
-        result = ws.streams.get(key).pull(limit)
+    with obj.open() as ws, _writing():
+        result = ws.streams.pull(key, limit, wait=wait, timeout=timeout)
     if as_json:
         _print_json(result.to_json())
         return
@@ -1171,8 +1180,7 @@ def remote_remove(obj: _Context, name: str) -> None:
 
 @cli.command()
 @click.argument("name", required=False)
-@wait_option
-@lock_timeout_option
+@lock_options()
 @allow_mass_delete_option
 @json_option
 @pass_ctx
@@ -1211,8 +1219,7 @@ def pull(
 
 @cli.command()
 @click.argument("name", required=False)
-@wait_option
-@lock_timeout_option
+@lock_options()
 @allow_mass_delete_option
 @json_option
 @pass_ctx
@@ -1276,6 +1283,7 @@ def tool_list(obj: _Context, as_json: bool) -> None:
 )
 @click.option("--agent", help="The calling agent (agent_id in the call's meta).")
 @click.option("--call-id", help="The call's id (default: a new one).")
+@lock_options()
 @json_option
 @pass_ctx
 def tool_run(
@@ -1284,15 +1292,18 @@ def tool_run(
     params_text: str,
     agent: str | None,
     call_id: str | None,
+    wait: bool,
+    timeout: float | None,
     as_json: bool,
 ) -> None:
     """Call a tool: params checked against its schema (exit 2 naming the field), its output
-    printed as JSON (--json: with the call's id, agent and origin). A failing tool exits 1."""
+    printed as JSON (--json: with the call's id, agent and origin). A failing tool exits 1.
+    blocksync_conflict_resolve takes the run lock (exit 75; --wait: the call holds it)."""
     if params_text == "-":
         params_text = decode_text(sys.stdin.buffer.read(), "standard input")
     params = tools_mod.params_from_json(params_text)
     with obj.open() as ws:
-        call = ws.tools.run(name, params, agent=agent, call_id=call_id)
+        call = ws.tools.run(name, params, agent=agent, call_id=call_id, wait=wait, timeout=timeout)
     if as_json:
         _print_json(call)
     else:

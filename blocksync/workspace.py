@@ -162,7 +162,11 @@ class Workspace(AbstractContextManager["Workspace"]):
         if self._streams is None:
             from .agents.streams import Streams
 
-            self._streams = Streams(self.plugins, self.notifications)
+            self._streams = Streams(
+                self.plugins,
+                self.notifications,
+                self._locker,
+            )
         return self._streams
 
     @property
@@ -235,6 +239,12 @@ class Workspace(AbstractContextManager["Workspace"]):
         if run_id is not None:
             info["run_id"] = run_id
         return runlock.hold(self.root / runlock.LOCK_FILE, wait, timeout, info=info, clock=clock)
+
+    def _locker(
+        self, command: str, wait: bool, timeout: float | None
+    ) -> AbstractContextManager[runlock.RunLock]:
+        """:meth:`locked` as the library's writers take it (a ``Locker``)."""
+        return self.locked(command, wait=wait, timeout=timeout)
 
     def reconcile(
         self,
@@ -380,7 +390,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         return Conflicts(
             self.conflict_index,
             lambda: self.reconciler,
-            lambda command, wait, timeout: self.locked(command, wait=wait, timeout=timeout),
+            self._locker,
         )
 
     @property
@@ -392,7 +402,9 @@ class Workspace(AbstractContextManager["Workspace"]):
             from .agents.tools import ToolBox
 
             self._tools = ToolBox(
-                self.plugins, builtin_tools(self.conflicts, self.blocks, self.config.may_act_for)
+                self.plugins,
+                builtin_tools(self.conflicts, self.blocks, self.config.may_act_for),
+                self._locker,
             )
         return self._tools
 

@@ -70,7 +70,7 @@ def store(tmp_path: Path, built: dict[str, Path], hostile_wasm: Path) -> Iterato
                 "sink_stream": {"path": built["kitchen_sink"], "source_kind": "stream"},
                 "stream": {"path": built["echo_stream"], "source_kind": "stream"},
                 "tool": {"path": built["echo_tool"]},
-                "ticks": {"path": built["stream_tool"], "source_kind": "both"},
+                "ticks": {"path": built["stream_tool"], "source_kind": "stream"},
                 "files_ro": {"path": built["echo_files"], "dir": tmp_path / "ro"},
                 "files_rw": {
                     "path": built["echo_files"],

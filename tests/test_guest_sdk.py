@@ -335,6 +335,7 @@ class FakeHost:
         self.bases: dict[str, tuple[Record, str]] = {}
         self.versions = {"v1": "first text\n"}
         self.http = {"https://ok.test/": (200, b"hello")}
+        self.restore = False
 
     # host
     def memory_create_block(
@@ -440,6 +441,9 @@ class FakeHost:
     def dry_run(self) -> bool:
         return False
 
+    def restoring(self) -> bool:
+        return self.restore  # a test sets it to replay a stream's start as a restore
+
     def report_conflict(self, path: str, block: Record, disk: str | None, reason: str) -> None:
         self.conflicts.append((path, fields(block), disk, reason))
 
@@ -502,6 +506,7 @@ class FakeHost:
             "read-blocks",
             "write-blocks",
             "dry-run",
+            "restoring",
             "report-conflict",
             "merge3",
             "block-history",
@@ -697,6 +702,13 @@ def test_stream_notifications_status_and_pull(guest: Callable[..., Guest]) -> No
     assert g("data-stream", "pull", 10, "x").startswith("ValueError: invalid literal")
     schemas = [fields(s)["schema-json"] for s in g("data-stream", "block-schemas")]
     assert schemas == ['{"type": "string"}', '{"type": "object"}']
+
+
+def test_a_stream_asks_whether_its_start_is_a_restore(guest: Callable[..., Guest]) -> None:
+    g = guest("echo_stream")
+    g.host.restore = True
+    assert g("data-stream", "start", "agent") is None
+    assert (2, "start for agent, restoring: True") in g.host.logs
 
 
 def test_tool_json_in_and_out(guest: Callable[..., Guest]) -> None:

@@ -115,7 +115,7 @@ def test_a_discovered_plugin_without_config_is_attached_to_nothing(
 def test_configured_and_discovered_make_one_entry(tmp_path: Path, wat: Path) -> None:
     ws = open_store(
         tmp_path,
-        {"mytool": {"path": "plugins/wat.wasm", "name": "My tool", "source_kind": "both"}},
+        {"mytool": {"path": "plugins/wat.wasm", "name": "My tool", "source_kind": "tool"}},
         {
             "wat.wasm": wat,
             "wat.toml": 'description = "hostile"\n[needs]\nlimits = { timeout = 1 }\n',

@@ -11,8 +11,11 @@ a later process knows it, and so does a rebuilt index::
 Any other call is :class:`~blocksync.errors.InvalidTransition`, raised before the plugin is
 called. A plugin's answer decides a valid call: if ``start``/``stop`` return an error or any call
 traps, the state stays. A new process has a fresh plugin instance: before a transition, if the
-plugin says ``stopped`` while the host's state is running or paused, the host first brings it
-back there (``start(owner)``, then ``pause``).
+plugin says ``stopped`` while the host's state is running or paused, the host first restores it
+(``start(owner)``, then ``pause``) -- as a restore, not a new start: the plugin's
+``sync.restoring()`` is true meanwhile (so it can skip what a start does beyond its own state),
+and a notification it emits then that the stream stored already (same text and blocks) is
+dropped, so a start that notifies notifies once, however many processes move the stream.
 
 **Pull** (``pull(limit)``): the host passes the stream's stored cursor to ``pull(limit,
 cursor)``. The WIT's ``pull`` returns notifications only, so the plugin names its new cursor with
@@ -51,6 +54,7 @@ from blocksync.plugins.batch import BlockBatch
 from blocksync.plugins.bridges import WasmDataStream
 from blocksync.shared.wit import BlockRef, SourceStatus
 from blocksync.store.blocks import BlockStore
+from blocksync.sync.reconciler import Locker
 from blocksync.sync.run import Cause, Run
 
 STOPPED, RUNNING, PAUSED = (
@@ -173,13 +177,15 @@ class Stream:
         return row
 
     def _restore(self, row: StreamRow) -> None:
-        """Bring a fresh plugin instance to the state the host stored (another process set it)."""
+        """Bring a fresh plugin instance to the state the host stored (another process set it),
+        as a restore: the plugin's ``sync.restoring`` says so, and what it emits again is not
+        stored twice (:meth:`NotificationLog.restoring`)."""
         if row.state == STOPPED or self.bridge.status() is not SourceStatus.STOPPED:
             return
-        with self._log.during(self.key, "data-stream.start"):
+        with self._log.restoring(self.key), self._log.during(self.key, "data-stream.start"):
             self.bridge.start(row.owner or self._plugins.specs[self.key].agent)
-        if row.state == PAUSED:
-            self.bridge.pause()
+            if row.state == PAUSED:
+                self.bridge.pause()
 
     def start(self, owner: str | None = None) -> StreamStatus:
         """stopped -> running: the plugin's ``start(owner)`` (owner: the agent it is attached to)."""
@@ -278,13 +284,39 @@ class Stream:
         return results
 
 
-class Streams:
-    """The data streams blocksync.toml configures (``source_kind`` stream or both)."""
+#: what ``blocksync stream pull`` writes into the run lock's note
+PULL_COMMAND = "blocksync stream pull"
 
-    def __init__(self, plugins: PluginSet, log: NotificationLog) -> None:
+
+class Streams:
+    """The data streams blocksync.toml configures (``source_kind`` stream or both).
+
+    ``locked(command, wait, timeout)`` holds the store's run lock (the workspace's): what
+    :meth:`pull` takes, so that a pull does not run beside a sync pulling the same stream."""
+
+    def __init__(
+        self, plugins: PluginSet, log: NotificationLog, locked: Locker | None = None
+    ) -> None:
         self._plugins = plugins
         self._log = log
+        self._locked = locked
         self._open: dict[str, Stream] = {}
+
+    def pull(
+        self,
+        key: str,
+        limit: int | None = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> StreamPull:
+        """Pull stream ``key`` once (:meth:`Stream.pull`) under the run lock: held by another
+        run, :class:`~blocksync.errors.RunLockHeld` at once, or with ``wait`` once ``timeout``
+        seconds (None: no limit) passed."""
+        stream = self.get(key)  # an unknown key is refused before the lock is taken
+        held = nullcontext() if self._locked is None else self._locked(PULL_COMMAND, wait, timeout)
+        with held:
+            return stream.pull(limit)
 
     def keys(self) -> list[str]:
         """Every plugin configured as a stream, in configuration order."""

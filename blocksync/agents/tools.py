@@ -46,6 +46,7 @@ from blocksync.errors import (
 )
 from blocksync.plugins import PluginSet
 from blocksync.sync.protocol import Tool
+from blocksync.sync.reconciler import Locker
 from blocksync.text import check_json_depth, parse_json
 
 from .agent_tools import PREFIX
@@ -200,6 +201,10 @@ def params_from_json(text: str) -> Any:
 # -- the tool box --------------------------------------------------------------------------------
 
 
+#: what a tool call waiting for the run lock writes into the lock's note
+TOOL_RUN_COMMAND = "blocksync tool run"
+
+
 class ToolBox:
     """``ws.tools``: the built-in tools and the tools of the configured plugins.
 
@@ -208,8 +213,14 @@ class ToolBox:
     name is not offered: :meth:`problems` says why, as it does for plugins that fail to load.
     """
 
-    def __init__(self, plugins: PluginSet | None, builtin_tools: Sequence[Tool]) -> None:
+    def __init__(
+        self,
+        plugins: PluginSet | None,
+        builtin_tools: Sequence[Tool],
+        locked: Locker | None = None,
+    ) -> None:
         self._plugins = plugins
+        self._locked = locked  # the run lock, for a call asked to wait for it
         self._lock = threading.Lock()
         self._builtins: dict[str, _Loaded] = {}
         for tool in builtin_tools:
@@ -349,8 +360,16 @@ class ToolBox:
         *,
         agent: str | None = None,
         call_id: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
     ) -> ToolCall:
-        """Validate ``params``, call the tool with the meta, validate its output."""
+        """Validate ``params``, call the tool with the meta, validate its output. A tool that
+        takes the run lock (``blocksync_conflict_resolve``) raises RunLockHeld while another
+        run holds it; with ``wait`` the call holds the lock, waiting for it first (``timeout``
+        seconds at most, None: no limit)."""
+        if wait and self._locked is not None:
+            with self._locked(TOOL_RUN_COMMAND, True, timeout):
+                return self.run(name, params, agent=agent, call_id=call_id)
         loaded = self._find(name)
         entry = loaded.entry
         call_id = call_id or f"call-{uuid.uuid4().hex}"

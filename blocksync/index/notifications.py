@@ -225,6 +225,7 @@ class NotificationLog:
         self._records = records
         self._captures: dict[str, PullCapture] = {}
         self._calls: dict[str, str] = {}
+        self._restoring: set[str] = set()
         try:
             self.db, self._owned = attach(where, MIGRATIONS, partial(follow, recorder=records))
         except sqlite3.DatabaseError as exc:
@@ -301,7 +302,8 @@ class NotificationLog:
 
     def add(self, source: str, text: str, blocks: tuple[BlockRef, ...]) -> int:
         """Store a notification ``source`` emitted (``host.emit-notification``) now; during a
-        pull of ``source`` it is held and stored with the pull instead (0 is returned then)."""
+        pull of ``source`` it is held and stored with the pull instead, and during a restore
+        (:meth:`restoring`) one stored already is dropped (0 is returned for both)."""
         capture = self._captures.get(source)
         if capture is not None:
             capture.emitted.append(Notification(text, tuple(blocks)))
@@ -309,6 +311,8 @@ class NotificationLog:
         # looked up first: the block store may catch its index up, which writes to index.db,
         # and must not wait for the transaction below
         notification = Notification(text, tuple(blocks))
+        if source in self._restoring and self._stored_already(source, notification):
+            return 0
         resolved = self._resolved(notification.blocks)
         with self._write("cannot store a notification", f"notification from {source}") as staged:
             return self._insert(
@@ -321,6 +325,30 @@ class NotificationLog:
                 timestamp(),
                 resolved,
             )
+
+    def _stored_already(self, source: str, n: Notification) -> bool:
+        """Whether ``source`` stored a notification of the same text about the same blocks (by
+        owner and label: ids and versions are the host's, resolved when stored)."""
+        refs = [[b.label, b.agent_id] for b in n.blocks]
+        rows = self._rows(
+            "SELECT blocks FROM notifications WHERE source = ? AND text = ?", [source, n.text]
+        )
+        return any([ref[1:3] for ref in json.loads(blocks)] == refs for (blocks,) in rows)
+
+    @contextmanager
+    def restoring(self, source: str) -> Iterator[None]:
+        """While the host restores stream ``source``'s recorded state into a fresh instance
+        (it replays ``start``, see ``sync.restoring`` in the WIT): what the stream emits then
+        and stored already (same text, same blocks) is dropped, not stored again -- a restore
+        must not notify twice what the start it replays notified once."""
+        self._restoring.add(source)
+        try:
+            yield
+        finally:
+            self._restoring.discard(source)
+
+    def is_restoring(self, source: str) -> bool:
+        return source in self._restoring
 
     @contextmanager
     def during(self, source: str, call: str) -> Iterator[None]:

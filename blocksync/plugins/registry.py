@@ -28,17 +28,17 @@ from .host import contract
 from .host.hostfuncs import BasesFactory, HostContext, HostServices
 from .host.runtime import Plugin, check, compile_component, load, runtime
 from .source import PluginSource
-from .spec import PluginSpec, parse_limits, parse_trust, parse_wasm_source
+from .spec import PluginSpec, check_kind, parse_limits, parse_trust, parse_wasm_source
 from .syncbases import PluginBases
 from .trust import trust_state
 
 log = logging.getLogger("blocksync.plugins")
 
-#: source_kind values that allow each interface to be used
-_KINDS = {
-    "data-block": ("block", "both"),
+#: source_kind values that allow each interface to be used (None: not declared, see SourceKind)
+_KINDS: dict[str, tuple[str | None, ...]] = {
+    "data-block": (None, "block", "both"),
     "data-stream": ("stream", "both"),
-    "tool": ("block", "stream", "both"),
+    "tool": (None, "block", "stream", "both", "tool"),
 }
 
 
@@ -260,7 +260,9 @@ class PluginSet:
                 plugin.name,
                 plugin.version,
                 "",
-                f"is configured with source_kind = {plugin.spec.source_kind!r}, not as a {interface}",
+                f"is configured with source_kind = {plugin.spec.source_kind!r}, not as a {interface}"
+                if plugin.spec.source_kind is not None
+                else f"declares no source_kind, so it is not used as a {interface}",
             )
         return plugin
 
@@ -429,7 +431,9 @@ class PluginSet:
                     )
                     interfaces = tuple(i for i in contract.INTERFACES if i in info.exports)
                     check(info, key)
-                except PluginRefused as exc:
+                    if configured:
+                        check_kind(spec, interfaces)
+                except (PluginRefused, ConfigError) as exc:
                     problem = str(exc)
             if problem is not None:
                 errors.append(problem)

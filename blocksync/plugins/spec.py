@@ -15,7 +15,7 @@ The seed's form attaches a plugin to an agent as a data source::
     type = "wasm"
     name = "Alice's notes"
     path = "plugins/files.wasm"       # relative to the store folder
-    source_kind = "block"             # "block" | "stream" | "both"
+    source_kind = "block"             # "block" | "stream" | "both" | "tool" (see SourceKind)
     config = { root = "/data" }       # what the plugin reads with get-config
     limits = { timeout = 2.0 }        # asks; [limits] caps
     allowed_hosts = ["127.0.0.1:9000"]
@@ -48,7 +48,18 @@ from ..errors import ConfigError
 from .trust import TrustPolicy, parse_public_key
 
 MiB = 1 << 20
-SourceKind = Literal["block", "stream", "both"]
+#: What a configured plugin is used as: a data-block source (``block``), a data stream
+#: (``stream``), both, or only for its tool (``tool``). A plugin exporting ``tool`` offers it
+#: whatever its kind. Not declared (None): as its exports say -- a block source if it exports
+#: data-block, else a tool; never a stream (a stream has a lifecycle: it is declared).
+SourceKind = Literal["block", "stream", "both", "tool"]
+#: the exported interfaces each declared kind needs
+KIND_NEEDS: dict[str, tuple[str, ...]] = {
+    "block": ("data-block",),
+    "stream": ("data-stream",),
+    "both": ("data-block", "data-stream"),
+    "tool": ("tool",),
+}
 DirMode = Literal["read-only", "read-write"]
 GUEST_DIR = "/data"  # where a granted folder appears inside the plugin
 
@@ -82,7 +93,7 @@ class PluginSpec:
     agent: str
     path: Path
     name: str = ""
-    source_kind: SourceKind = "block"
+    source_kind: SourceKind | None = None  # None: not declared (see SourceKind)
     config: Mapping[str, Any] | None = None
     limits: Limits = Limits()
     allowed_hosts: tuple[str, ...] = ()
@@ -253,9 +264,9 @@ def parse_wasm_source(
     for text in ("name", "dir"):
         if not isinstance(table.get(text, ""), str):
             raise ConfigError(f"{where}.{text} must be a string, not {table[text]!r}")
-    kind = table.get("source_kind", "block")
-    if kind not in ("block", "stream", "both"):
-        raise ConfigError(f'{where}.source_kind must be "block", "stream" or "both"')
+    kind = table.get("source_kind")
+    if kind is not None and kind not in KIND_NEEDS:
+        raise ConfigError(f'{where}.source_kind must be "block", "stream", "both" or "tool"')
     dir_mode = table.get("dir_mode", "read-only")
     if dir_mode not in ("read-only", "read-write"):
         raise ConfigError(f'{where}.dir_mode must be "read-only" or "read-write"')
@@ -290,6 +301,39 @@ def parse_wasm_source(
         permission_rules=None if rules is None else parse_rules(rules, f"{where}.permission_rules"),
         trust=policy,
     )
+
+
+def check_kind(spec: PluginSpec, exports: tuple[str, ...]) -> None:
+    """Refuse (ConfigError) a plugin whose exports lack what its configured ``source_kind``
+    uses it as, naming the table, the kind and the exports -- before any of its code runs, so
+    a tool declared a stream is not listed as one and then fails to start."""
+    where = f"[agents.{spec.agent}.data_sources.{spec.key}]"
+    exported = " and ".join(exports) or "none of the pattern:extension interfaces"
+    fix = _kind_for(exports)
+    hint = f'; declare source_kind = "{fix}"' if fix else ""
+    if spec.source_kind is None:
+        if "data-block" not in exports and "tool" not in exports:
+            raise ConfigError(
+                f"{where}: {spec.path.name} exports {exported} only, and a data stream must be "
+                f"declared{hint}"
+            )
+        return
+    missing = [i for i in KIND_NEEDS[spec.source_kind] if i not in exports]
+    if missing:
+        raise ConfigError(
+            f'{where}: source_kind = "{spec.source_kind}" uses the plugin as '
+            f"{' and '.join(KIND_NEEDS[spec.source_kind])}, but {spec.path.name} exports "
+            f"{exported} (not {' nor '.join(missing)}){hint}"
+        )
+
+
+def _kind_for(exports: tuple[str, ...]) -> str | None:
+    """The kind that uses everything a plugin exports (None: it exports none of them)."""
+    if "data-block" in exports:
+        return "both" if "data-stream" in exports else "block"
+    if "data-stream" in exports:
+        return "stream"
+    return "tool" if "tool" in exports else None
 
 
 def _resolve(root: Path, path: str) -> Path:

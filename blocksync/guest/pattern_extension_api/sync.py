@@ -33,6 +33,7 @@ __all__ = [
     "read_blocks",
     "remove_file",
     "report_conflict",
+    "restoring",
     "set_base",
     "set_bases",
     "set_cursor",
@@ -143,6 +144,13 @@ def write_blocks(writes: list[dict[str, object]]) -> None:
 def dry_run() -> bool:
     """True while the host asks for a dry run: decide and report, write nothing."""
     return _sync.dry_run()
+
+
+def restoring() -> bool:
+    """True while the host restores this stream's recorded state into a fresh instance: the
+    `start` (and `pause`) being called replays an earlier start. Restore your state; skip what
+    a start does beyond it (a notification, a subscription)."""
+    return _sync.restoring()
 
 
 def report_conflict(path: str, block: BlockRef, disk: str | None, reason: str) -> None:

@@ -595,6 +595,12 @@ def _set_cursor(ctx: HostContext, cursor: str) -> None:
     ctx.services.notifications.set_cursor(ctx.spec.key, cursor)
 
 
+def _restoring(ctx: HostContext) -> bool:
+    """``sync.restoring``: whether this stream's state is being restored into the instance."""
+    log = ctx.services.notifications
+    return log is not None and log.is_restoring(ctx.spec.key)
+
+
 def define(
     linker_root: Any,
     ctx: HostContext,
@@ -637,6 +643,7 @@ def define(
         "block-history": as_result(ctx.block_history, tagged=False),
         "block-read-at": as_result(ctx.block_read_at, tagged=True),
         "set-cursor": as_result(partial(_set_cursor, ctx), tagged=False),
+        "restoring": partial(_restoring, ctx),
     }
     checks = checks or {}
     for interface, functions in ((HOST, host), (HTTP, http), (SYNC, sync)):

@@ -66,7 +66,7 @@ from wasmtime.component import Component, ComponentInstanceType, FuncType, Insta
 from blocksync import deadlines
 from blocksync.errors import BlocksyncError, PluginCallFailed, PluginRefused, PluginTrapped
 from blocksync.logs import PluginLog
-from blocksync.plugins.spec import GUEST_DIR, MiB, PluginSpec
+from blocksync.plugins.spec import GUEST_DIR, MiB, PluginSpec, check_kind
 from blocksync.plugins.trust import TrustPolicy, enforce, signature_path
 from blocksync.shared.progress import size_text
 from blocksync.shared.wit import PermissionLevel, PermissionRule
@@ -904,6 +904,7 @@ def load(
     component, info = read_component(
         spec.path, spec.key, runtime().cache(cache_folder), spec.sha256, spec.trust
     )
+    check_kind(spec, _interfaces(info))  # before its code runs: a kind it cannot serve
     if spec.dir is not None and not spec.dir.is_dir():
         raise _refuse(spec.key, info.version, f"granted folder {spec.dir} does not exist")
     plugin = Plugin(
