@@ -1,4 +1,7 @@
-"""Build a Python plugin source folder into a WebAssembly component with componentize-py.
+"""Build a plugin source folder into a WebAssembly component: Python with componentize-py (here),
+JavaScript with componentize-js (:mod:`.jsbuild`); either way the component records its source's
+hash (:mod:`.provenance`). The toolchain is not installed with blocksync: componentize-py is the
+`plugins` extra (`pip install 'blocksync[plugins]'`), componentize-js comes from npm.
 
 A plugin source is a folder whose `app.py` subclasses the guest SDK's `DataBlockExtension`,
 `DataStreamExtension` and/or `ToolExtension` and passes each class to `register_extension`
@@ -29,10 +32,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from blocksync.errors import BlocksyncError, PluginBuildError
 from blocksync.plugins.host.runtime import compile_component, runtime
+from blocksync.plugins.tooling import jsbuild, provenance
+from blocksync.plugins.tooling.scaffold import default_output
 from blocksync.shared import progress
 
 __all__ = [
@@ -479,7 +485,9 @@ def _componentize_py(explicit: str | None, label: str) -> str:
     found = shutil.which("componentize-py")
     if found is None:
         raise PluginBuildError(
-            label, "componentize-py is not installed: pip install 'componentize-py==0.25.1'"
+            label,
+            "componentize-py is not installed: the plugin build toolchain is an extra, "
+            "pip install 'blocksync[plugins]'",
         )
     return found
 
@@ -527,33 +535,91 @@ def _tool_message(output: str, mounts: dict[str, Path]) -> str:
 
 def build(
     source: Path,
-    output: Path,
+    output: Path | None = None,
     *,
     world: str | None = None,
     wasi: bool | None = None,
     componentize_py: str | None = None,
     cache_folder: Path | None = None,
 ) -> BuildResult:
-    """Build the plugin in folder `source` (its `app.py`) into the component file `output`.
+    """Build the plugin in folder `source` into the component file `output` (default:
+    `NAME.wasm` beside the folder `NAME`): a Python plugin (its `app.py`) with componentize-py,
+    a JavaScript one (`app.js` and `package.json`, see :mod:`.jsbuild`) with componentize-js.
 
     `world` overrides the world read from the source; `wasi` forces WASI imports on (True) or off
-    (False) whatever the source's `needs_filesystem` says; `componentize_py` is the executable
-    to run (default: the one installed beside this Python, else on PATH). The output is written
-    atomically. Raises `PluginBuildError` with componentize-py's message when it fails.
+    (False) whatever a Python source's `needs_filesystem` says; `componentize_py` is the
+    executable to run (default: the one installed beside this Python, else on PATH). The output
+    is written atomically, with the source's hash in a custom section (:mod:`.provenance`: why
+    not a reproducible build). Raises `PluginBuildError` with the toolchain's message when it
+    fails, or naming what to install when a toolchain is missing.
 
     With `cache_folder` (a store's `cache/`) the new component is also compiled into it, so its
     first use in that store loads it instead of compiling for seconds to a minute.
     """
     source = Path(source).resolve()
-    output = Path(output)
+    output = default_output(source) if output is None else Path(output)
     label = str(source)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.{uuid.uuid4().hex}.partial")
+    started = time.perf_counter()
+    try:
+        if not (source / f"{APP_MODULE}.py").is_file() and jsbuild.is_javascript(source):
+            made = _build_javascript(source, partial, world, wasi, label)
+        else:
+            made = _build_python(source, partial, world, wasi, componentize_py, label)
+        seconds = time.perf_counter() - started
+        if not partial.is_file():
+            raise PluginBuildError(label, f"the build wrote no component: {made.log[-4000:]}")
+        record = {
+            "source_sha256": provenance.source_sha256(source),
+            "world": made.world,
+            "toolchain": made.toolchain,
+        }
+        data = provenance.embed(partial.read_bytes(), record)
+        partial.write_bytes(data)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    warnings = made.warnings
+    if cache_folder is not None:
+        warnings += _compile_into(output, cache_folder)
+    return BuildResult(
+        path=output,
+        world=made.world,
+        interfaces=made.interfaces,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        wasi=made.wasi,
+        seconds=seconds,
+        log=made.log,
+        warnings=warnings,
+    )
+
+
+@dataclass(frozen=True)
+class _Made:
+    """What one toolchain run made (in the partial file)."""
+
+    world: str
+    interfaces: tuple[str, ...]
+    wasi: bool
+    log: str
+    toolchain: dict[str, str]
+    warnings: tuple[str, ...] = ()
+
+
+def _build_python(
+    source: Path,
+    partial: Path,
+    world: str | None,
+    wasi: bool | None,
+    componentize_py: str | None,
+    label: str,
+) -> _Made:
     info = inspect_source(source)
     world_name, interfaces = _choose_world(info, world, label)
     use_wasi = info.needs_filesystem if wasi is None else wasi
     exe = _componentize_py(componentize_py, label)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.{uuid.uuid4().hex}.partial")
-    started = time.perf_counter()
     with _wit_for(world_name, interfaces) as wit, _shipped_modules() as shipped:
         command = [exe, "-d", str(wit), "-w", world_name, "componentize"]
         command += ["-p", str(source), "-p", str(guest_sdk_dir()), "-p", str(shipped)]
@@ -561,7 +627,7 @@ def build(
         command += [] if use_wasi else ["--stub-wasi"]
         command.append(APP_MODULE)
         try:
-            with progress.current().task(f"building {output.name} with componentize-py"):
+            with progress.current().task(f"building {partial.name} with componentize-py"):
                 done = subprocess.run(
                     command,
                     capture_output=True,
@@ -572,32 +638,44 @@ def build(
         except OSError as exc:
             raise PluginBuildError(label, f"cannot run componentize-py ({exe}): {exc}") from exc
         except subprocess.TimeoutExpired as exc:
-            partial.unlink(missing_ok=True)
             raise PluginBuildError(
                 label, f"componentize-py took more than {BUILD_TIMEOUT_SECONDS} s"
             ) from exc
-    seconds = time.perf_counter() - started
     log = (done.stdout + done.stderr).strip()
     if done.returncode != 0 or not partial.is_file():
-        partial.unlink(missing_ok=True)
         mounts = {"/0": source, "/1": guest_sdk_dir()}
         raise PluginBuildError(label, "componentize-py failed: " + _tool_message(log, mounts))
-    data = partial.read_bytes()
-    os.replace(partial, output)
+    toolchain = {"componentize-py": _version("componentize-py"), "blocksync": _version("blocksync")}
     warnings = () if use_wasi else _late_import_warnings(info)
-    if cache_folder is not None:
-        warnings += _compile_into(output, cache_folder)
-    return BuildResult(
-        path=output,
-        world=world_name,
-        interfaces=interfaces,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        wasi=use_wasi,
-        seconds=seconds,
-        log=log,
-        warnings=warnings,
-    )
+    return _Made(world_name, interfaces, use_wasi, log, toolchain, warnings)
+
+
+def _build_javascript(
+    source: Path, partial: Path, world: str | None, wasi: bool | None, label: str
+) -> _Made:
+    if wasi is not None:
+        raise PluginBuildError(
+            label,
+            "--wasi/--no-wasi is for Python plugins: a JavaScript plugin leaves WASI features "
+            f'out with "disable" in {jsbuild.MANIFEST}\'s "blocksync" object',
+        )
+    manifest = jsbuild.read_manifest(source, label)
+    world_name = world or manifest.world
+    if world_name not in WORLDS:
+        raise PluginBuildError(
+            label, f"unknown world {world_name!r}; the WIT package has {', '.join(WORLDS)}"
+        )
+    with progress.current().task(f"building {partial.name} with componentize-js"):
+        log = jsbuild.run(source, partial, wit_dir(), world_name, manifest, label)
+    interfaces = tuple(i for i in INTERFACE_ORDER if i in WORLDS[world_name])
+    return _Made(world_name, interfaces, manifest.wasi, log, jsbuild.toolchain(source))
+
+
+def _version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _compile_into(component: Path, cache_folder: Path) -> tuple[str, ...]:
