@@ -49,6 +49,7 @@ __all__ = [
     "build",
     "guest_sdk_dir",
     "inspect_source",
+    "shipped_modules",
     "truth_source",
     "wit_dir",
 ]
@@ -114,7 +115,7 @@ def shipped_path(source: str) -> Path:
 
 
 @contextmanager
-def _shipped_modules() -> Iterator[Path]:
+def shipped_modules() -> Iterator[Path]:
     """A temporary folder for the guest path holding the :data:`SHIPPED_MODULES`, copies made
     at build time (`blocksync_truth.py` of truth.py, ...): one source file, never copied by hand."""
     with tempfile.TemporaryDirectory(prefix="blocksync-shipped-") as tmp:
@@ -476,12 +477,14 @@ def _choose_world(info: SourceInfo, world: str | None, label: str) -> tuple[str,
     return world, exports
 
 
-def _componentize_py(explicit: str | None, label: str) -> str:
+def _componentize_py(explicit: str | None, label: str, beside: Path | None = None) -> str:
+    """The componentize-py to run: `explicit`, else the one in the folder `beside` (default:
+    this Python's, a venv's bin/), else the one on PATH."""
     if explicit is not None:
         return explicit
-    beside = Path(sys.executable).parent / "componentize-py"
-    if beside.exists():
-        return str(beside)
+    near = (beside or Path(sys.executable).parent) / "componentize-py"
+    if near.exists():
+        return str(near)
     found = shutil.which("componentize-py")
     if found is None:
         raise PluginBuildError(
@@ -620,7 +623,7 @@ def _build_python(
     world_name, interfaces = _choose_world(info, world, label)
     use_wasi = info.needs_filesystem if wasi is None else wasi
     exe = _componentize_py(componentize_py, label)
-    with _wit_for(world_name, interfaces) as wit, _shipped_modules() as shipped:
+    with _wit_for(world_name, interfaces) as wit, shipped_modules() as shipped:
         command = [exe, "-d", str(wit), "-w", world_name, "componentize"]
         command += ["-p", str(source), "-p", str(guest_sdk_dir()), "-p", str(shipped)]
         command += ["-o", str(partial)]
