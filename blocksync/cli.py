@@ -754,7 +754,6 @@ def plugin_sign(path: Path, key_path: Path) -> None:
 )
 @click.option(
     "--source",
-    "source",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Also check that PATH was built from this source folder (the source hash the build "
     "records in it); the signature is then checked only if there is one or --key is given.",

@@ -24,7 +24,6 @@ import ast
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from pathlib import Path
 from blocksync.errors import BlocksyncError, PluginBuildError
 from blocksync.plugins.host.runtime import compile_component, runtime
 from blocksync.plugins.tooling import jsbuild, provenance
+from blocksync.plugins.tooling.process import run_tool
 from blocksync.plugins.tooling.scaffold import default_output
 from blocksync.shared import progress
 
@@ -629,21 +629,10 @@ def _build_python(
         command += ["-o", str(partial)]
         command += [] if use_wasi else ["--stub-wasi"]
         command.append(APP_MODULE)
-        try:
-            with progress.current().task(f"building {partial.name} with componentize-py"):
-                done = subprocess.run(
-                    command,
-                    capture_output=True,
-                    text=True,
-                    timeout=BUILD_TIMEOUT_SECONDS,
-                    check=False,
-                )
-        except OSError as exc:
-            raise PluginBuildError(label, f"cannot run componentize-py ({exe}): {exc}") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise PluginBuildError(
-                label, f"componentize-py took more than {BUILD_TIMEOUT_SECONDS} s"
-            ) from exc
+        with progress.current().task(f"building {partial.name} with componentize-py"):
+            done = run_tool(
+                command, label=label, what="componentize-py", timeout=BUILD_TIMEOUT_SECONDS
+            )
     log = (done.stdout + done.stderr).strip()
     if done.returncode != 0 or not partial.is_file():
         mounts = {"/0": source, "/1": guest_sdk_dir()}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from blocksync.errors import PluginBuildError
+from blocksync.plugins.tooling.process import run_tool
 
 __all__ = ["APP", "MANIFEST", "JsManifest", "is_javascript", "read_manifest", "run"]
 
@@ -80,19 +81,7 @@ def _tool(name: str, label: str) -> str:
 
 
 def _run(command: list[str], cwd: Path, label: str, what: str) -> str:
-    try:
-        done = subprocess.run(
-            command,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_SECONDS,
-            check=False,
-        )
-    except OSError as exc:
-        raise PluginBuildError(label, f"cannot run {command[0]}: {exc}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise PluginBuildError(label, f"{what} took more than {TIMEOUT_SECONDS} s") from exc
+    done = run_tool(command, label=label, what=what, timeout=TIMEOUT_SECONDS, cwd=cwd)
     log = (done.stdout + done.stderr).strip()
     if done.returncode != 0:
         raise PluginBuildError(label, f"{what} failed: {log[-4000:]}")
