@@ -21,7 +21,7 @@ from blocksync.errors import PluginBuildError, UsageError
 from blocksync.plugins.tooling import build as build_mod
 from blocksync.plugins.tooling import provenance
 from blocksync.plugins.tooling.scaffold import KINDS, new_plugin
-from blocksync.testing import CASES, STREAM_CASES, TOOL_CASES, check_plugin
+from blocksync.testing import CASES, STREAM_CASES, TOOL_CASES, PluginCase, check_plugin
 
 from .plugin_builds import built_js_source, built_plugin
 from .stores import HOST_CACHE
@@ -165,16 +165,23 @@ def test_each_python_skeleton_builds_and_passes_plugin_check(
     assert all(not r.detail.startswith("not run") for r in report.results)
 
 
-@pytest.mark.slow  # npm install and componentize-js when the cache is cold (~40 s)
+@pytest.mark.slow  # npm install and componentize-js when the cache is cold (~40 s each)
 @pytest.mark.skipif(not JAVASCRIPT, reason="node and npm are needed to build JavaScript")
-def test_the_javascript_skeleton_builds_and_passes_plugin_check(tmp_path: Path) -> None:
-    made = new_plugin(tmp_path / "skeleton", language="javascript")
+@pytest.mark.parametrize(
+    ("kind", "world", "cases"),
+    [("tool", "tool-plugin", TOOL_CASES), ("data-stream", "data-stream-plugin", STREAM_CASES)],
+)
+def test_each_javascript_skeleton_builds_and_passes_plugin_check(
+    tmp_path: Path, kind: str, world: str, cases: list[PluginCase]
+) -> None:
+    made = new_plugin(tmp_path / "skeleton", language="javascript", kind=kind)
     wasm = built_js_source(made.folder)
     report = check_plugin(wasm, cache_folder=HOST_CACHE)
-    assert [r.name for r in report.results] == [c.name for c in TOOL_CASES]
+    assert [r.name for r in report.results] == [c.name for c in cases]
     assert report.ok, [r for r in report.results if not r.passed]
+    assert all(not r.detail.startswith("not run") for r in report.results)
     record = provenance.read(wasm.read_bytes())
-    assert record is not None and record["world"] == "tool-plugin"
+    assert record is not None and record["world"] == world
     assert "componentize-js" in record["toolchain"]
 
 
