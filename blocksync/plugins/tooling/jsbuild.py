@@ -116,7 +116,8 @@ def run(
     if not _installed(source).exists():
         npm = _tool("npm", label)
         lock = (source / "package-lock.json").is_file()
-        command = [npm, "ci" if lock else "install", "--no-audit", "--no-fund"]
+        # --prefer-offline: what npm's cache holds is not revalidated over the network
+        command = [npm, "ci" if lock else "install", "--prefer-offline", "--no-audit", "--no-fund"]
         log = _run([*command, "--loglevel=error"], source, label, f"npm {command[1]}")
         if not _installed(source).exists():
             raise PluginBuildError(
