@@ -147,6 +147,17 @@ def test_a_missing_node_is_named_before_anything_is_written(
     assert _tree(tmp_path) == before
 
 
+def test_a_build_that_fails_leaves_nothing_not_even_the_output_folder(tmp_path: Path) -> None:
+    source = tmp_path / "empty"
+    source.mkdir()
+    with pytest.raises(PluginBuildError, match="no app.py in it"):
+        build_mod.build(source, tmp_path / "out" / "empty.wasm")
+    (source / "app.js").write_text("export const tool = {};\n")
+    with pytest.raises(PluginBuildError, match="app.js without a package.json"):
+        build_mod.build(source, tmp_path / "out" / "empty.wasm")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
 # -- the skeletons build and pass plugin check unchanged ---------------------------------------
 
 

@@ -29,7 +29,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -562,11 +562,19 @@ def build(
     source = Path(source).resolve()
     output = default_output(source) if output is None else Path(output)
     label = str(source)
+    python = (source / f"{APP_MODULE}.py").is_file()
+    if not python and (source / jsbuild.APP).is_file() and not jsbuild.is_javascript(source):
+        raise PluginBuildError(
+            label,
+            f"{jsbuild.APP} without a {jsbuild.MANIFEST}: a JavaScript plugin names its world "
+            "there (blocksync plugin new NAME --lang javascript writes one)",
+        )
+    made_folder = not output.parent.exists()
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.{uuid.uuid4().hex}.partial")
     started = time.perf_counter()
     try:
-        if not (source / f"{APP_MODULE}.py").is_file() and jsbuild.is_javascript(source):
+        if not python and jsbuild.is_javascript(source):
             made = _build_javascript(source, partial, world, wasi, label)
         else:
             made = _build_python(source, partial, world, wasi, componentize_py, label)
@@ -581,8 +589,12 @@ def build(
         data = provenance.embed(partial.read_bytes(), record)
         partial.write_bytes(data)
         os.replace(partial, output)
-    finally:
+    except BaseException:
         partial.unlink(missing_ok=True)
+        if made_folder:  # a failed build leaves nothing, not even the folder it made
+            with suppress(OSError):
+                output.parent.rmdir()
+        raise
     warnings = made.warnings
     if cache_folder is not None:
         warnings += _compile_into(output, cache_folder)
