@@ -575,9 +575,9 @@ def build(
     started = time.perf_counter()
     try:
         if not python and jsbuild.is_javascript(source):
-            made = _build_javascript(source, partial, world, wasi, label)
+            made = _build_javascript(source, partial, output.name, world, wasi, label)
         else:
-            made = _build_python(source, partial, world, wasi, componentize_py, label)
+            made = _build_python(source, partial, output.name, world, wasi, componentize_py, label)
         seconds = time.perf_counter() - started
         if not partial.is_file():
             raise PluginBuildError(label, f"the build wrote no component: {made.log[-4000:]}")
@@ -626,11 +626,13 @@ class _Made:
 def _build_python(
     source: Path,
     partial: Path,
+    shown: str,
     world: str | None,
     wasi: bool | None,
     componentize_py: str | None,
     label: str,
 ) -> _Made:
+    """Build with componentize-py into `partial` (`shown` is the output's name, for progress)."""
     info = inspect_source(source)
     world_name, interfaces = _choose_world(info, world, label)
     use_wasi = info.needs_filesystem if wasi is None else wasi
@@ -641,7 +643,7 @@ def _build_python(
         command += ["-o", str(partial)]
         command += [] if use_wasi else ["--stub-wasi"]
         command.append(APP_MODULE)
-        with progress.current().task(f"building {partial.name} with componentize-py"):
+        with progress.current().task(f"building {shown} with componentize-py"):
             done = run_tool(
                 command, label=label, what="componentize-py", timeout=BUILD_TIMEOUT_SECONDS
             )
@@ -655,8 +657,9 @@ def _build_python(
 
 
 def _build_javascript(
-    source: Path, partial: Path, world: str | None, wasi: bool | None, label: str
+    source: Path, partial: Path, shown: str, world: str | None, wasi: bool | None, label: str
 ) -> _Made:
+    """Build with componentize-js into `partial` (`shown` is the output's name, for progress)."""
     if wasi is not None:
         raise PluginBuildError(
             label,
@@ -669,7 +672,7 @@ def _build_javascript(
         raise PluginBuildError(
             label, f"unknown world {world_name!r}; the WIT package has {', '.join(WORLDS)}"
         )
-    with progress.current().task(f"building {partial.name} with componentize-js"):
+    with progress.current().task(f"building {shown} with componentize-js"):
         log = jsbuild.run(source, partial, wit_dir(), world_name, manifest, label)
     interfaces = tuple(i for i in INTERFACE_ORDER if i in WORLDS[world_name])
     return _Made(world_name, interfaces, manifest.wasi, log, jsbuild.toolchain(source))
