@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 SECTION = "blocksync-source"
-FORMAT = 1
+RECORD_VERSION = 1
 #: never part of a plugin's source: build outputs, caches, installed packages, dot files
 SKIPPED_DIRS = {"node_modules", "__pycache__"}
 SKIPPED_SUFFIXES = {".wasm", ".pyc", ".partial", ".cwasm"}
@@ -97,7 +97,7 @@ def embed(component: bytes, record: Mapping[str, Any]) -> bytes:
     if not component.startswith(COMPONENT_HEADER):
         raise ValueError("not a WebAssembly component")
     name = SECTION.encode()
-    payload = _leb(len(name)) + name + json.dumps({"format": FORMAT, **record}).encode()
+    payload = _leb(len(name)) + name + json.dumps({"format": RECORD_VERSION, **record}).encode()
     return component + b"\x00" + _leb(len(payload)) + payload
 
 
