@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from .index.notifications import StoredNotification
     from .plugins import trust
     from .plugins.tooling import build as build_mod
+    from .plugins.tooling import provenance
+    from .plugins.tooling import scaffold as scaffold_mod
     from .store import blocks as blocks_mod
     from .store.blocks import Block, Keep
     from .sync.reconciler import ReconcileReport
@@ -68,6 +70,8 @@ else:
     tools_mod = _OnFirstUse("blocksync.agents.tools")
     trust = _OnFirstUse("blocksync.plugins.trust")
     build_mod = _OnFirstUse("blocksync.plugins.tooling.build")
+    provenance = _OnFirstUse("blocksync.plugins.tooling.provenance")
+    scaffold_mod = _OnFirstUse("blocksync.plugins.tooling.scaffold")
     blocks_mod = _OnFirstUse("blocksync.store.blocks")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -594,14 +598,34 @@ def plugin() -> None:
     """Build, inspect, check, sign and list WebAssembly component plugins."""
 
 
+@plugin.command("new")
+@click.argument("name", type=click.Path(path_type=Path))
+@click.option(
+    "--lang",
+    "language",
+    default="python",
+    show_default=True,
+    help="python or javascript.",
+)
+@click.option(
+    "--kind",
+    help="data-block, data-stream or tool (default: data-block in Python, tool in JavaScript).",
+)
+def plugin_new(name: Path, language: str, kind: str | None) -> None:
+    """Make the folder NAME: a commented plugin skeleton that `plugin build NAME` and
+    `plugin check NAME.wasm` pass unchanged, with a README showing its blocksync.toml table."""
+    made = scaffold_mod.new_plugin(name, language=language, kind=kind)
+    click.echo(f"made {made.folder}/ ({made.language} {made.kind}: {', '.join(made.files)})")
+    click.echo(f"next: blocksync plugin build {name} && blocksync plugin check {made.output.name}")
+
+
 @plugin.command("build")
 @click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The .wasm file to write.",
+    help="The .wasm file to write (default: SOURCE.wasm beside the folder).",
 )
 @click.option("--world", help="WIT world (default: from what the source implements).")
 @click.option(
@@ -612,10 +636,16 @@ def plugin() -> None:
 @json_option
 @pass_ctx
 def plugin_build(
-    obj: _Context, source: Path, output: Path, world: str | None, wasi: bool | None, as_json: bool
+    obj: _Context,
+    source: Path,
+    output: Path | None,
+    world: str | None,
+    wasi: bool | None,
+    as_json: bool,
 ) -> None:
-    """Build the Python plugin in folder SOURCE (its app.py) into a component; inside a store
-    (--store), also compile it into the store's cache, so its first use there starts at once."""
+    """Build the plugin in folder SOURCE (Python: its app.py; JavaScript: app.js and
+    package.json) into a component; inside a store (--store), also compile it into the store's
+    cache, so its first use there starts at once."""
     cache = obj.store / "cache" if (obj.store / "repo").is_dir() else None
     result = build_mod.build(source, output, world=world, wasi=wasi, cache_folder=cache)
     if as_json:
@@ -732,16 +762,34 @@ def plugin_sign(path: Path, key_path: Path) -> None:
     help="A trusted public key (ed25519:... or a .pub file; repeatable). Without one: "
     "checked against the key the signature names.",
 )
+@click.option(
+    "--source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Also check that PATH was built from this source folder (the source hash the build "
+    "records in it); the signature is then checked only if there is one or --key is given.",
+)
 @json_option
-def plugin_verify(path: Path, keys: tuple[str, ...], as_json: bool) -> None:
-    """Check the plugin PATH against its signature PATH.sig (exit 1 unless it is good)."""
-    trusted = [trust.load_public_key(k) for k in keys] or None
-    verdict = trust.verify(path, trusted)
+def plugin_verify(path: Path, keys: tuple[str, ...], source: Path | None, as_json: bool) -> None:
+    """Check the plugin PATH against its signature PATH.sig (exit 1 unless it is good), and
+    with --source against the folder it was built from."""
+    checked = None if source is None else provenance.verify_source(path, source)
+    verdict = None
+    if source is None or keys or trust.signature_path(path).exists():
+        trusted = [trust.load_public_key(k) for k in keys] or None
+        verdict = trust.verify(path, trusted)
     if as_json:
-        _print_json({**_plain(verdict), "ok": verdict.ok})
+        out: dict[str, Any] = {}
+        if verdict is not None:
+            out.update({**_plain(verdict), "ok": verdict.ok})
+        if checked is not None:
+            out.update(source=_plain(checked), ok=checked.ok and out.get("ok", True))
+        _print_json(out)
     else:
-        click.echo(f"{verdict.state}: {printable(verdict.detail)}")
-    if not verdict.ok:
+        if verdict is not None:
+            click.echo(f"{verdict.state}: {printable(verdict.detail)}")
+        if checked is not None:
+            click.echo(f"source {'ok' if checked.ok else 'MISMATCH'}: {printable(checked.detail)}")
+    if (verdict is not None and not verdict.ok) or (checked is not None and not checked.ok):
         sys.exit(1)
 
 

@@ -27,11 +27,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 from xml.etree import ElementTree
 
 from . import config as config_mod
+from .agents.tools import ToolEntry
 from .errors import BlockNotFound, BlocksyncError, ConfigError, PluginRefused, UsageError
 from .plugins import inspect_file
 from .shared import sigv4
@@ -44,12 +46,15 @@ from .workspace import Workspace
 
 __all__ = [
     "CASES",
+    "STREAM_CASES",
+    "TOOL_CASES",
     "Case",
     "CaseResult",
     "CheckReport",
     "CheckedOutside",
     "FolderOutside",
     "Outside",
+    "PluginCase",
     "S3Outside",
     "Subject",
     "check_plugin",
@@ -504,10 +509,19 @@ def check_plugin(
         found = inspect_file(wasm, cache)  # refuse once, before any case, what cannot load
         if found.problem is not None:
             raise PluginRefused(wasm.name, found.info.version, "load", found.problem)
-        if "data-block" not in found.info.exports:
-            raise UsageError(f"{wasm} exports no data-block interface: there is nothing to check")
-        for case in CASES:
-            results.append(_run(case, wasm.resolve(), table, s3, cache))
+        exports = found.info.exports
+        runs: list[Callable[[], CaseResult]]
+        if "data-block" in exports:
+            runs = [partial(_run, case, wasm.resolve(), table, s3, cache) for case in CASES]
+        elif "tool" in exports or "data-stream" in exports:
+            kind_cases = list(TOOL_CASES) if "tool" in exports else []
+            kind_cases += STREAM_CASES if "data-stream" in exports else []
+            runs = [partial(_run_plugin_case, c, wasm.resolve(), table, cache) for c in kind_cases]
+            outside_name = " and ".join(k for k in ("tool", "data-stream") if k in exports)
+        else:
+            raise UsageError(f"{wasm} exports no data-block, data-stream or tool: nothing to check")
+        for run in runs:
+            results.append(run())
             if progress is not None:
                 progress(results[-1])
     return CheckReport(str(wasm), outside_name, results)
@@ -516,16 +530,25 @@ def check_plugin(
 def _run(
     case: Case, wasm: Path, table: Mapping[str, Any], s3: bool, cache_folder: Path
 ) -> CaseResult:
-    start = time.perf_counter()
-    try:
+    def run() -> str:
         with _subject(wasm, table, s3, cache_folder) as subject:
             case.run(subject)
+        return ""
+
+    return _timed(case.name, run)
+
+
+def _timed(name: str, run: Callable[[], str]) -> CaseResult:
+    """Run one case: failed with what it raised, or passed with the note it returned."""
+    start = time.perf_counter()
+    try:
+        note = run()
     except AssertionError as exc:
-        return CaseResult(case.name, False, str(exc), time.perf_counter() - start)
+        return CaseResult(name, False, str(exc), time.perf_counter() - start)
     except (BlocksyncError, OSError, urllib.error.URLError) as exc:
         detail = f"{type(exc).__name__}: {exc}"
-        return CaseResult(case.name, False, detail, time.perf_counter() - start)
-    return CaseResult(case.name, True, "", time.perf_counter() - start)
+        return CaseResult(name, False, detail, time.perf_counter() - start)
+    return CaseResult(name, True, note, time.perf_counter() - start)
 
 
 @contextmanager
@@ -547,17 +570,115 @@ def _subject(
             root.mkdir()
             source.update(dir=str(root), dir_mode="read-write")
             outside = FolderOutside(root)
-        store = folder / "store"
-        Workspace.init(store, author="human:check").close()
-        (store / config_mod.CONFIG_FILE).write_text(
-            config_mod.toml_table(("agents", OWNER, "data_sources", KEY), source), encoding="utf-8"
-        )
-        # one compile for every case: the stores share the check's compile cache
-        (store / "cache").rmdir()
-        (store / "cache").symlink_to(cache_folder, target_is_directory=True)
-        with Workspace(store, author="human:check") as ws:
+        with _throwaway_store(folder / "store", source, cache_folder) as ws:
             subject = PluginSubject(ws, outside)
             try:
                 yield subject
             finally:
                 subject.close()
+
+
+@contextmanager
+def _throwaway_store(
+    store: Path, source: Mapping[str, Any], cache_folder: Path
+) -> Iterator[Workspace]:
+    """A new store at ``store`` with the plugin configured as ``source`` (agent OWNER, key KEY)."""
+    Workspace.init(store, author="human:check").close()
+    (store / config_mod.CONFIG_FILE).write_text(
+        config_mod.toml_table(("agents", OWNER, "data_sources", KEY), dict(source)),
+        encoding="utf-8",
+    )
+    # one compile for every case: the stores share the check's compile cache
+    (store / "cache").rmdir()
+    (store / "cache").symlink_to(cache_folder, target_is_directory=True)
+    with Workspace(store, author="human:check") as ws:
+        yield ws
+
+
+# -- tool and stream plugins: what `plugin check` runs when there is no data-block -------------
+
+
+@dataclass(frozen=True)
+class PluginCase:
+    """A case run on a workspace where the plugin is configured as KEY of agent OWNER: it
+    raises AssertionError (or a BlocksyncError) when it fails, and may return a note."""
+
+    name: str
+    run: Callable[[Workspace], str]
+
+
+def _tool(ws: Workspace) -> ToolEntry:
+    problems = [p.error for p in ws.tools.problems() if p.plugin == KEY]
+    if problems:
+        raise AssertionError(f"the tool cannot be offered: {problems[0]}")
+    mine = [e for e in ws.tools.list() if e.plugin == KEY]
+    _expect(len(mine), 1, "tools the plugin offers")
+    return mine[0]
+
+
+def tool_describes_itself(ws: Workspace) -> str:
+    """It loads, its name is a tool name, its schemas are JSON Schemas (the host checks all of
+    that when it offers the tool) and it has a description."""
+    entry = _tool(ws)
+    _expect(bool(entry.description.strip()), True, "a non-empty description")
+    return ""
+
+
+def tool_runs_its_examples(ws: Workspace) -> str:
+    """Each of its parameters schema's ``examples`` is valid input, and the output of a call
+    with it is valid output (the host checks both)."""
+    entry = _tool(ws)
+    schema = entry.parameters_schema
+    examples = schema.get("examples") if isinstance(schema, dict) else None
+    if not isinstance(examples, list) or not examples:
+        return "not run: its parameters schema lists no `examples` to call it with"
+    for example in examples:
+        ws.tools.run(entry.name, example, agent=OWNER)
+    return ""
+
+
+def stream_moves_through_its_states(ws: Workspace) -> str:
+    """start, pause, resume and stop each succeed and reach the state they name."""
+    stream = ws.streams.get(KEY)
+    for move, state in (
+        (partial(stream.start, OWNER), "running"),
+        (stream.pause, "paused"),
+        (stream.resume, "running"),
+        (stream.stop, "stopped"),
+    ):
+        _expect(move().state, state, "the state")
+    return ""
+
+
+def stream_pulls(ws: Workspace) -> str:
+    """Started, a pull succeeds, and a second pull delivers nothing the first one did."""
+    stream = ws.streams.get(KEY)
+    stream.start(OWNER)
+    if not stream.supports_pull():
+        return "not run: it does not support pull"
+    first = stream.pull()
+    second = stream.pull()
+    again = {n.id for n in first.notifications} & {n.id for n in second.notifications}
+    _expect(sorted(again), [], "notifications the second pull delivered again")
+    return f"{first.returned} notification(s), then {second.returned}"
+
+
+TOOL_CASES = [PluginCase(f.__name__, f) for f in (tool_describes_itself, tool_runs_its_examples)]
+STREAM_CASES = [PluginCase(f.__name__, f) for f in (stream_moves_through_its_states, stream_pulls)]
+
+
+def _run_plugin_case(
+    case: PluginCase, wasm: Path, table: Mapping[str, Any], cache_folder: Path
+) -> CaseResult:
+    source: dict[str, Any] = {**table, "type": "wasm", "path": str(wasm)}
+    if case in STREAM_CASES:
+        source.setdefault("source_kind", "stream")
+
+    def run() -> str:
+        with (
+            tempfile.TemporaryDirectory(prefix="blocksync-check-") as tmp,
+            _throwaway_store(Path(tmp) / "store", source, cache_folder) as ws,
+        ):
+            return case.run(ws)
+
+    return _timed(case.name, run)

@@ -321,6 +321,27 @@ def _build_js_into(target: Path, name: str) -> None:
     _forget_older_builds(target, info)
 
 
+def built_js_source(folder: Path) -> Path:
+    """The component ``blocksync plugin build`` makes of the JavaScript source ``folder`` (e.g. a
+    ``plugin new`` skeleton: npm installs what its package.json pins, then componentize-js), cached
+    by its sources, the WIT package and node's major version like :func:`built_js_plugin`."""
+    import subprocess
+
+    digest = hashlib.sha256()
+    for label, root in (("source", folder), ("wit", wit_dir())):
+        for path in _files(root):
+            if "node_modules" not in path.relative_to(root).parts:
+                digest.update(f"{label}:{path.relative_to(root).as_posix()}\0".encode())
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
+    digest.update(f"node:{node.stdout.strip().split('.')[0]}".encode())
+    target = CACHE / f"js-source-{digest.hexdigest()}.wasm"
+    with _entry(target):
+        if not target.is_file():
+            _build_into(target, folder, {})
+    return target
+
+
 # -- warming a cold cache while the first tests run ----------------------------------------------
 
 #: every component the suite builds from fixtures/plugins, roughly in the order tests first need

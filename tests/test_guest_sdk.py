@@ -32,10 +32,10 @@ from blocksync.plugins import runtime
 from blocksync.plugins.host.runtime import UNLIMITED_FUEL
 from blocksync.plugins.tooling.build import (
     WORLDS,
-    _shipped_modules,
     build,
     guest_sdk_dir,
     inspect_source,
+    shipped_modules,
     wit_dir,
 )
 
@@ -173,7 +173,7 @@ def test_sdk_type_checks_against_the_generated_bindings(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    with _shipped_modules() as shipped:  # as every build ships them
+    with shipped_modules() as shipped:  # as every build ships them
         shutil.copytree(shipped, bindings, dirs_exist_ok=True)
     # apply.py is checked by the project's own mypy, as blocksync.shared.apply; here, where it is the
     # top-level blocksync_apply, only its types matter (its host-side relative import cannot

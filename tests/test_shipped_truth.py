@@ -19,7 +19,7 @@ import blocksync
 from blocksync.plugins.tooling.build import (
     SHIPPED_MODULES,
     TRUTH_MODULE,
-    _shipped_modules,
+    shipped_modules,
     truth_source,
 )
 from blocksync.shared import sigv4, truth
@@ -30,7 +30,7 @@ from .stores import make_store
 
 
 def test_the_build_ships_truth_py_itself() -> None:
-    with _shipped_modules() as folder:
+    with shipped_modules() as folder:
         assert sorted(p.name for p in folder.iterdir()) == sorted(
             f"{module}.py" for module in SHIPPED_MODULES
         )

@@ -14,7 +14,7 @@ import pytest
 
 import blocksync
 
-from ..plugin_builds import built_plugin
+from ..plugin_builds import built_plugin, wat_fixture
 from ..stores import share_compile_cache
 
 BLOCKSYNC = str(Path(sys.executable).parent / "blocksync")
@@ -86,8 +86,12 @@ def test_check_runs_the_suite_and_refuses_what_it_cannot_check(here: Path) -> No
     broken = run(here, "plugin", "check", str(built_plugin("echo_files")))
     assert broken.returncode == 1 and "FAIL" in broken.stdout
     assert broken.stdout.splitlines()[-1].endswith("cases passed (folder)")
+    # a tool plugin gets the tool cases (echo's schema lists no examples to call it with)
     tool = run(here, "plugin", "check", "store/plugins/echo.wasm")
-    assert tool.returncode == 2 and "exports no data-block interface" in tool.stderr
+    assert tool.returncode == 0 and tool.stdout.splitlines()[-1] == "2 of 2 cases passed (tool)"
+    assert "not run: its parameters schema lists no `examples`" in tool.stdout
+    nothing = run(here, "plugin", "check", str(wat_fixture("no_interfaces", here)))
+    assert nothing.returncode == 1 and "exports none of the pattern:extension" in nothing.stderr
     (here / "garbage.wasm").write_bytes(b"\0asm garbage")
     garbage = run(here, "plugin", "check", "garbage.wasm")
     assert garbage.returncode == 1 and "garbage.wasm" in garbage.stderr

@@ -1,4 +1,7 @@
-"""Build a Python plugin source folder into a WebAssembly component with componentize-py.
+"""Build a plugin source folder into a WebAssembly component: Python with componentize-py (here),
+JavaScript with componentize-js (:mod:`.jsbuild`); either way the component records its source's
+hash (:mod:`.provenance`). The toolchain is not installed with blocksync: componentize-py is the
+`plugins` extra (`pip install 'blocksync[plugins]'`), componentize-js comes from npm.
 
 A plugin source is a folder whose `app.py` subclasses the guest SDK's `DataBlockExtension`,
 `DataStreamExtension` and/or `ToolExtension` and passes each class to `register_extension`
@@ -21,18 +24,21 @@ import ast
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from blocksync.errors import BlocksyncError, PluginBuildError
 from blocksync.plugins.host.runtime import compile_component, runtime
+from blocksync.plugins.tooling import jsbuild, provenance
+from blocksync.plugins.tooling.process import run_tool
+from blocksync.plugins.tooling.scaffold import default_output
 from blocksync.shared import progress
 
 __all__ = [
@@ -43,6 +49,7 @@ __all__ = [
     "build",
     "guest_sdk_dir",
     "inspect_source",
+    "shipped_modules",
     "truth_source",
     "wit_dir",
 ]
@@ -108,7 +115,7 @@ def shipped_path(source: str) -> Path:
 
 
 @contextmanager
-def _shipped_modules() -> Iterator[Path]:
+def shipped_modules() -> Iterator[Path]:
     """A temporary folder for the guest path holding the :data:`SHIPPED_MODULES`, copies made
     at build time (`blocksync_truth.py` of truth.py, ...): one source file, never copied by hand."""
     with tempfile.TemporaryDirectory(prefix="blocksync-shipped-") as tmp:
@@ -470,16 +477,20 @@ def _choose_world(info: SourceInfo, world: str | None, label: str) -> tuple[str,
     return world, exports
 
 
-def _componentize_py(explicit: str | None, label: str) -> str:
+def _componentize_py(explicit: str | None, label: str, beside: Path | None = None) -> str:
+    """The componentize-py to run: `explicit`, else the one in the folder `beside` (default:
+    this Python's, a venv's bin/), else the one on PATH."""
     if explicit is not None:
         return explicit
-    beside = Path(sys.executable).parent / "componentize-py"
-    if beside.exists():
-        return str(beside)
+    near = (beside or Path(sys.executable).parent) / "componentize-py"
+    if near.exists():
+        return str(near)
     found = shutil.which("componentize-py")
     if found is None:
         raise PluginBuildError(
-            label, "componentize-py is not installed: pip install 'componentize-py==0.25.1'"
+            label,
+            "componentize-py is not installed: the plugin build toolchain is an extra, "
+            "pip install 'blocksync[plugins]'",
         )
     return found
 
@@ -527,77 +538,151 @@ def _tool_message(output: str, mounts: dict[str, Path]) -> str:
 
 def build(
     source: Path,
-    output: Path,
+    output: Path | None = None,
     *,
     world: str | None = None,
     wasi: bool | None = None,
     componentize_py: str | None = None,
     cache_folder: Path | None = None,
 ) -> BuildResult:
-    """Build the plugin in folder `source` (its `app.py`) into the component file `output`.
+    """Build the plugin in folder `source` into the component file `output` (default:
+    `NAME.wasm` beside the folder `NAME`): a Python plugin (its `app.py`) with componentize-py,
+    a JavaScript one (`app.js` and `package.json`, see :mod:`.jsbuild`) with componentize-js.
 
     `world` overrides the world read from the source; `wasi` forces WASI imports on (True) or off
-    (False) whatever the source's `needs_filesystem` says; `componentize_py` is the executable
-    to run (default: the one installed beside this Python, else on PATH). The output is written
-    atomically. Raises `PluginBuildError` with componentize-py's message when it fails.
+    (False) whatever a Python source's `needs_filesystem` says; `componentize_py` is the
+    executable to run (default: the one installed beside this Python, else on PATH). The output
+    is written atomically, with the source's hash in a custom section (:mod:`.provenance`: why
+    not a reproducible build). Raises `PluginBuildError` with the toolchain's message when it
+    fails, or naming what to install when a toolchain is missing.
 
     With `cache_folder` (a store's `cache/`) the new component is also compiled into it, so its
     first use in that store loads it instead of compiling for seconds to a minute.
     """
     source = Path(source).resolve()
-    output = Path(output)
+    output = default_output(source) if output is None else Path(output)
     label = str(source)
+    python = (source / f"{APP_MODULE}.py").is_file()
+    if not python and (source / jsbuild.APP).is_file() and not jsbuild.is_javascript(source):
+        raise PluginBuildError(
+            label,
+            f"{jsbuild.APP} without a {jsbuild.MANIFEST}: a JavaScript plugin names its world "
+            "there (blocksync plugin new NAME --lang javascript writes one)",
+        )
+    made_folder = not output.parent.exists()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.{uuid.uuid4().hex}.partial")
+    started = time.perf_counter()
+    try:
+        if not python and jsbuild.is_javascript(source):
+            made = _build_javascript(source, partial, output.name, world, wasi, label)
+        else:
+            made = _build_python(source, partial, output.name, world, wasi, componentize_py, label)
+        seconds = time.perf_counter() - started
+        if not partial.is_file():
+            raise PluginBuildError(label, f"the build wrote no component: {made.log[-4000:]}")
+        record = {
+            "source_sha256": provenance.source_sha256(source),
+            "world": made.world,
+            "toolchain": made.toolchain,
+        }
+        data = provenance.embed(partial.read_bytes(), record)
+        partial.write_bytes(data)
+        os.replace(partial, output)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        if made_folder:  # a failed build leaves nothing, not even the folder it made
+            with suppress(OSError):
+                output.parent.rmdir()
+        raise
+    warnings = made.warnings
+    if cache_folder is not None:
+        warnings += _compile_into(output, cache_folder)
+    return BuildResult(
+        path=output,
+        world=made.world,
+        interfaces=made.interfaces,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        wasi=made.wasi,
+        seconds=seconds,
+        log=made.log,
+        warnings=warnings,
+    )
+
+
+@dataclass(frozen=True)
+class _Made:
+    """What one toolchain run made (in the partial file)."""
+
+    world: str
+    interfaces: tuple[str, ...]
+    wasi: bool
+    log: str
+    toolchain: dict[str, str]
+    warnings: tuple[str, ...] = ()
+
+
+def _build_python(
+    source: Path,
+    partial: Path,
+    shown: str,
+    world: str | None,
+    wasi: bool | None,
+    componentize_py: str | None,
+    label: str,
+) -> _Made:
+    """Build with componentize-py into `partial` (`shown` is the output's name, for progress)."""
     info = inspect_source(source)
     world_name, interfaces = _choose_world(info, world, label)
     use_wasi = info.needs_filesystem if wasi is None else wasi
     exe = _componentize_py(componentize_py, label)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.{uuid.uuid4().hex}.partial")
-    started = time.perf_counter()
-    with _wit_for(world_name, interfaces) as wit, _shipped_modules() as shipped:
+    with _wit_for(world_name, interfaces) as wit, shipped_modules() as shipped:
         command = [exe, "-d", str(wit), "-w", world_name, "componentize"]
         command += ["-p", str(source), "-p", str(guest_sdk_dir()), "-p", str(shipped)]
         command += ["-o", str(partial)]
         command += [] if use_wasi else ["--stub-wasi"]
         command.append(APP_MODULE)
-        try:
-            with progress.current().task(f"building {output.name} with componentize-py"):
-                done = subprocess.run(
-                    command,
-                    capture_output=True,
-                    text=True,
-                    timeout=BUILD_TIMEOUT_SECONDS,
-                    check=False,
-                )
-        except OSError as exc:
-            raise PluginBuildError(label, f"cannot run componentize-py ({exe}): {exc}") from exc
-        except subprocess.TimeoutExpired as exc:
-            partial.unlink(missing_ok=True)
-            raise PluginBuildError(
-                label, f"componentize-py took more than {BUILD_TIMEOUT_SECONDS} s"
-            ) from exc
-    seconds = time.perf_counter() - started
+        with progress.current().task(f"building {shown} with componentize-py"):
+            done = run_tool(
+                command, label=label, what="componentize-py", timeout=BUILD_TIMEOUT_SECONDS
+            )
     log = (done.stdout + done.stderr).strip()
     if done.returncode != 0 or not partial.is_file():
-        partial.unlink(missing_ok=True)
         mounts = {"/0": source, "/1": guest_sdk_dir()}
         raise PluginBuildError(label, "componentize-py failed: " + _tool_message(log, mounts))
-    data = partial.read_bytes()
-    os.replace(partial, output)
+    toolchain = {"componentize-py": _version("componentize-py"), "blocksync": _version("blocksync")}
     warnings = () if use_wasi else _late_import_warnings(info)
-    if cache_folder is not None:
-        warnings += _compile_into(output, cache_folder)
-    return BuildResult(
-        path=output,
-        world=world_name,
-        interfaces=interfaces,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        wasi=use_wasi,
-        seconds=seconds,
-        log=log,
-        warnings=warnings,
-    )
+    return _Made(world_name, interfaces, use_wasi, log, toolchain, warnings)
+
+
+def _build_javascript(
+    source: Path, partial: Path, shown: str, world: str | None, wasi: bool | None, label: str
+) -> _Made:
+    """Build with componentize-js into `partial` (`shown` is the output's name, for progress)."""
+    if wasi is not None:
+        raise PluginBuildError(
+            label,
+            "--wasi/--no-wasi is for Python plugins: a JavaScript plugin leaves WASI features "
+            f'out with "disable" in {jsbuild.MANIFEST}\'s "blocksync" object',
+        )
+    manifest = jsbuild.read_manifest(source, label)
+    world_name = world or manifest.world
+    if world_name not in WORLDS:
+        raise PluginBuildError(
+            label, f"unknown world {world_name!r}; the WIT package has {', '.join(WORLDS)}"
+        )
+    with progress.current().task(f"building {shown} with componentize-js"):
+        log = jsbuild.run(source, partial, wit_dir(), world_name, manifest, label)
+    interfaces = tuple(i for i in INTERFACE_ORDER if i in WORLDS[world_name])
+    return _Made(world_name, interfaces, manifest.wasi, log, jsbuild.toolchain(source))
+
+
+def _version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _compile_into(component: Path, cache_folder: Path) -> tuple[str, ...]:
