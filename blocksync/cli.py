@@ -629,6 +629,7 @@ def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
     cache = obj.store / "cache" if (obj.store / "cache").is_dir() else None
     found = plugins.inspect_file(path, cache)
     info = found.info
+    namespace = found.label_namespace
     if as_json:
         _print_json(
             {
@@ -638,6 +639,7 @@ def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
                 "exports": info.exports,
                 "imports": list(info.imports),
                 "wasi": info.wasi,
+                "label_namespace": namespace,
                 "loadable": found.problem is None,
                 "problem": found.problem,
             }
@@ -652,6 +654,7 @@ def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
             f"imports: {printable(', '.join(other)) or 'none'}"
             + (f"; {len(wasi)} WASI interfaces" if wasi else "; no WASI")
         )
+        click.echo(f"label namespace: {printable(namespace)}")
         click.echo(
             "loadable: yes" if found.problem is None else f"refused: {printable(found.problem)}"
         )

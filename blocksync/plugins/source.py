@@ -146,6 +146,10 @@ class PluginSource:
             f"reconcile {self.key}", self.author, dry_run=dry_run, bound=bound
         ) as batch:
             results = self.bridge.reconcile(wanted or [])
+            if wanted is None:  # what the plugin's own listing could not find
+                unseen = self.namespace_candidates(bound).difference(r.path for r in results)
+                if unseen:
+                    results += self.bridge.reconcile(sorted(unseen))
             outcome = self._outcome(results, wanted, batch, bound)
         if wanted is None and not allow_mass_delete:
             self._guard(self._gone(outcome, bound), len(bound))
@@ -199,7 +203,8 @@ class PluginSource:
             }
             self._guard(gone, len(bound))
         counted: dict[str, list[str]] = {"disk": [], "agent": []}
-        considered = paths = sorted(listed.union(bound).difference(odd))
+        candidates = self.namespace_candidates(bound)
+        considered = paths = sorted(listed.union(bound, candidates).difference(odd))
         if mirror is not None:
             clean = mirror.unchanged(paths, bound, latest)
             paths = [p for p in paths if p not in clean]
@@ -242,6 +247,33 @@ class PluginSource:
                 outcome.skipped.append(Skipped(path, f"the plugin listed a path that {problem}"))
                 listed.discard(path)
         return listed
+
+    # -- the label namespace: blocks an agent creates -------------------------------------
+
+    def label_namespace(self) -> str | None:
+        """The label prefix this source owns, a path following it: the plugin's declaration
+        (``paging.label-namespace``), else the source table's ``label_namespace``; None: none."""
+        return self.bridge.label_namespace() or self.plugin.spec.label_namespace
+
+    def namespace_candidates(self, bound: dict[str, BaseEntry]) -> set[str]:
+        """The paths named by the attached agents' blocks under :meth:`label_namespace` that
+        no path of this source is bound to (blocks an agent created: reconciling their paths
+        carries them to the source, as the folder source does with its own label scheme).
+        Labels naming no valid source path are left out."""
+        namespace = self.label_namespace()
+        if not namespace:
+            return set()
+        self.blocks.catch_up_index()
+        index = self.bases.index()
+        taken = {(e.owner, e.label) for e in bound.values()}
+        found: set[str] = set()
+        for owner in sorted(self.plugin.spec.owners):
+            for label in index.latest_contents(owner):
+                if label.startswith(namespace) and (owner, label) not in taken:
+                    path = label[len(namespace) :]
+                    if source_path_problem(path) is None:
+                        found.add(path)
+        return found
 
     def _list_pages(self) -> Iterator[str]:
         """The plugin's paths, ``paging.list-paths`` page by page."""
