@@ -73,6 +73,7 @@ from .batch import SyncBatch
 from .bridges import WasmDataBlock
 from .host.runtime import Plugin
 from .mirror import Mirror
+from .seed import SEED_BOUND, Seed
 from .syncbases import PluginBases
 
 __all__ = ["PAGE_FAULT_STEPS", "PAGE_SIZE", "PluginSource"]
@@ -109,6 +110,8 @@ class PluginSource:
         self.fault: Callable[[str], None] | None = None
         #: paths per ``reconcile`` call of a paged plugin (tests make it small)
         self.page_size = PAGE_SIZE
+        #: what the host does for a plugin that keeps no state through ``sync`` (seed means)
+        self.seed = Seed(plugin, self.bridge, blocks, bases.bases, self.label_namespace)
 
     def close(self) -> None:
         """Nothing of its own: the plugin set owns the plugin."""
@@ -353,6 +356,7 @@ class PluginSource:
         for path in wanted or ():
             if path not in outcome.reasons and all(s.path != path for s in outcome.skipped):
                 outcome.skipped.append(Skipped(path, "the plugin gave no result for it"))
+        self.seed.record_bases(outcome.results, batch, bound)
         return outcome
 
     def _conflict(
@@ -363,15 +367,16 @@ class PluginSource:
         report = batch.conflicts.get(path)
         if report is not None:
             owner, label, disk, reason = report.owner, report.label, report.disk, report.reason
-        elif path in bound:
-            binding = bound[path]
-            owner, label, disk = binding.owner, binding.label, result.disk
-            reason = "the plugin reported a conflict (it gave no reason: sync.report-conflict)"
-        else:
-            return None, (
-                "the plugin says it needs resolution but named no block for this unbound path "
-                "(a plugin reports its conflicts with sync.report-conflict)"
-            )
+        else:  # a plugin keeping no state through `sync`: bound by seed means
+            entry = bound.get(path)
+            named = (entry.owner, entry.label) if entry else self.seed.binding(path, batch)
+            if named is None:
+                return None, (
+                    "the plugin says it needs resolution but named no block for this unbound "
+                    "path (not with sync.report-conflict, nor by its label namespace or load)"
+                )
+            (owner, label), disk, reason = named, result.disk, SEED_BOUND
+            self.seed.conflicts.add(path)
         if owner not in self.plugin.spec.owners:
             return None, f"the plugin named a block of {owner!r}, an agent it is not attached to"
         found = batch.bases.get(path)
@@ -427,7 +432,8 @@ class PluginSource:
     def settle(self, settlement: Settlement) -> int | None:
         path, disk, agent, base, expected, message, author = settlement
         owner, label = expected.owner, expected.label
-        if disk != expected.disk:
+        seed = path in self.seed.conflicts  # the seed's save / delete: it has no dry run
+        if disk != expected.disk and not seed:
             with self._batch(message, author, dry_run=True) as batch:
                 self._push(path, disk, expected, batch)  # would the plugin write its source?
         with self._batch(message, author, dry_run=False) as batch:
@@ -435,7 +441,9 @@ class PluginSource:
                 raise SourceChanged(
                     self.key, path, f"block {owner}/{label} changed while it was being settled"
                 )
-            if disk != expected.disk:
+            if disk != expected.disk and seed:
+                self.seed.push(path, disk, owner, label, batch)
+            elif disk != expected.disk:
                 self._push(path, disk, expected, batch)
             batch.hold(owner, label, agent, f"{path} (plugin source)")
             if base is None:
