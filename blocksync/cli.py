@@ -761,7 +761,7 @@ def plugin_check(obj: _Context, path: Path, config_file: Path | None, as_json: b
             mark = "pass" if result.passed else "FAIL"
             click.echo(
                 f"{mark}  {result.name:40} {result.seconds:6.2f} s"
-                + (f"\n      {printable(result.detail)}" if result.detail else "")
+                + "".join(f"\n      {printable(line)}" for line in result.detail.splitlines())
             )
 
     report = conformance.check_plugin(path, table, cache_folder=cache, progress=progress)
@@ -771,7 +771,7 @@ def plugin_check(obj: _Context, path: Path, config_file: Path | None, as_json: b
         failed = sum(not r.passed for r in report.results)
         click.echo(
             f"{len(report.results) - failed} of {len(report.results)} cases passed "
-            f"({report.outside})"
+            f"({report.outside}; {report.level} level)"
         )
     if not report.ok:
         sys.exit(1)

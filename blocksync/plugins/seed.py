@@ -64,6 +64,8 @@ class Seed:
         #: paths whose open conflicts were bound by seed means (their resolutions go through
         #: ``save`` / ``delete``)
         self.conflicts: set[str] = set()
+        #: whether the host kept a base or a conflict for the plugin by seed means
+        self.used = False
 
     @cached_property
     def namespace(self) -> str | None:
@@ -117,6 +119,7 @@ class Seed:
             if result.resolution in _GONE:
                 if path in bound or batch.bases.get(path) is not None:
                     batch.bases.forget(path)
+                    self.used = True
                 continue
             entry = bound.get(path)
             found = (entry.owner, entry.label) if entry else self.binding(path, batch)
@@ -128,6 +131,7 @@ class Seed:
             except BlockNotFound:
                 continue
             batch.bases.set_base(path, owner, label, content)
+            self.used = True
 
     def push(self, path: str, disk: str | None, owner: str, label: str, batch: SyncBatch) -> None:
         """Make the source hold ``disk`` through ``save`` (the block staged as ``disk``) or

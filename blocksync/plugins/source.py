@@ -377,6 +377,7 @@ class PluginSource:
                 )
             (owner, label), disk, reason = named, result.disk, SEED_BOUND
             self.seed.conflicts.add(path)
+            self.seed.used = True
         if owner not in self.plugin.spec.owners:
             return None, f"the plugin named a block of {owner!r}, an agent it is not attached to"
         found = batch.bases.get(path)
