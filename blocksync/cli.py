@@ -654,7 +654,8 @@ def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
             f"imports: {printable(', '.join(other)) or 'none'}"
             + (f"; {len(wasi)} WASI interfaces" if wasi else "; no WASI")
         )
-        click.echo(f"label namespace: {printable(namespace)}")
+        if namespace is not None:
+            click.echo(f"label namespace: {printable(namespace)}")
         click.echo(
             "loadable: yes" if found.problem is None else f"refused: {printable(found.problem)}"
         )
