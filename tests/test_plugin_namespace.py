@@ -62,23 +62,21 @@ def _created_blocks_reach_the_source(ws: blocksync.Workspace, key: str, namespac
     assert again.error is None and not again.resolved and not again.needs_resolution
 
 
+def files_store(tmp_path: Path, wasm: Path, **config: str) -> tuple[Path, Path]:
+    """A store whose source ``notes`` is the files plugin on a new folder: (store, folder)."""
+    root = tmp_path / "notes"
+    root.mkdir()
+    table = {"path": wasm, "dir": root, "dir_mode": "read-write", "config": config}
+    return make_store(tmp_path / "store", {"notes": table}), root
+
+
 def test_agent_created_blocks_reach_the_files_plugins_folder(
     tmp_path: Path, built: dict[str, Path]
 ) -> None:
-    root = tmp_path / "notes"
-    root.mkdir()
-    (root / "there.md").write_text("already\n", encoding="utf-8")
-    store = make_store(
-        tmp_path / "store",
-        {
-            "notes": {
-                "path": built["files"],
-                "dir": root,
-                "dir_mode": "read-write",
-                "config": {"owner": OWNER, "tag": "notes", "permission": "admin"},
-            }
-        },
+    store, root = files_store(
+        tmp_path, built["files"], owner=OWNER, tag="notes", permission="admin"
     )
+    (root / "there.md").write_text("already\n", encoding="utf-8")
     with blocksync.open(store, author="human:test") as ws:
         assert ws.reconcile().sources[0].error is None  # there.md bound first
         _created_blocks_reach_the_source(ws, "notes", "file:notes:")
@@ -137,19 +135,7 @@ def test_the_cli_carries_a_created_block_to_the_plugin_source(
     tmp_path: Path, built: dict[str, Path]
 ) -> None:
     """The issue's steps: `block create` then `reconcile` writes the file."""
-    root = tmp_path / "notes"
-    root.mkdir()
-    store = make_store(
-        tmp_path / "store",
-        {
-            "notes": {
-                "path": built["files"],
-                "dir": root,
-                "dir_mode": "read-write",
-                "config": {"owner": OWNER, "tag": "notes"},
-            }
-        },
-    )
+    store, root = files_store(tmp_path, built["files"], owner=OWNER, tag="notes")
     cli = [str(Path(sys.executable).with_name("blocksync")), "--store", str(store)]
     for args in (
         ["block", "create", OWNER, "file:notes:fromagent.md", "--content", "hi\n"],

@@ -32,18 +32,9 @@ class Rig:
     def __init__(self, tmp: Path, wasm: Path, **table: Any) -> None:
         self.root = tmp / "notes"
         self.root.mkdir()
-        self.store = make_store(
-            tmp / "store",
-            {
-                KEY: {
-                    "path": wasm,
-                    "dir": self.root,
-                    "dir_mode": "read-write",
-                    "config": {"owner": OWNER, "permission": "admin"},
-                    **table,
-                }
-            },
-        )
+        table.update(path=wasm, dir=self.root, dir_mode="read-write")
+        table["config"] = {"owner": OWNER, "permission": "admin"}
+        self.store = make_store(tmp / "store", {KEY: table})
         self.ws = blocksync.open(self.store, author="human:test")
 
     def write(self, path: str, text: str) -> None:

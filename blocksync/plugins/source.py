@@ -206,7 +206,7 @@ class PluginSource:
             }
             self._guard(gone, len(bound))
         counted: dict[str, list[str]] = {"disk": [], "agent": []}
-        candidates = self.namespace_candidates(bound)
+        candidates = self.namespace_candidates(bound, latest)
         considered = paths = sorted(listed.union(bound, candidates).difference(odd))
         if mirror is not None:
             clean = mirror.unchanged(paths, bound, latest)
@@ -258,20 +258,29 @@ class PluginSource:
         (``paging.label-namespace``), else the source table's ``label_namespace``; None: none."""
         return self.bridge.label_namespace() or self.plugin.spec.label_namespace
 
-    def namespace_candidates(self, bound: dict[str, BaseEntry]) -> set[str]:
+    def namespace_candidates(
+        self,
+        bound: dict[str, BaseEntry],
+        latest: dict[str, dict[str, tuple[int, str]]] | None = None,
+    ) -> set[str]:
         """The paths named by the attached agents' blocks under :meth:`label_namespace` that
         no path of this source is bound to (blocks an agent created: reconciling their paths
         carries them to the source, as the folder source does with its own label scheme).
-        Labels naming no valid source path are left out."""
+        Labels naming no valid source path are left out. ``latest``: the owners' blocks when
+        :meth:`PluginBases.latest` read them already this run."""
         namespace = self.label_namespace()
         if not namespace:
             return set()
-        self.blocks.catch_up_index()
-        index = self.bases.index()
+        latest = dict(latest or {})
+        missing = self.plugin.spec.owners.difference(latest)
+        if missing:
+            self.blocks.catch_up_index()
+            index = self.bases.index()
+            latest.update((owner, index.latest_contents(owner)) for owner in missing)
         taken = {(e.owner, e.label) for e in bound.values()}
         found: set[str] = set()
         for owner in sorted(self.plugin.spec.owners):
-            for label in index.latest_contents(owner):
+            for label in latest[owner]:
                 if label.startswith(namespace) and (owner, label) not in taken:
                     path = label[len(namespace) :]
                     if source_path_problem(path) is None:
