@@ -669,6 +669,7 @@ def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
     cache = obj.store / "cache" if (obj.store / "cache").is_dir() else None
     found = plugins.inspect_file(path, cache)
     info = found.info
+    namespace = found.label_namespace
     if as_json:
         _print_json(
             {
@@ -678,6 +679,7 @@ def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
                 "exports": info.exports,
                 "imports": list(info.imports),
                 "wasi": info.wasi,
+                "label_namespace": namespace,
                 "loadable": found.problem is None,
                 "problem": found.problem,
             }
@@ -692,6 +694,8 @@ def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
             f"imports: {printable(', '.join(other)) or 'none'}"
             + (f"; {len(wasi)} WASI interfaces" if wasi else "; no WASI")
         )
+        if namespace is not None:
+            click.echo(f"label namespace: {printable(namespace)}")
         click.echo(
             "loadable: yes" if found.problem is None else f"refused: {printable(found.problem)}"
         )
@@ -816,7 +820,7 @@ def plugin_check(obj: _Context, path: Path, config_file: Path | None, as_json: b
             mark = "pass" if result.passed else "FAIL"
             click.echo(
                 f"{mark}  {result.name:40} {result.seconds:6.2f} s"
-                + (f"\n      {printable(result.detail)}" if result.detail else "")
+                + "".join(f"\n      {printable(line)}" for line in result.detail.splitlines())
             )
 
     report = conformance.check_plugin(path, table, cache_folder=cache, progress=progress)
@@ -826,7 +830,7 @@ def plugin_check(obj: _Context, path: Path, config_file: Path | None, as_json: b
         failed = sum(not r.passed for r in report.results)
         click.echo(
             f"{len(report.results) - failed} of {len(report.results)} cases passed "
-            f"({report.outside})"
+            f"({report.outside}{'' if report.level is None else f'; {report.level} level'})"
         )
     if not report.ok:
         sys.exit(1)

@@ -8,14 +8,26 @@ again. The test suite runs the cases against the native file source and the ``fi
 
 The cases assume the conventions of the reference plugins: the source is configured with
 permission ``admin`` for every path (deletions carry over), owns its blocks as agent ``alice``
-and mirrors each outside path into one block whose label contains the path. The outside side is
-a folder granted to the plugin (``dir``, read-write, a fresh one per case), or, when the
-plugin's ``config`` names an ``endpoint`` and a ``bucket``, that S3-compatible bucket under a
-fresh key ``prefix`` per case (set in the plugin's config).
+and mirrors each outside path into one block. Which block: the one a path is bound to, else
+the one the source's label namespace names (``paging.label-namespace``, or the table's
+``label_namespace``), else the scheme learnt from a bound label containing its path.
+
+The outside side is reached in the shape the table declares (``outside``): ``"folder"`` (the
+default) a file per path in a folder granted to the plugin (``dir``, read-write, a fresh one
+per case); ``"json:<file>"`` one JSON object path -> text in that file of the granted folder
+(a plugin keeping every path in one file); and, when the plugin's ``config`` names an
+``endpoint`` and a ``bucket``, that S3-compatible bucket under a fresh key ``prefix`` per case
+(set in the plugin's config).
+
+A plugin that keeps its state through the ``sync`` interface passes at the ``sync`` level; one
+written against the seed's functions alone, whose bases and conflicts the host keeps for it by
+seed means (:mod:`blocksync.plugins.seed`), at the ``seed`` level. A failing case says what the
+suite did, what it expected and what it got.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import tempfile
 import time
@@ -36,6 +48,7 @@ from . import config as config_mod
 from .agents.tools import ToolEntry
 from .errors import BlockNotFound, BlocksyncError, ConfigError, PluginRefused, UsageError
 from .plugins import inspect_file
+from .plugins.source import PluginSource
 from .shared import sigv4
 from .shared.apply import Outside, sha256
 from .store.bases import SyncBases
@@ -53,6 +66,7 @@ __all__ = [
     "CheckReport",
     "CheckedOutside",
     "FolderOutside",
+    "JsonFileOutside",
     "Outside",
     "PluginCase",
     "S3Outside",
@@ -113,6 +127,48 @@ class FolderOutside:
 
 def _digest(data: bytes | None) -> str | None:
     return None if data is None else sha256(data)
+
+
+class JsonFileOutside:
+    """Entries of the JSON object path -> text in the file ``name`` of ``root`` (a plugin
+    keeping every path in one file). Compare-and-swap as :class:`FolderOutside`'s."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root = root
+        self.file = root / name
+
+    def _notes(self) -> dict[str, str]:
+        if not self.file.exists():
+            return {}
+        found = json.loads(self.file.read_text(encoding="utf-8"))
+        if not isinstance(found, dict):
+            raise AssertionError(f"{self.file.name} holds no JSON object: {found!r:.80}")  # noqa: TRY004 - a failed case, not a type error
+        return {str(k): str(v) for k, v in found.items()}
+
+    def _keep(self, notes: dict[str, str]) -> None:
+        self.file.write_text(json.dumps(notes, ensure_ascii=False), encoding="utf-8")
+
+    def list_paths(self) -> list[str]:
+        return sorted(self._notes())
+
+    def read(self, path: str) -> bytes | None:
+        text = self._notes().get(path)
+        return None if text is None else text.encode("utf-8")
+
+    def write(self, path: str, data: bytes, expected: str | None) -> bool:
+        if _digest(self.read(path)) != expected:
+            return False
+        self._keep({**self._notes(), path: data.decode("utf-8")})
+        return True
+
+    def remove(self, path: str, expected: str) -> bool:
+        if _digest(self.read(path)) != expected:
+            return False
+        self._keep({k: v for k, v in self._notes().items() if k != path})
+        return True
+
+    def leftovers(self) -> list[str]:
+        return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*.tmp"))
 
 
 class S3Outside:
@@ -197,8 +253,15 @@ class Subject(ABC):
     outside: CheckedOutside
     blocks: BlockStore
 
+    @property
+    def steps(self) -> list[str]:
+        """What the case did so far (said when it fails)."""
+        found: list[str] = self.__dict__.setdefault("_steps", [])
+        return found
+
     def put(self, path: str, text: str) -> None:
         """Write ``path`` outside, as a person would: over whatever it holds."""
+        self.steps.append(f"wrote {path!r} outside as {text!r}")
         self.outside.write(path, text.encode("utf-8"), _digest(self.outside.read(path)))
 
     def text(self, path: str) -> str | None:
@@ -207,6 +270,7 @@ class Subject(ABC):
 
     def drop(self, path: str) -> None:
         """Delete ``path`` outside, as a person would."""
+        self.steps.append(f"deleted {path!r} outside")
         data = self.outside.read(path)
         if data is not None:
             self.outside.remove(path, sha256(data))
@@ -229,11 +293,20 @@ class Subject(ABC):
         except BlockNotFound:
             return None
 
+    def create_block(self, path: str, text: str) -> None:
+        label = self.label(path)
+        self.steps.append(f"created block {label!r} as {text!r}")
+        self.blocks.create(OWNER, label, text, author="agent:alice")
+
     def edit_block(self, path: str, text: str) -> None:
-        self.blocks.update(OWNER, self.label(path), text, author="agent:alice")
+        label = self.label(path)
+        self.steps.append(f"edited block {label!r} to {text!r}")
+        self.blocks.update(OWNER, label, text, author="agent:alice")
 
     def delete_block(self, path: str) -> None:
-        self.blocks.delete(OWNER, self.label(path), author="agent:alice")
+        label = self.label(path)
+        self.steps.append(f"deleted block {label!r}")
+        self.blocks.delete(OWNER, label, author="agent:alice")
 
     def synced(self, path: str, text: str) -> None:
         """The outside path, its block and its base all holding ``text``."""
@@ -256,20 +329,41 @@ class PluginSubject(Subject):
     def close(self) -> None:
         self._git.close()
 
+    @property
+    def source(self) -> PluginSource:
+        source = self.ws.reconciler.source(KEY)
+        assert isinstance(source, PluginSource)
+        return source
+
     def reconcile(self, paths: list[str] | None) -> list[ReconcileResult]:
-        return self.ws.reconciler.source(KEY).reconcile_outcome(paths).results
+        outcome = self.source.reconcile_outcome(paths)
+        said = ", ".join(f"{s.path!r}: {s.reason}" for s in outcome.skipped)
+        self.steps.append(
+            f"reconciled {'every path' if paths is None else paths}: {outcome.results!r}"
+            + (f" (skipped {said})" if said else "")
+        )
+        return outcome.results
+
+    @property
+    def seed(self) -> bool:
+        """Did the host keep a base or a conflict for the plugin by seed means?"""
+        return self.source.seed.used
 
     def base(self, path: str) -> str | None:
         found = self._bases.get(path)
         return None if found is None else found[1]
 
     def label(self, path: str) -> str:
-        """The bound label; else the scheme learnt from a bound path (its label with that path
-        in it replaced), syncing a probe path to learn it if nothing was bound yet."""
+        """The bound label; else the source's label namespace and the path; else the scheme
+        learnt from a bound path (its label with that path in it replaced), syncing a probe
+        path to learn it if nothing was bound yet."""
         found = self._bases.get(path)
         if found is not None:
             self._learn(found[0].path, found[0].label)
             return found[0].label
+        namespace = self.source.label_namespace()
+        if namespace:
+            return namespace + path
         if self._scheme is None:
             for binding in self._bases.bindings():
                 self._learn(binding.path, binding.label)
@@ -282,7 +376,9 @@ class PluginSubject(Subject):
                 self._learn(probe, found[0].label)
         if self._scheme is None:
             raise AssertionError(
-                "cannot tell which block mirrors a path: no bound block's label contains its path"
+                "cannot tell which block mirrors a path: the source declares no label namespace"
+                " and no bound block's label contains its path (a probe path written outside"
+                " bound nothing: is `outside` in the table the plugin's shape?)"
             )
         head, tail = self._scheme
         return head + path + tail
@@ -396,7 +492,7 @@ def identical_edits_only_advance_the_base(s: Subject) -> None:
 @_case
 def no_base_and_two_contents_is_a_conflict(s: Subject) -> None:
     """Without a base, two different contents are a conflict (never an empty base guessed)."""
-    s.blocks.create(OWNER, s.label("a.md"), "agent\n", author="agent:alice")
+    s.create_block("a.md", "agent\n")
     s.put("a.md", "disk\n")
     _expect(s.reconcile(["a.md"]), [NeedsResolution("a.md", "disk\n", "agent\n")], "results")
     _expect(s.base("a.md"), None, "base")
@@ -458,22 +554,34 @@ def a_second_run_reports_only_no_change(s: Subject) -> None:
 class CaseResult:
     name: str
     passed: bool
-    detail: str  # why it failed ("" when it passed)
+    detail: str  # why it failed ("" when it passed): what it did, expected, got
     seconds: float
+    #: the host kept a base or a conflict for the plugin by seed means in this case
+    seed: bool = False
 
 
 @dataclass(frozen=True)
 class CheckReport:
     plugin: str
-    outside: str  # "folder" or "s3 <endpoint>/<bucket>"
+    outside: str  # "folder", "json <file>", "s3 <endpoint>/<bucket>"; or "tool", "data-stream"
     results: list[CaseResult]
+    data_block: bool = True  # the data-block cases ran (a level says something)
 
     @property
     def ok(self) -> bool:
         return all(r.passed for r in self.results)
 
+    @property
+    def level(self) -> str | None:
+        """``sync``: the plugin kept its own bases and conflicts through ``sync``; ``seed``:
+        the host kept some for it, the plugin using the seed's functions alone (None: no
+        data-block cases ran)."""
+        if not self.data_block:
+            return None
+        return "seed" if any(r.seed for r in self.results) else "sync"
+
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "ok": self.ok, "level": self.level}
 
 
 def load_table(path: Path | None) -> dict[str, Any]:
@@ -498,11 +606,10 @@ def check_plugin(
     progress: Callable[[CaseResult], None] | None = None,
 ) -> CheckReport:
     """Run every case against the plugin ``wasm`` configured with ``table`` (see
-    :func:`load_table`), each in a throwaway store; ``progress`` is told each result."""
+    :func:`load_table`; its ``outside`` says how the suite reaches the outside side, see the
+    module docstring), each in a throwaway store; ``progress`` is told each result."""
     table = dict(DEFAULT_TABLE if table is None else table)
-    plugin_config = dict(table.get("config", {}))
-    s3 = "endpoint" in plugin_config and "bucket" in plugin_config
-    outside_name = f"s3 {plugin_config['endpoint']}/{plugin_config['bucket']}" if s3 else "folder"
+    shape = _shape(table.pop("outside", None), dict(table.get("config", {})))
     results = []
     with tempfile.TemporaryDirectory(prefix="blocksync-check-cache-") as scratch:
         cache = (cache_folder or Path(scratch)).resolve()  # the stores link to it
@@ -512,30 +619,66 @@ def check_plugin(
         exports = found.info.exports
         runs: list[Callable[[], CaseResult]]
         if "data-block" in exports:
-            runs = [partial(_run, case, wasm.resolve(), table, s3, cache) for case in CASES]
+            runs = [partial(_run, case, wasm.resolve(), table, shape, cache) for case in CASES]
         elif "tool" in exports or "data-stream" in exports:
             kind_cases = list(TOOL_CASES) if "tool" in exports else []
             kind_cases += STREAM_CASES if "data-stream" in exports else []
             runs = [partial(_run_plugin_case, c, wasm.resolve(), table, cache) for c in kind_cases]
-            outside_name = " and ".join(k for k in ("tool", "data-stream") if k in exports)
+            shape = " and ".join(k for k in ("tool", "data-stream") if k in exports)
         else:
             raise UsageError(f"{wasm} exports no data-block, data-stream or tool: nothing to check")
         for run in runs:
             results.append(run())
             if progress is not None:
                 progress(results[-1])
-    return CheckReport(str(wasm), outside_name, results)
+    return CheckReport(str(wasm), shape, results, "data-block" in exports)
+
+
+def _shape(declared: object, plugin_config: Mapping[str, Any]) -> str:
+    """The outside's shape: ``s3 <endpoint>/<bucket>``, ``json <file>`` or ``folder``."""
+    if "endpoint" in plugin_config and "bucket" in plugin_config:
+        return f"s3 {plugin_config['endpoint']}/{plugin_config['bucket']}"
+    if declared is None or declared == "folder":
+        return "folder"
+    if isinstance(declared, str) and declared.startswith("json:") and declared[5:].strip():
+        name = declared[5:].strip()
+        if "/" not in name and name not in (".", ".."):
+            return f"json {name}"
+    raise UsageError(
+        f'outside = {declared!r}: expected "folder" (a file per path) or "json:<file>" (one JSON'
+        " object path -> text in that file of the granted folder)"
+    )
 
 
 def _run(
-    case: Case, wasm: Path, table: Mapping[str, Any], s3: bool, cache_folder: Path
+    case: Case, wasm: Path, table: Mapping[str, Any], shape: str, cache_folder: Path
 ) -> CaseResult:
-    def run() -> str:
-        with _subject(wasm, table, s3, cache_folder) as subject:
-            case.run(subject)
-        return ""
+    start = time.perf_counter()
+    steps: list[str] = []
+    seed = False
+    try:
+        with _subject(wasm, table, shape, cache_folder) as subject:
+            steps = subject.steps
+            try:
+                case.run(subject)
+            finally:
+                seed = subject.seed
+    except AssertionError as exc:
+        return CaseResult(case.name, False, _failure(str(exc), steps), _since(start), seed)
+    except (BlocksyncError, OSError, urllib.error.URLError) as exc:
+        detail = _failure(f"{type(exc).__name__}: {exc}", steps)
+        return CaseResult(case.name, False, detail, _since(start), seed)
+    return CaseResult(case.name, True, "", _since(start), seed)
 
-    return _timed(case.name, run)
+
+def _since(start: float) -> float:
+    return time.perf_counter() - start
+
+
+def _failure(what: str, steps: list[str]) -> str:
+    """A failing case's detail: what it expected and got, then what the suite did."""
+    did = "".join(f"\n  {n}. {step}" for n, step in enumerate(steps, 1))
+    return what + ("\nthe suite did:" + did if steps else "")
 
 
 def _timed(name: str, run: Callable[[], str]) -> CaseResult:
@@ -553,13 +696,13 @@ def _timed(name: str, run: Callable[[], str]) -> CaseResult:
 
 @contextmanager
 def _subject(
-    wasm: Path, table: Mapping[str, Any], s3: bool, cache_folder: Path
+    wasm: Path, table: Mapping[str, Any], shape: str, cache_folder: Path
 ) -> Iterator[PluginSubject]:
     with tempfile.TemporaryDirectory(prefix="blocksync-check-") as tmp:
         folder = Path(tmp)
         source: dict[str, Any] = {**table, "type": "wasm", "path": str(wasm)}
         outside: CheckedOutside
-        if s3:
+        if shape.startswith("s3 "):
             prefix = f"blocksync-check-{secrets.token_hex(4)}/"
             source["config"] = {**table["config"], "prefix": prefix}
             s3_outside = S3Outside(table["config"], prefix)
@@ -569,7 +712,8 @@ def _subject(
             root = folder / "outside"
             root.mkdir()
             source.update(dir=str(root), dir_mode="read-write")
-            outside = FolderOutside(root)
+            json_file = shape.removeprefix("json ") if shape.startswith("json ") else None
+            outside = FolderOutside(root) if json_file is None else JsonFileOutside(root, json_file)
         with _throwaway_store(folder / "store", source, cache_folder) as ws:
             subject = PluginSubject(ws, outside)
             try:

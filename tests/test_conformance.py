@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import blocksync
-from blocksync.errors import PluginCallFailed
+from blocksync.errors import PluginCallFailed, UsageError
 from blocksync.plugins import WasmDataBlock
 from blocksync.shared.wit import PermissionLevel, PermissionRule
 from blocksync.store.bases import SyncBases
@@ -144,11 +144,40 @@ def test_files_plugin(
 
 def test_check_plugin_passes_the_files_plugin(files_wasm: Path) -> None:
     report = check_plugin(files_wasm, cache_folder=HOST_CACHE)
-    assert report.outside == "folder"
+    assert report.outside == "folder" and report.level == "sync"
     assert [(r.name, r.passed, r.detail) for r in report.results] == [
         (name, True, "") for name in CASE_IDS
     ]
     assert report.ok and report.to_json()["ok"] is True
+
+
+def test_check_plugin_passes_a_plugin_keeping_every_path_in_one_json_file() -> None:
+    """fixtures/plugins/json_notes keeps all paths in /data/notes.json: the suite reaches its
+    outside side in the shape the table declares, and finds blocks by its label namespace."""
+    wasm = built_plugin("json_notes")
+    table = {"config": {"owner": OWNER, "permission": "admin"}, "outside": "json:notes.json"}
+    report = check_plugin(wasm, table, cache_folder=HOST_CACHE)
+    assert report.outside == "json notes.json" and report.level == "sync"
+    assert [(r.name, r.detail) for r in report.results if not r.passed] == []
+    # a file per path is not its shape: each case fails saying what it did, expected and got
+    wrong = check_plugin(wasm, cache_folder=HOST_CACHE)
+    first = next(r for r in wrong.results if r.name == "new_file_becomes_a_block")
+    assert not first.passed and "expected [" in first.detail and ", got [" in first.detail
+    assert "the suite did:\n  1. wrote 'a.md' outside as 'one\\n'" in first.detail
+    assert "reconciled every path: []" in first.detail
+
+
+def test_check_plugin_passes_a_seed_only_plugin_at_the_seed_level() -> None:
+    """fixtures/plugins/seed_only never calls `sync`: the host keeps its bases and conflicts."""
+    report = check_plugin(built_plugin("seed_only"), cache_folder=HOST_CACHE)
+    assert [(r.name, r.detail) for r in report.results if not r.passed] == []
+    assert report.level == "seed" and report.to_json()["level"] == "seed"
+
+
+def test_check_plugin_refuses_an_unknown_outside_shape() -> None:
+    table = {"config": {"owner": OWNER}, "outside": "xml:notes.xml"}
+    with pytest.raises(UsageError, match="outside = 'xml:notes.xml'"):
+        check_plugin(built_plugin("json_notes"), table, cache_folder=HOST_CACHE)
 
 
 def test_check_plugin_fails_a_plugin_that_breaks_the_rules(tmp_path: Path) -> None:

@@ -126,6 +126,7 @@ ADDED_FUNCS: dict[str, list[str]] = {
             "result<tuple<list<string>, option<string>>, string>;"
         ),
         "mirrors-folder: func() -> bool;",
+        "label-namespace: func() -> option<string>;",
     ],
 }
 WORLD_IMPORTS = ["host", "sync", "http"]

@@ -125,6 +125,14 @@ class WasmDataBlock(_Bridge):
             return False
         return bool(self.plugin.call(PAGING, "mirrors-folder"))
 
+    def label_namespace(self) -> str | None:
+        """The label prefix the plugin declares its own (``paging.label-namespace``); None
+        when it declares none, or lacks the function (built before it, or without ``paging``)."""
+        if "label-namespace" not in self.plugin.info.signatures.get(PAGING, {}):
+            return None
+        found = self.plugin.call(PAGING, "label-namespace")
+        return found if isinstance(found, str) and found else None
+
     def list_paths(self, cursor: str | None) -> tuple[list[str], str | None]:
         """One page of the plugin's paths and the cursor of the next (None: the last)."""
         paths, after = self.plugin.call_result(PAGING, "list-paths", cursor)

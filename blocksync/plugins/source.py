@@ -78,6 +78,7 @@ from .batch import SyncBatch
 from .bridges import WasmDataBlock
 from .host.runtime import Plugin
 from .mirror import Latest, Mirror
+from .seed import SEED_BOUND, Seed
 from .syncbases import PluginBases
 
 __all__ = ["PAGE_FAULT_STEPS", "PAGE_SIZE", "PluginSource"]
@@ -119,6 +120,8 @@ class PluginSource:
         #: the commits of the current run: of main, and of the bases (see :data:`BasesWritten`)
         self._written_blocks: list[str] = []
         self._written_bases: list[BasesWritten] = []
+        #: what the host does for a plugin that keeps no state through ``sync`` (seed means)
+        self.seed = Seed(plugin, self.bridge, blocks, bases.bases, self.label_namespace)
 
     def close(self) -> None:
         """Nothing of its own: the plugin set owns the plugin."""
@@ -157,6 +160,10 @@ class PluginSource:
             f"reconcile {self.key}", self.author, dry_run=dry_run, bound=bound
         ) as batch:
             results = self.bridge.reconcile(wanted or [])
+            if wanted is None:  # what the plugin's own listing could not find
+                unseen = self.namespace_candidates(bound, {r.path for r in results})
+                if unseen:
+                    results += self.bridge.reconcile(sorted(unseen))
             outcome = self._outcome(results, wanted, batch, bound)
         if wanted is None and not allow_mass_delete:
             self._guard(self._gone(outcome, bound), len(bound))
@@ -220,7 +227,8 @@ class PluginSource:
                 "agent": self.bases.blockless(bound),
             }
             self._guard(gone, len(bound))
-        considered = sorted(listed.union(bound).difference(odd))
+        candidates = self.namespace_candidates(bound, listed)
+        considered = sorted(listed.union(bound, candidates).difference(odd))
         return outcome, _Plan(bound, len(bound), considered, considered)
 
     def _plan_mirrored(self, mode: ReconcileMode, mirror: Mirror) -> tuple[ReconcileOutcome, _Plan]:
@@ -232,6 +240,7 @@ class PluginSource:
         listed, quick = self._listing(outcome, mirror)
         odd = {s.path for s in outcome.skipped}
         considered = listed.union(clean.bound).difference(odd)
+        considered |= self.namespace_candidates({}, considered).difference(odd)
         rest = sorted(considered.difference(quick))
         bound = mirror.entries(rest)
         self.bases.bases.expect(bound)  # spares reading the bindings a base write checks
@@ -294,6 +303,34 @@ class PluginSource:
                 outcome.skipped.append(Skipped(path, f"the plugin listed a path that {problem}"))
                 listed.discard(path)
         return listed, quick
+
+    # -- the label namespace: blocks an agent creates -------------------------------------
+
+    def label_namespace(self) -> str | None:
+        """The label prefix this source owns, a path following it: the plugin's declaration
+        (``paging.label-namespace``), else the source table's ``label_namespace``; None: none."""
+        return self.bridge.label_namespace() or self.plugin.spec.label_namespace
+
+    def namespace_candidates(self, bound: dict[str, BaseEntry], known: Collection[str]) -> set[str]:
+        """The paths named by the attached agents' blocks under :meth:`label_namespace` that
+        are not ``known`` candidates already and whose blocks no entry of ``bound`` binds
+        (blocks an agent created: reconciling their paths carries them to the source, as the
+        folder source does with its own label scheme). Labels naming no valid source path are
+        left out."""
+        namespace = self.label_namespace()
+        if not namespace:
+            return set()
+        self.blocks.catch_up_index()
+        index = self.bases.index()
+        taken = {(e.owner, e.label) for e in bound.values()}
+        found: set[str] = set()
+        for owner in sorted(self.plugin.spec.owners):
+            for label in index.latest_contents(owner):
+                if label.startswith(namespace) and (owner, label) not in taken:
+                    path = label[len(namespace) :]
+                    if path not in known and source_path_problem(path) is None:
+                        found.add(path)
+        return found
 
     def _list_pages(self) -> Iterator[str]:
         """The plugin's paths, ``paging.list-paths`` page by page."""
@@ -378,6 +415,7 @@ class PluginSource:
         for path in wanted or ():
             if path not in outcome.reasons and all(s.path != path for s in outcome.skipped):
                 outcome.skipped.append(Skipped(path, "the plugin gave no result for it"))
+        self.seed.record_bases(outcome.results, batch, bound)
         return outcome
 
     def _conflict(
@@ -388,15 +426,17 @@ class PluginSource:
         report = batch.conflicts.get(path)
         if report is not None:
             owner, label, disk, reason = report.owner, report.label, report.disk, report.reason
-        elif path in bound:
-            binding = bound[path]
-            owner, label, disk = binding.owner, binding.label, result.disk
-            reason = "the plugin reported a conflict (it gave no reason: sync.report-conflict)"
-        else:
-            return None, (
-                "the plugin says it needs resolution but named no block for this unbound path "
-                "(a plugin reports its conflicts with sync.report-conflict)"
-            )
+        else:  # a plugin keeping no state through `sync`: bound by seed means
+            entry = bound.get(path)
+            named = (entry.owner, entry.label) if entry else self.seed.binding(path, batch)
+            if named is None:
+                return None, (
+                    "the plugin says it needs resolution but named no block for this unbound "
+                    "path (not with sync.report-conflict, nor by its label namespace or load)"
+                )
+            (owner, label), disk, reason = named, result.disk, SEED_BOUND
+            self.seed.conflicts.add(path)
+            self.seed.used = True
         if owner not in self.plugin.spec.owners:
             return None, f"the plugin named a block of {owner!r}, an agent it is not attached to"
         found = batch.bases.get(path)
@@ -452,7 +492,8 @@ class PluginSource:
     def settle(self, settlement: Settlement) -> int | None:
         path, disk, agent, base, expected, message, author = settlement
         owner, label = expected.owner, expected.label
-        if disk != expected.disk:
+        seed = path in self.seed.conflicts  # the seed's save / delete: it has no dry run
+        if disk != expected.disk and not seed:
             with self._batch(message, author, dry_run=True) as batch:
                 self._push(path, disk, expected, batch)  # would the plugin write its source?
         with self._batch(message, author, dry_run=False) as batch:
@@ -460,7 +501,9 @@ class PluginSource:
                 raise SourceChanged(
                     self.key, path, f"block {owner}/{label} changed while it was being settled"
                 )
-            if disk != expected.disk:
+            if disk != expected.disk and seed:
+                self.seed.push(path, disk, owner, label, batch)
+            elif disk != expected.disk:
                 self._push(path, disk, expected, batch)
             batch.hold(owner, label, agent, f"{path} (plugin source)")
             if base is None:

@@ -102,6 +102,8 @@ class PluginSpec:
     sha256: str | None = None
     permission_rules: tuple[PermissionRule, ...] | None = None  # None: the plugin's own
     trust: TrustPolicy = field(default_factory=TrustPolicy)  # signature required? by which keys?
+    #: the label prefix this source owns when the plugin declares none (``label_namespace``)
+    label_namespace: str | None = None
 
     @property
     def owners(self) -> frozenset[str]:
@@ -242,6 +244,7 @@ _WASM_KEYS = {
     "permission_rules",
     "require_signature",
     "trusted_keys",
+    "label_namespace",
 }
 
 
@@ -261,7 +264,7 @@ def parse_wasm_source(
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
     if not isinstance(table.get("path"), str):
         raise ConfigError(f"{where}: `path` (the .wasm file) is required")
-    for text in ("name", "dir"):
+    for text in ("name", "dir", "label_namespace"):
         if not isinstance(table.get(text, ""), str):
             raise ConfigError(f"{where}.{text} must be a string, not {table[text]!r}")
     kind = table.get("source_kind")
@@ -300,6 +303,7 @@ def parse_wasm_source(
         sha256=None if sha is None else sha.lower(),
         permission_rules=None if rules is None else parse_rules(rules, f"{where}.permission_rules"),
         trust=policy,
+        label_namespace=table.get("label_namespace") or None,
     )
 
 

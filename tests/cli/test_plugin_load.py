@@ -48,6 +48,7 @@ def test_inspect_a_good_component(echo_tool: Path, cli_store: Path) -> None:
         "exports": {"tool": "0.1.0"},
         "imports": doc["imports"],
         "wasi": False,
+        "label_namespace": None,  # no data-block export
         "loadable": True,
         "problem": None,
     }

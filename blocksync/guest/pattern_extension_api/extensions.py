@@ -96,6 +96,12 @@ class DataBlockExtension(_Extension):
     #: others to `reconcile`. Declare it only when all of that is true.
     mirrors_folder: ClassVar[bool] = False
 
+    def label_namespace(self) -> str | None:
+        """The prefix of every label this source gives a path, the path following it (WIT
+        `paging.label-namespace`): the host then offers the blocks an agent creates under it
+        as new paths. None (the default): the source declares no namespace."""
+        return None
+
     def list_page(self, cursor: str | None) -> tuple[list[str], str | None]:
         """For a `paged` source: the paths the source holds now, in sorted order, after
         `cursor` (None: from the first), a page at a time, and the cursor of the next page

@@ -210,6 +210,12 @@ class _PagingExport(_Export):
     def mirrors_folder(self) -> bool:
         return bool(self.extension_class.mirrors_folder)
 
+    def label_namespace(self) -> str | None:
+        return _plain(
+            self.extension_class,
+            lambda e: _optional_str(e.label_namespace(), "label_namespace()"),
+        )
+
 
 def _page(value: object) -> tuple[list[str], str | None]:
     if not isinstance(value, tuple) or len(value) != 2:

@@ -249,11 +249,14 @@ class SyncedSource(DataBlockExtension):
                 f"path {path!r} is not canonical (no leading '/', no empty, '.' or '..' parts)"
             )
 
+    def label_namespace(self) -> str:
+        return f"{self.label_prefix}:{self.tag}:"
+
     def label(self, path: str) -> str:
-        return f"{self.label_prefix}:{self.tag}:{path}"
+        return self.label_namespace() + path
 
     def path_for_label(self, label: str) -> str | None:
-        prefix = f"{self.label_prefix}:{self.tag}:"
+        prefix = self.label_namespace()
         return label[len(prefix) :] if label.startswith(prefix) else None
 
     # -- the three sides -----------------------------------------------------------------

@@ -30,7 +30,7 @@ INTERFACES = ("data-block", "data-stream", "tool")
 OPTIONAL_INTERFACES = ("paging",)
 #: Functions an exported interface may lack (added after components exporting it were built):
 #: checked when present, treated by the host as answering "no" when absent
-OPTIONAL_FUNCTIONS = {("paging", "mirrors-folder")}
+OPTIONAL_FUNCTIONS = {("paging", "mirrors-folder"), ("paging", "label-namespace")}
 
 _BLOCK_REF = "record{block-id: string, label: string, agent-id: string}"
 _NOTIFICATION = f"record{{text: string, blocks: list<{_BLOCK_REF}>}}"
@@ -76,6 +76,7 @@ SIGNATURES: dict[str, dict[str, str]] = {
             "(cursor: option<string>) -> result<tuple<list<string>, option<string>>, string>"
         ),
         "mirrors-folder": "() -> bool",
+        "label-namespace": "() -> option<string>",
     },
     "tool": {
         "name": "() -> string",

@@ -932,6 +932,17 @@ class Inspection:
     info: ComponentInfo
     problem: str | None
 
+    @property
+    def label_namespace(self) -> str | None:
+        """Where the label namespace of a data-block source of this plugin comes from (its
+        value depends on the plugin's configuration, e.g. the SDK's `tag`); None: the plugin
+        is no data-block source."""
+        if "data-block" not in self.info.exports:
+            return None
+        if "label-namespace" in self.info.signatures.get("paging", {}):
+            return "declared by the plugin (paging.label-namespace; it may depend on its config)"
+        return "none declared: give `label_namespace` in the source's table"
+
 
 def inspect_file(path: Path, cache_folder: Path | None = None) -> Inspection:
     """Compile (cached) and describe a component; a file that is no component raises."""

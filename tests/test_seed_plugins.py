@@ -1,0 +1,123 @@
+"""A plugin written against the seed's functions alone (issue 15, item 2): fixtures/plugins/
+seed_only keeps its own bases, never calls ``sync``, and returns ``needs-resolution(path, disk,
+agent)`` without ``sync.report-conflict``. The host binds its paths by seed means (the label
+namespace, or the ``BlockRef`` its ``load`` returns, with what ``load`` writes held back),
+records bases and conflicts for it, and carries resolutions to its source through ``save`` /
+``delete``. Real wasmtime, git (checked with the git CLI), SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import blocksync
+
+from .conftest import assert_git_fsck
+from .plugin_builds import built_plugin
+from .stores import base_of, make_store
+
+OWNER = "alice"
+KEY = "seed"
+
+
+@pytest.fixture(scope="module")
+def wasm() -> Path:
+    return built_plugin("seed_only")
+
+
+class Rig:
+    def __init__(self, tmp: Path, wasm: Path, **table: Any) -> None:
+        self.root = tmp / "notes"
+        self.root.mkdir()
+        table.update(path=wasm, dir=self.root, dir_mode="read-write")
+        table["config"] = {"owner": OWNER, "permission": "admin"}
+        self.store = make_store(tmp / "store", {KEY: table})
+        self.ws = blocksync.open(self.store, author="human:test")
+
+    def write(self, path: str, text: str) -> None:
+        (self.root / path).write_text(text, encoding="utf-8")
+
+    def read(self, path: str) -> str | None:
+        file = self.root / path
+        return file.read_text(encoding="utf-8") if file.exists() else None
+
+    def block(self, path: str) -> str | None:
+        if not self.ws.blocks.exists(OWNER, "note:" + path):
+            return None
+        return self.ws.blocks.read(OWNER, "note:" + path).content
+
+    def base(self, path: str) -> str | None:
+        return base_of(self.ws, KEY, path)
+
+    def close(self) -> None:
+        assert self.ws.fsck().ok
+        self.ws.close()
+        assert_git_fsck(self.store / "repo")
+
+
+@pytest.fixture(params=["load", "namespace"])
+def rig(request: pytest.FixtureRequest, tmp_path: Path, wasm: Path) -> Iterator[Rig]:
+    """Bound through what ``load`` returns, or through the table's label namespace."""
+    table = {"label_namespace": "note:"} if request.param == "namespace" else {}
+    rig = Rig(tmp_path, wasm, **table)
+    yield rig
+    rig.close()
+
+
+def test_the_host_records_bases_for_a_plugin_that_keeps_its_own(rig: Rig) -> None:
+    rig.write("a.md", "one\n")
+    report = rig.ws.reconcile().sources[0]
+    assert report.error is None and report.resolved == [("a.md", "disk->agent")]
+    assert (rig.block("a.md"), rig.base("a.md")) == ("one\n", "one\n")
+    rig.ws.blocks.update(OWNER, "note:a.md", "agent\n")
+    assert rig.ws.reconcile().sources[0].resolved == [("a.md", "agent->disk")]
+    assert (rig.read("a.md"), rig.base("a.md")) == ("agent\n", "agent\n")
+    (rig.root / "a.md").unlink()
+    assert rig.ws.reconcile().sources[0].resolved == [("a.md", "delete-block")]
+    assert (rig.block("a.md"), rig.base("a.md")) == (None, None)
+
+
+def test_an_unbound_conflict_is_recorded_and_load_clobbers_nothing(rig: Rig) -> None:
+    rig.ws.blocks.create(OWNER, "note:b.md", "the agent's\n")
+    rig.write("b.md", "the disk's\n")
+    report = rig.ws.reconcile().sources[0]
+    assert report.error is None and report.needs_resolution == ["b.md"], report.skipped
+    (conflict,) = rig.ws.conflicts.list()
+    assert (conflict.owner, conflict.label) == (OWNER, "note:b.md")
+    assert (conflict.disk, conflict.agent, conflict.base) == ("the disk's\n", "the agent's\n", None)
+    assert rig.block("b.md") == "the agent's\n"  # load's write was held back
+    again = rig.ws.reconcile()  # the same conflict, not a new one
+    assert [c.id for c in rig.ws.conflicts.list()] == [conflict.id] and again.open_conflicts == 1
+
+
+@pytest.mark.parametrize("take", ["agent", "disk", "merged"])
+def test_resolutions_reach_the_source_through_save(rig: Rig, take: str) -> None:
+    rig.ws.blocks.create(OWNER, "note:b.md", "the agent's\n")
+    rig.write("b.md", "the disk's\n")
+    rig.ws.reconcile()
+    (conflict,) = rig.ws.conflicts.list()
+    if take == "merged":
+        chosen = "by hand\n"
+        done = rig.ws.conflicts.resolve(conflict.id, take="merged", content=chosen)
+    else:
+        chosen = conflict.agent if take == "agent" else conflict.disk
+        done = rig.ws.conflicts.resolve(conflict.id, take=take)  # type: ignore[arg-type]
+    assert done.status == "resolved"
+    assert (rig.read("b.md"), rig.block("b.md"), rig.base("b.md")) == (chosen,) * 3
+    after = rig.ws.reconcile()
+    assert after.open_conflicts == 0 and not after.sources[0].needs_resolution
+
+
+def test_a_deletion_resolution_goes_through_delete(rig: Rig) -> None:
+    rig.write("c.md", "one\n")
+    rig.ws.reconcile()
+    (rig.root / "c.md").unlink()
+    rig.ws.blocks.update(OWNER, "note:c.md", "edited\n")
+    assert rig.ws.reconcile().sources[0].needs_resolution == ["c.md"]
+    (conflict,) = rig.ws.conflicts.list()
+    assert conflict.base == "one\n" and conflict.agent == "edited\n"
+    rig.ws.conflicts.resolve(conflict.id, take="agent")
+    assert (rig.read("c.md"), rig.base("c.md")) == ("edited\n", "edited\n")
