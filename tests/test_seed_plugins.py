@@ -121,3 +121,31 @@ def test_a_deletion_resolution_goes_through_delete(rig: Rig) -> None:
     assert conflict.base == "one\n" and conflict.agent == "edited\n"
     rig.ws.conflicts.resolve(conflict.id, take="agent")
     assert (rig.read("c.md"), rig.base("c.md")) == ("edited\n", "edited\n")
+
+
+def test_an_undo_in_a_new_process_reaches_the_source_through_save(rig: Rig) -> None:
+    # the route is the plugin's kind (it never calls sync), not this process's memory
+    rig.ws.blocks.create(OWNER, "note:b.md", "the agent's\n")
+    rig.write("b.md", "the disk's\n")
+    rig.ws.reconcile()
+    (conflict,) = rig.ws.conflicts.list()
+    rig.ws.conflicts.resolve(conflict.id, take="agent")
+    assert rig.read("b.md") == "the agent's\n"
+    rig.ws.close()
+    rig.ws = blocksync.open(rig.store, author="human:test")
+    undone = rig.ws.conflicts.undo(conflict.id)
+    assert undone.status == "open"
+    assert (rig.read("b.md"), rig.block("b.md")) == ("the disk's\n", "the agent's\n")
+
+
+def test_a_dry_run_changes_nothing_a_later_run_decides_from(rig: Rig) -> None:
+    # the seed has no dry run: a plugin keeping its own bases must not be told to reconcile
+    # in one, or the bases it moved would turn the disk's edit into the agent's to overwrite
+    rig.write("a.md", "one\n")
+    rig.ws.reconcile()
+    rig.write("a.md", "two\n")
+    dry = rig.ws.reconcile(dry_run=True).sources[0]
+    assert dry.error is not None and "it has no dry run" in dry.error
+    assert (rig.read("a.md"), rig.block("a.md")) == ("two\n", "one\n")
+    assert rig.ws.reconcile().sources[0].resolved == [("a.md", "disk->agent")]
+    assert (rig.read("a.md"), rig.block("a.md")) == ("two\n", "two\n")

@@ -127,6 +127,7 @@ ADDED_FUNCS: dict[str, list[str]] = {
         ),
         "mirrors-folder: func() -> bool;",
         "label-namespace: func() -> option<string>;",
+        "honours-dry-run: func() -> bool;",
     ],
 }
 WORLD_IMPORTS = ["host", "sync", "http"]

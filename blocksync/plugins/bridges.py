@@ -133,6 +133,13 @@ class WasmDataBlock(_Bridge):
         found = self.plugin.call(PAGING, "label-namespace")
         return found if isinstance(found, str) and found else None
 
+    def honours_dry_run(self) -> bool:
+        """Does the plugin declare that a dry run writes nothing of its own
+        (``paging.honours-dry-run``)? False when it lacks the function: the seed has no dry run."""
+        if "honours-dry-run" not in self.plugin.info.signatures.get(PAGING, {}):
+            return False
+        return bool(self.plugin.call(PAGING, "honours-dry-run"))
+
     def list_paths(self, cursor: str | None) -> tuple[list[str], str | None]:
         """One page of the plugin's paths and the cursor of the next (None: the last)."""
         paths, after = self.plugin.call_result(PAGING, "list-paths", cursor)

@@ -73,7 +73,14 @@ from blocksync.sync.protocol import (
     mass_deletion,
 )
 
-from ..errors import AccessDenied, BlockNotFound, PluginCallFailed, SourceChanged, UsageError
+from ..errors import (
+    AccessDenied,
+    BlockNotFound,
+    PluginCallFailed,
+    PluginRefused,
+    SourceChanged,
+    UsageError,
+)
 from .batch import SyncBatch
 from .bridges import WasmDataBlock
 from .host.runtime import Plugin
@@ -97,6 +104,12 @@ PAGE_FAULT_STEPS = ("page-committed",)
 #: a mirrored run with more paths than this to hash reads all the plugin's stat rows at once
 _HINTS_BY_PATH = 2000
 
+#: why a dry run does not ask a plugin that does not declare ``paging.honours-dry-run``
+_NO_DRY_RUN = (
+    "it has no dry run (it does not declare paging.honours-dry-run, as the seed's contract "
+    "has it), so it cannot be previewed: reconciling it in a dry run could move its own state "
+    "while the host discards its block writes; run without --dry-run"
+)
 #: the reason of a path reconciled to no change
 _NO_CHANGE = "no change"
 #: resolutions by which a source's side of a bound path went missing
@@ -152,6 +165,8 @@ class PluginSource:
             problem = source_path_problem(path)
             if problem is not None:
                 raise UsageError(f"source {self.key!r}: path {path!r} {problem}")
+        if dry_run and not self.bridge.honours_dry_run():
+            raise PluginRefused(self.key, self.plugin.version, "reconcile", _NO_DRY_RUN)
         self._written_blocks, self._written_bases = [], []
         if wanted is None and self.bridge.paged():
             return self._paged(mode)
@@ -467,17 +482,21 @@ class PluginSource:
     # -- conflicts ------------------------------------------------------------------------
 
     def sides(self, path: str) -> Sides:
-        outcome = self.reconcile_outcome([path], ReconcileMode(dry_run=True))
+        # a plugin without a dry run is asked for real: what it does then is committed
+        dry = self.bridge.honours_dry_run()
+        outcome = self.reconcile_outcome([path], ReconcileMode(dry_run=dry))
         if path in outcome.conflicts:
             return outcome.conflicts[path]
         if outcome.skipped:
             raise UsageError(f"source {self.key!r}: {path!r}: {outcome.skipped[0].reason}")
         (result,) = outcome.results
         if not isinstance(result, NoChange):
+            did = "would now reconcile" if dry else "has now reconciled"
             raise SourceChanged(
                 self.key,
                 path,
-                f"the plugin would now reconcile it ({_describe(result)}): run reconcile first",
+                f"the plugin {did} it ({_describe(result)}): the conflict is not what it "
+                "was; run reconcile",
             )
         found = self.bases.bases.get(path)
         if found is None:
@@ -490,9 +509,14 @@ class PluginSource:
         return Sides(binding.owner, binding.label, base, base, agent)
 
     def settle(self, settlement: Settlement) -> int | None:
-        path, disk, agent, base, expected, message, author = settlement
+        path, disk, agent, base, expected, message, author, reason = settlement
         owner, label = expected.owner, expected.label
-        seed = path in self.seed.conflicts  # the seed's save / delete: it has no dry run
+        # through the seed's save / delete (which have no dry run): a conflict bound by seed
+        # means (in this process, or as recorded), or a plugin that cannot check in a dry run
+        # that its reconcile would carry the block to its source
+        seed = (
+            path in self.seed.conflicts or reason == SEED_BOUND or not self.bridge.honours_dry_run()
+        )
         if disk != expected.disk and not seed:
             with self._batch(message, author, dry_run=True) as batch:
                 self._push(path, disk, expected, batch)  # would the plugin write its source?

@@ -122,7 +122,9 @@ WRITE = ReconcileMode()
 class Settlement(NamedTuple):
     """What a resolution or an undo makes one path hold: the block ``agent``, the source
     ``disk`` and the base ``base`` (None: absent), refusing a side that moved from ``expected``
-    (what the caller checked both sides hold); committed with ``message`` by ``author``."""
+    (what the caller checked both sides hold); committed with ``message`` by ``author``.
+    ``reason`` is the one the source recorded the conflict with: it may tell the source how the
+    conflict was bound (a plugin's seed means), which no other process remembers."""
 
     path: str
     disk: str | None
@@ -131,6 +133,7 @@ class Settlement(NamedTuple):
     expected: Sides
     message: str
     author: str
+    reason: str = ""
 
 
 #: A full run is refused when more than this share of a source's bound paths went missing ...

@@ -316,7 +316,7 @@ class Reconciler:
         who = resolver or self.resolver
         message = f"resolve conflict {conflict.id} ({resolution}) on {conflict.path}"
         version = source.settle(
-            Settlement(conflict.path, chosen, chosen, chosen, now, message, who)
+            Settlement(conflict.path, chosen, chosen, chosen, now, message, who, conflict.reason)
         )
         return self.conflicts.mark_resolved(
             conflict.id, resolution=resolution, resolver=who, result_version=version
@@ -330,7 +330,7 @@ class Reconciler:
         who = resolver or self.resolver
         message = f"undo resolution of conflict {conflict.id} on {conflict.path}"
         c = conflict
-        source.settle(Settlement(c.path, c.disk, c.agent, c.base, now, message, who))
+        source.settle(Settlement(c.path, c.disk, c.agent, c.base, now, message, who, c.reason))
         return self.conflicts.mark_undone(conflict.id, resolver=who)
 
 

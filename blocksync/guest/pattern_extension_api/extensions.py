@@ -95,6 +95,10 @@ class DataBlockExtension(_Extension):
     #: `paging.mirrors-folder`). The host then finds those paths itself and passes only the
     #: others to `reconcile`. Declare it only when all of that is true.
     mirrors_folder: ClassVar[bool] = False
+    #: The source honours `sync.dry_run()`: in a dry run its `reconcile` writes nothing, its
+    #: source and any state of its own alike (WIT `paging.honours-dry-run`; `SyncedSource`
+    #: does). False (the seed's contract): the host never asks it to reconcile in a dry run.
+    honours_dry_run: ClassVar[bool] = False
 
     def label_namespace(self) -> str | None:
         """The prefix of every label this source gives a path, the path following it (WIT

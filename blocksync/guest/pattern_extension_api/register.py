@@ -210,6 +210,9 @@ class _PagingExport(_Export):
     def mirrors_folder(self) -> bool:
         return bool(self.extension_class.mirrors_folder)
 
+    def honours_dry_run(self) -> bool:
+        return bool(self.extension_class.honours_dry_run)
+
     def label_namespace(self) -> str | None:
         return _plain(
             self.extension_class,

@@ -159,6 +159,8 @@ class SyncedSource(DataBlockExtension):
     default_tag: ClassVar[str] = "default"
     #: reconciled in pages (see the module docstring); False: in one call, as the seed has it
     paged: ClassVar[bool] = True
+    #: a dry run decides every path and writes nothing (`reconcile` asks `sync.dry_run()`)
+    honours_dry_run: ClassVar[bool] = True
     #: paths per `list_page` page: a listing of 100,000 paths crosses in a few calls
     list_page_size: ClassVar[int] = 20_000
     #: `list_paths`, sorted, from the first page of a listing to its last

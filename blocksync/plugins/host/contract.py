@@ -30,7 +30,11 @@ INTERFACES = ("data-block", "data-stream", "tool")
 OPTIONAL_INTERFACES = ("paging",)
 #: Functions an exported interface may lack (added after components exporting it were built):
 #: checked when present, treated by the host as answering "no" when absent
-OPTIONAL_FUNCTIONS = {("paging", "mirrors-folder"), ("paging", "label-namespace")}
+OPTIONAL_FUNCTIONS = {
+    ("paging", "mirrors-folder"),
+    ("paging", "label-namespace"),
+    ("paging", "honours-dry-run"),
+}
 
 _BLOCK_REF = "record{block-id: string, label: string, agent-id: string}"
 _NOTIFICATION = f"record{{text: string, blocks: list<{_BLOCK_REF}>}}"
@@ -77,6 +81,7 @@ SIGNATURES: dict[str, dict[str, str]] = {
         ),
         "mirrors-folder": "() -> bool",
         "label-namespace": "() -> option<string>",
+        "honours-dry-run": "() -> bool",
     },
     "tool": {
         "name": "() -> string",

@@ -990,7 +990,7 @@ class FileSource:
         """Write the block, then the file, then the base of one path, in reconcile's order;
         ``expected`` is what the caller checked both sides hold (a side that moved since is
         refused, never overwritten). Returns the block's new version (None: no block)."""
-        path, disk, agent, base, expected, message, author = settlement
+        path, disk, agent, base, expected, message, author, _ = settlement
         target = self.target(path)
         version: int | None = None
         with self.blocks.transaction(message, author) as tx:

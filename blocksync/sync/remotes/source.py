@@ -478,7 +478,7 @@ class RemoteSource:
     def settle(self, settlement: Settlement) -> int | None:
         """The block becomes ``agent``; when ``disk`` is the same (a resolution) the record's
         first waiting side goes, else (an undo) ``disk`` over ``base`` waits again, first."""
-        path, disk, agent, base, expected, message, author = settlement
+        path, disk, agent, base, expected, message, author, _ = settlement
         owner, label = self._names(path)
         current, version = self._agent(owner, label)
         if current != expected.agent:
