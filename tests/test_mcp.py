@@ -24,6 +24,9 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import TextResourceContents
 
 import blocksync
+from blocksync.agents.store_tools import store_tools
+from blocksync.agents.tools import ToolBox
+from blocksync.errors import AgentNotAllowed, NotFound
 from blocksync.shared.wit import BlockRef
 
 from .conftest import git
@@ -362,6 +365,19 @@ def test_may_act_for_lets_an_agent_act_for_another(setup: Setup) -> None:
     served(setup.store, scenario)
 
 
+def run_cli(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``blocksync --store STORE ARGS...`` with nothing on standard input."""
+    return subprocess.run(
+        [BLOCKSYNC, "--store", str(store), *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "code", "said"),
     [
@@ -373,28 +389,31 @@ def test_may_act_for_lets_an_agent_act_for_another(setup: Setup) -> None:
 def test_the_command_refuses_before_serving(
     store_path: Path, args: list[str], code: int, said: str
 ) -> None:
-    done = subprocess.run(
-        [BLOCKSYNC, "--store", str(store_path), *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli(store_path, *args)
     assert (done.returncode, done.stdout) == (code, "")
     assert said in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_missing_store_is_not_found(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [BLOCKSYNC, "--store", str(tmp_path / "none"), "mcp", "--agent", "alice"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli(tmp_path / "none", "mcp", "--agent", "alice")
     assert done.returncode == 4 and done.stdout == ""
     assert done.stderr.startswith("error: no blocksync store at")
+
+
+def test_the_same_tools_from_the_library(setup: Setup) -> None:
+    """The server's tools are library tools: a call naming no agent acts on everything, as the
+    built-in tools do; an agent without a data source has nothing to reconcile."""
+    with blocksync.open(setup.store) as ws:
+        ws.notifications.add("bobnotes", "for bob", ())
+        box = ToolBox(None, store_tools(ws, ws.config.may_act_for))
+        listed = box.call("blocksync_block_list", {})
+        assert {b["owner"] for b in listed["blocks"]} == {"alice", "bob"}
+        preview = box.call("blocksync_reconcile", {"dry_run": True})
+        assert [s["source"] for s in preview["sources"]] == ["notes", "bobnotes"]
+        mine = box.call("blocksync_reconcile", {"dry_run": True}, agent="alice")
+        assert [s["source"] for s in mine["sources"]] == ["notes"]
+        assert len(box.call("blocksync_notifications_list", {})["notifications"]) == 1
+        with pytest.raises(NotFound, match="agent 'carol' has no data source to reconcile"):
+            box.call("blocksync_reconcile", {}, agent="carol")
+        with pytest.raises(AgentNotAllowed):
+            box.call("blocksync_conflict_undo", {"id": setup.conflict}, agent="carol")

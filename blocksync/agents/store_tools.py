@@ -21,8 +21,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from blocksync.errors import NotFound
 
-from .agent_tools import (
+from .agent_tools import (  # one owner rule and one conflict shape for every built-in tool
+    _LABEL,
+    _OWNER,
     _SUMMARY,
+    _VERSION_SPEC,
     JSON,
     PREFIX,
     BuiltinTool,
@@ -81,8 +84,6 @@ class StoreOps(Protocol):
 
 # -- schemas and shapes ----------------------------------------------------------------------
 
-_OWNER = {"type": "string", "minLength": 1, "description": "The agent owning the block."}
-_LABEL = {"type": "string", "minLength": 1, "description": "The block's label."}
 _META_PROPS: JSON = {
     "description": {"type": "string"},
     "block_type": {"enum": ["core", "working", "archival", "log"]},
@@ -171,9 +172,7 @@ def block_tools(ws: StoreOps, grants: Grants = own_only) -> list[BuiltinTool]:
                     "owner": _OWNER,
                     "label": _LABEL,
                     "version": {
-                        "type": ["integer", "string"],
-                        "minimum": 1,
-                        "minLength": 1,
+                        **_VERSION_SPEC,
                         "description": "A version number, or a commit id (prefix); "
                         "default: the newest.",
                     },
