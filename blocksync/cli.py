@@ -1380,6 +1380,12 @@ def mcp_command(obj: _Context, agent: str) -> None:
 
     Example: blocksync --store ~/memory mcp --agent alice
     """
+    if sys.stdin.isatty():  # started by hand: say why nothing seems to happen
+        click.echo(
+            f"serving agent {printable(agent)}'s tools over MCP on standard input and output; "
+            "an MCP client starts this command itself (Ctrl-C stops it)",
+            err=True,
+        )
     mcp_server.serve(obj.store, agent)
 
 
