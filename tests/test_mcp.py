@@ -343,26 +343,31 @@ def test_another_owners_blocks_and_sources_are_refused(setup: Setup) -> None:
         assert not ws.notifications.list()[0].acked
 
 
-def test_may_act_for_lets_an_agent_act_for_another(setup: Setup) -> None:
-    with open(setup.store / "blocksync.toml", "a", encoding="utf-8") as f:
-        f.write('\n[agents.alice]\nmay_act_for = ["bob"]\n')
+def grant(store: Path, agent: str, owner: str) -> None:
+    with open(store / "blocksync.toml", "a", encoding="utf-8") as f:
+        f.write(f'\n[agents.{agent}]\nmay_act_for = ["{owner}"]\n')
+
+
+def test_may_act_for_lets_an_agent_act_for_another_from_the_next_call_on(setup: Setup) -> None:
+    """The store is opened per call: a grant added while the server runs counts at once."""
+    update = {
+        "owner": "bob",
+        "label": "diary",
+        "content": "alice was here\n",
+        "expected_version": 1,
+    }
 
     async def scenario(session: ClientSession) -> None:
-        written = await ok(
-            session,
-            "blocksync_block_update",
-            {
-                "owner": "bob",
-                "label": "diary",
-                "content": "alice was here\n",
-                "expected_version": 1,
-            },
-        )
-        assert written["version"] == 2
+        assert "may_act_for" in await refused(session, "blocksync_block_update", update)
+        grant(setup.store, "alice", "bob")
+        assert (await ok(session, "blocksync_block_update", update))["version"] == 2
         listed = await ok(session, "blocksync_block_list", {})
         assert {b["owner"] for b in listed["blocks"]} == {"alice", "bob"}
 
     served(setup.store, scenario)
+    with blocksync.open(setup.store) as ws:
+        (version,) = [v for v in ws.blocks.history("bob", "diary") if v.version == 2]
+        assert version.author.startswith("agent:alice")
 
 
 def run_cli(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
