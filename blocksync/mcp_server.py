@@ -109,7 +109,8 @@ def _tool(entry: ToolEntry) -> types.Tool:
     from mcp import types
 
     spec = entry.function_spec()["function"]  # the usage rule joins the description
-    schema = entry.parameters_schema if isinstance(entry.parameters_schema, dict) else {}
+    params = entry.parameters_schema
+    schema = params if isinstance(params, dict) else {"type": "object"}  # MCP wants an object
     output = entry.output_schema if isinstance(entry.output_schema, dict) else None
     read_only = entry.name in READ_ONLY
     return types.Tool(
@@ -117,7 +118,7 @@ def _tool(entry: ToolEntry) -> types.Tool:
         description=spec["description"],
         input_schema=schema,
         output_schema=output,
-        annotations=types.ToolAnnotations(read_only_hint=read_only, open_world_hint=False),
+        annotations=types.ToolAnnotations(read_only_hint=read_only),
     )
 
 
