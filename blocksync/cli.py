@@ -37,7 +37,7 @@ from .text import char_diff, decode_text, printable, render_char_diff
 
 if TYPE_CHECKING:
     from . import demo as demo_mod
-    from . import plugins, workspace
+    from . import mcp_server, plugins, workspace
     from . import runner as sync_mod
     from . import testing as conformance
     from .agents import tools as tools_mod
@@ -63,6 +63,7 @@ else:
             return getattr(importlib.import_module(self.__name__), name)
 
     demo_mod = _OnFirstUse("blocksync.demo")
+    mcp_server = _OnFirstUse("blocksync.mcp_server")
     plugins = _OnFirstUse("blocksync.plugins")
     workspace = _OnFirstUse("blocksync.workspace")
     sync_mod = _OnFirstUse("blocksync.runner")
@@ -1360,6 +1361,32 @@ def tool_run(
         _print_json(call)
     else:
         click.echo(json.dumps(call.output, indent=2, ensure_ascii=False))
+
+
+@cli.command("mcp")
+@click.option(
+    "--agent",
+    required=True,
+    help="The agent the server acts as: its blocks, conflicts, sources and notifications only "
+    "(and those [agents.ID] may_act_for grants it); its writes are recorded as agent:ID.",
+)
+@pass_ctx
+def mcp_command(obj: _Context, agent: str) -> None:
+    """Serve the agent tools over MCP (Model Context Protocol) on standard input and output.
+
+    Tools: blocks read, list, update, history, rollback; conflicts list, show, resolve, undo;
+    reconcile; notifications list, ack. Open conflicts are the resource blocksync://conflicts.
+    Runs until the client closes standard input.
+
+    Example: blocksync --store ~/memory mcp --agent alice
+    """
+    if sys.stdin.isatty():  # started by hand: say why nothing seems to happen
+        click.echo(
+            f"serving agent {printable(agent)}'s tools over MCP on standard input and output; "
+            "an MCP client starts this command itself (Ctrl-C stops it)",
+            err=True,
+        )
+    mcp_server.serve(obj.store, agent)
 
 
 def main() -> None:

@@ -57,6 +57,15 @@ class Config:
         table = self.agents.get(agent, {})
         return frozenset([agent, *table.get("may_act_for", ())])
 
+    def source_owners(self) -> dict[str, str]:
+        """The agent each data source (``[agents.<agent>.data_sources.<key>]``) is attached to,
+        by source key: the owner of what it syncs and of the notifications it emits."""
+        return {
+            key: agent
+            for agent, table in self.agents.items()
+            for key in table.get("data_sources", {})
+        }
+
     @property
     def durable(self) -> bool:
         return bool(self.tables.get("store", {}).get("durable", False))

@@ -45,6 +45,7 @@ LAYERS = {
     "demo": 9,
     "testing": 9,  # the data-block conformance suite (`blocksync plugin check`)
     "cli_progress": 9,  # the CLI's progress display (rich) of shared.progress
+    "mcp_server": 9,  # `blocksync mcp`: the agent tools over MCP (the mcp SDK)
     "cli": 10,
     "__init__": 11,
 }
@@ -57,6 +58,8 @@ CONFINED = {
     "wasmtime": {"plugins.host"},
     "click": {"cli"},
     "rich": {"cli_progress"},
+    "mcp": {"mcp_server"},
+    "mcp_types": {"mcp_server"},
 }
 
 

@@ -94,6 +94,8 @@ _ID = {"type": "string", "minLength": 1, "description": "A conflict id, or a uni
 _OWNER = {"type": "string", "minLength": 1, "description": "The agent owning the block."}
 _LABEL = {"type": "string", "minLength": 1, "description": "The block's label."}
 _TEXT_OR_NULL = {"type": ["string", "null"]}
+#: a version as a caller names it: its number, or its commit id (a prefix)
+_VERSION_SPEC = {"type": ["integer", "string"], "minimum": 1, "minLength": 1}
 
 #: a conflict without its three contents (what a listing shows)
 _SUMMARY_PROPS: JSON = {
@@ -331,9 +333,7 @@ def block_tools(blocks: BlockStore, grants: Grants = own_only) -> list[BuiltinTo
                     "owner": _OWNER,
                     "label": _LABEL,
                     "version": {
-                        "type": ["integer", "string"],
-                        "minimum": 1,
-                        "minLength": 1,
+                        **_VERSION_SPEC,
                         "description": "A version number, or a commit id (prefix).",
                     },
                 },

@@ -22,14 +22,16 @@ no reference is ever fetched (a sandboxed plugin must not make the host open URL
 from __future__ import annotations
 
 import builtins
+import copy
 import dataclasses
+import functools
 import json
 import re
 import threading
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from jsonschema.exceptions import ValidationError, relevance
 from jsonschema.validators import Draft202012Validator, validator_for
@@ -154,37 +156,54 @@ def violations(validator: Any, instance: Any) -> builtins.list[dict[str, str]]:
     return [_violation(e) for e in errors]
 
 
-def compile_schema(
-    text: str, *, plugin: str, version: str, tool: str, which: str
-) -> tuple[dict[str, Any] | bool, Any]:
-    """(schema, validator) of a schema given as JSON text; ToolSchemaInvalid if it is not one."""
+class _Problem(NamedTuple):
+    """Why a schema text is no JSON Schema: where, which keyword, and what."""
 
-    def invalid(pointer: str, keyword: str, detail: str) -> ToolSchemaInvalid:
-        return ToolSchemaInvalid(plugin, version, tool, which, pointer, keyword, detail)
+    pointer: str
+    keyword: str
+    detail: str
 
+
+@functools.lru_cache(maxsize=512)
+def _compiled(text: str) -> tuple[dict[str, Any] | bool, Any] | _Problem:
+    """(schema, validator) of a schema text, or the problem with it. Cached by the text:
+    checking a schema against its meta-schema costs milliseconds, and a server building its
+    tool box per call (``blocksync mcp``) would pay it for every schema on every call. A
+    validator holds no state between validations, so one is shared safely."""
     try:
         schema = parse_json(text)
     except json.JSONDecodeError as exc:
-        raise invalid("", "", f"not JSON: {exc}") from exc
+        return _Problem("", "", f"not JSON: {exc}")
     except ValueError as exc:  # nested too deeply
-        raise invalid("", "", str(exc)) from exc
+        return _Problem("", "", str(exc))
     if not isinstance(schema, (dict, bool)):
-        raise invalid(
+        return _Problem(
             "", "type", f"a schema is an object or a boolean, not {type(schema).__name__}"
         )
     cls = validator_for(schema, default=None)
     if cls is None:
         if isinstance(schema, dict) and "$schema" in schema:
-            raise invalid("/$schema", "$schema", f"unknown meta-schema {schema['$schema']!r}")
+            return _Problem("/$schema", "$schema", f"unknown meta-schema {schema['$schema']!r}")
         cls = Draft202012Validator  # no $schema: the current draft
     error = next(
         iter(sorted(cls(cls.META_SCHEMA).iter_errors(schema), key=relevance, reverse=True)), None
     )
     if error is not None:
         v = _violation(error)
-        raise invalid(v["pointer"], v["keyword"], v["message"])
+        return _Problem(v["pointer"], v["keyword"], v["message"])
     # an empty registry: a $ref outside the schema fails instead of being fetched
     return schema, cls(schema, registry=Registry(), format_checker=cls.FORMAT_CHECKER)
+
+
+def compile_schema(
+    text: str, *, plugin: str, version: str, tool: str, which: str
+) -> tuple[dict[str, Any] | bool, Any]:
+    """(schema, validator) of a schema given as JSON text; ToolSchemaInvalid if it is not one."""
+    found = _compiled(text)
+    if isinstance(found, _Problem):
+        raise ToolSchemaInvalid(plugin, version, tool, which, *found)
+    schema, validator = found
+    return copy.deepcopy(schema), validator  # the caller's own: the cached one stays as read
 
 
 def params_from_json(text: str) -> Any:

@@ -17,7 +17,7 @@ import pytest
 import blocksync
 
 #: heavy libraries only some commands need (plugins, signatures, tool schemas, progress bars)
-HEAVY = ("wasmtime", "cryptography", "jsonschema", "rich", "dulwich.porcelain")
+HEAVY = ("wasmtime", "cryptography", "jsonschema", "rich", "dulwich.porcelain", "mcp")
 
 #: runs blocksync's CLI as its console script does, then prints the heavy modules loaded
 _PROBE = """
