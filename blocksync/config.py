@@ -188,6 +188,9 @@ def _check_agent(path: Path, agent: str, table: Any) -> None:
         raise ConfigError(
             f"{path}: {where} conflict_block must be true or false, not {_shown(block)}"
         )
+    if block and not (agent and agent.isprintable()):
+        # the agent id becomes the block's owner: refused here, not at the end of every run
+        raise ConfigError(f"{path}: {where} conflict_block: the agent id cannot own a block")
 
 
 def _shown(value: Any) -> str:

@@ -224,6 +224,15 @@ def test_a_non_boolean_setting_is_a_config_error_naming_file_and_key(
     assert "conflict_block must be true or false" in done.stderr
 
 
+def test_an_agent_id_that_cannot_own_a_block_is_refused_when_the_store_opens(
+    store_path: Path,
+) -> None:
+    with (store_path / "blocksync.toml").open("a", encoding="utf-8") as f:
+        f.write('\n[agents."a\\tb"]\nconflict_block = true\n')
+    with pytest.raises(ConfigError, match="conflict_block: the agent id cannot own a block"):
+        blocksync.open(store_path)
+
+
 def test_no_source_binds_a_host_label(store_path: Path) -> None:
     git_store = GitStore(store_path / "repo")
     try:
