@@ -6,9 +6,7 @@ git CLI; the command line run as a subprocess; two stores meeting through a bare
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,43 +14,32 @@ import pytest
 
 import blocksync
 from blocksync.agents.conflict_block import LABEL, MAX_LISTED, NONE_OPEN, render
+from blocksync.config import toml_table
 from blocksync.errors import BlockNotFound, ConfigError, InvalidLabel
 from blocksync.index.conflicts import Conflict
 from blocksync.plugins.source import PluginSource
 from blocksync.store.bases import SyncBases
 from blocksync.store.gitstore import GitStore
 
+from . import test_reconcile
 from .conftest import assert_git_fsck, git
 from .plugin_builds import built_plugins
-from .stores import make_store
+from .stores import make_store, make_store_for
+from .test_agent_tool_owners import cli
+from .test_reconcile import conflict_on_a
 
-BLOCKSYNC = str(Path(sys.executable).parent / "blocksync")
-ENV = {k: v for k, v in os.environ.items() if k != "BLOCKSYNC_STORE"}
-ENV["BLOCKSYNC_AUTHOR"] = "human:test"
-
-
-def _configure(store: Path, notes: Path, extra: str = "") -> None:
-    with (store / "blocksync.toml").open("a", encoding="utf-8") as f:
-        f.write(
-            f"\n[agents.alice]\nconflict_block = true\n{extra}"
-            f'\n[agents.alice.data_sources.notes]\ntype = "file"\npaths = ["{notes}"]\n'
-            'permission_rules = [{ pattern = "**", permission = "admin" }]\n'
-        )
+#: the folder of test_reconcile's stores (a.md and b.md), a fixture
+notes = test_reconcile.notes
 
 
 @pytest.fixture
-def notes(tmp_path: Path) -> Path:
-    folder = tmp_path / "notes"
-    folder.mkdir()
-    (folder / "a.md").write_text("line1\nline2\nline3\n")
-    (folder / "b.md").write_text("hello\n")
-    return folder
-
-
-@pytest.fixture
-def store(store_path: Path, notes: Path) -> Path:
-    _configure(store_path, notes)
-    return store_path
+def store(tmp_path: Path, notes: Path) -> Iterator[Path]:
+    """alice's file source ``notes`` (admin), and her conflict block; git fsck'd after."""
+    rules = [{"pattern": "**", "permission": "admin"}]
+    table = {"type": "file", "paths": [str(notes)], "permission_rules": rules}
+    extra = toml_table(("agents", "alice"), {"conflict_block": True})
+    yield make_store_for(tmp_path / "store", {"alice": {"notes": table}}, extra=extra)
+    assert_git_fsck(tmp_path / "store" / "repo")
 
 
 @pytest.fixture
@@ -68,17 +55,6 @@ def commits(ws: blocksync.Workspace) -> int:
 
 def block_text(ws: blocksync.Workspace, owner: str = "alice") -> str:
     return ws.blocks.read(owner, LABEL).content
-
-
-def conflict_on_a(ws: blocksync.Workspace, notes: Path) -> str:
-    """A real conflict: the file and its block both changed the same line since the base."""
-    ws.reconcile()
-    (a_label,) = [b.label for b in ws.blocks.list("alice") if b.label.endswith("a.md")]
-    (notes / "a.md").write_text("line1 disk\nline2\nline3\n")
-    ws.blocks.update("alice", a_label, "line1 agent\nline2\nline3\n")
-    assert ws.reconcile().exit_code == 3
-    (open_,) = ws.conflicts.list()
-    return open_.id
 
 
 def test_the_block_lists_a_conflict_until_resolved_and_again_after_undo(
@@ -165,36 +141,15 @@ def test_an_agent_without_the_setting_gets_no_block(
 def test_sync_from_the_command_line_keeps_it_current(store: Path, notes: Path) -> None:
     with blocksync.open(store, author="human:test") as ws:
         conflict = conflict_on_a(ws, notes)
-    done = subprocess.run(
-        [BLOCKSYNC, "--store", str(store), "conflicts", "resolve", conflict, "--take", "agent"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        check=False,
-        timeout=120,
-    )
+    done = cli(store, "conflicts", "resolve", conflict, "--take", "agent")
     assert done.returncode == 0, done.stderr
-    shown = subprocess.run(
-        [BLOCKSYNC, "--store", str(store), "block", "read", "alice", LABEL],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        check=False,
-        timeout=120,
-    )
+    shown = cli(store, "block", "read", "alice", LABEL)
     assert shown.stdout == NONE_OPEN
     (notes / "a.md").write_text("line1 disk again\nline2\nline3\n")
     with blocksync.open(store, author="human:test") as ws:
         (a_label,) = [b.label for b in ws.blocks.list("alice") if b.label.endswith("a.md")]
         ws.blocks.update("alice", a_label, "line1 agent again\nline2\nline3\n")
-    done = subprocess.run(
-        [BLOCKSYNC, "--store", str(store), "sync"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        check=False,
-        timeout=120,
-    )
+    done = cli(store, "sync")
     assert done.returncode == 3, done.stderr
     with blocksync.open(store) as ws:
         (again,) = ws.conflicts.list()
@@ -212,14 +167,7 @@ def test_a_non_boolean_setting_is_a_config_error_naming_file_and_key(
     message = str(info.value)
     assert str(store_path / "blocksync.toml") in message
     assert "[agents.alice] conflict_block must be true or false" in message
-    done = subprocess.run(
-        [BLOCKSYNC, "--store", str(store_path), "conflicts", "list"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        check=False,
-        timeout=120,
-    )
+    done = cli(store_path, "conflicts", "list")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "conflict_block must be true or false" in done.stderr
 
