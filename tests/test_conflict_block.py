@@ -15,7 +15,7 @@ import pytest
 import blocksync
 from blocksync.agents.conflict_block import LABEL, MAX_LISTED, NONE_OPEN, render
 from blocksync.config import toml_table
-from blocksync.errors import BlockNotFound, ConfigError, InvalidLabel
+from blocksync.errors import BlockNotFound, ConfigError, InvalidLabel, NotFound
 from blocksync.index.conflicts import Conflict
 from blocksync.plugins.source import PluginSource
 from blocksync.store.bases import SyncBases
@@ -103,6 +103,28 @@ def test_an_agents_edit_is_overwritten_by_the_next_run_and_kept_in_history(
         ws.blocks.read("alice", LABEL, v.version).content for v in ws.blocks.history("alice", LABEL)
     ]
     assert "all fine here\n" in contents
+
+
+def test_the_built_in_resolve_tool_keeps_it_current(ws: blocksync.Workspace, notes: Path) -> None:
+    conflict = conflict_on_a(ws, notes)
+    params = {"id": conflict, "take": "agent"}
+    ws.tools.call("blocksync_conflict_resolve", params, agent="alice")
+    assert block_text(ws) == NONE_OPEN
+
+
+def test_the_outermost_hold_of_the_lock_refreshes_it_even_when_its_run_fails(
+    ws: blocksync.Workspace, notes: Path
+) -> None:
+    ws.reconcile()
+    (a_label,) = [b.label for b in ws.blocks.list("alice") if b.label.endswith("a.md")]
+    (notes / "a.md").write_text("line1 disk\nline2\nline3\n")
+    ws.blocks.update("alice", a_label, "line1 agent\nline2\nline3\n")
+    with pytest.raises(NotFound), ws.locked("a job of mine"):
+        assert ws.reconcile().exit_code == 3
+        assert block_text(ws) == NONE_OPEN  # an inner hold: the job is not over yet
+        ws.conflicts.get("c-0000000000")  # the job fails after the conflict was recorded
+    (conflict,) = ws.conflicts.list()
+    assert f"- {conflict.id} notes a.md" in block_text(ws)
 
 
 def test_a_deleted_block_comes_back_on_demand(ws: blocksync.Workspace, notes: Path) -> None:
