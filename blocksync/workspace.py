@@ -238,7 +238,9 @@ class Workspace(AbstractContextManager["Workspace"]):
         note. Held by another run: :class:`~blocksync.errors.RunLockHeld` (exit 75) naming it, at
         once, or with ``wait`` once ``timeout`` seconds (``None``: no limit) passed. The thread
         holding it may take it again (:func:`blocksync.sync.runlock.hold`): a writer that holds it
-        calls the other writers of this API."""
+        calls the other writers of this API. As the outermost hold ends, still under the lock,
+        the ``blocksync:conflicts`` block of every agent with ``conflict_block = true`` is
+        brought up to date (:mod:`blocksync.agents.conflict_block`; no commit if it was)."""
         info: dict[str, object] = {"command": command}
         if run_id is not None:
             info["run_id"] = run_id

@@ -76,8 +76,8 @@ class Seed:
         """(owner, label) of the block that mirrors the unbound ``path``: under the label
         namespace, else the one ``load`` names (its writes discarded); None: neither says."""
         owners = sorted(self.plugin.spec.owners)
-        if self.namespace and not names.is_host_label(self.namespace + path):
-            label = self.namespace + path
+        label = f"{self.namespace or ''}{path}"
+        if self.namespace and not names.is_host_label(label):  # the host's own: never a source's
             for owner in owners:
                 if _exists(batch, owner, label):
                     return owner, label
