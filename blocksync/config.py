@@ -18,8 +18,9 @@ KNOWN_TABLES = ("store", "agents", "limits", "remotes", "trust")
 STORE_KEYS = ("allow_mass_delete", "durable")
 #: The keys of an ``[agents.<id>]`` table: its data sources (each a table with a ``type``,
 #: checked when the sources are first used) and the owners it may act for through the
-#: built-in tools besides itself.
-AGENT_KEYS = ("data_sources", "may_act_for")
+#: built-in tools besides itself, and whether blocksync keeps a block listing its open
+#: conflicts (``blocksync:conflicts``, :mod:`blocksync.agents.conflict_block`).
+AGENT_KEYS = ("data_sources", "may_act_for", "conflict_block")
 
 TEMPLATE = """\
 # blocksync configuration. Blocks live in repo/ (git); index.db indexes them.
@@ -65,6 +66,15 @@ class Config:
             for agent, table in self.agents.items()
             for key in table.get("data_sources", {})
         }
+
+    @property
+    def conflict_block_agents(self) -> list[str]:
+        """The agents whose ``[agents.<id>]`` says ``conflict_block = true``, in file order."""
+        return [
+            agent
+            for agent, table in self.agents.items()
+            if isinstance(table, dict) and table.get("conflict_block", False) is True
+        ]
 
     @property
     def durable(self) -> bool:
@@ -182,6 +192,14 @@ def _check_agent(path: Path, agent: str, table: Any) -> None:
             f'{path}: {where} may_act_for must be a list of agent ids (e.g. ["bob"]), '
             f"not {_shown(owners)}"
         )
+    block = table.get("conflict_block", False)
+    if not isinstance(block, bool):
+        raise ConfigError(
+            f"{path}: {where} conflict_block must be true or false, not {_shown(block)}"
+        )
+    if block and not (agent and agent.isprintable()):
+        # the agent id becomes the block's owner: refused here, not at the end of every run
+        raise ConfigError(f"{path}: {where} conflict_block: the agent id cannot own a block")
 
 
 def _shown(value: Any) -> str:

@@ -22,6 +22,10 @@ MAX_COMPONENT_BYTES = 255
 #: room for the ``file:<tag>:`` prefix.
 MAX_LABEL_BYTES = 8192
 
+#: Labels under this prefix are the host's own blocks (``blocksync:conflicts``): derived from
+#: the store's state and rewritten by it, so no data source binds one and no merge asks about one.
+HOST_LABEL_PREFIX = "blocksync:"
+
 _ESCAPE = re.compile(rb"%([0-9A-F]{2})")
 _UNSAFE = re.compile(rb"[^A-Za-z0-9_.-]")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
@@ -45,6 +49,11 @@ def validate(name: str, what: str = "label") -> None:
             raise InvalidLabel(name, f"label is too long (over {MAX_LABEL_BYTES} UTF-8 bytes)")
     elif len(encode(name)) > MAX_COMPONENT_BYTES:
         raise InvalidLabel(name, f"{what} is too long (over {MAX_COMPONENT_BYTES} encoded bytes)")
+
+
+def is_host_label(label: str) -> bool:
+    """Whether ``label`` names one of the host's own blocks (see :data:`HOST_LABEL_PREFIX`)."""
+    return label.startswith(HOST_LABEL_PREFIX)
 
 
 def encode(name: str) -> str:

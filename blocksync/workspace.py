@@ -13,8 +13,8 @@ A store folder holds::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, closing
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, closing, contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -62,6 +62,7 @@ RECONCILE_COMMAND = "blocksync reconcile"
 PULL_COMMAND = "blocksync pull"
 PUSH_COMMAND = "blocksync push"
 GC_COMMAND = "blocksync gc"
+CONFLICT_BLOCK_COMMAND = "blocksync conflicts block"
 #: seconds an object no ref reaches is kept by :meth:`Workspace.gc` (a writer may not have
 #: moved its ref yet)
 GC_GRACE = pack.PRUNE_GRACE
@@ -98,6 +99,9 @@ class Workspace(AbstractContextManager["Workspace"]):
         self._conflict_index: ConflictIndex | None = None
         self._tools: ToolBox | None = None
         self._streams: Streams | None = None
+        #: how deep this workspace holds the run lock (it is re-entrant): the outermost hold
+        #: refreshes the conflict blocks as it ends
+        self._lock_depth = 0
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -234,11 +238,61 @@ class Workspace(AbstractContextManager["Workspace"]):
         note. Held by another run: :class:`~blocksync.errors.RunLockHeld` (exit 75) naming it, at
         once, or with ``wait`` once ``timeout`` seconds (``None``: no limit) passed. The thread
         holding it may take it again (:func:`blocksync.sync.runlock.hold`): a writer that holds it
-        calls the other writers of this API."""
+        calls the other writers of this API. As the outermost hold ends, still under the lock,
+        the ``blocksync:conflicts`` block of every agent with ``conflict_block = true`` is
+        brought up to date (:mod:`blocksync.agents.conflict_block`; no commit if it was)."""
         info: dict[str, object] = {"command": command}
         if run_id is not None:
             info["run_id"] = run_id
-        return runlock.hold(self.root / runlock.LOCK_FILE, wait, timeout, info=info, clock=clock)
+        hold = runlock.hold(self.root / runlock.LOCK_FILE, wait, timeout, info=info, clock=clock)
+        return self._refreshing(hold)
+
+    @contextmanager
+    def _refreshing(
+        self, hold: AbstractContextManager[runlock.RunLock]
+    ) -> Iterator[runlock.RunLock]:
+        """``hold``, and when its outermost hold ends, the agents' conflict blocks brought up
+        to date, still under the lock: whatever the run changed in the conflict index (or an
+        agent wrote into the block) the block shows before another run may start."""
+        with hold as lock:
+            self._lock_depth += 1
+            try:
+                yield lock
+            except Exception:
+                if self._lock_depth == 1:
+                    # the run's own error is the one to report; the next run refreshes anyway
+                    with suppress(BlocksyncError, OSError):
+                        self._refresh_conflict_blocks()
+                raise
+            else:
+                if self._lock_depth == 1:
+                    self._refresh_conflict_blocks()
+            finally:
+                self._lock_depth -= 1
+
+    def _refresh_conflict_blocks(self) -> list[str]:
+        agents = self.config.conflict_block_agents
+        if not agents:
+            return []
+        from .agents import conflict_block
+
+        return conflict_block.refresh(self.blocks, self.conflict_index, agents)
+
+    def refresh_conflict_blocks(
+        self, *, wait: bool = False, timeout: float | None = None
+    ) -> list[str]:
+        """Bring the ``blocksync:conflicts`` block of every agent with ``conflict_block = true``
+        up to date with the conflict index now (every run holding the lock does it when it
+        ends), under the run lock (see :meth:`locked`); the agents whose block was written."""
+        with self.locked(CONFLICT_BLOCK_COMMAND, wait=wait, timeout=timeout):
+            return self._refresh_conflict_blocks()
+
+    def conflict_block(self, agent: str) -> str:
+        """The text ``agent``'s ``blocksync:conflicts`` block holds when up to date (written
+        or not, whatever its ``conflict_block`` setting says)."""
+        from .agents import conflict_block
+
+        return conflict_block.text_for(self.conflict_index, agent)
 
     def _locker(
         self, command: str, wait: bool, timeout: float | None

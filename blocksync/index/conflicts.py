@@ -514,28 +514,40 @@ class ConflictIndex(SqliteTable):
                 row.id, f"the path has moved on since: conflict {newer[0]} was detected after it"
             )
 
-    def open_count(self, source: str | None = None) -> int:
-        where, params = ("AND source = ?", [source]) if source is not None else ("", [])
+    def open_count(self, source: str | None = None, *, owner: str | None = None) -> int:
+        """How many conflicts are open, of one source and/or one owner's blocks, or all."""
+        where, params = _where("open", source, owner)
         with self._read():
             (count,) = self._conn.execute(
-                f"SELECT COUNT(*) FROM conflicts WHERE status = 'open' {where}", params
+                f"SELECT COUNT(*) FROM conflicts {where}", params
             ).fetchone()
         return int(count)
 
-    def list(self, status: str = "open", source: str | None = None) -> builtins.list[Conflict]:
-        """Conflicts with this status (or ``"all"``), of one source or every one; newest first."""
+    def list(
+        self,
+        status: str = "open",
+        source: str | None = None,
+        *,
+        owner: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[Conflict]:
+        """Conflicts with this status (or ``"all"``), of one source or every one, of one
+        owner's blocks or every owner's; newest first, the ``limit`` newest only if given."""
         if status != "all" and status not in STATUSES:
             raise UsageError(
                 f"unknown conflict status {status!r}: use one of {', '.join(STATUSES)} or all"
             )
-        clauses: builtins.list[str] = []
-        params: builtins.list[str] = []
-        if status != "all":
-            clauses.append("status = ?")
-            params.append(status)
-        if source is not None:
-            clauses.append("source = ?")
-            params.append(source)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = _where(status, source, owner)
+        where += " ORDER BY seq DESC" + ("" if limit is None else f" LIMIT {int(limit)}")
         with self._read():
-            return self._select(f"{where} ORDER BY seq DESC", params)
+            return self._select(where, params)
+
+
+def _where(status: str, source: str | None, owner: str | None) -> tuple[str, builtins.list[str]]:
+    """The WHERE clause (maybe empty) picking rows of ``status`` (``"all"``: any), ``source``
+    and ``owner`` (None: any), and its parameters."""
+    wanted = {"status": None if status == "all" else status, "source": source, "owner": owner}
+    given = {column: value for column, value in wanted.items() if value is not None}
+    if not given:
+        return "", []
+    return "WHERE " + " AND ".join(f"{column} = ?" for column in given), list(given.values())

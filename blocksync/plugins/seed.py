@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
 
+from blocksync import names
 from blocksync.index.base_index import BaseEntry
 from blocksync.shared.truth import Action
 from blocksync.shared.wit import BlockRef
@@ -75,8 +76,8 @@ class Seed:
         """(owner, label) of the block that mirrors the unbound ``path``: under the label
         namespace, else the one ``load`` names (its writes discarded); None: neither says."""
         owners = sorted(self.plugin.spec.owners)
-        if self.namespace:
-            label = self.namespace + path
+        label = f"{self.namespace or ''}{path}"
+        if self.namespace and not names.is_host_label(label):  # the host's own: never a source's
             for owner in owners:
                 if _exists(batch, owner, label):
                     return owner, label
@@ -86,7 +87,11 @@ class Seed:
                     ref: BlockRef = self.bridge.load(path, owner)
                 except PluginCallFailed:
                     continue
-            if ref.agent_id in self.plugin.spec.owners and ref.label:
+            if (
+                ref.agent_id in self.plugin.spec.owners
+                and ref.label
+                and not names.is_host_label(ref.label)  # the host's own: never a source's
+            ):
                 return ref.agent_id, ref.label
         return None
 

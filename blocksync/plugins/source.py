@@ -53,6 +53,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
+from blocksync import names
 from blocksync.index.base_index import BaseEntry
 from blocksync.shared.paths import source_path_problem
 from blocksync.shared.truth import Action
@@ -341,7 +342,11 @@ class PluginSource:
         found: set[str] = set()
         for owner in sorted(self.plugin.spec.owners):
             for label in index.latest_contents(owner):
-                if label.startswith(namespace) and (owner, label) not in taken:
+                if (
+                    label.startswith(namespace)
+                    and (owner, label) not in taken
+                    and not names.is_host_label(label)  # the host's own: never a source's
+                ):
                     path = label[len(namespace) :]
                     if path not in known and source_path_problem(path) is None:
                         found.add(path)

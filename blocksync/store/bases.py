@@ -365,6 +365,12 @@ class BasesTransaction:
         _check_path(path)
         names.validate(owner, "owner")
         names.validate(label, "label")
+        if names.is_host_label(label):
+            raise InvalidLabel(
+                label,
+                f"labels under {names.HOST_LABEL_PREFIX!r} are blocksync's own blocks: "
+                "no data source binds one",
+            )
         _check_content(path, content)
         binding = Binding(path, owner, label)
         source = self._bases.source

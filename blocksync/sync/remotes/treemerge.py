@@ -6,7 +6,9 @@ merge base commit: one side changed -> that side; both changed -> identical, or 
 line merge, else a conflict (overlap, delete vs modify, both created without a base) that keeps
 the local side in the block and records the remote side beside it, in the merge commit
 (:mod:`blocksync.sync.remotes.conflicts`). Records merge three-way as well (see
-:mod:`blocksync.sync.remotes.source`, "Conflicts travel").
+:mod:`blocksync.sync.remotes.source`, "Conflicts travel"). A host block (label under
+``blocksync:``, such as an agent's ``blocksync:conflicts``) both sides changed keeps the local
+one, never a conflict: it is a view of this machine's state, rewritten right after the pull.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import NamedTuple, TypeVar
 
 from dulwich.objects import Blob, Commit, ShaFile
 
+from blocksync import names
 from blocksync.errors import RepositoryCorrupt
 from blocksync.shared.truth import READ_WRITE, Action, decide
 from blocksync.store import layout
@@ -116,8 +119,10 @@ class TreeMerge:
                 plan.edits[key] = yours
                 if yours.record is None:
                     plan.merged.append((key_path(key), "remote"))
-            elif yours != base:
+            elif yours != base and not _host_block(key):
                 self._merge_path(key, base, mine, yours, plan)
+            # a host block both changed keeps this machine's: a view of this machine's
+            # conflict index (blocksync.agents.conflict_block), rewritten after the pull
         return plan
 
     def _merge_path(self, key: Key, base: Value, mine: Value, yours: Value, plan: Plan) -> None:
@@ -277,6 +282,14 @@ def _pick_base(candidates: list[V], mine: V, yours: V) -> V:
         if sha == mine or sha == yours:
             return sha
     return candidates[0]
+
+
+_HOST_COMPONENT = names.encode(names.HOST_LABEL_PREFIX).encode()
+
+
+def _host_block(key: Key) -> bool:
+    """Whether ``key`` is a block of the host's own (its label under ``blocksync:``)."""
+    return key[-1].startswith(_HOST_COMPONENT)
 
 
 def key_path(key: Key) -> str:
