@@ -49,7 +49,9 @@ def content(store: Path, label: str) -> str | None:
 
 def label_of(store: Path, name: str) -> str | None:
     with blocksync.open(store) as ws:
-        return next((b.label for b in ws.blocks.list("alice") if b.label.endswith(":" + name)), None)
+        return next(
+            (b.label for b in ws.blocks.list("alice") if b.label.endswith(":" + name)), None
+        )
 
 
 class Watch:
