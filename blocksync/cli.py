@@ -1389,10 +1389,11 @@ def watch_command(
 ) -> None:
     """Live sync: reconcile the file sources as their files and their blocks change.
 
-    Watches the folders of every file source and reconciles the paths that changed, and the
-    paths whose blocks changed on main, each round under the run lock (held by another run:
-    the round waits for it). A folder that vanishes is waited for. Ctrl-C or SIGTERM stop it
-    between rounds (exit 0; 130/143 if a round was cut short).
+    Watches the folders of every file source (and of data-block plugins granted a dir) and
+    reconciles the paths that changed, and the paths whose blocks changed on main, each round
+    under the run lock (held by another run: the round waits for it). A folder that vanishes
+    is waited for. Ctrl-C or SIGTERM stop it (exit 0; 130/143 if a round stopped between two
+    files it was writing).
 
     \b
     Example: blocksync --store store watch --json >> watch.log

@@ -4,10 +4,13 @@ Two kinds of change start a round:
 
 * **a file changed** in a folder of a file source: the folders are watched with ``watchfiles``
   (inotify, FSEvents, ...; imported here only), and the paths that changed are reconciled once
-  the folder has been quiet for ``debounce`` seconds (an editor's save is several events);
+  the folder has been quiet for ``debounce`` seconds (an editor's save is several events). A
+  data-block plugin granted a ``dir`` is watched too: the folder is the plugin's to read, so a
+  change in it reconciles the plugin whole;
 * **a block changed** on main (an agent wrote it, a pull merged it): main's head is read every
   ``poll`` seconds -- one ref read, nothing else when it did not move -- and the paths bound to
-  the blocks that changed (or named by their labels) are reconciled.
+  the blocks that changed (or named by their labels) are reconciled; a plugin, when a block
+  bound to it changed, or one of its agent's that no file source has.
 
 What a round reconciles is one ``ws.reconcile`` per source with its paths, under the run lock
 like ``reconcile`` (:meth:`~blocksync.workspace.Workspace.locked`), taken once for the round.
@@ -25,13 +28,16 @@ Decisions:
   rounds -- reconciling would read every file as deleted -- and is said once
   (``folder-missing``); the folders' identities are checked at every look, and when it is back
   (``folder-back``) watching resumes and its source is reconciled whole.
-* **Quiet rounds are not reported**: a round where every path was unchanged (the echo of the
-  round before: the files it wrote, the blocks it committed) emits nothing, so an idle store
-  prints nothing and a log holds only what happened.
+* **Quiet rounds are not reported**: a round that resolved nothing, found no conflict and
+  failed no source (the echo of the round before: the files it wrote, the blocks it committed;
+  an editor's temporary file) emits nothing, so an idle store prints nothing and a log holds
+  only what happened.
 * **Stopping**: ``stop`` (a :class:`threading.Event`) set, or inside
   :func:`blocksync.interrupts.handling` a signal, ends the loop between rounds: :func:`watch`
   returns (the command exits 0). A signal that arrives during a round stops it at its next safe
-  point like any run and raises :class:`~blocksync.errors.Interrupted` (130, 143).
+  point like any run: sources not started are left, as between rounds; a source stopped
+  between two files it was writing (the rest left for the next run) raises
+  :class:`~blocksync.errors.Interrupted` (130, 143), as ``reconcile`` would.
 * Changes to ``blocksync.toml`` are not followed: restart the watch.
 """
 
@@ -47,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import interrupts
 from .errors import BlocksyncError, NotFound, RunLockHeld, UsageError
+from .index.base_index import BaseIndex
 from .index.db import timestamp
 from .sync.folder.source import FileSource
 from .sync.reconciler import ReconcileReport, SourceReport
@@ -87,10 +94,11 @@ class Round:
 
     @property
     def quiet(self) -> bool:
-        """Did nothing happen (every path it looked at was unchanged)?"""
+        """Did nothing happen: nothing resolved, no new conflict, no source failed? (Paths left
+        alone -- not UTF-8, a link -- and conflicts still held are left alone every round: they
+        are listed in the rounds that do something, not a reason to report one.)"""
         return not any(
-            s.resolved or s.needs_resolution or s.skipped or s.held or s.error is not None
-            for s in self.report.sources
+            s.resolved or s.needs_resolution or s.error is not None for s in self.report.sources
         )
 
     def counts(self) -> dict[str, int]:
@@ -155,21 +163,44 @@ def watch(
     poll: float = POLL,
     allow_mass_delete: bool = False,
 ) -> int:
-    """Reconcile the file sources of ``ws`` as their files and blocks change, until ``stop``
-    is set or (inside :func:`blocksync.interrupts.handling`) a signal comes; each round that did
-    something and each notice goes to ``on_event``. Returns the number of those rounds.
+    """Reconcile the file sources of ``ws`` (and the plugin sources granted a ``dir``) as their
+    files and blocks change, until ``stop`` is set or (inside
+    :func:`blocksync.interrupts.handling`) a signal comes; each round that did something and
+    each notice goes to ``on_event``. Returns the number of those rounds.
 
-    No file source: :class:`~blocksync.errors.UsageError` (there is nothing to watch)."""
-    specs = ws.file_sources
-    if not specs:
+    No folder to watch: :class:`~blocksync.errors.UsageError`."""
+    watched = _watched(ws)
+    if not watched:
         raise UsageError(
-            'no file source to watch: blocksync.toml has no data source of type = "file"'
+            'no folder to watch: blocksync.toml has no data source of type = "file" and no '
+            "data-block plugin with a dir"
         )
-    watcher = _Watcher(ws, specs, on_event, stop or threading.Event(), debounce, poll)
+    watcher = _Watcher(ws, watched, on_event, stop or threading.Event(), debounce, poll)
     try:
         return watcher.run(allow_mass_delete)
     finally:
         watcher.close()
+
+
+@dataclass(frozen=True)
+class _Watched:
+    """A source whose folders are watched: a file source (``spec``: a changed file is one of
+    its paths) or a data-block plugin granted a ``dir`` (``spec`` None: the folder is the
+    plugin's to read, so any change in it reconciles the plugin whole)."""
+
+    key: str
+    roots: tuple[Path, ...]
+    spec: FileSourceSpec | None = None
+
+
+def _watched(ws: Workspace) -> dict[str, _Watched]:
+    found = {key: _Watched(key, spec.paths, spec) for key, spec in ws.file_sources.items()}
+    plugins = ws.plugins
+    for key in plugins.block_source_keys():
+        folder = plugins.specs[key].dir
+        if folder is not None and plugins.reconciles(key):
+            found[key] = _Watched(key, (folder,))
+    return found
 
 
 @dataclass
@@ -188,19 +219,20 @@ class _Watcher:
     def __init__(
         self,
         ws: Workspace,
-        specs: Mapping[str, FileSourceSpec],
+        watched: Mapping[str, _Watched],
         on_event: Callable[[Event], None],
         stop: threading.Event,
         debounce: float,
         poll: float,
     ) -> None:
         self.ws = ws
-        self.specs = specs
+        self.watched = watched
         self.say = on_event
         self.stop = stop
-        self.folders = _Folders(specs, stop, debounce, poll)
+        self.folders = _Folders(watched, stop, debounce, poll)
         self.rounds = 0
         self.lock_said = False
+        self.index = BaseIndex(ws.index_db)  # the workspace's index.db: nothing to close
 
     def close(self) -> None:
         self.folders.close()
@@ -209,10 +241,10 @@ class _Watcher:
         return self.stop.is_set() or interrupts.requested() is not None
 
     def run(self, allow_mass_delete: bool) -> int:
-        waiting = _Waiting({key: None for key in self.specs})  # first: everything, whole
+        waiting = _Waiting({key: None for key in self.watched})  # first: everything, whole
         head = self.ws.blocks.head()
-        shown = ", ".join(str(root) for spec in self.specs.values() for root in spec.paths)
-        self.say(Notice("watching", f"watching {len(self.specs)} file source(s): {shown}"))
+        shown = ", ".join(printable(str(root)) for w in self.watched.values() for root in w.roots)
+        self.say(Notice("watching", f"watching {len(self.watched)} source(s): {shown}"))
         self._check_folders(waiting)
         while not self.stopping():
             changes = self.folders.changes()
@@ -247,18 +279,24 @@ class _Watcher:
 
     def _blocks_moved(self, since: str | None, waiting: _Waiting) -> int:
         """Add the paths of the blocks changed on main since commit ``since``; how many."""
-        sources = [self._source(key) for key in self.specs]
         self.ws.blocks.catch_up_index()
-        changed = sources[0].base_index().blocks_changed_since(since)
+        changed = self.index.blocks_changed_since(since)
         if changed is None:  # main is not where it was (rebuilt, rewritten): all of it
-            for key in self.specs:
+            for key in self.watched:
                 waiting.add(key, None)
             return 0
         by_owner: dict[str, list[str]] = {}
         for owner, label in changed:
             by_owner.setdefault(owner, []).append(label)
-        for source in sources:
-            waiting.add(source.key, _paths_of_blocks(source, by_owner))
+        claimed: set[tuple[str, str]] = set()  # the changed blocks a file source has
+        for key, w in self.watched.items():
+            if w.spec is not None:
+                paths, blocks = _paths_of_blocks(self._source(key), by_owner)
+                waiting.add(key, paths)
+                claimed |= blocks
+        for key, w in self.watched.items():
+            if w.spec is None and _plugin_touched(self.ws, key, by_owner, claimed):
+                waiting.add(key, None)
         return len(changed)
 
     def _source(self, key: str) -> FileSource:
@@ -283,10 +321,12 @@ class _Watcher:
                 self.lock_said = True
             return None
         self.lock_said = False
+        # a source a signal kept from starting is no failure: the watch ends, as between rounds
+        entries = [e for e in entries if e.not_reached != "signal"]
         report = ReconcileReport(run.id, entries, self.ws.reconciler.conflicts.open_count(), False)
-        stop = report.interruption()
-        if stop is not None:
-            raise stop
+        why = interrupts.reason()
+        if why is not None and any(reason == why for e in entries for _, reason in e.skipped):
+            raise report.interruption() or AssertionError("a reason without a signal")
         return Round(0, report, started, time.monotonic() - clock, waiting.files, waiting.blocks)
 
     def _reconcile(
@@ -332,17 +372,47 @@ def _narrowed(source: FileSource, paths: set[str]) -> list[str] | None:
     return wanted
 
 
-def _paths_of_blocks(source: FileSource, changed: Mapping[str, list[str]]) -> set[str]:
+def _paths_of_blocks(
+    source: FileSource, changed: Mapping[str, list[str]]
+) -> tuple[set[str], set[tuple[str, str]]]:
     """The paths of ``source`` bound to the ``changed`` blocks (owner -> labels), or that the
-    label scheme gives those of its agent (a new block becomes a new file)."""
+    label scheme gives those of its agent (a new block becomes a new file); and those blocks."""
     index = source.base_index()
     index.catch_up(source.bases)
     paths: set[str] = set()
+    blocks: set[tuple[str, str]] = set()
     for owner, labels in changed.items():
-        paths.update(index.paths_of_blocks(source.key, owner, labels).values())
+        bound = index.paths_of_blocks(source.key, owner, labels)
+        paths.update(bound.values())
+        blocks.update((owner, label) for label in bound)
         if owner == source.spec.agent:
-            paths.update(p for label in labels if (p := source.path_for_label(label)))
-    return paths
+            for label in labels:
+                path = source.path_for_label(label)
+                if path is not None:
+                    paths.add(path)
+                    blocks.add((owner, label))
+    return paths, blocks
+
+
+def _plugin_touched(
+    ws: Workspace, key: str, changed: Mapping[str, list[str]], claimed: set[tuple[str, str]]
+) -> bool:
+    """Does plugin source ``key`` have a changed block: one bound to it, or one of its agent's
+    that no watched file source has (it may be new to the plugin)?"""
+    from .plugins.source import PluginSource
+
+    agent = ws.plugins.specs[key].agent
+    if any((agent, label) not in claimed for label in changed.get(agent, ())):
+        return True
+    try:
+        source = ws.reconciler.source(key)
+    except BlocksyncError:
+        return True  # reconciling it reports why it cannot be opened
+    if not isinstance(source, PluginSource):
+        return True
+    index = source.bases.index()
+    index.catch_up(source.bases.bases)
+    return any(index.paths_of_blocks(key, owner, labels) for owner, labels in changed.items())
 
 
 class _Folders:
@@ -351,12 +421,12 @@ class _Folders:
 
     def __init__(
         self,
-        specs: Mapping[str, FileSourceSpec],
+        watched: Mapping[str, _Watched],
         stop: threading.Event,
         debounce: float,
         poll: float,
     ) -> None:
-        self.specs = specs
+        self.watched = watched
         self.stop = stop
         self.debounce = debounce
         self.poll = poll
@@ -373,9 +443,9 @@ class _Folders:
         """Look at every root; the notices of those that vanished or came back (with their
         source), and a new watcher when the set of roots changed."""
         notices = []
-        now = {root: _identity(root) for spec in self.specs.values() for root in spec.paths}
-        for key, spec in self.specs.items():
-            gone = [root for root in spec.paths if now[root] is None]
+        now = {root: _identity(root) for w in self.watched.values() for root in w.roots}
+        for key, w in self.watched.items():
+            gone = [root for root in w.roots if now[root] is None]
             if gone and key not in self.missing:
                 self.missing.add(key)
                 folder = str(gone[0])
@@ -383,7 +453,7 @@ class _Folders:
                 notices.append((Notice("folder-missing", text, key, folder), key))
             elif not gone and key in self.missing:
                 self.missing.discard(key)
-                folder = str(spec.paths[0])
+                folder = str(w.roots[0])
                 text = f"the folders of source {key} are back: watching them again"
                 notices.append((Notice("folder-back", text, key, folder), key))
         if now != self._seen:
@@ -423,17 +493,18 @@ class _Folders:
         return set()
 
     def route(self, changes: Iterable[tuple[Any, str]]) -> dict[str, Pending]:
-        """The source paths of the changed files, by source (None: a root itself changed)."""
+        """The source paths of the changed files, by source (None: all of them -- a root itself
+        changed, or a plugin's folder)."""
         found: dict[str, Pending] = {}
         for _, raw in changes:
             changed = Path(raw)
-            for key, spec in self.specs.items():
-                for index, root in enumerate(spec.paths):
-                    if changed == root:
+            for key, w in self.watched.items():
+                for index, root in enumerate(w.roots):
+                    if changed == root or (w.spec is None and changed.is_relative_to(root)):
                         _merge(found, key, None)
-                    elif changed.is_relative_to(root):
+                    elif w.spec is not None and changed.is_relative_to(root):
                         rel = changed.relative_to(root).as_posix()
-                        _merge(found, key, [spec.source_path(index, rel)])
+                        _merge(found, key, [w.spec.source_path(index, rel)])
         return found
 
 

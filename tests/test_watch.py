@@ -24,6 +24,8 @@ import blocksync
 from blocksync.sync import runlock
 from blocksync.watch import Event, Notice, Round, watch
 
+from .plugin_builds import built_plugins
+from .stores import make_store
 from .test_sync import BLOCKSYNC, ENV, add_source
 
 #: how long anything the watch should do may take on a busy machine before the test fails
@@ -189,6 +191,30 @@ def test_a_held_run_lock_is_waited_for(store: Path, watching: Watch) -> None:
     assert watching.proc.poll() == 0
 
 
+def test_only_rounds_that_change_something_are_reported(store: Path, watching: Watch) -> None:
+    """Echoes of the watch's own writes, an editor's temporary file and a file left alone
+    (not UTF-8) make rounds too, but quiet ones: every line says what changed."""
+    notes = store.parent / "notes"
+    (notes / "image.bin").write_bytes(b"\xff\xfe not text")
+    (notes / ".a.md.swp").write_bytes(b"editor state")
+    (notes / ".a.md.swp").unlink()
+    label = eventually(lambda: label_of(store, "a.md"), "a block for a.md")
+    with blocksync.open(store, author="agent:alice") as ws:
+        ws.blocks.update("alice", label, "from the agent\n")
+    eventually(
+        lambda: (notes / "a.md").read_text(encoding="utf-8") == "from the agent\n", "the file"
+    )
+    (notes / "a.md").write_text("and back\n", encoding="utf-8")
+    eventually(lambda: content(store, label) == "and back\n", "the block")
+    code, err = watching.stop()
+    assert code == 0, err
+    rounds = [e for e in watching.events() if e["event"] == "round"]
+    assert len(rounds) >= 3  # the first, agent -> disk, disk -> agent
+    for r in rounds:
+        assert r["summary"]["resolved"] or r["summary"]["needs_resolution"] or r["errors"], r
+    assert not any(label_of(store, name) for name in ("image.bin", ".a.md.swp"))
+
+
 def test_text_mode_prints_a_line_per_round(store: Path) -> None:
     w = Watch.__new__(Watch)  # text mode: no JSON to wait on, so read lines by hand
     w.proc = subprocess.Popen(
@@ -207,7 +233,7 @@ def test_text_mode_prints_a_line_per_round(store: Path) -> None:
     finally:
         w.close()
     assert code == 0 and "Traceback" not in err
-    assert w.lines[0].startswith("watching 1 file source(s)")
+    assert w.lines[0].startswith("watching 1 source(s)")
     assert "notes: a.md (disk->agent); 0 open conflict(s)" in w.lines[1]
 
 
@@ -227,7 +253,7 @@ def test_bad_input_is_refused(tmp_path: Path) -> None:
     blocksync.init(bare).close()
     done = _run(bare)
     assert done.returncode == 2, done
-    assert "no file source to watch" in done.stderr and "Traceback" not in done.stderr
+    assert "no folder to watch" in done.stderr and "Traceback" not in done.stderr
     done = _run(tmp_path / "nowhere")
     assert done.returncode != 0 and done.stderr.startswith("error:"), done
     done = _run(bare, "--debounce", "0")
@@ -252,3 +278,33 @@ def test_the_library_watch_stops_on_its_event(store: Path) -> None:
     assert not thread.is_alive()
     last = events[-1]
     assert isinstance(last, Notice) and last.event == "stopped"
+
+
+def test_a_plugin_granted_a_folder_is_watched(tmp_path: Path) -> None:
+    """The `files` plugin (a real component) reads its `dir`: an edit there reconciles it,
+    and so does an agent's edit of a block bound to it."""
+    folder = tmp_path / "plugin-notes"
+    folder.mkdir()
+    (folder / "a.md").write_text("one\n", encoding="utf-8")
+    table = {
+        "path": built_plugins(["files"])["files"],
+        "dir": str(folder),
+        "dir_mode": "read-write",
+        "config": {"owner": "alice", "tag": "pnotes", "permission": "admin"},
+    }
+    store = make_store(tmp_path / "store", {"pnotes": table})
+    w = Watch(store, "--json")
+    try:
+        label = eventually(lambda: label_of(store, "a.md"), "the plugin's block for a.md")
+        assert label == "file:pnotes:a.md" and content(store, label) == "one\n"
+        (folder / "a.md").write_text("two\n", encoding="utf-8")
+        eventually(lambda: content(store, label) == "two\n", "the edit in the block")
+        with blocksync.open(store, author="agent:alice") as ws:
+            ws.blocks.update("alice", label, "three\n")
+        eventually(lambda: (folder / "a.md").read_text(encoding="utf-8") == "three\n", "the file")
+        code, err = w.stop()
+    finally:
+        w.close()
+    assert code == 0, err
+    rounds = [e for e in w.events() if e["event"] == "round"]
+    assert all(not r["errors"] for r in rounds)
