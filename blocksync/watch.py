@@ -77,6 +77,8 @@ FORMAT = 1
 
 #: the file events watchfiles yields, batch after batch: (its Change, the path)
 _Changes = Generator[set[tuple[Any, str]], None, None]
+#: what of the run lock's note a ``lock-held`` notice names
+_HOLDER = ("pid", "command", "run_id", "started_at")
 #: what a source has pending: its paths, or None for all of them
 Pending = set[str] | None
 
@@ -317,16 +319,18 @@ class _Watcher:
                     entries += self._reconcile(key, paths, run, allow_mass_delete)
         except RunLockHeld as exc:
             if not self.lock_said:
-                self.say(Notice("lock-held", f"{exc}; trying again every {self.folders.poll} s"))
+                who = ", ".join(f"{k} {exc.holder[k]}" for k in _HOLDER if exc.holder.get(k))
+                text = f"another run holds the run lock ({who or 'not said yet'}): the round waits"
+                self.say(Notice("lock-held", printable(text)))
                 self.lock_said = True
             return None
         self.lock_said = False
         # a source a signal kept from starting is no failure: the watch ends, as between rounds
         entries = [e for e in entries if e.not_reached != "signal"]
         report = ReconcileReport(run.id, entries, self.ws.reconciler.conflicts.open_count(), False)
-        why = interrupts.reason()
-        if why is not None and any(reason == why for e in entries for _, reason in e.skipped):
-            raise report.interruption() or AssertionError("a reason without a signal")
+        stop, why = report.interruption(), interrupts.reason()
+        if stop is not None and any(reason == why for e in entries for _, reason in e.skipped):
+            raise stop
         return Round(0, report, started, time.monotonic() - clock, waiting.files, waiting.blocks)
 
     def _reconcile(
