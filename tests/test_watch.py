@@ -70,7 +70,8 @@ class Watch:
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.wait_for("watching")
+        if "--json" in args:
+            self.wait_for("watching")
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -216,17 +217,7 @@ def test_only_rounds_that_change_something_are_reported(store: Path, watching: W
 
 
 def test_text_mode_prints_a_line_per_round(store: Path) -> None:
-    w = Watch.__new__(Watch)  # text mode: no JSON to wait on, so read lines by hand
-    w.proc = subprocess.Popen(
-        [BLOCKSYNC, "--store", str(store), "watch"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
-    w.lines = []
-    w._reader = threading.Thread(target=w._read, daemon=True)
-    w._reader.start()
+    w = Watch(store)
     try:
         eventually(lambda: any(line.startswith("round 1 ") for line in w.lines), "round 1")
         code, err = w.stop()
