@@ -137,7 +137,8 @@ class Round:
 @dataclass(frozen=True)
 class Notice:
     """Something the watch says once: ``watching`` (the folders), ``folder-missing``,
-    ``folder-back``, ``lock-held`` (a round waits for the next look), ``stopped``."""
+    ``folder-back``, ``lock-held`` (a round waits for the next look), ``watch-failed`` (the
+    system refused to watch a folder: polled instead), ``stopped``."""
 
     event: str
     message: str
@@ -278,6 +279,9 @@ class _Watcher:
             self.say(notice)
             if notice.event == "folder-back":
                 waiting.add(key, None)
+            elif notice.event == "watch-failed":  # changes may have been missed meanwhile
+                for every in self.watched:
+                    waiting.add(every, None)
 
     def _blocks_moved(self, since: str | None, waiting: _Waiting) -> int:
         """Add the paths of the blocks changed on main since commit ``since``; how many."""
@@ -421,7 +425,9 @@ def _plugin_touched(
 
 class _Folders:
     """The root folders of the file sources: which exist (by identity), and one ``watchfiles``
-    watcher over those that do, made again whenever that set changes."""
+    watcher over those that do, made again whenever that set changes. A watcher the system
+    refuses (inotify's watch limit, a folder it may not watch) is said once, and the folders
+    are then polled every ``poll`` seconds (watchfiles' polling: it lists them)."""
 
     def __init__(
         self,
@@ -437,6 +443,8 @@ class _Folders:
         self.missing: set[str] = set()  # sources with a root that is not there
         self._seen: dict[Path, tuple[int, int] | None] = {}
         self._changes: _Changes | None = None
+        self._polling = False
+        self._said: list[Notice] = []  # a notice of the watcher's own, for the next check
 
     def close(self) -> None:
         if self._changes is not None:
@@ -446,7 +454,8 @@ class _Folders:
     def check(self) -> list[tuple[Notice, str]]:
         """Look at every root; the notices of those that vanished or came back (with their
         source), and a new watcher when the set of roots changed."""
-        notices = []
+        notices = [(notice, "") for notice in self._said]
+        self._said.clear()
         now = {root: _identity(root) for w in self.watched.values() for root in w.roots}
         for key, w in self.watched.items():
             gone = [root for root in w.roots if now[root] is None]
@@ -480,6 +489,8 @@ class _Folders:
             rust_timeout=max(int(self.poll * 1000), 1),
             yield_on_timeout=True,
             raise_interrupt=False,
+            force_polling=self._polling or None,  # None: polling only where watching cannot be
+            poll_delay_ms=max(int(self.poll * 1000), 1),
         )
 
     def changes(self) -> set[tuple[Any, str]]:
@@ -491,9 +502,15 @@ class _Folders:
             return next(self._changes)
         except StopIteration:  # stop was set
             self._changes = None
-        except (OSError, RuntimeError):  # a root went away under the watcher: made again
+        except FileNotFoundError:  # a root went away as the watcher started: made again
             self.close()
             self._seen = {}
+        except (OSError, RuntimeError) as exc:
+            self.close()  # and no watcher until a root changes, if polling failed too
+            if not self._polling:
+                self._polling, self._seen = True, {}
+                text = f"cannot watch the folders ({exc}): polling them every {self.poll} s"
+                self._said.append(Notice("watch-failed", printable(text)))
         return set()
 
     def route(self, changes: Iterable[tuple[Any, str]]) -> dict[str, Pending]:

@@ -299,3 +299,45 @@ def test_a_plugin_granted_a_folder_is_watched(tmp_path: Path) -> None:
     assert code == 0, err
     rounds = [e for e in w.events() if e["event"] == "round"]
     assert all(not r["errors"] for r in rounds)
+
+
+def test_a_refused_watcher_falls_back_to_polling(store: Path) -> None:
+    """inotify's watch limit or a folder the system refuses to watch cannot be brought about
+    here (the tests run as root, and the limit is the whole machine's): the first watcher is
+    replaced by one that raises as watchfiles does then. The fallback that follows is real:
+    watchfiles' polling, which sees the next edit."""
+    from blocksync import watch as watch_mod
+
+    class Refused(watch_mod._Folders):
+        def _watch(self, roots: list[Path]) -> watch_mod._Changes:
+            if self._polling:
+                return super()._watch(roots)
+            return refused()
+
+    def refused() -> watch_mod._Changes:
+        raise OSError("OS file watch limit reached")  # at the first next(), as watchfiles does
+        yield set()
+
+    events: list[Event] = []
+    stop = threading.Event()
+    original = watch_mod._Folders
+    watch_mod._Folders = Refused  # type: ignore[misc]
+    try:
+        with blocksync.open(store) as ws:
+            thread = threading.Thread(target=watch, args=(ws, events.append), kwargs={"stop": stop})
+            thread.start()
+            try:
+                eventually(
+                    lambda: any(getattr(e, "event", "") == "watch-failed" for e in events),
+                    "a watch-failed notice",
+                )
+                label = eventually(lambda: label_of(store, "a.md"), "a block for a.md")
+                (store.parent / "notes" / "a.md").write_text("polled\n", encoding="utf-8")
+                eventually(lambda: content(store, label) == "polled\n", "the edit, polled")
+            finally:
+                stop.set()
+                thread.join(PATIENCE)
+    finally:
+        watch_mod._Folders = original  # type: ignore[misc]
+    failed = [e for e in events if isinstance(e, Notice) and e.event == "watch-failed"]
+    assert len(failed) == 1 and "watch limit" in failed[0].message
