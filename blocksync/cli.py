@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from . import mcp_server, plugins, workspace
     from . import runner as sync_mod
     from . import testing as conformance
+    from . import watch as watch_mod
     from .agents import tools as tools_mod
     from .agents.streams import StreamReport
     from .index.conflicts import Take
@@ -68,6 +69,7 @@ else:
     workspace = _OnFirstUse("blocksync.workspace")
     sync_mod = _OnFirstUse("blocksync.runner")
     conformance = _OnFirstUse("blocksync.testing")
+    watch_mod = _OnFirstUse("blocksync.watch")
     tools_mod = _OnFirstUse("blocksync.agents.tools")
     trust = _OnFirstUse("blocksync.plugins.trust")
     build_mod = _OnFirstUse("blocksync.plugins.tooling.build")
@@ -1387,6 +1389,72 @@ def mcp_command(obj: _Context, agent: str) -> None:
             err=True,
         )
     mcp_server.serve(obj.store, agent)
+
+
+@cli.command("watch")
+@click.option(
+    "--debounce",
+    type=click.FloatRange(min=0.001),
+    default=0.05,
+    show_default=True,
+    metavar="SECONDS",
+    help="Quiet time after a file event before its round starts (an editor's save is several).",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.01),
+    default=0.3,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often main is looked at for block changes (and a held run lock tried again).",
+)
+@allow_mass_delete_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per round and notice.")
+@pass_ctx
+def watch_command(
+    obj: _Context, debounce: float, poll: float, allow_mass_delete: bool, as_json: bool
+) -> None:
+    """Live sync: reconcile the file sources as their files and their blocks change.
+
+    Watches the folders of every file source (and of data-block plugins granted a dir) and
+    reconciles the paths that changed, and the paths whose blocks changed on main, each round
+    under the run lock (held by another run: the round waits for it). A folder that vanishes
+    is waited for. Ctrl-C or SIGTERM stop it (exit 0; 130/143 if a round stopped between two
+    files it was writing).
+
+    \b
+    Example: blocksync --store store watch --json >> watch.log
+    """
+
+    def show(event: watch_mod.Event) -> None:
+        if as_json:
+            click.echo(json.dumps(event.to_json(), ensure_ascii=False))
+        elif isinstance(event, watch_mod.Notice):
+            click.echo(printable(event.message))
+        else:
+            click.echo(render_round(event))
+
+    with obj.open() as ws, _writing():
+        watch_mod.watch(ws, show, debounce=debounce, poll=poll, allow_mass_delete=allow_mass_delete)
+
+
+def render_round(r: watch_mod.Round) -> str:
+    """One short line: what each source of the round did."""
+    parts = []
+    for s in r.report.sources:
+        if s.error is not None:
+            parts.append(f"{printable(s.source)}: FAILED: {printable(s.error)}")
+            continue
+        done = [f"{printable(path)} ({printable(how)})" for path, how in s.resolved]
+        done += [f"{printable(path)} (CONFLICT)" for path in s.needs_resolution]
+        done += [f"{printable(path)} (skipped: {printable(why)})" for path, why in s.skipped]
+        shown = ", ".join(done[:3]) + (f" and {len(done) - 3} more" if len(done) > 3 else "")
+        parts.append(f"{printable(s.source)}: {shown or 'unchanged'}")
+    return (
+        f"round {r.number} ({r.seconds:.2f} s): "
+        + "; ".join(parts)
+        + f"; {r.report.open_conflicts} open conflict(s)"
+    )
 
 
 def main() -> None:

@@ -42,6 +42,7 @@ LAYERS = {
     "agents": 7,  # tools and streams as agents use them
     "workspace": 8,  # one store: everything above, wired together
     "runner": 9,  # locked runs with a run log: `blocksync sync` and the CLI's writing commands
+    "watch": 9,  # `blocksync watch`: live sync, round after round under the run lock
     "demo": 9,
     "testing": 9,  # the data-block conformance suite (`blocksync plugin check`)
     "cli_progress": 9,  # the CLI's progress display (rich) of shared.progress
@@ -60,6 +61,7 @@ CONFINED = {
     "rich": {"cli_progress"},
     "mcp": {"mcp_server"},
     "mcp_types": {"mcp_server"},
+    "watchfiles": {"watch"},
 }
 
 
