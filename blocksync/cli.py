@@ -102,7 +102,8 @@ def _refuse_json(ctx: click.Context, param: click.Parameter, value: bool) -> Non
 
 
 def _after_command_options(command: click.Command) -> list[click.Parameter]:
-    """The root's options, accepted after any command too (``blocksync push --store laptop``)."""
+    """The root's options, accepted after any command too (``blocksync push --store laptop``),
+    but for those the command declares itself."""
     params: list[click.Parameter] = [
         click.Option(
             ["--store"],
@@ -118,13 +119,14 @@ def _after_command_options(command: click.Command) -> list[click.Parameter]:
             help="Who the commits name as their author (as `blocksync --author ...`).",
         ),
     ]
-    if not isinstance(command, click.Group) and "as_json" not in {p.name for p in command.params}:
+    if not isinstance(command, click.Group):
         params.append(
             click.Option(
                 ["--json"], is_flag=True, hidden=True, expose_value=False, callback=_refuse_json
             )
         )
-    return params
+    taken = {flag for p in command.params for flag in p.opts}
+    return [p for p in params if not taken.intersection(p.opts)]
 
 
 class _Commands(click.Group):

@@ -38,15 +38,17 @@ def place(path: str, cwd: Path, folders: Sequence[Folder]) -> tuple[str, str] | 
     given = Path(path)
     full = Path(os.path.normpath(given if given.is_absolute() else cwd / given))
     real = full.parent.resolve() / full.name if full.name else full.resolve()
-    for folder in folders:
-        if real == folder.root:
-            raise UsageError(
-                f"{path!r} is the folder of source {folder.source!r}, not a file in it: "
-                f"give --source {folder.source} to reconcile all of it"
-            )
-        if real.is_relative_to(folder.root):
-            return folder.source, folder.prefix + real.relative_to(folder.root).as_posix()
-    return None
+    holding = [f for f in folders if real.is_relative_to(f.root)]
+    if not holding:
+        return None
+    # the innermost: one source's folder may lie inside another's
+    folder = max(holding, key=lambda f: len(f.root.parts))
+    if real == folder.root:
+        raise UsageError(
+            f"{path!r} is the folder of source {folder.source!r}, not a file in it: "
+            f"give --source {folder.source} to reconcile all of it"
+        )
+    return folder.source, folder.prefix + real.relative_to(folder.root).as_posix()
 
 
 def describe(folders: Sequence[Folder]) -> str:

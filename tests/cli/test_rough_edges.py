@@ -112,6 +112,24 @@ def test_every_command_takes_them(store_path: Path) -> None:
         assert {"--store", "--author", "--json"} <= names, path
 
 
+def test_a_command_s_own_options_are_kept() -> None:
+    """A command added later that declares --json (under another name) or --store itself
+    keeps its own: the machinery adds only what a command lacks."""
+    from blocksync.cli import _Commands
+
+    group = _Commands("later")
+
+    @group.command()
+    @click.option("--json", "lines", is_flag=True)
+    @click.option("--store", "where")
+    def watch(lines: bool, where: str | None) -> None:
+        click.echo(f"lines={lines} where={where}")
+
+    result = CliRunner().invoke(group, ["watch", "--json", "--store", "here"])
+    assert result.output == "lines=True where=here\n"
+    assert [o for p in watch.params for o in p.opts].count("--json") == 1
+
+
 @pytest.mark.parametrize(
     "args",
     [
