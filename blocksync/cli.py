@@ -1146,7 +1146,7 @@ def reconcile(
             timeout=timeout,
             deadline=deadline,
             allow_mass_delete=allow_mass_delete,
-            cwd=Path.cwd(),
+            cwd=Path.cwd() if paths else None,  # a cron job may run in a folder since removed
         )
         if not dry_run and (stop := report.interruption()) is not None:
             raise stop

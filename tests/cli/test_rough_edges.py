@@ -213,6 +213,18 @@ def test_the_shell_form_of_today_silently_unchanged_path(
     assert entry["resolved"] == [{"path": "shopping.md", "resolution": "disk->agent"}]
 
 
+def test_a_run_from_a_removed_folder_needs_no_current_folder(
+    store_path: Path, notes: Path, tmp_path: Path
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f'cd "{gone}" && rmdir "{gone}" && exec "{BLOCKSYNC}" --store "{store_path}" reconcile'
+    done = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, env=ENV, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize(
     ("given", "code", "said"),
     [
