@@ -80,9 +80,85 @@ else:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _Group(click.Group):
-    """Turns every blocksync error into a one-line message and its documented exit code, and
-    shows long operations' progress on a terminal (:mod:`blocksync.cli_progress`)."""
+#: the version of every ``--json`` shape: a ``"format"`` field of each top-level object
+JSON_FORMAT = 1
+
+#: where the root's own ``--json`` (given before the command) is kept for the command
+_GLOBAL_JSON = "blocksync.json.global"
+
+
+def _set_global(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """A callback of ``--store`` / ``--author`` given after the command: it overrides the value
+    the root took (from before the command, the environment or the default)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        found = ctx.find_object(_Context)
+        if value is not None and found is not None:
+            setattr(found, name, value)
+
+    return callback
+
+
+def _refuse_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value or ctx.meta.get(_GLOBAL_JSON):
+        raise click.UsageError(f"`{ctx.command_path}` prints no JSON", ctx)
+
+
+def _after_command_options(command: click.Command) -> list[click.Parameter]:
+    """The root's options, accepted after any command too (``blocksync push --store laptop``),
+    but for those the command declares itself."""
+    params: list[click.Parameter] = [
+        click.Option(
+            ["--store"],
+            type=click.Path(file_okay=False, path_type=Path),
+            expose_value=False,
+            callback=_set_global("store"),
+            help="The store folder (as `blocksync --store PATH ...`).",
+        ),
+        click.Option(
+            ["--author"],
+            expose_value=False,
+            callback=_set_global("author"),
+            help="Who the commits name as their author (as `blocksync --author ...`).",
+        ),
+    ]
+    if not isinstance(command, click.Group):
+        params.append(
+            click.Option(
+                ["--json"], is_flag=True, hidden=True, expose_value=False, callback=_refuse_json
+            )
+        )
+    taken = {flag for p in command.params for flag in p.opts}
+    return [p for p in params if not taken.intersection(p.opts)]
+
+
+class _Commands(click.Group):
+    """A group each of whose commands also takes the root's options after its name, once for
+    all commands (those added later included)."""
+
+    group_class: type[click.Group | type] | None = type  # its subgroups do the same
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend(_after_command_options(cmd))
+        super().add_command(cmd, name)
+
+
+def _error_json(kind: str, message: str, exit_code: int) -> None:
+    """An error under ``--json``: one JSON line on standard error."""
+    doc = {
+        "format": JSON_FORMAT,
+        "error": {"type": kind, "message": message},
+        "exit_code": exit_code,
+    }
+    click.echo(json.dumps(doc, ensure_ascii=False), err=True)
+
+
+class _Group(_Commands):
+    """Turns every blocksync error into a one-line message and its documented exit code (under
+    ``--json``, a JSON line), and shows long operations' progress on a terminal
+    (:mod:`blocksync.cli_progress`)."""
+
+    group_class = _Commands
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # -v / --verbose is accepted after the subcommand too: moved in front of it
@@ -92,7 +168,18 @@ class _Group(click.Group):
         verbose = [a for a in args[:end] if a in ("-v", "--verbose")]
         if verbose:
             args = ["--verbose"] + [a for a in args[:end] if a not in verbose] + args[end:]
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.ClickException as exc:
+            self._fail_json(ctx, exc)
+            raise
+
+    def _fail_json(self, ctx: click.Context, exc: click.ClickException) -> None:
+        """Under --json, click's own errors (a bad option, a missing argument) as JSON too."""
+        if ctx.meta.get("blocksync.json"):
+            kind = "UsageError" if isinstance(exc, click.UsageError) else type(exc).__name__
+            _error_json(kind, exc.format_message(), exc.exit_code)
+            ctx.exit(exc.exit_code)
 
     def invoke(self, ctx: click.Context) -> Any:
         json_output = ctx.meta.get("blocksync.json", False)
@@ -101,25 +188,34 @@ class _Group(click.Group):
             with progress.reporting(shown):
                 return super().invoke(ctx)
         except BlocksyncError as exc:
-            click.echo(f"error: {printable(str(exc))}", err=True)
-            ctx.exit(exc.exit_code)
+            self._fail(ctx, type(exc).__name__, str(exc), exc.exit_code)
         except BrokenPipeError:
             raise  # the reader went away (`| head`): main() ends quietly
         except OSError as exc:
             text = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
-            click.echo(f"error: {printable(text)}", err=True)
-            ctx.exit(1)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            self._fail(ctx, "OSError", text, 1)
+        except click.ClickException as exc:
+            self._fail_json(ctx, exc)
+            raise
+        except (click.exceptions.Exit, click.Abort, SystemExit):
             raise
         except Exception as exc:  # a bug: say so plainly, show the traceback only on request
             if os.environ.get("BLOCKSYNC_TRACEBACK"):
                 raise
-            click.echo(
-                f"internal error: {type(exc).__name__}: {printable(str(exc))} (a bug in blocksync; run again "
-                "with BLOCKSYNC_TRACEBACK=1 to see where, and please report it)",
-                err=True,
+            text = (
+                f"{type(exc).__name__}: {exc} (a bug in blocksync; run again with "
+                "BLOCKSYNC_TRACEBACK=1 to see where, and please report it)"
             )
-            ctx.exit(1)
+            self._fail(ctx, "InternalError", text, 1, prefix="internal error")
+
+    def _fail(
+        self, ctx: click.Context, kind: str, message: str, code: int, prefix: str = "error"
+    ) -> None:
+        if ctx.meta.get("blocksync.json"):
+            _error_json(kind, message, code)  # exact, as all JSON is
+        else:
+            click.echo(f"{prefix}: {printable(message)}", err=True)
+        ctx.exit(code)
 
 
 @dataclasses.dataclass
@@ -164,11 +260,24 @@ def _default_author() -> str:
     "(also: BLOCKSYNC_LOG=debug|info|warning|error). Plugins' lines are always kept in "
     "STORE/logs/plugins/NAME.log.",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON, as the command's own --json (every command that prints data).",
+)
 @click.version_option(package_name="blocksync")
 @click.pass_context
-def cli(ctx: click.Context, store: Path, author: str, verbose: bool) -> None:
-    """Versioned memory blocks in git, synced to outside sources through WASM plugins."""
+def cli(ctx: click.Context, store: Path, author: str, verbose: bool, as_json: bool) -> None:
+    """Versioned memory blocks in git, synced to outside sources through WASM plugins.
+
+    --store, --author, --json and -v are taken before or after the command.
+
+    \b
+    Example: blocksync --store ~/agents/store block list alice
+    """
     logs.to_terminal(verbose, os.environ.get("BLOCKSYNC_LOG"))
+    ctx.meta[_GLOBAL_JSON] = as_json
     ctx.obj = _Context(store, author)
 
 
@@ -194,29 +303,41 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _print_json(value: Any) -> None:
-    click.echo(json.dumps(_plain(value), indent=2, ensure_ascii=False))
+def _formatted(doc: Any) -> Any:
+    """``"format"`` first in every top-level object: the document, or each item of a list."""
+    if isinstance(doc, dict):
+        return {"format": JSON_FORMAT, **doc}
+    if isinstance(doc, list):
+        return [_formatted(item) for item in doc]
+    return doc
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def _print_json(value: Any, line: bool = False) -> None:
+    """Print ``value`` as JSON with its format; ``line``: on one line (JSON lines, a log)."""
+    doc = _formatted(_plain(value))
+    click.echo(json.dumps(doc, indent=None if line else 2, ensure_ascii=False))
 
 
-def lock_options(bounds_run: bool = False) -> Callable[[F], F]:
+def _json_wanted(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    return value or bool(ctx.meta.get(_GLOBAL_JSON))
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, callback=_json_wanted, help="Print JSON."
+)
+
+
+def lock_options() -> Callable[[F], F]:
     """``--wait`` and ``--timeout`` of every command that takes the run lock, with one
-    meaning: wait for the lock (up to SECONDS) instead of exiting 75 at once. ``bounds_run``:
-    sync and reconcile, whose SECONDS also bound the run (sources not started by then fail)."""
-    also = (
-        " The same SECONDS bound the whole run: sources not started by then are reported failed."
-        if bounds_run
-        else ""
-    )
+    meaning: wait for the lock (up to SECONDS) instead of exiting 75 at once. (How long a run
+    may go on is another option, ``--deadline``: :func:`run_options`.)"""
 
     def decorate(f: F) -> F:
         f = click.option(
             "--timeout",
             type=click.FloatRange(min=0),
             metavar="SECONDS",
-            help="With --wait: give up (exit 75) after waiting SECONDS for the run lock." + also,
+            help="With --wait: give up (exit 75) after waiting SECONDS for the run lock.",
         )(f)
         return click.option(
             "--wait",
@@ -225,6 +346,23 @@ def lock_options(bounds_run: bool = False) -> Callable[[F], F]:
         )(f)
 
     return decorate
+
+
+def run_options(f: F) -> F:
+    """``--deadline`` and ``--quiet`` of the commands that run the sources (sync, reconcile)."""
+    f = click.option(
+        "--quiet",
+        "-q",
+        is_flag=True,
+        help="Print the summary only: per source its counts, not each path (--json: counts).",
+    )(f)
+    return click.option(
+        "--deadline",
+        type=click.FloatRange(min=0),
+        metavar="SECONDS",
+        help="Start no source after SECONDS from the command's start (the wait for the lock "
+        "included): those not started are reported failed; a running one finishes.",
+    )(f)
 
 
 allow_mass_delete_option = click.option(
@@ -274,17 +412,29 @@ def _read_content(
 
 @cli.command()
 @click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
+@json_option
 @pass_ctx
-def init(obj: _Context, path: Path | None) -> None:
-    """Create a store folder at PATH (default: --store)."""
+def init(obj: _Context, path: Path | None, as_json: bool) -> None:
+    """Create a store folder at PATH (default: --store).
+
+    \b
+    Example: blocksync init ~/agents/store
+    """
     store = path or obj.store
     workspace.init(store, author=obj.author).close()
-    click.echo(f"created a blocksync store in {printable(str(store))}")
+    if as_json:
+        _print_json({"store": store})
+    else:
+        click.echo(f"created a blocksync store in {printable(str(store))}")
 
 
 @cli.group()
 def block() -> None:
-    """Create, read and change memory blocks."""
+    """Create, read and change memory blocks.
+
+    \b
+    Example: blocksync block list alice
+    """
 
 
 def _block_name(owner: str, label: str) -> str:
@@ -304,6 +454,7 @@ def _render_block(b: Block, as_json: bool, verb: str) -> None:
 @_content_options
 @_meta_options
 @click.option("--message", "-m", help="Commit message.")
+@click.option("--empty", is_flag=True, help="Create the block empty (no content given).")
 @json_option
 @pass_ctx
 def block_create(
@@ -317,15 +468,27 @@ def block_create(
     schema: str | None,
     char_limit: int | None,
     message: str | None,
+    empty: bool,
     as_json: bool,
 ) -> None:
-    """Create block LABEL of OWNER (content: --content, --file or standard input)."""
-    text = _read_content(content, content_file, stdin_fallback=True) or ""
+    """Create block LABEL of OWNER (content: --content, --file or standard input; --empty for
+    none). An existing block is a usage error (exit 2).
+
+    \b
+    Example: blocksync block create alice persona --content 'I like tea.'
+    """
+    text = _read_content(content, content_file, stdin_fallback=not empty)
+    if empty and text is not None:
+        raise UsageError("give content or --empty, not both")
+    if text is None and not empty:
+        raise UsageError(
+            "no content: give --content, --file, pipe it on standard input, or --empty"
+        )
     with obj.open() as ws:
         b = ws.blocks.create(
             owner,
             label,
-            text,
+            text or "",
             description=description or "",
             block_type=block_type or "working",
             schema=schema or '{"type": "text"}',
@@ -342,7 +505,11 @@ def block_create(
 @json_option
 @pass_ctx
 def block_read(obj: _Context, owner: str, label: str, version: str | None, as_json: bool) -> None:
-    """Print a block's content (exactly, with no newline added)."""
+    """Print a block's content (exactly, with no newline added).
+
+    \b
+    Example: blocksync block read alice persona --version 1
+    """
     with obj.open() as ws:
         b = ws.blocks.read(owner, label, version)
     if as_json:
@@ -377,7 +544,11 @@ def block_update(
     as_json: bool,
 ) -> None:
     """Write a new version. Without --content/--file, content comes from standard input unless
-    only metadata options are given."""
+    only metadata options are given.
+
+    \b
+    Example: printf 'I like tea.\\n' | blocksync block update alice persona -m 'tea'
+    """
     if no_char_limit and char_limit is not None:
         raise UsageError("give --char-limit or --no-char-limit, not both")
     limit: int | None | Keep = (
@@ -419,7 +590,11 @@ def block_delete(
     message: str | None,
     as_json: bool,
 ) -> None:
-    """Delete a block (its history stays; rollback brings it back)."""
+    """Delete a block (its history stays; rollback brings it back).
+
+    \b
+    Example: blocksync block delete alice persona --expected-version 3
+    """
     with obj.open() as ws:
         v = ws.blocks.delete(owner, label, expected_version=expected_version, message=message)
     if as_json:
@@ -433,7 +608,11 @@ def block_delete(
 @json_option
 @pass_ctx
 def block_list(obj: _Context, owner: str | None, as_json: bool) -> None:
-    """List the blocks of OWNER, or of everyone."""
+    """List the blocks of OWNER, or of everyone.
+
+    \b
+    Example: blocksync block list alice --json
+    """
     with obj.open() as ws:
         blocks = ws.blocks.list(owner)
     if as_json:
@@ -454,7 +633,11 @@ def block_list(obj: _Context, owner: str | None, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def block_path(obj: _Context, owner: str, label: str, as_json: bool) -> None:
-    """Print the block's folder in the store's git repository (for `git log -- PATH`)."""
+    """Print the block's folder in the store's git repository (for `git log -- PATH`).
+
+    \b
+    Example: git --git-dir store/repo log -- "$(blocksync block path alice persona)"
+    """
     with obj.open() as ws:
         path = ws.blocks.git_path(owner, label)
     if as_json:
@@ -469,7 +652,11 @@ def block_path(obj: _Context, owner: str, label: str, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def block_history(obj: _Context, owner: str, label: str, as_json: bool) -> None:
-    """List every version of a block, oldest first."""
+    """List every version of a block, oldest first.
+
+    \b
+    Example: blocksync block history alice persona
+    """
     with obj.open() as ws:
         history = ws.blocks.history(owner, label)
     if as_json:
@@ -500,7 +687,11 @@ def block_diff(
     chars: bool,
     as_json: bool,
 ) -> None:
-    """Show what changed between two versions of a block."""
+    """Show what changed between two versions of a block.
+
+    \b
+    Example: blocksync block diff alice persona --from 1 --to 2 --chars
+    """
     with obj.open() as ws:
         d = ws.blocks.diff(owner, label, from_version, to_version)
     if as_json:
@@ -528,7 +719,11 @@ def block_diff(
 def block_rollback(
     obj: _Context, owner: str, label: str, version: str, message: str | None, as_json: bool
 ) -> None:
-    """Make an old VERSION current again, as a new version (history is never rewritten)."""
+    """Make an old VERSION current again, as a new version (history is never rewritten).
+
+    \b
+    Example: blocksync block rollback alice persona 1
+    """
     with obj.open() as ws:
         b = ws.blocks.rollback(owner, label, version, message=message)
     _render_block(b, as_json, "rolled back")
@@ -536,22 +731,38 @@ def block_rollback(
 
 @cli.group()
 def index() -> None:
-    """index.db: versions, conflicts, runs, notifications, streams (all re-derivable from git)."""
+    """index.db: versions, conflicts, runs, notifications, streams (all re-derivable from git).
+
+    \b
+    Example: blocksync index rebuild
+    """
 
 
 @index.command("rebuild")
+@json_option
 @pass_ctx
-def index_rebuild(obj: _Context) -> None:
-    """Recreate index.db from the repository."""
+def index_rebuild(obj: _Context, as_json: bool) -> None:
+    """Recreate index.db from the repository.
+
+    \b
+    Example: blocksync index rebuild
+    """
     workspace.rebuild_index(obj.store)
-    click.echo(f"rebuilt {obj.store / 'index.db'}")
+    if as_json:
+        _print_json({"index": obj.store / "index.db"})
+    else:
+        click.echo(f"rebuilt {obj.store / 'index.db'}")
 
 
 @cli.command()
 @json_option
 @pass_ctx
 def fsck(obj: _Context, as_json: bool) -> None:
-    """Check the repository and the index; exit 1 if anything is wrong."""
+    """Check the repository and the index; exit 1 if anything is wrong.
+
+    \b
+    Example: blocksync fsck --json
+    """
     report = workspace.fsck(obj.store)
     if as_json:
         _print_json({**_plain(report), "ok": report.ok})
@@ -583,6 +794,9 @@ def gc(obj: _Context, grace: float, wait: bool, timeout: float | None, as_json: 
     """Pack the repository into one pack and prune what no ref references (never history).
 
     Takes the run lock: exit 75 if another run (a sync, a reconcile) holds it.
+
+    \b
+    Example: blocksync gc --grace 60 --wait --timeout 300
     """
     with obj.open() as ws, _writing():
         result = ws.gc(grace=grace * 60, wait=wait, timeout=timeout)
@@ -598,7 +812,11 @@ def gc(obj: _Context, grace: float, wait: bool, timeout: float | None, as_json: 
 
 @cli.group()
 def plugin() -> None:
-    """Build, inspect, check, sign and list WebAssembly component plugins."""
+    """Build, inspect, check, sign and list WebAssembly component plugins.
+
+    \b
+    Example: blocksync plugin inspect store/plugins/greet.wasm
+    """
 
 
 @plugin.command("new")
@@ -614,10 +832,18 @@ def plugin() -> None:
     "--kind",
     help="data-block, data-stream or tool (default: data-block in Python, tool in JavaScript).",
 )
-def plugin_new(name: Path, language: str, kind: str | None) -> None:
+@json_option
+def plugin_new(name: Path, language: str, kind: str | None, as_json: bool) -> None:
     """Make the folder NAME: a commented plugin skeleton that `plugin build NAME` and
-    `plugin check NAME.wasm` pass unchanged, with a README showing its blocksync.toml table."""
+    `plugin check NAME.wasm` pass unchanged, with a README showing its blocksync.toml table.
+
+    \b
+    Example: blocksync plugin new word_count --lang javascript
+    """
     made = scaffold_mod.new_plugin(name, language=language, kind=kind)
+    if as_json:
+        _print_json({**_plain(made), "output": made.output})
+        return
     click.echo(f"made {made.folder}/ ({made.language} {made.kind}: {', '.join(made.files)})")
     click.echo(f"next: blocksync plugin build {name} && blocksync plugin check {made.output.name}")
 
@@ -648,7 +874,11 @@ def plugin_build(
 ) -> None:
     """Build the plugin in folder SOURCE (Python: its app.py; JavaScript: app.js and
     package.json) into a component; inside a store (--store), also compile it into the store's
-    cache, so its first use there starts at once."""
+    cache, so its first use there starts at once.
+
+    \b
+    Example: blocksync plugin build greet -o store/plugins/greet.wasm
+    """
     cache = obj.store / "cache" if (obj.store / "repo").is_dir() else None
     result = build_mod.build(source, output, world=world, wasi=wasi, cache_folder=cache)
     if as_json:
@@ -668,7 +898,11 @@ def plugin_build(
 @pass_ctx
 def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
     """Show a component's exports, versions, imports, size and sha256, and whether blocksync
-    would load it (exit 1 if not)."""
+    would load it (exit 1 if not).
+
+    \b
+    Example: blocksync plugin inspect store/plugins/greet.wasm
+    """
     cache = obj.store / "cache" if (obj.store / "cache").is_dir() else None
     found = plugins.inspect_file(path, cache)
     info = found.info
@@ -711,7 +945,11 @@ def plugin_inspect(obj: _Context, path: Path, as_json: bool) -> None:
 @pass_ctx
 def plugin_list(obj: _Context, as_json: bool) -> None:
     """Configured and discovered plugins (store/plugins/*.wasm): interfaces, version, sha256,
-    trust and last error."""
+    trust and last error.
+
+    \b
+    Example: blocksync plugin list --json
+    """
     with obj.open() as ws:
         entries = ws.plugins.list()
     if as_json:
@@ -736,10 +974,20 @@ def plugin_list(obj: _Context, as_json: bool) -> None:
 
 @plugin.command("keygen")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-def plugin_keygen(path: Path) -> None:
+@json_option
+def plugin_keygen(path: Path, as_json: bool) -> None:
     """Make an Ed25519 key pair: the private key in PATH (mode 0600), the public one in
-    PATH.pub, printed for blocksync.toml ([trust] keys)."""
+    PATH.pub, printed for blocksync.toml ([trust] keys).
+
+    \b
+    Example: blocksync plugin keygen ~/.blocksync/signing.key
+    """
     public = trust.generate_key(path)
+    if as_json:
+        _print_json(
+            {"private_key": path, "public_key_file": trust.public_key_path(path), "key": public}
+        )
+        return
     click.echo(f"private key {path}, public key {trust.public_key_path(path)}:")
     click.echo(public)
 
@@ -753,10 +1001,20 @@ def plugin_keygen(path: Path) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The private key file (from plugin keygen).",
 )
-def plugin_sign(path: Path, key_path: Path) -> None:
-    """Sign the plugin PATH: a detached signature in PATH.sig."""
+@json_option
+def plugin_sign(path: Path, key_path: Path, as_json: bool) -> None:
+    """Sign the plugin PATH: a detached signature in PATH.sig.
+
+    \b
+    Example: blocksync plugin sign notes.wasm --key ~/.blocksync/signing.key
+    """
     sig = trust.sign(path, key_path)
     verdict = trust.verify(path)
+    if as_json:
+        _print_json(
+            {"path": path, "sha256": verdict.sha256, "key": verdict.key, "signature_file": sig}
+        )
+        return
     click.echo(f"signed {path} (sha256 {verdict.sha256}) with {verdict.key}: {sig}")
 
 
@@ -778,7 +1036,11 @@ def plugin_sign(path: Path, key_path: Path) -> None:
 @json_option
 def plugin_verify(path: Path, keys: tuple[str, ...], source: Path | None, as_json: bool) -> None:
     """Check the plugin PATH against its signature PATH.sig (exit 1 unless it is good), and
-    with --source against the folder it was built from."""
+    with --source against the folder it was built from.
+
+    \b
+    Example: blocksync plugin verify notes.wasm --source notes_source
+    """
     checked = None if source is None else provenance.verify_source(path, source)
     verdict = None
     if source is None or keys or trust.signature_path(path).exists():
@@ -814,7 +1076,11 @@ def plugin_verify(path: Path, keys: tuple[str, ...], source: Path | None, as_jso
 def plugin_check(obj: _Context, path: Path, config_file: Path | None, as_json: bool) -> None:
     """Run the data-block conformance suite against the plugin PATH, each case in a throwaway
     store, and print a pass/fail table (exit 1 if a case fails). Compiles into the store's
-    cache when there is a store (a second check starts at once)."""
+    cache when there is a store (a second check starts at once).
+
+    \b
+    Example: blocksync plugin check notes.wasm --config s3.toml
+    """
     table = conformance.load_table(config_file)
     cache = obj.store / "cache" if (obj.store / "cache").is_dir() else None
 
@@ -847,7 +1113,8 @@ def plugin_check(obj: _Context, path: Path, config_file: Path | None, as_json: b
     is_flag=True,
     help="Decide every path, write nothing; takes no run lock, so it runs beside a sync.",
 )
-@lock_options(bounds_run=True)
+@lock_options()
+@run_options
 @allow_mass_delete_option
 @json_option
 @pass_ctx
@@ -858,12 +1125,19 @@ def reconcile(
     dry_run: bool,
     wait: bool,
     timeout: float | None,
+    deadline: float | None,
+    quiet: bool,
     allow_mass_delete: bool,
     as_json: bool,
 ) -> None:
-    """Reconcile the data sources with their blocks, under the run lock like sync.
+    """Reconcile the data sources with their blocks, under the run lock like sync. PATHS are
+    files as the shell gives them (relative to the current folder, or absolute) in a source's
+    folder, or paths of a source as reports name them.
 
     Exit 0 clean, 3 open conflicts, 1 a source failed (wins over 3), 75 another run holds the lock.
+
+    \b
+    Example: blocksync reconcile notes/shopping.md --dry-run
     """
     # a dry run writes nothing: no lock, and no signal handling of its own either
     with obj.open() as ws, _writing(not dry_run):
@@ -873,14 +1147,16 @@ def reconcile(
             dry_run=dry_run,
             wait=wait,
             timeout=timeout,
+            deadline=deadline,
             allow_mass_delete=allow_mass_delete,
+            cwd=Path.cwd() if paths else None,  # a cron job may run in a folder since removed
         )
         if not dry_run and (stop := report.interruption()) is not None:
             raise stop
     if as_json:
-        _print_json(report.to_json())
+        _print_json(report.to_json(counts_only=quiet))
     else:
-        click.echo(render_report(report))
+        click.echo(render_report(report, quiet))
     sys.exit(report.exit_code)
 
 
@@ -890,7 +1166,8 @@ def _writing(writes: bool = True) -> AbstractContextManager[None]:
     return interrupts.handling() if writes else nullcontext()
 
 
-def render_report(report: ReconcileReport) -> str:
+def render_report(report: ReconcileReport, quiet: bool = False) -> str:
+    """The text report: per source its counts, then (unless ``quiet``) a line per path."""
     lines = [f"{report.run_id}{' (dry run: nothing written)' if report.dry_run else ''}"]
     for s in report.sources:
         source = printable(s.source)
@@ -901,6 +1178,8 @@ def render_report(report: ReconcileReport) -> str:
             f"{source}: {len(s.resolved)} resolved, {len(s.needs_resolution)} need resolution, "
             f"{s.unchanged} unchanged, {len(s.skipped)} skipped"
         )
+        if quiet:
+            continue
         lines += [f"  {printable(how):12} {printable(path)}" for path, how in s.resolved]
         lines += [f"  {'CONFLICT':12} {printable(path)}" for path in s.needs_resolution]
         lines += [
@@ -916,7 +1195,11 @@ def render_report(report: ReconcileReport) -> str:
 
 @cli.group()
 def conflicts() -> None:
-    """List, show, resolve and undo conflicts."""
+    """List, show, resolve and undo conflicts.
+
+    \b
+    Example: blocksync conflicts list --status all
+    """
 
 
 @conflicts.command("list")
@@ -930,12 +1213,19 @@ def conflicts() -> None:
 @json_option
 @pass_ctx
 def conflicts_list(obj: _Context, status: str, source: str | None, as_json: bool) -> None:
-    """List conflicts (default: open ones)."""
+    """List conflicts (default: open ones).
+
+    \b
+    Example: blocksync conflicts list --source notes --json
+    """
     with obj.open() as ws:
         found = ws.conflicts.list(status, source)
     if as_json:
         _print_json(found)
         return
+    if not found:
+        shown = "" if status == "all" else f"{status} "
+        click.echo(f"no {shown}conflicts" + (f" in {printable(source)}" if source else ""))
     for c in found:
         fields = (c.id, c.status, c.source, c.path, f"{c.owner}/{c.label}", c.reason)
         click.echo("\t".join(printable(f) for f in fields))
@@ -946,7 +1236,11 @@ def conflicts_list(obj: _Context, status: str, source: str | None, as_json: bool
 @json_option
 @pass_ctx
 def conflicts_show(obj: _Context, conflict_id: str, as_json: bool) -> None:
-    """Show a conflict: its base, disk and agent contents, and how the sides differ."""
+    """Show a conflict: its base, disk and agent contents, and how the sides differ.
+
+    \b
+    Example: blocksync conflicts show c-d22c6673ff
+    """
     with obj.open() as ws:
         c = ws.conflicts.get(conflict_id)
     if as_json:
@@ -993,6 +1287,9 @@ def conflicts_resolve(
     """Resolve a conflict: the choice becomes a block version, the file and the base follow.
 
     Takes the run lock: exit 75 if another run (a sync, a reconcile) holds it.
+
+    \b
+    Example: blocksync conflicts resolve c-d22c6673ff --content-file merged.md
     """
     if (take is None) == (content_file is None):
         raise UsageError("give exactly one of --take or --content-file")
@@ -1018,51 +1315,76 @@ def conflicts_resolve(
 @conflicts.command("undo")
 @click.argument("conflict_id")
 @lock_options()
+@json_option
 @pass_ctx
-def conflicts_undo(obj: _Context, conflict_id: str, wait: bool, timeout: float | None) -> None:
+def conflicts_undo(
+    obj: _Context, conflict_id: str, wait: bool, timeout: float | None, as_json: bool
+) -> None:
     """Undo a resolution: both sides and the base go back to what they were, the conflict reopens.
 
     Takes the run lock: exit 75 if another run (a sync, a reconcile) holds it.
+
+    \b
+    Example: blocksync conflicts undo c-d22c6673ff
     """
     with obj.open() as ws, _writing():
         c = ws.conflicts.undo(conflict_id, resolver=obj.author, wait=wait, timeout=timeout)
-    click.echo(f"reopened {c.id}")
+    if as_json:
+        _print_json(c)
+    else:
+        click.echo(f"reopened {c.id}")
 
 
 @cli.command()
 @pass_ctx
 def demo(obj: _Context) -> None:
-    """Walk through blocksync on the store (created if missing)."""
+    """Walk through blocksync on the store (created if missing).
+
+    \b
+    Example: blocksync --store /tmp/try demo
+    """
     demo_mod.run(obj.store, obj.author, click.echo)
 
 
 @cli.command("sync")
-@lock_options(bounds_run=True)
+@lock_options()
+@run_options
 @allow_mass_delete_option
 @json_option
 @pass_ctx
 def sync_command(
-    obj: _Context, wait: bool, timeout: float | None, allow_mass_delete: bool, as_json: bool
+    obj: _Context,
+    wait: bool,
+    timeout: float | None,
+    deadline: float | None,
+    quiet: bool,
+    allow_mass_delete: bool,
+    as_json: bool,
 ) -> None:
-    """The cron job: reconcile every source under the run lock, record the run, report.
+    """The cron job: reconcile every source under the run lock, record the run, report
+    (--json: one line per run, so `>> sync.log` keeps a log in JSON lines).
 
     Exit 0 clean, 3 open conflicts, 1 a source failed (wins over 3), 75 another run holds the lock.
+
+    \b
+    Example: blocksync sync --json --quiet >> sync.log
     """
     report = sync_mod.sync_store(
         obj.store,
         author=obj.author,
         wait=wait,
         timeout=timeout,
+        deadline=deadline,
         allow_mass_delete=allow_mass_delete,
     )
     if as_json:
-        _print_json(report.to_json())
+        _print_json(report.to_json(counts_only=quiet), line=True)
     else:
         click.echo(
             f"sync: {len(report.sources)} source(s) in {report.seconds:.1f} s"
             + (f", after waiting {report.lock_waited:.1f} s for the run lock" if wait else "")
         )
-        click.echo(render_report(report.reconcile))
+        click.echo(render_report(report.reconcile, quiet))
         for s in report.streams:
             click.echo(render_stream(s))
     sys.exit(report.exit_code)
@@ -1101,6 +1423,9 @@ def notifications(ctx: click.Context, show_all: bool, source: str | None, as_jso
     """Notifications plugins emitted or streams delivered (default: not acknowledged yet).
 
     A reference to a block that does not exist is shown as MISSING (JSON: missing_blocks).
+
+    \b
+    Example: blocksync notifications --all --source feed
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -1118,7 +1443,11 @@ def notifications(ctx: click.Context, show_all: bool, source: str | None, as_jso
 @json_option
 @pass_ctx
 def notifications_ack(obj: _Context, ids: tuple[int, ...], as_json: bool) -> None:
-    """Acknowledge notifications by id (exit 4, and none acknowledged, if an id is unknown)."""
+    """Acknowledge notifications by id (exit 4, and none acknowledged, if an id is unknown).
+
+    \b
+    Example: blocksync notifications ack 3 4
+    """
     with obj.open() as ws:
         done = ws.notifications.ack(ids)
     if as_json:
@@ -1129,14 +1458,22 @@ def notifications_ack(obj: _Context, ids: tuple[int, ...], as_json: bool) -> Non
 
 @cli.group()
 def stream() -> None:
-    """Data streams: lifecycle (start, stop, pause, resume), status and pulls."""
+    """Data streams: lifecycle (start, stop, pause, resume), status and pulls.
+
+    \b
+    Example: blocksync stream list
+    """
 
 
 @stream.command("list")
 @json_option
 @pass_ctx
 def stream_list(obj: _Context, as_json: bool) -> None:
-    """Every configured stream: state, owner, cursor, notifications delivered, last error."""
+    """Every configured stream: state, owner, cursor, notifications delivered, last error.
+
+    \b
+    Example: blocksync stream list --json
+    """
     with obj.open() as ws:
         found = ws.streams.list()
     if as_json:
@@ -1151,7 +1488,7 @@ def stream_list(obj: _Context, as_json: bool) -> None:
 
 
 def _lifecycle(action: str, helptext: str) -> None:
-    @stream.command(action, help=helptext)
+    @stream.command(action, help=f"{helptext}\n\n\b\nExample: blocksync stream {action} feed")
     @click.argument("key")
     @json_option
     @pass_ctx
@@ -1179,7 +1516,11 @@ _lifecycle("resume", "Resume stream KEY (paused -> running).")
 def stream_pull(
     obj: _Context, key: str, limit: int | None, wait: bool, timeout: float | None, as_json: bool
 ) -> None:
-    """Pull stream KEY once, under the run lock; store what it delivers with its new cursor."""
+    """Pull stream KEY once, under the run lock; store what it delivers with its new cursor.
+
+    \b
+    Example: blocksync stream pull feed --limit 100 --wait
+    """
     with obj.open() as ws, _writing():
         result = ws.streams.pull(key, limit, wait=wait, timeout=timeout)
     if as_json:
@@ -1195,25 +1536,41 @@ def stream_pull(
 
 @cli.group()
 def remote() -> None:
-    """Git remotes this store pulls from and pushes to ([remotes.<name>] in blocksync.toml)."""
+    """Git remotes this store pulls from and pushes to ([remotes.<name>] in blocksync.toml).
+
+    \b
+    Example: blocksync remote add hub hub.git
+    """
 
 
 @remote.command("add")
 @click.argument("name")
 @click.argument("url")
+@json_option
 @pass_ctx
-def remote_add(obj: _Context, name: str, url: str) -> None:
-    """Add remote NAME at URL (a path, git://, http(s):// or ssh URL) to blocksync.toml."""
+def remote_add(obj: _Context, name: str, url: str, as_json: bool) -> None:
+    """Add remote NAME at URL (a path, git://, http(s):// or ssh URL) to blocksync.toml.
+
+    \b
+    Example: blocksync remote add hub ssh://me@server/srv/hub.git
+    """
     with obj.open() as ws:
         r = ws.add_remote(name, url)
-    click.echo(f"added remote {printable(r.name)}: {printable(r.shown_url)}")
+    if as_json:
+        _print_json(r.to_json())
+    else:
+        click.echo(f"added remote {printable(r.name)}: {printable(r.shown_url)}")
 
 
 @remote.command("list")
 @json_option
 @pass_ctx
 def remote_list(obj: _Context, as_json: bool) -> None:
-    """List the remotes (credentials in URLs shown as ***)."""
+    """List the remotes (credentials in URLs shown as ***).
+
+    \b
+    Example: blocksync remote list
+    """
     with obj.open() as ws:
         remotes = list(ws.remotes.values())
     if as_json:
@@ -1225,12 +1582,20 @@ def remote_list(obj: _Context, as_json: bool) -> None:
 
 @remote.command("remove")
 @click.argument("name")
+@json_option
 @pass_ctx
-def remote_remove(obj: _Context, name: str) -> None:
-    """Remove remote NAME from blocksync.toml (its open conflicts stay resolvable)."""
+def remote_remove(obj: _Context, name: str, as_json: bool) -> None:
+    """Remove remote NAME from blocksync.toml (its open conflicts stay resolvable).
+
+    \b
+    Example: blocksync remote remove hub
+    """
     with obj.open() as ws:
         r = ws.remove_remote(name)
-    click.echo(f"removed remote {r.name}")
+    if as_json:
+        _print_json(r.to_json())
+    else:
+        click.echo(f"removed remote {r.name}")
 
 
 @cli.command()
@@ -1250,6 +1615,9 @@ def pull(
     """Fetch main from remote NAME (default: every remote) and merge it, block by block.
 
     Exit 0, or 3 when the merge left conflicts open (see `blocksync conflicts list`).
+
+    \b
+    Example: blocksync pull hub --wait --timeout 60
     """
     with obj.open() as ws:
         results = sync_mod.run_pull(
@@ -1287,7 +1655,11 @@ def push(
     as_json: bool,
 ) -> None:
     """Push main to remote NAME (default: every remote) by compare-and-swap, never forced;
-    a remote that moved on is pulled and merged first."""
+    a remote that moved on is pulled and merged first.
+
+    \b
+    Example: blocksync push hub --store laptop
+    """
     with obj.open() as ws:
         results = sync_mod.run_push(
             ws, name, wait=wait, timeout=timeout, allow_mass_delete=allow_mass_delete
@@ -1305,7 +1677,11 @@ def push(
 
 @cli.group()
 def tool() -> None:
-    """Tools an agent can call: those of plugins and blocksync's own (conflicts, history)."""
+    """Tools an agent can call: those of plugins and blocksync's own (conflicts, history).
+
+    \b
+    Example: blocksync tool list
+    """
 
 
 @tool.command("list")
@@ -1313,7 +1689,11 @@ def tool() -> None:
 @pass_ctx
 def tool_list(obj: _Context, as_json: bool) -> None:
     """List every tool: built-in ones, then plugin tools (plugins that cannot offer theirs are
-    named on standard error, or under "problems" with --json)."""
+    named on standard error, or under "problems" with --json).
+
+    \b
+    Example: blocksync tool list --json
+    """
     with obj.open() as ws:
         entries = ws.tools.list()
         problems = ws.tools.problems()
@@ -1353,7 +1733,11 @@ def tool_run(
 ) -> None:
     """Call a tool: params checked against its schema (exit 2 naming the field), its output
     printed as JSON (--json: with the call's id, agent and origin). A failing tool exits 1.
-    blocksync_conflict_resolve takes the run lock (exit 75; --wait: the call holds it)."""
+    blocksync_conflict_resolve takes the run lock (exit 75; --wait: the call holds it).
+
+    \b
+    Example: blocksync tool run blocksync_conflicts_list --params '{"status": "open"}'
+    """
     if params_text == "-":
         params_text = decode_text(sys.stdin.buffer.read(), "standard input")
     params = tools_mod.params_from_json(params_text)

@@ -22,7 +22,7 @@ so the original stays attached. Each class carries the data a caller needs to ac
     │   ├── ConflictNotFound               no conflict has that id (or id prefix)
     │   ├── NotificationNotFound           acking an id no notification has
     │   └── ToolNotFound                   no tool has that name
-    ├── AlreadyExists                   1
+    ├── AlreadyExists                   2  asked to create what exists (a usage error)
     │   ├── StoreExists
     │   ├── BlockExists
     │   └── AlreadyBound                   a source path or block bound elsewhere: forget it first
@@ -159,7 +159,9 @@ class ConflictNotFound(NotFound):
 
 
 class AlreadyExists(BlocksyncError):
-    """Something to be created exists already."""
+    """Something to be created exists already: the request is at fault, not the store (2)."""
+
+    exit_code = 2
 
 
 class StoreExists(AlreadyExists):

@@ -27,10 +27,11 @@ Decisions:
   the deadline), called while this run holds the lock (the thread holding it may take it
   again) -- under one :class:`~blocksync.sync.run.Run`, whose id is the id conflicts name as their
   ``detected_run``, and whose deadline the remotes and streams are checked against too.
-* **Timeout** covers the whole run from the call on, waiting for the lock included (a cron job
-  that waits must not pile up behind a stuck one). It is checked before each remote, source
-  and stream starts: those not started by then are reported as failed, with the reason (and
-  listed in ``not_reached``); one already running is never interrupted.
+* **Timeout and deadline**: ``timeout`` bounds the wait for the lock (as for every writer);
+  ``deadline`` the whole run from the call on, waiting for the lock included (a cron job that
+  waits must not pile up behind a stuck one). The deadline is checked before each remote,
+  source and stream starts: those not started by then are reported as failed, with the reason
+  (and listed in ``not_reached``); one already running is never interrupted.
 * **The run log row** is written under the lock, before any source runs, and completed even when
   the run ends in an error (its exit code and message then stand in the row); only a killed
   process leaves it ``running``, and the next run marks it ``interrupted``. A store whose
@@ -94,8 +95,9 @@ class SyncReport:
     finished_at: str
     seconds: float  # the run's own time, without waiting for the lock
     lock_waited: float  # seconds spent waiting for the run lock
-    timeout: float | None
-    not_reached: list[str]  # sources the timeout left out (each also has an error entry)
+    timeout: float | None  # the most seconds it would wait for the lock
+    not_reached: list[str]  # sources the deadline left out (each also has an error entry)
+    deadline: float | None = None  # seconds after which no source, remote or stream started
     #: every pull-capable stream's entry, pulled after the sources (unreached ones included)
     streams: list[StreamReport] = field(default_factory=list)
 
@@ -130,8 +132,9 @@ class SyncReport:
             open_conflicts=self.open_conflicts,
         )
 
-    def to_json(self) -> dict[str, Any]:
-        doc = self.reconcile.to_json()
+    def to_json(self, counts_only: bool = False) -> dict[str, Any]:
+        """The report as JSON; ``counts_only``: each source's counts, not its paths."""
+        doc = self.reconcile.to_json(counts_only)
         doc.pop("dry_run", None)  # sync never dry-runs
         return {
             "run_id": self.run_id,
@@ -141,6 +144,7 @@ class SyncReport:
             "seconds": round(self.seconds, 3),
             "lock_waited": round(self.lock_waited, 3),
             "timeout": self.timeout,
+            "deadline": self.deadline,
             "timed_out": bool(self.not_reached),
             "not_reached": list(self.not_reached),
             "sources": doc["sources"],
@@ -156,13 +160,14 @@ def run_sync(
     *,
     wait: bool = False,
     timeout: float | None = None,
+    deadline: float | None = None,
     now: Callable[[], float] = time.monotonic,
     progress: Progress | None = None,
     allow_mass_delete: bool = False,
 ) -> SyncReport:
     """One cron run over the store ``ws`` has open (see the module docstring);
     ``allow_mass_delete`` confirms deletions over the mass-deletion threshold."""
-    run = Run(timeout=timeout, clock=now)
+    run = Run(timeout=deadline, clock=now)
     with (
         interrupts.handling(),
         ws.locked(COMMAND, wait=wait, timeout=timeout, run_id=run.id, clock=now) as lock,
@@ -203,6 +208,7 @@ def run_sync(
             lock_waited=lock.waited,
             timeout=timeout,
             not_reached=not_reached,
+            deadline=deadline,
             streams=streams,
         )
         stop = report.reconcile.interruption()
@@ -226,6 +232,7 @@ def sync_store(
     author: str = DEFAULT_AUTHOR,
     wait: bool = False,
     timeout: float | None = None,
+    deadline: float | None = None,
     progress: Progress | None = None,
     allow_mass_delete: bool = False,
 ) -> SyncReport:
@@ -239,7 +246,12 @@ def sync_store(
         raise
     with ws:
         return run_sync(
-            ws, wait=wait, timeout=timeout, progress=progress, allow_mass_delete=allow_mass_delete
+            ws,
+            wait=wait,
+            timeout=timeout,
+            deadline=deadline,
+            progress=progress,
+            allow_mass_delete=allow_mass_delete,
         )
 
 
@@ -349,6 +361,7 @@ def _merge_entry(entry: SourceReport, pull: RemotePull) -> None:
         (path, "remote -> local" if how == "remote" else how) for path, how in pull.merged
     ]
     entry.needs_resolution += [path for path, _ in pull.conflicts]
+    entry.conflict_ids.update(pull.conflicts)
 
 
 def _pull_remotes(ws: Workspace, run: Run, allow_mass_delete: bool) -> dict[str, SourceReport]:

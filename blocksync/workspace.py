@@ -13,7 +13,7 @@ A store folder holds::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager, suppress
 from functools import partial
 from pathlib import Path
@@ -28,6 +28,7 @@ from .errors import (
     NotFound,
     StoreExists,
     StoreNotFound,
+    UsageError,
 )
 from .fs.safefile import create_new
 from .index import versions
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from .sync.reconciler import Conflicts, Reconciler, ReconcileReport
     from .sync.remotes.source import RemotePull, RemotePush, RemoteSync
     from .sync.remotes.transport import Remote
+    from .sync.shellpaths import Folder
 
 DEFAULT_AUTHOR = "human:blocksync"
 #: what the library's writers write into the run lock's note as their command
@@ -311,7 +313,9 @@ class Workspace(AbstractContextManager["Workspace"]):
         *,
         wait: bool = False,
         timeout: float | None = None,
+        deadline: float | None = None,
         run: Run | None = None,
+        cwd: Path | None = None,
     ) -> ReconcileReport:
         """Reconcile every data source (or those named) with its blocks; see ReconcileReport.
         A source whose run would delete more than the mass-deletion threshold of its paths
@@ -319,14 +323,21 @@ class Workspace(AbstractContextManager["Workspace"]):
         or ``[store] allow_mass_delete`` confirms it.
 
         Holds the run lock (see :meth:`locked`; ``wait``) -- a dry run writes nothing and takes
-        none. ``timeout`` covers the whole call, the wait for the lock included: sources not
+        none; ``timeout`` bounds the wait for it, as for every writer. ``deadline``: seconds from
+        the call on (the wait for the lock included) after which no source starts: those not
         started by then are failed entries. ``run`` (a :class:`~blocksync.sync.run.Run`) gives the
         run's id, clock and deadline instead. Unknown sources and paths no source has are
-        refused before the lock is taken."""
+        refused before the lock is taken.
+
+        ``cwd``: ``paths`` are as a shell gives them, relative to ``cwd`` or absolute, each
+        placed in the source whose folder holds it (:meth:`place_paths`)."""
         from .sync.reconciler import new_run_id
 
-        run = run or Run(run_id or new_run_id(), timeout)
-        plan = self.reconciler.plan(sources, paths)
+        run = run or Run(run_id or new_run_id(), deadline)
+        placed: dict[str, list[str]] | None = None
+        if cwd is not None and paths:
+            placed, paths = self.place_paths(paths, cwd, sources)
+        plan = self.reconciler.plan(sources, paths, placed)
         allow = allow_mass_delete or self.config.allow_mass_delete
         if dry_run:
             return self.reconciler.execute(plan, run, True, progress, allow)
@@ -334,6 +345,64 @@ class Workspace(AbstractContextManager["Workspace"]):
             RECONCILE_COMMAND, wait=wait, timeout=timeout, run_id=run.id, clock=run.clock
         ):
             return self.reconciler.execute(plan, run, False, progress, allow)
+
+    def source_folders(self) -> list[Folder]:
+        """The folders whose files are paths of a source: each folder source's roots, each
+        block-source plugin's granted ``dir``."""
+        from .sync.shellpaths import Folder
+
+        folders = [
+            Folder(key, root, spec.source_path(i, ""))  # "" or "1:": the prefix of its paths
+            for key, spec in self.file_sources.items()
+            for i, root in enumerate(spec.paths)
+        ]
+        for key in self.plugins.block_source_keys():
+            folder = self.plugins.specs[key].dir
+            if folder is not None:
+                folders.append(Folder(key, folder))
+        return folders
+
+    def place_paths(
+        self, paths: Sequence[str], cwd: Path, sources: Sequence[str] | None = None
+    ) -> tuple[dict[str, list[str]], list[str]]:
+        """``paths`` as a shell gives them, relative to ``cwd`` or absolute: those in a source's
+        folder as ``{source: [its paths]}``, and the relative ones in none, taken as paths of a
+        source as reports name them (``shopping.md``, ``alice/plan``), the form ``reconcile``
+        always took. A path in no folder that no source of ``sources`` (default: all) has, or
+        an absolute one in no folder, is a :class:`UsageError` naming the sources' folders; a
+        relative path that is a file in one source's folder from ``cwd`` and a path some
+        (other) source has as given is ambiguous, a :class:`UsageError` too."""
+        from .sync.shellpaths import describe, place
+
+        folders = self.source_folders()
+        keys = list(self.reconciler.plan(sources))
+        placed: dict[str, list[str]] = {}
+        rest: list[str] = []
+        for path in dict.fromkeys(paths):
+            where = place(path, cwd, folders)
+            as_given = [] if Path(path).is_absolute() else self.reconciler.holders(keys, path)
+            if where is not None and where[0] not in keys and as_given:
+                where = None  # --source named another: the path is that source's, as given
+            if where is None and not as_given:
+                try:  # why it is no path of a source as given: said as well
+                    self.reconciler.route(keys, [path])
+                    why = "nor a path of a source"
+                except (UsageError, NotFound) as exc:
+                    why = str(exc)
+                raise UsageError(f"{path!r} is in no data source: {describe(folders)}; and {why}")
+            if where is None:
+                rest.append(path)
+                continue
+            source, own = where
+            surely = [] if as_given == [] else self.reconciler.holders(keys, path, surely=True)
+            if any((key, path) != where for key in surely):
+                raise UsageError(
+                    f"{path!r} is ambiguous: from {cwd} it is {own!r} of source {source!r}, "
+                    f"and as given a path of {', '.join(surely)}; give it as an absolute path, "
+                    f"or name the source with --source"
+                )
+            placed.setdefault(source, []).append(own)
+        return placed, rest
 
     def _remote_source(self, key: str) -> SyncSource | None:
         # any remote:<name>, configured or not: its open conflicts outlive `remote remove`

@@ -640,8 +640,13 @@ def test_a_path_no_source_can_have_is_a_usage_error(
 
 def test_a_path_no_source_has_is_not_found(store_path: Path, notes: Path) -> None:
     (notes / "a.md").write_text("a\n")
-    done = run(store_path, "reconcile", "nonexisting.md")
+    done = run(store_path, "reconcile", str(notes / "nonexisting.md"))  # in notes' folder
     assert done.returncode == 4, done.stdout + done.stderr
+    assert "no data source has a path 'nonexisting.md'" in done.stderr
+    # in no folder, and no source's path as given: a usage error saying both (issue 16)
+    done = run(store_path, "reconcile", "nonexisting.md")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is in no data source" in done.stderr
     assert "no data source has a path 'nonexisting.md'" in done.stderr
     assert run(store_path, "reconcile", "a.md").returncode == 0
     (notes / "a.md").unlink()  # a deleted file is still a path of its source (its base)

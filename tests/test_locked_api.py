@@ -165,7 +165,7 @@ def test_sources_the_deadline_leaves_out_are_flagged_not_parsed(
     (entry,) = report.sources
     assert report.run_id == "run-test" and report.exit_code == 1
     assert entry.not_reached == "timeout" and entry.error is not None
-    assert "0 s timeout" in entry.error
+    assert "0 s deadline" in entry.error
     assert "not_reached" not in report.to_json()["sources"][0]  # its JSON is as it was
 
 

@@ -402,7 +402,9 @@ def test_cron_sync_reconciles_plugin_sources_too(rig: Rig) -> None:
     assert out.returncode == 3, out.stderr
     report = json.loads(out.stdout)
     (source,) = report["sources"]
-    assert source["source"] == KEY and source["needs_resolution"] == ["a.md"]
+    assert source["source"] == KEY
+    (conflict,) = rig.ws.conflicts.list()
+    assert source["needs_resolution"] == [{"path": "a.md", "conflict": conflict.id}]
     assert source["resolved"] == [{"path": "b.md", "resolution": "disk->agent"}]
     assert report["open_conflicts"] == 1
 

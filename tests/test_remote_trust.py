@@ -129,7 +129,8 @@ def test_an_open_remote_conflict_reaches_the_other_machine(
     done = _cli(laptop, "sync", "--json")
     assert done.returncode == 3, done.stdout + done.stderr  # the laptop sees the conflict too
     (entry,) = [s for s in json.loads(done.stdout)["sources"] if s["source"] == "remote:hub"]
-    assert entry["needs_resolution"] == ["alice/plan"]
+    assert [n["path"] for n in entry["needs_resolution"]] == ["alice/plan"]
+    assert entry["needs_resolution"][0]["conflict"].startswith("c-")
     assert not [r for r in entry["resolved"] if r["path"] == "alice/plan"]  # not "remote -> local"
     with blocksync.open(laptop) as lws, blocksync.open(server) as sws:
         (here,) = lws.conflicts.list()

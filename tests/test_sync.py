@@ -248,12 +248,10 @@ def test_exit_codes_0_3_1_and_the_runs_they_leave(
     )
     code, second = sync_json(store_path)
     assert code == 3 and second["open_conflicts"] == 1
-    assert (
-        second["sources"][0]["needs_resolution"] == ["a.md"]
-        and second["sources"][0]["error"] is None
-    )
+    (needs,) = second["sources"][0]["needs_resolution"]
+    assert needs["path"] == "a.md" and second["sources"][0]["error"] is None
     (conflict,) = json.loads(cli(store_path, "conflicts", "list", "--json"))
-    assert conflict["path"] == "a.md"
+    assert conflict["path"] == "a.md" and needs["conflict"] == conflict["id"]
 
     # 1 wins over 3: another source fails (its folder vanishes: the mass-deletion guard)
     work = tmp_path / "work"
@@ -268,9 +266,8 @@ def test_exit_codes_0_3_1_and_the_runs_they_leave(
     assert code == 1 and fourth["exit_code"] == 1
     by_source = {s["source"]: s for s in fourth["sources"]}
     assert by_source["work"]["error"] and "missing" in by_source["work"]["error"]
-    assert by_source["notes"]["error"] is None and by_source["notes"]["needs_resolution"] == [
-        "a.md"
-    ]
+    assert by_source["notes"]["error"] is None
+    assert [n["path"] for n in by_source["notes"]["needs_resolution"]] == ["a.md"]
     assert fourth["open_conflicts"] == 1
 
     rows = runs(store_path)
@@ -284,7 +281,7 @@ def test_exit_codes_0_3_1_and_the_runs_they_leave(
     assert all(r.status == "finished" and r.command == "blocksync sync" for r in rows)
     assert (rows[0].sources, rows[0].failed_sources, rows[0].needs_resolution) == (2, 1, 1)
     assert rows[0].open_conflicts == 1 and rows[3].resolved == 1
-    assert rows[0].report == fourth
+    assert {**rows[0].report, "format": 1} == fourth  # the CLI's JSON adds its format
     # conflicts name the run that detected them
     assert conflict["detected_run"] == second["run_id"]
 
@@ -293,6 +290,7 @@ def test_json_shape(store_path: Path, notes: Path) -> None:
     code, report = sync_json(store_path)
     assert code == 0
     assert set(report) == {
+        "format",
         "run_id",
         "command",
         "started_at",
@@ -300,6 +298,7 @@ def test_json_shape(store_path: Path, notes: Path) -> None:
         "seconds",
         "lock_waited",
         "timeout",
+        "deadline",
         "timed_out",
         "not_reached",
         "sources",
@@ -321,6 +320,7 @@ def test_json_shape(store_path: Path, notes: Path) -> None:
     assert set(report["summary"]) == set(vars(Summary()))
     assert report["summary"]["sources"] == 1 and report["summary"]["resolved"] == 1
     assert report["timeout"] is None and report["timed_out"] is False
+    assert report["deadline"] is None
     assert report["started_at"] <= report["finished_at"]
 
 
@@ -343,11 +343,11 @@ def test_progress_on_a_terminal_only(store_path: Path, notes: Path) -> None:
 # -- timeout --------------------------------------------------------------------------------------
 
 
-def test_timeout_zero_reaches_no_source(store_path: Path, notes: Path) -> None:
-    code, report = sync_json(store_path, "--timeout", "0")
+def test_deadline_zero_reaches_no_source(store_path: Path, notes: Path) -> None:
+    code, report = sync_json(store_path, "--deadline", "0")
     assert code == 1 and report["timed_out"] is True and report["not_reached"] == ["notes"]
     (entry,) = report["sources"]
-    assert "not reached" in entry["error"] and "timeout" in entry["error"]
+    assert "not reached" in entry["error"] and "deadline" in entry["error"]
     assert cli(store_path, "block", "list", "alice", "--json").strip() == "[]"
     assert runs(store_path)[0].exit_code == 1
 
@@ -365,7 +365,7 @@ def test_sources_past_the_deadline_are_failed_the_running_one_finishes(
         clock[0] += 10  # the first source takes 10 "seconds" of a 5-second budget
 
     with blocksync.open(store_path) as ws:
-        report = run_sync(ws, timeout=5, now=lambda: clock[0], progress=slow_source)
+        report = run_sync(ws, deadline=5, now=lambda: clock[0], progress=slow_source)
         assert report.exit_code == 1 and report.not_reached == ["other"]
         first, second = report.sources
         assert first.source == "notes" and first.error is None and first.resolved

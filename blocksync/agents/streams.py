@@ -365,7 +365,7 @@ class StreamReport:
     cursor: str | None = None
     skipped: str | None = None  # e.g. paused: not an error
     error: str | None = None
-    #: not started at all (``error`` says why): the run's timeout passed, or a signal came
+    #: not started at all (``error`` says why): the run's deadline passed, or a signal came
     not_reached: Cause | None = None
 
     def to_json(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -58,8 +58,34 @@ class SourceReport:
     #: again while the losing side holds what it lost with (see DESIGN.md, "Conflict index")
     held: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None  # the source failed or was aborted
-    #: not started at all (``error`` says why): the run's timeout passed, or a signal came
+    #: not started at all (``error`` says why): the run's deadline passed, or a signal came
     not_reached: Cause | None = None
+    #: path -> the id of its open conflict, for each of ``needs_resolution`` (none in a dry run)
+    conflict_ids: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self, counts_only: bool = False) -> dict[str, Any]:
+        """Every list as objects with a ``path`` (``needs_resolution``: ``{"path",
+        "conflict"}``, null in a dry run); ``counts_only``: each list's length instead, under
+        ``counts`` (a summary: 5,000 paths are 5,000 entries)."""
+        doc: dict[str, Any] = {"source": self.source}
+        if counts_only:
+            doc["counts"] = {
+                "resolved": len(self.resolved),
+                "needs_resolution": len(self.needs_resolution),
+                "unchanged": self.unchanged,
+                "skipped": len(self.skipped),
+                "held": len(self.held),
+            }
+        else:
+            doc["resolved"] = [{"path": p, "resolution": r} for p, r in self.resolved]
+            doc["needs_resolution"] = [
+                {"path": p, "conflict": self.conflict_ids.get(p)} for p in self.needs_resolution
+            ]
+            doc["unchanged"] = self.unchanged
+            doc["skipped"] = [{"path": p, "reason": r} for p, r in self.skipped]
+            doc["held"] = [{"path": p, "conflict": c} for p, c in self.held]
+        doc["error"] = self.error  # not_reached: its error says so in words
+        return doc
 
 
 @dataclass
@@ -78,15 +104,15 @@ class ReconcileReport:
         """1 if a source failed (wins over 3), 3 if conflicts are open, else 0."""
         return 1 if self.failed else 3 if self.open_conflicts else 0
 
-    def to_json(self) -> dict[str, Any]:
-        doc = asdict(self)
-        for source in doc["sources"]:
-            del source["not_reached"]  # its error says so in words
-            source["resolved"] = [{"path": p, "resolution": r} for p, r in source["resolved"]]
-            source["skipped"] = [{"path": p, "reason": r} for p, r in source["skipped"]]
-            source["held"] = [{"path": p, "conflict": c} for p, c in source["held"]]
-        doc["exit_code"] = self.exit_code
-        return doc
+    def to_json(self, counts_only: bool = False) -> dict[str, Any]:
+        """The report as JSON (see :meth:`SourceReport.to_json` for ``counts_only``)."""
+        return {
+            "run_id": self.run_id,
+            "sources": [s.to_json(counts_only) for s in self.sources],
+            "open_conflicts": self.open_conflicts,
+            "dry_run": self.dry_run,
+            "exit_code": self.exit_code,
+        }
 
     def interruption(self) -> Interrupted | None:
         """The :class:`Interrupted` a signal made of this run, saying how far it got; None: no
@@ -176,19 +202,43 @@ class Reconciler:
         )
 
     def plan(
-        self, sources: Sequence[str] | None = None, paths: Sequence[str] | None = None
+        self,
+        sources: Sequence[str] | None = None,
+        paths: Sequence[str] | None = None,
+        placed: Mapping[str, Sequence[str]] | None = None,
     ) -> dict[str, list[str] | None]:
         """The sources a run takes, in order, each with its own ``paths`` (None: all of its
         paths); an unknown source (:class:`NotFound`) or a path none of them can have is refused
-        (see :meth:`route`)."""
+        (see :meth:`route`). ``placed``: paths already known to be one source's (a file in its
+        folder), checked against that source alone; a source outside ``sources`` is refused."""
         keys = self.keys if not sources else list(dict.fromkeys(sources))
         for key in keys:
             if not self._known(key):
                 self.source(key)  # raises NotFound naming the sources there are
-        if paths is None:
+        if paths is None and not placed:
             return dict.fromkeys(keys)
-        routed = self.route(keys, paths)
+        routed = self.route(keys, paths or [])
+        for key, own in (placed or {}).items():
+            if key not in routed:
+                raise UsageError(
+                    f"{own[0]!r} is a path of source {key!r}, which is not among the sources "
+                    f"named ({', '.join(keys)})"
+                )
+            routed[key] = list(dict.fromkeys(routed[key] + self.route([key], own)[key]))
         return {key: own for key, own in routed.items() if own}
+
+    def holders(self, keys: Sequence[str], path: str, surely: bool = False) -> list[str]:
+        """Those of ``keys`` whose source can have ``path`` and may have it (``has_path`` not
+        False: a plugin cannot always tell), or, with ``surely``, does have it."""
+        found = []
+        for key in keys:
+            source = self.source(key)
+            if source.path_problem(path) is not None:
+                continue
+            has = source.has_path(path)
+            if has is True or (has is None and not surely):
+                found.append(key)
+        return found
 
     def execute(
         self,
@@ -286,6 +336,7 @@ class Reconciler:
                     row, _ = record_outcome(self.conflicts, key, result.path, waiting, run_id)
                     if row.status == "open":
                         report.needs_resolution.append(result.path)
+                        report.conflict_ids[result.path] = row.id
                     else:  # decided before, and the losing side still holds what it lost with
                         report.held.append((result.path, row.id))
                 else:
@@ -396,6 +447,10 @@ def _isolated(key: str, attempt: Callable[[], SourceReport]) -> SourceReport:
         return SourceReport(key, error=f"internal error ({type(exc).__name__}): {exc}")
 
 
+#: how to give a resolution's content, in the library and on the command line
+_OWN_CONTENT = "content=... in Python, `blocksync conflicts resolve ID --content-file FILE`"
+
+
 def _choose(
     conflict: Conflict, take: Take | None, content: str | None
 ) -> tuple[str | None, Resolution]:
@@ -410,13 +465,14 @@ def _choose(
     if take == "merged":
         if conflict.base is None or conflict.disk is None or conflict.agent is None:
             raise UsageError(
-                f"conflict {conflict.id} has an absent side: give the merged content yourself"
+                f"conflict {conflict.id} has an absent side: give the merged content yourself "
+                f"({_OWN_CONTENT})"
             )
         merged = merge3(conflict.base, conflict.disk, conflict.agent)
         if merged.text is None:
             raise UsageError(
                 f"conflict {conflict.id}: the sides overlap ({merged.conflicts} region(s)); "
-                "give the merged content yourself"
+                f"give the merged content yourself ({_OWN_CONTENT})"
             )
         return merged.text, "merged"
     raise UsageError("say what to take: take='disk', 'agent' or 'merged', or give content")

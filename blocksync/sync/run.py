@@ -20,7 +20,7 @@ from blocksync import interrupts
 
 __all__ = ["Cause", "Entry", "NotReached", "Run", "new_run_id"]
 
-#: why a step was not started: the run's timeout passed, or a signal asked the run to stop
+#: why a step was not started: the run's deadline passed, or a signal asked the run to stop
 Cause = Literal["timeout", "signal"]
 
 
@@ -75,7 +75,7 @@ class Run:
         if deadline is not None and self.clock() >= deadline:
             return NotReached(
                 "timeout",
-                f"not reached: the run's {self.timeout:g} s timeout passed before it started",
+                f"not reached: the run's {self.timeout:g} s deadline passed before it started",
             )
         return None
 

@@ -116,7 +116,7 @@ def test_delete_and_rollback_bring_it_back(alice: Path) -> None:
         (["block", "create", "", "x", "--content", "x"], None, 2, "empty owner"),
         (["block", "create", "alice", "../../etc/passwd", "--content", "x"], None, 2, "escape"),
         (["block", "create", "alice", "a\nb", "--content", "x"], None, 2, "control character"),
-        (["block", "create", "alice", "notes", "--content", "x"], None, 1, "already exists"),
+        (["block", "create", "alice", "notes", "--content", "x"], None, 2, "already exists"),
         (
             ["block", "update", "alice", "notes", "--content", "x" * 21],
             None,
@@ -169,7 +169,7 @@ def test_delete_and_rollback_bring_it_back(alice: Path) -> None:
             2,
             "over its char_limit of 3",
         ),
-        (["init"], None, 1, "already exists"),
+        (["init"], None, 2, "already exists"),
     ],
 )
 def test_bad_input_is_a_clear_error_and_changes_nothing(

@@ -124,9 +124,17 @@ def test_every_locking_command_takes_wait_and_timeout_with_one_meaning() -> None
         assert isinstance(wait, click.Option) and wait.is_flag, path
         assert isinstance(timeout, click.Option) and timeout.metavar == "SECONDS", path
         waits.add(wait.help)
-        timeouts.add((timeout.help or "").split(" The same SECONDS")[0])
+        timeouts.add(timeout.help or "")
     assert len(waits) == 1 and len(timeouts) == 1  # one text: one meaning
     assert "run lock" in (waits.pop() or "") and "run lock" in timeouts.pop()
+
+
+def test_only_the_commands_that_run_sources_take_a_deadline() -> None:
+    """--timeout is the wait for the lock alone; bounding the run is --deadline's (issue 16)."""
+    helps = {path: _options(_command(path)).get("deadline") for path in LOCKING}
+    assert {path for path, option in helps.items() if option is not None} == {"sync", "reconcile"}
+    assert helps["sync"] is not None and helps["reconcile"] is not None
+    assert helps["sync"].help == helps["reconcile"].help and "SECONDS" in (helps["sync"].help or "")
 
 
 def test_no_other_command_takes_them() -> None:

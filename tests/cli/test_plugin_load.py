@@ -42,6 +42,7 @@ def test_inspect_a_good_component(echo_tool: Path, cli_store: Path) -> None:
     assert result.exit_code == 0
     doc = json.loads(result.output)
     assert doc == {
+        "format": 1,
         "path": str(echo_tool),
         "sha256": sha,
         "size": echo_tool.stat().st_size,

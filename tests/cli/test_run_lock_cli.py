@@ -178,9 +178,15 @@ def test_a_reconcile_holds_the_lock_against_reconcile_and_sync(
     holder = hold("reconcile")
     note = runlock.read_holder(store_path / runlock.LOCK_FILE)
     assert note["command"] == "blocksync reconcile" and str(note["run_id"]).startswith("run-")
-    again = blocksync(store_path, "reconcile", "--json", timeout=30)
+    again = blocksync(store_path, "reconcile", timeout=30)
     assert_held_by(again, holder, "blocksync reconcile")
     assert f"run {note['run_id']}" in again.stderr
+    as_json = blocksync(store_path, "reconcile", "--json", timeout=30)  # the error in JSON
+    assert as_json.returncode == 75 and as_json.stdout == ""
+    error = json.loads(as_json.stderr)
+    assert error["format"] == 1 and error["exit_code"] == 75
+    assert error["error"]["type"] == "RunLockHeld"
+    assert f"run {note['run_id']}" in error["error"]["message"]
     cron = blocksync(store_path, "sync", timeout=30)
     assert_held_by(cron, holder, "blocksync reconcile")
     assert runs(store_path) == []  # the refused sync did not start; reconcile keeps no row
@@ -217,12 +223,21 @@ def test_reconcile_wait_gives_up_with_75_when_the_timeout_passes(
     assert 1 <= time.monotonic() - start < 15
 
 
-def test_reconcile_timeout_reports_sources_not_reached(store_path: Path, notes: Path) -> None:
-    done = blocksync(store_path, "reconcile", "--timeout", "0", "--json")
+def test_reconcile_deadline_reports_sources_not_reached(store_path: Path, notes: Path) -> None:
+    done = blocksync(store_path, "reconcile", "--deadline", "0", "--json")
     assert done.returncode == 1, done.stderr
     (entry,) = json.loads(done.stdout)["sources"]
-    assert "not reached" in entry["error"] and "timeout" in entry["error"]
+    assert "not reached" in entry["error"] and "0 s deadline" in entry["error"]
     assert blocks(store_path) == []
+
+
+def test_reconcile_timeout_is_the_lock_wait_only(store_path: Path, notes: Path) -> None:
+    """--timeout bounds the wait for the run lock, never the run: with the lock free, a
+    timeout of 0 reconciles every source."""
+    done = blocksync(store_path, "reconcile", "--wait", "--timeout", "0", "--json")
+    assert done.returncode == 0, done.stderr
+    (entry,) = json.loads(done.stdout)["sources"]
+    assert entry["error"] is None and [r["path"] for r in entry["resolved"]] == ["a.md"]
 
 
 def test_dry_run_needs_no_lock(store_path: Path, notes: Path, hold: Any) -> None:

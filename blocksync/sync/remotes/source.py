@@ -275,11 +275,14 @@ class RemoteSync:
         if ours == theirs or theirs in bases:
             return RemotePull(remote.name, "up-to-date", before, before, shown)
         if ours is None or (ours in bases and self._on_first_parents(ours, theirs)):
-            self._guard(remote, ours, self._deleted_by(ours, theirs), allow_mass_delete)
+            changed = list(self.trees.diff(ours, theirs))
+            gone = [k for k in changed if self.trees.value(theirs, k).folder is None]
+            self._guard(remote, ours, [key_path(k) for k in gone], allow_mass_delete)
             if not self.git.swap_ref(MAIN, ours, theirs):
                 return None
             self.store.catch_up_index()
-            return RemotePull(remote.name, "fast-forward", before, shown, shown)
+            brought = [(key_path(k), "remote") for k in changed]  # each block it changed
+            return RemotePull(remote.name, "fast-forward", before, shown, shown, brought)
         if not bases:
             raise UnrelatedHistories(
                 remote.name,
@@ -305,13 +308,6 @@ class RemoteSync:
         return RemotePull(remote.name, "merged", before, commit.id.decode(), shown, plan.merged)
 
     # -- the mass-deletion guard ----------------------------------------------------------
-
-    def _deleted_by(self, ours: bytes | None, theirs: bytes) -> list[str]:
-        """The blocks of ``ours`` that ``theirs`` lacks."""
-        gone = (
-            k for k in self.trees.diff(ours, theirs) if self.trees.value(theirs, k).folder is None
-        )
-        return [key_path(k) for k in gone]
 
     def _guard(
         self, remote: Remote, ours: bytes | None, deleted: list[str], allow_mass_delete: bool
