@@ -1793,7 +1793,7 @@ def mcp_command(obj: _Context, agent: str) -> None:
     help="How often main is looked at for block changes (and a held run lock tried again).",
 )
 @allow_mass_delete_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON line per round and notice.")
+@json_option
 @pass_ctx
 def watch_command(
     obj: _Context, debounce: float, poll: float, allow_mass_delete: bool, as_json: bool
@@ -1811,8 +1811,8 @@ def watch_command(
     """
 
     def show(event: watch_mod.Event) -> None:
-        if as_json:
-            click.echo(json.dumps(event.to_json(), ensure_ascii=False))
+        if as_json:  # one line per round and notice
+            _print_json(event.to_json(), line=True)
         elif isinstance(event, watch_mod.Notice):
             click.echo(printable(event.message))
         else:

@@ -73,7 +73,6 @@ DEBOUNCE = 0.05
 POLL = 0.3
 #: more changed paths than this in one source: a run over all of its paths instead
 MANY_PATHS = 500
-FORMAT = 1
 
 #: the file events watchfiles yields, batch after batch: (its Change, the path)
 _Changes = Generator[set[tuple[Any, str]], None, None]
@@ -116,7 +115,6 @@ class Round:
     def to_json(self) -> dict[str, Any]:
         doc = self.report.to_json()
         return {
-            "format": FORMAT,
             "event": "round",
             "round": self.number,
             "run_id": self.report.run_id,
@@ -146,7 +144,7 @@ class Notice:
     folder: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"format": FORMAT, "event": self.event, "message": self.message}
+        doc: dict[str, Any] = {"event": self.event, "message": self.message}
         if self.source is not None:
             doc["source"] = self.source
         if self.folder is not None:
