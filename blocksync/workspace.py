@@ -80,7 +80,11 @@ class Workspace(AbstractContextManager["Workspace"]):
         try:
             self._index = versions.VersionIndex.open(self.index_db)
             self.blocks = BlockStore(
-                self.repo_path, self._index, author, durable=self.config.durable
+                self.repo_path,
+                self._index,
+                author,
+                durable=self.config.durable,
+                machine=self.config.machine,
             )
         except BaseException:
             self.index_db.close()
@@ -98,6 +102,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         self._conflict_index: ConflictIndex | None = None
         self._tools: ToolBox | None = None
         self._streams: Streams | None = None
+        self._runs: RunLog | None = None
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -268,18 +273,31 @@ class Workspace(AbstractContextManager["Workspace"]):
         none. ``timeout`` covers the whole call, the wait for the lock included: sources not
         started by then are failed entries. ``run`` (a :class:`~blocksync.sync.run.Run`) gives the
         run's id, clock and deadline instead. Unknown sources and paths no source has are
-        refused before the lock is taken."""
-        from .sync.reconciler import new_run_id
+        refused before the lock is taken.
 
+        A run that is not a dry run is recorded in the run log (:attr:`runs`) and its commits
+        name it (``Blocksync-Run``) -- unless the caller gives ``run``: then the run is the
+        caller's (``blocksync sync``), which records it."""
+        from .sync.reconciler import new_run_id
+        from .sync.runrecord import record_reconcile
+
+        own_run = run is None
         run = run or Run(run_id or new_run_id(), timeout)
         plan = self.reconciler.plan(sources, paths)
         allow = allow_mass_delete or self.config.allow_mass_delete
         if dry_run:
             return self.reconciler.execute(plan, run, True, progress, allow)
-        with self.locked(
-            RECONCILE_COMMAND, wait=wait, timeout=timeout, run_id=run.id, clock=run.clock
+        with (
+            self.locked(
+                RECONCILE_COMMAND, wait=wait, timeout=timeout, run_id=run.id, clock=run.clock
+            ),
+            self.blocks.in_run(run.id),
         ):
-            return self.reconciler.execute(plan, run, False, progress, allow)
+            work = partial(self.reconciler.execute, plan, run, False, progress, allow)
+            if not own_run:
+                return work()
+            with self.run_log() as log:
+                return record_reconcile(log, run, RECONCILE_COMMAND, work)
 
     def _remote_source(self, key: str) -> SyncSource | None:
         # any remote:<name>, configured or not: its open conflicts outlive `remote remove`
@@ -382,6 +400,14 @@ class Workspace(AbstractContextManager["Workspace"]):
         return RunLog(self.index_db, records=self.records)
 
     @property
+    def runs(self) -> RunLog:
+        """The run log, to read: ``runs.list(limit)`` (newest first), ``runs.get(id)`` (an id
+        or a unique prefix of one). What ``blocksync runs`` shows."""
+        if self._runs is None:
+            self._runs = self.run_log()
+        return self._runs
+
+    @property
     def conflicts(self) -> Conflicts:
         """The conflict index: ``list``, ``get``, ``resolve``, ``undo`` (only the last two open
         the data sources, loading their plugins, and hold the run lock)."""
@@ -413,6 +439,8 @@ class Workspace(AbstractContextManager["Workspace"]):
             self._reconciler.close()
         if self._conflict_index is not None:
             self._conflict_index.disconnect()
+        if self._runs is not None:
+            self._runs.close()
         if self._plugins is not None:
             self._plugins.close()
         if self._notifications is not None:

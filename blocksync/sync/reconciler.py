@@ -60,6 +60,8 @@ class SourceReport:
     error: str | None = None  # the source failed or was aborted
     #: not started at all (``error`` says why): the run's timeout passed, or a signal came
     not_reached: Cause | None = None
+    #: how long the source took (None: not started); for the run log, never for decisions
+    seconds: float | None = None
 
 
 @dataclass
@@ -209,7 +211,9 @@ class Reconciler:
                     self._reconcile_source, key, wanted, dry_run, run.id, allow_mass_delete
                 )
                 with current_progress().task(f"reconciling {key} ({position}/{len(plan)})"):
+                    started = run.elapsed()
                     entry = _isolated(key, work)
+                    entry.seconds = round(run.elapsed() - started, 3)
             reports.append(entry)
         return ReconcileReport(run.id, reports, self.conflicts.open_count(), dry_run)
 
