@@ -130,6 +130,10 @@ def test_a_plugin_source_is_reconciled_in_one_commit_per_side(rig: Rig) -> None:
     assert rig.commits("main") == main + 1
     assert rig.commits(f"refs/sync/{KEY}") == bases + 1
     assert rig.block("d1/f4.md") == "file 4\n" and rig.base("d1/f4.md") == "file 4\n"
+    # the versions name the plugin with its file's sha256, and the run they were made in
+    sha = hashlib.sha256(rig.ws.plugins.specs[KEY].path.read_bytes()).hexdigest()
+    (made,) = rig.ws.blocks.history(OWNER, label("d1/f4.md"))
+    assert (made.made_by, made.run_id) == (f"plugin:{KEY}@{sha[:12]}", report.run_id)
     again = rig.ws.reconcile()
     assert again.sources[0].unchanged == 20 and not again.sources[0].resolved
 
@@ -186,6 +190,8 @@ def test_resolving_a_plugin_conflict_writes_both_sides_and_the_base(rig: Rig, ta
             check=True,
         ).stdout
         assert conflict.id in log and "human:me" in log
+        # a resolution is its resolver's, not the plugin's
+        assert rig.ws.blocks.history(OWNER, label("a.md"))[-1].made_by == "human:me"
     after = rig.ws.reconcile()
     assert after.sources[0].unchanged == 1 and after.open_conflicts == 0
 
