@@ -18,6 +18,7 @@ from blocksync.store import provenance
 from blocksync.store.provenance import Provenance
 
 from .conftest import git
+from .test_git_compat import interpret_trailers
 
 MACHINE = "laptop-1"
 
@@ -32,22 +33,21 @@ def configure(store: Path, extra: str = "") -> None:
     )
 
 
-def add_source(store: Path, folder: Path, key: str = "notes") -> None:
-    folder.mkdir(exist_ok=True)
-    configure(store, f'\n[agents.alice.data_sources.{key}]\ntype = "file"\npaths = ["{folder}"]\n')
+@pytest.fixture
+def notes(store_path: Path, tmp_path: Path) -> Path:
+    """The folder of file source ``notes`` of agent alice (empty), on machine laptop-1."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    configure(
+        store_path, f'\n[agents.alice.data_sources.notes]\ntype = "file"\npaths = ["{folder}"]\n'
+    )
+    return folder
 
 
 def trailers_of(repo: Path, commit: str) -> dict[str, str]:
     """The trailers real git parses in a commit's message (``git interpret-trailers``)."""
     message = git(repo, "log", "-1", "--format=%B", commit)
-    done = subprocess.run(
-        ["git", "interpret-trailers", "--parse"],
-        input=message,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    return dict(line.split(": ", 1) for line in interpret_trailers(message).splitlines())
 
 
 def test_every_commit_names_its_author_and_machine(store_path: Path) -> None:
@@ -96,12 +96,8 @@ def test_a_machine_name_a_trailer_cannot_carry_is_refused(store_path: Path, valu
         assert ws.blocks.read("alice", "notes").content == "hi\n"
 
 
-def test_a_reconcile_run_is_logged_and_its_commits_name_it(
-    store_path: Path, tmp_path: Path
-) -> None:
-    folder = tmp_path / "notes"
-    add_source(store_path, folder)
-    (folder / "a.md").write_text("from disk\n")
+def test_a_reconcile_run_is_logged_and_its_commits_name_it(store_path: Path, notes: Path) -> None:
+    (notes / "a.md").write_text("from disk\n")
     with blocksync.open(store_path, author="human:ana") as ws:
         dry = ws.reconcile(dry_run=True)
         assert ws.runs.list() == []  # a dry run writes nothing, not even a run row
@@ -124,12 +120,10 @@ def test_a_reconcile_run_is_logged_and_its_commits_name_it(
 
 
 def test_a_sync_run_names_itself_in_every_commit_and_logs_once(
-    store_path: Path, tmp_path: Path
+    store_path: Path, notes: Path
 ) -> None:
-    folder = tmp_path / "notes"
-    add_source(store_path, folder)
-    (folder / "a.md").write_text("one\n")
-    (folder / "b.md").write_text("two\n")
+    (notes / "a.md").write_text("one\n")
+    (notes / "b.md").write_text("two\n")
     with blocksync.open(store_path) as ws:
         report = run_sync(ws)
         runs = ws.runs.list()

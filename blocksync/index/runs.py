@@ -53,7 +53,7 @@ import sqlite_utils
 from blocksync.errors import AmbiguousRunId, RunNotFound, UsageError
 
 from .db import Migrations, create_table, preparer, timestamp
-from .sqlitetable import RecordKind, SqliteTable
+from .sqlitetable import RecordKind, SqliteTable, by_id_or_prefix
 
 Status = Literal["running", "finished", "interrupted"]
 #: what every run id starts with (``sync.run.new_run_id``): a prefix may leave it out
@@ -221,21 +221,13 @@ class RunLog(SqliteTable):
 
     def _find(self, run_id: str) -> Run:
         """The row named by an id or a unique id prefix (``run-`` may be left out)."""
-        wanted = run_id.strip()
-        exact = self._select("WHERE id = ?", [wanted])
-        if exact:
-            return exact[0]
-        prefix = wanted if wanted.startswith(_ID_PREFIX) else _ID_PREFIX + wanted
-        if len(prefix) <= len(_ID_PREFIX):
-            raise RunNotFound(run_id)
-        matches = self._select(
-            "WHERE substr(id, 1, ?) = ? ORDER BY seq DESC LIMIT 6", [len(prefix), prefix]
+        return by_id_or_prefix(
+            self._select,
+            run_id.strip(),
+            _ID_PREFIX,
+            lambda: RunNotFound(run_id),
+            lambda matches: AmbiguousRunId(run_id, [m.id for m in matches]),
         )
-        if not matches:
-            raise RunNotFound(run_id)
-        if len(matches) > 1:
-            raise AmbiguousRunId(run_id, [m.id for m in matches])
-        return matches[0]
 
     # -- the API --------------------------------------------------------------------------
 
