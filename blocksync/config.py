@@ -32,6 +32,8 @@ TEMPLATE = """\
 # fsync every commit: nothing committed is lost even on a power cut (slower). Without it a
 # killed process still loses nothing; the OS may drop the last commits on a power cut.
 durable = false
+# the name commits give this machine (their Blocksync-Machine trailer); default: the host name
+# machine = "laptop"
 
 #
 # Agents and the data sources attached to them, for example:
