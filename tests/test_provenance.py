@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import blocksync
-from blocksync import ConfigError
+from blocksync import ConfigError, RunNotFound, UsageError
 from blocksync.runner import run_sync
 from blocksync.store import provenance
 from blocksync.store.provenance import Provenance
@@ -232,3 +232,12 @@ def test_reading_a_message_is_forgiving() -> None:
         "a",
         Provenance("x"),
     )
+
+
+def test_the_run_log_refuses_a_limit_below_one_and_unknown_ids(ws: blocksync.Workspace) -> None:
+    for limit in (0, -1, True):
+        with pytest.raises(UsageError, match="limit must be a whole number of at least 1"):
+            ws.runs.list(limit)
+    with pytest.raises(RunNotFound, match="no run 'run-nope'") as info:
+        ws.runs.get("run-nope")
+    assert info.value.exit_code == 4 and info.value.run_id == "run-nope"
