@@ -241,3 +241,12 @@ def test_the_run_log_refuses_a_limit_below_one_and_unknown_ids(ws: blocksync.Wor
     with pytest.raises(RunNotFound, match="no run 'run-nope'") as info:
         ws.runs.get("run-nope")
     assert info.value.exit_code == 4 and info.value.run_id == "run-nope"
+
+
+def test_a_maker_a_trailer_cannot_carry_is_refused_before_anything_is_staged(
+    ws: blocksync.Workspace,
+) -> None:
+    for bad in ("two\nlines", " padded", ""):
+        with pytest.raises(UsageError, match="must be one line"):
+            ws.blocks.create("alice", "notes", "x", made_by=bad)
+    assert not ws.blocks.exists("alice", "notes")

@@ -41,7 +41,7 @@ from dulwich.repo import Repo
 from blocksync import deadlines
 from blocksync.errors import ConcurrentUpdate, RepositoryCorrupt, StoreNotFound, UsageError
 from blocksync.store import pack
-from blocksync.store.provenance import Provenance
+from blocksync.store.provenance import Provenance, check_value
 
 TREE_MODE = 0o040000
 FILE_MODE = 0o100644
@@ -337,7 +337,8 @@ class GitStore:
         commit.author_time = commit.commit_time = int(time.time())
         commit.author_timezone = commit.commit_timezone = 0
         commit.encoding = b"UTF-8"
-        stamp = Provenance(made_by or author, self.machine, self.run)
+        who = author if made_by is None else check_value(made_by, "made_by")
+        stamp = Provenance(who, self.machine, self.run)
         commit.message = stamp.message(message).encode("utf-8") + b"\n"
         objects.append(commit)
         return commit, objects

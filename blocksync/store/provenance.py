@@ -31,7 +31,8 @@ Decisions:
 * **Reading is forgiving.** A commit from before trailers, or whose last paragraph is anything
   but ``Blocksync-*`` lines, has no provenance (every field None), never an error.
 * **Values are one line.** A value with a line break would end the trailer early, so it is
-  refused where it enters (:func:`check_value`: the machine name in the config, the author).
+  refused where it enters: the author as git's identity is (``gitstore.identity``), who made
+  it by :func:`check_value`, the machine name by the configuration (printable text only).
 """
 
 from __future__ import annotations
@@ -53,12 +54,10 @@ _TRAILER = re.compile(r"(Blocksync-[A-Za-z-]+): (.*)")
 
 
 def check_value(value: str, what: str) -> str:
-    """``value`` if a trailer can carry it (one line of printable text, no surrounding
-    whitespace); else UsageError naming ``what``."""
-    if not value or value != value.strip() or not value.isprintable():
-        raise UsageError(
-            f"{what} {value!r} must be one line of printable text without surrounding spaces"
-        )
+    """``value`` if a trailer can carry it and give it back (one line, as a git author name
+    must be: no line break or NUL, no surrounding whitespace); else UsageError naming ``what``."""
+    if not value or value != value.strip() or any(c in value for c in "\n\r\0"):
+        raise UsageError(f"{what} {value!r} must be one line without surrounding spaces")
     return value
 
 
