@@ -45,12 +45,13 @@ if TYPE_CHECKING:
     from .agents.streams import StreamReport
     from .index.conflicts import Take
     from .index.notifications import StoredNotification
+    from .index.runs import Run
     from .plugins import trust
     from .plugins.tooling import build as build_mod
     from .plugins.tooling import provenance
     from .plugins.tooling import scaffold as scaffold_mod
     from .store import blocks as blocks_mod
-    from .store.blocks import Block, Keep
+    from .store.blocks import Block, Keep, Version
     from .sync.reconciler import ReconcileReport
 else:
 
@@ -664,10 +665,20 @@ def block_history(obj: _Context, owner: str, label: str, as_json: bool) -> None:
         return
     for v in history:
         mark = " (deleted)" if v.deleted else ""
+        made = _made(v)
         click.echo(
             f"v{v.version}\t{v.commit[:12]}\t{v.timestamp}\t{printable(v.author)}\t"
-            f"{printable(v.message)}{mark}"
+            f"{printable(v.message)}{mark}" + (f"\t{made}" if made else "")
         )
+
+
+def _made(v: Version) -> str:
+    """A version's provenance as a history line ends in (nothing before trailers existed):
+    ``by WHO`` when more precise than its author, ``on MACHINE``, ``run RUN_ID``."""
+    parts = [] if v.made_by in (None, v.author) else [f"by {v.made_by}"]
+    parts += [] if v.machine is None else [f"on {v.machine}"]
+    parts += [] if v.run_id is None else [f"run {v.run_id}"]
+    return printable(" ".join(parts))
 
 
 @block.command("diff")
@@ -1388,6 +1399,108 @@ def sync_command(
         for s in report.streams:
             click.echo(render_stream(s))
     sys.exit(report.exit_code)
+
+
+@cli.group(invoke_without_command=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Show at most this many runs, newest first.",
+)
+@json_option
+@click.pass_context
+def runs(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """List the recorded runs (sync, reconcile), newest first; `runs show RUN_ID` for one.
+
+    Example: blocksync runs --limit 5
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    obj = ctx.find_object(_Context)
+    assert obj is not None
+    with obj.open() as ws:
+        found = ws.runs.list(limit)
+    if as_json:
+        _print_json([r.to_json() for r in found])
+        return
+    if not found:
+        click.echo("no runs recorded")
+        return
+    click.echo("\n".join(_run_line(r) for r in found))
+
+
+def _run_line(r: Run) -> str:
+    code = "-" if r.exit_code is None else str(r.exit_code)
+    took = "-" if r.seconds is None else f"{r.seconds:.1f} s"
+    counts = (
+        ""
+        if r.sources is None
+        else f"{r.sources} source(s), {r.resolved} resolved, {r.needs_resolution} need "
+        f"resolution, {r.failed_sources} failed"
+    )
+    fields = (r.id, r.status, f"exit {code}", r.command, r.started_at, took, counts)
+    return "\t".join(printable(f) for f in fields).rstrip("\t")
+
+
+@runs.command("show")
+@click.argument("run_id")
+@json_option
+@pass_ctx
+def runs_show(obj: _Context, run_id: str, as_json: bool) -> None:
+    """Show one run (an id, or a unique prefix of one): what it did per source, its errors.
+
+    Example: blocksync runs show run-20261204T1530
+    """
+    with obj.open() as ws:
+        r = ws.runs.get(run_id)
+    if as_json:
+        _print_json(r.to_json())
+        return
+    code = "" if r.exit_code is None else f", exit {r.exit_code}"
+    lines = [f"{printable(r.id)} ({r.status}{code})", f"command: {printable(r.command)}"]
+    lines.append(f"started: {r.started_at} (pid {r.pid})")
+    took = "" if r.seconds is None else f" ({r.seconds:.3f} s)"
+    lines.append(f"finished: {r.finished_at or '-'}{took}")
+    lines += _report_lines(r.report or {})
+    click.echo("\n".join(lines))
+
+
+def _report_lines(report: dict[str, Any]) -> list[str]:
+    """A run row's report (a sync's or reconcile's ``to_json()``, or a failure's) as lines."""
+    lines: list[str] = []
+    for s in report.get("sources", []):
+        source = printable(str(s.get("source")))
+        took = "" if s.get("seconds") is None else f" in {s['seconds']:.3f} s"
+        if s.get("error") is not None:
+            lines.append(f"{source}: FAILED{took}: {printable(str(s['error']))}")
+            continue
+        lines.append(
+            f"{source}: {len(s.get('resolved', []))} resolved, "
+            f"{len(s.get('needs_resolution', []))} need resolution, {s.get('unchanged', 0)} "
+            f"unchanged, {len(s.get('skipped', []))} skipped{took}"
+        )
+        lines += [
+            f"  {printable(str(e['resolution'])):12} {printable(str(e['path']))}"
+            for e in s.get("resolved", [])
+        ]
+        lines += [f"  {'CONFLICT':12} {printable(str(p))}" for p in s.get("needs_resolution", [])]
+        lines += [
+            f"  {'skipped':12} {printable(str(e['path']))}: {printable(str(e['reason']))}"
+            for e in s.get("skipped", [])
+        ]
+    for stream in report.get("streams", []):
+        if stream.get("error") is not None:
+            lines.append(
+                f"stream {printable(str(stream.get('stream')))}: FAILED: "
+                f"{printable(str(stream['error']))}"
+            )
+    if report.get("error") is not None:
+        lines.append(f"error: {printable(str(report['error']))}")
+    if "open_conflicts" in report:
+        lines.append(f"open conflicts: {report['open_conflicts']}")
+    return lines
 
 
 def render_stream(s: StreamReport) -> str:

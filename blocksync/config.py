@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,11 @@ CONFIG_FILE = "blocksync.toml"
 
 #: Top-level tables the configuration may hold (a table nothing reads is refused as a typo).
 KNOWN_TABLES = ("store", "agents", "limits", "remotes", "trust")
-#: The keys of ``[store]``, all true or false.
-STORE_KEYS = ("allow_mass_delete", "durable")
+#: The keys of ``[store]`` that are true or false.
+STORE_FLAGS = ("allow_mass_delete", "durable")
+#: Every key of ``[store]``: the flags, and ``machine`` (text: the name commits give the
+#: machine they were made on, in their ``Blocksync-Machine`` trailer; default the host name).
+STORE_KEYS = (*STORE_FLAGS, "machine")
 #: The keys of an ``[agents.<id>]`` table: its data sources (each a table with a ``type``,
 #: checked when the sources are first used) and the owners it may act for through the
 #: built-in tools besides itself, and whether blocksync keeps a block listing its open
@@ -29,6 +33,8 @@ TEMPLATE = """\
 # fsync every commit: nothing committed is lost even on a power cut (slower). Without it a
 # killed process still loses nothing; the OS may drop the last commits on a power cut.
 durable = false
+# the name commits give this machine (their Blocksync-Machine trailer); default: the host name
+# machine = "laptop"
 
 #
 # Agents and the data sources attached to them, for example:
@@ -85,6 +91,12 @@ class Config:
         """Whether runs may delete more than the mass-deletion threshold of a source's paths
         without ``--allow-mass-delete`` (see :func:`blocksync.sync.protocol.mass_deletion`)."""
         return bool(self.tables.get("store", {}).get("allow_mass_delete", False))
+
+    @property
+    def machine(self) -> str:
+        """``[store] machine``, else this host's name (checked to be one printable line)."""
+        found = self.tables.get("store", {}).get("machine")
+        return found if found is not None else machine_name(socket.gethostname())
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -153,12 +165,25 @@ def load(path: Path) -> Config:
         raise ConfigError(
             f"{path}: [store] has unknown key(s) {', '.join(unknown)}; known: {', '.join(STORE_KEYS)}"
         )
-    for key in STORE_KEYS:
+    for key in STORE_FLAGS:
         if not isinstance(store.get(key, False), bool):
             raise ConfigError(f"{path}: [store] {key} must be true or false")
+    machine = store.get("machine")
+    if machine is not None and (not isinstance(machine, str) or machine_name(machine) != machine):
+        raise ConfigError(
+            f"{path}: [store] machine must be one line of printable text without surrounding "
+            f"spaces (the name commits give this machine), not {_shown(machine)}"
+        )
     for agent, table in doc.get("agents", {}).items():
         _check_agent(path, agent, table)
     return Config(path, doc)
+
+
+def machine_name(name: str) -> str:
+    """``name`` as a commit trailer can carry it: one line of printable text, trimmed
+    (``"unknown"`` if nothing is left: a host without a name)."""
+    kept = "".join(c for c in name if c.isprintable()).strip()
+    return kept or "unknown"
 
 
 def _check_agent(path: Path, agent: str, table: Any) -> None:

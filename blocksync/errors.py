@@ -14,12 +14,14 @@ so the original stays attached. Each class carries the data a caller needs to ac
     │   ├── InvalidTransition              a stream asked to start/stop/pause/resume from a
     │   │                                  state that does not allow it (the plugin is not called)
     │   ├── AmbiguousConflictId            a conflict id prefix matches several conflicts
+    │   ├── AmbiguousRunId                 a run id prefix matches several runs
     │   └── ToolInputInvalid               tool params fail the tool's parameters schema
     ├── NotFound                        4  something named does not exist
     │   ├── StoreNotFound                  no store folder: run `blocksync init`
     │   ├── BlockNotFound
     │   ├── VersionNotFound
     │   ├── ConflictNotFound               no conflict has that id (or id prefix)
+    │   ├── RunNotFound                    no run in the run log has that id (or id prefix)
     │   ├── NotificationNotFound           acking an id no notification has
     │   └── ToolNotFound                   no tool has that name
     ├── AlreadyExists                   2  asked to create what exists (a usage error)
@@ -393,6 +395,24 @@ class PluginBuildError(UsageError):
         self.detail = detail
         #: class name -> required methods it lacks (empty unless that is the problem)
         self.missing_methods = dict(missing_methods or {})
+
+
+class RunNotFound(NotFound):
+    """No run in the run log has this id, nor an id starting with it."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run {run_id!r}: `blocksync runs` lists the recorded runs")
+        self.run_id = run_id
+
+
+class AmbiguousRunId(UsageError):
+    """A run id prefix that matches more than one run."""
+
+    def __init__(self, prefix: str, matches: list[str]) -> None:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        super().__init__(f"run id {prefix!r} is ambiguous: it matches {shown}")
+        self.prefix = prefix
+        self.matches = list(matches)
 
 
 class AmbiguousConflictId(UsageError):

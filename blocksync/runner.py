@@ -71,7 +71,7 @@ from .fs.safefile import check_regular
 from .index.db import timestamp
 from .index.runs import RunLog, Summary
 from .store.records import Records
-from .sync import runlock
+from .sync import runlock, runrecord
 from .sync.reconciler import ReconcileReport, SourceReport
 from .sync.remotes.source import RemotePull, RemotePush
 from .sync.run import Run, new_run_id
@@ -121,16 +121,7 @@ class SyncReport:
         return self.reconcile.exit_code
 
     def summary(self) -> Summary:
-        sources = self.sources
-        return Summary(
-            sources=len(sources),
-            failed_sources=sum(s.error is not None for s in sources),
-            resolved=sum(len(s.resolved) for s in sources),
-            needs_resolution=sum(len(s.needs_resolution) for s in sources),
-            unchanged=sum(s.unchanged for s in sources),
-            skipped=sum(len(s.skipped) for s in sources),
-            open_conflicts=self.open_conflicts,
-        )
+        return runrecord.summary(self.sources, self.open_conflicts)
 
     def to_json(self, counts_only: bool = False) -> dict[str, Any]:
         """The report as JSON; ``counts_only``: each source's counts, not its paths."""
@@ -172,6 +163,7 @@ def run_sync(
         interrupts.handling(),
         ws.locked(COMMAND, wait=wait, timeout=timeout, run_id=run.id, clock=now) as lock,
         ws.run_log() as log,
+        ws.blocks.in_run(run.id),  # every commit of the run names it
     ):
         row = log.start(run.id, COMMAND, exclusive=True)
         try:
@@ -182,7 +174,7 @@ def run_sync(
             streams = _pull_streams(ws, run)
             _push_remotes(ws, run, remotes, allow_mass_delete)
         except Exception as exc:
-            _finish_failed(log, run.id, exc)
+            runrecord.finish_failed(log, run.id, COMMAND, exc)
             raise
         remote_entries = list(remotes.values())
         not_reached = (
@@ -269,20 +261,9 @@ def _record_unopened(root: Path, exc: BlocksyncError, wait: bool, timeout: float
             RunLog(index, records=records) as log,
         ):
             log.start(run_id, COMMAND, exclusive=True)
-            _finish_failed(log, run_id, exc)
+            runrecord.finish_failed(log, run_id, COMMAND, exc)
     finally:
         records.close()
-
-
-def _finish_failed(log: RunLog, run_id: str, exc: Exception) -> None:
-    """Complete the row of a run that ended in ``exc``: its exit code and message stand in it."""
-    code = exc.exit_code if isinstance(exc, BlocksyncError) else 1
-    log.finish(
-        run_id,
-        exit_code=code,
-        summary=Summary(),
-        report={"run_id": run_id, "command": COMMAND, "error": str(exc), "exit_code": code},
-    )
 
 
 def _pull_streams(ws: Workspace, run: Run) -> list[StreamReport]:

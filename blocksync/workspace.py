@@ -83,7 +83,11 @@ class Workspace(AbstractContextManager["Workspace"]):
         try:
             self._index = versions.VersionIndex.open(self.index_db)
             self.blocks = BlockStore(
-                self.repo_path, self._index, author, durable=self.config.durable
+                self.repo_path,
+                self._index,
+                author,
+                durable=self.config.durable,
+                machine=self.config.machine,
             )
         except BaseException:
             self.index_db.close()
@@ -104,6 +108,7 @@ class Workspace(AbstractContextManager["Workspace"]):
         #: how deep this workspace holds the run lock (it is re-entrant): the outermost hold
         #: refreshes the conflict blocks as it ends
         self._lock_depth = 0
+        self._runs: RunLog | None = None
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -330,9 +335,15 @@ class Workspace(AbstractContextManager["Workspace"]):
         refused before the lock is taken.
 
         ``cwd``: ``paths`` are as a shell gives them, relative to ``cwd`` or absolute, each
-        placed in the source whose folder holds it (:meth:`place_paths`)."""
-        from .sync.reconciler import new_run_id
+        placed in the source whose folder holds it (:meth:`place_paths`).
 
+        A run that is not a dry run is recorded in the run log (:attr:`runs`) and its commits
+        name it (``Blocksync-Run``) -- unless the caller gives ``run``: then the run is the
+        caller's (``blocksync sync``), which records it."""
+        from .sync.reconciler import new_run_id
+        from .sync.runrecord import record_reconcile
+
+        own_run = run is None
         run = run or Run(run_id or new_run_id(), deadline)
         placed: dict[str, list[str]] | None = None
         if cwd is not None and paths:
@@ -341,10 +352,17 @@ class Workspace(AbstractContextManager["Workspace"]):
         allow = allow_mass_delete or self.config.allow_mass_delete
         if dry_run:
             return self.reconciler.execute(plan, run, True, progress, allow)
-        with self.locked(
-            RECONCILE_COMMAND, wait=wait, timeout=timeout, run_id=run.id, clock=run.clock
+        with (
+            self.locked(
+                RECONCILE_COMMAND, wait=wait, timeout=timeout, run_id=run.id, clock=run.clock
+            ),
+            self.blocks.in_run(run.id),
         ):
-            return self.reconciler.execute(plan, run, False, progress, allow)
+            work = partial(self.reconciler.execute, plan, run, False, progress, allow)
+            if not own_run:
+                return work()
+            with self.run_log() as log:
+                return record_reconcile(log, run, RECONCILE_COMMAND, work)
 
     def source_folders(self) -> list[Folder]:
         """The folders whose files are paths of a source: each folder source's roots, each
@@ -505,6 +523,14 @@ class Workspace(AbstractContextManager["Workspace"]):
         return RunLog(self.index_db, records=self.records)
 
     @property
+    def runs(self) -> RunLog:
+        """The run log, to read: ``runs.list(limit)`` (newest first), ``runs.get(id)`` (an id
+        or a unique prefix of one). What ``blocksync runs`` shows."""
+        if self._runs is None:
+            self._runs = self.run_log()
+        return self._runs
+
+    @property
     def conflicts(self) -> Conflicts:
         """The conflict index: ``list``, ``get``, ``resolve``, ``undo`` (only the last two open
         the data sources, loading their plugins, and hold the run lock)."""
@@ -536,6 +562,8 @@ class Workspace(AbstractContextManager["Workspace"]):
             self._reconciler.close()
         if self._conflict_index is not None:
             self._conflict_index.disconnect()
+        if self._runs is not None:
+            self._runs.close()
         if self._plugins is not None:
             self._plugins.close()
         if self._notifications is not None:

@@ -71,9 +71,14 @@ def base_of(ws: blocksync.Workspace, source: str, path: str) -> str | None:
     return None if found is None else found[1]
 
 
-def refs_of(repo: Path) -> dict[str, str]:
-    """Every ref of ``repo`` and its commit, as the real git lists them (none: {})."""
+def refs_of(repo: Path, *, records: bool = True) -> dict[str, str]:
+    """Every ref of ``repo`` and its commit, as the real git lists them (none: {}).
+    ``records=False`` leaves out ``refs/blocksync/records``: a run that changes no block or
+    base still records itself in the run log there."""
     out = subprocess.run(
         ["git", "-C", str(repo), "show-ref"], capture_output=True, text=True, check=False
     ).stdout  # exit status 1 when there is no ref yet
-    return {name: sha for sha, name in (line.split() for line in out.splitlines())}
+    found = {name: sha for sha, name in (line.split() for line in out.splitlines())}
+    if not records:
+        found.pop("refs/blocksync/records", None)
+    return found

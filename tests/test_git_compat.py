@@ -59,6 +59,24 @@ def git_log(repo: Path, path: str) -> list[tuple[str, str, str]]:
     return [tuple(e.split("\x1f")) for e in entries]  # type: ignore[misc]
 
 
+def interpret_trailers(message: str) -> str:
+    """The trailers real git reads in ``message`` (``git interpret-trailers --parse``)."""
+    done = subprocess.run(
+        ["git", "interpret-trailers", "--parse"],
+        input=message,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def provenance_paragraph(v: blocksync.Version) -> str:
+    """The trailers a version's commit message ends in, as git shows them."""
+    found = (("Author", v.made_by), ("Machine", v.machine), ("Run", v.run_id))
+    return "\n\n" + "\n".join(f"Blocksync-{k}: {value}" for k, value in found if value)
+
+
 @pytest.fixture
 def busy_ws(ws: blocksync.Workspace) -> blocksync.Workspace:
     """Every block created, edited, deleted, re-created, rolled back, by several authors."""
@@ -96,7 +114,9 @@ def test_git_log_lists_exactly_the_history(busy_ws: blocksync.Workspace) -> None
             history = busy_ws.blocks.history(owner, label)
             log = git_log(repo, BlockStore.git_path(owner, label))
             assert [c for c, _, _ in log] == [v.commit for v in reversed(history)], (owner, label)
-            assert [(a, m) for _, a, m in log] == [(v.author, v.message) for v in reversed(history)]
+            assert [(a, m) for _, a, m in log] == [
+                (v.author, v.message + provenance_paragraph(v)) for v in reversed(history)
+            ]
     # the deleted-and-re-created block: git shows the deletion as its own commit
     history = busy_ws.blocks.history(OWNERS[0], LABELS[0])
     assert [v.deleted for v in history] == [False, False, False, True, False, False, False]
@@ -156,8 +176,16 @@ def test_git_sees_authors_and_messages(ws: blocksync.Workspace) -> None:
         )
         assert fields[0] == fields[1] == author
         assert fields[2].endswith("@blocksync.invalid")
-        assert fields[3] == f"made by {author}\n\nwhy: ✓"
-        assert ws.blocks.history("alice", f"note {i}")[0].author == author
+        machine = ws.config.machine
+        trailers = f"Blocksync-Author: {author}\nBlocksync-Machine: {machine}"
+        # the message as given, then our trailers as a paragraph of their own: git's trailer
+        # parser reads ours, never the message's own last line ("why: ✓" looks like one)
+        assert fields[3] == f"made by {author}\n\nwhy: ✓\n\n{trailers}"
+        parsed = interpret_trailers(fields[3])
+        assert parsed == trailers + "\n"
+        version = ws.blocks.history("alice", f"note {i}")[0]
+        assert version.author == author and version.message == f"made by {author}\n\nwhy: ✓"
+        assert (version.made_by, version.machine, version.run_id) == (author, machine, None)
     assert git(repo, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
     assert_git_fsck(repo)
     assert git(repo, "rev-parse", "HEAD").strip() == ws.blocks.head()

@@ -288,6 +288,12 @@ def test_memory_functions_commit_as_the_plugin(ws: blocksync.Workspace) -> None:
     assert ws.blocks.read("alice", "a.md").content == "disk text\n"
     assert ws.blocks.read("alice", "a.md").version == 3
     assert authors(ws, "alice", "a.md") == ["plugin:echo", "human:test", "plugin:echo"]
+    # the provenance names the plugin's file too: its sha256, as the plugin list shows it
+    sha = hashlib.sha256(ws.plugins.specs["echo"].path.read_bytes()).hexdigest()
+    made = [v.made_by for v in ws.blocks.history("alice", "a.md")]
+    assert made == [f"plugin:echo@{sha[:12]}", "human:test", f"plugin:echo@{sha[:12]}"]
+    trailers = git(ws.repo_path, "log", "-1", "--format=%(trailers:key=Blocksync-Author)")
+    assert trailers.strip() == f"Blocksync-Author: plugin:echo@{sha[:12]}"
     # history = sync.block-history, newest first
     history = echo.history(ref("a.md"))
     assert [v.version_id for v in history] == ["3", "2", "1"]

@@ -204,10 +204,10 @@ def test_a_mass_deletion_is_refused_before_any_page_runs(rig: Rig) -> None:
     for path in paths[:20]:  # two of every three pages' worth, spread over all pages
         (rig.root / path).unlink()
     rig.write(paths[25], "an edit in the last page\n")
-    before = refs_of(rig.ws.repo_path)
+    before = refs_of(rig.ws.repo_path, records=False)  # the run log's row moves records
     source = rig.ws.reconcile().sources[0]
     assert source.error is not None and "20 of its 30 synced paths" in source.error
-    assert refs_of(rig.ws.repo_path) == before  # not a single page committed
+    assert refs_of(rig.ws.repo_path, records=False) == before  # not a single page committed
     assert all(rig.block(p) is not None for p in paths)
     confirmed = rig.ws.reconcile(allow_mass_delete=True).sources[0]
     assert confirmed.error is None
@@ -220,10 +220,10 @@ def test_blocks_deleted_en_masse_are_refused_before_any_page_runs(rig: Rig) -> N
     rig.ws.reconcile()
     for path in paths[5:25]:
         rig.ws.blocks.delete(OWNER, label(path))
-    before = refs_of(rig.ws.repo_path)
+    before = refs_of(rig.ws.repo_path, records=False)  # the run log's row moves records
     source = rig.ws.reconcile().sources[0]
     assert source.error is not None and "20 of its 30" in source.error
-    assert refs_of(rig.ws.repo_path) == before
+    assert refs_of(rig.ws.repo_path, records=False) == before
     assert all(rig.read(p) is not None for p in paths)
 
 

@@ -82,8 +82,8 @@ class Rig:
     def base(self, path: str) -> str | None:
         return base_of(self.ws, KEY, path)
 
-    def refs(self) -> dict[str, str]:
-        return refs_of(self.ws.repo_path)
+    def refs(self, *, records: bool = True) -> dict[str, str]:
+        return refs_of(self.ws.repo_path, records=records)
 
     def commits(self, ref: str) -> int:
         """How many commits ``ref`` has (0: no such ref yet)."""
@@ -130,6 +130,10 @@ def test_a_plugin_source_is_reconciled_in_one_commit_per_side(rig: Rig) -> None:
     assert rig.commits("main") == main + 1
     assert rig.commits(f"refs/sync/{KEY}") == bases + 1
     assert rig.block("d1/f4.md") == "file 4\n" and rig.base("d1/f4.md") == "file 4\n"
+    # the versions name the plugin with its file's sha256, and the run they were made in
+    sha = hashlib.sha256(rig.ws.plugins.specs[KEY].path.read_bytes()).hexdigest()
+    (made,) = rig.ws.blocks.history(OWNER, label("d1/f4.md"))
+    assert (made.made_by, made.run_id) == (f"plugin:{KEY}@{sha[:12]}", report.run_id)
     again = rig.ws.reconcile()
     assert again.sources[0].unchanged == 20 and not again.sources[0].resolved
 
@@ -186,6 +190,8 @@ def test_resolving_a_plugin_conflict_writes_both_sides_and_the_base(rig: Rig, ta
             check=True,
         ).stdout
         assert conflict.id in log and "human:me" in log
+        # a resolution is its resolver's, not the plugin's
+        assert rig.ws.blocks.history(OWNER, label("a.md"))[-1].made_by == "human:me"
     after = rig.ws.reconcile()
     assert after.sources[0].unchanged == 1 and after.open_conflicts == 0
 
@@ -240,12 +246,12 @@ def test_most_files_gone_aborts_the_plugin_source_and_commits_nothing(rig: Rig) 
     rig.synced(*paths)
     for path in paths[:8]:
         (rig.root / path).unlink()
-    before = rig.refs()
+    before = rig.refs(records=False)  # a failed run still records itself in the run log
     report = rig.ws.reconcile()
     (source,) = report.sources
     assert source.error is not None and "8 of its 10 synced paths are missing" in source.error
     assert report.exit_code == 1
-    assert rig.refs() == before and all(rig.block(p) == BASE for p in paths)
+    assert rig.refs(records=False) == before and all(rig.block(p) == BASE for p in paths)
     # named paths are reconciled: deletions the user asks for go through
     named = rig.ws.reconcile(paths=paths[:2])
     assert named.sources[0].resolved == [(p, "delete-block") for p in paths[:2]]

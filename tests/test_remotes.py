@@ -146,6 +146,7 @@ def test_both_changed_merge_per_block_in_a_merge_commit(
     assert not b.blocks.exists("alice", "other")
     # the version index follows first parents: the merge is one new version per merged block
     assert [v.version for v in b.blocks.history("alice", "notes")] == [1, 2, 3]
+    assert b.blocks.history("alice", "notes")[-1].made_by == "remote:hub"  # who merged it
     a.pull("hub")
     assert a.blocks.read("alice", "notes").content == "ONE\ntwo\nTHREE\n"
     assert a.blocks.read("bob", "new").content == "hi\n"

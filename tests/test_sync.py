@@ -316,7 +316,9 @@ def test_json_shape(store_path: Path, notes: Path) -> None:
         "skipped",
         "held",
         "error",
+        "seconds",  # how long the source took (for the run log)
     }
+    assert isinstance(entry["seconds"], float)
     assert set(report["summary"]) == set(vars(Summary()))
     assert report["summary"]["sources"] == 1 and report["summary"]["resolved"] == 1
     assert report["timeout"] is None and report["timed_out"] is False

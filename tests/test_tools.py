@@ -313,6 +313,12 @@ def test_history_and_rollback_tools(ws: blocksync.Workspace) -> None:
         "blocksync_block_history", {"owner": "alice", "label": "persona", "limit": 1}
     )["versions"]
     assert [(v["version"], v["author"]) for v in last] == [(3, "agent:alice")]
+    # with who made it, where, in which run (none here), checked against its output schema
+    assert (last[0]["made_by"], last[0]["machine"], last[0]["run_id"]) == (
+        "agent:alice",
+        ws.config.machine,
+        None,
+    )
     assert ws.blocks.read("alice", "persona").content == "v1\n"
 
 

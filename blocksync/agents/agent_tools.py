@@ -137,6 +137,9 @@ _VERSION: JSON = {
         "message": {"type": "string"},
         "timestamp": {"type": "string"},
         "deleted": {"type": "boolean"},
+        "made_by": {**_TEXT_OR_NULL, "description": "Who made it (null: not recorded)."},
+        "machine": {**_TEXT_OR_NULL, "description": "The machine it was made on."},
+        "run_id": {**_TEXT_OR_NULL, "description": "The run it was made in."},
     },
     "required": ["version", "commit", "author", "message", "timestamp", "deleted"],
 }

@@ -242,7 +242,11 @@ class Stream:
         call = "data-stream.pull"
         blocks = plugin.host.services.blocks
         staged = (
-            None if blocks is None else BlockBatch(blocks, f"pull {self.key}", f"plugin:{self.key}")
+            None
+            if blocks is None
+            else BlockBatch(
+                blocks, f"pull {self.key}", f"plugin:{self.key}", made_by=plugin.host.made_by
+            )
         )
         try:
             with (

@@ -68,7 +68,7 @@ from blocksync.errors import (
 )
 
 from .db import Migrations, create_table, preparer, timestamp
-from .sqlitetable import RecordKind, SqliteTable
+from .sqlitetable import RecordKind, SqliteTable, by_id_or_prefix
 
 Status = Literal["open", "resolved", "superseded", "vanished"]
 #: what a resolution through the API took; reconcile closing a row may store its own text
@@ -276,21 +276,13 @@ class ConflictIndex(SqliteTable):
 
     def _find(self, id: str) -> Conflict:
         """The row named by an id or a unique id prefix (``c-`` may be left out)."""
-        wanted = id.strip().lower()
-        exact = self._select("WHERE id = ?", [wanted])
-        if exact:
-            return exact[0]
-        prefix = wanted if wanted.startswith(_ID_PREFIX) else _ID_PREFIX + wanted
-        if len(prefix) <= len(_ID_PREFIX):
-            raise ConflictNotFound(id)
-        matches = self._select(
-            "WHERE substr(id, 1, ?) = ? ORDER BY seq DESC LIMIT 6", [len(prefix), prefix]
+        return by_id_or_prefix(
+            self._select,
+            id.strip().lower(),
+            _ID_PREFIX,
+            lambda: ConflictNotFound(id),
+            lambda matches: AmbiguousConflictId(id, [m.id for m in matches]),
         )
-        if not matches:
-            raise ConflictNotFound(id)
-        if len(matches) > 1:
-            raise AmbiguousConflictId(id, [m.id for m in matches])
-        return matches[0]
 
     def _open_row(self, source: str, path: str) -> Conflict | None:
         found = self._select("WHERE source = ? AND path = ? AND status = 'open'", [source, path])

@@ -45,16 +45,19 @@ import os
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any, Literal
 
 import sqlite_utils
 
-from blocksync.errors import NotFound, UsageError
+from blocksync.errors import AmbiguousRunId, RunNotFound, UsageError
 
 from .db import Migrations, create_table, preparer, timestamp
-from .sqlitetable import RecordKind, SqliteTable
+from .sqlitetable import RecordKind, SqliteTable, by_id_or_prefix
 
 Status = Literal["running", "finished", "interrupted"]
+#: what every run id starts with (``sync.run.new_run_id``): a prefix may leave it out
+_ID_PREFIX = "run-"
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,21 @@ class Run:
     open_conflicts: int | None
     report: dict[str, Any] | None
 
+    @property
+    def seconds(self) -> float | None:
+        """How long the run took, start to end (None: nobody saw it end)."""
+        if self.finished_at is None:
+            return None
+        took = _parse_time(self.finished_at) - _parse_time(self.started_at)
+        return round(took.total_seconds(), 3)
+
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "seconds": self.seconds}
+
+
+def _parse_time(stamp: str) -> datetime:
+    """A timestamp of :func:`~blocksync.index.db.timestamp` (``...Z``, microseconds)."""
+    return datetime.fromisoformat(stamp)
 
 
 _SUMMARY = tuple(f.name for f in fields(Summary))
@@ -200,8 +216,18 @@ class RunLog(SqliteTable):
     def _fetch(self, run_id: str) -> Run:
         found = self._select("WHERE id = ?", [run_id])
         if not found:
-            raise NotFound(f"no run {run_id!r} in {self.path}")
+            raise RunNotFound(run_id)
         return found[0]
+
+    def _find(self, run_id: str) -> Run:
+        """The row named by an id or a unique id prefix (``run-`` may be left out)."""
+        return by_id_or_prefix(
+            self._select,
+            run_id.strip(),
+            _ID_PREFIX,
+            lambda: RunNotFound(run_id),
+            lambda matches: AmbiguousRunId(run_id, [m.id for m in matches]),
+        )
 
     # -- the API --------------------------------------------------------------------------
 
@@ -276,11 +302,15 @@ class RunLog(SqliteTable):
         return self._end(run_id, "interrupted", exit_code, summary, report, None)
 
     def get(self, run_id: str) -> Run:
+        """The run ``run_id`` names: its whole id, or a prefix of one run's id (``run-`` may
+        be left out). :class:`RunNotFound`, or :class:`AmbiguousRunId` naming the matches."""
         with self.db.lock, self._translate("cannot read runs"):
-            return self._fetch(run_id)
+            return self._find(run_id)
 
     def list(self, limit: int | None = None) -> builtins.list[Run]:
-        """Runs, newest first (at most ``limit`` of them)."""
+        """Runs, newest first (at most ``limit`` of them, a whole number >= 1)."""
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise UsageError(f"limit must be a whole number of at least 1, not {limit!r}")
         tail, params = ("LIMIT ?", [limit]) if limit is not None else ("", [])
         with self.db.lock, self._translate("cannot read runs"):
             return self._select(f"ORDER BY seq DESC {tail}", params)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 from blocksync.errors import ConcurrentUpdate, IndexCorrupt
 
@@ -33,6 +33,33 @@ from .db import IndexDb, Migrations, attach
 
 #: the key of one row: the values of its kind's key columns
 Key = tuple[Any, ...]
+_Row = TypeVar("_Row")
+#: rows of a table by a ``WHERE ...`` clause and its parameters
+Select = Callable[[str, list[Any]], Sequence[_Row]]
+
+
+def by_id_or_prefix(
+    select: Select[_Row],
+    wanted: str,
+    id_prefix: str,
+    missing: Callable[[], Exception],
+    ambiguous: Callable[[list[_Row]], Exception],
+) -> _Row:
+    """The row of a table keyed by ``id`` (and ordered by ``seq``) that ``wanted`` names: its
+    whole id, or a prefix of one row's id (``id_prefix``, what every id starts with, may be
+    left out). ``missing()`` when none does, ``ambiguous(some matches)`` when several do."""
+    exact = select("WHERE id = ?", [wanted])
+    if exact:
+        return exact[0]
+    prefix = wanted if wanted.startswith(id_prefix) else id_prefix + wanted
+    if len(prefix) <= len(id_prefix):
+        raise missing()
+    matches = select("WHERE substr(id, 1, ?) = ? ORDER BY seq DESC LIMIT 6", [len(prefix), prefix])
+    if not matches:
+        raise missing()
+    if len(matches) > 1:
+        raise ambiguous(list(matches))
+    return matches[0]
 
 
 @dataclass(frozen=True, eq=False)

@@ -55,9 +55,13 @@ class CommitInfo:
     sha: str
     parent: str | None
     author: str
-    message: str
+    message: str  # without its provenance trailers (blocksync.store.provenance)
     timestamp: str
     changes: tuple[BlockChange, ...]
+    #: its provenance trailers (None: the commit does not say)
+    made_by: str | None = None
+    machine: str | None = None
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,9 @@ class VersionRow:
     author: str
     message: str
     timestamp: str
+    made_by: str | None = None
+    machine: str | None = None
+    run_id: str | None = None
 
 
 CommitReader = Callable[[str], CommitInfo]
@@ -157,6 +164,20 @@ def _add_heads(db: sqlite_utils.Database) -> None:
     )
     if db.execute("SELECT 1 FROM versions WHERE meta_blob IS NOT NULL LIMIT 1").fetchone():
         db.execute("INSERT OR REPLACE INTO index_meta VALUES (?, '1')", [METAS_MISSING])
+
+
+#: the provenance columns of ``versions`` (a commit's trailers; see blocksync.store.provenance)
+_PROVENANCE = ("made_by", "machine", "run_id")
+
+
+@MIGRATIONS(name="versions_provenance")
+def _add_provenance(db: sqlite_utils.Database) -> None:
+    """Who made each version, where, in which run: NULL for the rows indexed before, whose
+    commits predate the trailers (``index rebuild`` reads them all from git again)."""
+    have = {c.name for c in db.table("versions").columns}
+    for column in _PROVENANCE:
+        if column not in have:
+            db.execute(f"ALTER TABLE versions ADD COLUMN {column} TEXT")
 
 
 class VersionIndex:
@@ -309,7 +330,19 @@ class VersionIndex:
             key = (change.owner, change.label)
             block = [*key, last.get(key, 0) + 1]
             blobs = [int(change.content_blob is None), change.content_blob, change.meta_blob]
-            versions.append([*block, info.sha, *blobs, info.author, info.message, info.timestamp])
+            versions.append(
+                [
+                    *block,
+                    info.sha,
+                    *blobs,
+                    info.author,
+                    info.message,
+                    info.timestamp,
+                    info.made_by,
+                    info.machine,
+                    info.run_id,
+                ]
+            )
             heads.append(block + blobs)
             if change.meta_blob is None:
                 continue
@@ -318,7 +351,7 @@ class VersionIndex:
             else:
                 metas.append([change.meta_blob, *change.meta])
         conn = self._db.conn
-        conn.executemany("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", versions)
+        conn.executemany(_INSERT_VERSION, versions)
         conn.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?, ?, ?, ?)", heads)
         conn.executemany(_ADD_META, metas)
 
@@ -509,8 +542,10 @@ class VersionIndex:
 
 
 _COLUMNS = (
-    'owner, label, version, "commit", deleted, content_blob, meta_blob, author, message, timestamp'
+    'owner, label, version, "commit", deleted, content_blob, meta_blob, author, message, timestamp,'
+    " made_by, machine, run_id"
 )
+_INSERT_VERSION = f"INSERT INTO versions ({_COLUMNS}) VALUES ({', '.join('?' * 13)})"
 
 
 _META_COLUMNS = "blob, description, block_type, schema, char_limit"
@@ -535,7 +570,9 @@ Listed = tuple[str, int, int | None]
 
 
 def _row(r: tuple[Any, ...]) -> VersionRow:
-    return VersionRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], r[9])
+    return VersionRow(
+        r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12]
+    )
 
 
 def install(built: Path, path: Path) -> None:

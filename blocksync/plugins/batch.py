@@ -65,11 +65,13 @@ class BlockBatch:
         message: str,
         author: str,
         known: Mapping[tuple[str, str], tuple[int, str]] | None = None,
+        made_by: str | None = None,
     ) -> None:
         """``known``: (owner, label) -> (newest version, its content blob) of blocks the
-        caller read from the version index already: read by their blob, not looked up."""
+        caller read from the version index already: read by their blob, not looked up.
+        ``made_by``: who the commit's provenance names (the plugin with its sha256)."""
         self._store = blocks
-        self.blocks = Transaction(blocks, message, author, skip_stale=True)
+        self.blocks = Transaction(blocks, message, author, skip_stale=True, made_by=made_by)
         self._seen: dict[tuple[str, str], int] = {}  # block -> the version the plugin read
         self._written: set[tuple[str, str]] = set()
         self._known = known or {}
@@ -145,8 +147,9 @@ class SyncBatch(BlockBatch):
         dry_run: bool,
         bound: Mapping[str, BaseEntry] | None = None,
         known: Mapping[tuple[str, str], tuple[int, str]] | None = None,
+        made_by: str | None = None,
     ) -> None:
-        super().__init__(blocks, message, author, known)
+        super().__init__(blocks, message, author, known, made_by)
         self.bases = BasesTransaction(bases, message, author)
         self.dry_run = dry_run
         #: the base index's entries as the call began, when the caller read them already

@@ -151,7 +151,14 @@ class PluginSource:
         bound: dict[str, BaseEntry] | None = None,
     ) -> AbstractContextManager[SyncBatch]:
         batch = SyncBatch(
-            self.blocks, self.bases.bases, message, author, dry_run=dry_run, bound=bound
+            self.blocks,
+            self.bases.bases,
+            message,
+            author,
+            dry_run=dry_run,
+            bound=bound,
+            # the plugin's own run names it; a resolution names its resolver (the author)
+            made_by=self.made_by if author == self.author else None,
         )
         return batch.attached(self.plugin.host)
 
@@ -190,6 +197,11 @@ class PluginSource:
     @property
     def author(self) -> str:
         return f"plugin:{self.key}"
+
+    @property
+    def made_by(self) -> str:
+        """Who its versions name as their maker: the plugin and the sha256 of its file."""
+        return self.plugin.host.made_by
 
     def _guard(self, gone: dict[str, list[str]], bound: int) -> None:
         """Raise the mass-deletion refusal when ``gone`` (bound paths by side) is too many."""
@@ -605,6 +617,7 @@ class _Pending:
             dry_run=self.dry_run,
             bound=self.bound,
             known=self.known,
+            made_by=self.source.made_by,
         )
         self.outcome = ReconcileOutcome()
 

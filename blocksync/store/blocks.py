@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -49,7 +49,7 @@ from blocksync.index.versions import (
 from blocksync.shared import collector
 from blocksync.text import CharOp, char_diff, parse_json, unified_diff
 
-from . import layout, upgrade
+from . import layout, provenance, upgrade
 from .gitstore import (
     FILE_MODE,
     TREE_CACHE,
@@ -178,6 +178,11 @@ class Version:
     message: str
     timestamp: str
     deleted: bool
+    #: who made it, on which machine, in which run: its commit's trailers (None: not said,
+    #: as for every version written before blocksync wrote them); see :mod:`.provenance`
+    made_by: str | None = None
+    machine: str | None = None
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -337,12 +342,23 @@ class Transaction:
     """
 
     def __init__(
-        self, store: BlockStore, message: str, author: str, *, skip_stale: bool = False
+        self,
+        store: BlockStore,
+        message: str,
+        author: str,
+        *,
+        skip_stale: bool = False,
+        made_by: str | None = None,
     ) -> None:
+        """``made_by``: who the commit's provenance names, when more precise than ``author``
+        (a plugin with its sha256; see :mod:`blocksync.store.provenance`)."""
         self._store = store
         self.message = message
         self.author = author
         check_commit_text(message, author)  # refused before anything is staged
+        if made_by is not None:
+            provenance.check_value(made_by, "made_by")
+        self.made_by = made_by
         self.skip_stale = skip_stale
         self._ops: list[tuple[tuple[str, str], Callable[[], None]]] = []
         self._spent = False  # whether the tree edits went into a commit attempt already
@@ -580,7 +596,9 @@ class Transaction:
         self._spent = True
         upgrade.check_writable(self._store._git, self._root.sha, MAIN.decode())
         objects, self._changes = self._store._stage_commit(self._root, self._staged, self._beside)
-        return None if objects is None else Draft(self._root, objects, self.author, self.message)
+        if objects is None:
+            return None
+        return Draft(self._root, objects, self.author, self.message, self.made_by)
 
     def _with_meta(self, change: BlockChange) -> BlockChange:
         """``change`` carrying its staged metadata: the index records it without a git read."""
@@ -595,11 +613,19 @@ class BlockStore:
     """Blocks in a bare git repository, with a :class:`VersionIndex` beside it."""
 
     def __init__(
-        self, repo_path: Path, index: VersionIndex, author: str, *, durable: bool = False
+        self,
+        repo_path: Path,
+        index: VersionIndex,
+        author: str,
+        *,
+        durable: bool = False,
+        machine: str | None = None,
     ) -> None:
         """``durable``: see :class:`~blocksync.store.gitstore.GitStore`. Writes are ordered objects,
-        then the ref, then the index, so a killed process never leaves a half commit."""
+        then the ref, then the index, so a killed process never leaves a half commit.
+        ``machine``: what every commit names as the machine it was made on."""
         self._git = GitStore(repo_path, durable=durable)
+        self._git.machine = machine
         self.repo_path = repo_path
         self._index = index
         self.author = author
@@ -838,18 +864,34 @@ class BlockStore:
 
     @contextmanager
     def transaction(
-        self, message: str, author: str | None = None, *, skip_stale: bool = False
+        self,
+        message: str,
+        author: str | None = None,
+        *,
+        skip_stale: bool = False,
+        made_by: str | None = None,
     ) -> Iterator[Transaction]:
         """Group changes into one commit, written when the block exits without an error.
-        ``skip_stale``: see :meth:`Transaction._run`."""
-        tx = Transaction(self, message, author or self.author, skip_stale=skip_stale)
+        ``skip_stale``: see :meth:`Transaction._run`; ``made_by``: see :class:`Transaction`."""
+        tx = Transaction(
+            self, message, author or self.author, skip_stale=skip_stale, made_by=made_by
+        )
         yield tx
         tx.commit()
 
+    def in_run(self, run_id: str) -> AbstractContextManager[None]:
+        """Every commit of this store names run ``run_id`` for the ``with`` block (its
+        ``Blocksync-Run`` trailer; an outer run keeps its own id)."""
+        return self._git.in_run(run_id)
+
     def _single(
-        self, message: str, author: str | None, act: Callable[[Transaction], None]
+        self,
+        message: str,
+        author: str | None,
+        act: Callable[[Transaction], None],
+        made_by: str | None = None,
     ) -> tuple[CommitResult, Transaction]:
-        with self.transaction(message, author) as tx:
+        with self.transaction(message, author, made_by=made_by) as tx:
             act(tx)
         assert tx.result is not None
         return tx.result, tx
@@ -866,6 +908,7 @@ class BlockStore:
         char_limit: int | None = None,
         author: str | None = None,
         message: str | None = None,
+        made_by: str | None = None,
     ) -> Block:
         _check_names(owner, label)
         result = self._single(
@@ -880,6 +923,7 @@ class BlockStore:
                 schema=schema,
                 char_limit=char_limit,
             ),
+            made_by,
         )
         return self._read_result(owner, label, *result)
 
@@ -896,6 +940,7 @@ class BlockStore:
         expected_version: int | None = None,
         author: str | None = None,
         message: str | None = None,
+        made_by: str | None = None,
     ) -> Block:
         """Write a new version; unchanged content and metadata write nothing. Arguments left
         out keep the block's value (``char_limit=None`` removes its limit)."""
@@ -913,6 +958,7 @@ class BlockStore:
                 char_limit=char_limit,
                 expected_version=expected_version,
             ),
+            made_by,
         )
         return self._read_result(owner, label, *result)
 
@@ -924,12 +970,14 @@ class BlockStore:
         expected_version: int | None = None,
         author: str | None = None,
         message: str | None = None,
+        made_by: str | None = None,
     ) -> Version:
         _check_names(owner, label)
         result = self._single(
             message or f"delete {owner}/{label}",
             author,
             lambda tx: tx.delete(owner, label, expected_version=expected_version),
+            made_by,
         )
         return self.version(owner, label, result[0].versions[(owner, label)])
 
@@ -1107,13 +1155,17 @@ def _commit_info(commit: Commit, changes: tuple[BlockChange, ...]) -> CommitInfo
     author = commit.author.decode("utf-8", "replace")
     name = author.rsplit(" <", 1)[0]
     stamp = datetime.fromtimestamp(commit.author_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    message, made = provenance.split(commit.message.decode("utf-8", "replace").rstrip("\n"))
     return CommitInfo(
         commit.id.decode(),
         commit.parents[0].decode() if commit.parents else None,
         name,
-        commit.message.decode("utf-8", "replace").rstrip("\n"),
+        message,
         stamp,
         changes,
+        made.made_by,
+        made.machine,
+        made.run,
     )
 
 
@@ -1136,4 +1188,7 @@ def _version(row: VersionRow) -> Version:
         row.message,
         row.timestamp,
         row.deleted,
+        row.made_by,
+        row.machine,
+        row.run_id,
     )

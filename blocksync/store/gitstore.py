@@ -41,6 +41,7 @@ from dulwich.repo import Repo
 from blocksync import deadlines
 from blocksync.errors import ConcurrentUpdate, RepositoryCorrupt, StoreNotFound, UsageError
 from blocksync.store import pack
+from blocksync.store.provenance import Provenance, check_value
 
 TREE_MODE = 0o040000
 FILE_MODE = 0o100644
@@ -166,6 +167,9 @@ class Draft:
     objects: list[ShaFile]
     author: str
     message: str
+    #: who the commit's ``Blocksync-Author`` trailer names (None: ``author``); see
+    #: :mod:`blocksync.store.provenance`
+    made_by: str | None = None
 
 
 class GitStore:
@@ -191,6 +195,23 @@ class GitStore:
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
         self._commit_trees: dict[bytes, bytes] = {}
         self._loose_written = 0
+        #: the machine and run every commit of this handle names in its trailers (None: not
+        #: said); set by the workspace, and for the length of a run (:meth:`in_run`)
+        self.machine: str | None = None
+        self.run: str | None = None
+
+    @contextmanager
+    def in_run(self, run_id: str) -> Iterator[None]:
+        """Commits of this handle name run ``run_id`` for the ``with`` block (an outer run
+        keeps its id: a run's own steps are part of it)."""
+        if self.run is not None:
+            yield
+            return
+        self.run = run_id
+        try:
+            yield
+        finally:
+            self.run = None
 
     @staticmethod
     def init_bare(path: Path, head: Ref) -> None:
@@ -292,10 +313,16 @@ class GitStore:
     # -- writing --------------------------------------------------------------------------
 
     def commit_objects(
-        self, root: TreeEditor, parent: bytes | None | list[bytes], author: str, message: str
+        self,
+        root: TreeEditor,
+        parent: bytes | None | list[bytes],
+        author: str,
+        message: str,
+        made_by: str | None = None,
     ) -> tuple[Commit, list[ShaFile]]:
         """A commit of ``root``'s edits on ``parent`` (None: none; a list: a merge's parents),
-        with every new object it needs."""
+        with every new object it needs. The one place commits are made: its message ends in
+        the provenance trailers (``made_by``, default ``author``; this handle's machine and run)."""
         objects: list[ShaFile] = []
         tree = root.write(objects)
         if tree is None:  # everything deleted: git still wants a tree
@@ -310,7 +337,9 @@ class GitStore:
         commit.author_time = commit.commit_time = int(time.time())
         commit.author_timezone = commit.commit_timezone = 0
         commit.encoding = b"UTF-8"
-        commit.message = message.rstrip("\n").encode("utf-8") + b"\n"
+        who = author if made_by is None else check_value(made_by, "made_by")
+        stamp = Provenance(who, self.machine, self.run)
+        commit.message = stamp.message(message).encode("utf-8") + b"\n"
         objects.append(commit)
         return commit, objects
 
@@ -439,7 +468,9 @@ class GitStore:
                 draft = build(head)
                 if draft is None:
                     return head, None
-                commit, more = self.commit_objects(draft.root, head, draft.author, draft.message)
+                commit, more = self.commit_objects(
+                    draft.root, head, draft.author, draft.message, draft.made_by
+                )
                 self.write(draft.objects + more)
                 if ready is not None:
                     ready()

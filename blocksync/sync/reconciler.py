@@ -60,6 +60,8 @@ class SourceReport:
     error: str | None = None  # the source failed or was aborted
     #: not started at all (``error`` says why): the run's deadline passed, or a signal came
     not_reached: Cause | None = None
+    #: how long the source took (None: not started); for the run log, never for decisions
+    seconds: float | None = None
     #: path -> the id of its open conflict, for each of ``needs_resolution`` (none in a dry run)
     conflict_ids: dict[str, str] = field(default_factory=dict)
 
@@ -84,6 +86,7 @@ class SourceReport:
             doc["unchanged"] = self.unchanged
             doc["skipped"] = [{"path": p, "reason": r} for p, r in self.skipped]
             doc["held"] = [{"path": p, "conflict": c} for p, c in self.held]
+        doc["seconds"] = self.seconds
         doc["error"] = self.error  # not_reached: its error says so in words
         return doc
 
@@ -259,7 +262,9 @@ class Reconciler:
                     self._reconcile_source, key, wanted, dry_run, run.id, allow_mass_delete
                 )
                 with current_progress().task(f"reconciling {key} ({position}/{len(plan)})"):
+                    started = run.elapsed()
                     entry = _isolated(key, work)
+                    entry.seconds = round(run.elapsed() - started, 3)
             reports.append(entry)
         return ReconcileReport(run.id, reports, self.conflicts.open_count(), dry_run)
 

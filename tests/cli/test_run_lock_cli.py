@@ -189,7 +189,10 @@ def test_a_reconcile_holds_the_lock_against_reconcile_and_sync(
     assert f"run {note['run_id']}" in error["error"]["message"]
     cron = blocksync(store_path, "sync", timeout=30)
     assert_held_by(cron, holder, "blocksync reconcile")
-    assert runs(store_path) == []  # the refused sync did not start; reconcile keeps no row
+    # the refused sync did not start: the one row is the holder's own reconcile, still going
+    assert [(r.id, r.command, r.status) for r in runs(store_path)] == [
+        (note["run_id"], "blocksync reconcile", "running")
+    ]
     assert holder.release() == 0
     assert runlock.read_holder(store_path / runlock.LOCK_FILE) == {}
 

@@ -47,7 +47,7 @@ from blocksync.plugins.batch import BlockBatch, SyncBatch
 from blocksync.plugins.spec import MiB, PluginSpec
 from blocksync.shared.paths import source_path_problem
 from blocksync.shared.wit import BlockRef, PermissionLevel, PermissionRule
-from blocksync.store import merge
+from blocksync.store import merge, provenance
 from blocksync.store.blocks import BlockStore
 from blocksync.sync import permissions
 from blocksync.sync.folder.hashing import Hashing
@@ -87,6 +87,8 @@ class HostContext:
         self.services = services
         self.log = plugin_logger(spec.key, services.log_folder)
         self.author = f"plugin:{spec.key}"
+        #: the sha256 of the file serving now (set by the plugin as it loads a version)
+        self.sha256: str | None = None
         self.plugin_rules: Sequence[PermissionRule] = permissions.DEFAULT_RULES
         self.http = fetch.HttpPolicy(
             spec.allowed_hosts, spec.limits.http_timeout, spec.limits.http_response_mb * MiB
@@ -143,12 +145,26 @@ class HostContext:
         reconciling = isinstance(self.batch, SyncBatch)
         return PermissionLevel.READ_ONLY if reconciling else PermissionLevel.READ_WRITE
 
+    @property
+    def made_by(self) -> str:
+        """Who the versions this plugin writes name as their maker: ``plugin:<key>@<sha>``."""
+        if self.sha256 is None:
+            return self.author
+        return provenance.plugin(self.spec.key, self.sha256)
+
     def memory_create_block(self, owner: str, label: str, description: str, content: str) -> str:
         store = self.require(owner, label, self._write_level(), "create")
         if self.batch is not None:
             self.batch.create(owner, label, content, description)
         else:
-            store.create(owner, label, content, description=description, author=self.author)
+            store.create(
+                owner,
+                label,
+                content,
+                description=description,
+                author=self.author,
+                made_by=self.made_by,
+            )
         return block_id(owner, label)
 
     def memory_read_block(self, owner: str, label: str) -> str:
@@ -162,14 +178,14 @@ class HostContext:
         if self.batch is not None:
             self.batch.update(owner, label, content)
         else:
-            store.update(owner, label, content, author=self.author)
+            store.update(owner, label, content, author=self.author, made_by=self.made_by)
 
     def memory_delete_block(self, owner: str, label: str) -> None:
         store = self.require(owner, label, PermissionLevel.ADMIN, "delete")
         if self.batch is not None:
             self.batch.delete(owner, label)
         else:
-            store.delete(owner, label, author=self.author)
+            store.delete(owner, label, author=self.author, made_by=self.made_by)
 
     def read_blocks(self, owner: str, labels: list[str]) -> str:
         """See ``sync.read-blocks`` in the WIT."""

@@ -455,6 +455,7 @@ class Plugin:
         self._vet = vet
         self.hot_reload = hot_reload
         self._version = self._new_version(component, info)
+        self.host.sha256 = info.sha256  # what its writes name as their maker
         #: identity of the file now serving, and of the file last looked at
         self._identity = identity if identity is not None else file_identity(spec.path)
         self._seen = self._identity
@@ -614,6 +615,7 @@ class Plugin:
             except (ValueError, TypeError, AttributeError) as exc:
                 raise _refuse(name, info.version, f"bad permission-rules: {exc}") from exc
         self._version = candidate
+        self.host.sha256 = info.sha256
         if rules is not None:
             self.host.plugin_rules = rules
         self._identity = identity

@@ -23,7 +23,7 @@ from dulwich.objects import Blob, Commit, ShaFile
 from blocksync import names
 from blocksync.errors import RepositoryCorrupt
 from blocksync.shared.truth import READ_WRITE, Action, decide
-from blocksync.store import layout
+from blocksync.store import layout, provenance
 from blocksync.store.blocks import BlockMeta
 from blocksync.store.gitstore import TREE_MODE, GitStore, TreeEditor
 from blocksync.store.merge import merge3
@@ -265,7 +265,9 @@ class TreeMerge:
         waiting = sum(1 for _, record in plan.edits.values() if record is not None)
         counts = f"{len(plan.merged)} block(s) from the remote, {waiting} in conflict"
         message = f"merge remote {remote} ({counts})"
-        commit, objects = self.git.commit_objects(root, [ours, theirs], self.author, message)
+        commit, objects = self.git.commit_objects(
+            root, [ours, theirs], self.author, message, provenance.remote(remote)
+        )
         self.git.write(plan.objects + objects)
         return commit
 
