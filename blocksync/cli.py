@@ -1485,7 +1485,10 @@ def _report_lines(report: dict[str, Any]) -> list[str]:
             f"  {printable(str(e['resolution'])):12} {printable(str(e['path']))}"
             for e in s.get("resolved", [])
         ]
-        lines += [f"  {'CONFLICT':12} {printable(str(p))}" for p in s.get("needs_resolution", [])]
+        lines += [  # {path, conflict}; a row written before format 1 holds the path alone
+            f"  {'CONFLICT':12} {printable(str(p['path'] if isinstance(p, dict) else p))}"
+            for p in s.get("needs_resolution", [])
+        ]
         lines += [
             f"  {'skipped':12} {printable(str(e['path']))}: {printable(str(e['reason']))}"
             for e in s.get("skipped", [])

@@ -408,9 +408,11 @@ def test_quiet_prints_the_summary_only(store_path: Path, notes: Path) -> None:
                 "skipped": 0,
                 "held": 0,
             },
+            "seconds": doc["sources"][0]["seconds"],
             "error": None,
         }
     ]
+    assert isinstance(doc["sources"][0]["seconds"], float)
     synced = installed("--store", s, "sync", "--quiet")
     assert synced.returncode == 0 and "  " not in synced.stdout  # no path lines
     assert "notes: 0 resolved, 0 need resolution, 2 unchanged, 0 skipped" in synced.stdout
