@@ -149,3 +149,25 @@ def test_a_dry_run_changes_nothing_a_later_run_decides_from(rig: Rig) -> None:
     assert (rig.read("a.md"), rig.block("a.md")) == ("two\n", "one\n")
     assert rig.ws.reconcile().sources[0].resolved == [("a.md", "disk->agent")]
     assert (rig.read("a.md"), rig.block("a.md")) == ("two\n", "two\n")
+
+
+def test_a_failing_namespace_call_keeps_what_the_first_call_moved(
+    tmp_path: Path, wasm: Path
+) -> None:
+    # unpaged, the namespace's new paths get a reconcile call of their own after the plugin's
+    # own run; the plugin moved its own bases in that first call, so its block writes must be
+    # kept whatever the second call does, or the next run takes the disk's edit for the old
+    # side and overwrites it with the block
+    rig = Rig(tmp_path, wasm, label_namespace="note:")
+    rig.write("a.md", "one\n")
+    rig.ws.reconcile()
+    rig.write("a.md", "two\n")
+    # a path the plugin cannot write (a.md is a file, not a folder): its call fails
+    rig.ws.blocks.create(OWNER, "note:a.md/b.md", "agent\n")
+    report = rig.ws.reconcile().sources[0]
+    assert report.error is not None and "a.md/b.md" in report.error
+    assert (rig.read("a.md"), rig.block("a.md"), rig.base("a.md")) == ("two\n",) * 3
+    rig.ws.blocks.delete(OWNER, "note:a.md/b.md")
+    assert rig.ws.reconcile().sources[0].error is None
+    assert (rig.read("a.md"), rig.block("a.md")) == ("two\n", "two\n")
+    rig.close()
