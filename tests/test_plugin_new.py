@@ -247,3 +247,12 @@ def test_two_builds_of_one_source_record_the_same_source_and_verify_against_it(
     forged.write_bytes(provenance.embed(fresh.path.read_bytes(), {"source_sha256": "0" * 64}))
     check = provenance.verify_source(forged, made.folder)
     assert not check.ok and check.recorded == "0" * 64
+
+
+def test_the_next_step_names_the_component_where_the_build_writes_it(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    done = _cli("plugin", "new", "plugins/notes", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == (
+        "next: blocksync plugin build plugins/notes && blocksync plugin check plugins/notes.wasm"
+    )
