@@ -492,7 +492,10 @@ class NotificationLog:
             return self.stream(key)
 
     def set_stream_error(self, key: str, error: str | None) -> None:
-        with self._write("cannot store a stream's error", f"stream {key}: pull failed") as staged:
+        with self._write(
+            "cannot store a stream's error",
+            f"stream {key}: {'error' if error else 'error cleared'}",
+        ) as staged:
             self._upsert_stream(StreamRow(key))
             self._conn.execute(
                 "UPDATE streams SET last_error = ?, updated_at = ? WHERE key = ?",
