@@ -347,11 +347,15 @@ class PluginSubject(Subject):
         return source
 
     def reconcile(self, paths: list[str] | None) -> list[ReconcileResult]:
-        outcome = self.source.reconcile_outcome(paths)
+        asked = "every path" if paths is None else paths
+        try:
+            outcome = self.source.reconcile_outcome(paths)
+        except BlocksyncError:
+            self.steps.append(f"reconciled {asked}: it raised the error above")
+            raise
         said = ", ".join(f"{s.path!r}: {s.reason}" for s in outcome.skipped)
         self.steps.append(
-            f"reconciled {'every path' if paths is None else paths}: {outcome.results!r}"
-            + (f" (skipped {said})" if said else "")
+            f"reconciled {asked}: {outcome.results!r}" + (f" (skipped {said})" if said else "")
         )
         return outcome.results
 

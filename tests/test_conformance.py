@@ -287,3 +287,16 @@ def test_an_outside_the_suite_cannot_read_fails_the_case_not_the_check(tmp_path:
         AssertionError, match=r"'latin1.md' outside is no UTF-8 text: b'caf\\xe9\\n'"
     ):
         Folder(tmp_path).text("latin1.md")
+
+
+def test_a_failing_call_is_the_last_step_the_case_says_it_did() -> None:
+    """A plugin configured to write blocks of an agent it is not attached to fails each
+    reconcile: the case names the error and, as its last step, the call that raised it."""
+    table = {"config": {"owner": "bob", "permission": "admin"}}
+    report = check_plugin(built_plugin("seed_only"), table, cache_folder=HOST_CACHE)
+    first = report.results[0]
+    assert first.name == "new_file_becomes_a_block" and not first.passed
+    assert (
+        first.detail.startswith("PluginCallFailed: ") and "attached only to alice" in first.detail
+    )
+    assert first.detail.endswith("\n  3. reconciled every path: it raised the error above")
