@@ -478,7 +478,8 @@ class PluginSource:
                     "the plugin says it needs resolution but named no block for this unbound "
                     "path (not with sync.report-conflict, nor by its label namespace or load)"
                 )
-            (owner, label), disk, reason = named, result.disk, SEED_BOUND
+            (owner, label), reason = named, SEED_BOUND
+            disk = result.disk if result.disk or self.seed.present(path, owner) else None
             self.seed.conflicts.add(path)
             self.seed.used = True
         if owner not in self.plugin.spec.owners:
