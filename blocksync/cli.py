@@ -856,7 +856,9 @@ def plugin_new(name: Path, language: str, kind: str | None, as_json: bool) -> No
         _print_json({**_plain(made), "output": made.output})
         return
     click.echo(f"made {made.folder}/ ({made.language} {made.kind}: {', '.join(made.files)})")
-    click.echo(f"next: blocksync plugin build {name} && blocksync plugin check {made.output.name}")
+    # the component is written beside the folder, so named the way the folder was
+    built = name.with_name(made.output.name)
+    click.echo(f"next: blocksync plugin build {name} && blocksync plugin check {built}")
 
 
 @plugin.command("build")

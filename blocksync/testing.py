@@ -140,7 +140,13 @@ class JsonFileOutside:
     def _notes(self) -> dict[str, str]:
         if not self.file.exists():
             return {}
-        found = json.loads(self.file.read_text(encoding="utf-8"))
+        text = self.file.read_bytes()
+        try:
+            found = json.loads(text)
+        except ValueError as exc:  # not JSON, or not UTF-8: a failed case, not a crash
+            raise AssertionError(
+                f"{self.file.name} holds no JSON object ({exc}): {text[:80]!r}"
+            ) from None
         if not isinstance(found, dict):
             raise AssertionError(f"{self.file.name} holds no JSON object: {found!r:.80}")  # noqa: TRY004 - a failed case, not a type error
         return {str(k): str(v) for k, v in found.items()}
@@ -266,7 +272,12 @@ class Subject(ABC):
 
     def text(self, path: str) -> str | None:
         data = self.outside.read(path)
-        return None if data is None else data.decode("utf-8")
+        if data is None:
+            return None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise AssertionError(f"{path!r} outside is no UTF-8 text: {data[:80]!r}") from None
 
     def drop(self, path: str) -> None:
         """Delete ``path`` outside, as a person would."""
@@ -336,11 +347,15 @@ class PluginSubject(Subject):
         return source
 
     def reconcile(self, paths: list[str] | None) -> list[ReconcileResult]:
-        outcome = self.source.reconcile_outcome(paths)
+        asked = "every path" if paths is None else paths
+        try:
+            outcome = self.source.reconcile_outcome(paths)
+        except BlocksyncError:
+            self.steps.append(f"reconciled {asked}: it raised the error above")
+            raise
         said = ", ".join(f"{s.path!r}: {s.reason}" for s in outcome.skipped)
         self.steps.append(
-            f"reconciled {'every path' if paths is None else paths}: {outcome.results!r}"
-            + (f" (skipped {said})" if said else "")
+            f"reconciled {asked}: {outcome.results!r}" + (f" (skipped {said})" if said else "")
         )
         return outcome.results
 

@@ -20,7 +20,15 @@ from blocksync.store.gitstore import GitStore
 from blocksync.sync.folder.config import FileSourceSpec
 from blocksync.sync.folder.source import FileSource
 from blocksync.sync.protocol import ReconcileResult
-from blocksync.testing import CASES, OWNER, Case, FolderOutside, Subject, check_plugin
+from blocksync.testing import (
+    CASES,
+    OWNER,
+    Case,
+    FolderOutside,
+    JsonFileOutside,
+    Subject,
+    check_plugin,
+)
 
 from .conftest import assert_git_fsck
 from .plugin_builds import built_plugin
@@ -260,3 +268,35 @@ def test_files_plugin_without_its_folder_refuses_to_reconcile(
             files.reconcile([])
         assert "/data is not granted" in info.value.detail
         assert ws.blocks.read(OWNER, "file:wasm:a.md").content == "kept\n"
+
+
+def test_an_outside_the_suite_cannot_read_fails_the_case_not_the_check(tmp_path: Path) -> None:
+    """A plugin writing its JSON file in another format (here JSON lines), or a file that is no
+    UTF-8 text, fails the case saying what the suite found: no traceback out of plugin check."""
+    outside = JsonFileOutside(tmp_path, "notes.json")
+    (tmp_path / "notes.json").write_text('{"a.md": "one\\n"}\n{"b.md": "two\\n"}\n')
+    with pytest.raises(AssertionError, match="notes.json holds no JSON object"):
+        outside.read("a.md")
+
+    class Folder(NativeSubject):
+        def __init__(self, root: Path) -> None:
+            self.outside = FolderOutside(root)
+
+    (tmp_path / "latin1.md").write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(
+        AssertionError, match=r"'latin1.md' outside is no UTF-8 text: b'caf\\xe9\\n'"
+    ):
+        Folder(tmp_path).text("latin1.md")
+
+
+def test_a_failing_call_is_the_last_step_the_case_says_it_did() -> None:
+    """A plugin configured to write blocks of an agent it is not attached to fails each
+    reconcile: the case names the error and, as its last step, the call that raised it."""
+    table = {"config": {"owner": "bob", "permission": "admin"}}
+    report = check_plugin(built_plugin("seed_only"), table, cache_folder=HOST_CACHE)
+    first = report.results[0]
+    assert first.name == "new_file_becomes_a_block" and not first.passed
+    assert (
+        first.detail.startswith("PluginCallFailed: ") and "attached only to alice" in first.detail
+    )
+    assert first.detail.endswith("\n  3. reconciled every path: it raised the error above")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import blocksync
+from blocksync.errors import ConfigError
 from blocksync.plugins.source import PluginSource
 
 from .conftest import assert_git_fsck
@@ -160,3 +161,24 @@ def test_plugin_inspect_says_where_the_namespace_comes_from(built: dict[str, Pat
         said[name] = json.loads(done.stdout)["label_namespace"]
     assert said["files"].startswith("declared by the plugin")
     assert "label_namespace" in said["seed_files"]
+
+
+@pytest.mark.parametrize(
+    ("namespace", "why"),
+    [
+        ("note\t", "contains control character"),
+        ("blocksync:", "blocksync's own"),
+        ("../", "would escape its folder"),
+    ],
+)
+def test_a_label_namespace_no_label_can_start_with_is_refused_in_the_config(
+    tmp_path: Path, built: dict[str, Path], namespace: str, why: str
+) -> None:
+    # refused before any run: a bad one made every seed plugin's run fail after the plugin's
+    # own call (a label read under it is refused), discarding its block writes each time
+    table = {"path": built["seed_files"], "label_namespace": namespace}
+    store = make_store(tmp_path / "store", {"notes": table})
+    with blocksync.open(store, author="human:test") as ws, pytest.raises(ConfigError) as info:
+        ws.plugins.specs  # noqa: B018 - parsing is what is checked
+    assert "[agents.alice.data_sources.notes].label_namespace" in str(info.value)
+    assert why in str(info.value)

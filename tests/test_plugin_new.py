@@ -247,3 +247,30 @@ def test_two_builds_of_one_source_record_the_same_source_and_verify_against_it(
     forged.write_bytes(provenance.embed(fresh.path.read_bytes(), {"source_sha256": "0" * 64}))
     check = provenance.verify_source(forged, made.folder)
     assert not check.ok and check.recorded == "0" * 64
+
+
+def test_the_next_step_names_the_component_where_the_build_writes_it(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    done = _cli("plugin", "new", "plugins/notes", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == (
+        "next: blocksync plugin build plugins/notes && blocksync plugin check plugins/notes.wasm"
+    )
+
+
+@pytest.mark.slow  # one fresh componentize-py build (~10 s)
+def test_a_source_edited_while_it_builds_is_not_recorded_as_built(tmp_path: Path) -> None:
+    # the source hash is taken once the build is done: an edit meanwhile would be recorded as
+    # what the component was built from, and verify --source would vouch for it. The edit is
+    # made by the toolchain run itself (a real script in front of the real componentize-py)
+    made = new_plugin(tmp_path / "skeleton", kind="tool")
+    real = shutil.which("componentize-py", path=str(Path(sys.executable).parent))
+    assert real is not None
+    wrapper = tmp_path / "componentize-py"
+    app = made.folder / "app.py"
+    wrapper.write_text(f'#!/bin/sh\necho "# edited meanwhile" >> "{app}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    output = tmp_path / "out.wasm"
+    with pytest.raises(PluginBuildError, match=r"app\.py changed while it was being built"):
+        build_mod.build(made.folder, output, componentize_py=str(wrapper))
+    assert not output.exists()

@@ -149,3 +149,47 @@ def test_a_dry_run_changes_nothing_a_later_run_decides_from(rig: Rig) -> None:
     assert (rig.read("a.md"), rig.block("a.md")) == ("two\n", "one\n")
     assert rig.ws.reconcile().sources[0].resolved == [("a.md", "disk->agent")]
     assert (rig.read("a.md"), rig.block("a.md")) == ("two\n", "two\n")
+
+
+def test_a_failing_namespace_call_keeps_what_the_first_call_moved(
+    tmp_path: Path, wasm: Path
+) -> None:
+    # unpaged, the namespace's new paths get a reconcile call of their own after the plugin's
+    # own run; the plugin moved its own bases in that first call, so its block writes must be
+    # kept whatever the second call does, or the next run takes the disk's edit for the old
+    # side and overwrites it with the block
+    rig = Rig(tmp_path, wasm, label_namespace="note:")
+    rig.write("a.md", "one\n")
+    rig.ws.reconcile()
+    rig.write("a.md", "two\n")
+    # a path the plugin cannot write (a.md is a file, not a folder): its call fails
+    rig.ws.blocks.create(OWNER, "note:a.md/b.md", "agent\n")
+    report = rig.ws.reconcile().sources[0]
+    assert report.error is not None and "a.md/b.md" in report.error
+    assert (rig.read("a.md"), rig.block("a.md"), rig.base("a.md")) == ("two\n",) * 3
+    rig.ws.blocks.delete(OWNER, "note:a.md/b.md")
+    assert rig.ws.reconcile().sources[0].error is None
+    assert (rig.read("a.md"), rig.block("a.md")) == ("two\n", "two\n")
+    rig.close()
+
+
+def test_a_deleted_side_is_recorded_as_deleted_and_taking_it_converges(rig: Rig) -> None:
+    # the seed's needs-resolution gives the source's side as text, "" for a deleted path too:
+    # taken as an empty file, taking that side left an empty block, and the plugin (its own
+    # base untouched) found the same conflict again on every run
+    rig.write("c.md", "one\n")
+    rig.ws.reconcile()
+    (rig.root / "c.md").unlink()
+    rig.ws.blocks.update(OWNER, "note:c.md", "edited\n")
+    rig.ws.blocks.create(OWNER, "note:empty.md", "the agent's\n")
+    rig.write("empty.md", "")  # an empty file is there: its side stays ""
+    assert sorted(rig.ws.reconcile().sources[0].needs_resolution) == ["c.md", "empty.md"]
+    found = {c.path: c for c in rig.ws.conflicts.list()}
+    assert found["empty.md"].disk == ""
+    conflict = found["c.md"]
+    assert (conflict.disk, conflict.agent, conflict.base) == (None, "edited\n", "one\n")
+    rig.ws.conflicts.resolve(conflict.id, take="disk")
+    assert (rig.read("c.md"), rig.block("c.md"), rig.base("c.md")) == (None, None, None)
+    after = rig.ws.reconcile()
+    assert after.open_conflicts == 1 and after.sources[0].needs_resolution == ["empty.md"]
+    assert (rig.read("c.md"), rig.block("c.md")) == (None, None)

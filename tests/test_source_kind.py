@@ -159,3 +159,29 @@ def test_an_unknown_kind_lists_the_four(tmp_path: Path) -> None:
     with blocksync.open(store) as ws, pytest.raises(ConfigError) as info:
         ws.plugins.specs  # noqa: B018 - parsing is what is checked
     assert '"block", "stream", "both" or "tool"' in str(info.value)
+
+
+def test_stream_list_shows_why_a_stream_was_refused_until_it_loads(
+    tmp_path: Path, built: dict[str, Path]
+) -> None:
+    # stream list loads no plugin: the refusal a command met is kept as the stream's last error
+    store = make_store(
+        tmp_path / "store", {"feed": {"path": built["echo_stream"], "source_kind": "both"}}
+    )
+    with blocksync.open(store, author="human:test") as ws:
+        (before,) = ws.streams.list()
+        assert before.last_error is None
+        for act in (lambda: ws.streams.get("feed").start(), lambda: ws.streams.pull("feed")):
+            with pytest.raises(ConfigError):
+                act()
+            (status,) = ws.streams.list()
+            assert status.last_error is not None
+            assert 'source_kind = "both" uses the plugin as data-block and data-stream' in (
+                status.last_error
+            )
+    config = store / "blocksync.toml"
+    config.write_text(config.read_text().replace('"both"', '"stream"'))
+    with blocksync.open(store, author="human:test") as ws:
+        assert ws.streams.get("feed").start().state == "running"
+        (status,) = ws.streams.list()
+        assert status.last_error is None

@@ -11,6 +11,7 @@ stored again. Real components (``echo_stream`` notifies on every start, unaware 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,26 @@ def test_a_restore_stores_what_it_has_not_stored_before(tmp_path: Path) -> None:
         assert [n.text for n in log.list(source="s")] == ["started"] * 2 + ["restarted", "started"]
     finally:
         log.close()
+
+
+def test_two_processes_restoring_at_once_store_a_repeat_once(tmp_path: Path) -> None:
+    # Two processes restore one stream at once (pause and resume are not under the run lock),
+    # each replaying a start that emits what no start stored before. The other process's
+    # insert is made to land between this one's check and its write: a hook in the step
+    # between them (a subclass; real SQLite, two handles of one index.db).
+    other = NotificationLog(tmp_path / "index.db")
+
+    class Racing(NotificationLog):
+        def _resolved(self, *args: Any, **kwargs: Any) -> tuple[str, str]:
+            with other.restoring("s"):
+                other.add("s", "started", ())
+            return super()._resolved(*args, **kwargs)
+
+    log = Racing(tmp_path / "index.db")
+    try:
+        with log.restoring("s"):
+            log.add("s", "started", ())
+        assert [n.text for n in log.list(source="s")] == ["started"]
+    finally:
+        log.close()
+        other.close()

@@ -57,6 +57,9 @@ from blocksync.store.blocks import BlockStore
 from blocksync.sync.reconciler import Locker
 from blocksync.sync.run import Cause, Run
 
+#: how a stream's last error begins when its plugin could not be loaded (cleared once it loads)
+_LOAD_REFUSED = "cannot load its plugin: "
+
 STOPPED, RUNNING, PAUSED = (
     SourceStatus.STOPPED.value,
     SourceStatus.RUNNING.value,
@@ -153,7 +156,15 @@ class Stream:
     @property
     def bridge(self) -> WasmDataStream:
         if self._bridge is None:
-            self._bridge = self._plugins.data_stream(self.key)
+            try:
+                self._bridge = self._plugins.data_stream(self.key)
+            except BlocksyncError as exc:
+                # kept as the stream's last error: `stream list` loads no plugin, and must
+                # not show a stream that cannot load (its source_kind, say) as a fine one
+                self._log.set_stream_error(self.key, f"{_LOAD_REFUSED}{exc}")
+                raise
+            if (self._log.stream(self.key).last_error or "").startswith(_LOAD_REFUSED):
+                self._log.set_stream_error(self.key, None)  # it loads now
         return self._bridge
 
     @property

@@ -311,10 +311,12 @@ class NotificationLog:
         # looked up first: the block store may catch its index up, which writes to index.db,
         # and must not wait for the transaction below
         notification = Notification(text, tuple(blocks))
-        if source in self._restoring and self._stored_already(source, notification):
-            return 0
         resolved = self._resolved(notification.blocks)
         with self._write("cannot store a notification", f"notification from {source}") as staged:
+            # checked in the write transaction: another process restoring the same stream
+            # stores its repeat between a check outside and this write
+            if source in self._restoring and self._stored_already(source, notification):
+                return 0
             return self._insert(
                 staged,
                 source,
@@ -490,7 +492,10 @@ class NotificationLog:
             return self.stream(key)
 
     def set_stream_error(self, key: str, error: str | None) -> None:
-        with self._write("cannot store a stream's error", f"stream {key}: pull failed") as staged:
+        with self._write(
+            "cannot store a stream's error",
+            f"stream {key}: {'error' if error else 'error cleared'}",
+        ) as staged:
             self._upsert_stream(StreamRow(key))
             self._conn.execute(
                 "UPDATE streams SET last_error = ?, updated_at = ? WHERE key = ?",

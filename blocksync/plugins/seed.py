@@ -13,7 +13,8 @@ SDK does through ``sync``:
 * **Bases.** A path the plugin answered ``resolved`` for without recording a base (both sides
   agree now, it says) gets the block's content as its base; a deletion drops the binding.
 * **Conflicts.** ``needs-resolution(path, disk, agent)`` without ``sync.report-conflict`` is
-  recorded with the texts it returned, bound as above.
+  recorded with the texts it returned, bound as above; an empty source side is a deleted one
+  when ``load`` finds no such path (the seed's text cannot say which).
 * **Resolutions** reach the source through the seed's ``save(block)`` (the block staged as the
   content wanted, which the plugin reads back through ``memory-read-block``) or
   ``delete(path)``, instead of a ``reconcile`` the plugin would decide by its own state.
@@ -33,7 +34,7 @@ from blocksync.store.bases import SyncBases
 from blocksync.store.blocks import BlockStore
 from blocksync.sync.protocol import ReconcileResult, Resolved
 
-from ..errors import BlockNotFound, PluginCallFailed
+from ..errors import BlockNotFound, PluginCallFailed, PluginError
 from .batch import SyncBatch
 from .bridges import WasmDataBlock
 from .host.runtime import Plugin
@@ -94,6 +95,17 @@ class Seed:
             ):
                 return ref.agent_id, ref.label
         return None
+
+    def present(self, path: str, owner: str) -> bool:
+        """Whether the source holds ``path``. The seed's ``needs-resolution`` gives the source's
+        side as text, ``""`` for a path it deleted too: ``load`` (its writes held back) tells,
+        failing for a path the source does not hold."""
+        with self._held_back():
+            try:
+                self.bridge.load(path, owner)
+            except PluginError:
+                return False
+        return True
 
     @contextmanager
     def _held_back(self) -> Iterator[SyncBatch]:

@@ -34,8 +34,11 @@ those whose blocks are gone; past the limit nothing at all is reconciled. Each p
 are counted too, and a page that would carry the run's deletions past the limit (a plugin whose
 reconcile disagrees with its listing) is not committed: deletions committed never exceed what
 the guard allows. Unpaged, only the plugin knows its paths: a run over all paths counts the
-bound paths its one call found gone (deletions carried over, conflicts with an absent source
-side) and, past the limit, commits nothing and fails the source for this run.
+bound paths its call found gone (deletions carried over, conflicts with an absent source
+side) and, past the limit, commits nothing and fails the source for this run. The paths of
+the label namespace's new blocks the call did not answer for get a second call, once the
+first one's writes are committed (a plugin keeping its own state moved it in the first call,
+whatever the second does), its deletions counted with the first's.
 
 **Dry run.** ``sync.dry-run`` tells the plugin to write nothing; the host discards the batch
 whatever the plugin did to blocks and bases. (The source side is the plugin's to leave alone.)
@@ -179,20 +182,41 @@ class PluginSource:
         if wanted is None and self.bridge.paged():
             return self._paged(mode)
         bound = self.bases.index().entries(self.bases.bases)
+        # a run over all paths is guarded, its calls' deletions counted together
+        counted: dict[str, list[str]] | None
+        counted = None if wanted is not None or allow_mass_delete else {"disk": [], "agent": []}
+        outcome, answered = self._unpaged(wanted, dry_run, bound, counted)
+        if wanted is None:  # what the plugin's own listing could not find
+            unseen = self.namespace_candidates(bound, answered)
+            if unseen:
+                # a call of its own, once the first call's writes are committed: a plugin
+                # keeping its own state moved it in that call, so a failure of this one must
+                # not discard them (the next run would take its edits for the old side)
+                _extend(outcome, self._unpaged(sorted(unseen), dry_run, bound, counted)[0])
+        return outcome
+
+    def _unpaged(
+        self,
+        wanted: list[str] | None,
+        dry_run: bool,
+        bound: dict[str, BaseEntry],
+        counted: dict[str, list[str]] | None,
+    ) -> tuple[ReconcileOutcome, set[str]]:
+        """One ``reconcile`` call on ``wanted`` (None: every path) committed (unless a dry
+        run) after the guard over ``counted`` (None: unguarded); its outcome and the paths
+        the plugin answered for."""
         with self._batch(
             f"reconcile {self.key}", self.author, dry_run=dry_run, bound=bound
         ) as batch:
             results = self.bridge.reconcile(wanted or [])
-            if wanted is None:  # what the plugin's own listing could not find
-                unseen = self.namespace_candidates(bound, {r.path for r in results})
-                if unseen:
-                    results += self.bridge.reconcile(sorted(unseen))
             outcome = self._outcome(results, wanted, batch, bound)
-        if wanted is None and not allow_mass_delete:
-            self._guard(self._gone(outcome, bound), len(bound))
+        if counted is not None:
+            for side, found in self._gone(outcome, bound).items():
+                counted[side] += found
+            self._guard(counted, len(bound))
         if not dry_run:
             self._commit_outcome(batch, outcome)
-        return outcome
+        return outcome, {r.path for r in results}
 
     @property
     def author(self) -> str:
@@ -466,7 +490,8 @@ class PluginSource:
                     "the plugin says it needs resolution but named no block for this unbound "
                     "path (not with sync.report-conflict, nor by its label namespace or load)"
                 )
-            (owner, label), disk, reason = named, result.disk, SEED_BOUND
+            (owner, label), reason = named, SEED_BOUND
+            disk = result.disk if result.disk or self.seed.present(path, owner) else None
             self.seed.conflicts.add(path)
             self.seed.used = True
         if owner not in self.plugin.spec.owners:

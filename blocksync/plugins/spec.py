@@ -41,10 +41,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from blocksync import names
 from blocksync.fs.disk import store_overlap
 from blocksync.shared.wit import PermissionLevel, PermissionRule
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidLabel
 from .trust import TrustPolicy, parse_public_key
 
 MiB = 1 << 20
@@ -287,6 +288,9 @@ def parse_wasm_source(
     problem = None if folder is None else store_overlap(folder, store_root)
     if problem is not None:
         raise ConfigError(f"{where}.dir: {table['dir']!r} ({folder}) {problem}")
+    namespace = table.get("label_namespace") or None
+    if namespace is not None:
+        _check_namespace(namespace, f"{where}.label_namespace")
     rules = table.get("permission_rules")
     policy = _plugin_trust(table, where, trust or TrustPolicy())
     return PluginSpec(
@@ -303,8 +307,22 @@ def parse_wasm_source(
         sha256=None if sha is None else sha.lower(),
         permission_rules=None if rules is None else parse_rules(rules, f"{where}.permission_rules"),
         trust=policy,
-        label_namespace=table.get("label_namespace") or None,
+        label_namespace=namespace,
     )
+
+
+def _check_namespace(namespace: str, where: str) -> None:
+    """Refuse a label namespace no label of a source's can start with: each label read under
+    it would be refused in the middle of a run, after the plugin's own call."""
+    if names.is_host_label(namespace):
+        raise ConfigError(
+            f"{where}: {namespace!r} is under {names.HOST_LABEL_PREFIX!r}, blocksync's own "
+            "blocks: no data source binds one"
+        )
+    try:
+        names.validate(namespace)
+    except InvalidLabel as exc:
+        raise ConfigError(f"{where}: {namespace!r} starts no valid label ({exc.reason})") from None
 
 
 def check_kind(spec: PluginSpec, exports: tuple[str, ...]) -> None:

@@ -573,6 +573,7 @@ def build(
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.{uuid.uuid4().hex}.partial")
     started = time.perf_counter()
+    before = provenance.file_hashes(source)
     try:
         if not python and jsbuild.is_javascript(source):
             made = _build_javascript(source, partial, output.name, world, wasi, label)
@@ -581,6 +582,15 @@ def build(
         seconds = time.perf_counter() - started
         if not partial.is_file():
             raise PluginBuildError(label, f"the build wrote no component: {made.log[-4000:]}")
+        # the source hash is taken now (with what the build added, a package-lock.json): an
+        # edit made meanwhile would be recorded as what the component was built from
+        changed = provenance.changed_since(source, before)
+        if changed:
+            raise PluginBuildError(
+                label,
+                f"{', '.join(changed)} changed while it was being built: nothing was written; "
+                "build again",
+            )
         record = {
             "source_sha256": provenance.source_sha256(source),
             "world": made.world,

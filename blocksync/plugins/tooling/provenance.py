@@ -29,7 +29,9 @@ from typing import Any
 __all__ = [
     "SECTION",
     "SourceCheck",
+    "changed_since",
     "embed",
+    "file_hashes",
     "read",
     "source_files",
     "source_sha256",
@@ -63,6 +65,21 @@ def tree_sha256(folder: Path, files: Iterable[Path] | None = None) -> str:
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """The sha256 of each of the :func:`source_files` of ``folder``, by relative name."""
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in source_files(folder)
+    }
+
+
+def changed_since(folder: Path, before: Mapping[str, str]) -> list[str]:
+    """The files of ``before`` (:func:`file_hashes`) changed or gone from ``folder`` since (files
+    added meanwhile are not: a first JavaScript build writes its package-lock.json)."""
+    now = file_hashes(folder)
+    return [name for name, digest in before.items() if now.get(name) != digest]
 
 
 def source_sha256(folder: Path) -> str:
