@@ -1,45 +1,95 @@
 """The README's JSON reference cannot drift: each row's top-level fields are compared with what
 the command prints (``{a, b, ...}``: at least those; ``{a, b}``: exactly those, besides
-``format``). Commands that need a built plugin (plugin build, inspect, check, list, verify,
-sign, streams, notifications) are left to their own tests."""
+``format``), every item's when the command prints a list. Every row is checked, the commands
+needing a built plugin (plugin build, inspect, check, list, sign, verify, streams,
+notifications) too, on the fixture plugins the suite builds and caches."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from blocksync.cli import cli
+from tests import test_streams as streams
 
+from ..feedserver import FeedServer
+from ..plugin_builds import FIXTURES, built_plugin
 from ..test_sync import add_source
+from ..test_watch import Watch
 
 README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+SECTION = README.split("## JSON output", 1)[1].split("\n## ", 1)[0]
+
+# the fixtures of the stream tests: a store whose `feed` stream reads a local feed server
+server = streams.server
+store = streams.store
+
+#: rows described in words: (the row whose fields they print, fields left out)
+DESCRIBED = {
+    "block list": ("block read", {"content", "commit"}),  # "without `content` and `commit`"
+    "block history": ("block delete", set()),  # "a list of versions"
+    "conflicts list": ("conflicts show", set()),  # "a list of conflicts"
+    "runs show": ("runs", set()),  # "one run, as in `runs`"
+}
+
+#: which test checks which rows: together, every row of the table
+CHECKED_BY_STORE_TEST = {
+    "init", "block create", "block read", "block update", "block rollback", "block list",
+    "block delete", "block history", "block path", "block diff", "index rebuild", "fsck", "gc",
+    "reconcile", "sync", "runs", "runs show", "conflicts list", "conflicts show",
+    "conflicts resolve", "conflicts undo", "remote add", "remote remove", "remote list", "pull",
+    "push", "tool list", "tool run", "plugin new",
+}  # fmt: skip
+CHECKED_BY_PLUGIN_TEST = {
+    "plugin build", "plugin inspect", "plugin list", "plugin check", "plugin keygen",
+    "plugin sign", "plugin verify",
+}  # fmt: skip
+CHECKED_BY_STREAM_TEST = {
+    "stream list", "stream start", "stream stop", "stream pause", "stream resume", "stream pull",
+    "notifications", "notifications ack",
+}  # fmt: skip
+CHECKED_BY_WATCH_TEST = {"watch"}
 
 
-def reference() -> dict[str, tuple[set[str], bool]]:
-    """command -> (documented fields, exact?) from the README's table."""
-    section = README.split("## JSON output", 1)[1].split("\n## ", 1)[0]
-    found: dict[str, tuple[set[str], bool]] = {}
-    for line in section.splitlines():
+def rows() -> dict[str, str]:
+    """command -> what its row says it prints, for every row of the README's table."""
+    found: dict[str, str] = {}
+    for line in SECTION.splitlines():
         if not line.startswith("| `"):
             continue
         names_cell, shape = line.split(" | ", 1)
         names = re.findall(r"`([^`]+)`", names_cell)
         group = names[0].split()[0] if " " in names[0] else ""
-        start = shape.find("`{")
-        if start < 0:  # "a list of blocks": described in words
-            continue
-        fields = _top_level(shape[start + 2 :])
-        exact = "..." not in fields
-        keys = {f.split(":")[0] for f in fields if f and f != "..."}
         for name in names:
-            full = name if " " in name or not group else f"{group} {name}"
-            found[full] = (keys, exact)
+            found[name if " " in name or not group else f"{group} {name}"] = shape
     return found
+
+
+def reference() -> dict[str, tuple[set[str], bool]]:
+    """command -> (documented fields, exact?), for every row of the README's table."""
+    found: dict[str, tuple[set[str], bool]] = {}
+    for command, shape in rows().items():
+        start = shape.find("`{")
+        if start >= 0:
+            found[command] = _fields(shape[start + 2 :])
+    for command, (like, without) in DESCRIBED.items():
+        keys, exact = found[like]
+        found[command] = (keys - without, exact)
+    return found
+
+
+def _fields(text: str) -> tuple[set[str], bool]:
+    """The field names of an object written as ``{a, b: [{c, d}], ...}`` (``text`` starts after
+    its opening brace), and whether they are all of them (no ``...``)."""
+    fields = _top_level(text)
+    return {f.split(":")[0] for f in fields if f and f != "..."}, "..." not in fields
 
 
 def _top_level(text: str) -> list[str]:
@@ -64,13 +114,40 @@ def _top_level(text: str) -> list[str]:
 def test_the_reference_covers_every_json_command() -> None:
     from .test_rough_edges import _commands
 
-    documented = README.split("## JSON output", 1)[1].split("\n## ", 1)[0]
-    for path, command in _commands(cli):
-        if any(p.name == "as_json" for p in command.params):
-            assert f"`{path}`" in documented or f"`{path.split()[-1]}`" in documented, path
+    with_json = {p for p, c in _commands(cli) if any(o.name == "as_json" for o in c.params)}
+    assert with_json == set(rows())  # a row for each, and no row for a command not there
 
 
-def test_the_reference_matches_what_commands_print(store_path: Path, tmp_path: Path) -> None:
+def test_every_row_is_checked_against_real_output() -> None:
+    tests = [CHECKED_BY_STORE_TEST, CHECKED_BY_PLUGIN_TEST, CHECKED_BY_STREAM_TEST]
+    assert set().union(*tests, CHECKED_BY_WATCH_TEST) == set(rows())
+
+
+def check(printed: dict[str, Any], commands: set[str]) -> None:
+    """What each command printed has its row's fields, and ``"format": 1`` on each object."""
+    assert set(printed) == commands
+    documented = reference()
+    for command, doc in printed.items():
+        keys, exact = documented[command]
+        items = doc if isinstance(doc, list) else [doc]
+        assert items, f"{command} printed an empty list: nothing to check"
+        for item in items:
+            assert item["format"] == 1, command
+            actual = set(item) - {"format"}
+            assert keys <= actual, (command, keys - actual)
+            if exact:
+                assert keys == actual, (command, actual - keys)
+
+
+def printed_by(store: Path | None, *args: str, codes: tuple[int, ...] = (0,)) -> Any:
+    """The JSON ``blocksync [--store STORE] ARGS --json`` prints, run in this process."""
+    where = [] if store is None else ["--store", str(store)]
+    done = CliRunner().invoke(cli, [*where, *args, "--json"])
+    assert done.exit_code in codes, (args, done.output)
+    return json.loads(done.stdout)
+
+
+def test_the_store_commands_print_their_rows(store_path: Path, tmp_path: Path) -> None:
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "a.md").write_text("a\n", encoding="utf-8")
@@ -79,18 +156,16 @@ def test_the_reference_matches_what_commands_print(store_path: Path, tmp_path: P
     subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(hub)], check=True)
 
     def run(*args: str) -> Any:
-        done = CliRunner().invoke(cli, ["--store", str(store_path), *args, "--json"])
-        assert done.exit_code in (0, 3), (args, done.output)
-        return json.loads(done.output)
+        return printed_by(store_path, *args, codes=(0, 3))
 
     printed: dict[str, Any] = {
-        "init": json.loads(
-            CliRunner().invoke(cli, ["init", str(tmp_path / "new"), "--json"]).output
-        ),
+        "init": printed_by(None, "init", str(tmp_path / "new")),
         "block create": run("block", "create", "alice", "p", "--content", "one"),
         "block update": run("block", "update", "alice", "p", "--content", "two"),
         "block read": run("block", "read", "alice", "p"),
         "block rollback": run("block", "rollback", "alice", "p", "1"),
+        "block list": run("block", "list", "alice"),
+        "block history": run("block", "history", "alice", "p"),
         "block path": run("block", "path", "alice", "p"),
         "block diff": run("block", "diff", "alice", "p"),
         "block delete": run("block", "delete", "alice", "p"),
@@ -100,35 +175,105 @@ def test_the_reference_matches_what_commands_print(store_path: Path, tmp_path: P
         "reconcile": run("reconcile"),
         "sync": run("sync"),
         "remote add": run("remote", "add", "hub", str(hub)),
-        "remote list": run("remote", "list")[0],
-        "push": run("push")[0],
+        "remote list": run("remote", "list"),
+        "push": run("push"),
         "pull": run("pull"),
         "tool list": run("tool", "list"),
         "tool run": run("tool", "run", "blocksync_conflicts_list"),
         "remote remove": run("remote", "remove", "hub"),
-        "plugin new": json.loads(
-            CliRunner().invoke(cli, ["plugin", "new", str(tmp_path / "pn"), "--json"]).output
-        ),
-        "plugin keygen": json.loads(
-            CliRunner().invoke(cli, ["plugin", "keygen", str(tmp_path / "k"), "--json"]).output
-        ),
+        "plugin new": printed_by(None, "plugin", "new", str(tmp_path / "pn")),
     }
+    printed["runs"] = run("runs")
+    # `--chars`: the character diff in place of the unified one
+    assert "`chars: [[op, text], ...]` with `--chars`" in rows()["block diff"]
+    diff, _ = reference()["block diff"]
+    run("block", "create", "alice", "q", "--content", "one")
+    run("block", "update", "alice", "q", "--content", "two")
+    chars = run("block", "diff", "alice", "q", "--chars")
+    assert (chars["format"], set(chars) - {"format"}) == (1, diff - {"unified"} | {"chars"})
+    printed["runs show"] = run("runs", "show", printed["sync"]["run_id"])
     with_block = run("block", "rollback", "alice", "p", "2")  # back, for conflicts below
     assert with_block["version"] == 5
     (notes / "a.md").write_text("disk\n", encoding="utf-8")
     (label,) = [b["label"] for b in run("block", "list", "alice") if b["label"].endswith("a.md")]
     run("block", "update", "alice", label, "--content", "agent\n")
     run("reconcile")
-    (conflict,) = run("conflicts", "list")
-    printed["conflicts show"] = run("conflicts", "show", conflict["id"])
-    printed["conflicts resolve"] = run("conflicts", "resolve", conflict["id"], "--take", "disk")
-    printed["conflicts undo"] = run("conflicts", "undo", conflict["id"])
+    printed["conflicts list"] = run("conflicts", "list")
+    conflict = printed["conflicts list"][0]["id"]
+    printed["conflicts show"] = run("conflicts", "show", conflict)
+    printed["conflicts resolve"] = run("conflicts", "resolve", conflict, "--take", "disk")
+    printed["conflicts undo"] = run("conflicts", "undo", conflict)
+    check(printed, CHECKED_BY_STORE_TEST)
 
-    documented = reference()
-    for command, doc in printed.items():
-        assert doc["format"] == 1, command
-        keys, exact = documented[command]
-        actual = set(doc) - {"format"}
-        assert keys <= actual, (command, keys - actual)
-        if exact:
-            assert keys == actual, (command, actual - keys)
+
+@pytest.mark.slow  # `plugin build` runs componentize-py: ~10-20 s
+def test_the_plugin_commands_print_their_rows(store_path: Path, tmp_path: Path) -> None:
+    wasm = store_path / "plugins" / "echo.wasm"
+    shutil.copyfile(built_plugin("echo_tool"), wasm)
+    key = tmp_path / "k"
+    built = tmp_path / "built.wasm"
+    printed: dict[str, Any] = {
+        "plugin build": printed_by(
+            store_path, "plugin", "build", str(FIXTURES / "echo_tool"), "-o", str(built)
+        ),
+        "plugin inspect": printed_by(store_path, "plugin", "inspect", str(wasm)),
+        "plugin check": printed_by(store_path, "plugin", "check", str(wasm)),
+        "plugin keygen": printed_by(None, "plugin", "keygen", str(key)),
+        "plugin sign": printed_by(None, "plugin", "sign", str(wasm), "--key", str(key)),
+        "plugin verify": printed_by(None, "plugin", "verify", str(wasm)),
+        "plugin list": printed_by(store_path, "plugin", "list"),
+    }
+    assert printed["plugin verify"]["state"] == "signed"
+    # --source: the source check added to the verdict, or alone for an unsigned plugin
+    source = str(FIXTURES / "echo_tool")
+    both = printed_by(None, "plugin", "verify", str(wasm), "--source", source)
+    alone = printed_by(None, "plugin", "verify", str(built), "--source", source)
+    row = rows()["plugin verify"]
+    verdict, _ = reference()["plugin verify"]
+    assert set(both) - {"format"} == verdict | {"source"}
+    assert set(alone) - {"format"} == _fields(row.split("`{")[-1])[0] == {"source", "ok"}
+    assert set(both["source"]) == set(alone["source"]) == _fields(row.split("source: {")[1])[0]
+    check(printed, CHECKED_BY_PLUGIN_TEST)
+
+
+def test_the_stream_commands_print_their_rows(store: Path, server: FeedServer) -> None:
+    server.add(2, refs=["nowhere"])
+    printed: dict[str, Any] = {
+        "stream start": printed_by(store, "stream", "start", "feed"),
+        "stream pause": printed_by(store, "stream", "pause", "feed"),
+        "stream resume": printed_by(store, "stream", "resume", "feed"),
+        "stream pull": printed_by(store, "stream", "pull", "feed"),
+        "stream stop": printed_by(store, "stream", "stop", "feed"),
+        "stream list": printed_by(store, "stream", "list"),
+        "notifications ack": printed_by(store, "notifications", "ack", "1"),
+        "notifications": printed_by(store, "notifications"),
+    }
+    assert 1 not in [n["id"] for n in printed["notifications"]]  # acknowledged
+    check(printed, CHECKED_BY_STREAM_TEST)
+
+
+def test_the_watch_lines_are_its_row(store_path: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    add_source(store_path, "notes", notes)
+    watch = Watch(store_path, "--json")  # waits for its first line, the "watching" notice
+    try:
+        (notes / "a.md").write_text("a\n", encoding="utf-8")
+        watch.wait_for("round")  # a round is printed when it changed something
+        shutil.rmtree(notes)
+        watch.wait_for("folder-missing")
+        assert watch.stop()[0] == 0
+    finally:
+        watch.close()
+    events = watch.events()
+    assert [e["event"] for e in events if e["event"] != "round"] == [
+        "watching",
+        "folder-missing",
+        "stopped",
+    ]
+    # the row's three shapes: a round, a notice, a notice about a folder
+    round_, notice, about_a_folder = (_fields(s) for s in rows()["watch"].split("`{")[1:])
+    for event in events:
+        shape = {"round": round_, "folder-missing": about_a_folder}.get(event["event"], notice)
+        assert (event["format"], set(event) - {"format"}) == (1, shape[0]), event
+        assert shape[1]  # exact: none of the three ends in "..."
