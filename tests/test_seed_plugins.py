@@ -193,3 +193,25 @@ def test_a_deleted_side_is_recorded_as_deleted_and_taking_it_converges(rig: Rig)
     after = rig.ws.reconcile()
     assert after.open_conflicts == 1 and after.sources[0].needs_resolution == ["empty.md"]
     assert (rig.read("c.md"), rig.block("c.md")) == (None, None)
+
+
+def test_a_refused_mass_deletion_keeps_the_edits_the_plugin_made_in_that_call(rig: Rig) -> None:
+    # the plugin moved its own bases in the refused call: the host keeps what it wrote but
+    # the block deletions, or the next run would take the disk's edit for the old side
+    names = [f"n{i:02}.md" for i in range(12)]
+    for name in [*names, "keep.md"]:
+        rig.write(name, f"{name}\n")
+    rig.ws.reconcile()
+    for name in names:
+        (rig.root / name).unlink()
+    rig.write("keep.md", "edited on disk\n")
+    refused = rig.ws.reconcile().sources[0]
+    assert refused.error is not None and "mass" in refused.error.lower(), refused.error
+    assert all(rig.block(name) == f"{name}\n" for name in names)  # no block deleted
+    assert rig.block("keep.md") == "edited on disk\n"
+    again = rig.ws.reconcile().sources[0]
+    assert again.error is None, again.error
+    assert (rig.read("keep.md"), rig.block("keep.md")) == ("edited on disk\n",) * 2
+    # the refused deletions are undone at the source: the kept blocks come back as files
+    assert all(rig.read(name) == rig.block(name) == f"{name}\n" for name in names)
+    assert rig.ws.reconcile().sources[0].resolved == []  # settled

@@ -80,6 +80,7 @@ from blocksync.sync.protocol import (
 from ..errors import (
     AccessDenied,
     BlockNotFound,
+    MassDeletionRefused,
     PluginCallFailed,
     PluginRefused,
     SourceChanged,
@@ -187,7 +188,9 @@ class PluginSource:
         counted = None if wanted is not None or allow_mass_delete else {"disk": [], "agent": []}
         outcome, answered = self._unpaged(wanted, dry_run, bound, counted)
         if wanted is None:  # what the plugin's own listing could not find
-            unseen = self.namespace_candidates(bound, answered)
+            # bound paths it did not answer for too: a plugin keeping its own state may have
+            # forgotten them in a run whose deletions were refused (their blocks kept)
+            unseen = self.namespace_candidates(bound, answered) | (bound.keys() - answered)
             if unseen:
                 # a call of its own, once the first call's writes are committed: a plugin
                 # keeping its own state moved it in that call, so a failure of this one must
@@ -213,10 +216,26 @@ class PluginSource:
         if counted is not None:
             for side, found in self._gone(outcome, bound).items():
                 counted[side] += found
-            self._guard(counted, len(bound))
+            try:
+                self._guard(counted, len(bound))
+            except MassDeletionRefused:
+                if not dry_run and not self.bridge.honours_dry_run():
+                    self._commit_all_but_block_deletions(batch, counted["disk"], bound)
+                raise
         if not dry_run:
             self._commit_outcome(batch, outcome)
         return outcome, {r.path for r in results}
+
+    def _commit_all_but_block_deletions(
+        self, batch: SyncBatch, gone: list[str], bound: dict[str, BaseEntry]
+    ) -> None:
+        """A refused run of a plugin without a dry run: it moved its own state in the call
+        already, so discarding the call's writes would make the next run take the source's
+        edits for the old side. Commit all of them but the deletions the refusal is about
+        (the blocks of paths gone from the source, and their bases: the blocks stay bound)."""
+        batch.blocks.drop({(bound[p].owner, bound[p].label) for p in gone if p in bound})
+        batch.bases.drop(set(gone))
+        self._commit(batch)
 
     @property
     def author(self) -> str:

@@ -433,6 +433,15 @@ class Transaction:
             self.stale.add(key)
             self._staged.pop(key, None)
 
+    def drop(self, blocks: set[tuple[str, str]]) -> None:
+        """Unstage every change of ``blocks`` (owner, label); the others stay staged."""
+        if not blocks:
+            return
+        self._ops = [(key, op) for key, op in self._ops if key not in blocks]
+        self._begin(self._head)
+        for key, op in self._ops:
+            self._run(key, op)
+
     def _check_expected(self, owner: str, label: str, expected: int | None) -> None:
         if expected is None:
             return
