@@ -182,3 +182,19 @@ def test_a_label_namespace_no_label_can_start_with_is_refused_in_the_config(
         ws.plugins.specs  # noqa: B018 - parsing is what is checked
     assert "[agents.alice.data_sources.notes].label_namespace" in str(info.value)
     assert why in str(info.value)
+
+
+def test_a_namespace_the_plugin_declares_that_no_label_starts_is_refused_before_any_call(
+    tmp_path: Path, built: dict[str, Path]
+) -> None:
+    # the files plugin's namespace is file:<tag>: -- a tag with a tab starts no valid label
+    store, root = files_store(
+        tmp_path, built["files"], owner=OWNER, tag="no\ttabs", permission="admin"
+    )
+    (root / "a.md").write_text("one\n", encoding="utf-8")
+    with blocksync.open(store, author="human:test") as ws:
+        report = ws.reconcile().sources[0]
+        assert report.error is not None and "paging.label-namespace" in report.error
+        assert "starts no valid label" in report.error
+        assert ws.blocks.list(OWNER) == [] and report.resolved == []
+    assert (root / "a.md").read_text(encoding="utf-8") == "one\n"

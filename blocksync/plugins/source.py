@@ -91,6 +91,7 @@ from .bridges import WasmDataBlock
 from .host.runtime import Plugin
 from .mirror import Latest, Mirror
 from .seed import SEED_BOUND, Seed
+from .spec import namespace_problem
 from .syncbases import PluginBases
 
 __all__ = ["PAGE_FAULT_STEPS", "PAGE_SIZE", "PluginSource"]
@@ -179,6 +180,7 @@ class PluginSource:
                 raise UsageError(f"source {self.key!r}: path {path!r} {problem}")
         if dry_run and not self.bridge.honours_dry_run():
             raise PluginRefused(self.key, self.plugin.version, "reconcile", _NO_DRY_RUN)
+        self.label_namespace()  # a bad declaration is refused before any call, not amid one
         self._written_blocks, self._written_bases = [], []
         if wanted is None and self.bridge.paged():
             return self._paged(mode)
@@ -379,8 +381,17 @@ class PluginSource:
 
     def label_namespace(self) -> str | None:
         """The label prefix this source owns, a path following it: the plugin's declaration
-        (``paging.label-namespace``), else the source table's ``label_namespace``; None: none."""
-        return self.bridge.label_namespace() or self.plugin.spec.label_namespace
+        (``paging.label-namespace``), else the source table's ``label_namespace``; None: none.
+        A declaration no label can start with is refused (the table's is, when read)."""
+        declared = self.bridge.label_namespace()
+        if declared is None:
+            return self.plugin.spec.label_namespace
+        problem = namespace_problem(declared)
+        if problem is not None:
+            raise PluginRefused(
+                self.key, self.plugin.version, "paging.label-namespace", f"it declares {problem}"
+            )
+        return declared
 
     def namespace_candidates(self, bound: dict[str, BaseEntry], known: Collection[str]) -> set[str]:
         """The paths named by the attached agents' blocks under :meth:`label_namespace` that

@@ -311,18 +311,25 @@ def parse_wasm_source(
     )
 
 
-def _check_namespace(namespace: str, where: str) -> None:
-    """Refuse a label namespace no label of a source's can start with: each label read under
-    it would be refused in the middle of a run, after the plugin's own call."""
+def namespace_problem(namespace: str) -> str | None:
+    """Why no label of a source's can start with ``namespace`` (each label read under it would
+    be refused in the middle of a run, after the plugin's own call); None: it can."""
     if names.is_host_label(namespace):
-        raise ConfigError(
-            f"{where}: {namespace!r} is under {names.HOST_LABEL_PREFIX!r}, blocksync's own "
-            "blocks: no data source binds one"
+        return (
+            f"{namespace!r} is under {names.HOST_LABEL_PREFIX!r}, blocksync's own blocks: no "
+            "data source binds one"
         )
     try:
         names.validate(namespace)
     except InvalidLabel as exc:
-        raise ConfigError(f"{where}: {namespace!r} starts no valid label ({exc.reason})") from None
+        return f"{namespace!r} starts no valid label ({exc.reason})"
+    return None
+
+
+def _check_namespace(namespace: str, where: str) -> None:
+    problem = namespace_problem(namespace)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
 
 
 def check_kind(spec: PluginSpec, exports: tuple[str, ...]) -> None:
