@@ -332,6 +332,8 @@ class RunLockHeld(ConcurrencyError):
         self.path = path
         self.holder = dict(holder)
         self.waited = waited
+        #: the holder in words (pid, command, run id, start time)
+        self.who = who
 
 
 def _describe_holder(holder: dict[str, object]) -> str:

@@ -39,7 +39,7 @@ from . import names, workspace
 from .agents.agent_tools import builtin_tools
 from .agents.store_tools import store_tools
 from .agents.tools import ToolBox, ToolEntry
-from .errors import BlocksyncError, NotFound
+from .errors import BlocksyncError, NotFound, RunLockHeld
 
 if TYPE_CHECKING:
     from mcp import types
@@ -135,6 +135,11 @@ def call_result(session: AgentSession, name: str, params: Any) -> types.CallTool
 
     try:
         output = session.call(name, params)
+    except RunLockHeld as exc:  # the CLI's "--wait" is no option here: the agent calls again
+        return _failed(
+            f"error: another run holds the store's run lock ({exc.who}): call the tool again "
+            "once it is done"
+        )
     except BlocksyncError as exc:
         return _failed(f"error: {exc}")
     except Exception as exc:  # a bug: the agent is told, the server goes on

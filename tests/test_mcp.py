@@ -297,7 +297,8 @@ def test_bad_calls_are_tool_errors_and_the_server_goes_on(setup: Setup) -> None:
             held = await refused(
                 session, "blocksync_conflict_resolve", {"id": setup.conflict, "take": "disk"}
             )
-            assert "another run holds the run lock" in held
+            assert "another run holds the store's run lock" in held
+            assert "a test holding the lock" in held and "--wait" not in held  # no CLI option
             assert "run lock" in await refused(session, "blocksync_reconcile", {})
         with pytest.raises(MCPError, match="no resource"):
             await session.read_resource("blocksync://elsewhere")

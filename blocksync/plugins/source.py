@@ -35,10 +35,12 @@ are counted too, and a page that would carry the run's deletions past the limit 
 reconcile disagrees with its listing) is not committed: deletions committed never exceed what
 the guard allows. Unpaged, only the plugin knows its paths: a run over all paths counts the
 bound paths its call found gone (deletions carried over, conflicts with an absent source
-side) and, past the limit, commits nothing and fails the source for this run. The paths of
-the label namespace's new blocks the call did not answer for get a second call, once the
-first one's writes are committed (a plugin keeping its own state moved it in the first call,
-whatever the second does), its deletions counted with the first's.
+side) and, past the limit, fails the source for this run, committing nothing -- or, for a
+plugin without a dry run (it moved its own state in the call already), everything but the
+refused block deletions, whose blocks stay bound. The paths of the label namespace's new blocks
+and the bound paths the call did not answer for get a second call, once the first one's writes
+are committed (a plugin keeping its own state moved it in the first call, whatever the second
+does), its deletions counted with the first's.
 
 **Dry run.** ``sync.dry-run`` tells the plugin to write nothing; the host discards the batch
 whatever the plugin did to blocks and bases. (The source side is the plugin's to leave alone.)
