@@ -296,8 +296,9 @@ def test_a_pull_keeps_this_machines_block_without_a_conflict(tmp_path: Path) -> 
 
 
 def test_a_plugins_label_namespace_never_offers_a_host_block(tmp_path: Path) -> None:
-    """A namespace covering ``blocksync:`` would offer ``blocksync:conflicts`` to the plugin as
-    the path ``conflicts``; it is the host's, so it is never a candidate."""
+    """A namespace covering ``blocksync:`` would offer ``blocksync:conflicts`` to the plugin
+    (as the path ``:conflicts`` under ``blocksync``); it is the host's, so it is never a
+    candidate. (A namespace under ``blocksync:`` itself is refused when the config is read.)"""
     (wasm,) = built_plugins(["seed_files"]).values()
     root = tmp_path / "notes"
     root.mkdir()
@@ -306,7 +307,7 @@ def test_a_plugins_label_namespace_never_offers_a_host_block(tmp_path: Path) -> 
         "dir": root,
         "dir_mode": "read-write",
         "config": {"owner": "alice", "permission": "admin"},
-        "label_namespace": "blocksync:",
+        "label_namespace": "blocksync",
     }
     store = make_store(tmp_path / "store", {"notes": table})
     with (store / "blocksync.toml").open("a", encoding="utf-8") as f:
@@ -315,7 +316,7 @@ def test_a_plugins_label_namespace_never_offers_a_host_block(tmp_path: Path) -> 
         assert ws.refresh_conflict_blocks() == ["alice"]
         source = ws.reconciler.source("notes")
         assert isinstance(source, PluginSource)
-        assert source.label_namespace() == "blocksync:"
+        assert source.label_namespace() == "blocksync"
         assert source.namespace_candidates({}, set()) == set()
         report = ws.reconcile().sources[0]
         assert report.error is None and report.resolved == []
