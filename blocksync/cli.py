@@ -22,7 +22,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from types import ModuleType
@@ -1183,27 +1183,44 @@ def render_report(report: ReconcileReport, quiet: bool = False) -> str:
     """The text report: per source its counts, then (unless ``quiet``) a line per path."""
     lines = [f"{report.run_id}{' (dry run: nothing written)' if report.dry_run else ''}"]
     for s in report.sources:
-        source = printable(s.source)
-        if s.error is not None:
-            lines.append(f"{source}: FAILED: {printable(s.error)}")
-            continue
-        lines.append(
-            f"{source}: {len(s.resolved)} resolved, {len(s.needs_resolution)} need resolution, "
-            f"{s.unchanged} unchanged, {len(s.skipped)} skipped"
-        )
-        if quiet:
-            continue
-        lines += [f"  {printable(how):12} {printable(path)}" for path, how in s.resolved]
-        lines += [f"  {'CONFLICT':12} {printable(path)}" for path in s.needs_resolution]
-        lines += [
-            f"  {'skipped':12} {printable(path)}: {printable(reason)}" for path, reason in s.skipped
-        ]
-        lines += [
-            f"  {'decided':12} {printable(path)}: as conflict {printable(cid)} (still differs)"
-            for path, cid in s.held
-        ]
+        lines += _source_lines(s.to_json(), quiet=quiet)
     lines.append(f"open conflicts: {report.open_conflicts}")
     return "\n".join(lines)
+
+
+def _source_lines(s: Mapping[str, Any], *, quiet: bool = False, timed: bool = False) -> list[str]:
+    """One source of a report, from its JSON (``SourceReport.to_json()``, or as a run's row
+    stored it): its counts (``timed``: and its seconds), then unless ``quiet`` a line a path."""
+    source = printable(str(s.get("source")))
+    took = f" in {s['seconds']:.3f} s" if timed and s.get("seconds") is not None else ""
+    if s.get("error") is not None:
+        return [f"{source}: FAILED{took}: {printable(str(s['error']))}"]
+    resolved, needs = s.get("resolved", []), s.get("needs_resolution", [])
+    skipped, held = s.get("skipped", []), s.get("held", [])
+    counts = (
+        f"{source}: {len(resolved)} resolved, {len(needs)} need resolution, "
+        f"{s.get('unchanged', 0)} unchanged, {len(skipped)} skipped{took}"
+    )
+    lines = [counts]
+    if quiet:
+        return lines
+    lines += [
+        f"  {printable(str(e['resolution'])):12} {printable(str(e['path']))}" for e in resolved
+    ]
+    lines += [  # {path, conflict}; a run row written before format 1 holds the path alone
+        f"  {'CONFLICT':12} {printable(str(e['path'] if isinstance(e, dict) else e))}"
+        for e in needs
+    ]
+    lines += [
+        f"  {'skipped':12} {printable(str(e['path']))}: {printable(str(e['reason']))}"
+        for e in skipped
+    ]
+    lines += [
+        f"  {'decided':12} {printable(str(e['path']))}: as conflict "
+        f"{printable(str(e['conflict']))} (still differs)"
+        for e in held
+    ]
+    return lines
 
 
 @cli.group()
@@ -1473,28 +1490,7 @@ def _report_lines(report: dict[str, Any]) -> list[str]:
     """A run row's report (a sync's or reconcile's ``to_json()``, or a failure's) as lines."""
     lines: list[str] = []
     for s in report.get("sources", []):
-        source = printable(str(s.get("source")))
-        took = "" if s.get("seconds") is None else f" in {s['seconds']:.3f} s"
-        if s.get("error") is not None:
-            lines.append(f"{source}: FAILED{took}: {printable(str(s['error']))}")
-            continue
-        lines.append(
-            f"{source}: {len(s.get('resolved', []))} resolved, "
-            f"{len(s.get('needs_resolution', []))} need resolution, {s.get('unchanged', 0)} "
-            f"unchanged, {len(s.get('skipped', []))} skipped{took}"
-        )
-        lines += [
-            f"  {printable(str(e['resolution'])):12} {printable(str(e['path']))}"
-            for e in s.get("resolved", [])
-        ]
-        lines += [  # {path, conflict}; a row written before format 1 holds the path alone
-            f"  {'CONFLICT':12} {printable(str(p['path'] if isinstance(p, dict) else p))}"
-            for p in s.get("needs_resolution", [])
-        ]
-        lines += [
-            f"  {'skipped':12} {printable(str(e['path']))}: {printable(str(e['reason']))}"
-            for e in s.get("skipped", [])
-        ]
+        lines += _source_lines(s, timed=True)
     for stream in report.get("streams", []):
         if stream.get("error") is not None:
             lines.append(

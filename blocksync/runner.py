@@ -162,9 +162,9 @@ def run_sync(
     with (
         interrupts.handling(),
         ws.locked(COMMAND, wait=wait, timeout=timeout, run_id=run.id, clock=now) as lock,
-        ws.run_log() as log,
         ws.blocks.in_run(run.id),  # every commit of the run names it
     ):
+        log = ws.runs  # the workspace's handle: attached (and caught up) once
         row = log.start(run.id, COMMAND, exclusive=True)
         try:
             remotes = _pull_remotes(ws, run, allow_mass_delete)  # pull, reconcile, push

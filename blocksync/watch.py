@@ -76,8 +76,6 @@ MANY_PATHS = 500
 
 #: the file events watchfiles yields, batch after batch: (its Change, the path)
 _Changes = Generator[set[tuple[Any, str]], None, None]
-#: what of the run lock's note a ``lock-held`` notice names
-_HOLDER = ("pid", "command", "run_id", "started_at")
 #: what a source has pending: its paths, or None for all of them
 Pending = set[str] | None
 
@@ -321,8 +319,7 @@ class _Watcher:
                     entries += self._reconcile(key, paths, run, allow_mass_delete)
         except RunLockHeld as exc:
             if not self.lock_said:
-                who = ", ".join(f"{k} {exc.holder[k]}" for k in _HOLDER if exc.holder.get(k))
-                text = f"another run holds the run lock ({who or 'not said yet'}): the round waits"
+                text = f"another run holds the run lock ({exc.who}): the round waits"
                 self.say(Notice("lock-held", printable(text)))
                 self.lock_said = True
             return None

@@ -361,8 +361,7 @@ class Workspace(AbstractContextManager["Workspace"]):
             work = partial(self.reconciler.execute, plan, run, False, progress, allow)
             if not own_run:
                 return work()
-            with self.run_log() as log:
-                return record_reconcile(log, run, RECONCILE_COMMAND, work)
+            return record_reconcile(self.runs, run, RECONCILE_COMMAND, work)
 
     def source_folders(self) -> list[Folder]:
         """The folders whose files are paths of a source: each folder source's roots, each
