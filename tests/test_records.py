@@ -192,11 +192,10 @@ def test_rebuild_restores_runs_as_the_run_log_lists_them(store: Path, notes: Pat
     cli(store, "index", "rebuild")
     with RunLog(store / "index.db") as log:  # as the run log lists them, rebuilt
         assert [run.to_json() for run in log.list()] == before
+    # one records commit per run: its row reaches git when the run ends
     assert [s for s in record_log(store) if s.startswith("run ")] == [
         f"run {before[0]['id']} finished: exit 0",
-        f"run {before[0]['id']} started: blocksync sync",
         f"run {before[1]['id']} finished: exit 0",
-        f"run {before[1]['id']} started: blocksync sync",
     ]
     assert cli(store, "fsck").startswith("ok")
 
@@ -350,6 +349,34 @@ def test_killed_mid_reconcile_after_git_keeps_every_conflict(store: Path, notes:
     assert sorted(c["path"] for c in all_conflicts(store)) == ["a.md", "b.md", "c.md"]
 
 
+def test_a_killed_run_is_recorded_interrupted_by_the_next_one(store: Path, notes: Path) -> None:
+    """A run's row reaches git when it ends: one killed mid-way is index.db's only, which is
+    no disagreement for fsck, survives a rebuild from a readable index.db, and is recorded as
+    interrupted by the next run."""
+    cli(store, "reconcile")
+    with blocksync.open(store, author="agent:bob") as ws:
+        (block,) = [b for b in ws.blocks.list("bob") if b.label.endswith("a.md")]
+        ws.blocks.update("bob", block.label, "agent\n")
+    (notes / "a.md").write_text("disk\n")
+    killed(store, "after-git", "ws.reconcile()")  # once its conflict is in git
+    with RunLog(store / "index.db") as log:
+        dead = log.list()[0]
+    assert dead.status == "running"
+    assert not any(subject.startswith(f"run {dead.id}") for subject in record_log(store))
+    assert cli(store, "fsck").startswith("ok")
+    cli(store, "index", "rebuild")
+    with RunLog(store / "index.db") as log:
+        assert log.get(dead.id).status == "running"
+    cli(store, "reconcile", code=3)  # the conflict the killed run found is open
+    with RunLog(store / "index.db") as log:
+        assert log.get(dead.id).status == "interrupted"
+    lose_index(store)  # git holds it now
+    cli(store, "index", "rebuild")
+    with RunLog(store / "index.db") as log:
+        assert log.get(dead.id).status == "interrupted"
+    assert cli(store, "fsck").startswith("ok")
+
+
 def test_killed_before_the_ref_moves_leaves_both_as_they_were(store: Path, notes: Path) -> None:
     ids = conflicts_on(store, notes, "a.md")
     head = git(store / "repo", "rev-parse", REF)
@@ -392,5 +419,5 @@ def test_records_never_travel_to_a_remote(store: Path, notes: Path, tmp_path: Pa
 
 def test_a_store_with_records_but_no_block_yet_is_whole(store_path: Path) -> None:
     cli(store_path, "sync")  # a run row: the records ref exists before main does
-    assert len(record_log(store_path)) == 2
+    assert len(record_log(store_path)) == 1
     assert cli(store_path, "fsck").startswith("ok")

@@ -6,6 +6,11 @@ dies half-way is still visible. Unlike the version index, runs cannot be re-deri
 history: they are history of what the cron job did, kept in their own table beside
 ``conflicts`` and, like conflicts, as records on ``refs/blocksync/records`` (:data:`RECORDS`,
 :mod:`blocksync.store.records`) written in the same transaction, so ``index rebuild`` restores them.
+A row reaches git once, when it leaves ``running``: one records commit per run, not two (a
+cron job every minute would otherwise add a million commits a year to the ref, and a run that
+changed nothing would spend a third of its records time announcing itself). A run killed
+mid-way is still a ``running`` row of index.db, and the next run records it ``interrupted``;
+``index rebuild`` keeps such a row (git lacks it), ``fsck`` does not count it as a disagreement.
 
 Life of a row::
 
@@ -178,6 +183,7 @@ RECORDS = RecordKind(
     columns=_FIELDS,
     key=("id",),
     prepare=preparer(MIGRATIONS),
+    in_flight=lambda row: row["status"] == "running",
 )
 
 
@@ -236,7 +242,9 @@ class RunLog(SqliteTable):
     ) -> Run:
         """Record that run ``run_id`` of ``command`` started now, and mark dead runs interrupted.
 
-        ``exclusive``: the caller holds the run lock, so no other run is still going.
+        ``exclusive``: the caller holds the run lock, so no other run is still going. The new
+        row is index.db's only until it ends (module docstring); the dead runs it marks are
+        recorded now.
         """
         with self._write("cannot record a run", f"run {run_id} started: {command}") as staged:
             running = self._conn.execute(
@@ -256,7 +264,6 @@ class RunLog(SqliteTable):
                 )
             except sqlite3.IntegrityError as exc:
                 raise UsageError(f"run id {run_id!r} is taken already") from exc
-            staged.add(RECORDS, run_id)
             return self._fetch(run_id)
 
     def finish(

@@ -78,6 +78,10 @@ class RecordKind:
     #: the key is one growing number, and rows come in batches (a pull's notifications): one
     #: record holds the rows of 256 consecutive numbers, one JSON line each
     numbered: bool = False
+    #: rows in a passing state that git does not hold yet (a run's row while it runs): the
+    #: table records such a row when it leaves that state, so an index.db row it holds that
+    #: git lacks is no disagreement, and a reload from git keeps it
+    in_flight: Callable[[dict[str, Any]], bool] | None = None
 
 
 @dataclass

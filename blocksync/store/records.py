@@ -31,6 +31,10 @@ fsck`` reports every row on which the two disagree; git is the truth for both. A
 whose ref is missing (a store from before records, or the ref deleted) is the only copy: its
 rows are written to git at once, as the ref's first commit.
 
+A row in a passing state (``RecordKind.in_flight``: a run's row while it runs) is index.db's
+only until it leaves that state, so a run costs one records commit, not two; ``fsck`` does not
+count such a row as a disagreement, and a reload from git keeps it.
+
 The ref stays on its machine: only ``refs/heads/main`` travels to remotes.
 """
 
@@ -243,6 +247,8 @@ class Records:
         for key in sorted(ours.keys() | theirs.keys(), key=str):
             what = describe(kind, key)
             row, record = ours.get(key), theirs.get(key)
+            if record is None and row is not None and _in_flight(kind, row):
+                continue  # not recorded yet, by design
             if record is None:
                 problems.append(f"{what} is in index.db, not in {REF_NAME}")
             elif row is None:
@@ -385,10 +391,16 @@ class Records:
         return {path: encode(kind, rows) for path, (kind, rows) in self._grouped(conn).items()}
 
     def _reload(self, conn: Connection, head: bytes) -> None:
+        """Make the record tables what the ref holds, but for their in-flight rows git lacks."""
+        flying: list[tuple[RecordKind, Row]] = []
         for kind in self.kinds.values():
             kind.prepare(conn)
+            if kind.in_flight is not None:
+                flying += [(kind, row) for row in _select(conn, kind, None) if kind.in_flight(row)]
             conn.execute(f"DELETE FROM {kind.table}")
         self._apply(conn, self._diff(None, self._tree(head)))
+        for kind, row in flying:  # a row git holds (by its key or its place) stays git's
+            _upsert(conn, kind, row, replace=False)
 
     def _apply(self, conn: Connection, changes: Iterable[Change]) -> None:
         """Make the rows of each changed record what its new version holds."""
@@ -534,10 +546,15 @@ def _rows(conn: Connection, kind: RecordKind, keys: list[Key]) -> list[Row]:
     return [dict(zip(kind.columns, values)) for values in found]
 
 
-def _upsert(conn: Connection, kind: RecordKind, row: Row) -> None:
+def _in_flight(kind: RecordKind, row: Row) -> bool:
+    return kind.in_flight is not None and kind.in_flight(row)
+
+
+def _upsert(conn: Connection, kind: RecordKind, row: Row, *, replace: bool = True) -> None:
     marks = ", ".join("?" * len(kind.columns))
+    verb = "REPLACE" if replace else "IGNORE"
     conn.execute(
-        f"INSERT OR REPLACE INTO {kind.table} ({_quoted(kind.columns)}) VALUES ({marks})",
+        f"INSERT OR {verb} INTO {kind.table} ({_quoted(kind.columns)}) VALUES ({marks})",
         [row[column] for column in kind.columns],
     )
 
