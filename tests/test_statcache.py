@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 
 import blocksync
-from blocksync.fs.disk import file_stat
+from blocksync.fs.disk import Folder, file_stat
 from blocksync.index.statcache import (
     CLEAN_TABLE,
     FINE_RACY_NS,
+    NOT_CLEAN,
     RACY_NS,
     TABLE,
     Seen,
@@ -465,3 +466,21 @@ def test_files_a_first_sync_took_in_are_clean_at_once(tmp_path: Path) -> None:
     kinds, _ = rig.run()
     assert kinds["n1.md"] == "Resolved" and rig.block("n1.md") == "NOTE 1\n"
     rig.ws.close()
+
+
+def test_a_scan_leaves_out_only_the_stats_it_was_told_and_that_still_hold(tmp_path: Path) -> None:
+    """What a run over all paths relies on: a file is left out of the scan's stats only when
+    its stat is exactly the known one; a changed, an unknown or a not-clean one is kept."""
+    for name in ("same.md", "changed.md", "new.md", "dirty.md"):
+        (tmp_path / name).write_text(f"{name}\n")
+    known = {name: file_stat(os.stat(tmp_path / name)) for name in ("same.md", "changed.md")}
+    known.update({"dirty.md": NOT_CLEAN, "gone.md": (1, 2, 3, 4)})
+    (tmp_path / "changed.md").write_text("changed, and longer\n")
+    with Folder(tmp_path) as folder:
+        listing = folder.scan(stats=True, known=known)
+        full = folder.scan(stats=True)
+    assert listing.files == ["changed.md", "dirty.md", "new.md", "same.md"]
+    assert listing.stats is not None and full.stats is not None
+    assert set(listing.stats) == {"changed.md", "dirty.md", "new.md"}
+    assert all(listing.stats[name] == full.stats[name] for name in listing.stats)
+    assert set(full.stats) == set(full.files)

@@ -31,7 +31,7 @@ import secrets
 import stat
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
@@ -139,7 +139,8 @@ class Listing:
     odd: list[tuple[str, str]] = field(default_factory=list)
     #: folders that could not be listed, and why: what lies below them is unknown, not gone
     unlisted: list[tuple[str, str]] = field(default_factory=list)
-    #: the :func:`file_stat` of each regular file as listed (None: a scan not asked for them)
+    #: the :func:`file_stat` of each regular file as listed (None: a scan not asked for them),
+    #: but those a scan was told it knows already (:meth:`Folder.scan`'s ``known``)
     stats: dict[str, FileStat] | None = None
 
     def unknown(self, rel: str) -> str | None:
@@ -644,15 +645,19 @@ class Folder:
         skip: Callable[[str], bool] | None = None,
         clean_temps: bool = True,
         stats: bool = False,
+        known: Mapping[str, FileStat | None] | None = None,
         ordered: bool = True,
     ) -> Listing:
         """Every entry below the root: regular files, odd entries with the reason, folders
         that cannot be listed. ``skip(folder)`` leaves a folder out (exclude patterns);
         version-control folders, the store and temp files are always left out, and temp
         files of writers that are gone are removed (unless not ``clean_temps``). ``stats``:
-        each file's :func:`file_stat` too (its ``lstat``, from the folder's descriptor).
+        each file's :func:`file_stat` too (its ``lstat``, from the folder's descriptor), but
+        for the files whose stat is the one ``known`` holds for them: those are unchanged by
+        their stat alone, and a caller comparing every stat itself would walk them again.
         ``ordered``: the files sorted (not: in the order found, for a caller making a set)."""
         listing = Listing(stats={} if stats else None)
+        same = (known or {}).get
         stack: list[tuple[tuple[str, ...], int]] = [((), os.dup(self._fd))]
         while stack:
             parts, fd = stack.pop()
@@ -682,12 +687,14 @@ class Folder:
                         except OSError:
                             continue  # gone meanwhile
                         if S_ISREG(info.st_mode):  # not swapped for something else meanwhile
-                            kept[rel] = (
+                            found = (
                                 info.st_size,
                                 info.st_mtime_ns,
                                 info.st_ctime_ns,
                                 info.st_ino,
                             )
+                            if same(rel) != found:
+                                kept[rel] = found
                             files.append(rel)
                         continue
                     self._scan_entry(

@@ -37,12 +37,13 @@ neither side moved since. One row, read in one query, instead of 10,000.
 
 from __future__ import annotations
 
-import array
 import json
 import sqlite3
+import struct
 import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import sqlite_utils
@@ -64,6 +65,8 @@ FINE_RACY_NS = 100_000_000
 CLEAN_TABLE = "folder_clean"
 #: the stat of a bound path not known to be clean: no file has a negative size
 NOT_CLEAN: FileStat = (-1, -1, -1, -1)
+#: how the clean row keeps one path's stat: four 64-bit integers, in this machine's order
+_STAT = struct.Struct("=4q")
 
 
 @MIGRATIONS(name="folder_stats_table")
@@ -211,12 +214,10 @@ class StatCache:
             if row is None:
                 return None
             key, stamp, paths, stats, named = row
-            numbers = array.array("q")
-            numbers.frombytes(stats)
-            ints = iter(numbers.tolist())
-            bound = dict(zip(paths.split("\0") if paths else [], zip(ints, ints, ints, ints)))
-            if len(numbers) != 4 * len(bound) or type(stamp) is not int:
+            listed = paths.split("\0") if paths else []
+            if len(stats) != _STAT.size * len(listed) or type(stamp) is not int:
                 return None
+            bound = dict(zip(listed, _STAT.iter_unpack(stats)))
             return Clean(json.loads(key), stamp, bound, set(json.loads(named)), False, False)
         except (sqlite3.DatabaseError, ValueError, TypeError):
             return None
@@ -228,7 +229,8 @@ class StatCache:
                 conn.execute(f"DELETE FROM {CLEAN_TABLE} WHERE source = ?", [self.source])
                 if clean is None:
                     return
-                numbers = array.array("q", [n for stat in clean.bound.values() for n in stat])
+                stats = chain.from_iterable(clean.bound.values())
+                numbers = struct.pack(f"={4 * len(clean.bound)}q", *stats)
                 conn.execute(
                     f"INSERT INTO {CLEAN_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
                     [
@@ -236,11 +238,11 @@ class StatCache:
                         json.dumps(clean.key),
                         clean.stamp,
                         "\0".join(clean.bound),
-                        numbers.tobytes(),
+                        numbers,
                         json.dumps(sorted(clean.named)),
                     ],
                 )
-        except (sqlite3.DatabaseError, OverflowError):
+        except (sqlite3.DatabaseError, struct.error):
             pass  # a hint lost: the next run rebuilds it
 
     def update(

@@ -6,7 +6,7 @@ of what they hold, and the :class:`blocksync.shared.apply.Outside` port over the
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +119,8 @@ class Survey:
     files: set[str] = field(default_factory=set)  # selected regular files, as source paths
     present: set[str] = field(default_factory=set)  # every regular file, selected or not
     skipped: list[Skipped] = field(default_factory=list)  # odd entries (selected) and why
-    #: the stat of each selected file as listed, by source path (a survey asked for them)
+    #: the stat of each selected file as listed, by source path (a survey asked for them),
+    #: but of those whose stat was known already (:func:`survey`'s ``known``)
     stats: dict[str, FileStat] = field(default_factory=dict)
 
     def unknown(self, index: int, rel: str) -> str | None:
@@ -127,20 +128,36 @@ class Survey:
         return self.listings[index].unknown(rel)
 
 
-def survey(roots: Roots, spec: Selection, *, stats: bool = False) -> Survey:
+def survey(
+    roots: Roots,
+    spec: Selection,
+    *,
+    stats: bool = False,
+    known: Mapping[str, FileStat | None] | None = None,
+) -> Survey:
     """Every root listed (see :func:`_survey`), shown as a task while it runs."""
     with progress.current().task(f"listing {spec.key}"):
-        return _survey(roots, spec, stats=stats)
+        return _survey(roots, spec, stats=stats, known=known)
 
 
-def _survey(roots: Roots, spec: Selection, *, stats: bool) -> Survey:
+def _survey(
+    roots: Roots, spec: Selection, *, stats: bool, known: Mapping[str, FileStat | None] | None
+) -> Survey:
     """Every root listed (never through a link, never into the store or a version-control
     folder): the selected files, what is skipped and why, folders that cannot be listed;
-    ``stats``: each selected file's stat too (what the stat cache compares)."""
+    ``stats``: each selected file's stat too (what the stat cache compares), but of those
+    whose stat is the one ``known`` (by source path) holds: unchanged by their stat alone, they
+    are left out while listing, where it costs least (a source of one folder, whose source
+    paths are its relative ones; with several, every stat is kept)."""
     found = Survey()
+    one_root = len(spec.paths) == 1
     for index, root in enumerate(spec.paths):
         listing = found.listings[index] = roots[root].scan(
-            recursive=spec.recursive, skip=spec.folder_excluded, stats=stats, ordered=False
+            recursive=spec.recursive,
+            skip=spec.folder_excluded,
+            stats=stats,
+            known=known if one_root else None,
+            ordered=False,
         )
         for folder, reason in listing.unlisted:
             if not folder:
@@ -165,12 +182,12 @@ def _survey(roots: Roots, spec: Selection, *, stats: bool) -> Survey:
             selected = listing.files
         else:
             selected = [rel for rel in listing.files if spec.selects(rel)]
-        if len(spec.paths) == 1:  # source paths are the relative ones: taken as they are
+        if one_root:  # source paths are the relative ones: taken as they are
             found.present = set(listing.files)
             whole = len(selected) == len(listing.files)
             found.files = found.present.copy() if whole else set(selected)
             if listed is not None:
-                found.stats = listed if whole else {r: listed[r] for r in selected}
+                found.stats = listed if whole else {r: listed[r] for r in selected if r in listed}
             continue
         for rel in listing.files:
             found.present.add(spec.source_path(index, rel))

@@ -633,17 +633,23 @@ class FileSource:
         return Snapshot(entries, bound, latest)
 
     def _plan_all(
-        self, survey: Survey, outcome: ReconcileOutcome, allow_mass_delete: bool
-    ) -> tuple[Clean, Snapshot, set[str], list[str]]:
-        """A run over all paths: the clean paths, the snapshot of the rest, every candidate,
-        and the rest: those not found unchanged by their stat alone (listed as unchanged in
-        ``outcome``)."""
-        clean, snap = self._clean_rows().load()
+        self,
+        clean: Clean,
+        snap: Snapshot | None,
+        survey: Survey,
+        outcome: ReconcileOutcome,
+        allow_mass_delete: bool,
+    ) -> tuple[Snapshot, set[str], list[str]]:
+        """A run over all paths, with the clean paths (and the snapshot, if loading them
+        made one) and a survey that knew their stats: the snapshot of the rest, every
+        candidate, and the rest: those not found unchanged by their stat alone (listed as
+        unchanged in ``outcome``)."""
         bound = clean.bound
-        stats = survey.stats
-        missed = {path for path, stat in stats.items() if bound.get(path) != stat}
-        quick = stats.keys() - missed
+        # the survey left out most files whose stat is the clean one: of those it kept, some
+        # may still be (a source of several folders keeps every stat)
+        missed = {path for path, stat in survey.stats.items() if bound.get(path) != stat}
         files = survey.files
+        quick = files - missed
         if snap is None:
             self._unname(clean)
         named = [(self.spec.agent, label) for label in clean.named]
@@ -669,7 +675,7 @@ class FileSource:
             self._refuse(len(bound) - len(absent), absent, blocks_gone, survey)
         outcome.skipped += survey.skipped + skipped
         outcome.unchanged = list(quick)
-        return clean, snap, wanted, rest
+        return snap, wanted, rest
 
     def reconcile(self, paths: list[str]) -> list[ReconcileResult]:
         """Reconcile ``paths`` (see the module docstring); skipped ones land in ``skipped``."""
@@ -699,8 +705,11 @@ class FileSource:
             clean: Clean | None = None
             every: set[str] = set()
             if wanted is None:
-                survey = folder_disk.survey(disk, self.spec, stats=True)
-                clean, snap, every, rest = self._plan_all(survey, outcome, allow_mass_delete)
+                clean, loaded = self._clean_rows().load()
+                survey = folder_disk.survey(disk, self.spec, stats=True, known=clean.bound)
+                snap, every, rest = self._plan_all(
+                    clean, loaded, survey, outcome, allow_mass_delete
+                )
                 only = rest if len(rest) <= _PARTIAL_MOST else None
                 hashing = Hashing(self.stat_cache(), survey.stats, only)
                 ordered: list[NoChange | _Plan] = self._decide(
