@@ -23,13 +23,17 @@ import pytest
 import blocksync
 from blocksync.fs.disk import Folder, file_stat
 from blocksync.index.statcache import (
+    CLEAN_BASE_TABLE,
+    CLEAN_CHANGES_TABLE,
     CLEAN_TABLE,
     FINE_RACY_NS,
     NOT_CLEAN,
     RACY_NS,
     TABLE,
+    Clean,
     Seen,
     StatCache,
+    most_changes,
 )
 from blocksync.shared.wit import PermissionLevel, PermissionRule
 from blocksync.sync.folder.config import FileSourceSpec
@@ -232,8 +236,8 @@ def test_rows_of_paths_that_are_gone_go_away(tmp_path: Path) -> None:
     ],
 )
 def test_a_damaged_or_missing_table_falls_back_to_hashing(rig: Rig, damage: str) -> None:
-    # the clean paths (one blob per source) damaged alike
-    clean = damage.replace(TABLE, CLEAN_TABLE).replace(
+    # the clean paths (a blob per source) damaged alike
+    clean = damage.replace(TABLE, CLEAN_BASE_TABLE).replace(
         "size = 'big', mtime_ns = 1.5", "stats = 'x'"
     )
     rig.ws.index_db.conn.executescript(f"{damage}; {clean}")
@@ -484,3 +488,51 @@ def test_a_scan_leaves_out_only_the_stats_it_was_told_and_that_still_hold(tmp_pa
     assert set(listing.stats) == {"changed.md", "dirty.md", "new.md"}
     assert all(listing.stats[name] == full.stats[name] for name in listing.stats)
     assert set(full.stats) == set(full.files)
+
+
+def _clean_tables(rig: Rig) -> tuple[bytes, dict[str, tuple[object, ...]]]:
+    """The saved base's stats blob and the rows of changes since it."""
+    conn = rig.ws.index_db.conn
+    (stats,) = conn.execute(f"SELECT stats FROM {CLEAN_BASE_TABLE} WHERE source = ?", [KEY])
+    changes = conn.execute(f"SELECT * FROM {CLEAN_CHANGES_TABLE} WHERE source = ?", [KEY])
+    return stats[0], {row[1]: tuple(row[2:]) for row in changes}
+
+
+def test_a_run_that_changed_a_few_paths_saves_those_not_every_path(rig: Rig) -> None:
+    """The clean paths are a base and the changes since: a run writes the rows of what it
+    changed, and what is loaded is the base with the changes."""
+    base, _ = _clean_tables(rig)
+    (rig.root / "n1.md").write_text("changed\n")
+    kinds, _ = rig.run()
+    assert kinds["n1.md"] == "Resolved"
+    after, changes = _clean_tables(rig)
+    assert after == base  # the base was not rewritten
+    assert changes["n1.md"] == tuple(NOT_CLEAN)  # its file was written: not clean yet
+    _settle()
+    kinds, opened = rig.run()  # n1.md re-stamped once still: loaded from base + changes
+    kinds, opened = rig.run()
+    assert set(kinds.values()) == {"NoChange"} and opened == []
+    assert _clean(rig)["n1.md"] == file_stat(os.stat(rig.root / "n1.md"))
+
+
+def test_changes_past_the_limit_make_a_new_base(tmp_path: Path) -> None:
+    cache = StatCache(blocksync.init(tmp_path / "store").index_db, KEY)
+    made = Clean(["a", "b", "c"], 1, {f"p{i}": (i, i, i, i) for i in range(10)}, {"x"})
+    cache.save_clean(made)
+    loaded = cache.clean()
+    assert loaded is not None and loaded.bound == made.bound and loaded.named == {"x"}
+    for round_ in range(most_changes(10) + 2):  # one change per save: one past the limit
+        loaded.still(f"p{round_ % 10}", (round_, 0, 0, 0))
+        cache.save_clean(loaded)
+    conn = cache.db.conn
+    count = conn.execute(f"SELECT count(*) FROM {CLEAN_CHANGES_TABLE}").fetchone()[0]
+    assert count < 10  # a new base took them in
+    assert cache.clean() is not None and cache.clean().bound == loaded.bound  # type: ignore[union-attr]
+    loaded.forget("p3")
+    cache.save_clean(loaded)
+    again = cache.clean()
+    assert again is not None and "p3" not in again.bound and again.bound == loaded.bound
+    conn.execute(f"UPDATE {CLEAN_CHANGES_TABLE} SET size = 'big'")  # a damaged row of changes
+    assert cache.clean() is None  # not trusted: the next run makes them anew
+    cache.save_clean(None)
+    assert cache.clean() is None

@@ -33,6 +33,14 @@ valid for the commits of main and of the source's bases ref it names (``key``); 
 patches it forward from the changes since (O(changes)). A path listed with the very stat the
 survey finds is unchanged on both sides: the stat was taken, not racy, when that was true, and
 neither side moved since. One row, read in one query, instead of 10,000.
+
+It is kept in three tables, so that a run which changed a few paths writes a few rows, not
+the whole of it again (a 10,000-path source's row is ~600 KB; rewritten by every run that
+changed anything, it also drove SQLite's WAL to a checkpoint every few runs): ``folder_clean``
+(key, stamp, named labels: small, written by every save), ``folder_clean_base`` (every path and
+stat, two blobs) and ``folder_clean_changes`` (a row per path changed since the base; a path
+bound no more has no stat). Once the changes pass :func:`most_changes` of the base's size, the
+next save writes a new base and drops them (log-structured, like git's split index).
 """
 
 from __future__ import annotations
@@ -63,6 +71,8 @@ RACY_NS = 2_000_000_000
 #: the same for a file whose mtime has a fraction of a second (a file system keeping finer ones)
 FINE_RACY_NS = 100_000_000
 CLEAN_TABLE = "folder_clean"
+CLEAN_BASE_TABLE = "folder_clean_base"
+CLEAN_CHANGES_TABLE = "folder_clean_changes"
 #: the stat of a bound path not known to be clean: no file has a negative size
 NOT_CLEAN: FileStat = (-1, -1, -1, -1)
 #: how the clean row keeps one path's stat: four 64-bit integers, in this machine's order
@@ -87,6 +97,33 @@ def _create_clean(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS(name="folder_clean_in_parts")
+def _split_clean(db: sqlite_utils.Database) -> None:
+    """The clean paths in three tables (module docstring); the one-row table they were kept
+    in is dropped: a cache, made again by the next run over all paths."""
+    db.execute(f"DROP TABLE IF EXISTS {CLEAN_TABLE}")
+    db.execute(
+        f"CREATE TABLE {CLEAN_TABLE} (source TEXT PRIMARY KEY, key TEXT NOT NULL, "
+        "stamp INTEGER NOT NULL, named TEXT NOT NULL)"
+    )
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {CLEAN_BASE_TABLE} (source TEXT PRIMARY KEY, "
+        "paths TEXT NOT NULL, stats BLOB NOT NULL)"
+    )
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {CLEAN_CHANGES_TABLE} (source TEXT NOT NULL, "
+        "path TEXT NOT NULL, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, "
+        "PRIMARY KEY (source, path)) WITHOUT ROWID"
+    )
+
+
+def most_changes(paths: int) -> int:
+    """How many rows of changes the clean paths of a base of ``paths`` paths may gather
+    before a save writes a new base: an eighth of it, and never fewer than 1,024 (a small
+    source's base costs little to rewrite; a big one's changes little to apply)."""
+    return max(1024, paths // 8)
+
+
 @dataclass
 class Clean:
     """A source's clean paths (see the module docstring). ``key``: what they are valid for;
@@ -99,6 +136,13 @@ class Clean:
     named: set[str] = field(default_factory=set)
     dirty: bool = True  # changed since it was saved (or never saved)
     rebound: bool = True  # made, or bindings changed since it was saved (not kept)
+    #: the paths whose stat changed since it was loaded or saved (None: bound no more); not
+    #: ``whole``, a save writes these only
+    changes: dict[str, FileStat | None] = field(default_factory=dict)
+    #: made anew, not loaded: a save writes every path (a new base)
+    whole: bool = True
+    #: how many rows of changes the saved clean paths had gathered since their base
+    logged: int = 0
 
     def still(self, path: str, stat: FileStat | None) -> None:
         """``path`` is bound, clean with ``stat`` (None: not known to be clean)."""
@@ -106,11 +150,15 @@ class Clean:
         if self.bound.get(path) != stat:
             self.bound[path] = stat
             self.dirty = True
+            if not self.whole:
+                self.changes[path] = stat
 
     def forget(self, path: str) -> None:
         """``path`` is bound no more."""
         if self.bound.pop(path, None) is not None:
             self.dirty = True
+            if not self.whole:
+                self.changes[path] = None
 
     def unname(self, label: str) -> None:
         """Block ``label`` names no path but its own (bound to it)."""
@@ -205,45 +253,78 @@ class StatCache:
 
     def clean(self) -> Clean | None:
         """The source's clean paths as last saved; None if there are none (or damaged)."""
+        source = [self.source]
         try:
-            with self.db.reading() as conn:
-                row = conn.execute(
-                    f"SELECT key, stamp, paths, stats, named FROM {CLEAN_TABLE} WHERE source = ?",
-                    [self.source],
+            with self.db.atomic() as conn:  # the three tables as one save left them
+                meta = conn.execute(
+                    f"SELECT key, stamp, named FROM {CLEAN_TABLE} WHERE source = ?", source
                 ).fetchone()
-            if row is None:
+                base = conn.execute(
+                    f"SELECT paths, stats FROM {CLEAN_BASE_TABLE} WHERE source = ?", source
+                ).fetchone()
+                changes = conn.execute(
+                    "SELECT path, size, mtime_ns, ctime_ns, inode FROM "
+                    f"{CLEAN_CHANGES_TABLE} WHERE source = ?",
+                    source,
+                ).fetchall()
+            if meta is None or base is None:
                 return None
-            key, stamp, paths, stats, named = row
+            (key, stamp, named), (paths, stats) = meta, base
             listed = paths.split("\0") if paths else []
             if len(stats) != _STAT.size * len(listed) or type(stamp) is not int:
                 return None
             bound = dict(zip(listed, _STAT.iter_unpack(stats)))
-            return Clean(json.loads(key), stamp, bound, set(json.loads(named)), False, False)
-        except (sqlite3.DatabaseError, ValueError, TypeError):
+            for path, *stat in changes:
+                if stat == [None] * 4:
+                    bound.pop(path, None)
+                elif all(type(n) is int for n in stat):
+                    bound[path] = tuple(stat)
+                else:
+                    return None
+            found = Clean(json.loads(key), stamp, bound, set(json.loads(named)), False, False)
+        except (sqlite3.DatabaseError, ValueError, TypeError, struct.error):
             return None
+        found.whole, found.logged = False, len(changes)
+        return found
 
     def save_clean(self, clean: Clean | None) -> None:
-        """Keep ``clean`` as the source's clean paths (None: forget them)."""
+        """Keep ``clean`` as the source's clean paths (None: forget them): its changes since
+        it was loaded, or a new base when it was made anew or the changes grew too many."""
+        source = self.source
         try:
             with self.db.atomic() as conn:
-                conn.execute(f"DELETE FROM {CLEAN_TABLE} WHERE source = ?", [self.source])
                 if clean is None:
+                    for table in (CLEAN_TABLE, CLEAN_BASE_TABLE, CLEAN_CHANGES_TABLE):
+                        conn.execute(f"DELETE FROM {table} WHERE source = ?", [source])
                     return
-                stats = chain.from_iterable(clean.bound.values())
-                numbers = struct.pack(f"={4 * len(clean.bound)}q", *stats)
+                logged = clean.logged + len(clean.changes)
+                if clean.whole or logged > most_changes(len(clean.bound)):
+                    self._save_base(conn, clean.bound)
+                    logged = 0
+                else:
+                    conn.executemany(
+                        f"INSERT OR REPLACE INTO {CLEAN_CHANGES_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+                        [
+                            (source, path, *(stat or (None,) * 4))
+                            for path, stat in clean.changes.items()
+                        ],
+                    )
                 conn.execute(
-                    f"INSERT INTO {CLEAN_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        self.source,
-                        json.dumps(clean.key),
-                        clean.stamp,
-                        "\0".join(clean.bound),
-                        numbers,
-                        json.dumps(sorted(clean.named)),
-                    ],
+                    f"INSERT OR REPLACE INTO {CLEAN_TABLE} VALUES (?, ?, ?, ?)",
+                    [source, json.dumps(clean.key), clean.stamp, json.dumps(sorted(clean.named))],
                 )
         except (sqlite3.DatabaseError, struct.error):
-            pass  # a hint lost: the next run rebuilds it
+            return  # a hint lost: the next run rebuilds it
+        clean.changes, clean.whole, clean.logged = {}, False, logged
+
+    def _save_base(self, conn: sqlite3.Connection, bound: Mapping[str, FileStat]) -> None:
+        """Every path and stat of ``bound`` as the base, and no changes since it."""
+        numbers = struct.pack(f"={4 * len(bound)}q", *chain.from_iterable(bound.values()))
+        conn.execute(f"DELETE FROM {CLEAN_CHANGES_TABLE} WHERE source = ?", [self.source])
+        conn.execute(
+            f"INSERT OR REPLACE INTO {CLEAN_BASE_TABLE} VALUES (?, ?, ?)",
+            [self.source, "\0".join(bound), numbers],
+        )
 
     def update(
         self,
