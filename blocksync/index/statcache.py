@@ -25,14 +25,14 @@ back since) is not trusted either. ctime, which no program can set, makes ``touc
 The table is derived and disposable: a damaged or missing one costs a run its shortcut, never
 its answer (reads fall back to hashing, writes re-create the table or are dropped).
 
-**Clean paths** (table ``folder_clean``, one row per source): what a run over all paths needs
+**Clean paths** (tables ``folder_clean*``, per source): what a run over all paths needs
 to call most paths unchanged without a row per path -- every bound path, with the stat its file
 had when it was last found to hold its base's bytes while its block held the base too (or
 :data:`NOT_CLEAN`), and the labels of blocks that may name a path not bound to them. It is
 valid for the commits of main and of the source's bases ref it names (``key``); the source
 patches it forward from the changes since (O(changes)). A path listed with the very stat the
 survey finds is unchanged on both sides: the stat was taken, not racy, when that was true, and
-neither side moved since. One row, read in one query, instead of 10,000.
+neither side moved since. Two blobs and a few rows, read at once, instead of 10,000 rows.
 
 It is kept in three tables, so that a run which changed a few paths writes a few rows, not
 the whole of it again (a 10,000-path source's row is ~600 KB; rewritten by every run that
@@ -75,7 +75,7 @@ CLEAN_BASE_TABLE = "folder_clean_base"
 CLEAN_CHANGES_TABLE = "folder_clean_changes"
 #: the stat of a bound path not known to be clean: no file has a negative size
 NOT_CLEAN: FileStat = (-1, -1, -1, -1)
-#: how the clean row keeps one path's stat: four 64-bit integers, in this machine's order
+#: how the clean base keeps one path's stat: four 64-bit integers, in this machine's order
 _STAT = struct.Struct("=4q")
 
 
