@@ -1904,21 +1904,38 @@ def mcp_command(obj: _Context, agent: str) -> None:
     default=0.3,
     show_default=True,
     metavar="SECONDS",
-    help="How often main is looked at for block changes (and a held run lock tried again).",
+    help="How often main is looked at for block changes (and blocksync.toml for edits, a held "
+    "run lock tried again).",
+)
+@click.option(
+    "--poll-plugins",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often a data-block plugin with no dir (nothing to watch: an S3 bucket) is "
+    "reconciled.",
 )
 @allow_mass_delete_option
 @json_option
 @pass_ctx
 def watch_command(
-    obj: _Context, debounce: float, poll: float, allow_mass_delete: bool, as_json: bool
+    obj: _Context,
+    debounce: float,
+    poll: float,
+    poll_plugins: float,
+    allow_mass_delete: bool,
+    as_json: bool,
 ) -> None:
-    """Live sync: reconcile the file sources as their files and their blocks change.
+    """Live sync: reconcile the data sources as their files and their blocks change.
 
     Watches the folders of every file source (and of data-block plugins granted a dir) and
     reconciles the paths that changed, and the paths whose blocks changed on main, each round
-    under the run lock (held by another run: the round waits for it). A folder that vanishes
-    is waited for. Ctrl-C or SIGTERM stop it (exit 0; 130/143 if a round stopped between two
-    files it was writing).
+    under the run lock (held by another run: the round waits for it); plugins with no dir are
+    reconciled every --poll-plugins seconds. Rounds that change something are runs in
+    `blocksync runs`. Edits of blocksync.toml take effect at the next round (an invalid one is
+    reported, the old configuration runs on). A folder that vanishes is waited for. Ctrl-C or
+    SIGTERM stop it (exit 0; 130/143 if a round stopped between two files it was writing).
 
     \b
     Example: blocksync --store store watch --json >> watch.log
@@ -1927,13 +1944,20 @@ def watch_command(
     def show(event: watch_mod.Event) -> None:
         if as_json:  # one line per round and notice
             _print_json(event.to_json(), line=True)
-        elif isinstance(event, watch_mod.Notice):
-            click.echo(printable(event.message))
-        else:
+        elif isinstance(event, watch_mod.Round):
             click.echo(render_round(event))
+        else:
+            click.echo(printable(event.message))
 
     with obj.open() as ws, _writing():
-        watch_mod.watch(ws, show, debounce=debounce, poll=poll, allow_mass_delete=allow_mass_delete)
+        watch_mod.watch(
+            ws,
+            show,
+            debounce=debounce,
+            poll=poll,
+            plugin_poll=poll_plugins,
+            allow_mass_delete=allow_mass_delete,
+        )
 
 
 def render_round(r: watch_mod.Round) -> str:
