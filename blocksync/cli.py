@@ -20,6 +20,7 @@ import enum
 import getpass
 import importlib
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -1431,7 +1432,7 @@ def sync_command(
 @json_option
 @click.pass_context
 def runs(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """List the recorded runs (sync, reconcile), newest first; `runs show RUN_ID` for one.
+    """List the recorded runs (sync, reconcile, watch rounds), newest first; `runs show ID` for one.
 
     Example: blocksync runs --limit 5
     """
@@ -1889,10 +1890,18 @@ def mcp_command(obj: _Context, agent: str) -> None:
     mcp_server.serve(obj.store, agent)
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """A number of seconds click's FloatRange lets through but no wait can take (nan, inf)."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds", ctx, param)
+    return value
+
+
 @cli.command("watch")
 @click.option(
     "--debounce",
     type=click.FloatRange(min=0.001),
+    callback=_finite,
     default=0.05,
     show_default=True,
     metavar="SECONDS",
@@ -1901,6 +1910,7 @@ def mcp_command(obj: _Context, agent: str) -> None:
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.01),
+    callback=_finite,
     default=0.3,
     show_default=True,
     metavar="SECONDS",
@@ -1910,6 +1920,7 @@ def mcp_command(obj: _Context, agent: str) -> None:
 @click.option(
     "--poll-plugins",
     type=click.FloatRange(min=1),
+    callback=_finite,
     default=60.0,
     show_default=True,
     metavar="SECONDS",
