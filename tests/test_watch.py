@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 import blocksync
+from blocksync.errors import UsageError
 from blocksync.sync import runlock
 from blocksync.watch import Event, Notice, Round, watch
 
@@ -341,3 +342,13 @@ def test_a_refused_watcher_falls_back_to_polling(store: Path) -> None:
         watch_mod.Folders = Folders  # type: ignore[misc]
     failed = [e for e in events if isinstance(e, Notice) and e.event == "watch-failed"]
     assert len(failed) == 1 and "watch limit" in failed[0].message
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"plugin_poll": 0.5}, {"plugin_poll": float("nan")}, {"debounce": 0}, {"poll": float("inf")}],
+)
+def test_the_library_refuses_bad_intervals(store: Path, bad: dict[str, float]) -> None:
+    """What the CLI's option types refuse, ``watch()`` refuses too: an agent's process calls it."""
+    with blocksync.open(store) as ws, pytest.raises(UsageError, match=next(iter(bad))):
+        watch(ws, lambda event: None, **bad)  # type: ignore[arg-type]

@@ -275,7 +275,7 @@ class _Watcher:
             if config.tables == self.ws.config.tables:
                 return  # saved as it was
             settings.check_new_paths(before, {**sources.files, **sources.plugins})
-        except ConfigError as exc:
+        except BlocksyncError as exc:  # ConfigError, and whatever else: the watch goes on
             self.say(settings.invalid(path, str(exc)))
             return
         old = self.ws.config
