@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import blocksync
+from blocksync.config import toml_table
 from blocksync.watch import WATCH_COMMAND
 
 from .plugin_builds import built_plugin
@@ -114,3 +115,44 @@ def test_a_bad_poll_interval_is_refused(bucket: tuple[Path, str], bad: str) -> N
     )
     assert done.returncode == 2, done
     assert "--poll-plugins" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_plugin_source_added_to_the_configuration_is_polled(tmp_path: Path, s3: S3Server) -> None:
+    """blocksync.toml edited while the watch runs: the s3 plugin's table appended (as a user
+    adds a source) is polled from the next round; removing it again stops that."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    store = make_store(tmp_path / "store", {"notes": {"type": "file", "paths": [str(notes)]}})
+    name = s3.new_bucket()
+    s3.put(name, "a.md", "one\n")
+    config = store / "blocksync.toml"
+    before = config.read_text(encoding="utf-8")
+    table = {
+        "type": "wasm",
+        "path": built_plugin("s3"),
+        "allowed_hosts": [s3.hostport],
+        "config": plugin_config(s3, name, tag="docs", permission="admin"),
+    }
+    w = Watch(store, "--json", "--poll-plugins", "1")
+    try:
+        config.write_text(
+            before + "\n" + toml_table(("agents", OWNER, "data_sources", "docs"), table),
+            encoding="utf-8",
+        )
+        added = w.wait_for("config-reloaded")
+        assert added["added"] == ["docs"] and "1 polled" in added["message"]
+        eventually(lambda: block(store) == "one\n", "the added plugin's first round")
+        s3.put(name, "a.md", "two\n")
+        eventually(lambda: block(store) == "two\n", "a poll of the added plugin")
+
+        seen = len(w.events())
+        config.write_text(before, encoding="utf-8")
+        removed = w.wait_for("config-reloaded", since=seen)
+        assert removed["removed"] == ["docs"] and "0 polled" in removed["message"]
+        (notes / "n.md").write_text("note\n", encoding="utf-8")
+        w.wait_for("round", since=seen)  # the file source still syncs
+        code, err = w.stop()
+    finally:
+        w.close()
+    assert code == 0 and "Traceback" not in err, err
+    assert all(not r["errors"] for r in w.events() if r["event"] == "round")
