@@ -20,6 +20,7 @@ import enum
 import getpass
 import importlib
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -1431,7 +1432,7 @@ def sync_command(
 @json_option
 @click.pass_context
 def runs(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """List the recorded runs (sync, reconcile), newest first; `runs show RUN_ID` for one.
+    """List the recorded runs (sync, reconcile, watch rounds), newest first; `runs show ID` for one.
 
     Example: blocksync runs --limit 5
     """
@@ -1889,10 +1890,18 @@ def mcp_command(obj: _Context, agent: str) -> None:
     mcp_server.serve(obj.store, agent)
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """A number of seconds click's FloatRange lets through but no wait can take (nan, inf)."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds", ctx, param)
+    return value
+
+
 @cli.command("watch")
 @click.option(
     "--debounce",
     type=click.FloatRange(min=0.001),
+    callback=_finite,
     default=0.05,
     show_default=True,
     metavar="SECONDS",
@@ -1901,24 +1910,43 @@ def mcp_command(obj: _Context, agent: str) -> None:
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.01),
+    callback=_finite,
     default=0.3,
     show_default=True,
     metavar="SECONDS",
-    help="How often main is looked at for block changes (and a held run lock tried again).",
+    help="How often main is looked at for block changes (and blocksync.toml for edits, a held "
+    "run lock tried again).",
+)
+@click.option(
+    "--poll-plugins",
+    type=click.FloatRange(min=1),
+    callback=_finite,
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often a data-block plugin with no dir (nothing to watch: an S3 bucket) is "
+    "reconciled.",
 )
 @allow_mass_delete_option
 @json_option
 @pass_ctx
 def watch_command(
-    obj: _Context, debounce: float, poll: float, allow_mass_delete: bool, as_json: bool
+    obj: _Context,
+    debounce: float,
+    poll: float,
+    poll_plugins: float,
+    allow_mass_delete: bool,
+    as_json: bool,
 ) -> None:
-    """Live sync: reconcile the file sources as their files and their blocks change.
+    """Live sync: reconcile the data sources as their files and their blocks change.
 
     Watches the folders of every file source (and of data-block plugins granted a dir) and
     reconciles the paths that changed, and the paths whose blocks changed on main, each round
-    under the run lock (held by another run: the round waits for it). A folder that vanishes
-    is waited for. Ctrl-C or SIGTERM stop it (exit 0; 130/143 if a round stopped between two
-    files it was writing).
+    under the run lock (held by another run: the round waits for it); plugins with no dir are
+    reconciled every --poll-plugins seconds. Rounds that change something are runs in
+    `blocksync runs`. Edits of blocksync.toml take effect at the next round (an invalid one is
+    reported, the old configuration runs on). A folder that vanishes is waited for. Ctrl-C or
+    SIGTERM stop it (exit 0; 130/143 if a round stopped between two files it was writing).
 
     \b
     Example: blocksync --store store watch --json >> watch.log
@@ -1927,13 +1955,20 @@ def watch_command(
     def show(event: watch_mod.Event) -> None:
         if as_json:  # one line per round and notice
             _print_json(event.to_json(), line=True)
-        elif isinstance(event, watch_mod.Notice):
-            click.echo(printable(event.message))
-        else:
+        elif isinstance(event, watch_mod.Round):
             click.echo(render_round(event))
+        else:
+            click.echo(printable(event.message))
 
     with obj.open() as ws, _writing():
-        watch_mod.watch(ws, show, debounce=debounce, poll=poll, allow_mass_delete=allow_mass_delete)
+        watch_mod.watch(
+            ws,
+            show,
+            debounce=debounce,
+            poll=poll,
+            plugin_poll=poll_plugins,
+            allow_mass_delete=allow_mass_delete,
+        )
 
 
 def render_round(r: watch_mod.Round) -> str:

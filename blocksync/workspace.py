@@ -13,8 +13,9 @@ A store folder holds::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager, suppress
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from .index.notifications import NotificationLog
     from .index.runs import RunLog
     from .plugins import PluginSet
+    from .plugins.spec import PluginSpec
     from .store.fsck import FsckReport
     from .store.records import Records
     from .sync.folder.config import FileSourceSpec
@@ -194,19 +196,32 @@ class Workspace(AbstractContextManager["Workspace"]):
     @property
     def file_sources(self) -> dict[str, FileSourceSpec]:
         """The ``type = "file"`` data sources of blocksync.toml, by table key."""
-        from .sync.folder.config import parse_file_source
+        return file_source_specs(self.config, self.root, self.plugins.specs)
 
-        specs: dict[str, FileSourceSpec] = {}
-        for agent, table in self.config.agents.items():
-            sources = table.get("data_sources", {}) if isinstance(table, dict) else {}
-            for key, source in sources.items():
-                if isinstance(source, dict) and source.get("type") == "file":
-                    if key in specs or key in self.plugins.specs:
-                        raise ConfigError(
-                            f"data source {key!r} is configured twice: keys name sources"
-                        )
-                    specs[key] = parse_file_source(agent, key, source, self.root)
-        return specs
+    def read_config(self) -> tuple[config_mod.Config, DataSources]:
+        """blocksync.toml as it is on disk now, parsed, with its data sources checked as a
+        run would check them (:class:`~blocksync.errors.ConfigError` naming the table and key
+        at fault). This workspace keeps the configuration it has until :meth:`use_config`."""
+        from .plugins import parse_specs
+
+        config = config_mod.load(self.root / config_mod.CONFIG_FILE)
+        plugins = parse_specs(config.tables, self.root)
+        return config, DataSources(file_source_specs(config, self.root, plugins), plugins)
+
+    def use_config(self, config: config_mod.Config) -> None:
+        """Make ``config`` (from :meth:`read_config`) this workspace's from now on: its data
+        sources, plugins and tools are opened anew when next used (the plugins loaded now are
+        closed). Call it between runs, not inside one. ``[store]`` settings the block store
+        took when the store opened (``durable``, ``machine``) keep their values."""
+        if self._reconciler is not None:
+            self._reconciler.close()
+            self._reconciler = None
+        if self._plugins is not None:
+            self._plugins.close()
+            self._plugins = None
+        self._tools = None
+        self._streams = None
+        self.config = config
 
     @property
     def reconciler(self) -> Reconciler:
@@ -611,6 +626,32 @@ class Workspace(AbstractContextManager["Workspace"]):
             return pack.collect(
                 self.repo_path, grace=grace, durable=self.config.durable, use=engine
             )
+
+
+@dataclass(frozen=True)
+class DataSources:
+    """The data sources a configuration declares: its file sources and its plugins, by key."""
+
+    files: dict[str, FileSourceSpec]
+    plugins: dict[str, PluginSpec]
+
+
+def file_source_specs(
+    config: config_mod.Config, root: Path, plugins: Mapping[str, PluginSpec]
+) -> dict[str, FileSourceSpec]:
+    """The ``type = "file"`` data sources of ``config`` (a store at ``root``), by table key;
+    a key that ``plugins`` (or another file source) has too is a ConfigError."""
+    from .sync.folder.config import parse_file_source
+
+    specs: dict[str, FileSourceSpec] = {}
+    for agent, table in config.agents.items():
+        sources = table.get("data_sources", {}) if isinstance(table, dict) else {}
+        for key, source in sources.items():
+            if isinstance(source, dict) and source.get("type") == "file":
+                if key in specs or key in plugins:
+                    raise ConfigError(f"data source {key!r} is configured twice: keys name sources")
+                specs[key] = parse_file_source(agent, key, source, root)
+    return specs
 
 
 def open(path: str | Path, *, author: str = DEFAULT_AUTHOR) -> Workspace:

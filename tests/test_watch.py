@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 import blocksync
+from blocksync.errors import UsageError
 from blocksync.sync import runlock
 from blocksync.watch import Event, Notice, Round, watch
 
@@ -244,7 +245,7 @@ def test_bad_input_is_refused(tmp_path: Path) -> None:
     blocksync.init(bare).close()
     done = _run(bare)
     assert done.returncode == 2, done
-    assert "no folder to watch" in done.stderr and "Traceback" not in done.stderr
+    assert "no source to watch" in done.stderr and "Traceback" not in done.stderr
     done = _run(tmp_path / "nowhere")
     assert done.returncode != 0 and done.stderr.startswith("error:"), done
     done = _run(bare, "--debounce", "0")
@@ -307,21 +308,21 @@ def test_a_refused_watcher_falls_back_to_polling(store: Path) -> None:
     replaced by one that raises as watchfiles does then. The fallback that follows is real:
     watchfiles' polling, which sees the next edit."""
     from blocksync import watch as watch_mod
+    from blocksync.watch.folders import Changes, Folders
 
-    class Refused(watch_mod._Folders):
-        def _watch(self, roots: list[Path]) -> watch_mod._Changes:
+    class Refused(Folders):
+        def _watch(self, roots: list[Path]) -> Changes:
             if self._polling:
                 return super()._watch(roots)
             return refused()
 
-    def refused() -> watch_mod._Changes:
+    def refused() -> Changes:
         raise OSError("OS file watch limit reached")  # at the first next(), as watchfiles does
         yield set()
 
     events: list[Event] = []
     stop = threading.Event()
-    original = watch_mod._Folders
-    watch_mod._Folders = Refused  # type: ignore[misc]
+    watch_mod.Folders = Refused  # type: ignore[misc]
     try:
         with blocksync.open(store) as ws:
             thread = threading.Thread(target=watch, args=(ws, events.append), kwargs={"stop": stop})
@@ -338,6 +339,16 @@ def test_a_refused_watcher_falls_back_to_polling(store: Path) -> None:
                 stop.set()
                 thread.join(PATIENCE)
     finally:
-        watch_mod._Folders = original  # type: ignore[misc]
+        watch_mod.Folders = Folders  # type: ignore[misc]
     failed = [e for e in events if isinstance(e, Notice) and e.event == "watch-failed"]
     assert len(failed) == 1 and "watch limit" in failed[0].message
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"plugin_poll": 0.5}, {"plugin_poll": float("nan")}, {"debounce": 0}, {"poll": float("inf")}],
+)
+def test_the_library_refuses_bad_intervals(store: Path, bad: dict[str, float]) -> None:
+    """What the CLI's option types refuse, ``watch()`` refuses too: an agent's process calls it."""
+    with blocksync.open(store) as ws, pytest.raises(UsageError, match=next(iter(bad))):
+        watch(ws, lambda event: None, **bad)  # type: ignore[arg-type]

@@ -238,9 +238,17 @@ class RunLog(SqliteTable):
     # -- the API --------------------------------------------------------------------------
 
     def start(
-        self, run_id: str, command: str, *, exclusive: bool = False, pid: int | None = None
+        self,
+        run_id: str,
+        command: str,
+        *,
+        exclusive: bool = False,
+        pid: int | None = None,
+        started_at: str | None = None,
     ) -> Run:
-        """Record that run ``run_id`` of ``command`` started now, and mark dead runs interrupted.
+        """Record that run ``run_id`` of ``command`` started now (or at ``started_at``, a
+        :func:`~blocksync.index.db.timestamp`: a run recorded once it knows it is worth a row,
+        as ``blocksync watch`` records its rounds), and mark dead runs interrupted.
 
         ``exclusive``: the caller holds the run lock, so no other run is still going. The new
         row is index.db's only until it ends (module docstring); the dead runs it marks are
@@ -260,7 +268,12 @@ class RunLog(SqliteTable):
                 self._conn.execute(
                     "INSERT INTO runs (id, command, status, pid, started_at) "
                     "VALUES (?, ?, 'running', ?, ?)",
-                    [run_id, command, os.getpid() if pid is None else pid, timestamp()],
+                    [
+                        run_id,
+                        command,
+                        os.getpid() if pid is None else pid,
+                        started_at or timestamp(),
+                    ],
                 )
             except sqlite3.IntegrityError as exc:
                 raise UsageError(f"run id {run_id!r} is taken already") from exc

@@ -45,12 +45,19 @@ def finish_failed(log: RunLog, run_id: str, command: str, exc: Exception) -> Non
 
 
 def record_reconcile(
-    log: RunLog, run: Run, command: str, work: Callable[[], ReconcileReport]
+    log: RunLog,
+    run: Run,
+    command: str,
+    work: Callable[[], ReconcileReport],
+    *,
+    started_at: str | None = None,
 ) -> ReconcileReport:
     """``work()``, a reconcile under ``run``, recorded as a run of ``command`` (the caller holds
     the run lock). A signal that stopped it leaves the row ``interrupted`` with the exit code
-    the caller exits with; the report is returned either way."""
-    log.start(run.id, command, exclusive=True)
+    the caller exits with; the report is returned either way. ``started_at`` (default: now):
+    when the run started, for a caller that records a run once it is done (``blocksync
+    watch``: ``work`` then returns the report it has)."""
+    log.start(run.id, command, exclusive=True, started_at=started_at)
     try:
         report = work()
     except Exception as exc:

@@ -256,10 +256,19 @@ def test_the_watch_lines_are_its_row(store_path: Path, tmp_path: Path) -> None:
     notes = tmp_path / "notes"
     notes.mkdir()
     add_source(store_path, "notes", notes)
+    more = tmp_path / "more"
+    more.mkdir()
+    config = store_path / "blocksync.toml"
     watch = Watch(store_path, "--json")  # waits for its first line, the "watching" notice
     try:
         (notes / "a.md").write_text("a\n", encoding="utf-8")
         watch.wait_for("round")  # a round is printed when it changed something
+        valid = config.read_text(encoding="utf-8")
+        config.write_text(valid + "\n[agents.alice.data_sources.more\n", encoding="utf-8")
+        watch.wait_for("config-invalid")
+        fixed = f'[agents.alice.data_sources.more]\ntype = "file"\npaths = ["{more}"]\n'
+        config.write_text(valid + fixed, encoding="utf-8")
+        watch.wait_for("config-reloaded")
         shutil.rmtree(notes)
         watch.wait_for("folder-missing")
         assert watch.stop()[0] == 0
@@ -268,12 +277,23 @@ def test_the_watch_lines_are_its_row(store_path: Path, tmp_path: Path) -> None:
     events = watch.events()
     assert [e["event"] for e in events if e["event"] != "round"] == [
         "watching",
+        "config-invalid",
+        "config-reloaded",
         "folder-missing",
         "stopped",
     ]
-    # the row's three shapes: a round, a notice, a notice about a folder
-    round_, notice, about_a_folder = (_fields(s) for s in rows()["watch"].split("`{")[1:])
+    # the row's shapes: a round, a notice, a notice about a source (`polling`, checked in
+    # tests/test_watch_plugins.py), one about a folder, a configuration used or refused
+    round_, notice, _, about_a_folder, reloaded, invalid = (
+        _fields(s) for s in rows()["watch"].split("`{")[1:]
+    )
+    shapes = {
+        "round": round_,
+        "folder-missing": about_a_folder,
+        "config-reloaded": reloaded,
+        "config-invalid": invalid,
+    }
     for event in events:
-        shape = {"round": round_, "folder-missing": about_a_folder}.get(event["event"], notice)
+        shape = shapes.get(event["event"], notice)
         assert (event["format"], set(event) - {"format"}) == (1, shape[0]), event
-        assert shape[1]  # exact: none of the three ends in "..."
+        assert shape[1]  # exact: none of them ends in "..."
