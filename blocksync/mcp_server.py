@@ -59,10 +59,12 @@ from . import names, workspace
 from .agents.agent_tools import PREFIX, builtin_tools
 from .agents.store_tools import store_tools
 from .agents.tools import ToolBox, ToolEntry
-from .errors import BlocksyncError, NotFound, RunLockHeld, ToolNotFound, WaitAbandoned
+from .errors import BlocksyncError, ConfigError, NotFound, RunLockHeld, ToolNotFound, WaitAbandoned
 
 if TYPE_CHECKING:
     from mcp import types
+
+    from .plugins import PluginSet
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,15 @@ class CallControl:
             raise WaitAbandoned
 
 
+def _plugins(ws: workspace.Workspace) -> PluginSet | ConfigError:
+    """The store's plugins, or why their tables in blocksync.toml are wrong: then the built-in
+    tools still serve (the listing warns), as a broken plugin never ends the server."""
+    try:
+        return ws.plugins
+    except ConfigError as exc:
+        return exc
+
+
 def mcp_name(entry: ToolEntry) -> str:
     """A tool's name over MCP: a built-in's own, ``plugin_<name>`` for a plugin's."""
     return entry.name if entry.plugin is None else PLUGIN_PREFIX + entry.name
@@ -130,11 +141,16 @@ class AgentSession:
         with workspace.open(self.store, author=f"agent:{self.agent}") as ws:
             grants = ws.config.may_act_for
             builtins = [*builtin_tools(ws.conflicts, ws.blocks, grants), *store_tools(ws, grants)]
-            yield ws, ToolBox(ws.plugins, builtins, grants=grants)
+            plugins = _plugins(ws)
+            usable = None if isinstance(plugins, ConfigError) else plugins
+            yield ws, ToolBox(usable, builtins, grants=grants)
 
     def tools(self, warn: Callable[[str], None] = lambda line: None) -> list[ToolEntry]:
         """The tools the agent may call; ``warn`` hears of each plugin that offers none."""
-        with self._tools() as (_, box):
+        with self._tools() as (ws, box):
+            plugins = _plugins(ws)
+            if isinstance(plugins, ConfigError):
+                warn(f"no plugin tool is offered: {plugins}")
             entries = box.list(self.agent)
             for problem in box.problems(self.agent):
                 warn(f"plugin {problem.plugin!r} offers no tool: {problem.error}")
@@ -293,7 +309,8 @@ async def _serve(session: AgentSession, warn: Callable[[str], None]) -> None:
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         def waiting(who: str, seconds: float) -> None:  # on a worker thread
             said = f"waiting up to {seconds:.1f} s for the store's run lock, held by {who}"
-            asyncio.run_coroutine_threadsafe(ctx.session.report_progress(0, None, said), loop)
+            with suppress(RuntimeError):  # the loop closed: the server is ending, nobody hears
+                asyncio.run_coroutine_threadsafe(ctx.session.report_progress(0, None, said), loop)
 
         control = CallControl(waiting=waiting)
         worker = reader if params.name in READ_ONLY else writer

@@ -314,7 +314,7 @@ def test_bad_calls_are_tool_errors_and_the_server_goes_on(setup: Setup) -> None:
             "status"
         ] == "open"
 
-    served(setup.store, scenario)
+    served(setup.store, scenario, options=["--lock-wait", "0.2"])  # the lock is held here
 
 
 def test_another_owners_blocks_and_sources_are_refused(setup: Setup) -> None:

@@ -191,3 +191,21 @@ def test_the_owner_rule_is_the_tool_boxs_for_every_caller(store: Path) -> None:
         assert {p.plugin for p in ws.tools.problems("alice")} == {"wc_schema", "junk"}
         out = json.dumps(ws.tools.call("echo", {"text": "a"}, agent="alice"))
         assert '"agent": "alice"' in out
+
+
+def test_wrong_plugin_tables_leave_the_built_in_tools_serving(store_path: Path) -> None:
+    with blocksync.open(store_path) as ws:
+        ws.blocks.create("alice", "persona", "I like tea.\n")
+    with open(store_path / "blocksync.toml", "a", encoding="utf-8") as f:
+        f.write(_plugin("alice", "late", store_path / "x.wasm") + 'limits = { timeout = "soon" }\n')
+
+    async def scenario(session: ClientSession) -> set[str]:
+        read = await ok(session, "blocksync_block_read", {"owner": "alice", "label": "persona"})
+        assert read["content"] == "I like tea.\n"
+        assert "no tool named" in await refused(session, "plugin_late", {})
+        return {t.name for t in (await session.list_tools()).tools}
+
+    assert served(store_path, scenario) == TOOLS
+    (line,) = [e for e in server_errors(store_path).splitlines() if "warning:" in e]
+    assert line.startswith("warning: no plugin tool is offered: [agents.alice.data_sources.late]")
+    assert "limits.timeout" in line
