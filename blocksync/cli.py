@@ -1909,10 +1909,8 @@ def mcp_command(obj: _Context, agent: str, lock_wait: float | None) -> None:
     def warn(line: str) -> None:
         click.echo(f"warning: {printable(line)}", err=True)
 
-    if lock_wait is None:
-        mcp_server.serve(obj.store, agent, warn=warn)
-    else:
-        mcp_server.serve(obj.store, agent, lock_wait, warn)
+    wait = mcp_server.LOCK_WAIT if lock_wait is None else lock_wait
+    mcp_server.serve(obj.store, agent, wait, warn)
 
 
 @cli.command("watch")

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import names, workspace
-from .agents.agent_tools import PREFIX, builtin_tools
+from .agents.agent_tools import builtin_tools
 from .agents.store_tools import store_tools
 from .agents.tools import ToolBox, ToolEntry
 from .errors import BlocksyncError, ConfigError, NotFound, RunLockHeld, ToolNotFound, WaitAbandoned
@@ -176,15 +176,12 @@ class AgentSession:
 
     def _tool_name(self, box: ToolBox, name: str) -> str:
         """The tool box's name of the tool MCP calls ``name``: a built-in by its own name, a
-        plugin tool by ``plugin_<name>`` only (whose it is, the tool box checks)."""
-        if name.startswith(PREFIX):
-            return name
-        if name.startswith(PLUGIN_PREFIX):
-            tool = name[len(PLUGIN_PREFIX) :]
-            with suppress(ToolNotFound):
-                entry = box.get(tool)
-                if entry.plugin is not None and entry.name == tool:
-                    return tool
+        plugin tool by ``plugin_<name>`` only (whose it is, the tool box checks). Not found,
+        the error names the tools this agent is offered, as MCP names them."""
+        with suppress(ToolNotFound):
+            entry = box.get(name.removeprefix(PLUGIN_PREFIX))
+            if mcp_name(entry) == name:
+                return entry.name
         raise ToolNotFound(name, sorted(mcp_name(e) for e in box.list(self.agent)))
 
     def read(self, uri: str) -> Any:

@@ -143,8 +143,10 @@ def test_bad_plugin_calls_are_tool_errors_and_the_server_goes_on(store: Path) ->
         ]
         for name, args, said in bad:
             assert said in await refused(session, name, args), (name, args)
-        missing = await refused(session, "plugin_nope", {})
-        assert "plugin_word_count" in missing and "bob_count" not in missing  # what is offered
+        for unknown in ("plugin_nope", "blocksync_nope"):
+            missing = await refused(session, unknown, {})
+            # what alice is offered, as MCP names it
+            assert "plugin_word_count" in missing and "bob_count" not in missing, missing
         assert (await ok(session, "plugin_word_count", {"text": "still here"}))["words"] == 2
 
     served(store, scenario)
