@@ -6,7 +6,9 @@ The server as an MCP client runs it: the venv's ``blocksync --store STORE mcp --
 started by the official SDK's stdio client. Measured: a start (process, imports, the MCP
 handshake: ``initialize``), and one tool call of each kind as the client sees it (JSON-RPC over
 pipes, the store opened, params and output checked against the schemas, the store closed):
-a read, a listing and a write with ``expected_version``.
+a read, a listing, a write with ``expected_version``, and a call of a plugin's tool (the
+JavaScript fixture ``word_count``, as ``plugin_word_count``: its plugin loaded on each call, as
+each call opens the store afresh).
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from pathlib import Path
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
 import blocksync
+from tests.plugin_builds import built_js_plugin
+from tests.stores import share_compile_cache
 
 BLOCKSYNC = str(Path(sys.executable).parent / "blocksync")
 
@@ -53,10 +60,13 @@ async def calls(store: Path, rounds: int) -> dict[str, float]:
             ("blocksync_block_read", "blocksync_block_read"),
             ("blocksync_conflicts_list", "blocksync_conflicts_list"),
             ("blocksync_block_update (expected_version)", "blocksync_block_update"),
+            ("plugin_word_count (a JavaScript plugin tool)", "plugin_word_count"),
         ):
             times = []
             for i in range(rounds + 1):
                 args: dict[str, object] = {} if "conflicts" in name else dict(block)
+                if name.startswith("plugin_"):
+                    args = {"text": "the quick brown fox jumps over the lazy dog", "top": 2}
                 if name == "blocksync_block_update":
                     args |= {"content": f"round {i}\n", "expected_version": version}
                     version += 1
@@ -81,6 +91,12 @@ def main() -> None:
         store = Path(tmp) / "store"
         with blocksync.init(store) as ws:
             ws.blocks.create("alice", "persona", "I like tea.\n")
+        share_compile_cache(store)
+        with (store / "blocksync.toml").open("a") as f:
+            f.write(
+                f'\n[agents.alice.data_sources.wc]\ntype = "wasm"\npath = "{built_js_plugin("js_tool")}"\n'
+                'source_kind = "tool"\n'
+            )
         started = [asyncio.run(start(store)) for _ in range(starts)]
         print(f"server start + initialize: median {statistics.median(started):.2f} s of {starts}")
         for title, ms in asyncio.run(calls(store, rounds)).items():

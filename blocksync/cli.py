@@ -350,6 +350,13 @@ def lock_options() -> Callable[[F], F]:
     return decorate
 
 
+def _finite_seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> Any:
+    """A number of seconds, not ``nan`` nor ``inf`` (which FloatRange lets through)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds", ctx, param)
+    return value
+
+
 def run_options(f: F) -> F:
     """``--deadline`` and ``--quiet`` of the commands that run the sources (sync, reconcile)."""
     f = click.option(
@@ -1868,18 +1875,29 @@ def tool_run(
 @click.option(
     "--agent",
     required=True,
-    help="The agent the server acts as: its blocks, conflicts, sources and notifications only "
-    "(and those [agents.ID] may_act_for grants it); its writes are recorded as agent:ID.",
+    help="The agent the server acts as: its blocks, conflicts, sources, notifications and "
+    "plugin tools only (and those [agents.ID] may_act_for grants it); its writes are recorded "
+    "as agent:ID.",
+)
+@click.option(
+    "--lock-wait",
+    type=click.FloatRange(min=0),
+    callback=_finite_seconds,
+    metavar="SECONDS",
+    help="How long a write waits for the store's run lock while another run (a cron sync) "
+    "holds it, before it fails naming the holder; 0: fail at once. Reads never wait. "
+    "[default: 10]",
 )
 @pass_ctx
-def mcp_command(obj: _Context, agent: str) -> None:
+def mcp_command(obj: _Context, agent: str, lock_wait: float | None) -> None:
     """Serve the agent tools over MCP (Model Context Protocol) on standard input and output.
 
     Tools: blocks read, list, update, history, rollback; conflicts list, show, resolve, undo;
-    reconcile; notifications list, ack. Open conflicts are the resource blocksync://conflicts.
-    Runs until the client closes standard input.
+    reconcile; notifications list, ack; and the tools of the agent's plugins, as plugin_NAME.
+    Open conflicts are the resource blocksync://conflicts. Runs until the client closes
+    standard input.
 
-    Example: blocksync --store ~/memory mcp --agent alice
+    Example: blocksync --store ~/memory mcp --agent alice --lock-wait 30
     """
     if sys.stdin.isatty():  # started by hand: say why nothing seems to happen
         click.echo(
@@ -1887,7 +1905,12 @@ def mcp_command(obj: _Context, agent: str) -> None:
             "an MCP client starts this command itself (Ctrl-C stops it)",
             err=True,
         )
-    mcp_server.serve(obj.store, agent)
+
+    def warn(line: str) -> None:
+        click.echo(f"warning: {printable(line)}", err=True)
+
+    wait = mcp_server.LOCK_WAIT if lock_wait is None else lock_wait
+    mcp_server.serve(obj.store, agent, wait, warn)
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:

@@ -49,6 +49,9 @@ so the original stays attached. Each class carries the data a caller needs to ac
     ├── MergeConflict                   1  a three-way merge found overlapping changes
     ├── Interrupted               130, 143  SIGINT, SIGTERM stopped a run at a safe point
     │                                      (128 + the signal's number; blocksync.interrupts)
+    ├── WaitAbandoned                   1  the caller gave up on a call while it waited for
+    │                                      the run lock (an MCP client cancelled it): nothing
+    │                                      was written
     ├── MassDeletionRefused             1  a run would delete more than the threshold of a
     │                                      source's paths (from disk, agent or remote side)
     ├── AccessDenied                    1  a plugin asked for more than it was granted
@@ -458,6 +461,14 @@ class Interrupted(BlocksyncError):
         self.signal = name
         self.detail = detail
         self.exit_code = 128 + signum
+
+
+class WaitAbandoned(BlocksyncError):
+    """A call waiting for the run lock was given up by its caller (``blocksync mcp``: the
+    client cancelled it, or went away) before it took the lock: nothing was written."""
+
+    def __init__(self) -> None:
+        super().__init__("the call was given up while it waited for the run lock; nothing written")
 
 
 class MassDeletionRefused(BlocksyncError):

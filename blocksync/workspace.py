@@ -255,10 +255,13 @@ class Workspace(AbstractContextManager["Workspace"]):
         timeout: float | None = None,
         run_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = runlock.wait_interruptibly,
     ) -> AbstractContextManager[runlock.RunLock]:
         """Hold ``store/run.lock`` for a ``with`` block, as ``command`` (and ``run_id``) in its
         note. Held by another run: :class:`~blocksync.errors.RunLockHeld` (exit 75) naming it, at
-        once, or with ``wait`` once ``timeout`` seconds (``None``: no limit) passed. The thread
+        once, or with ``wait`` once ``timeout`` seconds (``None``: no limit) passed; ``sleep`` is
+        the pause between attempts (a caller that must be able to give up early raises from it:
+        nothing was written yet). The thread
         holding it may take it again (:func:`blocksync.sync.runlock.hold`): a writer that holds it
         calls the other writers of this API. As the outermost hold ends, still under the lock,
         the ``blocksync:conflicts`` block of every agent with ``conflict_block = true`` is
@@ -266,7 +269,9 @@ class Workspace(AbstractContextManager["Workspace"]):
         info: dict[str, object] = {"command": command}
         if run_id is not None:
             info["run_id"] = run_id
-        hold = runlock.hold(self.root / runlock.LOCK_FILE, wait, timeout, info=info, clock=clock)
+        hold = runlock.hold(
+            self.root / runlock.LOCK_FILE, wait, timeout, info=info, clock=clock, sleep=sleep
+        )
         return self._refreshing(hold)
 
     @contextmanager
@@ -568,6 +573,7 @@ class Workspace(AbstractContextManager["Workspace"]):
                 self.plugins,
                 builtin_tools(self.conflicts, self.blocks, self.config.may_act_for),
                 self._locker,
+                self.config.may_act_for,
             )
         return self._tools
 

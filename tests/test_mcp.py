@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,12 +85,17 @@ def setup(store_path: Path, tmp_path: Path) -> Setup:
 
 
 def served(
-    store: Path, scenario: Callable[[ClientSession], Awaitable[T]], agent: str = "alice"
+    store: Path,
+    scenario: Callable[[ClientSession], Awaitable[T]],
+    agent: str = "alice",
+    options: Sequence[str] = (),
 ) -> T:
-    """``scenario`` run against ``blocksync --store STORE mcp --agent AGENT``, its standard
-    error kept beside the store (shown if the scenario fails)."""
+    """``scenario`` run against ``blocksync --store STORE mcp --agent AGENT [OPTIONS]``, its
+    standard error kept beside the store (shown if the scenario fails)."""
     params = StdioServerParameters(
-        command=BLOCKSYNC, args=["--store", str(store), "mcp", "--agent", agent], env=ENV
+        command=BLOCKSYNC,
+        args=["--store", str(store), "mcp", "--agent", agent, *options],
+        env=ENV,
     )
     errors = store.parent / "mcp-server.err"
 
@@ -309,7 +314,7 @@ def test_bad_calls_are_tool_errors_and_the_server_goes_on(setup: Setup) -> None:
             "status"
         ] == "open"
 
-    served(setup.store, scenario)
+    served(setup.store, scenario, options=["--lock-wait", "0.2"])  # the lock is held here
 
 
 def test_another_owners_blocks_and_sources_are_refused(setup: Setup) -> None:

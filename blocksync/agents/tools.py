@@ -38,6 +38,7 @@ from jsonschema.validators import Draft202012Validator, validator_for
 from referencing import Registry
 
 from blocksync.errors import (
+    AgentNotAllowed,
     BlocksyncError,
     PluginError,
     ToolInputInvalid,
@@ -51,7 +52,7 @@ from blocksync.sync.protocol import Tool
 from blocksync.sync.reconciler import Locker
 from blocksync.text import check_json_depth, parse_json
 
-from .agent_tools import PREFIX
+from .agent_tools import PREFIX, Grants, own_only
 
 #: what the common LLM tool APIs accept as a tool name
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -230,6 +231,12 @@ class ToolBox:
     Plugin tools are named by what their ``name()`` returns. A plugin tool whose name is not a
     valid LLM tool name, takes the built-ins' ``blocksync_`` prefix or repeats another tool's
     name is not offered: :meth:`problems` says why, as it does for plugins that fail to load.
+
+    A plugin's tool belongs to the agent the plugin is attached to (``[agents.<agent>.
+    data_sources.<key>]``): an agent's call of another agent's plugin tool is
+    :class:`~blocksync.errors.AgentNotAllowed` unless ``grants`` (``may_act_for``) lets it act
+    for that agent -- the owner rule of the built-in tools. A call naming no agent may call
+    every tool.
     """
 
     def __init__(
@@ -237,9 +244,11 @@ class ToolBox:
         plugins: PluginSet | None,
         builtin_tools: Sequence[Tool],
         locked: Locker | None = None,
+        grants: Grants = own_only,
     ) -> None:
         self._plugins = plugins
         self._locked = locked  # the run lock, for a call asked to wait for it
+        self._grants = grants
         self._lock = threading.Lock()
         self._builtins: dict[str, _Loaded] = {}
         for tool in builtin_tools:
@@ -360,14 +369,27 @@ class ToolBox:
 
     # -- public ---------------------------------------------------------------------------
 
-    def list(self) -> builtins.list[ToolEntry]:
-        """Built-in tools first, then each plugin tool in configuration order."""
-        return [loaded.entry for loaded in self._scan().values()]
+    def _may_use(self, agent: str | None, plugin: str | None) -> bool:
+        """Whether ``agent`` may call the tools of plugin ``plugin`` (None: a built-in)."""
+        if agent is None or plugin is None or self._plugins is None:
+            return True
+        return self._plugins.specs[plugin].agent in self._grants(agent)
 
-    def problems(self) -> builtins.list[ToolProblem]:
-        """Configured plugins not offered by the last :meth:`list`, with the reason."""
+    def list(self, agent: str | None = None) -> builtins.list[ToolEntry]:
+        """Built-in tools first, then each plugin tool in configuration order; with ``agent``,
+        only the plugin tools it may call."""
+        return [
+            loaded.entry
+            for loaded in self._scan().values()
+            if self._may_use(agent, loaded.entry.plugin)
+        ]
+
+    def problems(self, agent: str | None = None) -> builtins.list[ToolProblem]:
+        """Configured plugins not offered by the last :meth:`list`, with the reason; with
+        ``agent``, only those of plugins it may call."""
         with self._lock:
-            return [ToolProblem(k, str(e)) for k, e in self._problems.items()]
+            found = builtins.list(self._problems.items())
+        return [ToolProblem(k, str(e)) for k, e in found if self._may_use(agent, k)]
 
     def get(self, name: str) -> ToolEntry:
         return self._find(name).entry
@@ -391,6 +413,12 @@ class ToolBox:
                 return self.run(name, params, agent=agent, call_id=call_id)
         loaded = self._find(name)
         entry = loaded.entry
+        if not self._may_use(agent, entry.plugin):
+            assert agent is not None and self._plugins is not None and entry.plugin is not None
+            owner = self._plugins.specs[entry.plugin].agent
+            raise AgentNotAllowed(
+                agent, owner, f"call tool {entry.name!r} of plugin {entry.plugin!r}"
+            )
         call_id = call_id or f"call-{uuid.uuid4().hex}"
         origin = BUILTIN if entry.plugin is None else f"plugin {entry.plugin!r}"
         try:

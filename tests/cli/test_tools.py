@@ -99,3 +99,15 @@ def test_cli_tool_run_errors(store: Path, args: list[str], code: int, message: s
     assert result.exit_code == code
     assert message in result.stderr and "Traceback" not in result.output
     assert result.stdout == ""
+
+
+def test_cli_tool_run_refuses_another_agents_plugin_tool(store: Path) -> None:
+    """alice's plugins' tools are hers: bob's call is refused (exit 1), naming how to grant it."""
+    result = run(store, "tool", "run", "word_count", "--params", '{"text": "a"}', "--agent", "bob")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert "agent 'bob' may not call tool 'word_count' of plugin 'wc' of 'alice'" in result.stderr
+    assert "may_act_for" in result.stderr
+    with (store / "blocksync.toml").open("a") as f:
+        f.write('\n[agents.bob]\nmay_act_for = ["alice"]\n')
+    result = run(store, "tool", "run", "word_count", "--params", '{"text": "a"}', "--agent", "bob")
+    assert result.exit_code == 0 and json.loads(result.stdout)["words"] == 1
