@@ -1431,7 +1431,8 @@ def sync_command(
 @json_option
 @click.pass_context
 def runs(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """List the recorded runs (sync, reconcile), newest first; `runs show RUN_ID` for one.
+    """List the recorded runs (sync, reconcile, pull, push), newest first; `runs show RUN_ID`
+    for one.
 
     Example: blocksync runs --limit 5
     """
@@ -1487,21 +1488,38 @@ def runs_show(obj: _Context, run_id: str, as_json: bool) -> None:
 
 
 def _report_lines(report: dict[str, Any]) -> list[str]:
-    """A run row's report (a sync's or reconcile's ``to_json()``, or a failure's) as lines."""
+    """A run row's report (a sync's or reconcile's ``to_json()``, a pull's or push's, or a
+    failure's) as lines."""
     lines: list[str] = []
     for s in report.get("sources", []):
         lines += _source_lines(s, timed=True)
+    for entry in report.get("remotes", []):  # a pull's or a push's
+        lines += _remote_lines(entry)
     for stream in report.get("streams", []):
         if stream.get("error") is not None:
             lines.append(
                 f"stream {printable(str(stream.get('stream')))}: FAILED: "
                 f"{printable(str(stream['error']))}"
             )
-    if report.get("error") is not None:
+    shown = {e.get("error") for e in report.get("remotes", [])}  # a failed remote's said it
+    if report.get("error") is not None and report["error"] not in shown:
         lines.append(f"error: {printable(str(report['error']))}")
+    if report.get("not_reached") and "remotes" in report:
+        lines.append(f"not reached: {printable(', '.join(report['not_reached']))}")
     if "open_conflicts" in report:
         lines.append(f"open conflicts: {report['open_conflicts']}")
     return lines
+
+
+def _remote_lines(entry: dict[str, Any]) -> list[str]:
+    """A remote's entry in a pull or push run's report, as lines."""
+    if entry.get("error") is not None:
+        remote = printable(str(entry.get("remote")))
+        return [
+            f"remote {remote}: FAILED (exit {entry.get('exit_code')}): {printable(entry['error'])}"
+        ]
+    lines = [_push_line(entry)] if "attempts" in entry else _pull_lines(entry)
+    return [f"remote {line}" if not line.startswith(" ") else line for line in lines]
 
 
 def render_stream(s: StreamReport) -> str:
@@ -1742,16 +1760,30 @@ def pull(
         _print_json({"pulls": [r.to_json() for r in results], "open_conflicts": still_open})
     else:
         for r in results:
-            click.echo(
-                f"{r.remote}: {r.action}"
-                + (f" -> {r.after[:12]}" if r.after else "")
-                + f", {len(r.merged)} block(s) from the remote, {len(r.conflicts)} conflict(s)"
-            )
-            click.echo(
-                "".join(f"  CONFLICT {printable(path)} ({cid})\n" for path, cid in r.conflicts),
-                nl=False,
-            )
-    sys.exit(3 if any(r.conflicts for r in results) else 0)
+            click.echo("\n".join(_pull_lines(r.to_json())))
+    sys.exit(sync_mod.pull_exit_code(results))
+
+
+def _pull_lines(pull: dict[str, Any]) -> list[str]:
+    """A remote's pull (its ``to_json()``) as lines: what it did, then each conflict."""
+    after = pull["after"]
+    head = (
+        f"{printable(pull['remote'])}: {pull['action']}"
+        + (f" -> {after[:12]}" if after else "")
+        + f", {len(pull['merged'])} block(s) from the remote, "
+        f"{len(pull['conflicts'])} conflict(s)"
+    )
+    conflicts = [f"  CONFLICT {printable(c['path'])} ({c['conflict']})" for c in pull["conflicts"]]
+    return [head, *conflicts]
+
+
+def _push_line(push: dict[str, Any]) -> str:
+    """A remote's push (its ``to_json()``) as a line."""
+    return (
+        f"{printable(push['remote'])}: {push['action']}"
+        + (f" {push['commit'][:12]}" if push["commit"] else "")
+        + (f" after {len(push['pulls'])} merge(s)" if push["pulls"] else "")
+    )
 
 
 @cli.command()
@@ -1782,11 +1814,7 @@ def push(
         _print_json([r.to_json() for r in results])
     else:
         for r in results:
-            click.echo(
-                f"{r.remote}: {r.action}"
-                + (f" {r.commit[:12]}" if r.commit else "")
-                + (f" after {len(r.pulls)} merge(s)" if r.pulls else "")
-            )
+            click.echo(_push_line(r.to_json()))
 
 
 @cli.group()
