@@ -1,10 +1,10 @@
 """The ``blocksync`` command: each command parses, makes one library call, and renders.
 
 Exit codes: 0 success; 1 failure; 2 usage (bad arguments or input); 4 not found; 5 a concurrent
-change won (stale ``--expected-version``); 3 belongs to reconcile/sync (open conflicts); 75 to the
-commands that take ``store/run.lock`` -- sync, reconcile (not ``--dry-run``), conflicts resolve
-and undo -- when another run holds it; 130 and 143 to those commands (and pull, push) stopped by
-SIGINT or SIGTERM (:class:`~blocksync.errors.Interrupted`). No traceback reaches the user: library errors print as
+change won (stale ``--expected-version``); 3 belongs to reconcile/sync/pull (open conflicts); 75
+to the commands that take ``store/run.lock`` -- sync, reconcile (not ``--dry-run``), conflicts
+resolve, undo and block, pull, push, gc, stream pull -- when another run holds it; 130 and 143 to
+those commands stopped by SIGINT or SIGTERM (:class:`~blocksync.errors.Interrupted`). No traceback reaches the user: library errors print as
 ``error: <message>``.
 
 Text output never hands a terminal raw control characters from what it did not write itself --
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from . import runner as sync_mod
     from . import testing as conformance
     from . import watch as watch_mod
+    from .agents import conflict_block as conflict_block_mod
     from .agents import tools as tools_mod
     from .agents.streams import StreamReport
     from .index.conflicts import Take
@@ -72,6 +73,7 @@ else:
     conformance = _OnFirstUse("blocksync.testing")
     watch_mod = _OnFirstUse("blocksync.watch")
     tools_mod = _OnFirstUse("blocksync.agents.tools")
+    conflict_block_mod = _OnFirstUse("blocksync.agents.conflict_block")
     trust = _OnFirstUse("blocksync.plugins.trust")
     build_mod = _OnFirstUse("blocksync.plugins.tooling.build")
     provenance = _OnFirstUse("blocksync.plugins.tooling.provenance")
@@ -1363,6 +1365,49 @@ def conflicts_undo(
         _print_json(c)
     else:
         click.echo(f"reopened {c.id}")
+
+
+@conflicts.command("block")
+@click.option(
+    "--agent",
+    "agents",
+    multiple=True,
+    metavar="ID",
+    help="Only this agent's block (repeatable); default: every agent with conflict_block = "
+    "true, and blocks no agent keeps any more are retired.",
+)
+@lock_options()
+@json_option
+@pass_ctx
+def conflicts_block(
+    obj: _Context, agents: tuple[str, ...], wait: bool, timeout: float | None, as_json: bool
+) -> None:
+    """Bring the blocksync:conflicts block of agents with conflict_block = true up to date now.
+
+    Every command that takes the run lock does it as it ends; this one does only that. A
+    block whose agent no longer has the setting gets a one-line note saying it is not kept.
+    Exit 4: no such agent in blocksync.toml; 2: the agent has no conflict_block = true.
+
+    \b
+    Example: blocksync conflicts block --agent alice
+    """
+    with obj.open() as ws, _writing():
+        targets = list(dict.fromkeys(agents)) or ws.config.conflict_block_agents
+        written = ws.refresh_conflict_blocks(list(agents) or None, wait=wait, timeout=timeout)
+    doc = {
+        "label": conflict_block_mod.LABEL,
+        "written": [a for a in targets if a in written],
+        "up_to_date": [a for a in targets if a not in written],
+        "retired": [a for a in written if a not in targets],
+    }
+    if as_json:
+        _print_json(doc)
+        return
+    for key, said in (("written", "written"), ("up_to_date", "up to date"), ("retired", "retired")):
+        for agent in doc[key]:
+            click.echo(f"{printable(agent)}: {said}")
+    if not targets and not doc["retired"]:
+        click.echo("no agent keeps a conflict block (conflict_block = true in [agents.ID])")
 
 
 @cli.command()

@@ -44,7 +44,7 @@ DESCRIBED = {
 CHECKED_BY_STORE_TEST = {
     "init", "block create", "block read", "block update", "block rollback", "block list",
     "block delete", "block history", "block path", "block diff", "index rebuild", "fsck", "gc",
-    "reconcile", "sync", "runs", "runs show", "conflicts list", "conflicts show",
+    "reconcile", "sync", "runs", "runs show", "conflicts list", "conflicts show", "conflicts block",
     "conflicts resolve", "conflicts undo", "remote add", "remote remove", "remote list", "pull",
     "push", "tool list", "tool run", "plugin new",
 }  # fmt: skip
@@ -210,6 +210,7 @@ def test_the_store_commands_print_their_rows(store_path: Path, tmp_path: Path) -
     printed["conflicts show"] = run("conflicts", "show", conflict)
     printed["conflicts resolve"] = run("conflicts", "resolve", conflict, "--take", "disk")
     printed["conflicts undo"] = run("conflicts", "undo", conflict)
+    printed["conflicts block"] = run("conflicts", "block")
     check(printed, CHECKED_BY_STORE_TEST)
 
 
