@@ -10,8 +10,9 @@ Decisions:
 * **Derived, rewritten, never merged.** The block is a view of the conflict index, rewritten in
   full whenever a run holding the store's run lock ends (:meth:`Workspace.locked
   <blocksync.workspace.Workspace.locked>`: reconcile, sync, conflicts resolve / undo, pull,
-  push, the built-in resolve tool) and on demand (``ws.refresh_conflict_blocks()``). A write is
-  made only when the text differs from the block's, so a run with nothing new commits nothing.
+  push, the built-in resolve tool) and on demand (``ws.refresh_conflict_blocks()``, ``blocksync
+  conflicts block``). A write is made only when the text differs from the block's, so a run
+  with nothing new commits nothing.
 * **An agent's edit is overwritten, not refused.** The block store has no notion of who calls
   it (the library, the command line, tools and plugins' host calls all write through it), and
   a guard there would also stop rollbacks and merges that must work for every block. The

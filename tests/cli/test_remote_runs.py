@@ -41,14 +41,24 @@ def runs_json(store: Path) -> list[dict[str, Any]]:
     return found
 
 
-def test_a_pull_that_merges_is_a_run_its_merge_commit_names(pair: Pair) -> None:
-    a, b, _ = pair
+def moved_apart(a: blocksync.Workspace, b: blocksync.Workspace, *, same_block: bool) -> None:
+    """b pulls a's first block (a fast-forward); then each changes the same block, or each
+    creates one of its own, and a pushes: b's next pull merges."""
     a.blocks.create("alice", "notes", "base\n")
     assert run(a.root, "push").exit_code == 0
-    assert run(b.root, "pull", "hub").exit_code == 0  # a fast-forward: no commit of its own
-    a.blocks.create("alice", "from-a", "a\n")
-    b.blocks.create("alice", "from-b", "b\n")
+    assert run(b.root, "pull", "hub").exit_code == 0
+    if same_block:
+        a.blocks.update("alice", "notes", "A\n")
+        b.blocks.update("alice", "notes", "B\n")
+    else:
+        a.blocks.create("alice", "from-a", "a\n")
+        b.blocks.create("alice", "from-b", "b\n")
     assert run(a.root, "push", "hub").exit_code == 0
+
+
+def test_a_pull_that_merges_is_a_run_its_merge_commit_names(pair: Pair) -> None:
+    a, b, _ = pair
+    moved_apart(a, b, same_block=False)
     done = run(b.root, "pull", "hub")
     assert done.exit_code == 0, done.output
     assert "hub: merged" in done.output
@@ -88,12 +98,7 @@ def test_a_pull_that_merges_is_a_run_its_merge_commit_names(pair: Pair) -> None:
 
 def test_a_pull_that_leaves_conflicts_is_exit_3_in_its_row_too(pair: Pair) -> None:
     a, b, _ = pair
-    a.blocks.create("alice", "notes", "base\n")
-    assert run(a.root, "push").exit_code == 0
-    assert run(b.root, "pull").exit_code == 0
-    a.blocks.update("alice", "notes", "A\n")
-    b.blocks.update("alice", "notes", "B\n")
-    assert run(a.root, "push").exit_code == 0
+    moved_apart(a, b, same_block=True)
     done = run(b.root, "pull")
     assert done.exit_code == 3
     newest = runs_json(b.root)[0]
@@ -114,12 +119,7 @@ def test_a_pull_that_leaves_conflicts_is_exit_3_in_its_row_too(pair: Pair) -> No
 
 def test_a_push_is_a_run_and_so_is_the_merge_it_needed(pair: Pair) -> None:
     a, b, hub = pair
-    a.blocks.create("alice", "notes", "base\n")
-    assert run(a.root, "push").exit_code == 0
-    assert run(b.root, "pull").exit_code == 0
-    a.blocks.create("alice", "from-a", "a\n")
-    b.blocks.create("alice", "from-b", "b\n")
-    assert run(a.root, "push").exit_code == 0
+    moved_apart(a, b, same_block=False)
     done = run(b.root, "push", "hub")  # the remote moved on: merged first, then pushed
     assert done.exit_code == 0, done.output
     push, pull = runs_json(b.root)
