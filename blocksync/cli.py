@@ -1,10 +1,10 @@
 """The ``blocksync`` command: each command parses, makes one library call, and renders.
 
 Exit codes: 0 success; 1 failure; 2 usage (bad arguments or input); 4 not found; 5 a concurrent
-change won (stale ``--expected-version``); 3 belongs to reconcile/sync (open conflicts); 75 to the
-commands that take ``store/run.lock`` -- sync, reconcile (not ``--dry-run``), conflicts resolve
-and undo -- when another run holds it; 130 and 143 to those commands (and pull, push) stopped by
-SIGINT or SIGTERM (:class:`~blocksync.errors.Interrupted`). No traceback reaches the user: library errors print as
+change won (stale ``--expected-version``); 3 belongs to reconcile/sync/pull (open conflicts); 75
+to the commands that take ``store/run.lock`` -- sync, reconcile (not ``--dry-run``), conflicts
+resolve, undo and block, pull, push, gc, stream pull -- when another run holds it; 130 and 143 to
+those commands stopped by SIGINT or SIGTERM (:class:`~blocksync.errors.Interrupted`). No traceback reaches the user: library errors print as
 ``error: <message>``.
 
 Text output never hands a terminal raw control characters from what it did not write itself --
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from . import runner as sync_mod
     from . import testing as conformance
     from . import watch as watch_mod
+    from .agents import conflict_block as conflict_block_mod
     from .agents import tools as tools_mod
     from .agents.streams import StreamReport
     from .index.conflicts import Take
@@ -73,6 +74,7 @@ else:
     conformance = _OnFirstUse("blocksync.testing")
     watch_mod = _OnFirstUse("blocksync.watch")
     tools_mod = _OnFirstUse("blocksync.agents.tools")
+    conflict_block_mod = _OnFirstUse("blocksync.agents.conflict_block")
     trust = _OnFirstUse("blocksync.plugins.trust")
     build_mod = _OnFirstUse("blocksync.plugins.tooling.build")
     provenance = _OnFirstUse("blocksync.plugins.tooling.provenance")
@@ -1373,6 +1375,49 @@ def conflicts_undo(
         click.echo(f"reopened {c.id}")
 
 
+@conflicts.command("block")
+@click.option(
+    "--agent",
+    "agents",
+    multiple=True,
+    metavar="ID",
+    help="Only this agent's block (repeatable); default: every agent with conflict_block = "
+    "true, and blocks no agent keeps any more are retired.",
+)
+@lock_options()
+@json_option
+@pass_ctx
+def conflicts_block(
+    obj: _Context, agents: tuple[str, ...], wait: bool, timeout: float | None, as_json: bool
+) -> None:
+    """Bring the blocksync:conflicts block of agents with conflict_block = true up to date now.
+
+    Every command that takes the run lock does it as it ends; this one does only that. A
+    block whose agent no longer has the setting gets a one-line note saying it is not kept.
+    Exit 4: no such agent in blocksync.toml; 2: the agent has no conflict_block = true.
+
+    \b
+    Example: blocksync conflicts block --agent alice
+    """
+    with obj.open() as ws, _writing():
+        targets = list(dict.fromkeys(agents)) or ws.config.conflict_block_agents
+        written = ws.refresh_conflict_blocks(list(agents) or None, wait=wait, timeout=timeout)
+    doc = {
+        "label": conflict_block_mod.LABEL,
+        "written": [a for a in targets if a in written],
+        "up_to_date": [a for a in targets if a not in written],
+        "retired": [a for a in written if a not in targets],
+    }
+    if as_json:
+        _print_json(doc)
+        return
+    for key, said in (("written", "written"), ("up_to_date", "up to date"), ("retired", "retired")):
+        for agent in doc[key]:
+            click.echo(f"{printable(agent)}: {said}")
+    if not targets and not doc["retired"]:
+        click.echo("no agent keeps a conflict block (conflict_block = true in [agents.ID])")
+
+
 @cli.command()
 @pass_ctx
 def demo(obj: _Context) -> None:
@@ -1439,7 +1484,8 @@ def sync_command(
 @json_option
 @click.pass_context
 def runs(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """List the recorded runs (sync, reconcile, watch rounds), newest first; `runs show ID` for one.
+    """List the recorded runs (sync, reconcile, pull, push, watch rounds), newest first;
+    `runs show RUN_ID` for one.
 
     Example: blocksync runs --limit 5
     """
@@ -1495,21 +1541,38 @@ def runs_show(obj: _Context, run_id: str, as_json: bool) -> None:
 
 
 def _report_lines(report: dict[str, Any]) -> list[str]:
-    """A run row's report (a sync's or reconcile's ``to_json()``, or a failure's) as lines."""
+    """A run row's report (a sync's or reconcile's ``to_json()``, a pull's or push's, or a
+    failure's) as lines."""
     lines: list[str] = []
     for s in report.get("sources", []):
         lines += _source_lines(s, timed=True)
+    for entry in report.get("remotes", []):  # a pull's or a push's
+        lines += _remote_lines(entry)
     for stream in report.get("streams", []):
         if stream.get("error") is not None:
             lines.append(
                 f"stream {printable(str(stream.get('stream')))}: FAILED: "
                 f"{printable(str(stream['error']))}"
             )
-    if report.get("error") is not None:
+    shown = {e.get("error") for e in report.get("remotes", [])}  # a failed remote's said it
+    if report.get("error") is not None and report["error"] not in shown:
         lines.append(f"error: {printable(str(report['error']))}")
+    if report.get("not_reached") and "remotes" in report:
+        lines.append(f"not reached: {printable(', '.join(report['not_reached']))}")
     if "open_conflicts" in report:
         lines.append(f"open conflicts: {report['open_conflicts']}")
     return lines
+
+
+def _remote_lines(entry: dict[str, Any]) -> list[str]:
+    """A remote's entry in a pull or push run's report, as lines."""
+    if entry.get("error") is not None:
+        remote = printable(str(entry.get("remote")))
+        return [
+            f"remote {remote}: FAILED (exit {entry.get('exit_code')}): {printable(entry['error'])}"
+        ]
+    lines = [_push_line(entry)] if "attempts" in entry else _pull_lines(entry)
+    return [f"remote {line}" if not line.startswith(" ") else line for line in lines]
 
 
 def render_stream(s: StreamReport) -> str:
@@ -1750,16 +1813,30 @@ def pull(
         _print_json({"pulls": [r.to_json() for r in results], "open_conflicts": still_open})
     else:
         for r in results:
-            click.echo(
-                f"{r.remote}: {r.action}"
-                + (f" -> {r.after[:12]}" if r.after else "")
-                + f", {len(r.merged)} block(s) from the remote, {len(r.conflicts)} conflict(s)"
-            )
-            click.echo(
-                "".join(f"  CONFLICT {printable(path)} ({cid})\n" for path, cid in r.conflicts),
-                nl=False,
-            )
-    sys.exit(3 if any(r.conflicts for r in results) else 0)
+            click.echo("\n".join(_pull_lines(r.to_json())))
+    sys.exit(sync_mod.pull_exit_code(results))
+
+
+def _pull_lines(pull: dict[str, Any]) -> list[str]:
+    """A remote's pull (its ``to_json()``) as lines: what it did, then each conflict."""
+    after = pull["after"]
+    head = (
+        f"{printable(pull['remote'])}: {pull['action']}"
+        + (f" -> {after[:12]}" if after else "")
+        + f", {len(pull['merged'])} block(s) from the remote, "
+        f"{len(pull['conflicts'])} conflict(s)"
+    )
+    conflicts = [f"  CONFLICT {printable(c['path'])} ({c['conflict']})" for c in pull["conflicts"]]
+    return [head, *conflicts]
+
+
+def _push_line(push: dict[str, Any]) -> str:
+    """A remote's push (its ``to_json()``) as a line."""
+    return (
+        f"{printable(push['remote'])}: {push['action']}"
+        + (f" {push['commit'][:12]}" if push["commit"] else "")
+        + (f" after {len(push['pulls'])} merge(s)" if push["pulls"] else "")
+    )
 
 
 @cli.command()
@@ -1790,11 +1867,7 @@ def push(
         _print_json([r.to_json() for r in results])
     else:
         for r in results:
-            click.echo(
-                f"{r.remote}: {r.action}"
-                + (f" {r.commit[:12]}" if r.commit else "")
-                + (f" after {len(r.pulls)} merge(s)" if r.pulls else "")
-            )
+            click.echo(_push_line(r.to_json()))
 
 
 @cli.group()

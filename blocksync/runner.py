@@ -53,7 +53,9 @@ A second signal exits at once (:mod:`blocksync.interrupts`).
 The other writers take the same lock themselves, in the library (``ws.reconcile()``,
 ``ws.conflicts.resolve()``/``undo()``, ``ws.pull()``/``ws.push()``; see
 :meth:`blocksync.workspace.Workspace.locked`), so none of them interleaves with a cron run or
-with each other. :func:`run_pull` and :func:`run_push` hold it across every remote.
+with each other. :func:`run_pull` and :func:`run_push` (``blocksync pull`` / ``push``) hold it
+across every remote, as one run recorded in the run log like a sync
+(:func:`blocksync.sync.runrecord.record_remotes`), whose merge commits name it.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ from .sync.remotes.source import RemotePull, RemotePush
 from .sync.run import Run, new_run_id
 from .workspace import DEFAULT_AUTHOR, PULL_COMMAND, PUSH_COMMAND, Workspace
 
-_R = TypeVar("_R")
+_Remote = TypeVar("_Remote", RemotePull, RemotePush)
 
 COMMAND = "blocksync sync"
 
@@ -295,13 +297,24 @@ def run_pull(
     allow_mass_delete: bool = False,
 ) -> list[RemotePull]:
     """``blocksync pull``: fetch and merge ``remote`` (default: every remote), under the lock
-    held across them all. A failing remote raises (the ones before it stay pulled)."""
+    held across them all, as one run recorded in the run log (its merge commits name it). A
+    failing remote raises (the ones before it stay pulled; the run's row holds the error).
+    The command's exit code is :func:`pull_exit_code`."""
     names = _remote_names(ws, remote)
-    with interrupts.handling(), ws.locked(PULL_COMMAND, wait=wait, timeout=timeout):
-        run_id = new_run_id()
-        return _each_remote(
-            names, lambda name: ws.pull(name, run_id, allow_mass_delete=allow_mass_delete)
-        )
+    return _recorded(
+        ws,
+        PULL_COMMAND,
+        names,
+        lambda name, run_id: ws.pull(name, run_id, allow_mass_delete=allow_mass_delete),
+        pull_exit_code,
+        wait,
+        timeout,
+    )
+
+
+def pull_exit_code(pulls: list[RemotePull]) -> int:
+    """What ``blocksync pull`` exits with: 3 when a merge left conflicts open, else 0."""
+    return 3 if any(p.conflicts for p in pulls) else 0
 
 
 def run_push(
@@ -313,22 +326,47 @@ def run_push(
     allow_mass_delete: bool = False,
 ) -> list[RemotePush]:
     """``blocksync push``: push main to ``remote`` (default: every remote), under the lock;
-    a remote that moved on is merged first (compare-and-swap, never a force push)."""
+    a remote that moved on is merged first (compare-and-swap, never a force push). Recorded
+    in the run log as :func:`run_pull` is; exit code 0 when every remote went well."""
     names = _remote_names(ws, remote)
-    with interrupts.handling(), ws.locked(PUSH_COMMAND, wait=wait, timeout=timeout):
-        run_id = new_run_id()
-        return _each_remote(
-            names, lambda name: ws.push(name, run_id, allow_mass_delete=allow_mass_delete)
+    return _recorded(
+        ws,
+        PUSH_COMMAND,
+        names,
+        lambda name, run_id: ws.push(name, run_id, allow_mass_delete=allow_mass_delete),
+        lambda pushes: 0,
+        wait,
+        timeout,
+    )
+
+
+def _recorded(
+    ws: Workspace,
+    command: str,
+    names: list[str],
+    one: Callable[[str, str], _Remote],
+    exit_code: Callable[[list[_Remote]], int],
+    wait: bool,
+    timeout: float | None,
+) -> list[_Remote]:
+    """``one(name, run_id)`` for each remote in turn, one run of ``command`` under the lock,
+    recorded in the run log (:func:`blocksync.sync.runrecord.record_remotes`), every commit
+    naming it; a signal stops it between two remotes."""
+    run = Run()
+    with (
+        interrupts.handling(),
+        ws.locked(command, wait=wait, timeout=timeout, run_id=run.id, clock=run.clock),
+        ws.blocks.in_run(run.id),
+    ):
+        return runrecord.record_remotes(
+            ws.runs,
+            run,
+            command,
+            names,
+            lambda name: one(name, run.id),
+            open_conflicts=ws.reconciler.conflicts.open_count,
+            exit_code=exit_code,
         )
-
-
-def _each_remote(names: list[str], one: Callable[[str], _R]) -> list[_R]:
-    """``one(name)`` for each remote, one after the other; a signal stops it between two."""
-    done: list[_R] = []
-    for name in names:
-        interrupts.check(f"stopped after {len(done)} of {len(names)} remote(s)")
-        done.append(one(name))
-    return done
 
 
 def _remote_failure(exc: Exception) -> str:

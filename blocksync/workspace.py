@@ -297,22 +297,37 @@ class Workspace(AbstractContextManager["Workspace"]):
             finally:
                 self._lock_depth -= 1
 
-    def _refresh_conflict_blocks(self) -> list[str]:
-        agents = self.config.conflict_block_agents
-        if not agents:
-            return []
+    def _refresh_conflict_blocks(self, agents: Sequence[str] | None = None) -> list[str]:
+        """``agents``' blocks refreshed; None: every agent's with the setting, and the
+        listings no agent keeps any more retired (a host-label lookup in the index: no
+        commit when there is nothing to do)."""
         from .agents import conflict_block
 
-        return conflict_block.refresh(self.blocks, self.conflict_index, agents)
+        kept = self.config.conflict_block_agents if agents is None else agents
+        return conflict_block.refresh(self.blocks, self.conflict_index, kept, retire=agents is None)
 
     def refresh_conflict_blocks(
-        self, *, wait: bool = False, timeout: float | None = None
+        self,
+        agents: Sequence[str] | None = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
     ) -> list[str]:
-        """Bring the ``blocksync:conflicts`` block of every agent with ``conflict_block = true``
-        up to date with the conflict index now (every run holding the lock does it when it
-        ends), under the run lock (see :meth:`locked`); the agents whose block was written."""
+        """Bring the ``blocksync:conflicts`` block of ``agents`` (default: every agent with
+        ``conflict_block = true``) up to date with the conflict index now (every run holding
+        the lock does it when it ends), under the run lock (see :meth:`locked`); the owners
+        whose block was written. Without ``agents``, a listing an agent no longer keeps
+        (its setting turned off, its table removed) is retired as every run's refresh does
+        (:mod:`blocksync.agents.conflict_block`). An agent named that has no ``[agents.<id>]``
+        table is :class:`NotFound`, one without the setting a :class:`UsageError`, refused
+        before the lock is taken. (As the lock is let go, the other agents' blocks are brought
+        up to date too, as at the end of every run.)"""
+        from .agents import conflict_block
+
+        if agents is not None:
+            conflict_block.check_agents(self.config, agents)
         with self.locked(CONFLICT_BLOCK_COMMAND, wait=wait, timeout=timeout):
-            return self._refresh_conflict_blocks()
+            return self._refresh_conflict_blocks(agents)
 
     def conflict_block(self, agent: str) -> str:
         """The text ``agent``'s ``blocksync:conflicts`` block holds when up to date (written

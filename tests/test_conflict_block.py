@@ -6,6 +6,7 @@ git CLI; the command line run as a subprocess; two stores meeting through a bare
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import blocksync
-from blocksync.agents.conflict_block import LABEL, MAX_LISTED, NONE_OPEN, render
+from blocksync.agents.conflict_block import LABEL, MAX_LISTED, NONE_OPEN, not_kept, render
 from blocksync.config import toml_table
 from blocksync.errors import BlockNotFound, ConfigError, InvalidLabel, NotFound
 from blocksync.index.conflicts import Conflict
@@ -322,3 +323,189 @@ def test_a_plugins_label_namespace_never_offers_a_host_block(tmp_path: Path) -> 
         assert report.error is None and report.resolved == []
         assert list(root.iterdir()) == []
     assert_git_fsck(store / "repo")
+
+
+# -- on demand: `blocksync conflicts block` -------------------------------------------------
+
+
+def test_the_command_refreshes_on_demand_and_then_finds_it_up_to_date(
+    store: Path, notes: Path
+) -> None:
+    with blocksync.open(store, author="human:test") as ws:
+        conflict = conflict_on_a(ws, notes)
+        listed = block_text(ws)
+        ws.blocks.delete("alice", LABEL)  # written outside a locked run: nothing refreshes it
+    done = cli(store, "conflicts", "block", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "format": 1,
+        "label": LABEL,
+        "written": ["alice"],
+        "up_to_date": [],
+        "retired": [],
+    }
+    with blocksync.open(store) as ws:
+        assert block_text(ws) == listed and conflict in listed
+        before = commits(ws)
+    done = cli(store, "conflicts", "block", "--agent", "alice")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "alice: up to date\n", "")
+    with blocksync.open(store) as ws:
+        assert commits(ws) == before  # up to date: no commit
+        ws.blocks.update("alice", LABEL, "an agent wrote here\n")
+    done = cli(store, "conflicts", "block", "--agent", "alice", "--agent", "alice")
+    assert (done.returncode, done.stdout) == (0, "alice: written\n")
+
+
+def test_the_command_without_agents_configured_says_so(store_path: Path) -> None:
+    done = cli(store_path, "conflicts", "block")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "no agent keeps a conflict block (conflict_block = true in [agents.ID])\n"
+
+
+@pytest.mark.parametrize(
+    ("agent", "code", "kind", "said"),
+    [
+        ("carol", 4, "NotFound", "no agent 'carol' in "),
+        ("bob", 2, "UsageError", "[agents.bob] in "),
+        ("a\tb", 2, "InvalidLabel", "agent id contains control character"),
+        ("", 2, "InvalidLabel", "an empty agent id"),
+    ],
+)
+def test_an_agent_that_keeps_no_block_is_refused_writing_nothing(
+    store: Path, agent: str, code: int, kind: str, said: str
+) -> None:
+    with (store / "blocksync.toml").open("a", encoding="utf-8") as f:
+        f.write("\n[agents.bob]\nconflict_block = false\n")
+    with blocksync.open(store) as ws:
+        assert ws.blocks.head() is None  # alice's block not made yet: a refresh would commit
+    done = cli(store, "conflicts", "block", "--agent", agent, "--json")
+    assert done.returncode == code and done.stdout == ""
+    error = json.loads(done.stderr)
+    assert (error["error"]["type"], error["exit_code"]) == (kind, code)
+    assert said in error["error"]["message"]
+    text = cli(store, "conflicts", "block", "--agent", agent)
+    assert text.returncode == code and "Traceback" not in text.stderr
+    assert text.stderr.startswith("error: ") and len(text.stderr.splitlines()) == 1
+    if agent == "bob":
+        assert "does not say conflict_block = true (agents that do: alice)" in text.stderr
+    with blocksync.open(store) as ws:
+        assert ws.blocks.head() is None  # refused before the lock: nobody's block refreshed
+        with pytest.raises(blocksync.BlocksyncError) as refused:
+            ws.refresh_conflict_blocks([agent])
+        assert refused.value.exit_code == code
+
+
+# -- turned off: the listing is retired ------------------------------------------------------
+
+
+def _turn_off(store: Path, how: str) -> None:
+    """alice's setting off (``false``) or her table gone (``removed``)."""
+    toml = store / "blocksync.toml"
+    text = toml.read_text(encoding="utf-8")
+    if how == "false":
+        text = text.replace("conflict_block = true", "conflict_block = false")
+    else:
+        text = text.replace("[agents.alice]\nconflict_block = true\n", "")
+    assert "conflict_block = true" not in text
+    toml.write_text(text, encoding="utf-8")
+
+
+@pytest.mark.parametrize("how", ["false", "removed"])
+def test_turned_off_the_listing_is_replaced_by_a_note_and_kept_in_history(
+    tmp_path: Path, how: str
+) -> None:
+    store = tmp_path / "store"
+    blocksync.init(store).close()
+    with (store / "blocksync.toml").open("a", encoding="utf-8") as f:
+        f.write("\n[agents.alice]\nconflict_block = true\n")
+    with blocksync.open(store, author="human:test") as ws:
+        ws.blocks.create("alice", "notes", "one\n")
+        assert ws.refresh_conflict_blocks() == ["alice"]
+        assert block_text(ws) == NONE_OPEN
+    _turn_off(store, how)
+    done = cli(store, "conflicts", "block")  # every locked run does it; this one alone
+    assert (done.returncode, done.stdout) == (0, "alice: retired\n"), done.stderr
+    with blocksync.open(store, author="human:test") as ws:
+        note = block_text(ws)
+        assert note == not_kept("alice") and note.count("\n") == 1
+        assert "blocksync no longer keeps this block" in note
+        assert "blocksync block delete alice blocksync:conflicts" in note
+        history = ws.blocks.history("alice", LABEL)
+        assert [ws.blocks.read("alice", LABEL, v.version).content for v in history] == [
+            NONE_OPEN,
+            note,
+        ]
+        before = commits(ws)
+        assert ws.refresh_conflict_blocks() == []  # retired once: nothing more to write
+        with ws.locked("a job"):
+            pass
+        assert commits(ws) == before
+        # the note is a block like any: deleting it is the person's choice, and it stays gone
+        ws.blocks.delete("alice", LABEL)
+        ws.refresh_conflict_blocks()
+        with pytest.raises(BlockNotFound):
+            ws.blocks.read("alice", LABEL)
+
+
+def test_a_locked_run_retires_a_listing_of_resolved_conflicts(store: Path, notes: Path) -> None:
+    with blocksync.open(store, author="human:test") as ws:
+        conflict = conflict_on_a(ws, notes)
+        assert conflict in block_text(ws)
+    _turn_off(store, "false")
+    with blocksync.open(store, author="human:test") as ws:
+        ws.conflicts.resolve(conflict, take="disk")  # a locked run: its end retires the block
+        assert block_text(ws) == not_kept("alice")
+        assert conflict not in block_text(ws)
+    # turned on again: the listing is back
+    toml = store / "blocksync.toml"
+    toml.write_text(
+        toml.read_text(encoding="utf-8").replace("conflict_block = false", "conflict_block = true"),
+        encoding="utf-8",
+    )
+    with blocksync.open(store, author="human:test") as ws:
+        ws.reconcile()
+        assert block_text(ws) == NONE_OPEN
+
+
+def test_only_a_listing_this_machine_wrote_is_retired(tmp_path: Path) -> None:
+    """A listing written on another machine (it came by pull) is that machine's to keep, and
+    a block someone wrote into after the setting went off is theirs: neither is retired."""
+    store = tmp_path / "store"
+    blocksync.init(store).close()
+    toml = store / "blocksync.toml"
+    text = toml.read_text(encoding="utf-8").replace("[store]\n", '[store]\nmachine = "m1"\n', 1)
+    toml.write_text(text + "\n[agents.alice]\nconflict_block = true\n[agents.bob]\n", "utf-8")
+    with blocksync.open(store, author="human:test") as ws:
+        assert ws.refresh_conflict_blocks() == ["alice"]
+        ws.blocks.create("bob", LABEL, "bob's own words\n")  # not blocksync's listing
+    text = toml.read_text(encoding="utf-8").replace('machine = "m1"', 'machine = "m2"')
+    toml.write_text(text.replace("conflict_block = true", "conflict_block = false"), "utf-8")
+    with blocksync.open(store, author="human:test") as ws:
+        assert ws.refresh_conflict_blocks() == []
+        assert block_text(ws) == NONE_OPEN  # m1's listing, left to m1
+        assert block_text(ws, "bob") == "bob's own words\n"
+    text = toml.read_text(encoding="utf-8").replace('machine = "m2"', 'machine = "m1"')
+    toml.write_text(text, "utf-8")
+    with blocksync.open(store, author="human:test") as ws:
+        assert ws.refresh_conflict_blocks() == ["alice"]  # back on m1: its own listing retired
+        assert block_text(ws) == not_kept("alice")
+        ws.blocks.update("alice", LABEL, "alice keeps notes here now\n")
+        assert ws.refresh_conflict_blocks() == []
+        assert block_text(ws) == "alice keeps notes here now\n"
+        assert block_text(ws, "bob") == "bob's own words\n"
+
+
+def test_a_short_char_limit_gets_the_note_cut_to_fit(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    blocksync.init(store).close()
+    toml = store / "blocksync.toml"
+    toml.write_text(toml.read_text("utf-8") + "\n[agents.alice]\nconflict_block = true\n", "utf-8")
+    with blocksync.open(store, author="human:test") as ws:
+        ws.refresh_conflict_blocks()
+        ws.blocks.update("alice", LABEL, "x\n", char_limit=40)  # someone set a limit ...
+        assert ws.refresh_conflict_blocks() == ["alice"]  # ... which the listing keeps
+    _turn_off(store, "false")
+    with blocksync.open(store, author="human:test") as ws:
+        assert ws.refresh_conflict_blocks() == ["alice"]
+        assert block_text(ws) == not_kept("alice")[:40]
+        assert ws.blocks.read("alice", LABEL).meta.char_limit == 40

@@ -10,8 +10,9 @@ Decisions:
 * **Derived, rewritten, never merged.** The block is a view of the conflict index, rewritten in
   full whenever a run holding the store's run lock ends (:meth:`Workspace.locked
   <blocksync.workspace.Workspace.locked>`: reconcile, sync, conflicts resolve / undo, pull,
-  push, the built-in resolve tool) and on demand (``ws.refresh_conflict_blocks()``). A write is
-  made only when the text differs from the block's, so a run with nothing new commits nothing.
+  push, the built-in resolve tool) and on demand (``ws.refresh_conflict_blocks()``, ``blocksync
+  conflicts block``). A write is made only when the text differs from the block's, so a run
+  with nothing new commits nothing.
 * **An agent's edit is overwritten, not refused.** The block store has no notion of who calls
   it (the library, the command line, tools and plugins' host calls all write through it), and
   a guard there would also stop rollbacks and merges that must work for every block. The
@@ -24,6 +25,19 @@ Decisions:
   side did, the reason; no timestamps), newest first, at most :data:`MAX_LISTED` lines.
 * **Only content is rewritten.** A block type, description or limit someone gave the block is
   kept; a ``char_limit`` too small for the list gets the count and where to look instead.
+* **Turned off, it says so.** When an agent's ``conflict_block`` is turned off, or its
+  ``[agents.<id>]`` table removed, the block it had would go on listing conflicts long resolved
+  as if they were open. So the refresh at the end of every locked run (and ``blocksync
+  conflicts block`` without ``--agent``) *retires* it: its text becomes one line,
+  :func:`not_kept`, saying blocksync no longer keeps it and how to remove it -- a new version
+  through the ordinary write path, the listing kept in its history. Replaced, not deleted:
+  an agent (or the framework that feeds its context) that reads the block finds a sentence
+  that explains itself rather than a block gone without a word, and nothing is deleted that
+  a person did not ask to delete (``blocksync block delete OWNER blocksync:conflicts`` does).
+  Only a block whose newest version is a listing this store wrote (:data:`MESSAGE` on this
+  machine, ``[store] machine``) is retired: a listing another machine keeps for its own agent
+  arrives by pull and is that machine's to keep, and a block someone wrote into after the
+  setting went off is theirs.
 """
 
 from __future__ import annotations
@@ -31,7 +45,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from blocksync import names
-from blocksync.errors import BlockNotFound
+from blocksync.config import Config
+from blocksync.errors import BlockNotFound, NotFound, UsageError
 from blocksync.index.conflicts import Conflict, ConflictIndex
 from blocksync.store.blocks import BlockStore, BlockType
 from blocksync.text import printable
@@ -40,6 +55,8 @@ LABEL = names.HOST_LABEL_PREFIX + "conflicts"
 #: conflicts listed one per line; more are counted, with the command that lists them all
 MAX_LISTED = 20
 NONE_OPEN = "no open conflicts\n"
+#: what the commit message of a refresh starts with (the agents follow): a retired block's mark
+MESSAGE = f"update {LABEL} of "
 DESCRIPTION = (
     "Open conflicts of this agent's blocks and how to resolve them; kept current by blocksync "
     "(an edit here is overwritten by the next run)."
@@ -100,13 +117,30 @@ def text_for(index: ConflictIndex, agent: str, limit: int | None = None) -> str:
     return render(agent, newest, total, limit)
 
 
+def not_kept(agent: str, limit: int | None = None) -> str:
+    """The one line a retired block holds (in at most ``limit`` characters when given)."""
+    text = (
+        f"blocksync no longer keeps this block ([agents.{printable(agent)}] has no "
+        "conflict_block = true): `blocksync conflicts list` lists open conflicts; "
+        f"`blocksync block delete {printable(agent)} {LABEL}` removes it\n"
+    )
+    return text if limit is None or len(text) <= limit else text[:limit]
+
+
 def refresh(
-    blocks: BlockStore, index: ConflictIndex, agents: Iterable[str], author: str | None = None
+    blocks: BlockStore,
+    index: ConflictIndex,
+    agents: Iterable[str],
+    author: str | None = None,
+    *,
+    retire: bool = True,
 ) -> list[str]:
-    """Bring the block of each of ``agents`` up to date with ``index``, in one commit if any
-    differs (none otherwise); the agents whose block was written."""
+    """Bring the block of each of ``agents`` up to date with ``index`` and -- ``retire`` --
+    retire the listings no agent of ``agents`` keeps any more (module docstring), in one
+    commit if anything differs (none otherwise); the owners whose block was written."""
+    kept = list(dict.fromkeys(agents))
     wanted: dict[str, tuple[str, bool]] = {}  # agent -> (text, the block exists)
-    for agent in agents:
+    for agent in kept:
         try:
             block = blocks.read(agent, LABEL)
         except BlockNotFound:
@@ -115,9 +149,11 @@ def refresh(
         text = text_for(index, agent, block.meta.char_limit)
         if text != block.content:
             wanted[agent] = (text, True)
+    if retire:
+        wanted.update((owner, (text, True)) for owner, text in _stale(blocks, set(kept)).items())
     if not wanted:
         return []
-    with blocks.transaction(f"update {LABEL} of {', '.join(wanted)}", author) as tx:
+    with blocks.transaction(MESSAGE + ", ".join(wanted), author) as tx:
         for agent, (text, exists) in wanted.items():
             if exists:
                 tx.update(agent, LABEL, text)
@@ -126,4 +162,48 @@ def refresh(
     return list(wanted)
 
 
-__all__ = ["LABEL", "refresh", "render", "text_for"]
+def _stale(blocks: BlockStore, kept: set[str]) -> dict[str, str]:
+    """owner -> :func:`not_kept` text, for each block of :data:`LABEL` outside ``kept`` whose
+    newest version is a listing this machine wrote."""
+    found: dict[str, str] = {}
+    for owner in blocks.owners_with(LABEL):
+        if owner in kept:
+            continue
+        block = blocks.read(owner, LABEL)
+        newest = blocks.version(owner, LABEL, block.version)
+        ours = newest.machine == blocks.git.machine and newest.message.startswith(MESSAGE)
+        text = not_kept(owner, block.meta.char_limit)
+        if ours and block.content != text:
+            found[owner] = text
+    return found
+
+
+def check_agents(config: Config, agents: Sequence[str]) -> None:
+    """Refuse ``agents`` (named by a caller) that keep no block: an agent with no
+    ``[agents.<id>]`` table is :class:`NotFound` (exit 4), one whose table does not say
+    ``conflict_block = true`` a :class:`UsageError` (exit 2); each names the file."""
+    keeping = config.conflict_block_agents
+    for agent in agents:
+        names.validate(agent, "agent id")
+        if agent in keeping:
+            continue
+        those = ", ".join(printable(a) for a in keeping) or "none"
+        if agent not in config.agents:
+            raise NotFound(
+                f"no agent {agent!r} in {config.path} (agents with conflict_block = true: {those})"
+            )
+        raise UsageError(
+            f"agent {agent!r} keeps no {LABEL} block: [agents.{printable(agent)}] in "
+            f"{config.path} does not say conflict_block = true (agents that do: {those})"
+        )
+
+
+__all__ = [
+    "LABEL",
+    "MESSAGE",
+    "check_agents",
+    "not_kept",
+    "refresh",
+    "render",
+    "text_for",
+]

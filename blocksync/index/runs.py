@@ -1,4 +1,5 @@
-"""The run log: one row per writer run (``blocksync sync``) in ``index.db`` table ``runs``.
+"""The run log: one row per writer run (``blocksync sync``, ``reconcile``, ``pull``, ``push``)
+in ``index.db`` table ``runs``.
 
 A row is written when the run starts (``status = 'running'``) and completed when it ends
 (``finished``, with its exit code, summary counts and the whole report as JSON), so a run that

@@ -448,6 +448,14 @@ class VersionIndex:
         )
         return {label: (version, blob) for label, version, blob in rows}
 
+    def owners_with(self, label: str) -> list[str]:
+        """The owners of an existing block labelled ``label``, sorted (one pass over
+        ``heads``: no version is read)."""
+        rows = self._rows(
+            "SELECT owner FROM heads WHERE label = ? AND deleted = 0 ORDER BY owner", [label]
+        )
+        return [owner for (owner,) in rows]
+
     def listing(self, owner: str | None = None) -> list[tuple[str, list[Listed]]]:
         """Every block that exists now (of one owner, or all), by owner: (label, newest
         version, its ``metas`` id), sorted by owner and label (the primary key's order)."""

@@ -1044,6 +1044,12 @@ class BlockStore:
         row = self._index.latest(owner, label)
         return row is not None and not row.deleted
 
+    def owners_with(self, label: str) -> builtins.list[str]:
+        """The owners that have a block labelled ``label`` now, sorted."""
+        names.validate(label, "label")
+        self._catch_up(self._head())
+        return self._index.owners_with(label)
+
     def list(self, owner: str | None = None) -> list[BlockSummary]:
         """Every block that exists now (of one owner, or of all), sorted by owner and label."""
         if owner is not None:

@@ -17,8 +17,8 @@ Every commit blocksync writes ends in one paragraph of trailers, after a blank l
 * ``Blocksync-Machine`` -- ``[store] machine`` of the store that wrote it (default: the host
   name); absent when the writer runs without a workspace.
 * ``Blocksync-Run`` -- the id of the run the commit was made in (a ``reconcile`` or a ``sync``
-  and the pulls and pushes of its remotes: the runs the run log records), as ``blocksync runs
-  show`` takes it; absent outside one. It is a property of the open store while the run goes
+  and the pulls and pushes of its remotes, a standalone ``blocksync pull`` or ``push``: the
+  runs the run log records), as ``blocksync runs show`` takes it; absent outside one. It is a property of the open store while the run goes
   on (:meth:`~blocksync.store.gitstore.GitStore.in_run`), not of a call chain: what another
   thread commits through that store meanwhile names the run too.
 

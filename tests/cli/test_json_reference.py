@@ -1,6 +1,7 @@
 """The README's JSON reference cannot drift: each row's top-level fields are compared with what
-the command prints (``{a, b, ...}``: at least those; ``{a, b}``: exactly those, besides
-``format``), every item's when the command prints a list. Every row is checked, the commands
+the command prints -- exactly those, besides ``format`` (a row may not end in ``...``: a field
+added to a command's output must be added to its row) -- every item's when the command prints
+a list. Every row is checked, the commands
 needing a built plugin (plugin build, inspect, check, list, sign, verify, streams,
 notifications) too, on the fixture plugins the suite builds and caches."""
 
@@ -43,7 +44,7 @@ DESCRIBED = {
 CHECKED_BY_STORE_TEST = {
     "init", "block create", "block read", "block update", "block rollback", "block list",
     "block delete", "block history", "block path", "block diff", "index rebuild", "fsck", "gc",
-    "reconcile", "sync", "runs", "runs show", "conflicts list", "conflicts show",
+    "reconcile", "sync", "runs", "runs show", "conflicts list", "conflicts show", "conflicts block",
     "conflicts resolve", "conflicts undo", "remote add", "remote remove", "remote list", "pull",
     "push", "tool list", "tool run", "plugin new",
 }  # fmt: skip
@@ -118,13 +119,20 @@ def test_the_reference_covers_every_json_command() -> None:
     assert with_json == set(rows())  # a row for each, and no row for a command not there
 
 
+def test_every_row_lists_every_field() -> None:
+    """No row says ``{a, b, ...}``: a reader learns every field of a shape from the table."""
+    inexact = sorted(command for command, (_, exact) in reference().items() if not exact)
+    assert inexact == []
+
+
 def test_every_row_is_checked_against_real_output() -> None:
     tests = [CHECKED_BY_STORE_TEST, CHECKED_BY_PLUGIN_TEST, CHECKED_BY_STREAM_TEST]
     assert set().union(*tests, CHECKED_BY_WATCH_TEST) == set(rows())
 
 
 def check(printed: dict[str, Any], commands: set[str]) -> None:
-    """What each command printed has its row's fields, and ``"format": 1`` on each object."""
+    """What each command printed has exactly its row's fields, and ``"format": 1`` on each
+    object."""
     assert set(printed) == commands
     documented = reference()
     for command, doc in printed.items():
@@ -134,9 +142,8 @@ def check(printed: dict[str, Any], commands: set[str]) -> None:
         for item in items:
             assert item["format"] == 1, command
             actual = set(item) - {"format"}
-            assert keys <= actual, (command, keys - actual)
-            if exact:
-                assert keys == actual, (command, actual - keys)
+            assert exact, f"the row of {command} ends in '...'"
+            assert keys == actual, (command, "missing:", keys - actual, "extra:", actual - keys)
 
 
 def printed_by(store: Path | None, *args: str, codes: tuple[int, ...] = (0,)) -> Any:
@@ -203,6 +210,7 @@ def test_the_store_commands_print_their_rows(store_path: Path, tmp_path: Path) -
     printed["conflicts show"] = run("conflicts", "show", conflict)
     printed["conflicts resolve"] = run("conflicts", "resolve", conflict, "--take", "disk")
     printed["conflicts undo"] = run("conflicts", "undo", conflict)
+    printed["conflicts block"] = run("conflicts", "block")
     check(printed, CHECKED_BY_STORE_TEST)
 
 

@@ -48,6 +48,7 @@ LOCKING = {
     "sync": [],
     "conflicts resolve": ["c-nonesuch", "--take", "disk"],
     "conflicts undo": ["c-nonesuch"],
+    "conflicts block": [],
     "pull": [],
     "push": [],
     "stream pull": ["echo"],
