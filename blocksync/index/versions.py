@@ -357,20 +357,21 @@ class VersionIndex:
 
     def _versions(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """(owner, label) -> its newest version in ``heads``, of ``keys`` that have one."""
-        query = "SELECT owner, label, version FROM heads WHERE (owner, label) IN"
+        query = "SELECT owner, label, version FROM heads WHERE owner = ? AND label IN"
         return {(owner, label): v for owner, label, v in self._rows_of_keys(query, keys)}
 
-    def _rows_of_keys(self, query: str, keys: Sequence[tuple[str, str]]) -> list[Any]:
-        """The rows of ``query`` (ending in ``(owner, label) IN``) for ``keys``, asked in
-        chunks of bound parameters SQLite takes."""
+    def _rows_of_keys(self, query: str, keys: Iterable[tuple[str, str]]) -> list[Any]:
+        """The rows of ``query`` (ending in ``owner = ? AND label IN``) for ``keys``: a query
+        per owner and chunk of the parameters SQLite takes. (A row value, ``(owner, label) IN
+        (VALUES ...)``, reads every row of the table: SQLite uses no index for it.)"""
+        by_owner: dict[str, list[str]] = {}
+        for owner, label in keys:
+            by_owner.setdefault(owner, []).append(label)
         rows: list[Any] = []
-        pairs = _IN_CHUNK // 2
-        for start in range(0, len(keys), pairs):
-            chunk = keys[start : start + pairs]
-            rows += self._rows(
-                f"{query} (VALUES {', '.join(['(?, ?)'] * len(chunk))})",
-                [name for key in chunk for name in key],
-            )
+        for owner, labels in by_owner.items():
+            for start in range(0, len(labels), _IN_CHUNK):
+                chunk = labels[start : start + _IN_CHUNK]
+                rows += self._rows(f"{query} ({', '.join('?' * len(chunk))})", [owner, *chunk])
         return rows
 
     def reset(self) -> None:
@@ -429,7 +430,7 @@ class VersionIndex:
         """:meth:`head` of each (owner, label) of ``keys`` that has a row, in a query per
         :data:`_IN_CHUNK` parameters (what a transaction of many blocks checks)."""
         found: dict[tuple[str, str], Head] = {}
-        for row in self._rows_of_keys(_HEADS_OF, list(dict.fromkeys(keys))):
+        for row in self._rows_of_keys(_HEADS_OF, dict.fromkeys(keys)):
             meta = None if row[6] is None else (row[6], row[7], row[8], row[9])
             found[(row[0], row[1])] = Head(row[2], bool(row[3]), row[4], row[5], meta)
         return found
@@ -565,7 +566,7 @@ _HEAD = (
 _HEADS_OF = (
     "SELECT h.owner, h.label, h.version, h.deleted, h.content_blob, h.meta_blob, m.description,"
     " m.block_type, m.schema, m.char_limit FROM heads h LEFT JOIN metas m ON m.blob = h.meta_blob"
-    " WHERE (h.owner, h.label) IN"
+    " WHERE h.owner = ? AND h.label IN"
 )
 _ADD_META = f"INSERT OR IGNORE INTO metas ({_META_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
 _LISTING = (
