@@ -379,7 +379,9 @@ class BasesTransaction:
             old = self._binding(path)
             if old is not None and old != binding:
                 raise AlreadyBound(source, path, owner, label, path, old.owner, old.label)
-            other = self._block_path(owner, label)
+            # a path bound to this block already is the block's path (the tree keeps both
+            # ways as one): only a new binding looks the block up (a git read per block)
+            other = self._block_path(owner, label) if old is None else path
             if other is not None and other != path:
                 raise AlreadyBound(source, path, owner, label, other, owner, label)
             self._staged[path] = (binding, content)
