@@ -693,14 +693,24 @@ class FileSource:
         what it holds then, and otherwise left for the next run (a skip saying so): one busy
         block never fails the others.
         """
-        dry_run, allow_mass_delete = mode
         wanted = None if paths is None else list(dict.fromkeys(paths))
         if wanted is not None:
             for p in wanted:
                 self.target(p)  # every path checked before anything is read
         outcome = ReconcileOutcome()
+        # the collector runs again once the call's survey, clean paths and plans are freed:
+        # the collection that comes due then walks what lives on, not 10,000-path sets
+        with collector.paused():
+            self._reconcile_into(outcome, wanted, mode)
+        return outcome
+
+    def _reconcile_into(
+        self, outcome: ReconcileOutcome, wanted: list[str] | None, mode: ReconcileMode
+    ) -> None:
+        """:meth:`reconcile_outcome` of the checked ``wanted`` paths, into ``outcome``."""
+        dry_run, allow_mass_delete = mode
         self._bases_written, self._blocks_written = [], []
-        with collector.paused(), self._disk() as disk:
+        with self._disk() as disk:
             survey = None
             clean: Clean | None = None
             every: set[str] = set()
@@ -759,7 +769,6 @@ class FileSource:
             order = {p: i for i, p in enumerate(wanted)}
             outcome.skipped.sort(key=lambda s: order.get(s.path, -1))
         self.skipped = list(outcome.skipped)
-        return outcome
 
     def _keep_clean(self, clean: Clean, ordered: list[NoChange | _Plan], hashing: Hashing) -> None:
         """Save ``clean`` with what this run found of the paths it decided one by one (still
