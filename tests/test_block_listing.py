@@ -163,3 +163,26 @@ def test_a_transaction_of_a_few_blocks_reads_their_rows_not_every_block(store_pa
         touch()
         big = _steps(ws, touch)
     assert big < 2 * small, (small, big)
+
+
+def test_the_owners_of_a_label_are_found_without_reading_every_block(store_path: Path) -> None:
+    """What every locked run asks (whose ``blocksync:conflicts`` list is left to retire): the
+    owners of one label, found per owner by key, not by a pass over every block."""
+    with blocksync.open(store_path) as ws:
+
+        def fill(start: int, stop: int) -> None:
+            with ws.transaction("fill") as tx:
+                for i in range(start, stop):
+                    tx.create("alice", f"b{i:05d}", f"{i}\n")
+                    tx.create("bob", f"b{i:05d}", f"{i}\n")
+
+        fill(0, 100)
+        ws.blocks.create("bob", "shared", "x\n")
+        assert ws.blocks.owners_with("shared") == ["bob"]
+        small = _steps(ws, lambda: ws.blocks.owners_with("shared"))
+        fill(100, 2000)
+        ws.blocks.create("alice", "shared", "y\n")
+        ws.blocks.delete("bob", "shared")
+        assert ws.blocks.owners_with("shared") == ["alice"]
+        big = _steps(ws, lambda: ws.blocks.owners_with("shared"))
+    assert big < 2 * small + 2, (small, big)
