@@ -410,24 +410,26 @@ class RunNotFound(NotFound):
         self.run_id = run_id
 
 
+def _ambiguous(noun: str, prefix: str, matches: list[str]) -> str:
+    """The message of an id prefix that names several rows (the first five shown)."""
+    shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+    return f"{noun} id {prefix!r} is ambiguous: it matches {shown}"
+
+
 class AmbiguousRunId(UsageError):
     """A run id prefix that matches more than one run."""
 
     def __init__(self, prefix: str, matches: list[str]) -> None:
-        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
-        super().__init__(f"run id {prefix!r} is ambiguous: it matches {shown}")
-        self.prefix = prefix
-        self.matches = list(matches)
+        super().__init__(_ambiguous("run", prefix, matches))
+        self.prefix, self.matches = prefix, list(matches)
 
 
 class AmbiguousConflictId(UsageError):
     """A conflict id prefix that matches more than one conflict."""
 
     def __init__(self, prefix: str, matches: list[str]) -> None:
-        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
-        super().__init__(f"conflict id {prefix!r} is ambiguous: it matches {shown}")
-        self.prefix = prefix
-        self.matches = list(matches)
+        super().__init__(_ambiguous("conflict", prefix, matches))
+        self.prefix, self.matches = prefix, list(matches)
 
 
 class UnsafeFile(StoreCorrupt):
