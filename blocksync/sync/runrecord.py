@@ -140,7 +140,8 @@ def record_remotes(
     done: list[_Result] = []
     entries: list[dict[str, Any]] = []
 
-    def end(code: int, error: Exception | None = None) -> dict[str, Any]:
+    def end(code: int, error: Exception | None = None) -> tuple[dict[str, Any], Summary]:
+        """The row's report and counts, the run ending with ``code`` (and ``error``)."""
         doc: dict[str, Any] = {
             "run_id": run.id,
             "command": command,
@@ -152,31 +153,26 @@ def record_remotes(
         }
         if error is not None:
             doc["error"] = str(error)
-        return doc
+        return doc, remote_summary(entries, doc["open_conflicts"])
 
     for name in names:
         try:
             interrupts.check(f"stopped after {len(done)} of {len(names)} remote(s)")
             result = one(name)
         except Interrupted as stop:
-            doc = {**end(stop.exit_code, stop), "signal": stop.signal}
-            counts = remote_summary(entries, doc["open_conflicts"])
+            doc, counts = end(stop.exit_code, stop)
+            doc["signal"] = stop.signal
             log.interrupt(run.id, exit_code=stop.exit_code, summary=counts, report=doc)
             raise
         except Exception as exc:
             code = exc.exit_code if isinstance(exc, BlocksyncError) else 1
             entries.append({"remote": name, "error": str(exc), "exit_code": code})
-            doc = end(code, exc)
-            counts = remote_summary(entries, doc["open_conflicts"])
+            doc, counts = end(code, exc)
             log.finish(run.id, exit_code=code, summary=counts, report=doc)
             raise
         done.append(result)
         entries.append({**result.to_json(), "error": None})
-    doc = end(exit_code(done))
-    log.finish(
-        run.id,
-        exit_code=doc["exit_code"],
-        summary=remote_summary(entries, doc["open_conflicts"]),
-        report=doc,
-    )
+    code = exit_code(done)
+    doc, counts = end(code)
+    log.finish(run.id, exit_code=code, summary=counts, report=doc)
     return done
