@@ -137,17 +137,19 @@ def _steps(ws: blocksync.Workspace, work: Callable[[], object]) -> int:
     return count
 
 
+def _fill_both(ws: blocksync.Workspace, start: int, stop: int) -> None:
+    """Blocks b<start>..b<stop - 1> of alice and of bob, in one transaction."""
+    with ws.transaction("fill") as tx:
+        for i in range(start, stop):
+            tx.create("alice", f"b{i:05d}", f"{i}\n")
+            tx.create("bob", f"b{i:05d}", f"{i}\n")
+
+
 def test_a_transaction_of_a_few_blocks_reads_their_rows_not_every_block(store_path: Path) -> None:
     """What a transaction checks of its blocks (their heads, read in one query for a batch)
     is found by key: the same work whether their owners hold 200 blocks or 4,000 (the query
     of a batch scanned every block of the index)."""
     with blocksync.open(store_path) as ws:
-
-        def fill(start: int, stop: int) -> None:
-            with ws.transaction("fill") as tx:
-                for i in range(start, stop):
-                    tx.create("alice", f"b{i:05d}", f"{i}\n")
-                    tx.create("bob", f"b{i:05d}", f"{i}\n")
 
         def touch() -> None:
             blocks = [("alice", "b00001"), ("bob", "b00002"), ("alice", "b00003")]
@@ -156,10 +158,10 @@ def test_a_transaction_of_a_few_blocks_reads_their_rows_not_every_block(store_pa
                 for owner, label in blocks:
                     tx.update(owner, label, "touched\n")
 
-        fill(0, 100)
+        _fill_both(ws, 0, 100)
         touch()  # caches and tables warm
         small = _steps(ws, touch)
-        fill(100, 2000)
+        _fill_both(ws, 100, 2000)
         touch()
         big = _steps(ws, touch)
     assert big < 2 * small, (small, big)
@@ -169,18 +171,11 @@ def test_the_owners_of_a_label_are_found_without_reading_every_block(store_path:
     """What every locked run asks (whose ``blocksync:conflicts`` list is left to retire): the
     owners of one label, found per owner by key, not by a pass over every block."""
     with blocksync.open(store_path) as ws:
-
-        def fill(start: int, stop: int) -> None:
-            with ws.transaction("fill") as tx:
-                for i in range(start, stop):
-                    tx.create("alice", f"b{i:05d}", f"{i}\n")
-                    tx.create("bob", f"b{i:05d}", f"{i}\n")
-
-        fill(0, 100)
+        _fill_both(ws, 0, 100)
         ws.blocks.create("bob", "shared", "x\n")
         assert ws.blocks.owners_with("shared") == ["bob"]
         small = _steps(ws, lambda: ws.blocks.owners_with("shared"))
-        fill(100, 2000)
+        _fill_both(ws, 100, 2000)
         ws.blocks.create("alice", "shared", "y\n")
         ws.blocks.delete("bob", "shared")
         assert ws.blocks.owners_with("shared") == ["alice"]
