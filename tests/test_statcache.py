@@ -527,7 +527,8 @@ def test_changes_past_the_limit_make_a_new_base(tmp_path: Path) -> None:
     conn = cache.db.conn
     count = conn.execute(f"SELECT count(*) FROM {CLEAN_CHANGES_TABLE}").fetchone()[0]
     assert count < 10  # a new base took them in
-    assert cache.clean() is not None and cache.clean().bound == loaded.bound  # type: ignore[union-attr]
+    reloaded = cache.clean()
+    assert reloaded is not None and reloaded.bound == loaded.bound
     loaded.forget("p3")
     cache.save_clean(loaded)
     again = cache.clean()
