@@ -308,6 +308,38 @@ def test_two_paths_swap_blocks_in_one_transaction(gitstore: GitStore) -> None:
     assert bases.binding_for_block("o", "b") == Binding("p", "o", "b")
 
 
+def test_a_new_base_of_a_bound_path_reads_nothing_of_its_block(
+    repo: Path, gitstore: GitStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tree holds each binding both ways: a path that keeps its block keeps its entry
+    under ``blocks/`` too, so a run re-basing such paths reads none of the block's fan-out
+    folders (a read per path, most of a reconcile's bases commit once)."""
+    bases = SyncBases(gitstore, "src")
+    with bases.update("bind", "me") as tx:
+        for i in range(40):
+            tx.set_base(f"p{i}", "o", f"l{i}", "old")
+    tree = git(repo, "rev-parse", "refs/sync/src^{tree}").strip()
+    block_way = set(
+        git(repo, "ls-tree", "-r", "-t", "--format=%(objectname)", tree, "blocks").split()
+    )
+    fresh = GitStore(repo)  # no tree it has read before
+    read: list[bytes] = []
+    real_tree = GitStore.tree
+    monkeypatch.setattr(
+        GitStore, "tree", lambda self, sha: read.append(sha) or real_tree(self, sha)
+    )
+    try:
+        with SyncBases(fresh, "src").update("rebase", "me") as tx:
+            for i in range(40):
+                tx.set_base(f"p{i}", "o", f"l{i}", "new")
+    finally:
+        fresh.close()
+    assert read and not {sha.decode() for sha in read} & block_way
+    assert SyncBases(gitstore, "src").get("p7") == (Binding("p7", "o", "l7"), "new")
+    assert SyncBases(gitstore, "src").binding_for_block("o", "l7") == Binding("p7", "o", "l7")
+    assert_git_fsck(repo)
+
+
 def test_a_lost_race_replays_and_keeps_both_writes(repo: Path, gitstore: GitStore) -> None:
     bases = SyncBases(gitstore, "src")
     other = SyncBases(GitStore(repo), "src")

@@ -454,7 +454,10 @@ class BasesTransaction:
                     if had.get(path) == binding
                     else [Blob.from_string(binding.to_json()), base_blob, folder]
                 )
-            root.put(layout.block_path(binding.owner, binding.label), (FILE_MODE, binding_id))
+            if had.get(path) != binding:
+                # an unchanged binding's block entry names its blob already (the tree keeps
+                # both ways as one): not looking costs no read of the block's fan-out folders
+                root.put(layout.block_path(binding.owner, binding.label), (FILE_MODE, binding_id))
         new_tree = root.write(objects)
         if (new_tree or _EMPTY_TREE) == (self._tree or _EMPTY_TREE):
             return None  # e.g. the same base again, or forgetting what was never there
