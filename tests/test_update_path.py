@@ -33,3 +33,20 @@ def test_objects_of_every_size_read_back_with_git(store_path: Path) -> None:
             path = f"{ws.blocks.git_path('alice', f'b{i}')}/content"
             shown = git(store_path / "repo", "show", f"{block.commit}:{path}")
             assert shown == text
+
+
+def test_trees_of_every_size_read_back_with_git(store_path: Path) -> None:
+    """Trees are stored as they are when small and Huffman-coded when big: git reads both,
+    from a pack (a transaction of many blocks) and as loose objects (a single update)."""
+    repo = store_path / "repo"
+    with blocksync.open(store_path) as ws:
+        with ws.transaction("many", "me") as tx:
+            for i in range(120):
+                tx.create("alice", f"b{i}", f"text {i}\n")
+        ws.blocks.update("alice", "b7", "changed\n")
+        changed, packed = (ws.blocks.git_path("alice", label) for label in ("b7", "b8"))
+    owner = "/".join(changed.split("/")[:2])  # blocks/<owner>: a fan-out folder per block
+    assert len(git(repo, "ls-tree", "--name-only", f"main:{owner}").split()) > 60  # > 1 KB
+    assert git(repo, "show", f"main:{changed}/content") == "changed\n"
+    assert git(repo, "show", f"main~1:{packed}/content") == "text 8\n"
+    assert_git_fsck(repo)
