@@ -69,10 +69,10 @@ def deflate(data: bytes, type_num: int = Blob.type_num) -> bytes:
         # Huffman coding alone makes a big tree as small (within 2%) in two thirds of the
         # time, and a small one (a block's folder, a one-entry fan-out folder) shrinks by
         # 3% at most, so it is stored as it is (measured on a reconcile's trees)
-        level, strategy = (
-            (COMPRESSION, zlib.Z_HUFFMAN_ONLY) if len(data) >= SMALL_OBJECT else (0, 0)
-        )
-        packer = zlib.compressobj(level, zlib.DEFLATED, 15, 8 if level else 1, strategy)
+        if len(data) < SMALL_OBJECT:
+            packer = zlib.compressobj(0, zlib.DEFLATED, 15, 1)  # level 0: stored
+        else:
+            packer = zlib.compressobj(COMPRESSION, zlib.DEFLATED, 15, 8, zlib.Z_HUFFMAN_ONLY)
         return packer.compress(data) + packer.flush()
     if len(data) >= SMALL_OBJECT:
         return zlib.compress(data, COMPRESSION)
