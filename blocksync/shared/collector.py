@@ -18,9 +18,17 @@ __all__ = ["paused"]
 
 
 @contextmanager
-def paused() -> Iterator[None]:
+def paused(*, promote: bool = False) -> Iterator[None]:
     """No cyclic garbage collection inside the ``with`` block; left alone if the program
-    turned the collector off itself (or an outer block did)."""
+    turned the collector off itself (or an outer block did).
+
+    ``promote``: for a block whose objects all live on (a listing of 100,000 blocks). The
+    objects it made are still counted as young, so the first allocation after it walks them
+    all (a fifth of that listing) only to move them on; promoted, every young object joins
+    the oldest generation unwalked instead (``gc.freeze`` and ``gc.unfreeze``: moved to the
+    permanent generation and back into the oldest). Young garbage cycles then wait for a full
+    collection, hence not for work that leaves cycles behind. Not done when the program froze
+    objects itself: unfreezing would release them too."""
     if not gc.isenabled():
         yield
         return
@@ -28,4 +36,7 @@ def paused() -> Iterator[None]:
     try:
         yield
     finally:
+        if promote and gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
         gc.enable()

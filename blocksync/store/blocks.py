@@ -1058,8 +1058,8 @@ class BlockStore:
         self._fill_metas()
         metas = {key: _meta_of(fields) for key, (_, fields) in self._index.metas().items()}
         out: builtins.list[BlockSummary] = []
-        # no collector pass over 100,000 objects that all live on
-        with collector.paused():
+        # no collector pass over 100,000 objects that all live on, during or after it
+        with collector.paused(promote=True):
             for o, rows in self._index.listing(owner):
                 self._list_owner(out, o, rows, metas)
         return out
