@@ -444,6 +444,7 @@ class BasesTransaction:
             if state is None:
                 continue
             binding, content = state
+            kept = had.get(path) == binding  # the path keeps its block
             binding_id = bases.binding_id(binding)
             base_blob = Blob.from_string(content.encode("utf-8"))
             folder = layout.base_folder(base_blob.id, binding_id)
@@ -451,12 +452,12 @@ class BasesTransaction:
                 # an unchanged binding's blob is in the repository already
                 objects += (
                     [base_blob, folder]
-                    if had.get(path) == binding
+                    if kept
                     else [Blob.from_string(binding.to_json()), base_blob, folder]
                 )
-            if had.get(path) != binding:
-                # an unchanged binding's block entry names its blob already (the tree keeps
-                # both ways as one): not looking costs no read of the block's fan-out folders
+            if not kept:
+                # a kept binding's block entry names its blob already (the tree keeps both
+                # ways as one): not looking costs no read of the block's fan-out folders
                 root.put(layout.block_path(binding.owner, binding.label), (FILE_MODE, binding_id))
         new_tree = root.write(objects)
         if (new_tree or _EMPTY_TREE) == (self._tree or _EMPTY_TREE):

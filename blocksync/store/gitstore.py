@@ -54,9 +54,10 @@ TREE_CACHE = 4096
 #: zlib level of the objects blocksync writes: the fastest (git's own for loose objects; for
 #: packs it uses 6, but any level reads back the same, and `git gc` repacks them anyway).
 COMPRESSION = 1
-#: below this size an object is deflated with zlib's smallest state (memLevel 1): setting up
-#: the default one costs more than compressing a small object, and saves no bytes on it. Above
-#: it the small state's few hash chains make deflate itself slow: 4x on a 3 KB tree (measured)
+#: below this size a blob is deflated with zlib's smallest state (memLevel 1): setting up the
+#: default one costs more than compressing a small object, and saves no bytes on it. Above it
+#: the small state's few hash chains make deflate itself slow: 4x on a 3 KB tree (measured).
+#: A tree below it is stored, above it Huffman-coded (:func:`deflate`)
 SMALL_OBJECT = 1 << 10
 #: a tree entry: (mode, hex sha)
 Entry = tuple[int, bytes]
