@@ -58,8 +58,9 @@ def build(root: Path, files: int) -> None:
         path.write_text(text(i))
 
 
-def git_status_reference(base: Path, files: int, changed: int, runs: int) -> float:
-    tree = base / "gitwork"
+def git_work_tree(tree: Path, files: int, changed: int) -> list[str]:
+    """A git work tree of ``files`` files as :func:`build` makes them, committed, then
+    ``changed`` of them modified; the git command line that works in it."""
     tree.mkdir()
     build(tree, files)
     git = ["git", "-C", str(tree), "-c", "user.name=b", "-c", "user.email=b@b"]
@@ -68,6 +69,11 @@ def git_status_reference(base: Path, files: int, changed: int, runs: int) -> flo
     subprocess.run([*git, "commit", "-q", "-m", "all"], check=True)
     for i in random.Random(1).sample(range(files), changed):
         (tree / rel(i)).write_text(text(i, 1))
+    return git
+
+
+def git_status_reference(base: Path, files: int, changed: int, runs: int) -> float:
+    git = git_work_tree(base / "gitwork", files, changed)
     times = []
     for _ in range(runs):
         start = time.perf_counter()

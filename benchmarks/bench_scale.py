@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_blocks import median_seconds
 from bench_reconcile import build as make_files
-from bench_reconcile import rel, text
+from bench_reconcile import git_work_tree, rel, text
 from bench_startup import against_reference, as_installed
 
 import blocksync
@@ -245,27 +245,17 @@ class GitStatus:
     drifted: its medians of the same command moved from 11.6 to 17 ms between sections.)"""
 
     def __init__(self, base: Path, files: int, changed: int) -> None:
-        self.trees = (base / "gitwork-clean", base / "gitwork-changed")
-        for tree in self.trees:
-            tree.mkdir()
-            make_files(tree, files)
-            git = self._git(tree)
-            run(*git, "init", "-q")
-            run(*git, "add", "-A")
-            run(*git, "commit", "-q", "-m", "all")
-        for i in random.Random(1).sample(range(files), changed):
-            (self.trees[1] / rel(i)).write_text(text(i, 1))
-        for tree in self.trees:  # its index refreshed once, as ours is by the runs before
-            run(*self._git(tree), "status", "--porcelain")
-
-    @staticmethod
-    def _git(tree: Path) -> list[str]:
-        return ["git", "-C", str(tree), "-c", "user.name=b", "-c", "user.email=b@b"]
+        self.gits = (
+            git_work_tree(base / "gitwork-clean", files, 0),
+            git_work_tree(base / "gitwork-changed", files, changed),
+        )
+        for git in self.gits:  # its index refreshed once, as ours is by the runs before
+            run(*git, "status", "--porcelain")
 
     def time(self, changed: bool) -> float:
         """Seconds of one ``git status --porcelain`` of the clean or the changed tree."""
         start = time.perf_counter()
-        run(*self._git(self.trees[changed]), "status", "--porcelain")
+        run(*self.gits[changed], "status", "--porcelain")
         return time.perf_counter() - start
 
 
