@@ -426,6 +426,9 @@ class FakeHost:
     def file_digests(self, paths: list[str]) -> Variant:
         return Variant("err", "no folder is granted to this plugin")
 
+    def read_files(self, paths: list[str]) -> Variant:
+        return Variant("err", "no folder is granted to this plugin")
+
     def write_file(self, path: str, content: str, expected: str | None) -> str:
         return "no folder is granted to this plugin"  # result<bool, string>: err untagged
 
@@ -499,6 +502,7 @@ class FakeHost:
             "folder-digests",
             "folder-files",
             "file-digests",
+            "read-files",
             "write-file",
             "remove-file",
             "prepare-files",

@@ -23,7 +23,7 @@ from blocksync.errors import PluginRefused
 from blocksync.fs.disk import file_stat
 from blocksync.index.statcache import NOT_CLEAN, RACY_NS, Seen, StatCache
 from blocksync.plugins.batch import SyncBatch
-from blocksync.plugins.host import runtime
+from blocksync.plugins.host import hostfuncs, runtime
 from blocksync.plugins.mirror import Mirror
 
 from . import test_plugin_paging as paging
@@ -160,6 +160,55 @@ def test_file_digests_take_a_trusted_rows_hash_during_a_mirrored_run(rig: paging
     assert opened == [] and host.hashing is None
     assert digests == {p: hashlib.sha256(rig.read(p).encode()).hexdigest() for p in paths}  # type: ignore[union-attr]
     assert _opened_by(lambda: host.file_digests(paths[:1])) == [paths[0].rsplit("/", 1)[1]]
+
+
+def test_a_first_sync_reads_through_the_host_and_the_run_after_it_reads_no_file(
+    rig: paging.Rig,
+) -> None:
+    """In a first sync the plugin reads its files through the host (``sync.read-files``), once
+    each, and the host keeps each file's stat with its hash: the next run tells every unchanged
+    file by its stat (before, the plugin read them through WASI and that run hashed them all)."""
+    paths = rig.files(25)
+    _settle()
+    assert _opened_by(rig.ws.reconcile) == sorted(p.rsplit("/", 1)[1] for p in paths)
+    assert all(rig.block(p) == rig.read(p) for p in paths)
+    calls = calls_of(rig.source)
+    assert _opened_by(rig.ws.reconcile) == [] and calls == []
+
+
+def test_read_files_answers_each_path_as_the_folder_source_reads_it(rig: paging.Rig) -> None:
+    rig.write("a.md", "alpha\n")
+    rig.write("b.md", "beta\n")
+    (rig.root / "bin.md").write_bytes(b"\xff\xfe")
+    os.mkfifo(rig.root / "pipe.md")
+    (rig.root / "link.md").symlink_to(rig.root / "a.md")
+    (rig.root / ".git").mkdir()
+    (rig.root / ".git" / "config").write_text("[core]\n", encoding="utf-8")
+    asked = ["a.md", "gone.md", "bin.md", "pipe.md", "link.md", "../a.md", ".git/config", "b.md"]
+    found = json.loads(rig.source.plugin.host.read_files(asked))
+    assert found.pop("a.md") == "alpha\n" and found.pop("b.md") == "beta\n"
+    reasons = {path: answer["unreadable"] for path, answer in found.items()}
+    assert sorted(reasons) == ["../a.md", ".git/config", "bin.md", "link.md", "pipe.md"]
+    assert "not UTF-8" in reasons["bin.md"] and "FIFO" in reasons["pipe.md"]
+    assert "symbolic link" in reasons["link.md"] and "version-control" in reasons[".git/config"]
+
+
+def test_read_files_stops_at_its_budget_and_the_plugin_asks_again(
+    rig: paging.Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer holds a few megabytes of text at most (the guest parses it in its memory):
+    the paths past that come back null, at least one file is read per call, and the plugin
+    asks again for the others, so a first sync takes every file."""
+    paths = sorted(rig.files(12))
+    monkeypatch.setattr(hostfuncs, "READ_BUDGET", 1)
+    host = rig.source.plugin.host
+    assert json.loads(host.read_files(paths[:3])) == {
+        paths[0]: "file 0\n",
+        **dict.fromkeys(paths[1:3]),
+    }
+    report = rig.ws.reconcile().sources[0]
+    assert report.error is None and sorted(report.resolved) == [(p, "disk->agent") for p in paths]
+    assert all(rig.block(p) == rig.read(p) for p in paths)
 
 
 def test_a_plugin_that_does_not_declare_it_gets_every_path(

@@ -20,8 +20,8 @@ very stat is unchanged on both sides. Only the other paths are looked up as abov
 While a run lasts, its :class:`Hashing` and its open folder are the host context's, so
 ``sync.file-digests`` takes a file's sha256 from the stat cache too, and the plugin's
 ``sync.prepare-files`` stages temp files that its ``write-file`` calls then take; what was read
-is recorded once the run is done, less the paths the plugin decided something for (it may have
-written their files).
+is recorded once the run is done (the plugin's ``sync.read-files`` too: a first sync's reads),
+less the paths whose files the plugin's decisions may have written.
 """
 
 from __future__ import annotations
@@ -163,13 +163,14 @@ class Mirror:
     def done(
         self,
         asked: Collection[str],
-        decided: Collection[str],
+        rewritten: Collection[str],
         considered: Collection[str],
         found: Iterable[str],
         commits: tuple[Iterable[str], Iterable[BasesWritten]],
     ) -> None:
-        """Keep what this run read in the stat cache, less the rows of ``decided`` (paths the
-        plugin decided something other than no-change for: it may have rewritten them), and
+        """Keep what this run read in the stat cache, less the rows of ``rewritten`` (paths
+        whose files the plugin's decisions may have rewritten: not left alone nor taken in to
+        their blocks; a file it rewrote otherwise has a newer ctime than its row anyway), and
         of any path not ``considered`` (gone from the source); and the clean row: the paths
         ``found`` unchanged by their hashes clean, those the plugin was ``asked`` about not,
         moved over the run's own ``commits`` (of main, of the bases)."""
@@ -178,7 +179,7 @@ class Mirror:
         every = set(considered)
         if self._rows.orphans_possible(clean, every):
             self._cache.known_paths()
-        hashing.record(decided, keep_only=every)
+        hashing.record(rewritten, keep_only=every)
         states = {path: hashing.settled(path) for path in found}
         states.update((path, None) for path in asked)
         self._rows.found(clean, states)

@@ -120,6 +120,8 @@ _NO_DRY_RUN = (
 )
 #: the reason of a path reconciled to no change
 _NO_CHANGE = "no change"
+#: resolutions that leave the source's side of a path as it was read: its stat stays known
+_SOURCE_KEPT = (_NO_CHANGE, Action.TO_AGENT.value, Action.IDENTICAL.value)
 #: resolutions by which a source's side of a bound path went missing
 _GONE = (Action.DELETE_AGENT.value, Action.FORGET.value)
 
@@ -283,7 +285,11 @@ class PluginSource:
             if not mode.dry_run:
                 mirror.done(
                     plan.asked,
-                    [p for p in plan.asked if outcome.reasons.get(p) != _NO_CHANGE],
+                    [
+                        p
+                        for p in plan.asked
+                        if outcome.reasons.get(p) not in _SOURCE_KEPT and p not in outcome.conflicts
+                    ],
                     plan.considered,
                     plan.found,
                     (self._written_blocks, self._written_bases),

@@ -31,6 +31,7 @@ __all__ = [
     "merge3",
     "prepare_files",
     "read_blocks",
+    "read_files",
     "remove_file",
     "report_conflict",
     "restoring",
@@ -96,6 +97,17 @@ def file_digests(paths: list[str]) -> dict[str, str | None]:
     """`folder_digests` of `paths` only (one page's): path -> sha256 (None: not a readable
     regular file); paths without a file are left out. Raises HostError without a grant."""
     found: dict[str, str | None] = json.loads(call_host(_sync.file_digests, list(paths)))
+    return found
+
+
+def read_files(paths: list[str]) -> dict[str, str | dict[str, str] | None]:
+    """The text of the files `paths` of the granted folder in one host call: path -> text,
+    `{"unreadable": reason}`, or None (not read: the answer was full, ask again); paths
+    without a file are left out. During a reconcile the host keeps what it read in its stat
+    cache. Raises HostError without a grant."""
+    found: dict[str, str | dict[str, str] | None] = json.loads(
+        call_host(_sync.read_files, list(paths))
+    )
     return found
 
 

@@ -110,6 +110,12 @@ def _merge(base: str, disk: str, agent: str) -> str | None:
         return None
 
 
+def _left_alone(path: str, why: Exception) -> ReconcileResult:
+    """A path this run does not touch, and why (logged): one odd path never fails the rest."""
+    host.log(LogLevel.WARN, f"{path}: left alone: {why}")
+    return NoChange(path)
+
+
 class _Inside:
     """The blocks and the bases as a plugin reaches them (host calls): the Inside port of
     `blocksync_apply`, each side's writes of a batch of changes in one host call."""
@@ -185,6 +191,20 @@ class SyncedSource(DataBlockExtension):
     def written(self) -> None:
         """Called once the outside writes of a reconcile call are done, before any base is
         recorded: make them durable here if `write` / `remove` did not (the default: they did)."""
+
+    def read_many(self, paths: list[str]) -> dict[str, bytes | None | Unreadable]:
+        """`read` of every path in `paths`: path -> its bytes, None (absent), or the
+        `Unreadable` that says why it is left alone. `reconcile` reads a page's paths with it.
+        Override it when the outside reads many paths cheaper at once (a folder:
+        `sync.read_files`, one host call a page, which also tells the host's stat cache of
+        each file, so the next run need not read it again)."""
+        found: dict[str, bytes | None | Unreadable] = {}
+        for path in paths:
+            try:
+                found[path] = self.read(path)
+            except Unreadable as exc:
+                found[path] = exc
+        return found
 
     def digests(self, paths: list[str]) -> Mapping[str, object] | None:
         """Every outside path -> a fingerprint of its content that `unchanged` understands (by
@@ -319,39 +339,38 @@ class SyncedSource(DataBlockExtension):
         dry = sync.dry_run()
         decided: list[ReconcileResult | Change] = []
         unbound: list[str] = []
-        changed: list[tuple[str, sync.PathState, bytes | None]] = []
+        bound: list[tuple[str, sync.PathState]] = []
         for path in dict.fromkeys(paths):
             try:
                 self.check_path(path)
             except ValueError as exc:  # a path this source refuses: left alone, not the rest
-                host.log(LogLevel.WARN, f"{path}: left alone: {exc}")
-                decided.append(NoChange(path))
+                decided.append(_left_alone(path, exc))
                 continue
             state = states.get(path)
             if state is None:  # never synced: decided below, its blocks read at once
                 unbound.append(path)
-                continue
             # the host says the block is its base: unchanged if the outside holds it too
-            if (
+            elif (
                 not state.agent_changed
                 and digests is not None
                 and path in digests
                 and self.unchanged(path, state, digests[path])
             ):
                 decided.append(NoChange(path))
-                continue
-            try:
-                data = self.read(path)
-            except Unreadable as exc:  # one odd path never fails the others
-                host.log(LogLevel.WARN, f"{path}: left alone: {exc}")
-                decided.append(NoChange(path))
-                continue
-            if not state.agent_changed and data is not None and sha256(data) == state.base_sha256:
+            else:
+                bound.append((path, state))
+        contents = self.read_many([path for path, _ in bound] + unbound)
+        changed: list[tuple[str, sync.PathState, bytes | None]] = []
+        for path, state in bound:
+            data = contents[path]
+            if isinstance(data, Unreadable):  # one odd path never fails the others
+                decided.append(_left_alone(path, data))
+            elif not state.agent_changed and data is not None and sha256(data) == state.base_sha256:
                 decided.append(NoChange(path))
             else:  # decided below, its blocks read at once
                 changed.append((path, state, data))
         decided += self._decide_bound(changed)
-        decided += self._decide_unbound(unbound)
+        decided += self._decide_unbound(unbound, contents)
         changes = [c for c in decided if isinstance(c, Change)]
         if changes and not dry:
             apply(changes, self, _Inside(self))  # blocks, then the outside, then bases
@@ -385,15 +404,24 @@ class SyncedSource(DataBlockExtension):
             decided.append(self._decide(path, data, read=True, binding=binding, agent=agent))
         return decided
 
-    def _decide_unbound(self, paths: list[str]) -> list[ReconcileResult | Change]:
-        """Decide paths without a base (a first sync: each a new block), their blocks read in
-        one host call."""
+    def _decide_unbound(
+        self, paths: list[str], contents: Mapping[str, bytes | None | Unreadable]
+    ) -> list[ReconcileResult | Change]:
+        """Decide paths without a base (a first sync: each a new block), with their outside
+        `contents` (read), their blocks read in one host call."""
         labels = {path: self.label(path) for path in paths}
         agents = sync.read_blocks(self.owner, list(labels.values())) if paths else {}
-        return [
-            self._decide(path, binding=(self.owner, labels[path], None), agent=agents[labels[path]])
-            for path in paths
-        ]
+        decided: list[ReconcileResult | Change] = []
+        for path in paths:
+            data = contents[path]
+            if isinstance(data, Unreadable):
+                decided.append(_left_alone(path, data))
+                continue
+            binding = (self.owner, labels[path], None)
+            decided.append(
+                self._decide(path, data, read=True, binding=binding, agent=agents[labels[path]])
+            )
+        return decided
 
     def _decide(
         self,
@@ -411,8 +439,7 @@ class SyncedSource(DataBlockExtension):
         try:
             disk, disk_hash = self._text(path, data, read)
         except Unreadable as exc:
-            host.log(LogLevel.WARN, f"{path}: left alone: {exc}")
-            return NoChange(path)
+            return _left_alone(path, exc)
         if agent is _UNREAD:
             agent = self._agent(owner, label)
         assert agent is None or isinstance(agent, str)

@@ -45,6 +45,7 @@ from blocksync.index.notifications import NotificationLog
 from blocksync.logs import plugin_logger
 from blocksync.plugins.batch import BlockBatch, SyncBatch
 from blocksync.plugins.spec import MiB, PluginSpec
+from blocksync.shared.apply import Unreadable, text_of
 from blocksync.shared.paths import source_path_problem
 from blocksync.shared.wit import BlockRef, PermissionLevel, PermissionRule
 from blocksync.store import merge, provenance
@@ -59,6 +60,9 @@ HOST = "pattern:extension/host@0.1.0"
 HTTP = "pattern:extension/http@0.1.0"
 SYNC = "pattern:extension/sync@0.1.0"
 
+#: bytes of file text one ``sync.read-files`` answer holds at most (then null: asked again):
+#: the guest parses the answer in its own memory, a few times its size
+READ_BUDGET = 8 * MiB
 #: WIT ``log`` levels (0 trace .. 4 error) as Python logging levels.
 LOG_LEVELS = (5, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
 
@@ -295,6 +299,37 @@ class HostContext:
                     digests[rel] = None if found in NOT_A_FILE else found
         return json.dumps(digests, ensure_ascii=False)
 
+    def read_files(self, paths: list[str]) -> str:
+        """See ``sync.read-files`` in the WIT: the text of ``paths`` (a page's), read as the
+        native source reads its files, up to :data:`READ_BUDGET` bytes an answer. During a
+        run with :attr:`hashing` each file is read through it, which keeps its stat with its
+        sha256 for the stat cache: the plugin's reads of a first sync are what spares the
+        next run reading every file again."""
+        texts: dict[str, str | dict[str, str] | None] = {}
+        budget, hashing = READ_BUDGET, self.hashing
+        with self.granted() as folder:
+            for rel in dict.fromkeys(paths):
+                problem = _path_problem(rel)
+                if problem is not None:
+                    texts[rel] = {"unreadable": f"it {problem}"}
+                    continue
+                if budget <= 0:
+                    texts[rel] = None  # the plugin asks again
+                    continue
+                if hashing is not None:
+                    data, unreadable, _ = hashing.read(rel, folder, rel)
+                else:
+                    data, unreadable = folder.read(rel)
+                if unreadable is not None:
+                    texts[rel] = {"unreadable": unreadable}
+                elif data is not None:
+                    budget -= len(data)
+                    try:
+                        texts[rel] = text_of(data)
+                    except Unreadable as exc:
+                        texts[rel] = {"unreadable": str(exc)}
+        return json.dumps(texts, ensure_ascii=False)
+
     def write_file(self, path: str, content: str, expected: str | None) -> bool:
         """See ``sync.write-file`` in the WIT (the native source's write: Folder.write)."""
         with self._writable() as folder:
@@ -333,9 +368,7 @@ class HostContext:
             raise AccessDenied(f"cannot sync the granted folder: {exc.strerror or exc}")
 
     def _writable_path(self, path: str) -> str:
-        problem = source_path_problem(path)
-        if problem is None and is_vcs_path(path):
-            problem = "is in a version-control folder: never synced"
+        problem = _path_problem(path)
         if problem is not None:
             raise AccessDenied(f"cannot write {path!r} in the granted folder: it {problem}")
         return path
@@ -449,6 +482,14 @@ class Files(list[str]):
         super().__init__(files)
         self.unknown: set[str] = set()
         self.stats = stats
+
+
+def _path_problem(path: str) -> str | None:
+    """Why ``path`` is no file of a granted folder the host reads or writes (None: it is)."""
+    problem = source_path_problem(path)
+    if problem is None and is_vcs_path(path):
+        problem = "is in a version-control folder: never synced"
+    return problem
 
 
 def _digest(folder: Folder, rel: str) -> str | None:
@@ -649,6 +690,7 @@ def define(
         "folder-digests": as_result(ctx.folder_digests, tagged=True),
         "folder-files": as_result(ctx.folder_files, tagged=True),
         "file-digests": as_result(ctx.file_digests, tagged=True),
+        "read-files": as_result(ctx.read_files, tagged=True),
         "write-file": as_result(ctx.write_file, tagged=False),
         "remove-file": as_result(ctx.remove_file, tagged=False),
         "prepare-files": as_result(ctx.prepare_files, tagged=False),
