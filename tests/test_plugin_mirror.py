@@ -304,6 +304,28 @@ def _quiet(rig: paging.Rig) -> None:
     assert report.error is None and not report.resolved and calls == []
 
 
+def test_a_first_sync_leaves_the_paths_it_took_in_clean(rig: paging.Rig) -> None:
+    """A path a first sync took in (its file as the host read it is now its block and its
+    base, checked on the index, not taken from the plugin's word) is clean at once with that
+    file's stat: the next run is a stat walk. A path it did not settle (a conflict) is not."""
+    paths = sorted(rig.files(4))
+    rig.ws.blocks.create(OWNER, label(paths[1]), rig.read(paths[1]) or "")  # identical
+    rig.ws.blocks.create(OWNER, label(paths[2]), "another text\n")  # a conflict
+    _settle()
+    report = rig.ws.reconcile().sources[0]
+    assert report.error is None and report.needs_resolution == [paths[2]]
+    stats = {p: file_stat(os.stat(rig.root / p)) for p in paths}
+    assert _clean_row(rig) == {
+        paths[0]: stats[paths[0]],
+        paths[1]: stats[paths[1]],
+        paths[3]: stats[paths[3]],
+    }
+    rig.ws.index_db.conn.execute("DELETE FROM folder_stats")  # a stat walk reads no row
+    calls = calls_of(rig.source)
+    assert paths[2] == "d1/f001.md"
+    assert _opened_by(rig.ws.reconcile) == ["f001.md"] and calls == [[paths[2]]]  # its read
+
+
 def test_a_clean_row_spares_every_row_per_path(clean_rig: tuple[paging.Rig, list[str]]) -> None:
     rig, paths = clean_rig
     rig.ws.index_db.conn.execute("DELETE FROM folder_stats")  # the rows are not what it reads

@@ -29,10 +29,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
-from blocksync.fs.disk import Folder, is_vcs_path
+from blocksync.fs.disk import FileStat, Folder, is_vcs_path
 from blocksync.index.base_index import BaseEntry
 from blocksync.index.statcache import Clean
 from blocksync.shared import progress
+from blocksync.shared.apply import sha256
 from blocksync.shared.paths import source_path_problem
 from blocksync.store.blocks import BlockStore
 from blocksync.sync.folder.clean import BasesWritten, CleanRows, Snapshot, unchanged
@@ -122,6 +123,10 @@ class Mirror:
         """The newest version and content blob of the blocks ``entries`` bind (that exist)."""
         if self._snap is not None:
             return self._snap.latest
+        return self._latest_of(entries)
+
+    def _latest_of(self, entries: Mapping[str, BaseEntry]) -> Latest:
+        """``latest`` as the version index has it now."""
         labels: dict[str, set[str]] = {}
         for entry in entries.values():
             labels.setdefault(entry.owner, set()).add(entry.label)
@@ -183,5 +188,33 @@ class Mirror:
         states = {path: hashing.settled(path) for path in found}
         states.update((path, None) for path in asked)
         self._rows.found(clean, states)
-        self._rows.advance(clean, *commits)
+        based = self._rows.advance(clean, *commits)
+        kept = set(asked).difference(rewritten)
+        self._taken_in(clean, [path for path in based if path in kept], based)
         self._rows.save(clean, hashing.stamp)
+
+    def _taken_in(
+        self, clean: Clean, paths: Iterable[str], based: Mapping[str, str | None]
+    ) -> None:
+        """Clean the ``paths`` whose files the run left as it read them, now that their base
+        (``based``: what the run's own bases commits gave them) and their block hold that
+        very text too: a first sync's paths, taken in to new blocks. Checked here, on the
+        index, not taken from the plugin's word; the native source's run does the same."""
+        hashing = self._hashing
+        assert hashing is not None
+        read: dict[str, FileStat] = {}
+        for path in paths:
+            text, stat = based[path], hashing.settled(path)
+            if (
+                text is not None
+                and stat is not None
+                and hashing.digest(path) == sha256(text.encode("utf-8"))
+                and self._rows.eligible(path)
+            ):
+                read[path] = stat
+        entries = self._rows.index.entries_of(self._rows.key, read)
+        latest = self._latest_of(entries)
+        for path, stat in read.items():
+            entry = entries.get(path)
+            if entry is not None and unchanged(entry, hashing.digest(path), latest):
+                clean.still(path, stat)

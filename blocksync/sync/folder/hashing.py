@@ -62,6 +62,11 @@ class Hashing:
             return seen.stat if settled(seen.stat, self.stamp) else None
         return self._listed.get(path) if self.known(path) is not None else None
 
+    def digest(self, path: str) -> str | None:
+        """The sha256 of ``path``'s file as this call read it, or as its row vouches for it."""
+        seen = self._seen.get(path)
+        return seen.sha256 if seen is not None else self.known(path)
+
     def known(self, path: str) -> str | None:
         """The sha256 of ``path``'s file as its cache row vouches for it (None: read it)."""
         row = self._trusted.get(path)
