@@ -206,3 +206,23 @@ def test_a_listing_leaves_no_collector_pass_over_what_it_built(store_path: Path)
         finally:
             gc.unfreeze()
         assert any(obj is program_own for obj in gc.get_objects())  # the check can fail
+
+
+def test_the_labels_under_a_prefix_are_a_range_not_every_block(store_path: Path) -> None:
+    """What a plugin's run asks of its namespace (``file:<tag>:`` labels an agent may have
+    created): the labels under the prefix, by a range of the key; blocks of the owner outside
+    it cost nothing (the run read every block of the owner, 100,000 at scale)."""
+    with blocksync.open(store_path) as ws:
+        index = versions.VersionIndex(ws.index_db)
+        with ws.transaction("seed") as tx:
+            for label in ("ns:a", "ns:b/c", "ns;", "ns", "nt:a", "ns:gone"):
+                tx.create("alice", label, "x\n")
+            tx.create("bob", "ns:bob", "x\n")
+        ws.blocks.delete("alice", "ns:gone")
+        assert index.labels_under("alice", "ns:") == ["ns:a", "ns:b/c"]
+        assert index.labels_under("alice", "\U0010ffff") == []  # no next character: no bound
+        small = _steps(ws, lambda: index.labels_under("alice", "ns:"))
+        _fill_both(ws, 0, 2000)
+        assert index.labels_under("alice", "ns:") == ["ns:a", "ns:b/c"]
+        big = _steps(ws, lambda: index.labels_under("alice", "ns:"))
+    assert big < 2 * small + 2, (small, big)

@@ -242,6 +242,11 @@ class BaseIndex:
         as the version index in the same file holds them (catch it up first)."""
         return VersionIndex(self.db).latest_contents(owner)
 
+    def labels_under(self, owner: str, prefix: str) -> list[str]:
+        """The labels of ``owner``'s existing blocks starting with ``prefix`` (the version
+        index's, in the same file: catch it up first)."""
+        return VersionIndex(self.db).labels_under(owner, prefix)
+
     def latest_contents_of(self, owner: str, labels: Iterable[str]) -> dict[str, tuple[int, str]]:
         """``latest_contents`` of ``labels`` only."""
         return VersionIndex(self.db).latest_contents_of(owner, labels)

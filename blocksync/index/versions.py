@@ -449,6 +449,18 @@ class VersionIndex:
         )
         return {label: (version, blob) for label, version, blob in rows}
 
+    def labels_under(self, owner: str, prefix: str) -> list[str]:
+        """The labels of ``owner``'s existing blocks that start with ``prefix``, sorted: a
+        range of the key (from ``prefix`` to the string after every one starting with it),
+        not a pass over every block of the owner."""
+        after = _after_prefix(prefix)
+        sql = "SELECT label FROM heads WHERE owner = ? AND label >= ? AND deleted = 0"
+        params = [owner, prefix]
+        if after is not None:
+            sql, params = sql + " AND label < ?", [*params, after]
+        # the range holds exactly the labels under the prefix; without an end, those after it
+        return [label for (label,) in self._rows(sql, params) if label.startswith(prefix)]
+
     def owners_with(self, label: str) -> list[str]:
         """The owners of an existing block labelled ``label``, sorted: a seek per owner in
         ``heads`` (a query of the label alone would read every row: it is no key prefix)."""
@@ -600,3 +612,15 @@ def install(built: Path, path: Path) -> None:
 def remove(path: Path) -> None:
     for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         file.unlink(missing_ok=True)
+
+
+def _after_prefix(prefix: str) -> str | None:
+    """The least string greater than every string starting with ``prefix`` (SQLite compares
+    text by its UTF-8 bytes, i.e. by code points): its last character's successor; None when
+    there is none to take (U+10FFFF, or the successor would be a surrogate: no UTF-8)."""
+    if not prefix:
+        return None
+    last = ord(prefix[-1])
+    if last == 0x10FFFF or 0xD7FF <= last <= 0xDFFF:
+        return None
+    return prefix[:-1] + chr(last + 1)

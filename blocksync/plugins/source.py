@@ -415,15 +415,15 @@ class PluginSource:
         taken = {(e.owner, e.label) for e in bound.values()}
         found: set[str] = set()
         for owner in sorted(self.plugin.spec.owners):
-            for label in index.latest_contents(owner):
+            for label in index.labels_under(owner, namespace):
+                path = label[len(namespace) :]
                 if (
-                    label.startswith(namespace)
+                    path not in known  # the common case at scale: every block bound
                     and (owner, label) not in taken
                     and not names.is_host_label(label)  # the host's own: never a source's
+                    and source_path_problem(path) is None
                 ):
-                    path = label[len(namespace) :]
-                    if path not in known and source_path_problem(path) is None:
-                        found.add(path)
+                    found.add(path)
         return found
 
     def _list_pages(self) -> Iterator[str]:
