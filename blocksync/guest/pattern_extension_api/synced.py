@@ -48,7 +48,9 @@ is then asked for the fingerprints of one page's bound, unchanged-block paths on
 fingerprint at once and reading a path costs a request (S3): it is reconciled in one call.
 
 A path that is not proven unchanged is read once: bytes hashing to the base's sha256 are
-unchanged, any others are decided by the truth table (with the bytes already read).
+unchanged, any others are decided by the truth table (with the bytes already read). A page's
+paths are read together, through `read_many` (by default `read` of each): override it when
+the outside reads many paths in one request (a folder: `sync.read_files`).
 """
 
 from __future__ import annotations
