@@ -29,17 +29,16 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
-from blocksync.fs.disk import FileStat, Folder, is_vcs_path
+from blocksync.fs.disk import FileStat, Folder
 from blocksync.index.base_index import BaseEntry
 from blocksync.index.statcache import Clean
 from blocksync.shared import progress
 from blocksync.shared.apply import sha256
-from blocksync.shared.paths import source_path_problem
 from blocksync.store.blocks import BlockStore
 from blocksync.sync.folder.clean import BasesWritten, CleanRows, Snapshot, unchanged
 from blocksync.sync.folder.hashing import Hashing
 
-from .host.hostfuncs import Files, HostContext
+from .host.hostfuncs import Files, HostContext, folder_path_problem
 from .syncbases import PluginBases
 
 __all__ = ["Latest", "Mirror"]
@@ -53,7 +52,7 @@ class _MirrorRows(CleanRows):
 
     def eligible(self, path: str) -> bool:
         # a path the host would report as skipped (the listing's check) is never clean
-        return source_path_problem(path) is None and not is_vcs_path(path)
+        return folder_path_problem(path) is None
 
 
 class Mirror:
@@ -202,19 +201,19 @@ class Mirror:
         index, not taken from the plugin's word; the native source's run does the same."""
         hashing = self._hashing
         assert hashing is not None
-        read: dict[str, FileStat] = {}
+        read: dict[str, tuple[FileStat, str]] = {}  # path -> its stat and sha256, as read
         for path in paths:
-            text, stat = based[path], hashing.settled(path)
+            text, stat, digest = based[path], hashing.settled(path), hashing.digest(path)
             if (
                 text is not None
                 and stat is not None
-                and hashing.digest(path) == sha256(text.encode("utf-8"))
+                and digest == sha256(text.encode("utf-8"))  # the index entry is this run's
                 and self._rows.eligible(path)
             ):
-                read[path] = stat
+                read[path] = stat, digest
         entries = self._rows.index.entries_of(self._rows.key, read)
         latest = self._latest_of(entries)
-        for path, stat in read.items():
+        for path, (stat, digest) in read.items():
             entry = entries.get(path)
-            if entry is not None and unchanged(entry, hashing.digest(path), latest):
+            if entry is not None and unchanged(entry, digest, latest):
                 clean.still(path, stat)

@@ -279,7 +279,7 @@ class HostContext:
         hashing = self.hashing
         with self.granted() as folder:
             for rel in dict.fromkeys(paths):
-                if source_path_problem(rel) is not None or is_vcs_path(rel):
+                if folder_path_problem(rel) is not None:
                     continue  # outside the folder, or never synced: no listing has it
                 if hashing is not None:
                     known = hashing.known(rel)
@@ -309,7 +309,7 @@ class HostContext:
         budget, hashing = READ_BUDGET, self.hashing
         with self.granted() as folder:
             for rel in dict.fromkeys(paths):
-                problem = _path_problem(rel)
+                problem = folder_path_problem(rel)
                 if problem is not None:
                     texts[rel] = {"unreadable": f"it {problem}"}
                     continue
@@ -368,7 +368,7 @@ class HostContext:
             raise AccessDenied(f"cannot sync the granted folder: {exc.strerror or exc}")
 
     def _writable_path(self, path: str) -> str:
-        problem = _path_problem(path)
+        problem = folder_path_problem(path)
         if problem is not None:
             raise AccessDenied(f"cannot write {path!r} in the granted folder: it {problem}")
         return path
@@ -484,7 +484,7 @@ class Files(list[str]):
         self.stats = stats
 
 
-def _path_problem(path: str) -> str | None:
+def folder_path_problem(path: str) -> str | None:
     """Why ``path`` is no file of a granted folder the host reads or writes (None: it is)."""
     problem = source_path_problem(path)
     if problem is None and is_vcs_path(path):
