@@ -32,6 +32,7 @@ from blocksync.errors import (
     InvalidLabel,
     UsageError,
 )
+from blocksync.store import gitstore as gitstore_module
 from blocksync.store.bases import BaseChange, Binding, SyncBases, ref_name
 from blocksync.store.gitstore import GitStore
 
@@ -308,6 +309,25 @@ def test_two_paths_swap_blocks_in_one_transaction(gitstore: GitStore) -> None:
     assert bases.binding_for_block("o", "b") == Binding("p", "o", "b")
 
 
+def _reads(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, method: str, message: str, numbers: range
+) -> list[bytes]:
+    """The ids GitStore.``method`` is asked for by a transaction, on a fresh handle (no tree
+    read before), setting the base of ``p<i>`` (bound to ``o``/``l<i>``) to "new" for each
+    of ``numbers``."""
+    fresh = GitStore(repo)
+    read: list[bytes] = []
+    real = getattr(GitStore, method)
+    monkeypatch.setattr(GitStore, method, lambda self, sha: read.append(sha) or real(self, sha))
+    try:
+        with SyncBases(fresh, "src").update(message, "me") as tx:
+            for i in numbers:
+                tx.set_base(f"p{i}", "o", f"l{i}", "new")
+    finally:
+        fresh.close()
+    return read
+
+
 def test_a_new_base_of_a_bound_path_reads_nothing_of_its_block(
     repo: Path, gitstore: GitStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -322,21 +342,31 @@ def test_a_new_base_of_a_bound_path_reads_nothing_of_its_block(
     block_way = set(
         git(repo, "ls-tree", "-r", "-t", "--format=%(objectname)", tree, "blocks").split()
     )
-    fresh = GitStore(repo)  # no tree it has read before
-    read: list[bytes] = []
-    real_tree = GitStore.tree
-    monkeypatch.setattr(
-        GitStore, "tree", lambda self, sha: read.append(sha) or real_tree(self, sha)
-    )
-    try:
-        with SyncBases(fresh, "src").update("rebase", "me") as tx:
-            for i in range(40):
-                tx.set_base(f"p{i}", "o", f"l{i}", "new")
-    finally:
-        fresh.close()
+    read = _reads(repo, monkeypatch, "tree", "rebase", range(40))
     assert read and not {sha.decode() for sha in read} & block_way
     assert SyncBases(gitstore, "src").get("p7") == (Binding("p7", "o", "l7"), "new")
     assert SyncBases(gitstore, "src").binding_for_block("o", "l7") == Binding("p7", "o", "l7")
+    assert_git_fsck(repo)
+
+
+def test_a_transaction_reads_each_folder_once(
+    repo: Path, gitstore: GitStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checks of a transaction's paths (their bindings, their blocks' entries) load the
+    fan-out folders its commit then edits: each is read from git once, even when the store's
+    tree cache no longer holds it (at 100,000 paths it holds a few percent of them; a first
+    sync's commits read every folder three or four times)."""
+    bases = SyncBases(gitstore, "src")
+    with bases.update("bind", "me") as tx:
+        for i in range(40):
+            tx.set_base(f"p{i}", "o", f"l{i}", "old")
+    root = git(repo, "rev-parse", "refs/sync/src^{tree}").strip().encode()
+    monkeypatch.setattr(gitstore_module, "TREE_CACHE", 0)
+    read = _reads(repo, monkeypatch, "object", "more", range(30, 70))  # ten re-based, 30 new
+    again = {sha for sha in read if read.count(sha) > 1}
+    assert len(read) > 40 and again <= {root}, again  # the root: checked for its format too
+    for i in (0, 35, 69):
+        assert bases.get(f"p{i}") == (Binding(f"p{i}", "o", f"l{i}"), "new" if i >= 30 else "old")
     assert_git_fsck(repo)
 
 

@@ -128,7 +128,7 @@ class Seed:
         """The bases of the paths the plugin resolved without recording one itself."""
         if batch.dry_run:
             return
-        written = {path for path, _, _ in batch.bases.written()}
+        written = batch.bases.staged_paths
         for result in results:
             path = result.path
             if not isinstance(result, Resolved) or path in written:

@@ -128,14 +128,14 @@ class PluginBases:
         batch = self.batch
         # the reconcile driving this call read the index already; else read it now
         entries = (
-            dict(batch.bound)
+            batch.bound
             if batch is not None and batch.bound is not None
-            else (index.entries(self.bases))
+            else index.entries(self.bases)
         )
-        staged: dict[str, dict[str, object]] = {}
-        if batch is not None:  # this call's own base writes come first
-            for path, binding, content in batch.bases.written():
-                entries.pop(path, None)
+        staged: dict[str, dict[str, object] | None] = {}
+        if batch is not None:  # this call's own base writes come first (None: forgotten)
+            for path, binding, content in batch.bases.written(paths or None):
+                staged[path] = None
                 if binding is not None and content is not None:
                     # the plugin is told to look closer (agent-changed), never left to think
                     # that a path with a staged base has none
@@ -146,7 +146,11 @@ class PluginBases:
                         "base-sha256": digest,
                         "agent-changed": True,
                     }
-        wanted = entries.keys() if not paths else [p for p in dict.fromkeys(paths) if p in entries]
+        wanted = [
+            p
+            for p in (dict.fromkeys(paths) if paths else entries)
+            if p in entries and p not in staged
+        ]
         blocks.catch_up_index()
         owners = {entries[p].owner for p in wanted}
         if paths:  # a page: its own blocks only, each found by its key
@@ -168,9 +172,7 @@ class PluginBases:
                 "base-sha256": entry.base_sha256,
                 "agent-changed": newest is None or newest[1] != entry.base_blob,
             }
-        for path, state in staged.items():
-            if not paths or path in paths:
-                states[path] = state
+        states.update((path, state) for path, state in staged.items() if state is not None)
         return json.dumps(states, ensure_ascii=False)
 
     def latest(self, entries: dict[str, BaseEntry]) -> dict[str, dict[str, tuple[int, str]]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, KeysView, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -137,7 +137,7 @@ class SyncBases:
 
     def get(self, path: str) -> tuple[Binding, str] | None:
         """``path``'s binding and base content; None if it has no base."""
-        return self._read(self._git.commit_tree(self.head()), path)
+        return self._read(self._root(), path)
 
     def text(self, blob: str) -> str:
         """The base text stored in git blob ``blob`` (an id from :meth:`changes` or an index)."""
@@ -165,7 +165,7 @@ class SyncBases:
         """The binding of the path that block (owner, label) mirrors, if any."""
         names.validate(owner, "owner")
         names.validate(label, "label")
-        return self._block_binding(self._git.commit_tree(self.head()), owner, label)
+        return self._block_binding(self._root(), owner, label)
 
     def changes(self, since: str | None) -> list[BaseChange]:
         """What differs between commit ``since`` (None: nothing) and the ref now, by path.
@@ -189,7 +189,11 @@ class SyncBases:
                 out.append(BaseChange(binding.path, None, None))
         return sorted(out, key=lambda c: c.path)
 
-    def _read(self, tree: bytes | None, path: str) -> tuple[Binding, str] | None:
+    def _root(self) -> TreeEditor:
+        """The ref's tree now, to read."""
+        return TreeEditor(self._git, self._git.commit_tree(self.head()))
+
+    def _read(self, tree: TreeEditor, path: str) -> tuple[Binding, str] | None:
         found = self._lookup(tree, path)
         if found is None:
             return None
@@ -199,9 +203,9 @@ class SyncBases:
         except UnicodeDecodeError as exc:
             raise self._corrupt(f"the base of {path!r} is not UTF-8") from exc
 
-    def _lookup(self, tree: bytes | None, path: str) -> tuple[Binding, bytes] | None:
+    def _lookup(self, tree: TreeEditor, path: str) -> tuple[Binding, bytes] | None:
         """``path``'s binding and base blob id in ``tree``."""
-        folder_sha = self._git.lookup(tree, *base_path(path))
+        folder_sha = tree.lookup(base_path(path))
         if folder_sha is None:
             return None
         entry = self._expected.get(path)
@@ -238,9 +242,9 @@ class SyncBases:
             raise self._corrupt(f"folder {folder_sha.decode()} lacks {exc}") from exc
         return self._binding(binding_sha), base_sha
 
-    def _block_binding(self, tree: bytes | None, owner: str, label: str) -> Binding | None:
+    def _block_binding(self, tree: TreeEditor, owner: str, label: str) -> Binding | None:
         """(owner, label): names validated by the caller."""
-        blob = self._git.lookup(tree, *layout.block_path(owner, label))
+        blob = tree.lookup(layout.block_path(owner, label))
         if blob is None:
             return None
         binding = self._binding(blob)
@@ -309,6 +313,9 @@ class BasesTransaction:
     def _begin(self, head: bytes | None) -> None:
         self._head = head
         self._tree = self._bases._git.commit_tree(head)
+        #: ``_tree``, read through one editor: the lookups of the staged paths load the
+        #: folders the commit then edits (at 100,000 paths no cache holds them till then)
+        self._root = TreeEditor(self._bases._git, self._tree)
         self._staged: dict[str, _StagedBinding] = {}
         self._staged_blocks: dict[tuple[str, str], str | None] = {}  # block -> path
         #: each path's binding and base blob in ``_tree``, looked up once (checks and commit)
@@ -320,7 +327,7 @@ class BasesTransaction:
         """As :meth:`SyncBases.get`, with this transaction's changes applied."""
         if path in self._staged:
             return self._staged[path]
-        return self._bases._read(self._tree, path)
+        return self._bases._read(self._root, path)
 
     def _binding(self, path: str) -> Binding | None:
         if path in self._staged:
@@ -331,13 +338,13 @@ class BasesTransaction:
 
     def _lookup(self, path: str) -> tuple[Binding, bytes] | None:
         if path not in self._found:
-            self._found[path] = self._bases._lookup(self._tree, path)
+            self._found[path] = self._bases._lookup(self._root, path)
         return self._found[path]
 
     def _block_path(self, owner: str, label: str) -> str | None:
         if (owner, label) in self._staged_blocks:
             return self._staged_blocks[(owner, label)]
-        found = self._bases._block_binding(self._tree, owner, label)
+        found = self._bases._block_binding(self._root, owner, label)
         return None if found is None else found.path
 
     # -- changes --------------------------------------------------------------------------
@@ -426,7 +433,7 @@ class BasesTransaction:
             return None
         bases, git = self._bases, self._bases._git
         upgrade.check_writable(git, self._tree, bases.ref.decode())
-        root = TreeEditor(git, self._tree)
+        root = self._root
         objects: list[ShaFile] = []
         had: dict[str, Binding] = {}  # path -> its binding in the tree the changes build on
         # every binding that goes away first: a block may move to a path staged before the one
@@ -465,11 +472,22 @@ class BasesTransaction:
         upgrade.format_entry(root, objects)  # the ref's first commit says its format
         return Draft(root, objects, self.author, self.message)
 
-    def written(self) -> list[tuple[str, Binding | None, str | None]]:
-        """What the committed transaction set: (path, binding, base text), None if forgotten."""
+    @property
+    def staged_paths(self) -> KeysView[str]:
+        """The paths this transaction sets or forgets (a view: asking about one is a lookup,
+        not a walk over a batch that may hold a whole first sync)."""
+        return self._staged.keys()
+
+    def written(
+        self, paths: Iterable[str] | None = None
+    ) -> list[tuple[str, Binding | None, str | None]]:
+        """What the committed transaction set: (path, binding, base text), None if forgotten;
+        of ``paths`` only, when given."""
+        staged = self._staged
+        chosen = staged if paths is None else (p for p in dict.fromkeys(paths) if p in staged)
         return [
-            (path, None, None) if state is None else (path, state[0], state[1])
-            for path, state in self._staged.items()
+            (path, None, None) if (state := staged[path]) is None else (path, *state)
+            for path in chosen
         ]
 
 

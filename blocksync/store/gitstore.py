@@ -731,30 +731,42 @@ class TreeEditor:
     def __init__(self, git: GitStore, sha: bytes | None) -> None:
         self._git = git
         self.sha = sha
+        #: the tree ``sha`` names, once read: a transaction's reads and its commit ask the
+        #: same folders again, and at 100,000 blocks the store's cache has long dropped them
+        self._tree: Tree | None = None
         self._entries: dict[bytes, tuple[int, bytes]] | None = None
         self._children: dict[bytes, TreeEditor] = {}
         self._dirty = False
 
+    def _read(self) -> Tree | None:
+        if self._tree is None and self.sha is not None:
+            self._tree = self._git.tree(self.sha)
+        return self._tree
+
     def entries(self) -> dict[bytes, tuple[int, bytes]]:
         if self._entries is None:
-            self._entries = {}
-            if self.sha is not None:
-                tree = self._git.tree(self.sha)  # by name, unsorted: sorting is write()'s job
-                # copied in one call (an entry at a time was a tenth of a commit's cost)
-                self._entries = dict(tree._entries)
+            tree = self._read()  # by name, unsorted: sorting is write()'s job
+            # copied in one call (an entry at a time was a tenth of a commit's cost)
+            self._entries = {} if tree is None else dict(tree._entries)
         return self._entries
 
     def get(self, name: bytes) -> tuple[int, bytes] | None:
         """The entry ``name`` as :meth:`entries` has it, without listing a tree not edited yet."""
         if self._entries is not None:
             return self._entries.get(name)
-        if self.sha is None:
+        tree = self._read()
+        if tree is None:
             return None
         try:
-            mode, sha = self._git.tree(self.sha)[name]
+            mode, sha = tree[name]
         except KeyError:
             return None
         return mode, sha
+
+    def lookup(self, path: tuple[bytes, ...]) -> bytes | None:
+        """The id ``path`` (names below this tree) names; None if nothing is there."""
+        entry = self.at(path[:-1]).get(path[-1])
+        return None if entry is None else entry[1]
 
     def at(self, path: tuple[bytes, ...]) -> TreeEditor:
         """The subtree ``path`` (names below this tree; empty if absent), as :meth:`child`."""
@@ -813,6 +825,7 @@ class TreeEditor:
                 tree = tree_of(entries)
                 out.append(tree)
                 self.sha = tree.id
+            self._tree = None  # of the old id
         return self.sha
 
 
