@@ -7,6 +7,7 @@ SQLite, real wasmtime."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 
 import blocksync
 from blocksync.errors import AccessDenied
-from blocksync.plugins.batch import BATCH_FAULT_STEPS
+from blocksync.plugins.batch import BATCH_FAULT_STEPS, SyncBatch
 from blocksync.plugins.source import PAGE_FAULT_STEPS, PluginSource
 
 from . import test_plugin_reconcile as reconcile_tests
@@ -104,6 +105,41 @@ def test_a_first_sync_goes_in_pages_each_committed_blocks_then_bases(rig: Rig) -
     again = rig.ws.reconcile()
     assert again.sources[0].unchanged == 25 and not again.sources[0].resolved
     assert len(rig.subjects(f"refs/sync/{KEY}")) == 3  # nothing changed: nothing committed
+
+
+def test_a_long_first_sync_commits_batches_that_double(rig: Rig) -> None:
+    """Each commit rewrites the fan-out folders its paths touch, which a first sync's page
+    nearly all touches: past the first pages, a batch is committed once it holds as many
+    paths as the run committed before (10, 10, 20, 40: four commits, not eight), so the
+    commits of a run stay logarithmic in its paths. Every page is still its own call."""
+    paths = sorted(rig.files(80))
+    calls = calls_of(rig.source)
+    report = rig.ws.reconcile()
+    assert report.sources[0].error is None and len(report.sources[0].resolved) == 80
+    assert calls == [paths[i : i + PAGE] for i in range(0, 80, PAGE)]
+    batches = [f"reconcile {KEY} ({n} of 80 paths)" for n in (10, 20, 40, 80)]
+    assert rig.subjects("main")[-4:] == batches
+    assert rig.subjects(f"refs/sync/{KEY}") == batches
+    assert all(rig.block(p) == rig.base(p) == rig.read(p) for p in paths)
+    assert rig.ws.reconcile().sources[0].unchanged == 80
+
+
+def test_the_collector_waits_for_the_end_of_a_paged_run(rig: Rig) -> None:
+    """The staged pages of a first sync are a heap that only grows: collections amid them
+    walk it all and find nothing to free (a fifth of a 30,000-path first sync). The run
+    pauses the collector, as the folder source's does, and leaves it on after."""
+    rig.files(25)
+    enabled: list[bool] = []
+    reconcile = rig.source.bridge.reconcile
+
+    def spy(paths: list[str]) -> Any:
+        enabled.append(gc.isenabled())
+        return reconcile(paths)
+
+    rig.source.bridge.reconcile = spy  # type: ignore[method-assign]
+    assert gc.isenabled()
+    assert rig.ws.reconcile().sources[0].error is None
+    assert enabled == [False, False, False] and gc.isenabled()
 
 
 def test_pages_mix_listed_and_bound_paths_and_every_direction(rig: Rig) -> None:
@@ -349,6 +385,9 @@ def test_block_and_base_writes_in_one_call_keep_their_checks(rig: Rig) -> None:
         )
     )
     assert json.loads(host.read_blocks(OWNER, ["x", "y"])) == {"x": "ONE\n", "y": None}
+    assert json.loads(host.read_blocks(OWNER, [])) == {}
+    with pytest.raises(AccessDenied, match="attached only to"):
+        host.read_blocks("bob", ["x"])
     with pytest.raises(AccessDenied, match="attached only to"):
         host.write_blocks(json.dumps([{"owner": "bob", "label": "z", "content": "z\n"}]))
     with pytest.raises(AccessDenied, match="JSON"):
@@ -361,6 +400,48 @@ def test_block_and_base_writes_in_one_call_keep_their_checks(rig: Rig) -> None:
         bases.set_bases(json.dumps([{"path": "z.md", "owner": "bob", "label": "z", "content": ""}]))
     bases.set_bases(json.dumps([{"path": "x.md", "owner": OWNER, "label": "x", "content": None}]))
     assert rig.base("x.md") is None
+
+
+def test_a_page_of_block_reads_asks_the_index_once(rig: Rig) -> None:
+    """sync.read-blocks of a page's labels (a first sync asks for a thousand, most of them
+    no block yet) reads the version index once for all of them, in a reconcile's batch and
+    outside one (it asked three times per label). In the batch, what a block was read at is
+    kept: a write over a newer version is left for the next run."""
+    with rig.ws.transaction("fill") as tx:
+        for i in range(0, 300, 2):
+            tx.create(OWNER, f"b{i:03}", f"{i}\n")
+    labels = [f"b{i:03}" for i in range(300)]
+    expected = {label: f"{i}\n" if i % 2 == 0 else None for i, label in enumerate(labels)}
+    plugin = rig.ws.plugins.get(KEY)
+    assert plugin.sync_bases is not None
+    statements: list[str] = []
+    conn = rig.ws.index_db.conn
+    conn.set_trace_callback(statements.append)
+    try:
+        assert json.loads(plugin.host.read_blocks(OWNER, labels)) == expected
+        outside, statements[:] = len(statements), []
+        batch = SyncBatch(rig.ws.blocks, plugin.sync_bases.bases, "page", "me", dry_run=False)
+        with batch.attached(plugin.host):
+            assert json.loads(plugin.host.read_blocks(OWNER, labels)) == expected
+            inside = len(statements)
+            rig.ws.blocks.update(OWNER, "b000", "an agent meanwhile\n")
+            plugin.host.write_blocks(
+                json.dumps(
+                    [
+                        {"owner": OWNER, "label": "b000", "content": "page\n"},
+                        {"owner": OWNER, "label": "b002", "content": "page\n"},
+                        {"owner": OWNER, "label": "b001", "content": "new\n", "create": True},
+                    ]
+                )
+            )
+    finally:
+        conn.set_trace_callback(None)
+    assert outside <= 5 and inside <= 5, (outside, inside, statements)
+    batch.commit()
+    assert (OWNER, "b000") in batch.blocks.stale
+    assert rig.ws.blocks.read(OWNER, "b000").content == "an agent meanwhile\n"
+    assert rig.ws.blocks.read(OWNER, "b002").content == "page\n"
+    assert rig.ws.blocks.read(OWNER, "b001").content == "new\n"
 
 
 def test_a_listing_carries_on_after_a_cursor_an_instance_never_gave(rig: Rig) -> None:

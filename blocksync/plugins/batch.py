@@ -21,7 +21,7 @@ its old base. The rest of the call commits: one busy block never fails a batch o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol, Self
@@ -98,6 +98,31 @@ class BlockBatch:
         block = self._store.read(owner, label)  # the newest version (BlockNotFound if none)
         self._seen.setdefault(key, block.version)
         return block.content
+
+    def read_many(self, owner: str, labels: Iterable[str]) -> dict[str, str | None]:
+        """:meth:`read` of each of ``labels`` (None: no block). Those neither written nor
+        known are read by one index query (:meth:`BlockStore.newest_of`), and the rows of
+        all are loaded for the writes that may follow (a page's creates and updates), not
+        looked up one block at a time."""
+        keys = [(owner, label) for label in dict.fromkeys(labels)]
+        # written or known blocks are read as :meth:`read` reads them
+        near = {key for key in keys if key in self._written or key in self._known}
+        newest = self._store.newest_of(owner, (key[1] for key in keys if key not in near))
+        self.blocks.preload(keys)  # after newest_of caught the index up
+        found: dict[str, str | None] = {}
+        for key in keys:
+            label = key[1]
+            if key in near:
+                try:
+                    found[label] = self.read(owner, label)
+                except BlockNotFound:
+                    found[label] = None
+            elif label in newest:
+                version, found[label] = newest[label]
+                self._seen.setdefault(key, version)
+            else:
+                found[label] = None
+        return found
 
     def create(self, owner: str, label: str, content: str, description: str) -> None:
         self.blocks.create(owner, label, content, description=description)

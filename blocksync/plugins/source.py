@@ -6,10 +6,11 @@ in pages. The host first asks for every path of its source (``paging.list-paths`
 each a call of its own), unions them with the paths it holds bases for, and calls ``reconcile``
 on :data:`PAGE_SIZE` of them at a time, deduplicated and sorted: every call stays far under the
 per-call time limit, whatever the source's size. Pages' writes are staged in a
-:class:`~blocksync.plugins.batch.SyncBatch` and committed (blocks, then bases) as soon as a
-page's worth of paths is written, before the next page is asked for: each page of a first sync
-is its own commit, while a run that changes a few paths here and there commits once, as an
-unpaged run does (a commit rewrites the trees it touches, however little it holds). A page that
+:class:`~blocksync.plugins.batch.SyncBatch` and committed (blocks, then bases) between two
+pages once a page's worth of paths is written and at least as many as the run committed
+before (``_Pending.due``): a first sync commits batches that double (a commit rewrites the
+fan-out folders it touches, so its cost grows with the blocks committed already), while a run
+that changes a few paths here and there commits once, as an unpaged run does. A page that
 fails, or a process killed, keeps what was committed before it; the next run decides the rest
 from their old bases. A plugin without ``paging`` (or whose ``paged`` says
 no) gets one ``reconcile`` call per run, as the seed has it: the WIT's empty list asks it for
@@ -60,6 +61,7 @@ from dataclasses import dataclass, field
 
 from blocksync import names
 from blocksync.index.base_index import BaseEntry
+from blocksync.shared import collector
 from blocksync.shared.paths import source_path_problem
 from blocksync.shared.truth import Action
 from blocksync.store.blocks import BlockStore
@@ -187,7 +189,11 @@ class PluginSource:
         self.label_namespace()  # a bad declaration is refused before any call, not amid one
         self._written_blocks, self._written_bases = [], []
         if wanted is None and self.bridge.paged():
-            return self._paged(mode)
+            # as the folder source's run: the collections a first sync's staged pages would
+            # trigger walk a heap that only grows (they found nothing to free, and cost a
+            # fifth of a 30,000-path first sync); the one due afterwards runs once
+            with collector.paused():
+                return self._paged(mode)
         bound = self.bases.index().entries(self.bases.bases)
         # a run over all paths is guarded, its calls' deletions counted together
         counted: dict[str, list[str]] | None
@@ -355,7 +361,7 @@ class PluginSource:
                     counted[side] += found
                 self._guard(counted, plan.bound_count)  # before this page's writes commit
             done = start + len(page)
-            if done == len(paths) or pending.staged >= self.page_size:
+            if done == len(paths) or pending.due(self.page_size):
                 # counting the paths found unchanged before the pages as done
                 done, total = done + len(plan.considered) - len(paths), len(plan.considered)
                 pending.commit(f"reconcile {self.key} ({done} of {total} paths)", outcome)
@@ -660,14 +666,15 @@ class _Plan:
 
 class _Pending:
     """The pages of a paged reconcile not committed yet: their writes staged in one batch,
-    their outcome kept. Committed once a page's worth of paths is written (each page of a
-    first sync; a run that changes little commits once, as an unpaged one would), and at the
-    end: a commit costs a rewrite of the trees it touches, whatever it holds."""
+    their outcome kept. Committed when :meth:`due` (a run that changes little commits once,
+    as an unpaged one would), and at the end."""
 
     def __init__(self, source: PluginSource, dry_run: bool, known: Latest) -> None:
         self.source = source
         self.dry_run = dry_run
         self.known = known
+        #: paths committed by the run so far
+        self.committed = 0
         self._fresh()
 
     def _fresh(self) -> None:
@@ -687,7 +694,18 @@ class _Pending:
     @property
     def staged(self) -> int:
         """Paths whose bases this batch writes (a path written is a path worth keeping)."""
-        return len(self.batch.bases.written())
+        return len(self.batch.bases.staged_paths)
+
+    def due(self, page_size: int) -> bool:
+        """Whether the staged pages are worth a commit: a page's worth of paths written, and
+        at least as many as the run committed before. A commit rewrites every fan-out folder
+        its paths touch, and a first sync's page touches nearly all of them: its cost grows
+        with what is committed already, not with the page. Doubling the batches keeps the
+        commits of a run logarithmic in its paths (a first sync of 100,000 files makes 8,
+        not 100) and their whole cost linear; a process killed loses the pages since the
+        last commit, fewer than the run committed (the native source, committing once, loses
+        all of its run)."""
+        return self.staged >= max(page_size, self.committed)
 
     def reconcile(self, page: list[str], bound: dict[str, BaseEntry]) -> ReconcileOutcome:
         """One ``reconcile`` call on ``page``, its writes staged; its own outcome."""
@@ -704,6 +722,7 @@ class _Pending:
             self.batch.blocks.message = self.batch.bases.message = message
             self.source._commit_outcome(self.batch, self.outcome)
             self.source._step("page-committed")
+            self.committed += self.staged
         _extend(into, self.outcome)
         self._fresh()
 

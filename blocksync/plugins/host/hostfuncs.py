@@ -35,7 +35,6 @@ from wasmtime.component import LinkerInstance, Record, Variant
 from blocksync import deadlines
 from blocksync.errors import (
     AccessDenied,
-    BlockNotFound,
     BlocksyncError,
     MergeConflict,
     TransportError,
@@ -193,12 +192,16 @@ class HostContext:
 
     def read_blocks(self, owner: str, labels: list[str]) -> str:
         """See ``sync.read-blocks`` in the WIT."""
-        found: dict[str, str | None] = {}
+        if not labels:
+            return "{}"
         for label in labels:
-            try:
-                found[label] = self.memory_read_block(owner, label)
-            except BlockNotFound:
-                found[label] = None
+            store = self.require(owner, label, PermissionLevel.READ_ONLY, "read")
+        found: dict[str, str | None]
+        if self.batch is not None:
+            found = self.batch.read_many(owner, labels)
+        else:
+            newest = store.newest_of(owner, labels)
+            found = {label: newest[label][1] if label in newest else None for label in labels}
         return json.dumps(found, ensure_ascii=False)
 
     def write_blocks(self, writes: str) -> None:
