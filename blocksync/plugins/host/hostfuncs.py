@@ -194,7 +194,7 @@ class HostContext:
         """See ``sync.read-blocks`` in the WIT."""
         if not labels:
             return "{}"
-        for label in labels:
+        for label in labels:  # each checked as memory-read-block checks it
             store = self.require(owner, label, PermissionLevel.READ_ONLY, "read")
         found: dict[str, str | None]
         if self.batch is not None:
