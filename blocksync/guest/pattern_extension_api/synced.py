@@ -42,7 +42,7 @@ the base; two optional hooks let a source say so without reading the path:
 
 **Pages.** A `SyncedSource` is `paged`: the host lists its paths first (`list_page`, from
 `list_paths`, in pages) and then calls `reconcile` on a page of paths at a time, each page one
-call committed on its own, so a source of 100,000 paths never needs one long call. `digests`
+call whose writes are committed whole, so a source of 100,000 paths never needs one long call. `digests`
 is then asked for the fingerprints of one page's bound, unchanged-block paths only (a folder:
 `sync.file_digests`). Set `paged = False` for a source whose whole listing gives every
 fingerprint at once and reading a path costs a request (S3): it is reconciled in one call.
