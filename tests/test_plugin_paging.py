@@ -1,9 +1,9 @@
 """A paged data-block plugin (the WIT's ``paging``: blocksync.plugins.PluginSource): the host lists
 the ``files`` plugin's paths, then reconciles them page by page, each page one ``reconcile`` call
-whose writes are committed whole (first pages one by one, then in batches that double). Pages are made small here (``page_size``) so that a few dozen files
-make several. Plugins without ``paging`` (``hostile_paths``: a plain DataBlockExtension; ``s3``:
-``paged = False``) keep the one call of the seed. Real git (checked with the git CLI), real
-SQLite, real wasmtime."""
+whose writes are committed whole (the first pages one by one, then in batches that double).
+Pages are made small here (``page_size``) so that a few dozen files make several. Plugins without
+``paging`` (``hostile_paths``: a plain DataBlockExtension; ``s3``: ``paged = False``) keep the one
+call of the seed. Real git (checked with the git CLI), real SQLite, real wasmtime."""
 
 from __future__ import annotations
 

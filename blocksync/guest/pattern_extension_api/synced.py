@@ -41,11 +41,11 @@ the base; two optional hooks let a source say so without reading the path:
   text (`sync.base`). Return False when in doubt: it only ever costs a read.
 
 **Pages.** A `SyncedSource` is `paged`: the host lists its paths first (`list_page`, from
-`list_paths`, in pages) and then calls `reconcile` on a page of paths at a time, each page one
-call whose writes are committed whole, so a source of 100,000 paths never needs one long call. `digests`
+`list_paths`, in pages) and then calls `reconcile` on a page of paths at a time, each page one call
+whose writes are committed whole, so a source of 100,000 paths never needs one long call. `digests`
 is then asked for the fingerprints of one page's bound, unchanged-block paths only (a folder:
-`sync.file_digests`). Set `paged = False` for a source whose whole listing gives every
-fingerprint at once and reading a path costs a request (S3): it is reconciled in one call.
+`sync.file_digests`). Set `paged = False` for a source whose whole listing gives every fingerprint
+at once and reading a path costs a request (S3): it is reconciled in one call.
 
 A path that is not proven unchanged is read once: bytes hashing to the base's sha256 are
 unchanged, any others are decided by the truth table (with the bytes already read). A page's
