@@ -137,7 +137,7 @@ class SyncBases:
 
     def get(self, path: str) -> tuple[Binding, str] | None:
         """``path``'s binding and base content; None if it has no base."""
-        return self._read(self._root(), path)
+        return self._read(self._tree_now(), path)
 
     def text(self, blob: str) -> str:
         """The base text stored in git blob ``blob`` (an id from :meth:`changes` or an index)."""
@@ -165,7 +165,7 @@ class SyncBases:
         """The binding of the path that block (owner, label) mirrors, if any."""
         names.validate(owner, "owner")
         names.validate(label, "label")
-        return self._block_binding(self._root(), owner, label)
+        return self._block_binding(self._tree_now(), owner, label)
 
     def changes(self, since: str | None) -> list[BaseChange]:
         """What differs between commit ``since`` (None: nothing) and the ref now, by path.
@@ -189,7 +189,7 @@ class SyncBases:
                 out.append(BaseChange(binding.path, None, None))
         return sorted(out, key=lambda c: c.path)
 
-    def _root(self) -> TreeEditor:
+    def _tree_now(self) -> TreeEditor:
         """The ref's tree now, to read."""
         return TreeEditor(self._git, self._git.commit_tree(self.head()))
 
