@@ -241,6 +241,49 @@ def test_a_guest_stuck_in_a_wasi_call_fails_as_a_timeout_and_the_process_exits(
     assert queued == ["Hostile block source"]
 
 
+def test_the_waiter_of_a_call_queued_behind_a_stuck_one_never_takes_its_timeout(
+    tmp_path: Path,
+) -> None:
+    """Whichever waiter finds the running call stuck past its limit abandons the thread: the
+    stuck call fails as a timeout, and the call queued behind it runs on the new thread. (The
+    waiter of a queued call raised the timeout as its own, its call never run, and reset the
+    stuck call's start, so that call's own waiter waited forever: CI hung on it once.) Here
+    nothing waits for the stuck call, so only the queued call's waiter can see it."""
+    granted = tmp_path / "granted"
+    granted.mkdir()
+    os.mkfifo(granted / "fifo")
+    store = make_store(
+        tmp_path / "store",
+        {
+            "stuck": {
+                "path": built_plugin("hostile_block", wasi=True),
+                "dir": str(granted),
+                "config": {"mode": "fifo"},
+                "limits": {"timeout": 1},
+            }
+        },
+    )
+    done = _run(
+        f"""
+        import json, blocksync
+        ws = blocksync.open({str(store)!r})
+        plugin = ws.plugins.get("stuck")
+        stuck = plugin._worker.submit(plugin._call, "data-block", "reconcile", ([],))
+        queued = plugin.call("data-block", "name")
+        try:
+            outcome = repr(stuck.result(timeout=60))
+        except Exception as exc:
+            outcome = str(exc)
+        print(json.dumps([queued, outcome]))
+    """,
+        timeout=120,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
+    queued, stuck = json.loads(done.stdout.strip().splitlines()[-1])
+    assert queued == "Hostile block source"
+    assert "data-block.reconcile" in stuck and "stuck in a WASI call" in stuck, stuck
+
+
 def test_plugin_lines_go_to_its_log_file_and_to_the_terminal_only_when_asked(
     tmp_path: Path,
 ) -> None:

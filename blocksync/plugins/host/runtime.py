@@ -25,9 +25,9 @@ Keeping the process alive around a hostile guest:
 * Host functions never raise into wasmtime-py (see :mod:`.hostfuncs`).
 * Host functions are bounded by the call's time limit (:mod:`blocksync.deadlines`). A WASI
   call the guest makes (a FIFO opened in its granted folder) cannot be: when a call runs
-  :data:`STUCK_GRACE` seconds past its limit, the caller stops waiting and the call fails with
-  reason ``timeout``; the worker thread, a daemon, is abandoned with its instance, and a new
-  one serves the next calls.
+  :data:`STUCK_GRACE` seconds past its limit, the first waiter to see it (its own caller, or
+  the caller of a call queued behind it) fails that call with reason ``timeout``; the worker
+  thread, a daemon, is abandoned with its instance, and a new one serves the queued calls.
 
 Hot reload: before each call, on the worker thread, a plugin compares its file's identity
 (``os.stat``: device, inode, size, mtime_ns) with the one it last looked at. When it differs the
@@ -53,8 +53,9 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import suppress
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -327,6 +328,8 @@ class _Worker(Executor):
         )
         self._on_idle = on_idle
         self._closed = False
+        #: the future of the work running now (None: idle)
+        self.running: Future[Any] | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -352,10 +355,14 @@ class _Worker(Executor):
             future, work = item
             if not future.set_running_or_notify_cancel():
                 continue
-            try:
-                future.set_result(work())
-            except BaseException as exc:  # noqa: BLE001 - the waiting caller gets it
-                future.set_exception(exc)
+            self.running = future
+            # a call abandoned as stuck has failed already: its thread may come back later
+            with suppress(InvalidStateError):
+                try:
+                    future.set_result(work())
+                except BaseException as exc:  # noqa: BLE001 - the waiting caller gets it
+                    future.set_exception(exc)
+            self.running = None
             del item, future, work  # not kept by the error's traceback (see Plugin._wait)
 
     def hand_over(self, successor: _Worker) -> None:
@@ -466,6 +473,8 @@ class Plugin:
         self._worker = self._new_worker()
         #: when the call running on the worker started (``time.monotonic()``), None between calls
         self._call_started: float | None = None
+        self._call_where = ""  # the function of the call started last
+        self._abandoning = threading.Lock()  # one waiter at a time looks for a stuck call
         self._stdout = _Capture(self.host.log, logging.INFO, spec.key)
         self._stderr = _Capture(self.host.log, logging.WARNING, spec.key)
         self._closed = False
@@ -644,30 +653,45 @@ class Plugin:
         return await asyncio.to_thread(self.call, interface, function, *args)
 
     def _wait(self, future: Future[Any], where: str) -> Any:
-        """The future's result; PluginTrapped when the call running is stuck past its limit."""
+        """The future's result; PluginTrapped when it is the call found stuck past its limit
+        (by this waiter or another: see :meth:`_abandon_if_stuck`)."""
         limit = self.spec.limits.timeout + STUCK_GRACE
         try:
             while True:
                 try:
                     return future.result(timeout=min(limit, 1.0))
                 except FutureTimeout:
-                    started = self._call_started
-                    if started is not None and time.monotonic() - started > limit:
-                        self._abandon_worker()
-                        raise PluginTrapped(
-                            self.name,
-                            self.version,
-                            where,
-                            "timeout",
-                            f"stopped after its time limit of {self.spec.limits.timeout:g} s: "
-                            f"stuck in {self.host.host_call or 'a WASI call (file, clock or stdio)'}"
-                            ", which the limit cannot interrupt; its thread was abandoned",
-                        ) from None
+                    self._abandon_if_stuck(limit)
         finally:
             # An error's traceback keeps this frame, and the future keeps the error: a cycle
             # only the collector frees, rarely, holding the failed call's store (and a huge
             # result) meanwhile; 200 failing calls held gigabytes.
             del future
+
+    def _abandon_if_stuck(self, limit: float) -> None:
+        """If the call running has run past ``limit`` (stuck where the epoch deadline never
+        looks), fail it as a timeout and abandon its thread. Any waiter may find it, the one
+        of a call queued behind it too: the stuck call's own future gets the error, never the
+        finder's (whose call, queued, runs on the new thread)."""
+        with self._abandoning:
+            # the future first: a start read after it is its call's, or a later call's
+            stuck = self._worker.running
+            started = self._call_started
+            if stuck is None or started is None or time.monotonic() - started <= limit:
+                return
+            self._abandon_worker()
+            with suppress(InvalidStateError):  # it ended at this very moment
+                stuck.set_exception(
+                    PluginTrapped(
+                        self.name,
+                        self.version,
+                        self._call_where,
+                        "timeout",
+                        f"stopped after its time limit of {self.spec.limits.timeout:g} s: "
+                        f"stuck in {self.host.host_call or 'a WASI call (file, clock or stdio)'}"
+                        ", which the limit cannot interrupt; its thread was abandoned",
+                    )
+                )
 
     def _abandon_worker(self) -> None:
         """Leave a stuck call's thread (a daemon) with its instance; a new thread serves on."""
@@ -705,6 +729,7 @@ class Plugin:
         live.store.set_epoch_deadline(max(1, round(limits.timeout / TICK_SECONDS)))
         live.store.set_fuel(limits.fuel or UNLIMITED_FUEL)
         self.host.fault = None
+        self._call_where = where
         self._call_started = time.monotonic()
         self.host.deadline = self._call_started + limits.timeout
         try:
