@@ -168,6 +168,21 @@ def test_a_second_run_exits_75_at_once_naming_the_holder(store_path: Path, holde
     assert [(r.status, r.exit_code) for r in runs(store_path)] == [("finished", 0)]
 
 
+def _wait_until_open(pid: int, path: Path, timeout: float = 60) -> None:
+    """Return once process ``pid`` holds ``path`` open (its descriptors in /proc)."""
+    wanted = os.path.realpath(path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+            if any(os.path.realpath(fd) == wanted for fd in fds):
+                return
+        except OSError:
+            pass  # a descriptor closed while we looked: look again
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never opened {path}")
+
+
 def test_wait_waits_for_the_holder_then_runs(store_path: Path, holder: Holder) -> None:
     waiting = subprocess.Popen(
         [BLOCKSYNC, "--store", str(store_path), "sync", "--wait", "--json"],
@@ -177,7 +192,11 @@ def test_wait_waits_for_the_holder_then_runs(store_path: Path, holder: Holder) -
         env=ENV,
     )
     try:
-        time.sleep(1.5)
+        # it is waiting once it holds the lock file open (it retries on that descriptor): a
+        # fixed sleep was too short for its start on a loaded machine, which then found the
+        # lock free and had not waited at all
+        _wait_until_open(waiting.pid, store_path / runlock.LOCK_FILE)
+        time.sleep(0.5)  # a failed attempt or more behind it
         assert waiting.poll() is None, "it should still be waiting for the lock"
         assert holder.release() == 0
         out, err = waiting.communicate(timeout=60)
